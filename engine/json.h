@@ -1,0 +1,57 @@
+/*
+ * JSON access over jsmn tokens (the one translation unit that includes
+ * jsmn.h is json.c). A json_doc borrows the text it was parsed from; token
+ * indices are stable until the next json_parse on the same doc.
+ */
+#ifndef LR_JSON_H
+#define LR_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http_reader.h" /* struct http_buf */
+
+enum json_type { JSON_UNDEFINED = 0, JSON_OBJECT, JSON_ARRAY, JSON_STRING, JSON_PRIMITIVE };
+
+struct json_token {
+	enum json_type type;
+	int start, end;   /* byte span in the text; strings exclude the quotes */
+	int size;         /* children: members of an object, items of an array */
+};
+
+struct json_doc {
+	const char *text;          /* borrowed */
+	size_t len;
+	struct json_token *tok;    /* owner: the doc (grown on demand, reused) */
+	int count, cap;
+};
+
+/* Parses text[0..len). 0 on success; LR_EPROTO when it is not one
+ * complete JSON value (trailing bytes other than whitespace count as
+ * invalid); LR_ENOMEM. */
+int json_parse(struct json_doc *d, const char *text, size_t len);
+void json_doc_free(struct json_doc *d);
+
+/* Index of the token after the whole value at i (its next sibling). */
+int json_skip(const struct json_doc *d, int i);
+/* Index of the value of key in the object at obj, or -1. */
+int json_object_get(const struct json_doc *d, int obj, const char *key);
+/* Follows a dotted path of object keys ("usage.prompt_tokens"), or -1. */
+int json_path(const struct json_doc *d, int obj, const char *path);
+/* True when token i is a string equal to s (raw bytes, no unescaping). */
+bool json_string_eq(const struct json_doc *d, int i, const char *s);
+/* Integer value of a primitive; false when i is not an integer. */
+bool json_get_int(const struct json_doc *d, int i, int64_t *out);
+/* Unescapes string token i into out (NUL-terminated, truncated to cap);
+ * returns the full unescaped length or -1 when i is not a valid string. */
+long json_get_string(const struct json_doc *d, int i, char *out, size_t cap);
+/* Unescaped copy in malloc'd memory (owner: the caller), or NULL. */
+char *json_dup_string(const struct json_doc *d, int i);
+/* Span of the whole value at i including quotes for strings. */
+void json_span(const struct json_doc *d, int i, const char **start, size_t *len);
+
+/* Appends s as a quoted, escaped JSON string. */
+int json_append_string(struct http_buf *b, const char *s, size_t len);
+
+#endif

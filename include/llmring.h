@@ -1,0 +1,199 @@
+/*
+ * llmring: requests to large-language-model HTTP APIs over io_uring.
+ *
+ * The engine is itself a ring: submit requests from any thread, reap
+ * completions. Every function that can fail returns a negative LR_E* code
+ * (or NULL); lr_strerror() describes it and lr_error_name() gives the stable
+ * snake_case code used in batch output ("timeout", "connect_error", ...).
+ *
+ * Ownership:
+ *   - lr_request: the caller's until lr_submit(), which takes it over (also
+ *     on failure). lr_request_free() only for requests never submitted.
+ *   - lr_future: every handle returned by lr_submit() or lr_engine_reap()
+ *     is released exactly once with lr_future_release(). The result it
+ *     points to lives as long as the last handle.
+ */
+#ifndef LLMRING_H
+#define LLMRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(LR_BUILDING_LIBRARY)
+#define LR_API __attribute__((visibility("default")))
+#else
+#define LR_API
+#endif
+
+#define LR_VERSION_MAJOR 0
+#define LR_VERSION_MINOR 1
+#define LR_VERSION_PATCH 0
+#define LR_VERSION_STRING "0.1.0"
+
+/* Error codes. Values are part of the ABI: append, never renumber. */
+enum lr_error {
+	LR_OK = 0,
+	LR_EINVAL = -1,            /* invalid_input: bad argument or request */
+	LR_ENOMEM = -2,            /* out_of_memory */
+	LR_EDUPLICATE = -3,        /* duplicate_custom_id */
+	LR_EAUTH = -4,             /* auth_error: HTTP 401 */
+	LR_EPERMISSION = -5,       /* permission_denied: HTTP 403 */
+	LR_ENOTFOUND = -6,         /* not_found: HTTP 404 */
+	LR_EBADREQUEST = -7,       /* bad_request: HTTP 400, 422 */
+	LR_ECONTEXT = -8,          /* context_length_exceeded */
+	LR_ERATELIMIT = -9,        /* rate_limited: HTTP 429 */
+	LR_EQUOTA = -10,           /* insufficient_quota */
+	LR_EOVERLOADED = -11,      /* overloaded: HTTP 503, 529 */
+	LR_ESERVER = -12,          /* server_error: other 5xx */
+	LR_ECONNECT = -13,         /* connect_error */
+	LR_ECONNRESET = -14,       /* connection_reset */
+	LR_ETIMEOUT = -15,         /* timeout */
+	LR_EPROTO = -16,           /* protocol_error: malformed HTTP/SSE/JSON */
+	LR_ETOOLARGE = -17,        /* response_too_large */
+	LR_ETLS_UNTRUSTED = -18,   /* tls_untrusted */
+	LR_ETLS_NAME = -19,        /* tls_name_mismatch */
+	LR_ETLS_EXPIRED = -20,     /* tls_expired */
+	LR_ETLS_HANDSHAKE = -21,   /* tls_handshake */
+	LR_ECANCELLED = -22,       /* cancelled */
+	LR_EHTTP = -23,            /* http_error: another 4xx status */
+	LR_EUNSUPPORTED = -24,     /* unsupported: feature not built yet */
+	LR_ESYSTEM = -25,          /* system_error: ring setup, fd limit, ... */
+	LR_EIO = -26,              /* io_error: reading or writing a file */
+};
+
+/* Human description of an LR_E* code. Never NULL. */
+LR_API const char *lr_strerror(int err);
+/* Stable snake_case name of an LR_E* code ("timeout"); "ok" for 0. */
+LR_API const char *lr_error_name(int err);
+LR_API const char *lr_version(void);
+
+typedef struct lr_engine lr_engine;
+typedef struct lr_request lr_request;
+typedef struct lr_future lr_future;
+
+/* ---- configuration ---------------------------------------------------- */
+
+typedef struct lr_config {
+	/* Default endpoint for requests that do not name one. NULL: the
+	 * provider default (OPENAI_BASE_URL, then https://api.openai.com/v1). */
+	const char *base_url;
+	/* Bearer key. NULL: OPENAI_API_KEY when the base URL is the provider
+	 * default; no auth header for a custom base URL without a key. */
+	const char *api_key;
+	unsigned max_in_flight;       /* requests on the wire at once (64) */
+	unsigned max_conns_per_origin; /* pool cap per scheme+host+port (0 = max_in_flight) */
+	double connect_timeout_s;     /* TCP connect (10) */
+	double idle_timeout_s;        /* longest silence inside a response (60) */
+	double total_timeout_s;       /* whole attempt (600) */
+	double pool_idle_s;           /* keep an idle pooled connection (90) */
+	size_t max_header_bytes;      /* response header block cap (64 KiB) */
+	size_t max_body_bytes;        /* response body cap (64 MiB) */
+	unsigned ring_entries;        /* SQ size (256) */
+	/* Completed futures are queued for lr_engine_reap() and the
+	 * completion fd becomes readable. Off: use lr_future_wait(). */
+	int reap_completions;
+	/* Force plain io_uring setup flags (no SINGLE_ISSUER/DEFER_TASKRUN).
+	 * Also forced by the environment variable LLMRING_RING_PLAIN=1. */
+	int ring_plain;
+	int max_retries;              /* accepted; only 0 is supported yet */
+} lr_config;
+
+LR_API lr_config lr_config_default(void);
+
+/* ---- engine ----------------------------------------------------------- */
+
+/* Starts the engine thread (which creates its own io_uring). */
+LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out);
+/* Cancels whatever is in flight, waits for the thread, frees the engine.
+ * Outstanding future handles stay valid until released. */
+LR_API void lr_engine_destroy(lr_engine *eng);
+/* Readable when lr_engine_reap() has something (reap_completions only). */
+LR_API int lr_engine_completion_fd(lr_engine *eng);
+/* Moves up to max completed futures into out[]; waits up to timeout_ms
+ * (0: no wait, <0: forever) for the first. Returns how many, or LR_E*. */
+LR_API int lr_engine_reap(lr_engine *eng, lr_future **out, int max, int timeout_ms);
+
+/* Which io_uring setup the engine thread got: "single_issuer+defer_taskrun",
+ * "coop_taskrun" or "plain". NULL before the thread has started. */
+LR_API const char *lr_engine_ring_mode(lr_engine *eng);
+
+typedef struct lr_engine_stats {
+	uint64_t connections_opened;
+	uint64_t connections_reused;   /* requests sent on a pooled connection */
+	uint64_t stale_resends;        /* transport-level resend on a dead pooled connection */
+	uint64_t requests_completed;
+} lr_engine_stats;
+LR_API void lr_engine_get_stats(lr_engine *eng, lr_engine_stats *out);
+
+/* ---- requests --------------------------------------------------------- */
+
+enum lr_endpoint { LR_ENDPOINT_CHAT = 0, LR_ENDPOINT_EMBEDDINGS = 1 };
+enum lr_role { LR_ROLE_SYSTEM, LR_ROLE_USER, LR_ROLE_ASSISTANT };
+
+/* model may be NULL when a JSON body carrying "model" is set. */
+LR_API lr_request *lr_request_new(const char *model);
+LR_API void lr_request_free(lr_request *rq);
+LR_API int lr_request_set_endpoint(lr_request *rq, enum lr_endpoint ep);
+LR_API int lr_request_add_message(lr_request *rq, enum lr_role role, const char *text);
+LR_API int lr_request_set_max_tokens(lr_request *rq, int max_tokens);
+/* A complete JSON request body (OpenAI shape), copied. With a model set
+ * on the request, the body's "model" is replaced by it. */
+LR_API int lr_request_set_body(lr_request *rq, const char *json, size_t len);
+/* Per-request override of the engine's base URL. */
+LR_API int lr_request_set_base_url(lr_request *rq, const char *url);
+/* An extra request header; name or value with CR/LF is LR_EINVAL. */
+LR_API int lr_request_add_header(lr_request *rq, const char *name, const char *value);
+/* Per-request deadlines in seconds; <= 0 keeps the engine default. */
+LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle_s, double total_s);
+LR_API void lr_request_set_user_data(lr_request *rq, void *data);
+
+/* ---- futures ---------------------------------------------------------- */
+
+typedef struct lr_usage {
+	int64_t input_tokens;
+	int64_t output_tokens;
+	int64_t cached_input_tokens;
+} lr_usage;
+
+typedef struct lr_timings {
+	double queued_ms;   /* submit until the request went on the wire */
+	double ttfb_ms;     /* submit until the first response byte */
+	double total_ms;    /* submit until completion */
+} lr_timings;
+
+typedef struct lr_result {
+	int error;                  /* LR_OK or LR_E* */
+	const char *error_message;  /* NULL on success */
+	int http_status;            /* 0 when no response arrived */
+	const char *body;           /* raw response body (NUL-terminated), or NULL */
+	size_t body_len;
+	const char *request_id;     /* x-request-id, or NULL */
+	const char *model;          /* model the response names, or NULL */
+	lr_usage usage;
+	lr_timings timings;
+	int attempts;
+	double retry_after_s;       /* Retry-After / retry-after-ms, or -1 */
+} lr_result;
+
+/* Takes over rq. Never blocks on I/O. NULL only when out of memory or
+ * the engine is shutting down (rq is freed then). */
+LR_API lr_future *lr_submit(lr_engine *eng, lr_request *rq);
+/* 1 when complete, 0 when timeout_ms passed first (<0 waits forever). */
+LR_API int lr_future_wait(lr_future *f, int timeout_ms);
+LR_API int lr_future_done(const lr_future *f);
+/* The result once complete, NULL before. */
+LR_API const lr_result *lr_future_result(const lr_future *f);
+LR_API void *lr_future_user_data(const lr_future *f);
+/* Asks the engine to end the request with LR_ECANCELLED; no effect when
+ * it already completed. The future still completes exactly once. */
+LR_API void lr_future_cancel(lr_future *f);
+LR_API void lr_future_release(lr_future *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

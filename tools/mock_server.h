@@ -1,0 +1,69 @@
+/*
+ * The mock LLM server: an OpenAI-compatible HTTP/1.1 server on its own
+ * io_uring thread, used by `llmring mock`, by `llmring batch --mock`
+ * (in-process, ephemeral loopback port), by the tests and the benchmarks.
+ *
+ * Endpoints: POST /v1/chat/completions (non-streaming and `"stream":true`
+ * SSE with stream_options.include_usage), POST /v1/embeddings, and the same
+ * paths without the /v1 prefix. Tokens are counted as whitespace-separated
+ * words of the message contents (prompt) and of the generated text.
+ *
+ * Faults, by rate (--fault KIND:RATE), per request by the header
+ * `x-mock-fault: KIND`, or by the marker `mock-fault:KIND` anywhere in the
+ * request body (so batch lines can ask for them):
+ *   429            429 with Retry-After: 1 and an OpenAI rate-limit error body
+ *   500, 503       error status with an OpenAI-shaped error body
+ *   reset          a valid head, part of the body, then the connection is reset
+ *   truncate       chunked body cut off before the last chunk, then close
+ *   malformed      200 with a body that is not valid JSON
+ *   slow-headers   headers trickle out one byte every 100 ms
+ *   close          a normal response with Connection: close, then close
+ */
+#ifndef LR_MOCK_SERVER_H
+#define LR_MOCK_SERVER_H
+
+#include <stdint.h>
+
+enum mock_fault {
+	MOCK_FAULT_NONE = 0,
+	MOCK_FAULT_429,
+	MOCK_FAULT_500,
+	MOCK_FAULT_503,
+	MOCK_FAULT_RESET,
+	MOCK_FAULT_TRUNCATE,
+	MOCK_FAULT_MALFORMED,
+	MOCK_FAULT_SLOW_HEADERS,
+	MOCK_FAULT_CLOSE,
+	MOCK_FAULT_COUNT
+};
+
+struct mock_options {
+	const char *host;          /* "127.0.0.1" */
+	uint16_t port;             /* 0: ephemeral */
+	unsigned ttft_ms;          /* delay before the first token (or whole reply) */
+	unsigned itl_ms;           /* delay between streamed tokens */
+	unsigned tokens;           /* completion tokens per reply (16) */
+	uint64_t seed;             /* deterministic fault choice and text */
+	double fault_rate[MOCK_FAULT_COUNT]; /* 0..1 per kind */
+	unsigned close_every;      /* send Connection: close every N responses (0 = never) */
+};
+
+struct mock_server;
+
+void mock_options_default(struct mock_options *o);
+/* Parses "KIND" into a fault; -1 when unknown. */
+int mock_fault_from_name(const char *name);
+/* Binds, starts the server thread. Returns 0 or -errno. */
+int mock_server_start(const struct mock_options *o, struct mock_server **out);
+uint16_t mock_server_port(const struct mock_server *s);
+/* Requests answered so far (all kinds). */
+uint64_t mock_server_requests(const struct mock_server *s);
+/* Connections accepted so far. */
+uint64_t mock_server_connections(const struct mock_server *s);
+/* Stops the thread, closes every socket, frees. */
+void mock_server_stop(struct mock_server *s);
+
+/* `llmring mock ...` (argv[0] is "mock"). Runs until SIGINT/SIGTERM. */
+int mock_main(int argc, char **argv);
+
+#endif
