@@ -71,6 +71,10 @@ struct http_reader {
 	uint64_t body_received;     /* decoded body bytes so far */
 	int status;                 /* final status, once the head is in */
 	unsigned chunk_state;       /* private sub-state of chunk size lines */
+	/* Private to http_reader.c. */
+	unsigned got_bytes : 1;     /* some byte of this response arrived */
+	unsigned hex_digits;        /* digits in the chunk size being read */
+	size_t framing_bytes;       /* bytes of the chunk line or trailers so far */
 	int error;                  /* LR_E* once in HTTP_READ_ERROR */
 	const char *error_message;  /* static string describing the error */
 };
@@ -100,6 +104,9 @@ int http_reader_eof(struct http_reader *r, const struct http_reader_callbacks *c
 
 /* Case-insensitive header lookup in a parsed head; NULL if absent. */
 const struct http_header *http_head_find(const struct http_head *h, const char *name);
+
+/* Nonzero for the RFC 9110 token characters (header names, methods). */
+extern const unsigned char http_token_char[256];
 
 /* ---- request serializer ---- */
 

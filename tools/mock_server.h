@@ -6,7 +6,17 @@
  * Endpoints: POST /v1/chat/completions (non-streaming and `"stream":true`
  * SSE with stream_options.include_usage), POST /v1/embeddings, and the same
  * paths without the /v1 prefix. Tokens are counted as whitespace-separated
- * words of the message contents (prompt) and of the generated text.
+ * words of the message contents (prompt) and of the generated text:
+ * prompt tokens = words in every "content" string value of the request
+ * (embeddings: in the "input" strings; a token array counts its numbers),
+ * counted in the escaped JSON text where \n \t \r are whitespace;
+ * completion tokens = `tokens` (or max_tokens / max_completion_tokens when
+ * smaller, finish_reason "length"), words drawn from a fixed 64-word list
+ * by a hash of (seed, request number, index). Request numbers count from 1
+ * in arrival order across the server; x-request-id is req_mock_<n> and the
+ * completion id chatcmpl-mock-<n>. With ttft_ms a non-streaming reply is
+ * delayed as a whole; a stream sends its head at once, waits ttft_ms, then
+ * sends one SSE event per token, itl_ms apart.
  *
  * Faults, by rate (--fault KIND:RATE), per request by the header
  * `x-mock-fault: KIND`, or by the marker `mock-fault:KIND` anywhere in the
@@ -46,6 +56,9 @@ struct mock_options {
 	uint64_t seed;             /* deterministic fault choice and text */
 	double fault_rate[MOCK_FAULT_COUNT]; /* 0..1 per kind */
 	unsigned close_every;      /* send Connection: close every N responses (0 = never) */
+	unsigned slow_header_ms;   /* slow-headers: delay between head bytes (100; 0 = 100) */
+	int plain_ring;            /* nonzero: no SINGLE_ISSUER|DEFER_TASKRUN (also env
+	                            * LLMRING_RING_PLAIN=1) */
 };
 
 struct mock_server;
@@ -53,6 +66,8 @@ struct mock_server;
 void mock_options_default(struct mock_options *o);
 /* Parses "KIND" into a fault; -1 when unknown. */
 int mock_fault_from_name(const char *name);
+/* The name of a fault ("429", "reset", ...); NULL when out of range. */
+const char *mock_fault_name(int fault);
 /* Binds, starts the server thread. Returns 0 or -errno. */
 int mock_server_start(const struct mock_options *o, struct mock_server **out);
 uint16_t mock_server_port(const struct mock_server *s);

@@ -1,0 +1,179 @@
+/*
+ * TCP over the ring. The connection counts its SQEs in flight; closing
+ * cancels them all (one IORING_ASYNC_CANCEL_ALL by fd), waits for their
+ * CQEs, then closes the fd through the ring, and only then reports
+ * `closed`, so no CQE can ever arrive for freed memory.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+static void conn_submit_close(struct conn *c)
+{
+	c->close_queued = true;
+	c->ops_in_flight++;
+	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_close);
+	if (c->fd >= 0)
+		io_uring_prep_close(sqe, c->fd);
+	else
+		io_uring_prep_nop(sqe); /* keep `closed` asynchronous */
+	c->fd = -1;
+}
+
+/* Every CQE of the connection ends here: the last one of a closing
+ * connection starts the fd close. */
+static void conn_op_done(struct conn *c)
+{
+	c->ops_in_flight--;
+	if (c->closing && !c->close_queued && c->ops_in_flight == 0)
+		conn_submit_close(c);
+}
+
+static void conn_arm_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_recv);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RING_BUF_GROUP;
+	c->recv_armed = true;
+	c->ops_in_flight++;
+}
+
+static void on_close_cqe(struct ring_op *op, int res, unsigned flags)
+{
+	struct conn *c = container_of(op, struct conn, op_close);
+	c->ops_in_flight--;
+	c->h->closed(c); /* may free c */
+}
+
+static void on_recv_cqe(struct ring_op *op, int res, unsigned flags)
+{
+	struct conn *c = container_of(op, struct conn, op_recv);
+	bool more = flags & IORING_CQE_F_MORE;
+	if (flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		if (res > 0 && !c->closing)
+			c->h->received(c, ring_buf(c->ring, bid), (size_t)res);
+		ring_buf_recycle(c->ring, bid);
+	}
+	if (more)
+		return;
+	c->recv_armed = false;
+	if (!c->closing) {
+		if (res > 0 || res == -ENOBUFS) {
+			/* Multishot ended without an error (or the buffers ran
+			 * out and were just replenished): re-arm. */
+			c->ops_in_flight--;
+			conn_arm_recv(c);
+			return;
+		}
+		c->h->eof(c, res); /* 0: orderly shutdown by the peer */
+	}
+	conn_op_done(c);
+}
+
+static void on_send_cqe(struct ring_op *op, int res, unsigned flags)
+{
+	struct conn *c = container_of(op, struct conn, op_send);
+	if (!c->closing) {
+		if (res < 0) {
+			c->h->sent(c, res);
+		} else {
+			c->tx_done += (size_t)res;
+			if (c->tx_done < c->tx_len) {
+				/* Short send: the rest goes out as the next SQE. */
+				struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
+				io_uring_prep_send(sqe, c->fd, c->tx + c->tx_done, c->tx_len - c->tx_done,
+				                   MSG_NOSIGNAL);
+				return; /* still one op in flight */
+			}
+			c->h->sent(c, 0);
+		}
+	}
+	conn_op_done(c);
+}
+
+static void on_connect_cqe(struct ring_op *op, int res, unsigned flags)
+{
+	struct conn *c = container_of(op, struct conn, op_connect);
+	if (!c->closing) {
+		if (res == 0)
+			conn_arm_recv(c);
+		c->h->connected(c, res);
+	}
+	conn_op_done(c);
+}
+
+static void on_socket_cqe(struct ring_op *op, int res, unsigned flags)
+{
+	struct conn *c = container_of(op, struct conn, op_socket);
+	if (res >= 0) {
+		c->fd = res;
+		if (!c->closing) {
+			/* Requests are written whole; never wait for Nagle. */
+			int one = 1;
+			setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_connect);
+			io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)&c->addr, c->addr_len);
+			c->ops_in_flight++;
+		}
+	} else if (!c->closing) {
+		c->h->connected(c, res); /* EMFILE and friends surface here */
+	}
+	conn_op_done(c);
+}
+
+void conn_init(struct conn *c, struct ring *r, const struct conn_handler *h)
+{
+	memset(c, 0, sizeof(*c));
+	c->ring = r;
+	c->h = h;
+	c->fd = -1;
+	c->op_socket.complete = on_socket_cqe;
+	c->op_connect.complete = on_connect_cqe;
+	c->op_send.complete = on_send_cqe;
+	c->op_recv.complete = on_recv_cqe;
+	c->op_close.complete = on_close_cqe;
+}
+
+void conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	memcpy(&c->addr, sa, len);
+	c->addr_len = len;
+	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_socket);
+	io_uring_prep_socket(sqe, sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+	c->ops_in_flight++;
+}
+
+void conn_send(struct conn *c, const char *data, size_t len)
+{
+	c->tx = data;
+	c->tx_len = len;
+	c->tx_done = 0;
+	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
+	io_uring_prep_send(sqe, c->fd, data, len, MSG_NOSIGNAL);
+	c->ops_in_flight++;
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->ops_in_flight == 0) {
+		conn_submit_close(c);
+		return;
+	}
+	if (c->fd >= 0) {
+		struct io_uring_sqe *sqe = ring_sqe(c->ring, NULL);
+		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+	}
+	/* else: the socket SQE is in flight; its CQE closes what it got. */
+}

@@ -1,0 +1,468 @@
+/*
+ * Keep-alive pool. Idle connections of an origin are a LIFO list (the
+ * warmest first) with an idle timer each; a multishot recv stays armed on
+ * idle connections, so a server closing one is noticed at once and it
+ * leaves the pool instead of failing the next request.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmring.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct origin {
+	struct url url;
+	struct pconn *idle_head;    /* most recently used first */
+	unsigned conns;             /* connections counted against the cap */
+	struct http_exchange *queue_head, *queue_tail;
+	struct origin *next;
+};
+
+struct pconn {
+	struct conn conn;
+	struct pool *pool;
+	struct origin *origin;
+	struct http_reader reader;  /* owner: this pconn (its partial buffer) */
+	struct http_exchange *ex;   /* current exchange, or NULL when idle */
+	struct pconn *idle_prev, *idle_next;
+	bool in_idle_list;
+	bool counted;               /* counted in origin->conns */
+	bool connected;
+	bool keep_alive;            /* the current response allows reuse */
+	bool response_done;
+	unsigned served;
+	struct ring_timer idle_timer;
+};
+
+static const struct conn_handler pconn_handler;
+static const struct http_reader_callbacks pconn_reader_cb;
+static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_idle);
+
+/* ---- idle list ---- */
+
+static void idle_remove(struct pconn *pc)
+{
+	if (!pc->in_idle_list)
+		return;
+	if (pc->idle_prev)
+		pc->idle_prev->idle_next = pc->idle_next;
+	else
+		pc->origin->idle_head = pc->idle_next;
+	if (pc->idle_next)
+		pc->idle_next->idle_prev = pc->idle_prev;
+	pc->idle_prev = pc->idle_next = NULL;
+	pc->in_idle_list = false;
+	ring_timer_cancel(pc->pool->ring, &pc->idle_timer);
+}
+
+static void idle_push(struct pconn *pc)
+{
+	struct origin *o = pc->origin;
+	pc->idle_prev = NULL;
+	pc->idle_next = o->idle_head;
+	if (o->idle_head)
+		o->idle_head->idle_prev = pc;
+	o->idle_head = pc;
+	pc->in_idle_list = true;
+	ring_timer_set(pc->pool->ring, &pc->idle_timer, pc->pool->ring->now_ns + pc->pool->cfg.idle_ns);
+}
+
+/* ---- connection lifetime ---- */
+
+static struct http_exchange *queue_pop(struct origin *o)
+{
+	struct http_exchange *ex = o->queue_head;
+	if (ex) {
+		o->queue_head = ex->next_queued;
+		if (!o->queue_head)
+			o->queue_tail = NULL;
+		ex->next_queued = NULL;
+	}
+	return ex;
+}
+
+static void pconn_idle_expired(struct ring_timer *t);
+
+static struct pconn *pconn_open(struct pool *p, struct origin *o)
+{
+	struct pconn *pc = calloc(1, sizeof(*pc)); /* owner: the pool until `closed` */
+	if (!pc)
+		return NULL;
+	conn_init(&pc->conn, p->ring, &pconn_handler);
+	http_reader_init(&pc->reader, p->cfg.max_head_bytes, p->cfg.max_body_bytes);
+	ring_timer_init(&pc->idle_timer, pconn_idle_expired);
+	pc->pool = p;
+	pc->origin = o;
+	pc->counted = true;
+	o->conns++;
+	p->open_conns++;
+	p->stats.connections_opened++;
+	conn_connect(&pc->conn, (const struct sockaddr *)&o->url.addr, o->url.addr_len);
+	return pc;
+}
+
+/* Takes the connection out of service and closes it; a queued exchange
+ * may now get a connection of its own. */
+static void pconn_retire(struct pconn *pc)
+{
+	struct pool *p = pc->pool;
+	struct origin *o = pc->origin;
+	idle_remove(pc);
+	if (pc->counted) {
+		pc->counted = false;
+		o->conns--;
+	}
+	conn_close(&pc->conn);
+	if (o->queue_head && o->conns < p->cfg.max_per_origin && !p->closing)
+		pool_dispatch(p, queue_pop(o), false);
+}
+
+static void pconn_idle_expired(struct ring_timer *t)
+{
+	pconn_retire(container_of(t, struct pconn, idle_timer));
+}
+
+static void pconn_send_request(struct pconn *pc)
+{
+	struct http_exchange *ex = pc->ex;
+	ex->phase = EX_SENDING;
+	ex->phase_start_ns = pc->pool->ring->now_ns;
+	conn_send(&pc->conn, ex->req, ex->req_len);
+}
+
+static void pconn_attach(struct pconn *pc, struct http_exchange *ex)
+{
+	pc->ex = ex;
+	ex->pc = pc;
+	http_reader_reset(&pc->reader);
+	pc->response_done = false;
+	pc->keep_alive = false;
+	if (pc->connected) {
+		pconn_send_request(pc);
+	} else {
+		ex->phase = EX_CONNECTING;
+		ex->phase_start_ns = pc->pool->ring->now_ns;
+	}
+}
+
+/* Ends the current exchange; the connection goes back to the pool when
+ * the response allowed it, else it is closed. */
+static void pconn_finish(struct pconn *pc, int err, const char *msg)
+{
+	struct http_exchange *ex = pc->ex;
+	struct pool *p = pc->pool;
+	pc->ex = NULL;
+	ex->pc = NULL;
+	ex->phase = EX_DONE;
+	if (err == 0 && pc->keep_alive && !p->closing && pc->counted) {
+		pc->served++;
+		struct http_exchange *next = queue_pop(pc->origin);
+		if (next) {
+			next->reused = true;
+			p->stats.connections_reused++;
+			pconn_attach(pc, next);
+		} else {
+			idle_push(pc);
+		}
+	} else {
+		pconn_retire(pc);
+	}
+	ex->h->on_done(ex, err, msg);
+}
+
+/* A transport failure. Before any response byte on a reused connection
+ * the server most likely closed it while idle: send once more, fresh. */
+static void pconn_fail(struct pconn *pc, int err, const char *msg)
+{
+	struct http_exchange *ex = pc->ex;
+	struct pool *p = pc->pool;
+	if (ex->first_byte_ns == 0 && ex->reused && !ex->resent && !p->closing) {
+		ex->resent = true;
+		p->stats.stale_resends++;
+		pc->ex = NULL;
+		ex->pc = NULL;
+		pconn_retire(pc);
+		struct pconn *fresh = pconn_open(p, ex->origin);
+		if (fresh) {
+			ex->reused = false;
+			pconn_attach(fresh, ex);
+			return;
+		}
+		ex->phase = EX_DONE;
+		ex->h->on_done(ex, LR_ENOMEM, "out of memory opening a connection");
+		return;
+	}
+	pconn_finish(pc, err, msg);
+}
+
+/* ---- conn callbacks ---- */
+
+static void pconn_connected(struct conn *c, int err)
+{
+	struct pconn *pc = container_of(c, struct pconn, conn);
+	if (err == 0) {
+		pc->connected = true;
+		if (pc->ex)
+			pconn_send_request(pc);
+		return;
+	}
+	struct http_exchange *ex = pc->ex;
+	const struct url *u = &pc->origin->url;
+	if (ex) {
+		snprintf(ex->error_text, sizeof(ex->error_text), "connect to %s port %u failed: %s%s",
+		         u->host, u->port, strerror(-err),
+		         err == -EMFILE || err == -ENFILE ? " (raise the open-file limit or lower concurrency)" : "");
+		pc->ex = NULL;
+		ex->pc = NULL;
+		ex->phase = EX_DONE;
+		pconn_retire(pc);
+		ex->h->on_done(ex, LR_ECONNECT, ex->error_text);
+		return;
+	}
+	pconn_retire(pc);
+}
+
+static void pconn_sent(struct conn *c, int err)
+{
+	struct pconn *pc = container_of(c, struct pconn, conn);
+	struct http_exchange *ex = pc->ex;
+	if (!ex)
+		return;
+	if (err < 0) {
+		snprintf(ex->error_text, sizeof(ex->error_text), "sending the request failed: %s",
+		         strerror(-err));
+		pconn_fail(pc, LR_ECONNRESET, ex->error_text);
+		return;
+	}
+	if (ex->phase == EX_SENDING) {
+		ex->phase = EX_WAITING;
+		ex->phase_start_ns = pc->pool->ring->now_ns;
+	}
+}
+
+static void pconn_received(struct conn *c, char *data, size_t len)
+{
+	struct pconn *pc = container_of(c, struct pconn, conn);
+	struct http_exchange *ex = pc->ex;
+	if (!ex) {
+		/* Bytes nobody asked for: the connection is out of step. */
+		pconn_retire(pc);
+		return;
+	}
+	uint64_t now = pc->pool->ring->now_ns;
+	if (ex->first_byte_ns == 0)
+		ex->first_byte_ns = now;
+	ex->last_byte_ns = now;
+	ex->phase = EX_RECEIVING;
+	long n = http_reader_feed(&pc->reader, data, len, &pconn_reader_cb, pc);
+	if (n < 0) {
+		pc->keep_alive = false;
+		pconn_finish(pc, (int)n, pc->reader.error_message ? pc->reader.error_message : lr_strerror((int)n));
+		return;
+	}
+	if (pc->response_done) {
+		if ((size_t)n < len)
+			pc->keep_alive = false; /* no pipelining: extra bytes mean trouble */
+		pconn_finish(pc, 0, NULL);
+	}
+}
+
+static void pconn_eof(struct conn *c, int err)
+{
+	struct pconn *pc = container_of(c, struct pconn, conn);
+	struct http_exchange *ex = pc->ex;
+	if (!ex) {
+		pconn_retire(pc); /* the server closed an idle connection */
+		return;
+	}
+	pc->keep_alive = false;
+	if (err == 0) {
+		int r = http_reader_eof(&pc->reader, &pconn_reader_cb, pc);
+		if (r == 0 && pc->response_done) {
+			pconn_finish(pc, 0, NULL);
+			return;
+		}
+		if (r == LR_ECONNRESET) {
+			pconn_fail(pc, LR_ECONNRESET, "connection closed by the server before any response");
+			return;
+		}
+		pconn_finish(pc, r < 0 ? r : LR_EPROTO,
+		             pc->reader.error_message ? pc->reader.error_message
+		                                      : "connection closed in the middle of the response");
+		return;
+	}
+	snprintf(ex->error_text, sizeof(ex->error_text), "connection failed: %s", strerror(-err));
+	pconn_fail(pc, LR_ECONNRESET, ex->error_text);
+}
+
+static void pconn_closed(struct conn *c)
+{
+	struct pconn *pc = container_of(c, struct pconn, conn);
+	pc->pool->open_conns--;
+	http_reader_free(&pc->reader);
+	free(pc);
+}
+
+static const struct conn_handler pconn_handler = {
+	.connected = pconn_connected,
+	.sent = pconn_sent,
+	.received = pconn_received,
+	.eof = pconn_eof,
+	.closed = pconn_closed,
+};
+
+/* ---- reader callbacks ---- */
+
+static int pconn_on_head(void *ctx, const struct http_head *h)
+{
+	struct pconn *pc = ctx;
+	pc->keep_alive = !h->conn_close && !h->close_delimited;
+	return pc->ex->h->on_head(pc->ex, h);
+}
+
+static int pconn_on_body(void *ctx, const char *data, size_t len)
+{
+	struct pconn *pc = ctx;
+	return pc->ex->h->on_body(pc->ex, data, len);
+}
+
+static int pconn_on_done(void *ctx)
+{
+	struct pconn *pc = ctx;
+	pc->response_done = true;
+	return 0;
+}
+
+static const struct http_reader_callbacks pconn_reader_cb = {
+	.on_head = pconn_on_head,
+	.on_body = pconn_on_body,
+	.on_done = pconn_on_done,
+};
+
+/* ---- pool ---- */
+
+void pool_init(struct pool *p, struct ring *r, const struct pool_config *cfg)
+{
+	memset(p, 0, sizeof(*p));
+	p->ring = r;
+	p->cfg = *cfg;
+	if (p->cfg.max_per_origin == 0)
+		p->cfg.max_per_origin = 64;
+}
+
+const struct url *origin_url(const struct origin *o)
+{
+	return &o->url;
+}
+
+struct origin *pool_origin(struct pool *p, const struct url *u)
+{
+	for (struct origin *o = p->origins; o; o = o->next)
+		if (url_same_origin(&o->url, u))
+			return o;
+	struct origin *o = calloc(1, sizeof(*o)); /* owner: the pool's origin list */
+	if (!o)
+		return NULL;
+	o->url = *u;
+	o->next = p->origins;
+	p->origins = o;
+	return o;
+}
+
+static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_idle)
+{
+	struct origin *o = ex->origin;
+	if (allow_idle && o->idle_head) {
+		struct pconn *pc = o->idle_head;
+		idle_remove(pc);
+		ex->reused = true;
+		p->stats.connections_reused++;
+		pconn_attach(pc, ex);
+		return;
+	}
+	if (o->conns < p->cfg.max_per_origin) {
+		struct pconn *pc = pconn_open(p, o);
+		if (!pc) {
+			ex->phase = EX_DONE;
+			ex->h->on_done(ex, LR_ENOMEM, "out of memory opening a connection");
+			return;
+		}
+		ex->reused = false;
+		pconn_attach(pc, ex);
+		return;
+	}
+	ex->phase = EX_QUEUED;
+	ex->phase_start_ns = p->ring->now_ns;
+	ex->next_queued = NULL;
+	if (o->queue_tail)
+		o->queue_tail->next_queued = ex;
+	else
+		o->queue_head = ex;
+	o->queue_tail = ex;
+}
+
+void pool_start(struct pool *p, struct http_exchange *ex)
+{
+	ex->pc = NULL;
+	ex->resent = false;
+	ex->reused = false;
+	ex->first_byte_ns = ex->last_byte_ns = 0;
+	ex->error_text[0] = '\0';
+	if (p->closing) {
+		ex->phase = EX_DONE;
+		ex->h->on_done(ex, LR_ECANCELLED, "the engine is shutting down");
+		return;
+	}
+	pool_dispatch(p, ex, true);
+}
+
+void pool_abort(struct pool *p, struct http_exchange *ex, int err, const char *msg)
+{
+	if (ex->phase == EX_DONE || ex->phase == EX_IDLE)
+		return;
+	if (ex->phase == EX_QUEUED) {
+		struct origin *o = ex->origin;
+		struct http_exchange **pp = &o->queue_head, *prev = NULL;
+		while (*pp && *pp != ex) {
+			prev = *pp;
+			pp = &(*pp)->next_queued;
+		}
+		if (*pp) {
+			*pp = ex->next_queued;
+			if (o->queue_tail == ex)
+				o->queue_tail = prev;
+		}
+		ex->next_queued = NULL;
+	} else if (ex->pc) {
+		struct pconn *pc = ex->pc;
+		pc->ex = NULL;
+		ex->pc = NULL;
+		pconn_retire(pc);
+	}
+	ex->phase = EX_DONE;
+	ex->h->on_done(ex, err, msg);
+}
+
+void pool_close_idle(struct pool *p)
+{
+	p->closing = true;
+	for (struct origin *o = p->origins; o; o = o->next)
+		while (o->idle_head)
+			pconn_retire(o->idle_head);
+}
+
+void pool_free(struct pool *p)
+{
+	struct origin *o = p->origins;
+	while (o) {
+		struct origin *next = o->next;
+		free(o);
+		o = next;
+	}
+	p->origins = NULL;
+}

@@ -1,0 +1,81 @@
+/*
+ * The io_uring loop of one engine thread: SQE allocation that never fails,
+ * CQE dispatch to ring_op callbacks, a provided-buffer ring for multishot
+ * receives, a timer heap driven by the wait timeout of each enter (no timer
+ * SQEs), and a cached clock.
+ *
+ * user_data of every SQE is a struct ring_op pointer embedded in its owner,
+ * or 0 for fire-and-forget SQEs (cancels) whose completion is ignored. The
+ * owner keeps the op's memory alive until its last CQE (libuv's rule:
+ * closing is asynchronous, memory is freed only after the last completion).
+ */
+#ifndef LR_RING_H
+#define LR_RING_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ring_op;
+typedef void (*ring_op_fn)(struct ring_op *op, int res, unsigned cqe_flags);
+struct ring_op {
+	ring_op_fn complete;
+};
+
+struct ring;
+struct ring_timer;
+typedef void (*ring_timer_fn)(struct ring_timer *t);
+struct ring_timer {
+	uint64_t deadline_ns;
+	unsigned heap_index;    /* RING_TIMER_IDLE when not armed */
+	ring_timer_fn fire;
+};
+#define RING_TIMER_IDLE UINT32_MAX
+
+struct ring {
+	struct io_uring uring;
+	const char *mode;           /* setup flags the kernel accepted */
+	uint64_t now_ns;            /* clock at the start of this loop turn */
+
+	/* Provided buffers for multishot recv (group RING_BUF_GROUP). */
+	struct io_uring_buf_ring *buf_ring; /* owner: ring (mmap) */
+	char *buf_base;             /* owner: ring (mmap) */
+	unsigned buf_count, buf_size;
+	unsigned buf_recycled;      /* added since the last advance */
+
+	/* Min-heap of armed timers by deadline. */
+	struct ring_timer **heap;   /* owner: ring; the timers are their owners' */
+	unsigned heap_len, heap_cap;
+};
+
+#define RING_BUF_GROUP 0
+
+/* Creates the ring in the calling thread. plain forces setup flags 0. */
+int ring_init(struct ring *r, unsigned entries, unsigned buf_count, unsigned buf_size, bool plain);
+void ring_exit(struct ring *r);
+
+/* A zeroed SQE with user_data op; submits to make room when the SQ is full. */
+struct io_uring_sqe *ring_sqe(struct ring *r, struct ring_op *op);
+
+/* Submits pending SQEs, waits for at least one CQE or the next timer
+ * (never past max_wait_ns from now), dispatches every CQE, fires due
+ * timers. Returns 0 or -errno of a failed enter. */
+int ring_run_once(struct ring *r, uint64_t max_wait_ns);
+
+/* Provided buffer bid's memory, and giving it back after its bytes were used. */
+static inline char *ring_buf(struct ring *r, unsigned bid)
+{
+	return r->buf_base + (size_t)bid * r->buf_size;
+}
+void ring_buf_recycle(struct ring *r, unsigned bid);
+
+void ring_timer_init(struct ring_timer *t, ring_timer_fn fire);
+void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns);
+void ring_timer_cancel(struct ring *r, struct ring_timer *t);
+static inline bool ring_timer_armed(const struct ring_timer *t)
+{
+	return t->heap_index != RING_TIMER_IDLE;
+}
+
+#endif

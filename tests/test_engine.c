@@ -1,0 +1,1081 @@
+/*
+ * The engine through the public API: result fields, deadlines, malformed
+ * and oversized responses, HTTP status mapping, cancellation, reaping,
+ * shutdown with requests in flight, and load from several threads.
+ * The scripted test server gives exact server behaviour; the in-process
+ * mock server gives volume.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "llmring.h"
+#include "mock_server.h"
+#include "test_server.h"
+
+/* ---- fixture ---------------------------------------------------------- */
+
+#define FX_MAX_FDS 16
+
+/* Everything a test starts; teardown frees it even after a failed assert. */
+struct fx {
+	struct test_server *srv;   /* owned: stopped in teardown */
+	struct mock_server *mock;  /* owned: stopped in teardown */
+	lr_engine *eng;            /* owned: destroyed in teardown */
+	lr_config cfg;             /* adjusted by the test before fx_engine() */
+	char url[64];
+	lr_future **futs;          /* owned: every handle, released in teardown */
+	size_t nfuts, cap;
+	char *scratch;             /* owned: a response the test built */
+	int fds[FX_MAX_FDS];       /* owned: raw sockets a test made */
+	int nfds;
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof *fx);
+	if (!fx)
+		return -1;
+	fx->cfg = lr_config_default();
+	fx->cfg.max_retries = 0;   /* no engine retries yet */
+	*state = fx;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *fx = *state;
+	if (fx->eng)
+		lr_engine_destroy(fx->eng);
+	for (size_t i = 0; i < fx->nfuts; i++)
+		lr_future_release(fx->futs[i]);
+	free(fx->futs);
+	test_server_stop(fx->srv);
+	if (fx->mock)
+		mock_server_stop(fx->mock);
+	for (int i = 0; i < fx->nfds; i++)
+		close(fx->fds[i]);
+	free(fx->scratch);
+	free(fx);
+	return 0;
+}
+
+static void fx_url(struct fx *fx, uint16_t port)
+{
+	snprintf(fx->url, sizeof fx->url, "http://127.0.0.1:%u/v1", (unsigned)port);
+}
+
+static void fx_server(struct fx *fx, ts_handler h, void *ctx)
+{
+	assert_int_equal(test_server_start(h, ctx, &fx->srv), 0);
+	fx_url(fx, test_server_port(fx->srv));
+}
+
+static void fx_mock(struct fx *fx)
+{
+	struct mock_options o;
+	mock_options_default(&o);
+	o.port = 0;
+	assert_int_equal(mock_server_start(&o, &fx->mock), 0);
+	fx_url(fx, mock_server_port(fx->mock));
+}
+
+static void fx_engine(struct fx *fx)
+{
+	fx->cfg.base_url = fx->url;
+	assert_int_equal(lr_engine_new(&fx->cfg, &fx->eng), 0);
+	assert_non_null(fx->eng);
+}
+
+static void fx_track(struct fx *fx, lr_future *f)
+{
+	if (fx->nfuts == fx->cap) {
+		fx->cap = fx->cap ? fx->cap * 2 : 64;
+		fx->futs = realloc(fx->futs, fx->cap * sizeof *fx->futs);
+		assert_non_null(fx->futs);
+	}
+	fx->futs[fx->nfuts++] = f;
+}
+
+static lr_request *new_request(const char *text)
+{
+	lr_request *rq = lr_request_new("gpt-4o-mini");
+	assert_non_null(rq);
+	assert_int_equal(lr_request_add_message(rq, LR_ROLE_USER, text), 0);
+	return rq;
+}
+
+static lr_future *fx_submit_rq(struct fx *fx, lr_request *rq)
+{
+	lr_future *f = lr_submit(fx->eng, rq);
+	assert_non_null(f);
+	fx_track(fx, f);
+	return f;
+}
+
+static lr_future *fx_submit(struct fx *fx)
+{
+	return fx_submit_rq(fx, new_request("hi"));
+}
+
+/* Waits (bounded, so a hung engine fails instead of hanging the suite). */
+static const lr_result *wait_result(lr_future *f)
+{
+	assert_int_equal(lr_future_wait(f, 10000), 1);
+	const lr_result *r = lr_future_result(f);
+	assert_non_null(r);
+	return r;
+}
+
+static void report(const char *what, const lr_result *r)
+{
+	fprintf(stderr, "%s: %s (%s) status %d\n", what, lr_error_name(r->error),
+		r->error_message ? r->error_message : "-", r->http_status);
+}
+
+static void assert_error(const lr_result *r, int err)
+{
+	if (r->error != err) {
+		report("unexpected outcome", r);
+		fail_msg("expected %s, got %s", lr_error_name(err), lr_error_name(r->error));
+	}
+}
+
+static void assert_ok(const lr_result *r)
+{
+	assert_error(r, 0);
+	assert_int_equal(r->http_status, 200);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* Polls until the server has seen n requests (so they are on the wire). */
+static void wait_server_requests(struct fx *fx, unsigned n)
+{
+	for (int i = 0; i < 500 && test_server_requests(fx->srv) < n; i++)
+		sleep_ms(10);
+	assert_int_equal(test_server_requests(fx->srv), n);
+}
+
+/* The body of ts_ok_response. */
+static const char *ok_body(void)
+{
+	return strstr(ts_ok_response, "\r\n\r\n") + 4;
+}
+
+/* A complete response: status line, extra header lines, Content-Length, body. */
+static char *build_response(const char *status_line, const char *headers, const char *body)
+{
+	size_t n = strlen(status_line) + strlen(headers) + strlen(body) + 128;
+	char *out = malloc(n);  /* owned: the caller */
+	assert_non_null(out);
+	snprintf(out, n, "%s\r\nContent-Type: application/json\r\n"
+		 "x-request-id: req_err_1\r\n%sContent-Length: %zu\r\n\r\n%s",
+		 status_line, headers, strlen(body), body);
+	return out;
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+/* Answers every request the same way. */
+struct canned {
+	const char *data;
+	size_t len;
+	enum ts_action action;
+	unsigned delay_ms;
+	unsigned byte_delay_ms;
+};
+
+static void reply_canned(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	const struct canned *c = ctx;
+	r->data = c->data;
+	r->len = c->len;
+	r->action = c->action;
+	r->delay_ms = c->delay_ms;
+	r->byte_delay_ms = c->byte_delay_ms;
+}
+
+static void reply_ok(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	r->data = ts_ok_response;
+	r->len = strlen(ts_ok_response);
+}
+
+static void reply_hang(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	r->action = TS_HANG;
+}
+
+/* Requests whose body carries BAD_MARKER get the canned reply; the others
+ * succeed after a delay, so they overlap it on other connections. */
+#define BAD_MARKER "please-answer-badly"
+
+static void reply_bad_if_marked(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	if (strstr(rq->body, BAD_MARKER)) {
+		reply_canned(ctx, rq, r);
+		return;
+	}
+	reply_ok(NULL, rq, r);
+	r->delay_ms = 200;
+}
+
+/* Keeps the first request's head and body for the test to inspect. */
+struct capture {
+	pthread_mutex_t mu;
+	char head[4096];
+	char body[4096];
+	size_t body_len;
+	int seen;
+};
+
+static void reply_ok_capture(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	struct capture *c = ctx;
+	pthread_mutex_lock(&c->mu);
+	if (!c->seen++) {
+		snprintf(c->head, sizeof c->head, "%s", rq->head);
+		snprintf(c->body, sizeof c->body, "%s", rq->body);
+		c->body_len = rq->body_len;
+	}
+	pthread_mutex_unlock(&c->mu);
+	reply_ok(NULL, rq, r);
+}
+
+/* Case-insensitive: does the head carry "name: value" exactly? */
+static int head_has(const char *head, const char *name, const char *value)
+{
+	char want[512];
+	snprintf(want, sizeof want, "\r\n%s: %s\r\n", name, value);
+	size_t wl = strlen(want);
+	for (const char *p = head; (p = strstr(p, "\r\n")); p += 2)
+		if (strncasecmp(p, want, wl) == 0)
+			return 1;
+	return 0;
+}
+
+static int head_has_name(const char *head, const char *name)
+{
+	size_t nl = strlen(name);
+	for (const char *p = head; (p = strstr(p, "\r\n")); p += 2)
+		if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':')
+			return 1;
+	return 0;
+}
+
+/* ---- a successful request --------------------------------------------- */
+
+static void test_successful_request_fills_result_fields(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_ok(r);
+	assert_null(r->error_message);
+	assert_non_null(r->body);
+	assert_int_equal(r->body_len, strlen(ok_body()));
+	assert_memory_equal(r->body, ok_body(), r->body_len);
+	assert_int_equal(r->body[r->body_len], '\0');
+	assert_int_equal(r->usage.input_tokens, 5);
+	assert_int_equal(r->usage.output_tokens, 7);
+	assert_non_null(r->request_id);
+	assert_string_equal(r->request_id, "req_test_0001");
+	assert_non_null(r->model);
+	assert_string_equal(r->model, "gpt-4o-mini");
+	assert_int_equal(r->attempts, 1);
+}
+
+static void test_request_is_post_json_to_base_path_chat_completions(void **state)
+{
+	struct fx *fx = *state;
+	static struct capture cap = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	cap.seen = 0;
+	fx_server(fx, reply_ok_capture, &cap);
+	fx_engine(fx);
+
+	assert_ok(wait_result(fx_submit(fx)));
+
+	assert_true(strncmp(cap.head, "POST /v1/chat/completions HTTP/1.1\r\n", 36) == 0);
+	char host[64];
+	snprintf(host, sizeof host, "127.0.0.1:%u", (unsigned)test_server_port(fx->srv));
+	assert_true(head_has(cap.head, "Host", host));
+	assert_true(head_has(cap.head, "Content-Type", "application/json"));
+	char len[32];
+	snprintf(len, sizeof len, "%zu", cap.body_len);
+	assert_true(head_has(cap.head, "Content-Length", len));
+	assert_non_null(strstr(cap.body, "gpt-4o-mini"));
+	assert_non_null(strstr(cap.body, "\"hi\""));
+	assert_non_null(strstr(cap.body, "\"user\""));
+}
+
+static void test_custom_base_url_without_key_sends_no_authorization(void **state)
+{
+	struct fx *fx = *state;
+	static struct capture cap = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	cap.seen = 0;
+	fx_server(fx, reply_ok_capture, &cap);
+	fx->cfg.api_key = NULL;
+	fx_engine(fx);
+
+	assert_ok(wait_result(fx_submit(fx)));
+	assert_false(head_has_name(cap.head, "Authorization"));
+}
+
+static void test_api_key_is_sent_as_bearer_token(void **state)
+{
+	struct fx *fx = *state;
+	static struct capture cap = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	cap.seen = 0;
+	fx_server(fx, reply_ok_capture, &cap);
+	fx->cfg.api_key = "sk-test-123";
+	fx_engine(fx);
+
+	assert_ok(wait_result(fx_submit(fx)));
+	assert_true(head_has(cap.head, "Authorization", "Bearer sk-test-123"));
+}
+
+/* ---- deadlines -------------------------------------------------------- */
+
+static void test_idle_deadline_fires_when_body_stalls(void **state)
+{
+	struct fx *fx = *state;
+	/* The whole head and part of the body, then silence. */
+	static struct canned c = { .data = ts_ok_response, .action = TS_HANG };
+	c.len = (size_t)(ok_body() - ts_ok_response) + 40;
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	lr_request *rq = new_request("hi");
+	assert_int_equal(lr_request_set_timeouts(rq, 5, 0.3, 30), 0);
+	double t0 = now_s();
+	const lr_result *r = wait_result(fx_submit_rq(fx, rq));
+	double dt = now_s() - t0;
+
+	assert_error(r, LR_ETIMEOUT);
+	assert_true(dt >= 0.15);
+	assert_true(dt < 1.5);
+}
+
+static void test_idle_deadline_from_config_applies(void **state)
+{
+	struct fx *fx = *state;
+	static struct canned c = { .data = ts_ok_response, .action = TS_HANG };
+	c.len = (size_t)(ok_body() - ts_ok_response) + 40;
+	fx_server(fx, reply_canned, &c);
+	fx->cfg.idle_timeout_s = 0.3;
+	fx_engine(fx);
+
+	double t0 = now_s();
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_error(r, LR_ETIMEOUT);
+	assert_true(now_s() - t0 < 1.5);
+}
+
+static void test_total_deadline_fires_on_trickling_response(void **state)
+{
+	struct fx *fx = *state;
+	/* One byte every 100 ms: never 0.5 s of silence, so the idle deadline
+	 * cannot fire; only the 1.5 s total can. */
+	static char trickle[1024];
+	int n = snprintf(trickle, sizeof trickle,
+			 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			 "Content-Length: 100000\r\n\r\n{\"x\":\"");
+	memset(trickle + n, 'a', sizeof trickle - (size_t)n);
+	static struct canned c = { .data = trickle, .len = sizeof trickle,
+				   .byte_delay_ms = 100 };
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	lr_request *rq = new_request("hi");
+	assert_int_equal(lr_request_set_timeouts(rq, 5, 0.5, 1.5), 0);
+	double t0 = now_s();
+	const lr_result *r = wait_result(fx_submit_rq(fx, rq));
+	double dt = now_s() - t0;
+
+	assert_error(r, LR_ETIMEOUT);
+	assert_true(dt >= 1.0);  /* not the idle deadline misfiring */
+	assert_true(dt < 7.5);
+}
+
+static void test_total_deadline_fires_when_server_never_answers(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_hang, NULL);
+	fx_engine(fx);
+
+	lr_request *rq = new_request("hi");
+	assert_int_equal(lr_request_set_timeouts(rq, 5, 30, 0.5), 0);
+	double t0 = now_s();
+	const lr_result *r = wait_result(fx_submit_rq(fx, rq));
+	assert_error(r, LR_ETIMEOUT);
+	assert_int_equal(r->http_status, 0);
+	assert_true(now_s() - t0 < 2.5);
+}
+
+/* A non-blocking connect to port: 1 connected within ms, 0 still pending. */
+static int try_connect(struct fx *fx, uint16_t port, int ms)
+{
+	assert_true(fx->nfds < FX_MAX_FDS);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	fx->fds[fx->nfds++] = fd;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+		return 1;
+	assert_int_equal(errno, EINPROGRESS);
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	if (poll(&p, 1, ms) <= 0)
+		return 0;
+	int err = 0;
+	socklen_t el = sizeof err;
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	return err == 0;
+}
+
+static void test_connect_deadline_fires_when_backlog_is_full(void **state)
+{
+	struct fx *fx = *state;
+	/* A listener that never accepts, its backlog filled: later SYNs are
+	 * dropped, so a connect hangs until its deadline. */
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	fx->fds[fx->nfds++] = lfd;
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof sa;
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	uint16_t port = ntohs(sa.sin_port);
+
+	for (int i = 0; i < 4; i++)
+		try_connect(fx, port, 50);
+	if (try_connect(fx, port, 300)) {
+		fprintf(stderr, "a full listen backlog still accepts connects on this "
+			"kernel: the connect deadline cannot be provoked\n");
+		skip();
+	}
+
+	fx_url(fx, port);
+	fx->cfg.connect_timeout_s = 0.3;
+	fx->cfg.idle_timeout_s = 30;
+	fx->cfg.total_timeout_s = 30;
+	fx_engine(fx);
+
+	double t0 = now_s();
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_error(r, LR_ETIMEOUT);
+	assert_true(now_s() - t0 < 1.5);
+}
+
+static void test_refused_connection_is_connect_error(void **state)
+{
+	struct fx *fx = *state;
+	/* A port that was just bound and closed has no listener. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof sa;
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	close(fd);
+	fx_url(fx, ntohs(sa.sin_port));
+	fx_engine(fx);
+
+	double t0 = now_s();
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_error(r, LR_ECONNECT);
+	assert_int_equal(r->http_status, 0);
+	assert_true(now_s() - t0 < 2.0);
+}
+
+static void test_reset_before_any_response_byte_is_connection_reset(void **state)
+{
+	struct fx *fx = *state;
+	static struct canned c = { .action = TS_RESET };
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_error(r, LR_ECONNRESET);
+	assert_int_equal(r->http_status, 0);
+}
+
+/* ---- malformed and oversized responses --------------------------------- */
+
+/*
+ * One request gets `bad` while four others succeed on their own
+ * connections at the same time; afterwards the engine still serves.
+ */
+static void check_bad_response(struct fx *fx, const char *bad, size_t len,
+			       enum ts_action action, int expect)
+{
+	static struct canned c;
+	c = (struct canned){ .data = bad, .len = len, .action = action };
+	fx_server(fx, reply_bad_if_marked, &c);
+	fx->cfg.max_header_bytes = 4096;
+	fx->cfg.max_body_bytes = 1024;
+	fx_engine(fx);
+
+	lr_future *good[4];
+	for (int i = 0; i < 2; i++)
+		good[i] = fx_submit(fx);
+	lr_future *badf = fx_submit_rq(fx, new_request(BAD_MARKER));
+	for (int i = 2; i < 4; i++)
+		good[i] = fx_submit(fx);
+
+	const lr_result *r = wait_result(badf);
+	assert_error(r, expect);
+	assert_non_null(r->error_message);
+	for (int i = 0; i < 4; i++)
+		assert_ok(wait_result(good[i]));
+	assert_ok(wait_result(fx_submit(fx)));
+}
+
+#define BAD(fx, lit, action, expect) \
+	check_bad_response(fx, lit, sizeof(lit) - 1, action, expect)
+
+static void test_malformed_status_line_is_protocol_error(void **state)
+{
+	BAD(*state, "HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\n{}", TS_SEND, LR_EPROTO);
+}
+
+static void test_header_block_over_max_header_bytes_is_too_large(void **state)
+{
+	struct fx *fx = *state;
+	size_t cap = 16384;
+	fx->scratch = malloc(cap);
+	assert_non_null(fx->scratch);
+	size_t n = (size_t)snprintf(fx->scratch, cap, "HTTP/1.1 200 OK\r\n");
+	char filler[501];
+	memset(filler, 'a', 500);
+	filler[500] = '\0';
+	for (int i = 0; i < 16; i++)  /* 16 x ~514 bytes: about 8 KiB of headers */
+		n += (size_t)snprintf(fx->scratch + n, cap - n, "X-Filler-%02d: %s\r\n", i, filler);
+	n += (size_t)snprintf(fx->scratch + n, cap - n, "Content-Length: 2\r\n\r\n{}");
+	check_bad_response(fx, fx->scratch, n, TS_SEND, LR_ETOOLARGE);
+}
+
+static void test_content_length_overflow_is_protocol_error(void **state)
+{
+	BAD(*state, "HTTP/1.1 200 OK\r\nContent-Length: 184467440737095516160\r\n\r\n{}",
+	    TS_SEND, LR_EPROTO);
+}
+
+static void test_transfer_encoding_with_content_length_is_protocol_error(void **state)
+{
+	BAD(*state, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+	    "2\r\n{}\r\n0\r\n\r\n", TS_SEND, LR_EPROTO);
+}
+
+static void test_bad_chunk_size_is_protocol_error(void **state)
+{
+	BAD(*state, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+	    TS_SEND, LR_EPROTO);
+}
+
+static void test_fin_in_the_middle_of_a_body_is_protocol_error(void **state)
+{
+	BAD(*state, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+	    "{\"id\":\"chatcmpl-cut\",", TS_SEND_CLOSE, LR_EPROTO);
+}
+
+static void test_body_over_max_body_bytes_is_too_large(void **state)
+{
+	struct fx *fx = *state;
+	char body[4097];
+	memset(body, ' ', 4096);
+	body[0] = '{';
+	body[4095] = '}';
+	body[4096] = '\0';
+	fx->scratch = build_response("HTTP/1.1 200 OK", "", body);
+	check_bad_response(fx, fx->scratch, strlen(fx->scratch), TS_SEND, LR_ETOOLARGE);
+}
+
+static void test_chunked_body_over_max_body_bytes_is_too_large(void **state)
+{
+	struct fx *fx = *state;
+	size_t cap = 8192;
+	fx->scratch = malloc(cap);
+	assert_non_null(fx->scratch);
+	size_t n = (size_t)snprintf(fx->scratch, cap,
+				    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+	for (int i = 0; i < 4; i++) {  /* 4 chunks of 1 KiB each */
+		n += (size_t)snprintf(fx->scratch + n, cap - n, "400\r\n");
+		memset(fx->scratch + n, ' ', 1024);
+		n += 1024;
+		n += (size_t)snprintf(fx->scratch + n, cap - n, "\r\n");
+	}
+	n += (size_t)snprintf(fx->scratch + n, cap - n, "0\r\n\r\n");
+	check_bad_response(fx, fx->scratch, n, TS_SEND, LR_ETOOLARGE);
+}
+
+static void test_invalid_json_in_200_body_is_protocol_error(void **state)
+{
+	BAD(*state, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n"
+	    "{not json}", TS_SEND, LR_EPROTO);
+}
+
+/* ---- HTTP status mapping ----------------------------------------------- */
+
+static void check_status(struct fx *fx, const char *status_line, const char *body, int expect,
+			 int status)
+{
+	static struct canned c;
+	fx->scratch = build_response(status_line, "", body);
+	c = (struct canned){ .data = fx->scratch, .len = strlen(fx->scratch) };
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_error(r, expect);
+	assert_int_equal(r->http_status, status);
+	assert_non_null(r->body);
+	assert_int_equal(r->body_len, strlen(body));
+	assert_memory_equal(r->body, body, r->body_len);
+}
+
+#define ERR_BODY(type, code) \
+	"{\"error\":{\"message\":\"test error\",\"type\":\"" type "\",\"param\":null," \
+	"\"code\":\"" code "\"}}"
+
+static void test_http_401_is_auth_error(void **state)
+{
+	check_status(*state, "HTTP/1.1 401 Unauthorized",
+		     ERR_BODY("invalid_request_error", "invalid_api_key"), LR_EAUTH, 401);
+}
+
+static void test_http_403_is_permission_denied(void **state)
+{
+	check_status(*state, "HTTP/1.1 403 Forbidden",
+		     ERR_BODY("invalid_request_error", "unsupported_country_region_territory"),
+		     LR_EPERMISSION, 403);
+}
+
+static void test_http_404_is_not_found(void **state)
+{
+	check_status(*state, "HTTP/1.1 404 Not Found",
+		     ERR_BODY("invalid_request_error", "model_not_found"), LR_ENOTFOUND, 404);
+}
+
+static void test_http_400_is_bad_request(void **state)
+{
+	check_status(*state, "HTTP/1.1 400 Bad Request",
+		     ERR_BODY("invalid_request_error", "invalid_value"), LR_EBADREQUEST, 400);
+}
+
+static void test_http_422_is_bad_request(void **state)
+{
+	check_status(*state, "HTTP/1.1 422 Unprocessable Entity",
+		     "{\"detail\":\"invalid\"}", LR_EBADREQUEST, 422);
+}
+
+static void test_http_429_is_rate_limited(void **state)
+{
+	check_status(*state, "HTTP/1.1 429 Too Many Requests",
+		     ERR_BODY("requests", "rate_limit_exceeded"), LR_ERATELIMIT, 429);
+}
+
+static void test_http_429_with_insufficient_quota_is_quota_error(void **state)
+{
+	check_status(*state, "HTTP/1.1 429 Too Many Requests",
+		     ERR_BODY("insufficient_quota", "insufficient_quota"), LR_EQUOTA, 429);
+}
+
+static void test_http_503_is_overloaded(void **state)
+{
+	check_status(*state, "HTTP/1.1 503 Service Unavailable",
+		     ERR_BODY("server_error", "overloaded"), LR_EOVERLOADED, 503);
+}
+
+static void test_http_500_is_server_error(void **state)
+{
+	check_status(*state, "HTTP/1.1 500 Internal Server Error",
+		     ERR_BODY("server_error", "internal"), LR_ESERVER, 500);
+}
+
+static void test_http_error_keeps_request_id(void **state)
+{
+	struct fx *fx = *state;
+	check_status(fx, "HTTP/1.1 500 Internal Server Error",
+		     ERR_BODY("server_error", "internal"), LR_ESERVER, 500);
+	const lr_result *r = lr_future_result(fx->futs[0]);
+	assert_non_null(r->request_id);
+	assert_string_equal(r->request_id, "req_err_1");
+}
+
+/* ---- cancellation and waiting ------------------------------------------ */
+
+static void test_cancel_of_unanswered_request_completes_once_with_cancelled(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_hang, NULL);
+	fx->cfg.reap_completions = 1;
+	fx_engine(fx);
+
+	lr_request *rq = new_request("hi");
+	lr_request_set_user_data(rq, (void *)fx);
+	lr_future *f = fx_submit_rq(fx, rq);
+	wait_server_requests(fx, 1);
+
+	double t0 = now_s();
+	lr_future_cancel(f);
+	lr_future_cancel(f);  /* a second cancel must not complete it again */
+	assert_int_equal(lr_future_wait(f, 5000), 1);
+	assert_true(now_s() - t0 < 1.0);
+	assert_error(lr_future_result(f), LR_ECANCELLED);
+
+	lr_future *out[4];
+	int n = lr_engine_reap(fx->eng, out, 4, 2000);
+	for (int i = 0; i < n; i++)
+		fx_track(fx, out[i]);
+	assert_int_equal(n, 1);
+	assert_ptr_equal(lr_future_user_data(out[0]), fx);
+	assert_error(lr_future_result(out[0]), LR_ECANCELLED);
+	n = lr_engine_reap(fx->eng, out, 4, 300);
+	for (int i = 0; i < n; i++)
+		fx_track(fx, out[i]);
+	assert_int_equal(n, 0);
+}
+
+static void test_cancel_of_queued_request_completes_with_cancelled(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_hang, NULL);
+	fx->cfg.max_in_flight = 1;  /* the second request waits for a slot */
+	fx_engine(fx);
+
+	lr_future *first = fx_submit(fx);
+	lr_future *queued = fx_submit(fx);
+	wait_server_requests(fx, 1);
+
+	double t0 = now_s();
+	lr_future_cancel(queued);
+	assert_int_equal(lr_future_wait(queued, 5000), 1);
+	assert_true(now_s() - t0 < 1.0);
+	assert_error(lr_future_result(queued), LR_ECANCELLED);
+	assert_int_equal(lr_future_done(first), 0);
+	assert_int_equal(test_server_requests(fx->srv), 1);
+}
+
+static void test_cancel_after_completion_keeps_result(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+
+	lr_future *f = fx_submit(fx);
+	assert_ok(wait_result(f));
+	lr_future_cancel(f);
+	assert_ok(lr_future_result(f));
+}
+
+static void test_future_wait_times_out_on_unanswered_request(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_hang, NULL);
+	fx_engine(fx);
+
+	lr_future *f = fx_submit(fx);
+	double t0 = now_s();
+	assert_int_equal(lr_future_wait(f, 100), 0);
+	double dt = now_s() - t0;
+	assert_true(dt >= 0.05);
+	assert_true(dt < 2.0);
+	assert_int_equal(lr_future_done(f), 0);
+	assert_null(lr_future_result(f));
+}
+
+/* ---- reaping ------------------------------------------------------------ */
+
+static void test_reap_delivers_each_completed_future_exactly_once(void **state)
+{
+	struct fx *fx = *state;
+	enum { N = 100 };
+	fx_server(fx, reply_ok, NULL);
+	fx->cfg.reap_completions = 1;
+	fx_engine(fx);
+
+	static char tags[N];  /* user data: &tags[i] names request i */
+	int seen[N] = { 0 };
+	for (int i = 0; i < N; i++) {
+		lr_request *rq = new_request("hi");
+		lr_request_set_user_data(rq, &tags[i]);
+		fx_submit_rq(fx, rq);
+	}
+
+	int got = 0;
+	double deadline = now_s() + 20;
+	while (got < N && now_s() < deadline) {
+		lr_future *out[16];
+		int n = lr_engine_reap(fx->eng, out, 16, 1000);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			fx_track(fx, out[i]);
+			char *tag = lr_future_user_data(out[i]);
+			assert_true(tag >= tags && tag < tags + N);
+			seen[tag - tags]++;
+			assert_int_equal(seen[tag - tags], 1);
+			assert_ok(lr_future_result(out[i]));
+		}
+		got += n;
+	}
+	assert_int_equal(got, N);
+	lr_future *extra[4];
+	int n = lr_engine_reap(fx->eng, extra, 4, 300);
+	for (int i = 0; i < n; i++)
+		fx_track(fx, extra[i]);
+	assert_int_equal(n, 0);
+}
+
+static void test_completion_fd_is_readable_when_a_future_is_reapable(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx->cfg.reap_completions = 1;
+	fx_engine(fx);
+
+	int cfd = lr_engine_completion_fd(fx->eng);
+	assert_true(cfd >= 0);
+	fx_submit(fx);
+	struct pollfd p = { .fd = cfd, .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 10000), 1);
+	lr_future *out[2];
+	int n = lr_engine_reap(fx->eng, out, 2, 0);
+	for (int i = 0; i < n; i++)
+		fx_track(fx, out[i]);
+	assert_int_equal(n, 1);
+}
+
+/* ---- volume against the mock server ------------------------------------- */
+
+static void test_thousand_concurrent_requests_against_mock_all_succeed(void **state)
+{
+	struct fx *fx = *state;
+	enum { N = 1000 };
+	fx_mock(fx);
+	fx->cfg.max_in_flight = 256;
+	fx_engine(fx);
+
+	for (int i = 0; i < N; i++)
+		fx_submit(fx);
+	for (int i = 0; i < N; i++) {
+		const lr_result *r = wait_result(fx->futs[i]);
+		assert_ok(r);
+		assert_true(r->usage.input_tokens > 0);
+		assert_true(r->usage.output_tokens > 0);
+	}
+	assert_int_equal(mock_server_requests(fx->mock), N);
+	lr_engine_stats st;
+	lr_engine_get_stats(fx->eng, &st);
+	assert_int_equal(st.requests_completed, N);
+	assert_true(st.connections_opened <= 256);
+}
+
+static void run_small_mock_scenario(struct fx *fx)
+{
+	for (int i = 0; i < 20; i++)
+		fx_submit(fx);
+	for (int i = 0; i < 20; i++) {
+		const lr_result *r = wait_result(fx->futs[i]);
+		assert_ok(r);
+		assert_true(r->usage.output_tokens > 0);
+	}
+}
+
+static void test_plain_ring_setup_serves_requests(void **state)
+{
+	struct fx *fx = *state;
+	fx_mock(fx);
+	fx->cfg.ring_plain = 1;
+	fx_engine(fx);
+
+	run_small_mock_scenario(fx);
+	const char *mode = lr_engine_ring_mode(fx->eng);
+	assert_non_null(mode);
+	assert_string_equal(mode, "plain");
+}
+
+static void test_plain_ring_setup_forced_by_environment(void **state)
+{
+	struct fx *fx = *state;
+	fx_mock(fx);
+	fx->cfg.ring_plain = 0;
+	fx->cfg.base_url = fx->url;
+	setenv("LLMRING_RING_PLAIN", "1", 1);
+	int rc = lr_engine_new(&fx->cfg, &fx->eng);
+	unsetenv("LLMRING_RING_PLAIN");
+	assert_int_equal(rc, 0);
+
+	run_small_mock_scenario(fx);
+	assert_string_equal(lr_engine_ring_mode(fx->eng), "plain");
+}
+
+static void test_default_ring_mode_is_named(void **state)
+{
+	struct fx *fx = *state;
+	fx_mock(fx);
+	unsetenv("LLMRING_RING_PLAIN");
+	fx_engine(fx);
+
+	run_small_mock_scenario(fx);
+	const char *mode = lr_engine_ring_mode(fx->eng);
+	assert_non_null(mode);
+	assert_true(strcmp(mode, "single_issuer+defer_taskrun") == 0 ||
+		    strcmp(mode, "coop_taskrun") == 0 || strcmp(mode, "plain") == 0);
+}
+
+/* ---- shutdown and threads ----------------------------------------------- */
+
+static void test_destroy_with_requests_in_flight_completes_them_cancelled(void **state)
+{
+	struct fx *fx = *state;
+	enum { N = 10 };
+	fx_server(fx, reply_hang, NULL);
+	fx->cfg.max_in_flight = 4;  /* 4 on the wire, 6 queued */
+	fx_engine(fx);
+
+	for (int i = 0; i < N; i++)
+		fx_submit(fx);
+	wait_server_requests(fx, 4);
+
+	double t0 = now_s();
+	lr_engine_destroy(fx->eng);
+	fx->eng = NULL;
+	assert_true(now_s() - t0 < 5.0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(lr_future_done(fx->futs[i]), 1);
+		assert_error(lr_future_result(fx->futs[i]), LR_ECANCELLED);
+	}
+}
+
+struct submitter {
+	lr_engine *eng;
+	lr_future **out;  /* borrowed: a slice of the fixture's handle array */
+	int n;
+};
+
+static void *submit_main(void *arg)
+{
+	struct submitter *s = arg;
+	for (int i = 0; i < s->n; i++) {
+		lr_request *rq = lr_request_new("gpt-4o-mini");
+		if (rq && lr_request_add_message(rq, LR_ROLE_USER, "hi from a thread") == 0)
+			s->out[i] = lr_submit(s->eng, rq);
+		else
+			lr_request_free(rq);
+	}
+	return NULL;
+}
+
+static void test_submit_from_four_threads_at_once_completes_all(void **state)
+{
+	struct fx *fx = *state;
+	enum { THREADS = 4, EACH = 250 };
+	fx_mock(fx);
+	fx_engine(fx);
+
+	lr_future *all[THREADS * EACH] = { 0 };
+	struct submitter sub[THREADS];
+	pthread_t th[THREADS];
+	for (int t = 0; t < THREADS; t++) {
+		sub[t] = (struct submitter){ fx->eng, all + t * EACH, EACH };
+		assert_int_equal(pthread_create(&th[t], NULL, submit_main, &sub[t]), 0);
+	}
+	for (int t = 0; t < THREADS; t++)
+		pthread_join(th[t], NULL);
+	for (int i = 0; i < THREADS * EACH; i++)
+		if (all[i])
+			fx_track(fx, all[i]);
+
+	assert_int_equal(fx->nfuts, THREADS * EACH);
+	for (int i = 0; i < THREADS * EACH; i++)
+		assert_ok(wait_result(all[i]));
+	lr_engine_stats st;
+	lr_engine_get_stats(fx->eng, &st);
+	assert_int_equal(st.requests_completed, THREADS * EACH);
+	assert_int_equal(mock_server_requests(fx->mock), THREADS * EACH);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_successful_request_fills_result_fields),
+		T(test_request_is_post_json_to_base_path_chat_completions),
+		T(test_custom_base_url_without_key_sends_no_authorization),
+		T(test_api_key_is_sent_as_bearer_token),
+		T(test_idle_deadline_fires_when_body_stalls),
+		T(test_idle_deadline_from_config_applies),
+		T(test_total_deadline_fires_on_trickling_response),
+		T(test_total_deadline_fires_when_server_never_answers),
+		T(test_connect_deadline_fires_when_backlog_is_full),
+		T(test_refused_connection_is_connect_error),
+		T(test_reset_before_any_response_byte_is_connection_reset),
+		T(test_malformed_status_line_is_protocol_error),
+		T(test_header_block_over_max_header_bytes_is_too_large),
+		T(test_content_length_overflow_is_protocol_error),
+		T(test_transfer_encoding_with_content_length_is_protocol_error),
+		T(test_bad_chunk_size_is_protocol_error),
+		T(test_fin_in_the_middle_of_a_body_is_protocol_error),
+		T(test_body_over_max_body_bytes_is_too_large),
+		T(test_chunked_body_over_max_body_bytes_is_too_large),
+		T(test_invalid_json_in_200_body_is_protocol_error),
+		T(test_http_401_is_auth_error),
+		T(test_http_403_is_permission_denied),
+		T(test_http_404_is_not_found),
+		T(test_http_400_is_bad_request),
+		T(test_http_422_is_bad_request),
+		T(test_http_429_is_rate_limited),
+		T(test_http_429_with_insufficient_quota_is_quota_error),
+		T(test_http_503_is_overloaded),
+		T(test_http_500_is_server_error),
+		T(test_http_error_keeps_request_id),
+		T(test_cancel_of_unanswered_request_completes_once_with_cancelled),
+		T(test_cancel_of_queued_request_completes_with_cancelled),
+		T(test_cancel_after_completion_keeps_result),
+		T(test_future_wait_times_out_on_unanswered_request),
+		T(test_reap_delivers_each_completed_future_exactly_once),
+		T(test_completion_fd_is_readable_when_a_future_is_reapable),
+		T(test_thousand_concurrent_requests_against_mock_all_succeed),
+		T(test_plain_ring_setup_serves_requests),
+		T(test_plain_ring_setup_forced_by_environment),
+		T(test_default_ring_mode_is_named),
+		T(test_destroy_with_requests_in_flight_completes_them_cancelled),
+		T(test_submit_from_four_threads_at_once_completes_all),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,532 @@
+/*
+ * json.c: strict acceptance over jsmn, token navigation, unescaping and
+ * escaping.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "json.h"
+#include "llmring.h"
+
+static int parse_str(struct json_doc *d, const char *s)
+{
+	return json_parse(d, s, strlen(s));
+}
+
+/* ---- acceptance ------------------------------------------------------- */
+
+static const char *const valid_docs[] = {
+	"{}",
+	"[]",
+	" { } ",
+	"\n[\t]\r\n",
+	"{\"a\":1}",
+	"{\"a\" : 1 , \"b\" :[ true , false , null ] }",
+	"[1,-1,0,-0,1.5,-0.25,1e5,1E+5,1e-5,12.5e10,0.0]",
+	"\"just a string\"",
+	"\"\"",
+	"123",
+	"-0.5e-3",
+	"true",
+	"false",
+	"null",
+	"  42  ",
+	"[[[[[]]]]]",
+	"{\"a\":{\"b\":{\"c\":[{}]}}}",
+	"[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\uD83D\\uDE00\"]",
+	"{\"\":\"\"}",
+	"[{\"a\":[1,{\"b\":2}],\"c\":\"d\"},[],{}]",
+	"\"caf\xc3\xa9\"",
+};
+
+static const char *const invalid_docs[] = {
+	"",
+	"   ",
+	"{",
+	"}",
+	"[",
+	"]",
+	"[1,]",
+	"[,1]",
+	"[1 2]",
+	"[1,,2]",
+	"{\"a\":1,}",
+	"{,\"a\":1}",
+	"{\"a\" 1}",
+	"{\"a\":1 \"b\":2}",
+	"{\"a\"}",
+	"{\"a\",\"b\"}",
+	"{\"a\"::1}",
+	"{1:2}",
+	"{\"a\":}",
+	"[1:2]",
+	"[\"a\":1]",
+	"{}{}",
+	"{} []",
+	"[] x",
+	"{}\"",
+	"1 2",
+	"\"a\" \"b\"",
+	"tru",
+	"truee",
+	"nul",
+	"True",
+	"-",
+	"01",
+	"1.",
+	".5",
+	"1e",
+	"1e+",
+	"+1",
+	"0x10",
+	"[1.2.3]",
+	"[--1]",
+	"[NaN]",
+	"[Infinity]",
+	"['a']",
+	"\"unterminated",
+	"\"bad \\x escape\"",
+	"\"bad \\u12G4\"",
+	"\"raw\nnewline\"",
+	"\"raw\ttab\"",
+	"{\"a\":1}}",
+	"[1]]",
+	"[}",
+	"{]",
+	"[{]}",
+};
+
+static void test_accepts_valid_documents(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	for (size_t i = 0; i < sizeof valid_docs / sizeof valid_docs[0]; i++) {
+		int rc = parse_str(&d, valid_docs[i]);
+		if (rc != 0)
+			fail_msg("rejected valid JSON: %s", valid_docs[i]);
+		assert_true(d.count >= 1);
+	}
+	json_doc_free(&d);
+}
+
+static void test_rejects_invalid_documents(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	for (size_t i = 0; i < sizeof invalid_docs / sizeof invalid_docs[0]; i++) {
+		int rc = parse_str(&d, invalid_docs[i]);
+		if (rc != LR_EPROTO)
+			fail_msg("accepted invalid JSON (rc %d): %s", rc, invalid_docs[i]);
+	}
+	json_doc_free(&d);
+}
+
+static void test_rejects_every_proper_prefix(void **state)
+{
+	(void)state;
+	/* A document cut anywhere (a truncated body) is never accepted; the
+	 * only prefixes that are themselves documents are numbers. */
+	const char *doc = "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"hi \\u00e9\"}}],"
+	                  "\"usage\":{\"prompt_tokens\":12,\"total\":[true,false,null]}}";
+	struct json_doc d = {0};
+	size_t n = strlen(doc);
+	for (size_t cut = 0; cut < n; cut++) {
+		if (json_parse(&d, doc, cut) != LR_EPROTO)
+			fail_msg("accepted prefix of length %zu", cut);
+	}
+	assert_int_equal(json_parse(&d, doc, n), 0);
+	json_doc_free(&d);
+}
+
+static void test_rejects_embedded_nul_and_trailing_garbage(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(json_parse(&d, "{}\0{}", 5), LR_EPROTO);
+	assert_int_equal(json_parse(&d, "[\"a\0b\"]", 7), LR_EPROTO);
+	assert_int_equal(json_parse(&d, "{\"a\":1}\n\nx", 10), LR_EPROTO);
+	/* Only len bytes count: what follows is not looked at. */
+	assert_int_equal(json_parse(&d, "{\"a\":1}garbage", 7), 0);
+	json_doc_free(&d);
+}
+
+static void test_rejects_excessive_depth(void **state)
+{
+	(void)state;
+	size_t depth = 100000;
+	char *s = malloc(2 * depth);
+	assert_non_null(s);
+	memset(s, '[', depth);
+	memset(s + depth, ']', depth);
+	struct json_doc d = {0};
+	assert_int_equal(json_parse(&d, s, 2 * depth), LR_EPROTO);
+	/* Reasonable nesting is fine. */
+	assert_int_equal(json_parse(&d, s + depth - 100, 200), 0);
+	json_doc_free(&d);
+	free(s);
+}
+
+static void test_grows_token_array(void **state)
+{
+	(void)state;
+	/* Far more tokens than the initial array holds. */
+	struct json_doc d = {0};
+	size_t n = 50000;
+	char *s = malloc(n * 2 + 3);
+	assert_non_null(s);
+	size_t len = 0;
+	s[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			s[len++] = ',';
+		s[len++] = (char)('0' + i % 10);
+	}
+	s[len++] = ']';
+	assert_int_equal(json_parse(&d, s, len), 0);
+	assert_int_equal(d.count, (int)n + 1);
+	assert_int_equal(d.tok[0].size, (int)n);
+	assert_int_equal(json_skip(&d, 0), (int)n + 1);
+	int64_t v;
+	assert_true(json_get_int(&d, (int)n, &v));
+	assert_int_equal(v, (int64_t)((n - 1) % 10));
+	json_doc_free(&d);
+	free(s);
+}
+
+static void test_doc_is_reusable(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "[1,2,3,4,5,6,7,8,9]"), 0);
+	assert_int_equal(d.count, 10);
+	assert_int_equal(parse_str(&d, "[1,"), LR_EPROTO);
+	assert_int_equal(parse_str(&d, "{\"k\":\"v\"}"), 0);
+	assert_int_equal(d.count, 3);
+	assert_true(json_string_eq(&d, json_object_get(&d, 0, "k"), "v"));
+	json_doc_free(&d);
+	json_doc_free(&d); /* twice is harmless */
+}
+
+/* An array of many objects (an embeddings response) parses in linear time. */
+static void test_array_of_objects_is_linear(void **state)
+{
+	(void)state;
+	size_t n = 20000;
+	const char *item = "{\"object\":\"embedding\",\"index\":7,\"embedding\":[0.1,0.2,0.3]},";
+	size_t item_len = strlen(item);
+	char *s = malloc(n * item_len + 16);
+	assert_non_null(s);
+	size_t len = 0;
+	s[len++] = '[';
+	for (size_t i = 0; i < n; i++) {
+		memcpy(s + len, item, item_len);
+		len += item_len;
+	}
+	s[len - 1] = ']';
+	struct json_doc d = {0};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(json_parse(&d, s, len), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s_taken = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* Quadratic scanning would take tens of seconds; linear is ~ms. */
+	assert_true(s_taken < 2.0);
+	assert_int_equal(d.tok[0].size, (int)n);
+	/* The last item's index. */
+	int last = 1;
+	for (size_t i = 1; i < n; i++)
+		last = json_skip(&d, last);
+	int64_t v = 0;
+	assert_true(json_get_int(&d, json_object_get(&d, last, "index"), &v));
+	assert_int_equal(v, 7);
+	json_doc_free(&d);
+	free(s);
+}
+
+/* ---- tokens and navigation ---------------------------------------------- */
+
+static const char *sample =
+	"{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\","
+	"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello\"}}],"
+	"\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"nested\":{\"deep\":-7}},"
+	"\"flag\":true,\"none\":null}";
+
+static void test_token_layout(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, sample), 0);
+	assert_int_equal(d.tok[0].type, JSON_OBJECT);
+	assert_int_equal(d.tok[0].start, 0);
+	assert_int_equal(d.tok[0].end, (int)strlen(sample));
+	assert_int_equal(d.tok[0].size, 6);
+	/* Strings exclude their quotes. */
+	assert_int_equal(d.tok[1].type, JSON_STRING);
+	assert_int_equal(d.tok[1].start, 2);
+	assert_int_equal(d.tok[1].end, 4);
+	assert_int_equal(d.tok[1].size, 1);
+	assert_int_equal(json_skip(&d, 0), d.count);
+	json_doc_free(&d);
+}
+
+static void test_object_get_and_path(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, sample), 0);
+	assert_true(json_string_eq(&d, json_object_get(&d, 0, "object"), "chat.completion"));
+	assert_int_equal(json_object_get(&d, 0, "missing"), -1);
+	assert_int_equal(json_object_get(&d, 0, "chat.completion"), -1); /* values are not keys */
+	int choices = json_object_get(&d, 0, "choices");
+	assert_int_equal(d.tok[choices].type, JSON_ARRAY);
+	assert_int_equal(json_object_get(&d, choices, "index"), -1); /* not an object */
+	int first = choices + 1;
+	assert_true(json_string_eq(&d, json_path(&d, first, "message.content"), "Hello"));
+	int64_t v = 0;
+	assert_true(json_get_int(&d, json_path(&d, 0, "usage.prompt_tokens"), &v));
+	assert_int_equal(v, 12);
+	assert_true(json_get_int(&d, json_path(&d, 0, "usage.nested.deep"), &v));
+	assert_int_equal(v, -7);
+	assert_int_equal(json_path(&d, 0, "usage.nope"), -1);
+	assert_int_equal(json_path(&d, 0, "usage.prompt_tokens.x"), -1);
+	assert_int_equal(json_path(&d, 0, "flag.x"), -1);
+	assert_int_equal(json_object_get(&d, -1, "id"), -1);
+	assert_int_equal(json_object_get(&d, 10000, "id"), -1);
+	/* The member after a nested object is still found. */
+	assert_int_equal(d.tok[json_object_get(&d, 0, "flag")].type, JSON_PRIMITIVE);
+	json_doc_free(&d);
+}
+
+static void test_string_eq_is_exact(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "[\"abc\",\"ab\",\"a\\u0062c\",12]"), 0);
+	assert_true(json_string_eq(&d, 1, "abc"));
+	assert_false(json_string_eq(&d, 1, "ab"));
+	assert_false(json_string_eq(&d, 1, "abcd"));
+	assert_true(json_string_eq(&d, 2, "ab"));
+	assert_false(json_string_eq(&d, 3, "abc")); /* raw bytes, no unescaping */
+	assert_false(json_string_eq(&d, 4, "12"));  /* not a string */
+	assert_false(json_string_eq(&d, 0, ""));
+	json_doc_free(&d);
+}
+
+static void test_get_int(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "[0,-0,42,-42,9223372036854775807,-9223372036854775808,"
+	                                "9223372036854775808,-9223372036854775809,1.5,1e3,"
+	                                "true,null,\"7\"]"), 0);
+	int64_t v = 99;
+	assert_true(json_get_int(&d, 1, &v));
+	assert_int_equal(v, 0);
+	assert_true(json_get_int(&d, 2, &v));
+	assert_int_equal(v, 0);
+	assert_true(json_get_int(&d, 3, &v));
+	assert_int_equal(v, 42);
+	assert_true(json_get_int(&d, 4, &v));
+	assert_int_equal(v, -42);
+	assert_true(json_get_int(&d, 5, &v));
+	assert_true(v == INT64_MAX);
+	assert_true(json_get_int(&d, 6, &v));
+	assert_true(v == INT64_MIN);
+	v = 5;
+	assert_false(json_get_int(&d, 7, &v)); /* overflow */
+	assert_false(json_get_int(&d, 8, &v));
+	assert_false(json_get_int(&d, 9, &v));  /* fraction */
+	assert_false(json_get_int(&d, 10, &v)); /* exponent */
+	assert_false(json_get_int(&d, 11, &v));
+	assert_false(json_get_int(&d, 12, &v));
+	assert_false(json_get_int(&d, 13, &v)); /* a string */
+	assert_false(json_get_int(&d, -1, &v));
+	assert_int_equal(v, 5); /* untouched on failure */
+	json_doc_free(&d);
+}
+
+/* ---- strings ------------------------------------------------------------ */
+
+static void test_get_string_unescapes(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "[\"a\\\"b\\\\c\\/d\\be\\ff\\ng\\rh\\ti\"]"), 0);
+	char out[64];
+	long n = json_get_string(&d, 1, out, sizeof out);
+	assert_int_equal(n, 17);
+	assert_memory_equal(out, "a\"b\\c/d\be\ff\ng\rh\ti", 18);
+	json_doc_free(&d);
+}
+
+static void test_get_string_unicode_escapes(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	/* U+0041, U+00E9 (2 bytes), U+20AC (3 bytes), U+1F600 as a surrogate pair. */
+	assert_int_equal(parse_str(&d, "[\"\\u0041\\u00e9\\u20AC\\uD83D\\uDE00\"]"), 0);
+	char out[64];
+	long n = json_get_string(&d, 1, out, sizeof out);
+	assert_int_equal(n, 1 + 2 + 3 + 4);
+	assert_string_equal(out, "A\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+	json_doc_free(&d);
+}
+
+static void test_get_string_lone_surrogates_become_replacement(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "[\"\\uD83Dx\",\"\\uDE00\",\"\\uD83D\\u0041\",\"\\uD83D\"]"), 0);
+	char out[64];
+	assert_int_equal(json_get_string(&d, 1, out, sizeof out), 4);
+	assert_string_equal(out, "\xef\xbf\xbdx");
+	assert_int_equal(json_get_string(&d, 2, out, sizeof out), 3);
+	assert_string_equal(out, "\xef\xbf\xbd");
+	assert_int_equal(json_get_string(&d, 3, out, sizeof out), 4);
+	assert_string_equal(out, "\xef\xbf\xbd" "A");
+	assert_int_equal(json_get_string(&d, 4, out, sizeof out), 3);
+	assert_string_equal(out, "\xef\xbf\xbd");
+	json_doc_free(&d);
+}
+
+static void test_get_string_truncates_and_reports_full_length(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "{\"k\":\"hello\\nworld\"}"), 0);
+	int v = json_object_get(&d, 0, "k");
+	char out[6];
+	memset(out, 'X', sizeof out);
+	assert_int_equal(json_get_string(&d, v, out, sizeof out), 11);
+	assert_string_equal(out, "hello");
+	char one[1] = {'X'};
+	assert_int_equal(json_get_string(&d, v, one, 1), 11);
+	assert_int_equal(one[0], '\0');
+	assert_int_equal(json_get_string(&d, v, NULL, 0), 11);
+	assert_int_equal(json_get_string(&d, 0, out, sizeof out), -1); /* not a string */
+	json_doc_free(&d);
+}
+
+static void test_dup_string(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	assert_int_equal(parse_str(&d, "{\"k\":\"x\\u00e9\\ty\",\"e\":\"\",\"n\":1}"), 0);
+	char *s = json_dup_string(&d, json_object_get(&d, 0, "k"));
+	assert_non_null(s);
+	assert_string_equal(s, "x\xc3\xa9\ty");
+	free(s);
+	s = json_dup_string(&d, json_object_get(&d, 0, "e"));
+	assert_non_null(s);
+	assert_string_equal(s, "");
+	free(s);
+	assert_null(json_dup_string(&d, json_object_get(&d, 0, "n")));
+	assert_null(json_dup_string(&d, -1));
+	json_doc_free(&d);
+}
+
+static void test_span_includes_quotes(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	const char *doc = "{\"s\":\"a\\\"b\",\"o\":{\"x\":[1, 2]},\"n\":-1.5}";
+	assert_int_equal(parse_str(&d, doc), 0);
+	const char *p;
+	size_t n;
+	json_span(&d, json_object_get(&d, 0, "s"), &p, &n);
+	assert_int_equal(n, 6);
+	assert_memory_equal(p, "\"a\\\"b\"", 6);
+	json_span(&d, json_object_get(&d, 0, "o"), &p, &n);
+	assert_int_equal(n, 12);
+	assert_memory_equal(p, "{\"x\":[1, 2]}", 12);
+	json_span(&d, json_object_get(&d, 0, "n"), &p, &n);
+	assert_int_equal(n, 4);
+	assert_memory_equal(p, "-1.5", 4);
+	json_span(&d, 0, &p, &n);
+	assert_int_equal(n, strlen(doc));
+	json_doc_free(&d);
+}
+
+static void test_append_string_escapes(void **state)
+{
+	(void)state;
+	struct http_buf b = {0};
+	const char in[] = "plain \"q\" back\\ nl\n cr\r tab\t bs\b ff\f nul\0 x01\x01 x1f\x1f del\x7f \xc3\xa9";
+	assert_int_equal(json_append_string(&b, in, sizeof in - 1), 0);
+	const char want[] = "\"plain \\\"q\\\" back\\\\ nl\\n cr\\r tab\\t bs\\b ff\\f nul\\u0000"
+	                    " x01\\u0001 x1f\\u001f del\x7f \xc3\xa9\"";
+	assert_int_equal(b.len, sizeof want - 1);
+	assert_memory_equal(b.data, want, b.len);
+	http_buf_free(&b);
+}
+
+static void test_append_string_round_trips(void **state)
+{
+	(void)state;
+	/* Every byte value survives escaping and unescaping. */
+	char in[256];
+	for (int i = 0; i < 256; i++)
+		in[i] = (char)(i == 0 ? 1 : i);
+	struct http_buf b = {0};
+	assert_int_equal(http_buf_append(&b, "[", 1), 0);
+	assert_int_equal(json_append_string(&b, in, sizeof in), 0);
+	assert_int_equal(http_buf_append(&b, ",", 1), 0);
+	assert_int_equal(json_append_string(&b, "", 0), 0);
+	assert_int_equal(http_buf_append(&b, "]", 1), 0);
+	struct json_doc d = {0};
+	assert_int_equal(json_parse(&d, b.data, b.len), 0);
+	char out[300];
+	assert_int_equal(json_get_string(&d, 1, out, sizeof out), 256);
+	assert_memory_equal(out, in, 256);
+	assert_int_equal(json_get_string(&d, 2, out, sizeof out), 0);
+	json_doc_free(&d);
+	http_buf_free(&b);
+}
+
+static void test_append_string_appends(void **state)
+{
+	(void)state;
+	struct http_buf b = {0};
+	assert_int_equal(http_buf_append(&b, "{\"k\":", 5), 0);
+	assert_int_equal(json_append_string(&b, "v", 1), 0);
+	assert_int_equal(http_buf_append(&b, "}", 1), 0);
+	assert_int_equal(b.len, 9);
+	assert_memory_equal(b.data, "{\"k\":\"v\"}", 9);
+	http_buf_free(&b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_accepts_valid_documents),
+		cmocka_unit_test(test_rejects_invalid_documents),
+		cmocka_unit_test(test_rejects_every_proper_prefix),
+		cmocka_unit_test(test_rejects_embedded_nul_and_trailing_garbage),
+		cmocka_unit_test(test_rejects_excessive_depth),
+		cmocka_unit_test(test_grows_token_array),
+		cmocka_unit_test(test_doc_is_reusable),
+		cmocka_unit_test(test_array_of_objects_is_linear),
+		cmocka_unit_test(test_token_layout),
+		cmocka_unit_test(test_object_get_and_path),
+		cmocka_unit_test(test_string_eq_is_exact),
+		cmocka_unit_test(test_get_int),
+		cmocka_unit_test(test_get_string_unescapes),
+		cmocka_unit_test(test_get_string_unicode_escapes),
+		cmocka_unit_test(test_get_string_lone_surrogates_become_replacement),
+		cmocka_unit_test(test_get_string_truncates_and_reports_full_length),
+		cmocka_unit_test(test_dup_string),
+		cmocka_unit_test(test_span_includes_quotes),
+		cmocka_unit_test(test_append_string_escapes),
+		cmocka_unit_test(test_append_string_round_trips),
+		cmocka_unit_test(test_append_string_appends),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

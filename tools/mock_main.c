@@ -1,0 +1,209 @@
+/*
+ * `llmring mock`: runs the mock OpenAI-compatible server in the foreground
+ * until SIGINT or SIGTERM. Prints one line, `listening on http://HOST:PORT`
+ * (the real port, also for --listen HOST:0), so scripts can read the port.
+ */
+#include "mock_server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: llmring mock [--listen HOST:PORT] [--ttft-ms N] [--itl-ms N] [--tokens N]\n"
+	"                    [--fault KIND:RATE]... [--seed N] [--close-every N]\n"
+	"                    [--tls-cert FILE --tls-key FILE]\n"
+	"\n"
+	"An OpenAI-compatible mock server (POST /v1/chat/completions, /v1/embeddings).\n"
+	"  --listen HOST:PORT  address to listen on (127.0.0.1:8000; port 0 = any free port)\n"
+	"  --ttft-ms N         delay before the first token, or before a whole reply (0)\n"
+	"  --itl-ms N          delay between streamed tokens (0)\n"
+	"  --tokens N          completion tokens (words) per reply (16)\n"
+	"  --fault KIND:RATE   inject a fault into that share (0..1) of requests; KIND is\n"
+	"                      429, 500, 503, reset, truncate, malformed, slow-headers, close.\n"
+	"                      A request can also ask with the header `x-mock-fault: KIND`\n"
+	"                      or the text `mock-fault:KIND` in its body.\n"
+	"  --seed N            seed for the generated text and the fault choice (0)\n"
+	"  --close-every N     answer every Nth request with Connection: close (0 = never)\n"
+	"  --tls-cert FILE, --tls-key FILE\n"
+	"                      serve HTTPS (not built yet)\n";
+
+static int bad(const char *fmt, const char *a, const char *b)
+{
+	fprintf(stderr, "llmring mock: ");
+	fprintf(stderr, fmt, a, b);
+	fputc('\n', stderr);
+	return 2;
+}
+
+static int parse_ull(const char *s, unsigned long long max, unsigned long long *out)
+{
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT"; host copied into buf. */
+static int parse_listen(const char *s, char *host, size_t hostsz, uint16_t *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon)
+		return -1;
+	const char *h = s, *he = colon;
+	if (*h == '[') {
+		if (he[-1] != ']')
+			return -1;
+		h++;
+		he--;
+	}
+	size_t hl = (size_t)(he - h);
+	if (hl == 0 || hl >= hostsz)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	unsigned long long p;
+	if (parse_ull(colon + 1, 65535, &p) < 0)
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+int mock_main(int argc, char **argv)
+{
+	struct mock_options o;
+	mock_options_default(&o);
+	o.port = 8000;
+	char host[256] = "127.0.0.1";
+	const char *tls_cert = NULL, *tls_key = NULL;
+	double rate_sum = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		if (strncmp(arg, "--", 2) != 0)
+			return bad("unexpected argument '%s' (see --help)", arg, "");
+		/* --flag=value or --flag value */
+		char name[32];
+		const char *val = NULL;
+		const char *eq = strchr(arg, '=');
+		size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
+		if (nl >= sizeof(name))
+			return bad("unknown option '%s' (see --help)", arg, "");
+		memcpy(name, arg, nl);
+		name[nl] = '\0';
+		static const char *const known[] = {"--listen", "--ttft-ms", "--itl-ms",
+						    "--tokens", "--fault", "--seed",
+						    "--close-every", "--tls-cert", "--tls-key"};
+		bool ok = false;
+		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+			ok |= strcmp(name, known[k]) == 0;
+		if (!ok)
+			return bad("unknown option '%s' (see --help)", name, "");
+		if (eq) {
+			val = eq + 1;
+		} else {
+			if (i + 1 >= argc)
+				return bad("%s needs a value", name, "");
+			val = argv[++i];
+		}
+
+		unsigned long long v;
+		if (strcmp(name, "--listen") == 0) {
+			if (parse_listen(val, host, sizeof(host), &o.port) < 0)
+				return bad("--listen wants HOST:PORT, got '%s'", val, "");
+		} else if (strcmp(name, "--ttft-ms") == 0 || strcmp(name, "--itl-ms") == 0 ||
+			   strcmp(name, "--tokens") == 0 || strcmp(name, "--close-every") == 0) {
+			if (parse_ull(val, UINT_MAX / 2, &v) < 0)
+				return bad("%s wants a non-negative integer, got '%s'", name, val);
+			if (strcmp(name, "--ttft-ms") == 0)
+				o.ttft_ms = (unsigned)v;
+			else if (strcmp(name, "--itl-ms") == 0)
+				o.itl_ms = (unsigned)v;
+			else if (strcmp(name, "--tokens") == 0)
+				o.tokens = (unsigned)v;
+			else
+				o.close_every = (unsigned)v;
+		} else if (strcmp(name, "--seed") == 0) {
+			if (parse_ull(val, ULLONG_MAX, &v) < 0)
+				return bad("--seed wants a non-negative integer, got '%s'", val, "");
+			o.seed = v;
+		} else if (strcmp(name, "--fault") == 0) {
+			const char *colon = strrchr(val, ':');
+			char kind[32];
+			size_t kl = colon ? (size_t)(colon - val) : 0;
+			if (!colon || kl == 0 || kl >= sizeof(kind))
+				return bad("--fault wants KIND:RATE, got '%s'", val, "");
+			memcpy(kind, val, kl);
+			kind[kl] = '\0';
+			int f = mock_fault_from_name(kind);
+			if (f <= 0)
+				return bad("unknown fault kind '%s' (429, 500, 503, reset, truncate, "
+					   "malformed, slow-headers, close)", kind, "");
+			char *end;
+			errno = 0;
+			double r = strtod(colon + 1, &end);
+			if (errno || end == colon + 1 || *end || !(r >= 0 && r <= 1))
+				return bad("--fault rate must be between 0 and 1, got '%s'",
+					   colon + 1, "");
+			rate_sum += r - o.fault_rate[f];
+			o.fault_rate[f] = r;
+		} else if (strcmp(name, "--tls-cert") == 0) {
+			tls_cert = val;
+		} else if (strcmp(name, "--tls-key") == 0) {
+			tls_key = val;
+		}
+	}
+	if (rate_sum > 1.0 + 1e-9)
+		return bad("fault rates add up to more than 1", "", "");
+	if (tls_cert || tls_key)
+		return bad("TLS serving arrives with TLS support (not built yet)", "", "");
+	o.host = host;
+
+	/* Blocked before the server thread starts so that it inherits the mask
+	 * and only sigwait below sees them. */
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+
+	struct mock_server *srv = NULL; /* owned here, stopped below */
+	int r = mock_server_start(&o, &srv);
+	if (r < 0) {
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		fprintf(stderr, "llmring mock: cannot listen on %s:%u: %s\n", host,
+			(unsigned)o.port, strerror(-r));
+		return 1;
+	}
+	if (strchr(host, ':'))
+		printf("listening on http://[%s]:%u\n", host, (unsigned)mock_server_port(srv));
+	else
+		printf("listening on http://%s:%u\n", host, (unsigned)mock_server_port(srv));
+	fflush(stdout);
+
+	int sig = 0;
+	while (sigwait(&set, &sig) != 0)
+		;
+	uint64_t nreq = mock_server_requests(srv);
+	uint64_t nconn = mock_server_connections(srv);
+	mock_server_stop(srv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	fprintf(stderr, "llmring mock: %s, served %llu requests on %llu connections\n",
+		sig == SIGINT ? "interrupted" : "terminated", (unsigned long long)nreq,
+		(unsigned long long)nconn);
+	return 0;
+}
