@@ -192,6 +192,11 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 
 /* ---- deadlines ---- */
 
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
 /* One timer per future, re-armed lazily: progress only moves a
  * timestamp, and the timer checks it when it fires. */
 static void future_deadline_fired(struct ring_timer *t)
@@ -207,17 +212,20 @@ static void future_deadline_fired(struct ring_timer *t)
 		pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
 		return;
 	}
+	/* The next look: exact for the phase we are in, and never later
+	 * than the earliest a later phase's deadline could expire. */
 	uint64_t next = total_at;
+	uint64_t soonest_idle = now + f->idle_ns;
 	if (ex->phase == EX_CONNECTING) {
 		uint64_t at = ex->phase_start_ns + f->connect_ns;
 		if (now >= at) {
 			snprintf(f->message, sizeof(f->message), "connect to %s port %u timed out after %.3g s",
-			         origin_url(ex->origin)->host, origin_url(ex->origin)->port, (double)f->connect_ns / 1e9);
+			         origin_url(ex->origin)->host, origin_url(ex->origin)->port,
+			         (double)f->connect_ns / 1e9);
 			pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
 			return;
 		}
-		if (at < next)
-			next = at;
+		next = min_u64(next, min_u64(at, soonest_idle));
 	} else if (ex->phase == EX_RECEIVING) {
 		uint64_t at = ex->last_byte_ns + f->idle_ns;
 		if (now >= at) {
@@ -226,14 +234,9 @@ static void future_deadline_fired(struct ring_timer *t)
 			pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
 			return;
 		}
-		if (at < next)
-			next = at;
-	} else if (ex->phase == EX_QUEUED || ex->phase == EX_SENDING || ex->phase == EX_WAITING) {
-		/* A connect can begin later (resend, queue): look again by
-		 * then; the first response byte starts the idle clock. */
-		uint64_t at = now + (f->connect_ns < f->idle_ns ? f->connect_ns : f->idle_ns);
-		if (at < next)
-			next = at;
+		next = min_u64(next, at);
+	} else {
+		next = min_u64(next, now + min_u64(f->connect_ns, f->idle_ns));
 	}
 	ring_timer_set(&e->ring, &f->deadline, next);
 }
@@ -364,9 +367,9 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	if (e->active_head)
 		e->active_head->wait_prev = f;
 	e->active_head = f;
-	uint64_t first = f->submit_ns + f->total_ns;
-	uint64_t connect_at = e->ring.now_ns + f->connect_ns;
-	ring_timer_set(&e->ring, &f->deadline, connect_at < first ? connect_at : first);
+	ring_timer_set(&e->ring, &f->deadline,
+	               min_u64(f->submit_ns + f->total_ns,
+	                       e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)));
 	pool_start(&e->pool, &f->ex);
 }
 

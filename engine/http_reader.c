@@ -41,6 +41,26 @@ const unsigned char http_token_char[256] = {
 	/* 0x80..0xff: not token characters */
 };
 
+/* Field-value and reason-phrase bytes: HT, SP, VCHAR, obs-text (no controls, no DEL). */
+static const unsigned char text_char[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, /* 0x00: HT only */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x10 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x30 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x40 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x50 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x60 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70: not DEL */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x80.. obs-text */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 /* Sub-states of r->chunk_state, one set per reader state that uses it. */
 enum chunk_line_state {
 	CS_FIRST_DIGIT = 0,
@@ -130,7 +150,7 @@ static size_t scan_text(const char *p, size_t i)
 {
 	for (;; i++) {
 		unsigned char c = (unsigned char)p[i];
-		if (c >= 0x20 ? c != 0x7f : c == '\t')
+		if (text_char[c])
 			continue;
 		if (c == '\r' || c == '\n')
 			return i;
@@ -340,9 +360,11 @@ static long fail(struct http_reader *r, int code, const char *why)
 	return code;
 }
 
+/* The callback's code is its own error: no reader message, so callers fall
+ * back to their own text or lr_strerror(). */
 static long callback_stopped(struct http_reader *r, int rc)
 {
-	return fail(r, rc, "stopped by a callback");
+	return fail(r, rc, NULL);
 }
 
 static long finish(struct http_reader *r, const struct http_reader_callbacks *cb, void *ctx)

@@ -76,11 +76,14 @@ struct http_reader {
 	unsigned hex_digits;        /* digits in the chunk size being read */
 	size_t framing_bytes;       /* bytes of the chunk line or trailers so far */
 	int error;                  /* LR_E* once in HTTP_READ_ERROR */
-	const char *error_message;  /* static string describing the error */
+	const char *error_message;  /* static string describing the error;
+	                               NULL when a callback's code stopped it */
 };
 
 /* Initialise (or reset for the next response on the same connection).
- * Keeps partial's allocation across resets. */
+ * Zero limits mean the defaults. Reset keeps the limits and partial's
+ * allocation and clears everything else, request_was_head included: set
+ * it after the reset. */
 void http_reader_init(struct http_reader *r, size_t max_head_bytes, uint64_t max_body_bytes);
 void http_reader_reset(struct http_reader *r);
 void http_reader_free(struct http_reader *r);

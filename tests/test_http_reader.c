@@ -810,6 +810,7 @@ static void negative_on_head_result_stops_the_reader(void **state)
 	assert_int_equal(feed_whole(&r, samples[0].text, &c), LR_ECANCELLED);
 	assert_int_equal(c.bodies, 0);
 	assert_int_equal(r.state, HTTP_READ_ERROR);
+	assert_null(r.error_message); /* the callback's error, not the reader's */
 	assert_int_equal(feed_piece(&r, "x", 1, &c), LR_ECANCELLED);
 	http_reader_free(&r);
 }

@@ -158,6 +158,30 @@ static void test_rejects_embedded_nul_and_trailing_garbage(void **state)
 	json_doc_free(&d);
 }
 
+static void test_rejects_control_byte_at_any_position(void **state)
+{
+	(void)state;
+	/* Raw bytes below 0x20 are invalid inside strings wherever they sit;
+	 * bytes at or above 0x80 (UTF-8) are fine. */
+	char doc[64];
+	struct json_doc d = {0};
+	for (size_t at = 0; at < 40; at++) {
+		for (int bad = 0; bad < 0x20; bad += 0x1f) {
+			memset(doc, 0, sizeof doc);
+			doc[0] = '"';
+			memset(doc + 1, 'a', 40);
+			for (size_t k = 1; k <= 40; k += 3)
+				doc[k] = (char)0xc3, doc[k + 1] = (char)0xa9;
+			doc[41] = '"';
+			assert_int_equal(json_parse(&d, doc, 42), 0);
+			doc[1 + at] = (char)bad;
+			if (json_parse(&d, doc, 42) != LR_EPROTO)
+				fail_msg("byte 0x%02x at %zu accepted", bad, at);
+		}
+	}
+	json_doc_free(&d);
+}
+
 static void test_rejects_excessive_depth(void **state)
 {
 	(void)state;
@@ -510,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_rejects_invalid_documents),
 		cmocka_unit_test(test_rejects_every_proper_prefix),
 		cmocka_unit_test(test_rejects_embedded_nul_and_trailing_garbage),
+		cmocka_unit_test(test_rejects_control_byte_at_any_position),
 		cmocka_unit_test(test_rejects_excessive_depth),
 		cmocka_unit_test(test_grows_token_array),
 		cmocka_unit_test(test_doc_is_reusable),

@@ -60,7 +60,7 @@
 #define RING_CQ_ENTRIES 32768
 #define CQE_BATCH 256
 
-enum { TAG_IGNORE = 0, TAG_RECV, TAG_SEND, TAG_TIMER, TAG_ACCEPT, TAG_STOP };
+enum { TAG_IGNORE = 0, TAG_RECV, TAG_SEND, TAG_TIMER, TAG_ACCEPT, TAG_STOP, TAG_ACCEPT_RETRY };
 #define TAG_MASK ((uint64_t)7)
 
 /* ------------------------------------------------------------------ */
@@ -258,6 +258,8 @@ struct mock_server {
 	struct conn *conns;     /* list head; every conn owned by the server */
 	unsigned nconns;
 	bool accept_armed;
+	bool accept_retry_armed; /* backing off after an accept error (EMFILE) */
+	struct __kernel_timespec accept_retry_ts;
 	bool stopping;
 	uint64_t efd_val;
 	uint64_t next_n;
@@ -1391,12 +1393,29 @@ static void accept_arm(struct mock_server *s)
 	s->accept_armed = true;
 }
 
+/* The multishot accept ended: start it again, after a pause on errors. */
+static void accept_rearm(struct mock_server *s, int res)
+{
+	if (s->stopping)
+		return;
+	if (res >= 0 || res == -EINTR || res == -EAGAIN) {
+		accept_arm(s);
+		return;
+	}
+	/* Out of fds and the like: retry in 10 ms, not in a hot loop. */
+	s->accept_retry_ts.tv_sec = 0;
+	s->accept_retry_ts.tv_nsec = 10 * 1000000;
+	struct io_uring_sqe *sqe = sqe_get(s);
+	io_uring_prep_timeout(sqe, &s->accept_retry_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, TAG_ACCEPT_RETRY);
+	s->accept_retry_armed = true;
+}
+
 static void on_accept(struct mock_server *s, int res, unsigned flags)
 {
 	if (!(flags & IORING_CQE_F_MORE)) {
 		s->accept_armed = false;
-		if (!s->stopping)
-			accept_arm(s);
+		accept_rearm(s, res);
 	}
 	if (res < 0)
 		return;
@@ -1434,6 +1453,11 @@ static void begin_stop(struct mock_server *s)
 		io_uring_prep_cancel64(sqe, TAG_ACCEPT, 0);
 		io_uring_sqe_set_data64(sqe, TAG_IGNORE);
 	}
+	if (s->accept_retry_armed) {
+		struct io_uring_sqe *sqe = sqe_get(s);
+		io_uring_prep_timeout_remove(sqe, TAG_ACCEPT_RETRY, 0);
+		io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+	}
 	for (struct conn *c = s->conns, *nx; c; c = nx) {
 		nx = c->next;
 		conn_close(s, c, false);
@@ -1450,6 +1474,11 @@ static void handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe)
 	case TAG_SEND: on_send(s, c, cqe->res); break;
 	case TAG_TIMER: on_timer(s, c, cqe->res); break;
 	case TAG_ACCEPT: on_accept(s, cqe->res, cqe->flags); break;
+	case TAG_ACCEPT_RETRY:
+		s->accept_retry_armed = false;
+		if (!s->stopping)
+			accept_arm(s);
+		break;
 	case TAG_STOP:
 		if (cqe->res == -EINTR || cqe->res == -EAGAIN)
 			stop_arm(s);
@@ -1507,7 +1536,7 @@ static void *server_thread(void *arg)
 
 	struct io_uring_cqe *cqes[CQE_BATCH];
 	for (;;) {
-		if (s->stopping && s->nconns == 0 && !s->accept_armed)
+		if (s->stopping && s->nconns == 0 && !s->accept_armed && !s->accept_retry_armed)
 			break;
 		r = io_uring_submit_and_wait(&s->ring, 1);
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -ETIME && r != -EAGAIN) {

@@ -1,0 +1,55 @@
+/*
+ * Shared pieces of the llmring command line: option matching, number
+ * parsing, endpoint and key selection. Every function that rejects
+ * something prints why to stderr, prefixed with the command ("llmring
+ * batch: ..."), so callers only map the failure to exit status 2.
+ */
+#ifndef LR_CLI_H
+#define LR_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit statuses shared by every subcommand. */
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_FAILED = 1,  /* something was attempted and failed */
+	CLI_EXIT_USAGE = 2,   /* nothing could be attempted */
+};
+
+/*
+ * Matches argv[*i] against option `name` ("--model"), written either as
+ * "--model VALUE" or "--model=VALUE" (takes_value), or as the bare flag.
+ * Returns 1 on a match (*value set, NULL for a flag; *i moved to the last
+ * argument consumed), 0 when argv[*i] is some other option, -1 after
+ * printing an error (missing value, or a value given to a flag).
+ */
+int cli_match(const char *cmd, int argc, char **argv, int *i, const char *name, bool takes_value,
+              const char **value);
+
+/* Seconds, fractions allowed, > 0. 0 or -1 after printing an error. */
+int cli_parse_seconds(const char *cmd, const char *flag, const char *text, double *out);
+/* A decimal integer in [min, max]. 0 or -1 after printing an error. */
+int cli_parse_count(const char *cmd, const char *flag, const char *text, long min, long max,
+                    long *out);
+
+/* Rejects --cacert / --insecure: TLS is not built yet. 0 when neither was given. */
+int cli_reject_tls_flags(const char *cmd, const char *cacert, bool insecure);
+
+/*
+ * The OpenAI-compatible endpoint and key: --base-url, else OPENAI_BASE_URL,
+ * else https://api.openai.com/v1 (which needs OPENAI_API_KEY). The key is
+ * OPENAI_API_KEY or NULL; it is never printed. Both results are borrowed
+ * (from argv or the environment). 0, or -1 after printing why nothing can
+ * be sent (no key for the default endpoint, https before TLS exists, a
+ * base URL that is not http(s)).
+ */
+int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char **base_url,
+                         const char **api_key);
+
+void cli_usage_batch(FILE *out);
+
+/* `llmring batch ...`; argv[0] is "batch". Returns the exit status. */
+int batch_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what llmring needs to build and test on Debian 12 (idempotent).
+# Build: gcc, meson, ninja, liburing 2.3, jsmn, mbedTLS. Tests: cmocka,
+# clang (second compiler), python3 (CLI tests). Benchmarks add wrk.
+set -euo pipefail
+pkgs=(build-essential gcc clang meson ninja-build pkg-config liburing-dev libjsmn-dev
+      libmbedtls-dev libcmocka-dev python3 ca-certificates)
+[ "${1:-}" = "--bench" ] && pkgs+=(wrk valgrind time)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
