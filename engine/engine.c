@@ -95,6 +95,7 @@ struct lr_engine {
 	unsigned active;
 	struct lr_future *wait_head, *wait_tail;
 	struct lr_future *active_head;
+	struct lr_future *reap_pending, *reap_pending_last; /* newest first */
 
 	/* Statistics, written by the engine thread, read by anyone. */
 	_Atomic uint64_t stat_opened, stat_reused, stat_resends, stat_completed;
@@ -177,14 +178,12 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	if (atomic_load_explicit(&f->waiters, memory_order_acquire))
 		futex(&f->done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	if (e->cfg.reap_completions) {
-		/* The engine's reference moves into the reap queue. */
-		struct lr_future *old = atomic_load_explicit(&e->reap_head, memory_order_relaxed);
-		do {
-			f->next = old;
-		} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, f, memory_order_release,
-		                                                memory_order_relaxed));
-		if (!old)
-			eventfd_signal(e->completion_fd);
+		/* The engine's reference moves into the reap queue; the
+		 * turn's completions are published together (engine_flush_reaped). */
+		f->next = e->reap_pending;
+		if (!e->reap_pending)
+			e->reap_pending_last = f;
+		e->reap_pending = f;
 	} else {
 		future_unref(f);
 	}
@@ -452,6 +451,22 @@ static void engine_drain_inbox(struct lr_engine *e)
 	}
 }
 
+/* One CAS and at most one eventfd write per loop turn, however many
+ * futures completed in it. */
+static void engine_flush_reaped(struct lr_engine *e)
+{
+	if (!e->reap_pending)
+		return;
+	struct lr_future *old = atomic_load_explicit(&e->reap_head, memory_order_relaxed);
+	do {
+		e->reap_pending_last->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, e->reap_pending,
+	                                                memory_order_release, memory_order_relaxed));
+	e->reap_pending = e->reap_pending_last = NULL;
+	if (!old)
+		eventfd_signal(e->completion_fd);
+}
+
 static void on_wake(struct ring_op *op, int res, unsigned flags)
 {
 	struct lr_engine *e = container_of(op, struct lr_engine, op_wake);
@@ -524,12 +539,14 @@ static void *engine_thread(void *arg)
 		} else if (!e->wake_armed) {
 			engine_arm_wake(e);
 		}
+		engine_flush_reaped(e);
 		ret = ring_run_once(&e->ring, UINT64_MAX);
 		if (ret < 0 && ret != -EINTR) {
 			fprintf(stderr, "llmring: io_uring enter failed: %s\n", strerror(-ret));
 			break;
 		}
 	}
+	engine_flush_reaped(e);
 	engine_publish_stats(e);
 	pool_free(&e->pool);
 	json_doc_free(&e->doc);

@@ -27,8 +27,23 @@ enum {
 int cli_match(const char *cmd, int argc, char **argv, int *i, const char *name, bool takes_value,
               const char **value);
 
-/* Seconds, fractions allowed, > 0. 0 or -1 after printing an error. */
-int cli_parse_seconds(const char *cmd, const char *flag, const char *text, double *out);
+/*
+ * In an option loop over argv with `cmd`, `argc`, `argv`, index `i`, and
+ * locals `const char *v` and `int m`: on a match of `name` runs `store`
+ * (which may use v) and goes on with the next argument; on a bad one
+ * returns CLI_EXIT_USAGE.
+ */
+#define CLI_OPTION(name, takes_value, store)                                  \
+	if ((m = cli_match(cmd, argc, argv, &i, name, takes_value, &v)) != 0) { \
+		if (m < 0)                                                     \
+			return CLI_EXIT_USAGE;                                 \
+		store;                                                         \
+		continue;                                                      \
+	}
+
+/* A positive decimal (seconds, rates), fractions allowed. 0 or -1 after
+ * printing an error. */
+int cli_parse_positive(const char *cmd, const char *flag, const char *text, double *out);
 /* A decimal integer in [min, max]. 0 or -1 after printing an error. */
 int cli_parse_count(const char *cmd, const char *flag, const char *text, long min, long max,
                     long *out);

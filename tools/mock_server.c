@@ -887,7 +887,7 @@ static void job_run(struct mock_server *s, struct conn *c)
 }
 
 /* A complete response in j->whole, emitted right away. */
-static void job_whole(struct conn *c, uint64_t n, bool close)
+static void job_whole(struct conn *c, bool close)
 {
 	struct job *j = &c->job;
 	j->active = true;
@@ -898,7 +898,6 @@ static void job_whole(struct conn *c, uint64_t n, bool close)
 	j->off = 0;
 	j->cut = j->whole.len;
 	j->close_mode = close ? CLOSE_FIN : CLOSE_NONE;
-	(void)n;
 }
 
 static void respond_error(struct mock_server *s, struct conn *c, uint64_t n, int st,
@@ -913,7 +912,7 @@ static void respond_error(struct mock_server *s, struct conn *c, uint64_t n, int
 	put_head(&j->whole, st, false, body->len, n, close, extra);
 	j->head_len = j->whole.len;
 	put(&j->whole, body->p, body->len);
-	job_whole(c, n, close);
+	job_whole(c, close);
 }
 
 #define ERRL(s, c, n, st, lit, type, code, close, extra) \
@@ -1040,10 +1039,10 @@ static void dispatch(struct mock_server *s, struct conn *c)
 	j->active = true;
 	j->ttft_ms = s->o.ttft_ms;
 	j->slow = fault == MOCK_FAULT_SLOW_HEADERS;
-	j->close_mode = close ? CLOSE_FIN : CLOSE_NONE;
 	if (fault == MOCK_FAULT_TRUNCATE)
-		close = true, j->close_mode = CLOSE_FIN;
-	else if (fault == MOCK_FAULT_RESET)
+		close = true; /* the cut body cannot be framed for a next request */
+	j->close_mode = close ? CLOSE_FIN : CLOSE_NONE;
+	if (fault == MOCK_FAULT_RESET)
 		j->close_mode = CLOSE_RST;
 	j->whole.len = 0;
 	j->off = 0;

@@ -1,0 +1,434 @@
+/*
+ * llmring: the command-line front end. Dispatches to the subcommands
+ * (batch in cli_batch.c, mock in mock_main.c, chat and bench here) and
+ * holds the option helpers they share (cli.h).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "json.h"
+#include "llmring.h"
+#include "mock_server.h"
+
+/* ---- usage ---------------------------------------------------------- */
+
+static const char main_usage[] =
+	"usage: llmring COMMAND [OPTIONS]\n"
+	"\n"
+	"Commands:\n"
+	"  batch   send every request of a JSONL file (OpenAI Batch format)\n"
+	"  chat    send one prompt and print the reply\n"
+	"  mock    run the mock OpenAI-compatible server\n"
+	"  bench   load-generate against an inference server (not built yet)\n"
+	"  help [COMMAND]  show help\n"
+	"\n"
+	"llmring --version prints the version.\n";
+
+static const char chat_usage[] =
+	"usage: llmring chat [--model M] [--base-url URL] [--system TEXT] [--no-stream]\n"
+	"                    [--timeout S] [--cacert FILE] [--insecure] PROMPT\n"
+	"\n"
+	"Sends PROMPT to a chat-completions endpoint and prints the reply.\n"
+	"  --model M        model name (gpt-4o-mini)\n"
+	"  --base-url URL   OpenAI-compatible base URL (default: OPENAI_BASE_URL, else\n"
+	"                   https://api.openai.com/v1 with OPENAI_API_KEY)\n"
+	"  --system TEXT    a system message before the prompt\n"
+	"  --no-stream      print the whole reply at once (required for now: streaming\n"
+	"                   output is not built yet)\n"
+	"  --timeout S      total seconds for the request (600; fractions allowed)\n"
+	"  --cacert FILE, --insecure\n"
+	"                   TLS options (not built yet)\n"
+	"Errors go to stderr with exit status 1.\n";
+
+static const char bench_usage[] =
+	"usage: llmring bench --base-url URL --model M [--requests N | --duration S]\n"
+	"                     [--concurrency N | --rate R] [--stream] [--prompt-tokens N]\n"
+	"                     [--max-tokens N] [--json FILE] [--svg FILE]\n"
+	"\n"
+	"A load generator for inference servers. Not built yet: it arrives with the\n"
+	"benchmark issue.\n";
+
+static const char mock_usage[] =
+	"usage: llmring mock [--listen HOST:PORT] [--ttft-ms N] [--itl-ms N] [--tokens N]\n"
+	"                    [--fault KIND:RATE]... [--tls-cert FILE --tls-key FILE] [--seed N]\n"
+	"\n"
+	"Runs the mock OpenAI-compatible server; `llmring mock --help` says more.\n";
+
+/* ---- shared helpers (cli.h) ------------------------------------------ */
+
+int cli_match(const char *cmd, int argc, char **argv, int *i, const char *name, bool takes_value,
+              const char **value)
+{
+	const char *arg = argv[*i];
+	size_t n = strlen(name);
+	if (strncmp(arg, name, n) != 0)
+		return 0;
+	if (arg[n] == '=') {
+		if (!takes_value) {
+			fprintf(stderr, "llmring %s: %s takes no value\n", cmd, name);
+			return -1;
+		}
+		*value = arg + n + 1;
+		return 1;
+	}
+	if (arg[n] != '\0')
+		return 0;
+	if (!takes_value) {
+		*value = NULL;
+		return 1;
+	}
+	if (*i + 1 >= argc) {
+		fprintf(stderr, "llmring %s: %s needs a value\n", cmd, name);
+		return -1;
+	}
+	*i += 1;
+	*value = argv[*i];
+	return 1;
+}
+
+int cli_parse_positive(const char *cmd, const char *flag, const char *text, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	/* strtod also takes hex, inf and nan: only plain decimals count. */
+	bool plain = text[0] != '\0' && strspn(text, "0123456789.eE+-") == strlen(text);
+	if (!plain || errno || *end != '\0' || !isfinite(v) || v <= 0 || v > 1e9) {
+		fprintf(stderr, "llmring %s: %s wants a positive number, not '%s'\n", cmd,
+		        flag, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_parse_count(const char *cmd, const char *flag, const char *text, long min, long max,
+                    long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	bool digits = text[0] != '\0' && strspn(text, "0123456789") == strlen(text);
+	if (!digits || errno || *end != '\0' || v < min || v > max) {
+		fprintf(stderr, "llmring %s: %s wants a whole number from %ld to %ld, not '%s'\n", cmd,
+		        flag, min, max, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_reject_tls_flags(const char *cmd, const char *cacert, bool insecure)
+{
+	if (!cacert && !insecure)
+		return 0;
+	fprintf(stderr, "llmring %s: %s is not supported yet: TLS is not built yet "
+	        "(use an http:// base URL)\n", cmd, cacert ? "--cacert" : "--insecure");
+	return -1;
+}
+
+static const char default_base_url[] = "https://api.openai.com/v1";
+
+int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char **base_url,
+                         const char **api_key)
+{
+	const char *base = base_url_flag;
+	const char *source = "--base-url";
+	if (!base) {
+		base = getenv("OPENAI_BASE_URL");
+		source = "OPENAI_BASE_URL";
+		if (!base || !base[0]) {
+			base = NULL;
+			source = NULL;
+		}
+	}
+	const char *key = getenv("OPENAI_API_KEY");
+	if (key && !key[0])
+		key = NULL;
+	if (!base) {
+		if (!key) {
+			fprintf(stderr, "llmring %s: OPENAI_API_KEY is not set; the default endpoint "
+			        "%s needs it (for a server without keys give --base-url URL)\n",
+			        cmd, default_base_url);
+			return -1;
+		}
+		fprintf(stderr, "llmring %s: the default endpoint %s needs TLS, which is not built "
+		        "yet (give --base-url http://HOST:PORT/v1 for a plain-HTTP server)\n",
+		        cmd, default_base_url);
+		return -1;
+	}
+	if (strncasecmp(base, "https://", 8) == 0) {
+		fprintf(stderr, "llmring %s: https base URLs need TLS, which is not built yet "
+		        "(%s is https; use an http:// base URL)\n", cmd, source);
+		return -1;
+	}
+	if (strncasecmp(base, "http://", 7) != 0 || base[7] == '\0') {
+		fprintf(stderr, "llmring %s: the base URL from %s must start with http:// "
+		        "(got '%s')\n", cmd, source, base);
+		return -1;
+	}
+	*base_url = base;
+	*api_key = key;
+	return 0;
+}
+
+/* ---- chat ------------------------------------------------------------- */
+
+/* Prints choices[0].message.content of a chat.completion body. */
+static int print_chat_reply(const lr_result *r)
+{
+	struct json_doc doc = {0}; /* owner: this function */
+	int status = CLI_EXIT_FAILED;
+	char *text = NULL; /* owner: this function */
+	if (!r->body || json_parse(&doc, r->body, r->body_len) != 0) {
+		fprintf(stderr, "llmring chat: the reply is not valid JSON\n");
+		goto out;
+	}
+	int choices = json_object_get(&doc, 0, "choices");
+	if (choices < 0 || doc.tok[choices].type != JSON_ARRAY || doc.tok[choices].size < 1) {
+		fprintf(stderr, "llmring chat: the reply has no choices\n");
+		goto out;
+	}
+	int content = json_path(&doc, choices + 1, "message.content");
+	long len = content >= 0 ? json_get_string(&doc, content, NULL, 0) : -1;
+	if (len < 0) {
+		fprintf(stderr, "llmring chat: the reply has no text content\n");
+		goto out;
+	}
+	text = malloc((size_t)len + 1);
+	if (!text) {
+		fprintf(stderr, "llmring chat: out of memory\n");
+		goto out;
+	}
+	json_get_string(&doc, content, text, (size_t)len + 1);
+	fwrite(text, 1, (size_t)len, stdout);
+	fputc('\n', stdout);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "llmring chat: cannot write the reply: %s\n", strerror(errno));
+		goto out;
+	}
+	status = CLI_EXIT_OK;
+out:
+	free(text);
+	json_doc_free(&doc);
+	return status;
+}
+
+static int chat_main(int argc, char **argv)
+{
+	const char *cmd = "chat";
+	const char *model = "gpt-4o-mini", *base_url_flag = NULL, *system_text = NULL;
+	const char *prompt = NULL, *cacert = NULL, *timeout_text = NULL;
+	bool no_stream = false, insecure = false, options_done = false;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *v = NULL;
+		int m;
+		if (options_done || arg[0] != '-' || arg[1] == '\0') {
+			if (prompt) {
+				fprintf(stderr, "llmring chat: one PROMPT only (quote it): '%s'\n", arg);
+				return CLI_EXIT_USAGE;
+			}
+			prompt = arg;
+			continue;
+		}
+		if (strcmp(arg, "--") == 0) {
+			options_done = true;
+			continue;
+		}
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			fputs(chat_usage, stdout);
+			return CLI_EXIT_OK;
+		}
+		CLI_OPTION("--model", true, model = v)
+		CLI_OPTION("--base-url", true, base_url_flag = v)
+		CLI_OPTION("--system", true, system_text = v)
+		CLI_OPTION("--no-stream", false, no_stream = true)
+		CLI_OPTION("--timeout", true, timeout_text = v)
+		CLI_OPTION("--cacert", true, cacert = v)
+		CLI_OPTION("--insecure", false, insecure = true)
+		fprintf(stderr, "llmring chat: unknown option '%s'\n%s", arg, chat_usage);
+		return CLI_EXIT_USAGE;
+	}
+	double timeout_s = 0;
+	if (timeout_text && cli_parse_positive(cmd, "--timeout", timeout_text, &timeout_s))
+		return CLI_EXIT_USAGE;
+	if (!prompt) {
+		fprintf(stderr, "llmring chat: a PROMPT is needed\n%s", chat_usage);
+		return CLI_EXIT_USAGE;
+	}
+	if (!model[0]) {
+		fprintf(stderr, "llmring chat: --model may not be empty\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (cli_reject_tls_flags(cmd, cacert, insecure))
+		return CLI_EXIT_USAGE;
+	if (!no_stream) {
+		fprintf(stderr, "llmring chat: streaming output is not built yet; use --no-stream\n");
+		return CLI_EXIT_USAGE;
+	}
+	const char *base_url, *api_key;
+	if (cli_resolve_endpoint(cmd, base_url_flag, &base_url, &api_key))
+		return CLI_EXIT_USAGE;
+
+	lr_config cfg = lr_config_default();
+	cfg.base_url = base_url;
+	cfg.api_key = api_key;
+	cfg.max_in_flight = 1;
+	if (timeout_s > 0)
+		cfg.total_timeout_s = timeout_s;
+	lr_engine *eng = NULL; /* owner: this function */
+	int rc = lr_engine_new(&cfg, &eng);
+	if (rc) {
+		fprintf(stderr, "llmring chat: cannot start the engine: %s\n", lr_strerror(rc));
+		return CLI_EXIT_USAGE;
+	}
+	int status = CLI_EXIT_FAILED;
+	lr_request *rq = lr_request_new(model); /* owner: this function until lr_submit */
+	if (!rq) {
+		fprintf(stderr, "llmring chat: out of memory\n");
+		goto out;
+	}
+	rc = system_text ? lr_request_add_message(rq, LR_ROLE_SYSTEM, system_text) : 0;
+	if (!rc)
+		rc = lr_request_add_message(rq, LR_ROLE_USER, prompt);
+	if (rc) {
+		lr_request_free(rq);
+		fprintf(stderr, "llmring chat: cannot build the request: %s\n", lr_strerror(rc));
+		goto out;
+	}
+	lr_future *f = lr_submit(eng, rq); /* owner: this function */
+	if (!f) {
+		fprintf(stderr, "llmring chat: cannot submit the request\n");
+		goto out;
+	}
+	lr_future_wait(f, -1);
+	const lr_result *r = lr_future_result(f);
+	if (r->error) {
+		fprintf(stderr, "llmring chat: %s: %s\n", lr_error_name(r->error),
+		        r->error_message ? r->error_message : lr_strerror(r->error));
+	} else {
+		status = print_chat_reply(r);
+	}
+	lr_future_release(f);
+out:
+	lr_engine_destroy(eng);
+	return status;
+}
+
+/* ---- bench (flags only, for now) ---------------------------------------- */
+
+static int bench_main(int argc, char **argv)
+{
+	const char *cmd = "bench";
+	const char *base_url = NULL, *model = NULL, *requests = NULL, *duration = NULL;
+	const char *concurrency = NULL, *rate = NULL, *prompt_tokens = NULL, *max_tokens = NULL;
+	const char *json_path = NULL, *svg_path = NULL;
+	bool stream = false;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *v = NULL;
+		int m;
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			fputs(bench_usage, stdout);
+			return CLI_EXIT_OK;
+		}
+		CLI_OPTION("--base-url", true, base_url = v)
+		CLI_OPTION("--model", true, model = v)
+		CLI_OPTION("--requests", true, requests = v)
+		CLI_OPTION("--duration", true, duration = v)
+		CLI_OPTION("--concurrency", true, concurrency = v)
+		CLI_OPTION("--rate", true, rate = v)
+		CLI_OPTION("--stream", false, stream = true)
+		CLI_OPTION("--prompt-tokens", true, prompt_tokens = v)
+		CLI_OPTION("--max-tokens", true, max_tokens = v)
+		CLI_OPTION("--json", true, json_path = v)
+		CLI_OPTION("--svg", true, svg_path = v)
+		fprintf(stderr, "llmring bench: unexpected argument '%s'\n%s", arg, bench_usage);
+		return CLI_EXIT_USAGE;
+	}
+	long n;
+	double s;
+	if ((requests && cli_parse_count(cmd, "--requests", requests, 1, 1000000000L, &n)) ||
+	    (duration && cli_parse_positive(cmd, "--duration", duration, &s)) ||
+	    (concurrency && cli_parse_count(cmd, "--concurrency", concurrency, 1, 1000000L, &n)) ||
+	    (rate && cli_parse_positive(cmd, "--rate", rate, &s)) ||
+	    (prompt_tokens && cli_parse_count(cmd, "--prompt-tokens", prompt_tokens, 1, 10000000L, &n)) ||
+	    (max_tokens && cli_parse_count(cmd, "--max-tokens", max_tokens, 1, 10000000L, &n)))
+		return CLI_EXIT_USAGE;
+	if (requests && duration) {
+		fprintf(stderr, "llmring bench: give --requests or --duration, not both\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (concurrency && rate) {
+		fprintf(stderr, "llmring bench: give --concurrency or --rate, not both\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (!base_url || !model) {
+		fprintf(stderr, "llmring bench: --base-url and --model are needed\n%s", bench_usage);
+		return CLI_EXIT_USAGE;
+	}
+	(void)stream;
+	(void)json_path;
+	(void)svg_path;
+	fprintf(stderr, "llmring bench: not built yet (arrives with the benchmark issue)\n");
+	return CLI_EXIT_USAGE;
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int help_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(main_usage, stdout);
+		return CLI_EXIT_OK;
+	}
+	const char *topic = argv[1];
+	if (strcmp(topic, "batch") == 0)
+		cli_usage_batch(stdout);
+	else if (strcmp(topic, "chat") == 0)
+		fputs(chat_usage, stdout);
+	else if (strcmp(topic, "mock") == 0)
+		fputs(mock_usage, stdout);
+	else if (strcmp(topic, "bench") == 0)
+		fputs(bench_usage, stdout);
+	else if (strcmp(topic, "help") == 0)
+		fputs(main_usage, stdout);
+	else {
+		fprintf(stderr, "llmring help: unknown command '%s'\n%s", topic, main_usage);
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(main_usage, stderr);
+		return CLI_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--version") == 0) {
+		printf("llmring %s\n", LR_VERSION_STRING);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+		return help_main(1, argv + 1);
+	if (strcmp(cmd, "help") == 0)
+		return help_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "batch") == 0)
+		return batch_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "chat") == 0)
+		return chat_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "mock") == 0)
+		return mock_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "bench") == 0)
+		return bench_main(argc - 1, argv + 1);
+	fprintf(stderr, "llmring: unknown command '%s'\n%s", cmd, main_usage);
+	return CLI_EXIT_USAGE;
+}
