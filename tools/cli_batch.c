@@ -731,7 +731,8 @@ static int load_previous_output(struct batch *b)
 	if (unreadable > 1)
 		fprintf(stderr, "llmring batch: %" PRIu64 " lines of %s were not outcome lines\n",
 		        unreadable, b->opt.output_path);
-	qsort(b->done_lines, b->done_lines_count, sizeof(*b->done_lines), cmp_u64);
+	if (b->done_lines_count > 1)
+		qsort(b->done_lines, b->done_lines_count, sizeof(*b->done_lines), cmp_u64);
 	return 0;
 }
 

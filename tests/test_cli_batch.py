@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the llmring command line (batch, chat, bench, help).
+
+usage: test_cli_batch.py PATH/TO/llmring
+
+Servers used: the built-in mock (`--mock`, in-process), `llmring mock` as its
+own process, and a small Python HTTP server here whose behaviour each request
+picks (to see exactly what the client sent, and to send what the mock never
+does: pretty-printed bodies, non-JSON error bodies, 401/404).
+Exits 0 when every test passed, 1 otherwise.
+"""
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+LLMRING = None
+SECRET = "sk-test-SECRET-never-printed-8d1f2c"
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+# ---- helpers ---------------------------------------------------------------
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env.update(extra)
+    return env
+
+
+def run(args, env=None, timeout=60, cwd=None):
+    """Runs llmring; no run may ever print the secret key."""
+    p = subprocess.run([LLMRING] + args, capture_output=True, text=True,
+                       env=env if env is not None else clean_env(),
+                       timeout=timeout, cwd=cwd)
+    assert SECRET not in p.stdout and SECRET not in p.stderr, "the API key was printed"
+    # Under a sanitizer build, any report fails the test whatever the status.
+    assert "Sanitizer" not in p.stderr and "runtime error:" not in p.stderr, p.stderr
+    return p
+
+
+def chat_line(cid, content="Hello there", model="gpt-4o-mini", url="/v1/chat/completions"):
+    return json.dumps({"custom_id": cid, "method": "POST", "url": url,
+                       "body": {"model": model,
+                                "messages": [{"role": "user", "content": content}]}})
+
+
+def embed_line(cid, text="hello world", model="text-embedding-3-small"):
+    return json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/embeddings",
+                       "body": {"model": model, "input": text}})
+
+
+def write_lines(path, lines, final_newline=True):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + ("\n" if final_newline and lines else ""))
+
+
+def read_output(path):
+    """Every line of an output file, parsed; the file must end in a newline."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data == b"" or data.endswith(b"\n"), "output does not end with a newline"
+    out = []
+    for raw in data.decode("utf-8").split("\n")[:-1]:
+        obj = json.loads(raw)
+        assert isinstance(obj, dict)
+        out.append(obj)
+    return out
+
+
+def by_id(lines):
+    return {l["custom_id"]: l for l in lines if "input_line" not in l}
+
+
+def check_shape(line):
+    keys = list(line.keys())
+    assert keys[:4] == ["id", "custom_id", "response", "error"], keys
+    assert line["id"].startswith("batch_req_"), line["id"]
+    if line["error"] is None:
+        r = line["response"]
+        assert r["status_code"] == 200, r
+        assert isinstance(r["body"], dict)
+        assert "request_id" in r
+    else:
+        assert set(line["error"].keys()) == {"code", "message"}, line["error"]
+        assert isinstance(line["error"]["message"], str) and line["error"]["message"]
+
+
+def check_secret_absent(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                assert SECRET.encode() not in f.read(), "the API key was written to " + p
+
+
+class Tmp:
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="llmring-cli-")
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.dir.cleanup()
+
+
+class MockProcess:
+    """`llmring mock --listen 127.0.0.1:0` as a separate process."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([LLMRING, "mock", "--listen", "127.0.0.1:0"] + list(args),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline().strip()
+        assert first.startswith("listening on http://"), "mock said: %r" % first
+        self.url = first[len("listening on "):]
+        self.base = self.url + "/v1"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+class PyServer:
+    """A scripted OpenAI-like server; a marker in the request body picks
+    the reply (srv:pretty, srv:401, srv:404text, srv:429)."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                with outer.lock:
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "body": body})
+                    count = len(outer.requests)
+                text = body.decode("utf-8", "replace")
+                try:
+                    model = json.loads(body).get("model")
+                except ValueError:
+                    model = None
+                status, ctype = 200, "application/json"
+                if "srv:401" in text:
+                    status = 401
+                    payload = json.dumps({"error": {"message": "Incorrect API key provided",
+                                                    "type": "invalid_request_error",
+                                                    "code": "invalid_api_key"}})
+                elif "srv:429" in text:
+                    status = 429
+                    payload = json.dumps({"error": {"message": "Rate limit reached",
+                                                    "type": "requests", "code": None}})
+                elif "srv:404text" in text:
+                    status, ctype = 404, "text/plain"
+                    payload = "no such route\nat all"
+                else:
+                    doc = {"id": "chatcmpl-py-%d" % count, "object": "chat.completion",
+                           "model": model,
+                           "choices": [{"index": 0, "message": {"role": "assistant",
+                                                                "content": "line one\nline \"two\" \u00e9"},
+                                        "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 5, "completion_tokens": 7,
+                                     "total_tokens": 12}}
+                    if self.path.endswith("/embeddings"):
+                        doc = {"object": "list", "model": model,
+                               "data": [{"object": "embedding", "index": 0,
+                                         "embedding": [0.5, -0.25]}],
+                               "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+                    payload = json.dumps(doc, indent=2 if "srv:pretty" in text else None)
+                data = payload.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("x-request-id", "req_py_%d" % count)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base = "http://127.0.0.1:%d/v1" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---- top level ----------------------------------------------------------------
+
+@test
+def version_prints_version():
+    p = run(["--version"])
+    assert p.returncode == 0
+    assert p.stdout.startswith("llmring ") and p.stdout.strip().split()[1][0].isdigit(), p.stdout
+
+
+@test
+def help_lists_commands_and_each_command_has_help():
+    p = run(["help"])
+    assert p.returncode == 0
+    for cmd in ("batch", "chat", "mock", "bench"):
+        assert cmd in p.stdout
+        q = run(["help", cmd])
+        assert q.returncode == 0 and "usage: llmring " + cmd in q.stdout, (cmd, q.stdout)
+    assert "--max-retries" in run(["help", "batch"]).stdout
+    assert run(["batch", "--help"]).returncode == 0
+
+
+@test
+def unknown_command_or_help_topic_is_usage_error():
+    p = run(["frobnicate"])
+    assert p.returncode == 2 and "usage" in p.stderr
+    assert run([]).returncode == 2
+    assert run(["help", "frobnicate"]).returncode == 2
+
+
+# ---- batch with the built-in mock ------------------------------------------------
+
+@test
+def mock_batch_chat_and_embeddings_succeed():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("c1"), embed_line("e1"),
+                                         chat_line("c2", url="/chat/completions")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("stats.json")])
+        assert p.returncode == 0, p.stderr
+        lines = read_output(t.path("out.jsonl"))
+        assert len(lines) == 3
+        for l in lines:
+            check_shape(l)
+            assert l["error"] is None
+        ids = by_id(lines)
+        assert set(ids) == {"c1", "c2", "e1"}
+        assert ids["c1"]["response"]["body"]["object"] == "chat.completion"
+        assert ids["e1"]["response"]["body"]["object"] == "list"
+        assert len({l["id"] for l in lines}) == 3
+        stats = json.load(open(t.path("stats.json")))
+        for key in ("requests", "skipped", "succeeded", "failed", "retries", "input_tokens",
+                    "output_tokens", "cost_usd", "unpriced_models", "wall_s", "requests_per_s"):
+            assert key in stats, key
+        assert stats["requests"] == 3 and stats["succeeded"] == 3 and stats["failed"] == 0
+        assert stats["skipped"] == 0 and stats["retries"] == 0
+        assert stats["input_tokens"] > 0 and stats["output_tokens"] > 0
+        assert stats["cost_usd"] is None
+        assert "gpt-4o-mini" in stats["unpriced_models"]
+        assert "succeeded" in p.stderr  # the text summary
+
+
+@test
+def blank_lines_are_skipped_silently():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), ["", chat_line("a"), "   ", "\t", chat_line("b"), ""])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet"])
+        assert p.returncode == 0, p.stderr
+        assert sorted(l["custom_id"] for l in read_output(t.path("out.jsonl"))) == ["a", "b"]
+
+
+@test
+def unusable_lines_get_invalid_input_with_line_number():
+    bad = [
+        "this is not json",
+        "[1,2,3]",
+        json.dumps({"method": "POST", "url": "/v1/chat/completions", "body": {"model": "m"}}),
+        json.dumps({"custom_id": "", "url": "/v1/chat/completions", "body": {"model": "m"}}),
+        json.dumps({"custom_id": 7, "url": "/v1/chat/completions", "body": {"model": "m"}}),
+        json.dumps({"custom_id": "x", "method": "GET", "url": "/v1/chat/completions",
+                    "body": {"model": "m"}}),
+        json.dumps({"custom_id": "x", "body": {"model": "m"}}),
+        json.dumps({"custom_id": "x", "url": "/v1/completions", "body": {"model": "m"}}),
+        json.dumps({"custom_id": "x", "url": "/v1/chat/completions", "body": "text"}),
+        json.dumps({"custom_id": "x", "url": "/v1/chat/completions"}),
+        json.dumps({"custom_id": "x", "url": "/v1/chat/completions", "body": {"messages": []}}),
+        '{"custom_id":"x","url":"/v1/chat/completions","body":{"model":"m"}',
+    ]
+    with Tmp() as t:
+        lines = [chat_line("good")] + bad
+        write_lines(t.path("in.jsonl"), lines)
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 1, (p.returncode, p.stderr)
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == len(lines)
+        errors = sorted((l for l in out if "input_line" in l), key=lambda l: l["input_line"])
+        assert [e["input_line"] for e in errors] == list(range(2, len(lines) + 1))
+        for e in errors:
+            check_shape(e)
+            assert e["custom_id"] is None and e["response"] is None
+            assert e["error"]["code"] == "invalid_input"
+        msgs = [e["error"]["message"] for e in errors]
+        assert "not valid JSON" in msgs[0]
+        assert "custom_id" in msgs[2] and "custom_id" in msgs[3] and "custom_id" in msgs[4]
+        assert "method" in msgs[5] and "url" in msgs[6] and "url" in msgs[7]
+        assert "body" in msgs[8] and "body" in msgs[9] and "model" in msgs[10]
+        assert by_id(out)["good"]["error"] is None
+        stats = json.load(open(t.path("s.json")))
+        assert stats["requests"] == 1 and stats["succeeded"] == 1
+
+
+@test
+def duplicate_custom_id_first_wins():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("b"), chat_line("a", "again"),
+                                         chat_line("a", "third")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet"])
+        assert p.returncode == 1
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == 4
+        dups = sorted((l for l in out if "input_line" in l), key=lambda l: l["input_line"])
+        assert [(d["custom_id"], d["input_line"]) for d in dups] == [("a", 3), ("a", 4)]
+        for d in dups:
+            assert d["error"]["code"] == "duplicate_custom_id" and d["response"] is None
+        ok = [l for l in out if "input_line" not in l]
+        assert sorted(l["custom_id"] for l in ok) == ["a", "b"]
+        assert all(l["error"] is None for l in ok)
+
+
+@test
+def custom_ids_with_escapes_round_trip():
+    ids = ["quote\"d", "back\\slash", "caf\u00e9", "emoji \U0001F600", "tab\there", "uni\u2028"]
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line(i) for i in ids])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                    "--quiet"]).returncode == 0
+        assert set(by_id(read_output(t.path("out.jsonl")))) == set(ids)
+        # Written differently (\u escapes) the same ids are recognised on resume.
+        write_lines(t.path("in.jsonl"), [chat_line(i).replace("caf\\u00e9", "caf\u00e9")
+                                         for i in ids])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 0
+        assert json.load(open(t.path("s.json")))["skipped"] == len(ids)
+        assert len(read_output(t.path("out.jsonl"))) == len(ids)
+
+
+@test
+def mock_faults_give_error_lines():
+    faults = {"f500": ("500", "server_error", 500), "f503": ("503", "overloaded", 503),
+              "f429": ("429", "rate_limited", 429), "freset": ("reset", "connection_reset", None),
+              "fmal": ("malformed", "protocol_error", 200)}
+    with Tmp() as t:
+        lines = [chat_line("ok")] + [chat_line(k, "please mock-fault:%s now" % v[0])
+                                     for k, v in faults.items()]
+        write_lines(t.path("in.jsonl"), lines)
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json"), "--quiet"])
+        assert p.returncode == 1
+        out = by_id(read_output(t.path("out.jsonl")))
+        assert out["ok"]["error"] is None
+        for cid, (_, code, status) in faults.items():
+            l = out[cid]
+            check_shape(l)
+            assert l["error"]["code"] == code, (cid, l)
+            if status is None:
+                assert l["response"] is None, l
+            else:
+                assert l["response"]["status_code"] == status, l
+        assert isinstance(out["f500"]["response"]["body"], dict)
+        assert "error" in out["f500"]["response"]["body"]
+        assert isinstance(out["fmal"]["response"]["body"], str)  # not JSON: kept as a string
+        stats = json.load(open(t.path("s.json")))
+        assert stats["failed"] == len(faults) and stats["succeeded"] == 1
+
+
+@test
+def model_override_reaches_the_server():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a", model="orig-model")])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                    "--model", "override-model", "--quiet"]).returncode == 0
+        body = by_id(read_output(t.path("out.jsonl")))["a"]["response"]["body"]
+        assert body["model"] == "override-model", body["model"]
+
+
+@test
+def quiet_prints_nothing_on_success():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet"])
+        assert p.returncode == 0 and p.stderr == "" and p.stdout == ""
+
+
+@test
+def many_lines_each_answered_once():
+    n = 3000
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("r%d" % i, "x %d" % i) for i in range(n)])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--concurrency", "8", "--stats", t.path("s.json"), "--quiet"])
+        assert p.returncode == 0, p.stderr
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == n and len(by_id(out)) == n
+        assert json.load(open(t.path("s.json")))["requests"] == n
+
+
+@test
+def flags_accept_equals_form():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("b")])
+        p = run(["batch", t.path("in.jsonl"), "-o=" + t.path("out.jsonl"), "--mock",
+                 "--concurrency=2", "--timeout=30.5", "--connect-timeout=2.5",
+                 "--idle-timeout=9", "--max-retries=0", "--stats=" + t.path("s.json"),
+                 "--model=eq-model", "--quiet"])
+        assert p.returncode == 0, p.stderr
+        assert len(read_output(t.path("out.jsonl"))) == 2
+        assert json.load(open(t.path("s.json")))["succeeded"] == 2
+
+
+# ---- resume ----------------------------------------------------------------------
+
+@test
+def resume_skips_lines_already_done():
+    with Tmp() as t:
+        all_lines = [chat_line("r%d" % i) for i in range(10)]
+        write_lines(t.path("in.jsonl"), all_lines[:4])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                    "--quiet"]).returncode == 0
+        write_lines(t.path("in.jsonl"), all_lines)
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 0, p.stderr
+        stats = json.load(open(t.path("s.json")))
+        assert stats["skipped"] == 4 and stats["requests"] == 6, stats
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == 10 and len(by_id(out)) == 10
+        # A third run does nothing.
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 0
+        assert json.load(open(t.path("s.json")))["requests"] == 0
+        assert len(read_output(t.path("out.jsonl"))) == 10
+
+
+@test
+def resume_cuts_a_partial_last_line():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("b"), chat_line("c")])
+        write_lines(t.path("first.jsonl"), [chat_line("a")])
+        assert run(["batch", t.path("first.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                    "--quiet"]).returncode == 0
+        with open(t.path("out.jsonl"), "a") as f:  # as if killed in the middle of a write
+            f.write('{"id":"batch_req_torn","custom_id":"b","response":{"status_')
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 0, p.stderr
+        assert "partial" in p.stderr
+        out = read_output(t.path("out.jsonl"))  # every line parses: the torn one is gone
+        assert sorted(l["custom_id"] for l in out) == ["a", "b", "c"]
+        assert json.load(open(t.path("s.json")))["skipped"] == 1
+
+
+@test
+def resume_matches_unusable_lines_by_line_number():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), "garbage", chat_line("a"),
+                                         chat_line("b")])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                    "--quiet"]).returncode == 1
+        before = read_output(t.path("out.jsonl"))
+        assert len(before) == 4
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json"), "--quiet"])
+        # Nothing new, but the output holds errors: still exit 1.
+        assert p.returncode == 1
+        assert len(read_output(t.path("out.jsonl"))) == 4
+        stats = json.load(open(t.path("s.json")))
+        assert stats["requests"] == 0 and stats["skipped"] == 4, stats
+
+
+@test
+def resume_after_duplicate_written_but_original_lost():
+    """A crash can leave the duplicate's error line without the first
+    line's outcome: the first line must still be sent on resume."""
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("a", "dup")])
+        with open(t.path("out.jsonl"), "w") as f:
+            f.write(json.dumps({"id": "batch_req_1", "custom_id": "a", "response": None,
+                                "error": {"code": "duplicate_custom_id", "message": "dup"},
+                                "input_line": 2}) + "\n")
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json"), "--quiet"])
+        assert p.returncode == 1  # the duplicate line is an error line
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == 2
+        assert by_id(out)["a"]["error"] is None
+        assert json.load(open(t.path("s.json")))["requests"] == 1
+
+
+@test
+def resume_after_kill_9_loses_nothing_and_duplicates_nothing():
+    n = 1500
+    with Tmp() as t, MockProcess("--ttft-ms", "5") as mock:
+        write_lines(t.path("in.jsonl"), [chat_line("k%d" % i) for i in range(n)])
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                mock.base, "--concurrency", "8", "--quiet"]
+        proc = subprocess.Popen([LLMRING] + args, env=clean_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if os.path.exists(t.path("out.jsonl")) and os.path.getsize(t.path("out.jsonl")) > 20000:
+                break
+            time.sleep(0.01)
+        proc.kill()
+        proc.wait()
+        partial = read_output(t.path("out.jsonl"))
+        assert 0 < len(partial) < n, len(partial)
+        p = run(args + ["--stats", t.path("s.json")])
+        assert p.returncode == 0, p.stderr
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == n and len(by_id(out)) == n
+        stats = json.load(open(t.path("s.json")))
+        assert stats["skipped"] == len(partial) and stats["requests"] == n - len(partial)
+
+
+# ---- endpoints, keys, servers ------------------------------------------------------
+
+@test
+def separate_mock_process_via_base_url_and_env():
+    with Tmp() as t, MockProcess() as mock:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), embed_line("b")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                 mock.base, "--quiet"])
+        assert p.returncode == 0, p.stderr
+        assert len(read_output(t.path("out.jsonl"))) == 2
+        # OPENAI_BASE_URL is used when there is no --base-url.
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out2.jsonl"), "--quiet"],
+                env=clean_env(OPENAI_BASE_URL=mock.base))
+        assert p.returncode == 0, p.stderr
+        assert len(read_output(t.path("out2.jsonl"))) == 2
+
+
+@test
+def requests_go_to_the_right_paths_without_auth_for_a_keyless_server():
+    with Tmp() as t, PyServer() as srv:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), embed_line("b"),
+                                         chat_line("c", url="/chat/completions")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                 srv.base + "/", "--quiet"])
+        assert p.returncode == 0, p.stderr
+        paths = sorted(r["path"] for r in srv.requests)
+        assert paths == ["/v1/chat/completions", "/v1/chat/completions", "/v1/embeddings"], paths
+        for r in srv.requests:
+            assert not any(h.lower() == "authorization" for h in r["headers"]), r["headers"]
+        out = by_id(read_output(t.path("out.jsonl")))
+        assert out["a"]["response"]["request_id"].startswith("req_py_")
+        assert out["a"]["response"]["body"]["choices"][0]["message"]["content"] == \
+            "line one\nline \"two\" \u00e9"
+
+
+@test
+def key_from_environment_is_sent_and_never_written():
+    with Tmp() as t, PyServer() as srv:
+        write_lines(t.path("in.jsonl"), [chat_line("a", "srv:401"), chat_line("b")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                 srv.base, "--stats", t.path("s.json")],
+                env=clean_env(OPENAI_API_KEY=SECRET))
+        assert p.returncode == 1, p.stderr
+        for r in srv.requests:
+            auth = {k.lower(): v for k, v in r["headers"].items()}.get("authorization")
+            assert auth == "Bearer " + SECRET
+        check_secret_absent(t.path("out.jsonl"), t.path("s.json"))
+        out = by_id(read_output(t.path("out.jsonl")))
+        assert out["a"]["error"]["code"] == "auth_error"
+        assert out["a"]["response"]["status_code"] == 401
+        assert out["a"]["response"]["body"]["error"]["code"] == "invalid_api_key"
+
+
+@test
+def model_override_rewrites_the_sent_body():
+    with Tmp() as t, PyServer() as srv:
+        write_lines(t.path("in.jsonl"), [chat_line("a", model="orig"),
+                                         embed_line("b", model="orig-embed")])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                    srv.base, "--model", "meta-llama/Llama-3.1-8B-Instruct",
+                    "--quiet"]).returncode == 0
+        for r in srv.requests:
+            assert json.loads(r["body"])["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+
+
+@test
+def pretty_printed_bodies_stay_on_one_line():
+    with Tmp() as t, PyServer() as srv:
+        write_lines(t.path("in.jsonl"), [chat_line("a", "srv:pretty"), embed_line("b", "srv:pretty")])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                    srv.base, "--quiet"]).returncode == 0
+        out = read_output(t.path("out.jsonl"))  # one JSON object a line
+        assert len(out) == 2
+        body = by_id(out)["a"]["response"]["body"]
+        assert body["choices"][0]["message"]["content"] == "line one\nline \"two\" \u00e9"
+        assert body["usage"]["completion_tokens"] == 7
+
+
+@test
+def error_body_that_is_not_json_is_kept_as_a_string():
+    with Tmp() as t, PyServer() as srv:
+        write_lines(t.path("in.jsonl"), [chat_line("a", "srv:404text"), chat_line("b", "srv:429")])
+        assert run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                    srv.base, "--quiet"]).returncode == 1
+        out = by_id(read_output(t.path("out.jsonl")))
+        a = out["a"]
+        assert a["error"]["code"] == "not_found"
+        assert a["response"]["status_code"] == 404
+        assert a["response"]["body"] == "no such route\nat all"
+        assert out["b"]["error"]["code"] == "rate_limited"
+        assert out["b"]["response"]["status_code"] == 429
+
+
+@test
+def connect_failure_is_a_transport_error():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                 "http://127.0.0.1:%d/v1" % free_port(), "--connect-timeout", "2", "--quiet"])
+        assert p.returncode == 1, p.stderr
+        line = read_output(t.path("out.jsonl"))[0]
+        check_shape(line)
+        assert line["response"] is None
+        assert line["error"]["code"] == "connect_error", line
+
+
+@test
+def total_timeout_fires_with_fractional_seconds():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("slow", "mock-fault:slow-headers"),
+                                         chat_line("fast")])
+        start = time.time()
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--timeout", "0.4", "--quiet"])
+        assert time.time() - start < 10
+        assert p.returncode == 1
+        out = by_id(read_output(t.path("out.jsonl")))
+        assert out["slow"]["error"]["code"] == "timeout" and out["slow"]["response"] is None
+        assert out["fast"]["error"] is None
+
+
+# ---- refusals and usage errors ------------------------------------------------------
+
+@test
+def unbuilt_features_are_refused_before_anything_is_written():
+    cases = [["--rpm", "100"], ["--tpm", "1000"], ["--retry-errors"], ["--max-retries", "2"],
+             ["--cacert", "/etc/hosts"], ["--insecure"]]
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a")])
+        for extra in cases:
+            p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock"] + extra)
+            assert p.returncode == 2, (extra, p.returncode)
+            assert "not built yet" in p.stderr or "not supported yet" in p.stderr, (extra, p.stderr)
+            assert not os.path.exists(t.path("out.jsonl")), extra
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url",
+                 "https://example.com/v1"])
+        assert p.returncode == 2 and "TLS" in p.stderr, p.stderr
+        assert not os.path.exists(t.path("out.jsonl"))
+        # --max-retries 0 is fine.
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--max-retries", "0", "--quiet"])
+        assert p.returncode == 0, p.stderr
+
+
+@test
+def default_endpoint_needs_a_key_and_then_tls():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl")])
+        assert p.returncode == 2 and "OPENAI_API_KEY" in p.stderr, p.stderr
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl")],
+                env=clean_env(OPENAI_API_KEY=SECRET))
+        assert p.returncode == 2 and "TLS" in p.stderr, p.stderr
+        assert not os.path.exists(t.path("out.jsonl"))
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl")],
+                env=clean_env(OPENAI_API_KEY=SECRET, OPENAI_BASE_URL="https://h.example/v1"))
+        assert p.returncode == 2 and "TLS" in p.stderr
+
+
+@test
+def bad_usage_exits_2():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a")])
+        inp, out = t.path("in.jsonl"), t.path("out.jsonl")
+        cases = [
+            ["batch", inp],                                   # no -o
+            ["batch", "-o", out, "--mock"],                   # no input
+            ["batch", t.path("missing.jsonl"), "-o", out, "--mock"],
+            ["batch", inp, "-o", out, "--mock", "--concurrency", "0"],
+            ["batch", inp, "-o", out, "--mock", "--concurrency", "many"],
+            ["batch", inp, "-o", out, "--mock", "--timeout", "-1"],
+            ["batch", inp, "-o", out, "--mock", "--timeout", "nan"],
+            ["batch", inp, "-o", out, "--mock", "--idle-timeout"],
+            ["batch", inp, "-o", out, "--mock", "--bogus"],
+            ["batch", inp, "-o", out, "--mock", "--quiet=yes"],
+            ["batch", inp, "extra.jsonl", "-o", out, "--mock"],
+            ["batch", inp, "-o", out, "--mock", "--base-url", "http://127.0.0.1:1/v1"],
+            ["batch", inp, "-o", out, "--base-url", "ftp://x/v1"],
+            ["batch", inp, "-o", t.path("no/such/dir/out.jsonl"), "--mock"],
+        ]
+        for args in cases:
+            p = run(args)
+            assert p.returncode == 2, (args, p.returncode, p.stderr)
+            assert p.stderr.strip(), args
+        assert not os.path.exists(out)
+
+
+# ---- chat and bench -------------------------------------------------------------------
+
+@test
+def chat_no_stream_prints_the_reply():
+    with MockProcess() as mock:
+        p = run(["chat", "--base-url", mock.base, "--no-stream", "--system", "be brief",
+                 "--model", "any-model", "--timeout", "10", "Say hello"])
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.endswith("\n") and len(p.stdout.strip()) > 0
+    with PyServer() as srv:
+        p = run(["chat", "--no-stream", "hi there"], env=clean_env(OPENAI_BASE_URL=srv.base))
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == "line one\nline \"two\" \u00e9\n"
+        sent = json.loads(srv.requests[0]["body"])
+        assert sent["model"] == "gpt-4o-mini"
+        assert sent["messages"][-1] == {"role": "user", "content": "hi there"}
+        assert srv.requests[0]["path"] == "/v1/chat/completions"
+
+
+@test
+def chat_errors_go_to_stderr_with_status_1():
+    p = run(["chat", "--no-stream", "--base-url", "http://127.0.0.1:%d/v1" % free_port(), "hi"])
+    assert p.returncode == 1 and p.stdout == "" and "connect" in p.stderr, p.stderr
+    with PyServer() as srv:
+        p = run(["chat", "--no-stream", "--base-url", srv.base, "srv:401"],
+                env=clean_env(OPENAI_API_KEY=SECRET))
+        assert p.returncode == 1 and "auth_error" in p.stderr, p.stderr
+
+
+@test
+def chat_refusals():
+    p = run(["chat", "--base-url", "http://127.0.0.1:1/v1", "hi"])
+    assert p.returncode == 2 and "--no-stream" in p.stderr
+    p = run(["chat", "--no-stream", "--insecure", "--base-url", "http://127.0.0.1:1/v1", "hi"])
+    assert p.returncode == 2 and "TLS" in p.stderr
+    p = run(["chat", "--no-stream", "hi"])
+    assert p.returncode == 2 and "OPENAI_API_KEY" in p.stderr
+    p = run(["chat", "--no-stream", "--base-url", "http://127.0.0.1:1/v1"])
+    assert p.returncode == 2  # no prompt
+    p = run(["chat", "--no-stream", "--frob", "hi"])
+    assert p.returncode == 2
+
+
+@test
+def bench_parses_flags_then_refuses():
+    p = run(["bench", "--base-url", "http://127.0.0.1:1/v1", "--model", "m", "--requests", "10",
+             "--concurrency", "4", "--stream", "--prompt-tokens", "100", "--max-tokens", "50",
+             "--json", "/tmp/x.json", "--svg", "/tmp/x.svg"])
+    assert p.returncode == 2 and "not built yet" in p.stderr, p.stderr
+    p = run(["bench", "--base-url=http://h/v1", "--model=m", "--duration=1.5", "--rate=20"])
+    assert p.returncode == 2 and "not built yet" in p.stderr, p.stderr
+    p = run(["bench", "--requests", "ten"])
+    assert p.returncode == 2 and "not built yet" not in p.stderr
+    p = run(["bench", "--wat"])
+    assert p.returncode == 2 and "not built yet" not in p.stderr
+
+
+# ---- main --------------------------------------------------------------------------------
+
+def main():
+    global LLMRING
+    if len(sys.argv) != 2:
+        print("usage: test_cli_batch.py PATH/TO/llmring", file=sys.stderr)
+        return 2
+    LLMRING = os.path.abspath(sys.argv[1])
+    only = os.environ.get("TEST_ONLY")
+    failed = []
+    ran = 0
+    for fn in TESTS:
+        if only and only not in fn.__name__:
+            continue
+        ran += 1
+        start = time.time()
+        try:
+            fn()
+            print("ok    %-70s %.2fs" % (fn.__name__, time.time() - start), flush=True)
+        except Exception:
+            failed.append(fn.__name__)
+            print("FAIL  %s" % fn.__name__, flush=True)
+            traceback.print_exc()
+    print("%d tests, %d passed, %d failed%s" % (ran, ran - len(failed), len(failed),
+          (": " + ", ".join(failed)) if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
