@@ -316,6 +316,7 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		openai_parse_response(&e->doc, f->result.http_status, f->resp_body.data, f->resp_body.len,
 		                      &out);
 		f->result.usage = out.usage;
+		f->result.body_is_json = out.body_is_json;
 		memcpy(f->model, out.model, sizeof(f->model));
 		if (out.error)
 			memcpy(f->message, out.message, sizeof(f->message));
@@ -493,6 +494,7 @@ static void engine_shutdown(struct lr_engine *e)
 static void *engine_thread(void *arg)
 {
 	struct lr_engine *e = arg;
+	pthread_setname_np(pthread_self(), "llmring-engine");
 	bool plain = e->cfg.ring_plain;
 	const char *env = getenv("LLMRING_RING_PLAIN");
 	if (env && env[0] == '1')

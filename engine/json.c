@@ -29,8 +29,13 @@
 
 #include "llmring.h"
 
-/* Deeper documents are rejected: the checker recurses once per level. */
-#define JSON_MAX_DEPTH 512
+/*
+ * Deeper documents are rejected. jsmn finds the container a closing bracket
+ * ends by climbing parent links from the last token, so its work per
+ * bracket grows with the nesting depth (quadratic on "[[[[...]]]]"); the
+ * checker below also recurses once per level.
+ */
+#define JSON_MAX_DEPTH 128
 #define JSON_MIN_TOKENS 64
 
 _Static_assert(sizeof(struct json_token) <= sizeof(jsmntok_t),
@@ -122,6 +127,55 @@ static bool valid_string_bytes(const char *s, size_t n)
 	for (; i < n; i++)
 		if ((unsigned char)s[i] < 0x20)
 			return false;
+	return true;
+}
+
+/* Exact count of '[' and '{' bytes, eight at a time. */
+static size_t count_open_brackets(const char *s, size_t n)
+{
+	const uint64_t low7 = 0x7f7f7f7f7f7f7f7fu, ones = 0x0101010101010101u;
+	size_t count = 0, i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, a, b;
+		memcpy(&x, s + i, 8);
+		a = x ^ ('[' * ones); /* zero bytes where x has '[' */
+		b = x ^ ('{' * ones);
+		/* High bit set exactly in the zero bytes. */
+		a = ~(((a & low7) + low7) | a | low7);
+		b = ~(((b & low7) + low7) | b | low7);
+		/* Usually zero or one bit: no popcount instruction needed. */
+		for (uint64_t m = a | b; m; m &= m - 1)
+			count++;
+	}
+	for (; i < n; i++)
+		count += s[i] == '[' || s[i] == '{';
+	return count;
+}
+
+/* Nesting never exceeds JSON_MAX_DEPTH (brackets inside strings aside).
+ * Only documents with that many brackets at all need the byte walk. */
+static bool depth_within_limit(const char *s, size_t n)
+{
+	if (count_open_brackets(s, n) <= JSON_MAX_DEPTH)
+		return true;
+	int depth = 0;
+	bool in_string = false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > JSON_MAX_DEPTH)
+				return false;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
 	return true;
 }
 
@@ -265,6 +319,8 @@ int json_parse(struct json_doc *d, const char *text, size_t len)
 	if (first != '{' && first != '[' && first != '"')
 		return parse_top_primitive(d, begin);
 
+	if (!depth_within_limit(text, len))
+		return LR_EPROTO;
 	int rc = grow_tokens(d, JSON_MIN_TOKENS);
 	if (rc)
 		return rc;
@@ -293,11 +349,15 @@ int json_parse(struct json_doc *d, const char *text, size_t len)
 	if (!check_value(&c, 0) || c.next != n || skip_ws(text, c.pos, len) != len)
 		return LR_EPROTO;
 
-	/* Compact jsmntok_t entries into json_token entries, in order. */
-	const jsmntok_t *src = (const jsmntok_t *)(void *)d->tok;
+	/* Compact jsmntok_t entries into json_token entries, in order. The two
+	 * overlap in memory: memcpy (byte access) keeps every read of entry i
+	 * before the write that may cover it, whatever aliasing rules allow. */
+	char *bytes = (char *)d->tok;
 	for (int i = 0; i < n; i++) {
-		jsmntok_t t = src[i];
-		d->tok[i] = (struct json_token){(enum json_type)t.type, t.start, t.end, t.size};
+		jsmntok_t t;
+		memcpy(&t, bytes + (size_t)i * sizeof(jsmntok_t), sizeof t);
+		struct json_token j = {(enum json_type)t.type, t.start, t.end, t.size};
+		memcpy(bytes + (size_t)i * sizeof(struct json_token), &j, sizeof j);
 	}
 	d->count = n;
 	return 0;

@@ -128,6 +128,7 @@ void openai_parse_response(struct json_doc *doc, int status, const char *body, s
 	memset(out, 0, sizeof(*out));
 	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
 	                doc->tok[0].type == JSON_OBJECT;
+	out->body_is_json = have_doc;
 	if (status >= 200 && status < 300) {
 		if (!have_doc) {
 			out->error = LR_EPROTO;

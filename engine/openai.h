@@ -21,6 +21,7 @@ struct openai_outcome {
 	char message[400];          /* for errors */
 	char model[128];            /* "" when absent */
 	lr_usage usage;
+	bool body_is_json;          /* the body is one valid JSON object */
 };
 
 /* Interprets a complete response. doc is scratch space reused per call. */

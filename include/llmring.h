@@ -171,6 +171,7 @@ typedef struct lr_result {
 	int http_status;            /* 0 when no response arrived */
 	const char *body;           /* raw response body (NUL-terminated), or NULL */
 	size_t body_len;
+	int body_is_json;           /* body parsed as one JSON object */
 	const char *request_id;     /* x-request-id, or NULL */
 	const char *model;          /* model the response names, or NULL */
 	lr_usage usage;

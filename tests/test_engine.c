@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +314,10 @@ static void test_successful_request_fills_result_fields(void **state)
 	assert_non_null(r->model);
 	assert_string_equal(r->model, "gpt-4o-mini");
 	assert_int_equal(r->attempts, 1);
+	assert_true(r->retry_after_s < 0);
+	assert_true(r->timings.queued_ms >= 0);
+	assert_true(r->timings.ttfb_ms > 0);
+	assert_true(r->timings.ttfb_ms <= r->timings.total_ms);
 }
 
 static void test_request_is_post_json_to_base_path_chat_completions(void **state)
@@ -362,6 +367,110 @@ static void test_api_key_is_sent_as_bearer_token(void **state)
 
 	assert_ok(wait_result(fx_submit(fx)));
 	assert_true(head_has(cap.head, "Authorization", "Bearer sk-test-123"));
+}
+
+/* Counts the longest run of 'a' in each request body. */
+static _Atomic size_t longest_a_run;
+
+static void reply_ok_measure_run(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	size_t best = 0, cur = 0;
+	for (size_t i = 0; i < rq->body_len; i++) {
+		cur = rq->body[i] == 'a' ? cur + 1 : 0;
+		if (cur > best)
+			best = cur;
+	}
+	longest_a_run = best;
+	reply_ok(NULL, rq, r);
+}
+
+static void test_large_request_body_is_sent_whole(void **state)
+{
+	struct fx *fx = *state;
+	enum { RUN = 2 << 20 };
+	fx_server(fx, reply_ok_measure_run, NULL);
+	fx_engine(fx);
+
+	fx->scratch = malloc(RUN + 1);  /* 2 MiB of text: many short sends */
+	assert_non_null(fx->scratch);
+	memset(fx->scratch, 'a', RUN);
+	fx->scratch[RUN] = '\0';
+	longest_a_run = 0;
+	assert_ok(wait_result(fx_submit_rq(fx, new_request(fx->scratch))));
+	assert_int_equal(longest_a_run, RUN);
+}
+
+static void test_large_response_body_is_received_whole(void **state)
+{
+	struct fx *fx = *state;
+	enum { CONTENT = 8 << 20 };
+	static const char pre[] = "{\"id\":\"big\",\"object\":\"chat.completion\",\"model\":\"m\","
+		"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"";
+	static const char post[] = "\"},\"finish_reason\":\"stop\"}],"
+		"\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}";
+	size_t body_len = sizeof pre - 1 + CONTENT + sizeof post - 1;
+	fx->scratch = malloc(body_len + 256);
+	assert_non_null(fx->scratch);
+	int h = snprintf(fx->scratch, 256, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\n\r\n", body_len);
+	char *body = fx->scratch + h;
+	memcpy(body, pre, sizeof pre - 1);
+	for (size_t i = 0; i < CONTENT; i++)  /* varied bytes catch reordering */
+		body[sizeof pre - 1 + i] = (char)('a' + i % 26);
+	memcpy(body + sizeof pre - 1 + CONTENT, post, sizeof post - 1);
+	static struct canned c;
+	c = (struct canned){ .data = fx->scratch, .len = (size_t)h + body_len };
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_ok(r);
+	assert_int_equal(r->body_len, body_len);
+	assert_true(memcmp(r->body, body, body_len) == 0);
+	assert_int_equal(r->usage.output_tokens, 7);
+}
+
+static void test_chunked_response_trickled_byte_by_byte_is_decoded(void **state)
+{
+	struct fx *fx = *state;
+	const char *body = ok_body();
+	size_t blen = strlen(body), n = 0, cap = 4096;
+	fx->scratch = malloc(cap);
+	assert_non_null(fx->scratch);
+	n += (size_t)snprintf(fx->scratch, cap, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			      "X-Request-ID: req_chunked\r\nTransfer-Encoding: chunked\r\n\r\n");
+	for (size_t off = 0; off < blen; off += 50) {
+		size_t k = blen - off < 50 ? blen - off : 50;
+		n += (size_t)snprintf(fx->scratch + n, cap - n, "%zx;ext=1\r\n%.*s\r\n", k,
+				      (int)k, body + off);
+	}
+	n += (size_t)snprintf(fx->scratch + n, cap - n, "0\r\nX-Trailer: t\r\n\r\n");
+	static struct canned c;
+	c = (struct canned){ .data = fx->scratch, .len = n, .byte_delay_ms = 1 };
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_ok(r);
+	assert_int_equal(r->body_len, blen);
+	assert_memory_equal(r->body, body, blen);
+	assert_int_equal(r->usage.input_tokens, 5);
+	assert_string_equal(r->request_id, "req_chunked");
+}
+
+static void test_interim_100_continue_is_skipped(void **state)
+{
+	struct fx *fx = *state;
+	static char resp[1024];
+	snprintf(resp, sizeof resp, "HTTP/1.1 100 Continue\r\n\r\n%s", ts_ok_response);
+	static struct canned c = { .data = resp };
+	c.len = strlen(resp);
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_ok(r);
+	assert_int_equal(r->usage.output_tokens, 7);
 }
 
 /* ---- deadlines -------------------------------------------------------- */
@@ -736,6 +845,21 @@ static void test_http_error_keeps_request_id(void **state)
 	assert_string_equal(r->request_id, "req_err_1");
 }
 
+static void test_http_429_reports_fractional_retry_after(void **state)
+{
+	struct fx *fx = *state;
+	static struct canned c;
+	fx->scratch = build_response("HTTP/1.1 429 Too Many Requests", "Retry-After: 1.5\r\n",
+				     ERR_BODY("requests", "rate_limit_exceeded"));
+	c = (struct canned){ .data = fx->scratch, .len = strlen(fx->scratch) };
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	const lr_result *r = wait_result(fx_submit(fx));
+	assert_error(r, LR_ERATELIMIT);
+	assert_true(r->retry_after_s > 1.49 && r->retry_after_s < 1.51);
+}
+
 /* ---- cancellation and waiting ------------------------------------------ */
 
 static void test_cancel_of_unanswered_request_completes_once_with_cancelled(void **state)
@@ -1038,6 +1162,10 @@ int main(void)
 		T(test_request_is_post_json_to_base_path_chat_completions),
 		T(test_custom_base_url_without_key_sends_no_authorization),
 		T(test_api_key_is_sent_as_bearer_token),
+		T(test_large_request_body_is_sent_whole),
+		T(test_large_response_body_is_received_whole),
+		T(test_chunked_response_trickled_byte_by_byte_is_decoded),
+		T(test_interim_100_continue_is_skipped),
 		T(test_idle_deadline_fires_when_body_stalls),
 		T(test_idle_deadline_from_config_applies),
 		T(test_total_deadline_fires_on_trickling_response),
@@ -1064,6 +1192,7 @@ int main(void)
 		T(test_http_503_is_overloaded),
 		T(test_http_500_is_server_error),
 		T(test_http_error_keeps_request_id),
+		T(test_http_429_reports_fractional_retry_after),
 		T(test_cancel_of_unanswered_request_completes_once_with_cancelled),
 		T(test_cancel_of_queued_request_completes_with_cancelled),
 		T(test_cancel_after_completion_keeps_result),

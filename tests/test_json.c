@@ -185,16 +185,41 @@ static void test_rejects_control_byte_at_any_position(void **state)
 static void test_rejects_excessive_depth(void **state)
 {
 	(void)state;
-	size_t depth = 100000;
+	/* Far too deep is refused at once; 128 levels are the limit. */
+	size_t depth = 1000000;
 	char *s = malloc(2 * depth);
 	assert_non_null(s);
 	memset(s, '[', depth);
 	memset(s + depth, ']', depth);
 	struct json_doc d = {0};
 	assert_int_equal(json_parse(&d, s, 2 * depth), LR_EPROTO);
-	/* Reasonable nesting is fine. */
-	assert_int_equal(json_parse(&d, s + depth - 100, 200), 0);
+	assert_int_equal(json_parse(&d, s + depth - 128, 256), 0);
+	assert_int_equal(json_parse(&d, s + depth - 129, 258), LR_EPROTO);
+	/* Objects count as levels too; brackets inside strings do not. */
+	char doc[4096];
+	size_t len = 0;
+	for (int k = 0; k < 128; k++)
+		len += (size_t)sprintf(doc + len, "{\"k\":");
+	len += (size_t)sprintf(doc + len, "\"[[[[{{{{\"");
+	for (int k = 0; k < 128; k++)
+		doc[len++] = '}';
+	assert_int_equal(json_parse(&d, doc, len), 0);
+	assert_int_equal(parse_str(&d, "{\"k\":[\"[[[[[[\"]}"), 0);
+	/* Many brackets side by side are not depth. */
+	size_t n = 5000;
+	char *flat = malloc(3 * n + 2);
+	assert_non_null(flat);
+	size_t fl = 0;
+	flat[fl++] = '[';
+	for (size_t k = 0; k < n; k++) {
+		flat[fl++] = '[';
+		flat[fl++] = ']';
+		flat[fl++] = ',';
+	}
+	flat[fl - 1] = ']';
+	assert_int_equal(json_parse(&d, flat, fl), 0);
 	json_doc_free(&d);
+	free(flat);
 	free(s);
 }
 

@@ -183,6 +183,44 @@ static void reply_ok_then_close(void *ctx, const struct ts_request *rq,
 	r->action = TS_SEND_CLOSE;
 }
 
+/* The second request on a connection gets a partial head, then a close. */
+static void reply_cut_second_on_conn(void *ctx, const struct ts_request *rq,
+				     struct ts_reply *r)
+{
+	if (rq->index_on_conn == 1) {
+		r->data = "HTTP/1.1 200 OK\r\nContent-Ty";
+		r->len = strlen(r->data);
+		r->action = TS_SEND_CLOSE;
+		return;
+	}
+	reply_ok(NULL, rq, r);
+}
+
+/* Connection 0 serves one request, then drops the next; every later
+ * connection drops its first request too. */
+static void reply_drop_all_after_first(void *ctx, const struct ts_request *rq,
+				       struct ts_reply *r)
+{
+	if (rq->conn_id == 0 && rq->index_on_conn == 0) {
+		reply_ok(NULL, rq, r);
+		return;
+	}
+	r->action = TS_CLOSE;
+}
+
+/* Every response is a 429 with an error body, connection kept. */
+#define ERR429_BODY "{\"error\":{\"code\":\"rate_limit_exceeded\",\"m\":1}}"
+_Static_assert(sizeof ERR429_BODY - 1 == 46, "fix the Content-Length below");
+
+static void reply_429(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	static const char resp[] =
+		"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+		"Content-Length: 46\r\n\r\n" ERR429_BODY;
+	r->data = resp;
+	r->len = sizeof resp - 1;
+}
+
 /* ---- tests ------------------------------------------------------------ */
 
 static void test_sequential_requests_reuse_one_connection(void **state)
@@ -338,6 +376,75 @@ static void test_server_closing_pooled_connection_right_after_response_does_not_
 	assert_int_equal(test_server_connections(fx->srv), 5);
 }
 
+static void test_failure_after_a_response_byte_on_reused_connection_is_not_resent(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_cut_second_on_conn, NULL);
+	fx_engine(fx);
+
+	assert_ok(fx_wait(fx_submit(fx)));
+	const lr_result *r = fx_wait(fx_submit(fx));
+	assert_int_equal(r->error, LR_EPROTO);
+
+	sleep_ms(200);
+	assert_int_equal(test_server_requests(fx->srv), 2);
+	assert_int_equal(test_server_connections(fx->srv), 1);
+	assert_int_equal(fx_stats(fx).stale_resends, 0);
+}
+
+static void test_stale_resend_happens_at_most_once(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_drop_all_after_first, NULL);
+	fx_engine(fx);
+
+	assert_ok(fx_wait(fx_submit(fx)));
+	const lr_result *r = fx_wait(fx_submit(fx));
+	if (r->error != LR_ECONNRESET && r->error != LR_EPROTO)
+		fail_msg("expected connection_reset or protocol_error, got %s",
+			 lr_error_name(r->error));
+
+	sleep_ms(200);
+	assert_int_equal(fx_stats(fx).stale_resends, 1);
+	assert_int_equal(test_server_connections(fx->srv), 2);
+	assert_int_equal(test_server_requests(fx->srv), 3);
+}
+
+static void test_idle_connection_past_pool_idle_is_not_reused(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx->cfg.pool_idle_s = 0.2;
+	fx_engine(fx);
+
+	assert_ok(fx_wait(fx_submit(fx)));
+	sleep_ms(600);
+	assert_ok(fx_wait(fx_submit(fx)));
+
+	lr_engine_stats st = fx_stats(fx);
+	assert_int_equal(st.connections_opened, 2);
+	assert_int_equal(st.connections_reused, 0);
+	assert_int_equal(st.stale_resends, 0);
+	assert_int_equal(test_server_connections(fx->srv), 2);
+}
+
+static void test_http_error_response_keeps_connection_for_reuse(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_429, NULL);
+	fx_engine(fx);
+
+	for (int i = 0; i < 3; i++) {
+		const lr_result *r = fx_wait(fx_submit(fx));
+		assert_int_equal(r->error, LR_ERATELIMIT);
+		assert_int_equal(r->http_status, 429);
+	}
+	lr_engine_stats st = fx_stats(fx);
+	assert_int_equal(st.connections_opened, 1);
+	assert_int_equal(st.connections_reused, 2);
+	assert_int_equal(test_server_connections(fx->srv), 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -352,6 +459,10 @@ int main(void)
 		T(test_fresh_connection_reset_before_response_is_not_resent),
 		T(test_server_closing_idle_pooled_connection_does_not_fail_next_request),
 		T(test_server_closing_pooled_connection_right_after_response_does_not_fail_next_request),
+		T(test_failure_after_a_response_byte_on_reused_connection_is_not_resent),
+		T(test_stale_resend_happens_at_most_once),
+		T(test_idle_connection_past_pool_idle_is_not_reused),
+		T(test_http_error_response_keeps_connection_for_reuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,7 @@
 #define BATCH_DEFAULT_CONCURRENCY 64
 #define BATCH_MAX_CONCURRENCY 100000
 #define BATCH_REAP_MAX 64
+#define BATCH_PENDING_MAX (256 * 1024)
 #define BATCH_PROGRESS_INTERVAL_NS 100000000ull /* redraw at most 10 times a second */
 #define BATCH_MAX_MODEL_NAMES 256
 
@@ -325,6 +326,7 @@ struct batch {
 	size_t done_lines_count;
 	struct json_doc doc;        /* owner: the batch; reused for every line */
 	struct http_buf out;        /* owner: the batch; one output line at a time */
+	struct http_buf pending;    /* owner: the batch; finished lines not yet written */
 	char *scratch;              /* owner: the batch; unescaped strings */
 	size_t scratch_cap;
 	struct model_names requested; /* names asked for, so line records can point at them */
@@ -448,38 +450,32 @@ static int append_json_one_line(struct http_buf *b, const char *s, size_t len)
 	return 0;
 }
 
-static void start_line(struct batch *b)
+/* Starts b->out with the line's id; ids are unique across runs through a
+ * random per-run prefix. */
+static int start_line(struct batch *b)
 {
 	b->out.len = 0;
 	b->id_counter++;
-	buf_printf(&b->out, "{\"id\":\"batch_req_%016" PRIx64 "%08" PRIx64 "\",\"custom_id\":",
-	           b->id_prefix, b->id_counter);
+	return buf_printf(&b->out, "{\"id\":\"batch_req_%016" PRIx64 "%08" PRIx64 "\",\"custom_id\":",
+	                  b->id_prefix, b->id_counter);
 }
 
-/* Writes b->out (plus the newline) with one write(): a line is either
- * wholly in the file or not at all, whatever happens to the process. */
+static void write_pending(struct batch *b);
+
+/* Moves the finished line in b->out (plus its newline) to b->pending;
+ * the lines of one reap round go out together (write_pending). */
 static void flush_line(struct batch *b)
 {
 	if (b->write_failed)
 		return;
-	if (http_buf_append(&b->out, "\n", 1)) {
+	if (http_buf_append(&b->pending, b->out.data, b->out.len) ||
+	    http_buf_append(&b->pending, "\n", 1)) {
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
 		return;
 	}
-	size_t off = 0;
-	while (off < b->out.len) {
-		ssize_t n = write(b->out_fd, b->out.data + off, b->out.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "llmring batch: cannot write %s: %s\n", b->opt.output_path,
-			        n < 0 ? strerror(errno) : "short write");
-			b->write_failed = true;
-			return;
-		}
-		off += (size_t)n;
-	}
+	if (b->pending.len >= BATCH_PENDING_MAX)
+		write_pending(b);
 }
 
 /* An input line that cannot be used: custom_id is NULL for an unusable
@@ -487,8 +483,10 @@ static void flush_line(struct batch *b)
 static void write_input_error(struct batch *b, const char *custom_id, size_t id_len,
                               const char *code, const char *message)
 {
-	start_line(b);
-	int rc = custom_id ? json_append_string(&b->out, custom_id, id_len) : buf_puts(&b->out, "null");
+	b->invalid_lines++;
+	int rc = start_line(b);
+	if (!rc)
+		rc = custom_id ? json_append_string(&b->out, custom_id, id_len) : buf_puts(&b->out, "null");
 	if (!rc)
 		rc = buf_puts(&b->out, ",\"response\":null,\"error\":{\"code\":");
 	if (!rc)
@@ -504,7 +502,6 @@ static void write_input_error(struct batch *b, const char *custom_id, size_t id_
 		b->write_failed = true;
 		return;
 	}
-	b->invalid_lines++;
 	flush_line(b);
 }
 
@@ -550,9 +547,10 @@ static int append_response(struct batch *b, const lr_result *r)
 		return rc;
 	if (!r->body || r->body_len == 0) {
 		rc = buf_puts(o, "null");
-	} else if (r->error == LR_OK ||
+	} else if (r->error == LR_OK || r->body_is_json ||
 	           json_parse(&b->doc, r->body, r->body_len) == 0) {
-		/* A success body was parsed by the engine already. */
+		/* The engine has parsed success bodies and JSON-object error
+		 * bodies already; only other error bodies are checked here. */
 		rc = append_json_one_line(o, r->body, r->body_len);
 	} else {
 		rc = json_append_string(o, r->body, r->body_len);
@@ -564,8 +562,9 @@ static int append_response(struct batch *b, const lr_result *r)
 
 static void write_outcome(struct batch *b, const struct line_rec *rec, const lr_result *r)
 {
-	start_line(b);
-	int rc = json_append_string(&b->out, rec->custom_id, rec->id_len);
+	int rc = start_line(b);
+	if (!rc)
+		rc = json_append_string(&b->out, rec->custom_id, rec->id_len);
 	if (!rc)
 		rc = buf_puts(&b->out, ",\"response\":");
 	if (!rc)
@@ -593,6 +592,31 @@ static void write_outcome(struct batch *b, const struct line_rec *rec, const lr_
 		return;
 	}
 	flush_line(b);
+}
+
+/*
+ * Writes every complete line gathered since the last call with one
+ * write(): never part of a line, so a crash at any moment leaves whole
+ * lines (at worst a torn tail after a failed disk, which resume cuts off)
+ * and loses only what was in flight. One syscall per reap round instead
+ * of one per request.
+ */
+static void write_pending(struct batch *b)
+{
+	size_t off = 0;
+	while (!b->write_failed && off < b->pending.len) {
+		ssize_t n = write(b->out_fd, b->pending.data + off, b->pending.len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "llmring batch: cannot write %s: %s\n", b->opt.output_path,
+			        n < 0 ? strerror(errno) : "short write");
+			b->write_failed = true;
+			break;
+		}
+		off += (size_t)n;
+	}
+	b->pending.len = 0;
 }
 
 /* ---- resume ------------------------------------------------------------ */
@@ -1085,6 +1109,7 @@ static void batch_free(struct batch *b)
 	free(b->done_lines);
 	json_doc_free(&b->doc);
 	http_buf_free(&b->out);
+	http_buf_free(&b->pending);
 	free(b->scratch);
 	model_names_free(&b->requested);
 	model_names_free(&b->seen);
@@ -1139,8 +1164,10 @@ int batch_main(int argc, char **argv)
 		}
 		for (int k = 0; k < n; k++)
 			handle_completion(&b, reaped[k]);
+		write_pending(&b);
 		draw_progress(&b, false);
 	}
+	write_pending(&b); /* input-line errors after the last completion */
 	free(line);
 	bool read_failed = ferror(in);
 	if (read_failed)

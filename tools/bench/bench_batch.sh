@@ -176,7 +176,8 @@ run_batch() { # run_batch INPUT COUNT [record]
 	s1=$(mock_ticks)
 	local wall user sys rss rc lines ok
 	read -r wall user sys rss rc <"$tmp/batch.t"
-	lines=$(wc -l <"$out" 2>/dev/null || echo 0)
+	lines=$({ wc -l <"$out"; } 2>/dev/null || echo 0)
+	[ "$lines" -gt 0 ] || die "llmring batch wrote no output (exit $rc): $(head -c 2000 "$tmp/batch.err")"
 	ok=$(grep -o '"succeeded": *[0-9]*' "$stats" 2>/dev/null | grep -o '[0-9]*$' || echo "?")
 	if [ "$rc" != 0 ] || [ "$lines" != "$2" ] || [ "$ok" != "$2" ]; then
 		echo "bench_batch: warning: llmring batch exit $rc, $lines output lines, $ok succeeded of $2" >&2
@@ -198,7 +199,7 @@ m=$(grep -oh '"ring[_a-z]*": *"[^"]*"' "$tmp/stats.json" 2>/dev/null | head -1 |
 run_wrk 1 # warm-up, not recorded
 
 echo "machine: $(nproc) CPUs ($cpu), kernel $(uname -r), $(uname -m)"
-echo "llmring: $("$LLMRING" --version 2>/dev/null | head -1 || echo '?'), ring mode: $ring_mode"
+echo "llmring: $(timeout 5 "$LLMRING" --version 2>/dev/null </dev/null | head -1 || echo '?'), ring mode: $ring_mode"
 echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 echo "server: llmring mock on 127.0.0.1:$port (pid $mock_pid); clock ticks/s: $clk_tck"
 echo "workload: N=$N batch lines, concurrency $C, wrk -t1 -c$C -d${WRK_SECONDS}s, REPEAT=$REPEAT"
@@ -267,7 +268,7 @@ if [ $do_cg = 1 ]; then
 		valgrind --tool=callgrind --callgrind-out-file="$tmp/cg$n.out" "$LLMRING" batch \
 			"$tmp/cg_in$n.jsonl" -o "$tmp/cg_out.jsonl" --base-url "$base" --concurrency "$C" \
 			--quiet </dev/null >/dev/null 2>"$tmp/cg$n.err" || echo "  (llmring batch under valgrind exited $?)"
-		lines=$(wc -l <"$tmp/cg_out.jsonl" 2>/dev/null || echo 0)
+		lines=$({ wc -l <"$tmp/cg_out.jsonl"; } 2>/dev/null || echo 0)
 		[ "$lines" = "$n" ] || echo "  warning: $lines of $n output lines under valgrind"
 		ir[n]=$(cg_ir "$tmp/cg$n.out")
 		echo "  llmring batch $n requests: $(printf "%'d" "${ir[n]}") Ir"
