@@ -808,38 +808,32 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		}
 		hdrs = &fixed;
 	}
-	struct http_buf body = {0}; /* owner: this function */
-	ret = openai_build_body(rq, &body, why);
+	/* A caller's body goes out as it is unless its model is replaced. */
+	struct http_buf built = {0}; /* owner: this function */
+	const char *body = rq->body.data;
+	size_t body_len = rq->body.len;
+	if (!rq->body.len || rq->model) {
+		ret = openai_build_body(rq, &built, why);
+		body = built.data;
+		body_len = built.len;
+	}
 	const char *ep = openai_endpoint_path(rq->endpoint);
-	size_t target_len = strlen(u->path) + strlen(ep);
-	char *target = NULL; /* owner: this function */
+	size_t path_len = strlen(u->path), ep_len = strlen(ep);
+	struct http_buf *b = &f->req_bytes;
+	if (!ret)
+		ret = http_buf_reserve(b, path_len + ep_len + hdrs->len + rq->headers.len + body_len + 64);
 	if (!ret) {
-		target = malloc(target_len + 1);
-		if (!target)
-			ret = LR_ENOMEM;
+		/* Reserved above: these appends cannot fail. */
+		http_buf_append(b, "POST ", 5);
+		http_buf_append(b, u->path, path_len);
+		http_buf_append(b, ep, ep_len);
+		http_buf_append(b, " HTTP/1.1\r\n", 11);
+		http_buf_append(b, hdrs->data, hdrs->len);
+		if (rq->headers.len)
+			http_buf_append(b, rq->headers.data, rq->headers.len);
+		ret = http_write_body(b, body, body_len);
 	}
-	if (!ret) {
-		memcpy(target, u->path, strlen(u->path));
-		memcpy(target + strlen(u->path), ep, strlen(ep) + 1);
-		struct http_buf *b = &f->req_bytes;
-		ret = http_buf_reserve(b, target_len + hdrs->len + rq->headers.len + body.len + 64);
-		if (!ret) {
-			/* The request line's own Host header is in hdrs. */
-			ret = http_buf_append(b, "POST ", 5);
-			if (!ret)
-				ret = http_buf_append(b, target, target_len);
-			if (!ret)
-				ret = http_buf_append(b, " HTTP/1.1\r\n", 11);
-			if (!ret)
-				ret = http_buf_append(b, hdrs->data, hdrs->len);
-			if (!ret && rq->headers.len)
-				ret = http_buf_append(b, rq->headers.data, rq->headers.len);
-			if (!ret)
-				ret = http_write_body(b, body.data, body.len);
-		}
-	}
-	free(target);
-	http_buf_free(&body);
+	http_buf_free(&built);
 	http_buf_free(&fixed);
 	return ret;
 }

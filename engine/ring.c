@@ -30,9 +30,10 @@ static int ring_setup(struct ring *r, unsigned entries, bool plain)
 	for (size_t i = plain ? 2 : 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
 		struct io_uring_params p;
 		memset(&p, 0, sizeof(p));
-		/* A CQ four times the SQ leaves room for multishot bursts. */
+		/* A large CQ leaves room for multishot bursts from many
+		 * connections (16 bytes an entry). */
 		p.flags = attempts[i].flags | IORING_SETUP_CQSIZE;
-		p.cq_entries = entries * 4;
+		p.cq_entries = entries * 4 > 8192 ? entries * 4 : 8192;
 		ret = io_uring_queue_init_params(entries, &r->uring, &p);
 		if (ret == 0) {
 			r->mode = attempts[i].mode;

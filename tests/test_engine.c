@@ -315,9 +315,27 @@ static void test_successful_request_fills_result_fields(void **state)
 	assert_string_equal(r->model, "gpt-4o-mini");
 	assert_int_equal(r->attempts, 1);
 	assert_true(r->retry_after_s < 0);
-	assert_true(r->timings.queued_ms >= 0);
-	assert_true(r->timings.ttfb_ms > 0);
-	assert_true(r->timings.ttfb_ms <= r->timings.total_ms);
+}
+
+static void test_timings_are_ordered_queued_ttfb_total(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+
+	/* Sequential requests, some after a pause, so each starts from a
+	 * different engine loop state. */
+	for (int i = 0; i < 20; i++) {
+		if (i % 4 == 3)
+			sleep_ms(50);
+		const lr_result *r = wait_result(fx_submit(fx));
+		assert_ok(r);
+		const lr_timings *t = &r->timings;
+		if (!(t->queued_ms >= 0 && t->queued_ms <= t->ttfb_ms && t->ttfb_ms > 0 &&
+		      t->ttfb_ms <= t->total_ms && t->total_ms < 10000))
+			fail_msg("request %d: queued %.3f ttfb %.3f total %.3f ms", i,
+				 t->queued_ms, t->ttfb_ms, t->total_ms);
+	}
 }
 
 static void test_request_is_post_json_to_base_path_chat_completions(void **state)
@@ -536,6 +554,55 @@ static void test_total_deadline_fires_on_trickling_response(void **state)
 	assert_true(dt < 7.5);
 }
 
+/* The first request the server sees is answered after 1 s, the rest at once. */
+static void reply_ok_first_slow(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	reply_ok(NULL, rq, r);
+	if (rq->global_index == 0)
+		r->delay_ms = 1000;
+}
+
+/*
+ * A request waits for a slot (engine-wide or per origin) behind one that
+ * takes 1 s, with a total deadline of 0.5 s. Whether the queue time counts
+ * toward it or not, the request must not go on the wire after its
+ * deadline has passed: either it succeeds, or it times out unsent.
+ */
+static void check_queued_request_not_sent_after_deadline(struct fx *fx, int per_origin)
+{
+	fx_server(fx, reply_ok_first_slow, NULL);
+	if (per_origin)
+		fx->cfg.max_conns_per_origin = 1;
+	else
+		fx->cfg.max_in_flight = 1;
+	fx_engine(fx);
+
+	lr_future *slow = fx_submit(fx);
+	lr_request *rq = new_request("hi");
+	assert_int_equal(lr_request_set_timeouts(rq, 0, 0, 0.5), 0);
+	lr_future *queued = fx_submit_rq(fx, rq);
+
+	const lr_result *r = wait_result(queued);
+	assert_ok(wait_result(slow));
+	if (r->error == 0)
+		return;
+	assert_error(r, LR_ETIMEOUT);
+	sleep_ms(100);
+	if (test_server_requests(fx->srv) != 1)
+		fail_msg("the request timed out after %.0f ms but was sent anyway "
+			 "(queued %.0f ms)", r->timings.total_ms, r->timings.queued_ms);
+}
+
+static void test_request_queued_for_in_flight_slot_is_not_sent_after_total_deadline(void **state)
+{
+	check_queued_request_not_sent_after_deadline(*state, 0);
+}
+
+static void test_request_queued_for_connection_is_not_sent_after_total_deadline(void **state)
+{
+	check_queued_request_not_sent_after_deadline(*state, 1);
+}
+
 static void test_total_deadline_fires_when_server_never_answers(void **state)
 {
 	struct fx *fx = *state;
@@ -572,11 +639,13 @@ static int try_connect(struct fx *fx, uint16_t port, int ms)
 	return err == 0;
 }
 
-static void test_connect_deadline_fires_when_backlog_is_full(void **state)
+/*
+ * Points fx->url at a listener that never accepts, its backlog filled:
+ * later SYNs are dropped, so a connect to it hangs. Skips the test where
+ * the kernel still completes such connects.
+ */
+static void fx_unconnectable_url(struct fx *fx)
 {
-	struct fx *fx = *state;
-	/* A listener that never accepts, its backlog filled: later SYNs are
-	 * dropped, so a connect hangs until its deadline. */
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(lfd >= 0);
 	fx->fds[fx->nfds++] = lfd;
@@ -592,11 +661,16 @@ static void test_connect_deadline_fires_when_backlog_is_full(void **state)
 		try_connect(fx, port, 50);
 	if (try_connect(fx, port, 300)) {
 		fprintf(stderr, "a full listen backlog still accepts connects on this "
-			"kernel: the connect deadline cannot be provoked\n");
+			"kernel: a hanging connect cannot be provoked\n");
 		skip();
 	}
-
 	fx_url(fx, port);
+}
+
+static void test_connect_deadline_fires_when_backlog_is_full(void **state)
+{
+	struct fx *fx = *state;
+	fx_unconnectable_url(fx);
 	fx->cfg.connect_timeout_s = 0.3;
 	fx->cfg.idle_timeout_s = 30;
 	fx->cfg.total_timeout_s = 30;
@@ -606,6 +680,78 @@ static void test_connect_deadline_fires_when_backlog_is_full(void **state)
 	const lr_result *r = wait_result(fx_submit(fx));
 	assert_error(r, LR_ETIMEOUT);
 	assert_true(now_s() - t0 < 1.5);
+}
+
+static void test_cancel_during_connect_completes_with_cancelled(void **state)
+{
+	struct fx *fx = *state;
+	fx_unconnectable_url(fx);
+	fx->cfg.connect_timeout_s = 30;
+	fx_engine(fx);
+
+	lr_future *f = fx_submit(fx);
+	sleep_ms(100);  /* the connect is under way */
+	double t0 = now_s();
+	lr_future_cancel(f);
+	assert_int_equal(lr_future_wait(f, 5000), 1);
+	assert_true(now_s() - t0 < 1.0);
+	assert_error(lr_future_result(f), LR_ECANCELLED);
+}
+
+static void test_destroy_during_connect_is_prompt(void **state)
+{
+	struct fx *fx = *state;
+	fx_unconnectable_url(fx);
+	fx->cfg.connect_timeout_s = 30;
+	fx_engine(fx);
+
+	lr_future *f = fx_submit(fx);
+	sleep_ms(100);
+	double t0 = now_s();
+	lr_engine_destroy(fx->eng);
+	fx->eng = NULL;
+	assert_true(now_s() - t0 < 2.0);
+	assert_int_equal(lr_future_done(f), 1);
+	assert_error(lr_future_result(f), LR_ECANCELLED);
+}
+
+static void test_close_delimited_body_is_read_to_eof(void **state)
+{
+	struct fx *fx = *state;
+	static char resp[1024];
+	snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		 "Connection: close\r\n\r\n%s", ok_body());
+	static struct canned c = { .data = resp, .action = TS_SEND_CLOSE };
+	c.len = strlen(resp);
+	fx_server(fx, reply_canned, &c);
+	fx_engine(fx);
+
+	for (int i = 0; i < 2; i++) {  /* the second proves it was not pooled */
+		const lr_result *r = wait_result(fx_submit(fx));
+		assert_ok(r);
+		assert_int_equal(r->body_len, strlen(ok_body()));
+	}
+	assert_int_equal(test_server_connections(fx->srv), 2);
+}
+
+static void test_request_base_url_overrides_engine_default(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);  /* the engine default */
+	struct test_server *other;
+	assert_int_equal(test_server_start(reply_ok, NULL, &other), 0);
+	char url[64];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1", (unsigned)test_server_port(other));
+	fx_engine(fx);
+
+	lr_request *rq = new_request("hi");
+	assert_int_equal(lr_request_set_base_url(rq, url), 0);
+	const lr_result *r = wait_result(fx_submit_rq(fx, rq));
+	unsigned other_requests = test_server_requests(other);
+	test_server_stop(other);
+	assert_ok(r);
+	assert_int_equal(other_requests, 1);
+	assert_int_equal(test_server_requests(fx->srv), 0);
 }
 
 static void test_refused_connection_is_connect_error(void **state)
@@ -1159,6 +1305,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_successful_request_fills_result_fields),
+		T(test_timings_are_ordered_queued_ttfb_total),
 		T(test_request_is_post_json_to_base_path_chat_completions),
 		T(test_custom_base_url_without_key_sends_no_authorization),
 		T(test_api_key_is_sent_as_bearer_token),
@@ -1170,8 +1317,14 @@ int main(void)
 		T(test_idle_deadline_from_config_applies),
 		T(test_total_deadline_fires_on_trickling_response),
 		T(test_total_deadline_fires_when_server_never_answers),
+		T(test_request_queued_for_in_flight_slot_is_not_sent_after_total_deadline),
+		T(test_request_queued_for_connection_is_not_sent_after_total_deadline),
 		T(test_connect_deadline_fires_when_backlog_is_full),
+		T(test_cancel_during_connect_completes_with_cancelled),
+		T(test_destroy_during_connect_is_prompt),
 		T(test_refused_connection_is_connect_error),
+		T(test_close_delimited_body_is_read_to_eof),
+		T(test_request_base_url_overrides_engine_default),
 		T(test_reset_before_any_response_byte_is_connection_reset),
 		T(test_malformed_status_line_is_protocol_error),
 		T(test_header_block_over_max_header_bytes_is_too_large),

@@ -221,6 +221,17 @@ static void reply_429(void *ctx, const struct ts_request *rq, struct ts_reply *r
 	r->len = sizeof resp - 1;
 }
 
+/* The first request the server sees gets ctx's action; the rest succeed. */
+static void reply_first_request_fails(void *ctx, const struct ts_request *rq,
+				      struct ts_reply *r)
+{
+	if (rq->global_index == 0) {
+		r->action = *(const enum ts_action *)ctx;
+		return;
+	}
+	reply_ok(NULL, rq, r);
+}
+
 /* ---- tests ------------------------------------------------------------ */
 
 static void test_sequential_requests_reuse_one_connection(void **state)
@@ -445,6 +456,48 @@ static void test_http_error_response_keeps_connection_for_reuse(void **state)
 	assert_int_equal(test_server_connections(fx->srv), 1);
 }
 
+/* With one connection allowed, the first request's connection dies
+ * (act) while two more wait for it: they must get a new one. */
+static void check_queue_survives_failed_connection(struct fx *fx, enum ts_action act,
+						   double total_s, int expect)
+{
+	static enum ts_action action;
+	action = act;
+	fx_server(fx, reply_first_request_fails, &action);
+	fx->cfg.max_conns_per_origin = 1;
+	fx_engine(fx);
+
+	lr_request *rq = lr_request_new("gpt-4o-mini");
+	assert_non_null(rq);
+	assert_int_equal(lr_request_add_message(rq, LR_ROLE_USER, "hi"), 0);
+	if (total_s > 0)
+		assert_int_equal(lr_request_set_timeouts(rq, 0, 0, total_s), 0);
+	if (fx->nfuts == fx->cap) {
+		fx->cap = fx->cap ? fx->cap * 2 : 16;
+		fx->futs = realloc(fx->futs, fx->cap * sizeof *fx->futs);
+		assert_non_null(fx->futs);
+	}
+	lr_future *first = lr_submit(fx->eng, rq);
+	assert_non_null(first);
+	fx->futs[fx->nfuts++] = first;
+	lr_future *later[2] = { fx_submit(fx), fx_submit(fx) };
+
+	assert_int_equal(fx_wait(first)->error, expect);
+	assert_ok(fx_wait(later[0]));
+	assert_ok(fx_wait(later[1]));
+	assert_int_equal(test_server_connections(fx->srv), 2);
+}
+
+static void test_queued_requests_proceed_after_connection_reset(void **state)
+{
+	check_queue_survives_failed_connection(*state, TS_RESET, 0, LR_ECONNRESET);
+}
+
+static void test_queued_requests_proceed_after_deadline_on_connection(void **state)
+{
+	check_queue_survives_failed_connection(*state, TS_HANG, 0.3, LR_ETIMEOUT);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -463,6 +516,8 @@ int main(void)
 		T(test_stale_resend_happens_at_most_once),
 		T(test_idle_connection_past_pool_idle_is_not_reused),
 		T(test_http_error_response_keeps_connection_for_reuse),
+		T(test_queued_requests_proceed_after_connection_reset),
+		T(test_queued_requests_proceed_after_deadline_on_connection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

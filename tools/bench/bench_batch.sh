@@ -18,8 +18,9 @@
 # The mock, wrk and llmring are separate processes. Client CPU = user + sys
 # of the client process from wait4() rusage (what /usr/bin/time reports, read
 # here at microsecond precision instead of /usr/bin/time's 10 ms; /usr/bin/time
-# is the fallback without python3). Peak RSS = ru_maxrss. Server CPU = utime +
-# stime of the mock from /proc/PID/stat (clock ticks) before and after each run.
+# is the fallback without python3). Peak RSS = ru_maxrss. Server CPU = the
+# mock's CPU time (all threads) before and after each run: the scheduler's ns
+# sum from /proc/PID/task/*/sched, else utime + stime from /proc/PID/stat.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -113,14 +114,26 @@ with open(out, "w") as f:
 }
 
 clk_tck=$(getconf CLK_TCK)
-# mock CPU time so far, in clock ticks (utime + stime, all threads)
-mock_ticks() {
-	local line rest
-	read -r line <"/proc/$mock_pid/stat"
-	rest=${line##*) }
-	# shellcheck disable=SC2086
-	set -- $rest
-	echo $((${12} + ${13}))
+# The mock's CPU time so far in ns, all threads. Preferably the scheduler's
+# nanosecond sum (se.sum_exec_runtime of each thread, CONFIG_SCHED_DEBUG);
+# else utime + stime from /proc/PID/stat, in clock ticks (10 ms at 100 Hz,
+# coarse for a 0.2 s batch run).
+if grep -qs sum_exec_runtime "/proc/self/task/$BASHPID/sched"; then
+	cpu_source="se.sum_exec_runtime of each thread (/proc/PID/task/*/sched)"
+else
+	cpu_source="utime+stime from /proc/PID/stat at $clk_tck ticks/s"
+fi
+mock_ns() {
+	if [[ $cpu_source == se.* ]]; then
+		awk '/sum_exec_runtime/ { s += $NF } END { printf "%.0f\n", s * 1e6 }' "/proc/$mock_pid/task/"*/sched
+	else
+		local line rest
+		read -r line <"/proc/$mock_pid/stat"
+		rest=${line##*) }
+		# shellcheck disable=SC2086
+		set -- $rest
+		echo $(((${12} + ${13}) * 1000000000 / clk_tck))
+	fi
 }
 
 # --- workload ----------------------------------------------------------------
@@ -148,13 +161,13 @@ done
 base="http://127.0.0.1:$port/v1"
 
 # --- one run of each tool ----------------------------------------------------------
-# Each appends "tool requests wall_s user_s sys_s maxrss_kib server_ticks" to results.
+# Each appends "tool requests wall_s user_s sys_s maxrss_kib server_cpu_ns" to results.
 run_wrk() { # run_wrk SECONDS [record]
 	local s0 s1
-	s0=$(mock_ticks)
+	s0=$(mock_ns)
 	WRK_BODY_FILE="$tmp/body.json" timed "$tmp/wrk.t" wrk -t1 -c"$C" -d"$1"s \
 		-s "$here/wrk_post.lua" "$base/chat/completions" >"$tmp/wrk.out" 2>&1
-	s1=$(mock_ticks)
+	s1=$(mock_ns)
 	local wall user sys rss rc
 	read -r wall user sys rss rc <"$tmp/wrk.t"
 	[ "$rc" = 0 ] || die "wrk failed ($rc): $(cat "$tmp/wrk.out")"
@@ -170,10 +183,10 @@ run_wrk() { # run_wrk SECONDS [record]
 run_batch() { # run_batch INPUT COUNT [record]
 	local s0 s1 out="$tmp/out.jsonl" stats="$tmp/stats.json"
 	rm -f "$out" "$stats"
-	s0=$(mock_ticks)
+	s0=$(mock_ns)
 	timed "$tmp/batch.t" "$LLMRING" batch "$1" -o "$out" --base-url "$base" \
 		--concurrency "$C" --quiet --stats "$stats" </dev/null >/dev/null 2>"$tmp/batch.err"
-	s1=$(mock_ticks)
+	s1=$(mock_ns)
 	local wall user sys rss rc lines ok
 	read -r wall user sys rss rc <"$tmp/batch.t"
 	lines=$({ wc -l <"$out"; } 2>/dev/null || echo 0)
@@ -189,19 +202,39 @@ run_batch() { # run_batch INPUT COUNT [record]
 
 # --- machine -------------------------------------------------------------------------
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-ring_mode="unknown"
-# Find the ring mode the CLI reports (stats JSON or its stderr summary).
 run_batch "$tmp/in.jsonl" "$N" # warm-up, not recorded
-m=$(grep -oh '"ring[_a-z]*": *"[^"]*"' "$tmp/stats.json" 2>/dev/null | head -1 | sed 's/.*: *"\(.*\)"/\1/' || true)
-[ -n "$m" ] || m=$(grep -oih 'ring[ _-]*mode[ :=]*[a-z_+|]*' "$tmp/batch.err" 2>/dev/null | head -1 | sed 's/.*[ :=]//' || true)
-[ -n "$m" ] && ring_mode=$m
-[ -n "${LLMRING_RING_PLAIN:-}" ] && ring_mode="$ring_mode (LLMRING_RING_PLAIN=$LLMRING_RING_PLAIN)"
+# The ring mode: the setup flags of the client's io_uring_setup call that
+# succeeded (strace decodes only the flags it knows; the rest are bits).
+ring_mode="unknown (strace not installed)"
+if command -v strace >/dev/null; then
+	head -n 10 "$tmp/in.jsonl" >"$tmp/ring_in.jsonl"
+	rm -f "$tmp/ring_out.jsonl"
+	strace -f -e trace=io_uring_setup -o "$tmp/ring.txt" "$LLMRING" batch "$tmp/ring_in.jsonl" \
+		-o "$tmp/ring_out.jsonl" --base-url "$base" --quiet </dev/null >/dev/null 2>&1 || true
+	flags=$(grep 'io_uring_setup(' "$tmp/ring.txt" | grep -v '= -1' | tail -1 |
+		sed -n 's/^[^{]*{flags=\([^,]*\),.*/\1/p' || true)
+	if [ -n "$flags" ]; then
+		bits=$(grep -o '0x[0-9a-fA-F]*' <<<"$flags" | head -1 || true)
+		bits=$((${bits:-0}))
+		names=()
+		{ [[ $flags == *SQPOLL* ]] || ((bits & 0x2)); } && names+=(SQPOLL)
+		{ [[ $flags == *COOP_TASKRUN* ]] || ((bits & 0x100)); } && names+=(COOP_TASKRUN)
+		{ [[ $flags == *SINGLE_ISSUER* ]] || ((bits & 0x1000)); } && names+=(SINGLE_ISSUER)
+		{ [[ $flags == *DEFER_TASKRUN* ]] || ((bits & 0x2000)); } && names+=(DEFER_TASKRUN)
+		[ ${#names[@]} -gt 0 ] || names=(plain)
+		ring_mode="$(
+			IFS='|'
+			echo "${names[*]}"
+		) (io_uring_setup flags=$flags)"
+	fi
+fi
+[ -n "${LLMRING_RING_PLAIN:-}" ] && ring_mode="$ring_mode, LLMRING_RING_PLAIN=$LLMRING_RING_PLAIN"
 run_wrk 1 # warm-up, not recorded
 
 echo "machine: $(nproc) CPUs ($cpu), kernel $(uname -r), $(uname -m)"
 echo "llmring: $(timeout 5 "$LLMRING" --version 2>/dev/null </dev/null | head -1 || echo '?'), ring mode: $ring_mode"
 echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
-echo "server: llmring mock on 127.0.0.1:$port (pid $mock_pid); clock ticks/s: $clk_tck"
+echo "server: llmring mock on 127.0.0.1:$port (pid $mock_pid); its CPU from $cpu_source"
 echo "workload: N=$N batch lines, concurrency $C, wrk -t1 -c$C -d${WRK_SECONDS}s, REPEAT=$REPEAT"
 echo "body ($(wc -c <"$tmp/body.json" | tr -d ' ') bytes with newline): $body"
 echo
@@ -214,13 +247,13 @@ for r in $(seq "$REPEAT"); do
 	echo "  pair $r/$REPEAT done" >&2
 done
 
-awk -v tck="$clk_tck" '
+awk '
 function med(a, n,    i, j, t) {
 	for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 {
-	tool = $1; req = $2; wall = $3; usr = $4; sys = $5; rss = $6; srv = $7 / tck
+	tool = $1; req = $2; wall = $3; usr = $4; sys = $5; rss = $6; srv = $7 / 1e9
 	k = ++cnt[tool]
 	v[tool, 1, k] = req; v[tool, 2, k] = wall; v[tool, 3, k] = req / wall
 	v[tool, 4, k] = (usr + sys) * 1e6 / req; v[tool, 5, k] = usr * 1e6 / req; v[tool, 6, k] = sys * 1e6 / req
