@@ -164,9 +164,9 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	r->request_id = f->request_id[0] ? f->request_id : NULL;
 	r->model = f->model[0] ? f->model : NULL;
 	r->attempts = 1;
-	r->timings.total_ms = ns_to_ms(now - f->submit_ns);
-	if (f->start_ns)
-		r->timings.queued_ms = ns_to_ms(f->start_ns - f->submit_ns);
+	r->timings.total_ms = now > f->submit_ns ? ns_to_ms(now - f->submit_ns) : 0;
+	if (f->ex.sent_ns > f->submit_ns)
+		r->timings.queued_ms = ns_to_ms(f->ex.sent_ns - f->submit_ns);
 	if (f->ex.first_byte_ns > f->submit_ns)
 		r->timings.ttfb_ms = ns_to_ms(f->ex.first_byte_ns - f->submit_ns);
 	/* The request bytes are no longer needed. */
@@ -198,6 +198,8 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 
 /* One timer per future, re-armed lazily: progress only moves a
  * timestamp, and the timer checks it when it fires. */
+static void wait_unlink(struct lr_engine *e, struct lr_future *f);
+
 static void future_deadline_fired(struct ring_timer *t)
 {
 	struct lr_future *f = container_of(t, struct lr_future, deadline);
@@ -205,6 +207,15 @@ static void future_deadline_fired(struct ring_timer *t)
 	uint64_t now = e->ring.now_ns;
 	struct http_exchange *ex = &f->ex;
 	uint64_t total_at = f->submit_ns + f->total_ns;
+	if (f->state == F_WAITING) {
+		/* Still in the engine's queue: never sent, so nothing to abort. */
+		wait_unlink(e, f);
+		snprintf(f->message, sizeof(f->message),
+		         "request exceeded its total timeout of %.3g s while queued for a slot",
+		         (double)f->total_ns / 1e9);
+		future_complete(f, LR_ETIMEOUT, f->message);
+		return;
+	}
 	if (now >= total_at) {
 		snprintf(f->message, sizeof(f->message), "request exceeded its total timeout of %.3g s",
 		         (double)f->total_ns / 1e9);
@@ -355,6 +366,13 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ENOMEM, NULL);
 		return;
 	}
+	if (e->ring.now_ns >= f->submit_ns + f->total_ns) {
+		snprintf(f->message, sizeof(f->message),
+		         "request exceeded its total timeout of %.3g s before it could be sent",
+		         (double)f->total_ns / 1e9);
+		future_complete(f, LR_ETIMEOUT, f->message);
+		return;
+	}
 	f->state = F_ACTIVE;
 	f->start_ns = e->ring.now_ns;
 	f->ex.h = &future_exchange_handler;
@@ -406,6 +424,8 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->state = F_WAITING;
+	/* The total deadline runs while it waits for a slot. */
+	ring_timer_set(&e->ring, &f->deadline, f->submit_ns + f->total_ns);
 	f->wait_prev = e->wait_tail;
 	f->wait_next = NULL;
 	if (e->wait_tail)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "llmring.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -132,6 +133,8 @@ static void pconn_send_request(struct pconn *pc)
 	struct http_exchange *ex = pc->ex;
 	ex->phase = EX_SENDING;
 	ex->phase_start_ns = pc->pool->ring->now_ns;
+	/* A fresh reading: callers compare it with clocks of other threads. */
+	ex->sent_ns = clock_now_ns();
 	conn_send(&pc->conn, ex->req, ex->req_len);
 }
 
@@ -411,7 +414,7 @@ void pool_start(struct pool *p, struct http_exchange *ex)
 	ex->pc = NULL;
 	ex->resent = false;
 	ex->reused = false;
-	ex->first_byte_ns = ex->last_byte_ns = 0;
+	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = 0;
 	ex->error_text[0] = '\0';
 	if (p->closing) {
 		ex->phase = EX_DONE;

@@ -52,6 +52,7 @@ struct http_exchange {
 	bool reused;                /* sent on a pooled connection */
 	uint64_t phase_start_ns;    /* when the current phase began */
 	uint64_t first_byte_ns, last_byte_ns;
+	uint64_t sent_ns;           /* fresh clock when the request went on the wire */
 	struct pconn *pc;
 	struct http_exchange *next_queued;
 	char error_text[400];
