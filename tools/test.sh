@@ -10,16 +10,32 @@ passed=${EXTRA_PASSED:-0}
 failed=${EXTRA_FAILED:-0}
 skipped=0
 
-count_log() { # testlog.json -> adds to the totals
+count_log() { # testlog.json -> adds each program's test cases to the totals
 	local p f s
 	read -r p f s < <(python3 - "$1" <<'PY'
-import json, sys
+import json, re, sys
 p = f = s = 0
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if r["result"] in ("OK", "EXPECTEDFAIL"): p += 1
-    elif r["result"] == "SKIP": s += 1
-    else: f += 1
+    out = (r.get("stdout") or "") + (r.get("stderr") or "")
+    ok = r["result"] in ("OK", "EXPECTEDFAIL")
+    # cmocka: "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)" / "[  SKIPPED ] N test(s)"
+    # python: "N tests, N passed, N failed"
+    cp = re.findall(r"\[  PASSED  \] (\d+) test", out)
+    cf = re.findall(r"\[  FAILED  \] (\d+) test", out)
+    cs = re.findall(r"\[  SKIPPED \] (\d+) test", out)
+    py = re.findall(r"(\d+) tests, (\d+) passed, (\d+) failed", out)
+    if cp or cf:
+        np, nf, ns = sum(map(int, cp)), sum(map(int, cf)), sum(map(int, cs))
+    elif py:
+        np, nf, ns = int(py[-1][1]), int(py[-1][2]), 0
+    elif r["result"] == "SKIP":
+        np, nf, ns = 0, 0, 1
+    else:
+        np, nf, ns = (1, 0, 0) if ok else (0, 1, 0)
+    if not ok and nf == 0:
+        nf = 1  # crashed, timed out or leaked after its own summary
+    p += np; f += nf; s += ns
 print(p, f, s)
 PY
 )
