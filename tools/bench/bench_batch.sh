@@ -2,13 +2,19 @@
 # Client CPU per request of `llmring batch` next to wrk, against the same
 # `llmring mock` on loopback, in one run (see docs/benchmarks.md).
 #
-# usage: tools/bench/bench_batch.sh [--callgrind] [--syscalls] [BUILD_DIR]
+# usage: tools/bench/bench_batch.sh [--callgrind] [--syscalls] [--perf] [BUILD_DIR]
 #   BUILD_DIR     meson build directory holding `llmring` (default: build)
 #   --callgrind   also count instructions per request (valgrind callgrind,
 #                 user space only): llmring batch of 1,000 and 3,000 lines, the
-#                 difference / 2,000 cancels start-up; wrk for a few seconds
-#   --syscalls    also count system calls per request (strace -c -f): one
-#                 llmring batch of 5,000 lines and wrk for a few seconds
+#                 difference / 2,000 cancels start-up; wrk for a few seconds.
+#                 valgrind 3.19 deadlocks on llmring's two threads (it holds its
+#                 lock across io_uring_enter): bounded by CG_TIMEOUT=120 s
+#   --syscalls    also count system calls per request: perf stat on syscall
+#                 tracepoints (llmring batch of N, wrk 2 s) when perf works, and
+#                 strace -c -f (llmring batch of 5,000, wrk 3 s; strace slows
+#                 the client and so changes how much io_uring batches)
+#   --perf        also sample where the CPU goes (perf record -e cpu-clock,
+#                 kernel + user): llmring batch of PERF_N=100000 lines, wrk 2 s
 # environment:
 #   N=20000       requests per llmring batch run
 #   C=64          concurrency (wrk -c, batch --concurrency)
@@ -31,10 +37,12 @@ root=$(cd "$here/../.." && pwd)
 build=build
 do_cg=0
 do_sc=0
+do_perf=0
 for a in "$@"; do
 	case $a in
 	--callgrind) do_cg=1 ;;
 	--syscalls) do_sc=1 ;;
+	--perf) do_perf=1 ;;
 	-h | --help) usage; exit 0 ;;
 	-*) usage >&2; exit 2 ;;
 	*) build=$a ;;
@@ -54,12 +62,14 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 [ -x /usr/bin/time ] || need+=(time)
 [ $do_cg = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
+[ $do_perf = 1 ] && ! command -v perf >/dev/null && need+=(linux-perf)
 [ $do_sc = 1 ] && ! command -v strace >/dev/null && need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "bench_batch: installing ${need[*]}" >&2
 	sudo=""
 	[ "$(id -u)" -ne 0 ] && sudo="sudo"
-	if [ -x "$root/tools/install-deps.sh" ] && [[ " ${need[*]} " != *" strace "* ]]; then
+	if [ -x "$root/tools/install-deps.sh" ] && [[ " ${need[*]} " != *" strace "* ]] &&
+		[[ " ${need[*]} " != *" linux-perf "* ]]; then
 		"$root/tools/install-deps.sh" --bench >&2
 	else
 		DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}" >&2
@@ -118,7 +128,7 @@ clk_tck=$(getconf CLK_TCK)
 # nanosecond sum (se.sum_exec_runtime of each thread, CONFIG_SCHED_DEBUG);
 # else utime + stime from /proc/PID/stat, in clock ticks (10 ms at 100 Hz,
 # coarse for a 0.2 s batch run).
-if grep -qs sum_exec_runtime "/proc/self/task/$BASHPID/sched"; then
+if grep -qs sum_exec_runtime "/proc/$$/sched"; then
 	cpu_source="se.sum_exec_runtime of each thread (/proc/PID/task/*/sched)"
 else
 	cpu_source="utime+stime from /proc/PID/stat at $clk_tck ticks/s"
@@ -295,36 +305,76 @@ if [ $do_cg = 1 ]; then
 	echo
 	echo "callgrind (user-space instructions; kernel work is not counted):"
 	cg_ir() { sed -n 's/^totals: *\([0-9]*\).*/\1/p; s/^summary: *\([0-9]*\).*/\1/p' "$1" | head -1; }
+	declare -A ir=()
 	for n in 1000 3000; do
 		gen_input "$n" "$tmp/cg_in$n.jsonl"
 		rm -f "$tmp/cg_out.jsonl"
-		valgrind --tool=callgrind --callgrind-out-file="$tmp/cg$n.out" "$LLMRING" batch \
-			"$tmp/cg_in$n.jsonl" -o "$tmp/cg_out.jsonl" --base-url "$base" --concurrency "$C" \
-			--quiet </dev/null >/dev/null 2>"$tmp/cg$n.err" || echo "  (llmring batch under valgrind exited $?)"
+		# valgrind 3.19 (Debian 12) keeps its big lock while a thread blocks in
+		# io_uring_enter, so llmring's engine thread can deadlock the main one:
+		# bounded by a timeout (SIGKILL: a blocked valgrind ignores SIGTERM).
+		rc=0
+		(timeout -s KILL "${CG_TIMEOUT:-120}" valgrind --tool=callgrind \
+			--callgrind-out-file="$tmp/cg$n.out" "$LLMRING" batch "$tmp/cg_in$n.jsonl" \
+			-o "$tmp/cg_out.jsonl" --base-url "$base" --concurrency "$C" --quiet \
+			</dev/null >/dev/null 2>"$tmp/cg$n.err"
+		exit $?) 2>/dev/null || rc=$?
 		lines=$({ wc -l <"$tmp/cg_out.jsonl"; } 2>/dev/null || echo 0)
-		[ "$lines" = "$n" ] || echo "  warning: $lines of $n output lines under valgrind"
-		ir[n]=$(cg_ir "$tmp/cg$n.out")
-		echo "  llmring batch $n requests: $(printf "%'d" "${ir[n]}") Ir"
+		if [ "$rc" != 0 ] || [ "$lines" != "$n" ]; then
+			echo "  llmring batch $n under valgrind: exit $rc, $lines of $n output lines (killed after" \
+				"${CG_TIMEOUT:-120} s: valgrind holds its lock across io_uring_enter); no count"
+			break
+		fi
+		ir[$n]=$(cg_ir "$tmp/cg$n.out")
+		echo "  llmring batch $n requests: ${ir[$n]} Ir"
 	done
-	echo "  llmring batch: $(((ir[3000] - ir[1000]) / 2000)) Ir per request ((Ir(3000) - Ir(1000)) / 2000)"
-	WRK_BODY_FILE="$tmp/body.json" valgrind --tool=callgrind --callgrind-out-file="$tmp/cgwrk.out" \
-		wrk -t1 -c"$C" -d3s -s "$here/wrk_post.lua" "$base/chat/completions" >"$tmp/cgwrk.stdout" 2>"$tmp/cgwrk.err" || true
-	wreq=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$tmp/cgwrk.stdout")
-	wir=$(cg_ir "$tmp/cgwrk.out")
-	if [ -n "$wreq" ] && [ "$wreq" -gt 0 ] && [ -n "$wir" ]; then
-		echo "  wrk (3 s under callgrind): $wreq requests, $(printf "%'d" "$wir") Ir, $((wir / wreq)) Ir per request (start-up included)"
+	if [ -n "${ir[3000]:-}" ]; then
+		echo "  llmring batch: $(((ir[3000] - ir[1000]) / 2000)) Ir per request ((Ir(3000) - Ir(1000)) / 2000)"
+		WRK_BODY_FILE="$tmp/body.json" timeout -s KILL 60 valgrind --tool=callgrind \
+			--callgrind-out-file="$tmp/cgwrk.out" wrk -t1 -c"$C" -d3s -s "$here/wrk_post.lua" \
+			"$base/chat/completions" >"$tmp/cgwrk.stdout" 2>"$tmp/cgwrk.err" || true
+		wreq=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$tmp/cgwrk.stdout")
+		wir=$(cg_ir "$tmp/cgwrk.out" 2>/dev/null || true)
+		if [ -n "$wreq" ] && [ "$wreq" -gt 0 ] && [ -n "$wir" ]; then
+			echo "  wrk (3 s under callgrind): $wreq requests, $wir Ir, $((wir / wreq)) Ir per request (start-up included)"
+		fi
+		if command -v callgrind_annotate >/dev/null; then
+			echo "  llmring batch 3000, top functions by own instructions:"
+			callgrind_annotate --threshold=90 "$tmp/cg3000.out" 2>/dev/null |
+				awk '/^-+$/ { d++; next } d >= 3 && NF { print }' | sed -n '1,25p' | sed 's/^/    /'
+		fi
 	fi
-	if command -v callgrind_annotate >/dev/null; then
-		echo "  llmring batch 3000, top functions by own instructions:"
-		callgrind_annotate --threshold=90 "$tmp/cg3000.out" 2>/dev/null |
-			awk '/^-+$/ { d++; next } d >= 3 && NF { print }' | sed -n '1,25p' | sed 's/^/    /'
+fi
+
+# --- where the CPU goes (perf, software cpu-clock sampling) -----------------------------------------
+if [ $do_perf = 1 ]; then
+	echo
+	pn=${PERF_N:-100000}
+	echo "perf record -e cpu-clock (kernel and user samples; needs perf and kernel symbols):"
+	gen_input "$pn" "$tmp/perf_in.jsonl"
+	rm -f "$tmp/perf_out.jsonl"
+	if perf record -q -e cpu-clock -F 4999 -o "$tmp/perf_batch.data" "$LLMRING" batch "$tmp/perf_in.jsonl" \
+		-o "$tmp/perf_out.jsonl" --base-url "$base" --concurrency "$C" --quiet </dev/null >/dev/null 2>"$tmp/perf.err"; then
+		echo "  llmring batch $pn requests, samples by thread and object:"
+		perf report -i "$tmp/perf_batch.data" --sort comm,dso --stdio 2>/dev/null |
+			grep -v '^#' | grep . | sed -n '1,12s/^/   /p'
+		echo "  top symbols:"
+		perf report -i "$tmp/perf_batch.data" --sort comm,dso,sym --stdio 2>/dev/null |
+			grep -v '^#' | grep . | sed -n "1,${PERF_TOP:-30}s/^/   /p"
+		if WRK_BODY_FILE="$tmp/body.json" perf record -q -e cpu-clock -F 4999 -o "$tmp/perf_wrk.data" \
+			wrk -t1 -c"$C" -d2s -s "$here/wrk_post.lua" "$base/chat/completions" >/dev/null 2>&1; then
+			echo "  wrk 2 s, samples by thread and object:"
+			perf report -i "$tmp/perf_wrk.data" --sort comm,dso --stdio 2>/dev/null |
+				grep -v '^#' | grep . | sed -n '1,6s/^/   /p'
+		fi
+	else
+		echo "  perf record failed: $(head -c 500 "$tmp/perf.err")"
 	fi
 fi
 
 # --- system calls per request (strace) ------------------------------------------------------------
 if [ $do_sc = 1 ]; then
 	echo
-	echo "system calls (strace -c -f; strace slows the client, so batching differs from the runs above):"
+	echo "system calls per request:"
 	# st_table FILE REQUESTS LABEL: top syscalls with calls per request
 	st_table() {
 		awk -v n="$2" -v label="$3" '
@@ -336,13 +386,35 @@ if [ $do_sc = 1 ]; then
 				printf "    %-22s %9d  %6.3f / request\n", order[i], c[order[i]], c[order[i]] / n
 		}' "$1"
 	}
+	# Tracepoint counts (perf stat) barely slow the client, unlike strace.
+	ev=raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_write
+	ev=$ev,syscalls:sys_enter_read,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_ctl
+	ev=$ev,syscalls:sys_enter_epoll_wait,context-switches
+	pstat() { # pstat FILE REQUESTS LABEL
+		awk -F, -v n="$2" -v label="$3" '
+			$1 ~ /^[0-9]+$/ && $1 > 0 { e = $3; sub(/^syscalls:sys_enter_/, "", e); sub(/^raw_syscalls:sys_enter/, "all syscalls", e)
+				line = line sprintf("%s%s %.3f", sep, e, $1 / n); sep = ", " }
+			END { printf "  %s, per request: %s\n", label, line }' "$1"
+	}
+	if command -v perf >/dev/null && rm -f "$tmp/out.jsonl" &&
+		perf stat -x, -e "$ev" -o "$tmp/pstat_batch.txt" "$LLMRING" batch "$tmp/in.jsonl" -o "$tmp/out.jsonl" \
+			--base-url "$base" --concurrency "$C" --quiet </dev/null >/dev/null 2>&1; then
+		echo "perf stat (syscall tracepoints, little overhead):"
+		pstat "$tmp/pstat_batch.txt" "$N" "llmring batch $N requests"
+		if WRK_BODY_FILE="$tmp/body.json" perf stat -x, -e "$ev" -o "$tmp/pstat_wrk.txt" wrk -t1 -c"$C" -d2s \
+			-s "$here/wrk_post.lua" "$base/chat/completions" >"$tmp/pstat_wrk.out" 2>&1; then
+			wreq=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$tmp/pstat_wrk.out")
+			[ -n "$wreq" ] && [ "$wreq" -gt 0 ] && pstat "$tmp/pstat_wrk.txt" "$wreq" "wrk 2 s, $wreq requests"
+		fi
+		echo "strace -c -f (by count; strace slows the client, so io_uring batches differently):"
+	fi
 	gen_input 5000 "$tmp/sc_in.jsonl"
 	rm -f "$tmp/sc_out.jsonl"
-	strace -c -f -o "$tmp/strace_batch.txt" "$LLMRING" batch "$tmp/sc_in.jsonl" -o "$tmp/sc_out.jsonl" \
+	strace -c -S calls -f -o "$tmp/strace_batch.txt" "$LLMRING" batch "$tmp/sc_in.jsonl" -o "$tmp/sc_out.jsonl" \
 		--base-url "$base" --concurrency "$C" --quiet </dev/null >/dev/null 2>"$tmp/sc.err" ||
 		echo "  (llmring batch under strace exited $?)"
 	st_table "$tmp/strace_batch.txt" 5000 "llmring batch 5000 requests"
-	WRK_BODY_FILE="$tmp/body.json" strace -c -f -o "$tmp/strace_wrk.txt" \
+	WRK_BODY_FILE="$tmp/body.json" strace -c -S calls -f -o "$tmp/strace_wrk.txt" \
 		wrk -t1 -c"$C" -d3s -s "$here/wrk_post.lua" "$base/chat/completions" >"$tmp/sc_wrk.out" 2>&1 || true
 	wreq=$(sed -n 's/^WRK_RESULT requests=\([0-9]*\).*/\1/p' "$tmp/sc_wrk.out")
 	[ -n "$wreq" ] && [ "$wreq" -gt 0 ] && st_table "$tmp/strace_wrk.txt" "$wreq" "wrk 3 s, $wreq requests"
