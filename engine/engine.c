@@ -80,7 +80,10 @@ struct lr_engine {
 	_Atomic(struct lr_future *) submit_head;
 	_Atomic(struct lr_future *) cancel_head;
 	_Atomic(struct lr_future *) reap_head;
+	_Atomic int reap_ready;         /* futures on reap_head (may dip below 0 briefly) */
+	_Atomic int reap_want;          /* the reaper sleeps until this many are ready */
 	struct lr_future *reap_local;   /* reaper's private leftovers, FIFO */
+	int reap_local_count;
 	_Atomic int stopping;
 	_Atomic(const char *) ring_mode;
 	_Atomic int start_result;       /* 1 running, <0 setup error (futex word) */
@@ -96,6 +99,7 @@ struct lr_engine {
 	struct lr_future *wait_head, *wait_tail;
 	struct lr_future *active_head;
 	struct lr_future *reap_pending, *reap_pending_last; /* newest first */
+	int reap_pending_count;
 
 	/* Statistics, written by the engine thread, read by anyone. */
 	_Atomic uint64_t stat_opened, stat_reused, stat_resends, stat_completed;
@@ -184,6 +188,7 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 		if (!e->reap_pending)
 			e->reap_pending_last = f;
 		e->reap_pending = f;
+		e->reap_pending_count++;
 	} else {
 		future_unref(f);
 	}
@@ -472,20 +477,35 @@ static void engine_drain_inbox(struct lr_engine *e)
 	}
 }
 
+/*
+ * Pushes a chain (newest first, last->next free) onto the reap stack and
+ * signals the completion fd when the count of ready futures reaches what
+ * the reaper waits for (1 unless it asked for more: lr_engine_reap_batch).
+ * The count and the threshold are sequentially consistent, so either the
+ * reaper sees the new count or this sees its threshold: no lost wake-up.
+ */
+static void reap_push(struct lr_engine *e, struct lr_future *first, struct lr_future *last, int n)
+{
+	struct lr_future *old = atomic_load_explicit(&e->reap_head, memory_order_relaxed);
+	do {
+		last->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, first,
+	                                                memory_order_release, memory_order_relaxed));
+	int after = atomic_fetch_add(&e->reap_ready, n) + n;
+	int want = atomic_load(&e->reap_want);
+	if (after >= want && after - n < want)
+		eventfd_signal(e->completion_fd);
+}
+
 /* One CAS and at most one eventfd write per loop turn, however many
  * futures completed in it. */
 static void engine_flush_reaped(struct lr_engine *e)
 {
 	if (!e->reap_pending)
 		return;
-	struct lr_future *old = atomic_load_explicit(&e->reap_head, memory_order_relaxed);
-	do {
-		e->reap_pending_last->next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, e->reap_pending,
-	                                                memory_order_release, memory_order_relaxed));
+	reap_push(e, e->reap_pending, e->reap_pending_last, e->reap_pending_count);
 	e->reap_pending = e->reap_pending_last = NULL;
-	if (!old)
-		eventfd_signal(e->completion_fd);
+	e->reap_pending_count = 0;
 }
 
 static void on_wake(struct ring_op *op, int res, unsigned flags)
@@ -648,6 +668,7 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 	if (e->cfg.max_body_bytes == 0)
 		e->cfg.max_body_bytes = d.max_body_bytes;
 	e->wake_fd = e->completion_fd = -1;
+	atomic_init(&e->reap_want, 1);
 
 	const char *base = e->cfg.base_url;
 	const char *key = e->cfg.api_key;
@@ -764,46 +785,90 @@ LR_API int lr_engine_completion_fd(lr_engine *e)
 	return e ? e->completion_fd : LR_EINVAL;
 }
 
-LR_API int lr_engine_reap(lr_engine *e, lr_future **out, int max, int timeout_ms)
+static int reap_hand_out(lr_engine *e, lr_future **out, int max)
+{
+	int n = 0;
+	while (n < max && e->reap_local) {
+		struct lr_future *f = e->reap_local;
+		e->reap_local = f->next;
+		f->next = NULL;
+		out[n++] = f;
+	}
+	e->reap_local_count -= n;
+	return n;
+}
+
+/* Moves the reap stack into the reaper's FIFO. */
+static void reap_take(lr_engine *e)
+{
+	struct lr_future *fifo = stack_take_fifo(&e->reap_head, offsetof(struct lr_future, next));
+	if (!fifo)
+		return;
+	int n = 1;
+	struct lr_future *tail = fifo;
+	while (tail->next) {
+		tail = tail->next;
+		n++;
+	}
+	atomic_fetch_sub(&e->reap_ready, n);
+	/* Append after any leftovers, keeping completion order. */
+	struct lr_future **link = &e->reap_local;
+	while (*link)
+		link = &(*link)->next;
+	*link = fifo;
+	e->reap_local_count += n;
+}
+
+LR_API int lr_engine_reap_batch(lr_engine *e, lr_future **out, int max, int min, int timeout_ms)
 {
 	if (!e || !out || max <= 0)
 		return LR_EINVAL;
 	if (!e->cfg.reap_completions)
 		return LR_EINVAL;
+	if (min < 1)
+		min = 1;
+	if (min > max)
+		min = max;
 	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
 	for (;;) {
-		if (!e->reap_local) {
-			/* Clear the signal first, then take the stack: a push
-			 * after the take signals again, so nothing is missed. */
-			uint64_t v;
-			while (read(e->completion_fd, &v, sizeof(v)) > 0)
-				;
-			e->reap_local = stack_take_fifo(&e->reap_head, offsetof(struct lr_future, next));
+		if (e->reap_local_count >= min)
+			return reap_hand_out(e, out, max);
+		/* Announce the threshold, clear the signal, then look: a push
+		 * after the look signals again, so nothing is missed. */
+		atomic_store(&e->reap_want, min - e->reap_local_count);
+		uint64_t v;
+		while (read(e->completion_fd, &v, sizeof(v)) > 0)
+			;
+		if (atomic_load(&e->reap_ready) >= min - e->reap_local_count) {
+			reap_take(e);
+			continue;
 		}
-		if (e->reap_local) {
-			int n = 0;
-			while (n < max && e->reap_local) {
-				struct lr_future *f = e->reap_local;
-				e->reap_local = f->next;
-				f->next = NULL;
-				out[n++] = f;
-			}
-			return n;
-		}
-		if (timeout_ms == 0)
-			return 0;
-		int wait_ms = -1;
+		int wait_ms = timeout_ms < 0 ? -1 : 0;
 		if (timeout_ms > 0) {
 			uint64_t now = clock_now_ns();
-			if (now >= deadline)
-				return 0;
-			wait_ms = (int)((deadline - now + 999999) / 1000000);
+			if (now < deadline)
+				wait_ms = (int)((deadline - now + 999999) / 1000000);
+		}
+		if (wait_ms == 0) {
+			/* Out of time: hand out whatever there is. */
+			atomic_store(&e->reap_want, 1);
+			reap_take(e);
+			return reap_hand_out(e, out, max);
 		}
 		struct pollfd pfd = {.fd = e->completion_fd, .events = POLLIN};
 		int pr = poll(&pfd, 1, wait_ms);
-		if (pr < 0 && errno != EINTR)
+		if (pr < 0 && errno != EINTR) {
+			atomic_store(&e->reap_want, 1);
 			return LR_ESYSTEM;
+		}
+		if (pr > 0)
+			reap_take(e);
 	}
+}
+
+LR_API int lr_engine_reap(lr_engine *e, lr_future **out, int max, int timeout_ms)
+{
+	return lr_engine_reap_batch(e, out, max, 1, timeout_ms);
 }
 
 static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *rq, const char **why)
@@ -890,12 +955,7 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		http_buf_free(&f->req_bytes);
 		atomic_store(&f->done, 1);
 		if (e->cfg.reap_completions) {
-			struct lr_future *old = atomic_load(&e->reap_head);
-			do {
-				f->next = old;
-			} while (!atomic_compare_exchange_weak(&e->reap_head, &old, f));
-			if (!old)
-				eventfd_signal(e->completion_fd);
+			reap_push(e, f, f, 1);
 		} else {
 			atomic_store(&f->refs, 1);
 		}

@@ -51,6 +51,25 @@ char *json_dup_string(const struct json_doc *d, int i);
 /* Span of the whole value at i including quotes for strings. */
 void json_span(const struct json_doc *d, int i, const char **start, size_t *len);
 
+/*
+ * Single-pass validation with a callback per scalar (json_scan.c): no
+ * tokens, no allocation. path holds, for each enclosing container, the raw
+ * key leading into it (NULL inside arrays); depth counts the containers.
+ * A scalar's span is raw text (strings without their quotes, escapes kept).
+ * Returns whether text is exactly one valid JSON value.
+ */
+#define JSON_SCAN_MAX_DEPTH 128
+struct json_scan_path {
+	int depth;
+	const char *key[JSON_SCAN_MAX_DEPTH];
+	size_t key_len[JSON_SCAN_MAX_DEPTH];
+};
+typedef void (*json_scan_fn)(void *ctx, const struct json_scan_path *path, enum json_type type,
+                             const char *value, size_t len);
+bool json_scan(const char *text, size_t len, json_scan_fn fn, void *ctx);
+/* The scalar sits at exactly these object keys ({"usage":{"prompt_tokens":…}}). */
+bool json_scan_path_is(const struct json_scan_path *path, const char *const *keys, int n);
+
 /* Appends s as a quoted, escaped JSON string. */
 int json_append_string(struct http_buf *b, const char *s, size_t len);
 

@@ -1,5 +1,6 @@
 #include "openai.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -85,15 +86,6 @@ int openai_build_body(const struct lr_request *rq, struct http_buf *out, const c
 	return ret;
 }
 
-static int64_t get_int_or_zero(const struct json_doc *d, int obj, const char *path)
-{
-	int64_t v = 0;
-	int i = json_path(d, obj, path);
-	if (i < 0 || !json_get_int(d, i, &v))
-		return 0;
-	return v;
-}
-
 /* Maps an HTTP error status plus the provider's error body to a code.
  * The body decides between rate limiting and an exhausted quota. */
 static int classify_status(int status, const struct json_doc *d, bool have_doc)
@@ -122,31 +114,80 @@ static int classify_status(int status, const struct json_doc *d, bool have_doc)
 	return LR_EHTTP;
 }
 
+static bool key_is(const struct json_scan_path *p, int level, const char *lit, size_t n)
+{
+	return p->key[level] && p->key_len[level] == n && memcmp(p->key[level], lit, n) == 0;
+}
+#define KEY_IS(p, level, lit) key_is(p, level, lit, sizeof(lit) - 1)
+
+static int64_t parse_count(const char *v, size_t len)
+{
+	int64_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9' || n > INT64_MAX / 10 - 10)
+			return 0; /* not a plain count: treat as absent */
+		n = n * 10 + (v[i] - '0');
+	}
+	return n;
+}
+
+/* Picks model and usage out of a success body while json_scan validates it. */
+static void success_field(void *ctx, const struct json_scan_path *p, enum json_type type,
+                          const char *v, size_t len)
+{
+	struct openai_outcome *out = ctx;
+	switch (p->depth) {
+	case 1:
+		if (type == JSON_STRING && KEY_IS(p, 0, "model") && len < sizeof(out->model) &&
+		    !memchr(v, '\\', len)) {
+			memcpy(out->model, v, len);
+			out->model[len] = '\0';
+		}
+		break;
+	case 2:
+		if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
+			break;
+		if (KEY_IS(p, 1, "prompt_tokens"))
+			out->usage.input_tokens = parse_count(v, len);
+		else if (KEY_IS(p, 1, "completion_tokens"))
+			out->usage.output_tokens = parse_count(v, len);
+		break;
+	case 3:
+		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
+		    KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens"))
+			out->usage.cached_input_tokens = parse_count(v, len);
+		break;
+	}
+}
+
+static bool starts_with_object(const char *body, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+		i++;
+	return i < len && body[i] == '{';
+}
+
 void openai_parse_response(struct json_doc *doc, int status, const char *body, size_t len,
                            struct openai_outcome *out)
 {
 	memset(out, 0, sizeof(*out));
-	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
-	                doc->tok[0].type == JSON_OBJECT;
-	out->body_is_json = have_doc;
 	if (status >= 200 && status < 300) {
-		if (!have_doc) {
+		/* The hot path: one validating pass, no tokens. */
+		if (!starts_with_object(body, len) || !json_scan(body, len, success_field, out)) {
+			memset(&out->usage, 0, sizeof(out->usage));
+			out->model[0] = '\0';
 			out->error = LR_EPROTO;
 			snprintf(out->message, sizeof(out->message),
 			         "HTTP %d response body is not a JSON object", status);
 			return;
 		}
-		int m = json_object_get(doc, 0, "model");
-		if (m >= 0)
-			json_get_string(doc, m, out->model, sizeof(out->model));
-		int u = json_object_get(doc, 0, "usage");
-		if (u >= 0) {
-			out->usage.input_tokens = get_int_or_zero(doc, u, "prompt_tokens");
-			out->usage.output_tokens = get_int_or_zero(doc, u, "completion_tokens");
-			out->usage.cached_input_tokens = get_int_or_zero(doc, u, "prompt_tokens_details.cached_tokens");
-		}
+		out->body_is_json = true;
 		return;
 	}
+	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
+	                doc->tok[0].type == JSON_OBJECT;
+	out->body_is_json = have_doc;
 	out->error = classify_status(status, doc, have_doc);
 	int msg = have_doc ? json_path(doc, 0, "error.message") : -1;
 	char text[300];

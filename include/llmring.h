@@ -116,6 +116,10 @@ LR_API int lr_engine_completion_fd(lr_engine *eng);
 /* Moves up to max completed futures into out[]; waits up to timeout_ms
  * (0: no wait, <0: forever) for the first. Returns how many, or LR_E*. */
 LR_API int lr_engine_reap(lr_engine *eng, lr_future **out, int max, int timeout_ms);
+/* The same, but sleeps until at least min futures are ready (or the
+ * timeout passes; then hands out what there is): fewer wake-ups for bulk
+ * consumers that keep more requests queued than are on the wire. */
+LR_API int lr_engine_reap_batch(lr_engine *eng, lr_future **out, int max, int min, int timeout_ms);
 
 /* Which io_uring setup the engine thread got: "single_issuer+defer_taskrun",
  * "coop_taskrun" or "plain". NULL before the thread has started. */

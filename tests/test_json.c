@@ -552,6 +552,139 @@ static void test_append_string_appends(void **state)
 	http_buf_free(&b);
 }
 
+
+/* ---- json_scan: the single-pass validator of the hot path ---- */
+
+static bool scan_str(const char *s)
+{
+	return json_scan(s, strlen(s), NULL, NULL);
+}
+
+static void test_scan_accepts_valid_documents(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof valid_docs / sizeof valid_docs[0]; i++)
+		if (!scan_str(valid_docs[i]))
+			fail_msg("json_scan rejected valid JSON: %s", valid_docs[i]);
+}
+
+static void test_scan_rejects_invalid_documents(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof invalid_docs / sizeof invalid_docs[0]; i++)
+		if (scan_str(invalid_docs[i]))
+			fail_msg("json_scan accepted invalid JSON: %s", invalid_docs[i]);
+}
+
+static void test_scan_rejects_every_proper_prefix(void **state)
+{
+	(void)state;
+	const char *doc = "{\"a\":[1,2.5e3,{\"b\":\"x\\u00e9\"}],\"c\":true,\"d\":null}";
+	size_t n = strlen(doc);
+	assert_true(json_scan(doc, n, NULL, NULL));
+	for (size_t cut = 0; cut < n; cut++)
+		if (json_scan(doc, cut, NULL, NULL))
+			fail_msg("accepted a prefix of %zu bytes", cut);
+}
+
+struct scan_capture {
+	int64_t prompt, completion, cached;
+	char model[64];
+	int scalars;
+};
+
+static void capture_field(void *ctx, const struct json_scan_path *p, enum json_type type,
+                          const char *v, size_t len)
+{
+	struct scan_capture *c = ctx;
+	c->scalars++;
+	static const char *const prompt[] = {"usage", "prompt_tokens"};
+	static const char *const completion[] = {"usage", "completion_tokens"};
+	static const char *const cached[] = {"usage", "prompt_tokens_details", "cached_tokens"};
+	static const char *const model[] = {"model"};
+	char num[32];
+	snprintf(num, sizeof num, "%.*s", (int)len, v);
+	if (json_scan_path_is(p, prompt, 2))
+		c->prompt = atoll(num);
+	else if (json_scan_path_is(p, completion, 2))
+		c->completion = atoll(num);
+	else if (json_scan_path_is(p, cached, 3))
+		c->cached = atoll(num);
+	else if (type == JSON_STRING && json_scan_path_is(p, model, 1))
+		snprintf(c->model, sizeof c->model, "%.*s", (int)len, v);
+}
+
+static void test_scan_reports_scalars_with_their_keys(void **state)
+{
+	(void)state;
+	const char *doc =
+		"{\"id\":\"x\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"message\":{\"content\":\"hi\"},"
+		"\"usage\":{\"prompt_tokens\":99}}],"
+		"\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":34,"
+		"\"prompt_tokens_details\":{\"cached_tokens\":5}}}";
+	struct scan_capture c = {0};
+	assert_true(json_scan(doc, strlen(doc), capture_field, &c));
+	/* The usage inside choices[0] sits at another path and is not taken. */
+	assert_int_equal(c.prompt, 12);
+	assert_int_equal(c.completion, 34);
+	assert_int_equal(c.cached, 5);
+	assert_string_equal(c.model, "gpt-4o-mini");
+	assert_int_equal(c.scalars, 7);
+}
+
+static void test_scan_rejects_excessive_depth(void **state)
+{
+	(void)state;
+	char deep[2 * (JSON_SCAN_MAX_DEPTH + 1) + 1];
+	size_t n = 0;
+	for (int i = 0; i <= JSON_SCAN_MAX_DEPTH; i++)
+		deep[n++] = '[';
+	for (int i = 0; i <= JSON_SCAN_MAX_DEPTH; i++)
+		deep[n++] = ']';
+	assert_false(json_scan(deep, n, NULL, NULL));
+	assert_true(json_scan(deep + 1, n - 2, NULL, NULL)); /* exactly the limit */
+}
+
+/* json_scan and json_parse must agree on every document: mutate a
+ * response byte by byte (deterministically) and compare verdicts. */
+static void test_scan_agrees_with_parse_on_mutations(void **state)
+{
+	(void)state;
+	static const char seed[] =
+		"{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,"
+		"\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+		"\"content\":\"a \\\"b\\\" \\u00e9\\n\",\"refusal\":null},\"finish_reason\":\"stop\"}],"
+		"\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":-7.5e-3,\"x\":[true,false,[]]}}";
+	static const char alphabet[] = "{}[]\",:\\ u0123456789abcdeflnrstE.-+\t\n\x01\x7f\xc3";
+	struct json_doc d = {0};
+	char buf[sizeof seed + 8];
+	uint64_t rng = 0x9e3779b97f4a7c15u;
+	int disagreements = 0, accepted = 0;
+	for (int iter = 0; iter < 40000; iter++) {
+		size_t n = sizeof seed - 1;
+		memcpy(buf, seed, n);
+		int edits = 1 + (int)(iter % 3);
+		for (int e = 0; e < edits; e++) {
+			rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+			size_t pos = (size_t)(rng % n);
+			char c = alphabet[(rng >> 32) % (sizeof alphabet - 1)];
+			switch ((rng >> 48) % 3) {
+			case 0: buf[pos] = c; break;                                  /* replace */
+			case 1: memmove(buf + pos, buf + pos + 1, n - pos - 1); n--; break; /* delete */
+			default: memmove(buf + pos + 1, buf + pos, n - pos); buf[pos] = c; n++; break;
+			}
+		}
+		bool by_scan = json_scan(buf, n, NULL, NULL);
+		bool by_parse = json_parse(&d, buf, n) == 0;
+		accepted += by_scan;
+		if (by_scan != by_parse && disagreements++ < 5)
+			print_message("disagree (scan %d, parse %d): %.*s\n", by_scan, by_parse, (int)n, buf);
+	}
+	json_doc_free(&d);
+	assert_int_equal(disagreements, 0);
+	assert_true(accepted > 100); /* the mutations left some documents valid */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -577,6 +710,12 @@ int main(void)
 		cmocka_unit_test(test_append_string_escapes),
 		cmocka_unit_test(test_append_string_round_trips),
 		cmocka_unit_test(test_append_string_appends),
+		cmocka_unit_test(test_scan_accepts_valid_documents),
+		cmocka_unit_test(test_scan_rejects_invalid_documents),
+		cmocka_unit_test(test_scan_rejects_every_proper_prefix),
+		cmocka_unit_test(test_scan_reports_scalars_with_their_keys),
+		cmocka_unit_test(test_scan_rejects_excessive_depth),
+		cmocka_unit_test(test_scan_agrees_with_parse_on_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

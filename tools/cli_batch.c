@@ -34,7 +34,7 @@
 
 #define BATCH_DEFAULT_CONCURRENCY 64
 #define BATCH_MAX_CONCURRENCY 100000
-#define BATCH_REAP_MAX 64
+#define BATCH_REAP_MAX 256
 #define BATCH_PENDING_MAX (256 * 1024)
 #define BATCH_PROGRESS_INTERVAL_NS 100000000ull /* redraw at most 10 times a second */
 #define BATCH_MAX_MODEL_NAMES 256
@@ -1144,7 +1144,10 @@ int batch_main(int argc, char **argv)
 		goto out;
 
 	b.id_prefix = random_id_prefix();
-	b.window = 2 * b.opt.concurrency;
+	/* Four times the concurrency outstanding: the engine keeps the wire
+	 * full from its queue while this thread sleeps until a whole
+	 * concurrency's worth of results is ready (one wake-up per round). */
+	b.window = 4 * b.opt.concurrency;
 	b.start_ns = now_ns();
 	b.progress = !b.opt.quiet && isatty(STDERR_FILENO);
 	char *line = NULL; /* owner: this function */
@@ -1156,7 +1159,11 @@ int batch_main(int argc, char **argv)
 			more_input = take_input_line(&b, in, &line, &line_cap);
 		if (b.outstanding == 0)
 			continue;
-		int n = lr_engine_reap(b.eng, reaped, BATCH_REAP_MAX, b.progress ? 100 : -1);
+		long min_ready = b.outstanding < b.opt.concurrency ? b.outstanding : b.opt.concurrency;
+		if (min_ready > BATCH_REAP_MAX)
+			min_ready = BATCH_REAP_MAX;
+		int n = lr_engine_reap_batch(b.eng, reaped, BATCH_REAP_MAX, (int)min_ready,
+		                             b.progress ? 100 : -1);
 		if (n < 0) {
 			fprintf(stderr, "llmring batch: waiting for completions failed: %s\n",
 			        lr_strerror(n));
