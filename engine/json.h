@@ -56,6 +56,8 @@ void json_span(const struct json_doc *d, int i, const char **start, size_t *len)
  * tokens, no allocation. path holds, for each enclosing container, the raw
  * key leading into it (NULL inside arrays); depth counts the containers.
  * A scalar's span is raw text (strings without their quotes, escapes kept).
+ * A container is reported once it closed, with its whole span (brackets
+ * included), at the depth and keys of a scalar in its place.
  * Returns whether text is exactly one valid JSON value.
  */
 #define JSON_SCAN_MAX_DEPTH 128

@@ -121,6 +121,7 @@ static bool scan_value(struct scanner *sc);
 static bool scan_container(struct scanner *sc, bool object)
 {
 	struct json_scan_path *path = &sc->path;
+	const char *open = sc->p;
 	if (path->depth >= JSON_SCAN_MAX_DEPTH)
 		return false;
 	int level = path->depth++;
@@ -131,8 +132,7 @@ static bool scan_container(struct scanner *sc, bool object)
 	char close = object ? '}' : ']';
 	if (sc->p < sc->end && *sc->p == close) {
 		sc->p++;
-		path->depth--;
-		return true;
+		goto closed;
 	}
 	for (;;) {
 		if (object) {
@@ -152,14 +152,18 @@ static bool scan_container(struct scanner *sc, bool object)
 			return false;
 		if (*sc->p == close) {
 			sc->p++;
-			path->depth--;
-			return true;
+			goto closed;
 		}
 		if (*sc->p != ',')
 			return false;
 		sc->p++;
 		skip_ws(sc);
 	}
+closed:
+	path->depth--;
+	if (sc->fn)
+		sc->fn(sc->ctx, path, object ? JSON_OBJECT : JSON_ARRAY, open, (size_t)(sc->p - open));
+	return true;
 }
 
 static bool scan_value(struct scanner *sc)

@@ -590,13 +590,17 @@ static void test_scan_rejects_every_proper_prefix(void **state)
 struct scan_capture {
 	int64_t prompt, completion, cached;
 	char model[64];
-	int scalars;
+	int scalars, containers;
 };
 
 static void capture_field(void *ctx, const struct json_scan_path *p, enum json_type type,
                           const char *v, size_t len)
 {
 	struct scan_capture *c = ctx;
+	if (type == JSON_OBJECT || type == JSON_ARRAY) {
+		c->containers++;
+		return;
+	}
 	c->scalars++;
 	static const char *const prompt[] = {"usage", "prompt_tokens"};
 	static const char *const completion[] = {"usage", "completion_tokens"};
@@ -630,6 +634,8 @@ static void test_scan_reports_scalars_with_their_keys(void **state)
 	assert_int_equal(c.cached, 5);
 	assert_string_equal(c.model, "gpt-4o-mini");
 	assert_int_equal(c.scalars, 7);
+	/* top, choices, choices[0], message, its usage, usage, details */
+	assert_int_equal(c.containers, 7);
 }
 
 static void test_scan_rejects_excessive_depth(void **state)

@@ -889,6 +889,88 @@ static void submit(struct batch *b, const char *custom_id, size_t id_len,
 }
 
 /* Reads and handles one input line. False at the end of the input. */
+/* What the fast path of a line's parse picks up (raw spans into the line). */
+struct line_fields {
+	const char *id, *method, *url, *body, *model;
+	size_t id_len, method_len, url_len, body_len, model_len;
+	enum json_type id_type, method_type, url_type, model_type, body_type;
+	bool top_object;
+};
+
+static bool span_is(const char *s, size_t n, const char *lit)
+{
+	size_t l = strlen(lit);
+	return n == l && memcmp(s, lit, l) == 0;
+}
+
+static void line_field(void *ctx, const struct json_scan_path *p, enum json_type type,
+                       const char *v, size_t len)
+{
+	struct line_fields *lf = ctx;
+	if (p->depth == 0) {
+		lf->top_object = type == JSON_OBJECT;
+		return;
+	}
+	const char *k = p->key[0];
+	size_t kl = p->key_len[0];
+	if (p->depth == 1) {
+		/* The first occurrence of a key counts, as with json_object_get. */
+		if (span_is(k, kl, "custom_id") && !lf->id_type) {
+			lf->id = v, lf->id_len = len, lf->id_type = type;
+		} else if (span_is(k, kl, "method") && !lf->method_type) {
+			lf->method = v, lf->method_len = len, lf->method_type = type;
+		} else if (span_is(k, kl, "url") && !lf->url_type) {
+			lf->url = v, lf->url_len = len, lf->url_type = type;
+		} else if (span_is(k, kl, "body") && !lf->body_type) {
+			lf->body = v, lf->body_len = len, lf->body_type = type;
+		}
+	} else if (p->depth == 2 && span_is(k, kl, "body") && p->key[1] &&
+	           span_is(p->key[1], p->key_len[1], "model") && !lf->model_type && !lf->body_type) {
+		lf->model = v, lf->model_len = len, lf->model_type = type;
+	}
+}
+
+/*
+ * The common line in one validating pass with no tokens: every field
+ * present, of the right type, and no escapes in the id or model (so the
+ * raw text is the value). Anything else takes the full path (json_parse
+ * and check_input), which also words the errors. True when rq and the id
+ * are filled in.
+ */
+static bool fast_input(struct batch *b, const char *line, size_t len, struct input_request *rq,
+                       const char **id, size_t *id_len)
+{
+	struct line_fields lf = {0};
+	if (!json_scan(line, len, line_field, &lf) || !lf.top_object)
+		return false;
+	if (lf.id_type != JSON_STRING || lf.id_len == 0 || memchr(lf.id, '\\', lf.id_len))
+		return false;
+	if (lf.method_type && (lf.method_type != JSON_STRING || !span_is(lf.method, lf.method_len, "POST")))
+		return false;
+	if (lf.url_type != JSON_STRING || lf.body_type != JSON_OBJECT)
+		return false;
+	if (span_is(lf.url, lf.url_len, "/v1/chat/completions") || span_is(lf.url, lf.url_len, "/chat/completions"))
+		rq->endpoint = LR_ENDPOINT_CHAT;
+	else if (span_is(lf.url, lf.url_len, "/v1/embeddings") || span_is(lf.url, lf.url_len, "/embeddings"))
+		rq->endpoint = LR_ENDPOINT_EMBEDDINGS;
+	else
+		return false;
+	if (b->opt.model) {
+		rq->model = b->opt.model;
+	} else {
+		if (lf.model_type != JSON_STRING || lf.model_len == 0 || memchr(lf.model, '\\', lf.model_len))
+			return false;
+		rq->model = model_names_find(&b->requested, lf.model, lf.model_len, true);
+		if (!rq->model)
+			return false;
+	}
+	rq->body = lf.body;
+	rq->body_len = lf.body_len;
+	*id = lf.id;
+	*id_len = lf.id_len;
+	return true;
+}
+
 static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 {
 	ssize_t n = getline(line, cap, in);
@@ -905,22 +987,28 @@ static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 		b->earlier_errors = true; /* such lines are always error lines */
 		return true;
 	}
-	if (json_parse(&b->doc, *line, len) != 0) {
-		write_input_error(b, NULL, 0, "invalid_input", "the line is not valid JSON");
-		return true;
-	}
-	long id_len = -1;
 	struct input_request rq = {0};
-	const char *why = check_input(b, &id_len, &rq);
-	if (why) {
-		write_input_error(b, NULL, 0, "invalid_input", why);
-		return true;
+	const char *id;
+	size_t id_len;
+	if (!fast_input(b, *line, len, &rq, &id, &id_len)) {
+		memset(&rq, 0, sizeof(rq));
+		if (json_parse(&b->doc, *line, len) != 0) {
+			write_input_error(b, NULL, 0, "invalid_input", "the line is not valid JSON");
+			return true;
+		}
+		long scratch_len = -1;
+		const char *why = check_input(b, &scratch_len, &rq);
+		if (why) {
+			write_input_error(b, NULL, 0, "invalid_input", why);
+			return true;
+		}
+		id = b->scratch;
+		id_len = (size_t)scratch_len;
 	}
-	const char *id = b->scratch;
-	uint64_t h = hash_bytes(id, (size_t)id_len);
-	struct id_entry *e = id_set_find(&b->ids, id, (size_t)id_len, h);
+	uint64_t h = hash_bytes(id, id_len);
+	struct id_entry *e = id_set_find(&b->ids, id, id_len, h);
 	if (e && e->state == ID_SEEN) {
-		write_input_error(b, id, (size_t)id_len, "duplicate_custom_id",
+		write_input_error(b, id, id_len, "duplicate_custom_id",
 		                  "this custom_id appeared on an earlier line; only the first is sent");
 		return true;
 	}
@@ -931,12 +1019,12 @@ static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 		b->skipped++;
 		return true;
 	}
-	if (!id_set_add(&b->ids, id, (size_t)id_len, h, ID_SEEN)) {
+	if (!id_set_add(&b->ids, id, id_len, h, ID_SEEN)) {
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
 		return false;
 	}
-	submit(b, id, (size_t)id_len, &rq);
+	submit(b, id, id_len, &rq);
 	return true;
 }
 
