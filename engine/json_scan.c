@@ -8,6 +8,9 @@
 #include "json.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct scanner {
 	const char *p, *end;
@@ -35,6 +38,33 @@ static int hexval(char c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/* Skips the bytes a string may hold as they are; stops at a quote, a
+ * backslash, a control character or the end. Most of a response's bytes
+ * are string contents, so this loop is the scanner's cost: 16 bytes a
+ * step with SSE2 (every x86-64 has it), a table lookup per byte else. */
+static const char *skip_plain(const char *p, const char *end)
+{
+#ifdef __SSE2__
+	const __m128i quote = _mm_set1_epi8('"');
+	const __m128i backslash = _mm_set1_epi8('\\');
+	const __m128i space = _mm_set1_epi8(0x20);
+	const __m128i sign = _mm_set1_epi8((char)0x80);
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)p);
+		/* Unsigned v < 0x20, through a signed compare of v ^ 0x80. */
+		__m128i ctl = _mm_cmplt_epi8(_mm_xor_si128(v, sign), _mm_xor_si128(space, sign));
+		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)), ctl);
+		int mask = _mm_movemask_epi8(hit);
+		if (mask)
+			return p + __builtin_ctz((unsigned)mask);
+		p += 16;
+	}
+#endif
+	while (p < end && plain_string_byte[(unsigned char)*p])
+		p++;
+	return p;
+}
+
 /* At the opening quote; leaves p after the closing one. The span excludes
  * the quotes and is the raw (escaped) text. */
 static bool scan_string(struct scanner *sc, const char **start, size_t *len)
@@ -42,8 +72,7 @@ static bool scan_string(struct scanner *sc, const char **start, size_t *len)
 	const char *p = sc->p + 1, *end = sc->end;
 	*start = p;
 	for (;;) {
-		while (p < end && plain_string_byte[(unsigned char)*p])
-			p++;
+		p = skip_plain(p, end);
 		if (p >= end)
 			return false;
 		if (*p == '"')

@@ -691,6 +691,36 @@ static void test_scan_agrees_with_parse_on_mutations(void **state)
 	assert_true(accepted > 100); /* the mutations left some documents valid */
 }
 
+/* The string scan goes 16 bytes a step: a quote, backslash or control byte
+ * must be found at every offset, across block boundaries. */
+static void test_scan_finds_specials_at_every_offset(void **state)
+{
+	(void)state;
+	char buf[80];
+	struct json_doc d = {0};
+	for (int len = 0; len < 48; len++) {
+		for (int k = 0; k < len; k++) {
+			static const char specials[] = {'\x01', '\x1f', '\t', '\\', '"', '\x7f', '\xe9'};
+			for (size_t s = 0; s < sizeof specials; s++) {
+				buf[0] = '"';
+				memset(buf + 1, 'a', (size_t)len);
+				buf[1 + k] = specials[s];
+				buf[1 + len] = '"';
+				size_t n = (size_t)len + 2;
+				bool by_scan = json_scan(buf, n, NULL, NULL);
+				bool by_parse = json_parse(&d, buf, n) == 0;
+				if (by_scan != by_parse)
+					fail_msg("len %d, byte 0x%02x at %d: scan %d parse %d", len,
+					         (unsigned char)specials[s], k, by_scan, by_parse);
+				/* DEL and non-ASCII are plain; the rest end or break it. */
+				bool plain = specials[s] == '\x7f' || specials[s] == '\xe9';
+				assert_int_equal(by_scan, plain);
+			}
+		}
+	}
+	json_doc_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -722,6 +752,7 @@ int main(void)
 		cmocka_unit_test(test_scan_reports_scalars_with_their_keys),
 		cmocka_unit_test(test_scan_rejects_excessive_depth),
 		cmocka_unit_test(test_scan_agrees_with_parse_on_mutations),
+		cmocka_unit_test(test_scan_finds_specials_at_every_offset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
