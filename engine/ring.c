@@ -133,39 +133,40 @@ void ring_buf_recycle(struct ring *r, unsigned bid)
 
 /* ---- timer heap ---- */
 
-static void heap_swap(struct ring *r, unsigned a, unsigned b)
+static void heap_place(struct ring *r, unsigned i, struct ring_heap_entry e)
 {
-	struct ring_timer *t = r->heap[a];
-	r->heap[a] = r->heap[b];
-	r->heap[b] = t;
-	r->heap[a]->heap_index = a;
-	r->heap[b]->heap_index = b;
+	r->heap[i] = e;
+	e.timer->heap_index = i;
 }
 
 static void heap_up(struct ring *r, unsigned i)
 {
+	struct ring_heap_entry e = r->heap[i];
 	while (i > 0) {
 		unsigned parent = (i - 1) / 2;
-		if (r->heap[parent]->deadline_ns <= r->heap[i]->deadline_ns)
+		if (r->heap[parent].deadline_ns <= e.deadline_ns)
 			break;
-		heap_swap(r, i, parent);
+		heap_place(r, i, r->heap[parent]);
 		i = parent;
 	}
+	heap_place(r, i, e);
 }
 
 static void heap_down(struct ring *r, unsigned i)
 {
+	struct ring_heap_entry e = r->heap[i];
 	for (;;) {
-		unsigned l = 2 * i + 1, m = i;
-		if (l < r->heap_len && r->heap[l]->deadline_ns < r->heap[m]->deadline_ns)
-			m = l;
-		if (l + 1 < r->heap_len && r->heap[l + 1]->deadline_ns < r->heap[m]->deadline_ns)
+		unsigned l = 2 * i + 1, m = l;
+		if (l >= r->heap_len)
+			break;
+		if (l + 1 < r->heap_len && r->heap[l + 1].deadline_ns < r->heap[l].deadline_ns)
 			m = l + 1;
-		if (m == i)
-			return;
-		heap_swap(r, i, m);
+		if (r->heap[m].deadline_ns >= e.deadline_ns)
+			break;
+		heap_place(r, i, r->heap[m]);
 		i = m;
 	}
+	heap_place(r, i, e);
 }
 
 void ring_timer_init(struct ring_timer *t, ring_timer_fn fire)
@@ -184,11 +185,10 @@ void ring_timer_cancel(struct ring *r, struct ring_timer *t)
 	r->heap_len--;
 	if (i == r->heap_len)
 		return;
-	struct ring_timer *moved = r->heap[r->heap_len];
-	r->heap[i] = moved;
-	moved->heap_index = i;
+	struct ring_heap_entry moved = r->heap[r->heap_len];
+	heap_place(r, i, moved);
 	heap_up(r, i);
-	heap_down(r, moved->heap_index);
+	heap_down(r, moved.timer->heap_index);
 }
 
 void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
@@ -196,6 +196,7 @@ void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 	if (t->heap_index != RING_TIMER_IDLE) {
 		uint64_t old = t->deadline_ns;
 		t->deadline_ns = deadline_ns;
+		r->heap[t->heap_index].deadline_ns = deadline_ns;
 		if (deadline_ns < old)
 			heap_up(r, t->heap_index);
 		else
@@ -204,22 +205,23 @@ void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 	}
 	if (r->heap_len == r->heap_cap) {
 		unsigned cap = r->heap_cap ? r->heap_cap * 2 : 256;
-		struct ring_timer **h = realloc(r->heap, cap * sizeof(*h));
+		struct ring_heap_entry *h = realloc(r->heap, cap * sizeof(*h));
 		if (!h)
 			abort(); /* timers are bounded by in-flight work; see lr_engine_new */
 		r->heap = h;
 		r->heap_cap = cap;
 	}
 	t->deadline_ns = deadline_ns;
-	t->heap_index = r->heap_len;
-	r->heap[r->heap_len++] = t;
-	heap_up(r, t->heap_index);
+	unsigned i = r->heap_len++;
+	r->heap[i].deadline_ns = deadline_ns;
+	r->heap[i].timer = t;
+	heap_up(r, i);
 }
 
 static void ring_fire_timers(struct ring *r)
 {
-	while (r->heap_len && r->heap[0]->deadline_ns <= r->now_ns) {
-		struct ring_timer *t = r->heap[0];
+	while (r->heap_len && r->heap[0].deadline_ns <= r->now_ns) {
+		struct ring_timer *t = r->heap[0].timer;
 		ring_timer_cancel(r, t);
 		t->fire(t);
 	}
@@ -268,7 +270,7 @@ int ring_run_once(struct ring *r, uint64_t max_wait_ns)
 {
 	uint64_t wait_ns = max_wait_ns;
 	if (r->heap_len) {
-		uint64_t d = r->heap[0]->deadline_ns;
+		uint64_t d = r->heap[0].deadline_ns;
 		uint64_t until = d > r->now_ns ? d - r->now_ns : 0;
 		if (until < wait_ns)
 			wait_ns = until;

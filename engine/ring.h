@@ -25,6 +25,10 @@ struct ring_op {
 
 struct ring;
 struct ring_timer;
+struct ring_heap_entry {
+	uint64_t deadline_ns;
+	struct ring_timer *timer;
+};
 typedef void (*ring_timer_fn)(struct ring_timer *t);
 struct ring_timer {
 	uint64_t deadline_ns;
@@ -44,8 +48,9 @@ struct ring {
 	unsigned buf_count, buf_size;
 	unsigned buf_recycled;      /* added since the last advance */
 
-	/* Min-heap of armed timers by deadline. */
-	struct ring_timer **heap;   /* owner: ring; the timers are their owners' */
+	/* Min-heap of armed timers by deadline; each entry keeps a copy of
+	 * its deadline so sifting never touches the timers' own memory. */
+	struct ring_heap_entry *heap; /* owner: ring; the timers are their owners' */
 	unsigned heap_len, heap_cap;
 };
 
