@@ -70,6 +70,36 @@ struct lr_future {
 	struct lr_future *wait_prev, *wait_next;
 };
 
+/* A doubly linked list through lr_future.wait_prev/wait_next: a future is
+ * on at most one (waiting or active) at a time. */
+struct future_list {
+	struct lr_future *head, *tail;
+};
+
+static void flist_push(struct future_list *l, struct lr_future *f)
+{
+	f->wait_prev = l->tail;
+	f->wait_next = NULL;
+	if (l->tail)
+		l->tail->wait_next = f;
+	else
+		l->head = f;
+	l->tail = f;
+}
+
+static void flist_unlink(struct future_list *l, struct lr_future *f)
+{
+	if (f->wait_prev)
+		f->wait_prev->wait_next = f->wait_next;
+	else
+		l->head = f->wait_next;
+	if (f->wait_next)
+		f->wait_next->wait_prev = f->wait_prev;
+	else
+		l->tail = f->wait_prev;
+	f->wait_prev = f->wait_next = NULL;
+}
+
 struct lr_engine {
 	lr_config cfg;
 	struct url base_url;
@@ -95,9 +125,9 @@ struct lr_engine {
 	struct ring_op op_wake;
 	uint64_t wake_value;
 	bool wake_armed;
-	unsigned active;
-	struct lr_future *wait_head, *wait_tail;
-	struct lr_future *active_head;
+	unsigned active_count;
+	struct future_list waiting;     /* over max_in_flight, FIFO */
+	struct future_list active;      /* on the wire (for shutdown) */
 	struct lr_future *reap_pending, *reap_pending_last; /* newest first */
 	int reap_pending_count;
 
@@ -307,14 +337,8 @@ static void engine_start_waiting(struct lr_engine *e);
 
 static void active_unlink(struct lr_engine *e, struct lr_future *f)
 {
-	if (f->wait_prev)
-		f->wait_prev->wait_next = f->wait_next;
-	else
-		e->active_head = f->wait_next;
-	if (f->wait_next)
-		f->wait_next->wait_prev = f->wait_prev;
-	f->wait_prev = f->wait_next = NULL;
-	e->active--;
+	flist_unlink(&e->active, f);
+	e->active_count--;
 }
 
 static void future_on_done(struct http_exchange *ex, int err, const char *msg)
@@ -384,12 +408,8 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->ex.origin = o;
 	f->ex.req = f->req_bytes.data;
 	f->ex.req_len = f->req_bytes.len;
-	e->active++;
-	f->wait_prev = NULL;
-	f->wait_next = e->active_head;
-	if (e->active_head)
-		e->active_head->wait_prev = f;
-	e->active_head = f;
+	e->active_count++;
+	flist_push(&e->active, f);
 	ring_timer_set(&e->ring, &f->deadline,
 	               min_u64(f->submit_ns + f->total_ns,
 	                       e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)));
@@ -398,21 +418,13 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 
 static void wait_unlink(struct lr_engine *e, struct lr_future *f)
 {
-	if (f->wait_prev)
-		f->wait_prev->wait_next = f->wait_next;
-	else
-		e->wait_head = f->wait_next;
-	if (f->wait_next)
-		f->wait_next->wait_prev = f->wait_prev;
-	else
-		e->wait_tail = f->wait_prev;
-	f->wait_prev = f->wait_next = NULL;
+	flist_unlink(&e->waiting, f);
 }
 
 static void engine_start_waiting(struct lr_engine *e)
 {
-	while (e->wait_head && e->active < e->cfg.max_in_flight) {
-		struct lr_future *f = e->wait_head;
+	while (e->waiting.head && e->active_count < e->cfg.max_in_flight) {
+		struct lr_future *f = e->waiting.head;
 		wait_unlink(e, f);
 		future_start(e, f);
 	}
@@ -424,20 +436,14 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 		return;
 	}
-	if (e->active < e->cfg.max_in_flight && !e->wait_head) {
+	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head) {
 		future_start(e, f);
 		return;
 	}
 	f->state = F_WAITING;
 	/* The total deadline runs while it waits for a slot. */
 	ring_timer_set(&e->ring, &f->deadline, f->submit_ns + f->total_ns);
-	f->wait_prev = e->wait_tail;
-	f->wait_next = NULL;
-	if (e->wait_tail)
-		e->wait_tail->wait_next = f;
-	else
-		e->wait_head = f;
-	e->wait_tail = f;
+	flist_push(&e->waiting, f);
 }
 
 static struct lr_future *stack_take_fifo(_Atomic(struct lr_future *) *head, size_t link_offset)
@@ -523,8 +529,8 @@ static void engine_arm_wake(struct lr_engine *e)
 
 static void engine_shutdown(struct lr_engine *e)
 {
-	while (e->wait_head) {
-		struct lr_future *f = e->wait_head;
+	while (e->waiting.head) {
+		struct lr_future *f = e->waiting.head;
 		wait_unlink(e, f);
 		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 	}
@@ -568,8 +574,8 @@ static void *engine_thread(void *arg)
 		}
 		if (shutting_down) {
 			/* Abort whatever is still on the wire. */
-			while (e->active_head)
-				pool_abort(&e->pool, &e->active_head->ex, LR_ECANCELLED,
+			while (e->active.head)
+				pool_abort(&e->pool, &e->active.head->ex, LR_ECANCELLED,
 				           "the engine is shutting down");
 			pool_close_idle(&e->pool);
 			if (e->pool.open_conns == 0 && !e->wake_armed)
