@@ -118,7 +118,10 @@ struct lr_engine {
 	_Atomic(const char *) ring_mode;
 	_Atomic int start_result;       /* 1 running, <0 setup error (futex word) */
 
-	/* Engine-thread only. */
+	pthread_t owner;                /* drive_from_caller: the thread that drives the ring */
+
+	/* Engine-thread (or owner-thread) only. */
+	bool shutting_down;
 	struct ring ring;
 	struct pool pool;
 	struct json_doc doc;            /* owner: engine; scratch for response parsing */
@@ -499,7 +502,7 @@ static void reap_push(struct lr_engine *e, struct lr_future *first, struct lr_fu
 	                                                memory_order_release, memory_order_relaxed));
 	int after = atomic_fetch_add(&e->reap_ready, n) + n;
 	int want = atomic_load(&e->reap_want);
-	if (after >= want && after - n < want)
+	if (after >= want && after - n < want && !e->cfg.drive_from_caller)
 		eventfd_signal(e->completion_fd);
 }
 
@@ -537,21 +540,18 @@ static void engine_shutdown(struct lr_engine *e)
 	pool_close_idle(&e->pool);
 }
 
-static void *engine_thread(void *arg)
+/* Creates the ring and the pool on the thread that will drive them
+ * (SINGLE_ISSUER ties a ring to its creator). */
+static int engine_setup(struct lr_engine *e)
 {
-	struct lr_engine *e = arg;
-	pthread_setname_np(pthread_self(), "llmring-engine");
 	bool plain = e->cfg.ring_plain;
 	const char *env = getenv("LLMRING_RING_PLAIN");
 	if (env && env[0] == '1')
 		plain = true;
 	unsigned entries = e->cfg.ring_entries ? e->cfg.ring_entries : 256;
 	int ret = ring_init(&e->ring, entries, 1024, 16384, plain);
-	if (ret < 0) {
-		atomic_store(&e->start_result, ret);
-		futex((_Atomic uint32_t *)&e->start_result, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
-		return NULL;
-	}
+	if (ret < 0)
+		return ret;
 	struct pool_config pc = {
 		.max_per_origin = e->cfg.max_conns_per_origin ? e->cfg.max_conns_per_origin
 		                                              : e->cfg.max_in_flight,
@@ -562,44 +562,95 @@ static void *engine_thread(void *arg)
 	pool_init(&e->pool, &e->ring, &pc);
 	e->op_wake.complete = on_wake;
 	atomic_store(&e->ring_mode, e->ring.mode);
-	atomic_store(&e->start_result, 1);
-	futex((_Atomic uint32_t *)&e->start_result, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	return 0;
+}
 
-	bool shutting_down = false;
-	for (;;) {
-		engine_drain_inbox(e);
-		if (!shutting_down && atomic_load_explicit(&e->stopping, memory_order_acquire)) {
-			shutting_down = true;
-			engine_shutdown(e);
-		}
-		if (shutting_down) {
-			/* Abort whatever is still on the wire. */
-			while (e->active.head)
-				pool_abort(&e->pool, &e->active.head->ex, LR_ECANCELLED,
-				           "the engine is shutting down");
-			pool_close_idle(&e->pool);
-			if (e->pool.open_conns == 0 && !e->wake_armed)
-				break;
-			if (e->wake_armed && e->pool.open_conns == 0) {
-				struct io_uring_sqe *sqe = ring_sqe(&e->ring, NULL);
-				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&e->op_wake, 0);
-			}
-		} else if (!e->wake_armed) {
-			engine_arm_wake(e);
-		}
-		engine_flush_reaped(e);
-		ret = ring_run_once(&e->ring, UINT64_MAX);
-		if (ret < 0 && ret != -EINTR) {
-			fprintf(stderr, "llmring: io_uring enter failed: %s\n", strerror(-ret));
-			break;
-		}
-	}
+static void engine_teardown(struct lr_engine *e)
+{
 	engine_flush_reaped(e);
 	engine_publish_stats(e);
 	pool_free(&e->pool);
 	json_doc_free(&e->doc);
 	ring_exit(&e->ring);
+}
+
+/*
+ * One turn of the loop: take in submissions and cancels, wait for the
+ * ring (at most max_wait_ns), dispatch, publish completions. Returns 1 to
+ * go on, 0 once a requested shutdown has finished, or -errno when the
+ * ring failed.
+ */
+static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
+{
+	engine_drain_inbox(e);
+	if (!e->shutting_down && atomic_load_explicit(&e->stopping, memory_order_acquire)) {
+		e->shutting_down = true;
+		engine_shutdown(e);
+	}
+	if (e->shutting_down) {
+		/* Abort whatever is still on the wire. */
+		while (e->active.head)
+			pool_abort(&e->pool, &e->active.head->ex, LR_ECANCELLED,
+			           "the engine is shutting down");
+		pool_close_idle(&e->pool);
+		if (e->pool.open_conns == 0 && !e->wake_armed)
+			return 0;
+		if (e->wake_armed && e->pool.open_conns == 0) {
+			struct io_uring_sqe *sqe = ring_sqe(&e->ring, NULL);
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&e->op_wake, 0);
+		}
+	} else if (!e->wake_armed) {
+		engine_arm_wake(e);
+	}
+	engine_flush_reaped(e);
+	int ret = ring_run_once(&e->ring, max_wait_ns);
+	if (ret < 0 && ret != -EINTR) {
+		fprintf(stderr, "llmring: io_uring enter failed: %s\n", strerror(-ret));
+		return ret;
+	}
+	engine_flush_reaped(e);
+	return 1;
+}
+
+static void *engine_thread(void *arg)
+{
+	struct lr_engine *e = arg;
+	pthread_setname_np(pthread_self(), "llmring-engine");
+	int ret = engine_setup(e);
+	atomic_store(&e->start_result, ret < 0 ? ret : 1);
+	futex((_Atomic uint32_t *)&e->start_result, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	if (ret < 0)
+		return NULL;
+	while (engine_turn(e, UINT64_MAX) > 0)
+		;
+	engine_teardown(e);
 	return NULL;
+}
+
+/* In caller-driven mode, whether this thread drives the ring. */
+static bool engine_on_owner(const struct lr_engine *e)
+{
+	return e->cfg.drive_from_caller && pthread_equal(pthread_self(), e->owner);
+}
+
+/* Turns the loop on the caller's thread until done() or the timeout
+ * (ms; <0 forever, 0 one turn without waiting). */
+static void engine_drive(struct lr_engine *e, int timeout_ms, bool (*done)(void *), void *arg)
+{
+	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+	for (;;) {
+		if (done(arg))
+			return;
+		uint64_t wait = UINT64_MAX;
+		if (timeout_ms == 0) {
+			wait = 0;
+		} else if (timeout_ms > 0) {
+			uint64_t now = clock_now_ns();
+			wait = now < deadline ? deadline - now : 0;
+		}
+		if (engine_turn(e, wait) <= 0 || wait == 0)
+			return;
+	}
 }
 
 /* ---- public API ---- */
@@ -701,6 +752,18 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		ret = LR_ESYSTEM;
 		goto fail;
 	}
+	if (e->cfg.drive_from_caller) {
+		/* No thread: the ring is this thread's, and moves when this
+		 * thread reaps, waits or calls lr_engine_run. */
+		e->owner = pthread_self();
+		ret = engine_setup(e);
+		if (ret < 0) {
+			ret = LR_ESYSTEM;
+			goto fail;
+		}
+		*out = e;
+		return 0;
+	}
 	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
 		ret = LR_ESYSTEM;
 		goto fail;
@@ -732,8 +795,15 @@ LR_API void lr_engine_destroy(lr_engine *e)
 	if (!e)
 		return;
 	atomic_store_explicit(&e->stopping, 1, memory_order_release);
-	eventfd_signal(e->wake_fd);
-	pthread_join(e->thread, NULL);
+	if (e->cfg.drive_from_caller) {
+		/* Must be the owner thread (documented): finish the shutdown here. */
+		while (engine_turn(e, UINT64_MAX) > 0)
+			;
+		engine_teardown(e);
+	} else {
+		eventfd_signal(e->wake_fd);
+		pthread_join(e->thread, NULL);
+	}
 	/* Submissions that raced with the stop: complete them here. */
 	struct lr_future *f = stack_take_fifo(&e->submit_head, offsetof(struct lr_future, next));
 	while (f) {
@@ -769,6 +839,16 @@ LR_API void lr_engine_destroy(lr_engine *e)
 	memset(e->fixed_headers.data, 0, e->fixed_headers.cap);
 	http_buf_free(&e->fixed_headers);
 	free(e);
+}
+
+LR_API int lr_engine_run(lr_engine *e, int timeout_ms)
+{
+	if (!e || !engine_on_owner(e))
+		return LR_EINVAL;
+	/* One turn, waiting at most timeout_ms for the first completion. */
+	uint64_t wait = timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms * 1000000u;
+	int ret = engine_turn(e, wait);
+	return ret < 0 ? LR_ESYSTEM : 0;
 }
 
 LR_API const char *lr_engine_ring_mode(lr_engine *e)
@@ -825,6 +905,18 @@ static void reap_take(lr_engine *e)
 	e->reap_local_count += n;
 }
 
+struct reap_goal {
+	lr_engine *e;
+	int min;
+};
+
+static bool reap_goal_met(void *arg)
+{
+	struct reap_goal *g = arg;
+	return g->e->reap_local_count + atomic_load_explicit(&g->e->reap_ready, memory_order_relaxed) >=
+	       g->min;
+}
+
 LR_API int lr_engine_reap_batch(lr_engine *e, lr_future **out, int max, int min, int timeout_ms)
 {
 	if (!e || !out || max <= 0)
@@ -835,6 +927,14 @@ LR_API int lr_engine_reap_batch(lr_engine *e, lr_future **out, int max, int min,
 		min = 1;
 	if (min > max)
 		min = max;
+	if (e->cfg.drive_from_caller) {
+		if (!engine_on_owner(e))
+			return LR_EINVAL;
+		struct reap_goal goal = {e, min};
+		engine_drive(e, timeout_ms, reap_goal_met, &goal);
+		reap_take(e);
+		return reap_hand_out(e, out, max);
+	}
 	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
 	for (;;) {
 		if (e->reap_local_count >= min)
@@ -972,7 +1072,9 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		f->next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&e->submit_head, &old, f, memory_order_release,
 	                                                memory_order_relaxed));
-	if (!old)
+	/* The owner of a caller-driven engine takes the stack on its next
+	 * turn; anyone else wakes the loop. */
+	if (!old && !engine_on_owner(e))
 		eventfd_signal(e->wake_fd);
 	return f;
 }
@@ -982,12 +1084,21 @@ LR_API int lr_future_done(const lr_future *f)
 	return f && atomic_load_explicit(&((lr_future *)f)->done, memory_order_acquire) != 0;
 }
 
+static bool future_is_done(void *arg)
+{
+	return atomic_load_explicit(&((lr_future *)arg)->done, memory_order_acquire) != 0;
+}
+
 LR_API int lr_future_wait(lr_future *f, int timeout_ms)
 {
 	if (!f)
 		return LR_EINVAL;
 	if (atomic_load_explicit(&f->done, memory_order_acquire))
 		return 1;
+	if (engine_on_owner(f->eng)) {
+		engine_drive(f->eng, timeout_ms, future_is_done, f);
+		return future_is_done(f);
+	}
 	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
 	atomic_fetch_add(&f->waiters, 1);
 	int done = 0;
@@ -1039,7 +1150,7 @@ LR_API void lr_future_cancel(lr_future *f)
 		f->next_cancel = old;
 	} while (!atomic_compare_exchange_weak_explicit(&e->cancel_head, &old, f, memory_order_release,
 	                                                memory_order_relaxed));
-	if (!old)
+	if (!old && !engine_on_owner(e))
 		eventfd_signal(e->wake_fd);
 }
 

@@ -100,6 +100,12 @@ typedef struct lr_config {
 	 * Also forced by the environment variable LLMRING_RING_PLAIN=1. */
 	int ring_plain;
 	int max_retries;              /* accepted; only 0 is supported yet */
+	/* No engine thread: the ring belongs to the thread that calls
+	 * lr_engine_new and moves only when that thread calls lr_engine_reap,
+	 * lr_engine_reap_batch, lr_future_wait or lr_engine_run (and
+	 * lr_engine_destroy, also on that thread). Other threads may still
+	 * submit and cancel. Saves the cross-thread hand-offs of bulk jobs. */
+	int drive_from_caller;
 } lr_config;
 
 LR_API lr_config lr_config_default(void);
@@ -120,6 +126,10 @@ LR_API int lr_engine_reap(lr_engine *eng, lr_future **out, int max, int timeout_
  * timeout passes; then hands out what there is): fewer wake-ups for bulk
  * consumers that keep more requests queued than are on the wire. */
 LR_API int lr_engine_reap_batch(lr_engine *eng, lr_future **out, int max, int min, int timeout_ms);
+
+/* drive_from_caller only, on the owner thread: one loop turn, waiting up
+ * to timeout_ms (<0 forever) for ring activity. 0 or LR_E*. */
+LR_API int lr_engine_run(lr_engine *eng, int timeout_ms);
 
 /* Which io_uring setup the engine thread got: "single_issuer+defer_taskrun",
  * "coop_taskrun" or "plain". NULL before the thread has started. */

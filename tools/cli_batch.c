@@ -1193,6 +1193,9 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	cfg.api_key = api_key;
 	cfg.max_in_flight = (unsigned)b->opt.concurrency;
 	cfg.reap_completions = 1;
+	/* One thread does everything: reading, the ring, writing. No
+	 * hand-offs between threads, no wake-ups (docs/benchmarks.md). */
+	cfg.drive_from_caller = 1;
 	cfg.max_retries = 0;
 	if (b->opt.timeout_s > 0)
 		cfg.total_timeout_s = b->opt.timeout_s;
