@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,7 +51,86 @@ static void on_close_cqe(struct ring_op *op, int res, unsigned flags)
 {
 	struct conn *c = container_of(op, struct conn, op_close);
 	c->ops_in_flight--;
+	tls_conn_free(c->tls);
+	c->tls = NULL;
+	http_buf_free(&c->tls_tx);
 	c->h->closed(c); /* may free c */
+}
+
+/* ---- TLS: ciphertext out through the ring, plaintext up to the owner ---- */
+
+static void tls_flush(struct conn *c)
+{
+	if (c->tls_send_busy || c->closing)
+		return;
+	c->tls_tx.len = 0;
+	if (tls_conn_take_output(c->tls, &c->tls_tx) == 0) {
+		if (c->tls_user_send) {
+			c->tls_user_send = false;
+			c->h->sent(c, 0);
+		}
+		return;
+	}
+	c->tls_send_busy = true;
+	c->tx = c->tls_tx.data;
+	c->tx_len = c->tls_tx.len;
+	c->tx_done = 0;
+	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
+	io_uring_prep_send(sqe, c->fd, c->tx, c->tx_len, MSG_NOSIGNAL);
+	c->ops_in_flight++;
+}
+
+static void tls_fail(struct conn *c, int code)
+{
+	c->tls_error = code;
+	if (!c->tls_ready)
+		c->h->connected(c, -EPROTO);
+	else
+		c->h->eof(c, -EPROTO);
+}
+
+static void tls_handshake_step(struct conn *c)
+{
+	int r = tls_conn_handshake(c->tls, c->error_text, sizeof(c->error_text));
+	tls_flush(c);
+	if (r == 0 || c->closing)
+		return;
+	if (r < 0) {
+		tls_fail(c, r);
+		return;
+	}
+	c->tls_ready = true;
+	c->tls_resumed = tls_conn_resumed(c->tls);
+	c->h->connected(c, 0);
+}
+
+/* Decrypts what arrived and hands it up record by record. */
+static void tls_received(struct conn *c, const char *data, size_t len)
+{
+	if (tls_conn_feed(c->tls, data, len)) {
+		snprintf(c->error_text, sizeof(c->error_text), "out of memory buffering TLS data");
+		tls_fail(c, -ENOMEM);
+		return;
+	}
+	if (!c->tls_ready) {
+		tls_handshake_step(c);
+		if (!c->tls_ready || c->closing)
+			return;
+	}
+	static __thread char plain[16384];
+	while (!c->closing) {
+		long n = tls_conn_read(c->tls, plain, sizeof(plain), c->error_text, sizeof(c->error_text));
+		if (n > 0) {
+			c->h->received(c, plain, (size_t)n);
+			continue;
+		}
+		if (n == TLS_CLOSED)
+			c->h->eof(c, 0);
+		else if (n < 0)
+			tls_fail(c, (int)n);
+		break;
+	}
+	tls_flush(c); /* reading may have produced output (alerts) */
 }
 
 static void on_recv_cqe(struct ring_op *op, int res, unsigned flags)
@@ -59,8 +139,12 @@ static void on_recv_cqe(struct ring_op *op, int res, unsigned flags)
 	bool more = flags & IORING_CQE_F_MORE;
 	if (flags & IORING_CQE_F_BUFFER) {
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-		if (res > 0 && !c->closing)
-			c->h->received(c, ring_buf(c->ring, bid), (size_t)res);
+		if (res > 0 && !c->closing) {
+			if (c->tls)
+				tls_received(c, ring_buf(c->ring, bid), (size_t)res);
+			else
+				c->h->received(c, ring_buf(c->ring, bid), (size_t)res);
+		}
 		ring_buf_recycle(c->ring, bid);
 	}
 	if (more)
@@ -84,7 +168,12 @@ static void on_send_cqe(struct ring_op *op, int res, unsigned flags)
 	struct conn *c = container_of(op, struct conn, op_send);
 	if (!c->closing) {
 		if (res < 0) {
-			c->h->sent(c, res);
+			if (c->tls && !c->tls_ready) {
+				c->h->connected(c, res);
+			} else {
+				c->tls_user_send = false;
+				c->h->sent(c, res);
+			}
 		} else {
 			c->tx_done += (size_t)res;
 			if (c->tx_done < c->tx_len) {
@@ -93,6 +182,14 @@ static void on_send_cqe(struct ring_op *op, int res, unsigned flags)
 				io_uring_prep_send(sqe, c->fd, c->tx + c->tx_done, c->tx_len - c->tx_done,
 				                   MSG_NOSIGNAL);
 				return; /* still one op in flight */
+			}
+			if (c->tls) {
+				c->tls_send_busy = false;
+				c->ops_in_flight--;
+				tls_flush(c); /* more ciphertext, or report the user's send */
+				if (c->closing && !c->close_queued && c->ops_in_flight == 0)
+					conn_submit_close(c);
+				return;
 			}
 			c->h->sent(c, 0);
 		}
@@ -106,7 +203,13 @@ static void on_connect_cqe(struct ring_op *op, int res, unsigned flags)
 	if (!c->closing) {
 		if (res == 0)
 			conn_arm_recv(c);
-		c->h->connected(c, res);
+		if (res == 0 && c->tls) {
+			if (c->h->handshaking)
+				c->h->handshaking(c);
+			tls_handshake_step(c); /* the ClientHello goes out */
+		} else {
+			c->h->connected(c, res);
+		}
 	}
 	conn_op_done(c);
 }
@@ -152,8 +255,26 @@ void conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	c->ops_in_flight++;
 }
 
+void conn_connect_tls(struct conn *c, const struct sockaddr *sa, socklen_t len, struct tls_conn *tls)
+{
+	c->tls = tls;
+	conn_connect(c, sa, len);
+}
+
 void conn_send(struct conn *c, const char *data, size_t len)
 {
+	if (c->tls) {
+		int r = tls_conn_write(c->tls, data, len);
+		if (r) {
+			snprintf(c->error_text, sizeof(c->error_text), "TLS encryption failed");
+			c->tls_error = r;
+			c->h->sent(c, -EPROTO);
+			return;
+		}
+		c->tls_user_send = true;
+		tls_flush(c);
+		return;
+	}
 	c->tx = data;
 	c->tx_len = len;
 	c->tx_done = 0;
@@ -166,6 +287,20 @@ void conn_close(struct conn *c)
 {
 	if (c->closing)
 		return;
+	if (c->tls && c->tls_ready && !c->tls_send_busy && c->fd >= 0) {
+		/* A clean close_notify: send it, and stop only the receive,
+		 * so the alert is not cancelled on its way out. */
+		tls_conn_close_notify(c->tls);
+		tls_flush(c);
+		c->closing = true;
+		if (c->recv_armed) {
+			struct io_uring_sqe *sqe = ring_sqe(c->ring, NULL);
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&c->op_recv, 0);
+		}
+		if (c->ops_in_flight == 0)
+			conn_submit_close(c);
+		return;
+	}
 	c->closing = true;
 	if (c->ops_in_flight == 0) {
 		conn_submit_close(c);

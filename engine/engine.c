@@ -33,6 +33,7 @@
 #include "openai.h"
 #include "pool.h"
 #include "request.h"
+#include "resolve.h"
 #include "ring.h"
 #include "url.h"
 
@@ -120,8 +121,11 @@ struct lr_engine {
 
 	pthread_t owner;                /* drive_from_caller: the thread that drives the ring */
 
+	char *ca_file;                  /* owner: engine; copy of cfg.ca_file */
+
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
+	struct resolver *resolver;      /* owner: engine */
 	struct ring ring;
 	struct pool pool;
 	struct json_doc doc;            /* owner: engine; scratch for response parsing */
@@ -136,6 +140,7 @@ struct lr_engine {
 
 	/* Statistics, written by the engine thread, read by anyone. */
 	_Atomic uint64_t stat_opened, stat_reused, stat_resends, stat_completed;
+	_Atomic uint64_t stat_tls_full, stat_tls_resumed;
 };
 
 static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
@@ -178,6 +183,9 @@ static void engine_publish_stats(struct lr_engine *e)
 	atomic_store_explicit(&e->stat_opened, e->pool.stats.connections_opened, memory_order_relaxed);
 	atomic_store_explicit(&e->stat_reused, e->pool.stats.connections_reused, memory_order_relaxed);
 	atomic_store_explicit(&e->stat_resends, e->pool.stats.stale_resends, memory_order_relaxed);
+	atomic_store_explicit(&e->stat_tls_full, e->pool.stats.tls_full_handshakes, memory_order_relaxed);
+	atomic_store_explicit(&e->stat_tls_resumed, e->pool.stats.tls_resumed_handshakes,
+	                      memory_order_relaxed);
 }
 
 /* The one place a future completes. */
@@ -271,6 +279,18 @@ static void future_deadline_fired(struct ring_timer *t)
 			         origin_url(ex->origin)->host, origin_url(ex->origin)->port,
 			         (double)f->connect_ns / 1e9);
 			pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
+			return;
+		}
+		next = min_u64(next, min_u64(at, soonest_idle));
+	} else if (ex->phase == EX_HANDSHAKE) {
+		uint64_t at = ex->phase_start_ns + f->connect_ns;
+		if (now >= at) {
+			snprintf(f->message, sizeof(f->message),
+			         "TLS handshake with %s port %u timed out after %.3g s (the server accepted "
+			         "the connection but did not complete the handshake)",
+			         origin_url(ex->origin)->host, origin_url(ex->origin)->port,
+			         (double)f->connect_ns / 1e9);
+			pool_abort(&e->pool, ex, LR_ETLS_HANDSHAKE, f->message);
 			return;
 		}
 		next = min_u64(next, min_u64(at, soonest_idle));
@@ -381,18 +401,6 @@ static const struct http_exchange_handler future_exchange_handler = {
 static void future_start(struct lr_engine *e, struct lr_future *f)
 {
 	const struct url *u = f->own_url ? f->own_url : &e->base_url;
-	if (u->https) {
-		future_complete(f, LR_EUNSUPPORTED, "https is not built yet (TLS arrives with its own issue); "
-		                                   "use an http:// base URL");
-		return;
-	}
-	if (!u->resolved) {
-		snprintf(f->message, sizeof(f->message),
-		         "cannot resolve host '%s': name resolution is not built yet; use a numeric "
-		         "address or localhost", u->host);
-		future_complete(f, LR_ECONNECT, f->message);
-		return;
-	}
 	struct origin *o = pool_origin(&e->pool, u);
 	if (!o) {
 		future_complete(f, LR_ENOMEM, NULL);
@@ -552,7 +560,17 @@ static int engine_setup(struct lr_engine *e)
 	int ret = ring_init(&e->ring, entries, 1024, 16384, plain);
 	if (ret < 0)
 		return ret;
+	/* The resolver's answers wake the loop through the same eventfd. */
+	ret = resolver_new(e->wake_fd, 4, clock_seconds_to_ns(e->cfg.dns_ttl_s), &e->resolver);
+	if (ret < 0) {
+		ring_exit(&e->ring);
+		return ret;
+	}
 	struct pool_config pc = {
+		.resolver = e->resolver,
+		.dns_ttl_ns = clock_seconds_to_ns(e->cfg.dns_ttl_s),
+		.ca_file = e->ca_file,
+		.insecure = e->cfg.insecure,
 		.max_per_origin = e->cfg.max_conns_per_origin ? e->cfg.max_conns_per_origin
 		                                              : e->cfg.max_in_flight,
 		.idle_ns = clock_seconds_to_ns(e->cfg.pool_idle_s),
@@ -569,6 +587,8 @@ static void engine_teardown(struct lr_engine *e)
 {
 	engine_flush_reaped(e);
 	engine_publish_stats(e);
+	resolver_free(e->resolver);
+	e->resolver = NULL;
 	pool_free(&e->pool);
 	json_doc_free(&e->doc);
 	ring_exit(&e->ring);
@@ -583,6 +603,7 @@ static void engine_teardown(struct lr_engine *e)
 static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 {
 	engine_drain_inbox(e);
+	resolver_drain(e->resolver, e->ring.now_ns);
 	if (!e->shutting_down && atomic_load_explicit(&e->stopping, memory_order_acquire)) {
 		e->shutting_down = true;
 		engine_shutdown(e);
@@ -668,6 +689,7 @@ LR_API lr_config lr_config_default(void)
 	c.max_body_bytes = 64 * 1024 * 1024;
 	c.ring_entries = 256;
 	c.max_retries = 0;
+	c.dns_ttl_s = 60;
 	return c;
 }
 
@@ -724,6 +746,13 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		e->cfg.max_header_bytes = d.max_header_bytes;
 	if (e->cfg.max_body_bytes == 0)
 		e->cfg.max_body_bytes = d.max_body_bytes;
+	if (!(e->cfg.dns_ttl_s > 0))
+		e->cfg.dns_ttl_s = d.dns_ttl_s;
+	if (e->cfg.ca_file && !(e->ca_file = strdup(e->cfg.ca_file))) {
+		free(e);
+		return LR_ENOMEM;
+	}
+	e->cfg.ca_file = NULL; /* the caller may free theirs */
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
 
@@ -786,6 +815,7 @@ fail:
 	if (e->fixed_headers.data)
 		memset(e->fixed_headers.data, 0, e->fixed_headers.cap);
 	http_buf_free(&e->fixed_headers);
+	free(e->ca_file);
 	free(e);
 	return ret;
 }
@@ -838,6 +868,7 @@ LR_API void lr_engine_destroy(lr_engine *e)
 	close(e->completion_fd);
 	memset(e->fixed_headers.data, 0, e->fixed_headers.cap);
 	http_buf_free(&e->fixed_headers);
+	free(e->ca_file);
 	free(e);
 }
 
@@ -864,6 +895,8 @@ LR_API void lr_engine_get_stats(lr_engine *e, lr_engine_stats *out)
 	out->connections_reused = atomic_load_explicit(&e->stat_reused, memory_order_relaxed);
 	out->stale_resends = atomic_load_explicit(&e->stat_resends, memory_order_relaxed);
 	out->requests_completed = atomic_load_explicit(&e->stat_completed, memory_order_relaxed);
+	out->tls_full_handshakes = atomic_load_explicit(&e->stat_tls_full, memory_order_relaxed);
+	out->tls_resumed_handshakes = atomic_load_explicit(&e->stat_tls_resumed, memory_order_relaxed);
 }
 
 LR_API int lr_engine_completion_fd(lr_engine *e)

@@ -22,6 +22,12 @@ struct origin {
 	unsigned conns;             /* connections counted against the cap */
 	struct http_exchange *queue_head, *queue_tail;
 	struct origin *next;
+	struct pool *pool;
+	/* Addresses to connect to, tried in order; numeric hosts never expire. */
+	struct resolve_result addrs;
+	uint64_t addrs_expire_ns;   /* 0: none yet */
+	bool resolving;
+	struct tls_session *session; /* owner: origin; offered to new TLS connections */
 };
 
 struct pconn {
@@ -37,6 +43,7 @@ struct pconn {
 	bool keep_alive;            /* the current response allows reuse */
 	bool response_done;
 	unsigned served;
+	unsigned addr_index;        /* which of the origin's addresses */
 	struct ring_timer idle_timer;
 };
 
@@ -89,21 +96,58 @@ static struct http_exchange *queue_pop(struct origin *o)
 
 static void pconn_idle_expired(struct ring_timer *t);
 
-static struct pconn *pconn_open(struct pool *p, struct origin *o)
+static bool origin_has_addrs(const struct origin *o, uint64_t now)
 {
+	return o->addrs.count > 0 && (o->addrs_expire_ns == UINT64_MAX || now < o->addrs_expire_ns);
+}
+
+/* The pool's TLS config, made on first use (it reads the CA bundle). */
+static int pool_tls(struct pool *p, char *err, size_t cap)
+{
+	if (p->tls)
+		return 0;
+	struct tls_config_options o = {.ca_file = p->cfg.ca_file, .insecure = p->cfg.insecure};
+	return tls_config_new(&o, &p->tls, err, cap);
+}
+
+/* Opens a connection to the origin's address addr_index; NULL when out
+ * of memory (or the TLS config failed: *err says so). */
+static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_index, int *err,
+                                char *msg, size_t msg_cap)
+{
+	*err = LR_ENOMEM;
+	snprintf(msg, msg_cap, "out of memory opening a connection");
+	struct tls_conn *tls = NULL; /* owner: here until the conn takes it */
+	if (o->url.https) {
+		int r = pool_tls(p, msg, msg_cap);
+		if (r) {
+			*err = r;
+			return NULL;
+		}
+		tls = tls_conn_new(p->tls, o->url.host, o->session);
+		if (!tls)
+			return NULL;
+	}
 	struct pconn *pc = calloc(1, sizeof(*pc)); /* owner: the pool until `closed` */
-	if (!pc)
+	if (!pc) {
+		tls_conn_free(tls);
 		return NULL;
+	}
 	conn_init(&pc->conn, p->ring, &pconn_handler);
 	http_reader_init(&pc->reader, p->cfg.max_head_bytes, p->cfg.max_body_bytes);
 	ring_timer_init(&pc->idle_timer, pconn_idle_expired);
 	pc->pool = p;
 	pc->origin = o;
 	pc->counted = true;
+	pc->addr_index = addr_index;
 	o->conns++;
 	p->open_conns++;
 	p->stats.connections_opened++;
-	conn_connect(&pc->conn, (const struct sockaddr *)&o->url.addr, o->url.addr_len);
+	const struct sockaddr *sa = (const struct sockaddr *)&o->addrs.addr[addr_index];
+	if (tls)
+		conn_connect_tls(&pc->conn, sa, o->addrs.addr_len[addr_index], tls);
+	else
+		conn_connect(&pc->conn, sa, o->addrs.addr_len[addr_index]);
 	return pc;
 }
 
@@ -190,14 +234,16 @@ static void pconn_fail(struct pconn *pc, int err, const char *msg)
 		pc->ex = NULL;
 		ex->pc = NULL;
 		pconn_retire(pc);
-		struct pconn *fresh = pconn_open(p, ex->origin);
+		int oerr;
+		struct pconn *fresh = pconn_open(p, ex->origin, 0, &oerr, ex->error_text,
+		                                 sizeof(ex->error_text));
 		if (fresh) {
 			ex->reused = false;
 			pconn_attach(fresh, ex);
 			return;
 		}
 		ex->phase = EX_DONE;
-		ex->h->on_done(ex, LR_ENOMEM, "out of memory opening a connection");
+		ex->h->on_done(ex, oerr, ex->error_text);
 		return;
 	}
 	pconn_finish(pc, err, msg);
@@ -205,17 +251,67 @@ static void pconn_fail(struct pconn *pc, int err, const char *msg)
 
 /* ---- conn callbacks ---- */
 
+static void pconn_handshaking(struct conn *c)
+{
+	struct pconn *pc = container_of(c, struct pconn, conn);
+	if (pc->ex) {
+		pc->ex->phase = EX_HANDSHAKE;
+		pc->ex->phase_start_ns = pc->pool->ring->now_ns;
+	}
+}
+
 static void pconn_connected(struct conn *c, int err)
 {
 	struct pconn *pc = container_of(c, struct pconn, conn);
+	struct pool *p = pc->pool;
+	struct origin *o = pc->origin;
 	if (err == 0) {
 		pc->connected = true;
+		if (c->tls) {
+			if (c->tls_resumed) {
+				p->stats.tls_resumed_handshakes++;
+			} else {
+				p->stats.tls_full_handshakes++;
+				tls_session_save(c->tls, &o->session);
+			}
+		}
 		if (pc->ex)
 			pconn_send_request(pc);
 		return;
 	}
 	struct http_exchange *ex = pc->ex;
-	const struct url *u = &pc->origin->url;
+	const struct url *u = &o->url;
+	if (err == -EPROTO && c->tls_error) {
+		/* The handshake failed: verification or the peer; another
+		 * address of the same name would present the same. */
+		if (ex) {
+			snprintf(ex->error_text, sizeof(ex->error_text), "%s", c->error_text);
+			pc->ex = NULL;
+			ex->pc = NULL;
+			ex->phase = EX_DONE;
+			pconn_retire(pc);
+			ex->h->on_done(ex, c->tls_error, ex->error_text);
+			return;
+		}
+		pconn_retire(pc);
+		return;
+	}
+	if (ex && pc->addr_index + 1 < o->addrs.count && !p->closing) {
+		/* Try the name's next address with a fresh socket. */
+		unsigned next = pc->addr_index + 1;
+		pc->ex = NULL;
+		ex->pc = NULL;
+		pconn_retire(pc);
+		int oerr;
+		struct pconn *fresh = pconn_open(p, o, next, &oerr, ex->error_text, sizeof(ex->error_text));
+		if (fresh) {
+			pconn_attach(fresh, ex);
+			return;
+		}
+		ex->phase = EX_DONE;
+		ex->h->on_done(ex, oerr, ex->error_text);
+		return;
+	}
 	if (ex) {
 		snprintf(ex->error_text, sizeof(ex->error_text), "connect to %s port %u failed: %s%s",
 		         u->host, u->port, strerror(-err),
@@ -237,6 +333,11 @@ static void pconn_sent(struct conn *c, int err)
 	if (!ex)
 		return;
 	if (err < 0) {
+		if (err == -EPROTO && c->tls_error) {
+			snprintf(ex->error_text, sizeof(ex->error_text), "%s", c->error_text);
+			pconn_finish(pc, c->tls_error, ex->error_text);
+			return;
+		}
 		snprintf(ex->error_text, sizeof(ex->error_text), "sending the request failed: %s",
 		         strerror(-err));
 		pconn_fail(pc, LR_ECONNRESET, ex->error_text);
@@ -299,6 +400,11 @@ static void pconn_eof(struct conn *c, int err)
 		                                      : "connection closed in the middle of the response");
 		return;
 	}
+	if (err == -EPROTO && c->tls_error) {
+		snprintf(ex->error_text, sizeof(ex->error_text), "%s", c->error_text);
+		pconn_finish(pc, c->tls_error, ex->error_text);
+		return;
+	}
 	snprintf(ex->error_text, sizeof(ex->error_text), "connection failed: %s", strerror(-err));
 	pconn_fail(pc, LR_ECONNRESET, ex->error_text);
 }
@@ -317,6 +423,7 @@ static const struct conn_handler pconn_handler = {
 	.received = pconn_received,
 	.eof = pconn_eof,
 	.closed = pconn_closed,
+	.handshaking = pconn_handshaking,
 };
 
 /* ---- reader callbacks ---- */
@@ -372,10 +479,32 @@ struct origin *pool_origin(struct pool *p, const struct url *u)
 	if (!o)
 		return NULL;
 	o->url = *u;
+	o->pool = p;
+	if (u->resolved) {
+		/* Numeric hosts and localhost: one address, for good. */
+		o->addrs.count = 1;
+		memcpy(&o->addrs.addr[0], &u->addr, u->addr_len);
+		o->addrs.addr_len[0] = u->addr_len;
+		o->addrs_expire_ns = UINT64_MAX;
+	}
 	o->next = p->origins;
 	p->origins = o;
 	return o;
 }
+
+static void queue_push(struct origin *o, struct http_exchange *ex, enum exchange_phase phase, uint64_t now)
+{
+	ex->phase = phase;
+	ex->phase_start_ns = now;
+	ex->next_queued = NULL;
+	if (o->queue_tail)
+		o->queue_tail->next_queued = ex;
+	else
+		o->queue_head = ex;
+	o->queue_tail = ex;
+}
+
+static void origin_resolve(struct pool *p, struct origin *o);
 
 static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_idle)
 {
@@ -389,24 +518,69 @@ static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_i
 		return;
 	}
 	if (o->conns < p->cfg.max_per_origin) {
-		struct pconn *pc = pconn_open(p, o);
+		if (!origin_has_addrs(o, p->ring->now_ns)) {
+			/* Waits (as connecting: the connect deadline runs) for
+			 * the name; the answer dispatches the queue. */
+			queue_push(o, ex, EX_CONNECTING, p->ring->now_ns);
+			origin_resolve(p, o);
+			return;
+		}
+		int err;
+		struct pconn *pc = pconn_open(p, o, 0, &err, ex->error_text, sizeof(ex->error_text));
 		if (!pc) {
 			ex->phase = EX_DONE;
-			ex->h->on_done(ex, LR_ENOMEM, "out of memory opening a connection");
+			ex->h->on_done(ex, err, ex->error_text);
 			return;
 		}
 		ex->reused = false;
 		pconn_attach(pc, ex);
 		return;
 	}
-	ex->phase = EX_QUEUED;
-	ex->phase_start_ns = p->ring->now_ns;
-	ex->next_queued = NULL;
-	if (o->queue_tail)
-		o->queue_tail->next_queued = ex;
-	else
-		o->queue_head = ex;
-	o->queue_tail = ex;
+	queue_push(o, ex, EX_QUEUED, p->ring->now_ns);
+}
+
+static void origin_resolved(void *ctx, const struct resolve_result *res)
+{
+	struct origin *o = ctx;
+	struct pool *p = o->pool;
+	o->resolving = false;
+	if (res->error) {
+		if (o->conns > 0)
+			return; /* live connections will serve the queue */
+		struct http_exchange *ex;
+		while ((ex = queue_pop(o))) {
+			snprintf(ex->error_text, sizeof(ex->error_text), "%s", res->message);
+			ex->phase = EX_DONE;
+			ex->h->on_done(ex, res->error, ex->error_text);
+		}
+		return;
+	}
+	o->addrs = *res;
+	o->addrs_expire_ns = p->ring->now_ns + p->cfg.dns_ttl_ns;
+	while (o->queue_head && o->conns < p->cfg.max_per_origin && !p->closing)
+		pool_dispatch(p, queue_pop(o), false);
+}
+
+static void origin_resolve(struct pool *p, struct origin *o)
+{
+	if (o->resolving)
+		return;
+	if (!p->cfg.resolver) {
+		struct resolve_result fail = {.error = LR_ECONNECT};
+		snprintf(fail.message, sizeof(fail.message), "cannot resolve host '%.200s': no resolver",
+		         o->url.host);
+		origin_resolved(o, &fail);
+		return;
+	}
+	o->resolving = true;
+	int r = resolver_lookup(p->cfg.resolver, o->url.host, o->url.port, origin_resolved, o);
+	if (r < 0) {
+		o->resolving = false;
+		struct resolve_result fail = {.error = r};
+		snprintf(fail.message, sizeof(fail.message), "cannot resolve host '%.200s': out of memory",
+		         o->url.host);
+		origin_resolved(o, &fail);
+	}
 }
 
 void pool_start(struct pool *p, struct http_exchange *ex)
@@ -454,9 +628,14 @@ void pool_abort(struct pool *p, struct http_exchange *ex, int err, const char *m
 void pool_close_idle(struct pool *p)
 {
 	p->closing = true;
-	for (struct origin *o = p->origins; o; o = o->next)
+	for (struct origin *o = p->origins; o; o = o->next) {
 		while (o->idle_head)
 			pconn_retire(o->idle_head);
+		if (o->resolving && p->cfg.resolver) {
+			resolver_cancel(p->cfg.resolver, o);
+			o->resolving = false;
+		}
+	}
 }
 
 void pool_free(struct pool *p)
@@ -464,8 +643,11 @@ void pool_free(struct pool *p)
 	struct origin *o = p->origins;
 	while (o) {
 		struct origin *next = o->next;
+		tls_session_free(o->session);
 		free(o);
 		o = next;
 	}
 	p->origins = NULL;
+	tls_config_free(p->tls);
+	p->tls = NULL;
 }

@@ -16,7 +16,9 @@
 
 #include "conn.h"
 #include "http_reader.h"
+#include "resolve.h"
 #include "ring.h"
+#include "tls.h"
 #include "url.h"
 
 struct http_exchange;
@@ -35,7 +37,8 @@ struct http_exchange_handler {
 enum exchange_phase {
 	EX_IDLE = 0,
 	EX_QUEUED,      /* waiting for a connection slot */
-	EX_CONNECTING,
+	EX_CONNECTING,  /* resolving the name or opening TCP */
+	EX_HANDSHAKE,   /* TCP up, TLS handshake running */
 	EX_SENDING,
 	EX_WAITING,     /* request sent, no response byte yet */
 	EX_RECEIVING,
@@ -63,12 +66,18 @@ struct pool_config {
 	uint64_t idle_ns;           /* how long an idle connection is kept */
 	size_t max_head_bytes;
 	uint64_t max_body_bytes;
+	struct resolver *resolver;  /* borrowed: host names (NULL: numeric hosts only) */
+	uint64_t dns_ttl_ns;        /* how long an origin keeps its addresses */
+	const char *ca_file;        /* borrowed for the pool's life; NULL: SSL_CERT_FILE or system */
+	bool insecure;              /* TLS without verification */
 };
 
 struct pool_stats {
 	uint64_t connections_opened;
 	uint64_t connections_reused;
 	uint64_t stale_resends;
+	uint64_t tls_full_handshakes;
+	uint64_t tls_resumed_handshakes;
 };
 
 struct pool {
@@ -77,6 +86,7 @@ struct pool {
 	struct origin *origins;     /* owner: pool (list) */
 	unsigned open_conns;        /* pconns not yet fully closed */
 	bool closing;               /* no connection goes back to idle */
+	struct tls_config *tls;     /* owner: pool; made on the first https connection */
 	struct pool_stats stats;
 };
 

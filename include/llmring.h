@@ -100,6 +100,12 @@ typedef struct lr_config {
 	 * Also forced by the environment variable LLMRING_RING_PLAIN=1. */
 	int ring_plain;
 	int max_retries;              /* accepted; only 0 is supported yet */
+	/* TLS: CA bundle replacing the system one (NULL: SSL_CERT_FILE, then
+	 * /etc/ssl/certs/ca-certificates.crt); insecure turns verification
+	 * off entirely (callers should warn). */
+	const char *ca_file;
+	int insecure;
+	double dns_ttl_s;             /* how long resolved addresses are kept (60) */
 	/* No engine thread: the ring belongs to the thread that calls
 	 * lr_engine_new and moves only when that thread calls lr_engine_reap,
 	 * lr_engine_reap_batch, lr_future_wait or lr_engine_run (and
@@ -140,6 +146,8 @@ typedef struct lr_engine_stats {
 	uint64_t connections_reused;   /* requests sent on a pooled connection */
 	uint64_t stale_resends;        /* transport-level resend on a dead pooled connection */
 	uint64_t requests_completed;
+	uint64_t tls_full_handshakes;
+	uint64_t tls_resumed_handshakes;
 } lr_engine_stats;
 LR_API void lr_engine_get_stats(lr_engine *eng, lr_engine_stats *out);
 

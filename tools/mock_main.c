@@ -1,7 +1,9 @@
 /*
  * `llmring mock`: runs the mock OpenAI-compatible server in the foreground
  * until SIGINT or SIGTERM. Prints one line, `listening on http://HOST:PORT`
- * (the real port, also for --listen HOST:0), so scripts can read the port.
+ * (https:// with --tls-cert/--tls-key; the real port, also for --listen
+ * HOST:0), so scripts can read the port. Exit status 2 for bad usage and for
+ * TLS files that cannot be loaded, 1 when it cannot listen.
  */
 #include "mock_server.h"
 
@@ -31,7 +33,8 @@ static const char usage[] =
 	"  --seed N            seed for the generated text and the fault choice (0)\n"
 	"  --close-every N     answer every Nth request with Connection: close (0 = never)\n"
 	"  --tls-cert FILE, --tls-key FILE\n"
-	"                      serve HTTPS (not built yet)\n";
+	"                      serve HTTPS (TLS 1.2) with this certificate chain and key\n"
+	"                      (PEM or DER); both are needed\n";
 
 static int bad(const char *fmt, const char *a, const char *b)
 {
@@ -169,9 +172,15 @@ int mock_main(int argc, char **argv)
 	}
 	if (rate_sum > 1.0 + 1e-9)
 		return bad("fault rates add up to more than 1", "", "");
-	if (tls_cert || tls_key)
-		return bad("TLS serving arrives with TLS support (not built yet)", "", "");
+	if (!tls_cert != !tls_key)
+		return bad("%s needs %s too", tls_cert ? "--tls-cert" : "--tls-key",
+			   tls_cert ? "--tls-key" : "--tls-cert");
 	o.host = host;
+	o.tls_cert_file = tls_cert;
+	o.tls_key_file = tls_key;
+	char tls_error[512];
+	o.error = tls_error;
+	o.error_size = sizeof(tls_error);
 
 	/* Blocked before the server thread starts so that it inherits the mask
 	 * and only sigwait below sees them. */
@@ -185,14 +194,20 @@ int mock_main(int argc, char **argv)
 	int r = mock_server_start(&o, &srv);
 	if (r < 0) {
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (tls_error[0]) {
+			fprintf(stderr, "llmring mock: cannot serve HTTPS: %s\n", tls_error);
+			return 2;
+		}
 		fprintf(stderr, "llmring mock: cannot listen on %s:%u: %s\n", host,
 			(unsigned)o.port, strerror(-r));
 		return 1;
 	}
+	const char *scheme = tls_cert ? "https" : "http";
 	if (strchr(host, ':'))
-		printf("listening on http://[%s]:%u\n", host, (unsigned)mock_server_port(srv));
+		printf("listening on %s://[%s]:%u\n", scheme, host,
+		       (unsigned)mock_server_port(srv));
 	else
-		printf("listening on http://%s:%u\n", host, (unsigned)mock_server_port(srv));
+		printf("listening on %s://%s:%u\n", scheme, host, (unsigned)mock_server_port(srv));
 	fflush(stdout);
 
 	int sig = 0;

@@ -25,10 +25,17 @@
  *     number, word index), joined by single spaces. Streaming sends one
  *     word per event (" word" after the first).
  *
+ * TLS (mock_tls.c) sits between the ring and the same HTTP code: a TLS
+ * connection receives ciphertext into its TLS engine's buffer, decrypts it
+ * into `in` on each recv completion, and at flush time encrypts `pend` into
+ * `tpend`, which is sent like `pend` in plain mode. Plain connections only
+ * pay for the `c->tls` branches.
+ *
  * Memory: out-of-memory aborts (this is a test tool); everything else is
  * freed when the connection or the server goes away.
  */
 #include "mock_server.h"
+#include "mock_tls.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -59,6 +66,9 @@
 #define RING_ENTRIES 4096
 #define RING_CQ_ENTRIES 32768
 #define CQE_BATCH 256
+#define TLS_RECV_MIN (18u * 1024)      /* a whole TLS record fits one recv */
+#define TLS_RECV_MAX (256u * 1024)
+#define TLS_PLAIN_CHUNK (16u * 1024)   /* room made in `in` per decrypt */
 
 enum { TAG_IGNORE = 0, TAG_RECV, TAG_SEND, TAG_TIMER, TAG_ACCEPT, TAG_STOP, TAG_ACCEPT_RETRY };
 #define TAG_MASK ((uint64_t)7)
@@ -235,7 +245,12 @@ struct conn {
 	struct req rq;
 	struct buf out;         /* in flight in the kernel; owned by the conn */
 	size_t out_off;
-	struct buf pend;        /* produced while out is in flight; owned by the conn */
+	struct buf pend;        /* produced while out is in flight; owned by the conn
+	                         * (TLS: plaintext, encrypted into tpend at flush) */
+	struct mock_tls_conn *tls; /* NULL in plain mode; owned by the conn */
+	struct buf tpend;       /* TLS: ciphertext waiting for the next send; owned by the conn */
+	bool tls_notified;      /* close_notify queued */
+	bool tls_bare_close;    /* close without close_notify (truncate, errors) */
 	struct job job;
 	struct __kernel_timespec ts;
 };
@@ -265,6 +280,7 @@ struct mock_server {
 	uint64_t next_n;
 	uint64_t now;
 	struct buf scratch;     /* per-request body rendering; owned by the server */
+	struct mock_tls *tls;   /* NULL in plain mode; owned by the server */
 	double fault_cum[MOCK_FAULT_COUNT];
 };
 
@@ -324,6 +340,7 @@ static inline uint64_t ud(struct conn *c, unsigned tag)
 }
 
 static void recv_arm(struct mock_server *s, struct conn *c);
+static void tls_recv_arm(struct mock_server *s, struct conn *c, size_t want);
 static void conn_process(struct mock_server *s, struct conn *c);
 
 static void send_arm(struct mock_server *s, struct conn *c)
@@ -347,9 +364,37 @@ static void timer_arm(struct mock_server *s, struct conn *c, unsigned ms)
 	c->inflight++;
 }
 
+static void conn_close(struct mock_server *s, struct conn *c, bool rst);
+
+/* Encrypts what the HTTP side produced, then sends like plain mode does. */
+static void tls_flush(struct mock_server *s, struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->pend.len) {
+		if (mock_tls_conn_write(c->tls, c->pend.p, c->pend.len) < 0) {
+			conn_close(s, c, false);
+			return;
+		}
+		c->pend.len = 0;
+	}
+	if (c->send_armed || c->tpend.len == 0)
+		return;
+	struct buf t = c->out;
+	c->out = c->tpend;
+	c->tpend = t;
+	c->tpend.len = 0;
+	c->out_off = 0;
+	send_arm(s, c);
+}
+
 /* Starts the next send when none is in flight: pend becomes out. */
 static void conn_flush(struct mock_server *s, struct conn *c)
 {
+	if (c->tls) {
+		tls_flush(s, c);
+		return;
+	}
 	if (c->send_armed || c->closing || c->pend.len == 0)
 		return;
 	struct buf t = c->out;
@@ -377,6 +422,8 @@ static void conn_free(struct mock_server *s, struct conn *c)
 	buf_free(&c->in);
 	buf_free(&c->out);
 	buf_free(&c->pend);
+	buf_free(&c->tpend);
+	mock_tls_conn_free(c->tls);
 	buf_free(&c->job.whole);
 	buf_free(&c->job.prefix);
 	free(c);
@@ -829,6 +876,8 @@ static void job_done(struct conn *c)
 	if (c->job.close_mode) {
 		c->want_close = c->job.close_mode;
 		c->rst = c->job.close_mode == CLOSE_RST;
+		/* A truncation must look like one at the TLS layer too. */
+		c->tls_bare_close = c->job.fault == MOCK_FAULT_TRUNCATE;
 	}
 }
 
@@ -1260,11 +1309,25 @@ static void respond_parse_error(struct mock_server *s, struct conn *c, int st)
 /* ------------------------------------------------------------------ */
 /* Connection driving                                                  */
 
+/* Queues close_notify before an orderly close; true when a send of it is
+ * now in flight. Not after a reset, a truncation or a failed handshake. */
+static bool tls_close_notify(struct mock_server *s, struct conn *c)
+{
+	if (c->tls_notified || c->rst || c->tls_bare_close)
+		return false;
+	c->tls_notified = true;
+	if (mock_tls_conn_close_notify(c->tls) < 0)
+		return false;
+	tls_flush(s, c);
+	return c->send_armed;
+}
+
 /* Answers complete requests in order, sends, decides on closing, keeps a
  * recv armed. Called after every completion on the connection. */
 static void conn_process(struct mock_server *s, struct conn *c)
 {
-	while (!c->closing && !c->want_close && !c->job.active && c->pend.len < PEND_HIGH) {
+	while (!c->closing && !c->want_close && !c->job.active &&
+	       c->pend.len + c->tpend.len < PEND_HIGH) {
 		if (!c->head_done) {
 			int r = parse_head(c);
 			if (r == 0)
@@ -1291,6 +1354,8 @@ static void conn_process(struct mock_server *s, struct conn *c)
 	if (idle && c->rd_eof && !c->want_close)
 		c->want_close = CLOSE_FIN; /* the client is done sending */
 	if (idle && c->want_close) {
+		if (c->tls && tls_close_notify(s, c))
+			return; /* closed once the alert is sent */
 		conn_close(s, c, c->rst);
 		return;
 	}
@@ -1313,6 +1378,10 @@ static void recv_arm(struct mock_server *s, struct conn *c)
 	if (c->head_done && c->rq.head_len + c->rq.body_len > have &&
 	    c->rq.head_len + c->rq.body_len - have > want)
 		want = c->rq.head_len + c->rq.body_len - have;
+	if (c->tls) {
+		tls_recv_arm(s, c, want);
+		return;
+	}
 	if (c->in.cap == 0)
 		buf_reserve(&c->in, IN_INITIAL > want ? IN_INITIAL : want);
 	else
@@ -1322,6 +1391,52 @@ static void recv_arm(struct mock_server *s, struct conn *c)
 	io_uring_sqe_set_data64(sqe, ud(c, TAG_RECV));
 	c->recv_armed = true;
 	c->inflight++;
+}
+
+/* TLS: the recv lands in the TLS engine's ciphertext buffer (left alone
+ * until the completion: only on_recv consumes from it). */
+static void tls_recv_arm(struct mock_server *s, struct conn *c, size_t want)
+{
+	want = want < TLS_RECV_MIN ? TLS_RECV_MIN : want > TLS_RECV_MAX ? TLS_RECV_MAX : want;
+	unsigned char *p;
+	size_t n;
+	mock_tls_conn_in_space(c->tls, want, &p, &n);
+	struct io_uring_sqe *sqe = sqe_get(s);
+	io_uring_prep_recv(sqe, c->fd, p, n, 0);
+	io_uring_sqe_set_data64(sqe, ud(c, TAG_RECV));
+	c->recv_armed = true;
+	c->inflight++;
+}
+
+/* TLS: res ciphertext bytes arrived. Advances the handshake, then decrypts
+ * all complete records into `in`. A handshake or record failure closes this
+ * connection (after any alert mbedTLS queued has been sent). */
+static void tls_absorb(struct conn *c, size_t res)
+{
+	mock_tls_conn_in_commit(c->tls, res);
+	int r = mock_tls_conn_handshake(c->tls);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		c->want_close = CLOSE_FIN;
+		c->tls_bare_close = true;
+		return;
+	}
+	for (;;) {
+		buf_reserve(&c->in, TLS_PLAIN_CHUNK);
+		int n = mock_tls_conn_read(c->tls, c->in.p + c->in.len, c->in.cap - c->in.len);
+		if (n > 0) {
+			c->in.len += (size_t)n;
+			continue;
+		}
+		if (n == -EPIPE) {
+			c->rd_eof = true; /* close_notify: the client is done sending */
+		} else if (n < 0) {
+			c->want_close = CLOSE_FIN;
+			c->tls_bare_close = true;
+		}
+		return;
+	}
 }
 
 static void on_recv(struct mock_server *s, struct conn *c, int res)
@@ -1342,6 +1457,8 @@ static void on_recv(struct mock_server *s, struct conn *c, int res)
 	}
 	if (res == 0)
 		c->rd_eof = true;
+	else if (c->tls)
+		tls_absorb(c, (size_t)res);
 	else
 		c->in.len += (size_t)res;
 	conn_process(s, c);
@@ -1410,6 +1527,13 @@ static void accept_rearm(struct mock_server *s, int res)
 	s->accept_retry_armed = true;
 }
 
+/* mbedTLS output: queued for the next send. */
+static void tls_sink(void *arg, const unsigned char *p, size_t n)
+{
+	struct conn *c = arg;
+	put(&c->tpend, p, n);
+}
+
 static void on_accept(struct mock_server *s, int res, unsigned flags)
 {
 	if (!(flags & IORING_CQE_F_MORE)) {
@@ -1427,6 +1551,14 @@ static void on_accept(struct mock_server *s, int res, unsigned flags)
 	struct conn *c = calloc(1, sizeof(*c)); /* owned by the server's list */
 	if (!c)
 		abort();
+	if (s->tls) {
+		c->tls = mock_tls_conn_new(s->tls, tls_sink, c);
+		if (!c->tls) {
+			free(c);
+			close(res);
+			return;
+		}
+	}
 	c->fd = res;
 	c->next = s->conns;
 	if (s->conns)
@@ -1623,8 +1755,21 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out)
 		cum += r > 0 ? r : 0;
 		s->fault_cum[k] = cum;
 	}
+	if (o->error && o->error_size)
+		o->error[0] = '\0';
+	if (o->tls_cert_file || o->tls_key_file) {
+		int r = mock_tls_new(o->tls_cert_file, o->tls_key_file, &s->tls, o->error,
+				     o->error ? o->error_size : 0);
+		if (r < 0) {
+			free(s);
+			return r;
+		}
+	}
+	s->o.tls_cert_file = s->o.tls_key_file = NULL; /* not kept: the files are loaded */
+	s->o.error = NULL;
 	int fd = listen_socket(s->host, o->port, &s->port);
 	if (fd < 0) {
+		mock_tls_free(s->tls);
 		free(s);
 		return fd;
 	}
@@ -1633,6 +1778,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out)
 	if (s->efd < 0) {
 		int e = -errno;
 		close(fd);
+		mock_tls_free(s->tls);
 		free(s);
 		return e;
 	}
@@ -1656,6 +1802,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out)
 		close(s->efd);
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
+		mock_tls_free(s->tls);
 		free(s);
 		return r;
 	}
@@ -1679,6 +1826,11 @@ uint64_t mock_server_connections(const struct mock_server *s)
 				    memory_order_relaxed);
 }
 
+uint64_t mock_server_tls_resumptions(const struct mock_server *s)
+{
+	return s->tls ? mock_tls_resumptions(s->tls) : 0;
+}
+
 void mock_server_stop(struct mock_server *s)
 {
 	if (!s)
@@ -1692,6 +1844,7 @@ void mock_server_stop(struct mock_server *s)
 	close(s->lfd);
 	close(s->efd);
 	buf_free(&s->scratch);
+	mock_tls_free(s->tls); /* after the thread: its connections used it */
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);

@@ -28,10 +28,18 @@
  *   malformed      200 with a body that is not valid JSON
  *   slow-headers   headers trickle out one byte every 100 ms
  *   close          a normal response with Connection: close, then close
+ *
+ * HTTPS (tls_cert_file + tls_key_file): TLS 1.2 through mbedTLS, which only
+ * transforms bytes; every socket operation stays on the ring. Sessions can
+ * be resumed by ticket or by session id. Faults behave as in plain HTTP; a
+ * normal close sends close_notify first, while truncate and reset cut the
+ * connection without it (as a real truncation would). A failed handshake
+ * closes that connection only.
  */
 #ifndef LR_MOCK_SERVER_H
 #define LR_MOCK_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum mock_fault {
@@ -59,6 +67,12 @@ struct mock_options {
 	unsigned slow_header_ms;   /* slow-headers: delay between head bytes (100; 0 = 100) */
 	int plain_ring;            /* nonzero: no SINGLE_ISSUER|DEFER_TASKRUN (also env
 	                            * LLMRING_RING_PLAIN=1) */
+	const char *tls_cert_file; /* both set: serve HTTPS (PEM or DER; chain allowed) */
+	const char *tls_key_file;
+	char *error;               /* optional, error_size bytes: when mock_server_start
+	                            * fails because of the TLS files, why (one line);
+	                            * left empty for every other failure */
+	size_t error_size;
 };
 
 struct mock_server;
@@ -68,13 +82,17 @@ void mock_options_default(struct mock_options *o);
 int mock_fault_from_name(const char *name);
 /* The name of a fault ("429", "reset", ...); NULL when out of range. */
 const char *mock_fault_name(int fault);
-/* Binds, starts the server thread. Returns 0 or -errno. */
+/* Loads the TLS files when given, binds, starts the server thread. Returns 0
+ * or -errno: for the TLS files -ENOENT, -EACCES... from opening one, -EINVAL
+ * when one is unusable or the key does not match the certificate. */
 int mock_server_start(const struct mock_options *o, struct mock_server **out);
 uint16_t mock_server_port(const struct mock_server *s);
 /* Requests answered so far (all kinds). */
 uint64_t mock_server_requests(const struct mock_server *s);
 /* Connections accepted so far. */
 uint64_t mock_server_connections(const struct mock_server *s);
+/* TLS handshakes that resumed a session (ticket or session id); 0 in plain mode. */
+uint64_t mock_server_tls_resumptions(const struct mock_server *s);
 /* Stops the thread, closes every socket, frees. */
 void mock_server_stop(struct mock_server *s);
 
