@@ -4,7 +4,7 @@
 # clang (second compiler), python3 (CLI tests). Benchmarks add wrk.
 set -euo pipefail
 pkgs=(build-essential gcc clang meson ninja-build pkg-config liburing-dev libjsmn-dev
-      libmbedtls-dev libcmocka-dev python3 ca-certificates)
+      libmbedtls-dev libcmocka-dev python3 ca-certificates openssl nginx-light)
 [ "${1:-}" = "--bench" ] && pkgs+=(wrk valgrind time)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -186,10 +186,11 @@ int mock_tls_new(const char *cert_file, const char *key_file, struct mock_tls **
 		r = fail(msg, msgsz, -EINVAL, "TLS key", key_file, m);
 		goto out;
 	}
-	m = mbedtls_pk_check_pair(&t->crt.pk, &t->key);
-	if (m) {
-		r = fail(msg, msgsz, -EINVAL, "TLS key does not match the certificate", key_file,
-			 m);
+	if (mbedtls_pk_check_pair(&t->crt.pk, &t->key) != 0) {
+		if (msgsz)
+			snprintf(msg, msgsz, "TLS key %s does not match the certificate %s",
+				 key_file, cert_file);
+		r = -EINVAL;
 		goto out;
 	}
 
