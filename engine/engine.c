@@ -571,6 +571,7 @@ static int engine_setup(struct lr_engine *e)
 		.dns_ttl_ns = clock_seconds_to_ns(e->cfg.dns_ttl_s),
 		.ca_file = e->ca_file,
 		.insecure = e->cfg.insecure,
+		.no_resumption = e->cfg.tls_no_resumption,
 		.max_per_origin = e->cfg.max_conns_per_origin ? e->cfg.max_conns_per_origin
 		                                              : e->cfg.max_in_flight,
 		.idle_ns = clock_seconds_to_ns(e->cfg.pool_idle_s),

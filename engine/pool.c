@@ -124,7 +124,7 @@ static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_
 			*err = r;
 			return NULL;
 		}
-		tls = tls_conn_new(p->tls, o->url.host, o->session);
+		tls = tls_conn_new(p->tls, o->url.host, p->cfg.no_resumption ? NULL : o->session);
 		if (!tls)
 			return NULL;
 	}

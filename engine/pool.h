@@ -70,6 +70,7 @@ struct pool_config {
 	uint64_t dns_ttl_ns;        /* how long an origin keeps its addresses */
 	const char *ca_file;        /* borrowed for the pool's life; NULL: SSL_CERT_FILE or system */
 	bool insecure;              /* TLS without verification */
+	bool no_resumption;         /* never offer saved sessions */
 };
 
 struct pool_stats {

@@ -106,6 +106,7 @@ typedef struct lr_config {
 	const char *ca_file;
 	int insecure;
 	double dns_ttl_s;             /* how long resolved addresses are kept (60) */
+	int tls_no_resumption;        /* never offer a saved TLS session (benchmarks, tests) */
 	/* No engine thread: the ring belongs to the thread that calls
 	 * lr_engine_new and moves only when that thread calls lr_engine_reap,
 	 * lr_engine_reap_batch, lr_future_wait or lr_engine_run (and

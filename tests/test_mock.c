@@ -1225,6 +1225,42 @@ static void https_stream_sends_sse_with_usage(void **state)
 	mock_server_stop(s);
 }
 
+static void https_large_body_and_pipelining(void **state)
+{
+	struct mock_server *s = start_tls_default();
+	struct client c;
+	tls_connect(&c, mock_server_port(s));
+	/* 100000 words: the body spans many TLS records and recvs. */
+	size_t words = 100000;
+	char *body = malloc(words * 2 + 64); /* owned here */
+	assert_non_null(body);
+	size_t n = (size_t)sprintf(body, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+	for (size_t i = 0; i < words; i++) {
+		body[n++] = 'w';
+		body[n++] = ' ';
+	}
+	strcpy(body + n, "\"}]}");
+	char *big = request("/v1/chat/completions", NULL, body);
+	free(body);
+	char *small = request("/v1/chat/completions", NULL, chat_body);
+	char *both = NULL; /* owned here */
+	assert_true(asprintf(&both, "%s%s%s", big, small, small) > 0);
+	free(big);
+	free(small);
+	send_str(&c, both);
+	free(both);
+	for (int i = 0; i < 3; i++) {
+		struct resp r;
+		read_response(&c, &r);
+		assert_int_equal(r.status, 200);
+		assert_true(r.complete);
+		assert_int_equal(json_num(r.body, "prompt_tokens"), i == 0 ? 100000 : CHAT_PROMPT_WORDS);
+		resp_free(&r);
+	}
+	client_close(&c);
+	mock_server_stop(s);
+}
+
 /* One request on c, which must succeed. */
 static void tls_chat_ok(struct client *c)
 {
@@ -1602,6 +1638,7 @@ int main(void)
 		cmocka_unit_test(https_chat_reply_is_the_plain_reply),
 		cmocka_unit_test(https_keep_alive_then_close_notify_both_ways),
 		cmocka_unit_test(https_stream_sends_sse_with_usage),
+		cmocka_unit_test(https_large_body_and_pipelining),
 		cmocka_unit_test(https_session_ticket_resumes),
 		cmocka_unit_test(https_session_id_resumes),
 		cmocka_unit_test(plain_http_to_https_port_is_closed),

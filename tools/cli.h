@@ -48,16 +48,22 @@ int cli_parse_positive(const char *cmd, const char *flag, const char *text, doub
 int cli_parse_count(const char *cmd, const char *flag, const char *text, long min, long max,
                     long *out);
 
-/* Rejects --cacert / --insecure: TLS is not built yet. 0 when neither was given. */
-int cli_reject_tls_flags(const char *cmd, const char *cacert, bool insecure);
+/*
+ * --cacert FILE / --insecure, before anything is sent: 0 when FILE (if
+ * given) can be opened for reading, -1 after printing why not. With
+ * --insecure prints the warning that certificates are not verified (once,
+ * whatever --quiet says). The caller then sets lr_config's ca_file and
+ * insecure.
+ */
+int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure);
 
 /*
  * The OpenAI-compatible endpoint and key: --base-url, else OPENAI_BASE_URL,
  * else https://api.openai.com/v1 (which needs OPENAI_API_KEY). The key is
  * OPENAI_API_KEY or NULL; it is never printed. Both results are borrowed
  * (from argv or the environment). 0, or -1 after printing why nothing can
- * be sent (no key for the default endpoint, https before TLS exists, a
- * base URL that is not http(s)).
+ * be sent (no key for the default endpoint, a base URL that is not
+ * http:// or https://).
  */
 int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char **base_url,
                          const char **api_key);

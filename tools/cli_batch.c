@@ -58,11 +58,16 @@ static const char batch_usage[] =
 	"  --timeout S          total seconds per request (600; fractions allowed)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
 	"  --idle-timeout S     longest silence inside a response (60)\n"
+	"  --cacert FILE        CA bundle (PEM) to verify the server with, replacing the\n"
+	"                       system one (default: SSL_CERT_FILE, else the system\n"
+	"                       bundle)\n"
+	"  --insecure           do not verify TLS certificates at all (prints a warning)\n"
 	"  --stats FILE         write a JSON summary\n"
 	"  --quiet              no progress or summary on stderr (errors still shown)\n"
-	"Not built yet (rejected): --rpm, --tpm, --retry-errors, --max-retries above 0,\n"
-	"--cacert, --insecure, https base URLs. Retries are not built yet either: each\n"
-	"request is tried once (--max-retries 0 is accepted).\n"
+	"With --mock, --cacert and --insecure have no effect (the mock is plain HTTP).\n"
+	"Not built yet (rejected): --rpm, --tpm, --retry-errors, --max-retries above 0.\n"
+	"Retries are not built yet either: each request is tried once (--max-retries 0\n"
+	"is accepted).\n"
 	"Exit status: 0 every line succeeded, 1 some line ended in an error, 2 nothing\n"
 	"could be attempted.\n";
 
@@ -75,7 +80,8 @@ void cli_usage_batch(FILE *out)
 
 struct batch_options {
 	const char *input_path, *output_path, *model, *base_url_flag, *stats_path;
-	bool mock, quiet;
+	const char *cacert; /* borrowed: argv; NULL with --mock */
+	bool mock, quiet, insecure;
 	long concurrency;
 	double timeout_s, connect_timeout_s, idle_timeout_s; /* 0: engine default */
 };
@@ -153,8 +159,6 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 		fprintf(stderr, "llmring batch: not built yet: %s\n", unbuilt);
 		return CLI_EXIT_USAGE;
 	}
-	if (cli_reject_tls_flags(cmd, cacert, insecure))
-		return CLI_EXIT_USAGE;
 	if (!o->input_path || !o->output_path) {
 		fprintf(stderr, "llmring batch: %s is needed\n%s",
 		        o->input_path ? "-o OUTPUT" : "an INPUT file", batch_usage);
@@ -171,6 +175,12 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 	if (o->mock && o->base_url_flag) {
 		fprintf(stderr, "llmring batch: --mock and --base-url exclude each other\n");
 		return CLI_EXIT_USAGE;
+	}
+	/* The mock is plain HTTP: there the TLS flags are accepted and
+	 * change nothing (no check, no warning). */
+	if (!o->mock) {
+		o->cacert = cacert;
+		o->insecure = insecure;
 	}
 	return 0;
 }
@@ -1191,6 +1201,8 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	lr_config cfg = lr_config_default();
 	cfg.base_url = base_url;
 	cfg.api_key = api_key;
+	cfg.ca_file = b->opt.cacert;
+	cfg.insecure = b->opt.insecure;
 	cfg.max_in_flight = (unsigned)b->opt.concurrency;
 	cfg.reap_completions = 1;
 	/* One thread does everything: reading, the ring, writing. No
@@ -1248,7 +1260,8 @@ int batch_main(int argc, char **argv)
 	/* Endpoint checks before the output file is touched: a missing key
 	 * must not leave an empty output file behind. */
 	const char *base_url = NULL, *api_key = NULL; /* borrowed: argv or the environment */
-	if (!b.opt.mock && cli_resolve_endpoint("batch", b.opt.base_url_flag, &base_url, &api_key))
+	if (!b.opt.mock && (cli_resolve_endpoint("batch", b.opt.base_url_flag, &base_url, &api_key) ||
+	                    cli_check_tls_flags("batch", b.opt.cacert, b.opt.insecure)))
 		goto out;
 	b.out_fd = open(b.opt.output_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (b.out_fd < 0) {

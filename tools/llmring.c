@@ -4,11 +4,14 @@
  * holds the option helpers they share (cli.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "json.h"
@@ -41,8 +44,9 @@ static const char chat_usage[] =
 	"  --no-stream      print the whole reply at once (required for now: streaming\n"
 	"                   output is not built yet)\n"
 	"  --timeout S      total seconds for the request (600; fractions allowed)\n"
-	"  --cacert FILE, --insecure\n"
-	"                   TLS options (not built yet)\n"
+	"  --cacert FILE    CA bundle (PEM) to verify the server with, replacing the\n"
+	"                   system one (default: SSL_CERT_FILE, else the system bundle)\n"
+	"  --insecure       do not verify TLS certificates at all (prints a warning)\n"
 	"Errors go to stderr with exit status 1.\n";
 
 static const char bench_usage[] =
@@ -123,13 +127,31 @@ int cli_parse_count(const char *cmd, const char *flag, const char *text, long mi
 	return 0;
 }
 
-int cli_reject_tls_flags(const char *cmd, const char *cacert, bool insecure)
+int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure)
 {
-	if (!cacert && !insecure)
-		return 0;
-	fprintf(stderr, "llmring %s: %s is not supported yet: TLS is not built yet "
-	        "(use an http:// base URL)\n", cmd, cacert ? "--cacert" : "--insecure");
-	return -1;
+	if (cacert) {
+		if (!cacert[0]) {
+			fprintf(stderr, "llmring %s: --cacert needs a file name\n", cmd);
+			return -1;
+		}
+		/* Opened here so that a typo is a usage error (exit 2) rather
+		 * than every request failing; the engine reads it later. */
+		int fd = open(cacert, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+			int e = fd < 0 ? errno : (S_ISDIR(st.st_mode) ? EISDIR : errno);
+			if (fd >= 0)
+				close(fd);
+			fprintf(stderr, "llmring %s: cannot read the CA bundle given to --cacert, %s: %s\n",
+			        cmd, cacert, strerror(e));
+			return -1;
+		}
+		close(fd);
+	}
+	if (insecure)
+		fprintf(stderr, "llmring %s: warning: --insecure: TLS certificates are not verified\n",
+		        cmd);
+	return 0;
 }
 
 static const char default_base_url[] = "https://api.openai.com/v1";
@@ -157,19 +179,15 @@ int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char 
 			        cmd, default_base_url);
 			return -1;
 		}
-		fprintf(stderr, "llmring %s: the default endpoint %s needs TLS, which is not built "
-		        "yet (give --base-url http://HOST:PORT/v1 for a plain-HTTP server)\n",
-		        cmd, default_base_url);
-		return -1;
+		base = default_base_url;
+		source = "the default";
 	}
-	if (strncasecmp(base, "https://", 8) == 0) {
-		fprintf(stderr, "llmring %s: https base URLs need TLS, which is not built yet "
-		        "(%s is https; use an http:// base URL)\n", cmd, source);
-		return -1;
-	}
-	if (strncasecmp(base, "http://", 7) != 0 || base[7] == '\0') {
-		fprintf(stderr, "llmring %s: the base URL from %s must start with http:// "
-		        "(got '%s')\n", cmd, source, base);
+	size_t scheme = strncasecmp(base, "http://", 7) == 0    ? 7
+	                : strncasecmp(base, "https://", 8) == 0 ? 8
+	                                                        : 0;
+	if (!scheme || base[scheme] == '\0') {
+		fprintf(stderr, "llmring %s: the base URL from %s must start with http:// or "
+		        "https:// and name a host (got '%s')\n", cmd, source, base);
 		return -1;
 	}
 	*base_url = base;
@@ -266,19 +284,20 @@ static int chat_main(int argc, char **argv)
 		fprintf(stderr, "llmring chat: --model may not be empty\n");
 		return CLI_EXIT_USAGE;
 	}
-	if (cli_reject_tls_flags(cmd, cacert, insecure))
-		return CLI_EXIT_USAGE;
 	if (!no_stream) {
 		fprintf(stderr, "llmring chat: streaming output is not built yet; use --no-stream\n");
 		return CLI_EXIT_USAGE;
 	}
 	const char *base_url, *api_key;
-	if (cli_resolve_endpoint(cmd, base_url_flag, &base_url, &api_key))
+	if (cli_resolve_endpoint(cmd, base_url_flag, &base_url, &api_key) ||
+	    cli_check_tls_flags(cmd, cacert, insecure))
 		return CLI_EXIT_USAGE;
 
 	lr_config cfg = lr_config_default();
 	cfg.base_url = base_url;
 	cfg.api_key = api_key;
+	cfg.ca_file = cacert;
+	cfg.insecure = insecure;
 	cfg.max_in_flight = 1;
 	if (timeout_s > 0)
 		cfg.total_timeout_s = timeout_s;
