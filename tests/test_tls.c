@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -355,6 +356,54 @@ static void test_many_concurrent_tls_requests_complete(void **state)
 	mock_server_stop(s);
 }
 
+/* The resolver's test hook (engine/resolve.c): "two.test" resolves to
+ * 127.0.0.2 (nothing listens there) and then 127.0.0.1. */
+extern int (*resolve_getaddrinfo_hook)(const char *host, const char *service,
+                                       const struct addrinfo *hints, struct addrinfo **res);
+
+static int two_addresses(const char *host, const char *service, const struct addrinfo *hints,
+                         struct addrinfo **res)
+{
+	if (strcmp(host, "two.test") != 0)
+		return getaddrinfo(host, service, hints, res);
+	struct addrinfo numeric = *hints, *first = NULL, *second = NULL;
+	numeric.ai_flags |= AI_NUMERICHOST;
+	int rc = getaddrinfo("127.0.0.2", service, &numeric, &first);
+	if (rc)
+		return rc;
+	rc = getaddrinfo("127.0.0.1", service, &numeric, &second);
+	if (rc) {
+		freeaddrinfo(first);
+		return rc;
+	}
+	struct addrinfo *tail = first;
+	while (tail->ai_next)
+		tail = tail->ai_next;
+	tail->ai_next = second; /* one list: freeaddrinfo walks it all */
+	*res = first;
+	return 0;
+}
+
+static void test_connect_failure_moves_on_to_the_next_address(void **state)
+{
+	(void)state;
+	struct mock_options o;
+	mock_options_default(&o);
+	struct mock_server *s = NULL;
+	assert_int_equal(mock_server_start(&o, &s), 0); /* plain, on 127.0.0.1 only */
+	resolve_getaddrinfo_hook = two_addresses;
+	char url[128];
+	snprintf(url, sizeof(url), "http://two.test:%u/v1", mock_server_port(s));
+	lr_engine *e = engine_for(url, false);
+	assert_int_equal(one_request(e, NULL, NULL, 0), LR_OK);
+	lr_engine_stats st;
+	lr_engine_get_stats(e, &st);
+	assert_int_equal(st.connections_opened, 2); /* 127.0.0.2 refused, then 127.0.0.1 */
+	lr_engine_destroy(e);
+	resolve_getaddrinfo_hook = NULL;
+	mock_server_stop(s);
+}
+
 /* nginx from Debian as a third-party TLS server, when installed. */
 static void test_third_party_server_nginx(void **state)
 {
@@ -421,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_silent_server_fails_with_handshake_timeout),
 		cmocka_unit_test(test_plain_http_on_the_tls_port_fails_with_handshake_error),
 		cmocka_unit_test(test_unresolvable_name_fails_fast_without_stalling_others),
+		cmocka_unit_test(test_connect_failure_moves_on_to_the_next_address),
 		cmocka_unit_test(test_many_concurrent_tls_requests_complete),
 		cmocka_unit_test(test_third_party_server_nginx),
 	};
