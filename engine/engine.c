@@ -125,6 +125,7 @@ struct lr_engine {
 
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
+	uint64_t completions;           /* futures completed by this loop */
 	struct resolver *resolver;      /* owner: engine */
 	struct ring ring;
 	struct pool pool;
@@ -194,6 +195,7 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	struct lr_engine *e = f->eng;
 	uint64_t now = clock_now_ns();
 	f->state = F_DONE;
+	e->completions++;
 	ring_timer_cancel(&e->ring, &f->deadline);
 	lr_result *r = &f->result;
 	r->error = err;
@@ -603,6 +605,7 @@ static void engine_teardown(struct lr_engine *e)
  */
 static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 {
+	uint64_t completions_before = e->completions;
 	engine_drain_inbox(e);
 	resolver_drain(e->resolver, e->ring.now_ns);
 	if (!e->shutting_down && atomic_load_explicit(&e->stopping, memory_order_acquire)) {
@@ -625,6 +628,12 @@ static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 		engine_arm_wake(e);
 	}
 	engine_flush_reaped(e);
+	/* Futures completed without I/O this turn (a refused submission, a
+	 * name that does not resolve, a bad CA bundle): nothing on the ring
+	 * may ever wake the wait, and a caller-driven owner must get back to
+	 * its caller to see them. */
+	if (e->completions != completions_before)
+		max_wait_ns = 0;
 	int ret = ring_run_once(&e->ring, max_wait_ns);
 	if (ret < 0 && ret != -EINTR) {
 		fprintf(stderr, "llmring: io_uring enter failed: %s\n", strerror(-ret));

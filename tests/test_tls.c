@@ -356,6 +356,46 @@ static void test_many_concurrent_tls_requests_complete(void **state)
 	mock_server_stop(s);
 }
 
+/* A caller-driven engine (no thread) must return to its caller when a
+ * future completes without any I/O on the ring. */
+static void test_caller_driven_engine_sees_failures_without_io(void **state)
+{
+	(void)state;
+	lr_config cfg = lr_config_default();
+	cfg.base_url = "http://nonexistent.invalid:9/v1";
+	cfg.drive_from_caller = 1;
+	cfg.reap_completions = 1;
+	lr_engine *e = NULL;
+	assert_int_equal(lr_engine_new(&cfg, &e), 0);
+	lr_request *rq = lr_request_new("m");
+	lr_request_add_message(rq, LR_ROLE_USER, "x");
+	lr_future_release(lr_submit(e, rq));
+	lr_future *out[4];
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int n = lr_engine_reap_batch(e, out, 4, 1, 20000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(n, 1);
+	assert_int_equal(lr_future_result(out[0])->error, LR_ECONNECT);
+	lr_future_release(out[0]);
+	assert_true(t1.tv_sec - t0.tv_sec < 10);
+	/* And a bad CA bundle, which fails at connection set-up. */
+	lr_engine_destroy(e);
+	cfg.base_url = "https://localhost:9/v1";
+	char bogus[PATH_MAX + 16];
+	snprintf(bogus, sizeof(bogus), "%s/server.key", cert_dir); /* not a CA bundle */
+	cfg.ca_file = bogus;
+	assert_int_equal(lr_engine_new(&cfg, &e), 0);
+	rq = lr_request_new("m");
+	lr_request_add_message(rq, LR_ROLE_USER, "x");
+	lr_future *f = lr_submit(e, rq);
+	assert_int_equal(lr_future_wait(f, 20000), 1);
+	assert_int_not_equal(lr_future_result(f)->error, LR_OK);
+	assert_non_null(strstr(lr_future_result(f)->error_message, "CA certificates"));
+	lr_future_release(f);
+	lr_engine_destroy(e);
+}
+
 /* The resolver's test hook (engine/resolve.c): "two.test" resolves to
  * 127.0.0.2 (nothing listens there) and then 127.0.0.1. */
 extern int (*resolve_getaddrinfo_hook)(const char *host, const char *service,
@@ -518,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_plain_http_on_the_tls_port_fails_with_handshake_error),
 		cmocka_unit_test(test_unresolvable_name_fails_fast_without_stalling_others),
 		cmocka_unit_test(test_connect_failure_moves_on_to_the_next_address),
+		cmocka_unit_test(test_caller_driven_engine_sees_failures_without_io),
 		cmocka_unit_test(test_many_concurrent_tls_requests_complete),
 		cmocka_unit_test(test_nginx_valid_certificate_succeeds_and_reuses),
 		cmocka_unit_test(test_nginx_verification_failures_have_their_codes),

@@ -37,7 +37,6 @@
 #define BATCH_REAP_MAX 256
 #define BATCH_PENDING_MAX (256 * 1024)
 #define BATCH_PROGRESS_INTERVAL_NS 100000000ull /* redraw at most 10 times a second */
-#define BATCH_WAIT_SLICE_MS 200 /* longest single wait for completions */
 #define BATCH_MAX_MODEL_NAMES 256
 
 static const char batch_usage[] =
@@ -1292,14 +1291,8 @@ int batch_main(int argc, char **argv)
 		long min_ready = b.outstanding < b.opt.concurrency ? b.outstanding : b.opt.concurrency;
 		if (min_ready > BATCH_REAP_MAX)
 			min_ready = BATCH_REAP_MAX;
-		/* Never an unbounded wait: a request that fails before any I/O
-		 * (the CA bundle does not load, the name does not resolve) is
-		 * completed inside the engine's turn, which may then block in
-		 * the ring with nothing left to wake it. A bounded wait costs
-		 * nothing here (in-flight requests keep timers on the ring
-		 * anyway) and turns such a stall into a short delay. */
 		int n = lr_engine_reap_batch(b.eng, reaped, BATCH_REAP_MAX, (int)min_ready,
-		                             b.progress ? 100 : BATCH_WAIT_SLICE_MS);
+		                             b.progress ? 100 : -1);
 		if (n < 0) {
 			fprintf(stderr, "llmring batch: waiting for completions failed: %s\n",
 			        lr_strerror(n));
