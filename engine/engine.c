@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -52,6 +53,11 @@ struct lr_future {
 
 	/* Result storage, owner: the future. */
 	struct http_buf resp_body;
+	struct http_buf text;           /* the reply text */
+	char finish_reason[32];
+	struct openai_stream *stream;   /* owner: future; while an SSE response is read */
+	lr_delta_fn on_delta;           /* borrowed from the request */
+	void *on_delta_user;
 	char request_id[128];
 	char model[128];
 	char message[400];
@@ -162,6 +168,11 @@ static void eventfd_signal(int fd)
 
 static void future_free(struct lr_future *f)
 {
+	if (f->stream) {
+		openai_stream_free(f->stream);
+		free(f->stream);
+	}
+	http_buf_free(&f->text);
 	http_buf_free(&f->resp_body);
 	http_buf_free(&f->req_bytes);
 	free(f->own_url);
@@ -209,6 +220,12 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 		r->body_len = f->resp_body.len;
 	}
 	r->request_id = f->request_id[0] ? f->request_id : NULL;
+	if (f->text.data) {
+		r->text = f->text.data;
+		r->text_len = f->text.len;
+	}
+	r->finish_reason = f->finish_reason[0] ? f->finish_reason : NULL;
+	r->streamed = f->stream != NULL;
 	r->model = f->model[0] ? f->model : NULL;
 	r->attempts = 1;
 	r->timings.total_ms = now > f->submit_ns ? ns_to_ms(now - f->submit_ns) : 0;
@@ -347,6 +364,17 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 			f->result.retry_after_s = s;
 	}
 	f->resp_body.len = 0;
+	const struct http_header *ct = http_head_find(h, "content-type");
+	if (h->status >= 200 && h->status < 300 && ct && ct->value_len >= 17 &&
+	    strncasecmp(ct->value, "text/event-stream", 17) == 0 && !f->stream) {
+		f->stream = malloc(sizeof(*f->stream)); /* owner: the future */
+		if (!f->stream)
+			return LR_ENOMEM;
+		openai_stream_init(f->stream, f->on_delta, f->on_delta_user);
+		/* Only events count as progress for the idle deadline. */
+		ex->owner_tracks_progress = true;
+		return 0;
+	}
 	if (h->content_length > 0 && (uint64_t)h->content_length <= f->eng->cfg.max_body_bytes)
 		return http_buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
 	return 0;
@@ -355,7 +383,15 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 static int future_on_body(struct http_exchange *ex, const char *data, size_t len)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
-	return http_buf_append(&f->resp_body, data, len);
+	if (!f->stream)
+		return http_buf_append(&f->resp_body, data, len);
+	unsigned long before = f->stream->events;
+	int r = openai_stream_feed(f->stream, data, len);
+	if (f->stream->events != before)
+		ex->last_byte_ns = f->eng->ring.now_ns;
+	/* An error event from the provider still lets the response end
+	 * normally (the connection stays reusable); anything else stops it. */
+	return r == LR_ESERVER ? 0 : r;
 }
 
 static void engine_start_waiting(struct lr_engine *e);
@@ -376,10 +412,34 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		if (http_buf_reserve(&f->resp_body, 1) == 0)
 			f->resp_body.data[f->resp_body.len] = '\0';
 	}
+	if (f->stream) {
+		struct openai_stream *st = f->stream;
+		int r = err ? err : openai_stream_finish(st);
+		f->resp_body.len = 0;
+		if (openai_stream_body(st, &f->resp_body) == 0 && http_buf_reserve(&f->resp_body, 1) == 0) {
+			f->resp_body.data[f->resp_body.len] = '\0';
+			f->result.body_is_json = 1;
+		}
+		/* The text so far is the result's, complete or not. */
+		struct http_buf t = f->text;
+		f->text = st->text;
+		st->text = t;
+		if (http_buf_reserve(&f->text, 1) == 0)
+			f->text.data[f->text.len] = '\0';
+		memcpy(f->finish_reason, st->finish_reason, sizeof(f->finish_reason));
+		memcpy(f->model, st->model, sizeof(f->model));
+		f->result.usage = st->usage;
+		if (!err && r)
+			memcpy(f->message, st->message, sizeof(f->message));
+		future_complete(f, r, err ? msg : (r ? f->message : NULL));
+		engine_start_waiting(e);
+		return;
+	}
 	if (err == 0) {
 		struct openai_outcome out;
 		openai_parse_response(&e->doc, f->result.http_status, f->resp_body.data, f->resp_body.len,
-		                      &out);
+		                      &out, &f->text);
+		memcpy(f->finish_reason, out.finish_reason, sizeof(f->finish_reason));
 		f->result.usage = out.usage;
 		f->result.body_is_json = out.body_is_json;
 		memcpy(f->model, out.model, sizeof(f->model));
@@ -1086,6 +1146,8 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	atomic_init(&f->refs, 2);
 	f->eng = e;
 	f->user_data = rq->user_data;
+	f->on_delta = rq->on_delta;
+	f->on_delta_user = rq->on_delta_user;
 	f->submit_ns = clock_now_ns();
 	f->result.retry_after_s = -1;
 	ring_timer_init(&f->deadline, future_deadline_fired);

@@ -72,6 +72,11 @@ bool json_scan(const char *text, size_t len, json_scan_fn fn, void *ctx);
 /* The scalar sits at exactly these object keys ({"usage":{"prompt_tokens":…}}). */
 bool json_scan_path_is(const struct json_scan_path *path, const char *const *keys, int n);
 
+/* Appends the unescaped text of a raw JSON string span (as json_scan
+ * reports it: no quotes, escapes kept) to out; \u escapes become UTF-8
+ * (a lone surrogate U+FFFD). 0, LR_EPROTO on a bad escape, LR_ENOMEM. */
+int json_unescape_append(struct http_buf *out, const char *raw, size_t len);
+
 /* Appends s as a quoted, escaped JSON string. */
 int json_append_string(struct http_buf *b, const char *s, size_t len);
 

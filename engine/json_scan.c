@@ -6,6 +6,7 @@
  * at about half the cost of jsmn plus json_parse's check.
  */
 #include "json.h"
+#include "llmring.h"
 
 #include <string.h>
 #ifdef __SSE2__
@@ -245,4 +246,93 @@ bool json_scan_path_is(const struct json_scan_path *path, const char *const *key
 			return false;
 	}
 	return true;
+}
+
+static int hex4(const char *p, uint32_t *out)
+{
+	uint32_t v = 0;
+	for (int i = 0; i < 4; i++) {
+		int h = hexval(p[i]);
+		if (h < 0)
+			return -1;
+		v = v << 4 | (uint32_t)h;
+	}
+	*out = v;
+	return 0;
+}
+
+static size_t utf8_put(char *out, uint32_t cp)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xc0 | cp >> 6);
+		out[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xe0 | cp >> 12);
+		out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		out[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | cp >> 18);
+	out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+	out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+	out[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+int json_unescape_append(struct http_buf *out, const char *raw, size_t len)
+{
+	/* Unescaping never lengthens: one reservation covers the worst case. */
+	if (http_buf_reserve(out, len + 1))
+		return LR_ENOMEM;
+	char *w = out->data + out->len;
+	const char *p = raw, *end = raw + len;
+	while (p < end) {
+		const char *bs = memchr(p, '\\', (size_t)(end - p));
+		size_t plain = (size_t)((bs ? bs : end) - p);
+		memcpy(w, p, plain);
+		w += plain;
+		p += plain;
+		if (!bs)
+			break;
+		if (end - p < 2)
+			return LR_EPROTO;
+		char c = p[1];
+		p += 2;
+		switch (c) {
+		case '"': *w++ = '"'; break;
+		case '\\': *w++ = '\\'; break;
+		case '/': *w++ = '/'; break;
+		case 'b': *w++ = '\b'; break;
+		case 'f': *w++ = '\f'; break;
+		case 'n': *w++ = '\n'; break;
+		case 'r': *w++ = '\r'; break;
+		case 't': *w++ = '\t'; break;
+		case 'u': {
+			uint32_t cp, lo;
+			if (end - p < 4 || hex4(p, &cp))
+				return LR_EPROTO;
+			p += 4;
+			if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+			    hex4(p + 2, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
+				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				p += 6;
+			} else if (cp >= 0xd800 && cp <= 0xdfff) {
+				cp = 0xfffd; /* a lone surrogate */
+			}
+			w += utf8_put(w, cp); /* 6 or 12 escaped bytes give at most 4 */
+			break;
+		}
+		default:
+			return LR_EPROTO;
+		}
+	}
+	out->len = (size_t)(w - out->data);
+	out->data[out->len] = '\0';
+	return 0;
 }

@@ -76,6 +76,8 @@ int openai_build_body(const struct lr_request *rq, struct http_buf *out, const c
 		ret = http_buf_append(out, rq->messages.data, rq->messages.len);
 	if (!ret)
 		ret = http_buf_append(out, "]", 1);
+	if (!ret && rq->on_delta)
+		ret = http_buf_append(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}", 54);
 	if (!ret && rq->max_tokens > 0) {
 		char num[32];
 		int n = snprintf(num, sizeof(num), ",\"max_tokens\":%d", rq->max_tokens);
@@ -156,8 +158,20 @@ static void success_field(void *ctx, const struct json_scan_path *p, enum json_t
 		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
 		    KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens"))
 			out->usage.cached_input_tokens = parse_count(v, len);
+		else if (type == JSON_STRING && out->choices_closed == 0 && KEY_IS(p, 0, "choices") &&
+		         KEY_IS(p, 2, "finish_reason") && len < sizeof(out->finish_reason))
+			memcpy(out->finish_reason, v, len), out->finish_reason[len] = '\0';
+		break;
+	case 4:
+		/* choices[0].message.content: the reply text */
+		if (type == JSON_STRING && out->text && out->choices_closed == 0 &&
+		    KEY_IS(p, 0, "choices") && KEY_IS(p, 2, "message") && KEY_IS(p, 3, "content") &&
+		    json_unescape_append(out->text, v, len))
+			out->text_error = true;
 		break;
 	}
+	if (p->depth == 2 && type == JSON_OBJECT && KEY_IS(p, 0, "choices"))
+		out->choices_closed++;
 }
 
 static bool starts_with_object(const char *body, size_t len)
@@ -169,9 +183,10 @@ static bool starts_with_object(const char *body, size_t len)
 }
 
 void openai_parse_response(struct json_doc *doc, int status, const char *body, size_t len,
-                           struct openai_outcome *out)
+                           struct openai_outcome *out, struct http_buf *text)
 {
 	memset(out, 0, sizeof(*out));
+	out->text = text;
 	if (status >= 200 && status < 300) {
 		/* The hot path: one validating pass, no tokens. */
 		if (!starts_with_object(body, len) || !json_scan(body, len, success_field, out)) {
@@ -190,9 +205,218 @@ void openai_parse_response(struct json_doc *doc, int status, const char *body, s
 	out->body_is_json = have_doc;
 	out->error = classify_status(status, doc, have_doc);
 	int msg = have_doc ? json_path(doc, 0, "error.message") : -1;
-	char text[300];
-	if (msg >= 0 && json_get_string(doc, msg, text, sizeof(text)) >= 0)
-		snprintf(out->message, sizeof(out->message), "HTTP %d: %s", status, text);
+	char provider_msg[300];
+	if (msg >= 0 && json_get_string(doc, msg, provider_msg, sizeof(provider_msg)) >= 0)
+		snprintf(out->message, sizeof(out->message), "HTTP %d: %s", status, provider_msg);
 	else
 		snprintf(out->message, sizeof(out->message), "HTTP %d from the server", status);
+}
+
+/* ---- streams ---- */
+
+/* What one chunk event carries, picked out while json_scan validates it. */
+struct chunk_fields {
+	struct openai_stream *st;
+	const char *content;        /* raw span of choices[i].delta.content */
+	size_t content_len;
+	int64_t index;
+	const char *finish;         /* raw span of choices[i].finish_reason (a string) */
+	size_t finish_len;
+	bool error;                 /* an {"error":{...}} event */
+	const char *error_message;
+	size_t error_message_len;
+	int delivered_error;
+};
+
+static void chunk_emit_choice(struct chunk_fields *cf)
+{
+	struct openai_stream *st = cf->st;
+	st->scratch.len = 0;
+	if (cf->content && json_unescape_append(&st->scratch, cf->content, cf->content_len)) {
+		cf->delivered_error = LR_EPROTO;
+		return;
+	}
+	char finish[32] = "";
+	if (cf->finish) {
+		size_t n = cf->finish_len < sizeof(finish) - 1 ? cf->finish_len : sizeof(finish) - 1;
+		memcpy(finish, cf->finish, n);
+		finish[n] = '\0';
+	}
+	if (cf->index == 0) {
+		if (st->scratch.len && http_buf_append(&st->text, st->scratch.data, st->scratch.len)) {
+			cf->delivered_error = LR_ENOMEM;
+			return;
+		}
+		if (finish[0])
+			memcpy(st->finish_reason, finish, sizeof(finish));
+	}
+	if (st->fn && (st->scratch.len || finish[0])) {
+		lr_delta d = {
+			.text = st->scratch.len ? st->scratch.data : "",
+			.text_len = st->scratch.len,
+			.choice = (int)cf->index,
+			.finish_reason = finish[0] ? finish : NULL,
+		};
+		st->fn(st->user, &d);
+	}
+	cf->content = cf->finish = NULL;
+	cf->index = 0;
+}
+
+static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type,
+                        const char *v, size_t len)
+{
+	struct chunk_fields *cf = ctx;
+	struct openai_stream *st = cf->st;
+	if (p->depth == 1) {
+		if (type == JSON_STRING && KEY_IS(p, 0, "model") && len < sizeof(st->model) &&
+		    !memchr(v, '\\', len)) {
+			memcpy(st->model, v, len);
+			st->model[len] = '\0';
+		} else if (type == JSON_STRING && KEY_IS(p, 0, "id") && len < sizeof(st->id) &&
+		           !memchr(v, '\\', len)) {
+			memcpy(st->id, v, len);
+			st->id[len] = '\0';
+		} else if (type == JSON_OBJECT && KEY_IS(p, 0, "error")) {
+			cf->error = true;
+		}
+		return;
+	}
+	if (!KEY_IS(p, 0, "choices")) {
+		if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
+			if (KEY_IS(p, 1, "prompt_tokens"))
+				st->usage.input_tokens = parse_count(v, len);
+			else if (KEY_IS(p, 1, "completion_tokens"))
+				st->usage.output_tokens = parse_count(v, len);
+		} else if (p->depth == 3 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
+		           KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens")) {
+			st->usage.cached_input_tokens = parse_count(v, len);
+		} else if (p->depth == 2 && type == JSON_STRING && KEY_IS(p, 0, "error") &&
+		           KEY_IS(p, 1, "message")) {
+			cf->error_message = v;
+			cf->error_message_len = len;
+		}
+		return;
+	}
+	/* Inside choices[i]: keys are [choices, (index), field, ...]. */
+	if (p->depth == 2 && type == JSON_OBJECT) {
+		chunk_emit_choice(cf); /* choices[i] closed: one delta */
+	} else if (p->depth == 3) {
+		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
+			cf->index = parse_count(v, len);
+		else if (KEY_IS(p, 2, "finish_reason") && type == JSON_STRING)
+			cf->finish = v, cf->finish_len = len;
+	} else if (p->depth == 4 && KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "content") &&
+	           type == JSON_STRING) {
+		cf->content = v, cf->content_len = len;
+	}
+}
+
+static int stream_fail(struct openai_stream *st, int err, const char *msg)
+{
+	if (!st->error) {
+		st->error = err;
+		snprintf(st->message, sizeof(st->message), "%s", msg);
+	}
+	return st->error;
+}
+
+static int stream_event(void *ctx, const struct sse_event *ev)
+{
+	struct openai_stream *st = ctx;
+	if (st->done || st->error)
+		return 0;
+	if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
+		st->done = true;
+		st->events++;
+		return 0;
+	}
+	struct chunk_fields cf = {.st = st};
+	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf))
+		return stream_fail(st, LR_EPROTO, "a stream event's data is not valid JSON");
+	st->events++;
+	if (cf.delivered_error)
+		return stream_fail(st, cf.delivered_error, "a stream event could not be decoded");
+	if (cf.error) {
+		char text[300] = "error event in the stream";
+		if (cf.error_message) {
+			struct http_buf m = {0};
+			if (json_unescape_append(&m, cf.error_message, cf.error_message_len) == 0)
+				snprintf(text, sizeof(text), "error event in the stream: %s", m.data);
+			http_buf_free(&m);
+		}
+		return stream_fail(st, LR_ESERVER, text);
+	}
+	return 0;
+}
+
+static const struct sse_callbacks stream_callbacks = {.on_event = stream_event};
+
+void openai_stream_init(struct openai_stream *st, lr_delta_fn fn, void *user)
+{
+	memset(st, 0, sizeof(*st));
+	sse_parser_init(&st->sse, 0, 0);
+	st->fn = fn;
+	st->user = user;
+}
+
+void openai_stream_free(struct openai_stream *st)
+{
+	sse_parser_free(&st->sse);
+	http_buf_free(&st->text);
+	http_buf_free(&st->scratch);
+}
+
+int openai_stream_feed(struct openai_stream *st, const char *data, size_t len)
+{
+	if (st->error)
+		return st->error;
+	int r = sse_parser_feed(&st->sse, data, len, &stream_callbacks, st);
+	if (r && !st->error)
+		stream_fail(st, r, r == LR_ETOOLARGE ? "a stream event exceeds the size cap"
+		                                     : "the stream could not be parsed");
+	return st->error;
+}
+
+int openai_stream_finish(struct openai_stream *st)
+{
+	if (st->error)
+		return st->error;
+	sse_parser_finish(&st->sse);
+	/* OpenAI ends with data: [DONE]; servers that omit it have at least
+	 * said why the reply ended. */
+	if (!st->done && !st->finish_reason[0])
+		return stream_fail(st, LR_EPROTO, "the stream ended before its last event");
+	return 0;
+}
+
+int openai_stream_body(const struct openai_stream *st, struct http_buf *out)
+{
+	char num[160];
+	int ret = http_buf_append(out, "{\"id\":", 6);
+	if (!ret)
+		ret = json_append_string(out, st->id, strlen(st->id));
+	if (!ret)
+		ret = http_buf_append(out, ",\"object\":\"chat.completion\",\"model\":", 36);
+	if (!ret)
+		ret = json_append_string(out, st->model, strlen(st->model));
+	if (!ret)
+		ret = http_buf_append(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":", 63);
+	if (!ret)
+		ret = json_append_string(out, st->text.data ? st->text.data : "", st->text.len);
+	if (!ret)
+		ret = http_buf_append(out, "},\"finish_reason\":", 18);
+	if (!ret)
+		ret = st->finish_reason[0] ? json_append_string(out, st->finish_reason, strlen(st->finish_reason))
+		                           : http_buf_append(out, "null", 4);
+	if (!ret) {
+		int n = snprintf(num, sizeof(num),
+		                 "}],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+		                 "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}",
+		                 (long long)st->usage.input_tokens, (long long)st->usage.output_tokens,
+		                 (long long)(st->usage.input_tokens + st->usage.output_tokens),
+		                 (long long)st->usage.cached_input_tokens);
+		ret = http_buf_append(out, num, (size_t)n);
+	}
+	return ret;
 }

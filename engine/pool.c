@@ -360,8 +360,9 @@ static void pconn_received(struct conn *c, char *data, size_t len)
 	}
 	uint64_t now = pc->pool->ring->now_ns;
 	if (ex->first_byte_ns == 0)
-		ex->first_byte_ns = now;
-	ex->last_byte_ns = now;
+		ex->first_byte_ns = ex->last_byte_ns = now;
+	if (!ex->owner_tracks_progress)
+		ex->last_byte_ns = now;
 	ex->phase = EX_RECEIVING;
 	long n = http_reader_feed(&pc->reader, data, len, &pconn_reader_cb, pc);
 	if (n < 0) {
@@ -588,6 +589,7 @@ void pool_start(struct pool *p, struct http_exchange *ex)
 	ex->pc = NULL;
 	ex->resent = false;
 	ex->reused = false;
+	ex->owner_tracks_progress = false;
 	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = 0;
 	ex->error_text[0] = '\0';
 	if (p->closing) {

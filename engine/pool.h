@@ -53,6 +53,7 @@ struct http_exchange {
 	enum exchange_phase phase;
 	bool resent;                /* the one transport-level resend was used */
 	bool reused;                /* sent on a pooled connection */
+	bool owner_tracks_progress; /* the owner moves last_byte_ns (streams: comments are no progress) */
 	uint64_t phase_start_ns;    /* when the current phase began */
 	uint64_t first_byte_ns, last_byte_ns;
 	uint64_t sent_ns;           /* fresh clock when the request went on the wire */

@@ -119,6 +119,15 @@ LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle
 	return 0;
 }
 
+LR_API int lr_request_on_delta(lr_request *rq, lr_delta_fn fn, void *user)
+{
+	if (!rq || !fn)
+		return LR_EINVAL;
+	rq->on_delta = fn;
+	rq->on_delta_user = user;
+	return 0;
+}
+
 LR_API void lr_request_set_user_data(lr_request *rq, void *data)
 {
 	if (rq)

@@ -15,6 +15,8 @@ struct lr_request {
 	struct http_buf headers;    /* owner: request; validated "Name: value\r\n" lines */
 	double connect_s, idle_s, total_s; /* <= 0: engine default */
 	void *user_data;
+	lr_delta_fn on_delta;       /* NULL: no streaming callback */
+	void *on_delta_user;
 };
 
 #endif

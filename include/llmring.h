@@ -170,6 +170,21 @@ LR_API int lr_request_set_body(lr_request *rq, const char *json, size_t len);
 LR_API int lr_request_set_base_url(lr_request *rq, const char *url);
 /* An extra request header; name or value with CR/LF is LR_EINVAL. */
 LR_API int lr_request_add_header(lr_request *rq, const char *name, const char *value);
+/* Streaming: a delta of the reply as each event is parsed, called on
+ * the engine's thread (or the driving thread of a caller-driven engine),
+ * never batched. Setting one asks for a stream ("stream":true and
+ * stream_options.include_usage in bodies built from messages; a body of
+ * your own must ask for "stream":true itself). Any response that arrives
+ * as text/event-stream is parsed as a stream, callback or not. */
+typedef struct lr_delta {
+	const char *text;           /* content delta (not NUL-terminated), may be empty */
+	size_t text_len;
+	int choice;                 /* choices[].index */
+	const char *finish_reason;  /* set on the event that ends the choice, else NULL */
+} lr_delta;
+typedef void (*lr_delta_fn)(void *user, const lr_delta *delta);
+LR_API int lr_request_on_delta(lr_request *rq, lr_delta_fn fn, void *user);
+
 /* Per-request deadlines in seconds; <= 0 keeps the engine default. */
 LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle_s, double total_s);
 LR_API void lr_request_set_user_data(lr_request *rq, void *data);
@@ -195,6 +210,13 @@ typedef struct lr_result {
 	const char *body;           /* raw response body (NUL-terminated), or NULL */
 	size_t body_len;
 	int body_is_json;           /* body parsed as one JSON object */
+	/* The reply text (choices[0]; streamed deltas joined), NUL-terminated,
+	 * or NULL; and why it ended ("stop", "length", "tool_calls", ...). For
+	 * a stream, body is a chat.completion assembled from the events. */
+	const char *text;
+	size_t text_len;
+	const char *finish_reason;
+	int streamed;
 	const char *request_id;     /* x-request-id, or NULL */
 	const char *model;          /* model the response names, or NULL */
 	lr_usage usage;
