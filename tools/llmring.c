@@ -41,8 +41,7 @@ static const char chat_usage[] =
 	"  --base-url URL   OpenAI-compatible base URL (default: OPENAI_BASE_URL, else\n"
 	"                   https://api.openai.com/v1 with OPENAI_API_KEY)\n"
 	"  --system TEXT    a system message before the prompt\n"
-	"  --no-stream      print the whole reply at once (required for now: streaming\n"
-	"                   output is not built yet)\n"
+	"  --no-stream      print the whole reply at once (default: as tokens arrive)\n"
 	"  --timeout S      total seconds for the request (600; fractions allowed)\n"
 	"  --cacert FILE    CA bundle (PEM) to verify the server with, replacing the\n"
 	"                   system one (default: SSL_CERT_FILE, else the system bundle)\n"
@@ -237,6 +236,21 @@ out:
 	return status;
 }
 
+/* Streamed reply: each delta is written as it arrives (engine thread). */
+struct chat_stream {
+	bool printed;
+};
+
+static void print_delta(void *user, const lr_delta *d)
+{
+	struct chat_stream *cs = user;
+	if (d->choice != 0 || d->text_len == 0)
+		return;
+	fwrite(d->text, 1, d->text_len, stdout);
+	fflush(stdout);
+	cs->printed = true;
+}
+
 static int chat_main(int argc, char **argv)
 {
 	const char *cmd = "chat";
@@ -284,10 +298,6 @@ static int chat_main(int argc, char **argv)
 		fprintf(stderr, "llmring chat: --model may not be empty\n");
 		return CLI_EXIT_USAGE;
 	}
-	if (!no_stream) {
-		fprintf(stderr, "llmring chat: streaming output is not built yet; use --no-stream\n");
-		return CLI_EXIT_USAGE;
-	}
 	const char *base_url, *api_key;
 	if (cli_resolve_endpoint(cmd, base_url_flag, &base_url, &api_key) ||
 	    cli_check_tls_flags(cmd, cacert, insecure))
@@ -316,6 +326,9 @@ static int chat_main(int argc, char **argv)
 	rc = system_text ? lr_request_add_message(rq, LR_ROLE_SYSTEM, system_text) : 0;
 	if (!rc)
 		rc = lr_request_add_message(rq, LR_ROLE_USER, prompt);
+	struct chat_stream stream = {0};
+	if (!rc && !no_stream)
+		rc = lr_request_on_delta(rq, print_delta, &stream);
 	if (rc) {
 		lr_request_free(rq);
 		fprintf(stderr, "llmring chat: cannot build the request: %s\n", lr_strerror(rc));
@@ -328,9 +341,13 @@ static int chat_main(int argc, char **argv)
 	}
 	lr_future_wait(f, -1);
 	const lr_result *r = lr_future_result(f);
+	if (stream.printed)
+		putchar('\n'); /* end the streamed line, whatever happened next */
 	if (r->error) {
 		fprintf(stderr, "llmring chat: %s: %s\n", lr_error_name(r->error),
 		        r->error_message ? r->error_message : lr_strerror(r->error));
+	} else if (r->streamed || stream.printed) {
+		status = CLI_EXIT_OK;
 	} else {
 		status = print_chat_reply(r);
 	}
