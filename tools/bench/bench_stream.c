@@ -1,0 +1,142 @@
+/*
+ * Client CPU per streamed SSE event through the whole path (HTTP, SSE,
+ * JSON, delta callback), as BRIEF.md defines it: the mock as a process of
+ * its own sending one event per chunk, concurrency 64; CPU of this process
+ * divided by (requests x events per request). Also the peak RSS with many
+ * concurrent streams.
+ *
+ * usage: bench_stream LLMRING [REQUESTS] [TOKENS] [CONCURRENCY] [ITL_MS]
+ * ITL_MS 0 lets the mock coalesce events into fewer TCP sends; 1 or more
+ * sends every event on its own.
+ */
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "llmring.h"
+
+extern char **environ;
+
+static pid_t mock_pid;
+
+static void mock_start(const char *llmring, const char *tokens, const char *itl, char *url, size_t cap)
+{
+	int pipefd[2];
+	if (pipe(pipefd) != 0)
+		exit(1);
+	char *argv[] = {(char *)llmring, "mock", "--listen", "127.0.0.1:0", "--tokens", (char *)tokens,
+	                "--itl-ms", (char *)itl, NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	if (posix_spawn(&mock_pid, llmring, &fa, NULL, argv, environ) != 0)
+		exit(1);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	FILE *out = fdopen(pipefd[0], "r");
+	char line[256] = "";
+	if (!out || !fgets(line, sizeof(line), out))
+		exit(1);
+	fclose(out);
+	line[strcspn(line, "\n")] = '\0';
+	snprintf(url, cap, "%s/v1", strstr(line, "http"));
+}
+
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static unsigned long long deltas;
+
+static void on_delta(void *user, const lr_delta *d)
+{
+	(void)user;
+	(void)d;
+	deltas++;
+}
+
+static int run(lr_engine *e, int n, int concurrency)
+{
+	int submitted = 0, done = 0, failed = 0;
+	lr_future *out[256];
+	while (done < n) {
+		while (submitted < n && submitted - done < 2 * concurrency) {
+			lr_request *rq = lr_request_new("gpt-4o-mini");
+			lr_request_add_message(rq, LR_ROLE_USER, "Write one short sentence about the sea.");
+			lr_request_on_delta(rq, on_delta, NULL);
+			lr_future_release(lr_submit(e, rq));
+			submitted++;
+		}
+		int want = submitted - done < concurrency ? submitted - done : concurrency;
+		int k = lr_engine_reap_batch(e, out, 256, want, 60000);
+		if (k <= 0)
+			break;
+		for (int i = 0; i < k; i++) {
+			if (lr_future_result(out[i])->error && failed++ < 3)
+				fprintf(stderr, "  %s\n", lr_future_result(out[i])->error_message);
+			lr_future_release(out[i]);
+		}
+		done += k;
+	}
+	return failed;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: bench_stream LLMRING [REQUESTS] [TOKENS] [CONCURRENCY] [ITL_MS]\n");
+		return 2;
+	}
+	int n = argc > 2 ? atoi(argv[2]) : 5000;
+	const char *tokens = argc > 3 ? argv[3] : "100";
+	int c = argc > 4 ? atoi(argv[4]) : 64;
+	const char *itl = argc > 5 ? argv[5] : "0";
+	char url[128];
+	mock_start(argv[1], tokens, itl, url, sizeof(url));
+	lr_config cfg = lr_config_default();
+	cfg.base_url = url;
+	cfg.max_in_flight = (unsigned)c;
+	cfg.reap_completions = 1;
+	cfg.drive_from_caller = 1;
+	lr_engine *e = NULL;
+	if (lr_engine_new(&cfg, &e))
+		return 1;
+	run(e, 200, c); /* warm up the pool */
+	deltas = 0;
+	double c0 = cpu_s(), t0 = now_s();
+	int failed = run(e, n, c);
+	double cpu = cpu_s() - c0, wall = now_s() - t0;
+	/* Events per request as the mock sends them: role, one per token,
+	 * the finish chunk, the usage chunk, [DONE]. */
+	double events = (double)n * (atoi(tokens) + 4);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	printf("streams %d (failed %d), tokens %s, concurrency %d, itl %s ms: %.2f s, %.0f events/s\n",
+	       n, failed, tokens, c, itl, wall, events / wall);
+	printf("client CPU per streamed event: %.3f us (%.1f us per stream); deltas delivered %llu\n",
+	       cpu * 1e6 / events, cpu * 1e6 / n, deltas);
+	printf("peak RSS %ld KiB\n", ru.ru_maxrss);
+	lr_engine_destroy(e);
+	kill(mock_pid, SIGINT);
+	waitpid(mock_pid, NULL, 0);
+	return 0;
+}
