@@ -291,25 +291,18 @@ static void future_deadline_fired(struct ring_timer *t)
 	 * than the earliest a later phase's deadline could expire. */
 	uint64_t next = total_at;
 	uint64_t soonest_idle = now + f->idle_ns;
-	if (ex->phase == EX_CONNECTING) {
+	if (ex->phase == EX_CONNECTING || ex->phase == EX_HANDSHAKE) {
+		/* One connect deadline for each step of opening: the name, TCP,
+		 * then TLS (which gets its own code: the peer answered TCP). */
 		uint64_t at = ex->phase_start_ns + f->connect_ns;
 		if (now >= at) {
-			snprintf(f->message, sizeof(f->message), "connect to %s port %u timed out after %.3g s",
-			         origin_url(ex->origin)->host, origin_url(ex->origin)->port,
-			         (double)f->connect_ns / 1e9);
-			pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
-			return;
-		}
-		next = min_u64(next, min_u64(at, soonest_idle));
-	} else if (ex->phase == EX_HANDSHAKE) {
-		uint64_t at = ex->phase_start_ns + f->connect_ns;
-		if (now >= at) {
-			snprintf(f->message, sizeof(f->message),
-			         "TLS handshake with %s port %u timed out after %.3g s (the server accepted "
-			         "the connection but did not complete the handshake)",
-			         origin_url(ex->origin)->host, origin_url(ex->origin)->port,
-			         (double)f->connect_ns / 1e9);
-			pool_abort(&e->pool, ex, LR_ETLS_HANDSHAKE, f->message);
+			bool tls = ex->phase == EX_HANDSHAKE;
+			snprintf(f->message, sizeof(f->message), "%s %s port %u timed out after %.3g s%s",
+			         tls ? "TLS handshake with" : "connect to", origin_url(ex->origin)->host,
+			         origin_url(ex->origin)->port, (double)f->connect_ns / 1e9,
+			         tls ? " (the server accepted the connection but did not complete the handshake)"
+			             : "");
+			pool_abort(&e->pool, ex, tls ? LR_ETLS_HANDSHAKE : LR_ETIMEOUT, f->message);
 			return;
 		}
 		next = min_u64(next, min_u64(at, soonest_idle));
