@@ -1078,7 +1078,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	const struct url *u = &e->base_url;
 	struct http_buf fixed = {0}; /* owner: this function, for a per-request URL */
 	const struct http_buf *hdrs = &e->fixed_headers;
-	int ret;
+	int ret = 0;
 	if (rq->base_url) {
 		f->own_url = malloc(sizeof(*f->own_url));
 		if (!f->own_url)
