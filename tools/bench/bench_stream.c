@@ -20,50 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "llmring.h"
 
-extern char **environ;
-
 static pid_t mock_pid;
-
-static void mock_start(const char *llmring, const char *tokens, const char *itl, char *url, size_t cap)
-{
-	int pipefd[2];
-	if (pipe(pipefd) != 0)
-		exit(1);
-	char *argv[] = {(char *)llmring, "mock", "--listen", "127.0.0.1:0", "--tokens", (char *)tokens,
-	                "--itl-ms", (char *)itl, NULL};
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	if (posix_spawn(&mock_pid, llmring, &fa, NULL, argv, environ) != 0)
-		exit(1);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	FILE *out = fdopen(pipefd[0], "r");
-	char line[256] = "";
-	if (!out || !fgets(line, sizeof(line), out))
-		exit(1);
-	fclose(out);
-	line[strcspn(line, "\n")] = '\0';
-	snprintf(url, cap, "%s/v1", strstr(line, "http"));
-}
-
-static double cpu_s(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static unsigned long long deltas;
 
@@ -111,7 +71,8 @@ int main(int argc, char **argv)
 	int c = argc > 4 ? atoi(argv[4]) : 64;
 	const char *itl = argc > 5 ? argv[5] : "0";
 	char url[128];
-	mock_start(argv[1], tokens, itl, url, sizeof(url));
+	char *extra[] = {"--tokens", (char *)tokens, "--itl-ms", (char *)itl, NULL};
+	mock_pid = bench_spawn_mock(argv[1], extra, url, sizeof(url));
 	lr_config cfg = lr_config_default();
 	cfg.base_url = url;
 	cfg.max_in_flight = (unsigned)c;
@@ -122,9 +83,9 @@ int main(int argc, char **argv)
 		return 1;
 	run(e, 200, c); /* warm up the pool */
 	deltas = 0;
-	double c0 = cpu_s(), t0 = now_s();
+	double c0 = bench_self_cpu_s(), t0 = bench_now_s();
 	int failed = run(e, n, c);
-	double cpu = cpu_s() - c0, wall = now_s() - t0;
+	double cpu = bench_self_cpu_s() - c0, wall = bench_now_s() - t0;
 	/* Events per request as the mock sends them: role, one per token,
 	 * the finish chunk, the usage chunk, [DONE]. */
 	double events = (double)n * (atoi(tokens) + 4);

@@ -25,9 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "llmring.h"
-
-extern char **environ;
 
 struct mock_proc {
 	pid_t pid;
@@ -37,49 +36,23 @@ struct mock_proc {
 static void mock_start(struct mock_proc *m, const char *llmring, const char *cert_dir, bool tls,
                        bool close_every)
 {
-	int pipefd[2];
-	if (pipe(pipefd) != 0)
-		exit(1);
 	char crt[512], key[512];
 	snprintf(crt, sizeof(crt), "%s/server.crt", cert_dir);
 	snprintf(key, sizeof(key), "%s/server.key", cert_dir);
-	char *argv[16];
+	char *extra[8];
 	int a = 0;
-	argv[a++] = (char *)llmring;
-	argv[a++] = "mock";
-	argv[a++] = "--listen";
-	argv[a++] = "127.0.0.1:0";
 	if (tls) {
-		argv[a++] = "--tls-cert";
-		argv[a++] = crt;
-		argv[a++] = "--tls-key";
-		argv[a++] = key;
+		extra[a++] = "--tls-cert";
+		extra[a++] = crt;
+		extra[a++] = "--tls-key";
+		extra[a++] = key;
 	}
 	if (close_every) {
-		argv[a++] = "--close-every";
-		argv[a++] = "1";
+		extra[a++] = "--close-every";
+		extra[a++] = "1";
 	}
-	argv[a] = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	if (posix_spawn(&m->pid, llmring, &fa, NULL, argv, environ) != 0) {
-		fprintf(stderr, "cannot start %s mock\n", llmring);
-		exit(1);
-	}
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	FILE *out = fdopen(pipefd[0], "r");
-	char line[256] = "";
-	if (!out || !fgets(line, sizeof(line), out)) {
-		fprintf(stderr, "the mock printed nothing\n");
-		exit(1);
-	}
-	fclose(out);
-	char *u = strstr(line, "http");
-	line[strcspn(line, "\n")] = '\0';
-	snprintf(m->url, sizeof(m->url), "%s/v1", u ? u : "");
+	extra[a] = NULL;
+	m->pid = bench_spawn_mock(llmring, extra, m->url, sizeof(m->url));
 	/* localhost, so the certificate's DNS name is what gets checked */
 	char *ip = strstr(m->url, "127.0.0.1");
 	if (ip) {
@@ -93,39 +66,6 @@ static void mock_stop(struct mock_proc *m)
 {
 	kill(m->pid, SIGINT);
 	waitpid(m->pid, NULL, 0);
-}
-
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	char buf[1024];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	if (p)
-		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu_s(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       ru.ru_stime.tv_usec / 1e6;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static long rss_kib(void)
@@ -193,9 +133,9 @@ static void throughput(const char *label, const struct mock_proc *m, const char 
 {
 	lr_engine *e = engine(m->url, ca, 64, false);
 	run_requests(e, 256, 64); /* warm the pool (and TLS sessions) */
-	double c0 = self_cpu_s(), s0 = proc_cpu_s(m->pid), t0 = now_s();
+	double c0 = bench_self_cpu_s(), s0 = bench_proc_cpu_s(m->pid), t0 = bench_now_s();
 	int failed = run_requests(e, n, 64);
-	double t = now_s() - t0, c = self_cpu_s() - c0, s = proc_cpu_s(m->pid) - s0;
+	double t = bench_now_s() - t0, c = bench_self_cpu_s() - c0, s = bench_proc_cpu_s(m->pid) - s0;
 	lr_engine_stats st;
 	lr_engine_get_stats(e, &st);
 	printf("%-22s %8d %9.0f %12.2f %12.2f %9llu %6d\n", label, n, n / t, c * 1e6 / n, s * 1e6 / n,
@@ -209,9 +149,9 @@ static void handshakes(const char *label, const struct mock_proc *m, const char 
 	 * every connection after its response). */
 	lr_engine *e = engine(m->url, ca, 1, no_resume);
 	run_requests(e, 4, 1);
-	double c0 = self_cpu_s(), s0 = proc_cpu_s(m->pid), t0 = now_s();
+	double c0 = bench_self_cpu_s(), s0 = bench_proc_cpu_s(m->pid), t0 = bench_now_s();
 	int failed = run_requests(e, n, 1);
-	double t = now_s() - t0, c = self_cpu_s() - c0, s = proc_cpu_s(m->pid) - s0;
+	double t = bench_now_s() - t0, c = bench_self_cpu_s() - c0, s = bench_proc_cpu_s(m->pid) - s0;
 	lr_engine_stats st;
 	lr_engine_get_stats(e, &st);
 	printf("%-22s %8d %9.0f %12.2f %12.2f   full %llu, resumed %llu, failed %d\n", label, n, n / t,
