@@ -31,8 +31,9 @@
 #include "http_reader.h"
 #include "json.h"
 #include "llmring.h"
-#include "openai.h"
 #include "pool.h"
+#include "provider.h"
+#include "reply.h"
 #include "request.h"
 #include "resolve.h"
 #include "ring.h"
@@ -53,13 +54,14 @@ struct lr_future {
 
 	/* Result storage, owner: the future. */
 	struct http_buf resp_body;
-	struct http_buf text;           /* the reply text */
-	char finish_reason[32];
-	struct openai_stream *stream;   /* owner: future; while an SSE response is read */
+	struct reply reply;             /* text, tool calls, usage, ids (normalised) */
+	struct stream_decoder *stream;  /* owner: future; while a streamed response is read */
+	struct pull_queue *pull;        /* owner: future; deltas for lr_future_next_delta */
 	lr_delta_fn on_delta;           /* borrowed from the request */
 	void *on_delta_user;
+	enum provider provider;
+	enum lr_endpoint endpoint;
 	char request_id[128];
-	char model[128];
 	char message[400];
 
 	/* Engine-side state. */
@@ -107,10 +109,34 @@ static void flist_unlink(struct future_list *l, struct lr_future *f)
 	f->wait_prev = f->wait_next = NULL;
 }
 
+/* Where one provider's requests go: its base URL and the headers every
+ * request to it carries (Host, key, content type). */
+struct endpoint {
+	int error;                      /* LR_E* when this provider cannot be used */
+	char why[160];
+	struct url url;
+	struct http_buf fixed_headers;  /* owner: engine; may hold a key: wiped on free */
+	bool needs_key;                 /* the provider's own endpoint and no key found */
+};
+
+/* Deltas handed from the engine thread to a lr_future_next_delta caller. */
+struct pull_delta {
+	struct pull_delta *next;
+	lr_delta d;                     /* strings point into data */
+	char data[];
+};
+
+struct pull_queue {
+	pthread_mutex_t lock;
+	struct pull_delta *head, *tail; /* owner: the queue */
+	struct pull_delta *current;     /* owner: the queue; the one handed out last */
+	_Atomic uint32_t seq;           /* futex word: bumped on each delta and at completion */
+	_Atomic int waiting;
+};
+
 struct lr_engine {
 	lr_config cfg;
-	struct url base_url;
-	struct http_buf fixed_headers;  /* owner: engine; Host/auth/content type for base_url */
+	struct endpoint ep[PROVIDER_COUNT];
 	pthread_t thread;
 	int wake_fd;                    /* eventfd: submitters -> engine */
 	int completion_fd;              /* eventfd: engine -> reaper */
@@ -168,11 +194,19 @@ static void eventfd_signal(int fd)
 
 static void future_free(struct lr_future *f)
 {
-	if (f->stream) {
-		openai_stream_free(f->stream);
-		free(f->stream);
+	stream_decoder_free(f->stream);
+	reply_free(&f->reply);
+	if (f->pull) {
+		struct pull_delta *p = f->pull->head;
+		while (p) {
+			struct pull_delta *next = p->next;
+			free(p);
+			p = next;
+		}
+		free(f->pull->current);
+		pthread_mutex_destroy(&f->pull->lock);
+		free(f->pull);
 	}
-	http_buf_free(&f->text);
 	http_buf_free(&f->resp_body);
 	http_buf_free(&f->req_bytes);
 	free(f->own_url);
@@ -200,6 +234,76 @@ static void engine_publish_stats(struct lr_engine *e)
 	                      memory_order_relaxed);
 }
 
+static void pull_wake(struct pull_queue *q)
+{
+	atomic_fetch_add_explicit(&q->seq, 1, memory_order_release);
+	if (atomic_load_explicit(&q->waiting, memory_order_acquire))
+		futex(&q->seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
+
+/* Publishes completion to waiters of either kind. */
+static void future_mark_done(struct lr_future *f)
+{
+	atomic_store_explicit(&f->done, 1, memory_order_release);
+	if (atomic_load_explicit(&f->waiters, memory_order_acquire))
+		futex(&f->done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	if (f->pull)
+		pull_wake(f->pull);
+}
+
+/* The engine-thread side of the delta callback: the caller's callback,
+ * then a copy for the pull iterator. */
+static void future_delta(void *user, const lr_delta *d)
+{
+	struct lr_future *f = user;
+	if (f->on_delta)
+		f->on_delta(f->on_delta_user, d);
+	struct pull_queue *q = f->pull;
+	if (!q)
+		return;
+	size_t fr = d->finish_reason ? strlen(d->finish_reason) + 1 : 0;
+	size_t id = d->tool_id ? strlen(d->tool_id) + 1 : 0;
+	size_t nm = d->tool_name ? strlen(d->tool_name) + 1 : 0;
+	size_t need = d->text_len + 1 + fr + id + nm + d->tool_arguments_len + 1;
+	struct pull_delta *p = malloc(sizeof(*p) + need); /* owner: the queue */
+	if (!p)
+		return; /* the text still reaches the result */
+	char *at = p->data;
+	p->next = NULL;
+	p->d = *d;
+	memcpy(at, d->text, d->text_len);
+	at[d->text_len] = '\0';
+	p->d.text = at;
+	at += d->text_len + 1;
+	if (fr) {
+		memcpy(at, d->finish_reason, fr);
+		p->d.finish_reason = at;
+		at += fr;
+	}
+	if (id) {
+		memcpy(at, d->tool_id, id);
+		p->d.tool_id = at;
+		at += id;
+	}
+	if (nm) {
+		memcpy(at, d->tool_name, nm);
+		p->d.tool_name = at;
+		at += nm;
+	}
+	if (d->tool_arguments_len)
+		memcpy(at, d->tool_arguments, d->tool_arguments_len);
+	at[d->tool_arguments_len] = '\0';
+	p->d.tool_arguments = at;
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = p;
+	else
+		q->head = p;
+	q->tail = p;
+	pthread_mutex_unlock(&q->lock);
+	pull_wake(q);
+}
+
 /* The one place a future completes. */
 static void future_complete(struct lr_future *f, int err, const char *msg)
 {
@@ -220,13 +324,21 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 		r->body_len = f->resp_body.len;
 	}
 	r->request_id = f->request_id[0] ? f->request_id : NULL;
-	if (f->text.data) {
-		r->text = f->text.data;
-		r->text_len = f->text.len;
+	struct reply *rp = &f->reply;
+	if (rp->text.data && http_buf_reserve(&rp->text, 1) == 0) {
+		rp->text.data[rp->text.len] = '\0';
+		r->text = rp->text.data;
+		r->text_len = rp->text.len;
 	}
-	r->finish_reason = f->finish_reason[0] ? f->finish_reason : NULL;
+	if (rp->ncalls && reply_publish_calls(rp) == 0) {
+		r->tool_calls = rp->public_calls;
+		r->tool_call_count = (int)rp->ncalls;
+	}
+	r->finish_reason = rp->finish_reason[0] ? rp->finish_reason : NULL;
 	r->streamed = f->stream != NULL;
-	r->model = f->model[0] ? f->model : NULL;
+	r->model = rp->model[0] ? rp->model : NULL;
+	r->usage = rp->usage;
+	r->provider = provider_info(f->provider)->name;
 	r->attempts = 1;
 	r->timings.total_ms = now > f->submit_ns ? ns_to_ms(now - f->submit_ns) : 0;
 	if (f->ex.sent_ns > f->submit_ns)
@@ -238,9 +350,7 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	atomic_fetch_add_explicit(&e->stat_completed, 1, memory_order_relaxed);
 	engine_publish_stats(e);
 
-	atomic_store_explicit(&f->done, 1, memory_order_release);
-	if (atomic_load_explicit(&f->waiters, memory_order_acquire))
-		futex(&f->done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	future_mark_done(f);
 	if (e->cfg.reap_completions) {
 		/* The engine's reference moves into the reap queue; the
 		 * turn's completions are published together (engine_flush_reaped). */
@@ -358,12 +468,12 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	}
 	f->resp_body.len = 0;
 	const struct http_header *ct = http_head_find(h, "content-type");
-	if (h->status >= 200 && h->status < 300 && ct && ct->value_len >= 17 &&
-	    strncasecmp(ct->value, "text/event-stream", 17) == 0 && !f->stream) {
-		f->stream = malloc(sizeof(*f->stream)); /* owner: the future */
+	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
+	bool ndjson = ct && ct->value_len >= 20 && strncasecmp(ct->value, "application/x-ndjson", 20) == 0;
+	if (h->status >= 200 && h->status < 300 && (sse || ndjson) && !f->stream) {
+		f->stream = stream_decoder_new(f->provider, ndjson, &f->reply); /* owner: the future */
 		if (!f->stream)
 			return LR_ENOMEM;
-		openai_stream_init(f->stream, f->on_delta, f->on_delta_user);
 		/* Only events count as progress for the idle deadline. */
 		ex->owner_tracks_progress = true;
 		return 0;
@@ -378,13 +488,13 @@ static int future_on_body(struct http_exchange *ex, const char *data, size_t len
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
 	if (!f->stream)
 		return http_buf_append(&f->resp_body, data, len);
-	unsigned long before = f->stream->events;
-	int r = openai_stream_feed(f->stream, data, len);
-	if (f->stream->events != before)
+	unsigned long before = f->reply.events;
+	int r = stream_decoder_feed(f->stream, data, len);
+	if (f->reply.events != before)
 		ex->last_byte_ns = f->eng->ring.now_ns;
 	/* An error event from the provider still lets the response end
-	 * normally (the connection stays reusable); anything else stops it. */
-	return r == LR_ESERVER ? 0 : r;
+	 * normally (the connection stays reusable); broken framing stops it. */
+	return stream_decoder_fatal(f->stream) ? r : 0;
 }
 
 static void engine_start_waiting(struct lr_engine *e);
@@ -406,39 +516,38 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 			f->resp_body.data[f->resp_body.len] = '\0';
 	}
 	if (f->stream) {
-		struct openai_stream *st = f->stream;
-		int r = err ? err : openai_stream_finish(st);
+		int r = err ? err : stream_decoder_finish(f->stream);
 		f->resp_body.len = 0;
-		if (openai_stream_body(st, &f->resp_body) == 0 && http_buf_reserve(&f->resp_body, 1) == 0) {
+		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && http_buf_reserve(&f->resp_body, 1) == 0) {
 			f->resp_body.data[f->resp_body.len] = '\0';
 			f->result.body_is_json = 1;
 		}
 		/* The text so far is the result's, complete or not. */
-		struct http_buf t = f->text;
-		f->text = st->text;
-		st->text = t;
-		if (http_buf_reserve(&f->text, 1) == 0)
-			f->text.data[f->text.len] = '\0';
-		memcpy(f->finish_reason, st->finish_reason, sizeof(f->finish_reason));
-		memcpy(f->model, st->model, sizeof(f->model));
-		f->result.usage = st->usage;
 		if (!err && r)
-			memcpy(f->message, st->message, sizeof(f->message));
+			memcpy(f->message, f->reply.message, sizeof(f->message));
 		future_complete(f, r, err ? msg : (r ? f->message : NULL));
 		engine_start_waiting(e);
 		return;
 	}
 	if (err == 0) {
-		struct openai_outcome out;
-		openai_parse_response(&e->doc, f->result.http_status, f->resp_body.data, f->resp_body.len,
-		                      &out, &f->text);
-		memcpy(f->finish_reason, out.finish_reason, sizeof(f->finish_reason));
-		f->result.usage = out.usage;
-		f->result.body_is_json = out.body_is_json;
-		memcpy(f->model, out.model, sizeof(f->model));
-		if (out.error)
-			memcpy(f->message, out.message, sizeof(f->message));
-		future_complete(f, out.error, out.error ? f->message : NULL);
+		struct http_buf normalized = {0}; /* owner: this block until swapped in */
+		bool body_is_json, rewritten;
+		provider_parse_response(f->provider, f->endpoint, &e->doc, f->result.http_status,
+		                        f->resp_body.data, f->resp_body.len, &f->reply, &body_is_json,
+		                        &normalized, &rewritten);
+		if (rewritten && http_buf_reserve(&normalized, 1) == 0) {
+			/* Batch output is OpenAI-shaped whatever the provider. */
+			normalized.data[normalized.len] = '\0';
+			struct http_buf raw = f->resp_body;
+			f->resp_body = normalized;
+			normalized = raw;
+		}
+		http_buf_free(&normalized);
+		f->result.body_is_json = body_is_json;
+		int code = f->reply.error;
+		if (code)
+			memcpy(f->message, f->reply.message, sizeof(f->message));
+		future_complete(f, code, code ? f->message : NULL);
 	} else {
 		future_complete(f, err, msg);
 	}
@@ -455,7 +564,7 @@ static const struct http_exchange_handler future_exchange_handler = {
 
 static void future_start(struct lr_engine *e, struct lr_future *f)
 {
-	const struct url *u = f->own_url ? f->own_url : &e->base_url;
+	const struct url *u = f->own_url ? f->own_url : &e->ep[f->provider].url;
 	struct origin *o = pool_origin(&e->pool, u);
 	if (!o) {
 		future_complete(f, LR_ENOMEM, NULL);
@@ -761,21 +870,13 @@ static int append_header(struct http_buf *b, const char *name, const char *value
 	return http_write_header(b, name, strlen(name), value, strlen(value));
 }
 
-/* Host, authorization and content headers of one base URL. */
-static int build_fixed_headers(struct http_buf *b, const struct url *u, const char *api_key)
+/* Host, key and content headers of one base URL for one provider. */
+static int build_fixed_headers(struct http_buf *b, const struct url *u, enum provider p,
+                               const char *api_key)
 {
 	int ret = append_header(b, "Host", u->host_header);
-	if (!ret && api_key && api_key[0]) {
-		size_t klen = strlen(api_key);
-		char *auth = malloc(klen + 8); /* owner: this function */
-		if (!auth)
-			return LR_ENOMEM;
-		memcpy(auth, "Bearer ", 7);
-		memcpy(auth + 7, api_key, klen + 1);
-		ret = append_header(b, "Authorization", auth);
-		memset(auth, 0, klen + 7); /* keys do not linger in freed memory */
-		free(auth);
-	}
+	if (!ret)
+		ret = provider_auth_headers(p, b, api_key);
 	if (!ret)
 		ret = append_header(b, "Content-Type", "application/json");
 	if (!ret)
@@ -783,6 +884,69 @@ static int build_fixed_headers(struct http_buf *b, const struct url *u, const ch
 	if (!ret)
 		ret = append_header(b, "User-Agent", "llmring/" LR_VERSION_STRING);
 	return ret;
+}
+
+static void endpoint_wipe(struct endpoint *ep)
+{
+	if (ep->fixed_headers.data)
+		memset(ep->fixed_headers.data, 0, ep->fixed_headers.cap);
+	http_buf_free(&ep->fixed_headers);
+}
+
+/* OLLAMA_HOST may be "host", "host:port" or a URL, as the Ollama CLI takes it. */
+static const char *ollama_url(const char *v, char *buf, size_t cap)
+{
+	if (strstr(v, "://"))
+		return v;
+	const char *host = strncmp(v, "0.0.0.0", 7) == 0 ? "127.0.0.1" : NULL;
+	const char *rest = host ? v + 7 : v;
+	bool port = strchr(host ? rest : v, ':') != NULL;
+	snprintf(buf, cap, "http://%s%s%s", host ? host : "", rest, port ? "" : ":11434");
+	return buf;
+}
+
+/* Where each provider's requests go: the configured base URL and key
+ * apply to all; otherwise the provider's own variables and defaults. */
+static int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_key)
+{
+	for (int p = 0; p < PROVIDER_COUNT; p++) {
+		const struct provider_info *pi = provider_info((enum provider)p);
+		struct endpoint *ep = &e->ep[p];
+		const char *base = cfg_base && cfg_base[0] ? cfg_base : NULL;
+		const char *key = cfg_key;
+		char buf[600];
+		bool own_endpoint = !base; /* the provider's default or its variable */
+		if (!base && pi->base_env) {
+			const char *v = getenv(pi->base_env);
+			if (v && v[0])
+				base = p == PROVIDER_OLLAMA ? ollama_url(v, buf, sizeof(buf)) : v;
+		}
+		if (!base)
+			base = pi->base_url;
+		if (!base) {
+			ep->error = LR_EINVAL;
+			snprintf(ep->why, sizeof(ep->why), "%s/ models need a base URL (lr_config.base_url or %s)",
+			         pi->name, pi->base_env);
+			continue;
+		}
+		if (!key && own_endpoint && pi->key_env) {
+			key = getenv(pi->key_env);
+			ep->needs_key = !key || !key[0];
+		}
+		const char *why = NULL;
+		int ret = url_parse(base, &ep->url, &why);
+		if (ret) {
+			ep->error = ret;
+			snprintf(ep->why, sizeof(ep->why), "%s base URL: %s", pi->name, why ? why : "invalid");
+			if (p == PROVIDER_OPENAI)
+				return ret; /* the default provider must work */
+			continue;
+		}
+		ret = build_fixed_headers(&ep->fixed_headers, &ep->url, (enum provider)p, key);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
@@ -819,19 +983,7 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
 
-	const char *base = e->cfg.base_url;
-	const char *key = e->cfg.api_key;
-	if (!base || !base[0]) {
-		base = getenv("OPENAI_BASE_URL");
-		if (!base || !base[0])
-			base = "https://api.openai.com/v1";
-		if (!key)
-			key = getenv("OPENAI_API_KEY");
-	}
-	const char *why = NULL;
-	int ret = url_parse(base, &e->base_url, &why);
-	if (!ret)
-		ret = build_fixed_headers(&e->fixed_headers, &e->base_url, key);
+	int ret = endpoints_init(e, e->cfg.base_url, e->cfg.api_key);
 	/* The config must not keep pointers the caller may free. */
 	e->cfg.base_url = NULL;
 	e->cfg.api_key = NULL;
@@ -875,9 +1027,8 @@ fail:
 		close(e->wake_fd);
 	if (e->completion_fd >= 0)
 		close(e->completion_fd);
-	if (e->fixed_headers.data)
-		memset(e->fixed_headers.data, 0, e->fixed_headers.cap);
-	http_buf_free(&e->fixed_headers);
+	for (int p = 0; p < PROVIDER_COUNT; p++)
+		endpoint_wipe(&e->ep[p]);
 	free(e->ca_file);
 	free(e);
 	return ret;
@@ -903,8 +1054,8 @@ LR_API void lr_engine_destroy(lr_engine *e)
 		struct lr_future *next = f->next;
 		f->result.error = LR_ECANCELLED;
 		f->result.error_message = "the engine is shutting down";
-		atomic_store(&f->done, 1);
-		futex(&f->done, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+		atomic_fetch_add(&f->waiters, 1); /* wake unconditionally */
+		future_mark_done(f);
 		future_unref(f);
 		f = next;
 	}
@@ -929,8 +1080,8 @@ LR_API void lr_engine_destroy(lr_engine *e)
 	}
 	close(e->wake_fd);
 	close(e->completion_fd);
-	memset(e->fixed_headers.data, 0, e->fixed_headers.cap);
-	http_buf_free(&e->fixed_headers);
+	for (int p = 0; p < PROVIDER_COUNT; p++)
+		endpoint_wipe(&e->ep[p]);
 	free(e->ca_file);
 	free(e);
 }
@@ -1075,9 +1226,8 @@ LR_API int lr_engine_reap(lr_engine *e, lr_future **out, int max, int timeout_ms
 
 static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *rq, const char **why)
 {
-	const struct url *u = &e->base_url;
 	struct http_buf fixed = {0}; /* owner: this function, for a per-request URL */
-	const struct http_buf *hdrs = &e->fixed_headers;
+	const char *base_paths[PROVIDER_COUNT];
 	int ret = 0;
 	if (rq->base_url) {
 		f->own_url = malloc(sizeof(*f->own_url));
@@ -1086,41 +1236,46 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		ret = url_parse(rq->base_url, f->own_url, why);
 		if (ret)
 			return ret;
-		u = f->own_url;
+	}
+	for (int p = 0; p < PROVIDER_COUNT; p++)
+		base_paths[p] = f->own_url ? f->own_url->path : e->ep[p].url.path;
+	struct provider_request pr; /* owner: this function */
+	ret = provider_build_request(rq, base_paths, &pr, why);
+	if (ret)
+		return ret;
+	f->provider = pr.provider;
+	f->endpoint = rq->endpoint;
+	const struct endpoint *ep = &e->ep[pr.provider];
+	const struct http_buf *hdrs = &ep->fixed_headers;
+	if (f->own_url) {
 		/* A different origin gets no key: it was given for the engine's. */
-		ret = build_fixed_headers(&fixed, u, NULL);
-		if (ret) {
-			http_buf_free(&fixed);
-			return ret;
-		}
+		ret = build_fixed_headers(&fixed, f->own_url, pr.provider, NULL);
 		hdrs = &fixed;
+	} else if (ep->error) {
+		*why = ep->why;
+		ret = ep->error;
+	} else if (ep->needs_key) {
+		snprintf(f->message, sizeof(f->message), "%s is not set; %s needs a key",
+		         provider_info(pr.provider)->key_env, ep->url.host);
+		*why = f->message;
+		ret = LR_EAUTH;
 	}
-	/* A caller's body goes out as it is unless its model is replaced. */
-	struct http_buf built = {0}; /* owner: this function */
-	const char *body = rq->body.data;
-	size_t body_len = rq->body.len;
-	if (!rq->body.len || rq->model) {
-		ret = openai_build_body(rq, &built, why);
-		body = built.data;
-		body_len = built.len;
-	}
-	const char *ep = openai_endpoint_path(rq->endpoint);
-	size_t path_len = strlen(u->path), ep_len = strlen(ep);
+	const char *body = pr.body_is_input ? rq->body.data : pr.body.data;
+	size_t body_len = pr.body_is_input ? rq->body.len : pr.body.len;
 	struct http_buf *b = &f->req_bytes;
 	if (!ret)
-		ret = http_buf_reserve(b, path_len + ep_len + hdrs->len + rq->headers.len + body_len + 64);
+		ret = http_buf_reserve(b, pr.path.len + hdrs->len + rq->headers.len + body_len + 64);
 	if (!ret) {
 		/* Reserved above: these appends cannot fail. */
 		http_buf_append(b, "POST ", 5);
-		http_buf_append(b, u->path, path_len);
-		http_buf_append(b, ep, ep_len);
+		http_buf_append(b, pr.path.data, pr.path.len);
 		http_buf_append(b, " HTTP/1.1\r\n", 11);
 		http_buf_append(b, hdrs->data, hdrs->len);
 		if (rq->headers.len)
 			http_buf_append(b, rq->headers.data, rq->headers.len);
 		ret = http_write_body(b, body, body_len);
 	}
-	http_buf_free(&built);
+	provider_request_free(&pr);
 	http_buf_free(&fixed);
 	return ret;
 }
@@ -1141,6 +1296,16 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	f->user_data = rq->user_data;
 	f->on_delta = rq->on_delta;
 	f->on_delta_user = rq->on_delta_user;
+	reply_init(&f->reply, rq->on_delta || rq->stream ? future_delta : NULL, f);
+	if (rq->stream) {
+		f->pull = calloc(1, sizeof(*f->pull)); /* owner: the future */
+		if (!f->pull) {
+			free(f);
+			lr_request_free(rq);
+			return NULL;
+		}
+		pthread_mutex_init(&f->pull->lock, NULL);
+	}
 	f->submit_ns = clock_now_ns();
 	f->result.retry_after_s = -1;
 	ring_timer_init(&f->deadline, future_deadline_fired);
@@ -1153,9 +1318,11 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	if (ret || atomic_load_explicit(&e->stopping, memory_order_acquire)) {
 		/* Completed on the caller's thread: the engine never sees it. */
 		f->result.error = ret ? ret : LR_ECANCELLED;
-		snprintf(f->message, sizeof(f->message), "%s",
-		         ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
+		if (why != f->message)
+			snprintf(f->message, sizeof(f->message), "%s",
+			         ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
 		f->result.error_message = f->message;
+		f->result.provider = provider_info(f->provider)->name;
 		http_buf_free(&f->req_bytes);
 		atomic_store(&f->done, 1);
 		if (e->cfg.reap_completions) {
@@ -1256,4 +1423,90 @@ LR_API void lr_future_release(lr_future *f)
 {
 	if (f)
 		future_unref(f);
+}
+
+static bool pull_ready(void *arg)
+{
+	struct lr_future *f = arg;
+	/* Only the owner of a caller-driven engine drives: the same thread
+	 * fills the queue, so a plain read is enough. */
+	return atomic_load_explicit(&f->done, memory_order_acquire) || f->pull->head != NULL;
+}
+
+LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms)
+{
+	if (!f || !out || !f->pull)
+		return LR_EINVAL;
+	struct pull_queue *q = f->pull;
+	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(&q->seq, memory_order_acquire);
+		/* Read done before the queue: a delta queued before completion
+		 * is then always seen. */
+		bool done = atomic_load_explicit(&f->done, memory_order_acquire);
+		pthread_mutex_lock(&q->lock);
+		struct pull_delta *p = q->head;
+		if (p) {
+			q->head = p->next;
+			if (!q->head)
+				q->tail = NULL;
+			free(q->current);
+			q->current = p;
+		}
+		pthread_mutex_unlock(&q->lock);
+		if (p) {
+			*out = p->d;
+			return 1;
+		}
+		if (done)
+			return 0;
+		int left_ms = timeout_ms;
+		if (timeout_ms > 0) {
+			uint64_t now = clock_now_ns();
+			if (now >= deadline)
+				return LR_ETIMEOUT;
+			left_ms = (int)((deadline - now + 999999u) / 1000000u);
+		} else if (timeout_ms == 0) {
+			return LR_ETIMEOUT;
+		}
+		if (engine_on_owner(f->eng)) {
+			engine_drive(f->eng, left_ms, pull_ready, f);
+			continue;
+		}
+		struct timespec ts, *tsp = NULL;
+		if (left_ms > 0) {
+			ts.tv_sec = left_ms / 1000;
+			ts.tv_nsec = (long)(left_ms % 1000) * 1000000L;
+			tsp = &ts;
+		}
+		atomic_fetch_add(&q->waiting, 1);
+		futex(&q->seq, FUTEX_WAIT_PRIVATE, seq, tsp);
+		atomic_fetch_sub(&q->waiting, 1);
+	}
+}
+
+LR_API int lr_engine_check_model(lr_engine *e, const char *model, char *why, size_t why_len)
+{
+	if (!e || !model)
+		return LR_EINVAL;
+	const char *name;
+	size_t name_len;
+	enum provider p = provider_route(model, strlen(model), &name, &name_len);
+	const struct endpoint *ep = &e->ep[p];
+	int ret = 0;
+	char text[200] = "";
+	if (!name_len) {
+		ret = LR_EINVAL;
+		snprintf(text, sizeof(text), "the model name after \"%s/\" is empty", provider_info(p)->name);
+	} else if (ep->error) {
+		ret = ep->error;
+		snprintf(text, sizeof(text), "%s", ep->why);
+	} else if (ep->needs_key) {
+		ret = LR_EAUTH;
+		snprintf(text, sizeof(text), "%s is not set; %s needs a key", provider_info(p)->key_env,
+		         ep->url.host);
+	}
+	if (why && why_len)
+		snprintf(why, why_len, "%s", text);
+	return ret;
 }

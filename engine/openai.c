@@ -1,99 +1,17 @@
-#include "openai.h"
+/* The OpenAI dialect (and every OpenAI-compatible server): responses and
+ * "data: {chat.completion.chunk}" ... "data: [DONE]" streams into struct
+ * reply. Its request body is the unified one (provider.c). */
+#include "provider_impl.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-
-const char *openai_endpoint_path(enum lr_endpoint ep)
-{
-	return ep == LR_ENDPOINT_EMBEDDINGS ? "/embeddings" : "/chat/completions";
-}
-
-static int body_with_model(const struct lr_request *rq, struct http_buf *out, const char **why)
-{
-	struct json_doc doc = {0};
-	int ret = json_parse(&doc, rq->body.data, rq->body.len);
-	if (ret < 0 || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
-		json_doc_free(&doc);
-		*why = "request body is not a JSON object";
-		return LR_EINVAL;
-	}
-	int v = json_object_get(&doc, 0, "model");
-	const char *b = rq->body.data;
-	if (v >= 0) {
-		const char *vs;
-		size_t vl;
-		json_span(&doc, v, &vs, &vl);
-		size_t pre = (size_t)(vs - b);
-		ret = http_buf_append(out, b, pre);
-		if (!ret)
-			ret = json_append_string(out, rq->model, strlen(rq->model));
-		if (!ret)
-			ret = http_buf_append(out, vs + vl, rq->body.len - pre - vl);
-	} else {
-		/* No model key: insert one right after the opening brace. */
-		size_t open = (size_t)doc.tok[0].start + 1;
-		ret = http_buf_append(out, b, open);
-		if (!ret)
-			ret = http_buf_append(out, "\"model\":", 8);
-		if (!ret)
-			ret = json_append_string(out, rq->model, strlen(rq->model));
-		if (!ret && doc.tok[0].size > 0)
-			ret = http_buf_append(out, ",", 1);
-		if (!ret)
-			ret = http_buf_append(out, b + open, rq->body.len - open);
-	}
-	json_doc_free(&doc);
-	return ret;
-}
-
-int openai_build_body(const struct lr_request *rq, struct http_buf *out, const char **why)
-{
-	if (rq->body.len) {
-		if (rq->model)
-			return body_with_model(rq, out, why);
-		return http_buf_append(out, rq->body.data, rq->body.len);
-	}
-	if (!rq->model) {
-		*why = "request has neither a model nor a body";
-		return LR_EINVAL;
-	}
-	if (rq->messages.len == 0) {
-		*why = "request has no messages";
-		return LR_EINVAL;
-	}
-	int ret = http_buf_append(out, "{\"model\":", 9);
-	if (!ret)
-		ret = json_append_string(out, rq->model, strlen(rq->model));
-	if (rq->endpoint == LR_ENDPOINT_EMBEDDINGS) {
-		/* Embeddings take the message texts as the input list. */
-		*why = "embeddings requests need a JSON body (input)";
-		return LR_EINVAL;
-	}
-	if (!ret)
-		ret = http_buf_append(out, ",\"messages\":[", 13);
-	if (!ret)
-		ret = http_buf_append(out, rq->messages.data, rq->messages.len);
-	if (!ret)
-		ret = http_buf_append(out, "]", 1);
-	if (!ret && rq->on_delta)
-		ret = http_buf_append(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}", 54);
-	if (!ret && rq->max_tokens > 0) {
-		char num[32];
-		int n = snprintf(num, sizeof(num), ",\"max_tokens\":%d", rq->max_tokens);
-		ret = http_buf_append(out, num, (size_t)n);
-	}
-	if (!ret)
-		ret = http_buf_append(out, "}", 1);
-	return ret;
-}
 
 /* Maps an HTTP error status plus the provider's error body to a code.
  * The body decides between rate limiting and an exhausted quota. */
 static int classify_status(int status, const struct json_doc *d, bool have_doc)
 {
 	int err_obj = have_doc ? json_object_get(d, 0, "error") : -1;
-	if (err_obj >= 0) {
+	if (err_obj >= 0 && d->tok[err_obj].type == JSON_OBJECT) {
 		int code = json_object_get(d, err_obj, "code");
 		int type = json_object_get(d, err_obj, "type");
 		if ((code >= 0 && json_string_eq(d, code, "insufficient_quota")) ||
@@ -102,76 +20,75 @@ static int classify_status(int status, const struct json_doc *d, bool have_doc)
 		if (code >= 0 && json_string_eq(d, code, "context_length_exceeded"))
 			return LR_ECONTEXT;
 	}
-	switch (status) {
-	case 400: case 422: return LR_EBADREQUEST;
-	case 401: return LR_EAUTH;
-	case 403: return LR_EPERMISSION;
-	case 404: return LR_ENOTFOUND;
-	case 408: return LR_ETIMEOUT;
-	case 429: return LR_ERATELIMIT;
-	case 503: case 529: return LR_EOVERLOADED;
-	}
-	if (status >= 500)
-		return LR_ESERVER;
-	return LR_EHTTP;
+	return provider_status_code(status);
 }
 
-static bool key_is(const struct json_scan_path *p, int level, const char *lit, size_t n)
-{
-	return p->key[level] && p->key_len[level] == n && memcmp(p->key[level], lit, n) == 0;
-}
-#define KEY_IS(p, level, lit) key_is(p, level, lit, sizeof(lit) - 1)
+/* What a success body carries, picked out while json_scan validates it. */
+struct body_fields {
+	struct reply *r;
+	unsigned choices_closed;    /* choices[] elements seen whole */
+	unsigned calls_closed;      /* choices[0].message.tool_calls[] elements seen whole */
+	int error;
+};
 
-static int64_t parse_count(const char *v, size_t len)
+static bool in_first_choice(const struct body_fields *bf, const struct json_scan_path *p)
 {
-	int64_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9' || n > INT64_MAX / 10 - 10)
-			return 0; /* not a plain count: treat as absent */
-		n = n * 10 + (v[i] - '0');
-	}
-	return n;
+	return bf->choices_closed == 0 && KEY_IS(p, 0, "choices");
 }
 
-/* Picks model and usage out of a success body while json_scan validates it. */
-static void success_field(void *ctx, const struct json_scan_path *p, enum json_type type,
-                          const char *v, size_t len)
+static void body_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                       size_t len)
 {
-	struct openai_outcome *out = ctx;
+	struct body_fields *bf = ctx;
+	struct reply *r = bf->r;
 	switch (p->depth) {
 	case 1:
-		if (type == JSON_STRING && KEY_IS(p, 0, "model") && len < sizeof(out->model) &&
-		    !memchr(v, '\\', len)) {
-			memcpy(out->model, v, len);
-			out->model[len] = '\0';
-		}
+		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+			reply_copy_field(r->model, sizeof(r->model), v, len);
+		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
+			reply_copy_field(r->id, sizeof(r->id), v, len);
 		break;
 	case 2:
+		if (type == JSON_OBJECT && KEY_IS(p, 0, "choices"))
+			bf->choices_closed++;
 		if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
 			break;
 		if (KEY_IS(p, 1, "prompt_tokens"))
-			out->usage.input_tokens = parse_count(v, len);
+			r->usage.input_tokens = provider_count(v, len);
 		else if (KEY_IS(p, 1, "completion_tokens"))
-			out->usage.output_tokens = parse_count(v, len);
+			r->usage.output_tokens = provider_count(v, len);
 		break;
 	case 3:
-		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
-		    KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens"))
-			out->usage.cached_input_tokens = parse_count(v, len);
-		else if (type == JSON_STRING && out->choices_closed == 0 && KEY_IS(p, 0, "choices") &&
-		         KEY_IS(p, 2, "finish_reason") && len < sizeof(out->finish_reason))
-			memcpy(out->finish_reason, v, len), out->finish_reason[len] = '\0';
+		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") && KEY_IS(p, 1, "prompt_tokens_details") &&
+		    KEY_IS(p, 2, "cached_tokens"))
+			r->usage.cached_input_tokens = provider_count(v, len);
+		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "finish_reason"))
+			reply_copy_field(r->finish_reason, sizeof(r->finish_reason), v, len);
 		break;
 	case 4:
 		/* choices[0].message.content: the reply text */
-		if (type == JSON_STRING && out->text && out->choices_closed == 0 &&
-		    KEY_IS(p, 0, "choices") && KEY_IS(p, 2, "message") && KEY_IS(p, 3, "content") &&
-		    json_unescape_append(out->text, v, len))
-			out->text_error = true;
+		if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "message") &&
+		    KEY_IS(p, 3, "content") && json_unescape_append(&r->text, v, len))
+			bf->error = LR_EPROTO;
+		break;
+	case 5:
+		if (type == JSON_OBJECT && in_first_choice(bf, p) && KEY_IS(p, 3, "tool_calls"))
+			bf->calls_closed++;
+		break;
+	case 6:
+	case 7:
+		/* choices[0].message.tool_calls[j].id / .function.name / .function.arguments */
+		if (type != JSON_STRING || !in_first_choice(bf, p) || !KEY_IS(p, 2, "message") ||
+		    !KEY_IS(p, 3, "tool_calls"))
+			break;
+		if (p->depth == 6 && KEY_IS(p, 5, "id"))
+			reply_tool(r, (int)bf->calls_closed, v, len, NULL, 0, NULL, 0, true);
+		else if (p->depth == 7 && KEY_IS(p, 5, "function") && KEY_IS(p, 6, "name"))
+			reply_tool(r, (int)bf->calls_closed, NULL, 0, v, len, NULL, 0, true);
+		else if (p->depth == 7 && KEY_IS(p, 5, "function") && KEY_IS(p, 6, "arguments"))
+			reply_tool(r, (int)bf->calls_closed, NULL, 0, NULL, 0, v, len, true);
 		break;
 	}
-	if (p->depth == 2 && type == JSON_OBJECT && KEY_IS(p, 0, "choices"))
-		out->choices_closed++;
 }
 
 static bool starts_with_object(const char *body, size_t len)
@@ -182,115 +99,101 @@ static bool starts_with_object(const char *body, size_t len)
 	return i < len && body[i] == '{';
 }
 
-void openai_parse_response(struct json_doc *doc, int status, const char *body, size_t len,
-                           struct openai_outcome *out, struct http_buf *text)
+void openai_parse(int status, const char *body, size_t len, struct json_doc *doc, struct reply *r,
+                  bool *body_is_json)
 {
-	memset(out, 0, sizeof(*out));
-	out->text = text;
 	if (status >= 200 && status < 300) {
-		/* The hot path: one validating pass, no tokens. */
-		if (!starts_with_object(body, len) || !json_scan(body, len, success_field, out)) {
-			memset(&out->usage, 0, sizeof(out->usage));
-			out->model[0] = '\0';
-			out->error = LR_EPROTO;
-			snprintf(out->message, sizeof(out->message),
-			         "HTTP %d response body is not a JSON object", status);
+		/* The hot path: one validating pass, no tokens. The callback
+		 * must not fire deltas: a whole response is not a stream. */
+		lr_delta_fn fn = r->fn;
+		r->fn = NULL;
+		struct body_fields bf = {.r = r};
+		bool ok = starts_with_object(body, len) && json_scan(body, len, body_field, &bf);
+		r->fn = fn;
+		if (!ok) {
+			memset(&r->usage, 0, sizeof(r->usage));
+			r->model[0] = '\0';
+			reply_fail(r, LR_EPROTO, "HTTP %d response body is not a JSON object", status);
 			return;
 		}
-		out->body_is_json = true;
+		*body_is_json = true;
+		if (bf.error)
+			reply_fail(r, bf.error, "the reply text could not be decoded");
 		return;
 	}
 	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
 	                doc->tok[0].type == JSON_OBJECT;
-	out->body_is_json = have_doc;
-	out->error = classify_status(status, doc, have_doc);
-	int msg = have_doc ? json_path(doc, 0, "error.message") : -1;
-	char provider_msg[300];
-	if (msg >= 0 && json_get_string(doc, msg, provider_msg, sizeof(provider_msg)) >= 0)
-		snprintf(out->message, sizeof(out->message), "HTTP %d: %s", status, provider_msg);
-	else
-		snprintf(out->message, sizeof(out->message), "HTTP %d from the server", status);
+	*body_is_json = have_doc;
+	r->error = classify_status(status, doc, have_doc);
+	provider_error_message(r, status, doc, have_doc ? json_path(doc, 0, "error.message") : -1);
 }
 
 /* ---- streams ---- */
 
 /* What one chunk event carries, picked out while json_scan validates it. */
 struct chunk_fields {
-	struct openai_stream *st;
+	struct reply *r;
 	const char *content;        /* raw span of choices[i].delta.content */
 	size_t content_len;
 	int64_t index;
 	const char *finish;         /* raw span of choices[i].finish_reason (a string) */
 	size_t finish_len;
+	/* choices[i].delta.tool_calls[j] being read */
+	int64_t tool_index;
+	const char *tool_id, *tool_name, *tool_args;
+	size_t tool_id_len, tool_name_len, tool_args_len;
 	bool error;                 /* an {"error":{...}} event */
 	const char *error_message;
 	size_t error_message_len;
-	int delivered_error;
 };
 
 static void chunk_emit_choice(struct chunk_fields *cf)
 {
-	struct openai_stream *st = cf->st;
-	st->scratch.len = 0;
-	if (cf->content && json_unescape_append(&st->scratch, cf->content, cf->content_len)) {
-		cf->delivered_error = LR_EPROTO;
-		return;
-	}
-	char finish[32] = "";
+	struct reply *r = cf->r;
+	if (cf->content)
+		reply_text(r, (int)cf->index, cf->content, cf->content_len, true);
 	if (cf->finish) {
-		size_t n = cf->finish_len < sizeof(finish) - 1 ? cf->finish_len : sizeof(finish) - 1;
-		memcpy(finish, cf->finish, n);
-		finish[n] = '\0';
-	}
-	if (cf->index == 0) {
-		if (st->scratch.len && http_buf_append(&st->text, st->scratch.data, st->scratch.len)) {
-			cf->delivered_error = LR_ENOMEM;
-			return;
-		}
-		if (finish[0])
-			memcpy(st->finish_reason, finish, sizeof(finish));
-	}
-	if (st->fn && (st->scratch.len || finish[0])) {
-		lr_delta d = {
-			.text = st->scratch.len ? st->scratch.data : "",
-			.text_len = st->scratch.len,
-			.choice = (int)cf->index,
-			.finish_reason = finish[0] ? finish : NULL,
-		};
-		st->fn(st->user, &d);
+		char finish[32] = "";
+		reply_copy_field(finish, sizeof(finish), cf->finish, cf->finish_len);
+		reply_finish(r, (int)cf->index, finish);
 	}
 	cf->content = cf->finish = NULL;
 	cf->index = 0;
 }
 
-static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type,
-                        const char *v, size_t len)
+static void chunk_emit_tool(struct chunk_fields *cf)
+{
+	if (cf->index == 0)
+		reply_tool(cf->r, (int)cf->tool_index, cf->tool_id, cf->tool_id_len, cf->tool_name,
+		           cf->tool_name_len, cf->tool_args, cf->tool_args_len, true);
+	cf->tool_index = 0;
+	cf->tool_id = cf->tool_name = cf->tool_args = NULL;
+	cf->tool_id_len = cf->tool_name_len = cf->tool_args_len = 0;
+}
+
+static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                        size_t len)
 {
 	struct chunk_fields *cf = ctx;
-	struct openai_stream *st = cf->st;
+	struct reply *r = cf->r;
 	if (p->depth == 1) {
-		if (type == JSON_STRING && KEY_IS(p, 0, "model") && len < sizeof(st->model) &&
-		    !memchr(v, '\\', len)) {
-			memcpy(st->model, v, len);
-			st->model[len] = '\0';
-		} else if (type == JSON_STRING && KEY_IS(p, 0, "id") && len < sizeof(st->id) &&
-		           !memchr(v, '\\', len)) {
-			memcpy(st->id, v, len);
-			st->id[len] = '\0';
-		} else if (type == JSON_OBJECT && KEY_IS(p, 0, "error")) {
+		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+			reply_copy_field(r->model, sizeof(r->model), v, len);
+		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
+			reply_copy_field(r->id, sizeof(r->id), v, len);
+		else if (type == JSON_OBJECT && KEY_IS(p, 0, "error"))
 			cf->error = true;
-		}
 		return;
 	}
 	if (!KEY_IS(p, 0, "choices")) {
 		if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
 			if (KEY_IS(p, 1, "prompt_tokens"))
-				st->usage.input_tokens = parse_count(v, len);
+				r->usage.input_tokens = provider_count(v, len);
 			else if (KEY_IS(p, 1, "completion_tokens"))
-				st->usage.output_tokens = parse_count(v, len);
+				r->usage.output_tokens = provider_count(v, len);
 		} else if (p->depth == 3 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
 		           KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens")) {
-			st->usage.cached_input_tokens = parse_count(v, len);
+			r->usage.cached_input_tokens = provider_count(v, len);
 		} else if (p->depth == 2 && type == JSON_STRING && KEY_IS(p, 0, "error") &&
 		           KEY_IS(p, 1, "message")) {
 			cf->error_message = v;
@@ -299,124 +202,73 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 		return;
 	}
 	/* Inside choices[i]: keys are [choices, (index), field, ...]. */
-	if (p->depth == 2 && type == JSON_OBJECT) {
-		chunk_emit_choice(cf); /* choices[i] closed: one delta */
-	} else if (p->depth == 3) {
+	switch (p->depth) {
+	case 2:
+		if (type == JSON_OBJECT)
+			chunk_emit_choice(cf); /* choices[i] closed: one delta */
+		break;
+	case 3:
 		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
-			cf->index = parse_count(v, len);
+			cf->index = provider_count(v, len);
 		else if (KEY_IS(p, 2, "finish_reason") && type == JSON_STRING)
 			cf->finish = v, cf->finish_len = len;
-	} else if (p->depth == 4 && KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "content") &&
-	           type == JSON_STRING) {
-		cf->content = v, cf->content_len = len;
+		break;
+	case 4:
+		if (KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "content") && type == JSON_STRING)
+			cf->content = v, cf->content_len = len;
+		break;
+	case 5:
+		if (KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "tool_calls") && type == JSON_OBJECT)
+			chunk_emit_tool(cf);
+		break;
+	case 6:
+	case 7:
+		if (!KEY_IS(p, 2, "delta") || !KEY_IS(p, 3, "tool_calls"))
+			break;
+		if (p->depth == 6 && KEY_IS(p, 5, "index") && type == JSON_PRIMITIVE)
+			cf->tool_index = provider_count(v, len);
+		else if (p->depth == 6 && KEY_IS(p, 5, "id") && type == JSON_STRING)
+			cf->tool_id = v, cf->tool_id_len = len;
+		else if (p->depth == 7 && KEY_IS(p, 5, "function") && type == JSON_STRING) {
+			if (KEY_IS(p, 6, "name"))
+				cf->tool_name = v, cf->tool_name_len = len;
+			else if (KEY_IS(p, 6, "arguments"))
+				cf->tool_args = v, cf->tool_args_len = len;
+		}
+		break;
 	}
 }
 
-static int stream_fail(struct openai_stream *st, int err, const char *msg)
+int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 {
-	if (!st->error) {
-		st->error = err;
-		snprintf(st->message, sizeof(st->message), "%s", msg);
-	}
-	return st->error;
-}
-
-static int stream_event(void *ctx, const struct sse_event *ev)
-{
-	struct openai_stream *st = ctx;
-	if (st->done || st->error)
+	struct reply *r = sd->r;
+	if (r->done)
 		return 0;
 	if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
-		st->done = true;
-		st->events++;
+		r->done = true;
+		r->events++;
 		return 0;
 	}
-	struct chunk_fields cf = {.st = st};
-	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf))
-		return stream_fail(st, LR_EPROTO, "a stream event's data is not valid JSON");
-	st->events++;
-	if (cf.delivered_error)
-		return stream_fail(st, cf.delivered_error, "a stream event could not be decoded");
+	struct chunk_fields cf = {.r = r};
+	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf)) {
+		sd->fatal = true;
+		return reply_fail(r, LR_EPROTO, "a stream event's data is not valid JSON");
+	}
+	r->events++;
+	if (r->error) {
+		sd->fatal = true;
+		return r->error;
+	}
 	if (cf.error) {
-		char text[300] = "error event in the stream";
+		char text[300] = "";
 		if (cf.error_message) {
-			struct http_buf m = {0};
-			if (json_unescape_append(&m, cf.error_message, cf.error_message_len) == 0)
-				snprintf(text, sizeof(text), "error event in the stream: %s", m.data);
+			struct http_buf m = {0}; /* owner: this block */
+			if (json_unescape_append(&m, cf.error_message, cf.error_message_len) == 0 &&
+			    http_buf_append(&m, "", 1) == 0)
+				snprintf(text, sizeof(text), ": %s", m.data);
 			http_buf_free(&m);
 		}
-		return stream_fail(st, LR_ESERVER, text);
+		reply_fail(r, LR_ESERVER, "error event in the stream%s", text);
 	}
 	return 0;
-}
-
-static const struct sse_callbacks stream_callbacks = {.on_event = stream_event};
-
-void openai_stream_init(struct openai_stream *st, lr_delta_fn fn, void *user)
-{
-	memset(st, 0, sizeof(*st));
-	sse_parser_init(&st->sse, 0, 0);
-	st->fn = fn;
-	st->user = user;
-}
-
-void openai_stream_free(struct openai_stream *st)
-{
-	sse_parser_free(&st->sse);
-	http_buf_free(&st->text);
-	http_buf_free(&st->scratch);
-}
-
-int openai_stream_feed(struct openai_stream *st, const char *data, size_t len)
-{
-	if (st->error)
-		return st->error;
-	int r = sse_parser_feed(&st->sse, data, len, &stream_callbacks, st);
-	if (r && !st->error)
-		stream_fail(st, r, r == LR_ETOOLARGE ? "a stream event exceeds the size cap"
-		                                     : "the stream could not be parsed");
-	return st->error;
-}
-
-int openai_stream_finish(struct openai_stream *st)
-{
-	if (st->error)
-		return st->error;
-	sse_parser_finish(&st->sse);
-	/* OpenAI ends with data: [DONE]; servers that omit it have at least
-	 * said why the reply ended. */
-	if (!st->done && !st->finish_reason[0])
-		return stream_fail(st, LR_EPROTO, "the stream ended before its last event");
-	return 0;
-}
-
-int openai_stream_body(const struct openai_stream *st, struct http_buf *out)
-{
-	char num[160];
-	int ret = http_buf_append(out, "{\"id\":", 6);
-	if (!ret)
-		ret = json_append_string(out, st->id, strlen(st->id));
-	if (!ret)
-		ret = http_buf_append(out, ",\"object\":\"chat.completion\",\"model\":", 36);
-	if (!ret)
-		ret = json_append_string(out, st->model, strlen(st->model));
-	if (!ret)
-		ret = http_buf_append(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":", 63);
-	if (!ret)
-		ret = json_append_string(out, st->text.data ? st->text.data : "", st->text.len);
-	if (!ret)
-		ret = http_buf_append(out, "},\"finish_reason\":", 18);
-	if (!ret)
-		ret = st->finish_reason[0] ? json_append_string(out, st->finish_reason, strlen(st->finish_reason))
-		                           : http_buf_append(out, "null", 4);
-	if (!ret) {
-		int n = snprintf(num, sizeof(num),
-		                 "}],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
-		                 "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}",
-		                 (long long)st->usage.input_tokens, (long long)st->usage.output_tokens,
-		                 (long long)(st->usage.input_tokens + st->usage.output_tokens),
-		                 (long long)st->usage.cached_input_tokens);
-		ret = http_buf_append(out, num, (size_t)n);
-	}
-	return ret;
 }

@@ -155,7 +155,24 @@ LR_API void lr_engine_get_stats(lr_engine *eng, lr_engine_stats *out);
 /* ---- requests --------------------------------------------------------- */
 
 enum lr_endpoint { LR_ENDPOINT_CHAT = 0, LR_ENDPOINT_EMBEDDINGS = 1 };
-enum lr_role { LR_ROLE_SYSTEM, LR_ROLE_USER, LR_ROLE_ASSISTANT };
+enum lr_role { LR_ROLE_SYSTEM, LR_ROLE_USER, LR_ROLE_ASSISTANT, LR_ROLE_TOOL };
+
+/*
+ * Models are "provider/model" strings, as in LiteLLM: "openai/gpt-4o-mini",
+ * "anthropic/claude-haiku-4-5", "ollama/qwen3:4b", "gemini/gemini-2.0-flash",
+ * "mock/any". The prefix is stripped before sending when it names a known
+ * provider; any other string goes to the openai provider unchanged (so
+ * "meta-llama/Llama-3.1-8B-Instruct" works against vLLM). Each provider has
+ * its default base URL and key variable (OPENAI_API_KEY, ANTHROPIC_API_KEY,
+ * GEMINI_API_KEY; OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST,
+ * GEMINI_BASE_URL override). lr_config.base_url and .api_key, when set,
+ * apply to every provider; a custom base URL without a key sends no key.
+ * "mock/" needs a base URL (lr_config.base_url or LLMRING_MOCK_URL).
+ *
+ * The request is the OpenAI chat-completions shape whatever the provider:
+ * each provider's builder translates it, and the result comes back
+ * normalised (text, tool calls, OpenAI finish reasons, usage).
+ */
 
 /* model may be NULL when a JSON body carrying "model" is set. */
 LR_API lr_request *lr_request_new(const char *model);
@@ -163,8 +180,44 @@ LR_API void lr_request_free(lr_request *rq);
 LR_API int lr_request_set_endpoint(lr_request *rq, enum lr_endpoint ep);
 LR_API int lr_request_add_message(lr_request *rq, enum lr_role role, const char *text);
 LR_API int lr_request_set_max_tokens(lr_request *rq, int max_tokens);
+/* A message from raw JSON, in OpenAI's shape: multi-part content (text and
+ * image_url parts), an assistant turn with tool_calls, ... Validated. */
+LR_API int lr_request_add_message_json(lr_request *rq, const char *json);
+/* A user message with text and one image (an https URL or a data: URL
+ * with base64 data; detail may be NULL). */
+LR_API int lr_request_add_image(lr_request *rq, const char *text, const char *image_url,
+                                const char *detail);
+/* The result of a tool call, answering the assistant's call tool_call_id
+ * (a "tool" message; providers that key results by function name find it
+ * in the earlier assistant message that made the call). */
+LR_API int lr_request_add_tool_result(lr_request *rq, const char *tool_call_id, const char *content);
+/* Embeddings: one input text (the endpoint must be LR_ENDPOINT_EMBEDDINGS). */
+LR_API int lr_request_add_input(lr_request *rq, const char *text);
+/* A function tool; parameters_json is its JSON Schema (NULL: no
+ * parameters). */
+LR_API int lr_request_add_tool(lr_request *rq, const char *name, const char *description,
+                               const char *parameters_json);
+/* "auto", "none", "required", or the name of one function to call. */
+LR_API int lr_request_set_tool_choice(lr_request *rq, const char *choice);
+/* A response_format object: {"type":"json_object"} or
+ * {"type":"json_schema","json_schema":{"name":..,"schema":{..},"strict":true}}. */
+LR_API int lr_request_set_response_format(lr_request *rq, const char *json);
+LR_API int lr_request_set_temperature(lr_request *rq, double temperature);
+LR_API int lr_request_set_top_p(lr_request *rq, double top_p);
+LR_API int lr_request_set_seed(lr_request *rq, int64_t seed);
+LR_API int lr_request_set_n(lr_request *rq, int n);
+/* Adds one stop sequence (up to 4). */
+LR_API int lr_request_add_stop(lr_request *rq, const char *stop);
+/* The end user's id, for the provider's abuse monitoring. */
+LR_API int lr_request_set_user(lr_request *rq, const char *user);
+/* Any other top-level field of the chat-completions body, as raw JSON
+ * ("reasoning_effort", "\"low\""). Replaces an earlier value of key. */
+LR_API int lr_request_set_param(lr_request *rq, const char *key, const char *json_value);
+/* Ask for a streamed response without a callback (lr_future_next_delta). */
+LR_API int lr_request_set_stream(lr_request *rq, int stream);
 /* A complete JSON request body (OpenAI shape), copied. With a model set
- * on the request, the body's "model" is replaced by it. */
+ * on the request, the body's "model" is replaced by it. Excludes the
+ * message and parameter calls above. */
 LR_API int lr_request_set_body(lr_request *rq, const char *json, size_t len);
 /* Per-request override of the engine's base URL. */
 LR_API int lr_request_set_base_url(lr_request *rq, const char *url);
@@ -181,6 +234,14 @@ typedef struct lr_delta {
 	size_t text_len;
 	int choice;                 /* choices[].index */
 	const char *finish_reason;  /* set on the event that ends the choice, else NULL */
+	/* A tool-call delta: tool_index >= 0 (-1 otherwise); id and name as
+	 * far as known (NUL-terminated, or NULL), arguments_len bytes of the
+	 * arguments' JSON text that follow what earlier deltas gave. */
+	int tool_index;
+	const char *tool_id;
+	const char *tool_name;
+	const char *tool_arguments;
+	size_t tool_arguments_len;
 } lr_delta;
 typedef void (*lr_delta_fn)(void *user, const lr_delta *delta);
 LR_API int lr_request_on_delta(lr_request *rq, lr_delta_fn fn, void *user);
@@ -203,6 +264,13 @@ typedef struct lr_timings {
 	double total_ms;    /* submit until completion */
 } lr_timings;
 
+typedef struct lr_tool_call {
+	const char *id;             /* NUL-terminated; "" when the provider gives none */
+	const char *name;
+	const char *arguments;      /* JSON text of the arguments, NUL-terminated */
+	size_t arguments_len;
+} lr_tool_call;
+
 typedef struct lr_result {
 	int error;                  /* LR_OK or LR_E* */
 	const char *error_message;  /* NULL on success */
@@ -223,6 +291,10 @@ typedef struct lr_result {
 	lr_timings timings;
 	int attempts;
 	double retry_after_s;       /* Retry-After / retry-after-ms, or -1 */
+	/* Tool calls of choices[0] (assembled from stream deltas), in order. */
+	const lr_tool_call *tool_calls;
+	int tool_call_count;
+	const char *provider;       /* "openai", "anthropic", "ollama", "gemini", "mock" */
 } lr_result;
 
 /* Takes over rq. Never blocks on I/O. NULL only when out of memory or
@@ -238,6 +310,26 @@ LR_API void *lr_future_user_data(const lr_future *f);
  * it already completed. The future still completes exactly once. */
 LR_API void lr_future_cancel(lr_future *f);
 LR_API void lr_future_release(lr_future *f);
+
+/*
+ * Pull-style streaming for synchronous callers: for a request submitted
+ * with lr_request_set_stream (or a callback), hands out the deltas in
+ * order. Returns 1 with *out valid until the next call on f (or its
+ * release), 0 once the stream has ended and every delta was handed out
+ * (lr_future_result then holds the outcome), LR_ETIMEOUT when timeout_ms
+ * (<0 forever) passed first, LR_EINVAL for a request not streamed this
+ * way. One consumer thread per future. A callback set with
+ * lr_request_on_delta still runs, on the engine thread, first.
+ */
+LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
+
+/* Which provider a model string routes to ("openai" for anything without
+ * a known prefix) and, in *model_out, the model name sent to it. */
+LR_API const char *lr_model_provider(const char *model, const char **model_out);
+/* 0 when the engine can send requests for model (a key where its
+ * provider's default endpoint needs one), else LR_EAUTH or LR_EINVAL with a
+ * message in why (the key itself never appears). */
+LR_API int lr_engine_check_model(lr_engine *eng, const char *model, char *why, size_t why_len);
 
 #ifdef __cplusplus
 }
