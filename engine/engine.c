@@ -905,44 +905,67 @@ static const char *ollama_url(const char *v, char *buf, size_t cap)
 	return buf;
 }
 
-/* Where each provider's requests go: the configured base URL and key
- * apply to all; otherwise the provider's own variables and defaults. */
+/* Where provider p's requests go: the configured base URL and key apply
+ * to every provider; otherwise the provider's own variables and defaults.
+ * 0, or LR_EINVAL with why (no base URL for mock/). */
+struct endpoint_source {
+	const char *base;       /* borrowed: cfg, the environment, a default or buf */
+	const char *key;        /* borrowed: cfg or the environment; NULL: none */
+	bool needs_key;         /* the provider's own endpoint and its key is missing */
+	char buf[600];
+};
+
+static int endpoint_source(const char *cfg_base, const char *cfg_key, enum provider p,
+                           struct endpoint_source *src, char *why, size_t why_len)
+{
+	const struct provider_info *pi = provider_info(p);
+	src->base = cfg_base && cfg_base[0] ? cfg_base : NULL;
+	src->key = cfg_key && cfg_key[0] ? cfg_key : NULL;
+	src->needs_key = false;
+	bool own_endpoint = !src->base;
+	if (!src->base && pi->base_env) {
+		const char *v = getenv(pi->base_env);
+		if (v && v[0])
+			src->base = p == PROVIDER_OLLAMA ? ollama_url(v, src->buf, sizeof(src->buf)) : v;
+	}
+	bool public_endpoint = !src->base;
+	if (!src->base)
+		src->base = pi->base_url;
+	if (!src->base) {
+		snprintf(why, why_len, "%s/ models need a base URL (lr_config.base_url or %s)", pi->name,
+		         pi->base_env);
+		return LR_EINVAL;
+	}
+	if (!src->key && own_endpoint && pi->key_env) {
+		const char *k = getenv(pi->key_env);
+		src->key = k && k[0] ? k : NULL;
+		/* Only the public endpoint needs one: a server named by the
+		 * variable may be a local one that takes none. */
+		src->needs_key = !src->key && public_endpoint;
+	}
+	return 0;
+}
+
 static int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_key)
 {
 	for (int p = 0; p < PROVIDER_COUNT; p++) {
-		const struct provider_info *pi = provider_info((enum provider)p);
 		struct endpoint *ep = &e->ep[p];
-		const char *base = cfg_base && cfg_base[0] ? cfg_base : NULL;
-		const char *key = cfg_key;
-		char buf[600];
-		bool own_endpoint = !base; /* the provider's default or its variable */
-		if (!base && pi->base_env) {
-			const char *v = getenv(pi->base_env);
-			if (v && v[0])
-				base = p == PROVIDER_OLLAMA ? ollama_url(v, buf, sizeof(buf)) : v;
-		}
-		if (!base)
-			base = pi->base_url;
-		if (!base) {
-			ep->error = LR_EINVAL;
-			snprintf(ep->why, sizeof(ep->why), "%s/ models need a base URL (lr_config.base_url or %s)",
-			         pi->name, pi->base_env);
+		struct endpoint_source src;
+		ep->error = endpoint_source(cfg_base, cfg_key, (enum provider)p, &src, ep->why, sizeof(ep->why));
+		if (ep->error)
 			continue;
-		}
-		if (!key && own_endpoint && pi->key_env) {
-			key = getenv(pi->key_env);
-			ep->needs_key = !key || !key[0];
-		}
+		ep->needs_key = src.needs_key;
 		const char *why = NULL;
-		int ret = url_parse(base, &ep->url, &why);
+		int ret = url_parse(src.base, &ep->url, &why);
 		if (ret) {
 			ep->error = ret;
-			snprintf(ep->why, sizeof(ep->why), "%s base URL: %s", pi->name, why ? why : "invalid");
+			snprintf(ep->why, sizeof(ep->why), "%s base URL: %s", provider_info((enum provider)p)->name,
+			         why ? why : "invalid");
 			if (p == PROVIDER_OPENAI)
 				return ret; /* the default provider must work */
 			continue;
 		}
-		ret = build_fixed_headers(&ep->fixed_headers, &ep->url, (enum provider)p, key);
+		ret = build_fixed_headers(&ep->fixed_headers, &ep->url, (enum provider)p, src.key);
 		if (ret)
 			return ret;
 	}
@@ -1485,26 +1508,33 @@ LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms)
 	}
 }
 
-LR_API int lr_engine_check_model(lr_engine *e, const char *model, char *why, size_t why_len)
+LR_API int lr_config_check_model(const lr_config *cfg, const char *model, char *why, size_t why_len)
 {
-	if (!e || !model)
-		return LR_EINVAL;
-	const char *name;
-	size_t name_len;
-	enum provider p = provider_route(model, strlen(model), &name, &name_len);
-	const struct endpoint *ep = &e->ep[p];
-	int ret = 0;
 	char text[200] = "";
-	if (!name_len) {
+	int ret = 0;
+	if (!model) {
 		ret = LR_EINVAL;
-		snprintf(text, sizeof(text), "the model name after \"%s/\" is empty", provider_info(p)->name);
-	} else if (ep->error) {
-		ret = ep->error;
-		snprintf(text, sizeof(text), "%s", ep->why);
-	} else if (ep->needs_key) {
-		ret = LR_EAUTH;
-		snprintf(text, sizeof(text), "%s is not set; %s needs a key", provider_info(p)->key_env,
-		         ep->url.host);
+		snprintf(text, sizeof(text), "no model");
+	} else {
+		const char *name;
+		size_t name_len;
+		enum provider p = provider_route(model, strlen(model), &name, &name_len);
+		struct endpoint_source src;
+		struct url u;
+		const char *url_why = NULL;
+		if (!name_len) {
+			ret = LR_EINVAL;
+			snprintf(text, sizeof(text), "the model name after \"%s/\" is empty", provider_info(p)->name);
+		} else if ((ret = endpoint_source(cfg ? cfg->base_url : NULL, cfg ? cfg->api_key : NULL, p, &src,
+		                                  text, sizeof(text)))) {
+		} else if ((ret = url_parse(src.base, &u, &url_why))) {
+			snprintf(text, sizeof(text), "%s base URL %s: %s", provider_info(p)->name, src.base,
+			         url_why ? url_why : "invalid");
+		} else if (src.needs_key) {
+			ret = LR_EAUTH;
+			snprintf(text, sizeof(text), "%s is not set; %s needs a key", provider_info(p)->key_env,
+			         src.base);
+		}
 	}
 	if (why && why_len)
 		snprintf(why, why_len, "%s", text);

@@ -326,10 +326,11 @@ LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
 /* Which provider a model string routes to ("openai" for anything without
  * a known prefix) and, in *model_out, the model name sent to it. */
 LR_API const char *lr_model_provider(const char *model, const char **model_out);
-/* 0 when the engine can send requests for model (a key where its
- * provider's default endpoint needs one), else LR_EAUTH or LR_EINVAL with a
- * message in why (the key itself never appears). */
-LR_API int lr_engine_check_model(lr_engine *eng, const char *model, char *why, size_t why_len);
+/* 0 when an engine made with cfg (NULL: defaults) can send requests for
+ * model: a usable base URL, and a key where its provider's own endpoint
+ * needs one. Else LR_EAUTH or LR_EINVAL with a message in why that names
+ * the variable to set (the key itself never appears). */
+LR_API int lr_config_check_model(const lr_config *cfg, const char *model, char *why, size_t why_len);
 
 #ifdef __cplusplus
 }

@@ -58,15 +58,17 @@ int cli_parse_count(const char *cmd, const char *flag, const char *text, long mi
 int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure);
 
 /*
- * The OpenAI-compatible endpoint and key: --base-url, else OPENAI_BASE_URL,
- * else https://api.openai.com/v1 (which needs OPENAI_API_KEY). The key is
- * OPENAI_API_KEY or NULL; it is never printed. Both results are borrowed
- * (from argv or the environment). 0, or -1 after printing why nothing can
- * be sent (no key for the default endpoint, a base URL that is not
+ * The endpoint and key for model (NULL: an OpenAI model). With --base-url
+ * every request goes there, with the key of the model's provider from its
+ * variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or none. Without it
+ * both stay NULL and the engine routes each model to its provider's own
+ * endpoint. Results are borrowed (argv or the environment); the key is
+ * never printed. 0, or -1 after printing why nothing can be sent (a
+ * missing key for the provider's own endpoint, a base URL that is not
  * http:// or https://).
  */
-int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char **base_url,
-                         const char **api_key);
+int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char *model,
+                         const char **base_url, const char **api_key);
 
 void cli_usage_batch(FILE *out);
 

@@ -51,9 +51,15 @@ static const char batch_usage[] =
 	"order. Re-running with the same OUTPUT skips the lines already done.\n"
 	"  -o FILE              output JSONL (appended to; resumed when it exists)\n"
 	"  --model M            override every body's model\n"
-	"  --base-url URL       OpenAI-compatible base URL (default: OPENAI_BASE_URL, else\n"
-	"                       https://api.openai.com/v1 with OPENAI_API_KEY)\n"
-	"  --mock               send everything to a built-in mock server (no key needed)\n"
+	"                       Models are provider/model (openai/, anthropic/, ollama/,\n"
+	"                       gemini/, mock/; no known prefix: openai): each line goes\n"
+	"                       to its provider; output bodies are OpenAI-shaped\n"
+	"  --base-url URL       send every line here instead of the provider's endpoint\n"
+	"                       (default: OPENAI_BASE_URL / ANTHROPIC_BASE_URL /\n"
+	"                       OLLAMA_HOST / GEMINI_BASE_URL, else the public endpoint\n"
+	"                       with OPENAI_API_KEY / ANTHROPIC_API_KEY / GEMINI_API_KEY)\n"
+	"  --mock               send everything to a built-in mock server (no key needed);\n"
+	"                       it speaks every provider's dialect\n"
 	"  --concurrency N      requests on the wire at once (64)\n"
 	"  --timeout S          total seconds per request (600; fractions allowed)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
@@ -1193,7 +1199,8 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 			fprintf(stderr, "llmring batch: cannot start the mock server: %s\n", strerror(-rc));
 			return -1;
 		}
-		snprintf(mock_url, sizeof mock_url, "http://127.0.0.1:%u/v1",
+		/* No path: each dialect adds its own (/v1/messages, /api/chat). */
+		snprintf(mock_url, sizeof mock_url, "http://127.0.0.1:%u",
 		         (unsigned)mock_server_port(b->mock));
 		base_url = mock_url;
 		api_key = NULL;
@@ -1243,6 +1250,35 @@ static void batch_free(struct batch *b)
 	model_names_free(&b->seen);
 }
 
+/* The body model of the first line that has one, or NULL; the file is
+ * rewound (input that cannot seek is not peeked at). */
+static const char *peek_first_model(FILE *in, char *out, size_t cap)
+{
+	long at = ftell(in);
+	if (at < 0)
+		return NULL;
+	char *line = NULL; /* owner: this function */
+	size_t line_cap = 0;
+	const char *model = NULL;
+	struct json_doc doc = {0}; /* owner: this function */
+	for (int tries = 0; !model && tries < 16; tries++) {
+		ssize_t n = getline(&line, &line_cap, in);
+		if (n < 0)
+			break;
+		if (json_parse(&doc, line, (size_t)n) != 0 || doc.count == 0 || doc.tok[0].type != JSON_OBJECT)
+			continue;
+		int m = json_path(&doc, 0, "body.model");
+		if (m >= 0 && json_get_string(&doc, m, out, cap) >= 0)
+			model = out;
+	}
+	json_doc_free(&doc);
+	free(line);
+	if (fseek(in, at, SEEK_SET) != 0)
+		return NULL;
+	clearerr(in);
+	return model;
+}
+
 int batch_main(int argc, char **argv)
 {
 	struct batch b = {0};
@@ -1260,7 +1296,9 @@ int batch_main(int argc, char **argv)
 	/* Endpoint checks before the output file is touched: a missing key
 	 * must not leave an empty output file behind. */
 	const char *base_url = NULL, *api_key = NULL; /* borrowed: argv or the environment */
-	if (!b.opt.mock && (cli_resolve_endpoint("batch", b.opt.base_url_flag, &base_url, &api_key) ||
+	char first_model[256]; /* the first line's model stands for the file's */
+	const char *model = b.opt.model ? b.opt.model : peek_first_model(in, first_model, sizeof first_model);
+	if (!b.opt.mock && (cli_resolve_endpoint("batch", b.opt.base_url_flag, model, &base_url, &api_key) ||
 	                    cli_check_tls_flags("batch", b.opt.cacert, b.opt.insecure)))
 		goto out;
 	b.out_fd = open(b.opt.output_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -36,10 +36,16 @@ static const char chat_usage[] =
 	"usage: llmring chat [--model M] [--base-url URL] [--system TEXT] [--no-stream]\n"
 	"                    [--timeout S] [--cacert FILE] [--insecure] PROMPT\n"
 	"\n"
-	"Sends PROMPT to a chat-completions endpoint and prints the reply.\n"
-	"  --model M        model name (gpt-4o-mini)\n"
-	"  --base-url URL   OpenAI-compatible base URL (default: OPENAI_BASE_URL, else\n"
-	"                   https://api.openai.com/v1 with OPENAI_API_KEY)\n"
+	"Sends PROMPT to the model's provider and prints the reply.\n"
+	"  --model M        provider/model: openai/gpt-4o-mini (the default),\n"
+	"                   anthropic/claude-haiku-4-5, ollama/qwen3:4b,\n"
+	"                   gemini/gemini-2.0-flash; a name without a known prefix\n"
+	"                   goes to the OpenAI-compatible endpoint as it is\n"
+	"  --base-url URL   send to this server instead of the provider's own (default:\n"
+	"                   OPENAI_BASE_URL / ANTHROPIC_BASE_URL / OLLAMA_HOST /\n"
+	"                   GEMINI_BASE_URL, else the provider's public endpoint with\n"
+	"                   its key from OPENAI_API_KEY / ANTHROPIC_API_KEY /\n"
+	"                   GEMINI_API_KEY)\n"
 	"  --system TEXT    a system message before the prompt\n"
 	"  --no-stream      print the whole reply at once (default: as tokens arrive)\n"
 	"  --timeout S      total seconds for the request (600; fractions allowed)\n"
@@ -153,44 +159,41 @@ int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure)
 	return 0;
 }
 
-static const char default_base_url[] = "https://api.openai.com/v1";
-
-int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char **base_url,
-                         const char **api_key)
+int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char *model,
+                         const char **base_url, const char **api_key)
 {
-	const char *base = base_url_flag;
-	const char *source = "--base-url";
-	if (!base) {
-		base = getenv("OPENAI_BASE_URL");
-		source = "OPENAI_BASE_URL";
-		if (!base || !base[0]) {
-			base = NULL;
-			source = NULL;
-		}
-	}
-	const char *key = getenv("OPENAI_API_KEY");
-	if (key && !key[0])
-		key = NULL;
-	if (!base) {
-		if (!key) {
-			fprintf(stderr, "llmring %s: OPENAI_API_KEY is not set; the default endpoint "
-			        "%s needs it (for a server without keys give --base-url URL)\n",
-			        cmd, default_base_url);
+	*base_url = *api_key = NULL;
+	const char *probe = model ? model : "gpt-4o-mini";
+	if (!base_url_flag) {
+		char why[256];
+		if (lr_config_check_model(NULL, probe, why, sizeof(why))) {
+			fprintf(stderr, "llmring %s: %s (for a server without keys give --base-url URL)\n", cmd, why);
 			return -1;
 		}
-		base = default_base_url;
-		source = "the default";
+		return 0;
 	}
+	const char *base = base_url_flag;
 	size_t scheme = strncasecmp(base, "http://", 7) == 0    ? 7
 	                : strncasecmp(base, "https://", 8) == 0 ? 8
 	                                                        : 0;
 	if (!scheme || base[scheme] == '\0') {
-		fprintf(stderr, "llmring %s: the base URL from %s must start with http:// or "
-		        "https:// and name a host (got '%s')\n", cmd, source, base);
+		fprintf(stderr, "llmring %s: the base URL from --base-url must start with http:// or "
+		        "https:// and name a host (got '%s')\n", cmd, base);
 		return -1;
 	}
+	/* A custom base URL gets the key of the model's provider, if set. */
+	static const struct {
+		const char *provider, *key_env;
+	} keys[] = {{"openai", "OPENAI_API_KEY"}, {"anthropic", "ANTHROPIC_API_KEY"},
+	            {"gemini", "GEMINI_API_KEY"}};
+	const char *provider = lr_model_provider(probe, NULL);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (strcmp(provider, keys[i].provider) == 0) {
+			const char *key = getenv(keys[i].key_env);
+			*api_key = key && key[0] ? key : NULL;
+		}
+	}
 	*base_url = base;
-	*api_key = key;
 	return 0;
 }
 
@@ -299,7 +302,7 @@ static int chat_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	const char *base_url, *api_key;
-	if (cli_resolve_endpoint(cmd, base_url_flag, &base_url, &api_key) ||
+	if (cli_resolve_endpoint(cmd, base_url_flag, model, &base_url, &api_key) ||
 	    cli_check_tls_flags(cmd, cacert, insecure))
 		return CLI_EXIT_USAGE;
 
