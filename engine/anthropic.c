@@ -11,6 +11,11 @@
 
 #define DEFAULT_MAX_TOKENS 4096 /* Anthropic requires one; OpenAI's callers rarely set it */
 
+/* response_format has no Messages field: as LiteLLM does, the schema
+ * becomes a tool the model is made to call, and that call's input comes
+ * back as the reply text. */
+#define JSON_TOOL "json_tool_call"
+
 static int put_blocks_of(struct http_buf *out, const struct json_doc *d, int content, bool *any,
                          const char **why)
 {
@@ -258,6 +263,28 @@ static int put_tool_choice(struct http_buf *out, const struct json_doc *d, int t
 	return ret;
 }
 
+/* The forced tool standing for response_format; *why on a bad one. */
+static int put_json_tool(struct http_buf *out, const struct json_doc *d, int rf, bool first,
+                         const char **why)
+{
+	int type = json_object_get(d, rf, "type");
+	int schema = json_path(d, rf, "json_schema.schema");
+	if (type >= 0 && json_string_eq(d, type, "json_schema") && schema < 0) {
+		*why = "response_format json_schema needs json_schema.schema";
+		return LR_EINVAL;
+	}
+	int ret = buf_puts(out, first ? ",\"tools\":[" : ",");
+	if (!ret)
+		ret = buf_puts(out, "{\"name\":\"" JSON_TOOL "\",\"description\":\"Respond with JSON\",\"input_schema\":");
+	if (!ret)
+		ret = schema >= 0 ? json_copy_value(out, d, schema) : buf_puts(out, "{\"type\":\"object\"}");
+	if (!ret)
+		ret = buf_puts(out, "}]");
+	if (!ret)
+		ret = buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":\"" JSON_TOOL "\"}");
+	return ret;
+}
+
 static bool is_false(const struct json_doc *d, int i)
 {
 	return i >= 0 && d->tok[i].type == JSON_PRIMITIVE && d->text[d->tok[i].start] == 'f';
@@ -300,7 +327,8 @@ int anthropic_build(const struct json_doc *d, const char *model, bool stream, st
 		 * error (seed: best effort; stream_options: usage always comes). */
 		static const char *const skip[] = {"model", "messages", "max_tokens", "max_completion_tokens",
 		                                   "stream", "stream_options", "tools", "tool_choice",
-		                                   "parallel_tool_calls", "seed", "user", "stop"};
+		                                   "parallel_tool_calls", "seed", "user", "stop",
+		                                   "response_format"};
 		bool skipped = false;
 		for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
 			skipped = skipped || json_string_eq(d, k, skip[i]);
@@ -353,10 +381,25 @@ int anthropic_build(const struct json_doc *d, const char *model, bool stream, st
 	}
 	int tools = json_object_get(d, 0, "tools");
 	int tc = json_object_get(d, 0, "tool_choice");
-	if (!ret && tools >= 0 && d->tok[tools].type == JSON_ARRAY && d->tok[tools].size > 0) {
+	int rf = json_object_get(d, 0, "response_format");
+	int rf_type = rf >= 0 ? json_object_get(d, rf, "type") : -1;
+	bool json_out = rf_type >= 0 && !json_string_eq(d, rf_type, "text");
+	bool have_tools = tools >= 0 && d->tok[tools].type == JSON_ARRAY && d->tok[tools].size > 0;
+	if (!ret && json_out && rf_type >= 0 && !json_string_eq(d, rf_type, "json_object") &&
+	    !json_string_eq(d, rf_type, "json_schema")) {
+		*why = "response_format is text, json_object or json_schema";
+		ret = LR_EINVAL;
+	}
+	if (!ret && have_tools) {
 		ret = put_tools(out, d, tools, why);
-		if (!ret && (tc >= 0 || is_false(d, json_object_get(d, 0, "parallel_tool_calls"))))
+		if (json_out && !ret) {
+			out->len--; /* reopen the tools array for the JSON tool */
+			ret = put_json_tool(out, d, rf, false, why);
+		} else if (!ret && (tc >= 0 || is_false(d, json_object_get(d, 0, "parallel_tool_calls")))) {
 			ret = put_tool_choice(out, d, tc, is_false(d, json_object_get(d, 0, "parallel_tool_calls")), why);
+		}
+	} else if (!ret && json_out) {
+		ret = put_json_tool(out, d, rf, true, why);
 	}
 	if (!ret && stream)
 		ret = buf_puts(out, ",\"stream\":true");
@@ -425,6 +468,7 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 		return;
 	}
 	int b = content + 1, tools = 0;
+	bool json_reply = false;
 	struct http_buf args = {0}; /* owner: this function */
 	for (int k = 0; k < d->tok[content].size; k++, b = json_skip(d, b)) {
 		int type = json_object_get(d, b, "type");
@@ -439,6 +483,11 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 			size_t il = 2;
 			if (input >= 0)
 				json_span(d, input, &is, &il);
+			if (json_string_eq(d, name, JSON_TOOL)) {
+				json_reply = true; /* response_format: the input is the reply */
+				reply_text(r, 0, is, il, false);
+				continue;
+			}
 			reply_tool(r, tools++, id >= 0 ? d->text + d->tok[id].start : NULL,
 			           id >= 0 ? (size_t)(d->tok[id].end - d->tok[id].start) : 0,
 			           name >= 0 ? d->text + d->tok[name].start : NULL,
@@ -448,7 +497,9 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 	http_buf_free(&args);
 	int stop = json_object_get(d, 0, "stop_reason");
 	if (stop >= 0 && d->tok[stop].type == JSON_STRING)
-		reply_finish(r, 0, finish_of(d->text + d->tok[stop].start, (size_t)(d->tok[stop].end - d->tok[stop].start)));
+		reply_finish(r, 0, json_reply && !tools ? "stop"
+		                                         : finish_of(d->text + d->tok[stop].start,
+		                                                     (size_t)(d->tok[stop].end - d->tok[stop].start)));
 	r->fn = fn;
 }
 
@@ -588,17 +639,25 @@ int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	if (TYPE_IS("content_block_delta")) {
 		if (ef.text && (int)ef.index == sd->block && sd->block_tool < 0)
 			reply_text(r, 0, ef.text, ef.text_len, true);
+		else if (ef.partial && (int)ef.index == sd->block && sd->json_block)
+			reply_text(r, 0, ef.partial, ef.partial_len, true); /* response_format's JSON */
 		else if (ef.partial && (int)ef.index == sd->block && sd->block_tool >= 0)
 			reply_tool(r, sd->block_tool, NULL, 0, NULL, 0, ef.partial, ef.partial_len, true);
 	} else if (TYPE_IS("content_block_start")) {
 		sd->block = (int)ef.index;
 		sd->block_tool = -1;
-		if (ef.block_type && ef.block_type_len == 8 && memcmp(ef.block_type, "tool_use", 8) == 0) {
+		sd->json_block = false;
+		bool tool_use = ef.block_type && ef.block_type_len == 8 && memcmp(ef.block_type, "tool_use", 8) == 0;
+		if (tool_use && ef.name_len == sizeof(JSON_TOOL) - 1 && memcmp(ef.name, JSON_TOOL, ef.name_len) == 0) {
+			sd->json_block = true;
+			sd->json_reply = true;
+		} else if (tool_use) {
 			sd->block_tool = sd->tools++;
 			reply_tool(r, sd->block_tool, ef.id, ef.id_len, ef.name, ef.name_len, NULL, 0, true);
 		}
 	} else if (TYPE_IS("content_block_stop")) {
 		sd->block = sd->block_tool = -1;
+		sd->json_block = false;
 	} else if (TYPE_IS("message_start")) {
 		if (ef.id)
 			reply_copy_field(r->id, sizeof(r->id), ef.id, ef.id_len);
@@ -606,7 +665,7 @@ int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 			reply_copy_field(r->model, sizeof(r->model), ef.model, ef.model_len);
 	} else if (TYPE_IS("message_delta")) {
 		if (ef.stop)
-			reply_finish(r, 0, finish_of(ef.stop, ef.stop_len));
+			reply_finish(r, 0, sd->json_reply && !sd->tools ? "stop" : finish_of(ef.stop, ef.stop_len));
 	} else if (TYPE_IS("message_stop")) {
 		r->done = true;
 	} else if (TYPE_IS("error")) {

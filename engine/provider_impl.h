@@ -21,6 +21,8 @@ struct stream_decoder {
 	int block;                  /* index of the open block, -1 none */
 	int block_tool;             /* its tool-call index, -1 for a text block */
 	int tools;                  /* tool blocks so far */
+	bool json_block;            /* the open block is response_format's JSON tool */
+	bool json_reply;            /* such a block was seen */
 	/* Gemini and Ollama number calls themselves. */
 	int calls;
 	struct json_doc doc;        /* owner: the decoder; Ollama lines and Gemini chunks */

@@ -217,6 +217,45 @@ static void test_tool_calls_in_every_dialect(void **state)
 	mock_server_stop(s);
 }
 
+/* Anthropic has no response_format: a forced tool stands in for it and its
+ * input comes back as the reply text (the mock answers any tools with a
+ * call to the first one). */
+static void test_anthropic_json_output_comes_back_as_text(void **state)
+{
+	(void)state;
+	struct mock_server *s = start_mock(12, 0);
+	lr_engine *e = engine_for(s, 0);
+	for (int stream = 0; stream < 2; stream++) {
+		struct collected c = {0};
+		lr_request *rq = lr_request_new("anthropic/claude-haiku-4-5");
+		lr_request_add_message(rq, LR_ROLE_USER, "weather as JSON");
+		assert_int_equal(lr_request_set_response_format(
+		                         rq, "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"w\",\"schema\":"
+		                             "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}"),
+		                 0);
+		if (stream)
+			lr_request_on_delta(rq, collect, &c);
+		lr_future *f = lr_submit(e, rq);
+		assert_int_equal(lr_future_wait(f, 10000), 1);
+		const lr_result *r = lr_future_result(f);
+		if (r->error)
+			fail_msg("stream=%d: %s", stream, r->error_message);
+		assert_int_equal(r->tool_call_count, 0);
+		assert_string_equal(r->finish_reason, "stop");
+		struct json_doc d = {0};
+		assert_int_equal(json_parse(&d, r->text, r->text_len), 0);
+		assert_true(json_string_eq(&d, json_object_get(&d, 0, "city"), "Paris"));
+		json_doc_free(&d);
+		if (stream) {
+			assert_int_equal(c.tool_deltas, 0);
+			assert_int_equal(c.len, r->text_len);
+		}
+		lr_future_release(f);
+	}
+	lr_engine_destroy(e);
+	mock_server_stop(s);
+}
+
 static void test_mid_stream_errors_in_every_dialect(void **state)
 {
 	(void)state;
@@ -520,6 +559,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_provider_streamed_and_whole),
 		cmocka_unit_test(test_tool_calls_in_every_dialect),
+		cmocka_unit_test(test_anthropic_json_output_comes_back_as_text),
 		cmocka_unit_test(test_mid_stream_errors_in_every_dialect),
 		cmocka_unit_test(test_overloaded_529_maps_to_overloaded),
 		cmocka_unit_test(test_embeddings_openai_and_ollama),
