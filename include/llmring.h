@@ -78,11 +78,14 @@ typedef struct lr_future lr_future;
 /* ---- configuration ---------------------------------------------------- */
 
 typedef struct lr_config {
-	/* Default endpoint for requests that do not name one. NULL: the
-	 * provider default (OPENAI_BASE_URL, then https://api.openai.com/v1). */
+	/* Where every request goes, whatever its provider (each in its own
+	 * dialect). NULL: each provider's own endpoint (OPENAI_BASE_URL,
+	 * ANTHROPIC_BASE_URL, OLLAMA_HOST, GEMINI_BASE_URL, LLMRING_MOCK_URL,
+	 * else the public one). */
 	const char *base_url;
-	/* Bearer key. NULL: OPENAI_API_KEY when the base URL is the provider
-	 * default; no auth header for a custom base URL without a key. */
+	/* The key, sent in each provider's own header. NULL: the provider's
+	 * variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY) when
+	 * base_url is NULL; no key for a custom base URL without one. */
 	const char *api_key;
 	unsigned max_in_flight;       /* requests on the wire at once (64) */
 	unsigned max_conns_per_origin; /* pool cap per scheme+host+port (0 = max_in_flight) */
@@ -313,7 +316,7 @@ LR_API void lr_future_release(lr_future *f);
 
 /*
  * Pull-style streaming for synchronous callers: for a request submitted
- * with lr_request_set_stream (or a callback), hands out the deltas in
+ * with lr_request_set_stream, hands out the deltas in
  * order. Returns 1 with *out valid until the next call on f (or its
  * release), 0 once the stream has ended and every delta was handed out
  * (lr_future_result then holds the outcome), LR_ETIMEOUT when timeout_ms

@@ -1,5 +1,6 @@
 /*
- * The mock OpenAI-compatible server: one thread, one io_uring, plain fds.
+ * The mock LLM server: one thread, one io_uring, plain fds, four wire
+ * dialects (OpenAI, Anthropic, Ollama, Gemini; mock_server.h lists them).
  *
  * Shape of the loop: a multishot accept on the listener, one plain recv per
  * connection into its own growable buffer, at most one send per connection
@@ -16,14 +17,27 @@
  *
  * Token counting (documented for users of the mock's usage numbers):
  *   - prompt tokens: whitespace-separated words in every JSON string value
- *     of a "content" key anywhere in the request body (for embeddings: in
- *     the "input" strings; a token-array input counts its numbers). Words
+ *     of a "content" key anywhere in the request body (Anthropic: also of
+ *     "text" and "system" keys; Gemini: of "text" keys only; embeddings: in
+ *     the "input" strings, a token-array input counts its numbers). Words
  *     are counted in the escaped JSON text, where the escapes \n \t \r
  *     count as whitespace.
  *   - completion tokens: the words generated; the reply text is that many
  *     words from a fixed 64-word list, picked by a hash of (seed, request
  *     number, word index), joined by single spaces. Streaming sends one
- *     word per event (" word" after the first).
+ *     word per event (" word" after the first). A tool call counts
+ *     TOOL_FRAGS tokens.
+ *
+ * Dialects: the route fixes the dialect, which picks the body renderers,
+ * the error shape and the stream events. A stream is numbered the same way
+ * in every dialect (ev_kind): event 0 opens it (OpenAI role chunk,
+ * Anthropic message_start + content_block_start + ping; nothing for Ollama
+ * and Gemini), events 1..nev carry the tokens (or tool-call pieces), then
+ * finish, usage (OpenAI with include_usage) and the end of the chunked body.
+ * So ttft, itl and the stream faults work alike everywhere. The OpenAI
+ * path keeps its precomputed chunk prefix and pays only for a few flag
+ * tests; the other dialects render each event whole (they are not used by
+ * the throughput benchmarks).
  *
  * TLS (mock_tls.c) sits between the ring and the same HTTP code: a TLS
  * connection receives ciphertext into its TLS engine's buffer, decrypts it
@@ -63,6 +77,7 @@
 #define IN_BACKLOG_MAX (256u * 1024)   /* buffered pipelined input while busy */
 #define PEND_HIGH (1024u * 1024)       /* stop answering until the client reads */
 #define MODEL_MAX 256
+#define TOOL_NAME_MAX 128
 #define RING_ENTRIES 4096
 #define RING_CQ_ENTRIES 32768
 #define CQE_BATCH 256
@@ -191,6 +206,8 @@ static inline unsigned word_at(uint64_t seed, uint64_t n, unsigned i)
 /* Server state                                                        */
 
 enum phase { PH_TTFT, PH_HEAD, PH_BODY, PH_EVENTS };
+enum dialect { D_OPENAI = 0, D_ANTHROPIC, D_OLLAMA, D_GEMINI };
+enum ctype { CT_JSON = 0, CT_SSE, CT_NDJSON };
 enum close_mode { CLOSE_NONE = 0, CLOSE_FIN, CLOSE_RST };
 
 struct job {
@@ -202,8 +219,11 @@ struct job {
 	uint8_t close_mode;     /* applied when the job is done */
 	uint8_t fault;
 	bool length_cut;        /* finish_reason "length" */
+	bool tool;              /* reply with a tool call */
+	uint8_t dialect;
 	unsigned ttft_ms;
-	unsigned ntok;
+	unsigned ntok;          /* completion tokens reported */
+	unsigned nev;           /* stream events 1..nev carry tokens or tool pieces */
 	unsigned prompt_tokens;
 	unsigned ev;            /* next stream event */
 	uint64_t n;             /* request number */
@@ -215,15 +235,24 @@ struct job {
 	size_t cut;             /* bytes of whole to emit in all */
 	char model[MODEL_MAX];  /* JSON-escaped, no quotes */
 	size_t model_len;
+	char tool_name[TOOL_NAME_MAX]; /* JSON-escaped, no quotes */
+	size_t tool_name_len;
 };
 
-enum route { R_NOTFOUND = 0, R_CHAT, R_EMBED };
+enum route {
+	R_NOTFOUND = 0, R_CHAT, R_EMBED, R_ANTHROPIC, R_OLLAMA_CHAT, R_OLLAMA_EMBED,
+	R_GEMINI, R_GEMINI_STREAM
+};
 
 struct req {
 	size_t head_len;
 	size_t body_len;
 	uint8_t route;
+	uint8_t dialect;        /* also for R_NOTFOUND: guessed from the path */
+	bool alt_sse;           /* Gemini: ?alt=sse */
 	bool keep_alive;
+	uint16_t model_off;     /* Gemini: the model in the path, from the head start */
+	uint16_t model_len;
 	int fault;              /* from x-mock-fault, -1 none, -2 unknown name */
 	char line[200];         /* "METHOD /path" for the 404 message */
 	size_t line_len;
@@ -294,6 +323,8 @@ static const char *const fault_names[MOCK_FAULT_COUNT] = {
 	[MOCK_FAULT_MALFORMED] = "malformed",
 	[MOCK_FAULT_SLOW_HEADERS] = "slow-headers",
 	[MOCK_FAULT_CLOSE] = "close",
+	[MOCK_FAULT_529] = "529",
+	[MOCK_FAULT_STREAM_ERROR] = "stream-error",
 };
 
 static int fault_from_mem(const char *s, size_t n)
@@ -531,16 +562,16 @@ static unsigned count_words(const char *p, const char *end)
 	return n;
 }
 
-static unsigned count_content_words(const char *b, const char *end)
+/* Words in every string value of qkey (given with its quotes). */
+static unsigned count_key_words(const char *b, const char *end, const char *qkey, size_t kl)
 {
-	static const char key[] = "\"content\"";
 	unsigned n = 0;
 	const char *p = b;
 	while (p < end) {
-		const char *m = memmem(p, (size_t)(end - p), key, sizeof(key) - 1);
+		const char *m = memmem(p, (size_t)(end - p), qkey, kl);
 		if (!m)
 			break;
-		p = m + sizeof(key) - 1;
+		p = m + kl;
 		const char *v = after_colon(p, end);
 		if (!v || *v != '"')
 			continue;
@@ -551,6 +582,36 @@ static unsigned count_content_words(const char *b, const char *end)
 		p = e + 1;
 	}
 	return n;
+}
+
+#define COUNT_KEY_WORDS(b, end, lit) count_key_words((b), (end), (lit), sizeof(lit) - 1)
+
+static unsigned count_content_words(const char *b, const char *end)
+{
+	return COUNT_KEY_WORDS(b, end, "\"content\"");
+}
+
+/* Does some value of qkey (with quotes) equal the string want (no quotes)? */
+static bool has_str_value(const char *b, const char *end, const char *qkey, const char *want)
+{
+	size_t kl = strlen(qkey), wl = strlen(want);
+	const char *p = b;
+	while (p < end) {
+		const char *m = memmem(p, (size_t)(end - p), qkey, kl);
+		if (!m)
+			return false;
+		p = m + kl;
+		const char *v = after_colon(p, end);
+		if (v && *v == '"' && (size_t)(end - v) > wl + 1 && memcmp(v + 1, want, wl) == 0 &&
+		    v[1 + wl] == '"')
+			return true;
+	}
+	return false;
+}
+
+static bool value_is_false(const char *v, const char *end)
+{
+	return v && end - v >= 5 && memcmp(v, "false", 5) == 0;
 }
 
 static bool value_is_true(const char *v, const char *end)
@@ -587,18 +648,21 @@ static const char *status_text(int st)
 	case 429: return "429 Too Many Requests";
 	case 431: return "431 Request Header Fields Too Large";
 	case 500: return "500 Internal Server Error";
+	case 529: return "529 Overloaded";
 	default: return "503 Service Unavailable";
 	}
 }
 
-/* clen SIZE_MAX: chunked. */
-static void put_head(struct buf *b, int st, bool sse, size_t clen, uint64_t n,
-		     bool close, const char *extra)
+/* clen SIZE_MAX: chunked. Anthropic calls its request id header request-id. */
+static void put_head(struct buf *b, int st, enum ctype ct, size_t clen, uint64_t n,
+		     bool close, const char *extra, uint8_t dialect)
 {
 	PUTL(b, "HTTP/1.1 ");
 	put(b, status_text(st), strlen(status_text(st)));
-	if (sse)
+	if (ct == CT_SSE)
 		PUTL(b, "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache");
+	else if (ct == CT_NDJSON)
+		PUTL(b, "\r\nContent-Type: application/x-ndjson");
 	else
 		PUTL(b, "\r\nContent-Type: application/json");
 	if (clen == SIZE_MAX) {
@@ -607,7 +671,10 @@ static void put_head(struct buf *b, int st, bool sse, size_t clen, uint64_t n,
 		PUTL(b, "\r\nContent-Length: ");
 		put_u64(b, clen);
 	}
-	PUTL(b, "\r\nx-request-id: req_mock_");
+	if (dialect == D_ANTHROPIC)
+		PUTL(b, "\r\nrequest-id: req_mock_");
+	else
+		PUTL(b, "\r\nx-request-id: req_mock_");
 	put_u64(b, n);
 	PUTL(b, "\r\n");
 	if (extra)
@@ -617,9 +684,61 @@ static void put_head(struct buf *b, int st, bool sse, size_t clen, uint64_t n,
 	PUTL(b, "\r\n");
 }
 
-static void put_error_body(struct buf *b, const char *msg, size_t mlen, const char *type,
-			   const char *code)
+static const char *anthropic_error_type(int st)
 {
+	switch (st) {
+	case 404: return "not_found_error";
+	case 413: return "request_too_large";
+	case 429: return "rate_limit_error";
+	case 529: return "overloaded_error";
+	default: return st < 500 ? "invalid_request_error" : "api_error";
+	}
+}
+
+static const char *gemini_status(int st)
+{
+	switch (st) {
+	case 404: return "NOT_FOUND";
+	case 429: return "RESOURCE_EXHAUSTED";
+	case 503:
+	case 529: return "UNAVAILABLE";
+	default: return st < 500 ? "INVALID_ARGUMENT" : "INTERNAL";
+	}
+}
+
+/* msg is JSON-escaped already; type and code are for the OpenAI shape. */
+static void put_error_body(struct buf *b, uint8_t dialect, int st, const char *msg,
+			   size_t mlen, const char *type, const char *code)
+{
+	switch (dialect) {
+	case D_ANTHROPIC:
+		PUTL(b, "{\"type\":\"error\",\"error\":{\"type\":\"");
+		put(b, anthropic_error_type(st), strlen(anthropic_error_type(st)));
+		PUTL(b, "\",\"message\":\"");
+		put(b, msg, mlen);
+		PUTL(b, "\"}}");
+		return;
+	case D_OLLAMA:
+		PUTL(b, "{\"error\":\"");
+		put(b, msg, mlen);
+		PUTL(b, "\"}");
+		return;
+	case D_GEMINI:
+		PUTL(b, "{\"error\":{\"code\":");
+		put_u64(b, (uint64_t)st);
+		PUTL(b, ",\"message\":\"");
+		put(b, msg, mlen);
+		PUTL(b, "\",\"status\":\"");
+		put(b, gemini_status(st), strlen(gemini_status(st)));
+		if (st == 429)
+			PUTL(b, "\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\","
+				"\"retryDelay\":\"1s\"}]}}");
+		else
+			PUTL(b, "\"}}");
+		return;
+	default:
+		break;
+	}
 	PUTL(b, "{\"error\":{\"message\":\"");
 	put(b, msg, mlen);
 	PUTL(b, "\",\"type\":\"");
@@ -657,6 +776,39 @@ static void put_usage(struct buf *b, unsigned p, unsigned c)
 		"\"completion_tokens_details\":{\"reasoning_tokens\":0}}");
 }
 
+/* The one tool call every dialect answers with (mock_server.h): its
+ * arguments as a JSON object, as JSON string contents, and as the pieces a
+ * stream sends (string contents), which concatenate to TOOL_ARGS. */
+#define TOOL_ARGS "{\"city\":\"Paris\",\"days\":3}"
+#define TOOL_ARGS_STR "{\\\"city\\\":\\\"Paris\\\",\\\"days\\\":3}"
+#define TOOL_FRAGS 4
+static const char *const tool_frag[TOOL_FRAGS] = {
+	"{\\\"city\\\":", "\\\"Paris\\\",", "\\\"days\\\":", "3}",
+};
+
+static void put_openai_finish(struct buf *b, const struct job *j)
+{
+	if (j->tool)
+		PUTL(b, "tool_calls");
+	else if (j->length_cut)
+		PUTL(b, "length");
+	else
+		PUTL(b, "stop");
+}
+
+/* {"id":...,"type":"function","function":{"name":...,"arguments":"ARGS"}} */
+static void put_openai_tool_call(struct buf *b, const struct job *j, bool args)
+{
+	PUTL(b, "\"id\":\"call_mock_");
+	put_u64(b, j->n);
+	PUTL(b, "\",\"type\":\"function\",\"function\":{\"name\":\"");
+	put(b, j->tool_name, j->tool_name_len);
+	if (args)
+		PUTL(b, "\",\"arguments\":\"" TOOL_ARGS_STR "\"}");
+	else
+		PUTL(b, "\",\"arguments\":\"\"}");
+}
+
 static void put_chat_body(struct mock_server *s, struct job *j, struct buf *b)
 {
 	PUTL(b, "{\"id\":\"chatcmpl-mock-");
@@ -665,17 +817,163 @@ static void put_chat_body(struct mock_server *s, struct job *j, struct buf *b)
 	put_u64(b, j->created);
 	PUTL(b, ",\"model\":\"");
 	put(b, j->model, j->model_len);
-	PUTL(b, "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
-	put_text(b, s->o.seed, j->n, j->ntok);
-	PUTL(b, "\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"");
-	if (j->length_cut)
-		PUTL(b, "length");
-	else
-		PUTL(b, "stop");
+	PUTL(b, "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+	if (j->tool) {
+		PUTL(b, "null,\"tool_calls\":[{");
+		put_openai_tool_call(b, j, true);
+		PUTL(b, "}]");
+	} else {
+		put_ch(b, '"');
+		put_text(b, s->o.seed, j->n, j->ntok);
+		put_ch(b, '"');
+	}
+	PUTL(b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"");
+	put_openai_finish(b, j);
 	PUTL(b, "\"}],");
 	put_usage(b, j->prompt_tokens, j->ntok);
 	PUTL(b, ",\"system_fingerprint\":\"fp_mock\"}");
 }
+
+/* Anthropic Messages ------------------------------------------------- */
+
+static void put_anthropic_stop(struct buf *b, const struct job *j)
+{
+	if (j->tool)
+		PUTL(b, "tool_use");
+	else if (j->length_cut)
+		PUTL(b, "max_tokens");
+	else
+		PUTL(b, "end_turn");
+}
+
+static void put_anthropic_tool_head(struct buf *b, const struct job *j)
+{
+	PUTL(b, "{\"type\":\"tool_use\",\"id\":\"toolu_mock_");
+	put_u64(b, j->n);
+	PUTL(b, "\",\"name\":\"");
+	put(b, j->tool_name, j->tool_name_len);
+	PUTL(b, "\",\"input\":");
+}
+
+static void put_anthropic_body(struct mock_server *s, struct job *j, struct buf *b)
+{
+	PUTL(b, "{\"id\":\"msg_mock_");
+	put_u64(b, j->n);
+	PUTL(b, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+	put(b, j->model, j->model_len);
+	PUTL(b, "\",\"content\":[");
+	if (j->tool) {
+		put_anthropic_tool_head(b, j);
+		PUTL(b, TOOL_ARGS "}");
+	} else {
+		PUTL(b, "{\"type\":\"text\",\"text\":\"");
+		put_text(b, s->o.seed, j->n, j->ntok);
+		PUTL(b, "\"}");
+	}
+	PUTL(b, "],\"stop_reason\":\"");
+	put_anthropic_stop(b, j);
+	PUTL(b, "\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
+	put_u64(b, j->prompt_tokens);
+	PUTL(b, ",\"output_tokens\":");
+	put_u64(b, j->ntok);
+	PUTL(b, ",\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0}}");
+}
+
+/* Ollama ------------------------------------------------------------- */
+
+/* {"model":M,"created_at":...,"message":{"role":"assistant","content":" */
+static void put_ollama_open(struct buf *b, const struct job *j)
+{
+	PUTL(b, "{\"model\":\"");
+	put(b, j->model, j->model_len);
+	PUTL(b, "\",\"created_at\":\"2026-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\","
+		"\"content\":\"");
+}
+
+/* Ends the message (with the tool call when asked) and the object. */
+static void put_ollama_close(struct buf *b, const struct job *j, bool tool, bool done)
+{
+	put_ch(b, '"');
+	if (tool) {
+		PUTL(b, ",\"tool_calls\":[{\"function\":{\"name\":\"");
+		put(b, j->tool_name, j->tool_name_len);
+		PUTL(b, "\",\"arguments\":" TOOL_ARGS "}}]");
+	}
+	if (!done) {
+		PUTL(b, "},\"done\":false}");
+		return;
+	}
+	PUTL(b, "},\"done\":true,\"done_reason\":\"");
+	if (j->length_cut && !j->tool)
+		PUTL(b, "length");
+	else
+		PUTL(b, "stop");
+	PUTL(b, "\",\"total_duration\":1000,\"load_duration\":0,\"prompt_eval_count\":");
+	put_u64(b, j->prompt_tokens);
+	PUTL(b, ",\"prompt_eval_duration\":0,\"eval_count\":");
+	put_u64(b, j->ntok);
+	PUTL(b, ",\"eval_duration\":0}");
+}
+
+static void put_ollama_body(struct mock_server *s, struct job *j, struct buf *b)
+{
+	put_ollama_open(b, j);
+	if (!j->tool)
+		put_text(b, s->o.seed, j->n, j->ntok);
+	put_ollama_close(b, j, j->tool, true);
+}
+
+/* Gemini ------------------------------------------------------------- */
+
+static void put_gemini_open(struct buf *b)
+{
+	PUTL(b, "{\"candidates\":[{\"content\":{\"parts\":[");
+}
+
+static void put_gemini_call(struct buf *b, const struct job *j)
+{
+	PUTL(b, "{\"functionCall\":{\"name\":\"");
+	put(b, j->tool_name, j->tool_name_len);
+	PUTL(b, "\",\"args\":" TOOL_ARGS "}}");
+}
+
+/* After the parts: the candidate's end, usage with k output tokens, ids. */
+static void put_gemini_close(struct buf *b, const struct job *j, unsigned k, bool finish)
+{
+	PUTL(b, "],\"role\":\"model\"}");
+	if (finish) {
+		if (j->length_cut && !j->tool)
+			PUTL(b, ",\"finishReason\":\"MAX_TOKENS\"");
+		else
+			PUTL(b, ",\"finishReason\":\"STOP\"");
+	}
+	PUTL(b, ",\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":");
+	put_u64(b, j->prompt_tokens);
+	PUTL(b, ",\"candidatesTokenCount\":");
+	put_u64(b, k);
+	PUTL(b, ",\"totalTokenCount\":");
+	put_u64(b, (uint64_t)j->prompt_tokens + k);
+	PUTL(b, "},\"modelVersion\":\"");
+	put(b, j->model, j->model_len);
+	PUTL(b, "\",\"responseId\":\"mock-");
+	put_u64(b, j->n);
+	PUTL(b, "\"}");
+}
+
+static void put_gemini_body(struct mock_server *s, struct job *j, struct buf *b)
+{
+	put_gemini_open(b);
+	if (j->tool) {
+		put_gemini_call(b, j);
+	} else {
+		PUTL(b, "{\"text\":\"");
+		put_text(b, s->o.seed, j->n, j->ntok);
+		PUTL(b, "\"}");
+	}
+	put_gemini_close(b, j, j->ntok, true);
+}
+
+/* Embeddings --------------------------------------------------------- */
 
 /* One float in [-1, 1] with six decimals. */
 static void put_unit_float(struct buf *b, uint64_t h)
@@ -750,6 +1048,34 @@ static void scan_embed_input(const char *b, const char *end, unsigned *ninputs,
 		*ninputs = 1; /* one token array */
 }
 
+/* [8 floats] for input i. */
+static void put_vector(struct mock_server *s, const struct job *j, struct buf *b, unsigned i)
+{
+	put_ch(b, '[');
+	for (unsigned k = 0; k < 8; k++) {
+		if (k)
+			put_ch(b, ',');
+		put_unit_float(b, mix64(s->o.seed ^ mix64(j->n * 131 + i * 8 + k)));
+	}
+	put_ch(b, ']');
+}
+
+static void put_ollama_embed_body(struct mock_server *s, struct job *j, struct buf *b,
+				  unsigned ninputs)
+{
+	PUTL(b, "{\"model\":\"");
+	put(b, j->model, j->model_len);
+	PUTL(b, "\",\"embeddings\":[");
+	for (unsigned i = 0; i < ninputs; i++) {
+		if (i)
+			put_ch(b, ',');
+		put_vector(s, j, b, i);
+	}
+	PUTL(b, "],\"total_duration\":1000,\"load_duration\":0,\"prompt_eval_count\":");
+	put_u64(b, j->prompt_tokens);
+	put_ch(b, '}');
+}
+
 static void put_embed_body(struct mock_server *s, struct job *j, struct buf *b,
 			   unsigned ninputs)
 {
@@ -759,13 +1085,9 @@ static void put_embed_body(struct mock_server *s, struct job *j, struct buf *b,
 			put_ch(b, ',');
 		PUTL(b, "{\"object\":\"embedding\",\"index\":");
 		put_u64(b, i);
-		PUTL(b, ",\"embedding\":[");
-		for (unsigned k = 0; k < 8; k++) {
-			if (k)
-				put_ch(b, ',');
-			put_unit_float(b, mix64(s->o.seed ^ mix64(j->n * 131 + i * 8 + k)));
-		}
-		PUTL(b, "]}");
+		PUTL(b, ",\"embedding\":");
+		put_vector(s, j, b, i);
+		put_ch(b, '}');
 	}
 	PUTL(b, "],\"model\":\"");
 	put(b, j->model, j->model_len);
@@ -779,19 +1101,23 @@ static void put_embed_body(struct mock_server *s, struct job *j, struct buf *b,
 /* ------------------------------------------------------------------ */
 /* Jobs: one response in progress on a connection                      */
 
-enum ev_kind { EV_ROLE, EV_TOKEN, EV_FINISH, EV_USAGE, EV_DONE, EV_MALFORMED };
+enum ev_kind { EV_START, EV_TOKEN, EV_FINISH, EV_USAGE, EV_DONE, EV_MALFORMED, EV_ERROR };
 
+/* Events: 0 start, 1..nev tokens, finish, usage (OpenAI, when asked), done.
+ * stream-error: at most 2 tokens (dispatch cut nev), an error, then done. */
 static enum ev_kind ev_kind(const struct job *j, unsigned ev)
 {
 	if (ev == 0)
-		return EV_ROLE;
+		return EV_START;
 	if (j->fault == MOCK_FAULT_MALFORMED)
 		return ev == 1 ? EV_MALFORMED : EV_DONE;
-	if (ev <= j->ntok)
+	if (ev <= j->nev)
 		return EV_TOKEN;
-	if (ev == j->ntok + 1)
+	if (j->fault == MOCK_FAULT_STREAM_ERROR)
+		return ev == j->nev + 1 ? EV_ERROR : EV_DONE;
+	if (ev == j->nev + 1)
 		return EV_FINISH;
-	if (ev == j->ntok + 2 && j->include_usage)
+	if (ev == j->nev + 2 && j->include_usage)
 		return EV_USAGE;
 	return EV_DONE;
 }
@@ -799,47 +1125,232 @@ static enum ev_kind ev_kind(const struct job *j, unsigned ev)
 static bool ev_is_last(const struct job *j, unsigned ev)
 {
 	if (j->fault == MOCK_FAULT_RESET)
-		return ev == (j->ntok ? 1u : 0u);
+		return ev == (j->nev ? 1u : 0u);
 	if (j->fault == MOCK_FAULT_TRUNCATE)
-		return ev == j->ntok / 2;
+		return ev == j->nev / 2;
 	return ev_kind(j, ev) == EV_DONE;
 }
 
-/* Appends stream event ev to pend as one HTTP chunk. */
+/* Token event ev's text (JSON string contents): " word" after the first. */
+static void put_token(struct mock_server *s, const struct job *j, struct buf *b, unsigned ev)
+{
+	unsigned w = word_at(s->o.seed, j->n, ev - 1);
+	if (ev > 1)
+		put_ch(b, ' ');
+	put(b, words[w], word_len[w]);
+}
+
+/* Anthropic: event ev into b (whole SSE events). */
+static void anthropic_event(struct mock_server *s, const struct job *j, struct buf *b,
+			    unsigned ev, enum ev_kind k)
+{
+	switch (k) {
+	case EV_START:
+		PUTL(b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+			"{\"id\":\"msg_mock_");
+		put_u64(b, j->n);
+		PUTL(b, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+		put(b, j->model, j->model_len);
+		PUTL(b, "\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+			"\"usage\":{\"input_tokens\":");
+		put_u64(b, j->prompt_tokens);
+		PUTL(b, ",\"output_tokens\":1}}}\n\n"
+			"event: content_block_start\ndata: {\"type\":\"content_block_start\","
+			"\"index\":0,\"content_block\":");
+		if (j->tool) {
+			put_anthropic_tool_head(b, j);
+			PUTL(b, "{}}");
+		} else {
+			PUTL(b, "{\"type\":\"text\",\"text\":\"\"}");
+		}
+		PUTL(b, "}\n\nevent: ping\ndata: {\"type\":\"ping\"}\n\n");
+		break;
+	case EV_TOKEN:
+		PUTL(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+			"\"index\":0,\"delta\":");
+		if (j->tool) {
+			PUTL(b, "{\"type\":\"input_json_delta\",\"partial_json\":\"");
+			put(b, tool_frag[ev - 1], strlen(tool_frag[ev - 1]));
+		} else {
+			PUTL(b, "{\"type\":\"text_delta\",\"text\":\"");
+			put_token(s, j, b, ev);
+		}
+		PUTL(b, "\"}}\n\n");
+		break;
+	case EV_FINISH:
+		PUTL(b, "event: content_block_stop\ndata: {\"type\":\"content_block_stop\","
+			"\"index\":0}\n\n"
+			"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":"
+			"{\"stop_reason\":\"");
+		put_anthropic_stop(b, j);
+		PUTL(b, "\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":");
+		put_u64(b, j->ntok);
+		PUTL(b, "}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+		break;
+	case EV_ERROR:
+		PUTL(b, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":"
+			"\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+		break;
+	case EV_MALFORMED:
+		PUTL(b, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\","
+			"\"index\":0,\n\n");
+		break;
+	default:
+		break;
+	}
+}
+
+/* Ollama: event ev into b (whole NDJSON lines). */
+static void ollama_event(struct mock_server *s, const struct job *j, struct buf *b,
+			 unsigned ev, enum ev_kind k)
+{
+	switch (k) {
+	case EV_TOKEN:
+		put_ollama_open(b, j);
+		if (!j->tool)
+			put_token(s, j, b, ev);
+		put_ollama_close(b, j, j->tool, false);
+		put_ch(b, '\n');
+		break;
+	case EV_FINISH:
+		put_ollama_open(b, j);
+		put_ollama_close(b, j, false, true);
+		put_ch(b, '\n');
+		break;
+	case EV_ERROR:
+		PUTL(b, "{\"error\":\"mock stream error\"}\n");
+		break;
+	case EV_MALFORMED:
+		PUTL(b, "{\"model\":\"");
+		put(b, j->model, j->model_len);
+		PUTL(b, "\",\"message\":{\n");
+		break;
+	default:
+		break;
+	}
+}
+
+/* Gemini: event ev into b (whole SSE events, CRLF CRLF as Google ends them). */
+static void gemini_event(struct mock_server *s, const struct job *j, struct buf *b,
+			 unsigned ev, enum ev_kind k)
+{
+	switch (k) {
+	case EV_TOKEN:
+		PUTL(b, "data: ");
+		put_gemini_open(b);
+		if (j->tool) {
+			put_gemini_call(b, j);
+		} else {
+			PUTL(b, "{\"text\":\"");
+			put_token(s, j, b, ev);
+			PUTL(b, "\"}");
+		}
+		/* The last token carries the finish reason, unless an error follows. */
+		put_gemini_close(b, j, j->tool ? j->ntok : ev,
+				 ev == j->nev && j->fault != MOCK_FAULT_STREAM_ERROR);
+		PUTL(b, "\r\n\r\n");
+		break;
+	case EV_FINISH:
+		if (j->nev)
+			break; /* said by the last token */
+		PUTL(b, "data: ");
+		put_gemini_open(b);
+		PUTL(b, "{\"text\":\"\"}");
+		put_gemini_close(b, j, 0, true);
+		PUTL(b, "\r\n\r\n");
+		break;
+	case EV_ERROR:
+		PUTL(b, "data: {\"error\":{\"code\":500,\"message\":\"mock stream error\","
+			"\"status\":\"INTERNAL\"}}\r\n\r\n");
+		break;
+	case EV_MALFORMED:
+		PUTL(b, "data: {\"candidates\":[{\r\n\r\n");
+		break;
+	default:
+		break;
+	}
+}
+
+/* OpenAI events of a tool call and the mid-stream error, kept out of the
+ * text path below. */
+static void openai_event_rare(const struct job *j, struct buf *b, unsigned ev, enum ev_kind k)
+{
+	if (k == EV_ERROR) {
+		PUTL(b, "data: {\"error\":{\"message\":\"mock stream error\",\"type\":"
+			"\"server_error\",\"param\":null,\"code\":null}}\n\n");
+		return;
+	}
+	PUTL(b, "data: ");
+	put(b, j->prefix.p, j->prefix.len);
+	if (k == EV_START) {
+		PUTL(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,"
+			"\"tool_calls\":[{\"index\":0,");
+		put_openai_tool_call(b, j, false);
+		PUTL(b, "}],\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]");
+	} else {
+		PUTL(b, "[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+			"{\"arguments\":\"");
+		put(b, tool_frag[ev - 1], strlen(tool_frag[ev - 1]));
+		PUTL(b, "\"}}]},\"logprobs\":null,\"finish_reason\":null}]");
+	}
+	if (j->include_usage)
+		PUTL(b, ",\"usage\":null");
+	PUTL(b, "}\n\n");
+}
+
+/* Appends stream event ev to pend as one HTTP chunk (none when empty). */
 static void emit_event(struct mock_server *s, struct conn *c, unsigned ev)
 {
 	struct job *j = &c->job;
 	struct buf *b = &s->scratch;
 	enum ev_kind k = ev_kind(j, ev);
 	b->len = 0;
+	if (k == EV_DONE) {
+		if (j->dialect == D_OPENAI && j->fault != MOCK_FAULT_STREAM_ERROR)
+			PUTL(&c->pend, "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+		else
+			PUTL(&c->pend, "0\r\n\r\n");
+		return;
+	}
+	if (j->dialect != D_OPENAI) {
+		if (j->dialect == D_ANTHROPIC)
+			anthropic_event(s, j, b, ev, k);
+		else if (j->dialect == D_OLLAMA)
+			ollama_event(s, j, b, ev, k);
+		else
+			gemini_event(s, j, b, ev, k);
+		if (b->len == 0)
+			return; /* an empty chunk would end the body */
+		goto frame;
+	}
+	if (j->tool && (k == EV_START || k == EV_TOKEN)) {
+		openai_event_rare(j, b, ev, k);
+		goto frame;
+	}
 	switch (k) {
 	case EV_DONE:
-		PUTL(&c->pend, "e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
-		return;
+		break;
+	case EV_ERROR:
+		openai_event_rare(j, b, ev, k);
+		break;
 	case EV_MALFORMED:
 		PUTL(b, "data: {\"id\":\"chatcmpl-mock\",\"choices\":[{\n\n");
 		break;
-	case EV_ROLE:
+	case EV_START:
 	case EV_TOKEN:
 	case EV_FINISH:
 		PUTL(b, "data: ");
 		put(b, j->prefix.p, j->prefix.len);
-		if (k == EV_ROLE) {
+		if (k == EV_START) {
 			PUTL(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\","
 				"\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]");
 		} else if (k == EV_TOKEN) {
-			unsigned w = word_at(s->o.seed, j->n, ev - 1);
 			PUTL(b, "[{\"index\":0,\"delta\":{\"content\":\"");
-			if (ev > 1)
-				put_ch(b, ' ');
-			put(b, words[w], word_len[w]);
+			put_token(s, j, b, ev);
 			PUTL(b, "\"},\"logprobs\":null,\"finish_reason\":null}]");
 		} else {
 			PUTL(b, "[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"");
-			if (j->length_cut)
-				PUTL(b, "length");
-			else
-				PUTL(b, "stop");
+			put_openai_finish(b, j);
 			PUTL(b, "\"}]");
 		}
 		if (j->include_usage)
@@ -854,6 +1365,7 @@ static void emit_event(struct mock_server *s, struct conn *c, unsigned ev)
 		PUTL(b, "}\n\n");
 		break;
 	}
+frame:
 	put_hex(&c->pend, b->len);
 	PUTL(&c->pend, "\r\n");
 	put(&c->pend, b->p, b->len);
@@ -949,16 +1461,18 @@ static void job_whole(struct conn *c, bool close)
 	j->close_mode = close ? CLOSE_FIN : CLOSE_NONE;
 }
 
+/* An error response in the job's dialect; msg is JSON-escaped, type and
+ * code are used by the OpenAI shape only. */
 static void respond_error(struct mock_server *s, struct conn *c, uint64_t n, int st,
 			  const char *msg, size_t mlen, const char *type, const char *code,
 			  bool close, const char *extra)
 {
 	struct buf *body = &s->scratch;
-	body->len = 0;
-	put_error_body(body, msg, mlen, type, code);
 	struct job *j = &c->job;
+	body->len = 0;
+	put_error_body(body, j->dialect, st, msg, mlen, type, code);
 	j->whole.len = 0;
-	put_head(&j->whole, st, false, body->len, n, close, extra);
+	put_head(&j->whole, st, CT_JSON, body->len, n, close, extra, j->dialect);
 	j->head_len = j->whole.len;
 	put(&j->whole, body->p, body->len);
 	job_whole(c, close);
@@ -966,6 +1480,54 @@ static void respond_error(struct mock_server *s, struct conn *c, uint64_t n, int
 
 #define ERRL(s, c, n, st, lit, type, code, close, extra) \
 	respond_error(s, c, n, st, lit, sizeof(lit) - 1, type, code, close, extra)
+
+/* The error faults (429, 500, 503, 529; stream-error without a stream is
+ * 500), worded as each provider words them. */
+static void respond_fault(struct mock_server *s, struct conn *c, uint64_t n, int fault,
+			  bool close)
+{
+	static const char *const msg[][4] = {
+		/* OpenAI, Anthropic, Ollama, Gemini */
+		{"Rate limit reached for requests (mock). Please try again in 1s.",
+		 "Number of requests has exceeded your rate limit (mock). Please try again later.",
+		 "rate limit exceeded (mock)",
+		 "Resource has been exhausted (e.g. check quota). (mock)"},
+		{"The server had an error while processing your request. Sorry about that!",
+		 "Internal server error", "internal server error (mock)",
+		 "An internal error has occurred. Please retry. (mock)"},
+		{"The server is overloaded or not ready yet.", "Service unavailable (mock)",
+		 "server busy, please try again. (mock)",
+		 "The model is overloaded. Please try again later."},
+		{"The server is overloaded (mock). Please try again later.", "Overloaded",
+		 "server overloaded (mock)", "The model is overloaded. Please try again later."},
+	};
+	uint8_t d = c->job.dialect;
+	int row, st;
+	const char *type = "server_error", *code = NULL, *extra = NULL;
+	switch (fault) {
+	case MOCK_FAULT_429:
+		row = 0;
+		st = 429;
+		type = "requests";
+		code = "rate_limit_exceeded";
+		extra = d == D_OPENAI ? "Retry-After: 1\r\nretry-after-ms: 1000\r\n"
+				      : "Retry-After: 1\r\n";
+		break;
+	case MOCK_FAULT_503:
+		row = 2;
+		st = 503;
+		break;
+	case MOCK_FAULT_529:
+		row = 3;
+		st = 529;
+		break;
+	default: /* 500, stream-error */
+		row = 1;
+		st = 500;
+		break;
+	}
+	respond_error(s, c, n, st, msg[row][d], strlen(msg[row][d]), type, code, close, extra);
+}
 
 static int pick_fault(struct mock_server *s, uint64_t n)
 {
@@ -979,19 +1541,18 @@ static int pick_fault(struct mock_server *s, uint64_t n)
 	return MOCK_FAULT_NONE;
 }
 
-static void copy_model(struct job *j, const char *b, const char *end)
+/* Copies the JSON string contents at v (its opening quote) into dst, at most
+ * cap - 8 bytes, never splitting an escape, raw control characters made
+ * spaces. Returns the length, or -1 when v is not a complete string. */
+static long copy_str(char *dst, size_t cap, const char *v, const char *end)
 {
-	const char *v = find_value(b, end, "\"model\"");
 	const char *e = v && *v == '"' ? str_end(v + 1, end) : NULL;
-	if (!e) {
-		memcpy(j->model, "mock", 4);
-		j->model_len = 4;
-		return;
-	}
+	if (!e)
+		return -1;
 	size_t n = (size_t)(e - (v + 1));
-	if (n > MODEL_MAX - 8) {
+	if (n > cap - 8) {
 		/* Cut before any escape that would be split. */
-		n = MODEL_MAX - 8;
+		n = cap - 8;
 		for (size_t i = n > 6 ? n - 6 : 0; i < n; i++)
 			if (v[1 + i] == '\\') {
 				n = i;
@@ -1001,9 +1562,129 @@ static void copy_model(struct job *j, const char *b, const char *end)
 	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)v[1 + i];
-		j->model[o++] = ch < 0x20 ? ' ' : (char)ch; /* raw control chars are invalid JSON */
+		dst[o++] = ch < 0x20 ? ' ' : (char)ch; /* raw control chars are invalid JSON */
 	}
-	j->model_len = o;
+	return (long)o;
+}
+
+static void copy_model(struct job *j, const char *b, const char *end)
+{
+	long n = copy_str(j->model, MODEL_MAX, find_value(b, end, "\"model\""), end);
+	if (n < 0) {
+		memcpy(j->model, "mock", 4);
+		n = 4;
+	}
+	j->model_len = (size_t)n;
+}
+
+/* Gemini: the model named in the path (raw URL text, made JSON-safe). */
+static void copy_path_model(struct job *j, const char *p, size_t n)
+{
+	if (n > MODEL_MAX - 8)
+		n = MODEL_MAX - 8;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		j->model[i] = ch < 0x20 || ch == '"' || ch == '\\' ? '_' : (char)ch;
+	}
+	j->model_len = n;
+}
+
+/* Tool calls: a "tools" key naming a function and no tool result yet. Sets
+ * j->tool and j->tool_name. */
+static void find_tool(struct job *j, const char *body, const char *end)
+{
+	const char *t = find_value(body, end, "\"tools\"");
+	if (!t)
+		return;
+	switch (j->dialect) {
+	case D_ANTHROPIC:
+		if (memmem(body, (size_t)(end - body), "\"tool_result\"", 13))
+			return;
+		break;
+	case D_GEMINI: {
+		if (memmem(body, (size_t)(end - body), "\"functionResponse\"", 18))
+			return;
+		const char *fd = find_value(t, end, "\"functionDeclarations\"");
+		if (fd)
+			t = fd;
+		break;
+	}
+	default:
+		if (has_str_value(body, end, "\"role\"", "tool"))
+			return;
+		break;
+	}
+	long n = copy_str(j->tool_name, TOOL_NAME_MAX, find_value(t, end, "\"name\""), end);
+	if (n <= 0)
+		return;
+	j->tool_name_len = (size_t)n;
+	j->tool = true;
+}
+
+/* Does this request ask for a stream? */
+static bool wants_stream(const struct req *rq, const char *body, const char *end)
+{
+	switch (rq->route) {
+	case R_CHAT:
+	case R_ANTHROPIC:
+		return value_is_true(find_value(body, end, "\"stream\""), end);
+	case R_OLLAMA_CHAT: /* Ollama streams unless told not to */
+		return !value_is_false(find_value(body, end, "\"stream\""), end);
+	case R_GEMINI_STREAM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The dialect's max-token field, when present. */
+static bool max_tokens(uint8_t dialect, const char *body, const char *end, uint64_t *mt)
+{
+	switch (dialect) {
+	case D_ANTHROPIC:
+		return value_uint(find_value(body, end, "\"max_tokens\""), end, mt);
+	case D_OLLAMA:
+		return value_uint(find_value(body, end, "\"num_predict\""), end, mt);
+	case D_GEMINI:
+		return value_uint(find_value(body, end, "\"maxOutputTokens\""), end, mt);
+	default:
+		return value_uint(find_value(body, end, "\"max_completion_tokens\""), end, mt) ||
+		       value_uint(find_value(body, end, "\"max_tokens\""), end, mt);
+	}
+}
+
+static unsigned prompt_words(uint8_t dialect, const char *body, const char *end)
+{
+	switch (dialect) {
+	case D_ANTHROPIC:
+		return count_content_words(body, end) + COUNT_KEY_WORDS(body, end, "\"text\"") +
+		       COUNT_KEY_WORDS(body, end, "\"system\"");
+	case D_GEMINI:
+		return COUNT_KEY_WORDS(body, end, "\"text\"");
+	default:
+		return count_content_words(body, end);
+	}
+}
+
+/* The stream's head (and, for OpenAI, the chunk prefix): events follow. */
+static void start_stream(struct job *j, uint64_t n, bool close)
+{
+	enum ctype ct = CT_SSE;
+	if (j->dialect == D_OPENAI) {
+		j->prefix.len = 0;
+		PUTL(&j->prefix, "{\"id\":\"chatcmpl-mock-");
+		put_u64(&j->prefix, n);
+		PUTL(&j->prefix, "\",\"object\":\"chat.completion.chunk\",\"created\":");
+		put_u64(&j->prefix, j->created);
+		PUTL(&j->prefix, ",\"model\":\"");
+		put(&j->prefix, j->model, j->model_len);
+		PUTL(&j->prefix, "\",\"system_fingerprint\":\"fp_mock\",\"choices\":");
+	} else if (j->dialect == D_OLLAMA) {
+		ct = CT_NDJSON;
+	}
+	put_head(&j->whole, 200, ct, SIZE_MAX, n, close, NULL, j->dialect);
+	j->head_len = j->cut = j->whole.len;
+	j->phase = PH_HEAD; /* head at once, then ttft, then events */
 }
 
 /* The request in c->in[in_start..] is complete: start its response. */
@@ -1020,6 +1701,7 @@ static void dispatch(struct mock_server *s, struct conn *c)
 	job_reset(j);
 	j->n = n;
 	j->created = s->now;
+	j->dialect = rq->dialect;
 
 	if (rq->route == R_NOTFOUND) {
 		struct buf m = {0}; /* owned here, freed below */
@@ -1062,20 +1744,16 @@ static void dispatch(struct mock_server *s, struct conn *c)
 		fault = pick_fault(s, n);
 	j->fault = (uint8_t)fault;
 
+	if (fault == MOCK_FAULT_STREAM_ERROR && !wants_stream(rq, body, end)) {
+		respond_fault(s, c, n, fault, close); /* without a stream: 500 */
+		return;
+	}
 	switch (fault) {
 	case MOCK_FAULT_429:
-		ERRL(s, c, n, 429,
-		     "Rate limit reached for requests (mock). Please try again in 1s.", "requests",
-		     "rate_limit_exceeded", close, "Retry-After: 1\r\nretry-after-ms: 1000\r\n");
-		return;
 	case MOCK_FAULT_500:
-		ERRL(s, c, n, 500,
-		     "The server had an error while processing your request. Sorry about that!",
-		     "server_error", NULL, close, NULL);
-		return;
 	case MOCK_FAULT_503:
-		ERRL(s, c, n, 503, "The server is overloaded or not ready yet.", "server_error",
-		     NULL, close, NULL);
+	case MOCK_FAULT_529:
+		respond_fault(s, c, n, fault, close);
 		return;
 	case MOCK_FAULT_CLOSE:
 		close = true;
@@ -1083,8 +1761,22 @@ static void dispatch(struct mock_server *s, struct conn *c)
 	default:
 		break;
 	}
+	/* Validation after the error faults: an asked-for fault always shows. */
+	if (rq->route == R_ANTHROPIC && !find_value(body, end, "\"max_tokens\"")) {
+		ERRL(s, c, n, 400, "max_tokens: Field required", "invalid_request_error", NULL,
+		     close, NULL);
+		return;
+	}
+	if (rq->route == R_GEMINI_STREAM && !rq->alt_sse) {
+		ERRL(s, c, n, 400, "mock: streamGenerateContent is served with ?alt=sse only",
+		     "invalid_request_error", NULL, close, NULL);
+		return;
+	}
 
-	copy_model(j, body, end);
+	if (rq->route == R_GEMINI || rq->route == R_GEMINI_STREAM)
+		copy_path_model(j, c->in.p + c->in_start + rq->model_off, rq->model_len);
+	else
+		copy_model(j, body, end);
 	j->active = true;
 	j->ttft_ms = s->o.ttft_ms;
 	j->slow = fault == MOCK_FAULT_SLOW_HEADERS;
@@ -1096,60 +1788,84 @@ static void dispatch(struct mock_server *s, struct conn *c)
 	j->whole.len = 0;
 	j->off = 0;
 
-	if (rq->route == R_EMBED) {
+	if (rq->route == R_EMBED || rq->route == R_OLLAMA_EMBED) {
 		unsigned ninputs, ntok;
 		scan_embed_input(body, end, &ninputs, &ntok);
 		j->prompt_tokens = ntok;
 		struct buf *b = &s->scratch;
 		b->len = 0;
-		if (fault == MOCK_FAULT_MALFORMED)
+		if (rq->route == R_OLLAMA_EMBED) {
+			if (fault == MOCK_FAULT_MALFORMED)
+				PUTL(b, "{\"model\":\"mock\",\"embeddings\":[[");
+			else
+				put_ollama_embed_body(s, j, b, ninputs);
+		} else if (fault == MOCK_FAULT_MALFORMED) {
 			PUTL(b, "{\"object\":\"list\",\"data\":[{");
-		else
+		} else {
 			put_embed_body(s, j, b, ninputs);
+		}
 		goto whole_body;
 	}
 
-	/* Chat completions. */
-	j->prompt_tokens = count_content_words(body, end);
-	j->ntok = s->o.tokens;
-	uint64_t mt;
-	if (value_uint(find_value(body, end, "\"max_completion_tokens\""), end, &mt) ||
-	    value_uint(find_value(body, end, "\"max_tokens\""), end, &mt)) {
-		if (mt < j->ntok) {
+	/* Chat, in every dialect. */
+	j->prompt_tokens = prompt_words(j->dialect, body, end);
+	find_tool(j, body, end);
+	if (j->tool) {
+		/* OpenAI and Anthropic stream the arguments in pieces. */
+		j->ntok = TOOL_FRAGS;
+		j->nev = j->dialect == D_OPENAI || j->dialect == D_ANTHROPIC ? TOOL_FRAGS : 1;
+	} else {
+		j->ntok = s->o.tokens;
+		uint64_t mt;
+		if (max_tokens(j->dialect, body, end, &mt) && mt < j->ntok) {
 			j->ntok = (unsigned)mt;
 			j->length_cut = true;
 		}
+		j->nev = j->ntok;
 	}
-	j->stream = value_is_true(find_value(body, end, "\"stream\""), end);
+	j->stream = wants_stream(rq, body, end);
 	if (j->stream) {
-		j->include_usage = value_is_true(find_value(body, end, "\"include_usage\""), end);
-		j->prefix.len = 0;
-		PUTL(&j->prefix, "{\"id\":\"chatcmpl-mock-");
-		put_u64(&j->prefix, n);
-		PUTL(&j->prefix, "\",\"object\":\"chat.completion.chunk\",\"created\":");
-		put_u64(&j->prefix, j->created);
-		PUTL(&j->prefix, ",\"model\":\"");
-		put(&j->prefix, j->model, j->model_len);
-		PUTL(&j->prefix, "\",\"system_fingerprint\":\"fp_mock\",\"choices\":");
-		put_head(&j->whole, 200, true, SIZE_MAX, n, close, NULL);
-		j->head_len = j->cut = j->whole.len;
-		j->phase = PH_HEAD; /* head at once, then ttft, then events */
+		if (fault == MOCK_FAULT_STREAM_ERROR && j->nev > 2)
+			j->nev = 2;
+		if (j->dialect == D_OPENAI && fault != MOCK_FAULT_STREAM_ERROR)
+			j->include_usage =
+				value_is_true(find_value(body, end, "\"include_usage\""), end);
+		start_stream(j, n, close);
 		return;
 	}
 	{
 		struct buf *b = &s->scratch;
 		b->len = 0;
-		if (fault == MOCK_FAULT_MALFORMED)
-			PUTL(b, "{\"id\":\"chatcmpl-mock\",\"choices\":[{");
-		else
-			put_chat_body(s, j, b);
+		if (fault == MOCK_FAULT_MALFORMED) {
+			switch (j->dialect) {
+			case D_ANTHROPIC:
+				PUTL(b, "{\"id\":\"msg_mock\",\"type\":\"message\",\"content\":[{");
+				break;
+			case D_OLLAMA:
+				PUTL(b, "{\"model\":\"mock\",\"message\":{");
+				break;
+			case D_GEMINI:
+				PUTL(b, "{\"candidates\":[{");
+				break;
+			default:
+				PUTL(b, "{\"id\":\"chatcmpl-mock\",\"choices\":[{");
+				break;
+			}
+		} else {
+			switch (j->dialect) {
+			case D_ANTHROPIC: put_anthropic_body(s, j, b); break;
+			case D_OLLAMA: put_ollama_body(s, j, b); break;
+			case D_GEMINI: put_gemini_body(s, j, b); break;
+			default: put_chat_body(s, j, b); break;
+			}
+		}
 	}
 
 whole_body:;
 	struct buf *b = &s->scratch;
 	if (fault == MOCK_FAULT_TRUNCATE) {
 		/* Chunked, cut off after the first half of the body. */
-		put_head(&j->whole, 200, false, SIZE_MAX, n, true, NULL);
+		put_head(&j->whole, 200, CT_JSON, SIZE_MAX, n, true, NULL, j->dialect);
 		j->head_len = j->whole.len;
 		size_t half = b->len / 2;
 		put_hex(&j->whole, half);
@@ -1158,7 +1874,7 @@ whole_body:;
 		PUTL(&j->whole, "\r\n");
 		j->cut = j->whole.len;
 	} else {
-		put_head(&j->whole, 200, false, b->len, n, close, NULL);
+		put_head(&j->whole, 200, CT_JSON, b->len, n, close, NULL, j->dialect);
 		j->head_len = j->whole.len;
 		put(&j->whole, b->p, b->len);
 		j->cut = fault == MOCK_FAULT_RESET ? j->head_len + b->len / 2 : j->whole.len;
@@ -1183,6 +1899,76 @@ static bool has_token(const char *v, size_t vlen, const char *tok)
 	return false;
 }
 
+static bool has_prefix(const char *s, size_t n, const char *lit)
+{
+	size_t l = strlen(lit);
+	return n >= l && memcmp(s, lit, l) == 0;
+}
+
+/* Route and dialect from the path (without the query; q is the '?' or NULL,
+ * qe the end of the target, head the start of the head). Unknown paths get
+ * the dialect their prefix suggests, for the 404 body. */
+static void route_path(struct req *rq, const char *path, size_t plen, const char *q,
+		       const char *qe, const char *head)
+{
+#define PATH_IS(lit) (plen == sizeof(lit) - 1 && memcmp(path, lit, plen) == 0)
+	if (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions")) {
+		rq->route = R_CHAT;
+		return;
+	}
+	if (PATH_IS("/v1/embeddings") || PATH_IS("/embeddings")) {
+		rq->route = R_EMBED;
+		return;
+	}
+	if (PATH_IS("/v1/messages") || PATH_IS("/messages")) {
+		rq->route = R_ANTHROPIC;
+		rq->dialect = D_ANTHROPIC;
+		return;
+	}
+	if (has_prefix(path, plen, "/v1/messages/") || has_prefix(path, plen, "/messages/")) {
+		rq->dialect = D_ANTHROPIC;
+		return;
+	}
+	if (has_prefix(path, plen, "/api/")) {
+		rq->dialect = D_OLLAMA;
+		if (PATH_IS("/api/chat"))
+			rq->route = R_OLLAMA_CHAT;
+		else if (PATH_IS("/api/embed"))
+			rq->route = R_OLLAMA_EMBED;
+		return;
+	}
+#undef PATH_IS
+	/* Gemini: [/v1beta|/v1]/models/MODEL:METHOD */
+	const char *m = path, *pend = path + plen;
+	if (has_prefix(m, plen, "/v1beta/"))
+		m += 7;
+	else if (has_prefix(m, plen, "/v1/"))
+		m += 3;
+	if (!has_prefix(m, (size_t)(pend - m), "/models/"))
+		return;
+	rq->dialect = D_GEMINI;
+	m += 8;
+	const char *colon = memchr(m, ':', (size_t)(pend - m));
+	if (!colon || colon == m || memchr(m, '/', (size_t)(colon - m)))
+		return;
+	size_t ml = (size_t)(pend - colon - 1);
+	if (ml == 15 && memcmp(colon + 1, "generateContent", 15) == 0)
+		rq->route = R_GEMINI;
+	else if (ml == 21 && memcmp(colon + 1, "streamGenerateContent", 21) == 0)
+		rq->route = R_GEMINI_STREAM;
+	else
+		return;
+	rq->model_off = (uint16_t)(m - head);
+	rq->model_len = (uint16_t)(colon - m);
+	/* alt=sse as one of the query's parameters */
+	for (const char *a = q; a && a + 8 <= qe; a++)
+		if ((*a == '?' || *a == '&') && memcmp(a + 1, "alt=sse", 7) == 0 &&
+		    (a + 8 == qe || a[8] == '&')) {
+			rq->alt_sse = true;
+			break;
+		}
+}
+
 /* Parses the head in in[in_start..]. 1: head parsed; 0: incomplete;
  * otherwise an HTTP status to answer with before closing. */
 static int parse_head(struct conn *c)
@@ -1193,14 +1979,17 @@ static int parse_head(struct conn *c)
 	const char *e = n > from ? memmem(p + from, n - from, "\r\n\r\n", 4) : NULL;
 	if (!e) {
 		c->scan = n;
-		return n > HEAD_MAX ? 431 : 0;
-	}
-	size_t head_len = (size_t)(e - p) + 4;
-	if (head_len > HEAD_MAX)
+		if (n <= HEAD_MAX)
+			return 0;
+		memset(&c->rq, 0, sizeof(c->rq)); /* no stale dialect for the 431 */
 		return 431;
+	}
 	struct req *rq = &c->rq;
 	memset(rq, 0, sizeof(*rq));
 	rq->fault = -1;
+	size_t head_len = (size_t)(e - p) + 4;
+	if (head_len > HEAD_MAX)
+		return 431;
 
 	const char *le = memmem(p, head_len, "\r\n", 2);
 	const char *sp1 = memchr(p, ' ', (size_t)(le - p));
@@ -1219,13 +2008,9 @@ static int parse_head(struct conn *c)
 	const char *path = sp1 + 1;
 	const char *pe = memchr(path, '?', (size_t)(sp2 - path));
 	size_t plen = (size_t)((pe ? pe : sp2) - path);
-	bool post = sp1 - p == 4 && memcmp(p, "POST", 4) == 0;
-#define PATH_IS(lit) (plen == sizeof(lit) - 1 && memcmp(path, lit, plen) == 0)
-	if (post && (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions")))
-		rq->route = R_CHAT;
-	else if (post && (PATH_IS("/v1/embeddings") || PATH_IS("/embeddings")))
-		rq->route = R_EMBED;
-#undef PATH_IS
+	route_path(rq, path, plen, pe, sp2, p);
+	if (!(sp1 - p == 4 && memcmp(p, "POST", 4) == 0))
+		rq->route = R_NOTFOUND; /* dialect kept for the 404 body */
 
 	const char *h = le + 2;
 	const char *hend = p + head_len - 2;
@@ -1286,6 +2071,7 @@ static void respond_parse_error(struct mock_server *s, struct conn *c, int st)
 	uint64_t n = ++s->next_n;
 	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
 	job_reset(&c->job);
+	c->job.dialect = c->rq.dialect; /* parse_head set it (0 before the path) */
 	switch (st) {
 	case 411:
 		ERRL(s, c, n, 411, "Chunked request bodies are not supported; send Content-Length.",

@@ -1,28 +1,73 @@
 /*
- * The mock LLM server: an OpenAI-compatible HTTP/1.1 server on its own
- * io_uring thread, used by `llmring mock`, by `llmring batch --mock`
- * (in-process, ephemeral loopback port), by the tests and the benchmarks.
+ * The mock LLM server: an HTTP/1.1 server on its own io_uring thread that
+ * speaks the wire dialects of four providers, used by `llmring mock`, by
+ * `llmring batch --mock` (in-process, ephemeral loopback port), by the tests
+ * and the benchmarks.
  *
- * Endpoints: POST /v1/chat/completions (non-streaming and `"stream":true`
- * SSE with stream_options.include_usage), POST /v1/embeddings, and the same
- * paths without the /v1 prefix. Tokens are counted as whitespace-separated
- * words of the message contents (prompt) and of the generated text:
- * prompt tokens = words in every "content" string value of the request
- * (embeddings: in the "input" strings; a token array counts its numbers),
- * counted in the escaped JSON text where \n \t \r are whitespace;
- * completion tokens = `tokens` (or max_tokens / max_completion_tokens when
- * smaller, finish_reason "length"), words drawn from a fixed 64-word list
- * by a hash of (seed, request number, index). Request numbers count from 1
+ * Endpoints (all POST; anything else is 404 in the dialect its path suggests):
+ *   OpenAI     /v1/chat/completions (non-streaming and `"stream":true` SSE with
+ *              stream_options.include_usage), /v1/embeddings, and both
+ *              without the /v1 prefix.
+ *   Anthropic  /v1/messages (also /messages): "max_tokens" is required (400
+ *              invalid_request_error "max_tokens: Field required");
+ *              `"stream":true` gives the documented SSE events: message_start,
+ *              content_block_start, ping, one content_block_delta per token,
+ *              content_block_stop, message_delta, message_stop. Every response
+ *              carries `request-id: req_mock_<n>` (not x-request-id); message
+ *              ids are msg_mock_<n>.
+ *   Ollama     /api/chat: streams by default (application/x-ndjson, one line
+ *              per token, then a line with "done":true and the counts);
+ *              `"stream":false` gives one JSON object. options.num_predict is
+ *              the max-token field. /api/embed: {"model","embeddings":[[...]],
+ *              "total_duration","load_duration","prompt_eval_count"}.
+ *   Gemini     /v1beta/models/MODEL:generateContent and
+ *              /v1beta/models/MODEL:streamGenerateContent?alt=sse (also with
+ *              /v1 or no prefix); the model comes from the path. The stream is
+ *              SSE with CRLF CRLF separators, one event per token, each with
+ *              usageMetadata so far; the last one has finishReason; no [DONE].
+ *              streamGenerateContent without alt=sse is 400.
+ *              generationConfig.maxOutputTokens is the max-token field;
+ *              responseId is mock-<n>.
+ *
+ * Tokens are whitespace-separated words, counted in the escaped JSON text
+ * where \n \t \r are whitespace. Prompt tokens: words in every "content"
+ * string value of the request (OpenAI, Ollama chat); in "text" values,
+ * string "content" values and a string "system" (Anthropic); in "text"
+ * values (Gemini); in the "input" strings (embeddings; a token array counts
+ * its numbers). Completion tokens = `tokens` (or the dialect's max-token
+ * field when smaller: finish "length" / "max_tokens" / "MAX_TOKENS"), words
+ * drawn from a fixed 64-word list by a hash of (seed, request number,
+ * index), joined by single spaces; streamed as "w1", " w2", " w3"... so the
+ * pieces concatenate to the non-streamed text. Request numbers count from 1
  * in arrival order across the server; x-request-id is req_mock_<n> and the
- * completion id chatcmpl-mock-<n>. With ttft_ms a non-streaming reply is
- * delayed as a whole; a stream sends its head at once, waits ttft_ms, then
- * sends one SSE event per token, itl_ms apart.
+ * OpenAI completion id chatcmpl-mock-<n>. With ttft_ms a non-streaming reply
+ * is delayed as a whole; a stream sends its head at once, waits ttft_ms,
+ * then sends one event per token, itl_ms apart.
+ *
+ * Tool calls: a chat request with a "tools" key that names a function and
+ * holds no tool result (a "role":"tool" message, an Anthropic "tool_result",
+ * a Gemini "functionResponse") is answered with one call of the first
+ * function named in "tools" (Gemini: in functionDeclarations) with the
+ * arguments {"city":"Paris","days":3}, id call_mock_<n> (Anthropic
+ * toolu_mock_<n>), in each dialect's shape (finish "tool_calls" /
+ * "tool_use" / "stop" / "STOP"). It counts 4 completion tokens, ignores the
+ * max-token field, and streams (OpenAI, Anthropic) as 4 argument fragments
+ * {"city": | "Paris", | "days": | 3} (Ollama, Gemini: one event).
  *
  * Faults, by rate (--fault KIND:RATE), per request by the header
  * `x-mock-fault: KIND`, or by the marker `mock-fault:KIND` anywhere in the
- * request body (so batch lines can ask for them):
- *   429            429 with Retry-After: 1 and an OpenAI rate-limit error body
- *   500, 503       error status with an OpenAI-shaped error body
+ * request body (so batch lines can ask for them). Error bodies take the
+ * dialect's shape: OpenAI {"error":{"message","type","param","code"}},
+ * Anthropic {"type":"error","error":{"type","message"}}, Ollama
+ * {"error":"..."}, Gemini {"error":{"code","message","status"}}.
+ *   429            429 with Retry-After: 1 (OpenAI also retry-after-ms: 1000)
+ *   500, 503       error status with an error body
+ *   529            529 "overloaded" (Anthropic overloaded_error)
+ *   stream-error   a stream sends up to 2 token events, then an error event in
+ *                  the dialect's way (OpenAI data: {"error":{...}}, Anthropic
+ *                  event: error, Ollama {"error":"..."} line, Gemini data:
+ *                  {"error":{...}}), then ends the chunked body normally; a
+ *                  non-streaming request gets 500
  *   reset          a valid head, part of the body, then the connection is reset
  *   truncate       chunked body cut off before the last chunk, then close
  *   malformed      200 with a body that is not valid JSON
@@ -52,6 +97,8 @@ enum mock_fault {
 	MOCK_FAULT_MALFORMED,
 	MOCK_FAULT_SLOW_HEADERS,
 	MOCK_FAULT_CLOSE,
+	MOCK_FAULT_529,
+	MOCK_FAULT_STREAM_ERROR,
 	MOCK_FAULT_COUNT
 };
 
