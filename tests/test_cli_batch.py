@@ -43,9 +43,10 @@ def test(fn):
 # ---- helpers ---------------------------------------------------------------
 
 def clean_env(**extra):
-    """The environment without OpenAI settings or a CA bundle override."""
+    """The environment without provider settings or a CA bundle override."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("OPENAI_") and k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "OLLAMA_", "LLMRING_MOCK"))
+           and k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     env.update(extra)
     return env
 
@@ -1047,6 +1048,53 @@ def bench_parses_flags_then_refuses():
 
 
 # ---- main --------------------------------------------------------------------------------
+
+@test
+def mock_batch_routes_every_provider_and_answers_in_openai_shape():
+    models = ["gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-haiku-4-5", "ollama/qwen3:4b",
+              "gemini/gemini-2.0-flash", "mock/any"]
+    with Tmp() as t:
+        lines = [chat_line("c%d" % i, "say four words", model=m) for i, m in enumerate(models)]
+        lines.append(embed_line("e-ollama", "two words", model="ollama/nomic-embed-text"))
+        lines.append(json.dumps({"custom_id": "e-anthropic", "method": "POST",
+                                 "url": "/v1/embeddings",
+                                 "body": {"model": "anthropic/claude-haiku-4-5", "input": "x"}}))
+        write_lines(t.path("in.jsonl"), lines)
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                 "--stats", t.path("stats.json")])
+        assert p.returncode == 1, p.stderr  # the anthropic embeddings line fails
+        out = by_id(read_output(t.path("out.jsonl")))
+        assert len(out) == len(lines)
+        for i, m in enumerate(models):
+            line = out["c%d" % i]
+            check_shape(line)
+            assert line["error"] is None, (m, line)
+            body = line["response"]["body"]
+            assert body["object"] == "chat.completion", (m, body)
+            msg = body["choices"][0]["message"]
+            assert msg["role"] == "assistant" and len(msg["content"].split()) > 0, (m, body)
+            assert body["choices"][0]["finish_reason"] == "stop", (m, body)
+            assert body["usage"]["prompt_tokens"] == 3, (m, body)
+            assert body["usage"]["completion_tokens"] > 0, (m, body)
+        emb = out["e-ollama"]
+        assert emb["error"] is None, emb
+        assert emb["response"]["body"]["data"][0]["object"] == "embedding"
+        assert emb["response"]["body"]["usage"]["prompt_tokens"] == 2
+        bad = out["e-anthropic"]
+        assert bad["error"]["code"] == "unsupported" and bad["response"] is None, bad
+        stats = json.load(open(t.path("stats.json")))
+        assert stats["succeeded"] == len(lines) - 1 and stats["failed"] == 1, stats
+
+
+@test
+def batch_without_a_key_for_the_first_lines_provider_is_refused():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a", model="anthropic/claude-haiku-4-5")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl")],
+                env=clean_env(OPENAI_API_KEY=SECRET))
+        assert p.returncode == 2 and "ANTHROPIC_API_KEY" in p.stderr, p.stderr
+        assert not os.path.exists(t.path("out.jsonl"))
+
 
 def main():
     global LLMRING
