@@ -1096,6 +1096,25 @@ def batch_without_a_key_for_the_first_lines_provider_is_refused():
         assert not os.path.exists(t.path("out.jsonl"))
 
 
+@test
+def chat_speaks_every_provider():
+    with MockProcess("--tokens", "5", "--itl-ms", "5") as mock:
+        for model in ["gpt-4o-mini", "anthropic/claude-haiku-4-5", "ollama/qwen3:4b",
+                      "gemini/gemini-2.0-flash", "mock/any"]:
+            for extra in ([], ["--no-stream"]):
+                p = run(["chat", "--model", model, "--base-url", mock.url, "--system", "be brief"]
+                        + extra + ["hello there"])
+                assert p.returncode == 0, (model, extra, p.stderr)
+                assert p.stdout.endswith("\n") and len(p.stdout.split()) == 5, (model, p.stdout)
+        # The provider's own error shape still becomes the right code.
+        p = run(["chat", "--model", "anthropic/claude-haiku-4-5", "--base-url", mock.url,
+                 "mock-fault:529"])
+        assert p.returncode == 1 and "overloaded" in p.stderr, p.stderr
+        # No key for a provider's public endpoint: nothing is sent.
+        p = run(["chat", "--model", "gemini/gemini-2.0-flash", "hi"])
+        assert p.returncode == 2 and "GEMINI_API_KEY" in p.stderr, p.stderr
+
+
 def main():
     global LLMRING
     if len(sys.argv) != 2:
