@@ -16,6 +16,8 @@ static int put_parts(struct http_buf *out, const struct json_doc *d, int content
 	int ret = 0;
 	const struct json_token *t = &d->tok[content];
 	if (t->type == JSON_STRING) {
+		if (t->end == t->start)
+			return 0; /* Gemini refuses empty text parts */
 		ret = buf_puts(out, *any ? ",{\"text\":" : "{\"text\":");
 		if (!ret)
 			ret = json_copy_value(out, d, content);
@@ -64,33 +66,11 @@ static int put_parts(struct http_buf *out, const struct json_doc *d, int content
 	return ret;
 }
 
-/* The function name of the assistant call tool_call_id answers. */
-static int call_name(const struct json_doc *d, int msgs, int upto, int id)
-{
-	int m = msgs + 1, found = -1;
-	for (int k = 0; k < d->tok[msgs].size && m < upto; k++, m = json_skip(d, m)) {
-		int calls = json_object_get(d, m, "tool_calls");
-		if (calls < 0 || d->tok[calls].type != JSON_ARRAY)
-			continue;
-		int c = calls + 1;
-		for (int j = 0; j < d->tok[calls].size; j++, c = json_skip(d, c)) {
-			int cid = json_object_get(d, c, "id");
-			const char *a, *b;
-			size_t al, bl;
-			json_span(d, cid, &a, &al);
-			json_span(d, id, &b, &bl);
-			if (cid >= 0 && a && b && al == bl && memcmp(a, b, al) == 0)
-				found = json_path(d, c, "function.name");
-		}
-	}
-	return found;
-}
-
 static int put_function_response(struct http_buf *out, const struct json_doc *d, int msgs, int m,
                                  const char **why)
 {
 	int id = json_object_get(d, m, "tool_call_id");
-	int name = id >= 0 ? call_name(d, msgs, m, id) : -1;
+	int name = id >= 0 ? tool_call_name(d, msgs, m, id) : -1;
 	if (name < 0)
 		name = json_object_get(d, m, "name");
 	if (name < 0) {

@@ -71,6 +71,14 @@ static int put_messages(struct http_buf *out, const struct json_doc *d, int msgs
 			ret = json_string_eq(d, role, "developer") ? buf_puts(out, "\"system\"") : json_copy_value(out, d, role);
 		if (!ret)
 			ret = put_message_content(out, d, json_object_get(d, m, "content"), why);
+		/* A tool result names its function (Ollama keys results by name). */
+		int call_id = json_string_eq(d, role, "tool") ? json_object_get(d, m, "tool_call_id") : -1;
+		int tool_name = call_id >= 0 ? tool_call_name(d, msgs, m, call_id) : -1;
+		if (!ret && tool_name >= 0) {
+			ret = buf_puts(out, ",\"tool_name\":");
+			if (!ret)
+				ret = json_copy_value(out, d, tool_name);
+		}
 		int calls = json_object_get(d, m, "tool_calls");
 		if (!ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY && d->tok[calls].size) {
 			ret = buf_puts(out, ",\"tool_calls\":[");

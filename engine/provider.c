@@ -576,9 +576,11 @@ int stream_decoder_finish(struct stream_decoder *sd)
 		framing_failed(sd, rc);
 	if (r->error)
 		return r->error;
-	/* OpenAI and Anthropic say when the reply is complete; Gemini only
-	 * names a finish reason on its last chunk. */
-	if (!r->done && !r->finish_reason[0])
+	/* OpenAI ([DONE]), Anthropic (message_stop) and Ollama ("done":true)
+	 * say when the reply is complete, after the usage; Gemini only names
+	 * a finish reason on its last chunk. */
+	bool complete = sd->p == PROVIDER_GEMINI ? r->finish_reason[0] != '\0' : r->done;
+	if (!complete)
 		return reply_fail(r, LR_EPROTO, "the stream ended before its last event");
 	return 0;
 }
@@ -640,6 +642,28 @@ int image_part(const struct json_doc *d, int part, struct http_buf *url, const c
 		*data_len = url->len - (size_t)(*data - s);
 	}
 	return 0;
+}
+
+int tool_call_name(const struct json_doc *d, int msgs, int upto, int id)
+{
+	int m = msgs + 1, found = -1;
+	const char *want;
+	size_t want_len;
+	json_span(d, id, &want, &want_len);
+	for (int k = 0; want && k < d->tok[msgs].size && m < upto; k++, m = json_skip(d, m)) {
+		int calls = json_object_get(d, m, "tool_calls");
+		if (calls < 0 || d->tok[calls].type != JSON_ARRAY)
+			continue;
+		int c = calls + 1;
+		for (int j = 0; j < d->tok[calls].size; j++, c = json_skip(d, c)) {
+			const char *have;
+			size_t have_len;
+			json_span(d, json_object_get(d, c, "id"), &have, &have_len);
+			if (have && have_len == want_len && memcmp(have, want, want_len) == 0)
+				found = json_path(d, c, "function.name");
+		}
+	}
+	return found;
 }
 
 int arguments_object(struct http_buf *out, const struct json_doc *d, int args)

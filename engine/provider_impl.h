@@ -71,6 +71,9 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content);
  * URL with base64 data, *mime and *data point into url. */
 int image_part(const struct json_doc *d, int part, struct http_buf *url, const char **mime,
                size_t *mime_len, const char **data, size_t *data_len);
+/* The function name of the assistant tool call (in messages before the
+ * one at upto) whose id equals the string token id, or -1. */
+int tool_call_name(const struct json_doc *d, int msgs, int upto, int id);
 /* Tool-call arguments (a JSON string holding an object) appended as the
  * object itself; "" becomes {}. LR_EINVAL when not an object. */
 int arguments_object(struct http_buf *out, const struct json_doc *d, int args);

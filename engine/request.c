@@ -213,7 +213,7 @@ LR_API int lr_request_set_param(lr_request *rq, const char *key, const char *jso
 		return LR_EINVAL;
 	/* The body builder owns these keys; a param must not duplicate them. */
 	static const char *const reserved[] = {"model", "messages", "tools", "stop", "max_tokens",
-	                                       "input", "stream"};
+	                                       "input", "stream", "stream_options"};
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		if (strcmp(key, reserved[i]) == 0)
 			return LR_EINVAL;
@@ -246,8 +246,13 @@ static int set_number(lr_request *rq, const char *key, double v, double lo, doub
 {
 	if (!rq || !isfinite(v) || v < lo || v > hi)
 		return LR_EINVAL;
+	/* The shortest text that reads back as v (0.2, not 0.20000000000000001). */
 	char num[40];
-	snprintf(num, sizeof(num), "%.17g", v);
+	for (int digits = 15; digits <= 17; digits++) {
+		snprintf(num, sizeof(num), "%.*g", digits, v);
+		if (strtod(num, NULL) == v)
+			break;
+	}
 	return lr_request_set_param(rq, key, num);
 }
 
