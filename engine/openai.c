@@ -125,7 +125,20 @@ void openai_parse(int status, const char *body, size_t len, struct json_doc *doc
 	                doc->tok[0].type == JSON_OBJECT;
 	*body_is_json = have_doc;
 	r->error = classify_status(status, doc, have_doc);
-	provider_error_message(r, status, doc, have_doc ? json_path(doc, 0, "error.message") : -1);
+	/* OpenAI nests the message under "error"; vLLM and others put it at
+	 * the top ({"object":"error","message":...}). */
+	int msg = have_doc ? json_path(doc, 0, "error.message") : -1;
+	if (msg < 0 && have_doc)
+		msg = json_object_get(doc, 0, "message");
+	if (msg < 0 && have_doc && (msg = json_object_get(doc, 0, "error")) >= 0 &&
+	    doc->tok[msg].type != JSON_STRING)
+		msg = -1; /* {"error":"text"} (llama.cpp, Ollama's /v1) */
+	provider_error_message(r, status, doc, msg);
+	/* Servers without OpenAI's code still say so in words. */
+	if (r->error == LR_EBADREQUEST && (strstr(r->message, "maximum context length") ||
+	                                   strstr(r->message, "context length") ||
+	                                   strstr(r->message, "context window")))
+		r->error = LR_ECONTEXT;
 }
 
 /* ---- streams ---- */

@@ -1560,6 +1560,12 @@ static void errors_openai(void **state)
 		{400, "{\"error\":{\"message\":\"Invalid value for 'temperature'.\",\"type\":\"invalid_request_error\","
 		      "\"param\":\"temperature\",\"code\":null}}",
 		 LR_EBADREQUEST, "Invalid value for 'temperature'."},
+		/* vLLM: the message at the top, no context code. */
+		{400, "{\"object\":\"error\",\"message\":\"This model's maximum context length is 8192 tokens. "
+		      "However, you requested 9000 tokens.\",\"type\":\"BadRequestError\",\"param\":null,\"code\":400}",
+		 LR_ECONTEXT, "maximum context length is 8192"},
+		/* llama.cpp-style plain string error. */
+		{404, "{\"error\":\"model not loaded\"}", LR_ENOTFOUND, "model not loaded"},
 		{401, "{\"error\":{\"message\":\"Incorrect API key provided: sk-abc.\",\"type\":\"invalid_request_error\","
 		      "\"param\":null,\"code\":\"invalid_api_key\"}}",
 		 LR_EAUTH, "Incorrect API key provided"},
