@@ -2,7 +2,10 @@
  * The mock server, spoken to with plain blocking sockets: response shapes,
  * usage numbers, keep-alive and pipelining, streaming, embeddings, every
  * fault kind (by header, by body marker, by rate), close_every, delays,
- * many connections, and stopping with connections open.
+ * many connections, and stopping with connections open. Then the other
+ * dialects (Anthropic Messages, Ollama, Gemini): their shapes, streams whose
+ * pieces concatenate to the non-streamed text, tool calls in all four, and
+ * the faults in each dialect's shape.
  *
  * Then HTTPS: the same client through mbedTLS over the blocking socket,
  * verifying against a test CA made by tests/certs/gen-certs.sh at test time
@@ -953,6 +956,902 @@ static void fault_names_parse(void **state)
 	assert_int_equal(mock_fault_from_name("nope"), -1);
 	assert_int_equal(mock_fault_from_name(NULL), -1);
 	assert_string_equal(mock_fault_name(MOCK_FAULT_TRUNCATE), "truncate");
+	assert_int_equal(mock_fault_from_name("529"), MOCK_FAULT_529);
+	assert_int_equal(mock_fault_from_name("stream-error"), MOCK_FAULT_STREAM_ERROR);
+	assert_string_equal(mock_fault_name(MOCK_FAULT_STREAM_ERROR), "stream-error");
+	assert_null(mock_fault_name(MOCK_FAULT_COUNT));
+}
+
+/* ------------------------------------------------------------------ */
+/* Other dialects: Anthropic, Ollama, Gemini; tool calls; their faults */
+
+/* Concatenates the string after every occurrence of pat (pat ends just
+ * after the opening quote), escapes kept as sent; *count gets how many. */
+static char *concat_after(const char *s, const char *pat, unsigned *count)
+{
+	char *out = malloc(strlen(s) + 1);
+	assert_non_null(out);
+	size_t len = 0, pl = strlen(pat);
+	unsigned n = 0;
+	for (const char *p = s; (p = strstr(p, pat)); n++) {
+		p += pl;
+		const char *e = p;
+		while (*e && *e != '"')
+			e += *e == '\\' && e[1] ? 2 : 1;
+		memcpy(out + len, p, (size_t)(e - p));
+		len += (size_t)(e - p);
+		p = e;
+	}
+	out[len] = '\0';
+	if (count)
+		*count = n;
+	return out;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static unsigned count_str(const char *s, const char *needle)
+{
+	unsigned n = 0;
+	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* The reply to request number 1 of a fresh server (seed 0, `tokens` words):
+ * the text a stream of request 1 must concatenate to. */
+static char *first_reply_text(const char *path, const char *body, const char *key,
+			      unsigned tokens)
+{
+	struct mock_options o;
+	mock_options_default(&o);
+	o.tokens = tokens;
+	struct mock_server *s = start(&o);
+	struct resp r;
+	roundtrip(mock_server_port(s), path, NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	char *text = json_str(r.body, key);
+	assert_non_null(text);
+	resp_free(&r);
+	mock_server_stop(s);
+	return text;
+}
+
+static struct mock_server *start_tokens(unsigned tokens)
+{
+	struct mock_options o;
+	mock_options_default(&o);
+	o.tokens = tokens;
+	return start(&o);
+}
+
+static const char anthropic_body[] =
+	"{\"model\":\"claude-x\",\"max_tokens\":1024,\"system\":\"Be brief.\",\"messages\":["
+	"{\"role\":\"user\",\"content\":\"hello there world\"},"
+	"{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi you\"}]},"
+	"{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"one more\\nquestion\"}]}]}";
+#define ANTHROPIC_PROMPT_WORDS 10 /* 2 system + 3 content + 2 + 3 text */
+
+static void anthropic_messages_reply_shape_and_counts(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1/messages", NULL, anthropic_body, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "application/json");
+	assert_string_equal(resp_header(&r, "request-id", v, sizeof(v)), "req_mock_1");
+	assert_null(resp_header(&r, "x-request-id", v, sizeof(v)));
+	assert_non_null(strstr(r.body, "{\"id\":\"msg_mock_1\",\"type\":\"message\",\"role\":"
+					"\"assistant\",\"model\":\"claude-x\",\"content\":[{\"type\":"
+					"\"text\",\"text\":\""));
+	assert_non_null(strstr(r.body, "\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,"
+					"\"usage\":{\"input_tokens\":10,\"output_tokens\":16,"
+					"\"cache_creation_input_tokens\":0,"
+					"\"cache_read_input_tokens\":0}}"));
+	char *text = json_str(r.body, "text");
+	assert_int_equal(count_words(text), 16);
+	free(text);
+	assert_int_equal(json_num(r.body, "input_tokens"), ANTHROPIC_PROMPT_WORDS);
+	resp_free(&r);
+
+	/* /messages works too; max_tokens below `tokens` cuts with "max_tokens". */
+	roundtrip(mock_server_port(s), "/messages", NULL,
+		  "{\"model\":\"c\",\"max_tokens\":3,\"messages\":[{\"role\":\"user\","
+		  "\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(resp_header(&r, "request-id", v, sizeof(v)), "req_mock_2");
+	assert_non_null(strstr(r.body, "\"stop_reason\":\"max_tokens\""));
+	assert_int_equal(json_num(r.body, "output_tokens"), 3);
+	assert_int_equal(json_num(r.body, "input_tokens"), 1);
+	text = json_str(r.body, "text");
+	assert_int_equal(count_words(text), 3);
+	free(text);
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void anthropic_without_max_tokens_is_400(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1/messages", NULL,
+		  "{\"model\":\"c\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 400);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "application/json");
+	assert_string_equal(resp_header(&r, "request-id", v, sizeof(v)), "req_mock_1");
+	assert_string_equal(r.body, "{\"type\":\"error\",\"error\":{\"type\":"
+				    "\"invalid_request_error\",\"message\":"
+				    "\"max_tokens: Field required\"}}");
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+/* "event: a\ndata: {...}\n\n"...: the event names joined by ',', each
+ * checked against its data's "type". */
+static char *sse_event_names(const char *body)
+{
+	char *out = calloc(1, strlen(body) + 1);
+	assert_non_null(out);
+	for (const char *p = body; (p = strstr(p, "event: ")); ) {
+		p += 7;
+		const char *e = strchr(p, '\n');
+		assert_non_null(e);
+		char want[96];
+		snprintf(want, sizeof(want), "\ndata: {\"type\":\"%.*s\"", (int)(e - p), p);
+		assert_memory_equal(e, want, strlen(want));
+		if (*out)
+			strcat(out, ",");
+		strncat(out, p, (size_t)(e - p));
+		p = e;
+	}
+	return out;
+}
+
+static void anthropic_stream_sends_the_documented_events(void **state)
+{
+	char *whole = first_reply_text("/v1/messages", anthropic_body, "text", 5);
+	struct mock_server *s = start_tokens(5);
+	struct resp r;
+	const char *body =
+		"{\"model\":\"claude-x\",\"max_tokens\":100,\"stream\":true,\"system\":\"Be brief.\","
+		"\"messages\":[{\"role\":\"user\",\"content\":\"hello there world\"},"
+		"{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi you\"}]},"
+		"{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"one more\\nquestion\"}]}]}";
+	roundtrip(mock_server_port(s), "/v1/messages", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.chunked);
+	assert_true(r.complete);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "text/event-stream");
+	assert_string_equal(resp_header(&r, "request-id", v, sizeof(v)), "req_mock_1");
+	char *names = sse_event_names(r.body);
+	assert_string_equal(names, "message_start,content_block_start,ping,"
+				   "content_block_delta,content_block_delta,content_block_delta,"
+				   "content_block_delta,content_block_delta,content_block_stop,"
+				   "message_delta,message_stop");
+	free(names);
+	assert_true(starts_with(r.body,
+				"event: message_start\ndata: {\"type\":\"message_start\",\"message\":"
+			    "{\"id\":\"msg_mock_1\",\"type\":\"message\",\"role\":\"assistant\","
+			    "\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,"
+			    "\"stop_sequence\":null,\"usage\":{\"input_tokens\":10,"
+			    "\"output_tokens\":1}}}\n\n"));
+	assert_non_null(strstr(r.body, "event: content_block_start\ndata: {\"type\":"
+					"\"content_block_start\",\"index\":0,\"content_block\":"
+					"{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\n"
+					"data: {\"type\":\"ping\"}\n\n"));
+	assert_non_null(strstr(r.body, "event: content_block_stop\ndata: {\"type\":"
+					"\"content_block_stop\",\"index\":0}\n\n"
+					"event: message_delta\ndata: {\"type\":\"message_delta\","
+					"\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},"
+					"\"usage\":{\"output_tokens\":5}}\n\n"
+					"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+	assert_int_equal(strlen(strstr(r.body, "event: message_stop")),
+			 strlen("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+	unsigned n;
+	char *text = concat_after(r.body, "\"delta\":{\"type\":\"text_delta\",\"text\":\"", &n);
+	assert_int_equal(n, 5);
+	assert_string_equal(text, whole);
+	free(text);
+	free(whole);
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static const char ollama_body[] =
+	"{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"system\",\"content\":\"be nice\"},"
+	"{\"role\":\"user\",\"content\":\"why is the sky blue\"}]%s}";
+
+static void ollama_chat_streams_ndjson_by_default(void **state)
+{
+	char nostream[512], plain[512];
+	snprintf(nostream, sizeof(nostream), ollama_body, ",\"stream\":false");
+	snprintf(plain, sizeof(plain), ollama_body, "");
+	/* Ollama's non-streamed text sits in message.content. */
+	char *whole = first_reply_text("/api/chat", nostream, "content", 6);
+	struct mock_server *s = start_tokens(6);
+	struct resp r;
+	roundtrip(mock_server_port(s), "/api/chat", NULL, plain, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.chunked);
+	assert_true(r.complete);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "application/x-ndjson");
+	/* 6 token lines and the final one, each a whole line. */
+	assert_int_equal(count_str(r.body, "\n"), 7);
+	assert_int_equal(count_str(r.body, "\"done\":false}\n"), 6);
+	assert_true(starts_with(r.body, "{\"model\":\"llama3.2\",\"created_at\":"
+				    "\"2026-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\","
+				    "\"content\":\""));
+	const char *last = strstr(r.body, "\"done\":true");
+	assert_non_null(last);
+	while (last > r.body && last[-1] != '\n')
+		last--;
+	assert_string_equal(last, "{\"model\":\"llama3.2\",\"created_at\":\"2026-01-01T00:00:00Z\","
+				  "\"message\":{\"role\":\"assistant\",\"content\":\"\"},"
+				  "\"done\":true,\"done_reason\":\"stop\",\"total_duration\":1000,"
+				  "\"load_duration\":0,\"prompt_eval_count\":7,"
+				  "\"prompt_eval_duration\":0,\"eval_count\":6,"
+				  "\"eval_duration\":0}\n");
+	unsigned n;
+	char *text = concat_after(r.body, "\"content\":\"", &n);
+	assert_int_equal(n, 7);
+	assert_string_equal(text, whole);
+	free(text);
+	free(whole);
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void ollama_chat_non_stream_and_num_predict(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	roundtrip(mock_server_port(s), "/api/chat", NULL,
+		  "{\"model\":\"llama3.2\",\"stream\":false,\"options\":{\"temperature\":0,"
+		  "\"num_predict\":3},\"messages\":[{\"role\":\"user\",\"content\":\"a b c d\"}]}",
+		  &r);
+	assert_int_equal(r.status, 200);
+	assert_false(r.chunked);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "application/json");
+	assert_true(starts_with(r.body, "{\"model\":\"llama3.2\",\"created_at\":"
+				    "\"2026-01-01T00:00:00Z\",\"message\":{\"role\":\"assistant\","
+				    "\"content\":\""));
+	char *text = json_str(r.body, "content");
+	assert_int_equal(count_words(text), 3);
+	free(text);
+	assert_non_null(strstr(r.body, "\"},\"done\":true,\"done_reason\":\"length\","
+					"\"total_duration\":1000,\"load_duration\":0,"
+					"\"prompt_eval_count\":4,\"prompt_eval_duration\":0,"
+					"\"eval_count\":3,\"eval_duration\":0}"));
+	assert_int_equal(r.body[r.body_len - 1], '}');
+	resp_free(&r);
+
+	/* A negative num_predict (no limit) gives the full reply. */
+	roundtrip(mock_server_port(s), "/api/chat", NULL,
+		  "{\"stream\":false,\"options\":{\"num_predict\":-1},\"messages\":[]}", &r);
+	assert_non_null(strstr(r.body, "\"model\":\"mock\""));
+	assert_non_null(strstr(r.body, "\"done_reason\":\"stop\""));
+	assert_int_equal(json_num(r.body, "eval_count"), 16);
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void ollama_embed_one_vector_per_input(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	roundtrip(mock_server_port(s), "/api/embed", NULL,
+		  "{\"model\":\"nomic-embed-text\",\"input\":[\"a b c\",\"d\",\"e f\"]}", &r);
+	assert_int_equal(r.status, 200);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "application/json");
+	assert_true(starts_with(r.body, "{\"model\":\"nomic-embed-text\",\"embeddings\":[["));
+	assert_int_equal(count_str(r.body, "["), 4);   /* the list and 3 vectors */
+	/* 7 in each vector, 2 between them, 4 between the object's fields */
+	assert_int_equal(count_str(r.body, ","), 3 * 7 + 2 + 4);
+	assert_non_null(strstr(r.body, "]],\"total_duration\":1000,\"load_duration\":0,"
+					"\"prompt_eval_count\":6}"));
+	resp_free(&r);
+	roundtrip(mock_server_port(s), "/api/embed", NULL, "{\"model\":\"e\",\"input\":\"one two\"}",
+		  &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(count_str(r.body, "["), 2);
+	assert_int_equal(json_num(r.body, "prompt_eval_count"), 2);
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static const char gemini_body[] =
+	"{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"hello big world\"}]},"
+	"{\"role\":\"model\",\"parts\":[{\"text\":\"hi\"}]},"
+	"{\"role\":\"user\",\"parts\":[{\"text\":\"tell me more\"}]}],"
+	"\"systemInstruction\":{\"parts\":[{\"text\":\"be brief\"}]}%s}";
+#define GEMINI_PROMPT_WORDS 9
+
+static void gemini_generate_content_shape(void **state)
+{
+	struct mock_server *s = start_default();
+	char body[512];
+	snprintf(body, sizeof(body), gemini_body, "");
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1beta/models/gemini-2.0-flash:generateContent?key=k",
+		  NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "application/json");
+	assert_true(starts_with(r.body, "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\""));
+	assert_non_null(strstr(r.body, "\"}],\"role\":\"model\"},\"finishReason\":\"STOP\","
+					"\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":9,"
+					"\"candidatesTokenCount\":16,\"totalTokenCount\":25},"
+					"\"modelVersion\":\"gemini-2.0-flash\",\"responseId\":\"mock-1\"}"));
+	char *text = json_str(r.body, "text");
+	assert_int_equal(count_words(text), 16);
+	free(text);
+	resp_free(&r);
+
+	/* Without a prefix, or with /v1; maxOutputTokens cuts with MAX_TOKENS. */
+	snprintf(body, sizeof(body), gemini_body, ",\"generationConfig\":{\"maxOutputTokens\":2}");
+	const char *paths[] = {"/models/gem-x:generateContent", "/v1/models/gem-x:generateContent"};
+	for (int i = 0; i < 2; i++) {
+		roundtrip(mock_server_port(s), paths[i], NULL, body, &r);
+		assert_int_equal(r.status, 200);
+		assert_non_null(strstr(r.body, "\"finishReason\":\"MAX_TOKENS\""));
+		assert_non_null(strstr(r.body, "\"modelVersion\":\"gem-x\""));
+		assert_int_equal(json_num(r.body, "candidatesTokenCount"), 2);
+		assert_int_equal(json_num(r.body, "promptTokenCount"), GEMINI_PROMPT_WORDS);
+		resp_free(&r);
+	}
+	mock_server_stop(s);
+}
+
+static void gemini_stream_is_sse_with_crlf_and_no_done(void **state)
+{
+	char body[512];
+	snprintf(body, sizeof(body), gemini_body, "");
+	char *whole = first_reply_text("/v1beta/models/g:generateContent", body, "text", 4);
+	struct mock_server *s = start_tokens(4);
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1beta/models/g:streamGenerateContent?alt=sse", NULL, body,
+		  &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.chunked);
+	assert_true(r.complete);
+	char v[64];
+	assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)), "text/event-stream");
+	assert_int_equal(count_str(r.body, "data: "), 4);
+	assert_int_equal(count_str(r.body, "}\r\n\r\n"), 4);
+	assert_int_equal(count_str(r.body, "\n"), 8); /* no bare LF separators */
+	assert_null(strstr(r.body, "[DONE]"));
+	assert_int_equal(count_str(r.body, "\"finishReason\":\"STOP\""), 1);
+	for (unsigned k = 1; k <= 4; k++) {
+		char want[160];
+		snprintf(want, sizeof(want), "\"usageMetadata\":{\"promptTokenCount\":9,"
+			 "\"candidatesTokenCount\":%u,\"totalTokenCount\":%u},"
+			 "\"modelVersion\":\"g\",\"responseId\":\"mock-1\"}\r\n\r\n", k, 9 + k);
+		assert_non_null(strstr(r.body, want));
+	}
+	const char *last = strstr(r.body, "\"candidatesTokenCount\":4");
+	while (last > r.body && strncmp(last, "data: ", 6) != 0)
+		last--;
+	assert_non_null(strstr(last, "],\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}]"));
+	assert_true(starts_with(r.body, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\""));
+	unsigned n;
+	char *text = concat_after(r.body, "{\"text\":\"", &n);
+	assert_int_equal(n, 4);
+	assert_string_equal(text, whole);
+	free(text);
+	free(whole);
+	resp_free(&r);
+
+	/* streamGenerateContent without alt=sse is refused; so are unknown methods. */
+	roundtrip(mock_server_port(s), "/v1beta/models/g:streamGenerateContent", NULL, body, &r);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.body, "{\"error\":{\"code\":400,\"message\":\""));
+	assert_non_null(strstr(r.body, "\"status\":\"INVALID_ARGUMENT\"}}"));
+	resp_free(&r);
+	roundtrip(mock_server_port(s), "/v1beta/models/g:countTokens", NULL, body, &r);
+	assert_int_equal(r.status, 404);
+	assert_non_null(strstr(r.body, "{\"error\":{\"code\":404,\"message\":\"Invalid URL (POST "
+					"/v1beta/models/g:countTokens)\",\"status\":\"NOT_FOUND\"}}"));
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void unknown_paths_get_the_dialects_404(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	roundtrip(mock_server_port(s), "/api/generate-nope", NULL, "{}", &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(r.body, "{\"error\":\"Invalid URL (POST /api/generate-nope)\"}");
+	resp_free(&r);
+	roundtrip(mock_server_port(s), "/v1/messages/batches", NULL, "{}", &r);
+	assert_int_equal(r.status, 404);
+	assert_non_null(strstr(r.body, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\","));
+	char v[64];
+	assert_non_null(resp_header(&r, "request-id", v, sizeof(v)));
+	resp_free(&r);
+	/* A GET on a known path keeps its dialect. */
+	struct client c;
+	client_open(&c, mock_server_port(s));
+	send_str(&c, "GET /api/chat HTTP/1.1\r\nHost: x\r\n\r\n");
+	read_response(&c, &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(r.body, "{\"error\":\"Invalid URL (GET /api/chat)\"}");
+	resp_free(&r);
+	client_close(&c);
+	mock_server_stop(s);
+}
+
+static void one_connection_serves_every_dialect(void **state)
+{
+	struct mock_server *s = start_tokens(3);
+	struct client c;
+	client_open(&c, mock_server_port(s));
+	char gem[512], oll[512];
+	snprintf(gem, sizeof(gem), gemini_body, "");
+	snprintf(oll, sizeof(oll), ollama_body, "");
+	const char *paths[] = {"/v1/chat/completions", "/v1/messages", "/api/chat",
+			       "/v1beta/models/g:streamGenerateContent?alt=sse", "/v1/embeddings",
+			       "/api/embed"};
+	const char *bodies[] = {chat_body, anthropic_body, oll, gem, "{\"input\":\"x\"}",
+				"{\"input\":\"x\"}"};
+	/* Pipelined: all six requests first, then the answers in order. */
+	for (int i = 0; i < 6; i++) {
+		char *rq = request(paths[i], NULL, bodies[i]);
+		send_str(&c, rq);
+		free(rq);
+	}
+	const char *marks[] = {"chatcmpl-mock-1", "msg_mock_2", "\"done\":true", "mock-4",
+			       "\"object\":\"embedding\"", "\"embeddings\":[["};
+	for (int i = 0; i < 6; i++) {
+		struct resp r;
+		read_response(&c, &r);
+		assert_int_equal(r.status, 200);
+		assert_true(r.complete);
+		assert_non_null(strstr(r.body, marks[i]));
+		resp_free(&r);
+	}
+	client_close(&c);
+	assert_int_equal(mock_server_requests(s), 6);
+	mock_server_stop(s);
+}
+
+static void other_dialect_streams_honour_ttft_and_itl(void **state)
+{
+	struct mock_options o;
+	mock_options_default(&o);
+	o.tokens = 4;
+	o.ttft_ms = 60;
+	o.itl_ms = 20;
+	struct mock_server *s = start(&o);
+	const char *paths[] = {"/v1/messages", "/api/chat",
+			       "/v1beta/models/g:streamGenerateContent?alt=sse"};
+	const char *bodies[] = {"{\"max_tokens\":9,\"stream\":true,\"messages\":[]}",
+				"{\"messages\":[]}", "{\"contents\":[]}"};
+	const char *first[] = {"text_delta", "\"done\":false", "data: "};
+	const char *last[] = {"message_stop", "\"done\":true", "candidatesTokenCount\":4"};
+	for (int i = 0; i < 3; i++) {
+		struct client c;
+		client_open(&c, mock_server_port(s));
+		double t0 = now_ms();
+		char *rq = request(paths[i], NULL, bodies[i]);
+		send_str(&c, rq);
+		free(rq);
+		while (!find_mem(&c, "\r\n\r\n"))
+			assert_int_equal(fill(&c), 1);
+		while (!find_mem(&c, first[i]))
+			assert_int_equal(fill(&c), 1);
+		assert_true(now_ms() - t0 >= 60 - 1);
+		while (!find_mem(&c, last[i]))
+			assert_int_equal(fill(&c), 1);
+		assert_true(now_ms() - t0 >= 60 + 3 * 20 - 1);
+		client_close(&c);
+	}
+	mock_server_stop(s);
+}
+
+/* Tool calls ------------------------------------------------------------ */
+
+#define ARGS_ESC "{\\\"city\\\":\\\"Paris\\\",\\\"days\\\":3}"
+#define ARGS_OBJ "{\"city\":\"Paris\",\"days\":3}"
+
+static const char openai_tools[] =
+	",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+	"\"description\":\"d\",\"parameters\":{\"type\":\"object\",\"properties\":"
+	"{\"city\":{\"type\":\"string\"}}}}}]";
+
+static void openai_tools_get_a_tool_call(void **state)
+{
+	struct mock_server *s = start_default();
+	char body[1024];
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"g\",\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]%s}",
+		 openai_tools);
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1/chat/completions", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"message\":{\"role\":\"assistant\",\"content\":null,"
+					"\"tool_calls\":[{\"id\":\"call_mock_1\",\"type\":\"function\","
+					"\"function\":{\"name\":\"get_weather\",\"arguments\":\""
+					ARGS_ESC "\"}}]"));
+	assert_non_null(strstr(r.body, "\"finish_reason\":\"tool_calls\""));
+	assert_int_equal(json_num(r.body, "completion_tokens"), 4);
+	resp_free(&r);
+
+	/* Streamed: the call's head, argument pieces, finish, usage, [DONE]. */
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"g\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+		 "\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]%s}", openai_tools);
+	roundtrip(mock_server_port(s), "/v1/chat/completions", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	const char *head = strstr(r.body, "\"delta\":{\"role\":\"assistant\",\"content\":null,"
+					  "\"tool_calls\":[{\"index\":0,\"id\":\"call_mock_2\","
+					  "\"type\":\"function\",\"function\":{\"name\":"
+					  "\"get_weather\",\"arguments\":\"\"}}]");
+	assert_non_null(head);
+	unsigned n;
+	char *args = concat_after(r.body, "{\"tool_calls\":[{\"index\":0,\"function\":"
+					  "{\"arguments\":\"", &n);
+	assert_true(n >= 3);
+	assert_string_equal(args, ARGS_ESC);
+	free(args);
+	const char *fin = strstr(r.body, "\"delta\":{},\"logprobs\":null,\"finish_reason\":"
+					 "\"tool_calls\"}");
+	assert_non_null(fin);
+	assert_true(fin > head);
+	const char *u = strstr(r.body, "\"choices\":[],\"usage\":{\"prompt_tokens\":1,"
+				       "\"completion_tokens\":4,");
+	assert_non_null(u);
+	assert_true(u > fin);
+	assert_non_null(strstr(u, "data: [DONE]\n\n"));
+	resp_free(&r);
+
+	/* After a tool result: text again. */
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"g\",\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},"
+		 "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_mock_1\","
+		 "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{}\"}}]},"
+		 "{\"role\": \"tool\",\"tool_call_id\":\"call_mock_1\",\"content\":\"sunny\"}]%s}",
+		 openai_tools);
+	roundtrip(mock_server_port(s), "/v1/chat/completions", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "\"tool_calls\""));
+	assert_non_null(strstr(r.body, "\"finish_reason\":\"stop\""));
+	resp_free(&r);
+
+	/* An empty tools list names no function: text. */
+	roundtrip(mock_server_port(s), "/v1/chat/completions", NULL,
+		  "{\"tools\":[],\"messages\":[]}", &r);
+	assert_null(strstr(r.body, "\"tool_calls\""));
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static const char anthropic_tools[] =
+	",\"tools\":[{\"name\":\"get_weather\",\"description\":\"d\",\"input_schema\":"
+	"{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}},"
+	"{\"name\":\"other\",\"input_schema\":{}}]";
+
+static void anthropic_tools_get_a_tool_use(void **state)
+{
+	struct mock_server *s = start_default();
+	char body[1024];
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"c\",\"max_tokens\":50,\"messages\":[{\"role\":\"user\","
+		 "\"content\":\"weather?\"}]%s}", anthropic_tools);
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1/messages", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_mock_1\","
+					"\"name\":\"get_weather\",\"input\":" ARGS_OBJ "}],"
+					"\"stop_reason\":\"tool_use\""));
+	assert_int_equal(json_num(r.body, "output_tokens"), 4);
+	resp_free(&r);
+
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"c\",\"max_tokens\":50,\"stream\":true,\"messages\":[{\"role\":"
+		 "\"user\",\"content\":\"weather?\"}]%s}", anthropic_tools);
+	roundtrip(mock_server_port(s), "/v1/messages", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	char *names = sse_event_names(r.body);
+	assert_string_equal(names, "message_start,content_block_start,ping,"
+				   "content_block_delta,content_block_delta,content_block_delta,"
+				   "content_block_delta,content_block_stop,message_delta,message_stop");
+	free(names);
+	assert_non_null(strstr(r.body, "\"content_block\":{\"type\":\"tool_use\",\"id\":"
+					"\"toolu_mock_2\",\"name\":\"get_weather\",\"input\":{}}}"));
+	unsigned n;
+	char *args = concat_after(r.body, "\"delta\":{\"type\":\"input_json_delta\","
+					  "\"partial_json\":\"", &n);
+	assert_true(n >= 3);
+	assert_string_equal(args, ARGS_ESC);
+	free(args);
+	assert_non_null(strstr(r.body, "\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":"
+					"null},\"usage\":{\"output_tokens\":4}}"));
+	resp_free(&r);
+
+	/* With a tool_result in the conversation: text. */
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"c\",\"max_tokens\":50,\"messages\":[{\"role\":\"user\","
+		 "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_mock_1\","
+		 "\"content\":\"sunny\"}]}]%s}", anthropic_tools);
+	roundtrip(mock_server_port(s), "/v1/messages", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"content\":[{\"type\":\"text\",\"text\":\""));
+	assert_non_null(strstr(r.body, "\"stop_reason\":\"end_turn\""));
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void ollama_tools_get_tool_calls(void **state)
+{
+	struct mock_server *s = start_default();
+	char body[1024];
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"m\",\"stream\":false,\"messages\":[{\"role\":\"user\","
+		 "\"content\":\"weather?\"}]%s}", openai_tools);
+	struct resp r;
+	roundtrip(mock_server_port(s), "/api/chat", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"message\":{\"role\":\"assistant\",\"content\":\"\","
+					"\"tool_calls\":[{\"function\":{\"name\":\"get_weather\","
+					"\"arguments\":" ARGS_OBJ "}}]},\"done\":true,"
+					"\"done_reason\":\"stop\""));
+	assert_int_equal(json_num(r.body, "eval_count"), 4);
+	resp_free(&r);
+
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}]%s}",
+		 openai_tools);
+	roundtrip(mock_server_port(s), "/api/chat", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	assert_int_equal(count_str(r.body, "\n"), 2);
+	assert_true(starts_with(r.body, "{\"model\":\"m\",\"created_at\":\"2026-01-01T00:00:00Z\","
+				    "\"message\":{\"role\":\"assistant\",\"content\":\"\","
+				    "\"tool_calls\":[{\"function\":{\"name\":\"get_weather\","
+				    "\"arguments\":" ARGS_OBJ "}}]},\"done\":false}\n"));
+	assert_non_null(strstr(r.body, "\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\""));
+	resp_free(&r);
+
+	snprintf(body, sizeof(body),
+		 "{\"model\":\"m\",\"stream\":false,\"messages\":[{\"role\":\"user\","
+		 "\"content\":\"weather?\"},{\"role\":\"tool\",\"content\":\"sunny\"}]%s}",
+		 openai_tools);
+	roundtrip(mock_server_port(s), "/api/chat", NULL, body, &r);
+	assert_null(strstr(r.body, "\"tool_calls\""));
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static const char gemini_tools[] =
+	",\"tools\":[{\"functionDeclarations\":[{\"name\":\"get_weather\",\"description\":\"d\","
+	"\"parameters\":{\"type\":\"OBJECT\"}}]}]";
+
+static void gemini_tools_get_a_function_call(void **state)
+{
+	struct mock_server *s = start_default();
+	char body[1024];
+	snprintf(body, sizeof(body),
+		 "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"weather?\"}]}]%s}",
+		 gemini_tools);
+	struct resp r;
+	roundtrip(mock_server_port(s), "/v1beta/models/g:generateContent", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":"
+					"{\"name\":\"get_weather\",\"args\":" ARGS_OBJ "}}],"
+					"\"role\":\"model\"},\"finishReason\":\"STOP\""));
+	assert_int_equal(json_num(r.body, "candidatesTokenCount"), 4);
+	resp_free(&r);
+
+	roundtrip(mock_server_port(s), "/v1beta/models/g:streamGenerateContent?alt=sse", NULL,
+		  body, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	assert_int_equal(count_str(r.body, "data: "), 1);
+	assert_non_null(strstr(r.body, "data: {\"candidates\":[{\"content\":{\"parts\":["
+					"{\"functionCall\":{\"name\":\"get_weather\",\"args\":"
+					ARGS_OBJ "}}],\"role\":\"model\"},\"finishReason\":\"STOP\""));
+	resp_free(&r);
+
+	snprintf(body, sizeof(body),
+		 "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"weather?\"}]},"
+		 "{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":\"get_weather\","
+		 "\"args\":{}}}]},{\"role\":\"user\",\"parts\":[{\"functionResponse\":{\"name\":"
+		 "\"get_weather\",\"response\":{\"t\":1}}}]}]%s}", gemini_tools);
+	roundtrip(mock_server_port(s), "/v1beta/models/g:generateContent", NULL, body, &r);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "\"functionCall\""));
+	assert_non_null(strstr(r.body, "[{\"text\":\""));
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+/* Faults in the other dialects --------------------------------------- */
+
+struct dialect_req {
+	const char *path;
+	const char *body;      /* non-streaming */
+	const char *stream;    /* streaming */
+};
+
+static const struct dialect_req dialects[4] = {
+	{"/v1/chat/completions", "{\"messages\":[]}", "{\"stream\":true,\"messages\":[]}"},
+	{"/v1/messages", "{\"max_tokens\":50,\"messages\":[]}",
+	 "{\"max_tokens\":50,\"stream\":true,\"messages\":[]}"},
+	{"/api/chat", "{\"stream\":false,\"messages\":[]}", "{\"messages\":[]}"},
+	{"/v1beta/models/g:generateContent", "{\"contents\":[]}", NULL},
+};
+#define GEMINI_STREAM_PATH "/v1beta/models/g:streamGenerateContent?alt=sse"
+
+static void fault_in_dialect(struct mock_server *s, int d, bool stream, const char *kind,
+			     struct resp *r)
+{
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "x-mock-fault: %s\r\n", kind);
+	const char *path = d == 3 && stream ? GEMINI_STREAM_PATH : dialects[d].path;
+	const char *body = !stream ? dialects[d].body : d == 3 ? dialects[3].body
+							       : dialects[d].stream;
+	roundtrip(mock_server_port(s), path, hdr, body, r);
+}
+
+static void error_faults_take_each_dialects_shape(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	char v[64];
+	static const char *const want[4][4] = {
+		/* 429, 500, 503, 529 */
+		{"\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}",
+		 "\"type\":\"server_error\",\"param\":null,\"code\":null}}",
+		 "\"type\":\"server_error\",\"param\":null,\"code\":null}}",
+		 "\"type\":\"server_error\",\"param\":null,\"code\":null}}"},
+		{"{\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"",
+		 "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"",
+		 "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"",
+		 "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":"
+		 "\"Overloaded\"}}"},
+		{"{\"error\":\"", "{\"error\":\"", "{\"error\":\"", "{\"error\":\""},
+		{"{\"error\":{\"code\":429,\"message\":\"", "{\"error\":{\"code\":500,\"message\":\"",
+		 "{\"error\":{\"code\":503,\"message\":\"", "{\"error\":{\"code\":529,\"message\":\""},
+	};
+	static const char *const gemini_status[4] = {
+		"\"status\":\"RESOURCE_EXHAUSTED\"", "\"status\":\"INTERNAL\"",
+		"\"status\":\"UNAVAILABLE\"", "\"status\":\"UNAVAILABLE\""};
+	static const char *const kinds[4] = {"429", "500", "503", "529"};
+	static const int status[4] = {429, 500, 503, 529};
+	for (int d = 0; d < 4; d++) {
+		for (int k = 0; k < 4; k++) {
+			for (int stream = 0; stream < 2; stream++) {
+				fault_in_dialect(s, d, stream, kinds[k], &r);
+				assert_int_equal(r.status, status[k]);
+				assert_true(r.complete);
+				assert_false(r.chunked);
+				assert_string_equal(resp_header(&r, "content-type", v, sizeof(v)),
+						    "application/json");
+				assert_non_null(strstr(r.body, want[d][k]));
+				if (d == 1)
+					assert_non_null(resp_header(&r, "request-id", v, sizeof(v)));
+				if (d == 2)
+					assert_null(strchr(r.body + 10, '{')); /* flat */
+				if (d == 3)
+					assert_non_null(strstr(r.body, gemini_status[k]));
+				if (k == 0)
+					assert_string_equal(resp_header(&r, "retry-after", v,
+									sizeof(v)), "1");
+				resp_free(&r);
+			}
+		}
+	}
+	/* The Anthropic body without max_tokens still shows an asked-for fault. */
+	roundtrip(mock_server_port(s), "/v1/messages", "x-mock-fault: 529\r\n", "{}", &r);
+	assert_int_equal(r.status, 529);
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void stream_error_fault_in_each_dialect(void **state)
+{
+	struct mock_server *s = start_tokens(6);
+	struct resp r;
+	static const char *const err[4] = {
+		"data: {\"error\":{\"message\":\"mock stream error\",\"type\":\"server_error\","
+		"\"param\":null,\"code\":null}}\n\n",
+		"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+		"\"message\":\"Overloaded\"}}\n\n",
+		"{\"error\":\"mock stream error\"}\n",
+		"data: {\"error\":{\"code\":500,\"message\":\"mock stream error\",\"status\":"
+		"\"INTERNAL\"}}\r\n\r\n",
+	};
+	static const char *const token[4] = {"\"delta\":{\"content\":\"", "\"text_delta\"",
+					     "\"done\":false", "{\"text\":\""};
+	for (int d = 0; d < 4; d++) {
+		fault_in_dialect(s, d, true, "stream-error", &r);
+		assert_int_equal(r.status, 200);
+		assert_true(r.chunked);
+		assert_true(r.complete); /* the chunked body ends normally */
+		assert_int_equal(count_str(r.body, token[d]), 2);
+		const char *e = strstr(r.body, err[d]);
+		assert_non_null(e);
+		assert_int_equal(strlen(e), strlen(err[d])); /* the last event */
+		assert_null(strstr(r.body, "[DONE]"));
+		assert_null(strstr(r.body, "message_stop"));
+		assert_null(strstr(r.body, "\"done\":true"));
+		assert_null(strstr(r.body, "finishReason"));
+		assert_null(strstr(r.body, "finish_reason\":\"stop"));
+		resp_free(&r);
+
+		/* The connection is still good: stream-error keeps keep-alive. */
+		fault_in_dialect(s, d, false, "stream-error", &r);
+		assert_int_equal(r.status, 500);
+		resp_free(&r);
+	}
+	/* By body marker too. */
+	roundtrip(mock_server_port(s), "/api/chat", NULL,
+		  "{\"messages\":[{\"role\":\"user\",\"content\":\"mock-fault:stream-error\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "{\"error\":\"mock stream error\"}\n"));
+	resp_free(&r);
+	mock_server_stop(s);
+}
+
+static void byte_faults_work_in_every_dialect(void **state)
+{
+	struct mock_server *s = start_default();
+	struct resp r;
+	for (int d = 1; d < 4; d++) {
+		for (int stream = 0; stream < 2; stream++) {
+			struct client c;
+			client_open(&c, mock_server_port(s));
+			const char *path = d == 3 && stream ? GEMINI_STREAM_PATH : dialects[d].path;
+			const char *body = !stream ? dialects[d].body
+						   : d == 3 ? dialects[3].body : dialects[d].stream;
+			char *rq = request(path, "x-mock-fault: truncate\r\n", body);
+			send_str(&c, rq);
+			free(rq);
+			read_response(&c, &r);
+			check_truncate(&c, &r, 0);
+			resp_free(&r);
+			client_close(&c);
+
+			client_open(&c, mock_server_port(s));
+			rq = request(path, "x-mock-fault: reset\r\n", body);
+			send_str(&c, rq);
+			free(rq);
+			read_response(&c, &r);
+			check_reset(&c, &r, 0);
+			resp_free(&r);
+			client_close(&c);
+
+			fault_in_dialect(s, d, stream, "malformed", &r);
+			assert_int_equal(r.status, 200);
+			assert_true(r.complete);
+			assert_true(r.body_len > 0);
+			if (!stream)
+				assert_true(r.body[r.body_len - 1] != '}');
+			else
+				assert_true(strstr(r.body, "{\n") || strstr(r.body, "{\r\n"));
+			resp_free(&r);
+
+			fault_in_dialect(s, d, stream, "close", &r);
+			assert_int_equal(r.status, 200);
+			char v[64];
+			assert_string_equal(resp_header(&r, "connection", v, sizeof(v)), "close");
+			resp_free(&r);
+		}
+	}
+	mock_server_stop(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1220,6 +2119,46 @@ static void https_stream_sends_sse_with_usage(void **state)
 	assert_true(r.complete);
 	assert_non_null(strstr(r.body, "\"usage\":{\"prompt_tokens\":3,"));
 	assert_non_null(strstr(r.body, "data: [DONE]\n\n"));
+	resp_free(&r);
+	client_close(&c);
+	mock_server_stop(s);
+}
+
+static void https_other_dialects_stream_too(void **state)
+{
+	struct mock_options o;
+	mock_options_default(&o);
+	o.tokens = 3;
+	struct mock_server *s = start_tls_with(&o);
+	struct client c;
+	tls_connect(&c, mock_server_port(s));
+	char *rq = request("/v1/messages", NULL,
+			   "{\"max_tokens\":10,\"stream\":true,\"messages\":[]}");
+	send_str(&c, rq);
+	free(rq);
+	struct resp r;
+	read_response(&c, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	assert_int_equal(count_str(r.body, "event: content_block_delta\n"), 3);
+	assert_non_null(strstr(r.body, "event: message_stop\n"));
+	resp_free(&r);
+	rq = request("/v1beta/models/g:streamGenerateContent?alt=sse", NULL, "{\"contents\":[]}");
+	send_str(&c, rq);
+	free(rq);
+	read_response(&c, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	assert_int_equal(count_str(r.body, "}\r\n\r\n"), 3);
+	assert_int_equal(count_str(r.body, "\"finishReason\":\"STOP\""), 1);
+	resp_free(&r);
+	rq = request("/api/chat", "x-mock-fault: stream-error\r\n", "{\"messages\":[]}");
+	send_str(&c, rq);
+	free(rq);
+	read_response(&c, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	assert_non_null(strstr(r.body, "{\"error\":\"mock stream error\"}\n"));
 	resp_free(&r);
 	client_close(&c);
 	mock_server_stop(s);
@@ -1632,12 +2571,31 @@ int main(void)
 		cmocka_unit_test(stop_with_connections_open_frees_everything),
 		cmocka_unit_test(plain_ring_fallback_serves_too),
 		cmocka_unit_test(fault_names_parse),
+		cmocka_unit_test(anthropic_messages_reply_shape_and_counts),
+		cmocka_unit_test(anthropic_without_max_tokens_is_400),
+		cmocka_unit_test(anthropic_stream_sends_the_documented_events),
+		cmocka_unit_test(ollama_chat_streams_ndjson_by_default),
+		cmocka_unit_test(ollama_chat_non_stream_and_num_predict),
+		cmocka_unit_test(ollama_embed_one_vector_per_input),
+		cmocka_unit_test(gemini_generate_content_shape),
+		cmocka_unit_test(gemini_stream_is_sse_with_crlf_and_no_done),
+		cmocka_unit_test(unknown_paths_get_the_dialects_404),
+		cmocka_unit_test(one_connection_serves_every_dialect),
+		cmocka_unit_test(other_dialect_streams_honour_ttft_and_itl),
+		cmocka_unit_test(openai_tools_get_a_tool_call),
+		cmocka_unit_test(anthropic_tools_get_a_tool_use),
+		cmocka_unit_test(ollama_tools_get_tool_calls),
+		cmocka_unit_test(gemini_tools_get_a_function_call),
+		cmocka_unit_test(error_faults_take_each_dialects_shape),
+		cmocka_unit_test(stream_error_fault_in_each_dialect),
+		cmocka_unit_test(byte_faults_work_in_every_dialect),
 	};
 	const struct CMUnitTest tls_tests[] = {
 		cmocka_unit_test(gen_certs_makes_the_documented_set),
 		cmocka_unit_test(https_chat_reply_is_the_plain_reply),
 		cmocka_unit_test(https_keep_alive_then_close_notify_both_ways),
 		cmocka_unit_test(https_stream_sends_sse_with_usage),
+		cmocka_unit_test(https_other_dialects_stream_too),
 		cmocka_unit_test(https_large_body_and_pipelining),
 		cmocka_unit_test(https_session_ticket_resumes),
 		cmocka_unit_test(https_session_id_resumes),

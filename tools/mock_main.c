@@ -1,5 +1,6 @@
 /*
- * `llmring mock`: runs the mock OpenAI-compatible server in the foreground
+ * `llmring mock`: runs the mock LLM server (OpenAI, Anthropic, Ollama and
+ * Gemini wire dialects; tools/mock_server.h) in the foreground
  * until SIGINT or SIGTERM. Prints one line, `listening on http://HOST:PORT`
  * (https:// with --tls-cert/--tls-key; the real port, also for --listen
  * HOST:0), so scripts can read the port. Exit status 2 for bad usage and for
@@ -21,13 +22,20 @@ static const char usage[] =
 	"                    [--fault KIND:RATE]... [--seed N] [--close-every N]\n"
 	"                    [--tls-cert FILE --tls-key FILE]\n"
 	"\n"
-	"An OpenAI-compatible mock server (POST /v1/chat/completions, /v1/embeddings).\n"
+	"A mock LLM server speaking four providers' wire formats (all POST):\n"
+	"  OpenAI     /v1/chat/completions, /v1/embeddings\n"
+	"  Anthropic  /v1/messages\n"
+	"  Ollama     /api/chat, /api/embed\n"
+	"  Gemini     /v1beta/models/MODEL:generateContent,\n"
+	"             /v1beta/models/MODEL:streamGenerateContent?alt=sse\n"
+	"A chat request with \"tools\" (and no tool result yet) gets a tool call.\n"
 	"  --listen HOST:PORT  address to listen on (127.0.0.1:8000; port 0 = any free port)\n"
 	"  --ttft-ms N         delay before the first token, or before a whole reply (0)\n"
 	"  --itl-ms N          delay between streamed tokens (0)\n"
 	"  --tokens N          completion tokens (words) per reply (16)\n"
 	"  --fault KIND:RATE   inject a fault into that share (0..1) of requests; KIND is\n"
-	"                      429, 500, 503, reset, truncate, malformed, slow-headers, close.\n"
+	"                      429, 500, 503, 529, stream-error, reset, truncate, malformed,\n"
+	"                      slow-headers, close.\n"
 	"                      A request can also ask with the header `x-mock-fault: KIND`\n"
 	"                      or the text `mock-fault:KIND` in its body.\n"
 	"  --seed N            seed for the generated text and the fault choice (0)\n"
@@ -154,8 +162,8 @@ int mock_main(int argc, char **argv)
 			kind[kl] = '\0';
 			int f = mock_fault_from_name(kind);
 			if (f <= 0)
-				return bad("unknown fault kind '%s' (429, 500, 503, reset, truncate, "
-					   "malformed, slow-headers, close)", kind, "");
+				return bad("unknown fault kind '%s' (429, 500, 503, 529, stream-error, "
+					   "reset, truncate, malformed, slow-headers, close)", kind, "");
 			char *end;
 			errno = 0;
 			double r = strtod(colon + 1, &end);
