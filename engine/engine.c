@@ -345,6 +345,8 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 		r->timings.queued_ms = ns_to_ms(f->ex.sent_ns - f->submit_ns);
 	if (f->ex.first_byte_ns > f->submit_ns)
 		r->timings.ttfb_ms = ns_to_ms(f->ex.first_byte_ns - f->submit_ns);
+	if (rp->first_token_ns > f->submit_ns)
+		r->timings.ttft_ms = ns_to_ms(rp->first_token_ns - f->submit_ns);
 	/* The request bytes are no longer needed. */
 	http_buf_free(&f->req_bytes);
 	atomic_fetch_add_explicit(&e->stat_completed, 1, memory_order_relaxed);

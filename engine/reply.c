@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "json.h"
 
 void reply_init(struct reply *r, lr_delta_fn fn, void *user)
@@ -83,6 +84,8 @@ int reply_text(struct reply *r, int choice, const char *v, size_t len, bool esca
 {
 	if (!len)
 		return 0;
+	if (!r->first_token_ns)
+		r->first_token_ns = clock_now_ns();
 	int ret = decode(r, v, len, escaped);
 	if (ret)
 		return reply_fail(r, ret, "a stream event's text could not be decoded");
@@ -126,6 +129,8 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
 	struct reply_tool_call *c = call_at(r, index);
 	if (!c)
 		return reply_fail(r, LR_ENOMEM, "out of memory");
+	if (!r->first_token_ns)
+		r->first_token_ns = clock_now_ns();
 	int ret = 0;
 	/* Ids and names arrive whole in every provider's stream; arguments
 	 * arrive in fragments that concatenate. */

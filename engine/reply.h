@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http_reader.h"
 #include "llmring.h"
@@ -35,6 +36,7 @@ struct reply {
 	lr_usage usage;
 	unsigned long events;       /* events that carried data (progress) */
 	unsigned long deltas;       /* deltas handed to the caller */
+	uint64_t first_token_ns;    /* when the first text or tool call was parsed, or 0 */
 	bool done;                  /* the provider said the reply is complete */
 	int error;                  /* LR_E* from the reply itself, or 0 */
 	char message[400];

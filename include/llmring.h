@@ -265,6 +265,9 @@ typedef struct lr_timings {
 	double queued_ms;   /* submit until the request went on the wire */
 	double ttfb_ms;     /* submit until the first response byte */
 	double total_ms;    /* submit until completion */
+	double ttft_ms;     /* submit until the first token (text or tool call) was
+	                     * parsed: in a stream its first delta, else the
+	                     * whole reply; 0 when none came */
 } lr_timings;
 
 typedef struct lr_tool_call {

@@ -285,6 +285,36 @@ static void test_mid_stream_errors_in_every_dialect(void **state)
 	mock_server_stop(s);
 }
 
+/* A stream's head comes at once; its first token after ttft_ms. */
+static void test_timings_tell_first_byte_from_first_token(void **state)
+{
+	(void)state;
+	struct mock_options o;
+	mock_options_default(&o);
+	o.tokens = 3;
+	o.ttft_ms = 150;
+	struct mock_server *s = NULL;
+	assert_int_equal(mock_server_start(&o, &s), 0);
+	lr_engine *e = engine_for(s, 0);
+	for (size_t i = 0; i < NMODELS; i++) {
+		struct collected c = {0};
+		lr_request *rq = lr_request_new(chat_models[i]);
+		lr_request_add_message(rq, LR_ROLE_USER, "hi");
+		lr_request_on_delta(rq, collect, &c);
+		lr_future *f = lr_submit(e, rq);
+		assert_int_equal(lr_future_wait(f, 10000), 1);
+		const lr_result *r = lr_future_result(f);
+		assert_int_equal(r->error, LR_OK);
+		const lr_timings *t = &r->timings;
+		if (!(t->ttft_ms >= 150 && t->ttfb_ms < t->ttft_ms && t->ttft_ms <= t->total_ms))
+			fail_msg("%s: ttfb %.1f ttft %.1f total %.1f", chat_models[i], t->ttfb_ms, t->ttft_ms,
+			         t->total_ms);
+		lr_future_release(f);
+	}
+	lr_engine_destroy(e);
+	mock_server_stop(s);
+}
+
 static void test_overloaded_529_maps_to_overloaded(void **state)
 {
 	(void)state;
@@ -561,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_tool_calls_in_every_dialect),
 		cmocka_unit_test(test_anthropic_json_output_comes_back_as_text),
 		cmocka_unit_test(test_mid_stream_errors_in_every_dialect),
+		cmocka_unit_test(test_timings_tell_first_byte_from_first_token),
 		cmocka_unit_test(test_overloaded_529_maps_to_overloaded),
 		cmocka_unit_test(test_embeddings_openai_and_ollama),
 		cmocka_unit_test(test_pull_iterator_hands_out_every_delta),
