@@ -41,7 +41,7 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-enum future_state { F_SUBMITTED = 0, F_WAITING, F_ACTIVE, F_DONE };
+enum future_state { F_SUBMITTED = 0, F_WAITING, F_ACTIVE, F_BACKOFF, F_DONE };
 
 struct lr_future {
 	_Atomic int refs;
@@ -71,11 +71,15 @@ struct lr_future {
 	struct http_exchange ex;
 	struct ring_timer deadline;
 	uint64_t submit_ns, start_ns;
+	uint64_t attempt_ns;            /* when this attempt began (total deadline base) */
 	uint64_t connect_ns, idle_ns, total_ns;
+	int attempts;                   /* started so far */
+	int max_retries;
+	int should_retry;               /* x-should-retry: 1 true, 0 false, -1 absent */
 	struct lr_future *next;         /* submit stack, then reap stack */
 	struct lr_future *next_cancel;  /* cancel stack */
 	/* Engine queue (over max_in_flight) while F_WAITING, the active
-	 * list while F_ACTIVE. */
+	 * list while F_ACTIVE, the backoff list while F_BACKOFF. */
 	struct lr_future *wait_prev, *wait_next;
 };
 
@@ -168,12 +172,15 @@ struct lr_engine {
 	unsigned active_count;
 	struct future_list waiting;     /* over max_in_flight, FIFO */
 	struct future_list active;      /* on the wire (for shutdown) */
+	struct future_list backoff;     /* waiting to be retried (for shutdown and cancel) */
+	uint64_t jitter_state;          /* xorshift state for retry jitter */
 	struct lr_future *reap_pending, *reap_pending_last; /* newest first */
 	int reap_pending_count;
 
 	/* Statistics, written by the engine thread, read by anyone. */
 	_Atomic uint64_t stat_opened, stat_reused, stat_resends, stat_completed;
 	_Atomic uint64_t stat_tls_full, stat_tls_resumed;
+	_Atomic uint64_t stat_retries;
 };
 
 static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
@@ -339,7 +346,7 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	r->model = rp->model[0] ? rp->model : NULL;
 	r->usage = rp->usage;
 	r->provider = provider_info(f->provider)->name;
-	r->attempts = 1;
+	r->attempts = f->attempts > 0 ? f->attempts : 1;
 	r->timings.total_ms = now > f->submit_ns ? ns_to_ms(now - f->submit_ns) : 0;
 	if (f->ex.sent_ns > f->submit_ns)
 		r->timings.queued_ms = ns_to_ms(f->ex.sent_ns - f->submit_ns);
@@ -376,6 +383,7 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 /* One timer per future, re-armed lazily: progress only moves a
  * timestamp, and the timer checks it when it fires. */
 static void wait_unlink(struct lr_engine *e, struct lr_future *f);
+static void engine_requeue(struct lr_engine *e, struct lr_future *f);
 
 static void future_deadline_fired(struct ring_timer *t)
 {
@@ -383,7 +391,13 @@ static void future_deadline_fired(struct ring_timer *t)
 	struct lr_engine *e = f->eng;
 	uint64_t now = e->ring.now_ns;
 	struct http_exchange *ex = &f->ex;
-	uint64_t total_at = f->submit_ns + f->total_ns;
+	uint64_t total_at = f->attempt_ns + f->total_ns;
+	if (f->state == F_BACKOFF) {
+		/* Its backoff is over: back into the queue for a slot. */
+		flist_unlink(&e->backoff, f);
+		engine_requeue(e, f);
+		return;
+	}
 	if (f->state == F_WAITING) {
 		/* Still in the engine's queue: never sent, so nothing to abort. */
 		wait_unlink(e, f);
@@ -453,8 +467,14 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	if (rid)
 		header_copy(f->request_id, sizeof(f->request_id), rid);
 	f->result.retry_after_s = -1;
+	f->should_retry = -1;
+	const struct http_header *sr = http_head_find(h, "x-should-retry");
+	if (sr)
+		f->should_retry = sr->value_len == 4 && strncasecmp(sr->value, "true", 4) == 0   ? 1
+		                  : sr->value_len == 5 && strncasecmp(sr->value, "false", 5) == 0 ? 0
+		                                                                                  : -1;
 	const struct http_header *ra = http_head_find(h, "retry-after-ms");
-	char num[32];
+	char num[64];
 	if (ra) {
 		header_copy(num, sizeof(num), ra);
 		char *end;
@@ -465,8 +485,14 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		header_copy(num, sizeof(num), ra);
 		char *end;
 		double s = strtod(num, &end);
-		if (end != num && s >= 0)
+		struct tm tm;
+		if (end != num && s >= 0) {
 			f->result.retry_after_s = s;
+		} else if (strptime(num, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
+			/* An HTTP date: the wait is until then (never negative). */
+			double wait = difftime(timegm(&tm), time(NULL));
+			f->result.retry_after_s = wait > 0 ? wait : 0;
+		}
 	}
 	f->resp_body.len = 0;
 	const struct http_header *ct = http_head_find(h, "content-type");
@@ -501,6 +527,92 @@ static int future_on_body(struct http_exchange *ex, const char *data, size_t len
 
 static void engine_start_waiting(struct lr_engine *e);
 
+/* Whether an attempt that ended with err may be tried again, as the
+ * official SDKs decide: connection failures and timeouts, 408, 409, 429
+ * and 5xx (Anthropic's 529 too), x-should-retry overriding either way;
+ * never an exhausted quota, another 4xx, a cancellation, a TLS
+ * verification failure or a request refused before sending; a stream
+ * only while none of it reached the caller. */
+static bool attempt_retryable(const struct lr_future *f, int err)
+{
+	if (f->attempts > f->max_retries || err == LR_ECANCELLED || err == LR_EQUOTA)
+		return false;
+	if (f->reply.deltas > 0)
+		return false; /* part of a stream was delivered: a retry would repeat it */
+	if (f->should_retry >= 0 && f->result.http_status)
+		return f->should_retry == 1;
+	int st = f->result.http_status;
+	if (st >= 200 && st < 300) {
+		/* The response broke off or a stream reported an error: the
+		 * transport or the server failed, not the request. */
+		return err == LR_ECONNRESET || err == LR_ETIMEOUT || err == LR_ESERVER ||
+		       err == LR_EOVERLOADED || err == LR_ERATELIMIT || err == LR_EPROTO;
+	}
+	if (st)
+		return st == 408 || st == 409 || st == 429 || st >= 500;
+	/* A failed TLS handshake is not retried: a server that does not
+	 * speak TLS, or TLS we cannot agree on, stays that way. */
+	return err == LR_ECONNECT || err == LR_ECONNRESET || err == LR_ETIMEOUT || err == LR_EPROTO;
+}
+
+static uint64_t jitter_next(struct lr_engine *e)
+{
+	uint64_t x = e->jitter_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return e->jitter_state = x;
+}
+
+/* The SDKs' delay: Retry-After (retry-after-ms first) when it is between
+ * 0 and 60 s, else 0.5 s doubling per retry up to 8 s, less up to 25%. */
+static uint64_t retry_delay_ns(struct lr_engine *e, const struct lr_future *f)
+{
+	double ra = f->result.retry_after_s;
+	if (ra >= 0 && ra <= 60)
+		return clock_seconds_to_ns(ra);
+	double base = 0.5;
+	for (int i = 1; i < f->attempts && base < 8; i++)
+		base *= 2;
+	if (base > 8)
+		base = 8;
+	double jitter = 1.0 - 0.25 * (double)(jitter_next(e) >> 11) / (double)(1ull << 53);
+	return clock_seconds_to_ns(base * jitter);
+}
+
+/* Clears what one attempt left behind, keeping the request bytes. */
+static void attempt_reset(struct lr_future *f)
+{
+	stream_decoder_free(f->stream);
+	f->stream = NULL;
+	reply_reset(&f->reply);
+	f->resp_body.len = 0;
+	f->request_id[0] = '\0';
+	f->result.http_status = 0;
+	f->result.body_is_json = 0;
+	f->result.retry_after_s = -1;
+	f->should_retry = -1;
+	memset(&f->ex, 0, sizeof(f->ex));
+}
+
+static void future_complete(struct lr_future *f, int err, const char *msg);
+
+/* An attempt ended: complete the future, or schedule the next attempt. */
+static void future_finish(struct lr_future *f, int err, const char *msg)
+{
+	struct lr_engine *e = f->eng;
+	if (!err || e->shutting_down || !attempt_retryable(f, err)) {
+		future_complete(f, err, msg);
+		return;
+	}
+	uint64_t delay = retry_delay_ns(e, f);
+	attempt_reset(f);
+	atomic_fetch_add_explicit(&e->stat_retries, 1, memory_order_relaxed);
+	f->state = F_BACKOFF;
+	flist_push(&e->backoff, f);
+	ring_timer_set(&e->ring, &f->deadline, e->ring.now_ns + delay);
+}
+
 static void active_unlink(struct lr_engine *e, struct lr_future *f)
 {
 	flist_unlink(&e->active, f);
@@ -527,7 +639,7 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		/* The text so far is the result's, complete or not. */
 		if (!err && r)
 			memcpy(f->message, f->reply.message, sizeof(f->message));
-		future_complete(f, r, err ? msg : (r ? f->message : NULL));
+		future_finish(f, r, err ? msg : (r ? f->message : NULL));
 		engine_start_waiting(e);
 		return;
 	}
@@ -549,9 +661,9 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		int code = f->reply.error;
 		if (code)
 			memcpy(f->message, f->reply.message, sizeof(f->message));
-		future_complete(f, code, code ? f->message : NULL);
+		future_finish(f, code, code ? f->message : NULL);
 	} else {
-		future_complete(f, err, msg);
+		future_finish(f, err, msg);
 	}
 	engine_start_waiting(e);
 }
@@ -572,13 +684,14 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ENOMEM, NULL);
 		return;
 	}
-	if (e->ring.now_ns >= f->submit_ns + f->total_ns) {
+	if (e->ring.now_ns >= f->attempt_ns + f->total_ns) {
 		snprintf(f->message, sizeof(f->message),
 		         "request exceeded its total timeout of %.3g s before it could be sent",
 		         (double)f->total_ns / 1e9);
 		future_complete(f, LR_ETIMEOUT, f->message);
 		return;
 	}
+	f->attempts++;
 	f->state = F_ACTIVE;
 	f->start_ns = e->ring.now_ns;
 	f->ex.h = &future_exchange_handler;
@@ -588,9 +701,23 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	e->active_count++;
 	flist_push(&e->active, f);
 	ring_timer_set(&e->ring, &f->deadline,
-	               min_u64(f->submit_ns + f->total_ns,
+	               min_u64(f->attempt_ns + f->total_ns,
 	                       e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)));
 	pool_start(&e->pool, &f->ex);
+}
+
+/* A retry whose backoff is over: a new attempt, with a fresh total
+ * deadline, behind whatever already waits for a slot. */
+static void engine_requeue(struct lr_engine *e, struct lr_future *f)
+{
+	f->attempt_ns = e->ring.now_ns;
+	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head) {
+		future_start(e, f);
+		return;
+	}
+	f->state = F_WAITING;
+	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
+	flist_push(&e->waiting, f);
 }
 
 static void wait_unlink(struct lr_engine *e, struct lr_future *f)
@@ -619,7 +746,7 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 	}
 	f->state = F_WAITING;
 	/* The total deadline runs while it waits for a slot. */
-	ring_timer_set(&e->ring, &f->deadline, f->submit_ns + f->total_ns);
+	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
 }
 
@@ -652,6 +779,9 @@ static void engine_drain_inbox(struct lr_engine *e)
 		if (f->state == F_WAITING) {
 			wait_unlink(e, f);
 			future_complete(f, LR_ECANCELLED, "cancelled by the caller");
+		} else if (f->state == F_BACKOFF) {
+			flist_unlink(&e->backoff, f);
+			future_complete(f, LR_ECANCELLED, "cancelled by the caller (while waiting to retry)");
 		} else if (f->state == F_ACTIVE) {
 			pool_abort(&e->pool, &f->ex, LR_ECANCELLED, "cancelled by the caller");
 		}
@@ -709,6 +839,11 @@ static void engine_shutdown(struct lr_engine *e)
 	while (e->waiting.head) {
 		struct lr_future *f = e->waiting.head;
 		wait_unlink(e, f);
+		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
+	}
+	while (e->backoff.head) {
+		struct lr_future *f = e->backoff.head;
+		flist_unlink(&e->backoff, f);
 		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 	}
 	pool_close_idle(&e->pool);
@@ -862,7 +997,7 @@ LR_API lr_config lr_config_default(void)
 	c.max_header_bytes = 64 * 1024;
 	c.max_body_bytes = 64 * 1024 * 1024;
 	c.ring_entries = 256;
-	c.max_retries = 0;
+	c.max_retries = 2;
 	c.dns_ttl_s = 60;
 	return c;
 }
@@ -1007,6 +1142,10 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 	e->cfg.ca_file = NULL; /* the caller may free theirs */
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
+	if (e->cfg.max_retries < 0)
+		e->cfg.max_retries = d.max_retries;
+	/* Jitter only spreads retries apart: any varying seed will do. */
+	e->jitter_state = clock_now_ns() ^ ((uint64_t)(uintptr_t)e << 17) ^ 0x9e3779b97f4a7c15ull;
 
 	int ret = endpoints_init(e, e->cfg.base_url, e->cfg.api_key);
 	/* The config must not keep pointers the caller may free. */
@@ -1136,6 +1275,7 @@ LR_API void lr_engine_get_stats(lr_engine *e, lr_engine_stats *out)
 	out->requests_completed = atomic_load_explicit(&e->stat_completed, memory_order_relaxed);
 	out->tls_full_handshakes = atomic_load_explicit(&e->stat_tls_full, memory_order_relaxed);
 	out->tls_resumed_handshakes = atomic_load_explicit(&e->stat_tls_resumed, memory_order_relaxed);
+	out->retries = atomic_load_explicit(&e->stat_retries, memory_order_relaxed);
 }
 
 LR_API int lr_engine_completion_fd(lr_engine *e)
@@ -1332,6 +1472,9 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		pthread_mutex_init(&f->pull->lock, NULL);
 	}
 	f->submit_ns = clock_now_ns();
+	f->attempt_ns = f->submit_ns;
+	f->should_retry = -1;
+	f->max_retries = rq->max_retries >= 0 ? rq->max_retries : e->cfg.max_retries;
 	f->result.retry_after_s = -1;
 	ring_timer_init(&f->deadline, future_deadline_fired);
 	f->connect_ns = clock_seconds_to_ns(rq->connect_s > 0 ? rq->connect_s : e->cfg.connect_timeout_s);

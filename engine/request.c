@@ -14,6 +14,7 @@ LR_API lr_request *lr_request_new(const char *model)
 	if (!rq)
 		return NULL;
 	rq->max_tokens = -1;
+	rq->max_retries = -1;
 	if (model && !(rq->model = strdup(model))) {
 		free(rq);
 		return NULL;
@@ -377,6 +378,14 @@ LR_API int lr_request_add_header(lr_request *rq, const char *name, const char *v
 	if (!rq || !name || !value)
 		return LR_EINVAL;
 	return http_write_header(&rq->headers, name, strlen(name), value, strlen(value));
+}
+
+LR_API int lr_request_set_max_retries(lr_request *rq, int max_retries)
+{
+	if (!rq || max_retries < 0 || max_retries > 100)
+		return LR_EINVAL;
+	rq->max_retries = max_retries;
+	return 0;
 }
 
 LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle_s, double total_s)

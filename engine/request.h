@@ -25,6 +25,7 @@ struct lr_request {
 	struct request_param *params; /* owner: request; nparams used */
 	unsigned nparams;
 	int max_tokens;             /* < 0: not set */
+	int max_retries;            /* < 0: the engine's */
 	bool stream;                /* a stream without a callback (pull iterator) */
 	char *base_url;             /* owner: request; NULL: the engine's */
 	struct http_buf headers;    /* owner: request; validated "Name: value\r\n" lines */

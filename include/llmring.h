@@ -102,7 +102,15 @@ typedef struct lr_config {
 	/* Force plain io_uring setup flags (no SINGLE_ISSUER/DEFER_TASKRUN).
 	 * Also forced by the environment variable LLMRING_RING_PLAIN=1. */
 	int ring_plain;
-	int max_retries;              /* accepted; only 0 is supported yet */
+	/* Tries after the first, as the official SDKs do (2): on connection
+	 * failures and timeouts, HTTP 408, 409, 429 and 5xx (Anthropic's 529),
+	 * a response that broke off, and a stream's error before any delta
+	 * reached the caller; x-should-retry decides when present; never an
+	 * exhausted quota or another 4xx. The wait is retry-after-ms or
+	 * Retry-After (seconds or HTTP date) up to 60 s, else 0.5 s doubling
+	 * to 8 s with up to 25% jitter. Each attempt gets the full timeouts.
+	 * 0: no retries; < 0: the default. */
+	int max_retries;
 	/* TLS: CA bundle replacing the system one (NULL: SSL_CERT_FILE, then
 	 * /etc/ssl/certs/ca-certificates.crt); insecure turns verification
 	 * off entirely (callers should warn). */
@@ -152,6 +160,7 @@ typedef struct lr_engine_stats {
 	uint64_t requests_completed;
 	uint64_t tls_full_handshakes;
 	uint64_t tls_resumed_handshakes;
+	uint64_t retries;              /* attempts after the first, all requests */
 } lr_engine_stats;
 LR_API void lr_engine_get_stats(lr_engine *eng, lr_engine_stats *out);
 
@@ -249,6 +258,8 @@ typedef struct lr_delta {
 typedef void (*lr_delta_fn)(void *user, const lr_delta *delta);
 LR_API int lr_request_on_delta(lr_request *rq, lr_delta_fn fn, void *user);
 
+/* Tries after the first for this request (lr_config.max_retries). */
+LR_API int lr_request_set_max_retries(lr_request *rq, int max_retries);
 /* Per-request deadlines in seconds; <= 0 keeps the engine default. */
 LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle_s, double total_s);
 LR_API void lr_request_set_user_data(lr_request *rq, void *data);

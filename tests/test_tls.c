@@ -85,6 +85,7 @@ static lr_engine *engine_for(const char *url, bool insecure)
 	cfg.insecure = insecure;
 	cfg.connect_timeout_s = 2;
 	cfg.total_timeout_s = 10;
+	cfg.max_retries = 0; /* each failure is checked as it first comes */
 	lr_engine *e = NULL;
 	assert_int_equal(lr_engine_new(&cfg, &e), 0);
 	return e;
@@ -272,6 +273,7 @@ static void test_silent_server_fails_with_handshake_timeout(void **state)
 	cfg.base_url = url;
 	cfg.ca_file = ca_path;
 	cfg.connect_timeout_s = 0.5;
+	cfg.max_retries = 0;
 	lr_engine *e = NULL;
 	assert_int_equal(lr_engine_new(&cfg, &e), 0);
 	char msg[400];
