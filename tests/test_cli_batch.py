@@ -896,7 +896,7 @@ def chat_over_https_prints_the_reply():
 
 @test
 def unbuilt_features_are_refused_before_anything_is_written():
-    cases = [["--rpm", "100"], ["--tpm", "1000"], ["--retry-errors"], ["--max-retries", "2"]]
+    cases = [["--rpm", "100"], ["--tpm", "1000"], ["--retry-errors"]]
     with Tmp() as t:
         write_lines(t.path("in.jsonl"), [chat_line("a")])
         for extra in cases:
@@ -1113,6 +1113,31 @@ def chat_speaks_every_provider():
         # No key for a provider's public endpoint: nothing is sent.
         p = run(["chat", "--model", "gemini/gemini-2.0-flash", "hi"])
         assert p.returncode == 2 and "GEMINI_API_KEY" in p.stderr, p.stderr
+
+
+@test
+def faults_are_retried_and_counted():
+    with Tmp() as t:
+        lines = [chat_line("r%d" % i, "mock-fault:%s" % kind)
+                 for i, kind in enumerate(["500", "503", "reset", "truncate", "529"])]
+        lines.append(chat_line("q", "mock-fault:429"))
+        write_lines(t.path("in.jsonl"), lines)
+        # Every fault fires on each attempt (the marker is in the body): the
+        # retries are spent and each line ends in its error.
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                 "--max-retries", "1", "--stats", t.path("s.json")])
+        assert p.returncode == 1, p.stderr
+        stats = json.load(open(t.path("s.json")))
+        assert stats["retries"] == len(lines), stats
+        out = by_id(read_output(t.path("out.jsonl")))
+        assert out["r0"]["error"]["code"] == "server_error"
+        assert out["r1"]["error"]["code"] == "overloaded"
+        assert out["r2"]["error"]["code"] == "connection_reset", out["r2"]
+        assert out["q"]["error"]["code"] == "rate_limited"
+        # --max-retries 0: each tried once.
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out0.jsonl"), "--mock", "--quiet",
+                 "--max-retries", "0", "--stats", t.path("s0.json")])
+        assert json.load(open(t.path("s0.json")))["retries"] == 0
 
 
 def main():

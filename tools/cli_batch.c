@@ -61,6 +61,9 @@ static const char batch_usage[] =
 	"  --mock               send everything to a built-in mock server (no key needed);\n"
 	"                       it speaks every provider's dialect\n"
 	"  --concurrency N      requests on the wire at once (64)\n"
+	"  --max-retries N      tries after the first (2), as the official SDKs retry:\n"
+	"                       connection errors, 408, 409, 429, 5xx and 529, honouring\n"
+	"                       Retry-After; never other 4xx or insufficient_quota\n"
 	"  --timeout S          total seconds per request (600; fractions allowed)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
 	"  --idle-timeout S     longest silence inside a response (60)\n"
@@ -71,9 +74,7 @@ static const char batch_usage[] =
 	"  --stats FILE         write a JSON summary\n"
 	"  --quiet              no progress or summary on stderr (errors still shown)\n"
 	"With --mock, --cacert and --insecure have no effect (the mock is plain HTTP).\n"
-	"Not built yet (rejected): --rpm, --tpm, --retry-errors, --max-retries above 0.\n"
-	"Retries are not built yet either: each request is tried once (--max-retries 0\n"
-	"is accepted).\n"
+	"Not built yet (rejected): --rpm, --tpm, --retry-errors.\n"
 	"Exit status: 0 every line succeeded, 1 some line ended in an error, 2 nothing\n"
 	"could be attempted.\n";
 
@@ -89,6 +90,7 @@ struct batch_options {
 	const char *cacert; /* borrowed: argv; NULL with --mock */
 	bool mock, quiet, insecure;
 	long concurrency;
+	long max_retries;
 	double timeout_s, connect_timeout_s, idle_timeout_s; /* 0: engine default */
 };
 
@@ -142,13 +144,14 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 
 	/* Values first, so a typo is reported as such even for a flag whose
 	 * feature is not built yet. */
-	long n = 0, retries = -1;
+	long n = 0;
 	o->concurrency = BATCH_DEFAULT_CONCURRENCY;
+	o->max_retries = 2;
 	if ((concurrency && cli_parse_count(cmd, "--concurrency", concurrency, 1,
 	                                    BATCH_MAX_CONCURRENCY, &o->concurrency)) ||
 	    (rpm && cli_parse_count(cmd, "--rpm", rpm, 1, 1000000000L, &n)) ||
 	    (tpm && cli_parse_count(cmd, "--tpm", tpm, 1, 1000000000000L, &n)) ||
-	    (max_retries && cli_parse_count(cmd, "--max-retries", max_retries, 0, 100, &retries)) ||
+	    (max_retries && cli_parse_count(cmd, "--max-retries", max_retries, 0, 100, &o->max_retries)) ||
 	    (timeout && cli_parse_positive(cmd, "--timeout", timeout, &o->timeout_s)) ||
 	    (connect_timeout &&
 	     cli_parse_positive(cmd, "--connect-timeout", connect_timeout, &o->connect_timeout_s)) ||
@@ -158,8 +161,6 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 	const char *unbuilt = rpm ? "--rpm (rate limiting arrives with the batch engine issue)"
 	                    : tpm ? "--tpm (rate limiting arrives with the batch engine issue)"
 	                    : retry_errors ? "--retry-errors (arrives with the batch engine issue)"
-	                    : retries > 0 ? "--max-retries above 0 (retries arrive with the batch "
-	                                    "engine issue; --max-retries 0 works)"
 	                    : NULL;
 	if (unbuilt) {
 		fprintf(stderr, "llmring batch: not built yet: %s\n", unbuilt);
@@ -352,7 +353,7 @@ struct batch {
 	long outstanding, window;
 	bool write_failed;
 	/* counters */
-	uint64_t requests, skipped, succeeded, failed, invalid_lines;
+	uint64_t requests, skipped, succeeded, failed, invalid_lines, retries;
 	bool earlier_errors;        /* a skipped line had ended in an error */
 	int64_t input_tokens, output_tokens;
 	uint64_t start_ns, last_draw_ns;
@@ -1087,6 +1088,8 @@ static void handle_completion(struct batch *b, lr_future *f)
 	} else {
 		b->failed++;
 	}
+	if (r->attempts > 1)
+		b->retries += (uint64_t)(r->attempts - 1);
 	b->input_tokens += r->usage.input_tokens;
 	b->output_tokens += r->usage.output_tokens;
 	write_outcome(b, rec, r);
@@ -1130,7 +1133,8 @@ static int write_stats_file(struct batch *b, double wall)
 	if (!rc)
 		rc = buf_printf(&s, ",\"succeeded\":%" PRIu64 ",\"failed\":%" PRIu64, b->succeeded, b->failed);
 	if (!rc)
-		rc = buf_printf(&s, ",\"invalid_lines\":%" PRIu64 ",\"retries\":0", b->invalid_lines);
+		rc = buf_printf(&s, ",\"invalid_lines\":%" PRIu64 ",\"retries\":%" PRIu64, b->invalid_lines,
+		                b->retries);
 	if (!rc)
 		rc = buf_printf(&s, ",\"input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64,
 		                b->input_tokens, b->output_tokens);
@@ -1162,6 +1166,8 @@ static void print_summary(struct batch *b, double wall)
 	        b->requests, b->succeeded, b->failed, b->skipped);
 	if (b->invalid_lines)
 		fprintf(stderr, "; %" PRIu64 " unusable input lines", b->invalid_lines);
+	if (b->retries)
+		fprintf(stderr, "; %" PRIu64 " retries", b->retries);
 	fprintf(stderr, "\n  tokens: %" PRId64 " input, %" PRId64 " output; cost: unknown",
 	        b->input_tokens, b->output_tokens);
 	if (b->seen.count) {
@@ -1215,7 +1221,7 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	/* One thread does everything: reading, the ring, writing. No
 	 * hand-offs between threads, no wake-ups (docs/benchmarks.md). */
 	cfg.drive_from_caller = 1;
-	cfg.max_retries = 0;
+	cfg.max_retries = (int)b->opt.max_retries;
 	if (b->opt.timeout_s > 0)
 		cfg.total_timeout_s = b->opt.timeout_s;
 	if (b->opt.connect_timeout_s > 0)
