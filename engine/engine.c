@@ -330,8 +330,11 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 		r->body = f->resp_body.data;
 		r->body_len = f->resp_body.len;
 	}
-	r->request_id = f->request_id[0] ? f->request_id : NULL;
 	struct reply *rp = &f->reply;
+	/* Gemini sends no request-id header: its responseId stands in. */
+	r->request_id = f->request_id[0]                              ? f->request_id
+	                : f->provider == PROVIDER_GEMINI && rp->id[0] ? rp->id
+	                                                              : NULL;
 	if (rp->text.data && http_buf_reserve(&rp->text, 1) == 0) {
 		rp->text.data[rp->text.len] = '\0';
 		r->text = rp->text.data;

@@ -302,7 +302,7 @@ typedef struct lr_result {
 	size_t text_len;
 	const char *finish_reason;
 	int streamed;
-	const char *request_id;     /* x-request-id, or NULL */
+	const char *request_id;     /* x-request-id / request-id (Gemini: responseId), or NULL */
 	const char *model;          /* model the response names, or NULL */
 	lr_usage usage;
 	lr_timings timings;
