@@ -29,6 +29,9 @@
 
 #include "clock.h"
 #include "http_reader.h"
+#include "ratelimit.h"
+#include "prices.h"
+#include "usage.h"
 #include "json.h"
 #include "llmring.h"
 #include "pool.h"
@@ -36,6 +39,7 @@
 #include "reply.h"
 #include "request.h"
 #include "resolve.h"
+#include "session.h"
 #include "ring.h"
 #include "url.h"
 
@@ -76,6 +80,12 @@ struct lr_future {
 	int attempts;                   /* started so far */
 	int max_retries;
 	int should_retry;               /* x-should-retry: 1 true, 0 false, -1 absent */
+	double est_tokens;              /* taken from the token bucket per attempt */
+	char requested_model[96];       /* for accounting when the reply names none */
+	lr_future_fn then_fn;           /* lr_future_then */
+	void *then_user;
+	_Atomic int then_state;         /* 0 none, 1 registered, 2 completed */
+	_Atomic int then_used;
 	struct lr_future *next;         /* submit stack, then reap stack */
 	struct lr_future *next_cancel;  /* cancel stack */
 	/* Engine queue (over max_in_flight) while F_WAITING, the active
@@ -173,6 +183,14 @@ struct lr_engine {
 	struct future_list waiting;     /* over max_in_flight, FIFO */
 	struct future_list active;      /* on the wire (for shutdown) */
 	struct future_list backoff;     /* waiting to be retried (for shutdown and cancel) */
+	struct limits limits;           /* rpm / tpm buckets */
+	struct ring_timer limit_timer;  /* wakes the queue when the buckets refill */
+	struct price_table *prices;     /* owner: engine */
+	struct usage_table usage;       /* owner: engine */
+	uint64_t submitted;             /* accepted by the loop (progress) */
+	uint64_t starts;                /* attempts put on the wire (progress) */
+	uint64_t progress_ns;           /* last on_progress call */
+	uint64_t progress_seen;         /* completions + retries + submissions at that call */
 	uint64_t jitter_state;          /* xorshift state for retry jitter */
 	struct lr_future *reap_pending, *reap_pending_last; /* newest first */
 	int reap_pending_count;
@@ -349,6 +367,12 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	r->model = rp->model[0] ? rp->model : NULL;
 	r->usage = rp->usage;
 	r->provider = provider_info(f->provider)->name;
+	const char *model = rp->model[0] ? rp->model : f->requested_model;
+	r->cost_usd = usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
+	                           f->attempts > 1 ? f->attempts - 1 : 0);
+	if (f->est_tokens > 0 && (rp->usage.input_tokens || rp->usage.output_tokens))
+		limits_correct(&e->limits, f->est_tokens,
+		               (double)(rp->usage.input_tokens + rp->usage.output_tokens));
 	r->attempts = f->attempts > 0 ? f->attempts : 1;
 	r->timings.total_ms = now > f->submit_ns ? ns_to_ms(now - f->submit_ns) : 0;
 	if (f->ex.sent_ns > f->submit_ns)
@@ -362,6 +386,12 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	atomic_fetch_add_explicit(&e->stat_completed, 1, memory_order_relaxed);
 	engine_publish_stats(e);
 
+	/* A then-callback registered before completion runs here, once, and
+	 * before waiters see the future complete: whatever it does (a
+	 * session appending the reply) is done when lr_future_wait returns.
+	 * then_state 2 already makes the result readable to it. */
+	if (atomic_exchange_explicit(&f->then_state, 2, memory_order_acq_rel) == 1)
+		f->then_fn(f->then_user, f);
 	future_mark_done(f);
 	if (e->cfg.reap_completions) {
 		/* The engine's reference moves into the reap queue; the
@@ -460,6 +490,19 @@ static size_t header_copy(char *dst, size_t cap, const struct http_header *h)
 	return n;
 }
 
+/* A header's value as a number, or -1 when absent or not a number. */
+static double header_number(const struct http_head *h, const char *name)
+{
+	const struct http_header *hd = http_head_find(h, name);
+	if (!hd)
+		return -1;
+	char num[32];
+	header_copy(num, sizeof(num), hd);
+	char *end;
+	double v = strtod(num, &end);
+	return end != num && v >= 0 ? v : -1;
+}
+
 static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
@@ -496,6 +539,22 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 			double wait = difftime(timegm(&tm), time(NULL));
 			f->result.retry_after_s = wait > 0 ? wait : 0;
 		}
+	}
+	struct lr_engine *e = f->eng;
+	if (limits_enabled(&e->limits)) {
+		/* The buckets follow what the provider says remains, and a 429's
+		 * wait holds every request back, not just this one. */
+		double rq = header_number(h, "x-ratelimit-remaining-requests");
+		double tk = header_number(h, "x-ratelimit-remaining-tokens");
+		if (rq < 0)
+			rq = header_number(h, "anthropic-ratelimit-requests-remaining");
+		if (tk < 0)
+			tk = header_number(h, "anthropic-ratelimit-tokens-remaining");
+		if (tk < 0)
+			tk = header_number(h, "anthropic-ratelimit-input-tokens-remaining");
+		limits_follow(&e->limits, e->ring.now_ns, rq, tk);
+		if (h->status == 429 && f->result.retry_after_s >= 0)
+			limits_pause(&e->limits, e->ring.now_ns + clock_seconds_to_ns(f->result.retry_after_s));
 	}
 	f->resp_body.len = 0;
 	const struct http_header *ct = http_head_find(h, "content-type");
@@ -695,6 +754,7 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->attempts++;
+	e->starts++;
 	f->state = F_ACTIVE;
 	f->start_ns = e->ring.now_ns;
 	f->ex.h = &future_exchange_handler;
@@ -714,13 +774,14 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 static void engine_requeue(struct lr_engine *e, struct lr_future *f)
 {
 	f->attempt_ns = e->ring.now_ns;
-	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head) {
+	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head && !limits_enabled(&e->limits)) {
 		future_start(e, f);
 		return;
 	}
 	f->state = F_WAITING;
 	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
+	engine_start_waiting(e);
 }
 
 static void wait_unlink(struct lr_engine *e, struct lr_future *f)
@@ -732,9 +793,24 @@ static void engine_start_waiting(struct lr_engine *e)
 {
 	while (e->waiting.head && e->active_count < e->cfg.max_in_flight) {
 		struct lr_future *f = e->waiting.head;
+		if (limits_enabled(&e->limits)) {
+			/* First come, first served: the head waits for the buckets
+			 * and everything behind it waits for the head. */
+			uint64_t wait = limits_admit(&e->limits, e->ring.now_ns, f->est_tokens);
+			if (wait) {
+				ring_timer_set(&e->ring, &e->limit_timer, e->ring.now_ns + wait);
+				return;
+			}
+		}
 		wait_unlink(e, f);
 		future_start(e, f);
 	}
+}
+
+static void limit_timer_fired(struct ring_timer *t)
+{
+	struct lr_engine *e = container_of(t, struct lr_engine, limit_timer);
+	engine_start_waiting(e);
 }
 
 static void engine_accept(struct lr_engine *e, struct lr_future *f)
@@ -743,7 +819,8 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 		return;
 	}
-	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head) {
+	e->submitted++;
+	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head && !limits_enabled(&e->limits)) {
 		future_start(e, f);
 		return;
 	}
@@ -751,6 +828,7 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 	/* The total deadline runs while it waits for a slot. */
 	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
+	engine_start_waiting(e);
 }
 
 static struct lr_future *stack_take_fifo(_Atomic(struct lr_future *) *head, size_t link_offset)
@@ -884,12 +962,24 @@ static int engine_setup(struct lr_engine *e)
 	};
 	pool_init(&e->pool, &e->ring, &pc);
 	e->op_wake.complete = on_wake;
+	ring_timer_init(&e->limit_timer, limit_timer_fired);
+	/* A caller-driven engine has no thread to signal the completion fd:
+	 * the kernel does, on every completion posted to the ring, so a host
+	 * loop can poll it. */
+	if (e->cfg.drive_from_caller && io_uring_register_eventfd(&e->ring.uring, e->completion_fd) < 0) {
+		pool_free(&e->pool);
+		resolver_free(e->resolver);
+		ring_exit(&e->ring);
+		return LR_ESYSTEM;
+	}
+	limits_init(&e->limits, e->cfg.requests_per_minute, e->cfg.tokens_per_minute, clock_now_ns());
 	atomic_store(&e->ring_mode, e->ring.mode);
 	return 0;
 }
 
 static void engine_teardown(struct lr_engine *e)
 {
+	ring_timer_cancel(&e->ring, &e->limit_timer);
 	engine_flush_reaped(e);
 	engine_publish_stats(e);
 	resolver_free(e->resolver);
@@ -897,6 +987,44 @@ static void engine_teardown(struct lr_engine *e)
 	pool_free(&e->pool);
 	json_doc_free(&e->doc);
 	ring_exit(&e->ring);
+}
+
+/* on_progress, when counts moved and the interval has passed. */
+static void engine_report_progress(struct lr_engine *e)
+{
+	if (!e->cfg.on_progress)
+		return;
+	uint64_t retries = atomic_load_explicit(&e->stat_retries, memory_order_relaxed);
+	/* A sum of counters that only grow: any event changes it. */
+	uint64_t seen = e->completions + e->submitted + retries + e->starts;
+	if (seen == e->progress_seen)
+		return;
+	uint64_t now = clock_now_ns();
+	int interval = e->cfg.progress_interval_ms;
+	if (interval >= 0 && now - e->progress_ns < (uint64_t)(interval ? interval : 100) * 1000000u &&
+	    e->progress_ns)
+		return;
+	e->progress_ns = now;
+	e->progress_seen = seen;
+	lr_usage_report u;
+	usage_read(&e->usage, &u, NULL, 0);
+	uint64_t queued = 0;
+	for (struct lr_future *f = e->waiting.head; f; f = f->wait_next)
+		queued++;
+	for (struct lr_future *f = e->backoff.head; f; f = f->wait_next)
+		queued++;
+	lr_progress p = {
+		.submitted = e->submitted,
+		.queued = queued,
+		.in_flight = e->active_count,
+		.succeeded = u.succeeded,
+		.failed = u.failed,
+		.retried = retries,
+		.input_tokens = u.input_tokens,
+		.output_tokens = u.output_tokens,
+		.cost_usd = u.cost_usd,
+	};
+	e->cfg.on_progress(e->cfg.progress_user, &p);
 }
 
 /*
@@ -930,6 +1058,7 @@ static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 		engine_arm_wake(e);
 	}
 	engine_flush_reaped(e);
+	engine_report_progress(e);
 	/* Futures completed without I/O this turn (a refused submission, a
 	 * name that does not resolve, a bad CA bundle): nothing on the ring
 	 * may ever wake the wait, and a caller-driven owner must get back to
@@ -1151,6 +1280,12 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 	e->jitter_state = clock_now_ns() ^ ((uint64_t)(uintptr_t)e << 17) ^ 0x9e3779b97f4a7c15ull;
 
 	int ret = endpoints_init(e, e->cfg.base_url, e->cfg.api_key);
+	char why[256];
+	if (!ret && price_table_load(&e->prices, e->cfg.prices_file, why, sizeof(why)) != 0)
+		ret = LR_EINVAL; /* a prices file was named and cannot be used */
+	if (!ret)
+		ret = usage_init(&e->usage, e->prices);
+	e->cfg.prices_file = NULL; /* the caller may free it */
 	/* The config must not keep pointers the caller may free. */
 	e->cfg.base_url = NULL;
 	e->cfg.api_key = NULL;
@@ -1196,6 +1331,8 @@ fail:
 		close(e->completion_fd);
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		endpoint_wipe(&e->ep[p]);
+	usage_free(&e->usage);
+	price_table_free(e->prices);
 	free(e->ca_file);
 	free(e);
 	return ret;
@@ -1223,6 +1360,8 @@ LR_API void lr_engine_destroy(lr_engine *e)
 		f->result.error_message = "the engine is shutting down";
 		atomic_fetch_add(&f->waiters, 1); /* wake unconditionally */
 		future_mark_done(f);
+		if (atomic_exchange(&f->then_state, 2) == 1)
+			f->then_fn(f->then_user, f);
 		future_unref(f);
 		f = next;
 	}
@@ -1249,6 +1388,8 @@ LR_API void lr_engine_destroy(lr_engine *e)
 	close(e->completion_fd);
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		endpoint_wipe(&e->ep[p]);
+	usage_free(&e->usage);
+	price_table_free(e->prices);
 	free(e->ca_file);
 	free(e);
 }
@@ -1257,6 +1398,11 @@ LR_API int lr_engine_run(lr_engine *e, int timeout_ms)
 {
 	if (!e || !engine_on_owner(e))
 		return LR_EINVAL;
+	/* The kernel's signals on the completion fd are consumed here: this
+	 * turn handles whatever they announced. */
+	uint64_t drained;
+	while (read(e->completion_fd, &drained, sizeof(drained)) > 0)
+		;
 	/* One turn, waiting at most timeout_ms for the first completion. */
 	uint64_t wait = timeout_ms < 0 ? UINT64_MAX : (uint64_t)timeout_ms * 1000000u;
 	int ret = engine_turn(e, wait);
@@ -1413,6 +1559,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		return ret;
 	f->provider = pr.provider;
 	f->endpoint = rq->endpoint;
+	snprintf(f->requested_model, sizeof(f->requested_model), "%s", pr.model);
 	const struct endpoint *ep = &e->ep[pr.provider];
 	const struct http_buf *hdrs = &ep->fixed_headers;
 	if (f->own_url) {
@@ -1443,9 +1590,44 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 			http_buf_append(b, rq->headers.data, rq->headers.len);
 		ret = http_write_body(b, body, body_len);
 	}
+	if (!ret && e->cfg.tokens_per_minute > 0)
+		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
 	provider_request_free(&pr);
 	http_buf_free(&fixed);
 	return ret;
+}
+
+/* Completed on the caller's thread: the engine never sees it. */
+static void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *why)
+{
+	f->result.error = err;
+	if (why != f->message)
+		snprintf(f->message, sizeof(f->message), "%s", why);
+	f->result.error_message = f->message;
+	f->result.provider = provider_info(f->provider)->name;
+	f->result.cost_usd = -1;
+	http_buf_free(&f->req_bytes);
+	atomic_store(&f->done, 1);
+	if (e->cfg.reap_completions) {
+		reap_push(e, f, f, 1);
+	} else {
+		atomic_store(&f->refs, 1);
+	}
+}
+
+lr_future *engine_failed_future(lr_engine *e, int err, const char *msg)
+{
+	struct lr_future *f = calloc(1, sizeof(*f)); /* owner: shared by refs (caller + reap queue) */
+	if (!f)
+		return NULL;
+	atomic_init(&f->refs, 2);
+	f->eng = e;
+	f->submit_ns = clock_now_ns();
+	f->result.retry_after_s = -1;
+	ring_timer_init(&f->deadline, future_deadline_fired);
+	reply_init(&f->reply, NULL, NULL);
+	future_fail_early(e, f, err, msg);
+	return f;
 }
 
 LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
@@ -1478,6 +1660,7 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	f->attempt_ns = f->submit_ns;
 	f->should_retry = -1;
 	f->max_retries = rq->max_retries >= 0 ? rq->max_retries : e->cfg.max_retries;
+	f->result.cost_usd = -1;
 	f->result.retry_after_s = -1;
 	ring_timer_init(&f->deadline, future_deadline_fired);
 	f->connect_ns = clock_seconds_to_ns(rq->connect_s > 0 ? rq->connect_s : e->cfg.connect_timeout_s);
@@ -1487,20 +1670,8 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	int ret = future_build_request(e, f, rq, &why);
 	lr_request_free(rq);
 	if (ret || atomic_load_explicit(&e->stopping, memory_order_acquire)) {
-		/* Completed on the caller's thread: the engine never sees it. */
-		f->result.error = ret ? ret : LR_ECANCELLED;
-		if (why != f->message)
-			snprintf(f->message, sizeof(f->message), "%s",
-			         ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
-		f->result.error_message = f->message;
-		f->result.provider = provider_info(f->provider)->name;
-		http_buf_free(&f->req_bytes);
-		atomic_store(&f->done, 1);
-		if (e->cfg.reap_completions) {
-			reap_push(e, f, f, 1);
-		} else {
-			atomic_store(&f->refs, 1);
-		}
+		future_fail_early(e, f, ret ? ret : LR_ECANCELLED,
+		                  ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
 		return f;
 	}
 	struct lr_future *old = atomic_load_explicit(&e->submit_head, memory_order_relaxed);
@@ -1563,7 +1734,10 @@ LR_API int lr_future_wait(lr_future *f, int timeout_ms)
 
 LR_API const lr_result *lr_future_result(const lr_future *f)
 {
-	if (!lr_future_done(f))
+	/* Complete, or inside its then-callback (then_state 2 is set once
+	 * the result is written, just before completion is published). */
+	if (!lr_future_done(f) &&
+	    !(f && atomic_load_explicit(&((lr_future *)f)->then_state, memory_order_acquire) == 2))
 		return NULL;
 	return &f->result;
 }
@@ -1687,4 +1861,120 @@ LR_API int lr_config_check_model(const lr_config *cfg, const char *model, char *
 	if (why && why_len)
 		snprintf(why, why_len, "%s", text);
 	return ret;
+}
+
+/* ---- usage, cost, then, gather, blocking helpers ---- */
+
+LR_API int lr_engine_usage(lr_engine *e, lr_usage_report *total, lr_model_usage *models, int max_models)
+{
+	if (!e || max_models < 0)
+		return LR_EINVAL;
+	return usage_read(&e->usage, total, models, max_models);
+}
+
+LR_API int lr_engine_price(lr_engine *e, const char *model, double *input, double *cached_input,
+                           double *output)
+{
+	if (!e || !model)
+		return LR_EINVAL;
+	struct price p;
+	if (!e->prices || !price_lookup(e->prices, model, strlen(model), &p))
+		return LR_ENOTFOUND;
+	if (input)
+		*input = p.input;
+	if (cached_input)
+		*cached_input = p.cached_input;
+	if (output)
+		*output = p.output;
+	return 0;
+}
+
+LR_API int lr_future_then(lr_future *f, lr_future_fn fn, void *user)
+{
+	if (!f || !fn || atomic_exchange(&f->then_used, 1))
+		return LR_EINVAL;
+	if (atomic_load_explicit(&f->done, memory_order_acquire)) {
+		/* Complete (the engine looked for a callback before publishing
+		 * that): run it here. */
+		fn(user, f);
+		return 0;
+	}
+	f->then_fn = fn;
+	f->then_user = user;
+	int expected = 0;
+	if (!atomic_compare_exchange_strong_explicit(&f->then_state, &expected, 1, memory_order_acq_rel,
+	                                             memory_order_acquire)) {
+		fn(user, f); /* the engine completed it meanwhile, and saw no callback */
+		return 0;
+	}
+	return 0;
+}
+
+LR_API int lr_wait_all(lr_future *const *fs, int n, int timeout_ms)
+{
+	if (!fs || n < 0)
+		return LR_EINVAL;
+	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+	int done = 0;
+	for (int i = 0; i < n; i++) {
+		if (!fs[i])
+			continue;
+		int left = timeout_ms;
+		if (timeout_ms > 0) {
+			uint64_t now = clock_now_ns();
+			left = now < deadline ? (int)((deadline - now + 999999u) / 1000000u) : 0;
+		}
+		done += lr_future_wait(fs[i], left) == 1;
+	}
+	return done;
+}
+
+LR_API lr_future *lr_complete(lr_engine *e, lr_request *rq, int timeout_ms)
+{
+	lr_future *f = lr_submit(e, rq);
+	if (!f)
+		return NULL;
+	if (lr_future_wait(f, timeout_ms) != 1) {
+		/* Out of time: the request is cancelled and handed back complete. */
+		lr_future_cancel(f);
+		lr_future_wait(f, -1);
+	}
+	return f;
+}
+
+LR_API int lr_run_batch(lr_engine *e, lr_request **rqs, int n, lr_future **out, int timeout_ms)
+{
+	if (!e || !rqs || !out || n < 0) {
+		for (int i = 0; rqs && i < n; i++)
+			lr_request_free(rqs[i]);
+		return LR_EINVAL;
+	}
+	for (int i = 0; i < n; i++)
+		out[i] = lr_submit(e, rqs[i]);
+	if (lr_wait_all(out, n, timeout_ms) < n) {
+		for (int i = 0; i < n; i++)
+			if (out[i] && !lr_future_done(out[i]))
+				lr_future_cancel(out[i]);
+		lr_wait_all(out, n, -1);
+	}
+	int ok = 0;
+	for (int i = 0; i < n; i++)
+		ok += out[i] && lr_future_result(out[i])->error == LR_OK;
+	return ok;
+}
+
+LR_API int lr_engine_next_deadline_ms(lr_engine *e)
+{
+	if (!e || !e->cfg.drive_from_caller || !engine_on_owner(e))
+		return LR_EINVAL;
+	if (atomic_load_explicit(&e->submit_head, memory_order_acquire) ||
+	    atomic_load_explicit(&e->cancel_head, memory_order_acquire) || e->reap_pending)
+		return 0;
+	if (!e->ring.heap_len)
+		return -1;
+	uint64_t at = e->ring.heap[0].deadline_ns, now = clock_now_ns();
+	if (at <= now)
+		return 0;
+	uint64_t ms = (at - now + 999999u) / 1000000u;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
 }

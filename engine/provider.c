@@ -161,9 +161,10 @@ void provider_request_free(struct provider_request *pr)
  * JSON string (its quotes would be escaped), so a body without a match
  * routes to openai as it is; a match is confirmed by a real parse.
  */
-static bool body_may_name_provider(const char *b, size_t len)
+static bool body_may_name_provider(const char *b, size_t len, char *first, size_t first_cap)
 {
 	const char *end = b + len, *p = b;
+	first[0] = '\0';
 	while ((p = memmem(p, (size_t)(end - p), "\"model\"", 7))) {
 		const char *q = p + 7;
 		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
@@ -176,6 +177,12 @@ static bool body_may_name_provider(const char *b, size_t len)
 				const char *v = q + 1, *name;
 				size_t name_len;
 				const char *close = memchr(v, '"', (size_t)(end - v));
+				/* The first one stands for the body's model in accounting
+				 * (a nested "model" first would only mislabel it). */
+				if (close && !first[0] && (size_t)(close - v) < first_cap && !memchr(v, '\\', (size_t)(close - v))) {
+					memcpy(first, v, (size_t)(close - v));
+					first[close - v] = '\0';
+				}
 				if (close && provider_route(v, (size_t)(close - v), &name, &name_len) != PROVIDER_OPENAI)
 					return true;
 				if (close && (size_t)(close - v) > 7 && memcmp(v, "openai/", 7) == 0)
@@ -369,7 +376,8 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	size_t model_len = model ? strlen(model) : 0;
 	bool have_doc = false;
 	int ret = 0;
-	if (rq->body.len && (model || want_stream || body_may_name_provider(rq->body.data, rq->body.len))) {
+	if (rq->body.len && (model || want_stream ||
+	                     body_may_name_provider(rq->body.data, rq->body.len, out->model, sizeof(out->model)))) {
 		if (json_parse(&doc, rq->body.data, rq->body.len) || doc.count == 0 ||
 		    doc.tok[0].type != JSON_OBJECT) {
 			*why = "request body is not a JSON object";
@@ -408,6 +416,7 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 		ret = LR_ENOMEM;
 		goto done;
 	}
+	snprintf(out->model, sizeof(out->model), "%s", model_name);
 	struct http_buf unified = {0}; /* owner: this function */
 	bool openai_dialect = out->provider == PROVIDER_OPENAI || out->provider == PROVIDER_MOCK;
 	bool force_stream = want_stream && rq->endpoint == LR_ENDPOINT_CHAT && !(have_doc && doc_stream(&doc));

@@ -47,6 +47,7 @@ struct provider_request {
 	enum provider provider;
 	bool stream;                /* a streamed response was asked for */
 	bool body_is_input;         /* the caller's body goes out untouched (body is empty) */
+	char model[96];             /* the model sent, for accounting ("" when unknown) */
 };
 void provider_request_free(struct provider_request *pr);
 

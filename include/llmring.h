@@ -77,6 +77,19 @@ typedef struct lr_future lr_future;
 
 /* ---- configuration ---------------------------------------------------- */
 
+/* What on_progress sees: counts since the engine started. */
+typedef struct lr_progress {
+	uint64_t submitted;
+	uint64_t queued;            /* waiting for a slot, the rate limits or a retry */
+	uint64_t in_flight;         /* on the wire */
+	uint64_t succeeded;
+	uint64_t failed;
+	uint64_t retried;           /* attempts after the first */
+	int64_t input_tokens;
+	int64_t output_tokens;
+	double cost_usd;            /* priced models only */
+} lr_progress;
+
 typedef struct lr_config {
 	/* Where every request goes, whatever its provider (each in its own
 	 * dialect). NULL: each provider's own endpoint (OPENAI_BASE_URL,
@@ -124,7 +137,28 @@ typedef struct lr_config {
 	 * lr_engine_destroy, also on that thread). Other threads may still
 	 * submit and cancel. Saves the cross-thread hand-offs of bulk jobs. */
 	int drive_from_caller;
+
+	/* Rate limits as token buckets, whole engine (0: none). A request
+	 * waits in the engine's queue until both buckets hold what it needs:
+	 * one request, and its estimated tokens (prompt bytes / 4 plus
+	 * max_tokens, or 256 when absent), corrected with the usage reported.
+	 * Rate-limit headers (x-ratelimit-remaining-*, anthropic-ratelimit-*)
+	 * and Retry-After on a 429 drain the buckets to what they say. */
+	double requests_per_minute;
+	double tokens_per_minute;
+	/* A prices JSON file replacing the compiled-in table (NULL:
+	 * LLMRING_PRICES, else the compiled-in one). lr_engine_new fails
+	 * with LR_EINVAL when it cannot be read. */
+	const char *prices_file;
+	/* Called on the engine's thread (or the driving thread) when counts
+	 * changed, at most every progress_interval_ms (100; < 0: on every
+	 * change). Must not block. */
+	void (*on_progress)(void *user, const struct lr_progress *progress);
+	void *progress_user;
+	int progress_interval_ms;
 } lr_config;
+
+
 
 LR_API lr_config lr_config_default(void);
 
@@ -135,7 +169,10 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out);
 /* Cancels whatever is in flight, waits for the thread, frees the engine.
  * Outstanding future handles stay valid until released. */
 LR_API void lr_engine_destroy(lr_engine *eng);
-/* Readable when lr_engine_reap() has something (reap_completions only). */
+/* Readable when lr_engine_reap() has something (reap_completions only).
+ * With drive_from_caller it is readable whenever the engine has work
+ * (I/O completed, results queued): call lr_engine_run(eng, 0) then reap,
+ * and poll it with lr_engine_next_deadline_ms() as the timeout. */
 LR_API int lr_engine_completion_fd(lr_engine *eng);
 /* Moves up to max completed futures into out[]; waits up to timeout_ms
  * (0: no wait, <0: forever) for the first. Returns how many, or LR_E*. */
@@ -148,6 +185,11 @@ LR_API int lr_engine_reap_batch(lr_engine *eng, lr_future **out, int max, int mi
 /* drive_from_caller only, on the owner thread: one loop turn, waiting up
  * to timeout_ms (<0 forever) for ring activity. 0 or LR_E*. */
 LR_API int lr_engine_run(lr_engine *eng, int timeout_ms);
+/* drive_from_caller only, on the owner thread: milliseconds until the
+ * engine's next deadline (a timeout, a retry, a rate-limit refill), 0
+ * when work is ready now, -1 when nothing is timed. Poll the completion
+ * fd with it, then call lr_engine_run(eng, 0). */
+LR_API int lr_engine_next_deadline_ms(lr_engine *eng);
 
 /* Which io_uring setup the engine thread got: "single_issuer+defer_taskrun",
  * "coop_taskrun" or "plain". NULL before the thread has started. */
@@ -163,6 +205,39 @@ typedef struct lr_engine_stats {
 	uint64_t retries;              /* attempts after the first, all requests */
 } lr_engine_stats;
 LR_API void lr_engine_get_stats(lr_engine *eng, lr_engine_stats *out);
+
+/* ---- usage and cost ----------------------------------------------------- */
+
+/* Token totals and cost per model (the model the response names, else
+ * the one requested). Updated on the engine thread without locks;
+ * readable from any thread at any time, every figure of one report
+ * taken at the same instant. */
+typedef struct lr_model_usage {
+	char model[128];
+	char provider[16];
+	uint64_t requests;          /* completed, success or not */
+	int64_t input_tokens;       /* including cached */
+	int64_t output_tokens;
+	int64_t cached_input_tokens;
+	double cost_usd;            /* 0 when unpriced */
+	int priced;                 /* the price table knows the model */
+} lr_model_usage;
+
+typedef struct lr_usage_report {
+	uint64_t requests, succeeded, failed, retries;
+	int64_t input_tokens, output_tokens, cached_input_tokens;
+	double cost_usd;            /* sum over priced models */
+	int models;                 /* entries (all of them, even beyond max_models) */
+	int unpriced_models;
+} lr_usage_report;
+
+/* Fills *total (may be NULL) and up to max_models entries of models[];
+ * returns the number of models, or LR_EINVAL. */
+LR_API int lr_engine_usage(lr_engine *eng, lr_usage_report *total, lr_model_usage *models, int max_models);
+/* USD per million tokens of a model in the engine's price table (dated
+ * and prefixed names resolved as for accounting). 0, or LR_ENOTFOUND. */
+LR_API int lr_engine_price(lr_engine *eng, const char *model, double *input, double *cached_input,
+                           double *output);
 
 /* ---- requests --------------------------------------------------------- */
 
@@ -312,6 +387,7 @@ typedef struct lr_result {
 	const lr_tool_call *tool_calls;
 	int tool_call_count;
 	const char *provider;       /* "openai", "anthropic", "ollama", "gemini", "mock" */
+	double cost_usd;            /* of this request's usage; < 0 when the model is unpriced */
 } lr_result;
 
 /* Takes over rq. Never blocks on I/O. NULL only when out of memory or
@@ -327,6 +403,43 @@ LR_API void *lr_future_user_data(const lr_future *f);
  * it already completed. The future still completes exactly once. */
 LR_API void lr_future_cancel(lr_future *f);
 LR_API void lr_future_release(lr_future *f);
+
+/* Calls fn(user, f) once f is complete: on the engine's thread when it
+ * completes later, or at once on this thread when it already has. fn may
+ * read the result but must not block; it does not own f (release f as
+ * usual). One callback per future; a second is LR_EINVAL. */
+typedef void (*lr_future_fn)(void *user, lr_future *f);
+LR_API int lr_future_then(lr_future *f, lr_future_fn fn, void *user);
+/* Waits until every one of fs[0..n) is complete or timeout_ms passed
+ * (<0 forever). Returns how many are complete; each keeps its own result
+ * (one failure never fails the others). */
+LR_API int lr_wait_all(lr_future *const *fs, int n, int timeout_ms);
+
+/* Blocking helpers for simple programs. lr_complete submits rq and waits
+ * (timeout_ms <0: forever); the future is returned complete (release it),
+ * or NULL when out of memory. lr_run_batch submits n requests (taking
+ * them over) and waits for all; out[i] is request i's future. Returns how
+ * many succeeded, or LR_E*. */
+LR_API lr_future *lr_complete(lr_engine *eng, lr_request *rq, int timeout_ms);
+LR_API int lr_run_batch(lr_engine *eng, lr_request **rqs, int n, lr_future **out, int timeout_ms);
+
+/*
+ * Sessions: a conversation on one engine. Each lr_session_send appends
+ * the user message, sends the whole history, and once the reply succeeds
+ * appends it (text and tool calls) to the history; a failed turn leaves
+ * the history as it was. One turn at a time per session (a send while a
+ * turn is in flight completes at once with LR_EINVAL); any number of
+ * sessions may run at once.
+ */
+typedef struct lr_session lr_session;
+LR_API lr_session *lr_session_new(lr_engine *eng, const char *model, const char *system);
+LR_API lr_future *lr_session_send(lr_session *s, const char *text);
+/* The history as a JSON array of OpenAI messages, NUL-terminated, in
+ * malloc'd memory the caller frees; NULL when out of memory. */
+LR_API char *lr_session_history(lr_session *s);
+LR_API int lr_session_turns(lr_session *s);   /* completed turns */
+/* Frees the session; a turn in flight completes without touching it. */
+LR_API void lr_session_free(lr_session *s);
 
 /*
  * Pull-style streaming for synchronous callers: for a request submitted

@@ -1,0 +1,11 @@
+/* What sessions need from the engine beyond the public API. */
+#ifndef LR_SESSION_H
+#define LR_SESSION_H
+
+#include "llmring.h"
+
+/* A future already complete with err and msg, for a request that never
+ * reached the engine (a refused session turn). */
+lr_future *engine_failed_future(lr_engine *eng, int err, const char *msg);
+
+#endif
