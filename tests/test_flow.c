@@ -417,7 +417,7 @@ static void test_run_batch_and_complete(void **state)
 static void test_sessions_keep_history(void **state)
 {
 	(void)state;
-	struct mock_server *s = start_mock(3, 0);
+	struct mock_server *s = start_mock(3, 100); /* turns stay in flight a while */
 	char url[64];
 	lr_config cfg = mock_config(s, url, sizeof(url));
 	cfg.max_retries = 0;
