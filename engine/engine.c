@@ -490,10 +490,51 @@ static size_t header_copy(char *dst, size_t cap, const struct http_header *h)
 	return n;
 }
 
-/* A header's value as a number, or -1 when absent or not a number. */
-static double header_number(const struct http_head *h, const char *name)
+
+/* The response headers the engine reads, found in one pass. */
+struct head_fields {
+	const struct http_header *request_id, *anthropic_request_id, *should_retry, *retry_after_ms,
+		*retry_after, *content_type, *rl_requests, *rl_tokens, *rl_anthropic_requests,
+		*rl_anthropic_tokens, *rl_anthropic_input_tokens;
+};
+
+#define NAME_IS(hd, lit) ((hd)->name_len == sizeof(lit) - 1 && strncasecmp((hd)->name, lit, sizeof(lit) - 1) == 0)
+
+static void head_fields_find(const struct http_head *h, struct head_fields *hf)
 {
-	const struct http_header *hd = http_head_find(h, name);
+	memset(hf, 0, sizeof(*hf));
+	for (size_t i = 0; i < h->num_headers; i++) {
+		const struct http_header *hd = &h->headers[i];
+		switch (hd->name_len) {
+		case 10: if (NAME_IS(hd, "request-id")) hf->anthropic_request_id = hd; break;
+		case 11: if (NAME_IS(hd, "retry-after")) hf->retry_after = hd; break;
+		case 12:
+			if (NAME_IS(hd, "x-request-id"))
+				hf->request_id = hd;
+			else if (NAME_IS(hd, "content-type"))
+				hf->content_type = hd;
+			break;
+		case 14:
+			if (NAME_IS(hd, "x-should-retry"))
+				hf->should_retry = hd;
+			else if (NAME_IS(hd, "retry-after-ms"))
+				hf->retry_after_ms = hd;
+			break;
+		case 28: if (NAME_IS(hd, "x-ratelimit-remaining-tokens")) hf->rl_tokens = hd; break;
+		case 30: if (NAME_IS(hd, "x-ratelimit-remaining-requests")) hf->rl_requests = hd; break;
+		case 36: if (NAME_IS(hd, "anthropic-ratelimit-tokens-remaining")) hf->rl_anthropic_tokens = hd; break;
+		case 38: if (NAME_IS(hd, "anthropic-ratelimit-requests-remaining")) hf->rl_anthropic_requests = hd; break;
+		case 42:
+			if (NAME_IS(hd, "anthropic-ratelimit-input-tokens-remaining"))
+				hf->rl_anthropic_input_tokens = hd;
+			break;
+		}
+	}
+}
+
+/* A header's value as a number, or -1 when absent or not a number. */
+static double header_number(const struct http_header *hd)
+{
 	if (!hd)
 		return -1;
 	char num[32];
@@ -506,34 +547,31 @@ static double header_number(const struct http_head *h, const char *name)
 static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
+	struct head_fields hf;
+	head_fields_find(h, &hf);
 	f->result.http_status = h->status;
-	const struct http_header *rid = http_head_find(h, "x-request-id");
-	if (!rid)
-		rid = http_head_find(h, "request-id");
+	const struct http_header *rid = hf.request_id ? hf.request_id : hf.anthropic_request_id;
 	if (rid)
 		header_copy(f->request_id, sizeof(f->request_id), rid);
 	f->result.retry_after_s = -1;
 	f->should_retry = -1;
-	const struct http_header *sr = http_head_find(h, "x-should-retry");
+	const struct http_header *sr = hf.should_retry;
 	if (sr)
 		f->should_retry = sr->value_len == 4 && strncasecmp(sr->value, "true", 4) == 0   ? 1
 		                  : sr->value_len == 5 && strncasecmp(sr->value, "false", 5) == 0 ? 0
 		                                                                                  : -1;
-	const struct http_header *ra = http_head_find(h, "retry-after-ms");
 	char num[64];
-	if (ra) {
-		header_copy(num, sizeof(num), ra);
-		char *end;
-		double ms = strtod(num, &end);
-		if (end != num && ms >= 0)
+	if (hf.retry_after_ms) {
+		double ms = header_number(hf.retry_after_ms);
+		if (ms >= 0)
 			f->result.retry_after_s = ms / 1000.0;
-	} else if ((ra = http_head_find(h, "retry-after"))) {
-		header_copy(num, sizeof(num), ra);
+	} else if (hf.retry_after) {
+		header_copy(num, sizeof(num), hf.retry_after);
 		char *end;
-		double s = strtod(num, &end);
+		double secs = strtod(num, &end);
 		struct tm tm;
-		if (end != num && s >= 0) {
-			f->result.retry_after_s = s;
+		if (end != num && secs >= 0) {
+			f->result.retry_after_s = secs;
 		} else if (strptime(num, "%a, %d %b %Y %H:%M:%S GMT", &tm)) {
 			/* An HTTP date: the wait is until then (never negative). */
 			double wait = difftime(timegm(&tm), time(NULL));
@@ -544,20 +582,20 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	if (limits_enabled(&e->limits)) {
 		/* The buckets follow what the provider says remains, and a 429's
 		 * wait holds every request back, not just this one. */
-		double rq = header_number(h, "x-ratelimit-remaining-requests");
-		double tk = header_number(h, "x-ratelimit-remaining-tokens");
+		double rq = header_number(hf.rl_requests);
+		double tk = header_number(hf.rl_tokens);
 		if (rq < 0)
-			rq = header_number(h, "anthropic-ratelimit-requests-remaining");
+			rq = header_number(hf.rl_anthropic_requests);
 		if (tk < 0)
-			tk = header_number(h, "anthropic-ratelimit-tokens-remaining");
+			tk = header_number(hf.rl_anthropic_tokens);
 		if (tk < 0)
-			tk = header_number(h, "anthropic-ratelimit-input-tokens-remaining");
+			tk = header_number(hf.rl_anthropic_input_tokens);
 		limits_follow(&e->limits, e->ring.now_ns, rq, tk);
 		if (h->status == 429 && f->result.retry_after_s >= 0)
 			limits_pause(&e->limits, e->ring.now_ns + clock_seconds_to_ns(f->result.retry_after_s));
 	}
 	f->resp_body.len = 0;
-	const struct http_header *ct = http_head_find(h, "content-type");
+	const struct http_header *ct = hf.content_type;
 	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
 	bool ndjson = ct && ct->value_len >= 20 && strncasecmp(ct->value, "application/x-ndjson", 20) == 0;
 	if (h->status >= 200 && h->status < 300 && (sse || ndjson) && !f->stream) {

@@ -228,7 +228,14 @@ static bool scan_value(struct scanner *sc)
 
 bool json_scan(const char *text, size_t len, json_scan_fn fn, void *ctx)
 {
-	struct scanner sc = {.p = text, .end = text + len, .fn = fn, .ctx = ctx};
+	/* Not zero-initialised: the key arrays are 2 KiB and each level is
+	 * written before anything reads it (readers stop at depth). */
+	struct scanner sc;
+	sc.p = text;
+	sc.end = text + len;
+	sc.fn = fn;
+	sc.ctx = ctx;
+	sc.path.depth = 0;
 	skip_ws(&sc);
 	if (!scan_value(&sc))
 		return false;

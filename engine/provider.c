@@ -96,12 +96,6 @@ int64_t provider_count(const char *v, size_t len)
 	return n;
 }
 
-bool provider_key_is(const struct json_scan_path *p, int level, const char *lit, size_t n)
-{
-	return level < p->depth && p->key[level] && p->key_len[level] == n &&
-	       memcmp(p->key[level], lit, n) == 0;
-}
-
 int json_copy_value(struct http_buf *b, const struct json_doc *d, int i)
 {
 	const char *s;
@@ -161,34 +155,60 @@ void provider_request_free(struct provider_request *pr)
  * JSON string (its quotes would be escaped), so a body without a match
  * routes to openai as it is; a match is confirmed by a real parse.
  */
+static const char *skip_json_ws(const char *q, const char *end)
+{
+	while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+		q++;
+	return q;
+}
+
+/* At a "model" key's closing quote + 1: the span of its string value. */
+static bool model_value(const char *q, const char *end, const char **v, size_t *len)
+{
+	q = skip_json_ws(q, end);
+	if (q >= end || *q != ':')
+		return false;
+	q = skip_json_ws(q + 1, end);
+	if (q >= end || *q != '"')
+		return false;
+	const char *close = memchr(q + 1, '"', (size_t)(end - q - 1));
+	if (!close)
+		return false;
+	*v = q + 1;
+	*len = (size_t)(close - *v);
+	return true;
+}
+
+/* Whether a model value names a provider (openai/ included: it is
+ * stripped); also keeps the first one seen for accounting. */
+static bool names_provider(const char *v, size_t n, char *first, size_t first_cap)
+{
+	if (!first[0] && n < first_cap && !memchr(v, '\\', n)) {
+		memcpy(first, v, n);
+		first[n] = '\0';
+	}
+	const char *name;
+	size_t name_len;
+	return provider_route(v, n, &name, &name_len) != PROVIDER_OPENAI || (n > 7 && memcmp(v, "openai/", 7) == 0);
+}
+
 static bool body_may_name_provider(const char *b, size_t len, char *first, size_t first_cap)
 {
 	const char *end = b + len, *p = b;
+	const char *v;
+	size_t n;
 	first[0] = '\0';
+	/* Most bodies open with their model: that is the top-level one. */
+	p = skip_json_ws(p, end);
+	if (p < end && *p == '{') {
+		p = skip_json_ws(p + 1, end);
+		if (end - p >= 7 && memcmp(p, "\"model\"", 7) == 0 && model_value(p + 7, end, &v, &n))
+			return names_provider(v, n, first, first_cap);
+	}
+	p = b;
 	while ((p = memmem(p, (size_t)(end - p), "\"model\"", 7))) {
-		const char *q = p + 7;
-		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-			q++;
-		if (q < end && *q == ':') {
-			q++;
-			while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-				q++;
-			if (q < end && *q == '"') {
-				const char *v = q + 1, *name;
-				size_t name_len;
-				const char *close = memchr(v, '"', (size_t)(end - v));
-				/* The first one stands for the body's model in accounting
-				 * (a nested "model" first would only mislabel it). */
-				if (close && !first[0] && (size_t)(close - v) < first_cap && !memchr(v, '\\', (size_t)(close - v))) {
-					memcpy(first, v, (size_t)(close - v));
-					first[close - v] = '\0';
-				}
-				if (close && provider_route(v, (size_t)(close - v), &name, &name_len) != PROVIDER_OPENAI)
-					return true;
-				if (close && (size_t)(close - v) > 7 && memcmp(v, "openai/", 7) == 0)
-					return true;
-			}
-		}
+		if (model_value(p + 7, end, &v, &n) && names_provider(v, n, first, first_cap))
+			return true;
 		p += 7;
 	}
 	return false;

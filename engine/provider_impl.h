@@ -57,7 +57,12 @@ int ollama_line(void *ctx, const char *line, size_t len);
 
 /* Helpers. */
 int64_t provider_count(const char *v, size_t len);
-bool provider_key_is(const struct json_scan_path *p, int level, const char *lit, size_t n);
+/* The key leading into level of p is lit (n bytes): the scanners' test. */
+static inline bool provider_key_is(const struct json_scan_path *p, int level, const char *lit, size_t n)
+{
+	return level < p->depth && p->key[level] && p->key_len[level] == n &&
+	       memcmp(p->key[level], lit, n) == 0;
+}
 #define KEY_IS(p, level, lit) provider_key_is(p, level, lit, sizeof(lit) - 1)
 /* Appends the raw span of value i (strings with their quotes). */
 int json_copy_value(struct http_buf *b, const struct json_doc *d, int i);

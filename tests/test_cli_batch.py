@@ -353,9 +353,11 @@ def mock_batch_chat_and_embeddings_succeed():
         assert stats["requests"] == 3 and stats["succeeded"] == 3 and stats["failed"] == 0
         assert stats["skipped"] == 0 and stats["retries"] == 0
         assert stats["input_tokens"] > 0 and stats["output_tokens"] > 0
-        assert stats["cost_usd"] is None
-        assert "gpt-4o-mini" in stats["unpriced_models"]
+        # Both models are in the compiled-in price table.
+        assert isinstance(stats["cost_usd"], float) and stats["cost_usd"] > 0, stats
+        assert stats["unpriced_models"] == [], stats
         assert "succeeded" in p.stderr  # the text summary
+        assert "\r" not in p.stderr and "\033" not in p.stderr  # no progress bar off a terminal
 
 
 @test
@@ -621,6 +623,373 @@ def resume_after_kill_9_loses_nothing_and_duplicates_nothing():
         assert len(out) == n and len(by_id(out)) == n
         stats = json.load(open(t.path("s.json")))
         assert stats["skipped"] == len(partial) and stats["requests"] == n - len(partial)
+
+
+# ---- --retry-errors ------------------------------------------------------------------
+
+def fault_input(t, faults):
+    """in.jsonl with good lines g0..g3 and one line per fault KIND (f-KIND)
+    whose body carries the mock's marker; returns the ids."""
+    lines = [chat_line("g%d" % i, "fine %d" % i) for i in range(4)]
+    lines += [chat_line("f-" + k, "please mock-fault:%s now" % k) for k in faults]
+    write_lines(t.path("in.jsonl"), lines)
+    return ["g%d" % i for i in range(4)] + ["f-" + k for k in faults]
+
+
+def heal_input(t):
+    """Edits in.jsonl so that every line succeeds (the markers removed)."""
+    with open(t.path("in.jsonl")) as f:
+        text = f.read()
+    write_lines(t.path("in.jsonl"), text.replace("mock-fault:", "no fault ").splitlines())
+
+
+@test
+def retry_errors_reruns_only_the_error_lines():
+    faults = ["500", "503", "reset", "malformed"]
+    with Tmp() as t:
+        ids = fault_input(t, faults)
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                "--max-retries", "0", "--stats", t.path("s.json")]
+        assert run(args).returncode == 1
+        first = by_id(read_output(t.path("out.jsonl")))
+        assert sorted(k for k, l in first.items() if l["error"]) == sorted("f-" + k for k in faults)
+        heal_input(t)
+        p = run(args + ["--retry-errors"])
+        assert p.returncode == 0, p.stderr
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == len(ids), out  # exactly one line per input line
+        assert sorted(l["custom_id"] for l in out) == sorted(ids)
+        for l in out:
+            check_shape(l)
+            assert l["error"] is None, l
+        # The success lines of the first run stay as they were.
+        again = by_id(out)
+        for i in range(4):
+            assert again["g%d" % i] == first["g%d" % i]
+        stats = json.load(open(t.path("s.json")))
+        assert stats["requests"] == len(faults) and stats["skipped"] == 4, stats
+        assert stats["succeeded"] == len(faults) and stats["failed"] == 0, stats
+        # Atomic rewrite: nothing left beside the output.
+        assert sorted(os.listdir(t.dir.name)) == ["in.jsonl", "out.jsonl", "s.json"]
+
+
+@test
+def rerun_without_retry_errors_skips_the_error_lines():
+    with Tmp() as t:
+        ids = fault_input(t, ["500", "429"])
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                "--max-retries", "0", "--stats", t.path("s.json")]
+        assert run(args).returncode == 1
+        with open(t.path("out.jsonl"), "rb") as f:
+            before = f.read()
+        heal_input(t)
+        p = run(args)
+        assert p.returncode == 1, p.stderr  # the output still holds error lines
+        stats = json.load(open(t.path("s.json")))
+        assert stats["requests"] == 0 and stats["skipped"] == len(ids), stats
+        with open(t.path("out.jsonl"), "rb") as f:
+            assert f.read() == before
+
+
+@test
+def retry_errors_rewrites_by_rename_keeping_the_mode():
+    with Tmp() as t:
+        fault_input(t, ["503"])
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                "--max-retries", "0"]
+        assert run(args).returncode == 1
+        os.chmod(t.path("out.jsonl"), 0o600)
+        inode = os.stat(t.path("out.jsonl")).st_ino
+        p = run(args + ["--retry-errors"])  # the fault is still there: fails again
+        assert p.returncode == 1, p.stderr
+        st = os.stat(t.path("out.jsonl"))
+        assert st.st_ino != inode, "the error lines were not removed by a rename"
+        assert st.st_mode & 0o777 == 0o600, oct(st.st_mode)
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == 5  # still one line per input: the old error line is gone
+        assert [l["custom_id"] for l in out if l["error"]] == ["f-503"]
+        assert sorted(os.listdir(t.dir.name)) == ["in.jsonl", "out.jsonl"]
+        # Nothing to remove: the file is appended to in place.
+        heal_input(t)
+        assert run(args + ["--retry-errors"]).returncode == 0
+        inode = os.stat(t.path("out.jsonl")).st_ino
+        p = run(args + ["--retry-errors", "--stats", t.path("s.json")])
+        assert p.returncode == 0 and os.stat(t.path("out.jsonl")).st_ino == inode
+        assert json.load(open(t.path("s.json")))["requests"] == 0
+
+
+@test
+def retry_errors_on_a_large_output_keeps_every_success_line():
+    n = 3000
+    with Tmp() as t:
+        lines = [chat_line("r%d" % i, ("mock-fault:500 %d" if i % 97 == 50 else "x %d") % i)
+                 for i in range(n)]
+        write_lines(t.path("in.jsonl"), lines)
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                "--max-retries", "0", "--stats", t.path("s.json")]
+        assert run(args).returncode == 1
+        first = by_id(read_output(t.path("out.jsonl")))
+        failed = sorted(k for k, l in first.items() if l["error"])
+        assert len(failed) == len([i for i in range(n) if i % 97 == 50])
+        assert os.path.getsize(t.path("out.jsonl")) > 1 << 20
+        heal_input(t)
+        assert run(args + ["--retry-errors"]).returncode == 0
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == n and len(by_id(out)) == n
+        again = by_id(out)
+        assert all(again[k] == l for k, l in first.items() if not l["error"])
+        assert all(l["error"] is None for l in out)
+        stats = json.load(open(t.path("s.json")))
+        assert stats["requests"] == len(failed) and stats["skipped"] == n - len(failed), stats
+
+
+@test
+def retry_errors_through_a_symlink_rewrites_the_file_it_names():
+    with Tmp() as t:
+        ids = fault_input(t, ["500"])
+        os.mkdir(t.path("real"))
+        os.symlink(os.path.join("real", "out.jsonl"), t.path("out.jsonl"))
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                "--max-retries", "0"]
+        assert run(args).returncode == 1
+        heal_input(t)
+        assert run(args + ["--retry-errors"]).returncode == 0
+        assert os.path.islink(t.path("out.jsonl")), "the link was replaced"
+        check_all_succeeded(t.path("real/out.jsonl"), ids)
+        assert os.listdir(t.path("real")) == ["out.jsonl"]
+
+
+@test
+def retry_errors_reevaluates_unusable_input_lines():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), "garbage", chat_line("a", "dup"),
+                                         chat_line("b")])
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                "--stats", t.path("s.json")]
+        assert run(args).returncode == 1
+        # The garbage line is fixed; the duplicate stays a duplicate.
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("c"), chat_line("a", "dup"),
+                                         chat_line("b")])
+        p = run(args + ["--retry-errors"])
+        assert p.returncode == 1, p.stderr
+        out = read_output(t.path("out.jsonl"))
+        assert len(out) == 4, out
+        dups = [l for l in out if "input_line" in l]
+        assert [(d["custom_id"], d["input_line"], d["error"]["code"]) for d in dups] == \
+            [("a", 3, "duplicate_custom_id")], dups
+        ok = by_id(out)
+        assert sorted(ok) == ["a", "b", "c"] and all(l["error"] is None for l in ok.values())
+        stats = json.load(open(t.path("s.json")))
+        assert stats["requests"] == 1 and stats["skipped"] == 2, stats
+
+
+@test
+def retry_errors_cuts_a_partial_last_line_too():
+    with Tmp() as t:
+        ids = fault_input(t, ["500"])
+        args = ["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                "--max-retries", "0"]
+        assert run(args + ["--quiet"]).returncode == 1
+        with open(t.path("out.jsonl"), "a") as f:  # as if killed in the middle of a write
+            f.write('{"id":"batch_req_torn","custom_id":"g9","response":{"status_')
+        heal_input(t)
+        p = run(args + ["--retry-errors"])
+        assert p.returncode == 0, p.stderr
+        assert "partial" in p.stderr and "removed 1 error line" in p.stderr, p.stderr
+        check_all_succeeded(t.path("out.jsonl"), ids)
+
+
+@test
+def retry_errors_on_a_first_run_is_a_plain_run():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("b")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                 "--retry-errors"])
+        assert p.returncode == 0, p.stderr
+        check_all_succeeded(t.path("out.jsonl"), ["a", "b"])
+
+
+# ---- rate limits -----------------------------------------------------------------------
+
+@test
+def rpm_bounds_the_request_rate():
+    """A bucket of rpm/60 requests a second, holding at most one second's
+    worth: n requests need at least (n - rpm/60) / (rpm/60) seconds."""
+    n, rpm = 30, 600
+    per_s = rpm / 60.0
+    bound = (n - per_s) / per_s  # 2 s
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("r%d" % i) for i in range(n)])
+        start = time.time()
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                 "--rpm", str(rpm), "--stats", t.path("s.json")])
+        elapsed = time.time() - start
+        assert p.returncode == 0, p.stderr
+        assert len(read_output(t.path("out.jsonl"))) == n
+        stats = json.load(open(t.path("s.json")))
+        assert stats["wall_s"] >= 0.9 * bound, ("limiter absent or too lax", stats, bound)
+        assert elapsed < bound + 10, elapsed  # and it does not stall
+
+
+@test
+def tpm_bounds_the_token_rate():
+    """Requests of about 316 tokens each (300 prompt words, 16 output)
+    against 1,000 tokens a second with at most one second's worth banked:
+    all but the last request's tokens must have been admitted, so at least
+    (tokens - tokens/n - tpm/60) / (tpm/60) seconds."""
+    n, tpm = 12, 60000
+    per_s = tpm / 60.0
+    prompt = " ".join(["abc"] * 300)
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"),
+                    [json.dumps({"custom_id": "t%d" % i, "method": "POST",
+                                 "url": "/v1/chat/completions",
+                                 "body": {"model": "gpt-4o-mini", "max_tokens": 16,
+                                          "messages": [{"role": "user", "content": prompt}]}})
+                     for i in range(n)])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                 "--tpm", str(tpm), "--stats", t.path("s.json")])
+        assert p.returncode == 0, p.stderr
+        stats = json.load(open(t.path("s.json")))
+        tokens = stats["input_tokens"] + stats["output_tokens"]
+        assert tokens >= n * 300, stats
+        bound = (tokens - tokens / n - per_s) / per_s  # about 2.5 s
+        assert stats["wall_s"] >= 0.9 * bound, ("limiter absent or too lax", stats, bound)
+
+
+# ---- cost ------------------------------------------------------------------------------
+
+@test
+def cost_sums_priced_models_and_names_unpriced_ones():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("p1", model="gpt-4o-mini"),
+                                         chat_line("p2", model="openai/gpt-4o-mini"),
+                                         chat_line("u1", model="mock/any"),
+                                         chat_line("u2", model="mock/any")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 0, p.stderr
+        stats = json.load(open(t.path("s.json")))
+        assert isinstance(stats["cost_usd"], float) and 0 < stats["cost_usd"] < 0.01, stats
+        assert stats["unpriced_models"] == ["mock/any"], stats
+        assert "cost: $" in p.stderr and "unpriced: mock/any" in p.stderr, p.stderr
+        # The same priced lines alone cost the same: unpriced ones add nothing.
+        write_lines(t.path("in2.jsonl"), [chat_line("p1", model="gpt-4o-mini"),
+                                          chat_line("p2", model="openai/gpt-4o-mini")])
+        assert run(["batch", t.path("in2.jsonl"), "-o", t.path("out2.jsonl"), "--mock", "--quiet",
+                    "--stats", t.path("s2.json")]).returncode == 0
+        priced = json.load(open(t.path("s2.json")))
+        assert abs(priced["cost_usd"] - stats["cost_usd"]) < 1e-12, (priced, stats)
+        assert priced["unpriced_models"] == []
+
+
+@test
+def cost_is_null_when_nothing_was_priced():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("u1", model="mock/any"),
+                                         chat_line("u2", model="ollama/no-such-model")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        assert p.returncode == 0, p.stderr
+        stats = json.load(open(t.path("s.json")))
+        assert stats["cost_usd"] is None, stats
+        assert sorted(stats["unpriced_models"]) == ["mock/any", "ollama/no-such-model"], stats
+        assert "cost: $" not in p.stderr and "unpriced: " in p.stderr, p.stderr
+        # A run that used nothing prices nothing either.
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--stats", t.path("s.json")])
+        stats = json.load(open(t.path("s.json")))
+        assert stats["cost_usd"] is None and stats["unpriced_models"] == [], stats
+
+
+@test
+def failures_without_usage_are_not_priced():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("f", "mock-fault:500", model="mock/any")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock", "--quiet",
+                 "--max-retries", "0", "--stats", t.path("s.json")])
+        assert p.returncode == 1
+        stats = json.load(open(t.path("s.json")))
+        assert stats["cost_usd"] is None and stats["unpriced_models"] == [], stats
+
+
+# ---- summary and progress ----------------------------------------------------------------
+
+@test
+def summary_names_every_figure():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("b", "mock-fault:500")])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--max-retries", "1"])
+        assert p.returncode == 1
+        s = p.stderr
+        for piece in ("2 requests", "1 succeeded", "1 failed", "0 skipped", "1 retries",
+                      " input", " output", "cost: $", " s, ", "requests/s"):
+            assert piece in s, (piece, s)
+        assert "\r" not in s and "\033" not in s, repr(s)
+
+
+def run_on_terminal(args, timeout=60):
+    """Runs llmring with stderr on a pseudo-terminal; returns (status,
+    everything written to the terminal)."""
+    import pty
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([LLMRING] + args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=slave, env=clean_env())
+    os.close(slave)
+    chunks = []
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer has gone
+                break
+            if not data:
+                break
+            chunks.append(data)
+        status = proc.wait(timeout=max(1, deadline - time.time()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return status, b"".join(chunks).decode("utf-8", "replace")
+
+
+@test
+def progress_bar_on_a_terminal_is_drawn_then_cleared():
+    n = 40
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("r%d" % i) for i in range(n)])
+        # --rpm stretches the run over a few redraws.
+        status, screen = run_on_terminal(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"),
+                                          "--mock", "--rpm", "1200"])
+        assert status == 0, screen
+        assert len(read_output(t.path("out.jsonl"))) == n
+        bars = [seg for seg in screen.split("\r") if "in flight" in seg]
+        assert bars, repr(screen)
+        assert any(("/%d lines" % n) in b for b in bars), bars
+        for b in bars:
+            assert b.endswith("\033[K") and "\n" not in b, repr(b)
+            assert "req/s" in b and "tok/s" in b and "failed" in b, repr(b)
+        assert any("ETA" in b for b in bars) and any("$" in b for b in bars), bars
+        # Cleared (carriage return, erase line) after the last bar, before the summary.
+        last = screen.rfind("in flight")
+        clear = screen.find("\r\033[K", last)
+        summary = screen.find("requests:")
+        assert last < clear < summary, repr(screen[last - 200:])
+        assert "in flight" not in screen[summary:]
+
+
+@test
+def progress_bar_is_not_drawn_with_quiet():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("r%d" % i) for i in range(20)])
+        status, screen = run_on_terminal(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"),
+                                          "--mock", "--rpm", "1200", "--quiet"])
+        assert status == 0 and screen == "", repr(screen)
+        assert len(read_output(t.path("out.jsonl"))) == 20
 
 
 # ---- endpoints, keys, servers ------------------------------------------------------
@@ -895,19 +1264,22 @@ def chat_over_https_prints_the_reply():
 # ---- refusals and usage errors ------------------------------------------------------
 
 @test
-def unbuilt_features_are_refused_before_anything_is_written():
-    cases = [["--rpm", "100"], ["--tpm", "1000"], ["--retry-errors"]]
+def bad_rate_limits_are_refused_before_anything_is_written():
+    cases = [["--rpm", "0"], ["--rpm", "-5"], ["--rpm", "fast"], ["--rpm", "1.5x"], ["--tpm", "0"],
+             ["--tpm", "lots"], ["--rpm"], ["--retry-errors=yes"]]
     with Tmp() as t:
         write_lines(t.path("in.jsonl"), [chat_line("a")])
         for extra in cases:
             p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock"] + extra)
             assert p.returncode == 2, (extra, p.returncode)
-            assert "not built yet" in p.stderr or "not supported yet" in p.stderr, (extra, p.stderr)
+            assert p.stderr.strip() and "not built yet" not in p.stderr, (extra, p.stderr)
             assert not os.path.exists(t.path("out.jsonl")), extra
-        # --max-retries 0 is fine.
+        # Every batch flag of the contract is accepted now, = form too.
         p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
-                 "--max-retries", "0", "--quiet"])
+                 "--max-retries", "0", "--rpm=100000", "--tpm", "100000000", "--retry-errors",
+                 "--quiet"])
         assert p.returncode == 0, p.stderr
+        assert len(read_output(t.path("out.jsonl"))) == 1
 
 
 @test

@@ -11,7 +11,15 @@
  * Resume: an existing output file is read first. Lines carrying
  * "input_line" (unusable input lines) are matched by line number, all
  * others by custom_id; either way the input line is skipped. A trailing
- * line without its newline (a crash mid-write) is cut off first.
+ * line without its newline (a crash mid-write) is cut off first. With
+ * --retry-errors the error lines are not remembered but removed: the file
+ * is rewritten without them beside itself and renamed over the original,
+ * so those lines run again.
+ *
+ * Rate limits (--rpm, --tpm) are the engine's token buckets; cost comes
+ * from each result's cost_usd (the engine's price table). On a terminal a
+ * progress line is redrawn at most 10 times a second from counters kept
+ * anyway; a summary ends every run unless --quiet.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -61,9 +70,15 @@ static const char batch_usage[] =
 	"  --mock               send everything to a built-in mock server (no key needed);\n"
 	"                       it speaks every provider's dialect\n"
 	"  --concurrency N      requests on the wire at once (64)\n"
+	"  --rpm N              at most N requests a minute (bursts of at most one\n"
+	"                       second's worth; rate-limit headers are honoured too)\n"
+	"  --tpm N              at most N tokens a minute (prompt estimate plus\n"
+	"                       max_tokens, corrected with the usage reported)\n"
 	"  --max-retries N      tries after the first (2), as the official SDKs retry:\n"
 	"                       connection errors, 408, 409, 429, 5xx and 529, honouring\n"
 	"                       Retry-After; never other 4xx or insufficient_quota\n"
+	"  --retry-errors       on resume, first remove the error lines of OUTPUT (the\n"
+	"                       file is rewritten atomically), then send them again\n"
 	"  --timeout S          total seconds per request (600; fractions allowed)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
 	"  --idle-timeout S     longest silence inside a response (60)\n"
@@ -73,8 +88,9 @@ static const char batch_usage[] =
 	"  --insecure           do not verify TLS certificates at all (prints a warning)\n"
 	"  --stats FILE         write a JSON summary\n"
 	"  --quiet              no progress or summary on stderr (errors still shown)\n"
+	"On a terminal a progress line is shown; at the end a summary (requests, tokens,\n"
+	"cost, time) goes to stderr.\n"
 	"With --mock, --cacert and --insecure have no effect (the mock is plain HTTP).\n"
-	"Not built yet (rejected): --rpm, --tpm, --retry-errors.\n"
 	"Exit status: 0 every line succeeded, 1 some line ended in an error, 2 nothing\n"
 	"could be attempted.\n";
 
@@ -88,9 +104,10 @@ void cli_usage_batch(FILE *out)
 struct batch_options {
 	const char *input_path, *output_path, *model, *base_url_flag, *stats_path;
 	const char *cacert; /* borrowed: argv; NULL with --mock */
-	bool mock, quiet, insecure;
+	bool mock, quiet, insecure, retry_errors;
 	long concurrency;
 	long max_retries;
+	long rpm, tpm;        /* 0: no limit */
 	double timeout_s, connect_timeout_s, idle_timeout_s; /* 0: engine default */
 };
 
@@ -99,7 +116,7 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 	const char *cmd = "batch";
 	const char *concurrency = NULL, *rpm = NULL, *tpm = NULL, *max_retries = NULL;
 	const char *timeout = NULL, *connect_timeout = NULL, *idle_timeout = NULL, *cacert = NULL;
-	bool retry_errors = false, insecure = false, options_done = false;
+	bool insecure = false, options_done = false;
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -130,7 +147,7 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 		CLI_OPTION("--rpm", true, rpm = v)
 		CLI_OPTION("--tpm", true, tpm = v)
 		CLI_OPTION("--max-retries", true, max_retries = v)
-		CLI_OPTION("--retry-errors", false, retry_errors = true)
+		CLI_OPTION("--retry-errors", false, o->retry_errors = true)
 		CLI_OPTION("--timeout", true, timeout = v)
 		CLI_OPTION("--connect-timeout", true, connect_timeout = v)
 		CLI_OPTION("--idle-timeout", true, idle_timeout = v)
@@ -142,15 +159,12 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 		return CLI_EXIT_USAGE;
 	}
 
-	/* Values first, so a typo is reported as such even for a flag whose
-	 * feature is not built yet. */
-	long n = 0;
 	o->concurrency = BATCH_DEFAULT_CONCURRENCY;
 	o->max_retries = 2;
 	if ((concurrency && cli_parse_count(cmd, "--concurrency", concurrency, 1,
 	                                    BATCH_MAX_CONCURRENCY, &o->concurrency)) ||
-	    (rpm && cli_parse_count(cmd, "--rpm", rpm, 1, 1000000000L, &n)) ||
-	    (tpm && cli_parse_count(cmd, "--tpm", tpm, 1, 1000000000000L, &n)) ||
+	    (rpm && cli_parse_count(cmd, "--rpm", rpm, 1, 1000000000L, &o->rpm)) ||
+	    (tpm && cli_parse_count(cmd, "--tpm", tpm, 1, 1000000000000L, &o->tpm)) ||
 	    (max_retries && cli_parse_count(cmd, "--max-retries", max_retries, 0, 100, &o->max_retries)) ||
 	    (timeout && cli_parse_positive(cmd, "--timeout", timeout, &o->timeout_s)) ||
 	    (connect_timeout &&
@@ -158,14 +172,6 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 	    (idle_timeout && cli_parse_positive(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)))
 		return CLI_EXIT_USAGE;
 
-	const char *unbuilt = rpm ? "--rpm (rate limiting arrives with the batch engine issue)"
-	                    : tpm ? "--tpm (rate limiting arrives with the batch engine issue)"
-	                    : retry_errors ? "--retry-errors (arrives with the batch engine issue)"
-	                    : NULL;
-	if (unbuilt) {
-		fprintf(stderr, "llmring batch: not built yet: %s\n", unbuilt);
-		return CLI_EXIT_USAGE;
-	}
 	if (!o->input_path || !o->output_path) {
 		fprintf(stderr, "llmring batch: %s is needed\n%s",
 		        o->input_path ? "-o OUTPUT" : "an INPUT file", batch_usage);
@@ -347,7 +353,7 @@ struct batch {
 	char *scratch;              /* owner: the batch; unescaped strings */
 	size_t scratch_cap;
 	struct model_names requested; /* names asked for, so line records can point at them */
-	struct model_names seen;      /* names of succeeded requests (all unpriced for now) */
+	struct model_names unpriced;  /* models of completed requests the price table lacks */
 	uint64_t id_prefix, id_counter;
 	uint64_t line_no;
 	long outstanding, window;
@@ -356,8 +362,13 @@ struct batch {
 	uint64_t requests, skipped, succeeded, failed, invalid_lines, retries;
 	bool earlier_errors;        /* a skipped line had ended in an error */
 	int64_t input_tokens, output_tokens;
+	double cost_usd;            /* over the priced requests */
+	bool priced;                /* some request with usage was priced */
 	uint64_t start_ns, last_draw_ns;
 	bool progress, progress_drawn;
+	uint64_t total_lines;       /* input lines, for the progress line (0: unknown) */
+	uint64_t engine_in_flight;  /* the engine's last progress report */
+	bool have_engine_progress;
 };
 
 static uint64_t now_ns(void)
@@ -684,16 +695,44 @@ static bool line_done(const struct batch *b, uint64_t line_no)
 	return false;
 }
 
-/* Records one complete line of an earlier run's output. */
-static int remember_outcome(struct batch *b, const char *line, size_t len, size_t *done_cap)
+/* What one complete line of an earlier run's output says. */
+enum outcome_kind {
+	OUTCOME_UNREADABLE, /* not an outcome line: kept, ignored */
+	OUTCOME_OK,         /* a success line of a custom_id */
+	OUTCOME_ERROR,      /* an error line of a custom_id */
+	OUTCOME_INPUT,      /* an unusable input line's error (matched by input_line) */
+};
+
+/* Parses the line into b->doc; *tok is then the custom_id token
+ * (OUTCOME_OK, OUTCOME_ERROR) and *input_line the line number
+ * (OUTCOME_INPUT). */
+static enum outcome_kind classify_outcome(struct batch *b, const char *line, size_t len, int *tok,
+                                          int64_t *input_line)
 {
 	if (json_parse(&b->doc, line, len) != 0 || b->doc.tok[0].type != JSON_OBJECT)
-		return 1;
-	int input_line = json_object_get(&b->doc, 0, "input_line");
-	if (input_line >= 0) {
-		int64_t n;
-		if (!json_get_int(&b->doc, input_line, &n) || n < 1)
-			return 1;
+		return OUTCOME_UNREADABLE;
+	int in = json_object_get(&b->doc, 0, "input_line");
+	if (in >= 0)
+		return json_get_int(&b->doc, in, input_line) && *input_line >= 1 ? OUTCOME_INPUT
+		                                                                  : OUTCOME_UNREADABLE;
+	int id = json_object_get(&b->doc, 0, "custom_id");
+	if (id < 0 || b->doc.tok[id].type != JSON_STRING)
+		return OUTCOME_UNREADABLE;
+	*tok = id;
+	int error = json_object_get(&b->doc, 0, "error");
+	const char *err_text;
+	size_t err_len;
+	json_span(&b->doc, error, &err_text, &err_len);
+	return err_text && err_len == 4 && memcmp(err_text, "null", 4) == 0 ? OUTCOME_OK
+	                                                                    : OUTCOME_ERROR;
+}
+
+/* Records an outcome classified just before (b->doc still holds it):
+ * its input line is skipped this run. 0, or -1 when out of memory. */
+static int remember_outcome(struct batch *b, enum outcome_kind kind, int tok, int64_t input_line,
+                            size_t *done_cap)
+{
+	if (kind == OUTCOME_INPUT) {
 		if (b->done_lines_count == *done_cap) {
 			size_t cap = *done_cap ? *done_cap * 2 : 64;
 			uint64_t *grown = realloc(b->done_lines, cap * sizeof(*grown));
@@ -702,20 +741,13 @@ static int remember_outcome(struct batch *b, const char *line, size_t len, size_
 			b->done_lines = grown;
 			*done_cap = cap;
 		}
-		b->done_lines[b->done_lines_count++] = (uint64_t)n;
+		b->done_lines[b->done_lines_count++] = (uint64_t)input_line;
 		return 0;
 	}
-	int id = json_object_get(&b->doc, 0, "custom_id");
-	int error = json_object_get(&b->doc, 0, "error");
-	if (id < 0 || b->doc.tok[id].type != JSON_STRING)
-		return 1;
-	const char *err_text;
-	size_t err_len;
-	json_span(&b->doc, error, &err_text, &err_len);
-	bool ok = err_text && err_len == 4 && memcmp(err_text, "null", 4) == 0;
-	long id_len = scratch_string(b, id);
+	bool ok = kind == OUTCOME_OK;
+	long id_len = scratch_string(b, tok);
 	if (id_len < 0)
-		return 1;
+		return 0; /* an id that cannot be unescaped matches no input line */
 	uint64_t h = hash_bytes(b->scratch, (size_t)id_len);
 	struct id_entry *e = id_set_find(&b->ids, b->scratch, (size_t)id_len, h);
 	if (e) {
@@ -727,7 +759,157 @@ static int remember_outcome(struct batch *b, const char *line, size_t len, size_
 	       ? 0 : -1;
 }
 
-/* Reads an existing output file; cuts off a trailing partial line. */
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * --retry-errors: the output without its error lines, built in a
+ * temporary file beside it (same directory, so the rename is atomic) and
+ * renamed over it once complete and on disk. A crash before the rename
+ * leaves the old file untouched; after it, the new one. Started lazily at
+ * the first error line, with everything before it copied as it is.
+ */
+struct rewrite {
+	char *target;  /* owner: the rewrite; the output, symbolic links resolved */
+	char *path;    /* owner: the rewrite; the temporary file, NULL before the first drop */
+	int fd;        /* owner: the rewrite */
+	uint64_t dropped;
+	int err;       /* first failure, -errno */
+};
+
+static void rewrite_fail(struct rewrite *rw, int err)
+{
+	if (!rw->err)
+		rw->err = err ? err : -EIO;
+}
+
+/* Creates the temporary file and copies the first `prefix` bytes of the
+ * output into it. */
+static void rewrite_start(struct batch *b, struct rewrite *rw, const struct stat *st, off_t prefix)
+{
+	static const char suffix[] = ".retry-XXXXXX";
+	/* Through a symbolic link the file it names is replaced, beside it. */
+	rw->target = realpath(b->opt.output_path, NULL);
+	if (!rw->target)
+		rw->target = strdup(b->opt.output_path);
+	size_t n = rw->target ? strlen(rw->target) : 0;
+	rw->path = rw->target ? malloc(n + sizeof suffix) : NULL;
+	if (!rw->path) {
+		rewrite_fail(rw, -ENOMEM);
+		return;
+	}
+	memcpy(rw->path, rw->target, n);
+	memcpy(rw->path + n, suffix, sizeof suffix);
+	/* O_APPEND: once renamed, this descriptor is the output's. */
+	rw->fd = mkostemp(rw->path, O_CLOEXEC | O_APPEND);
+	if (rw->fd < 0) {
+		rewrite_fail(rw, -errno);
+		free(rw->path);
+		rw->path = NULL;
+		return;
+	}
+	if (fchmod(rw->fd, st->st_mode & 07777) != 0) {
+		rewrite_fail(rw, -errno);
+		return;
+	}
+	char buf[65536];
+	for (off_t at = 0; at < prefix;) {
+		size_t want = prefix - at < (off_t)sizeof buf ? (size_t)(prefix - at) : sizeof buf;
+		ssize_t got = pread(b->out_fd, buf, want, at);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			rewrite_fail(rw, got < 0 ? -errno : -EIO);
+			return;
+		}
+		int rc = write_all(rw->fd, buf, (size_t)got);
+		if (rc) {
+			rewrite_fail(rw, rc);
+			return;
+		}
+		at += got;
+	}
+}
+
+/* Appends one kept line (with its newline), through b->pending. */
+static void rewrite_keep(struct batch *b, struct rewrite *rw, const char *line, size_t n)
+{
+	if (rw->err)
+		return;
+	if (http_buf_append(&b->pending, line, n)) {
+		rewrite_fail(rw, -ENOMEM);
+		return;
+	}
+	if (b->pending.len >= BATCH_PENDING_MAX) {
+		int rc = write_all(rw->fd, b->pending.data, b->pending.len);
+		b->pending.len = 0;
+		if (rc)
+			rewrite_fail(rw, rc);
+	}
+}
+
+static void fsync_parent_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		/* Some file systems refuse fsync on a directory: nothing to do then. */
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
+/* Finishes the rewrite: the rest written, on disk, renamed over the
+ * output, whose descriptor it becomes. 0, or -errno (the temporary file
+ * is gone then, the output as it was). */
+static int rewrite_finish(struct batch *b, struct rewrite *rw)
+{
+	if (!rw->err && b->pending.len) {
+		int rc = write_all(rw->fd, b->pending.data, b->pending.len);
+		if (rc)
+			rewrite_fail(rw, rc);
+	}
+	b->pending.len = 0;
+	if (!rw->err && fsync(rw->fd) != 0)
+		rewrite_fail(rw, -errno);
+	if (!rw->err && rename(rw->path, rw->target) != 0)
+		rewrite_fail(rw, -errno);
+	if (rw->err) {
+		if (rw->fd >= 0)
+			close(rw->fd);
+		if (rw->path)
+			unlink(rw->path);
+	} else {
+		fsync_parent_dir(rw->target);
+		close(b->out_fd);
+		b->out_fd = rw->fd;
+	}
+	rw->fd = -1;
+	free(rw->path);
+	rw->path = NULL;
+	free(rw->target);
+	rw->target = NULL;
+	return rw->err;
+}
+
+/*
+ * Reads an existing output file; cuts off a trailing partial line. With
+ * --retry-errors the error lines (and unusable-input lines) are removed
+ * instead of remembered, so those input lines run again.
+ */
 static int load_previous_output(struct batch *b)
 {
 	struct stat st;
@@ -753,27 +935,39 @@ static int load_previous_output(struct batch *b)
 	size_t cap = 0, done_cap = 0;
 	off_t complete_end = 0;
 	uint64_t line_no = 0, unreadable = 0;
+	struct rewrite rw = {.fd = -1};
 	ssize_t n;
 	int ret = 0;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		if (line[n - 1] != '\n')
 			break; /* a partial last line, cut off below */
 		line_no++;
+		off_t line_start = complete_end;
 		complete_end += n;
 		size_t len = (size_t)n - 1;
 		while (len > 0 && line[len - 1] == '\r')
 			len--;
-		if (len == 0)
+		enum outcome_kind kind = OUTCOME_UNREADABLE;
+		int tok = -1;
+		int64_t input_line = 0;
+		if (len > 0) {
+			kind = classify_outcome(b, line, len, &tok, &input_line);
+			if (kind == OUTCOME_UNREADABLE && unreadable++ == 0)
+				fprintf(stderr, "llmring batch: %s line %" PRIu64 " is not an outcome line; "
+				        "ignored\n", b->opt.output_path, line_no);
+		}
+		if (b->opt.retry_errors && (kind == OUTCOME_ERROR || kind == OUTCOME_INPUT)) {
+			if (rw.dropped++ == 0)
+				rewrite_start(b, &rw, &st, line_start);
 			continue;
-		int rc = remember_outcome(b, line, len, &done_cap);
-		if (rc < 0) {
+		}
+		if (rw.dropped)
+			rewrite_keep(b, &rw, line, (size_t)n);
+		if (kind != OUTCOME_UNREADABLE && remember_outcome(b, kind, tok, input_line, &done_cap)) {
 			fprintf(stderr, "llmring batch: out of memory\n");
 			ret = -1;
 			break;
 		}
-		if (rc > 0 && unreadable++ == 0)
-			fprintf(stderr, "llmring batch: %s line %" PRIu64 " is not an outcome line; "
-			        "ignored\n", b->opt.output_path, line_no);
 	}
 	if (!ret && ferror(f)) {
 		fprintf(stderr, "llmring batch: cannot read %s: %s\n", b->opt.output_path,
@@ -782,10 +976,24 @@ static int load_previous_output(struct batch *b)
 	}
 	free(line);
 	fclose(f);
+	if (rw.dropped) {
+		if (ret)
+			rewrite_fail(&rw, -ENOMEM);
+		int rc = rewrite_finish(b, &rw);
+		if (rc && !ret) {
+			fprintf(stderr, "llmring batch: cannot remove the error lines of %s: %s\n",
+			        b->opt.output_path, strerror(-rc));
+			ret = -1;
+		}
+	}
 	if (ret)
 		return ret;
+	if (rw.dropped && !b->opt.quiet)
+		fprintf(stderr, "llmring batch: removed %" PRIu64 " error line%s from %s to try again\n",
+		        rw.dropped, rw.dropped == 1 ? "" : "s", b->opt.output_path);
 	if (complete_end < st.st_size) {
-		if (ftruncate(b->out_fd, complete_end) != 0) {
+		/* After a rewrite the partial line was simply not copied. */
+		if (!rw.dropped && ftruncate(b->out_fd, complete_end) != 0) {
 			fprintf(stderr, "llmring batch: cannot cut the partial last line of %s: %s\n",
 			        b->opt.output_path, strerror(errno));
 			return -1;
@@ -1070,6 +1278,22 @@ static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 	return true;
 }
 
+/* The name an unpriced model is reported by: the one asked for (as the
+ * user wrote it, "mock/any") when the response names that same model,
+ * else the response's ("gpt-x-2025-01-01" for "gpt-x"). */
+static const char *unpriced_name(const lr_result *r, const struct line_rec *rec)
+{
+	if (!r->model || !r->model[0])
+		return rec->model;
+	if (rec->model) {
+		const char *sent = rec->model;
+		lr_model_provider(rec->model, &sent);
+		if (sent && strcmp(sent, r->model) == 0)
+			return rec->model;
+	}
+	return r->model;
+}
+
 static void handle_completion(struct batch *b, lr_future *f)
 {
 	const lr_result *r = lr_future_result(f);
@@ -1080,18 +1304,27 @@ static void handle_completion(struct batch *b, lr_future *f)
 		free(rec);
 		return;
 	}
-	if (r->error == LR_OK) {
+	if (r->error == LR_OK)
 		b->succeeded++;
-		const char *name = r->model && r->model[0] ? r->model : rec->model;
-		if (name)
-			model_names_find(&b->seen, name, strlen(name), true);
-	} else {
+	else
 		b->failed++;
-	}
 	if (r->attempts > 1)
 		b->retries += (uint64_t)(r->attempts - 1);
 	b->input_tokens += r->usage.input_tokens;
 	b->output_tokens += r->usage.output_tokens;
+	/* Cost counts what was used: a failure without usage is neither
+	 * priced nor unpriced. Prices are looked up by the model the response
+	 * names, else the one requested; so are the unpriced names. */
+	if (r->error == LR_OK || r->usage.input_tokens > 0 || r->usage.output_tokens > 0) {
+		if (r->cost_usd >= 0) {
+			b->cost_usd += r->cost_usd;
+			b->priced = true;
+		} else {
+			const char *name = unpriced_name(r, rec);
+			if (name)
+				model_names_find(&b->unpriced, name, strlen(name), true);
+		}
+	}
 	write_outcome(b, rec, r);
 	free(rec);
 	lr_future_release(f);
@@ -1104,6 +1337,58 @@ static double seconds_since(uint64_t start_ns)
 	return (double)(now_ns() - start_ns) / 1e9;
 }
 
+/* The input's lines, for the progress line: counted only for a regular
+ * file (one read at memory speed before the run), 0 otherwise. A last
+ * line without its newline counts too. */
+static uint64_t count_lines(FILE *in)
+{
+	int fd = fileno(in);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;
+	static char buf[1 << 16];
+	uint64_t lines = 0;
+	off_t at = 0;
+	char last = '\n';
+	for (;;) {
+		ssize_t n = pread(fd, buf, sizeof buf, at);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return 0;
+		if (n == 0)
+			break;
+		for (const char *p = buf, *end = buf + n; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+			lines++;
+		last = buf[n - 1];
+		at += n;
+	}
+	return lines + (last != '\n');
+}
+
+/* Called by the engine (on this thread: the engine is driven from it)
+ * at most every progress_interval_ms: what is on the wire. */
+static void on_engine_progress(void *user, const lr_progress *p)
+{
+	struct batch *b = user;
+	b->engine_in_flight = p->in_flight;
+	b->have_engine_progress = true;
+}
+
+static int terminal_width(void)
+{
+	struct winsize ws;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col < 20)
+		return 0;
+	return ws.ws_col;
+}
+
+/*
+ * One line, redrawn in place (carriage return, then erase to the end of
+ * the line), at most 10 times a second; cut to the terminal's width so it
+ * never wraps. Only the counters kept anyway are read here: drawing is
+ * the only cost.
+ */
 static void draw_progress(struct batch *b, bool force)
 {
 	if (!b->progress)
@@ -1113,16 +1398,78 @@ static void draw_progress(struct batch *b, bool force)
 		return;
 	b->last_draw_ns = now;
 	double wall = (double)(now - b->start_ns) / 1e9;
-	uint64_t done = b->succeeded + b->failed;
-	fprintf(stderr, "\r%" PRIu64 " done, %" PRIu64 " failed, %ld in flight, %.1f req/s\033[K",
-	        done, b->failed + b->invalid_lines, b->outstanding, wall > 0 ? (double)done / wall : 0.0);
+	uint64_t completed = b->succeeded + b->failed;
+	/* Lines finished: read, and not waiting for a response. */
+	uint64_t done = b->line_no - (uint64_t)b->outstanding;
+	double rate = wall > 0 ? (double)completed / wall : 0.0;
+	double tok_rate = wall > 0 ? (double)(b->input_tokens + b->output_tokens) / wall : 0.0;
+	char line[320];
+	int n = 0;
+	if (b->total_lines)
+		n = snprintf(line, sizeof line, "\r%" PRIu64 "/%" PRIu64 " lines", done, b->total_lines);
+	else
+		n = snprintf(line, sizeof line, "\r%" PRIu64 " lines", done);
+	/* Outstanding requests are on the wire or wait in the engine (for a
+	 * slot, the rate limits, a retry); the engine's split may be a few
+	 * milliseconds old, so it is fitted to what is outstanding now. */
+	uint64_t outstanding = (uint64_t)b->outstanding;
+	uint64_t in_flight = outstanding;
+	if (b->have_engine_progress && b->engine_in_flight < in_flight)
+		in_flight = b->engine_in_flight;
+	n += snprintf(line + n, sizeof line - (size_t)n, ", %" PRIu64 " failed, %" PRIu64 " in flight",
+	              b->failed + b->invalid_lines, in_flight);
+	if (outstanding > in_flight)
+		n += snprintf(line + n, sizeof line - (size_t)n, ", %" PRIu64 " queued",
+		              outstanding - in_flight);
+	n += snprintf(line + n, sizeof line - (size_t)n, ", %.1f req/s, %.0f tok/s", rate, tok_rate);
+	if (b->priced)
+		n += snprintf(line + n, sizeof line - (size_t)n, b->cost_usd < 1 ? ", $%.6f" : ", $%.2f",
+		              b->cost_usd);
+	if (b->total_lines && done <= b->total_lines) {
+		if (rate > 0) {
+			double eta = (double)(b->total_lines - done) / rate;
+			if (eta > 359999)
+				eta = 359999;
+			unsigned s = (unsigned)(eta + 0.5);
+			if (s >= 3600)
+				n += snprintf(line + n, sizeof line - (size_t)n, ", ETA %u:%02u:%02u", s / 3600,
+				              s / 60 % 60, s % 60);
+			else
+				n += snprintf(line + n, sizeof line - (size_t)n, ", ETA %u:%02u", s / 60, s % 60);
+		} else {
+			n += snprintf(line + n, sizeof line - (size_t)n, ", ETA --");
+		}
+	}
+	if (n < 0 || (size_t)n >= sizeof line)
+		n = (int)sizeof line - 1;
+	int width = terminal_width();
+	if (width && n > width) /* the \r takes no column: width - 1 characters */
+		n = width;
+	memcpy(line + n, "\033[K", 3);
+	/* One write: never half a line on the screen. Nothing to do on
+	 * failure (stderr is the terminal it went to). */
+	(void)!write(STDERR_FILENO, line, (size_t)n + 3);
 	b->progress_drawn = true;
 }
 
 static void clear_progress(struct batch *b)
 {
 	if (b->progress_drawn)
-		fputs("\r\033[K", stderr);
+		(void)!write(STDERR_FILENO, "\r\033[K", 4);
+	b->progress_drawn = false;
+}
+
+static int append_unpriced(struct http_buf *s, const struct batch *b, const char *sep, bool json)
+{
+	int rc = 0;
+	for (size_t k = 0; !rc && k < b->unpriced.count; k++) {
+		const char *name = b->unpriced.names[k];
+		if (k)
+			rc = buf_puts(s, sep);
+		if (!rc)
+			rc = json ? json_append_string(s, name, strlen(name)) : buf_puts(s, name);
+	}
+	return rc;
 }
 
 static int write_stats_file(struct batch *b, double wall)
@@ -1138,14 +1485,14 @@ static int write_stats_file(struct batch *b, double wall)
 	if (!rc)
 		rc = buf_printf(&s, ",\"input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64,
 		                b->input_tokens, b->output_tokens);
+	/* null only when nothing was priced (so "free" and "unknown" differ). */
 	if (!rc)
-		rc = buf_puts(&s, ",\"cost_usd\":null,\"unpriced_models\":[");
-	for (size_t k = 0; !rc && k < b->seen.count; k++) {
-		if (k)
-			rc = buf_puts(&s, ",");
-		if (!rc)
-			rc = json_append_string(&s, b->seen.names[k], strlen(b->seen.names[k]));
-	}
+		rc = b->priced ? buf_printf(&s, ",\"cost_usd\":%.10g", b->cost_usd)
+		               : buf_puts(&s, ",\"cost_usd\":null");
+	if (!rc)
+		rc = buf_puts(&s, ",\"unpriced_models\":[");
+	if (!rc)
+		rc = append_unpriced(&s, b, ",", true);
 	if (!rc)
 		rc = buf_printf(&s, "],\"wall_s\":%.3f,\"requests_per_s\":%.1f}\n", wall, rate);
 	FILE *f = rc ? NULL : fopen(b->opt.stats_path, "w"); /* owner: this function */
@@ -1161,23 +1508,28 @@ static int write_stats_file(struct batch *b, double wall)
 
 static void print_summary(struct batch *b, double wall)
 {
+	struct http_buf unpriced = {0}; /* owner: this function */
+	if (append_unpriced(&unpriced, b, ", ", false) || http_buf_append(&unpriced, "", 1))
+		unpriced.len = 0;
+	const char *names = unpriced.len ? unpriced.data : "";
 	fprintf(stderr, "llmring batch: %" PRIu64 " requests: %" PRIu64 " succeeded, %" PRIu64
-	        " failed; %" PRIu64 " skipped (already done)",
-	        b->requests, b->succeeded, b->failed, b->skipped);
+	        " failed, %" PRIu64 " skipped (already done), %" PRIu64 " retries",
+	        b->requests, b->succeeded, b->failed, b->skipped, b->retries);
 	if (b->invalid_lines)
 		fprintf(stderr, "; %" PRIu64 " unusable input lines", b->invalid_lines);
-	if (b->retries)
-		fprintf(stderr, "; %" PRIu64 " retries", b->retries);
-	fprintf(stderr, "\n  tokens: %" PRId64 " input, %" PRId64 " output; cost: unknown",
-	        b->input_tokens, b->output_tokens);
-	if (b->seen.count) {
-		fputs(" (no prices for:", stderr);
-		for (size_t k = 0; k < b->seen.count; k++)
-			fprintf(stderr, " %s", b->seen.names[k]);
-		fputc(')', stderr);
-	}
+	fprintf(stderr, "\n  tokens: %" PRId64 " input, %" PRId64 " output; ", b->input_tokens,
+	        b->output_tokens);
+	if (b->priced && b->unpriced.count)
+		fprintf(stderr, "cost: $%.6f (unpriced: %s)", b->cost_usd, names);
+	else if (b->priced)
+		fprintf(stderr, "cost: $%.6f", b->cost_usd);
+	else if (b->unpriced.count)
+		fprintf(stderr, "cost: unknown (unpriced: %s)", names);
+	else
+		fputs("cost: none", stderr);
 	fprintf(stderr, "\n  %.2f s, %.1f requests/s\n", wall,
 	        wall > 0 ? (double)b->requests / wall : 0.0);
+	http_buf_free(&unpriced);
 }
 
 /* ---- main ------------------------------------------------------------ */
@@ -1222,6 +1574,14 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	 * hand-offs between threads, no wake-ups (docs/benchmarks.md). */
 	cfg.drive_from_caller = 1;
 	cfg.max_retries = (int)b->opt.max_retries;
+	cfg.requests_per_minute = (double)b->opt.rpm;
+	cfg.tokens_per_minute = (double)b->opt.tpm;
+	if (b->progress) {
+		/* Fresh enough for a redraw every 100 ms; only on a terminal. */
+		cfg.on_progress = on_engine_progress;
+		cfg.progress_user = b;
+		cfg.progress_interval_ms = 25;
+	}
 	if (b->opt.timeout_s > 0)
 		cfg.total_timeout_s = b->opt.timeout_s;
 	if (b->opt.connect_timeout_s > 0)
@@ -1253,7 +1613,7 @@ static void batch_free(struct batch *b)
 	http_buf_free(&b->pending);
 	free(b->scratch);
 	model_names_free(&b->requested);
-	model_names_free(&b->seen);
+	model_names_free(&b->unpriced);
 }
 
 /* The body model of the first line that has one, or NULL; the file is
@@ -1313,6 +1673,7 @@ int batch_main(int argc, char **argv)
 		        strerror(errno));
 		goto out;
 	}
+	b.progress = !b.opt.quiet && isatty(STDERR_FILENO);
 	if (load_previous_output(&b) || start_endpoint(&b, base_url, api_key))
 		goto out;
 
@@ -1321,8 +1682,10 @@ int batch_main(int argc, char **argv)
 	 * full from its queue while this thread sleeps until a whole
 	 * concurrency's worth of results is ready (one wake-up per round). */
 	b.window = 4 * b.opt.concurrency;
+	if (b.progress)
+		b.total_lines = count_lines(in);
 	b.start_ns = now_ns();
-	b.progress = !b.opt.quiet && isatty(STDERR_FILENO);
+	draw_progress(&b, true);
 	char *line = NULL; /* owner: this function */
 	size_t line_cap = 0;
 	bool more_input = true;
