@@ -203,32 +203,8 @@ static int put_messages(struct http_buf *out, struct http_buf *system, const str
 static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, const char **why)
 {
 	int ret = buf_puts(out, ",\"tools\":[");
-	int t = tools + 1;
-	for (int k = 0; k < d->tok[tools].size && !ret; k++, t = json_skip(d, t)) {
-		int fn = json_object_get(d, t, "function");
-		int name = fn >= 0 ? json_object_get(d, fn, "name") : -1;
-		if (name < 0) {
-			*why = "a tool needs function.name";
-			return LR_EINVAL;
-		}
-		ret = buf_puts(out, k ? ",{\"name\":" : "{\"name\":");
-		if (!ret)
-			ret = json_copy_value(out, d, name);
-		int desc = json_object_get(d, fn, "description");
-		if (!ret && desc >= 0) {
-			ret = buf_puts(out, ",\"description\":");
-			if (!ret)
-				ret = json_copy_value(out, d, desc);
-		}
-		int params = json_object_get(d, fn, "parameters");
-		if (!ret)
-			ret = buf_puts(out, ",\"input_schema\":");
-		if (!ret)
-			ret = params >= 0 ? json_copy_value(out, d, params)
-			                  : buf_puts(out, "{\"type\":\"object\",\"properties\":{}}");
-		if (!ret)
-			ret = buf_puts(out, "}");
-	}
+	if (!ret)
+		ret = put_function_list(out, d, tools, "input_schema", "{\"type\":\"object\",\"properties\":{}}", why);
 	if (!ret)
 		ret = buf_puts(out, "]");
 	return ret;

@@ -215,32 +215,8 @@ static int put_config(struct http_buf *cfg, const struct json_doc *d, const char
 static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, const char **why)
 {
 	int ret = buf_puts(out, ",\"tools\":[{\"functionDeclarations\":[");
-	int t = tools + 1;
-	for (int k = 0; k < d->tok[tools].size && !ret; k++, t = json_skip(d, t)) {
-		int fn = json_object_get(d, t, "function");
-		int name = fn >= 0 ? json_object_get(d, fn, "name") : -1;
-		if (name < 0) {
-			*why = "a tool needs function.name";
-			return LR_EINVAL;
-		}
-		ret = buf_puts(out, k ? ",{\"name\":" : "{\"name\":");
-		if (!ret)
-			ret = json_copy_value(out, d, name);
-		int desc = json_object_get(d, fn, "description");
-		if (!ret && desc >= 0) {
-			ret = buf_puts(out, ",\"description\":");
-			if (!ret)
-				ret = json_copy_value(out, d, desc);
-		}
-		int params = json_object_get(d, fn, "parameters");
-		if (!ret && params >= 0) {
-			ret = buf_puts(out, ",\"parameters\":");
-			if (!ret)
-				ret = json_copy_value(out, d, params);
-		}
-		if (!ret)
-			ret = buf_puts(out, "}");
-	}
+	if (!ret)
+		ret = put_function_list(out, d, tools, "parameters", NULL, why);
 	if (!ret)
 		ret = buf_puts(out, "]}]");
 	return ret;

@@ -715,3 +715,39 @@ int arguments_object(struct http_buf *out, const struct json_doc *d, int args)
 	http_buf_free(&text);
 	return ret;
 }
+
+int put_function_list(struct http_buf *out, const struct json_doc *d, int tools, const char *schema_key,
+                      const char *default_schema, const char **why)
+{
+	int ret = 0, t = tools + 1;
+	for (int k = 0; k < d->tok[tools].size && !ret; k++, t = json_skip(d, t)) {
+		int fn = json_object_get(d, t, "function");
+		int name = fn >= 0 ? json_object_get(d, fn, "name") : -1;
+		if (name < 0) {
+			*why = "a tool needs function.name";
+			return LR_EINVAL;
+		}
+		ret = buf_puts(out, k ? ",{\"name\":" : "{\"name\":");
+		if (!ret)
+			ret = json_copy_value(out, d, name);
+		int desc = json_object_get(d, fn, "description");
+		if (!ret && desc >= 0) {
+			ret = buf_puts(out, ",\"description\":");
+			if (!ret)
+				ret = json_copy_value(out, d, desc);
+		}
+		int params = json_object_get(d, fn, "parameters");
+		if (!ret && (params >= 0 || default_schema)) {
+			ret = buf_puts(out, ",\"");
+			if (!ret)
+				ret = buf_puts(out, schema_key);
+			if (!ret)
+				ret = buf_puts(out, "\":");
+			if (!ret)
+				ret = params >= 0 ? json_copy_value(out, d, params) : buf_puts(out, default_schema);
+		}
+		if (!ret)
+			ret = buf_puts(out, "}");
+	}
+	return ret;
+}

@@ -82,6 +82,11 @@ int tool_call_name(const struct json_doc *d, int msgs, int upto, int id);
 /* Tool-call arguments (a JSON string holding an object) appended as the
  * object itself; "" becomes {}. LR_EINVAL when not an object. */
 int arguments_object(struct http_buf *out, const struct json_doc *d, int args);
+/* The function tools of an OpenAI "tools" array as comma-joined
+ * {"name","description",SCHEMA_KEY:parameters} objects (the parameters,
+ * else default_schema, else nothing). */
+int put_function_list(struct http_buf *out, const struct json_doc *d, int tools, const char *schema_key,
+                      const char *default_schema, const char **why);
 /* Message text in an error of the provider's shape, into r. */
 void provider_error_message(struct reply *r, int status, struct json_doc *d, int msg);
 
