@@ -166,6 +166,7 @@ struct lr_engine {
 	_Atomic int start_result;       /* 1 running, <0 setup error (futex word) */
 
 	pthread_t owner;                /* drive_from_caller: the thread that drives the ring */
+	bool evfd_registered;           /* drive_from_caller: the kernel signals completion_fd */
 
 	char *ca_file;                  /* owner: engine; copy of cfg.ca_file */
 
@@ -1001,15 +1002,6 @@ static int engine_setup(struct lr_engine *e)
 	pool_init(&e->pool, &e->ring, &pc);
 	e->op_wake.complete = on_wake;
 	ring_timer_init(&e->limit_timer, limit_timer_fired);
-	/* A caller-driven engine has no thread to signal the completion fd:
-	 * the kernel does, on every completion posted to the ring, so a host
-	 * loop can poll it. */
-	if (e->cfg.drive_from_caller && io_uring_register_eventfd(&e->ring.uring, e->completion_fd) < 0) {
-		pool_free(&e->pool);
-		resolver_free(e->resolver);
-		ring_exit(&e->ring);
-		return LR_ESYSTEM;
-	}
 	limits_init(&e->limits, e->cfg.requests_per_minute, e->cfg.tokens_per_minute, clock_now_ns());
 	atomic_store(&e->ring_mode, e->ring.mode);
 	return 0;
@@ -1467,7 +1459,18 @@ LR_API void lr_engine_get_stats(lr_engine *e, lr_engine_stats *out)
 
 LR_API int lr_engine_completion_fd(lr_engine *e)
 {
-	return e ? e->completion_fd : LR_EINVAL;
+	if (!e)
+		return LR_EINVAL;
+	/* A caller-driven engine has no thread to signal the fd: the kernel
+	 * does, for every completion posted to the ring, once a host loop asks
+	 * for the fd (only then: it costs a signal per completion). The
+	 * registration must come from the ring's owner. */
+	if (e->cfg.drive_from_caller && !e->evfd_registered && engine_on_owner(e)) {
+		if (io_uring_register_eventfd(&e->ring.uring, e->completion_fd) < 0)
+			return LR_ESYSTEM;
+		e->evfd_registered = true;
+	}
+	return e->completion_fd;
 }
 
 static int reap_hand_out(lr_engine *e, lr_future **out, int max)

@@ -170,9 +170,10 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out);
  * Outstanding future handles stay valid until released. */
 LR_API void lr_engine_destroy(lr_engine *eng);
 /* Readable when lr_engine_reap() has something (reap_completions only).
- * With drive_from_caller it is readable whenever the engine has work
- * (I/O completed, results queued): call lr_engine_run(eng, 0) then reap,
- * and poll it with lr_engine_next_deadline_ms() as the timeout. */
+ * With drive_from_caller (call it on the owner thread) it is readable,
+ * from this call on, whenever the ring has completions: call
+ * lr_engine_run(eng, 0), then reap; poll it with
+ * lr_engine_next_deadline_ms() as the timeout. */
 LR_API int lr_engine_completion_fd(lr_engine *eng);
 /* Moves up to max completed futures into out[]; waits up to timeout_ms
  * (0: no wait, <0: forever) for the first. Returns how many, or LR_E*. */
