@@ -458,9 +458,189 @@ void gemini_error(struct json_doc *d, bool have_doc, int status, struct reply *r
 
 /* ---- streams ---- */
 
+/*
+ * The hot path of a stream: one json_scan pass collects a chunk's parts
+ * and candidates (spans into the event), then they are handed out in
+ * order. A chunk that is unusual (an error, a blocked prompt, more parts
+ * than collected here) goes through the token walk of take_chunk instead.
+ */
+#define SCAN_PARTS 8
+#define SCAN_CANDS 4
+
+struct scan_part {
+	int cand;                   /* ordinal of its candidate in the chunk */
+	bool thought, is_call;
+	const char *text, *name, *args, *id;
+	size_t text_len, name_len, args_len, id_len;
+};
+
+struct scan_cand {
+	int64_t index;              /* -1: not given (the ordinal then) */
+	const char *finish;
+	size_t finish_len;
+};
+
+struct chunk_scan {
+	struct scan_part parts[SCAN_PARTS], cur;
+	struct scan_cand cands[SCAN_CANDS], cur_cand;
+	int nparts, ncands;
+	bool unusual;               /* error, promptFeedback, or too many parts */
+	const char *model, *id;
+	size_t model_len, id_len;
+	int64_t prompt, output, thoughts, cached;
+	bool has_prompt, has_output, has_cached;
+};
+
+static bool span_is(const char *v, size_t n, const char *lit)
+{
+	return strlen(lit) == n && memcmp(v, lit, n) == 0;
+}
+
+static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                       size_t len)
+{
+	struct chunk_scan *cs = ctx;
+	if (p->depth == 1) {
+		if (type == JSON_STRING && KEY_IS(p, 0, "modelVersion"))
+			cs->model = v, cs->model_len = len;
+		else if (type == JSON_STRING && KEY_IS(p, 0, "responseId"))
+			cs->id = v, cs->id_len = len;
+		else if (KEY_IS(p, 0, "error") || KEY_IS(p, 0, "promptFeedback"))
+			cs->unusual = true;
+		return;
+	}
+	if (KEY_IS(p, 0, "usageMetadata")) {
+		if (p->depth != 2 || type != JSON_PRIMITIVE)
+			return;
+		if (KEY_IS(p, 1, "promptTokenCount"))
+			cs->prompt = provider_count(v, len), cs->has_prompt = true;
+		else if (KEY_IS(p, 1, "candidatesTokenCount"))
+			cs->output = provider_count(v, len), cs->has_output = true;
+		else if (KEY_IS(p, 1, "thoughtsTokenCount"))
+			cs->thoughts = provider_count(v, len);
+		else if (KEY_IS(p, 1, "cachedContentTokenCount"))
+			cs->cached = provider_count(v, len), cs->has_cached = true;
+		return;
+	}
+	if (!KEY_IS(p, 0, "candidates"))
+		return;
+	if (p->depth == 2 && type == JSON_OBJECT) {
+		/* A candidate closed. */
+		if (cs->ncands == SCAN_CANDS) {
+			cs->unusual = true;
+			return;
+		}
+		cs->cands[cs->ncands++] = cs->cur_cand;
+		cs->cur_cand = (struct scan_cand){.index = -1};
+		return;
+	}
+	if (p->depth == 3) {
+		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
+			cs->cur_cand.index = provider_count(v, len);
+		else if (KEY_IS(p, 2, "finishReason") && type == JSON_STRING)
+			cs->cur_cand.finish = v, cs->cur_cand.finish_len = len;
+		return;
+	}
+	if (!KEY_IS(p, 2, "content") || !KEY_IS(p, 3, "parts"))
+		return;
+	struct scan_part *cur = &cs->cur;
+	if (p->depth == 5 && type == JSON_OBJECT) {
+		/* A part closed. */
+		if (cs->nparts == SCAN_PARTS) {
+			cs->unusual = true;
+		} else {
+			cur->cand = cs->ncands;
+			cs->parts[cs->nparts++] = *cur;
+		}
+		memset(cur, 0, sizeof(*cur));
+	} else if (p->depth == 6) {
+		if (KEY_IS(p, 5, "text") && type == JSON_STRING)
+			cur->text = v, cur->text_len = len;
+		else if (KEY_IS(p, 5, "thought") && type == JSON_PRIMITIVE && len == 4 && v[0] == 't')
+			cur->thought = true;
+		else if (KEY_IS(p, 5, "functionCall") && type == JSON_OBJECT)
+			cur->is_call = true;
+	} else if (p->depth == 7 && KEY_IS(p, 5, "functionCall")) {
+		if (KEY_IS(p, 6, "name") && type == JSON_STRING)
+			cur->name = v, cur->name_len = len;
+		else if (KEY_IS(p, 6, "id") && type == JSON_STRING)
+			cur->id = v, cur->id_len = len;
+		else if (KEY_IS(p, 6, "args") && type == JSON_OBJECT)
+			cur->args = v, cur->args_len = len;
+	}
+}
+
+static void emit_scanned(struct reply *r, const struct chunk_scan *cs, int *calls)
+{
+	if (cs->model)
+		reply_copy_field(r->model, sizeof(r->model), cs->model, cs->model_len);
+	if (cs->id)
+		reply_copy_field(r->id, sizeof(r->id), cs->id, cs->id_len);
+	if (cs->has_prompt)
+		r->usage.input_tokens = cs->prompt;
+	if (cs->has_output)
+		r->usage.output_tokens = cs->output + cs->thoughts; /* thinking is billed as output */
+	if (cs->has_cached)
+		r->usage.cached_input_tokens = cs->cached;
+	int part = 0;
+	for (int k = 0; k < cs->ncands; k++) {
+		const struct scan_cand *c = &cs->cands[k];
+		int index = c->index >= 0 ? (int)c->index : k;
+		for (; part < cs->nparts && cs->parts[part].cand == k; part++) {
+			const struct scan_part *sp = &cs->parts[part];
+			if (sp->thought)
+				continue; /* thought summaries are not the reply */
+			if (sp->text) {
+				reply_text(r, index, sp->text, sp->text_len, true);
+				continue;
+			}
+			if (!sp->is_call || index != 0)
+				continue;
+			int at = (*calls)++;
+			char made[32];
+			int n = snprintf(made, sizeof(made), "call_%d", at);
+			if (sp->id)
+				reply_tool(r, at, sp->id, sp->id_len, NULL, 0, NULL, 0, true);
+			else
+				reply_tool(r, at, made, (size_t)n, NULL, 0, NULL, 0, false);
+			if (sp->name)
+				reply_tool(r, at, NULL, 0, sp->name, sp->name_len, NULL, 0, true);
+			reply_tool(r, at, NULL, 0, NULL, 0, sp->args ? sp->args : "{}", sp->args ? sp->args_len : 2,
+			           false);
+		}
+		if (c->finish) {
+			const char *f = c->finish;
+			size_t fl = c->finish_len;
+			const char *reason = span_is(f, fl, "MAX_TOKENS") ? "length"
+			                     : span_is(f, fl, "SAFETY") || span_is(f, fl, "RECITATION") ||
+			                               span_is(f, fl, "BLOCKLIST") || span_is(f, fl, "PROHIBITED_CONTENT") ||
+			                               span_is(f, fl, "SPII") || span_is(f, fl, "IMAGE_SAFETY")
+			                         ? "content_filter"
+			                     : *calls > 0 ? "tool_calls"
+			                                  : "stop";
+			reply_finish(r, index, reason);
+		}
+	}
+}
+
 int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 {
 	struct reply *r = sd->r;
+	struct chunk_scan cs;
+	cs.nparts = cs.ncands = 0;
+	cs.unusual = cs.has_prompt = cs.has_output = cs.has_cached = false;
+	cs.model = cs.id = NULL;
+	cs.thoughts = 0;
+	memset(&cs.cur, 0, sizeof(cs.cur));
+	cs.cur_cand = (struct scan_cand){.index = -1};
+	bool scanned = ev->data_len && ev->data[0] == '{' && json_scan(ev->data, ev->data_len, scan_field, &cs);
+	if (scanned && !cs.unusual) {
+		r->events++;
+		emit_scanned(r, &cs, &sd->calls);
+		if (r->error == LR_ENOMEM)
+			sd->fatal = true;
+		return sd->fatal ? r->error : 0;
+	}
 	struct json_doc *d = &sd->doc;
 	if (json_parse(d, ev->data, ev->data_len) || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
 		sd->fatal = true;
