@@ -123,10 +123,25 @@ static bool valid_string_bytes(const char *s, size_t n)
 		/* Nonzero when some byte is below 0x20 (bytes >= 0x80 excluded). */
 		if ((x - 0x20 * ones) & ~x & highs)
 			return false;
+		if (x & highs) {
+			/* A UTF-8 sequence starts in these 8 bytes: check the rest
+			 * byte by byte from its first high byte. */
+			break;
+		}
 	}
-	for (; i < n; i++)
-		if ((unsigned char)s[i] < 0x20)
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20)
 			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len = json_utf8_len(s + i, s + n);
+		if (!len)
+			return false; /* not UTF-8 */
+		i += len;
+	}
 	return true;
 }
 
@@ -630,13 +645,23 @@ int json_append_string(struct http_buf *b, const char *s, size_t len)
 	size_t k = 0;
 	while (k < len) {
 		size_t run = k;
-		while (run < len && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+		while (run < len && (unsigned char)s[run] >= 0x20 && (unsigned char)s[run] < 0x80 &&
+		       s[run] != '"' && s[run] != '\\')
 			run++;
 		if (run > k && http_buf_append(b, s + k, run - k))
 			return LR_ENOMEM;
 		k = run;
 		if (k >= len)
 			break;
+		if ((unsigned char)s[k] >= 0x80) {
+			/* Valid UTF-8 goes as it is; anything else becomes U+FFFD, so
+			 * what we write is always JSON (RFC 8259 text is UTF-8). */
+			size_t n = json_utf8_len(s + k, s + len);
+			if (n ? http_buf_append(b, s + k, n) : http_buf_append(b, "\xef\xbf\xbd", 3))
+				return LR_ENOMEM;
+			k += n ? n : 1;
+			continue;
+		}
 		unsigned char c = (unsigned char)s[k++];
 		char esc[6] = {'\\', 0, 0, 0, 0, 0};
 		size_t n = 2;

@@ -77,6 +77,11 @@ bool json_scan_path_is(const struct json_scan_path *path, const char *const *key
  * (a lone surrogate U+FFFD). 0, LR_EPROTO on a bad escape, LR_ENOMEM. */
 int json_unescape_append(struct http_buf *out, const char *raw, size_t len);
 
+/* Length (2..4) of the valid UTF-8 sequence of a non-ASCII lead byte at
+ * p, or 0 when it is not one (overlong, a surrogate, past U+10FFFF, cut
+ * short). JSON text is UTF-8 (RFC 8259): both parsers refuse anything else. */
+size_t json_utf8_len(const char *p, const char *end);
+
 /* Appends s as a quoted, escaped JSON string. */
 int json_append_string(struct http_buf *b, const char *s, size_t len);
 

@@ -20,10 +20,43 @@ struct scanner {
 	void *ctx;
 };
 
-/* 1 for bytes a string may hold without a closer look. */
+/* 1 for bytes a string may hold without a closer look (ASCII only:
+ * a byte from 0x80 up starts a sequence to check). */
 static const unsigned char plain_string_byte[256] = {
-	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0xff] = 1,
+	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
 };
+
+size_t json_utf8_len(const char *p, const char *end)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	size_t avail = (size_t)(end - p);
+	unsigned char c = s[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* no overlongs */
+		else if (c == 0xed)
+			hi = 0x9f; /* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f; /* nothing past U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (avail < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
 
 static void skip_ws(struct scanner *sc)
 {
@@ -55,7 +88,9 @@ static const char *skip_plain(const char *p, const char *end)
 		/* Unsigned v < 0x20, through a signed compare of v ^ 0x80. */
 		__m128i ctl = _mm_cmplt_epi8(_mm_xor_si128(v, sign), _mm_xor_si128(space, sign));
 		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)), ctl);
-		int mask = _mm_movemask_epi8(hit);
+		/* High-bit bytes (UTF-8 sequences) stop the run too: v's own
+		 * sign bits. */
+		int mask = _mm_movemask_epi8(hit) | _mm_movemask_epi8(v);
 		if (mask)
 			return p + __builtin_ctz((unsigned)mask);
 		p += 16;
@@ -78,6 +113,13 @@ static bool scan_string(struct scanner *sc, const char **start, size_t *len)
 			return false;
 		if (*p == '"')
 			break;
+		if ((unsigned char)*p >= 0x80) {
+			size_t n = json_utf8_len(p, end);
+			if (!n)
+				return false; /* not UTF-8 */
+			p += n;
+			continue;
+		}
 		if (*p != '\\')
 			return false; /* a raw control character */
 		if (++p >= end)

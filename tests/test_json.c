@@ -170,7 +170,7 @@ static void test_rejects_control_byte_at_any_position(void **state)
 			memset(doc, 0, sizeof doc);
 			doc[0] = '"';
 			memset(doc + 1, 'a', 40);
-			for (size_t k = 1; k <= 40; k += 3)
+			for (size_t k = 1; k + 1 <= 40; k += 3)
 				doc[k] = (char)0xc3, doc[k + 1] = (char)0xa9;
 			doc[41] = '"';
 			assert_int_equal(json_parse(&d, doc, 42), 0);
@@ -520,10 +520,16 @@ static void test_append_string_escapes(void **state)
 static void test_append_string_round_trips(void **state)
 {
 	(void)state;
-	/* Every byte value survives escaping and unescaping. */
+	/* Every ASCII byte and valid UTF-8 survive escaping and unescaping;
+	 * bytes that are not UTF-8 become U+FFFD (what is written stays JSON). */
 	char in[256];
-	for (int i = 0; i < 256; i++)
+	for (int i = 0; i < 128; i++)
 		in[i] = (char)(i == 0 ? 1 : i);
+	for (int i = 128; i + 1 < 256; i += 2) { /* U+0080..U+07FF as 2-byte sequences */
+		unsigned cp = 0x80 + (unsigned)(i - 128) * 13;
+		in[i] = (char)(0xc0 | (cp >> 6));
+		in[i + 1] = (char)(0x80 | (cp & 0x3f));
+	}
 	struct http_buf b = {0};
 	assert_int_equal(http_buf_append(&b, "[", 1), 0);
 	assert_int_equal(json_append_string(&b, in, sizeof in), 0);
@@ -536,6 +542,12 @@ static void test_append_string_round_trips(void **state)
 	assert_int_equal(json_get_string(&d, 1, out, sizeof out), 256);
 	assert_memory_equal(out, in, 256);
 	assert_int_equal(json_get_string(&d, 2, out, sizeof out), 0);
+	/* Invalid bytes: replaced, and the result parses. */
+	b.len = 0;
+	assert_int_equal(json_append_string(&b, "a\xff" "b\xc3", 4), 0);
+	assert_int_equal(json_parse(&d, b.data, b.len), 0);
+	assert_int_equal(json_get_string(&d, 0, out, sizeof out), 8);
+	assert_memory_equal(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd", 8);
 	json_doc_free(&d);
 	http_buf_free(&b);
 }
@@ -712,13 +724,50 @@ static void test_scan_finds_specials_at_every_offset(void **state)
 				if (by_scan != by_parse)
 					fail_msg("len %d, byte 0x%02x at %d: scan %d parse %d", len,
 					         (unsigned char)specials[s], k, by_scan, by_parse);
-				/* DEL and non-ASCII are plain; the rest end or break it. */
-				bool plain = specials[s] == '\x7f' || specials[s] == '\xe9';
+				/* DEL is plain; a lone 0xe9 is not UTF-8; the rest end or
+				 * break the string. */
+				bool plain = specials[s] == '\x7f';
 				assert_int_equal(by_scan, plain);
 			}
 		}
 	}
 	json_doc_free(&d);
+}
+
+/* JSON text is UTF-8: both parsers accept every valid sequence, at any
+ * offset (the scanners work 8 and 16 bytes at a time), and refuse the rest. */
+static void test_strings_must_be_utf8(void **state)
+{
+	(void)state;
+	static const char *const good[] = {
+		"caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf",
+		"\xe0\xa0\x80", "\xed\x9f\xbf", "\xf0\x90\x80\x80",
+	};
+	static const char *const bad[] = {
+		"\x80", "\xbf", "\xc0\xaf", "\xc1\xbf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",
+		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\xe2\x82", "\xf0\x9f\x98", "\xc3",
+		"\xc3\x28", "\xe2\x28\xa1",
+	};
+	for (int pad = 0; pad < 20; pad++) {
+		for (size_t k = 0; k < sizeof(good) / sizeof(good[0]) + sizeof(bad) / sizeof(bad[0]); k++) {
+			bool ok = k < sizeof(good) / sizeof(good[0]);
+			const char *bytes = ok ? good[k] : bad[k - sizeof(good) / sizeof(good[0])];
+			char text[128];
+			/* ASCII padding before and after moves the sequence across
+			 * the scanners' block boundaries. */
+			int n = snprintf(text, sizeof(text), "{\"k\":\"%.*s%s%.*s\"}", pad,
+			                 "abcdefghijklmnopqrstuvwxyz", bytes, pad % 7, "0123456");
+			struct json_doc d = {0};
+			bool parsed = json_parse(&d, text, (size_t)n) == 0;
+			json_doc_free(&d);
+			bool scanned = json_scan(text, (size_t)n, NULL, NULL);
+			if (parsed != ok || scanned != ok)
+				fail_msg("pad %d case %zu: parse %d scan %d, want %d", pad, k, parsed, scanned, ok);
+		}
+	}
+	/* Keys too, and plain ASCII still fine. */
+	assert_false(json_scan("{\"\xc0\":1}", 8, NULL, NULL));
+	assert_true(json_scan("{\"a\":\"plain ascii only\"}", 24, NULL, NULL));
 }
 
 int main(void)
@@ -753,6 +802,7 @@ int main(void)
 		cmocka_unit_test(test_scan_rejects_excessive_depth),
 		cmocka_unit_test(test_scan_agrees_with_parse_on_mutations),
 		cmocka_unit_test(test_scan_finds_specials_at_every_offset),
+		cmocka_unit_test(test_strings_must_be_utf8),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
