@@ -272,6 +272,14 @@ static void reply_ok_capture(void *ctx, const struct ts_request *rq, struct ts_r
 	reply_ok(NULL, rq, r);
 }
 
+/* The server thread filled the capture under its lock before replying:
+ * taking the lock once orders those writes before the test's reads. */
+static void capture_sync(struct capture *c)
+{
+	pthread_mutex_lock(&c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* Case-insensitive: does the head carry "name: value" exactly? */
 static int head_has(const char *head, const char *name, const char *value)
 {
@@ -349,6 +357,7 @@ static void test_request_is_post_json_to_base_path_chat_completions(void **state
 
 	assert_ok(wait_result(fx_submit(fx)));
 
+	capture_sync(&cap);
 	assert_true(strncmp(cap.head, "POST /v1/chat/completions HTTP/1.1\r\n", 36) == 0);
 	char host[64];
 	snprintf(host, sizeof host, "127.0.0.1:%u", (unsigned)test_server_port(fx->srv));
@@ -372,6 +381,7 @@ static void test_custom_base_url_without_key_sends_no_authorization(void **state
 	fx_engine(fx);
 
 	assert_ok(wait_result(fx_submit(fx)));
+	capture_sync(&cap);
 	assert_false(head_has_name(cap.head, "Authorization"));
 }
 
@@ -385,6 +395,7 @@ static void test_api_key_is_sent_as_bearer_token(void **state)
 	fx_engine(fx);
 
 	assert_ok(wait_result(fx_submit(fx)));
+	capture_sync(&cap);
 	assert_true(head_has(cap.head, "Authorization", "Bearer sk-test-123"));
 }
 
