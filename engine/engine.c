@@ -923,10 +923,15 @@ static void reap_push(struct lr_engine *e, struct lr_future *first, struct lr_fu
 	do {
 		last->next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, first,
-	                                                memory_order_release, memory_order_relaxed));
+	                                                memory_order_acq_rel, memory_order_relaxed));
 	int after = atomic_fetch_add(&e->reap_ready, n) + n;
 	int want = atomic_load(&e->reap_want);
-	if (after >= want && after - n < want && !e->cfg.drive_from_caller)
+	/* A push onto an empty stack always signals: the stack is emptied
+	 * only by the reaper's exchange, which takes whatever was pushed
+	 * before it, so every future is either taken by a reap already under
+	 * way or announced by a signal (the count alone raced with that
+	 * exchange and could skip the signal for good). */
+	if ((old == NULL || (after >= want && after - n < want)) && !e->cfg.drive_from_caller)
 		eventfd_signal(e->completion_fd);
 }
 
@@ -1483,6 +1488,11 @@ static int reap_hand_out(lr_engine *e, lr_future **out, int max)
 		out[n++] = f;
 	}
 	e->reap_local_count -= n;
+	/* Level-triggered: a host loop may read the fd and then reap fewer
+	 * than are ready; what is left must keep the fd readable. */
+	if ((e->reap_local || atomic_load_explicit(&e->reap_head, memory_order_acquire)) &&
+	    (!e->cfg.drive_from_caller || e->evfd_registered))
+		eventfd_signal(e->completion_fd);
 	return n;
 }
 

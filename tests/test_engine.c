@@ -1161,6 +1161,58 @@ static void test_completion_fd_is_readable_when_a_future_is_reapable(void **stat
 	assert_int_equal(n, 1);
 }
 
+
+/* Issue 9: the fd stays readable while anything is reapable, for a host
+ * loop that reads the fd itself and reaps at most two per readable event,
+ * with completions pushed from another thread all the while (requests
+ * that fail at submission complete on the submitting thread). */
+enum { STRESS_N = 1000000 };
+static void *stress_submitter(void *arg)
+{
+	lr_engine *eng = arg;
+	for (int i = 0; i < STRESS_N; i++) {
+		lr_request *rq = new_request("hi");
+		lr_request_set_base_url(rq, "http://[::1/v1"); /* refused at once */
+		lr_future *f = lr_submit(eng, rq);
+		assert_non_null(f);
+		lr_future_release(f);
+	}
+	return NULL;
+}
+
+static void test_completion_fd_stays_readable_for_a_consumer_that_reaps_two_at_a_time(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx->cfg.reap_completions = 1;
+	fx_engine(fx);
+	int cfd = lr_engine_completion_fd(fx->eng);
+	assert_true(cfd >= 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, stress_submitter, fx->eng), 0);
+	int got = 0, stalls = 0;
+	while (got < STRESS_N) {
+		struct pollfd p = { .fd = cfd, .events = POLLIN };
+		if (poll(&p, 1, 10000) != 1) {
+			stalls++;
+			break;
+		}
+		uint64_t v;
+		assert_int_equal(read(cfd, &v, sizeof(v)), (ssize_t)sizeof(v));
+		lr_future *out[2];
+		int n = lr_engine_reap(fx->eng, out, 2, 0);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			assert_int_equal(lr_future_result(out[i])->error, LR_EINVAL);
+			lr_future_release(out[i]);
+		}
+		got += n;
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(stalls, 0);
+	assert_int_equal(got, STRESS_N);
+}
+
 /* ---- volume against the mock server ------------------------------------- */
 
 static void test_thousand_concurrent_requests_against_mock_all_succeed(void **state)
@@ -1364,6 +1416,7 @@ int main(void)
 		T(test_future_wait_times_out_on_unanswered_request),
 		T(test_reap_delivers_each_completed_future_exactly_once),
 		T(test_completion_fd_is_readable_when_a_future_is_reapable),
+		T(test_completion_fd_stays_readable_for_a_consumer_that_reaps_two_at_a_time),
 		T(test_thousand_concurrent_requests_against_mock_all_succeed),
 		T(test_plain_ring_setup_serves_requests),
 		T(test_plain_ring_setup_forced_by_environment),
