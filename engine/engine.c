@@ -277,16 +277,21 @@ static void future_mark_done(struct lr_future *f)
 		pull_wake(f->pull);
 }
 
-/* The engine-thread side of the delta callback: the caller's callback,
- * then a copy for the pull iterator. */
+/* The engine-thread side of the delta callback: a copy for the pull
+ * iterator first, then the caller's callback, so a callback that wakes
+ * a lr_future_next_delta consumer finds the delta already queued. */
+static void pull_queue_delta(struct pull_queue *q, const lr_delta *d);
 static void future_delta(void *user, const lr_delta *d)
 {
 	struct lr_future *f = user;
+	if (f->pull)
+		pull_queue_delta(f->pull, d);
 	if (f->on_delta)
 		f->on_delta(f->on_delta_user, d);
-	struct pull_queue *q = f->pull;
-	if (!q)
-		return;
+}
+
+static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
+{
 	size_t fr = d->finish_reason ? strlen(d->finish_reason) + 1 : 0;
 	size_t id = d->tool_id ? strlen(d->tool_id) + 1 : 0;
 	size_t nm = d->tool_name ? strlen(d->tool_name) + 1 : 0;

@@ -450,7 +450,9 @@ LR_API void lr_session_free(lr_session *s);
  * (lr_future_result then holds the outcome), LR_ETIMEOUT when timeout_ms
  * (<0 forever) passed first, LR_EINVAL for a request not streamed this
  * way. One consumer thread per future. A callback set with
- * lr_request_on_delta still runs, on the engine thread, first.
+ * lr_request_on_delta still runs, on the engine thread, after the delta
+ * was queued here: a callback that wakes the consumer, which then calls
+ * lr_future_next_delta(f, &d, 0), always finds that delta.
  */
 LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
 
