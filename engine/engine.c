@@ -58,6 +58,8 @@ struct lr_future {
 
 	/* Result storage, owner: the future. */
 	struct http_buf resp_body;
+	size_t buffered;                /* response bytes counted in eng->buffered_bytes */
+	bool over_budget;               /* failed by the engine-wide buffered-bytes cap */
 	struct reply reply;             /* text, tool calls, usage, ids (normalised) */
 	struct stream_decoder *stream;  /* owner: future; while a streamed response is read */
 	struct pull_queue *pull;        /* owner: future; deltas for lr_future_next_delta */
@@ -181,6 +183,7 @@ struct lr_engine {
 	uint64_t wake_value;
 	bool wake_armed;
 	unsigned active_count;
+	size_t buffered_bytes;          /* sum of the active futures' `buffered` */
 	struct future_list waiting;     /* over max_in_flight, FIFO */
 	struct future_list active;      /* on the wire (for shutdown) */
 	struct future_list backoff;     /* waiting to be retried (for shutdown and cancel) */
@@ -617,15 +620,44 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	return 0;
 }
 
+/*
+ * The engine-wide cap on response bytes held for requests in flight:
+ * without it, a few hundred endless bodies each under the per-response
+ * cap exhaust memory. f's holding just changed; while the sum is over
+ * the cap the largest holder fails. Returns LR_ETOOLARGE when that is f.
+ */
+static int engine_check_buffered(struct lr_engine *e, struct lr_future *f)
+{
+	size_t held = f->stream ? f->reply.text.cap + f->reply.scratch.cap : f->resp_body.cap;
+	e->buffered_bytes += held - f->buffered;
+	f->buffered = held;
+	while (e->buffered_bytes > e->cfg.max_buffered_bytes) {
+		struct lr_future *largest = f;
+		for (struct lr_future *a = e->active.head; a; a = a->wait_next)
+			if (a->buffered > largest->buffered)
+				largest = a;
+		largest->over_budget = true;
+		if (largest == f)
+			return LR_ETOOLARGE;
+		pool_abort(&e->pool, &largest->ex, LR_ETOOLARGE, "response too large");
+	}
+	return 0;
+}
+
 static int future_on_body(struct http_exchange *ex, const char *data, size_t len)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
-	if (!f->stream)
-		return http_buf_append(&f->resp_body, data, len);
+	if (!f->stream) {
+		int r = http_buf_append(&f->resp_body, data, len);
+		return r ? r : engine_check_buffered(f->eng, f);
+	}
 	unsigned long before = f->reply.events;
 	int r = stream_decoder_feed(f->stream, data, len);
 	if (f->reply.events != before)
 		ex->last_byte_ns = f->eng->ring.now_ns;
+	int cap = engine_check_buffered(f->eng, f);
+	if (cap)
+		return cap;
 	/* An error event from the provider still lets the response end
 	 * normally (the connection stays reusable); broken framing stops it. */
 	return stream_decoder_fatal(f->stream) ? r : 0;
@@ -723,6 +755,8 @@ static void active_unlink(struct lr_engine *e, struct lr_future *f)
 {
 	flist_unlink(&e->active, f);
 	e->active_count--;
+	e->buffered_bytes -= f->buffered;
+	f->buffered = 0;
 }
 
 static void future_on_done(struct http_exchange *ex, int err, const char *msg)
@@ -730,6 +764,19 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
 	struct lr_engine *e = f->eng;
 	active_unlink(e, f);
+	if (f->over_budget && err == LR_ETOOLARGE) {
+		snprintf(f->message, sizeof(f->message),
+		         "response too large: responses in flight held more than %zu bytes together "
+		         "(the largest fails; raise lr_config.max_buffered_bytes or "
+		         "LLMRING_MAX_BUFFERED_BYTES, or lower concurrency)",
+		         e->cfg.max_buffered_bytes);
+		msg = f->message;
+	}
+	if (err == LR_ETOOLARGE) {
+		/* A partial body that broke a cap is of no use to anyone. */
+		http_buf_free(&f->resp_body);
+		f->result.http_status = 0;
+	}
 	if (err == 0 || f->result.http_status) {
 		/* NUL-terminate the body so callers may treat it as a string. */
 		if (http_buf_reserve(&f->resp_body, 1) == 0)
@@ -1303,6 +1350,21 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		e->cfg.pool_idle_s = d.pool_idle_s;
 	if (e->cfg.max_header_bytes == 0)
 		e->cfg.max_header_bytes = d.max_header_bytes;
+	const char *buffered_env = getenv("LLMRING_MAX_BUFFERED_BYTES");
+	if (buffered_env && *buffered_env) {
+		char *end;
+		unsigned long long v = strtoull(buffered_env, &end, 10);
+		if (*end || v == 0) {
+			free(e);
+			return LR_EINVAL; /* a limit was asked for and cannot be read */
+		}
+		e->cfg.max_buffered_bytes = (size_t)v;
+	}
+	if (e->cfg.max_buffered_bytes == 0) {
+		long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+		uint64_t eighth = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 8 : 0;
+		e->cfg.max_buffered_bytes = eighth > (256u << 20) ? (size_t)eighth : (size_t)256 << 20;
+	}
 	if (e->cfg.max_body_bytes == 0)
 		e->cfg.max_body_bytes = d.max_body_bytes;
 	if (!(e->cfg.dns_ttl_s > 0))

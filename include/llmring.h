@@ -156,6 +156,11 @@ typedef struct lr_config {
 	void (*on_progress)(void *user, const struct lr_progress *progress);
 	void *progress_user;
 	int progress_interval_ms;
+	/* Response bytes the engine may hold for requests in flight, all
+	 * together (0: an eighth of physical memory, at least 256 MiB; the
+	 * environment variable LLMRING_MAX_BUFFERED_BYTES overrides). Past it
+	 * the largest response in flight fails with LR_ETOOLARGE. */
+	size_t max_buffered_bytes;
 } lr_config;
 
 
