@@ -174,6 +174,7 @@ struct lr_engine {
 
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
+	bool self_free;                 /* destroyed from a callback: the thread frees e */
 	uint64_t completions;           /* futures completed by this loop */
 	struct resolver *resolver;      /* owner: engine */
 	struct ring ring;
@@ -1120,7 +1121,27 @@ static void engine_report_progress(struct lr_engine *e)
  * go on, 0 once a requested shutdown has finished, or -errno when the
  * ring failed.
  */
+/* The engine whose turn this thread is running: callbacks (on_delta,
+ * then, on_progress) run inside one, and API calls that would wait for
+ * that same turn to finish refuse instead of deadlocking. */
+static __thread const struct lr_engine *tl_turn_engine;
+
+static bool in_engine_callback(const struct lr_engine *e)
+{
+	return e && tl_turn_engine == e;
+}
+
+static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns);
 static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
+{
+	const struct lr_engine *outer = tl_turn_engine;
+	tl_turn_engine = e;
+	int ret = engine_turn_inner(e, max_wait_ns);
+	tl_turn_engine = outer;
+	return ret;
+}
+
+static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 {
 	uint64_t completions_before = e->completions;
 	engine_drain_inbox(e);
@@ -1161,6 +1182,8 @@ static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 	return 1;
 }
 
+static void engine_free_after_stop(struct lr_engine *e);
+
 static void *engine_thread(void *arg)
 {
 	struct lr_engine *e = arg;
@@ -1173,6 +1196,8 @@ static void *engine_thread(void *arg)
 	while (engine_turn(e, UINT64_MAX) > 0)
 		;
 	engine_teardown(e);
+	if (e->self_free)
+		engine_free_after_stop(e); /* lr_engine_destroy was called from a callback */
 	return NULL;
 }
 
@@ -1444,6 +1469,19 @@ LR_API void lr_engine_destroy(lr_engine *e)
 {
 	if (!e)
 		return;
+	if (in_engine_callback(e)) {
+		/* From a callback: the thread cannot join itself, nor a turn
+		 * tear down the ring it runs on. The stop is deferred: the
+		 * engine finishes its shutdown and frees itself (threaded), or
+		 * the owner's next call sees it stopped (caller-driven: the
+		 * owner must still call lr_engine_destroy outside callbacks). */
+		atomic_store_explicit(&e->stopping, 1, memory_order_release);
+		if (!e->cfg.drive_from_caller && !e->self_free) {
+			e->self_free = true;
+			pthread_detach(e->thread);
+		}
+		return;
+	}
 	atomic_store_explicit(&e->stopping, 1, memory_order_release);
 	if (e->cfg.drive_from_caller) {
 		/* Must be the owner thread (documented): finish the shutdown here. */
@@ -1454,19 +1492,23 @@ LR_API void lr_engine_destroy(lr_engine *e)
 		eventfd_signal(e->wake_fd);
 		pthread_join(e->thread, NULL);
 	}
-	/* Submissions that raced with the stop: complete them here. */
+	engine_free_after_stop(e);
+}
+
+/* After the loop has stopped: what raced with the stop, then the memory. */
+static void engine_free_after_stop(lr_engine *e)
+{
+	/* Submissions that raced with the stop go through the one completion
+	 * path (then-callback before waiters, accounting, provider), on this
+	 * thread: the engine's own has ended. */
 	struct lr_future *f = stack_take_fifo(&e->submit_head, offsetof(struct lr_future, next));
 	while (f) {
 		struct lr_future *next = f->next;
-		f->result.error = LR_ECANCELLED;
-		f->result.error_message = "the engine is shutting down";
-		atomic_fetch_add(&f->waiters, 1); /* wake unconditionally */
-		future_mark_done(f);
-		if (atomic_exchange(&f->then_state, 2) == 1)
-			f->then_fn(f->then_user, f);
-		future_unref(f);
+		f->next = NULL;
+		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 		f = next;
 	}
+	engine_flush_reaped(e);
 	f = stack_take_fifo(&e->cancel_head, offsetof(struct lr_future, next_cancel));
 	while (f) {
 		struct lr_future *next = f->next_cancel;
@@ -1498,7 +1540,7 @@ LR_API void lr_engine_destroy(lr_engine *e)
 
 LR_API int lr_engine_run(lr_engine *e, int timeout_ms)
 {
-	if (!e || !engine_on_owner(e))
+	if (!e || !engine_on_owner(e) || in_engine_callback(e))
 		return LR_EINVAL;
 	/* The kernel's signals on the completion fd are consumed here: this
 	 * turn handles whatever they announced. */
@@ -1601,6 +1643,8 @@ LR_API int lr_engine_reap_batch(lr_engine *e, lr_future **out, int max, int min,
 	if (!e || !out || max <= 0)
 		return LR_EINVAL;
 	if (!e->cfg.reap_completions)
+		return LR_EINVAL;
+	if (in_engine_callback(e) && (timeout_ms != 0 || e->cfg.drive_from_caller))
 		return LR_EINVAL;
 	if (min < 1)
 		min = 1;
@@ -1820,6 +1864,8 @@ LR_API int lr_future_wait(lr_future *f, int timeout_ms)
 		return LR_EINVAL;
 	if (atomic_load_explicit(&f->done, memory_order_acquire))
 		return 1;
+	if (in_engine_callback(f->eng))
+		return timeout_ms == 0 ? 0 : LR_EINVAL; /* only this thread could complete it */
 	if (engine_on_owner(f->eng)) {
 		engine_drive(f->eng, timeout_ms, future_is_done, f);
 		return future_is_done(f);
@@ -1900,6 +1946,8 @@ LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms)
 {
 	if (!f || !out || !f->pull)
 		return LR_EINVAL;
+	if (in_engine_callback(f->eng))
+		timeout_ms = 0; /* the next delta can only come from this thread */
 	struct pull_queue *q = f->pull;
 	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
 	for (;;) {

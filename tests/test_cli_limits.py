@@ -177,7 +177,13 @@ def endless_bodies_stay_within_the_buffered_bytes_cap():
         assert len(ids) == 1000
         codes = {r["error"]["code"] for r in ids.values() if r["error"]}
         assert codes == {"response_too_large"}, codes
-        # The cap plus the process's own footprint and allocator slack.
+        # The cap plus the process's own footprint and allocator slack;
+        # ASan's quarantine keeps freed memory resident, so only codes
+        # and counts are checked under it.
+        with open(LLMRING, "rb") as f:
+            sanitized = b"__asan_init" in f.read()
+        if sanitized:
+            return
         assert peak < (cap >> 10) * 3 + 64 * 1024, "peak RSS %d KiB over cap %d KiB" % (peak, cap >> 10)
         print("     peak RSS %.1f MiB with a %d MiB cap at concurrency 500" % (peak / 1024, cap >> 20))
 

@@ -1213,6 +1213,91 @@ static void test_completion_fd_stays_readable_for_a_consumer_that_reaps_two_at_a
 	assert_int_equal(got, STRESS_N);
 }
 
+
+/* ---- API calls from callbacks (issue 9) --------------------------------- */
+
+/* A request to a loopback listener that never accepts or answers. */
+static lr_request *silent_request(struct fx *fx)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_true(fx->nfds < FX_MAX_FDS);
+	fx->fds[fx->nfds++] = fd;
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1", ntohs(sa.sin_port));
+	lr_request *rq = new_request("hi");
+	lr_request_set_base_url(rq, url);
+	lr_request_set_timeouts(rq, 30, 30, 30);
+	return rq;
+}
+
+struct from_callback {
+	lr_engine *eng;
+	lr_future *other;          /* a future that has not completed */
+	int wait_self, wait_other, wait_other_now, reap_blocking;
+	int ran;
+};
+
+static void then_calls_waiting_apis(void *user, lr_future *f)
+{
+	struct from_callback *fc = user;
+	fc->wait_self = lr_future_wait(f, -1);
+	fc->wait_other = lr_future_wait(fc->other, 5000);
+	fc->wait_other_now = lr_future_wait(fc->other, 0);
+	lr_future *out[1];
+	fc->reap_blocking = lr_engine_reap(fc->eng, out, 1, 1000);
+	fc->ran++;
+}
+
+static void test_waiting_calls_from_a_callback_refuse_instead_of_deadlocking(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+	static struct from_callback fc;
+	memset(&fc, 0, sizeof(fc));
+	fc.eng = fx->eng;
+	fc.other = fx_submit_rq(fx, silent_request(fx));
+	lr_future *f = lr_submit(fx->eng, new_request("hi"));
+	fx_track(fx, f);
+	assert_int_equal(lr_future_then(f, then_calls_waiting_apis, &fc), 0);
+	assert_int_equal(lr_future_wait(f, 10000), 1);
+	assert_int_equal(fc.ran, 1);
+	assert_int_equal(fc.wait_self, LR_EINVAL);   /* it completes when the callback returns */
+	assert_int_equal(fc.wait_other, LR_EINVAL);  /* only this thread could complete it */
+	assert_int_equal(fc.wait_other_now, 0);      /* a look without waiting is fine */
+	assert_int_equal(fc.reap_blocking, LR_EINVAL);
+	lr_future_cancel(fc.other);
+}
+
+static void then_destroys_engine(void *user, lr_future *f)
+{
+	lr_engine_destroy(user);
+}
+
+static void test_destroy_from_a_callback_stops_the_engine_which_frees_itself(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+	lr_engine *eng = fx->eng;
+	lr_future *pending = fx_submit_rq(fx, silent_request(fx));
+	fx->eng = NULL; /* destroyed by the callback */
+	lr_future *f = lr_submit(eng, new_request("hi"));
+	fx_track(fx, f);
+	assert_int_equal(lr_future_then(f, then_destroys_engine, eng), 0);
+	assert_int_equal(lr_future_wait(f, 10000), 1);
+	assert_ok(lr_future_result(f));
+	/* The stop reaches the rest: the pending request ends cancelled. */
+	assert_int_equal(lr_future_wait(pending, 10000), 1);
+	assert_int_equal(lr_future_result(pending)->error, LR_ECANCELLED);
+}
+
 /* ---- volume against the mock server ------------------------------------- */
 
 static void test_thousand_concurrent_requests_against_mock_all_succeed(void **state)
@@ -1417,6 +1502,8 @@ int main(void)
 		T(test_reap_delivers_each_completed_future_exactly_once),
 		T(test_completion_fd_is_readable_when_a_future_is_reapable),
 		T(test_completion_fd_stays_readable_for_a_consumer_that_reaps_two_at_a_time),
+		T(test_waiting_calls_from_a_callback_refuse_instead_of_deadlocking),
+		T(test_destroy_from_a_callback_stops_the_engine_which_frees_itself),
 		T(test_thousand_concurrent_requests_against_mock_all_succeed),
 		T(test_plain_ring_setup_serves_requests),
 		T(test_plain_ring_setup_forced_by_environment),
