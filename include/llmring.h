@@ -416,6 +416,25 @@ LR_API void lr_future_release(lr_future *f);
  * usual). One callback per future; a second is LR_EINVAL. */
 typedef void (*lr_future_fn)(void *user, lr_future *f);
 LR_API int lr_future_then(lr_future *f, lr_future_fn fn, void *user);
+/*
+ * Calls from inside a callback (on_delta, then, on_progress: they run on
+ * the engine's thread, inside its loop turn):
+ *   - allowed: lr_submit, lr_future_cancel, lr_future_release,
+ *     lr_future_then, lr_future_result/done/user_data, lr_engine_stats,
+ *     lr_engine_usage, lr_engine_reap with timeout 0 (threaded engines),
+ *     lr_future_wait with timeout 0 (a look: 1 or 0), sessions.
+ *   - refused with LR_EINVAL, since only this thread could complete what
+ *     they wait for: lr_future_wait / lr_wait_all with a timeout on a
+ *     future not yet complete (the callback's own future included: it
+ *     completes when the callback returns), lr_engine_reap(_batch) with a
+ *     timeout (any reap on a caller-driven engine), lr_engine_run.
+ *   - never blocks: lr_future_next_delta (the timeout is taken as 0).
+ *   - deferred: lr_engine_destroy. A threaded engine stops, completes
+ *     everything as cancelled and frees itself on its own thread once the
+ *     turn is over; the engine must not be used after the call. On a
+ *     caller-driven engine it only stops the engine: call it again from
+ *     outside the callback to free it.
+ */
 /* Waits until every one of fs[0..n) is complete or timeout_ms passed
  * (<0 forever). Returns how many are complete; each keeps its own result
  * (one failure never fails the others). */
