@@ -2090,13 +2090,20 @@ LR_API int lr_wait_all(lr_future *const *fs, int n, int timeout_ms)
 			uint64_t now = clock_now_ns();
 			left = now < deadline ? (int)((deadline - now + 999999u) / 1000000u) : 0;
 		}
-		done += lr_future_wait(fs[i], left) == 1;
+		int w = lr_future_wait(fs[i], left);
+		if (w < 0)
+			return w; /* from a callback: see lr_future_wait */
+		done += w == 1;
 	}
 	return done;
 }
 
 LR_API lr_future *lr_complete(lr_engine *e, lr_request *rq, int timeout_ms)
 {
+	if (in_engine_callback(e)) {
+		lr_request_free(rq); /* taken over, as lr_submit would */
+		return NULL;         /* it could never complete while this waits */
+	}
 	lr_future *f = lr_submit(e, rq);
 	if (!f)
 		return NULL;
@@ -2110,7 +2117,7 @@ LR_API lr_future *lr_complete(lr_engine *e, lr_request *rq, int timeout_ms)
 
 LR_API int lr_run_batch(lr_engine *e, lr_request **rqs, int n, lr_future **out, int timeout_ms)
 {
-	if (!e || !rqs || !out || n < 0) {
+	if (!e || !rqs || !out || n < 0 || in_engine_callback(e)) {
 		for (int i = 0; rqs && i < n; i++)
 			lr_request_free(rqs[i]);
 		return LR_EINVAL;

@@ -427,7 +427,8 @@ LR_API int lr_future_then(lr_future *f, lr_future_fn fn, void *user);
  *     they wait for: lr_future_wait / lr_wait_all with a timeout on a
  *     future not yet complete (the callback's own future included: it
  *     completes when the callback returns), lr_engine_reap(_batch) with a
- *     timeout (any reap on a caller-driven engine), lr_engine_run.
+ *     timeout (any reap on a caller-driven engine), lr_engine_run,
+ *     lr_run_batch; lr_complete returns NULL (the request is freed).
  *   - never blocks: lr_future_next_delta (the timeout is taken as 0).
  *   - deferred: lr_engine_destroy. A threaded engine stops, completes
  *     everything as cancelled and frees itself on its own thread once the
