@@ -10,7 +10,7 @@ dir=${TSAN_BUILD_DIR:-build-tsan}
 tests=(${TSAN_TESTS:-engine flow retry dialects pool stream})
 # halt_on_error: the first race fails the program (meson sees a nonzero
 # exit); second_deadlock_stack: both stacks of a lock-order inversion.
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tools/tsan.supp ${TSAN_OPTIONS:-}"
 # TSan's shadow mapping clashes with full ASLR on newer kernels; the
 # runtime re-executes itself without it, but only when it may.
 if [ ! -f "$dir/build.ninja" ]; then
