@@ -156,6 +156,11 @@ typedef struct lr_config {
 	void (*on_progress)(void *user, const struct lr_progress *progress);
 	void *progress_user;
 	int progress_interval_ms;
+	/* Response bytes the engine may hold for requests in flight, all
+	 * together (0: an eighth of physical memory, at least 256 MiB; the
+	 * environment variable LLMRING_MAX_BUFFERED_BYTES overrides). Past it
+	 * the largest response in flight fails with LR_ETOOLARGE. */
+	size_t max_buffered_bytes;
 } lr_config;
 
 
@@ -411,6 +416,26 @@ LR_API void lr_future_release(lr_future *f);
  * usual). One callback per future; a second is LR_EINVAL. */
 typedef void (*lr_future_fn)(void *user, lr_future *f);
 LR_API int lr_future_then(lr_future *f, lr_future_fn fn, void *user);
+/*
+ * Calls from inside a callback (on_delta, then, on_progress: they run on
+ * the engine's thread, inside its loop turn):
+ *   - allowed: lr_submit, lr_future_cancel, lr_future_release,
+ *     lr_future_then, lr_future_result/done/user_data, lr_engine_stats,
+ *     lr_engine_usage, lr_engine_reap with timeout 0 (threaded engines),
+ *     lr_future_wait with timeout 0 (a look: 1 or 0), sessions.
+ *   - refused with LR_EINVAL, since only this thread could complete what
+ *     they wait for: lr_future_wait / lr_wait_all with a timeout on a
+ *     future not yet complete (the callback's own future included: it
+ *     completes when the callback returns), lr_engine_reap(_batch) with a
+ *     timeout (any reap on a caller-driven engine), lr_engine_run,
+ *     lr_run_batch; lr_complete returns NULL (the request is freed).
+ *   - never blocks: lr_future_next_delta (the timeout is taken as 0).
+ *   - deferred: lr_engine_destroy. A threaded engine stops, completes
+ *     everything as cancelled and frees itself on its own thread once the
+ *     turn is over; the engine must not be used after the call. On a
+ *     caller-driven engine it only stops the engine: call it again from
+ *     outside the callback to free it.
+ */
 /* Waits until every one of fs[0..n) is complete or timeout_ms passed
  * (<0 forever). Returns how many are complete; each keeps its own result
  * (one failure never fails the others). */
@@ -450,7 +475,9 @@ LR_API void lr_session_free(lr_session *s);
  * (lr_future_result then holds the outcome), LR_ETIMEOUT when timeout_ms
  * (<0 forever) passed first, LR_EINVAL for a request not streamed this
  * way. One consumer thread per future. A callback set with
- * lr_request_on_delta still runs, on the engine thread, first.
+ * lr_request_on_delta still runs, on the engine thread, after the delta
+ * was queued here: a callback that wakes the consumer, which then calls
+ * lr_future_next_delta(f, &d, 0), always finds that delta.
  */
 LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
 
