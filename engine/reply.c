@@ -24,9 +24,11 @@ static void calls_free(struct reply *r)
 	}
 	free(r->calls);
 	free(r->public_calls);
+	free(r->slots);
 	r->calls = NULL;
 	r->public_calls = NULL;
-	r->ncalls = r->cap = 0;
+	r->slots = NULL;
+	r->ncalls = r->cap = r->nslots = 0;
 }
 
 void reply_reset(struct reply *r)
@@ -104,29 +106,95 @@ int reply_text(struct reply *r, int choice, const char *v, size_t len, bool esca
 	return 0;
 }
 
-static struct reply_tool_call *call_at(struct reply *r, int index)
+static unsigned slot_hash(int index, unsigned nslots)
 {
-	for (unsigned i = r->ncalls; i-- > 0;)
-		if (r->calls[i].index == index)
-			return &r->calls[i];
+	return ((unsigned)index * 2654435761u) & (nslots - 1);
+}
+
+/* Rebuilds the index hash at twice the call array's capacity, so it stays
+ * at most half full and a lookup takes a probe or two. */
+static int slots_grow(struct reply *r, unsigned cap)
+{
+	unsigned n = cap * 2;
+	unsigned *s = calloc(n, sizeof(*s));
+	if (!s)
+		return LR_ENOMEM;
+	for (unsigned i = 0; i < r->ncalls; i++) {
+		unsigned h = slot_hash(r->calls[i].index, n);
+		while (s[h])
+			h = (h + 1) & (n - 1);
+		s[h] = i + 1;
+	}
+	free(r->slots);
+	r->slots = s;
+	r->nslots = n;
+	return 0;
+}
+
+/* The call with the provider's index, added when new. Deltas name calls
+ * by index in any order, so this is a hash lookup: a scan per delta was
+ * quadratic in the number of calls. NULL with *err set on failure. */
+static struct reply_tool_call *call_at(struct reply *r, int index, int *err)
+{
+	/* Most deltas continue the latest call. */
+	if (r->ncalls && r->calls[r->ncalls - 1].index == index) {
+		r->call_probes++;
+		return &r->calls[r->ncalls - 1];
+	}
+	unsigned h = 0;
+	if (r->nslots) {
+		for (h = slot_hash(index, r->nslots); r->slots[h]; h = (h + 1) & (r->nslots - 1)) {
+			r->call_probes++;
+			if (r->calls[r->slots[h] - 1].index == index)
+				return &r->calls[r->slots[h] - 1];
+		}
+	}
+	if (r->ncalls >= REPLY_MAX_TOOL_CALLS) {
+		*err = LR_ETOOLARGE;
+		return NULL;
+	}
 	if (r->ncalls == r->cap) {
 		unsigned cap = r->cap ? r->cap * 2 : 4;
 		struct reply_tool_call *c = realloc(r->calls, cap * sizeof(*c));
-		if (!c)
+		if (c)
+			r->calls = c;
+		if (!c || slots_grow(r, cap)) {
+			*err = LR_ENOMEM;
 			return NULL;
-		r->calls = c;
+		}
 		r->cap = cap;
+		for (h = slot_hash(index, r->nslots); r->slots[h]; h = (h + 1) & (r->nslots - 1))
+			;
 	}
+	r->slots[h] = r->ncalls + 1;
 	struct reply_tool_call *c = &r->calls[r->ncalls++];
 	memset(c, 0, sizeof(*c));
 	c->index = index;
 	return c;
 }
 
+/* Ids, names and short arguments are a few bytes: an exact first
+ * allocation instead of the buffers' 512-byte minimum keeps many calls
+ * from costing 1.5 KiB each. Unescaping never lengthens a value. */
+static int small_append(struct http_buf *b, const char *v, size_t len, bool escaped)
+{
+	if (!b->cap && len) {
+		size_t cap = (len + 16) & ~(size_t)15;
+		b->data = malloc(cap);
+		if (!b->data)
+			return LR_ENOMEM;
+		b->cap = cap;
+	}
+	return escaped ? json_unescape_append(b, v, len) : http_buf_append(b, v, len);
+}
+
 int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const char *name,
                size_t name_len, const char *args, size_t args_len, bool escaped)
 {
-	struct reply_tool_call *c = call_at(r, index);
+	int err = 0;
+	struct reply_tool_call *c = call_at(r, index, &err);
+	if (!c && err == LR_ETOOLARGE)
+		return reply_fail(r, err, "the reply has more than %d tool calls", REPLY_MAX_TOOL_CALLS);
 	if (!c)
 		return reply_fail(r, LR_ENOMEM, "out of memory");
 	if (!r->first_token_ns)
@@ -136,17 +204,16 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
 	 * arrive in fragments that concatenate. */
 	if (id && id_len) {
 		c->id.len = 0;
-		ret = escaped ? json_unescape_append(&c->id, id, id_len) : http_buf_append(&c->id, id, id_len);
+		ret = small_append(&c->id, id, id_len, escaped);
 	}
 	if (!ret && name && name_len) {
 		c->name.len = 0;
-		ret = escaped ? json_unescape_append(&c->name, name, name_len)
-		              : http_buf_append(&c->name, name, name_len);
+		ret = small_append(&c->name, name, name_len, escaped);
 	}
 	if (!ret)
 		ret = decode(r, args, args ? args_len : 0, escaped);
 	if (!ret && r->scratch.len)
-		ret = http_buf_append(&c->args, r->scratch.data, r->scratch.len);
+		ret = small_append(&c->args, r->scratch.data, r->scratch.len, false);
 	if (ret)
 		return reply_fail(r, ret == LR_ENOMEM ? ret : LR_EPROTO, "a tool call could not be decoded");
 	if (r->fn) {

@@ -22,10 +22,18 @@ struct reply_tool_call {
 	struct http_buf args;       /* owner: the reply; JSON text of the arguments */
 };
 
+/* More tool calls than any model makes in one reply; past it the reply
+ * fails with LR_ETOOLARGE (response_too_large) rather than grow without
+ * bound on a hostile or broken stream. */
+#define REPLY_MAX_TOOL_CALLS 4096
+
 struct reply {
 	struct http_buf text;       /* owner: the reply; choices[0]'s content */
 	struct reply_tool_call *calls; /* owner: the reply; ncalls used, cap allocated */
 	unsigned ncalls, cap;
+	unsigned *slots;            /* owner: the reply; hash of index -> calls[] + 1, 0 empty */
+	unsigned nslots;            /* a power of two, 2 x cap */
+	unsigned long call_probes;  /* work counter: slots examined finding calls (tests) */
 	lr_tool_call *public_calls; /* owner: the reply; lr_result's view, built at the end */
 	struct http_buf scratch;    /* owner: the reply; one delta's text, unescaped */
 	lr_delta_fn fn;             /* borrowed: the caller's callback, or NULL */

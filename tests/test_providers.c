@@ -2262,6 +2262,104 @@ static void reply_body_with_text_and_calls(void **state)
 	expect_json(s.openai_body, "choices.0.message.tool_calls", NULL);
 }
 
+/* An OpenAI stream of n tool calls, each as its own chunk with two
+ * argument fragments (how models stream parallel calls). */
+static char *many_tool_call_stream(unsigned n, size_t *len)
+{
+	size_t cap = (size_t)n * 400 + 256, at = 0;
+	char *buf = malloc(cap);
+	assert_non_null(buf);
+	for (unsigned i = 0; i < n; i++) {
+		at += (size_t)snprintf(buf + at, cap - at,
+		                       "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":%u,"
+		                       "\"id\":\"call_%u\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+		                       "\"arguments\":\"{\\\"i\\\":\"}}]}}]}\n\n"
+		                       "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":%u,"
+		                       "\"function\":{\"arguments\":\"%u}\"}}]}}]}\n\n",
+		                       i, i, i, i);
+	}
+	at += (size_t)snprintf(buf + at, cap - at,
+	                       "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+	                       "data: [DONE]\n\n");
+	*len = at;
+	return buf;
+}
+
+static void stream_many_tool_calls_take_linear_work(void **state)
+{
+	(void)state;
+	const unsigned n = REPLY_MAX_TOOL_CALLS;
+	size_t len;
+	char *in = many_tool_call_stream(n, &len);
+	struct reply r;
+	reply_init(&r, NULL, NULL);
+	struct stream_decoder *sd = stream_decoder_new(PROVIDER_OPENAI, false, &r);
+	assert_non_null(sd);
+	int feed = stream_decoder_feed(sd, in, len);
+	int finish = stream_decoder_finish(sd);
+	stream_decoder_free(sd);
+	free(in);
+	unsigned ncalls = r.ncalls;
+	unsigned long probes = r.call_probes;
+	bool last_ok = ncalls == n && r.calls[n - 1].index == (int)n - 1 && r.calls[n - 1].args.len == 10 + 0 &&
+	               !memcmp(r.calls[n - 1].args.data, "{\"i\":4095}", 10);
+	int error = r.error;
+	reply_free(&r);
+	assert_int_equal(feed, 0);
+	assert_int_equal(finish, 0);
+	assert_int_equal(error, 0);
+	assert_int_equal(ncalls, n);
+	assert_true(last_ok);
+	/* A scan per new call examined n^2/2 (8 million) entries; the hash
+	 * takes a few per delta. */
+	assert_true(probes < 8ul * n);
+}
+
+static void stream_tool_calls_past_the_cap_fail_too_large(void **state)
+{
+	(void)state;
+	size_t len;
+	char *in = many_tool_call_stream(REPLY_MAX_TOOL_CALLS + 1, &len);
+	struct reply r;
+	reply_init(&r, NULL, NULL);
+	struct stream_decoder *sd = stream_decoder_new(PROVIDER_OPENAI, false, &r);
+	assert_non_null(sd);
+	(void)stream_decoder_feed(sd, in, len);
+	(void)stream_decoder_finish(sd);
+	stream_decoder_free(sd);
+	free(in);
+	int error = r.error;
+	unsigned ncalls = r.ncalls;
+	char message[sizeof(r.message)];
+	memcpy(message, r.message, sizeof(message));
+	reply_free(&r);
+	assert_int_equal(error, LR_ETOOLARGE);
+	assert_int_equal(ncalls, REPLY_MAX_TOOL_CALLS);
+	assert_non_null(strstr(message, "more than 4096 tool calls"));
+}
+
+static void reply_tool_calls_in_any_index_order(void **state)
+{
+	(void)state;
+	struct reply r;
+	reply_init(&r, NULL, NULL);
+	/* Sparse and revisited indices (Anthropic numbers content blocks). */
+	static const int order[] = {7, 3, 1000000, -2, 3, 7, 1000000, -2, 5};
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		assert_int_equal(reply_tool(&r, order[i], NULL, 0, NULL, 0, "x", 1, false), 0);
+	unsigned ncalls = r.ncalls;
+	size_t lens[5];
+	for (unsigned i = 0; i < 5 && i < ncalls; i++)
+		lens[i] = r.calls[i].args.len;
+	reply_free(&r);
+	assert_int_equal(ncalls, 5);
+	assert_int_equal(lens[0], 2);
+	assert_int_equal(lens[1], 2);
+	assert_int_equal(lens[2], 2);
+	assert_int_equal(lens[3], 2);
+	assert_int_equal(lens[4], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2348,6 +2446,9 @@ int main(void)
 		/* 5. the chat.completion written back */
 		cmocka_unit_test(reply_body_with_tool_calls_only_has_null_content),
 		cmocka_unit_test(reply_body_with_text_and_calls),
+		cmocka_unit_test(reply_tool_calls_in_any_index_order),
+		cmocka_unit_test(stream_many_tool_calls_take_linear_work),
+		cmocka_unit_test(stream_tool_calls_past_the_cap_fail_too_large),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
