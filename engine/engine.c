@@ -1317,12 +1317,14 @@ static int endpoint_source(const char *cfg_base, const char *cfg_key, enum provi
 		         pi->base_env);
 		return LR_EINVAL;
 	}
-	if (!src->key && own_endpoint && pi->key_env) {
+	/* No key given: each provider's own variable, also under a base URL
+	 * (a mixed batch must never send one provider's key to another). */
+	if (!src->key && pi->key_env) {
 		const char *k = getenv(pi->key_env);
 		src->key = k && k[0] ? k : NULL;
 		/* Only the public endpoint needs one: a server named by the
 		 * variable may be a local one that takes none. */
-		src->needs_key = !src->key && public_endpoint;
+		src->needs_key = !src->key && public_endpoint && own_endpoint;
 	}
 	return 0;
 }

@@ -549,6 +549,37 @@ static void head_for(const char *base_url, const char *key, const char *model, c
 	test_server_stop(srv);
 }
 
+
+/* Issue 9: under one base URL, a mixed batch sends each provider its own
+ * key from its own variable, never another provider's. */
+static void test_each_provider_gets_its_own_key_under_a_base_url(void **state)
+{
+	(void)state;
+	setenv("OPENAI_API_KEY", "sk-openai-AAA", 1);
+	setenv("ANTHROPIC_API_KEY", "sk-ant-BBB", 1);
+	setenv("GEMINI_API_KEY", "g-CCC", 1);
+	char head[4096];
+	head_for("/v1", NULL, "gpt-4o-mini", head, sizeof(head));
+	assert_non_null(strstr(head, "Authorization: Bearer sk-openai-AAA\r\n"));
+	assert_null(strstr(head, "BBB"));
+	assert_null(strstr(head, "CCC"));
+	head_for("/v1", NULL, "anthropic/claude-haiku-4-5", head, sizeof(head));
+	assert_non_null(strstr(head, "x-api-key: sk-ant-BBB\r\n"));
+	assert_null(strstr(head, "AAA"));
+	assert_null(strstr(head, "Authorization"));
+	head_for("/v1", NULL, "gemini/gemini-2.0-flash", head, sizeof(head));
+	assert_non_null(strstr(head, "x-goog-api-key: g-CCC\r\n"));
+	assert_null(strstr(head, "AAA"));
+	assert_null(strstr(head, "BBB"));
+	head_for("/v1", NULL, "ollama/qwen3:4b", head, sizeof(head));
+	assert_null(strstr(head, "AAA"));
+	assert_null(strstr(head, "BBB"));
+	assert_null(strstr(head, "CCC"));
+	unsetenv("OPENAI_API_KEY");
+	unsetenv("ANTHROPIC_API_KEY");
+	unsetenv("GEMINI_API_KEY");
+}
+
 static void test_each_provider_gets_its_path_and_key_header(void **state)
 {
 	(void)state;
@@ -654,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_pull_iterator_hands_out_every_delta),
 		cmocka_unit_test(test_pull_iterator_times_out_and_resumes),
 		cmocka_unit_test(test_each_provider_gets_its_path_and_key_header),
+		cmocka_unit_test(test_each_provider_gets_its_own_key_under_a_base_url),
 		cmocka_unit_test(test_missing_keys_fail_before_sending),
 		cmocka_unit_test(test_model_provider_names),
 	};
