@@ -2018,7 +2018,9 @@ LR_API int lr_config_check_model(const lr_config *cfg, const char *model, char *
 		} else if ((ret = endpoint_source(cfg ? cfg->base_url : NULL, cfg ? cfg->api_key : NULL, p, &src,
 		                                  text, sizeof(text)))) {
 		} else if ((ret = url_parse(src.base, &u, &url_why))) {
-			snprintf(text, sizeof(text), "%s base URL %s: %s", provider_info(p)->name, src.base,
+			char shown[200];
+			url_redact(src.base, shown, sizeof(shown));
+			snprintf(text, sizeof(text), "%s base URL %.120s: %s", provider_info(p)->name, shown,
 			         url_why ? url_why : "invalid");
 		} else if (src.needs_key) {
 			ret = LR_EAUTH;

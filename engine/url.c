@@ -53,6 +53,12 @@ int url_parse(const char *s, struct url *u, const char **why)
 	} else {
 		return url_fail(why, "URL must start with http:// or https://");
 	}
+	/* Userinfo is refused, never used: a key belongs in the provider's
+	 * variable, and a password in a URL ends up in logs. */
+	size_t authority = strcspn(s, "/?#");
+	if (memchr(s, '@', authority))
+		return url_fail(why, "credentials (user:password@) in a URL are not supported; "
+		                     "give the key in the provider's API key variable");
 	const char *host_end;
 	const char *p;
 	if (*s == '[') {
@@ -113,4 +119,24 @@ int url_parse(const char *s, struct url *u, const char **why)
 bool url_same_origin(const struct url *a, const struct url *b)
 {
 	return a->https == b->https && a->port == b->port && strcasecmp(a->host, b->host) == 0;
+}
+
+void url_redact(const char *in, char *out, size_t cap)
+{
+	if (!cap)
+		return;
+	const char *rest = in;
+	size_t scheme = strncasecmp(in, "http://", 7) == 0 ? 7 : strncasecmp(in, "https://", 8) == 0 ? 8 : 0;
+	const char *authority = in + scheme;
+	size_t alen = strcspn(authority, "/?#");
+	const char *at = NULL;
+	for (size_t i = 0; i < alen; i++)
+		if (authority[i] == '@')
+			at = authority + i; /* the last one ends the userinfo */
+	if (!at) {
+		snprintf(out, cap, "%s", in);
+		return;
+	}
+	rest = at + 1;
+	snprintf(out, cap, "%.*s***@%s", (int)scheme, in, rest);
 }

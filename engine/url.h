@@ -21,6 +21,9 @@ struct url {
  * LR_EINVAL with *why set to a static explanation. */
 int url_parse(const char *s, struct url *u, const char **why);
 
+/* in with any userinfo (user:password@) replaced by ***, for messages. */
+void url_redact(const char *in, char *out, size_t cap);
+
 /* Same scheme, host and port. */
 bool url_same_origin(const struct url *a, const struct url *b);
 

@@ -580,6 +580,28 @@ static void test_each_provider_gets_its_own_key_under_a_base_url(void **state)
 	unsetenv("GEMINI_API_KEY");
 }
 
+
+/* Issue 9: userinfo in a base URL is refused with that reason, and the
+ * message never shows the password. */
+static void test_credentials_in_a_base_url_are_refused_and_never_echoed(void **state)
+{
+	(void)state;
+	lr_config cfg = lr_config_default();
+	cfg.base_url = "http://alice:hunter2-secret@127.0.0.1:8000/v1";
+	char why[512];
+	assert_int_equal(lr_config_check_model(&cfg, "gpt-4o-mini", why, sizeof(why)), LR_EINVAL);
+	assert_non_null(strstr(why, "credentials"));
+	assert_non_null(strstr(why, "http://***@127.0.0.1:8000/v1"));
+	assert_null(strstr(why, "hunter2"));
+	assert_null(strstr(why, "alice"));
+	assert_null(strstr(why, "invalid port"));
+	lr_engine *e = NULL;
+	assert_true(lr_engine_new(&cfg, &e) < 0);
+	/* An @ after the path is not userinfo. */
+	cfg.base_url = "http://127.0.0.1:8000/v1/@x";
+	assert_int_equal(lr_config_check_model(&cfg, "gpt-4o-mini", why, sizeof(why)), 0);
+}
+
 static void test_each_provider_gets_its_path_and_key_header(void **state)
 {
 	(void)state;
@@ -685,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_pull_iterator_hands_out_every_delta),
 		cmocka_unit_test(test_pull_iterator_times_out_and_resumes),
 		cmocka_unit_test(test_each_provider_gets_its_path_and_key_header),
+		cmocka_unit_test(test_credentials_in_a_base_url_are_refused_and_never_echoed),
 		cmocka_unit_test(test_each_provider_gets_its_own_key_under_a_base_url),
 		cmocka_unit_test(test_missing_keys_fail_before_sending),
 		cmocka_unit_test(test_model_provider_names),
