@@ -133,6 +133,19 @@ static void tls_received(struct conn *c, const char *data, size_t len)
 	tls_flush(c); /* reading may have produced output (alerts) */
 }
 
+static void conn_rearm_deferred(struct ring_deferred *d)
+{
+	struct conn *c = container_of(d, struct conn, rearm);
+	c->recv_deferred = false;
+	c->ops_in_flight--;
+	if (c->closing) {
+		c->ops_in_flight++;
+		conn_op_done(c);
+		return;
+	}
+	conn_arm_recv(c);
+}
+
 static void on_recv_cqe(struct ring_op *op, int res, unsigned flags)
 {
 	struct conn *c = container_of(op, struct conn, op_recv);
@@ -151,9 +164,17 @@ static void on_recv_cqe(struct ring_op *op, int res, unsigned flags)
 		return;
 	c->recv_armed = false;
 	if (!c->closing) {
-		if (res > 0 || res == -ENOBUFS) {
-			/* Multishot ended without an error (or the buffers ran
-			 * out and were just replenished): re-arm. */
+		if (res == -ENOBUFS) {
+			/* The buffers ran out: the data waits in the socket.
+			 * Re-arming now would fail again before the recycled
+			 * buffers are back; the next turn has them. The op stays
+			 * counted in flight, so a close waits for the re-arm. */
+			c->recv_deferred = true;
+			ring_defer(c->ring, &c->rearm, conn_rearm_deferred);
+			return;
+		}
+		if (res > 0) {
+			/* Multishot ended without an error: re-arm. */
 			c->ops_in_flight--;
 			conn_arm_recv(c);
 			return;

@@ -39,6 +39,8 @@ struct conn {
 	int fd;
 	unsigned ops_in_flight;
 	bool recv_armed, closing, close_queued;
+	bool recv_deferred;         /* out of buffers: re-armed next turn (counted in flight) */
+	struct ring_deferred rearm;
 	struct ring_op op_socket, op_connect, op_send, op_recv, op_close;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;

@@ -58,6 +58,8 @@ struct lr_future {
 
 	/* Result storage, owner: the future. */
 	struct http_buf resp_body;
+	size_t buffered;                /* response bytes counted in eng->buffered_bytes */
+	bool over_budget;               /* failed by the engine-wide buffered-bytes cap */
 	struct reply reply;             /* text, tool calls, usage, ids (normalised) */
 	struct stream_decoder *stream;  /* owner: future; while a streamed response is read */
 	struct pull_queue *pull;        /* owner: future; deltas for lr_future_next_delta */
@@ -172,6 +174,7 @@ struct lr_engine {
 
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
+	bool self_free;                 /* destroyed from a callback: the thread frees e */
 	uint64_t completions;           /* futures completed by this loop */
 	struct resolver *resolver;      /* owner: engine */
 	struct ring ring;
@@ -181,6 +184,7 @@ struct lr_engine {
 	uint64_t wake_value;
 	bool wake_armed;
 	unsigned active_count;
+	size_t buffered_bytes;          /* sum of the active futures' `buffered` */
 	struct future_list waiting;     /* over max_in_flight, FIFO */
 	struct future_list active;      /* on the wire (for shutdown) */
 	struct future_list backoff;     /* waiting to be retried (for shutdown and cancel) */
@@ -277,16 +281,21 @@ static void future_mark_done(struct lr_future *f)
 		pull_wake(f->pull);
 }
 
-/* The engine-thread side of the delta callback: the caller's callback,
- * then a copy for the pull iterator. */
+/* The engine-thread side of the delta callback: a copy for the pull
+ * iterator first, then the caller's callback, so a callback that wakes
+ * a lr_future_next_delta consumer finds the delta already queued. */
+static void pull_queue_delta(struct pull_queue *q, const lr_delta *d);
 static void future_delta(void *user, const lr_delta *d)
 {
 	struct lr_future *f = user;
+	if (f->pull)
+		pull_queue_delta(f->pull, d);
 	if (f->on_delta)
 		f->on_delta(f->on_delta_user, d);
-	struct pull_queue *q = f->pull;
-	if (!q)
-		return;
+}
+
+static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
+{
 	size_t fr = d->finish_reason ? strlen(d->finish_reason) + 1 : 0;
 	size_t id = d->tool_id ? strlen(d->tool_id) + 1 : 0;
 	size_t nm = d->tool_name ? strlen(d->tool_name) + 1 : 0;
@@ -612,15 +621,44 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	return 0;
 }
 
+/*
+ * The engine-wide cap on response bytes held for requests in flight:
+ * without it, a few hundred endless bodies each under the per-response
+ * cap exhaust memory. f's holding just changed; while the sum is over
+ * the cap the largest holder fails. Returns LR_ETOOLARGE when that is f.
+ */
+static int engine_check_buffered(struct lr_engine *e, struct lr_future *f)
+{
+	size_t held = f->stream ? f->reply.text.cap + f->reply.scratch.cap : f->resp_body.cap;
+	e->buffered_bytes += held - f->buffered;
+	f->buffered = held;
+	while (e->buffered_bytes > e->cfg.max_buffered_bytes) {
+		struct lr_future *largest = f;
+		for (struct lr_future *a = e->active.head; a; a = a->wait_next)
+			if (a->buffered > largest->buffered)
+				largest = a;
+		largest->over_budget = true;
+		if (largest == f)
+			return LR_ETOOLARGE;
+		pool_abort(&e->pool, &largest->ex, LR_ETOOLARGE, "response too large");
+	}
+	return 0;
+}
+
 static int future_on_body(struct http_exchange *ex, const char *data, size_t len)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
-	if (!f->stream)
-		return http_buf_append(&f->resp_body, data, len);
+	if (!f->stream) {
+		int r = http_buf_append(&f->resp_body, data, len);
+		return r ? r : engine_check_buffered(f->eng, f);
+	}
 	unsigned long before = f->reply.events;
 	int r = stream_decoder_feed(f->stream, data, len);
 	if (f->reply.events != before)
 		ex->last_byte_ns = f->eng->ring.now_ns;
+	int cap = engine_check_buffered(f->eng, f);
+	if (cap)
+		return cap;
 	/* An error event from the provider still lets the response end
 	 * normally (the connection stays reusable); broken framing stops it. */
 	return stream_decoder_fatal(f->stream) ? r : 0;
@@ -718,6 +756,8 @@ static void active_unlink(struct lr_engine *e, struct lr_future *f)
 {
 	flist_unlink(&e->active, f);
 	e->active_count--;
+	e->buffered_bytes -= f->buffered;
+	f->buffered = 0;
 }
 
 static void future_on_done(struct http_exchange *ex, int err, const char *msg)
@@ -725,6 +765,19 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
 	struct lr_engine *e = f->eng;
 	active_unlink(e, f);
+	if (f->over_budget && err == LR_ETOOLARGE) {
+		snprintf(f->message, sizeof(f->message),
+		         "response too large: responses in flight held more than %zu bytes together "
+		         "(the largest fails; raise lr_config.max_buffered_bytes or "
+		         "LLMRING_MAX_BUFFERED_BYTES, or lower concurrency)",
+		         e->cfg.max_buffered_bytes);
+		msg = f->message;
+	}
+	if (err == LR_ETOOLARGE) {
+		/* A partial body that broke a cap is of no use to anyone. */
+		http_buf_free(&f->resp_body);
+		f->result.http_status = 0;
+	}
 	if (err == 0 || f->result.http_status) {
 		/* NUL-terminate the body so callers may treat it as a string. */
 		if (http_buf_reserve(&f->resp_body, 1) == 0)
@@ -923,10 +976,15 @@ static void reap_push(struct lr_engine *e, struct lr_future *first, struct lr_fu
 	do {
 		last->next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, first,
-	                                                memory_order_release, memory_order_relaxed));
+	                                                memory_order_acq_rel, memory_order_relaxed));
 	int after = atomic_fetch_add(&e->reap_ready, n) + n;
 	int want = atomic_load(&e->reap_want);
-	if (after >= want && after - n < want && !e->cfg.drive_from_caller)
+	/* A push onto an empty stack always signals: the stack is emptied
+	 * only by the reaper's exchange, which takes whatever was pushed
+	 * before it, so every future is either taken by a reap already under
+	 * way or announced by a signal (the count alone raced with that
+	 * exchange and could skip the signal for good). */
+	if ((old == NULL || (after >= want && after - n < want)) && !e->cfg.drive_from_caller)
 		eventfd_signal(e->completion_fd);
 }
 
@@ -1063,7 +1121,27 @@ static void engine_report_progress(struct lr_engine *e)
  * go on, 0 once a requested shutdown has finished, or -errno when the
  * ring failed.
  */
+/* The engine whose turn this thread is running: callbacks (on_delta,
+ * then, on_progress) run inside one, and API calls that would wait for
+ * that same turn to finish refuse instead of deadlocking. */
+static __thread const struct lr_engine *tl_turn_engine;
+
+static bool in_engine_callback(const struct lr_engine *e)
+{
+	return e && tl_turn_engine == e;
+}
+
+static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns);
 static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
+{
+	const struct lr_engine *outer = tl_turn_engine;
+	tl_turn_engine = e;
+	int ret = engine_turn_inner(e, max_wait_ns);
+	tl_turn_engine = outer;
+	return ret;
+}
+
+static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 {
 	uint64_t completions_before = e->completions;
 	engine_drain_inbox(e);
@@ -1104,6 +1182,8 @@ static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 	return 1;
 }
 
+static void engine_free_after_stop(struct lr_engine *e);
+
 static void *engine_thread(void *arg)
 {
 	struct lr_engine *e = arg;
@@ -1116,6 +1196,8 @@ static void *engine_thread(void *arg)
 	while (engine_turn(e, UINT64_MAX) > 0)
 		;
 	engine_teardown(e);
+	if (e->self_free)
+		engine_free_after_stop(e); /* lr_engine_destroy was called from a callback */
 	return NULL;
 }
 
@@ -1293,6 +1375,21 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		e->cfg.pool_idle_s = d.pool_idle_s;
 	if (e->cfg.max_header_bytes == 0)
 		e->cfg.max_header_bytes = d.max_header_bytes;
+	const char *buffered_env = getenv("LLMRING_MAX_BUFFERED_BYTES");
+	if (buffered_env && *buffered_env) {
+		char *end;
+		unsigned long long v = strtoull(buffered_env, &end, 10);
+		if (*end || v == 0) {
+			free(e);
+			return LR_EINVAL; /* a limit was asked for and cannot be read */
+		}
+		e->cfg.max_buffered_bytes = (size_t)v;
+	}
+	if (e->cfg.max_buffered_bytes == 0) {
+		long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+		uint64_t eighth = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 8 : 0;
+		e->cfg.max_buffered_bytes = eighth > (256u << 20) ? (size_t)eighth : (size_t)256 << 20;
+	}
 	if (e->cfg.max_body_bytes == 0)
 		e->cfg.max_body_bytes = d.max_body_bytes;
 	if (!(e->cfg.dns_ttl_s > 0))
@@ -1372,6 +1469,19 @@ LR_API void lr_engine_destroy(lr_engine *e)
 {
 	if (!e)
 		return;
+	if (in_engine_callback(e)) {
+		/* From a callback: the thread cannot join itself, nor a turn
+		 * tear down the ring it runs on. The stop is deferred: the
+		 * engine finishes its shutdown and frees itself (threaded), or
+		 * the owner's next call sees it stopped (caller-driven: the
+		 * owner must still call lr_engine_destroy outside callbacks). */
+		atomic_store_explicit(&e->stopping, 1, memory_order_release);
+		if (!e->cfg.drive_from_caller && !e->self_free) {
+			e->self_free = true;
+			pthread_detach(e->thread);
+		}
+		return;
+	}
 	atomic_store_explicit(&e->stopping, 1, memory_order_release);
 	if (e->cfg.drive_from_caller) {
 		/* Must be the owner thread (documented): finish the shutdown here. */
@@ -1382,19 +1492,23 @@ LR_API void lr_engine_destroy(lr_engine *e)
 		eventfd_signal(e->wake_fd);
 		pthread_join(e->thread, NULL);
 	}
-	/* Submissions that raced with the stop: complete them here. */
+	engine_free_after_stop(e);
+}
+
+/* After the loop has stopped: what raced with the stop, then the memory. */
+static void engine_free_after_stop(lr_engine *e)
+{
+	/* Submissions that raced with the stop go through the one completion
+	 * path (then-callback before waiters, accounting, provider), on this
+	 * thread: the engine's own has ended. */
 	struct lr_future *f = stack_take_fifo(&e->submit_head, offsetof(struct lr_future, next));
 	while (f) {
 		struct lr_future *next = f->next;
-		f->result.error = LR_ECANCELLED;
-		f->result.error_message = "the engine is shutting down";
-		atomic_fetch_add(&f->waiters, 1); /* wake unconditionally */
-		future_mark_done(f);
-		if (atomic_exchange(&f->then_state, 2) == 1)
-			f->then_fn(f->then_user, f);
-		future_unref(f);
+		f->next = NULL;
+		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 		f = next;
 	}
+	engine_flush_reaped(e);
 	f = stack_take_fifo(&e->cancel_head, offsetof(struct lr_future, next_cancel));
 	while (f) {
 		struct lr_future *next = f->next_cancel;
@@ -1426,7 +1540,7 @@ LR_API void lr_engine_destroy(lr_engine *e)
 
 LR_API int lr_engine_run(lr_engine *e, int timeout_ms)
 {
-	if (!e || !engine_on_owner(e))
+	if (!e || !engine_on_owner(e) || in_engine_callback(e))
 		return LR_EINVAL;
 	/* The kernel's signals on the completion fd are consumed here: this
 	 * turn handles whatever they announced. */
@@ -1483,6 +1597,11 @@ static int reap_hand_out(lr_engine *e, lr_future **out, int max)
 		out[n++] = f;
 	}
 	e->reap_local_count -= n;
+	/* Level-triggered: a host loop may read the fd and then reap fewer
+	 * than are ready; what is left must keep the fd readable. */
+	if ((e->reap_local || atomic_load_explicit(&e->reap_head, memory_order_acquire)) &&
+	    (!e->cfg.drive_from_caller || e->evfd_registered))
+		eventfd_signal(e->completion_fd);
 	return n;
 }
 
@@ -1524,6 +1643,8 @@ LR_API int lr_engine_reap_batch(lr_engine *e, lr_future **out, int max, int min,
 	if (!e || !out || max <= 0)
 		return LR_EINVAL;
 	if (!e->cfg.reap_completions)
+		return LR_EINVAL;
+	if (in_engine_callback(e) && (timeout_ms != 0 || e->cfg.drive_from_caller))
 		return LR_EINVAL;
 	if (min < 1)
 		min = 1;
@@ -1743,6 +1864,8 @@ LR_API int lr_future_wait(lr_future *f, int timeout_ms)
 		return LR_EINVAL;
 	if (atomic_load_explicit(&f->done, memory_order_acquire))
 		return 1;
+	if (in_engine_callback(f->eng))
+		return timeout_ms == 0 ? 0 : LR_EINVAL; /* only this thread could complete it */
 	if (engine_on_owner(f->eng)) {
 		engine_drive(f->eng, timeout_ms, future_is_done, f);
 		return future_is_done(f);
@@ -1823,6 +1946,8 @@ LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms)
 {
 	if (!f || !out || !f->pull)
 		return LR_EINVAL;
+	if (in_engine_callback(f->eng))
+		timeout_ms = 0; /* the next delta can only come from this thread */
 	struct pull_queue *q = f->pull;
 	uint64_t deadline = timeout_ms > 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
 	for (;;) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "clock.h"
 #include "llmring.h"
@@ -50,6 +51,9 @@ struct pconn {
 static const struct conn_handler pconn_handler;
 static const struct http_reader_callbacks pconn_reader_cb;
 static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_idle);
+static void queue_push(struct origin *o, struct http_exchange *ex, enum exchange_phase phase, uint64_t now);
+static bool pool_can_open(struct pool *p, struct origin *o);
+static void pool_dispatch_waiting(struct pool *p);
 
 /* ---- idle list ---- */
 
@@ -163,7 +167,7 @@ static void pconn_retire(struct pconn *pc)
 		o->conns--;
 	}
 	conn_close(&pc->conn);
-	if (o->queue_head && o->conns < p->cfg.max_per_origin && !p->closing)
+	if (o->queue_head && pool_can_open(p, o))
 		pool_dispatch(p, queue_pop(o), false);
 }
 
@@ -296,6 +300,21 @@ static void pconn_connected(struct conn *c, int err)
 		pconn_retire(pc);
 		return;
 	}
+	if ((err == -EMFILE || err == -ENFILE) && ex && p->open_conns > 1 && !p->closing) {
+		/* Out of file descriptors with other sockets open: back-pressure.
+		 * The cap drops to what is open and the exchange waits for a
+		 * socket to close. With nothing else open it fails below. */
+		unsigned others = p->open_conns - 1;
+		if (others < p->fd_cap)
+			p->fd_cap = others;
+		p->fd_cap_probe_ns = p->ring->now_ns + 1000000000u;
+		p->stats.fd_waits++;
+		pc->ex = NULL;
+		ex->pc = NULL;
+		pconn_retire(pc);
+		queue_push(o, ex, EX_QUEUED, p->ring->now_ns);
+		return;
+	}
 	if (ex && pc->addr_index + 1 < o->addrs.count && !p->closing) {
 		/* Try the name's next address with a fresh socket. */
 		unsigned next = pc->addr_index + 1;
@@ -413,9 +432,12 @@ static void pconn_eof(struct conn *c, int err)
 static void pconn_closed(struct conn *c)
 {
 	struct pconn *pc = container_of(c, struct pconn, conn);
-	pc->pool->open_conns--;
+	struct pool *p = pc->pool;
+	p->open_conns--;
 	http_reader_free(&pc->reader);
 	free(pc);
+	if (!p->closing)
+		pool_dispatch_waiting(p);
 }
 
 static const struct conn_handler pconn_handler = {
@@ -457,6 +479,18 @@ static const struct http_reader_callbacks pconn_reader_cb = {
 
 /* ---- pool ---- */
 
+/* The sockets one process may open, leaving room for its other files
+ * (stdio, the batch's input and output, eventfds, the ring, resolver). */
+static unsigned pool_fd_budget(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1u << 24)
+		return 1u << 24;
+	unsigned limit = (unsigned)rl.rlim_cur;
+	unsigned reserve = 16 + (limit / 16 < 256 ? limit / 16 : 256);
+	return limit > reserve + 1 ? limit - reserve : 1;
+}
+
 void pool_init(struct pool *p, struct ring *r, const struct pool_config *cfg)
 {
 	memset(p, 0, sizeof(*p));
@@ -464,6 +498,31 @@ void pool_init(struct pool *p, struct ring *r, const struct pool_config *cfg)
 	p->cfg = *cfg;
 	if (p->cfg.max_per_origin == 0)
 		p->cfg.max_per_origin = 64;
+	p->fd_cap = p->fd_cap_max = pool_fd_budget();
+}
+
+/* Whether o may open one more connection now. */
+static bool pool_can_open(struct pool *p, struct origin *o)
+{
+	if (p->closing || o->conns >= p->cfg.max_per_origin)
+		return false;
+	if (p->open_conns < p->fd_cap)
+		return true;
+	/* A cap lowered by EMFILE probes for room again once a second. */
+	if (p->fd_cap < p->fd_cap_max && p->ring->now_ns >= p->fd_cap_probe_ns) {
+		p->fd_cap++;
+		p->fd_cap_probe_ns = p->ring->now_ns + 1000000000u;
+		return p->open_conns < p->fd_cap;
+	}
+	return false;
+}
+
+/* A socket closed: exchanges waiting for one (any origin) may go. */
+static void pool_dispatch_waiting(struct pool *p)
+{
+	for (struct origin *o = p->origins; o && p->open_conns < p->fd_cap; o = o->next)
+		while (o->queue_head && pool_can_open(p, o))
+			pool_dispatch(p, queue_pop(o), false);
 }
 
 const struct url *origin_url(const struct origin *o)
@@ -518,7 +577,7 @@ static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_i
 		pconn_attach(pc, ex);
 		return;
 	}
-	if (o->conns < p->cfg.max_per_origin) {
+	if (pool_can_open(p, o)) {
 		if (!origin_has_addrs(o, p->ring->now_ns)) {
 			/* Waits (as connecting: the connect deadline runs) for
 			 * the name; the answer dispatches the queue. */
@@ -558,7 +617,7 @@ static void origin_resolved(void *ctx, const struct resolve_result *res)
 	}
 	o->addrs = *res;
 	o->addrs_expire_ns = p->ring->now_ns + p->cfg.dns_ttl_ns;
-	while (o->queue_head && o->conns < p->cfg.max_per_origin && !p->closing)
+	while (o->queue_head && pool_can_open(p, o))
 		pool_dispatch(p, queue_pop(o), false);
 }
 

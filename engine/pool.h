@@ -78,6 +78,7 @@ struct pool_stats {
 	uint64_t connections_opened;
 	uint64_t connections_reused;
 	uint64_t stale_resends;
+	uint64_t fd_waits;          /* connects put back to wait: out of file descriptors */
 	uint64_t tls_full_handshakes;
 	uint64_t tls_resumed_handshakes;
 };
@@ -87,6 +88,11 @@ struct pool {
 	struct pool_config cfg;
 	struct origin *origins;     /* owner: pool (list) */
 	unsigned open_conns;        /* pconns not yet fully closed */
+	/* Sockets the pool may hold at once: below the open-file limit, and
+	 * lowered when a socket fails with EMFILE/ENFILE while others are
+	 * open (then exchanges wait for a socket instead of failing). */
+	unsigned fd_cap, fd_cap_max;
+	uint64_t fd_cap_probe_ns;   /* when the cap may try one more again */
 	bool closing;               /* no connection goes back to idle */
 	struct tls_config *tls;     /* owner: pool; made on the first https connection */
 	struct pool_stats stats;

@@ -124,6 +124,42 @@ struct io_uring_sqe *ring_sqe(struct ring *r, struct ring_op *op)
 	return sqe;
 }
 
+void ring_defer(struct ring *r, struct ring_deferred *d, ring_deferred_fn run)
+{
+	d->run = run;
+	d->next = NULL;
+	if (r->deferred_tail)
+		r->deferred_tail->next = d;
+	else
+		r->deferred_head = d;
+	r->deferred_tail = d;
+}
+
+static void ring_run_deferred(struct ring *r)
+{
+	/* Only what was deferred before this turn: a run that defers again
+	 * waits for the next one. */
+	struct ring_deferred *d = r->deferred_head;
+	r->deferred_head = r->deferred_tail = NULL;
+	while (d) {
+		struct ring_deferred *next = d->next;
+		d->run(d);
+		d = next;
+	}
+}
+
+/* Hands recycled buffers back to the kernel. Done after every CQE batch,
+ * not once per turn: a receive armed later in the same dispatch must find
+ * them, or with more connections than buffers every receive ends in
+ * ENOBUFS and the CQ never drains. */
+static void ring_buf_publish(struct ring *r)
+{
+	if (r->buf_recycled) {
+		io_uring_buf_ring_advance(r->buf_ring, (int)r->buf_recycled);
+		r->buf_recycled = 0;
+	}
+}
+
 void ring_buf_recycle(struct ring *r, unsigned bid)
 {
 	io_uring_buf_ring_add(r->buf_ring, ring_buf(r, bid), r->buf_size, (unsigned short)bid,
@@ -193,6 +229,10 @@ void ring_timer_cancel(struct ring *r, struct ring_timer *t)
 
 void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 {
+	/* No zero-length timers: a deadline at or before this turn's clock
+	 * fires on the next turn, never in the loop that is firing now. */
+	if (deadline_ns <= r->now_ns)
+		deadline_ns = r->now_ns + 1;
 	if (t->heap_index != RING_TIMER_IDLE) {
 		uint64_t old = t->deadline_ns;
 		t->deadline_ns = deadline_ns;
@@ -218,6 +258,9 @@ void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 	heap_up(r, i);
 }
 
+/* Fires the timers due at the start of this call. A timer set again by a
+ * fire function for a moment already past waits for the next turn (see
+ * ring_timer_set), so a zero-length re-arm cannot spin here. */
 static void ring_fire_timers(struct ring *r)
 {
 	while (r->heap_len && r->heap[0].deadline_ns <= r->now_ns) {
@@ -235,11 +278,13 @@ struct cqe_copy {
 	unsigned flags;
 };
 
+/* Dispatches the CQEs, at most about one CQ's worth per turn so that
+ * timers and the owner's turn work run however fast CQEs arrive. */
 static unsigned ring_dispatch(struct ring *r)
 {
 	struct cqe_copy batch[RING_CQE_BATCH];
-	unsigned total = 0;
-	for (;;) {
+	unsigned total = 0, limit = r->uring.cq.ring_entries;
+	while (total < limit) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 		io_uring_for_each_cqe(&r->uring, head, cqe) {
@@ -257,17 +302,15 @@ static unsigned ring_dispatch(struct ring *r)
 			if (op)
 				op->complete(op, batch[i].res, batch[i].flags);
 		}
+		ring_buf_publish(r);
 		total += n;
-	}
-	if (r->buf_recycled) {
-		io_uring_buf_ring_advance(r->buf_ring, (int)r->buf_recycled);
-		r->buf_recycled = 0;
 	}
 	return total;
 }
 
 int ring_run_once(struct ring *r, uint64_t max_wait_ns)
 {
+	ring_run_deferred(r);
 	uint64_t wait_ns = max_wait_ns;
 	if (r->heap_len) {
 		uint64_t d = r->heap[0].deadline_ns;

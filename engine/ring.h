@@ -25,6 +25,14 @@ struct ring_op {
 
 struct ring;
 struct ring_timer;
+
+/* Work put off to the start of the next loop turn (see ring_defer). */
+struct ring_deferred;
+typedef void (*ring_deferred_fn)(struct ring_deferred *d);
+struct ring_deferred {
+	struct ring_deferred *next;
+	ring_deferred_fn run;
+};
 struct ring_heap_entry {
 	uint64_t deadline_ns;
 	struct ring_timer *timer;
@@ -47,6 +55,10 @@ struct ring {
 	char *buf_base;             /* owner: ring (mmap) */
 	unsigned buf_count, buf_size;
 	unsigned buf_recycled;      /* added since the last advance */
+
+	/* Run at the start of the next turn, oldest first; the entries are
+	 * their owners'. */
+	struct ring_deferred *deferred_head, *deferred_tail;
 
 	/* Min-heap of armed timers by deadline; each entry keeps a copy of
 	 * its deadline so sifting never touches the timers' own memory. */
@@ -74,6 +86,13 @@ static inline char *ring_buf(struct ring *r, unsigned bid)
 	return r->buf_base + (size_t)bid * r->buf_size;
 }
 void ring_buf_recycle(struct ring *r, unsigned bid);
+
+/* Runs d->run at the start of the next loop turn, before that turn's
+ * submit. For a re-arm that must not happen inside this turn's dispatch
+ * (a multishot receive that ran out of buffers would fail again at once,
+ * and with enough connections the CQ would never drain). d must stay
+ * valid until it has run. */
+void ring_defer(struct ring *r, struct ring_deferred *d, ring_deferred_fn run);
 
 void ring_timer_init(struct ring_timer *t, ring_timer_fn fire);
 void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns);

@@ -156,6 +156,11 @@ typedef struct lr_config {
 	void (*on_progress)(void *user, const struct lr_progress *progress);
 	void *progress_user;
 	int progress_interval_ms;
+	/* Response bytes the engine may hold for requests in flight, all
+	 * together (0: an eighth of physical memory, at least 256 MiB; the
+	 * environment variable LLMRING_MAX_BUFFERED_BYTES overrides). Past it
+	 * the largest response in flight fails with LR_ETOOLARGE. */
+	size_t max_buffered_bytes;
 } lr_config;
 
 
@@ -450,7 +455,9 @@ LR_API void lr_session_free(lr_session *s);
  * (lr_future_result then holds the outcome), LR_ETIMEOUT when timeout_ms
  * (<0 forever) passed first, LR_EINVAL for a request not streamed this
  * way. One consumer thread per future. A callback set with
- * lr_request_on_delta still runs, on the engine thread, first.
+ * lr_request_on_delta still runs, on the engine thread, after the delta
+ * was queued here: a callback that wakes the consumer, which then calls
+ * lr_future_next_delta(f, &d, 0), always finds that delta.
  */
 LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
 

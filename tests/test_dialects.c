@@ -5,6 +5,7 @@
  * from deltas, mid-stream errors, the pull iterator, missing keys.
  */
 #include <pthread.h>
+#include <time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -405,6 +406,61 @@ static void pull_all(lr_engine *e, const char *model, int tokens)
 	lr_future_release(f);
 }
 
+
+/* Issue 9: the delta is queued for the pull iterator before the callback
+ * runs, so "notify from the callback, then next_delta(f, &d, 0)" never
+ * misses it. The callback holds the engine thread until the consumer
+ * has looked. */
+struct notify_pull {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int notified, looked;
+};
+static void notify_on_first_delta(void *user, const lr_delta *d)
+{
+	struct notify_pull *np = user;
+	pthread_mutex_lock(&np->lock);
+	if (np->notified++ == 0) {
+		pthread_cond_broadcast(&np->cond);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 10;
+		while (!np->looked && pthread_cond_timedwait(&np->cond, &np->lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&np->lock);
+}
+
+static void test_delta_is_pullable_when_its_callback_runs(void **state)
+{
+	(void)state;
+	struct mock_server *s = start_mock(12, 0);
+	lr_engine *e = engine_for(s, 0);
+	static struct notify_pull np = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+	lr_request *rq = lr_request_new("gpt-4o-mini");
+	lr_request_add_message(rq, LR_ROLE_USER, "stream please");
+	assert_int_equal(lr_request_set_stream(rq, 1), 0);
+	assert_int_equal(lr_request_on_delta(rq, notify_on_first_delta, &np), 0);
+	lr_future *f = lr_submit(e, rq);
+	pthread_mutex_lock(&np.lock);
+	while (!np.notified)
+		pthread_cond_wait(&np.cond, &np.lock);
+	pthread_mutex_unlock(&np.lock);
+	lr_delta d;
+	int first = lr_future_next_delta(f, &d, 0);
+	pthread_mutex_lock(&np.lock);
+	np.looked = 1;
+	pthread_cond_broadcast(&np.cond);
+	pthread_mutex_unlock(&np.lock);
+	assert_int_equal(first, 1);
+	while (lr_future_next_delta(f, &d, 10000) == 1)
+		;
+	assert_int_equal(lr_future_result(f)->error, LR_OK);
+	lr_future_release(f);
+	lr_engine_destroy(e);
+	mock_server_stop(s);
+}
+
 static void test_pull_iterator_hands_out_every_delta(void **state)
 {
 	(void)state;
@@ -594,6 +650,7 @@ int main(void)
 		cmocka_unit_test(test_timings_tell_first_byte_from_first_token),
 		cmocka_unit_test(test_overloaded_529_maps_to_overloaded),
 		cmocka_unit_test(test_embeddings_openai_and_ollama),
+		cmocka_unit_test(test_delta_is_pullable_when_its_callback_runs),
 		cmocka_unit_test(test_pull_iterator_hands_out_every_delta),
 		cmocka_unit_test(test_pull_iterator_times_out_and_resumes),
 		cmocka_unit_test(test_each_provider_gets_its_path_and_key_header),

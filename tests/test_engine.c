@@ -272,6 +272,14 @@ static void reply_ok_capture(void *ctx, const struct ts_request *rq, struct ts_r
 	reply_ok(NULL, rq, r);
 }
 
+/* The server thread filled the capture under its lock before replying:
+ * taking the lock once orders those writes before the test's reads. */
+static void capture_sync(struct capture *c)
+{
+	pthread_mutex_lock(&c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
 /* Case-insensitive: does the head carry "name: value" exactly? */
 static int head_has(const char *head, const char *name, const char *value)
 {
@@ -349,6 +357,7 @@ static void test_request_is_post_json_to_base_path_chat_completions(void **state
 
 	assert_ok(wait_result(fx_submit(fx)));
 
+	capture_sync(&cap);
 	assert_true(strncmp(cap.head, "POST /v1/chat/completions HTTP/1.1\r\n", 36) == 0);
 	char host[64];
 	snprintf(host, sizeof host, "127.0.0.1:%u", (unsigned)test_server_port(fx->srv));
@@ -372,6 +381,7 @@ static void test_custom_base_url_without_key_sends_no_authorization(void **state
 	fx_engine(fx);
 
 	assert_ok(wait_result(fx_submit(fx)));
+	capture_sync(&cap);
 	assert_false(head_has_name(cap.head, "Authorization"));
 }
 
@@ -385,6 +395,7 @@ static void test_api_key_is_sent_as_bearer_token(void **state)
 	fx_engine(fx);
 
 	assert_ok(wait_result(fx_submit(fx)));
+	capture_sync(&cap);
 	assert_true(head_has(cap.head, "Authorization", "Bearer sk-test-123"));
 }
 
@@ -1150,6 +1161,143 @@ static void test_completion_fd_is_readable_when_a_future_is_reapable(void **stat
 	assert_int_equal(n, 1);
 }
 
+
+/* Issue 9: the fd stays readable while anything is reapable, for a host
+ * loop that reads the fd itself and reaps at most two per readable event,
+ * with completions pushed from another thread all the while (requests
+ * that fail at submission complete on the submitting thread). */
+enum { STRESS_N = 1000000 };
+static void *stress_submitter(void *arg)
+{
+	lr_engine *eng = arg;
+	for (int i = 0; i < STRESS_N; i++) {
+		lr_request *rq = new_request("hi");
+		lr_request_set_base_url(rq, "http://[::1/v1"); /* refused at once */
+		lr_future *f = lr_submit(eng, rq);
+		assert_non_null(f);
+		lr_future_release(f);
+	}
+	return NULL;
+}
+
+static void test_completion_fd_stays_readable_for_a_consumer_that_reaps_two_at_a_time(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx->cfg.reap_completions = 1;
+	fx_engine(fx);
+	int cfd = lr_engine_completion_fd(fx->eng);
+	assert_true(cfd >= 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, stress_submitter, fx->eng), 0);
+	int got = 0, stalls = 0;
+	while (got < STRESS_N) {
+		struct pollfd p = { .fd = cfd, .events = POLLIN };
+		if (poll(&p, 1, 10000) != 1) {
+			stalls++;
+			break;
+		}
+		uint64_t v;
+		assert_int_equal(read(cfd, &v, sizeof(v)), (ssize_t)sizeof(v));
+		lr_future *out[2];
+		int n = lr_engine_reap(fx->eng, out, 2, 0);
+		assert_true(n >= 0);
+		for (int i = 0; i < n; i++) {
+			assert_int_equal(lr_future_result(out[i])->error, LR_EINVAL);
+			lr_future_release(out[i]);
+		}
+		got += n;
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(stalls, 0);
+	assert_int_equal(got, STRESS_N);
+}
+
+
+/* ---- API calls from callbacks (issue 9) --------------------------------- */
+
+/* A request to a loopback listener that never accepts or answers. */
+static lr_request *silent_request(struct fx *fx)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_true(fx->nfds < FX_MAX_FDS);
+	fx->fds[fx->nfds++] = fd;
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1", ntohs(sa.sin_port));
+	lr_request *rq = new_request("hi");
+	lr_request_set_base_url(rq, url);
+	lr_request_set_timeouts(rq, 30, 30, 30);
+	return rq;
+}
+
+struct from_callback {
+	lr_engine *eng;
+	lr_future *other;          /* a future that has not completed */
+	int wait_self, wait_other, wait_other_now, reap_blocking;
+	int ran;
+};
+
+static void then_calls_waiting_apis(void *user, lr_future *f)
+{
+	struct from_callback *fc = user;
+	fc->wait_self = lr_future_wait(f, -1);
+	fc->wait_other = lr_future_wait(fc->other, 5000);
+	fc->wait_other_now = lr_future_wait(fc->other, 0);
+	lr_future *out[1];
+	fc->reap_blocking = lr_engine_reap(fc->eng, out, 1, 1000);
+	fc->ran++;
+}
+
+static void test_waiting_calls_from_a_callback_refuse_instead_of_deadlocking(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+	static struct from_callback fc;
+	memset(&fc, 0, sizeof(fc));
+	fc.eng = fx->eng;
+	fc.other = fx_submit_rq(fx, silent_request(fx));
+	lr_future *f = lr_submit(fx->eng, new_request("hi"));
+	fx_track(fx, f);
+	assert_int_equal(lr_future_then(f, then_calls_waiting_apis, &fc), 0);
+	assert_int_equal(lr_future_wait(f, 10000), 1);
+	assert_int_equal(fc.ran, 1);
+	assert_int_equal(fc.wait_self, LR_EINVAL);   /* it completes when the callback returns */
+	assert_int_equal(fc.wait_other, LR_EINVAL);  /* only this thread could complete it */
+	assert_int_equal(fc.wait_other_now, 0);      /* a look without waiting is fine */
+	assert_int_equal(fc.reap_blocking, LR_EINVAL);
+	lr_future_cancel(fc.other);
+}
+
+static void then_destroys_engine(void *user, lr_future *f)
+{
+	lr_engine_destroy(user);
+}
+
+static void test_destroy_from_a_callback_stops_the_engine_which_frees_itself(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+	lr_engine *eng = fx->eng;
+	lr_future *pending = fx_submit_rq(fx, silent_request(fx));
+	fx->eng = NULL; /* destroyed by the callback */
+	lr_future *f = lr_submit(eng, new_request("hi"));
+	fx_track(fx, f);
+	assert_int_equal(lr_future_then(f, then_destroys_engine, eng), 0);
+	assert_int_equal(lr_future_wait(f, 10000), 1);
+	assert_ok(lr_future_result(f));
+	/* The stop reaches the rest: the pending request ends cancelled. */
+	assert_int_equal(lr_future_wait(pending, 10000), 1);
+	assert_int_equal(lr_future_result(pending)->error, LR_ECANCELLED);
+}
+
 /* ---- volume against the mock server ------------------------------------- */
 
 static void test_thousand_concurrent_requests_against_mock_all_succeed(void **state)
@@ -1353,6 +1501,9 @@ int main(void)
 		T(test_future_wait_times_out_on_unanswered_request),
 		T(test_reap_delivers_each_completed_future_exactly_once),
 		T(test_completion_fd_is_readable_when_a_future_is_reapable),
+		T(test_completion_fd_stays_readable_for_a_consumer_that_reaps_two_at_a_time),
+		T(test_waiting_calls_from_a_callback_refuse_instead_of_deadlocking),
+		T(test_destroy_from_a_callback_stops_the_engine_which_frees_itself),
 		T(test_thousand_concurrent_requests_against_mock_all_succeed),
 		T(test_plain_ring_setup_serves_requests),
 		T(test_plain_ring_setup_forced_by_environment),

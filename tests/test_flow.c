@@ -480,13 +480,24 @@ static void test_sessions_keep_history(void **state)
 
 struct progress_seen {
 	_Atomic int calls;
+	pthread_mutex_t mu; /* last is written on the engine thread, read here */
 	lr_progress last;
 };
+
+static lr_progress progress_last(struct progress_seen *ps)
+{
+	pthread_mutex_lock(&ps->mu);
+	lr_progress p = ps->last;
+	pthread_mutex_unlock(&ps->mu);
+	return p;
+}
 
 static void on_progress(void *user, const lr_progress *p)
 {
 	struct progress_seen *ps = user;
+	pthread_mutex_lock(&ps->mu);
 	ps->last = *p;
+	pthread_mutex_unlock(&ps->mu);
 	atomic_fetch_add(&ps->calls, 1);
 }
 
@@ -496,7 +507,7 @@ static void test_progress_reports_counts(void **state)
 	struct mock_server *s = start_mock(2, 0);
 	char url[64];
 	lr_config cfg = mock_config(s, url, sizeof(url));
-	struct progress_seen ps = {0};
+	struct progress_seen ps = {.mu = PTHREAD_MUTEX_INITIALIZER};
 	cfg.on_progress = on_progress;
 	cfg.progress_user = &ps;
 	cfg.progress_interval_ms = -1; /* every change */
@@ -514,7 +525,7 @@ static void test_progress_reports_counts(void **state)
 		fs[i] = lr_submit(e, rq);
 	}
 	assert_int_equal(lr_wait_all(fs, N, 30000), N);
-	for (int i = 0; i < 200 && ps.last.succeeded + ps.last.failed < N; i++)
+	for (int i = 0; i < 200 && progress_last(&ps).succeeded + progress_last(&ps).failed < N; i++)
 		nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
 	lr_engine_destroy(e); /* the last report has happened by now */
 	assert_true(atomic_load(&ps.calls) > 1);

@@ -14,6 +14,12 @@
 
 #include "clock.h"
 #include "ring.h"
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define NTIMERS 1000
 
@@ -154,6 +160,134 @@ static void test_buffer_count_must_be_a_power_of_two(void **state)
 	assert_int_equal(ring_init(&r, 8, 12, 4096, false), -22 /* -EINVAL */);
 }
 
+
+/* A timer whose fire function sets it again for a moment already past
+ * fires once per turn, not forever inside one (issue 9: a sub-nanosecond
+ * idle timeout spun the loop). */
+static struct ring *rearm_ring;
+static int rearm_fired;
+static void rearm_at_now(struct ring_timer *t)
+{
+	rearm_fired++;
+	ring_timer_set(rearm_ring, t, rearm_ring->now_ns); /* zero length */
+}
+
+static void test_zero_length_timer_fires_once_per_turn(void **state)
+{
+	(void)state;
+	struct ring r;
+	assert_int_equal(ring_init(&r, 64, 16, 4096, false), 0);
+	rearm_ring = &r;
+	rearm_fired = 0;
+	struct ring_timer t;
+	ring_timer_init(&t, rearm_at_now);
+	ring_timer_set(&r, &t, 0);
+	for (int turn = 1; turn <= 50; turn++) {
+		assert_int_equal(ring_run_once(&r, 1000000), 0);
+		assert_true(rearm_fired <= turn);
+	}
+	assert_true(rearm_fired >= 49);
+	ring_timer_cancel(&r, &t);
+	ring_exit(&r);
+}
+
+/* Many more connections with data waiting than provided buffers: every
+ * receive that finds none ends in ENOBUFS. The loop must still drain the
+ * CQ, return buffers, deliver every byte and fire its timers (issue 9:
+ * it livelocked at 8,000 connections on 1,024 buffers). */
+#define STARVE_CONNS 256
+#define STARVE_BYTES 65536
+struct starve_conn {
+	struct conn c;
+	size_t got;
+	bool connected, closed;
+};
+static size_t starve_total;
+static int starve_connected, starve_closed;
+static void sc_connected(struct conn *c, int err)
+{
+	assert_int_equal(err, 0);
+	((struct starve_conn *)c)->connected = true;
+	starve_connected++;
+}
+static void sc_sent(struct conn *c, int err) {}
+static void sc_received(struct conn *c, char *data, size_t len)
+{
+	((struct starve_conn *)c)->got += len;
+	starve_total += len;
+}
+static void sc_eof(struct conn *c, int err) {}
+static void sc_closed(struct conn *c)
+{
+	((struct starve_conn *)c)->closed = true;
+	starve_closed++;
+}
+static const struct conn_handler starve_handler = {
+	.connected = sc_connected, .sent = sc_sent, .received = sc_received,
+	.eof = sc_eof, .closed = sc_closed,
+};
+static int starve_timer_fired;
+static void starve_tick(struct ring_timer *t) { starve_timer_fired++; }
+
+static void test_receives_survive_running_out_of_buffers(void **state)
+{
+	(void)state;
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	assert_int_equal(listen(lfd, STARVE_CONNS), 0);
+
+	struct ring r;
+	assert_int_equal(ring_init(&r, 64, 4, 4096, false), 0); /* 4 buffers for 256 conns */
+	static struct starve_conn conns[STARVE_CONNS];
+	starve_total = 0;
+	starve_connected = starve_closed = 0;
+	for (int i = 0; i < STARVE_CONNS; i++) {
+		memset(&conns[i], 0, sizeof(conns[i]));
+		conn_init(&conns[i].c, &r, &starve_handler);
+		conn_connect(&conns[i].c, (struct sockaddr *)&sa, sizeof(sa));
+	}
+	uint64_t give_up = clock_now_ns() + 20ull * 1000000000u;
+	while (starve_connected < STARVE_CONNS && clock_now_ns() < give_up)
+		assert_int_equal(ring_run_once(&r, 10000000), 0);
+	assert_int_equal(starve_connected, STARVE_CONNS);
+	/* Every peer has its whole payload queued before the loop reads. */
+	static char payload[STARVE_BYTES];
+	memset(payload, 'x', sizeof(payload));
+	int peers[STARVE_CONNS];
+	for (int i = 0; i < STARVE_CONNS; i++) {
+		peers[i] = accept(lfd, NULL, NULL);
+		assert_true(peers[i] >= 0);
+		int big = 1 << 20;
+		setsockopt(peers[i], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+		assert_int_equal(write(peers[i], payload, sizeof(payload)), (ssize_t)sizeof(payload));
+	}
+	struct ring_timer tick;
+	ring_timer_init(&tick, starve_tick);
+	starve_timer_fired = 0;
+	ring_timer_set(&r, &tick, clock_now_ns() + 1000000);
+	while (starve_total < (size_t)STARVE_CONNS * STARVE_BYTES && clock_now_ns() < give_up)
+		assert_int_equal(ring_run_once(&r, 10000000), 0);
+	assert_int_equal(starve_total, (size_t)STARVE_CONNS * STARVE_BYTES);
+	for (int i = 0; i < STARVE_CONNS; i++)
+		assert_int_equal(conns[i].got, STARVE_BYTES);
+	while (starve_timer_fired == 0 && clock_now_ns() < give_up)
+		assert_int_equal(ring_run_once(&r, 10000000), 0);
+	assert_int_equal(starve_timer_fired, 1);
+	for (int i = 0; i < STARVE_CONNS; i++) {
+		conn_close(&conns[i].c);
+		close(peers[i]);
+	}
+	while (starve_closed < STARVE_CONNS && clock_now_ns() < give_up)
+		assert_int_equal(ring_run_once(&r, 10000000), 0);
+	assert_int_equal(starve_closed, STARVE_CONNS);
+	close(lfd);
+	ring_exit(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +296,8 @@ int main(void)
 		cmocka_unit_test(test_more_sqes_than_the_sq_all_complete),
 		cmocka_unit_test(test_plain_setup_works),
 		cmocka_unit_test(test_buffer_count_must_be_a_power_of_two),
+		cmocka_unit_test(test_zero_length_timer_fires_once_per_turn),
+		cmocka_unit_test(test_receives_survive_running_out_of_buffers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,5 +67,21 @@ else
 	cat build-clang.log; echo "clang build: FAILED"; failed=$((failed + 1))
 fi
 
+# Scripts whose last tally line is "NAME: N passed, N failed" (TSan, and
+# later the fuzzers, the soak and the exhaustion runs): their counts join
+# the totals; a script that prints no tally counts as one failure.
+run_tallied() { # name, command...
+	local name=$1; shift
+	local log="$name.log" p f
+	"$@" 2>&1 | tee "$log"
+	read -r p f < <(grep -E "^$name[a-z ]*: [0-9]+ passed, [0-9]+ failed" "$log" | tail -1 |
+		sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/')
+	if [ -z "${p:-}" ]; then
+		echo "$name: no tally"; failed=$((failed + 1)); return
+	fi
+	passed=$((passed + p)); failed=$((failed + f))
+}
+run_tallied tsan bash tools/tsan.sh
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

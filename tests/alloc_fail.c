@@ -1,0 +1,86 @@
+/* See alloc_fail.h. */
+#include "alloc_fail.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+
+static atomic_long calls, failed, fail_at, fail_persist;
+static _Thread_local int exempt;
+
+void alloc_fail_arm(long n, bool persist)
+{
+	atomic_store(&fail_at, 0); /* no failure while the counts reset */
+	atomic_store(&calls, 0);
+	atomic_store(&failed, 0);
+	atomic_store(&fail_persist, persist);
+	atomic_store(&fail_at, n);
+}
+
+void alloc_fail_reset(void) { alloc_fail_arm(0, false); }
+long alloc_fail_calls(void) { return atomic_load(&calls); }
+long alloc_fail_failed(void) { return atomic_load(&failed); }
+void alloc_fail_exempt_begin(void) { exempt++; }
+void alloc_fail_exempt_end(void) { exempt--; }
+
+/* true: this call fails. */
+static bool should_fail(void)
+{
+	if (exempt)
+		return false;
+	long n = atomic_fetch_add(&calls, 1) + 1;
+	long at = atomic_load(&fail_at);
+	if (at <= 0 || n < at || (n > at && !atomic_load(&fail_persist)))
+		return false;
+	atomic_fetch_add(&failed, 1);
+	return true;
+}
+
+void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) { return should_fail() ? NULL : __real_calloc(n, size); }
+/* realloc(p, 0) frees in glibc; counted anyway (the engine never does it). */
+void *__wrap_realloc(void *p, size_t n) { return should_fail() ? NULL : __real_realloc(p, n); }
+char *__wrap_strdup(const char *s) { return should_fail() ? NULL : __real_strdup(s); }
+char *__wrap_strndup(const char *s, size_t n) { return should_fail() ? NULL : __real_strndup(s, n); }
+
+/* Exemption is inherited: a server started by an exempt thread keeps
+ * its threads' allocations out of the count. */
+struct start {
+	void *(*fn)(void *);
+	void *arg;
+	int exempt;
+};
+
+static void *trampoline(void *p)
+{
+	struct start st = *(struct start *)p;
+	free(p);
+	exempt = st.exempt;
+	return st.fn(st.arg);
+}
+
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+	/* The thread record itself is engine memory: a failure here is what
+	 * a failed pthread_create would be (EAGAIN). */
+	if (should_fail())
+		return EAGAIN;
+	struct start *st = __real_malloc(sizeof(*st));
+	if (!st)
+		return EAGAIN;
+	*st = (struct start){fn, arg, exempt};
+	int rc = __real_pthread_create(t, a, trampoline, st);
+	if (rc)
+		free(st);
+	return rc;
+}

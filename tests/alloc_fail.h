@@ -1,0 +1,28 @@
+/*
+ * Allocation-failure injection for tests linked with
+ * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup,
+ * --wrap=pthread_create (as SQLite's test_malloc): every call from the
+ * objects of that link (the engine's static library among them) goes
+ * through a counter; calls from shared libraries (libc, mbedTLS) do not.
+ *
+ * Threads can be exempt (the mock server's, the scripted server's): a
+ * thread created by an exempt thread is exempt too, so start servers
+ * between alloc_fail_exempt_begin/end and none of their allocations count.
+ */
+#ifndef LR_TESTS_ALLOC_FAIL_H
+#define LR_TESTS_ALLOC_FAIL_H
+
+#include <stdbool.h>
+
+/* Counting from zero, nothing fails. */
+void alloc_fail_reset(void);
+/* The nth counted call from now (1-based) fails; with persist, every
+ * call after it too. n <= 0: none fails. Also resets the counts. */
+void alloc_fail_arm(long n, bool persist);
+long alloc_fail_calls(void);    /* counted calls since the last reset/arm */
+long alloc_fail_failed(void);   /* calls made to fail since then */
+/* The calling thread (and threads it creates) stop/start counting. */
+void alloc_fail_exempt_begin(void);
+void alloc_fail_exempt_end(void);
+
+#endif
