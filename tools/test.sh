@@ -82,6 +82,8 @@ run_tallied() { # name, command...
 	passed=$((passed + p)); failed=$((failed + f))
 }
 run_tallied tsan bash tools/tsan.sh
+# libFuzzer harnesses (clang, ASan+UBSan), 300 s in all.
+run_tallied fuzz bash tools/fuzz.sh 300
 # 200,000 requests under every mock fault, ten kill -9s and resumes, --retry-errors.
 run_tallied soak python3 tools/soak.py build-release/llmring
 
