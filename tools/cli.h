@@ -44,6 +44,14 @@ int cli_match(const char *cmd, int argc, char **argv, int *i, const char *name, 
 /* A positive decimal (seconds, rates), fractions allowed. 0 or -1 after
  * printing an error. */
 int cli_parse_positive(const char *cmd, const char *flag, const char *text, double *out);
+/*
+ * A deadline or interval in seconds (--timeout, --connect-timeout,
+ * --idle-timeout, --poll): a plain decimal from 0.001 to 1e9. Shorter
+ * ones are refused rather than rounded: a timer that fires at once would
+ * turn the wait into a busy loop. 0 or -1 after printing an error.
+ */
+#define CLI_MIN_SECONDS 0.001
+int cli_parse_seconds(const char *cmd, const char *flag, const char *text, double *out);
 /* A decimal integer in [min, max]. 0 or -1 after printing an error. */
 int cli_parse_count(const char *cmd, const char *flag, const char *text, long min, long max,
                     long *out);
@@ -69,6 +77,31 @@ int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure);
  */
 int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char *model,
                          const char **base_url, const char **api_key);
+
+/*
+ * File descriptors for `fds` more than are open now: raises the soft
+ * RLIMIT_NOFILE toward the hard one when needed. When still short, prints
+ * a note (the engine then runs fewer connections; `hint` names the flag
+ * that lowers the need, or NULL) and returns 0; -1 after an error only
+ * when not even a few connections fit.
+ */
+int cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint);
+
+/*
+ * After lr_engine_new (or another start-up step) failed with rc: prints
+ * "cannot start the engine: ..." with the likely cause (out of file
+ * descriptors when errno says so).
+ */
+void cli_engine_error(const char *cmd, int rc, int saved_errno);
+
+/*
+ * Writes text to f; when f is a terminal, control characters other than
+ * newline and tab (C0, DEL, C1 and ESC) and bytes that are not valid
+ * UTF-8 are shown as visible substitutes (^[ for ESC, U+FFFD for C1 and
+ * bad bytes), so that server text cannot drive the terminal. Otherwise
+ * the bytes go out unchanged.
+ */
+void cli_write_text(FILE *f, bool tty, const char *text, size_t len);
 
 void cli_usage_batch(FILE *out);
 

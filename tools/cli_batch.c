@@ -5,12 +5,16 @@
  * never leaves a torn or duplicated line.
  *
  * Memory stays bounded however long the input is: lines are read as the
- * window of outstanding requests (2 x concurrency) has room, and only the
+ * window of outstanding requests (4 x concurrency) has room, and only the
  * set of custom_ids seen (needed to find duplicates) grows with the input.
+ * A line longer than --max-line-bytes is never buffered whole: it gets an
+ * invalid_input line and the rest of it is read and dropped in chunks.
  *
  * Resume: an existing output file is read first. Lines carrying
- * "input_line" (unusable input lines) are matched by line number, all
- * others by custom_id; either way the input line is skipped. A trailing
+ * "input_line" (unusable input lines) are matched by line number and the
+ * hash of the line's bytes ("input_hash"; a line edited or moved since
+ * runs again), all others by custom_id; either way the input line is
+ * skipped. A trailing
  * line without its newline (a crash mid-write) is cut off first. With
  * --retry-errors the error lines are not remembered but removed: the file
  * is rewritten without them beside itself and renamed over the original,
@@ -30,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -46,14 +51,19 @@
 #define BATCH_REAP_MAX 256
 #define BATCH_PENDING_MAX (256 * 1024)
 #define BATCH_PROGRESS_INTERVAL_NS 100000000ull /* redraw at most 10 times a second */
-#define BATCH_MAX_MODEL_NAMES 256
+#define BATCH_MAX_MODEL_NAMES 256     /* distinct requested names remembered */
+#define BATCH_SUMMARY_MODEL_NAMES 20  /* unpriced names the text summary lists */
+#define BATCH_DEFAULT_MAX_LINE (16L * 1024 * 1024)
+#define BATCH_MAX_MAX_LINE (4L * 1024 * 1024 * 1024)
+#define BATCH_READ_CHUNK 65536
+#define BATCH_FD_SLACK 32             /* files, eventfds, the ring, the mock's listener */
 
 static const char batch_usage[] =
 	"usage: llmring batch INPUT.jsonl -o OUTPUT.jsonl [--model M] [--base-url URL] [--mock]\n"
 	"                     [--concurrency N] [--rpm N] [--tpm N] [--max-retries N]\n"
 	"                     [--retry-errors] [--timeout S] [--connect-timeout S]\n"
 	"                     [--idle-timeout S] [--cacert FILE] [--insecure] [--stats FILE]\n"
-	"                     [--quiet]\n"
+	"                     [--quiet] [--max-line-bytes N]\n"
 	"\n"
 	"Sends every request of INPUT (OpenAI Batch API JSONL: custom_id, method, url,\n"
 	"body) and appends one outcome line per input line to OUTPUT, in completion\n"
@@ -79,20 +89,26 @@ static const char batch_usage[] =
 	"                       Retry-After; never other 4xx or insufficient_quota\n"
 	"  --retry-errors       on resume, first remove the error lines of OUTPUT (the\n"
 	"                       file is rewritten atomically), then send them again\n"
-	"  --timeout S          total seconds per request (600; fractions allowed)\n"
+	"  --timeout S          total seconds per request (600; fractions allowed; every\n"
+	"                       deadline is at least 0.001)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
 	"  --idle-timeout S     longest silence inside a response (60)\n"
 	"  --cacert FILE        CA bundle (PEM) to verify the server with, replacing the\n"
 	"                       system one (default: SSL_CERT_FILE, else the system\n"
 	"                       bundle)\n"
 	"  --insecure           do not verify TLS certificates at all (prints a warning)\n"
-	"  --stats FILE         write a JSON summary\n"
+	"  --stats FILE         write a JSON summary (checked writable before the run)\n"
 	"  --quiet              no progress or summary on stderr (errors still shown)\n"
+	"  --max-line-bytes N   longest input line (16777216); a longer one gets an\n"
+	"                       invalid_input line and is skipped without being held\n"
+	"                       in memory\n"
 	"On a terminal a progress line is shown; at the end a summary (requests, tokens,\n"
 	"cost, time) goes to stderr.\n"
 	"With --mock, --cacert and --insecure have no effect (the mock is plain HTTP).\n"
-	"Exit status: 0 every line succeeded, 1 some line ended in an error, 2 nothing\n"
-	"could be attempted.\n";
+	"INPUT, OUTPUT and the stats file must be three different files.\n"
+	"Exit status: 0 every line succeeded, 1 some line ended in an error (the output\n"
+	"is complete), 2 nothing could be attempted or the run stopped early (the input\n"
+	"or the output could not be read or written; run again to resume).\n";
 
 void cli_usage_batch(FILE *out)
 {
@@ -108,6 +124,7 @@ struct batch_options {
 	long concurrency;
 	long max_retries;
 	long rpm, tpm;        /* 0: no limit */
+	long max_line;        /* longest input line kept, bytes */
 	double timeout_s, connect_timeout_s, idle_timeout_s; /* 0: engine default */
 };
 
@@ -116,6 +133,7 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 	const char *cmd = "batch";
 	const char *concurrency = NULL, *rpm = NULL, *tpm = NULL, *max_retries = NULL;
 	const char *timeout = NULL, *connect_timeout = NULL, *idle_timeout = NULL, *cacert = NULL;
+	const char *max_line = NULL;
 	bool insecure = false, options_done = false;
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
@@ -155,21 +173,25 @@ static int parse_options(int argc, char **argv, struct batch_options *o)
 		CLI_OPTION("--insecure", false, insecure = true)
 		CLI_OPTION("--stats", true, o->stats_path = v)
 		CLI_OPTION("--quiet", false, o->quiet = true)
+		CLI_OPTION("--max-line-bytes", true, max_line = v)
 		fprintf(stderr, "llmring batch: unknown option '%s'\n%s", arg, batch_usage);
 		return CLI_EXIT_USAGE;
 	}
 
 	o->concurrency = BATCH_DEFAULT_CONCURRENCY;
 	o->max_retries = 2;
-	if ((concurrency && cli_parse_count(cmd, "--concurrency", concurrency, 1,
+	o->max_line = BATCH_DEFAULT_MAX_LINE;
+	if ((max_line && cli_parse_count(cmd, "--max-line-bytes", max_line, 1, BATCH_MAX_MAX_LINE,
+	                                 &o->max_line)) ||
+	    (concurrency && cli_parse_count(cmd, "--concurrency", concurrency, 1,
 	                                    BATCH_MAX_CONCURRENCY, &o->concurrency)) ||
 	    (rpm && cli_parse_count(cmd, "--rpm", rpm, 1, 1000000000L, &o->rpm)) ||
 	    (tpm && cli_parse_count(cmd, "--tpm", tpm, 1, 1000000000000L, &o->tpm)) ||
 	    (max_retries && cli_parse_count(cmd, "--max-retries", max_retries, 0, 100, &o->max_retries)) ||
-	    (timeout && cli_parse_positive(cmd, "--timeout", timeout, &o->timeout_s)) ||
+	    (timeout && cli_parse_seconds(cmd, "--timeout", timeout, &o->timeout_s)) ||
 	    (connect_timeout &&
-	     cli_parse_positive(cmd, "--connect-timeout", connect_timeout, &o->connect_timeout_s)) ||
-	    (idle_timeout && cli_parse_positive(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)))
+	     cli_parse_seconds(cmd, "--connect-timeout", connect_timeout, &o->connect_timeout_s)) ||
+	    (idle_timeout && cli_parse_seconds(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)))
 		return CLI_EXIT_USAGE;
 
 	if (!o->input_path || !o->output_path) {
@@ -335,17 +357,45 @@ struct line_rec {
 };
 
 struct model_names {
-	char *names[BATCH_MAX_MODEL_NAMES]; /* owner: this list */
-	size_t count;
+	char **names;  /* owner: this list, and each name */
+	size_t count, cap;
+	size_t limit;  /* most names kept (0: no limit) */
+};
+
+/* Lines of the input, read in chunks from a descriptor. */
+struct line_reader {
+	int fd;
+	char *buf;          /* owner: the reader */
+	size_t cap;
+	size_t start, end;  /* unread bytes */
+	size_t scanned;     /* [start, scanned) holds no newline */
+	size_t max;         /* longest line returned whole */
+	bool eof;
+	bool discarding;    /* inside a line over max, dropping it */
+};
+
+/* One unusable input line done in an earlier run. */
+struct done_line {
+	uint64_t line;
+	uint64_t hash;      /* of the line's bytes (input_hash) */
+	bool has_hash;      /* false for lines written before input_hash existed */
+};
+
+/* Outcomes moved to the pending buffer but not yet written. */
+struct tally {
+	uint64_t succeeded, failed, invalid_lines;
 };
 
 struct batch {
 	struct batch_options opt;
+	struct line_reader in;      /* owner: the batch; the input */
+	int read_err;               /* errno of a failed input read, 0 */
 	int out_fd;                 /* owner: the batch */
+	int stats_fd;               /* owner: the batch; opened before the run */
 	lr_engine *eng;             /* owner: the batch */
 	struct mock_server *mock;   /* owner: the batch */
 	struct id_set ids;          /* owner: the batch */
-	uint64_t *done_lines;       /* owner: the batch; sorted input_line numbers already done */
+	struct done_line *done_lines; /* owner: the batch; sorted by line, already done */
 	size_t done_lines_count;
 	struct json_doc doc;        /* owner: the batch; reused for every line */
 	struct http_buf out;        /* owner: the batch; one output line at a time */
@@ -358,7 +408,9 @@ struct batch {
 	uint64_t line_no;
 	long outstanding, window;
 	bool write_failed;
-	/* counters */
+	/* counters; outcomes count once written (pend until then) */
+	struct tally pend;
+	uint64_t unwritten;         /* outcomes lost to a failed write */
 	uint64_t requests, skipped, succeeded, failed, invalid_lines, retries;
 	bool earlier_errors;        /* a skipped line had ended in an error */
 	int64_t input_tokens, output_tokens;
@@ -411,8 +463,16 @@ static const char *model_names_find(struct model_names *list, const char *name, 
 	for (size_t k = 0; k < list->count; k++)
 		if (strlen(list->names[k]) == len && memcmp(list->names[k], name, len) == 0)
 			return list->names[k];
-	if (!add || list->count == BATCH_MAX_MODEL_NAMES || memchr(name, '\0', len))
+	if (!add || (list->limit && list->count == list->limit) || memchr(name, '\0', len))
 		return NULL;
+	if (list->count == list->cap) {
+		size_t cap = list->cap ? list->cap * 2 : 16;
+		char **grown = realloc(list->names, cap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		list->names = grown;
+		list->cap = cap;
+	}
 	char *copy = strndup(name, len);
 	if (copy)
 		list->names[list->count++] = copy;
@@ -423,7 +483,9 @@ static void model_names_free(struct model_names *list)
 {
 	for (size_t k = 0; k < list->count; k++)
 		free(list->names[k]);
-	list->count = 0;
+	free(list->names);
+	list->names = NULL;
+	list->count = list->cap = 0;
 }
 
 /* ---- output lines ---------------------------------------------------- */
@@ -528,9 +590,9 @@ static void flush_line(struct batch *b)
 /* An input line that cannot be used: custom_id is NULL for an unusable
  * line, or the line's own id for a duplicate. */
 static void write_input_error(struct batch *b, const char *custom_id, size_t id_len,
-                              const char *code, const char *message)
+                              const char *code, const char *message, uint64_t line_hash)
 {
-	b->invalid_lines++;
+	b->pend.invalid_lines++;
 	int rc = start_line(b);
 	if (!rc)
 		rc = custom_id ? json_append_string(&b->out, custom_id, id_len) : buf_puts(&b->out, "null");
@@ -543,7 +605,8 @@ static void write_input_error(struct batch *b, const char *custom_id, size_t id_
 	if (!rc)
 		rc = json_append_string(&b->out, message, strlen(message));
 	if (!rc)
-		rc = buf_printf(&b->out, "},\"input_line\":%" PRIu64 "}", b->line_no);
+		rc = buf_printf(&b->out, "},\"input_line\":%" PRIu64 ",\"input_hash\":\"%016" PRIx64 "\"}",
+		                b->line_no, line_hash);
 	if (rc) {
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
@@ -669,29 +732,45 @@ static void write_pending(struct batch *b)
 		}
 		off += (size_t)n;
 	}
+	/* Only what reached the file counts as done. */
+	if (b->write_failed) {
+		b->unwritten += b->pend.succeeded + b->pend.failed + b->pend.invalid_lines;
+	} else {
+		b->succeeded += b->pend.succeeded;
+		b->failed += b->pend.failed;
+		b->invalid_lines += b->pend.invalid_lines;
+	}
+	memset(&b->pend, 0, sizeof(b->pend));
 	b->pending.len = 0;
 }
 
 /* ---- resume ------------------------------------------------------------ */
 
-static int cmp_u64(const void *a, const void *b)
+static int cmp_done_line(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t x = ((const struct done_line *)a)->line, y = ((const struct done_line *)b)->line;
 	return x < y ? -1 : x > y;
 }
 
-static bool line_done(const struct batch *b, uint64_t line_no)
+/* Whether an unusable line was done at this number: with the same bytes
+ * (an outcome line without input_hash, from before it existed, matches
+ * by number alone). */
+static bool line_done(const struct batch *b, uint64_t line_no, const char *line, size_t len)
 {
 	size_t lo = 0, hi = b->done_lines_count;
-	while (lo < hi) {
+	while (lo < hi) { /* the first entry >= line_no */
 		size_t mid = lo + (hi - lo) / 2;
-		if (b->done_lines[mid] == line_no)
-			return true;
-		if (b->done_lines[mid] < line_no)
+		if (b->done_lines[mid].line < line_no)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
+	if (lo == b->done_lines_count || b->done_lines[lo].line != line_no)
+		return false;
+	uint64_t h = hash_bytes(line, len);
+	for (size_t k = lo; k < b->done_lines_count && b->done_lines[k].line == line_no; k++)
+		if (!b->done_lines[k].has_hash || b->done_lines[k].hash == h)
+			return true;
 	return false;
 }
 
@@ -703,18 +782,52 @@ enum outcome_kind {
 	OUTCOME_INPUT,      /* an unusable input line's error (matched by input_line) */
 };
 
+/* The 16 hex digits of an input_hash. */
+static bool parse_hash(const char *s, size_t n, uint64_t *out)
+{
+	if (n != 16)
+		return false;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return true;
+}
+
 /* Parses the line into b->doc; *tok is then the custom_id token
- * (OUTCOME_OK, OUTCOME_ERROR) and *input_line the line number
+ * (OUTCOME_OK, OUTCOME_ERROR) and *done the line number and hash
  * (OUTCOME_INPUT). */
 static enum outcome_kind classify_outcome(struct batch *b, const char *line, size_t len, int *tok,
-                                          int64_t *input_line)
+                                          struct done_line *done)
 {
 	if (json_parse(&b->doc, line, len) != 0 || b->doc.tok[0].type != JSON_OBJECT)
 		return OUTCOME_UNREADABLE;
 	int in = json_object_get(&b->doc, 0, "input_line");
-	if (in >= 0)
-		return json_get_int(&b->doc, in, input_line) && *input_line >= 1 ? OUTCOME_INPUT
-		                                                                  : OUTCOME_UNREADABLE;
+	if (in >= 0) {
+		int64_t n;
+		if (!json_get_int(&b->doc, in, &n) || n < 1)
+			return OUTCOME_UNREADABLE;
+		done->line = (uint64_t)n;
+		int h = json_object_get(&b->doc, 0, "input_hash");
+		done->has_hash = false;
+		if (h >= 0) {
+			const char *text;
+			size_t text_len;
+			json_span(&b->doc, h, &text, &text_len);
+			/* A hash that cannot be read matches no line: run it again. */
+			/* the span includes the string's quotes */
+			if (b->doc.tok[h].type != JSON_STRING || text_len < 2 ||
+			    !parse_hash(text + 1, text_len - 2, &done->hash))
+				return OUTCOME_UNREADABLE;
+			done->has_hash = true;
+		}
+		return OUTCOME_INPUT;
+	}
 	int id = json_object_get(&b->doc, 0, "custom_id");
 	if (id < 0 || b->doc.tok[id].type != JSON_STRING)
 		return OUTCOME_UNREADABLE;
@@ -729,19 +842,19 @@ static enum outcome_kind classify_outcome(struct batch *b, const char *line, siz
 
 /* Records an outcome classified just before (b->doc still holds it):
  * its input line is skipped this run. 0, or -1 when out of memory. */
-static int remember_outcome(struct batch *b, enum outcome_kind kind, int tok, int64_t input_line,
-                            size_t *done_cap)
+static int remember_outcome(struct batch *b, enum outcome_kind kind, int tok,
+                            const struct done_line *done, size_t *done_cap)
 {
 	if (kind == OUTCOME_INPUT) {
 		if (b->done_lines_count == *done_cap) {
 			size_t cap = *done_cap ? *done_cap * 2 : 64;
-			uint64_t *grown = realloc(b->done_lines, cap * sizeof(*grown));
+			struct done_line *grown = realloc(b->done_lines, cap * sizeof(*grown));
 			if (!grown)
 				return -1;
 			b->done_lines = grown;
 			*done_cap = cap;
 		}
-		b->done_lines[b->done_lines_count++] = (uint64_t)input_line;
+		b->done_lines[b->done_lines_count++] = *done;
 		return 0;
 	}
 	bool ok = kind == OUTCOME_OK;
@@ -938,6 +1051,7 @@ static int load_previous_output(struct batch *b)
 	struct rewrite rw = {.fd = -1};
 	ssize_t n;
 	int ret = 0;
+	errno = 0;
 	while ((n = getline(&line, &cap, f)) > 0) {
 		if (line[n - 1] != '\n')
 			break; /* a partial last line, cut off below */
@@ -949,9 +1063,9 @@ static int load_previous_output(struct batch *b)
 			len--;
 		enum outcome_kind kind = OUTCOME_UNREADABLE;
 		int tok = -1;
-		int64_t input_line = 0;
+		struct done_line done = {0};
 		if (len > 0) {
-			kind = classify_outcome(b, line, len, &tok, &input_line);
+			kind = classify_outcome(b, line, len, &tok, &done);
 			if (kind == OUTCOME_UNREADABLE && unreadable++ == 0)
 				fprintf(stderr, "llmring batch: %s line %" PRIu64 " is not an outcome line; "
 				        "ignored\n", b->opt.output_path, line_no);
@@ -963,15 +1077,17 @@ static int load_previous_output(struct batch *b)
 		}
 		if (rw.dropped)
 			rewrite_keep(b, &rw, line, (size_t)n);
-		if (kind != OUTCOME_UNREADABLE && remember_outcome(b, kind, tok, input_line, &done_cap)) {
+		if (kind != OUTCOME_UNREADABLE && remember_outcome(b, kind, tok, &done, &done_cap)) {
 			fprintf(stderr, "llmring batch: out of memory\n");
 			ret = -1;
 			break;
 		}
 	}
-	if (!ret && ferror(f)) {
+	/* getline fails with ENOMEM without setting the error flag: anything
+	 * but a clean end of file is a failure, never a cut. */
+	if (!ret && (ferror(f) || (n < 0 && !feof(f)))) {
 		fprintf(stderr, "llmring batch: cannot read %s: %s\n", b->opt.output_path,
-		        strerror(errno));
+		        strerror(errno ? errno : EIO));
 		ret = -1;
 	}
 	free(line);
@@ -1006,8 +1122,126 @@ static int load_previous_output(struct batch *b)
 		fprintf(stderr, "llmring batch: %" PRIu64 " lines of %s were not outcome lines\n",
 		        unreadable, b->opt.output_path);
 	if (b->done_lines_count > 1)
-		qsort(b->done_lines, b->done_lines_count, sizeof(*b->done_lines), cmp_u64);
+		qsort(b->done_lines, b->done_lines_count, sizeof(*b->done_lines), cmp_done_line);
 	return 0;
+}
+
+/* ---- reading the input ------------------------------------------------- */
+
+enum {
+	READ_END = 0,  /* no more lines */
+	READ_LINE = 1, /* a whole line (without its newline) */
+	READ_LONG = 2, /* the first max + 1 bytes of a line over max; the rest is dropped */
+};
+
+static void reader_init(struct line_reader *r, int fd, size_t max)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->max = max;
+}
+
+static void reader_free(struct line_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = 0;
+}
+
+/* The first newline in buf[from, to), or NULL. */
+static char *find_newline(char *buf, size_t from, size_t to)
+{
+	return to > from ? memchr(buf + from, '\n', to - from) : NULL;
+}
+
+/* Reads more at the end of the buffer (the unread bytes moved to its
+ * start first, the buffer grown to at most max + a chunk). 0, or -errno. */
+static int reader_fill(struct line_reader *r)
+{
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->scanned -= r->start;
+		r->start = 0;
+	}
+	if (r->cap - r->end < BATCH_READ_CHUNK) {
+		size_t limit = r->max + BATCH_READ_CHUNK + 1;
+		size_t cap = r->cap ? r->cap * 2 : BATCH_READ_CHUNK;
+		if (cap > limit)
+			cap = limit;
+		if (cap < r->end + BATCH_READ_CHUNK)
+			cap = r->end + BATCH_READ_CHUNK;
+		char *grown = realloc(r->buf, cap);
+		if (!grown)
+			return -ENOMEM;
+		r->buf = grown;
+		r->cap = cap;
+	}
+	for (;;) {
+		ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			r->eof = true;
+		r->end += (size_t)n;
+		return 0;
+	}
+}
+
+/*
+ * The next line: READ_LINE or READ_LONG with *line (valid until the next
+ * call) and *len, READ_END, or -errno. Never a silent end on a failed read
+ * (getline's ENOMEM sets no error flag), and never more than max plus a
+ * chunk in memory: a longer line is reported when it passes max, then
+ * dropped chunk by chunk up to its newline (by the following call).
+ */
+static int reader_next(struct line_reader *r, const char **line, size_t *len)
+{
+	for (;;) {
+		if (r->discarding) {
+			char *nl = find_newline(r->buf, r->start, r->end);
+			if (nl) {
+				r->start = r->scanned = (size_t)(nl - r->buf) + 1;
+				r->discarding = false;
+				continue;
+			}
+			r->start = r->end = r->scanned = 0;
+			if (r->eof)
+				return READ_END;
+			int rc = reader_fill(r);
+			if (rc)
+				return rc;
+			continue;
+		}
+		char *nl = find_newline(r->buf, r->scanned, r->end);
+		if (nl) {
+			*line = r->buf + r->start;
+			*len = (size_t)(nl - *line);
+			r->start = r->scanned = (size_t)(nl - r->buf) + 1;
+			return READ_LINE;
+		}
+		r->scanned = r->end;
+		if (r->end - r->start > r->max) {
+			*line = r->buf + r->start;
+			*len = r->max + 1;
+			r->start += r->max + 1;
+			r->discarding = true;
+			return READ_LONG;
+		}
+		if (r->eof) {
+			if (r->start == r->end)
+				return READ_END;
+			*line = r->buf + r->start; /* a last line without its newline */
+			*len = r->end - r->start;
+			r->start = r->scanned = r->end;
+			return READ_LINE;
+		}
+		int rc = reader_fill(r);
+		if (rc)
+			return rc;
+	}
 }
 
 /* ---- input lines -------------------------------------------------------- */
@@ -1049,6 +1283,32 @@ static bool endpoint_from_url(struct batch *b, int url, enum lr_endpoint *ep)
 }
 
 /*
+ * Whether the \u escapes of a raw JSON string pair their surrogates. A
+ * lone one has no character: unescaped it would become U+FFFD, and ids
+ * differing only there would collapse into one (and be written back as
+ * another id), so such an id is refused instead.
+ */
+static bool escapes_valid(const char *s, size_t n)
+{
+	bool want_low = false; /* the last character was a high surrogate */
+	for (size_t i = 0; i < n; i++) {
+		bool u = s[i] == '\\' && i + 5 < n && s[i + 1] == 'u';
+		unsigned v = 0;
+		for (size_t k = 2; u && k < 6; k++) {
+			char c = s[i + k];
+			v = v << 4 | (unsigned)(c >= '0' && c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+		}
+		bool low = u && v >= 0xdc00 && v <= 0xdfff;
+		if (want_low != low)
+			return false;
+		want_low = u && v >= 0xd800 && v <= 0xdbff;
+		if (s[i] == '\\')
+			i += u ? 5 : 1; /* the parser has checked the escape's form */
+	}
+	return !want_low;
+}
+
+/*
  * Checks one input line (already parsed into b->doc). NULL when usable:
  * the custom_id is then in b->scratch (length *id_len) and rq is filled.
  * Otherwise a message saying what is wrong.
@@ -1087,6 +1347,11 @@ static const char *check_input(struct batch *b, long *id_len, struct input_reque
 		return "missing \"custom_id\"";
 	if (d->tok[id].type != JSON_STRING || d->tok[id].end == d->tok[id].start)
 		return "\"custom_id\" must be a non-empty string";
+	const char *raw;
+	size_t raw_len;
+	json_span(d, id, &raw, &raw_len);
+	if (!escapes_valid(raw, raw_len))
+		return "\"custom_id\" has a \\u escape of a lone surrogate (no character)";
 	*id_len = scratch_string(b, id);
 	if (*id_len < 0)
 		return "out of memory";
@@ -1128,9 +1393,9 @@ static void submit(struct batch *b, const char *custom_id, size_t id_len,
 		/* Nothing reached the engine: that is this line's outcome. */
 		lr_result r = {.error = rc, .error_message = "the request could not be submitted",
 		               .retry_after_s = -1};
+		b->pend.failed++;
 		write_outcome(b, rec, &r);
 		free(rec);
-		b->failed++;
 		return;
 	}
 	/* The reaped handle is the one used later; this one is not needed. */
@@ -1221,18 +1486,19 @@ static bool fast_input(struct batch *b, const char *line, size_t len, struct inp
 	return true;
 }
 
-static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
+/*
+ * Handles input line b->line_no (its bytes without the newline): a
+ * request submitted, an error line written, or nothing (blank, or done
+ * in an earlier run). False only when the run cannot go on (out of
+ * memory).
+ */
+static bool handle_input_line(struct batch *b, const char *line, size_t len)
 {
-	ssize_t n = getline(line, cap, in);
-	if (n < 0)
-		return false;
-	b->line_no++;
-	size_t len = (size_t)n;
-	while (len > 0 && ((*line)[len - 1] == '\n' || (*line)[len - 1] == '\r'))
+	while (len > 0 && line[len - 1] == '\r')
 		len--;
-	if (blank(*line, len))
+	if (blank(line, len))
 		return true;
-	if (line_done(b, b->line_no)) {
+	if (line_done(b, b->line_no, line, len)) {
 		b->skipped++;
 		b->earlier_errors = true; /* such lines are always error lines */
 		return true;
@@ -1240,16 +1506,17 @@ static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 	struct input_request rq = {0};
 	const char *id;
 	size_t id_len;
-	if (!fast_input(b, *line, len, &rq, &id, &id_len)) {
+	if (!fast_input(b, line, len, &rq, &id, &id_len)) {
 		memset(&rq, 0, sizeof(rq));
-		if (json_parse(&b->doc, *line, len) != 0) {
-			write_input_error(b, NULL, 0, "invalid_input", "the line is not valid JSON");
+		if (json_parse(&b->doc, line, len) != 0) {
+			write_input_error(b, NULL, 0, "invalid_input", "the line is not valid JSON",
+			                  hash_bytes(line, len));
 			return true;
 		}
 		long scratch_len = -1;
 		const char *why = check_input(b, &scratch_len, &rq);
 		if (why) {
-			write_input_error(b, NULL, 0, "invalid_input", why);
+			write_input_error(b, NULL, 0, "invalid_input", why, hash_bytes(line, len));
 			return true;
 		}
 		id = b->scratch;
@@ -1259,7 +1526,8 @@ static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 	struct id_entry *e = id_set_find(&b->ids, id, id_len, h);
 	if (e && e->state == ID_SEEN) {
 		write_input_error(b, id, id_len, "duplicate_custom_id",
-		                  "this custom_id appeared on an earlier line; only the first is sent");
+		                  "this custom_id appeared on an earlier line; only the first is sent",
+		                  hash_bytes(line, len));
 		return true;
 	}
 	if (e) { /* done in an earlier run */
@@ -1275,6 +1543,39 @@ static bool take_input_line(struct batch *b, FILE *in, char **line, size_t *cap)
 		return false;
 	}
 	submit(b, id, id_len, &rq);
+	return true;
+}
+
+/* Reads and handles one input line. False at the end of the input, on a
+ * read error (b->read_err) or when the run cannot go on. */
+static bool take_input_line(struct batch *b)
+{
+	const char *line;
+	size_t len;
+	int rc = reader_next(&b->in, &line, &len);
+	if (rc == READ_END)
+		return false;
+	if (rc < 0) {
+		b->read_err = -rc;
+		return false;
+	}
+	b->line_no++;
+	if (rc == READ_LINE)
+		return handle_input_line(b, line, len);
+	/* Too long: the hash covers the bytes that were read (max + 1). */
+	uint64_t h = hash_bytes(line, len);
+	if (line_done(b, b->line_no, line, len)) {
+		b->skipped++;
+		b->earlier_errors = true;
+		return true;
+	}
+	char why[160];
+	snprintf(why, sizeof why, "the line is longer than %zu bytes (the --max-line-bytes limit; "
+	         "raise it with --max-line-bytes N)", b->in.max);
+	write_input_error(b, NULL, 0, "invalid_input", why, h);
+	/* Written now: the rest of the line may take long to read (or never
+	 * end, as /dev/zero). */
+	write_pending(b);
 	return true;
 }
 
@@ -1305,9 +1606,9 @@ static void handle_completion(struct batch *b, lr_future *f)
 		return;
 	}
 	if (r->error == LR_OK)
-		b->succeeded++;
+		b->pend.succeeded++;
 	else
-		b->failed++;
+		b->pend.failed++;
 	if (r->attempts > 1)
 		b->retries += (uint64_t)(r->attempts - 1);
 	b->input_tokens += r->usage.input_tokens;
@@ -1340,9 +1641,8 @@ static double seconds_since(uint64_t start_ns)
 /* The input's lines, for the progress line: counted only for a regular
  * file (one read at memory speed before the run), 0 otherwise. A last
  * line without its newline counts too. */
-static uint64_t count_lines(FILE *in)
+static uint64_t count_lines(int fd)
 {
-	int fd = fileno(in);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return 0;
@@ -1459,16 +1759,22 @@ static void clear_progress(struct batch *b)
 	b->progress_drawn = false;
 }
 
-static int append_unpriced(struct http_buf *s, const struct batch *b, const char *sep, bool json)
+/* The unpriced model names, all of them (max 0) or the first max and
+ * how many more. */
+static int append_unpriced(struct http_buf *s, const struct batch *b, const char *sep, bool json,
+                           size_t max)
 {
 	int rc = 0;
-	for (size_t k = 0; !rc && k < b->unpriced.count; k++) {
+	size_t count = b->unpriced.count, shown = max && count > max ? max : count;
+	for (size_t k = 0; !rc && k < shown; k++) {
 		const char *name = b->unpriced.names[k];
 		if (k)
 			rc = buf_puts(s, sep);
 		if (!rc)
 			rc = json ? json_append_string(s, name, strlen(name)) : buf_puts(s, name);
 	}
+	if (!rc && shown < count)
+		rc = buf_printf(s, " and %zu more", count - shown);
 	return rc;
 }
 
@@ -1492,24 +1798,32 @@ static int write_stats_file(struct batch *b, double wall)
 	if (!rc)
 		rc = buf_puts(&s, ",\"unpriced_models\":[");
 	if (!rc)
-		rc = append_unpriced(&s, b, ",", true);
+		rc = append_unpriced(&s, b, ",", true, 0);
 	if (!rc)
 		rc = buf_printf(&s, "],\"wall_s\":%.3f,\"requests_per_s\":%.1f}\n", wall, rate);
-	FILE *f = rc ? NULL : fopen(b->opt.stats_path, "w"); /* owner: this function */
-	bool ok = f && fwrite(s.data, 1, s.len, f) == s.len;
-	if (f && fclose(f) != 0)
-		ok = false;
-	if (!ok)
-		fprintf(stderr, "llmring batch: cannot write %s: %s\n", b->opt.stats_path,
-		        rc ? "out of memory" : strerror(errno));
+	/* Opened (and so checked) before the run; replaced in place. A
+	 * device or pipe cannot be truncated, and need not be. */
+	int err = rc ? ENOMEM : 0;
+	if (!err && ftruncate(b->stats_fd, 0) != 0 && errno != EINVAL)
+		err = errno;
+	if (!err && lseek(b->stats_fd, 0, SEEK_SET) < 0 && errno != ESPIPE)
+		err = errno;
+	if (!err) {
+		int w = write_all(b->stats_fd, s.data, s.len);
+		err = w ? -w : 0;
+	}
+	if (err)
+		fprintf(stderr, "llmring batch: cannot write the stats file %s: %s\n", b->opt.stats_path,
+		        strerror(err));
 	http_buf_free(&s);
-	return ok ? 0 : -1;
+	return err ? -1 : 0;
 }
 
 static void print_summary(struct batch *b, double wall)
 {
 	struct http_buf unpriced = {0}; /* owner: this function */
-	if (append_unpriced(&unpriced, b, ", ", false) || http_buf_append(&unpriced, "", 1))
+	if (append_unpriced(&unpriced, b, ", ", false, BATCH_SUMMARY_MODEL_NAMES) ||
+	    http_buf_append(&unpriced, "", 1))
 		unpriced.len = 0;
 	const char *names = unpriced.len ? unpriced.data : "";
 	fprintf(stderr, "llmring batch: %" PRIu64 " requests: %" PRIu64 " succeeded, %" PRIu64
@@ -1517,6 +1831,8 @@ static void print_summary(struct batch *b, double wall)
 	        b->requests, b->succeeded, b->failed, b->skipped, b->retries);
 	if (b->invalid_lines)
 		fprintf(stderr, "; %" PRIu64 " unusable input lines", b->invalid_lines);
+	if (b->unwritten)
+		fprintf(stderr, "; %" PRIu64 " outcomes not written", b->unwritten);
 	fprintf(stderr, "\n  tokens: %" PRId64 " input, %" PRId64 " output; ", b->input_tokens,
 	        b->output_tokens);
 	if (b->priced && b->unpriced.count)
@@ -1588,10 +1904,10 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 		cfg.connect_timeout_s = b->opt.connect_timeout_s;
 	if (b->opt.idle_timeout_s > 0)
 		cfg.idle_timeout_s = b->opt.idle_timeout_s;
+	errno = 0;
 	int rc = lr_engine_new(&cfg, &b->eng);
 	if (rc) {
-		fprintf(stderr, "llmring batch: cannot start the engine: %s%s\n", lr_strerror(rc),
-		        rc == LR_EINVAL ? " (check the base URL)" : "");
+		cli_engine_error("batch", rc, errno);
 		return -1;
 	}
 	return 0;
@@ -1606,6 +1922,9 @@ static void batch_free(struct batch *b)
 		mock_server_stop(b->mock);
 	if (b->out_fd >= 0)
 		close(b->out_fd);
+	if (b->stats_fd >= 0)
+		close(b->stats_fd);
+	reader_free(&b->in);
 	id_set_free(&b->ids);
 	free(b->done_lines);
 	json_doc_free(&b->doc);
@@ -1616,66 +1935,254 @@ static void batch_free(struct batch *b)
 	model_names_free(&b->unpriced);
 }
 
-/* The body model of the first line that has one, or NULL; the file is
- * rewound (input that cannot seek is not peeked at). */
-static const char *peek_first_model(FILE *in, char *out, size_t cap)
+/*
+ * The body model of the first line that has one (of the first 16), or
+ * NULL; the input is read through its own bounded reader and put back
+ * where it was (input that cannot seek is not peeked at). 0, or -1 after
+ * printing a read error.
+ */
+static int peek_first_model(int fd, size_t max_line, char *out, size_t cap, const char **model)
 {
-	long at = ftell(in);
+	*model = NULL;
+	off_t at = lseek(fd, 0, SEEK_CUR);
 	if (at < 0)
-		return NULL;
-	char *line = NULL; /* owner: this function */
-	size_t line_cap = 0;
-	const char *model = NULL;
+		return 0;
+	struct line_reader r; /* owner: this function */
+	reader_init(&r, fd, max_line);
 	struct json_doc doc = {0}; /* owner: this function */
-	for (int tries = 0; !model && tries < 16; tries++) {
-		ssize_t n = getline(&line, &line_cap, in);
-		if (n < 0)
+	int rc = 0;
+	for (int tries = 0; !*model && tries < 16; tries++) {
+		const char *line;
+		size_t len;
+		rc = reader_next(&r, &line, &len);
+		if (rc != READ_LINE) /* the end, an error, or a line too long to look at */
 			break;
-		if (json_parse(&doc, line, (size_t)n) != 0 || doc.count == 0 || doc.tok[0].type != JSON_OBJECT)
+		if (json_parse(&doc, line, len) != 0 || doc.count == 0 || doc.tok[0].type != JSON_OBJECT)
 			continue;
 		int m = json_path(&doc, 0, "body.model");
 		if (m >= 0 && json_get_string(&doc, m, out, cap) >= 0)
-			model = out;
+			*model = out;
 	}
 	json_doc_free(&doc);
-	free(line);
-	if (fseek(in, at, SEEK_SET) != 0)
-		return NULL;
-	clearerr(in);
-	return model;
+	reader_free(&r);
+	if (rc < 0)
+		return -rc;
+	if (lseek(fd, at, SEEK_SET) < 0)
+		return errno;
+	return 0;
+}
+
+/* Whether a and b name one file: the same device and inode, or (when
+ * either does not exist yet) the same name in the same directory. */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	bool ha = stat(a, &sa) == 0, hb = stat(b, &sb) == 0;
+	if (ha && hb)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	if (ha != hb)
+		return false;
+	const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+	na = na ? na + 1 : a;
+	nb = nb ? nb + 1 : b;
+	if (strcmp(na, nb) != 0)
+		return false;
+	char *da = na == a ? strdup(".") : strndup(a, (size_t)(na - a)); /* owner: this function */
+	char *db = nb == b ? strdup(".") : strndup(b, (size_t)(nb - b)); /* owner: this function */
+	bool same = da && db && stat(da, &sa) == 0 && stat(db, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	            sa.st_ino == sb.st_ino;
+	free(da);
+	free(db);
+	return same;
+}
+
+/* Refuses INPUT, OUTPUT and the stats file naming one file: output as
+ * input would skip every line as done (or, with --retry-errors, replace
+ * the input), and the stats file would overwrite either. */
+static int check_distinct_files(const struct batch_options *o, const struct stat *in_st)
+{
+	struct stat st;
+	const char *clash = NULL;
+	if (stat(o->output_path, &st) == 0 && st.st_dev == in_st->st_dev && st.st_ino == in_st->st_ino)
+		clash = "the output (-o) is the input file";
+	else if (o->stats_path && stat(o->stats_path, &st) == 0 && st.st_dev == in_st->st_dev &&
+	         st.st_ino == in_st->st_ino)
+		clash = "the stats file (--stats) is the input file";
+	else if (o->stats_path && same_file(o->stats_path, o->output_path))
+		clash = "the stats file (--stats) is the output file (-o)";
+	/* /dev/null or a terminal may well be named twice. */
+	if (clash && S_ISCHR(st.st_mode))
+		clash = NULL;
+	if (clash) {
+		fprintf(stderr, "llmring batch: %s; name a different file\n", clash);
+		return -1;
+	}
+	return 0;
+}
+
+/* "NAME.retry-XXXXXX": a temporary file of rewrite_start for NAME. */
+static bool is_retry_temp(const char *entry, const char *name)
+{
+	static const char suffix[] = ".retry-";
+	size_t n = strlen(name);
+	if (strncmp(entry, name, n) != 0 || strncmp(entry + n, suffix, sizeof suffix - 1) != 0)
+		return false;
+	const char *x = entry + n + sizeof suffix - 1;
+	if (strlen(x) != 6)
+		return false;
+	for (int i = 0; i < 6; i++) /* mkstemp's letters */
+		if (!((x[i] >= 'a' && x[i] <= 'z') || (x[i] >= 'A' && x[i] <= 'Z') ||
+		      (x[i] >= '0' && x[i] <= '9')))
+			return false;
+	return true;
+}
+
+/*
+ * Removes the temporary files a --retry-errors rewrite of this output
+ * left when it was killed before its rename (each up to the output's
+ * size). Only regular files named exactly OUTPUT.retry-XXXXXX beside the
+ * output (symbolic links resolved, as rewrite_start does) are touched.
+ */
+static void remove_stale_rewrites(const struct batch *b)
+{
+	char *target = realpath(b->opt.output_path, NULL); /* owner: this function */
+	if (!target)
+		return;
+	char *slash = strrchr(target, '/');
+	const char *name = slash + 1;
+	*slash = '\0';
+	const char *dir = target[0] ? target : "/";
+	DIR *d = opendir(dir); /* owner: this function */
+	if (!d) {
+		free(target);
+		return;
+	}
+	int dfd = dirfd(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		struct stat st;
+		if (!is_retry_temp(e->d_name, name) ||
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (unlinkat(dfd, e->d_name, 0) == 0 && !b->opt.quiet)
+			fprintf(stderr, "llmring batch: removed %s/%s, left by an interrupted "
+			        "--retry-errors\n", strcmp(dir, "/") ? dir : "", e->d_name);
+	}
+	closedir(d);
+	free(target);
+}
+
+/*
+ * Opens path for writing, creating it if needed. *created is then the
+ * file to remove if the run is refused later (malloc'd, owner: the
+ * caller), NULL when the file was there before. A dangling symbolic link
+ * creates the file it names, which is also what gets removed.
+ */
+static int open_created(const char *path, int flags, char **created)
+{
+	*created = NULL;
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	fd = open(path, flags | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		*created = strdup(path);
+	} else if (errno == EEXIST) {
+		/* Made meanwhile, or a link whose target is missing (O_EXCL
+		 * never follows one). */
+		fd = open(path, flags | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT) {
+			fd = open(path, flags | O_CREAT | O_CLOEXEC, 0644);
+			if (fd >= 0)
+				*created = realpath(path, NULL);
+		}
+	}
+	return fd;
 }
 
 int batch_main(int argc, char **argv)
 {
 	struct batch b = {0};
-	b.out_fd = -1;
+	b.out_fd = b.stats_fd = -1;
+	b.requested.limit = BATCH_MAX_MODEL_NAMES;
 	int status = parse_options(argc, argv, &b.opt);
 	if (status)
 		return status < 0 ? CLI_EXIT_OK : status; /* -1: --help was shown */
 
-	FILE *in = fopen(b.opt.input_path, "r"); /* owner: this function */
-	if (!in) {
+	/*
+	 * Every check comes before the output (and the stats file) is
+	 * created: a refused run leaves nothing behind.
+	 */
+	status = CLI_EXIT_USAGE;
+	char *out_created = NULL, *stats_created = NULL; /* owner: this function */
+	int in_fd = open(b.opt.input_path, O_RDONLY | O_CLOEXEC); /* owner: b.in */
+	struct stat in_st;
+	if (in_fd < 0 || fstat(in_fd, &in_st) != 0) {
 		fprintf(stderr, "llmring batch: cannot read %s: %s\n", b.opt.input_path, strerror(errno));
+		if (in_fd >= 0)
+			close(in_fd);
 		return CLI_EXIT_USAGE;
 	}
-	status = CLI_EXIT_USAGE;
-	/* Endpoint checks before the output file is touched: a missing key
-	 * must not leave an empty output file behind. */
+	reader_init(&b.in, in_fd, (size_t)b.opt.max_line);
+	if (S_ISDIR(in_st.st_mode)) {
+		fprintf(stderr, "llmring batch: cannot read %s: it is a directory (give a JSONL file)\n",
+		        b.opt.input_path);
+		goto out;
+	}
+	if (check_distinct_files(&b.opt, &in_st))
+		goto out;
+	/* Endpoint checks: the first line's model stands for the file's. */
 	const char *base_url = NULL, *api_key = NULL; /* borrowed: argv or the environment */
-	char first_model[256]; /* the first line's model stands for the file's */
-	const char *model = b.opt.model ? b.opt.model : peek_first_model(in, first_model, sizeof first_model);
+	char first_model[256];
+	const char *model = b.opt.model;
+	if (!b.opt.mock && !model) {
+		int err = peek_first_model(in_fd, b.in.max, first_model, sizeof first_model, &model);
+		if (err) {
+			fprintf(stderr, "llmring batch: cannot read %s: %s\n", b.opt.input_path,
+			        strerror(err));
+			goto out;
+		}
+	}
 	if (!b.opt.mock && (cli_resolve_endpoint("batch", b.opt.base_url_flag, model, &base_url, &api_key) ||
 	                    cli_check_tls_flags("batch", b.opt.cacert, b.opt.insecure)))
 		goto out;
-	b.out_fd = open(b.opt.output_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	/* The first read, so that an input that cannot be read at all is
+	 * refused before anything is created. */
+	int rc = reader_fill(&b.in);
+	if (rc) {
+		fprintf(stderr, "llmring batch: cannot read %s: %s\n", b.opt.input_path, strerror(-rc));
+		goto out;
+	}
+	/* A socket per request on the wire, and with --mock its server side. */
+	unsigned long fds = (unsigned long)b.opt.concurrency * (b.opt.mock ? 2 : 1) + BATCH_FD_SLACK;
+	if (cli_ensure_fds("batch", fds, "--concurrency"))
+		goto out;
+	b.progress = !b.opt.quiet && isatty(STDERR_FILENO);
+	if (start_endpoint(&b, base_url, api_key))
+		goto out;
+	if (b.opt.stats_path) {
+		b.stats_fd = open_created(b.opt.stats_path, O_WRONLY, &stats_created);
+		if (b.stats_fd < 0) {
+			fprintf(stderr, "llmring batch: cannot write the stats file %s: %s\n",
+			        b.opt.stats_path, strerror(errno));
+			goto out;
+		}
+	}
+	b.out_fd = open_created(b.opt.output_path, O_RDWR | O_APPEND, &out_created);
 	if (b.out_fd < 0) {
 		fprintf(stderr, "llmring batch: cannot open %s: %s\n", b.opt.output_path,
 		        strerror(errno));
 		goto out;
 	}
-	b.progress = !b.opt.quiet && isatty(STDERR_FILENO);
-	if (load_previous_output(&b) || start_endpoint(&b, base_url, api_key))
+	struct stat out_st;
+	if (fstat(b.out_fd, &out_st) == 0 && S_ISREG(out_st.st_mode))
+		remove_stale_rewrites(&b);
+	if (load_previous_output(&b))
 		goto out;
+	/* From here on the run has started: its files stay. */
+	free(out_created);
+	free(stats_created);
+	out_created = stats_created = NULL;
 
 	b.id_prefix = random_id_prefix();
 	/* Four times the concurrency outstanding: the engine keeps the wire
@@ -1683,16 +2190,17 @@ int batch_main(int argc, char **argv)
 	 * concurrency's worth of results is ready (one wake-up per round). */
 	b.window = 4 * b.opt.concurrency;
 	if (b.progress)
-		b.total_lines = count_lines(in);
+		b.total_lines = count_lines(in_fd);
 	b.start_ns = now_ns();
 	draw_progress(&b, true);
-	char *line = NULL; /* owner: this function */
-	size_t line_cap = 0;
 	bool more_input = true;
+	bool reap_failed = false;
 	lr_future *reaped[BATCH_REAP_MAX];
 	while (!b.write_failed && (more_input || b.outstanding > 0)) {
 		while (more_input && b.outstanding < b.window && !b.write_failed)
-			more_input = take_input_line(&b, in, &line, &line_cap);
+			more_input = take_input_line(&b);
+		if (b.read_err)
+			break; /* what is in flight is lost either way: stop now */
 		if (b.outstanding == 0)
 			continue;
 		long min_ready = b.outstanding < b.opt.concurrency ? b.outstanding : b.opt.concurrency;
@@ -1703,6 +2211,7 @@ int batch_main(int argc, char **argv)
 		if (n < 0) {
 			fprintf(stderr, "llmring batch: waiting for completions failed: %s\n",
 			        lr_strerror(n));
+			reap_failed = true;
 			break;
 		}
 		for (int k = 0; k < n; k++)
@@ -1711,25 +2220,36 @@ int batch_main(int argc, char **argv)
 		draw_progress(&b, false);
 	}
 	write_pending(&b); /* input-line errors after the last completion */
-	free(line);
-	bool read_failed = ferror(in);
-	if (read_failed)
-		fprintf(stderr, "llmring batch: error reading %s\n", b.opt.input_path);
 	clear_progress(&b);
+	if (b.read_err)
+		fprintf(stderr, "llmring batch: cannot read %s after line %" PRIu64 ": %s\n",
+		        b.opt.input_path, b.line_no, strerror(b.read_err));
 
 	double wall = seconds_since(b.start_ns);
-	bool incomplete = b.write_failed || read_failed || more_input || b.outstanding > 0;
-	if (b.opt.stats_path && write_stats_file(&b, wall))
-		incomplete = true;
+	bool incomplete = b.write_failed || b.read_err || reap_failed || b.outstanding > 0;
+	bool stats_failed = b.opt.stats_path && write_stats_file(&b, wall);
 	if (!b.opt.quiet)
 		print_summary(&b, wall);
+	if (b.unwritten)
+		fprintf(stderr, "llmring batch: %" PRIu64 " finished line%s could not be written to %s "
+		        "and will run again on resume\n", b.unwritten, b.unwritten == 1 ? "" : "s",
+		        b.opt.output_path);
 	if (incomplete)
 		fprintf(stderr, "llmring batch: stopped early; the output is incomplete (run again to "
 		        "resume)\n");
-	status = incomplete || b.failed || b.invalid_lines || b.earlier_errors ? CLI_EXIT_FAILED
-	                                                                     : CLI_EXIT_OK;
+	if (incomplete || stats_failed)
+		status = CLI_EXIT_USAGE;
+	else
+		status = b.failed || b.invalid_lines || b.earlier_errors ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 out:
-	fclose(in);
 	batch_free(&b);
+	/* A refused run leaves no file it made. */
+	if (out_created)
+		unlink(out_created);
+	if (stats_created)
+		unlink(stats_created);
+	free(out_created);
+	free(stats_created);
+	close(in_fd);
 	return status;
 }

@@ -3,13 +3,16 @@
  * (batch in cli_batch.c, mock in mock_main.c, chat and bench here) and
  * holds the option helpers they share (cli.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,7 +37,8 @@ static const char main_usage[] =
 
 static const char chat_usage[] =
 	"usage: llmring chat [--model M] [--base-url URL] [--system TEXT] [--no-stream]\n"
-	"                    [--timeout S] [--cacert FILE] [--insecure] PROMPT\n"
+	"                    [--timeout S] [--connect-timeout S] [--idle-timeout S]\n"
+	"                    [--cacert FILE] [--insecure] PROMPT\n"
 	"\n"
 	"Sends PROMPT to the model's provider and prints the reply.\n"
 	"  --model M        provider/model: openai/gpt-4o-mini (the default),\n"
@@ -48,11 +52,17 @@ static const char chat_usage[] =
 	"                   GEMINI_API_KEY)\n"
 	"  --system TEXT    a system message before the prompt\n"
 	"  --no-stream      print the whole reply at once (default: as tokens arrive)\n"
-	"  --timeout S      total seconds for the request (600; fractions allowed)\n"
+	"  --timeout S      total seconds for the request (600; fractions allowed,\n"
+	"                   at least 0.001)\n"
+	"  --connect-timeout S  seconds to connect (10)\n"
+	"  --idle-timeout S longest silence inside a response (60; stream comments\n"
+	"                   and keep-alives are not progress)\n"
 	"  --cacert FILE    CA bundle (PEM) to verify the server with, replacing the\n"
 	"                   system one (default: SSL_CERT_FILE, else the system bundle)\n"
 	"  --insecure       do not verify TLS certificates at all (prints a warning)\n"
-	"Errors go to stderr with exit status 1.\n";
+	"Errors go to stderr with exit status 1. On a terminal, control characters in\n"
+	"the reply or an error message (escape sequences) are shown as ^[ or U+FFFD;\n"
+	"piped output is the server's text byte for byte.\n";
 
 static const char bench_usage[] =
 	"usage: llmring bench --base-url URL --model M [--requests N | --duration S]\n"
@@ -116,6 +126,20 @@ int cli_parse_positive(const char *cmd, const char *flag, const char *text, doub
 	return 0;
 }
 
+int cli_parse_seconds(const char *cmd, const char *flag, const char *text, double *out)
+{
+	double v;
+	if (cli_parse_positive(cmd, flag, text, &v))
+		return -1;
+	if (v < CLI_MIN_SECONDS) {
+		fprintf(stderr, "llmring %s: %s must be at least %g seconds (1 ms), not '%s'\n", cmd, flag,
+		        CLI_MIN_SECONDS, text);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 int cli_parse_count(const char *cmd, const char *flag, const char *text, long min, long max,
                     long *out)
 {
@@ -159,12 +183,45 @@ int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure)
 	return 0;
 }
 
+/* The provider key variables the CLI reads. */
+static const struct {
+	const char *provider, *key_env;
+} cli_keys[] = {{"openai", "OPENAI_API_KEY"}, {"anthropic", "ANTHROPIC_API_KEY"},
+                {"gemini", "GEMINI_API_KEY"}};
+
+/*
+ * A key goes into a header line as it is: a newline or other control
+ * character (often the newline `cat key.txt` or an editor leaves) would
+ * end the header. Refused here with the variable's name (never the
+ * value), rather than as a vague engine error later.
+ */
+static int check_key_env(const char *cmd, const char *env)
+{
+	const char *key = getenv(env);
+	if (!key)
+		return 0;
+	for (size_t i = 0; key[i]; i++) {
+		unsigned char c = (unsigned char)key[i];
+		if (c < 0x20 || c == 0x7f) {
+			fprintf(stderr, "llmring %s: %s contains a %s (byte %zu of %zu); strip it from the "
+			        "variable (keys are sent as they are)\n", cmd, env,
+			        c == '\n' || c == '\r' ? "newline" : "control character", i + 1, strlen(key));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char *model,
                          const char **base_url, const char **api_key)
 {
 	*base_url = *api_key = NULL;
 	const char *probe = model ? model : "gpt-4o-mini";
 	if (!base_url_flag) {
+		/* Without --base-url the engine reads every provider's key. */
+		for (size_t i = 0; i < sizeof(cli_keys) / sizeof(cli_keys[0]); i++)
+			if (check_key_env(cmd, cli_keys[i].key_env))
+				return -1;
 		char why[256];
 		if (lr_config_check_model(NULL, probe, why, sizeof(why))) {
 			fprintf(stderr, "llmring %s: %s (for a server without keys give --base-url URL)\n", cmd, why);
@@ -182,14 +239,12 @@ int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char 
 		return -1;
 	}
 	/* A custom base URL gets the key of the model's provider, if set. */
-	static const struct {
-		const char *provider, *key_env;
-	} keys[] = {{"openai", "OPENAI_API_KEY"}, {"anthropic", "ANTHROPIC_API_KEY"},
-	            {"gemini", "GEMINI_API_KEY"}};
 	const char *provider = lr_model_provider(probe, NULL);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (strcmp(provider, keys[i].provider) == 0) {
-			const char *key = getenv(keys[i].key_env);
+	for (size_t i = 0; i < sizeof(cli_keys) / sizeof(cli_keys[0]); i++) {
+		if (strcmp(provider, cli_keys[i].provider) == 0) {
+			if (check_key_env(cmd, cli_keys[i].key_env))
+				return -1;
+			const char *key = getenv(cli_keys[i].key_env);
 			*api_key = key && key[0] ? key : NULL;
 		}
 	}
@@ -197,10 +252,139 @@ int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char 
 	return 0;
 }
 
+/* Descriptors open now (the entries of /proc/self/fd less the one
+ * reading it), or 0 when that cannot be read. */
+static unsigned long open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd"); /* owner: this function */
+	if (!d)
+		return 0;
+	unsigned long count = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			count++;
+	closedir(d);
+	return count ? count - 1 : 0;
+}
+
+int cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	unsigned long need = fds + open_fds();
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		/* The soft limit is a default meant for select(); io_uring has no
+		 * such ceiling, so take what the hard limit allows. */
+		struct rlimit up = rl;
+		up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		/* Fewer than wanted still works: the pool keeps its sockets
+		 * below the limit and queues the rest (engine/pool.c). Only a
+		 * limit that leaves no room for a few connections is fatal. */
+		unsigned long floor = open_fds() + 8;
+		if (rl.rlim_cur >= floor) {
+			fprintf(stderr, "llmring %s: note: `ulimit -n` allows %lu file descriptors, fewer "
+			        "than the %lu this run could use; it opens fewer connections (raise the "
+			        "limit for full speed%s%s)\n", cmd, (unsigned long)rl.rlim_cur, need,
+			        hint ? ", or lower " : "", hint ? hint : "");
+			return 0;
+		}
+		fprintf(stderr, "llmring %s: out of file descriptors: `ulimit -n` allows %lu and "
+		        "%lu are open already; raise the limit (ulimit -n %lu)\n", cmd,
+		        (unsigned long)rl.rlim_cur, open_fds(), need);
+		return -1;
+	}
+	return 0;
+}
+
+void cli_engine_error(const char *cmd, int rc, int saved_errno)
+{
+	if (saved_errno == EMFILE || saved_errno == ENFILE)
+		fprintf(stderr, "llmring %s: cannot start the engine: out of file descriptors (%s); "
+		        "raise `ulimit -n`\n", cmd, strerror(saved_errno));
+	else
+		fprintf(stderr, "llmring %s: cannot start the engine: %s%s\n", cmd, lr_strerror(rc),
+		        rc == LR_EINVAL ? " (check the base URL)" : "");
+}
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0. */
+static size_t utf8_valid(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+	size_t len;
+	uint32_t cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates, past U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+void cli_write_text(FILE *f, bool tty, const char *text, size_t len)
+{
+	if (!tty) {
+		fwrite(text, 1, len, f);
+		return;
+	}
+	static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+	const unsigned char *p = (const unsigned char *)text;
+	size_t i = 0, run = 0; /* bytes [run, i) are written as they are */
+	while (i < len) {
+		unsigned char c = p[i];
+		if (c >= 0x20 && c < 0x7f) {
+			i++;
+			continue;
+		}
+		if (c == '\n' || c == '\t') {
+			i++;
+			continue;
+		}
+		size_t n = c < 0x80 ? 1 : utf8_valid(p + i, len - i);
+		/* U+0080..U+009F (C2 80..C2 9F) are C1 controls: CSI is U+009B. */
+		bool c1 = n == 2 && c == 0xc2 && p[i + 1] < 0xa0;
+		if (n > 1 && !c1) {
+			i += n;
+			continue;
+		}
+		fwrite(text + run, 1, i - run, f);
+		if (c < 0x20 || c == 0x7f) {
+			char caret[2] = {'^', (char)(c == 0x7f ? '?' : c + '@')};
+			fwrite(caret, 1, 2, f);
+		} else {
+			fwrite(replacement, 1, 3, f);
+		}
+		i += n ? n : 1;
+		run = i;
+	}
+	fwrite(text + run, 1, len - run, f);
+}
+
 /* ---- chat ------------------------------------------------------------- */
 
 /* Prints choices[0].message.content of a chat.completion body. */
-static int print_chat_reply(const lr_result *r)
+static int print_chat_reply(const lr_result *r, bool tty)
 {
 	struct json_doc doc = {0}; /* owner: this function */
 	int status = CLI_EXIT_FAILED;
@@ -226,7 +410,7 @@ static int print_chat_reply(const lr_result *r)
 		goto out;
 	}
 	json_get_string(&doc, content, text, (size_t)len + 1);
-	fwrite(text, 1, (size_t)len, stdout);
+	cli_write_text(stdout, tty, text, (size_t)len);
 	fputc('\n', stdout);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "llmring chat: cannot write the reply: %s\n", strerror(errno));
@@ -242,6 +426,7 @@ out:
 /* Streamed reply: each delta is written as it arrives (engine thread). */
 struct chat_stream {
 	bool printed;
+	bool tty; /* stdout is a terminal: control characters are made visible */
 };
 
 static void print_delta(void *user, const lr_delta *d)
@@ -249,7 +434,7 @@ static void print_delta(void *user, const lr_delta *d)
 	struct chat_stream *cs = user;
 	if (d->choice != 0 || d->text_len == 0)
 		return;
-	fwrite(d->text, 1, d->text_len, stdout);
+	cli_write_text(stdout, cs->tty, d->text, d->text_len);
 	fflush(stdout);
 	cs->printed = true;
 }
@@ -259,6 +444,7 @@ static int chat_main(int argc, char **argv)
 	const char *cmd = "chat";
 	const char *model = "gpt-4o-mini", *base_url_flag = NULL, *system_text = NULL;
 	const char *prompt = NULL, *cacert = NULL, *timeout_text = NULL;
+	const char *connect_text = NULL, *idle_text = NULL;
 	bool no_stream = false, insecure = false, options_done = false;
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -285,13 +471,17 @@ static int chat_main(int argc, char **argv)
 		CLI_OPTION("--system", true, system_text = v)
 		CLI_OPTION("--no-stream", false, no_stream = true)
 		CLI_OPTION("--timeout", true, timeout_text = v)
+		CLI_OPTION("--connect-timeout", true, connect_text = v)
+		CLI_OPTION("--idle-timeout", true, idle_text = v)
 		CLI_OPTION("--cacert", true, cacert = v)
 		CLI_OPTION("--insecure", false, insecure = true)
 		fprintf(stderr, "llmring chat: unknown option '%s'\n%s", arg, chat_usage);
 		return CLI_EXIT_USAGE;
 	}
-	double timeout_s = 0;
-	if (timeout_text && cli_parse_positive(cmd, "--timeout", timeout_text, &timeout_s))
+	double timeout_s = 0, connect_s = 0, idle_s = 0; /* 0: the engine's default */
+	if ((timeout_text && cli_parse_seconds(cmd, "--timeout", timeout_text, &timeout_s)) ||
+	    (connect_text && cli_parse_seconds(cmd, "--connect-timeout", connect_text, &connect_s)) ||
+	    (idle_text && cli_parse_seconds(cmd, "--idle-timeout", idle_text, &idle_s)))
 		return CLI_EXIT_USAGE;
 	if (!prompt) {
 		fprintf(stderr, "llmring chat: a PROMPT is needed\n%s", chat_usage);
@@ -303,7 +493,7 @@ static int chat_main(int argc, char **argv)
 	}
 	const char *base_url, *api_key;
 	if (cli_resolve_endpoint(cmd, base_url_flag, model, &base_url, &api_key) ||
-	    cli_check_tls_flags(cmd, cacert, insecure))
+	    cli_check_tls_flags(cmd, cacert, insecure) || cli_ensure_fds(cmd, 16, NULL))
 		return CLI_EXIT_USAGE;
 
 	lr_config cfg = lr_config_default();
@@ -314,10 +504,15 @@ static int chat_main(int argc, char **argv)
 	cfg.max_in_flight = 1;
 	if (timeout_s > 0)
 		cfg.total_timeout_s = timeout_s;
+	if (connect_s > 0)
+		cfg.connect_timeout_s = connect_s;
+	if (idle_s > 0)
+		cfg.idle_timeout_s = idle_s;
 	lr_engine *eng = NULL; /* owner: this function */
+	errno = 0;
 	int rc = lr_engine_new(&cfg, &eng);
 	if (rc) {
-		fprintf(stderr, "llmring chat: cannot start the engine: %s\n", lr_strerror(rc));
+		cli_engine_error(cmd, rc, errno);
 		return CLI_EXIT_USAGE;
 	}
 	int status = CLI_EXIT_FAILED;
@@ -329,7 +524,7 @@ static int chat_main(int argc, char **argv)
 	rc = system_text ? lr_request_add_message(rq, LR_ROLE_SYSTEM, system_text) : 0;
 	if (!rc)
 		rc = lr_request_add_message(rq, LR_ROLE_USER, prompt);
-	struct chat_stream stream = {0};
+	struct chat_stream stream = {.tty = isatty(STDOUT_FILENO) == 1};
 	if (!rc && !no_stream)
 		rc = lr_request_on_delta(rq, print_delta, &stream);
 	if (rc) {
@@ -347,12 +542,15 @@ static int chat_main(int argc, char **argv)
 	if (stream.printed)
 		putchar('\n'); /* end the streamed line, whatever happened next */
 	if (r->error) {
-		fprintf(stderr, "llmring chat: %s: %s\n", lr_error_name(r->error),
-		        r->error_message ? r->error_message : lr_strerror(r->error));
+		/* The message may quote the server: made visible on a terminal. */
+		const char *msg = r->error_message ? r->error_message : lr_strerror(r->error);
+		fprintf(stderr, "llmring chat: %s: ", lr_error_name(r->error));
+		cli_write_text(stderr, isatty(STDERR_FILENO) == 1, msg, strlen(msg));
+		fputc('\n', stderr);
 	} else if (r->streamed || stream.printed) {
 		status = CLI_EXIT_OK;
 	} else {
-		status = print_chat_reply(r);
+		status = print_chat_reply(r, stream.tty);
 	}
 	lr_future_release(f);
 out:
