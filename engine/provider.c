@@ -322,13 +322,27 @@ static bool doc_stream(const struct json_doc *d)
 	       memcmp(d->text + d->tok[s].start, "true", 4) == 0;
 }
 
-/* "{base}/v1/messages", without doubling a version the base already ends in. */
-static int path_join(struct http_buf *out, const char *base, const char *version, const char *rest)
+static bool ends_with(const char *s, size_t n, const char *suffix)
 {
-	size_t bl = strlen(base), vl = strlen(version);
+	size_t sl = strlen(suffix);
+	return n >= sl && memcmp(s + n - sl, suffix, sl) == 0;
+}
+
+/*
+ * "{base}/v1/messages", without doubling a version the base already ends
+ * in. `drop` is a suffix of the base that names another API's prefix and
+ * is left out (Ollama's native API is beside its OpenAI one at /v1, so one
+ * --base-url ending in /v1 serves both), or NULL.
+ */
+static int path_join(struct http_buf *out, const char *base, const char *drop,
+                     const char *version, const char *rest)
+{
+	size_t bl = strlen(base);
+	if (drop && ends_with(base, bl, drop))
+		bl -= strlen(drop);
 	int ret = http_buf_append(out, base, bl);
-	if (!ret && !(bl >= vl && strcmp(base + bl - vl, version) == 0))
-		ret = http_buf_append(out, version, vl);
+	if (!ret && !ends_with(base, bl, version))
+		ret = http_buf_append(out, version, strlen(version));
 	if (!ret)
 		ret = buf_puts(out, rest);
 	return ret;
@@ -354,9 +368,10 @@ static int provider_path(struct provider_request *out, enum lr_endpoint ep, cons
 	case PROVIDER_ANTHROPIC:
 		if (ep == LR_ENDPOINT_EMBEDDINGS)
 			break;
-		return path_join(&out->path, base, "/v1", "/messages");
+		return path_join(&out->path, base, NULL, "/v1", "/messages");
 	case PROVIDER_OLLAMA:
-		return path_join(&out->path, base, "/api", ep == LR_ENDPOINT_EMBEDDINGS ? "/embed" : "/chat");
+		return path_join(&out->path, base, "/v1", "/api",
+		                 ep == LR_ENDPOINT_EMBEDDINGS ? "/embed" : "/chat");
 	case PROVIDER_GEMINI: {
 		if (ep == LR_ENDPOINT_EMBEDDINGS)
 			break;
@@ -366,7 +381,9 @@ static int provider_path(struct provider_request *out, enum lr_endpoint ep, cons
 			*why = "a Gemini model name may hold only letters, digits and - _ . :";
 			return LR_EINVAL;
 		}
-		int ret = path_join(&out->path, base, "/v1beta", "/models/");
+		/* A base ending in Gemini's stable version /v1 keeps it. */
+		const char *version = ends_with(base, strlen(base), "/v1") ? "/v1" : "/v1beta";
+		int ret = path_join(&out->path, base, NULL, version, "/models/");
 		if (!ret)
 			ret = http_buf_append(&out->path, model, model_len);
 		if (!ret)
@@ -374,8 +391,8 @@ static int provider_path(struct provider_request *out, enum lr_endpoint ep, cons
 		return ret;
 	}
 	default:
-		return path_join(&out->path, base, "", ep == LR_ENDPOINT_EMBEDDINGS ? "/embeddings"
-		                                                                   : "/chat/completions");
+		return path_join(&out->path, base, NULL, "",
+		                 ep == LR_ENDPOINT_EMBEDDINGS ? "/embeddings" : "/chat/completions");
 	}
 	*why = out->provider == PROVIDER_ANTHROPIC ? "Anthropic has no embeddings endpoint"
 	                                           : "Gemini embeddings are not supported";

@@ -82,10 +82,10 @@ int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char 
  * File descriptors for `fds` more than are open now: raises the soft
  * RLIMIT_NOFILE toward the hard one when needed. When still short, prints
  * a note (the engine then runs fewer connections; `hint` names the flag
- * that lowers the need, or NULL) and returns 0; -1 after an error only
- * when not even a few connections fit.
+ * that lowers the need, or NULL). Returns the descriptors there is room
+ * for (at most fds), or -1 after an error when not even a few fit.
  */
-int cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint);
+long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint);
 
 /*
  * After lr_engine_new (or another start-up step) failed with rc: prints

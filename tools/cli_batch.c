@@ -1220,6 +1220,12 @@ static int reader_next(struct line_reader *r, const char **line, size_t *len)
 			*line = r->buf + r->start;
 			*len = (size_t)(nl - *line);
 			r->start = r->scanned = (size_t)(nl - r->buf) + 1;
+			/* Whole in the buffer but over the cap: refused the same
+			 * as one that is still arriving. */
+			if (*len > r->max) {
+				*len = r->max + 1;
+				return READ_LONG;
+			}
 			return READ_LINE;
 		}
 		r->scanned = r->end;
@@ -1236,6 +1242,10 @@ static int reader_next(struct line_reader *r, const char **line, size_t *len)
 			*line = r->buf + r->start; /* a last line without its newline */
 			*len = r->end - r->start;
 			r->start = r->scanned = r->end;
+			if (*len > r->max) {
+				*len = r->max + 1;
+				return READ_LONG;
+			}
 			return READ_LINE;
 		}
 		int rc = reader_fill(r);
@@ -2155,8 +2165,16 @@ int batch_main(int argc, char **argv)
 	}
 	/* A socket per request on the wire, and with --mock its server side. */
 	unsigned long fds = (unsigned long)b.opt.concurrency * (b.opt.mock ? 2 : 1) + BATCH_FD_SLACK;
-	if (cli_ensure_fds("batch", fds, "--concurrency"))
+	long fd_room = cli_ensure_fds("batch", fds, "--concurrency");
+	if (fd_room < 0)
 		goto out;
+	/* The pool keeps its own sockets below the limit, but the built-in
+	 * mock's accepted ends count against it too: fewer connections then,
+	 * or both ends would wait on each other for descriptors. */
+	if (b.opt.mock && (unsigned long)fd_room < fds) {
+		long fit = (fd_room - BATCH_FD_SLACK / 2) / 2;
+		b.opt.concurrency = fit > 1 ? fit : 1;
+	}
 	b.progress = !b.opt.quiet && isatty(STDERR_FILENO);
 	if (start_endpoint(&b, base_url, api_key))
 		goto out;

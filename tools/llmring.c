@@ -205,7 +205,7 @@ static int check_key_env(const char *cmd, const char *env)
 		if (c < 0x20 || c == 0x7f) {
 			fprintf(stderr, "llmring %s: %s contains a %s (byte %zu of %zu); strip it from the "
 			        "variable (keys are sent as they are)\n", cmd, env,
-			        c == '\n' || c == '\r' ? "newline" : "control character", i + 1, strlen(key));
+			        c == '\n' ? "newline" : c == '\r' ? "carriage return" : "control character", i + 1, strlen(key));
 			return -1;
 		}
 	}
@@ -238,15 +238,20 @@ int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char 
 		        "https:// and name a host (got '%s')\n", cmd, base);
 		return -1;
 	}
-	/* A custom base URL gets the key of the model's provider, if set. */
-	const char *provider = lr_model_provider(probe, NULL);
-	for (size_t i = 0; i < sizeof(cli_keys) / sizeof(cli_keys[0]); i++) {
-		if (strcmp(provider, cli_keys[i].provider) == 0) {
-			if (check_key_env(cmd, cli_keys[i].key_env))
-				return -1;
-			const char *key = getenv(cli_keys[i].key_env);
-			*api_key = key && key[0] ? key : NULL;
-		}
+	/* No key is passed: the engine gives each line the key of its own
+	 * provider (a mixed batch must never send one provider's key to
+	 * another); each variable is still checked here. */
+	for (size_t i = 0; i < sizeof(cli_keys) / sizeof(cli_keys[0]); i++)
+		if (check_key_env(cmd, cli_keys[i].key_env))
+			return -1;
+	/* The URL parser knows what is wrong with a URL (the port, userinfo,
+	 * ...): say that, never the URL's credentials. */
+	lr_config cfg = lr_config_default();
+	cfg.base_url = base;
+	char why[256];
+	if (lr_config_check_model(&cfg, probe, why, sizeof(why)) == LR_EINVAL) {
+		fprintf(stderr, "llmring %s: --base-url: %s\n", cmd, why);
+		return -1;
 	}
 	*base_url = base;
 	return 0;
@@ -268,12 +273,12 @@ static unsigned long open_fds(void)
 	return count ? count - 1 : 0;
 }
 
-int cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
+long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return 0;
-	unsigned long need = fds + open_fds();
+		return (long)fds;
+	unsigned long open_now = open_fds(), need = fds + open_now;
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
 		/* The soft limit is a default meant for select(); io_uring has no
 		 * such ceiling, so take what the hard limit allows. */
@@ -286,20 +291,20 @@ int cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
 		/* Fewer than wanted still works: the pool keeps its sockets
 		 * below the limit and queues the rest (engine/pool.c). Only a
 		 * limit that leaves no room for a few connections is fatal. */
-		unsigned long floor = open_fds() + 8;
+		unsigned long floor = open_now + 8;
 		if (rl.rlim_cur >= floor) {
 			fprintf(stderr, "llmring %s: note: `ulimit -n` allows %lu file descriptors, fewer "
 			        "than the %lu this run could use; it opens fewer connections (raise the "
 			        "limit for full speed%s%s)\n", cmd, (unsigned long)rl.rlim_cur, need,
 			        hint ? ", or lower " : "", hint ? hint : "");
-			return 0;
+			return (long)(rl.rlim_cur - open_now);
 		}
 		fprintf(stderr, "llmring %s: out of file descriptors: `ulimit -n` allows %lu and "
 		        "%lu are open already; raise the limit (ulimit -n %lu)\n", cmd,
-		        (unsigned long)rl.rlim_cur, open_fds(), need);
+		        (unsigned long)rl.rlim_cur, open_now, need);
 		return -1;
 	}
-	return 0;
+	return (long)fds;
 }
 
 void cli_engine_error(const char *cmd, int rc, int saved_errno)
@@ -493,7 +498,7 @@ static int chat_main(int argc, char **argv)
 	}
 	const char *base_url, *api_key;
 	if (cli_resolve_endpoint(cmd, base_url_flag, model, &base_url, &api_key) ||
-	    cli_check_tls_flags(cmd, cacert, insecure) || cli_ensure_fds(cmd, 16, NULL))
+	    cli_check_tls_flags(cmd, cacert, insecure) || cli_ensure_fds(cmd, 16, NULL) < 0)
 		return CLI_EXIT_USAGE;
 
 	lr_config cfg = lr_config_default();
