@@ -595,7 +595,9 @@ int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	struct event_fields ef = {0};
 	if (!json_scan(ev->data, ev->data_len, event_field, &ef)) {
 		sd->fatal = true;
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not valid JSON");
+		char why[96];
+		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
+		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
 	}
 	if (!ef.type) {
 		ef.type = ev->type;

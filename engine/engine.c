@@ -60,6 +60,7 @@ struct lr_future {
 	struct http_buf resp_body;
 	size_t buffered;                /* response bytes counted in eng->buffered_bytes */
 	bool over_budget;               /* failed by the engine-wide buffered-bytes cap */
+	bool encoded_body;              /* refused: a Content-Encoding other than identity */
 	struct reply reply;             /* text, tool calls, usage, ids (normalised) */
 	struct stream_decoder *stream;  /* owner: future; while a streamed response is read */
 	struct pull_queue *pull;        /* owner: future; deltas for lr_future_next_delta */
@@ -504,7 +505,7 @@ static size_t header_copy(char *dst, size_t cap, const struct http_header *h)
 /* The response headers the engine reads, found in one pass. */
 struct head_fields {
 	const struct http_header *request_id, *anthropic_request_id, *should_retry, *retry_after_ms,
-		*retry_after, *content_type, *rl_requests, *rl_tokens, *rl_anthropic_requests,
+		*retry_after, *content_type, *content_encoding, *rl_requests, *rl_tokens, *rl_anthropic_requests,
 		*rl_anthropic_tokens, *rl_anthropic_input_tokens;
 };
 
@@ -524,6 +525,7 @@ static void head_fields_find(const struct http_head *h, struct head_fields *hf)
 			else if (NAME_IS(hd, "content-type"))
 				hf->content_type = hd;
 			break;
+		case 16: if (NAME_IS(hd, "content-encoding")) hf->content_encoding = hd; break;
 		case 14:
 			if (NAME_IS(hd, "x-should-retry"))
 				hf->should_retry = hd;
@@ -605,6 +607,23 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 			limits_pause(&e->limits, e->ring.now_ns + clock_seconds_to_ns(f->result.retry_after_s));
 	}
 	f->resp_body.len = 0;
+	/* Requests say Accept-Encoding: identity; a server that compresses
+	 * anyway gets a named error, not "not valid JSON" about gzip bytes. */
+	f->encoded_body = false;
+	const struct http_header *ce = hf.content_encoding;
+	if (ce && !(ce->value_len == 8 && strncasecmp(ce->value, "identity", 8) == 0)) {
+		char coding[48];
+		header_copy(coding, sizeof(coding), ce);
+		for (char *c = coding; *c; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+				*c = '?';
+		snprintf(f->message, sizeof(f->message),
+		         "HTTP %d response body is encoded (Content-Encoding: %s), which llmring does "
+		         "not decode; it asked for identity (check the server or proxy)",
+		         h->status, coding);
+		f->encoded_body = true;
+		return LR_EPROTO;
+	}
 	const struct http_header *ct = hf.content_type;
 	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
 	bool ndjson = ct && ct->value_len >= 20 && strncasecmp(ct->value, "application/x-ndjson", 20) == 0;
@@ -765,6 +784,8 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
 	struct lr_engine *e = f->eng;
 	active_unlink(e, f);
+	if (f->encoded_body && err == LR_EPROTO)
+		msg = f->message;
 	if (f->over_budget && err == LR_ETOOLARGE) {
 		snprintf(f->message, sizeof(f->message),
 		         "response too large: responses in flight held more than %zu bytes together "
@@ -1262,6 +1283,8 @@ static int build_fixed_headers(struct http_buf *b, const struct url *u, enum pro
 		ret = append_header(b, "Content-Type", "application/json");
 	if (!ret)
 		ret = append_header(b, "Accept", "application/json");
+	if (!ret) /* bodies are parsed as they are: never compressed */
+		ret = append_header(b, "Accept-Encoding", "identity");
 	if (!ret)
 		ret = append_header(b, "User-Agent", "llmring/" LR_VERSION_STRING);
 	return ret;

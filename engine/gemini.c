@@ -644,7 +644,9 @@ int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	struct json_doc *d = &sd->doc;
 	if (json_parse(d, ev->data, ev->data_len) || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
 		sd->fatal = true;
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object");
+		char why[96];
+		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
+		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
 	}
 	r->events++;
 	int e = error_object(d);

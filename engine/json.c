@@ -24,6 +24,7 @@
 #include "json.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -686,4 +687,41 @@ int json_append_string(struct http_buf *b, const char *s, size_t len)
 			return LR_ENOMEM;
 	}
 	return http_buf_append(b, "\"", 1) ? LR_ENOMEM : 0;
+}
+
+const char *json_invalid_reason(const char *text, size_t len, char *buf, size_t cap)
+{
+	const unsigned char *u = (const unsigned char *)text;
+	const char *why = "it is not valid JSON";
+	size_t begin = skip_ws(text, 0, len);
+	if (begin >= len) {
+		why = "it is empty";
+	} else if (len >= 2 && u[0] == 0x1f && u[1] == 0x8b) {
+		why = "it is gzip-compressed data (a server or proxy ignored Accept-Encoding: identity)";
+	} else if (len >= 3 && u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf) {
+		why = "it begins with a UTF-8 byte order mark, which JSON does not allow";
+	} else {
+		for (size_t i = 0; i < len;) {
+			size_t n = u[i] < 0x80 ? 1 : json_utf8_len(text + i, text + len);
+			if (!n) {
+				snprintf(buf, cap, "it is not valid UTF-8 (byte %zu of %zu)", i + 1, len);
+				return buf;
+			}
+			i += n;
+		}
+		if (!depth_within_limit(text, len))
+			why = "it nests deeper than 128 levels";
+		else if (text[begin] == '[' || text[begin] == '"' || text[begin] == '-' ||
+		         (text[begin] >= '0' && text[begin] <= '9') || text[begin] == 't' ||
+		         text[begin] == 'f' || text[begin] == 'n') {
+			struct json_doc d = {0}; /* owner: this block */
+			if (json_parse(&d, text, len) == 0)
+				why = d.tok[0].type == JSON_ARRAY    ? "it is a JSON array, not an object"
+				      : d.tok[0].type == JSON_STRING ? "it is a JSON string, not an object"
+				                                     : "it is a JSON scalar, not an object";
+			json_doc_free(&d);
+		}
+	}
+	snprintf(buf, cap, "%s", why);
+	return buf;
 }

@@ -82,6 +82,15 @@ int json_unescape_append(struct http_buf *out, const char *raw, size_t len);
  * short). JSON text is UTF-8 (RFC 8259): both parsers refuse anything else. */
 size_t json_utf8_len(const char *p, const char *end);
 
+/*
+ * Why text is not a JSON object (the caller found it is not one), in
+ * words for an error message: "it is empty", "it is gzip-compressed
+ * data", "it begins with a UTF-8 byte order mark", "it is not valid UTF-8
+ * (byte N)", "it nests deeper than 128 levels", "it is a JSON array",
+ * "it is not valid JSON". Written into buf (cap bytes); returns buf.
+ */
+const char *json_invalid_reason(const char *text, size_t len, char *buf, size_t cap);
+
 /* Appends s as a quoted, escaped JSON string. */
 int json_append_string(struct http_buf *b, const char *s, size_t len);
 

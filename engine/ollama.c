@@ -399,7 +399,9 @@ int ollama_line(void *ctx, const char *line, size_t len)
 	struct json_doc *d = &sd->doc;
 	if (json_parse(d, line, len) || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
 		sd->fatal = true;
-		return reply_fail(r, LR_EPROTO, "a stream line is not a JSON object");
+		char why[96];
+		return reply_fail(r, LR_EPROTO, "a stream line is not a JSON object: %s",
+		                  json_invalid_reason(line, len, why, sizeof(why)));
 	}
 	r->events++;
 	if (!error_in(r, d, 200, true)) {

@@ -113,7 +113,9 @@ void openai_parse(int status, const char *body, size_t len, struct json_doc *doc
 		if (!ok) {
 			memset(&r->usage, 0, sizeof(r->usage));
 			r->model[0] = '\0';
-			reply_fail(r, LR_EPROTO, "HTTP %d response body is not a JSON object", status);
+			char why[96];
+			reply_fail(r, LR_EPROTO, "HTTP %d response body is not a JSON object: %s", status,
+			           json_invalid_reason(body, len, why, sizeof(why)));
 			return;
 		}
 		*body_is_json = true;
@@ -265,7 +267,9 @@ int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	struct chunk_fields cf = {.r = r};
 	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf)) {
 		sd->fatal = true;
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not valid JSON");
+		char why[96];
+		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
+		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
 	}
 	r->events++;
 	if (r->error) {

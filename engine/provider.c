@@ -521,7 +521,9 @@ void provider_parse_response(enum provider p, enum lr_endpoint ep, struct json_d
 		return;
 	}
 	if (!have) {
-		reply_fail(r, LR_EPROTO, "HTTP %d response body is not a JSON object", status);
+		char why[96];
+		reply_fail(r, LR_EPROTO, "HTTP %d response body is not a JSON object: %s", status,
+		           json_invalid_reason(body, len, why, sizeof(why)));
 		return;
 	}
 	int calls = 0;

@@ -462,6 +462,43 @@ def ids_with_a_lone_surrogate_escape_are_refused_not_merged():
         assert list(by_id(out)) == ["ok"]
 
 
+@test
+def unusable_response_bodies_are_named_for_what_they_are():
+    import gzip
+    good = json.dumps(completion("fine")).encode()
+    bodies = {
+        "gz-header": (gzip.compress(good), {"Content-Encoding": "gzip"}, "Content-Encoding: gzip"),
+        "gz-bytes": (gzip.compress(good), {}, "gzip-compressed"),
+        "bom": (b"\xef\xbb\xbf" + good, {}, "byte order mark"),
+        "deep": (b'{"a":' + b"[" * 200 + b"]" * 200 + b"}", {}, "deeper than 128"),
+        "utf8": (good.replace(b"fine", b"fi\xffne"), {}, "not valid UTF-8 (byte"),
+        "array": (b"[1,2]", {}, "a JSON array"),
+        "empty": (b"", {}, "empty"),
+        "junk": (b"{nope", {}, "not valid JSON"),
+    }
+
+    def reply(h, path, body):
+        kind = json.loads(body)["messages"][0]["content"]
+        data, headers, _ = bodies[kind]
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+    with Tmp() as t, Scripted(reply) as srv:
+        write_lines(t.path("in.jsonl"), [chat_line(k, k) for k in bodies])
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--base-url", srv.base,
+                 "--max-retries", "0", "--quiet"])
+        assert p.returncode == 1, p.stderr
+        out = by_id(read_output(t.path("out.jsonl")))
+        for kind, (_, _, words) in bodies.items():
+            err = out[kind]["error"]
+            assert err and words in err["message"], (kind, err)
+        assert all(h.get("accept-encoding") == "identity" for _, h in srv.requests), srv.requests
+
+
 # ---- 15: chat deadlines -------------------------------------------------------------
 
 @test
