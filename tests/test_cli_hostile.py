@@ -499,6 +499,38 @@ def unusable_response_bodies_are_named_for_what_they_are():
         assert all(h.get("accept-encoding") == "identity" for _, h in srv.requests), srv.requests
 
 
+@test
+def a_finished_request_is_written_while_others_are_still_running():
+    # A kill loses only what was not yet written: outcomes must not wait
+    # in memory for a whole round of completions.
+    release = threading.Event()
+
+    def reply(h, path, body):
+        if b"slow" in body:
+            release.wait(30)
+        send_json(h, 200, completion("ok"))
+    with Tmp() as t, Scripted(reply) as srv:
+        write_lines(t.path("in.jsonl"), [chat_line("fast")] +
+                    [chat_line("s%d" % i, "slow") for i in range(9)])
+        proc = subprocess.Popen([base.LLMRING, "batch", t.path("in.jsonl"), "-o",
+                                 t.path("out.jsonl"), "--base-url", srv.base, "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=base.clean_env())
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                if os.path.exists(t.path("out.jsonl")) and os.path.getsize(t.path("out.jsonl")):
+                    break
+                time.sleep(0.05)
+            out = read_output(t.path("out.jsonl"))
+            assert [l["custom_id"] for l in out] == ["fast"], out
+            assert proc.poll() is None
+        finally:
+            proc.kill()
+            proc.wait()
+            release.set()
+
+
 # ---- 15: chat deadlines -------------------------------------------------------------
 
 @test

@@ -2224,8 +2224,10 @@ int batch_main(int argc, char **argv)
 		long min_ready = b.outstanding < b.opt.concurrency ? b.outstanding : b.opt.concurrency;
 		if (min_ready > BATCH_REAP_MAX)
 			min_ready = BATCH_REAP_MAX;
+		/* Never longer than a quarter second: a finished (and paid for)
+		 * request reaches the output soon, so a kill loses little. */
 		int n = lr_engine_reap_batch(b.eng, reaped, BATCH_REAP_MAX, (int)min_ready,
-		                             b.progress ? 100 : -1);
+		                             b.progress ? 100 : 250);
 		if (n < 0) {
 			fprintf(stderr, "llmring batch: waiting for completions failed: %s\n",
 			        lr_strerror(n));
