@@ -1512,16 +1512,18 @@ def faults_are_retried_and_counted():
         assert json.load(open(t.path("s0.json")))["retries"] == 0
 
 
-def main():
+def run_tests(tests, program):
+    """Runs each test (TEST_ONLY=substring picks some); prints the
+    "N tests, N passed, N failed" line. argv[1] is the llmring binary."""
     global LLMRING
     if len(sys.argv) != 2:
-        print("usage: test_cli_batch.py PATH/TO/llmring", file=sys.stderr)
+        print("usage: %s PATH/TO/llmring" % program, file=sys.stderr)
         return 2
     LLMRING = os.path.abspath(sys.argv[1])
     only = os.environ.get("TEST_ONLY")
     failed = []
     ran = 0
-    for fn in TESTS:
+    for fn in tests:
         if only and only not in fn.__name__:
             continue
         ran += 1
@@ -1538,6 +1540,10 @@ def main():
     print("%d tests, %d passed, %d failed%s" % (ran, ran - len(failed), len(failed),
           (": " + ", ".join(failed)) if failed else ""))
     return 1 if failed else 0
+
+
+def main():
+    return run_tests(TESTS, "test_cli_batch.py")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cli_batch as base  # noqa: E402
@@ -557,30 +556,7 @@ def chat_idle_timeout_ends_a_stream_of_keep_alive_comments():
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: test_cli_hostile.py PATH/TO/llmring", file=sys.stderr)
-        return 2
-    base.LLMRING = os.path.abspath(sys.argv[1])
-    only = os.environ.get("TEST_ONLY")
-    failed = []
-    ran = 0
-    for fn in TESTS:
-        if only and only not in fn.__name__:
-            continue
-        ran += 1
-        start = time.time()
-        try:
-            fn()
-            print("ok    %-70s %.2fs" % (fn.__name__, time.time() - start), flush=True)
-        except base.Skip as why:
-            print("skip  %-70s (%s)" % (fn.__name__, why), flush=True)
-        except Exception:
-            failed.append(fn.__name__)
-            print("FAIL  %s" % fn.__name__, flush=True)
-            traceback.print_exc()
-    print("%d tests, %d passed, %d failed%s" % (ran, ran - len(failed), len(failed),
-          (": " + ", ".join(failed)) if failed else ""))
-    return 1 if failed else 0
+    return base.run_tests(TESTS, "test_cli_hostile.py")
 
 
 if __name__ == "__main__":
