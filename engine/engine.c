@@ -838,6 +838,8 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ENOMEM, NULL);
 		return;
 	}
+	if (e->cfg.queue_wait_untimed)
+		f->attempt_ns = e->ring.now_ns; /* the queue did not count */
 	if (e->ring.now_ns >= f->attempt_ns + f->total_ns) {
 		snprintf(f->message, sizeof(f->message),
 		         "request exceeded its total timeout of %.3g s before it could be sent",
@@ -871,7 +873,8 @@ static void engine_requeue(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->state = F_WAITING;
-	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
+	if (!e->cfg.queue_wait_untimed)
+		ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
 	engine_start_waiting(e);
 }
@@ -917,8 +920,10 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->state = F_WAITING;
-	/* The total deadline runs while it waits for a slot. */
-	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
+	/* The total deadline runs while it waits for a slot (unless the
+	 * owner asked for queue_wait_untimed). */
+	if (!e->cfg.queue_wait_untimed)
+		ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
 	engine_start_waiting(e);
 }
