@@ -450,6 +450,19 @@ static void future_deadline_fired(struct ring_timer *t)
 		future_complete(f, LR_ETIMEOUT, f->message);
 		return;
 	}
+	if (e->cfg.queue_wait_untimed) {
+		/* Waiting for a socket (fd back-pressure) does not count
+		 * either: the attempt's clock restarts when it gets one. */
+		if (ex->phase == EX_QUEUED) {
+			/* Looks again as the other phases do, so the connect
+			 * deadline after the wait is checked in time. */
+			ring_timer_set(&e->ring, &f->deadline,
+			               now + min_u64(f->total_ns, min_u64(f->connect_ns, f->idle_ns)));
+			return;
+		}
+		if (ex->dequeued_ns > f->attempt_ns)
+			total_at = ex->dequeued_ns + f->total_ns;
+	}
 	if (now >= total_at) {
 		snprintf(f->message, sizeof(f->message), "request exceeded its total timeout of %.3g s",
 		         (double)f->total_ns / 1e9);

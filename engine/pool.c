@@ -94,6 +94,8 @@ static struct http_exchange *queue_pop(struct origin *o)
 		if (!o->queue_head)
 			o->queue_tail = NULL;
 		ex->next_queued = NULL;
+		if (ex->phase == EX_QUEUED)
+			ex->dequeued_ns = o->pool->ring->now_ns;
 	}
 	return ex;
 }
@@ -649,7 +651,7 @@ void pool_start(struct pool *p, struct http_exchange *ex)
 	ex->resent = false;
 	ex->reused = false;
 	ex->owner_tracks_progress = false;
-	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = 0;
+	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = ex->dequeued_ns = 0;
 	ex->error_text[0] = '\0';
 	if (p->closing) {
 		ex->phase = EX_DONE;

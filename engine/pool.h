@@ -57,6 +57,7 @@ struct http_exchange {
 	uint64_t phase_start_ns;    /* when the current phase began */
 	uint64_t first_byte_ns, last_byte_ns;
 	uint64_t sent_ns;           /* fresh clock when the request went on the wire */
+	uint64_t dequeued_ns;       /* when it last left the wait for a connection (0: never) */
 	struct pconn *pc;
 	struct http_exchange *next_queued;
 	char error_text[400];

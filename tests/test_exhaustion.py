@@ -63,6 +63,7 @@ def write_lines(path, n, stream=False, content=None, max_tokens=8):
                                   "content": content if content is not None else "hi %d" % i}]}
             if stream:
                 body["stream"] = True
+                body["stream_options"] = {"include_usage": True}
             f.write(json.dumps({"custom_id": "r%d" % i, "method": "POST",
                                 "url": "/v1/chat/completions", "body": body}) + "\n")
 
@@ -317,7 +318,7 @@ def lines_waiting_for_the_rate_limit_keep_their_whole_timeout():
 def stream_run(n, conc, nofile, mock_args, guard, mock_nofile=None, extra=()):
     with tempfile.TemporaryDirectory() as d, Mock(*mock_args, nofile=mock_nofile) as m:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
-        write_lines(inp, n, stream=True)
+        write_lines(inp, n, stream=True, max_tokens=1000)
         r = Run([inp, "-o", out, "--base-url", m.url, "--concurrency", str(conc),
                  "--max-retries", "0", "--quiet"] + list(extra),
                 nofile=nofile, guard=guard, watch=(out, n))
@@ -335,6 +336,7 @@ def check_streamed(ids, tokens):
         assert body["usage"]["completion_tokens"] == tokens, body["usage"]
         text = body["choices"][0]["message"]["content"]
         assert len(text.split()) == tokens, text
+        assert body["choices"][0]["finish_reason"] == "stop", body["choices"][0]
 
 
 @test
@@ -359,10 +361,13 @@ def ten_thousand_slow_streams_at_once():
 def connection_limit_far_below_the_concurrency_with_slow_streams():
     # RLIMIT_NOFILE 256 for the batch: at most 256 - 32 sockets while
     # 10,000 requests want to be in flight; the rest wait for a socket
-    # (fd back-pressure), none fails, none is lost.
+    # (fd back-pressure), none fails, none is lost. The wait for a socket
+    # is not part of --timeout (3 s here, the whole run takes longer);
+    # before, about half the lines failed `timeout` while waiting.
     n, nofile, tokens = 3000, 256, 10
     r, ids = stream_run(n, 10000, nofile, ["--ttft-ms", "100", "--itl-ms", "30",
-                                           "--tokens", str(tokens)], guard=180)
+                                           "--tokens", str(tokens)], guard=180,
+                        extra=["--timeout", "3"])
     check_streamed(ids, tokens)
     print("     3,000 streams (0.4 s each) through <= 224 sockets at concurrency 10,000: "
           "%.1f s wall, CPU %.2f s, peak RSS %.1f MiB" % (r.wall, r.cpu, r.maxrss_kib / 1024))

@@ -80,8 +80,8 @@ static const char batch_usage[] =
 	"  --retry-errors       on resume, first remove the error lines of OUTPUT (the\n"
 	"                       file is rewritten atomically), then send them again\n"
 	"  --timeout S          total seconds per attempt, from when it goes out (600;\n"
-	"                       fractions allowed; waiting for --concurrency, --rpm or\n"
-	"                       --tpm does not count)\n"
+	"                       fractions allowed; waiting for --concurrency, --rpm,\n"
+	"                       --tpm or a free file descriptor does not count)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
 	"  --idle-timeout S     longest silence inside a response (60)\n"
 	"  --cacert FILE        CA bundle (PEM) to verify the server with, replacing the\n"
@@ -1573,8 +1573,8 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	cfg.max_in_flight = (unsigned)b->opt.concurrency;
 	cfg.reap_completions = 1;
 	/* The window keeps up to 3 x concurrency lines in the engine's queue:
-	 * --timeout is per attempt on the wire, not per wait for a slot or
-	 * for --rpm / --tpm. */
+	 * --timeout is per attempt on the wire, not per wait for a slot, for
+	 * --rpm / --tpm, or for a socket under a low open-file limit. */
 	cfg.queue_wait_untimed = 1;
 	/* One thread does everything: reading, the ring, writing. No
 	 * hand-offs between threads, no wake-ups (docs/benchmarks.md). */
