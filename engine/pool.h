@@ -95,6 +95,14 @@ struct pool {
 	unsigned fd_cap, fd_cap_max;
 	uint64_t fd_cap_probe_ns;   /* when the cap may try one more again */
 	bool closing;               /* no connection goes back to idle */
+	/* Connections opening (socket, TCP connect, TLS handshake) at once,
+	 * capped at POOL_MAX_OPENING: a storm of thousands of connects would
+	 * hold the loop in the kernel for seconds (connect() to one address
+	 * scans the ephemeral ports once half are in use) while connect
+	 * deadlines of exchanges whose connects already succeeded expire. */
+	unsigned opening;
+	bool open_deferred;         /* open_retry is queued on the ring */
+	struct ring_deferred open_retry;
 	struct tls_config *tls;     /* owner: pool; made on the first https connection */
 	struct pool_stats stats;
 };
