@@ -92,12 +92,14 @@ class Run:
     """One `llmring batch` child: exit status, stderr, wall time, CPU time
     and peak RSS (from wait4), and when the last outcome line appeared."""
 
-    def __init__(self, args, nofile=None, guard=120, watch=None):
+    def __init__(self, args, nofile=None, guard=120, watch=None, count_fds_of=None):
         errf = tempfile.TemporaryFile(mode="w+")
         t0 = time.monotonic()
         p = subprocess.Popen([LLMRING, "batch"] + args, stdout=subprocess.DEVNULL, stderr=errf,
                              env=clean_env(), preexec_fn=nofile_pre(nofile) if nofile else None)
-        self.last_line_at = None
+        self.first_line_at = self.last_line_at = None
+        self.peak_fds = 0  # of count_fds_of (the mock): its connections at once
+        next_count = 0
         lines = 0
         status = ru = None
         while True:
@@ -114,8 +116,16 @@ class Run:
                     n = 0
                 if n != lines:
                     lines = n
+                    if self.first_line_at is None:
+                        self.first_line_at = now - t0
                     if n >= want and self.last_line_at is None:
                         self.last_line_at = now - t0
+            if count_fds_of and now >= next_count:
+                try:
+                    self.peak_fds = max(self.peak_fds, len(os.listdir("/proc/%d/fd" % count_fds_of)))
+                except OSError:
+                    pass
+                next_count = now + 0.2
             if now - t0 > guard:
                 p.kill()
                 os.wait4(p.pid, 0)
@@ -321,7 +331,7 @@ def stream_run(n, conc, nofile, mock_args, guard, mock_nofile=None, extra=()):
         write_lines(inp, n, stream=True, max_tokens=1000)
         r = Run([inp, "-o", out, "--base-url", m.url, "--concurrency", str(conc),
                  "--max-retries", "0", "--quiet"] + list(extra),
-                nofile=nofile, guard=guard, watch=(out, n))
+                nofile=nofile, guard=guard, watch=(out, n), count_fds_of=m.p.pid)
         assert r.rc == 0, "status %d: %s" % (r.rc, r.stderr[-2000:])
         ids = outcomes(out, n)
         bad = [x for x in ids.values() if x["error"] is not None]
@@ -353,8 +363,8 @@ def ten_thousand_slow_streams_at_once():
                                        "--tokens", str(tokens)], guard=180, mock_nofile=nofile)
     check_streamed(ids, tokens)
     print("     10,000 streams (2.2 s each) at concurrency 10,000: %.1f s wall, CPU %.2f s "
-          "(user %.2f, sys %.2f), peak RSS %.1f MiB"
-          % (r.wall, r.cpu, r.user, r.sys, r.maxrss_kib / 1024))
+          "(user %.2f, sys %.2f), peak RSS %.1f MiB, mock fds at most %d"
+          % (r.wall, r.cpu, r.user, r.sys, r.maxrss_kib / 1024, r.peak_fds))
 
 
 @test
@@ -370,7 +380,9 @@ def connection_limit_far_below_the_concurrency_with_slow_streams():
                         extra=["--timeout", "3"])
     check_streamed(ids, tokens)
     print("     3,000 streams (0.4 s each) through <= 224 sockets at concurrency 10,000: "
-          "%.1f s wall, CPU %.2f s, peak RSS %.1f MiB" % (r.wall, r.cpu, r.maxrss_kib / 1024))
+          "%.1f s wall, CPU %.2f s, peak RSS %.1f MiB, mock fds at most %d"
+          % (r.wall, r.cpu, r.maxrss_kib / 1024, r.peak_fds))
+    assert r.peak_fds <= nofile, "more connections than the batch's fd limit: %d" % r.peak_fds
 
 
 @test
@@ -436,9 +448,10 @@ def twenty_thousand_connections_to_one_server_progress_and_exit_promptly():
         tail = r.wall - r.last_line_at
         # Before the fix: 17 s; after: under 1 s. 8 s is a hang guard.
         assert tail < 8, "exit %.1f s after the last line (closing connections is quadratic?)" % tail
-        print("     %d lines at concurrency %d: first .. last line %.1f s, exit %.1f s, CPU %.2f s "
-              "(sys %.2f), peak RSS %.1f MiB"
-              % (n, conc, r.last_line_at, r.wall, r.cpu, r.sys, r.maxrss_kib / 1024))
+        print("     %d lines at concurrency %d: first line %.1f s, last %.1f s, exit %.1f s, "
+              "CPU %.2f s (sys %.2f), peak RSS %.1f MiB"
+              % (n, conc, r.first_line_at or -1, r.last_line_at, r.wall, r.cpu, r.sys,
+                 r.maxrss_kib / 1024))
 
 
 def main():
