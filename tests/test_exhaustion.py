@@ -10,6 +10,8 @@ Servers: `llmring mock` as its own process on 127.0.0.1, or small Python
 socket servers in this file. Time bounds are hang guards only (generous).
 Figures (peak RSS, CPU) are printed for docs/reliability.md.
 """
+import array
+import fcntl
 import json
 import os
 import resource
@@ -18,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import traceback
@@ -222,7 +225,14 @@ class SilentServer:
         self.stop.set()
         if self.thread:
             self.thread.join(10)
+        self.unread = []  # bytes each connection left in its receive queue
         for c in self.conns:
+            buf = array.array("i", [0])
+            try:
+                fcntl.ioctl(c.fileno(), termios.FIONREAD, buf)
+            except OSError:
+                pass
+            self.unread.append(buf[0])
             c.close()
         self.ls.close()
 
@@ -267,7 +277,12 @@ def server_that_never_reads_times_out_every_line():
                                     connect_timeout=1)
     msgs = {x["error"]["message"] for x in ids.values()}
     assert all("total timeout" in m for m in msgs), msgs
-    print("     never-read: 12 lines x 2 attempts, all `timeout`, %.1f s" % r.wall)
+    # The sends really were stuck: no connection delivered a whole request.
+    queued = srv.unread
+    assert len(queued) >= 12, "%d connections" % len(queued)
+    assert max(queued) < len(BIG), "a whole 2 MiB request got through: %d" % max(queued)
+    print("     never-read: 12 lines x 2 attempts on %d connections (at most %d KiB each "
+          "arrived), all `timeout`, %.1f s" % (len(srv.conns), max(queued) >> 10, r.wall))
 
 
 @test
