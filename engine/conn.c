@@ -1,7 +1,8 @@
 /*
  * TCP over the ring. The connection counts its SQEs in flight; closing
- * cancels them all (one IORING_ASYNC_CANCEL_ALL by fd), waits for their
- * CQEs, then closes the fd through the ring, and only then reports
+ * cancels each by its user_data (a cancel by fd scans every request the
+ * ring has in the kernel, so closing n connections that way is O(n^2)),
+ * waits for their CQEs, then closes the fd through the ring, and only then reports
  * `closed`, so no CQE can ever arrive for freed memory.
  */
 #include "conn.h"
@@ -77,6 +78,7 @@ static void tls_flush(struct conn *c)
 	c->tx_done = 0;
 	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
 	io_uring_prep_send(sqe, c->fd, c->tx, c->tx_len, MSG_NOSIGNAL);
+	c->send_inflight = true;
 	c->ops_in_flight++;
 }
 
@@ -187,6 +189,7 @@ static void on_recv_cqe(struct ring_op *op, int res, unsigned flags)
 static void on_send_cqe(struct ring_op *op, int res, unsigned flags)
 {
 	struct conn *c = container_of(op, struct conn, op_send);
+	c->send_inflight = false;
 	if (!c->closing) {
 		if (res < 0) {
 			if (c->tls && !c->tls_ready) {
@@ -202,6 +205,7 @@ static void on_send_cqe(struct ring_op *op, int res, unsigned flags)
 				struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
 				io_uring_prep_send(sqe, c->fd, c->tx + c->tx_done, c->tx_len - c->tx_done,
 				                   MSG_NOSIGNAL);
+				c->send_inflight = true;
 				return; /* still one op in flight */
 			}
 			if (c->tls) {
@@ -221,6 +225,7 @@ static void on_send_cqe(struct ring_op *op, int res, unsigned flags)
 static void on_connect_cqe(struct ring_op *op, int res, unsigned flags)
 {
 	struct conn *c = container_of(op, struct conn, op_connect);
+	c->connect_inflight = false;
 	if (!c->closing) {
 		if (res == 0)
 			conn_arm_recv(c);
@@ -246,6 +251,7 @@ static void on_socket_cqe(struct ring_op *op, int res, unsigned flags)
 			setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_connect);
 			io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)&c->addr, c->addr_len);
+			c->connect_inflight = true;
 			c->ops_in_flight++;
 		}
 	} else if (!c->closing) {
@@ -301,6 +307,7 @@ void conn_send(struct conn *c, const char *data, size_t len)
 	c->tx_done = 0;
 	struct io_uring_sqe *sqe = ring_sqe(c->ring, &c->op_send);
 	io_uring_prep_send(sqe, c->fd, data, len, MSG_NOSIGNAL);
+	c->send_inflight = true;
 	c->ops_in_flight++;
 }
 
@@ -328,8 +335,17 @@ void conn_close(struct conn *c)
 		return;
 	}
 	if (c->fd >= 0) {
-		struct io_uring_sqe *sqe = ring_sqe(c->ring, NULL);
-		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+		/* By user_data, each a lookup in one hash bucket; a deferred
+		 * re-arm is not in the kernel and ends on its own turn. */
+		struct ring_op *ops[3] = {c->connect_inflight ? &c->op_connect : NULL,
+		                          c->send_inflight ? &c->op_send : NULL,
+		                          c->recv_armed ? &c->op_recv : NULL};
+		for (int i = 0; i < 3; i++) {
+			if (!ops[i])
+				continue;
+			struct io_uring_sqe *sqe = ring_sqe(c->ring, NULL);
+			io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)ops[i], 0);
+		}
 	}
 	/* else: the socket SQE is in flight; its CQE closes what it got. */
 }

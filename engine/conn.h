@@ -40,6 +40,8 @@ struct conn {
 	unsigned ops_in_flight;
 	bool recv_armed, closing, close_queued;
 	bool recv_deferred;         /* out of buffers: re-armed next turn (counted in flight) */
+	bool connect_inflight;      /* op_connect is in the kernel */
+	bool send_inflight;         /* op_send is in the kernel */
 	struct ring_deferred rearm;
 	struct ring_op op_socket, op_connect, op_send, op_recv, op_close;
 	struct sockaddr_storage addr;

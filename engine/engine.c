@@ -451,6 +451,19 @@ static void future_deadline_fired(struct ring_timer *t)
 		future_complete(f, LR_ETIMEOUT, f->message);
 		return;
 	}
+	if (e->cfg.queue_wait_untimed) {
+		/* Waiting for a socket (fd back-pressure) does not count
+		 * either: the attempt's clock restarts when it gets one. */
+		if (ex->phase == EX_QUEUED) {
+			/* Looks again as the other phases do, so the connect
+			 * deadline after the wait is checked in time. */
+			ring_timer_set(&e->ring, &f->deadline,
+			               now + min_u64(f->total_ns, min_u64(f->connect_ns, f->idle_ns)));
+			return;
+		}
+		if (ex->dequeued_ns > f->attempt_ns)
+			total_at = ex->dequeued_ns + f->total_ns;
+	}
 	if (now >= total_at) {
 		snprintf(f->message, sizeof(f->message), "request exceeded its total timeout of %.3g s",
 		         (double)f->total_ns / 1e9);
@@ -859,6 +872,8 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ENOMEM, NULL);
 		return;
 	}
+	if (e->cfg.queue_wait_untimed)
+		f->attempt_ns = e->ring.now_ns; /* the queue did not count */
 	if (e->ring.now_ns >= f->attempt_ns + f->total_ns) {
 		snprintf(f->message, sizeof(f->message),
 		         "request exceeded its total timeout of %.3g s before it could be sent",
@@ -892,7 +907,8 @@ static void engine_requeue(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->state = F_WAITING;
-	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
+	if (!e->cfg.queue_wait_untimed)
+		ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
 	engine_start_waiting(e);
 }
@@ -938,8 +954,10 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->state = F_WAITING;
-	/* The total deadline runs while it waits for a slot. */
-	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
+	/* The total deadline runs while it waits for a slot (unless the
+	 * owner asked for queue_wait_untimed). */
+	if (!e->cfg.queue_wait_untimed)
+		ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
 	flist_push(&e->waiting, f);
 	engine_start_waiting(e);
 }

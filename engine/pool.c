@@ -17,6 +17,10 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* Opens in progress at once (struct pool: opening). Enough to fill a
+ * fast link quickly: 1,024 connects per round trip. */
+#define POOL_MAX_OPENING 1024
+
 struct origin {
 	struct url url;
 	struct pconn *idle_head;    /* most recently used first */
@@ -41,6 +45,7 @@ struct pconn {
 	bool in_idle_list;
 	bool counted;               /* counted in origin->conns */
 	bool connected;
+	bool opening;               /* counted in pool->opening */
 	bool keep_alive;            /* the current response allows reuse */
 	bool response_done;
 	unsigned served;
@@ -94,6 +99,8 @@ static struct http_exchange *queue_pop(struct origin *o)
 		if (!o->queue_head)
 			o->queue_tail = NULL;
 		ex->next_queued = NULL;
+		if (ex->phase == EX_QUEUED)
+			ex->dequeued_ns = o->pool->ring->now_ns;
 	}
 	return ex;
 }
@@ -144,6 +151,8 @@ static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_
 	pc->origin = o;
 	pc->counted = true;
 	pc->addr_index = addr_index;
+	pc->opening = true;
+	p->opening++;
 	o->conns++;
 	p->open_conns++;
 	p->stats.connections_opened++;
@@ -155,12 +164,36 @@ static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_
 	return pc;
 }
 
+static void pool_open_retry(struct ring_deferred *d)
+{
+	struct pool *p = container_of(d, struct pool, open_retry);
+	p->open_deferred = false;
+	if (!p->closing)
+		pool_dispatch_waiting(p);
+}
+
+/* The connection is open (or failed to open): another may start. The
+ * queue is served next turn, after the completions already waiting. */
+static void pconn_opened(struct pconn *pc)
+{
+	struct pool *p = pc->pool;
+	if (!pc->opening)
+		return;
+	pc->opening = false;
+	p->opening--;
+	if (p->opening == POOL_MAX_OPENING - 1 && !p->open_deferred && !p->closing) {
+		p->open_deferred = true;
+		ring_defer(p->ring, &p->open_retry, pool_open_retry);
+	}
+}
+
 /* Takes the connection out of service and closes it; a queued exchange
  * may now get a connection of its own. */
 static void pconn_retire(struct pconn *pc)
 {
 	struct pool *p = pc->pool;
 	struct origin *o = pc->origin;
+	pconn_opened(pc);
 	idle_remove(pc);
 	if (pc->counted) {
 		pc->counted = false;
@@ -269,6 +302,7 @@ static void pconn_connected(struct conn *c, int err)
 	struct pconn *pc = container_of(c, struct pconn, conn);
 	struct pool *p = pc->pool;
 	struct origin *o = pc->origin;
+	pconn_opened(pc);
 	if (err == 0) {
 		pc->connected = true;
 		if (c->tls) {
@@ -504,7 +538,7 @@ void pool_init(struct pool *p, struct ring *r, const struct pool_config *cfg)
 /* Whether o may open one more connection now. */
 static bool pool_can_open(struct pool *p, struct origin *o)
 {
-	if (p->closing || o->conns >= p->cfg.max_per_origin)
+	if (p->closing || o->conns >= p->cfg.max_per_origin || p->opening >= POOL_MAX_OPENING)
 		return false;
 	if (p->open_conns < p->fd_cap)
 		return true;
@@ -520,7 +554,8 @@ static bool pool_can_open(struct pool *p, struct origin *o)
 /* A socket closed: exchanges waiting for one (any origin) may go. */
 static void pool_dispatch_waiting(struct pool *p)
 {
-	for (struct origin *o = p->origins; o && p->open_conns < p->fd_cap; o = o->next)
+	for (struct origin *o = p->origins; o && p->open_conns < p->fd_cap && p->opening < POOL_MAX_OPENING;
+	     o = o->next)
 		while (o->queue_head && pool_can_open(p, o))
 			pool_dispatch(p, queue_pop(o), false);
 }
@@ -649,7 +684,7 @@ void pool_start(struct pool *p, struct http_exchange *ex)
 	ex->resent = false;
 	ex->reused = false;
 	ex->owner_tracks_progress = false;
-	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = 0;
+	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = ex->dequeued_ns = 0;
 	ex->error_text[0] = '\0';
 	if (p->closing) {
 		ex->phase = EX_DONE;

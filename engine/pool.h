@@ -57,6 +57,7 @@ struct http_exchange {
 	uint64_t phase_start_ns;    /* when the current phase began */
 	uint64_t first_byte_ns, last_byte_ns;
 	uint64_t sent_ns;           /* fresh clock when the request went on the wire */
+	uint64_t dequeued_ns;       /* when it last left the wait for a connection (0: never) */
 	struct pconn *pc;
 	struct http_exchange *next_queued;
 	char error_text[400];
@@ -94,6 +95,14 @@ struct pool {
 	unsigned fd_cap, fd_cap_max;
 	uint64_t fd_cap_probe_ns;   /* when the cap may try one more again */
 	bool closing;               /* no connection goes back to idle */
+	/* Connections opening (socket, TCP connect, TLS handshake) at once,
+	 * capped at POOL_MAX_OPENING: a storm of thousands of connects would
+	 * hold the loop in the kernel for seconds (connect() to one address
+	 * scans the ephemeral ports once half are in use) while connect
+	 * deadlines of exchanges whose connects already succeeded expire. */
+	unsigned opening;
+	bool open_deferred;         /* open_retry is queued on the ring */
+	struct ring_deferred open_retry;
 	struct tls_config *tls;     /* owner: pool; made on the first https connection */
 	struct pool_stats stats;
 };

@@ -161,6 +161,13 @@ typedef struct lr_config {
 	 * environment variable LLMRING_MAX_BUFFERED_BYTES overrides). Past it
 	 * the largest response in flight fails with LR_ETOOLARGE. */
 	size_t max_buffered_bytes;
+	/* 1: waiting in the engine's queue (for a max_in_flight slot, the
+	 * rate limits, or a socket when out of file descriptors) does not
+	 * count against the total timeout; each attempt's deadline starts
+	 * when it leaves the queue, which suits bulk jobs that submit far
+	 * ahead of what is on the wire. 0: the total deadline counts from
+	 * submission, queue included. */
+	int queue_wait_untimed;
 } lr_config;
 
 

@@ -89,7 +89,9 @@ static const char batch_usage[] =
 	"                       Retry-After; never other 4xx or insufficient_quota\n"
 	"  --retry-errors       on resume, first remove the error lines of OUTPUT (the\n"
 	"                       file is rewritten atomically), then send them again\n"
-	"  --timeout S          total seconds per request (600; fractions allowed; every\n"
+	"  --timeout S          total seconds per attempt, from when it goes out (600;\n"
+	"                       fractions allowed; waiting for --concurrency, --rpm,\n"
+	"                       --tpm or a free file descriptor does not count; every\n"
 	"                       deadline is at least 0.001)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
 	"  --idle-timeout S     longest silence inside a response (60)\n"
@@ -1896,6 +1898,10 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	cfg.insecure = b->opt.insecure;
 	cfg.max_in_flight = (unsigned)b->opt.concurrency;
 	cfg.reap_completions = 1;
+	/* The window keeps up to 3 x concurrency lines in the engine's queue:
+	 * --timeout is per attempt on the wire, not per wait for a slot, for
+	 * --rpm / --tpm, or for a socket under a low open-file limit. */
+	cfg.queue_wait_untimed = 1;
 	/* One thread does everything: reading, the ring, writing. No
 	 * hand-offs between threads, no wake-ups (docs/benchmarks.md). */
 	cfg.drive_from_caller = 1;
