@@ -42,6 +42,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
+#include "json.h"
 #include "mock_server.h"
 
 extern char **environ;
@@ -608,6 +609,69 @@ static void unknown_path_is_404_with_openai_error(void **state)
 	assert_int_equal(r.status, 200);
 	resp_free(&r);
 	client_close(&c);
+	mock_server_stop(s);
+}
+
+/* Whatever is echoed (the request line in a 404, the model, a Gemini path
+ * model) stays JSON: bytes that are not UTF-8 are replaced and a long
+ * value is cut before an escape or a character, never inside one (found
+ * by tests/fuzz/fuzz_mock_request). */
+static void assert_json_body(const struct resp *r)
+{
+	struct json_doc d = {0};
+	int rc = json_parse(&d, r->body, strlen(r->body));
+	json_doc_free(&d);
+	if (rc != 0)
+		fail_msg("not valid JSON: %s", r->body);
+}
+
+static void echoed_text_stays_json(void **state)
+{
+	struct mock_server *s = start_default();
+	uint16_t port = mock_server_port(s);
+	struct resp r;
+	/* A path byte that is not UTF-8, and a character cut by the 200-byte
+	 * request-line cap. */
+	roundtrip(port, "/v1/chat/\xff\xfe", NULL, "{}", &r);
+	assert_int_equal(r.status, 404);
+	assert_json_body(&r);
+	assert_non_null(strstr(r.body, "/v1/chat/\\ufffd\\ufffd)"));
+	resp_free(&r);
+	char path[256] = "/";
+	memset(path + 1, 'p', 192);
+	strcpy(path + 193, "\xc3\xa9\xc3\xa9");
+	roundtrip(port, path, NULL, "{}", &r);
+	assert_int_equal(r.status, 404);
+	assert_json_body(&r);
+	resp_free(&r);
+
+	/* Models longer than the 248 bytes kept, with an escape or a
+	 * two-byte character across the cut. */
+	static const char *const tails[] = {"\\\\bbbbbbbbbbbbbbbbbbbbbbbbbb", "\\u00e9bbbbbbbbbbbbbbbbbbbb",
+	                                    "\303\251bbbbbbbbbbbbbbbbbbbbbbbbbbb", "\\\"bbbbbbbbbbbbbbbbbbbbbbbbbb"};
+	char as[256];
+	memset(as, 'a', sizeof as - 1);
+	as[sizeof as - 1] = '\0';
+	for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+		for (int lead = 238; lead <= 249; lead++) {
+			char body[512];
+			int n = snprintf(body, sizeof body, "{\"model\":\"%.*s%s\",\"messages\":[]}", lead,
+			                 as, tails[t]);
+			assert_true(n > 0 && (size_t)n < sizeof body);
+			roundtrip(port, "/v1/chat/completions", NULL, body, &r);
+			assert_int_equal(r.status, 200);
+			assert_json_body(&r);
+			resp_free(&r);
+		}
+	}
+
+	/* A Gemini model in the path with a byte that is not UTF-8. */
+	roundtrip(port, "/v1beta/models/ge\xffmini:generateContent", NULL,
+		  "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]}]}", &r);
+	assert_int_equal(r.status, 200);
+	assert_json_body(&r);
+	assert_non_null(strstr(r.body, "\"modelVersion\":\"ge_mini\""));
+	resp_free(&r);
 	mock_server_stop(s);
 }
 
@@ -2552,6 +2616,7 @@ int main(void)
 		cmocka_unit_test(ttft_delays_a_whole_reply),
 		cmocka_unit_test(embeddings_one_vector_per_input),
 		cmocka_unit_test(unknown_path_is_404_with_openai_error),
+		cmocka_unit_test(echoed_text_stays_json),
 		cmocka_unit_test(bad_requests_get_400_411_431),
 		cmocka_unit_test(fault_429),
 		cmocka_unit_test(fault_500),

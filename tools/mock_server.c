@@ -159,12 +159,56 @@ static void put_hex(struct buf *b, size_t v)
 	put(b, tmp + i, (size_t)(16 - i));
 }
 
-/* JSON string contents (no quotes) for short texts we echo, like a path. */
+/* Length of the UTF-8 sequence at p[0..n) (1 for ASCII); 0 when there is
+ * none (a stray, overlong or cut-off sequence, a surrogate, past U+10FFFF).
+ * What we echo must stay JSON, and JSON text is UTF-8. */
+static size_t utf8_len(const char *p, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* JSON string contents (no quotes) for short texts we echo, like a path;
+ * bytes that are not UTF-8 become U+FFFD. */
 static void put_json_escaped(struct buf *b, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\') {
+		if (ch >= 0x80) {
+			size_t l = utf8_len(s + i, n - i);
+			if (l) {
+				put(b, s + i, l);
+				i += l - 1;
+			} else {
+				PUTL(b, "\\ufffd");
+			}
+		} else if (ch == '"' || ch == '\\') {
 			put_ch(b, '\\');
 			put_ch(b, (char)ch);
 		} else if (ch < 0x20) {
@@ -1578,27 +1622,34 @@ static int pick_fault(struct mock_server *s, uint64_t n)
 }
 
 /* Copies the JSON string contents at v (its opening quote) into dst, at most
- * cap - 8 bytes, never splitting an escape, raw control characters made
- * spaces. Returns the length, or -1 when v is not a complete string. */
+ * cap - 8 bytes, never splitting an escape or a UTF-8 character, raw
+ * control characters made spaces and bytes that are not UTF-8 '?'.
+ * Returns the length, or -1 when v is not a complete string. */
 static long copy_str(char *dst, size_t cap, const char *v, const char *end)
 {
 	const char *e = v && *v == '"' ? str_end(v + 1, end) : NULL;
 	if (!e)
 		return -1;
-	size_t n = (size_t)(e - (v + 1));
-	if (n > cap - 8) {
-		/* Cut before any escape that would be split. */
-		n = cap - 8;
-		for (size_t i = n > 6 ? n - 6 : 0; i < n; i++)
-			if (v[1 + i] == '\\') {
-				n = i;
-				break;
-			}
-	}
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)v[1 + i];
-		dst[o++] = ch < 0x20 ? ' ' : (char)ch; /* raw control chars are invalid JSON */
+	const char *s = v + 1;
+	size_t n = (size_t)(e - s), o = 0;
+	for (size_t i = 0; i < n;) {
+		unsigned char ch = (unsigned char)s[i];
+		size_t l = 1;
+		char rep = 0;
+		if (ch == '\\')
+			l = i + 1 < n && s[i + 1] == 'u' ? 6 : 2;
+		else if (ch < 0x20)
+			rep = ' '; /* raw control chars are invalid JSON */
+		else if (ch >= 0x80 && (l = utf8_len(s + i, n - i)) == 0)
+			l = 1, rep = '?';
+		if (i + l > n || o + l > cap - 8)
+			break;
+		if (rep)
+			dst[o] = rep;
+		else
+			memcpy(dst + o, s + i, l);
+		o += l;
+		i += l;
 	}
 	return (long)o;
 }
@@ -1613,16 +1664,27 @@ static void copy_model(struct job *j, const char *b, const char *end)
 	j->model_len = (size_t)n;
 }
 
-/* Gemini: the model named in the path (raw URL text, made JSON-safe). */
+/* Gemini: the model named in the path (raw URL text, made JSON-safe: no
+ * quote, backslash, control character or byte that is not UTF-8). */
 static void copy_path_model(struct job *j, const char *p, size_t n)
 {
-	if (n > MODEL_MAX - 8)
-		n = MODEL_MAX - 8;
-	for (size_t i = 0; i < n; i++) {
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
 		unsigned char ch = (unsigned char)p[i];
-		j->model[i] = ch < 0x20 || ch == '"' || ch == '\\' ? '_' : (char)ch;
+		size_t l = 1;
+		bool bad = ch < 0x20 || ch == '"' || ch == '\\';
+		if (ch >= 0x80 && (l = utf8_len(p + i, n - i)) == 0)
+			l = 1, bad = true;
+		if (o + l > MODEL_MAX - 8)
+			break;
+		if (bad)
+			j->model[o] = '_';
+		else
+			memcpy(j->model + o, p + i, l);
+		o += l;
+		i += l;
 	}
-	j->model_len = n;
+	j->model_len = o;
 }
 
 /* Tool calls: a "tools" key naming a function and no tool result yet. Sets
