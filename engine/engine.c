@@ -487,7 +487,9 @@ static void future_deadline_fired(struct ring_timer *t)
 	} else {
 		next = min_u64(next, now + min_u64(f->connect_ns, f->idle_ns));
 	}
-	ring_timer_set(&e->ring, &f->deadline, next);
+	/* The timer has just left the heap, so there is room for it. */
+	if (ring_timer_set(&e->ring, &f->deadline, next))
+		pool_abort(&e->pool, ex, LR_ENOMEM, NULL);
 }
 
 /* ---- exchange callbacks ---- */
@@ -745,11 +747,14 @@ static void future_finish(struct lr_future *f, int err, const char *msg)
 		return;
 	}
 	uint64_t delay = retry_delay_ns(e, f);
+	if (ring_timer_set(&e->ring, &f->deadline, e->ring.now_ns + delay)) {
+		future_complete(f, LR_ENOMEM, NULL); /* nothing would wake the retry */
+		return;
+	}
 	attempt_reset(f);
 	atomic_fetch_add_explicit(&e->stat_retries, 1, memory_order_relaxed);
 	f->state = F_BACKOFF;
 	flist_push(&e->backoff, f);
-	ring_timer_set(&e->ring, &f->deadline, e->ring.now_ns + delay);
 }
 
 static void active_unlink(struct lr_engine *e, struct lr_future *f)
@@ -845,6 +850,13 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ETIMEOUT, f->message);
 		return;
 	}
+	/* First, so that a failure leaves nothing to undo. */
+	if (ring_timer_set(&e->ring, &f->deadline,
+	                   min_u64(f->attempt_ns + f->total_ns,
+	                           e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)))) {
+		future_complete(f, LR_ENOMEM, NULL);
+		return;
+	}
 	f->attempts++;
 	e->starts++;
 	f->state = F_ACTIVE;
@@ -855,10 +867,19 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->ex.req_len = f->req_bytes.len;
 	e->active_count++;
 	flist_push(&e->active, f);
-	ring_timer_set(&e->ring, &f->deadline,
-	               min_u64(f->attempt_ns + f->total_ns,
-	                       e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)));
 	pool_start(&e->pool, &f->ex);
+}
+
+/* Into the queue for a slot; the total deadline runs while it waits. */
+static void engine_queue(struct lr_engine *e, struct lr_future *f)
+{
+	if (ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns)) {
+		future_complete(f, LR_ENOMEM, NULL);
+		return;
+	}
+	f->state = F_WAITING;
+	flist_push(&e->waiting, f);
+	engine_start_waiting(e);
 }
 
 /* A retry whose backoff is over: a new attempt, with a fresh total
@@ -870,10 +891,7 @@ static void engine_requeue(struct lr_engine *e, struct lr_future *f)
 		future_start(e, f);
 		return;
 	}
-	f->state = F_WAITING;
-	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
-	flist_push(&e->waiting, f);
-	engine_start_waiting(e);
+	engine_queue(e, f);
 }
 
 static void wait_unlink(struct lr_engine *e, struct lr_future *f)
@@ -889,9 +907,14 @@ static void engine_start_waiting(struct lr_engine *e)
 			/* First come, first served: the head waits for the buckets
 			 * and everything behind it waits for the head. */
 			uint64_t wait = limits_admit(&e->limits, e->ring.now_ns, f->est_tokens);
-			if (wait) {
-				ring_timer_set(&e->ring, &e->limit_timer, e->ring.now_ns + wait);
+			if (wait && ring_timer_set(&e->ring, &e->limit_timer, e->ring.now_ns + wait) == 0)
 				return;
+			if (wait) {
+				/* No room for the timer that would wake the queue: the
+				 * head fails, and its deadline's slot is the next try's. */
+				wait_unlink(e, f);
+				future_complete(f, LR_ENOMEM, NULL);
+				continue;
 			}
 		}
 		wait_unlink(e, f);
@@ -916,11 +939,7 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		future_start(e, f);
 		return;
 	}
-	f->state = F_WAITING;
-	/* The total deadline runs while it waits for a slot. */
-	ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
-	flist_push(&e->waiting, f);
-	engine_start_waiting(e);
+	engine_queue(e, f);
 }
 
 static struct lr_future *stack_take_fifo(_Atomic(struct lr_future *) *head, size_t link_offset)
@@ -1410,8 +1429,11 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 
 	int ret = endpoints_init(e, e->cfg.base_url, e->cfg.api_key);
 	char why[256];
-	if (!ret && price_table_load(&e->prices, e->cfg.prices_file, why, sizeof(why)) != 0)
-		ret = LR_EINVAL; /* a prices file was named and cannot be used */
+	if (!ret) {
+		ret = price_table_load(&e->prices, e->cfg.prices_file, why, sizeof(why));
+		if (ret && ret != LR_ENOMEM)
+			ret = LR_EINVAL; /* a prices file was named and cannot be used */
+	}
 	if (!ret)
 		ret = usage_init(&e->usage, e->prices);
 	e->cfg.prices_file = NULL; /* the caller may free it */
@@ -1424,7 +1446,7 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 	e->wake_fd = eventfd(0, EFD_CLOEXEC);
 	e->completion_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0 || e->completion_fd < 0) {
-		ret = LR_ESYSTEM;
+		ret = errno == ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 		goto fail;
 	}
 	if (e->cfg.drive_from_caller) {
@@ -1433,14 +1455,17 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		e->owner = pthread_self();
 		ret = engine_setup(e);
 		if (ret < 0) {
-			ret = LR_ESYSTEM;
+			ret = ret == -ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 			goto fail;
 		}
 		*out = e;
 		return 0;
 	}
-	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
-		ret = LR_ESYSTEM;
+	int err = pthread_create(&e->thread, NULL, engine_thread, e);
+	if (err) {
+		/* EAGAIN: no memory for the thread's stack or record (or the
+		 * thread limit), the caller's out-of-memory case. */
+		ret = err == EAGAIN || err == ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 		goto fail;
 	}
 	int s;
@@ -1448,7 +1473,7 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		futex((_Atomic uint32_t *)&e->start_result, FUTEX_WAIT_PRIVATE, 0, NULL);
 	if (s < 0) {
 		pthread_join(e->thread, NULL);
-		ret = LR_ESYSTEM;
+		ret = s == -ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 		goto fail;
 	}
 	*out = e;

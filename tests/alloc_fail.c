@@ -16,6 +16,7 @@ char *__real_strndup(const char *s, size_t n);
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
 
 static atomic_long calls, failed, fail_at, fail_persist;
+static _Atomic(void *) fail_site;
 static _Thread_local int exempt;
 
 void alloc_fail_arm(long n, bool persist)
@@ -23,6 +24,7 @@ void alloc_fail_arm(long n, bool persist)
 	atomic_store(&fail_at, 0); /* no failure while the counts reset */
 	atomic_store(&calls, 0);
 	atomic_store(&failed, 0);
+	atomic_store(&fail_site, NULL);
 	atomic_store(&fail_persist, persist);
 	atomic_store(&fail_at, n);
 }
@@ -30,11 +32,12 @@ void alloc_fail_arm(long n, bool persist)
 void alloc_fail_reset(void) { alloc_fail_arm(0, false); }
 long alloc_fail_calls(void) { return atomic_load(&calls); }
 long alloc_fail_failed(void) { return atomic_load(&failed); }
+void *alloc_fail_site(void) { return atomic_load(&fail_site); }
 void alloc_fail_exempt_begin(void) { exempt++; }
 void alloc_fail_exempt_end(void) { exempt--; }
 
-/* true: this call fails. */
-static bool should_fail(void)
+/* true: this call (from site) fails. */
+static bool should_fail(void *site)
 {
 	if (exempt)
 		return false;
@@ -42,16 +45,20 @@ static bool should_fail(void)
 	long at = atomic_load(&fail_at);
 	if (at <= 0 || n < at || (n > at && !atomic_load(&fail_persist)))
 		return false;
-	atomic_fetch_add(&failed, 1);
+	if (atomic_fetch_add(&failed, 1) == 0)
+		atomic_store(&fail_site, site);
 	return true;
 }
 
-void *__wrap_malloc(size_t n) { return should_fail() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return should_fail() ? NULL : __real_calloc(n, size); }
+/* The call site inside the engine: the wrapper's return address. */
+#define CALLER __builtin_return_address(0)
+
+void *__wrap_malloc(size_t n) { return should_fail(CALLER) ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) { return should_fail(CALLER) ? NULL : __real_calloc(n, size); }
 /* realloc(p, 0) frees in glibc; counted anyway (the engine never does it). */
-void *__wrap_realloc(void *p, size_t n) { return should_fail() ? NULL : __real_realloc(p, n); }
-char *__wrap_strdup(const char *s) { return should_fail() ? NULL : __real_strdup(s); }
-char *__wrap_strndup(const char *s, size_t n) { return should_fail() ? NULL : __real_strndup(s, n); }
+void *__wrap_realloc(void *p, size_t n) { return should_fail(CALLER) ? NULL : __real_realloc(p, n); }
+char *__wrap_strdup(const char *s) { return should_fail(CALLER) ? NULL : __real_strdup(s); }
+char *__wrap_strndup(const char *s, size_t n) { return should_fail(CALLER) ? NULL : __real_strndup(s, n); }
 
 /* Exemption is inherited: a server started by an exempt thread keeps
  * its threads' allocations out of the count. */
@@ -73,7 +80,7 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(voi
 {
 	/* The thread record itself is engine memory: a failure here is what
 	 * a failed pthread_create would be (EAGAIN). */
-	if (should_fail())
+	if (should_fail(CALLER))
 		return EAGAIN;
 	struct start *st = __real_malloc(sizeof(*st));
 	if (!st)

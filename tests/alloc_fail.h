@@ -21,6 +21,9 @@ void alloc_fail_reset(void);
 void alloc_fail_arm(long n, bool persist);
 long alloc_fail_calls(void);    /* counted calls since the last reset/arm */
 long alloc_fail_failed(void);   /* calls made to fail since then */
+/* The return address of the first call made to fail since the last
+ * reset/arm (NULL: none): tells failure sites apart. */
+void *alloc_fail_site(void);
 /* The calling thread (and threads it creates) stop/start counting. */
 void alloc_fail_exempt_begin(void);
 void alloc_fail_exempt_end(void);
