@@ -284,17 +284,19 @@ static void future_mark_done(struct lr_future *f)
 /* The engine-thread side of the delta callback: a copy for the pull
  * iterator first, then the caller's callback, so a callback that wakes
  * a lr_future_next_delta consumer finds the delta already queued. */
-static void pull_queue_delta(struct pull_queue *q, const lr_delta *d);
+static int pull_queue_delta(struct pull_queue *q, const lr_delta *d);
 static void future_delta(void *user, const lr_delta *d)
 {
 	struct lr_future *f = user;
-	if (f->pull)
-		pull_queue_delta(f->pull, d);
+	/* A delta the puller never gets would be silent loss: the request
+	 * fails instead (the decoder stops at the reply's error). */
+	if (f->pull && pull_queue_delta(f->pull, d))
+		reply_fail(&f->reply, LR_ENOMEM, "out of memory queueing a stream delta");
 	if (f->on_delta)
 		f->on_delta(f->on_delta_user, d);
 }
 
-static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
+static int pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 {
 	size_t fr = d->finish_reason ? strlen(d->finish_reason) + 1 : 0;
 	size_t id = d->tool_id ? strlen(d->tool_id) + 1 : 0;
@@ -302,7 +304,7 @@ static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 	size_t need = d->text_len + 1 + fr + id + nm + d->tool_arguments_len + 1;
 	struct pull_delta *p = malloc(sizeof(*p) + need); /* owner: the queue */
 	if (!p)
-		return; /* the text still reaches the result */
+		return LR_ENOMEM;
 	char *at = p->data;
 	p->next = NULL;
 	p->d = *d;
@@ -337,6 +339,7 @@ static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 	q->tail = p;
 	pthread_mutex_unlock(&q->lock);
 	pull_wake(q);
+	return 0;
 }
 
 /* The one place a future completes. */
@@ -348,27 +351,39 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	e->completions++;
 	ring_timer_cancel(&e->ring, &f->deadline);
 	lr_result *r = &f->result;
+	struct reply *rp = &f->reply;
+	/* The result's strings are NUL-terminated and its calls published
+	 * here; a success that cannot be handed out whole is out of memory
+	 * (a failure just goes without them). */
+	bool body_ok = f->resp_body.data && http_buf_reserve(&f->resp_body, 1) == 0;
+	bool text_ok = rp->text.data && http_buf_reserve(&rp->text, 1) == 0;
+	bool calls_ok = rp->ncalls && reply_publish_calls(rp) == 0;
+	if (!err && ((f->resp_body.data && !body_ok) || (rp->text.data && !text_ok) ||
+	             (rp->ncalls && !calls_ok))) {
+		err = LR_ENOMEM;
+		msg = "out of memory completing the result";
+	}
 	r->error = err;
 	if (err) {
 		if (msg != f->message)
 			snprintf(f->message, sizeof(f->message), "%s", msg ? msg : lr_strerror(err));
 		r->error_message = f->message;
 	}
-	if (f->resp_body.data) {
+	if (body_ok) {
+		f->resp_body.data[f->resp_body.len] = '\0';
 		r->body = f->resp_body.data;
 		r->body_len = f->resp_body.len;
 	}
-	struct reply *rp = &f->reply;
 	/* Gemini sends no request-id header: its responseId stands in. */
 	r->request_id = f->request_id[0]                              ? f->request_id
 	                : f->provider == PROVIDER_GEMINI && rp->id[0] ? rp->id
 	                                                              : NULL;
-	if (rp->text.data && http_buf_reserve(&rp->text, 1) == 0) {
+	if (text_ok) {
 		rp->text.data[rp->text.len] = '\0';
 		r->text = rp->text.data;
 		r->text_len = rp->text.len;
 	}
-	if (rp->ncalls && reply_publish_calls(rp) == 0) {
+	if (calls_ok) {
 		r->tool_calls = rp->public_calls;
 		r->tool_call_count = (int)rp->ncalls;
 	}
@@ -662,8 +677,9 @@ static int future_on_body(struct http_exchange *ex, const char *data, size_t len
 	if (cap)
 		return cap;
 	/* An error event from the provider still lets the response end
-	 * normally (the connection stays reusable); broken framing stops it. */
-	return stream_decoder_fatal(f->stream) ? r : 0;
+	 * normally (the connection stays reusable); broken framing or no
+	 * memory stops it. */
+	return stream_decoder_fatal(f->stream) || r == LR_ENOMEM ? r : 0;
 }
 
 static void engine_start_waiting(struct lr_engine *e);
@@ -794,6 +810,9 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && http_buf_reserve(&f->resp_body, 1) == 0) {
 			f->resp_body.data[f->resp_body.len] = '\0';
 			f->result.body_is_json = 1;
+		} else if (!r) {
+			/* A success without its assembled body would be a silent loss. */
+			r = reply_fail(&f->reply, LR_ENOMEM, "out of memory assembling the body");
 		}
 		/* The text so far is the result's, complete or not. */
 		if (!err && r)
@@ -814,6 +833,8 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 			struct http_buf raw = f->resp_body;
 			f->resp_body = normalized;
 			normalized = raw;
+		} else if (rewritten) {
+			reply_fail(&f->reply, LR_ENOMEM, "out of memory rewriting the body");
 		}
 		http_buf_free(&normalized);
 		f->result.body_is_json = body_is_json;

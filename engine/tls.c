@@ -310,6 +310,11 @@ static int handshake_error(struct tls_conn *t, int ret, char *msg, size_t cap)
 		         "(is it plain http?)", t->host);
 		return LR_ETLS_HANDSHAKE;
 	}
+	if (ret == MBEDTLS_ERR_SSL_ALLOC_FAILED) {
+		/* Ours (bio_send's buffer) or mbedTLS's own: not the peer's fault. */
+		snprintf(msg, cap, "TLS handshake with %s: out of memory", t->host);
+		return LR_ENOMEM;
+	}
 	char detail[128];
 	mbedtls_strerror(ret, detail, sizeof(detail));
 	snprintf(msg, cap, "TLS handshake with %s failed: %s", t->host, detail);
@@ -341,6 +346,10 @@ long tls_conn_read(struct tls_conn *t, char *buf, size_t cap, char *msg, size_t 
 		return 0;
 	if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
 		return TLS_CLOSED;
+	if (ret == MBEDTLS_ERR_SSL_ALLOC_FAILED) {
+		snprintf(msg, msg_cap, "TLS data from %s: out of memory", t->host);
+		return LR_ENOMEM;
+	}
 	char detail[128];
 	mbedtls_strerror(ret, detail, sizeof(detail));
 	snprintf(msg, msg_cap, "TLS error from %s: %s", t->host, detail);
