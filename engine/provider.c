@@ -398,10 +398,11 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	int ret = 0;
 	if (rq->body.len && (model || want_stream ||
 	                     body_may_name_provider(rq->body.data, rq->body.len, out->model, sizeof(out->model)))) {
-		if (json_parse(&doc, rq->body.data, rq->body.len) || doc.count == 0 ||
-		    doc.tok[0].type != JSON_OBJECT) {
-			*why = "request body is not a JSON object";
-			ret = LR_EINVAL;
+		int rc = json_parse(&doc, rq->body.data, rq->body.len);
+		if (rc || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
+			ret = rc == LR_ENOMEM ? LR_ENOMEM : LR_EINVAL;
+			*why = ret == LR_ENOMEM ? "out of memory reading the request body"
+			                        : "request body is not a JSON object";
 			goto done;
 		}
 		have_doc = true;
@@ -447,9 +448,11 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 		                      openai_dialect ? &out->body : &unified, why);
 	if (!ret && !openai_dialect) {
 		/* Other dialects translate the unified body. */
-		if (json_parse(&doc, unified.data, unified.len) || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
-			*why = "request body is not a JSON object";
-			ret = LR_EINVAL;
+		int rc = json_parse(&doc, unified.data, unified.len);
+		if (rc || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
+			ret = rc == LR_ENOMEM ? LR_ENOMEM : LR_EINVAL;
+			*why = ret == LR_ENOMEM ? "out of memory translating the request body"
+			                        : "request body is not a JSON object";
 		}
 		bool stream = want_stream || doc_stream(&doc);
 		out->stream = stream && rq->endpoint == LR_ENDPOINT_CHAT;

@@ -45,12 +45,19 @@
 #define RUN_TIMEOUT_S 30  /* watchdog per run */
 #define WAIT_MS 10000
 
-enum kind { K_ENGINE, K_CHAT, K_STREAM, K_RETRY, K_TLS };
+enum kind { K_ENGINE, K_REQUEST, K_SESSION };
+enum server { S_MOCK, S_RETRY, S_TLS };
 
 struct scenario {
 	const char *name;
 	enum kind kind;
-	bool ca_file;   /* the engine reads a CA bundle */
+	enum server server;
+	const char *model;   /* NULL: gpt-4o-mini */
+	bool stream;         /* pulled with lr_future_next_delta */
+	bool tools;          /* the mock answers with a tool call */
+	bool persist;        /* every allocation from the Nth on fails */
+	bool ca_file;        /* the engine reads a CA bundle */
+	bool rate_limit;     /* requests go through the rate-limit queue */
 };
 
 static struct mock_server *mock, *tls_mock;
@@ -107,10 +114,14 @@ static void watchdog(int sig)
 static int make_engine(const struct scenario *sc, lr_engine **eng)
 {
 	lr_config cfg = lr_config_default();
-	cfg.max_retries = sc->kind == K_RETRY ? 2 : 0;
-	cfg.base_url = sc->kind == K_TLS ? tls_url : sc->kind == K_RETRY ? retry_url : mock_url;
-	if (sc->ca_file || sc->kind == K_TLS)
+	cfg.max_retries = sc->server == S_RETRY ? 2 : 0;
+	cfg.base_url = sc->server == S_TLS ? tls_url : sc->server == S_RETRY ? retry_url : mock_url;
+	if (sc->ca_file || sc->server == S_TLS)
 		cfg.ca_file = ca_path;
+	if (sc->rate_limit) {
+		cfg.requests_per_minute = 60000;
+		cfg.tokens_per_minute = 1000000;
+	}
 	cfg.connect_timeout_s = 5;
 	cfg.total_timeout_s = 20;
 	return lr_engine_new(&cfg, eng);
@@ -125,19 +136,111 @@ static size_t streamed_len;
  * One request; its outcome: 0, LR_ENOMEM, or another code after printing
  * why (a failure). A success must be whole.
  */
+/* A whole success: text (or the tool call), usage, a JSON body, and for
+ * a stream the deltas adding up to the text. NULL, or what is missing. */
+static const char *incomplete(const struct scenario *sc, const lr_result *r)
+{
+	if (sc->tools) {
+		if (r->tool_call_count != 1 || !r->tool_calls[0].name || !r->tool_calls[0].id ||
+		    strcmp(r->tool_calls[0].name, "get_weather") || r->tool_calls[0].arguments_len == 0)
+			return "no tool call";
+	} else if (!r->text || r->text_len == 0 || strlen(r->text) != r->text_len) {
+		return "no text";
+	}
+	if (r->usage.output_tokens <= 0)
+		return "no usage";
+	if (!r->body || strlen(r->body) != r->body_len || !r->body_is_json)
+		return "no JSON body";
+	if (sc->stream && !sc->tools &&
+	    (streamed_len != r->text_len || memcmp(streamed, r->text, r->text_len)))
+		return "the deltas do not add up to the text";
+	return NULL;
+}
+
+/* The future's outcome (see one_request); releases it. */
+static int outcome(const struct scenario *sc, lr_future *f)
+{
+	if (lr_future_wait(f, WAIT_MS) != 1) {
+		fprintf(stderr, "  the future did not complete in %d ms\n", WAIT_MS);
+		lr_future_release(f);
+		return LR_ETIMEOUT;
+	}
+	const lr_result *r = lr_future_result(f);
+	int err = r->error;
+	const char *bad;
+	if (err && err != LR_ENOMEM) {
+		fprintf(stderr, "  error %s: %s\n", lr_error_name(err),
+		        r->error_message ? r->error_message : "-");
+	} else if (err == LR_ENOMEM && !r->error_message) {
+		fprintf(stderr, "  out_of_memory without a message\n");
+		err = LR_EPROTO;
+	} else if (!err && (bad = incomplete(sc, r))) {
+		fprintf(stderr, "  success with %s\n", bad);
+		err = LR_EPROTO;
+	}
+	lr_future_release(f);
+	return err;
+}
+
+static lr_request *build_request(const struct scenario *sc, int *rc)
+{
+	lr_request *rq = lr_request_new(sc->model ? sc->model : "gpt-4o-mini");
+	if (!rq) {
+		*rc = LR_ENOMEM;
+		return NULL;
+	}
+	*rc = lr_request_add_message(rq, LR_ROLE_USER, "hello there");
+	if (!*rc)
+		*rc = lr_request_set_max_tokens(rq, 64); /* Anthropic needs one */
+	if (!*rc && sc->stream)
+		*rc = lr_request_set_stream(rq, 1);
+	if (!*rc && sc->tools)
+		*rc = lr_request_add_tool(rq, "get_weather", "Forecast for a city",
+		                          "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}");
+	if (*rc) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	return rq;
+}
+
+/* Two turns of a session; the second sends the first's history. */
+static int session_turns(lr_engine *eng, const struct scenario *sc)
+{
+	lr_session *ss = lr_session_new(eng, sc->model ? sc->model : "gpt-4o-mini", "be brief");
+	if (!ss)
+		return LR_ENOMEM;
+	int err = 0, turn;
+	for (turn = 0; turn < 2 && !err; turn++) {
+		lr_future *f = lr_session_send(ss, turn ? "and then?" : "hello there");
+		err = f ? outcome(sc, f) : LR_ENOMEM;
+	}
+	if (!err) {
+		char *h = lr_session_history(ss);
+		if (!h) {
+			err = LR_ENOMEM;
+		} else {
+			/* system, then user and assistant per turn */
+			if (lr_session_turns(ss) != 2 || !strstr(h, "and then?")) {
+				fprintf(stderr, "  a successful turn is missing from the history\n");
+				err = LR_EPROTO;
+			}
+			free(h);
+		}
+	}
+	lr_session_free(ss);
+	return err;
+}
+
 static int one_request(lr_engine *eng, const struct scenario *sc)
 {
-	bool stream = sc->kind == K_STREAM;
-	lr_request *rq = lr_request_new("gpt-4o-mini");
+	if (sc->kind == K_SESSION)
+		return session_turns(eng, sc);
+	bool stream = sc->stream;
+	int rc;
+	lr_request *rq = build_request(sc, &rc);
 	if (!rq)
-		return LR_ENOMEM;
-	int rc = lr_request_add_message(rq, LR_ROLE_USER, "hello there");
-	if (!rc && stream)
-		rc = lr_request_set_stream(rq, 1);
-	if (rc) {
-		lr_request_free(rq);
 		return rc;
-	}
 	lr_future *f = lr_submit(eng, rq);
 	if (!f)
 		return LR_ENOMEM;
@@ -160,39 +263,7 @@ static int one_request(lr_engine *eng, const struct scenario *sc)
 			return n;
 		}
 	}
-	if (lr_future_wait(f, WAIT_MS) != 1) {
-		fprintf(stderr, "  the future did not complete in %d ms\n", WAIT_MS);
-		lr_future_release(f);
-		return LR_ETIMEOUT;
-	}
-	const lr_result *r = lr_future_result(f);
-	int err = r->error;
-	if (err && err != LR_ENOMEM) {
-		fprintf(stderr, "  error %s: %s\n", lr_error_name(err),
-		        r->error_message ? r->error_message : "-");
-	} else if (err == LR_ENOMEM && !r->error_message) {
-		fprintf(stderr, "  out_of_memory without a message\n");
-		err = LR_EPROTO;
-	} else if (!err) {
-		/* Nothing of a success may be missing. */
-		const char *bad = NULL;
-		if (!r->text || r->text_len == 0 || strlen(r->text) != r->text_len)
-			bad = "no text";
-		else if (r->usage.output_tokens <= 0)
-			bad = "no usage";
-		else if (!r->body || strlen(r->body) != r->body_len || !r->body_is_json)
-			bad = "no JSON body";
-		else if (stream && (streamed_len != r->text_len || memcmp(streamed, r->text, r->text_len)))
-			bad = "the deltas do not add up to the text";
-		else if (sc->kind == K_RETRY && r->attempts < 1)
-			bad = "no attempt counted";
-		if (bad) {
-			fprintf(stderr, "  success with %s\n", bad);
-			err = LR_EPROTO;
-		}
-	}
-	lr_future_release(f);
-	return err;
+	return outcome(sc, f);
 }
 
 static void note_site(void *site)
@@ -216,7 +287,7 @@ static long run_once(const struct scenario *sc, long n, long *calls)
 	cur_n = n;
 	alarm(RUN_TIMEOUT_S);
 	lr_engine *eng = NULL;
-	alloc_fail_arm(n, false);
+	alloc_fail_arm(n, sc->persist);
 	int rc = make_engine(sc, &eng);
 	int out = rc;
 	if (!rc && sc->kind == K_ENGINE) {
@@ -276,38 +347,34 @@ static void sweep(const struct scenario *sc)
 	scenarios_done++;
 }
 
-static void test_engine_new(void **s)
-{
-	(void)s;
-	sweep(&(struct scenario){"engine", K_ENGINE, false});
-	if (have_tls)
-		sweep(&(struct scenario){"engine+ca", K_ENGINE, true});
-}
+/* The scenarios, one cmocka test each. */
+static const struct scenario scenarios[] = {
+	{.name = "engine", .kind = K_ENGINE},
+	{.name = "engine+ca", .kind = K_ENGINE, .ca_file = true},
+	{.name = "chat", .kind = K_REQUEST},
+	{.name = "chat-persist", .kind = K_REQUEST, .persist = true},
+	{.name = "stream", .kind = K_REQUEST, .stream = true},
+	{.name = "stream-persist", .kind = K_REQUEST, .stream = true, .persist = true},
+	{.name = "tools", .kind = K_REQUEST, .tools = true},
+	{.name = "tools-stream", .kind = K_REQUEST, .tools = true, .stream = true},
+	{.name = "anthropic-stream", .kind = K_REQUEST, .model = "anthropic/claude-haiku-4-5", .stream = true},
+	{.name = "gemini-stream", .kind = K_REQUEST, .model = "gemini/gemini-2.0-flash", .stream = true},
+	{.name = "ollama-stream", .kind = K_REQUEST, .model = "ollama/llama3", .stream = true},
+	{.name = "anthropic", .kind = K_REQUEST, .model = "anthropic/claude-haiku-4-5"},
+	{.name = "rate-limited", .kind = K_REQUEST, .rate_limit = true},
+	{.name = "retry", .kind = K_REQUEST, .server = S_RETRY},
+	{.name = "session", .kind = K_SESSION},
+	{.name = "tls", .kind = K_REQUEST, .server = S_TLS},
+	{.name = "tls-stream", .kind = K_REQUEST, .server = S_TLS, .stream = true},
+};
+#define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
-static void test_chat(void **s)
+static void test_scenario(void **state)
 {
-	(void)s;
-	sweep(&(struct scenario){"chat", K_CHAT, false});
-}
-
-static void test_stream(void **s)
-{
-	(void)s;
-	sweep(&(struct scenario){"stream", K_STREAM, false});
-}
-
-static void test_retry(void **s)
-{
-	(void)s;
-	sweep(&(struct scenario){"retry", K_RETRY, false});
-}
-
-static void test_tls(void **s)
-{
-	(void)s;
-	if (!have_tls)
+	const struct scenario *sc = *state;
+	if (!have_tls && (sc->server == S_TLS || sc->ca_file))
 		skip();
-	sweep(&(struct scenario){"tls", K_TLS, true});
+	sweep(sc);
 }
 
 static const char *source_dir(void)
@@ -355,7 +422,7 @@ static int setup(void **s)
 	alloc_fail_exempt_end();
 	if (rc != 0)
 		return -1;
-	snprintf(mock_url, sizeof(mock_url), "http://127.0.0.1:%u/v1", (unsigned)mock_server_port(mock));
+	snprintf(mock_url, sizeof(mock_url), "http://127.0.0.1:%u", (unsigned)mock_server_port(mock));
 	snprintf(retry_url, sizeof(retry_url), "http://127.0.0.1:%u/v1",
 	         (unsigned)test_server_port(retry_srv));
 	if (have_tls)
@@ -389,12 +456,9 @@ static int teardown(void **s)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_engine_new),
-		cmocka_unit_test(test_chat),
-		cmocka_unit_test(test_stream),
-		cmocka_unit_test(test_retry),
-		cmocka_unit_test(test_tls),
-	};
+	struct CMUnitTest tests[NSCENARIOS];
+	for (size_t i = 0; i < NSCENARIOS; i++)
+		tests[i] = (struct CMUnitTest){.name = scenarios[i].name, .test_func = test_scenario,
+		                               .initial_state = (void *)&scenarios[i]};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
