@@ -494,8 +494,13 @@ void provider_parse_response(enum provider p, enum lr_endpoint ep, struct json_d
 		openai_parse(status, body, len, doc, r, body_is_json);
 		return;
 	}
-	bool have = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
-	            doc->tok[0].type == JSON_OBJECT;
+	int rc = len > 0 ? json_parse(doc, body, len) : LR_EPROTO;
+	if (rc == LR_ENOMEM && status >= 200 && status < 300) {
+		/* An error status stays the outcome: only its message is lost. */
+		reply_fail(r, LR_ENOMEM, "out of memory parsing the response body");
+		return;
+	}
+	bool have = rc == 0 && doc->count > 0 && doc->tok[0].type == JSON_OBJECT;
 	*body_is_json = have;
 	if (status < 200 || status >= 300) {
 		if (p == PROVIDER_ANTHROPIC)
@@ -709,8 +714,8 @@ int arguments_object(struct http_buf *out, const struct json_doc *d, int args)
 	if (!ret && text.len == 0)
 		ret = buf_puts(&text, "{}");
 	struct json_doc inner = {0}; /* owner: this function */
-	if (!ret && (json_parse(&inner, text.data, text.len) || inner.count == 0 ||
-	             inner.tok[0].type != JSON_OBJECT))
+	if (!ret && (ret = json_parse(&inner, text.data, text.len)) != LR_ENOMEM &&
+	    (ret || inner.count == 0 || inner.tok[0].type != JSON_OBJECT))
 		ret = LR_EINVAL;
 	if (!ret)
 		ret = http_buf_append(out, text.data, text.len);
