@@ -1840,6 +1840,13 @@ lr_future *engine_failed_future(lr_engine *e, int err, const char *msg)
 	return f;
 }
 
+void engine_future_refail(lr_future *f, int err, const char *msg)
+{
+	f->result.error = err;
+	snprintf(f->message, sizeof(f->message), "%s", msg);
+	f->result.error_message = f->message;
+}
+
 LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 {
 	if (!e || !rq) {
