@@ -244,7 +244,9 @@ int ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 		return 0;
 	}
 	if (r->heap_len == r->heap_cap) {
-		unsigned cap = r->heap_cap ? r->heap_cap * 2 : 256;
+		/* From one entry: the common case holds a few timers, and each
+		 * growth is a failure point the allocation sweep reaches. */
+		unsigned cap = r->heap_cap ? r->heap_cap * 2 : 1;
 		struct ring_heap_entry *h = realloc(r->heap, cap * sizeof(*h));
 		if (!h)
 			return -ENOMEM; /* t stays idle; its owner fails what it was for */

@@ -58,6 +58,8 @@ struct scenario {
 	bool persist;        /* every allocation from the Nth on fails */
 	bool ca_file;        /* the engine reads a CA bundle */
 	bool rate_limit;     /* requests go through the rate-limit queue */
+	bool caller_driven;  /* lr_config.drive_from_caller */
+	bool pair;           /* two requests at once, one slot: the second queues */
 };
 
 static struct mock_server *mock, *tls_mock;
@@ -118,6 +120,9 @@ static int make_engine(const struct scenario *sc, lr_engine **eng)
 	cfg.base_url = sc->server == S_TLS ? tls_url : sc->server == S_RETRY ? retry_url : mock_url;
 	if (sc->ca_file || sc->server == S_TLS)
 		cfg.ca_file = ca_path;
+	cfg.drive_from_caller = sc->caller_driven;
+	if (sc->pair)
+		cfg.max_in_flight = 1;
 	if (sc->rate_limit) {
 		cfg.requests_per_minute = 60000;
 		cfg.tokens_per_minute = 1000000;
@@ -244,6 +249,14 @@ static int one_request(lr_engine *eng, const struct scenario *sc)
 	lr_future *f = lr_submit(eng, rq);
 	if (!f)
 		return LR_ENOMEM;
+	if (sc->pair) {
+		/* Both outcomes count; the second waits for the first's slot. */
+		lr_request *rq2 = build_request(sc, &rc);
+		lr_future *f2 = rq2 ? lr_submit(eng, rq2) : NULL;
+		int first = outcome(sc, f);
+		int second = f2 ? outcome(sc, f2) : rq2 ? LR_ENOMEM : rc;
+		return first && first != LR_ENOMEM ? first : second ? second : first;
+	}
 	streamed_len = 0;
 	if (stream) {
 		lr_delta d;
@@ -363,6 +376,8 @@ static const struct scenario scenarios[] = {
 	{.name = "anthropic", .kind = K_REQUEST, .model = "anthropic/claude-haiku-4-5"},
 	{.name = "rate-limited", .kind = K_REQUEST, .rate_limit = true},
 	{.name = "retry", .kind = K_REQUEST, .server = S_RETRY},
+	{.name = "queued-pair", .kind = K_REQUEST, .pair = true},
+	{.name = "caller-driven", .kind = K_REQUEST, .caller_driven = true},
 	{.name = "session", .kind = K_SESSION},
 	{.name = "tls", .kind = K_REQUEST, .server = S_TLS},
 	{.name = "tls-stream", .kind = K_REQUEST, .server = S_TLS, .stream = true},
