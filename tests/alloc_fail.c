@@ -2,9 +2,11 @@
 #include "alloc_fail.h"
 
 #include <errno.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,14 +19,18 @@ int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(voi
 
 static atomic_long calls, failed, fail_at, fail_persist;
 static _Atomic(void *) fail_site;
+static atomic_ulong fail_path;
 static _Thread_local int exempt;
 
 void alloc_fail_arm(long n, bool persist)
 {
+	void *warm[1];
+	backtrace(warm, 1); /* its first call loads libgcc_s: not inside an allocation */
 	atomic_store(&fail_at, 0); /* no failure while the counts reset */
 	atomic_store(&calls, 0);
 	atomic_store(&failed, 0);
 	atomic_store(&fail_site, NULL);
+	atomic_store(&fail_path, 0);
 	atomic_store(&fail_persist, persist);
 	atomic_store(&fail_at, n);
 }
@@ -33,11 +39,23 @@ void alloc_fail_reset(void) { alloc_fail_arm(0, false); }
 long alloc_fail_calls(void) { return atomic_load(&calls); }
 long alloc_fail_failed(void) { return atomic_load(&failed); }
 void *alloc_fail_site(void) { return atomic_load(&fail_site); }
+unsigned long alloc_fail_path(void) { return atomic_load(&fail_path); }
+
+/* Frames 0 and 1 are this file's (path_hash, should_fail); 2 the wrapper. */
+__attribute__((noinline)) static unsigned long path_hash(void)
+{
+	void *frames[3 + ALLOC_FAIL_DEPTH];
+	int n = backtrace(frames, 3 + ALLOC_FAIL_DEPTH);
+	unsigned long h = 14695981039346656037ul;
+	for (int i = 3; i < n; i++)
+		h = (h ^ (unsigned long)(uintptr_t)frames[i]) * 1099511628211ul;
+	return h ? h : 1;
+}
 void alloc_fail_exempt_begin(void) { exempt++; }
 void alloc_fail_exempt_end(void) { exempt--; }
 
 /* true: this call (from site) fails. */
-static bool should_fail(void *site)
+__attribute__((noinline)) static bool should_fail(void *site)
 {
 	if (exempt)
 		return false;
@@ -45,8 +63,10 @@ static bool should_fail(void *site)
 	long at = atomic_load(&fail_at);
 	if (at <= 0 || n < at || (n > at && !atomic_load(&fail_persist)))
 		return false;
-	if (atomic_fetch_add(&failed, 1) == 0)
+	if (atomic_fetch_add(&failed, 1) == 0) {
 		atomic_store(&fail_site, site);
+		atomic_store(&fail_path, path_hash());
+	}
 	return true;
 }
 

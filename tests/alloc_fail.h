@@ -24,6 +24,10 @@ long alloc_fail_failed(void);   /* calls made to fail since then */
 /* The return address of the first call made to fail since the last
  * reset/arm (NULL: none): tells failure sites apart. */
 void *alloc_fail_site(void);
+/* A hash of that call's innermost ALLOC_FAIL_DEPTH callers (0: none):
+ * tells apart the callers of shared helpers (http_buf_reserve...). */
+#define ALLOC_FAIL_DEPTH 3
+unsigned long alloc_fail_path(void);
 /* The calling thread (and threads it creates) stop/start counting. */
 void alloc_fail_exempt_begin(void);
 void alloc_fail_exempt_end(void);

@@ -69,9 +69,11 @@ static char cert_dir[PATH_MAX], ca_path[PATH_MAX + 16];
 static bool have_tls;
 
 /* Figures over the whole program. */
-#define MAX_SITES 1024
+#define MAX_SITES 4096
 static void *sites[MAX_SITES]; /* distinct failing call sites */
 static int nsites;
+static unsigned long paths[MAX_SITES]; /* distinct call paths to them */
+static int npaths;
 static long total_runs, total_enomem, total_recovered;
 static int scenarios_done;
 
@@ -279,6 +281,17 @@ static int one_request(lr_engine *eng, const struct scenario *sc)
 	return outcome(sc, f);
 }
 
+static void note_path(unsigned long path)
+{
+	if (!path)
+		return;
+	for (int i = 0; i < npaths; i++)
+		if (paths[i] == path)
+			return;
+	if (npaths < MAX_SITES)
+		paths[npaths++] = path;
+}
+
 static void note_site(void *site)
 {
 	if (!site)
@@ -313,6 +326,7 @@ static long run_once(const struct scenario *sc, long n, long *calls)
 	long failed = alloc_fail_failed();
 	*calls = alloc_fail_calls();
 	void *site = alloc_fail_site();
+	unsigned long path = alloc_fail_path();
 	alloc_fail_arm(0, false);
 
 	if (out != 0 && out != LR_ENOMEM)
@@ -323,6 +337,7 @@ static long run_once(const struct scenario *sc, long n, long *calls)
 	if (failed) {
 		total_runs++;
 		note_site(site);
+		note_path(path);
 		if (out == LR_ENOMEM)
 			total_enomem++;
 		else
@@ -464,8 +479,10 @@ static int teardown(void **s)
 			fprintf(stderr, "alloc_fail: could not remove %s\n", cert_dir);
 	}
 	fprintf(stderr, "alloc_fail: %d scenarios, %ld runs with a failed allocation "
-	        "(%ld out_of_memory, %ld recovered), %d distinct failing call sites\n",
-	        scenarios_done, total_runs, total_enomem, total_recovered, nsites);
+	        "(%ld out_of_memory, %ld recovered), %d distinct failing call sites, "
+	        "%d distinct call paths (%d frames)\n",
+	        scenarios_done, total_runs, total_enomem, total_recovered, nsites, npaths,
+	        ALLOC_FAIL_DEPTH);
 	return 0;
 }
 
