@@ -629,13 +629,16 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content)
 	if (content < 0)
 		return 0;
 	const struct json_token *t = &d->tok[content];
-	if (t->type == JSON_STRING)
-		return json_unescape_token(out, d, content);
+	int ret = 0;
+	if (t->type == JSON_STRING) {
+		ret = json_unescape_token(out, d, content);
+		return ret && ret != LR_ENOMEM ? LR_EINVAL : ret;
+	}
 	if (t->type == JSON_PRIMITIVE) /* null */
 		return 0;
 	if (t->type != JSON_ARRAY)
 		return LR_EINVAL;
-	int part = content + 1, ret = 0;
+	int part = content + 1;
 	bool first = true;
 	for (int k = 0; k < t->size && !ret; k++, part = json_skip(d, part)) {
 		if (d->tok[part].type != JSON_OBJECT)
@@ -652,7 +655,7 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content)
 			ret = json_unescape_token(out, d, text);
 		first = false;
 	}
-	return ret;
+	return ret && ret != LR_ENOMEM ? LR_EINVAL : ret;
 }
 
 int image_part(const struct json_doc *d, int part, struct http_buf *url, const char **mime,
