@@ -60,6 +60,11 @@ struct scenario {
 	bool rate_limit;     /* requests go through the rate-limit queue */
 	bool caller_driven;  /* lr_config.drive_from_caller */
 	bool pair;           /* two requests at once, one slot: the second queues */
+	bool embed;          /* an embeddings request */
+	bool on_delta;       /* a delta callback (instead of pulling) */
+	bool own_url;        /* lr_request_set_base_url */
+	bool reap;           /* lr_config.reap_completions, reaped after the wait */
+	bool batch;          /* lr_run_batch of three */
 };
 
 static struct mock_server *mock, *tls_mock;
@@ -123,6 +128,7 @@ static int make_engine(const struct scenario *sc, lr_engine **eng)
 	if (sc->ca_file || sc->server == S_TLS)
 		cfg.ca_file = ca_path;
 	cfg.drive_from_caller = sc->caller_driven;
+	cfg.reap_completions = sc->reap;
 	if (sc->pair)
 		cfg.max_in_flight = 1;
 	if (sc->rate_limit) {
@@ -147,6 +153,12 @@ static size_t streamed_len;
  * a stream the deltas adding up to the text. NULL, or what is missing. */
 static const char *incomplete(const struct scenario *sc, const lr_result *r)
 {
+	if (sc->embed) {
+		if (!r->body || strlen(r->body) != r->body_len || !r->body_is_json ||
+		    !strstr(r->body, "\"embedding\"") || r->usage.input_tokens <= 0)
+			return "no embedding";
+		return NULL;
+	}
 	if (sc->tools) {
 		if (r->tool_call_count != 1 || !r->tool_calls[0].name || !r->tool_calls[0].id ||
 		    strcmp(r->tool_calls[0].name, "get_weather") || r->tool_calls[0].arguments_len == 0)
@@ -158,11 +170,14 @@ static const char *incomplete(const struct scenario *sc, const lr_result *r)
 		return "no usage";
 	if (!r->body || strlen(r->body) != r->body_len || !r->body_is_json)
 		return "no JSON body";
-	if (sc->stream && !sc->tools &&
+	if ((sc->stream || sc->on_delta) && !sc->tools &&
 	    (streamed_len != r->text_len || memcmp(streamed, r->text, r->text_len)))
 		return "the deltas do not add up to the text";
 	return NULL;
 }
+
+/* The engine of the request running (for reaping). */
+static lr_engine *cur_engine;
 
 /* The future's outcome (see one_request); releases it. */
 static int outcome(const struct scenario *sc, lr_future *f)
@@ -171,6 +186,17 @@ static int outcome(const struct scenario *sc, lr_future *f)
 		fprintf(stderr, "  the future did not complete in %d ms\n", WAIT_MS);
 		lr_future_release(f);
 		return LR_ETIMEOUT;
+	}
+	if (sc->reap) {
+		/* The engine's reference comes back through the reap queue. */
+		lr_future *got = NULL;
+		int n = lr_engine_reap(cur_engine, &got, 1, WAIT_MS);
+		if (n != 1 || got != f) {
+			fprintf(stderr, "  lr_engine_reap gave %d futures, not this one\n", n);
+			lr_future_release(f);
+			return LR_EPROTO;
+		}
+		lr_future_release(got);
 	}
 	const lr_result *r = lr_future_result(f);
 	int err = r->error;
@@ -189,16 +215,41 @@ static int outcome(const struct scenario *sc, lr_future *f)
 	return err;
 }
 
+static void on_delta(void *user, const lr_delta *d)
+{
+	(void)user;
+	if (streamed_len + d->text_len <= sizeof(streamed)) {
+		memcpy(streamed + streamed_len, d->text, d->text_len);
+		streamed_len += d->text_len;
+	}
+}
+
 static lr_request *build_request(const struct scenario *sc, int *rc)
 {
-	lr_request *rq = lr_request_new(sc->model ? sc->model : "gpt-4o-mini");
+	lr_request *rq = lr_request_new(sc->model      ? sc->model
+	                                : sc->embed ? "text-embedding-3-small"
+	                                            : "gpt-4o-mini");
 	if (!rq) {
 		*rc = LR_ENOMEM;
 		return NULL;
 	}
+	if (sc->embed) {
+		*rc = lr_request_set_endpoint(rq, LR_ENDPOINT_EMBEDDINGS);
+		if (!*rc)
+			*rc = lr_request_add_input(rq, "some words to embed");
+		if (*rc) {
+			lr_request_free(rq);
+			return NULL;
+		}
+		return rq;
+	}
 	*rc = lr_request_add_message(rq, LR_ROLE_USER, "hello there");
 	if (!*rc)
 		*rc = lr_request_set_max_tokens(rq, 64); /* Anthropic needs one */
+	if (!*rc && sc->on_delta)
+		*rc = lr_request_on_delta(rq, on_delta, NULL);
+	if (!*rc && sc->own_url)
+		*rc = lr_request_set_base_url(rq, mock_url);
 	if (!*rc && sc->stream)
 		*rc = lr_request_set_stream(rq, 1);
 	if (!*rc && sc->tools)
@@ -245,6 +296,27 @@ static int one_request(lr_engine *eng, const struct scenario *sc)
 		return session_turns(eng, sc);
 	bool stream = sc->stream;
 	int rc;
+	cur_engine = eng;
+	streamed_len = 0;
+	if (sc->batch) {
+		/* Every request's own outcome counts (the call's is a count). */
+		lr_request *rqs[3] = {NULL, NULL, NULL};
+		lr_future *fs[3] = {NULL, NULL, NULL};
+		for (int i = 0; i < 3; i++)
+			if (!(rqs[i] = build_request(sc, &rc))) {
+				for (int k = 0; k < i; k++)
+					lr_request_free(rqs[k]);
+				return rc;
+			}
+		int ok = lr_run_batch(eng, rqs, 3, fs, WAIT_MS);
+		int err = ok < 0 ? ok : 0;
+		for (int i = 0; i < 3; i++) {
+			int one = fs[i] ? outcome(sc, fs[i]) : LR_ENOMEM;
+			if (!err || (err == LR_ENOMEM && one != 0 && one != LR_ENOMEM))
+				err = one;
+		}
+		return err;
+	}
 	lr_request *rq = build_request(sc, &rc);
 	if (!rq)
 		return rc;
@@ -259,8 +331,7 @@ static int one_request(lr_engine *eng, const struct scenario *sc)
 		int second = f2 ? outcome(sc, f2) : rq2 ? LR_ENOMEM : rc;
 		return first && first != LR_ENOMEM ? first : second ? second : first;
 	}
-	streamed_len = 0;
-	if (stream) {
+	if (stream && !sc->on_delta) {
 		lr_delta d;
 		int n;
 		while ((n = lr_future_next_delta(f, &d, WAIT_MS)) == 1) {
@@ -392,6 +463,14 @@ static const struct scenario scenarios[] = {
 	{.name = "rate-limited", .kind = K_REQUEST, .rate_limit = true},
 	{.name = "retry", .kind = K_REQUEST, .server = S_RETRY},
 	{.name = "queued-pair", .kind = K_REQUEST, .pair = true},
+	{.name = "batch", .kind = K_REQUEST, .batch = true},
+	{.name = "embeddings", .kind = K_REQUEST, .embed = true},
+	{.name = "on-delta", .kind = K_REQUEST, .stream = true, .on_delta = true},
+	{.name = "request-url", .kind = K_REQUEST, .own_url = true},
+	{.name = "reap", .kind = K_REQUEST, .reap = true},
+	{.name = "anthropic-tools-stream", .kind = K_REQUEST, .model = "anthropic/claude-haiku-4-5",
+	 .tools = true, .stream = true},
+	{.name = "gemini-tools", .kind = K_REQUEST, .model = "gemini/gemini-2.0-flash", .tools = true},
 	{.name = "caller-driven", .kind = K_REQUEST, .caller_driven = true},
 	{.name = "session", .kind = K_SESSION},
 	{.name = "tls", .kind = K_REQUEST, .server = S_TLS},
