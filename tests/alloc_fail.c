@@ -20,6 +20,7 @@ int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(voi
 static atomic_long calls, failed, fail_at, fail_persist;
 static _Atomic(void *) fail_site;
 static atomic_ulong fail_path;
+static atomic_bool trace;
 static _Thread_local int exempt;
 
 void alloc_fail_arm(long n, bool persist)
@@ -40,6 +41,7 @@ long alloc_fail_calls(void) { return atomic_load(&calls); }
 long alloc_fail_failed(void) { return atomic_load(&failed); }
 void *alloc_fail_site(void) { return atomic_load(&fail_site); }
 unsigned long alloc_fail_path(void) { return atomic_load(&fail_path); }
+void alloc_fail_trace(bool on) { atomic_store(&trace, on); }
 
 /* Frames 0 and 1 are this file's (path_hash, should_fail); 2 the wrapper. */
 __attribute__((noinline)) static unsigned long path_hash(void)
@@ -49,6 +51,11 @@ __attribute__((noinline)) static unsigned long path_hash(void)
 	unsigned long h = 14695981039346656037ul;
 	for (int i = 3; i < n; i++)
 		h = (h ^ (unsigned long)(uintptr_t)frames[i]) * 1099511628211ul;
+	if (atomic_load(&trace)) {
+		void *all[32];
+		int k = backtrace(all, 32);
+		backtrace_symbols_fd(all, k, 2);
+	}
 	return h ? h : 1;
 }
 void alloc_fail_exempt_begin(void) { exempt++; }

@@ -28,6 +28,9 @@ void *alloc_fail_site(void);
  * tells apart the callers of shared helpers (http_buf_reserve...). */
 #define ALLOC_FAIL_DEPTH 3
 unsigned long alloc_fail_path(void);
+/* on: the stack of each call made to fail is printed to stderr
+ * (addresses: feed them to addr2line -e PROGRAM -f). */
+void alloc_fail_trace(bool on);
 /* The calling thread (and threads it creates) stop/start counting. */
 void alloc_fail_exempt_begin(void);
 void alloc_fail_exempt_end(void);
