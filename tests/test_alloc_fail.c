@@ -2,22 +2,26 @@
  * Allocation-failure sweep (issue 9; tests/alloc_fail.h, as SQLite's
  * test_malloc): each scenario runs once per N = 1, 2, ... with the Nth
  * counted allocation failing, until a run makes no allocation fail. Every
- * N with N <= SWEEP_EVERY runs; past it only every SWEEP_STRIDE-th N (to
- * stay within about a minute under ASan; no scenario reaches that yet).
+ * N up to SWEEP_EVERY runs; past it about SWEEP_SAMPLES evenly spread ones
+ * (a stride), to stay within about a minute under ASan: only the TLS
+ * scenarios get there (mbedTLS, linked statically here so that its
+ * allocations count, makes ~27,000 per handshake). LLMRING_ALLOC_FAIL_FULL=1
+ * runs every N (see env_long for the other knobs).
  *
  * Each run: lr_engine_new, the scenario's request, lr_engine_destroy. The
  * call that met the failure returns LR_ENOMEM (lr_engine_new, lr_submit's
  * NULL, the request builders), or the request ends with out_of_memory, or
  * it succeeds in full when the failure was recoverable (a success is
- * checked: text, usage, body, the deltas adding up to the text). Then, with
- * nothing failing, the same engine must serve the next request. Every wait
- * is bounded and a watchdog aborts a run that hangs; LeakSanitizer (the
- * ASan build) reports a leak of any run at exit.
+ * checked: text or tool call, usage, body, the deltas adding up to the
+ * text). Then, with nothing failing, the same engine must serve the next
+ * request. Every wait is bounded and a watchdog aborts a run that hangs;
+ * LeakSanitizer (the ASan build) reports a leak of any run at exit.
  *
- * Scenarios: engine new/destroy (plain and with a CA file), a chat request
- * to the in-process mock, the same streamed (lr_future_next_delta), a
- * retry (500 then 200 from the scripted server) and a chat over TLS. The
- * servers are started exempt, so only the engine's allocations count.
+ * Scenarios (the table `scenarios`): engine new/destroy, requests to the
+ * in-process mock in each dialect, whole, streamed and with tool calls,
+ * the API's other ways to submit and collect, a retry (500 then 200 from
+ * the scripted server), a session, and TLS. The servers are started
+ * exempt, so only the engine's (and its mbedTLS's) allocations count.
  */
 #include <limits.h>
 #include <setjmp.h>
