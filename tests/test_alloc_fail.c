@@ -184,6 +184,8 @@ static const char *incomplete(const struct scenario *sc, const lr_result *r)
  * failure of its own (see outcome). */
 #define OUT_MBEDTLS_LOST 1
 static long total_mbedtls_lost;
+static int last_attempts;   /* of the last request that completed */
+static int main_attempts;   /* of a run's own request (not the check after) */
 
 /* The engine of the request running (for reaping). */
 static lr_engine *cur_engine;
@@ -227,6 +229,7 @@ static int outcome(const struct scenario *sc, lr_future *f)
 		fprintf(stderr, "  success with %s\n", bad);
 		err = LR_EPROTO;
 	}
+	last_attempts = r->attempts;
 	lr_future_release(f);
 	return err;
 }
@@ -409,6 +412,7 @@ static long run_once(const struct scenario *sc, long n, long *calls)
 	} else if (!rc) {
 		atomic_store(&retry_seen, 0);
 		out = one_request(eng, sc);
+		main_attempts = last_attempts;
 	}
 	long failed = alloc_fail_failed();
 	*calls = alloc_fail_calls();
@@ -461,6 +465,8 @@ static void sweep(const struct scenario *sc)
 		skip();
 	long calls, n;
 	assert_int_equal(run_once(sc, 0, &calls), 0);
+	if (sc->server == S_RETRY)
+		assert_int_equal(main_attempts, 2); /* the retry path is what it sweeps */
 	long clean_calls = calls, runs = 0, enomem_before = total_enomem;
 	long recovered_before = total_recovered, lost_before = total_mbedtls_lost;
 	int sites_before = nsites;
