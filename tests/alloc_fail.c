@@ -21,6 +21,7 @@ static atomic_long calls, failed, fail_at, fail_persist;
 static _Atomic(void *) fail_site;
 static atomic_ulong fail_path;
 static atomic_bool trace;
+static atomic_bool fail_mbedtls; /* the first failed call was mbedTLS's */
 static _Thread_local int exempt;
 
 void alloc_fail_arm(long n, bool persist)
@@ -32,6 +33,7 @@ void alloc_fail_arm(long n, bool persist)
 	atomic_store(&failed, 0);
 	atomic_store(&fail_site, NULL);
 	atomic_store(&fail_path, 0);
+	atomic_store(&fail_mbedtls, false);
 	atomic_store(&fail_persist, persist);
 	atomic_store(&fail_at, n);
 }
@@ -42,6 +44,7 @@ long alloc_fail_failed(void) { return atomic_load(&failed); }
 void *alloc_fail_site(void) { return atomic_load(&fail_site); }
 unsigned long alloc_fail_path(void) { return atomic_load(&fail_path); }
 void alloc_fail_trace(bool on) { atomic_store(&trace, on); }
+bool alloc_fail_in_mbedtls(void) { return atomic_load(&fail_mbedtls); }
 
 /* Frames 0 and 1 are this file's (path_hash, should_fail); 2 the wrapper. */
 __attribute__((noinline)) static unsigned long path_hash(void)
@@ -61,8 +64,8 @@ __attribute__((noinline)) static unsigned long path_hash(void)
 void alloc_fail_exempt_begin(void) { exempt++; }
 void alloc_fail_exempt_end(void) { exempt--; }
 
-/* true: this call (from site) fails. */
-__attribute__((noinline)) static bool should_fail(void *site)
+/* true: this call (from site; of mbedTLS: mbed) fails. */
+__attribute__((noinline)) static bool should_fail_from(void *site, bool mbed)
 {
 	if (exempt)
 		return false;
@@ -73,9 +76,12 @@ __attribute__((noinline)) static bool should_fail(void *site)
 	if (atomic_fetch_add(&failed, 1) == 0) {
 		atomic_store(&fail_site, site);
 		atomic_store(&fail_path, path_hash());
+		atomic_store(&fail_mbedtls, mbed);
 	}
 	return true;
 }
+
+#define should_fail(site) should_fail_from(site, false)
 
 /* The call site inside the engine: the wrapper's return address. */
 #define CALLER __builtin_return_address(0)
@@ -86,6 +92,12 @@ void *__wrap_calloc(size_t n, size_t size) { return should_fail(CALLER) ? NULL :
 void *__wrap_realloc(void *p, size_t n) { return should_fail(CALLER) ? NULL : __real_realloc(p, n); }
 char *__wrap_strdup(const char *s) { return should_fail(CALLER) ? NULL : __real_strdup(s); }
 char *__wrap_strndup(const char *s, size_t n) { return should_fail(CALLER) ? NULL : __real_strndup(s, n); }
+/* mbedTLS's only allocator (it never calls malloc or realloc). */
+void *alloc_fail_mbedtls_calloc(size_t n, size_t size);
+void *alloc_fail_mbedtls_calloc(size_t n, size_t size)
+{
+	return should_fail_from(CALLER, true) ? NULL : __real_calloc(n, size);
+}
 
 /* Exemption is inherited: a server started by an exempt thread keeps
  * its threads' allocations out of the count. */

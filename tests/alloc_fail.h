@@ -28,6 +28,9 @@ void *alloc_fail_site(void);
  * tells apart the callers of shared helpers (http_buf_reserve...). */
 #define ALLOC_FAIL_DEPTH 3
 unsigned long alloc_fail_path(void);
+/* Whether that call came from mbedTLS (linked in with its calloc renamed
+ * alloc_fail_mbedtls_calloc: tests/meson.build). */
+bool alloc_fail_in_mbedtls(void);
 /* on: the stack of each call made to fail is printed to stderr
  * (addresses: feed them to addr2line -e PROGRAM -f). */
 void alloc_fail_trace(bool on);
