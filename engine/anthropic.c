@@ -128,10 +128,10 @@ static int put_messages(struct http_buf *out, struct http_buf *system, const str
 		if (role >= 0 && (json_string_eq(d, role, "system") || json_string_eq(d, role, "developer"))) {
 			if (system->len)
 				ret = buf_puts(system, "\n");
-			if (!ret && content_text(system, d, content)) {
+			if (!ret && (ret = content_text(system, d, content)) == LR_EINVAL)
 				*why = "a system message's content is not text";
-				return LR_EINVAL;
-			}
+			if (ret)
+				return ret; /* LR_EINVAL or LR_ENOMEM */
 			continue;
 		}
 		bool tool = role >= 0 && json_string_eq(d, role, "tool");
@@ -153,10 +153,11 @@ static int put_messages(struct http_buf *out, struct http_buf *system, const str
 			if (!ret)
 				ret = buf_puts(out, ",\"content\":");
 			struct http_buf text = {0}; /* owner: this block */
-			if (!ret && content_text(&text, d, content)) {
+			if (!ret && (ret = content_text(&text, d, content))) {
 				http_buf_free(&text);
-				*why = "a tool message's content is not text";
-				return LR_EINVAL;
+				if (ret == LR_EINVAL)
+					*why = "a tool message's content is not text";
+				return ret; /* LR_EINVAL or LR_ENOMEM */
 			}
 			if (!ret)
 				ret = json_append_string(out, text.data ? text.data : "", text.len);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "llmring.h"
+
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void conn_submit_close(struct conn *c)
@@ -111,7 +113,7 @@ static void tls_received(struct conn *c, const char *data, size_t len)
 {
 	if (tls_conn_feed(c->tls, data, len)) {
 		snprintf(c->error_text, sizeof(c->error_text), "out of memory buffering TLS data");
-		tls_fail(c, -ENOMEM);
+		tls_fail(c, LR_ENOMEM); /* an LR_E* code, as every tls_error (-ENOMEM is LR_ESERVER) */
 		return;
 	}
 	if (!c->tls_ready) {
@@ -293,7 +295,8 @@ void conn_send(struct conn *c, const char *data, size_t len)
 	if (c->tls) {
 		int r = tls_conn_write(c->tls, data, len);
 		if (r) {
-			snprintf(c->error_text, sizeof(c->error_text), "TLS encryption failed");
+			snprintf(c->error_text, sizeof(c->error_text), "%s",
+			         r == LR_ENOMEM ? "out of memory encrypting the request" : "TLS encryption failed");
 			c->tls_error = r;
 			c->h->sent(c, -EPROTO);
 			return;

@@ -285,17 +285,19 @@ static void future_mark_done(struct lr_future *f)
 /* The engine-thread side of the delta callback: a copy for the pull
  * iterator first, then the caller's callback, so a callback that wakes
  * a lr_future_next_delta consumer finds the delta already queued. */
-static void pull_queue_delta(struct pull_queue *q, const lr_delta *d);
+static int pull_queue_delta(struct pull_queue *q, const lr_delta *d);
 static void future_delta(void *user, const lr_delta *d)
 {
 	struct lr_future *f = user;
-	if (f->pull)
-		pull_queue_delta(f->pull, d);
+	/* A delta the puller never gets would be silent loss: the request
+	 * fails instead (the decoder stops at the reply's error). */
+	if (f->pull && pull_queue_delta(f->pull, d))
+		reply_fail(&f->reply, LR_ENOMEM, "out of memory queueing a stream delta");
 	if (f->on_delta)
 		f->on_delta(f->on_delta_user, d);
 }
 
-static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
+static int pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 {
 	size_t fr = d->finish_reason ? strlen(d->finish_reason) + 1 : 0;
 	size_t id = d->tool_id ? strlen(d->tool_id) + 1 : 0;
@@ -303,7 +305,7 @@ static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 	size_t need = d->text_len + 1 + fr + id + nm + d->tool_arguments_len + 1;
 	struct pull_delta *p = malloc(sizeof(*p) + need); /* owner: the queue */
 	if (!p)
-		return; /* the text still reaches the result */
+		return LR_ENOMEM;
 	char *at = p->data;
 	p->next = NULL;
 	p->d = *d;
@@ -338,6 +340,7 @@ static void pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 	q->tail = p;
 	pthread_mutex_unlock(&q->lock);
 	pull_wake(q);
+	return 0;
 }
 
 /* The one place a future completes. */
@@ -349,27 +352,39 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	e->completions++;
 	ring_timer_cancel(&e->ring, &f->deadline);
 	lr_result *r = &f->result;
+	struct reply *rp = &f->reply;
+	/* The result's strings are NUL-terminated and its calls published
+	 * here; a success that cannot be handed out whole is out of memory
+	 * (a failure just goes without them). */
+	bool body_ok = f->resp_body.data && http_buf_reserve(&f->resp_body, 1) == 0;
+	bool text_ok = rp->text.data && http_buf_reserve(&rp->text, 1) == 0;
+	bool calls_ok = rp->ncalls && reply_publish_calls(rp) == 0;
+	if (!err && ((f->resp_body.data && !body_ok) || (rp->text.data && !text_ok) ||
+	             (rp->ncalls && !calls_ok))) {
+		err = LR_ENOMEM;
+		msg = "out of memory completing the result";
+	}
 	r->error = err;
 	if (err) {
 		if (msg != f->message)
 			snprintf(f->message, sizeof(f->message), "%s", msg ? msg : lr_strerror(err));
 		r->error_message = f->message;
 	}
-	if (f->resp_body.data) {
+	if (body_ok) {
+		f->resp_body.data[f->resp_body.len] = '\0';
 		r->body = f->resp_body.data;
 		r->body_len = f->resp_body.len;
 	}
-	struct reply *rp = &f->reply;
 	/* Gemini sends no request-id header: its responseId stands in. */
 	r->request_id = f->request_id[0]                              ? f->request_id
 	                : f->provider == PROVIDER_GEMINI && rp->id[0] ? rp->id
 	                                                              : NULL;
-	if (rp->text.data && http_buf_reserve(&rp->text, 1) == 0) {
+	if (text_ok) {
 		rp->text.data[rp->text.len] = '\0';
 		r->text = rp->text.data;
 		r->text_len = rp->text.len;
 	}
-	if (rp->ncalls && reply_publish_calls(rp) == 0) {
+	if (calls_ok) {
 		r->tool_calls = rp->public_calls;
 		r->tool_call_count = (int)rp->ncalls;
 	}
@@ -457,8 +472,9 @@ static void future_deadline_fired(struct ring_timer *t)
 		if (ex->phase == EX_QUEUED) {
 			/* Looks again as the other phases do, so the connect
 			 * deadline after the wait is checked in time. */
-			ring_timer_set(&e->ring, &f->deadline,
-			               now + min_u64(f->total_ns, min_u64(f->connect_ns, f->idle_ns)));
+			if (ring_timer_set(&e->ring, &f->deadline,
+			                   now + min_u64(f->total_ns, min_u64(f->connect_ns, f->idle_ns))))
+				pool_abort(&e->pool, ex, LR_ENOMEM, NULL);
 			return;
 		}
 		if (ex->dequeued_ns > f->attempt_ns)
@@ -501,7 +517,9 @@ static void future_deadline_fired(struct ring_timer *t)
 	} else {
 		next = min_u64(next, now + min_u64(f->connect_ns, f->idle_ns));
 	}
-	ring_timer_set(&e->ring, &f->deadline, next);
+	/* The timer has just left the heap, so there is room for it. */
+	if (ring_timer_set(&e->ring, &f->deadline, next))
+		pool_abort(&e->pool, ex, LR_ENOMEM, NULL);
 }
 
 /* ---- exchange callbacks ---- */
@@ -692,8 +710,9 @@ static int future_on_body(struct http_exchange *ex, const char *data, size_t len
 	if (cap)
 		return cap;
 	/* An error event from the provider still lets the response end
-	 * normally (the connection stays reusable); broken framing stops it. */
-	return stream_decoder_fatal(f->stream) ? r : 0;
+	 * normally (the connection stays reusable); broken framing or no
+	 * memory stops it. */
+	return stream_decoder_fatal(f->stream) || r == LR_ENOMEM ? r : 0;
 }
 
 static void engine_start_waiting(struct lr_engine *e);
@@ -777,11 +796,14 @@ static void future_finish(struct lr_future *f, int err, const char *msg)
 		return;
 	}
 	uint64_t delay = retry_delay_ns(e, f);
+	if (ring_timer_set(&e->ring, &f->deadline, e->ring.now_ns + delay)) {
+		future_complete(f, LR_ENOMEM, NULL); /* nothing would wake the retry */
+		return;
+	}
 	attempt_reset(f);
 	atomic_fetch_add_explicit(&e->stat_retries, 1, memory_order_relaxed);
 	f->state = F_BACKOFF;
 	flist_push(&e->backoff, f);
-	ring_timer_set(&e->ring, &f->deadline, e->ring.now_ns + delay);
 }
 
 static void active_unlink(struct lr_engine *e, struct lr_future *f)
@@ -823,6 +845,9 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && http_buf_reserve(&f->resp_body, 1) == 0) {
 			f->resp_body.data[f->resp_body.len] = '\0';
 			f->result.body_is_json = 1;
+		} else if (!r) {
+			/* A success without its assembled body would be a silent loss. */
+			r = reply_fail(&f->reply, LR_ENOMEM, "out of memory assembling the body");
 		}
 		/* The text so far is the result's, complete or not. */
 		if (!err && r)
@@ -843,6 +868,8 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 			struct http_buf raw = f->resp_body;
 			f->resp_body = normalized;
 			normalized = raw;
+		} else if (rewritten) {
+			reply_fail(&f->reply, LR_ENOMEM, "out of memory rewriting the body");
 		}
 		http_buf_free(&normalized);
 		f->result.body_is_json = body_is_json;
@@ -881,6 +908,13 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 		future_complete(f, LR_ETIMEOUT, f->message);
 		return;
 	}
+	/* First, so that a failure leaves nothing to undo. */
+	if (ring_timer_set(&e->ring, &f->deadline,
+	                   min_u64(f->attempt_ns + f->total_ns,
+	                           e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)))) {
+		future_complete(f, LR_ENOMEM, NULL);
+		return;
+	}
 	f->attempts++;
 	e->starts++;
 	f->state = F_ACTIVE;
@@ -891,10 +925,22 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->ex.req_len = f->req_bytes.len;
 	e->active_count++;
 	flist_push(&e->active, f);
-	ring_timer_set(&e->ring, &f->deadline,
-	               min_u64(f->attempt_ns + f->total_ns,
-	                       e->ring.now_ns + min_u64(f->connect_ns, f->idle_ns)));
 	pool_start(&e->pool, &f->ex);
+}
+
+/* Into the queue for a slot; the total deadline runs while it waits. */
+static void engine_queue(struct lr_engine *e, struct lr_future *f)
+{
+	/* The total deadline runs while it waits for a slot (unless the
+	 * owner asked for queue_wait_untimed). */
+	if (!e->cfg.queue_wait_untimed &&
+	    ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns)) {
+		future_complete(f, LR_ENOMEM, NULL);
+		return;
+	}
+	f->state = F_WAITING;
+	flist_push(&e->waiting, f);
+	engine_start_waiting(e);
 }
 
 /* A retry whose backoff is over: a new attempt, with a fresh total
@@ -906,11 +952,7 @@ static void engine_requeue(struct lr_engine *e, struct lr_future *f)
 		future_start(e, f);
 		return;
 	}
-	f->state = F_WAITING;
-	if (!e->cfg.queue_wait_untimed)
-		ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
-	flist_push(&e->waiting, f);
-	engine_start_waiting(e);
+	engine_queue(e, f);
 }
 
 static void wait_unlink(struct lr_engine *e, struct lr_future *f)
@@ -926,9 +968,14 @@ static void engine_start_waiting(struct lr_engine *e)
 			/* First come, first served: the head waits for the buckets
 			 * and everything behind it waits for the head. */
 			uint64_t wait = limits_admit(&e->limits, e->ring.now_ns, f->est_tokens);
-			if (wait) {
-				ring_timer_set(&e->ring, &e->limit_timer, e->ring.now_ns + wait);
+			if (wait && ring_timer_set(&e->ring, &e->limit_timer, e->ring.now_ns + wait) == 0)
 				return;
+			if (wait) {
+				/* No room for the timer that would wake the queue: the
+				 * head fails, and its deadline's slot is the next try's. */
+				wait_unlink(e, f);
+				future_complete(f, LR_ENOMEM, NULL);
+				continue;
 			}
 		}
 		wait_unlink(e, f);
@@ -953,13 +1000,7 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		future_start(e, f);
 		return;
 	}
-	f->state = F_WAITING;
-	/* The total deadline runs while it waits for a slot (unless the
-	 * owner asked for queue_wait_untimed). */
-	if (!e->cfg.queue_wait_untimed)
-		ring_timer_set(&e->ring, &f->deadline, f->attempt_ns + f->total_ns);
-	flist_push(&e->waiting, f);
-	engine_start_waiting(e);
+	engine_queue(e, f);
 }
 
 static struct lr_future *stack_take_fifo(_Atomic(struct lr_future *) *head, size_t link_offset)
@@ -1451,8 +1492,11 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 
 	int ret = endpoints_init(e, e->cfg.base_url, e->cfg.api_key);
 	char why[256];
-	if (!ret && price_table_load(&e->prices, e->cfg.prices_file, why, sizeof(why)) != 0)
-		ret = LR_EINVAL; /* a prices file was named and cannot be used */
+	if (!ret) {
+		ret = price_table_load(&e->prices, e->cfg.prices_file, why, sizeof(why));
+		if (ret && ret != LR_ENOMEM)
+			ret = LR_EINVAL; /* a prices file was named and cannot be used */
+	}
 	if (!ret)
 		ret = usage_init(&e->usage, e->prices);
 	e->cfg.prices_file = NULL; /* the caller may free it */
@@ -1465,7 +1509,7 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 	e->wake_fd = eventfd(0, EFD_CLOEXEC);
 	e->completion_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (e->wake_fd < 0 || e->completion_fd < 0) {
-		ret = LR_ESYSTEM;
+		ret = errno == ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 		goto fail;
 	}
 	if (e->cfg.drive_from_caller) {
@@ -1474,14 +1518,17 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		e->owner = pthread_self();
 		ret = engine_setup(e);
 		if (ret < 0) {
-			ret = LR_ESYSTEM;
+			ret = ret == -ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 			goto fail;
 		}
 		*out = e;
 		return 0;
 	}
-	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
-		ret = LR_ESYSTEM;
+	int err = pthread_create(&e->thread, NULL, engine_thread, e);
+	if (err) {
+		/* EAGAIN: no memory for the thread's stack or record (or the
+		 * thread limit), the caller's out-of-memory case. */
+		ret = err == EAGAIN || err == ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 		goto fail;
 	}
 	int s;
@@ -1489,7 +1536,7 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		futex((_Atomic uint32_t *)&e->start_result, FUTEX_WAIT_PRIVATE, 0, NULL);
 	if (s < 0) {
 		pthread_join(e->thread, NULL);
-		ret = LR_ESYSTEM;
+		ret = s == -ENOMEM ? LR_ENOMEM : LR_ESYSTEM;
 		goto fail;
 	}
 	*out = e;
@@ -1833,6 +1880,13 @@ lr_future *engine_failed_future(lr_engine *e, int err, const char *msg)
 	reply_init(&f->reply, NULL, NULL);
 	future_fail_early(e, f, err, msg);
 	return f;
+}
+
+void engine_future_refail(lr_future *f, int err, const char *msg)
+{
+	f->result.error = err;
+	snprintf(f->message, sizeof(f->message), "%s", msg);
+	f->result.error_message = f->message;
 }
 
 LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)

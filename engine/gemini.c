@@ -81,8 +81,10 @@ static int put_function_response(struct http_buf *out, const struct json_doc *d,
 	struct json_doc inner = {0}; /* owner: this function */
 	int ret = content_text(&text, d, json_object_get(d, m, "content"));
 	if (ret) {
-		*why = "a tool message's content is not text";
-		return LR_EINVAL;
+		http_buf_free(&text); /* a part may have been appended */
+		if (ret == LR_EINVAL)
+			*why = "a tool message's content is not text";
+		return ret; /* LR_EINVAL or LR_ENOMEM */
 	}
 	ret = buf_puts(out, "{\"functionResponse\":{\"name\":");
 	if (!ret)
@@ -90,8 +92,10 @@ static int put_function_response(struct http_buf *out, const struct json_doc *d,
 	if (!ret)
 		ret = buf_puts(out, ",\"response\":");
 	/* response must be an object: a JSON object result goes as it is. */
-	bool object = text.len && json_parse(&inner, text.data, text.len) == 0 && inner.count > 0 &&
-	              inner.tok[0].type == JSON_OBJECT;
+	int prc = text.len ? json_parse(&inner, text.data, text.len) : LR_EPROTO;
+	if (prc == LR_ENOMEM && !ret)
+		ret = LR_ENOMEM; /* else a JSON result would be sent as text */
+	bool object = prc == 0 && inner.count > 0 && inner.tok[0].type == JSON_OBJECT;
 	if (!ret && object) {
 		ret = http_buf_append(out, text.data, text.len);
 	} else if (!ret) {
@@ -124,10 +128,10 @@ static int put_contents(struct http_buf *out, struct http_buf *system, const str
 		if (json_string_eq(d, role, "system") || json_string_eq(d, role, "developer")) {
 			if (system->len)
 				ret = buf_puts(system, "\n");
-			if (!ret && content_text(system, d, content)) {
+			if (!ret && (ret = content_text(system, d, content)) == LR_EINVAL)
 				*why = "a system message's content is not text";
-				return LR_EINVAL;
-			}
+			if (ret)
+				return ret; /* LR_EINVAL or LR_ENOMEM */
 			continue;
 		}
 		if (json_string_eq(d, role, "tool")) {
@@ -642,8 +646,11 @@ int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 		return sd->fatal ? r->error : 0;
 	}
 	struct json_doc *d = &sd->doc;
-	if (json_parse(d, ev->data, ev->data_len) || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
+	int rc = json_parse(d, ev->data, ev->data_len);
+	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
 		sd->fatal = true;
+		if (rc == LR_ENOMEM)
+			return reply_fail(r, rc, "out of memory parsing a stream event");
 		char why[96];
 		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
 		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));

@@ -35,10 +35,8 @@ static int put_message_content(struct http_buf *out, const struct json_doc *d, i
 			}
 		}
 	}
-	if (!ret && content_text(&text, d, content)) {
-		*why = "a message's content is neither text nor parts";
-		ret = LR_EINVAL;
-	}
+	if (!ret && (ret = content_text(&text, d, content)) == LR_EINVAL)
+		*why = "a message's content is neither text nor parts"; /* else LR_ENOMEM */
 	if (!ret)
 		ret = buf_puts(out, ",\"content\":");
 	if (!ret)
@@ -397,8 +395,11 @@ int ollama_line(void *ctx, const char *line, size_t len)
 		return 0;
 	/* Lines are small: a token doc (kept by the decoder) per line. */
 	struct json_doc *d = &sd->doc;
-	if (json_parse(d, line, len) || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
+	int rc = json_parse(d, line, len);
+	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
 		sd->fatal = true;
+		if (rc == LR_ENOMEM)
+			return reply_fail(r, rc, "out of memory parsing a stream line");
 		char why[96];
 		return reply_fail(r, LR_EPROTO, "a stream line is not a JSON object: %s",
 		                  json_invalid_reason(line, len, why, sizeof(why)));

@@ -68,8 +68,11 @@ static void body_field(void *ctx, const struct json_scan_path *p, enum json_type
 	case 4:
 		/* choices[0].message.content: the reply text */
 		if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "message") &&
-		    KEY_IS(p, 3, "content") && json_unescape_append(&r->text, v, len))
-			bf->error = LR_EPROTO;
+		    KEY_IS(p, 3, "content")) {
+			int ret = json_unescape_append(&r->text, v, len); /* LR_ENOMEM or LR_EPROTO */
+			if (ret && !bf->error)
+				bf->error = ret;
+		}
 		break;
 	case 5:
 		if (type == JSON_OBJECT && in_first_choice(bf, p) && KEY_IS(p, 3, "tool_calls"))
@@ -120,7 +123,8 @@ void openai_parse(int status, const char *body, size_t len, struct json_doc *doc
 		}
 		*body_is_json = true;
 		if (bf.error)
-			reply_fail(r, bf.error, "the reply text could not be decoded");
+			reply_fail(r, bf.error, bf.error == LR_ENOMEM ? "out of memory decoding the reply text"
+			                                               : "the reply text could not be decoded");
 		return;
 	}
 	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&

@@ -77,16 +77,19 @@ static void idle_remove(struct pconn *pc)
 	ring_timer_cancel(pc->pool->ring, &pc->idle_timer);
 }
 
-static void idle_push(struct pconn *pc)
+/* false: no memory for the idle timer, and the connection is not kept. */
+static bool idle_push(struct pconn *pc)
 {
 	struct origin *o = pc->origin;
+	if (ring_timer_set(pc->pool->ring, &pc->idle_timer, pc->pool->ring->now_ns + pc->pool->cfg.idle_ns))
+		return false;
 	pc->idle_prev = NULL;
 	pc->idle_next = o->idle_head;
 	if (o->idle_head)
 		o->idle_head->idle_prev = pc;
 	o->idle_head = pc;
 	pc->in_idle_list = true;
-	ring_timer_set(pc->pool->ring, &pc->idle_timer, pc->pool->ring->now_ns + pc->pool->cfg.idle_ns);
+	return true;
 }
 
 /* ---- connection lifetime ---- */
@@ -250,8 +253,8 @@ static void pconn_finish(struct pconn *pc, int err, const char *msg)
 			next->reused = true;
 			p->stats.connections_reused++;
 			pconn_attach(pc, next);
-		} else {
-			idle_push(pc);
+		} else if (!idle_push(pc)) {
+			pconn_retire(pc); /* a connection less to reuse, nothing lost */
 		}
 	} else {
 		pconn_retire(pc);

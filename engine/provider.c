@@ -415,10 +415,11 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	int ret = 0;
 	if (rq->body.len && (model || want_stream ||
 	                     body_may_name_provider(rq->body.data, rq->body.len, out->model, sizeof(out->model)))) {
-		if (json_parse(&doc, rq->body.data, rq->body.len) || doc.count == 0 ||
-		    doc.tok[0].type != JSON_OBJECT) {
-			*why = "request body is not a JSON object";
-			ret = LR_EINVAL;
+		int rc = json_parse(&doc, rq->body.data, rq->body.len);
+		if (rc || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
+			ret = rc == LR_ENOMEM ? LR_ENOMEM : LR_EINVAL;
+			*why = ret == LR_ENOMEM ? "out of memory reading the request body"
+			                        : "request body is not a JSON object";
 			goto done;
 		}
 		have_doc = true;
@@ -464,9 +465,11 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 		                      openai_dialect ? &out->body : &unified, why);
 	if (!ret && !openai_dialect) {
 		/* Other dialects translate the unified body. */
-		if (json_parse(&doc, unified.data, unified.len) || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
-			*why = "request body is not a JSON object";
-			ret = LR_EINVAL;
+		int rc = json_parse(&doc, unified.data, unified.len);
+		if (rc || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
+			ret = rc == LR_ENOMEM ? LR_ENOMEM : LR_EINVAL;
+			*why = ret == LR_ENOMEM ? "out of memory translating the request body"
+			                        : "request body is not a JSON object";
 		}
 		bool stream = want_stream || doc_stream(&doc);
 		out->stream = stream && rq->endpoint == LR_ENDPOINT_CHAT;
@@ -508,8 +511,13 @@ void provider_parse_response(enum provider p, enum lr_endpoint ep, struct json_d
 		openai_parse(status, body, len, doc, r, body_is_json);
 		return;
 	}
-	bool have = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
-	            doc->tok[0].type == JSON_OBJECT;
+	int rc = len > 0 ? json_parse(doc, body, len) : LR_EPROTO;
+	if (rc == LR_ENOMEM && status >= 200 && status < 300) {
+		/* An error status stays the outcome: only its message is lost. */
+		reply_fail(r, LR_ENOMEM, "out of memory parsing the response body");
+		return;
+	}
+	bool have = rc == 0 && doc->count > 0 && doc->tok[0].type == JSON_OBJECT;
 	*body_is_json = have;
 	if (status < 200 || status >= 300) {
 		if (p == PROVIDER_ANTHROPIC)
@@ -640,13 +648,16 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content)
 	if (content < 0)
 		return 0;
 	const struct json_token *t = &d->tok[content];
-	if (t->type == JSON_STRING)
-		return json_unescape_token(out, d, content);
+	int ret = 0;
+	if (t->type == JSON_STRING) {
+		ret = json_unescape_token(out, d, content);
+		return ret && ret != LR_ENOMEM ? LR_EINVAL : ret;
+	}
 	if (t->type == JSON_PRIMITIVE) /* null */
 		return 0;
 	if (t->type != JSON_ARRAY)
 		return LR_EINVAL;
-	int part = content + 1, ret = 0;
+	int part = content + 1;
 	bool first = true;
 	for (int k = 0; k < t->size && !ret; k++, part = json_skip(d, part)) {
 		if (d->tok[part].type != JSON_OBJECT)
@@ -663,7 +674,7 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content)
 			ret = json_unescape_token(out, d, text);
 		first = false;
 	}
-	return ret;
+	return ret && ret != LR_ENOMEM ? LR_EINVAL : ret;
 }
 
 int image_part(const struct json_doc *d, int part, struct http_buf *url, const char **mime,
@@ -725,8 +736,8 @@ int arguments_object(struct http_buf *out, const struct json_doc *d, int args)
 	if (!ret && text.len == 0)
 		ret = buf_puts(&text, "{}");
 	struct json_doc inner = {0}; /* owner: this function */
-	if (!ret && (json_parse(&inner, text.data, text.len) || inner.count == 0 ||
-	             inner.tok[0].type != JSON_OBJECT))
+	if (!ret && (ret = json_parse(&inner, text.data, text.len)) != LR_ENOMEM &&
+	    (ret || inner.count == 0 || inner.tok[0].type != JSON_OBJECT))
 		ret = LR_EINVAL;
 	if (!ret)
 		ret = http_buf_append(out, text.data, text.len);

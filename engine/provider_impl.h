@@ -70,7 +70,8 @@ int buf_puts(struct http_buf *b, const char *s);
 /* The unescaped text of string token i into b. */
 int json_unescape_token(struct http_buf *b, const struct json_doc *d, int i);
 /* The text of an OpenAI message content (a string, or the text parts of
- * an array joined with LF) appended to out, unescaped. null is "". */
+ * an array joined with LF) appended to out, unescaped. null is "".
+ * 0, LR_EINVAL (not text) or LR_ENOMEM. */
 int content_text(struct http_buf *out, const struct json_doc *d, int content);
 /* An image part's URL (image_url.url), unescaped into url. For a data:
  * URL with base64 data, *mime and *data point into url. */

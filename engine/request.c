@@ -77,14 +77,17 @@ static int append_jstr(struct http_buf *b, const char *s)
 	return json_append_string(b, s, strlen(s));
 }
 
-/* Whether text is one JSON value of the given type (JSON_UNDEFINED: any). */
-static bool json_is(const char *text, enum json_type type)
+/* 0 when text is one JSON value of the given type (JSON_UNDEFINED: any),
+ * else LR_EINVAL, or LR_ENOMEM when it could not be looked at. */
+static int json_check(const char *text, enum json_type type)
 {
-	struct json_doc doc = {0};
-	bool ok = json_parse(&doc, text, strlen(text)) == 0 && doc.count > 0 &&
-	          (type == JSON_UNDEFINED || doc.tok[0].type == type);
+	struct json_doc doc = {0}; /* owner: this function */
+	int rc = json_parse(&doc, text, strlen(text));
+	if (rc != LR_ENOMEM)
+		rc = rc == 0 && doc.count > 0 && (type == JSON_UNDEFINED || doc.tok[0].type == type) ? 0
+		                                                                                     : LR_EINVAL;
 	json_doc_free(&doc);
-	return ok;
+	return rc;
 }
 
 /* Appends ",item" (or "item" first) to a comma-joined list, all or nothing. */
@@ -137,8 +140,11 @@ LR_API int lr_request_add_message(lr_request *rq, enum lr_role role, const char 
 
 LR_API int lr_request_add_message_json(lr_request *rq, const char *json)
 {
-	if (!rq || !json || !json_is(json, JSON_OBJECT))
+	if (!rq || !json)
 		return LR_EINVAL;
+	int rc = json_check(json, JSON_OBJECT);
+	if (rc)
+		return rc;
 	struct list_append la = list_begin(&rq->messages);
 	list_put(&la, json);
 	return list_end(&la);
@@ -191,8 +197,11 @@ LR_API int lr_request_add_input(lr_request *rq, const char *text)
 LR_API int lr_request_add_tool(lr_request *rq, const char *name, const char *description,
                                const char *parameters_json)
 {
-	if (!rq || !name || !name[0] || (parameters_json && !json_is(parameters_json, JSON_OBJECT)))
+	if (!rq || !name || !name[0])
 		return LR_EINVAL;
+	int rc = parameters_json ? json_check(parameters_json, JSON_OBJECT) : 0;
+	if (rc)
+		return rc;
 	struct list_append la = list_begin(&rq->tools);
 	list_put(&la, "{\"type\":\"function\",\"function\":{\"name\":");
 	list_put_str(&la, name);
@@ -210,8 +219,11 @@ LR_API int lr_request_add_tool(lr_request *rq, const char *name, const char *des
 
 LR_API int lr_request_set_param(lr_request *rq, const char *key, const char *json_value)
 {
-	if (!rq || !key || !key[0] || !json_value || !json_is(json_value, JSON_UNDEFINED))
+	if (!rq || !key || !key[0] || !json_value)
 		return LR_EINVAL;
+	int rc = json_check(json_value, JSON_UNDEFINED);
+	if (rc)
+		return rc;
 	/* The body builder owns these keys; a param must not duplicate them. */
 	static const char *const reserved[] = {"model", "messages", "tools", "stop", "max_tokens",
 	                                       "input", "stream", "stream_options"};
@@ -332,9 +344,10 @@ LR_API int lr_request_set_tool_choice(lr_request *rq, const char *choice)
 
 LR_API int lr_request_set_response_format(lr_request *rq, const char *json)
 {
-	if (!rq || !json || !json_is(json, JSON_OBJECT))
+	if (!rq || !json)
 		return LR_EINVAL;
-	return lr_request_set_param(rq, "response_format", json);
+	int rc = json_check(json, JSON_OBJECT);
+	return rc ? rc : lr_request_set_param(rq, "response_format", json);
 }
 
 LR_API int lr_request_set_stream(lr_request *rq, int stream)

@@ -227,7 +227,7 @@ void ring_timer_cancel(struct ring *r, struct ring_timer *t)
 	heap_down(r, moved.timer->heap_index);
 }
 
-void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
+int ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 {
 	/* No zero-length timers: a deadline at or before this turn's clock
 	 * fires on the next turn, never in the loop that is firing now. */
@@ -241,13 +241,15 @@ void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 			heap_up(r, t->heap_index);
 		else
 			heap_down(r, t->heap_index);
-		return;
+		return 0;
 	}
 	if (r->heap_len == r->heap_cap) {
-		unsigned cap = r->heap_cap ? r->heap_cap * 2 : 256;
+		/* From one entry: the common case holds a few timers, and each
+		 * growth is a failure point the allocation sweep reaches. */
+		unsigned cap = r->heap_cap ? r->heap_cap * 2 : 1;
 		struct ring_heap_entry *h = realloc(r->heap, cap * sizeof(*h));
 		if (!h)
-			abort(); /* timers are bounded by in-flight work; see lr_engine_new */
+			return -ENOMEM; /* t stays idle; its owner fails what it was for */
 		r->heap = h;
 		r->heap_cap = cap;
 	}
@@ -256,6 +258,7 @@ void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns)
 	r->heap[i].deadline_ns = deadline_ns;
 	r->heap[i].timer = t;
 	heap_up(r, i);
+	return 0;
 }
 
 /* Fires the timers due at the start of this call. A timer set again by a

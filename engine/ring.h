@@ -95,7 +95,10 @@ void ring_buf_recycle(struct ring *r, unsigned bid);
 void ring_defer(struct ring *r, struct ring_deferred *d, ring_deferred_fn run);
 
 void ring_timer_init(struct ring_timer *t, ring_timer_fn fire);
-void ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns);
+/* Arms t (or moves its deadline). 0, or -ENOMEM when t was idle and the
+ * heap could not grow: t stays idle. Moving an armed timer never fails,
+ * nor arming one while another has just been cancelled or fired. */
+int ring_timer_set(struct ring *r, struct ring_timer *t, uint64_t deadline_ns);
 void ring_timer_cancel(struct ring *r, struct ring_timer *t);
 static inline bool ring_timer_armed(const struct ring_timer *t)
 {

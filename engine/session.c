@@ -151,6 +151,11 @@ static void turn_done(void *user, lr_future *f)
 				s->pending = s->msgs[--s->nmsgs];
 			}
 		}
+		if (reply || s->pending) {
+			/* A turn that succeeded but is not in the history would
+			 * be lost without a word: it fails instead. */
+			engine_future_refail(f, LR_ENOMEM, "out of memory adding the reply to the session's history");
+		}
 		free(reply);
 	}
 	free(s->pending);

@@ -16,6 +16,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/pem.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
@@ -44,6 +45,8 @@ struct tls_conn {
 	struct http_buf out;        /* owner: this conn; ciphertext not yet taken */
 	bool offered_session;
 	bool chain_verified;        /* a full handshake verified the chain */
+	bool saw_untrusted;         /* a certificate of the chain had no trusted parent */
+	bool verify_oom;            /* ... but a second look trusted it: memory ran out */
 	bool ip_host;               /* host is an IP literal: no SNI, our own SAN check */
 	unsigned char ip[16];
 	size_t ip_len;
@@ -51,6 +54,27 @@ struct tls_conn {
 	bool got_bytes;
 	char host[256];
 };
+
+/* Whether an mbedTLS error says an allocation failed: 2.28 adds a
+ * low-level code (ASN.1, bignum) to a high-level one (X.509, PK...). */
+static bool mbed_oom(int ret)
+{
+	if (ret >= 0)
+		return false;
+	int high = -(-ret & 0xFF80), low = -(-ret & 0x7F);
+	switch (high) {
+	case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+	case MBEDTLS_ERR_X509_ALLOC_FAILED:
+	case MBEDTLS_ERR_PEM_ALLOC_FAILED:
+	case MBEDTLS_ERR_PK_ALLOC_FAILED:
+	case MBEDTLS_ERR_ECP_ALLOC_FAILED:
+	case MBEDTLS_ERR_DHM_ALLOC_FAILED:
+	case MBEDTLS_ERR_CIPHER_ALLOC_FAILED:
+	case MBEDTLS_ERR_MD_ALLOC_FAILED:
+		return true;
+	}
+	return low == MBEDTLS_ERR_ASN1_ALLOC_FAILED || low == MBEDTLS_ERR_MPI_ALLOC_FAILED;
+}
 
 /* The ALPN list must outlive the config (TECH-NOTES). */
 static const char *alpn_list[] = {"http/1.1", NULL};
@@ -73,9 +97,10 @@ int tls_config_new(const struct tls_config_options *o, struct tls_config **out, 
 		ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
 		                                  MBEDTLS_SSL_PRESET_DEFAULT);
 	if (ret) {
-		snprintf(err, err_cap, "TLS setup failed (mbedTLS error -0x%04x)", (unsigned)-ret);
+		snprintf(err, err_cap, "TLS setup failed (mbedTLS error -0x%04x%s)", (unsigned)-ret,
+		         mbed_oom(ret) ? ", out of memory" : "");
 		tls_config_free(c);
-		return LR_ESYSTEM;
+		return mbed_oom(ret) ? LR_ENOMEM : LR_ESYSTEM;
 	}
 	mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
@@ -93,9 +118,10 @@ int tls_config_new(const struct tls_config_options *o, struct tls_config **out, 
 		 * the rest are usable. */
 		ret = mbedtls_x509_crt_parse_file(&c->ca, path);
 		if (ret < 0 || c->ca.version == 0) {
-			snprintf(err, err_cap, "cannot load CA certificates from %s", path);
+			snprintf(err, err_cap, "cannot load CA certificates from %s%s", path,
+			         mbed_oom(ret) ? ": out of memory" : "");
 			tls_config_free(c);
-			return LR_EINVAL;
+			return mbed_oom(ret) ? LR_ENOMEM : LR_EINVAL;
 		}
 		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
 		mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
@@ -207,6 +233,16 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
 	 * name at all: the leaf must carry the address as an iPAddress SAN. */
 	if (depth == 0 && t->ip_host && !cert_has_ip_san(crt, t->ip, t->ip_len))
 		*flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+	if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+		t->saw_untrusted = true;
+	if (depth == 0 && t->saw_untrusted) {
+		/* mbedTLS 2.28 takes a signature check that ran out of memory
+		 * for a bad signature: a chain a second look trusts was not
+		 * untrusted (the handshake still fails, as out of memory). */
+		uint32_t again = 0;
+		if (mbedtls_x509_crt_verify(crt, &t->cfg->ca, NULL, NULL, &again, NULL, NULL) == 0)
+			t->verify_oom = true;
+	}
 	return 0;
 }
 
@@ -276,6 +312,15 @@ size_t tls_conn_take_output(struct tls_conn *t, struct http_buf *dst)
 
 static int handshake_error(struct tls_conn *t, int ret, char *msg, size_t cap)
 {
+	if (mbed_oom(ret)) {
+		/* Ours (bio_send's buffer) or mbedTLS's own: not the peer's fault. */
+		snprintf(msg, cap, "TLS handshake with %s: out of memory", t->host);
+		return LR_ENOMEM;
+	}
+	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && t->verify_oom) {
+		snprintf(msg, cap, "TLS handshake with %s: out of memory verifying the certificate", t->host);
+		return LR_ENOMEM;
+	}
 	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
 		uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
 		if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
@@ -341,6 +386,10 @@ long tls_conn_read(struct tls_conn *t, char *buf, size_t cap, char *msg, size_t 
 		return 0;
 	if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
 		return TLS_CLOSED;
+	if (mbed_oom(ret)) {
+		snprintf(msg, msg_cap, "TLS data from %s: out of memory", t->host);
+		return LR_ENOMEM;
+	}
 	char detail[128];
 	mbedtls_strerror(ret, detail, sizeof(detail));
 	snprintf(msg, msg_cap, "TLS error from %s: %s", t->host, detail);
@@ -358,7 +407,7 @@ int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
 		}
 		if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
 			continue; /* our BIO never blocks writes: retry the same bytes */
-		return ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? LR_ENOMEM : LR_EPROTO;
+		return mbed_oom(ret) ? LR_ENOMEM : LR_EPROTO;
 	}
 	return 0;
 }

@@ -21,6 +21,19 @@ void alloc_fail_reset(void);
 void alloc_fail_arm(long n, bool persist);
 long alloc_fail_calls(void);    /* counted calls since the last reset/arm */
 long alloc_fail_failed(void);   /* calls made to fail since then */
+/* The return address of the first call made to fail since the last
+ * reset/arm (NULL: none): tells failure sites apart. */
+void *alloc_fail_site(void);
+/* A hash of that call's innermost ALLOC_FAIL_DEPTH callers (0: none):
+ * tells apart the callers of shared helpers (http_buf_reserve...). */
+#define ALLOC_FAIL_DEPTH 3
+unsigned long alloc_fail_path(void);
+/* Whether that call came from mbedTLS (linked in with its calloc renamed
+ * alloc_fail_mbedtls_calloc: tests/meson.build). */
+bool alloc_fail_in_mbedtls(void);
+/* on: the stack of each call made to fail is printed to stderr
+ * (addresses: feed them to addr2line -e PROGRAM -f). */
+void alloc_fail_trace(bool on);
 /* The calling thread (and threads it creates) stop/start counting. */
 void alloc_fail_exempt_begin(void);
 void alloc_fail_exempt_end(void);
