@@ -201,8 +201,11 @@ class Mock:
                 self.p.wait()
 
 
-def run_batch(binary, inp, out, base, conc, extra, bound, kill_after=None, nofile=None, stats=None):
-    """Runs one batch. Returns dict(rc, killed, hung, wall, stderr_tail, vmhwm_kb)."""
+def run_batch(binary, inp, out, base, conc, extra, bound, kill_after=None, nofile=None, stats=None,
+              kill_at_size=None):
+    """Runs one batch; SIGKILLs it after kill_after seconds or once the output
+    reaches kill_at_size bytes. Returns dict(rc, killed, hung, wall, stderr_tail,
+    vmhwm_kb)."""
     cmd = ["nice", binary, "batch", inp, "-o", out, "--base-url", base,
            "--concurrency", str(conc), "--quiet",
            "--timeout", "5", "--connect-timeout", "3", "--idle-timeout", "3"] + extra
@@ -222,10 +225,16 @@ def run_batch(binary, inp, out, base, conc, extra, bound, kill_after=None, nofil
         except subprocess.TimeoutExpired:
             pass
         hwm = max(hwm, read_hwm(p.pid))
-        if time.time() >= deadline:
+        grown = False
+        if kill_at_size is not None:
+            try:
+                grown = os.path.getsize(out) >= kill_at_size
+            except OSError:
+                pass
+        if grown or time.time() >= deadline:
             os.killpg(p.pid, signal.SIGKILL) if False else p.send_signal(signal.SIGKILL)
             p.wait()
-            if kill_after is not None:
+            if kill_after is not None or grown:
                 killed = True
             else:
                 hung = True
@@ -291,17 +300,27 @@ def main():
     progress = []
     at_max = None
     ok_run = True
+    bytes_per_outcome = 700  # until the first run measures it
     for k in range(a.kills):
         conc = concs[k % len(concs)]
-        # random moment: sometimes during start-up/resume scan, mostly mid-run
-        when = rnd.choice([rnd.uniform(0.02, 0.3), rnd.uniform(0.3, 4.0), rnd.uniform(0.3, 4.0)])
+        # A random moment: a third during start-up or the resume scan, the
+        # rest once the output has grown by 1-7 % of the job (so that all
+        # ten land while lines remain, however fast the machine is).
+        size_now = os.path.getsize(out) if os.path.exists(out) else 0
+        startup = rnd.random() < 0.3
+        when, at_size = rnd.uniform(0.02, 0.3), None
+        if not startup:
+            when = full_bound
+            at_size = size_now + int(rnd.uniform(0.01, 0.07) * a.requests * bytes_per_outcome)
         if conc == a.max_conc:
-            when = max(when, 3.0)  # long enough to see what it does at the fd limit
+            when, at_size = 3.0, None  # long enough to see what it does at the fd limit
         # No retries while killing: faults become error lines that the
         # resumed runs keep, and --retry-errors must heal at the end.
         r = run_batch(binary, inp, out, base, conc, ["--max-retries", "0"], full_bound,
-                      kill_after=when, nofile=conc + 256)
+                      kill_after=when, nofile=conc + 256, kill_at_size=at_size)
         recs, torn, partial, dups = scan_output(out, True)
+        if recs:
+            bytes_per_outcome = max(64, os.path.getsize(out) // len(recs))
         torn_mid += torn
         dup_mid += len(dups)
         kills += r["killed"]
@@ -318,6 +337,8 @@ def main():
             check("mock alive during kills", False, f"mock died, rc={mock.p.returncode}")
             mock = Mock(binary, True, a.fault_rate, a.seed + k, work, hard)
             base = mock.url + a.base_path
+    check(f"all {a.kills} kills landed while lines remained", kills == a.kills,
+          f"{kills} of {a.kills}")
     check(f"{a.kills} SIGKILLs survived: no torn line before the tail", torn_mid == 0,
           f"{torn_mid} torn lines seen")
     check("no duplicate outcome after any kill", dup_mid == 0, f"{dup_mid} duplicates")
