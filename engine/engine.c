@@ -18,6 +18,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@
 #include "request.h"
 #include "resolve.h"
 #include "session.h"
+#include "test_hooks.h"
 #include "ring.h"
 #include "url.h"
 
@@ -158,6 +160,9 @@ struct lr_engine {
 	int wake_fd;                    /* eventfd: submitters -> engine */
 	int completion_fd;              /* eventfd: engine -> reaper */
 	_Atomic(struct lr_future *) submit_head;
+	/* lr_submit calls under way: the last free waits for them, so a
+	 * submission that raced with lr_engine_destroy is always taken. */
+	_Atomic unsigned submitting;
 	_Atomic(struct lr_future *) cancel_head;
 	_Atomic(struct lr_future *) reap_head;
 	_Atomic int reap_ready;         /* futures on reap_head (may dip below 0 briefly) */
@@ -1565,14 +1570,14 @@ LR_API void lr_engine_destroy(lr_engine *e)
 		 * engine finishes its shutdown and frees itself (threaded), or
 		 * the owner's next call sees it stopped (caller-driven: the
 		 * owner must still call lr_engine_destroy outside callbacks). */
-		atomic_store_explicit(&e->stopping, 1, memory_order_release);
+		atomic_store(&e->stopping, 1); /* seq_cst: see submitting */
 		if (!e->cfg.drive_from_caller && !e->self_free) {
 			e->self_free = true;
 			pthread_detach(e->thread);
 		}
 		return;
 	}
-	atomic_store_explicit(&e->stopping, 1, memory_order_release);
+	atomic_store(&e->stopping, 1); /* seq_cst: see submitting */
 	if (e->cfg.drive_from_caller) {
 		/* Must be the owner thread (documented): finish the shutdown here. */
 		while (engine_turn(e, UINT64_MAX) > 0)
@@ -1590,7 +1595,12 @@ static void engine_free_after_stop(lr_engine *e)
 {
 	/* Submissions that raced with the stop go through the one completion
 	 * path (then-callback before waiters, accounting, provider), on this
-	 * thread: the engine's own has ended. */
+	 * thread: the engine's own has ended. A submitter that saw stopping
+	 * unset is still inside lr_submit: wait for its push (a few
+	 * instructions) so that it is taken here, not lost or pushed onto
+	 * freed memory. */
+	while (atomic_load(&e->submitting))
+		sched_yield();
 	struct lr_future *f = stack_take_fifo(&e->submit_head, offsetof(struct lr_future, next));
 	while (f) {
 		struct lr_future *next = f->next;
@@ -1889,6 +1899,16 @@ void engine_future_refail(lr_future *f, int err, const char *msg)
 	f->result.error_message = f->message;
 }
 
+/*
+ * Called between lr_submit's stopping check and its push: a test
+ * replaces it (a strong definition) to hold a submission in the window
+ * where lr_engine_destroy may run. Weak, so never inlined away.
+ */
+__attribute__((weak)) void engine_submit_window_hook(lr_engine *e)
+{
+	(void)e;
+}
+
 LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 {
 	if (!e || !rq) {
@@ -1928,11 +1948,17 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	const char *why = NULL;
 	int ret = future_build_request(e, f, rq, &why);
 	lr_request_free(rq);
-	if (ret || atomic_load_explicit(&e->stopping, memory_order_acquire)) {
+	/* Counted before stopping is read (both seq_cst, against the store
+	 * in lr_engine_destroy): either this call sees the stop, or the free
+	 * waits for its push. */
+	atomic_fetch_add(&e->submitting, 1);
+	if (ret || atomic_load(&e->stopping)) {
 		future_fail_early(e, f, ret ? ret : LR_ECANCELLED,
 		                  ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
+		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
 		return f;
 	}
+	engine_submit_window_hook(e);
 	struct lr_future *old = atomic_load_explicit(&e->submit_head, memory_order_relaxed);
 	do {
 		f->next = old;
@@ -1942,6 +1968,8 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	 * turn; anyone else wakes the loop. */
 	if (!old && !engine_on_owner(e))
 		eventfd_signal(e->wake_fd);
+	/* e may be freed from here on. */
+	atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
 	return f;
 }
 

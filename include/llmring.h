@@ -179,7 +179,9 @@ LR_API lr_config lr_config_default(void);
 /* Starts the engine thread (which creates its own io_uring). */
 LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out);
 /* Cancels whatever is in flight, waits for the thread, frees the engine.
- * Outstanding future handles stay valid until released. */
+ * Outstanding future handles stay valid until released. A lr_submit on
+ * another thread that overlaps this call returns a future completed
+ * LR_ECANCELLED; no call on eng may start after this one returns. */
 LR_API void lr_engine_destroy(lr_engine *eng);
 /* Readable when lr_engine_reap() has something (reap_completions only).
  * With drive_from_caller (call it on the owner thread) it is readable,

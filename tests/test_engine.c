@@ -29,6 +29,7 @@
 #include "llmring.h"
 #include "mock_server.h"
 #include "test_server.h"
+#include "test_hooks.h"
 
 /* ---- fixture ---------------------------------------------------------- */
 
@@ -1448,6 +1449,82 @@ static void test_submit_from_four_threads_at_once_completes_all(void **state)
 	assert_int_equal(mock_server_requests(fx->mock), THREADS * EACH);
 }
 
+/*
+ * Defect 18: a submission that passed lr_submit's stopping check just as
+ * lr_engine_destroy ran. The hook holds one in that window; destroy must
+ * wait for its push (not free the engine under it) and complete it
+ * through the one completion path.
+ */
+static struct {
+	atomic_int armed;     /* 1: the next submission stops in the window */
+	atomic_int in_window; /* the held submission has arrived */
+	atomic_int release;   /* let it go on */
+} g_window;
+
+void engine_submit_window_hook(lr_engine *e)
+{
+	(void)e;
+	int one = 1;
+	if (!atomic_compare_exchange_strong(&g_window.armed, &one, 0))
+		return;
+	atomic_store(&g_window.in_window, 1);
+	while (!atomic_load(&g_window.release))
+		sleep_ms(1);
+}
+
+struct window_race {
+	lr_engine *eng;
+	lr_future *f;
+	atomic_int destroyed;
+};
+
+static void *submit_into_window(void *arg)
+{
+	struct window_race *r = arg;
+	r->f = lr_submit(r->eng, new_request("racing the destroy"));
+	return NULL;
+}
+
+static void *destroy_engine(void *arg)
+{
+	struct window_race *r = arg;
+	lr_engine_destroy(r->eng);
+	atomic_store(&r->destroyed, 1);
+	return NULL;
+}
+
+static void test_submission_racing_destroy_is_taken_and_completed_once(void **state)
+{
+	struct fx *fx = *state;
+	fx_url(fx, 9); /* never reached: the request is cancelled */
+	fx_engine(fx);
+	struct window_race r = {.eng = fx->eng};
+	fx->eng = NULL; /* destroyed by the test */
+	atomic_store(&g_window.in_window, 0);
+	atomic_store(&g_window.release, 0);
+	atomic_store(&g_window.armed, 1);
+	pthread_t submitter, destroyer;
+	assert_int_equal(pthread_create(&submitter, NULL, submit_into_window, &r), 0);
+	while (!atomic_load(&g_window.in_window))
+		sleep_ms(1);
+	assert_int_equal(pthread_create(&destroyer, NULL, destroy_engine, &r), 0);
+	/* The loop stops and its thread ends; the free must still wait. */
+	sleep_ms(200);
+	assert_int_equal(atomic_load(&r.destroyed), 0);
+	atomic_store(&g_window.release, 1);
+	pthread_join(submitter, NULL);
+	pthread_join(destroyer, NULL);
+	assert_int_equal(atomic_load(&r.destroyed), 1);
+	assert_non_null(r.f);
+	fx_track(fx, r.f);
+	assert_int_equal(lr_future_wait(r.f, 0), 1);
+	const lr_result *res = lr_future_result(r.f);
+	assert_error(res, LR_ECANCELLED);
+	assert_non_null(res->provider);
+	assert_string_equal(res->provider, "openai");
+	assert_non_null(strstr(res->error_message, "shutting down"));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -1510,6 +1587,7 @@ int main(void)
 		T(test_default_ring_mode_is_named),
 		T(test_destroy_with_requests_in_flight_completes_them_cancelled),
 		T(test_submit_from_four_threads_at_once_completes_all),
+		T(test_submission_racing_destroy_is_taken_and_completed_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
