@@ -142,10 +142,13 @@ static void test_retry_after_ms_wins_and_http_dates_work(void **state)
 	/* A date in the past: no wait at all. */
 	fx = fixture_new(CLOSE_REPLY("429 Too Many Requests", "Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n",
 	                             ERR_BODY("later")),
-	                 TS_SEND_CLOSE, 1, 2);
+	                 TS_SEND_CLOSE, 3, 3);
 	assert_int_equal(one(fx, &attempts, &secs), LR_OK);
-	assert_int_equal(attempts, 2);
-	assert_true(secs < 0.3);
+	assert_int_equal(attempts, 4);
+	/* Three retries: the default backoff would take at least 2.6 s
+	 * (0.5 + 1 + 2 s, less 25 % jitter), so a loaded machine still
+	 * tells "no wait" from it. */
+	assert_true(secs < 2);
 	fixture_free(fx);
 }
 
@@ -319,7 +322,7 @@ static void test_cancel_while_waiting_to_retry(void **state)
 	double t0 = now_s();
 	lr_future_cancel(f);
 	assert_int_equal(lr_future_wait(f, 5000), 1);
-	assert_true(now_s() - t0 < 2);
+	assert_true(now_s() - t0 < 15); /* a hang guard: the wait was 30 s */
 	assert_int_equal(lr_future_result(f)->error, LR_ECANCELLED);
 	lr_future_release(f);
 	/* And a retry still waiting when the engine goes away. */
@@ -330,7 +333,7 @@ static void test_cancel_while_waiting_to_retry(void **state)
 	t0 = now_s();
 	lr_engine_destroy(fx->eng);
 	fx->eng = NULL;
-	assert_true(now_s() - t0 < 2);
+	assert_true(now_s() - t0 < 15); /* a hang guard: the wait was 30 s */
 	assert_int_equal(lr_future_result(f)->error, LR_ECANCELLED);
 	lr_future_release(f);
 	test_server_stop(fx->srv);

@@ -232,17 +232,22 @@ static inline uint64_t mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static const char *const words[64] = {
-	"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog",
-	"ring", "buffer", "token", "stream", "model", "server", "client", "reply",
-	"kernel", "socket", "queue", "event", "batch", "prompt", "answer", "cache",
-	"fast", "small", "large", "simple", "clear", "quiet", "bright", "steady",
-	"river", "mountain", "forest", "ocean", "cloud", "stone", "light", "shadow",
-	"alpha", "beta", "gamma", "delta", "omega", "sigma", "theta", "kappa",
-	"one", "two", "three", "four", "five", "six", "seven", "eight",
-	"red", "green", "blue", "amber", "silver", "golden", "violet", "white",
-};
-static uint8_t word_len[64];
+/* The mock's vocabulary; lengths computed at compile time (a table
+ * filled at start would be rewritten under a running mock by the next
+ * mock_server_start on another thread). */
+#define MOCK_WORDS(X) \
+	X("the") X("quick") X("brown") X("fox") X("jumps") X("over") X("lazy") X("dog") \
+	X("ring") X("buffer") X("token") X("stream") X("model") X("server") X("client") X("reply") \
+	X("kernel") X("socket") X("queue") X("event") X("batch") X("prompt") X("answer") X("cache") \
+	X("fast") X("small") X("large") X("simple") X("clear") X("quiet") X("bright") X("steady") \
+	X("river") X("mountain") X("forest") X("ocean") X("cloud") X("stone") X("light") X("shadow") \
+	X("alpha") X("beta") X("gamma") X("delta") X("omega") X("sigma") X("theta") X("kappa") \
+	X("one") X("two") X("three") X("four") X("five") X("six") X("seven") X("eight") \
+	X("red") X("green") X("blue") X("amber") X("silver") X("golden") X("violet") X("white")
+#define WORD_TEXT(w) w,
+#define WORD_LENGTH(w) sizeof(w) - 1,
+static const char *const words[64] = {MOCK_WORDS(WORD_TEXT)};
+static const uint8_t word_len[64] = {MOCK_WORDS(WORD_LENGTH)};
 
 static inline unsigned word_at(uint64_t seed, uint64_t n, unsigned i)
 {
@@ -2623,8 +2628,6 @@ static int listen_socket(const char *host, uint16_t port, uint16_t *bound)
 int mock_server_start(const struct mock_options *o, struct mock_server **out)
 {
 	*out = NULL;
-	for (int i = 0; i < 64; i++)
-		word_len[i] = (uint8_t)strlen(words[i]);
 	struct mock_server *s = calloc(1, sizeof(*s)); /* caller's, via mock_server_stop */
 	if (!s)
 		return -ENOMEM;
