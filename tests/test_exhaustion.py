@@ -441,8 +441,8 @@ def twenty_thousand_connections_to_one_server_progress_and_exit_promptly():
     # exchanges whose connects had succeeded (their CQEs queued behind)
     # expired; (2) closing cancelled a connection's ops by fd, which the
     # kernel answers by scanning every request of the ring: O(n^2).
-    # Fixed: at most 1,024 opens in progress (engine/pool.c), cancels by
-    # user_data (engine/conn.c). Not the mock's fd limit (20,000, it held
+    # Fixed: at most 1,024 opens in progress (engine/http/pool.c), cancels by
+    # user_data (engine/io/conn.c). Not the mock's fd limit (20,000, it held
     # 19,734) nor its backlog (4,096; refused SYNs are retried in time).
     need_nofile(20000)
     n, conc = 60000, 20000

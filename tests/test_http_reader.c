@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "http_reader.h"
+#include "http/http_reader.h"
 #include "llmring.h"
 
 #define COLLECT_BODY_MAX 8192

@@ -13,7 +13,8 @@
 
 #include <cmocka.h>
 
-#include "http_reader.h"
+#include "http/http_writer.h"
+#include "http/http_reader.h"
 #include "llmring.h"
 
 static void assert_buf_equals(const struct http_buf *b, const char *expected, size_t len)

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
 
 static int parse_str(struct json_doc *d, const char *s)

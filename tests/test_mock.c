@@ -42,7 +42,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 
-#include "json.h"
+#include "format/json.h"
 #include "mock_server.h"
 
 extern char **environ;

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "llmring.h"
-#include "ndjson.h"
+#include "format/ndjson.h"
 
 #define LOG_MAX (16 * 1024)
 

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "llmring.h"
-#include "prices.h"
+#include "core/prices.h"
 
 static struct price_table *load_builtin(void)
 {

@@ -28,11 +28,11 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
-#include "provider.h"
-#include "reply.h"
-#include "request.h"
+#include "provider/provider.h"
+#include "provider/reply.h"
+#include "provider/request.h"
 
 #ifndef LLMRING_SOURCE_DIR
 #define LLMRING_SOURCE_DIR "."

@@ -29,9 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "util/clock.h"
 #include "llmring.h"
-#include "resolve.h"
+#include "io/resolve.h"
 
 /* Defined in resolve.c for tests (see there). */
 extern int (*resolve_getaddrinfo_hook)(const char *host, const char *service, const struct addrinfo *hints,

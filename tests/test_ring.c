@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "clock.h"
-#include "ring.h"
-#include "conn.h"
+#include "util/clock.h"
+#include "io/ring.h"
+#include "io/conn.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

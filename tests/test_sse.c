@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 #include "llmring.h"
-#include "sse.h"
+#include "format/sse.h"
 
 #define LOG_MAX (64 * 1024)
 

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
 #include "mock_server.h"
 #include "test_server.h"

@@ -398,7 +398,7 @@ static void test_caller_driven_engine_sees_failures_without_io(void **state)
 	lr_engine_destroy(e);
 }
 
-/* The resolver's test hook (engine/resolve.c): "two.test" resolves to
+/* The resolver's test hook (engine/io/resolve.c): "two.test" resolves to
  * 127.0.0.2 (nothing listens there) and then 127.0.0.1. */
 extern int (*resolve_getaddrinfo_hook)(const char *host, const char *service,
                                        const struct addrinfo *hints, struct addrinfo **res);

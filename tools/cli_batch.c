@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
 #include "mock_server.h"
 

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
 #include "mock_server.h"
 
@@ -290,7 +290,7 @@ long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
 		/* Fewer than wanted still works: the pool keeps its sockets
-		 * below the limit and queues the rest (engine/pool.c). Only a
+		 * below the limit and queues the rest (engine/http/pool.c). Only a
 		 * limit that leaves no room for a few connections is fatal. */
 		unsigned long floor = open_now + 8;
 		if (rl.rlim_cur >= floor) {

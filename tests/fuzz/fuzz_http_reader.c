@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "http_reader.h"
+#include "http/http_reader.h"
 
 struct out { uint64_t body; int done; };
 

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
 
 static void on_scalar(void *ctx, const struct json_scan_path *path, enum json_type type,

@@ -18,10 +18,10 @@
  */
 #include "../../tools/mock_server.c"
 
-#include "http_reader.h"
-#include "json.h"
-#include "provider.h"
-#include "reply.h"
+#include "http/http_reader.h"
+#include "format/json.h"
+#include "provider/provider.h"
+#include "provider/reply.h"
 
 static struct mock_server srv;
 
@@ -209,8 +209,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!srv.o.tokens) {
 		mock_options_default(&srv.o);
 		srv.o.ttft_ms = srv.o.itl_ms = 0;
-		for (int i = 0; i < 64; i++)
-			word_len[i] = (uint8_t)strlen(words[i]);
 	}
 	if (size < 1)
 		return 0;

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "ndjson.h"
+#include "format/ndjson.h"
 
 static int on_line(void *ctx, const char *l, size_t n) { (void)l; (void)n; (*(size_t *)ctx)++; return 0; }
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "llmring.h"
-#include "prices.h"
+#include "core/prices.h"
 
 static int fd = -1;
 static char path[64];

@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "format/json.h"
 #include "llmring.h"
-#include "provider.h"
-#include "reply.h"
+#include "provider/provider.h"
+#include "provider/reply.h"
 
 static const enum provider dialects[4] = {PROVIDER_OPENAI, PROVIDER_ANTHROPIC, PROVIDER_OLLAMA,
                                           PROVIDER_GEMINI};

@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "sse.h"
+#include "format/sse.h"
 
 struct out { size_t events, comments, retries; };
 

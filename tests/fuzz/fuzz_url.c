@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "url.h"
+#include "io/url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

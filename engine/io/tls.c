@@ -1,0 +1,448 @@
+/*
+ * mbedTLS 2.28 over memory buffers. The BIO callbacks never block: recv
+ * takes from the ciphertext the ring delivered (WANT_READ when it is
+ * used up), send appends to an output buffer the ring drains. So
+ * mbedtls_ssl_write never reports WANT_WRITE, and every call runs as far
+ * as the bytes at hand allow.
+ */
+#include "io/tls.h"
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pem.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "util/buf.h"
+#include "llmring.h"
+
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+struct tls_config {
+	mbedtls_entropy_context entropy;
+	mbedtls_ctr_drbg_context drbg;
+	mbedtls_ssl_config conf;
+	mbedtls_x509_crt ca;
+	bool insecure;
+};
+
+struct tls_session {
+	mbedtls_ssl_session s;
+};
+
+struct tls_conn {
+	mbedtls_ssl_context ssl;
+	struct tls_config *cfg;
+	struct http_buf in;         /* owner: this conn; ciphertext not yet consumed */
+	size_t in_off;
+	struct http_buf out;        /* owner: this conn; ciphertext not yet taken */
+	bool offered_session;
+	bool chain_verified;        /* a full handshake verified the chain */
+	bool saw_untrusted;         /* a certificate of the chain had no trusted parent */
+	bool verify_oom;            /* ... but a second look trusted it: memory ran out */
+	bool ip_host;               /* host is an IP literal: no SNI, our own SAN check */
+	unsigned char ip[16];
+	size_t ip_len;
+	unsigned char first_byte;   /* of the peer's data, to spot non-TLS peers */
+	bool got_bytes;
+	char host[256];
+};
+
+/* Whether an mbedTLS error says an allocation failed: 2.28 adds a
+ * low-level code (ASN.1, bignum) to a high-level one (X.509, PK...). */
+static bool mbed_oom(int ret)
+{
+	if (ret >= 0)
+		return false;
+	int high = -(-ret & 0xFF80), low = -(-ret & 0x7F);
+	switch (high) {
+	case MBEDTLS_ERR_SSL_ALLOC_FAILED:
+	case MBEDTLS_ERR_X509_ALLOC_FAILED:
+	case MBEDTLS_ERR_PEM_ALLOC_FAILED:
+	case MBEDTLS_ERR_PK_ALLOC_FAILED:
+	case MBEDTLS_ERR_ECP_ALLOC_FAILED:
+	case MBEDTLS_ERR_DHM_ALLOC_FAILED:
+	case MBEDTLS_ERR_CIPHER_ALLOC_FAILED:
+	case MBEDTLS_ERR_MD_ALLOC_FAILED:
+		return true;
+	}
+	return low == MBEDTLS_ERR_ASN1_ALLOC_FAILED || low == MBEDTLS_ERR_MPI_ALLOC_FAILED;
+}
+
+/* The ALPN list must outlive the config (TECH-NOTES). */
+static const char *alpn_list[] = {"http/1.1", NULL};
+
+int tls_config_new(const struct tls_config_options *o, struct tls_config **out, char *err,
+                   size_t err_cap)
+{
+	*out = NULL;
+	struct tls_config *c = calloc(1, sizeof(*c)); /* owner: the caller (tls_config_free) */
+	if (!c)
+		return LR_ENOMEM;
+	mbedtls_entropy_init(&c->entropy);
+	mbedtls_ctr_drbg_init(&c->drbg);
+	mbedtls_ssl_config_init(&c->conf);
+	mbedtls_x509_crt_init(&c->ca);
+	c->insecure = o->insecure;
+	static const unsigned char pers[] = "llmring";
+	int ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers, sizeof(pers) - 1);
+	if (!ret)
+		ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+		                                  MBEDTLS_SSL_PRESET_DEFAULT);
+	if (ret) {
+		snprintf(err, err_cap, "TLS setup failed (mbedTLS error -0x%04x%s)", (unsigned)-ret,
+		         mbed_oom(ret) ? ", out of memory" : "");
+		tls_config_free(c);
+		return mbed_oom(ret) ? LR_ENOMEM : LR_ESYSTEM;
+	}
+	mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+	mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn_list);
+	mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+	if (o->insecure) {
+		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
+	} else {
+		const char *path = o->ca_file;
+		if (!path || !path[0])
+			path = getenv("SSL_CERT_FILE");
+		if (!path || !path[0])
+			path = SYSTEM_CA_BUNDLE;
+		/* A positive return counts certificates that did not parse:
+		 * the rest are usable. */
+		ret = mbedtls_x509_crt_parse_file(&c->ca, path);
+		if (ret < 0 || c->ca.version == 0) {
+			snprintf(err, err_cap, "cannot load CA certificates from %s%s", path,
+			         mbed_oom(ret) ? ": out of memory" : "");
+			tls_config_free(c);
+			return mbed_oom(ret) ? LR_ENOMEM : LR_EINVAL;
+		}
+		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+		mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+	}
+	*out = c;
+	return 0;
+}
+
+void tls_config_free(struct tls_config *c)
+{
+	if (!c)
+		return;
+	mbedtls_x509_crt_free(&c->ca);
+	mbedtls_ssl_config_free(&c->conf);
+	mbedtls_ctr_drbg_free(&c->drbg);
+	mbedtls_entropy_free(&c->entropy);
+	free(c);
+}
+
+/* ---- BIO over memory ---- */
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	struct tls_conn *t = ctx;
+	if (http_buf_append(&t->out, buf, len))
+		return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+	return (int)len;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+	struct tls_conn *t = ctx;
+	size_t avail = t->in.len - t->in_off;
+	if (avail == 0)
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	size_t n = avail < len ? avail : len;
+	memcpy(buf, t->in.data + t->in_off, n);
+	t->in_off += n;
+	if (t->in_off == t->in.len)
+		t->in_off = t->in.len = 0; /* keep the buffer, drop the bytes */
+	return (int)n;
+}
+
+/* ---- iPAddress subjectAltName (2.28 lists only dNSName and otherName) ---- */
+
+/* Walks the certificate's extensions for subjectAltName and looks for an
+ * iPAddress entry equal to ip. */
+static bool cert_has_ip_san(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t ip_len)
+{
+	unsigned char *p = crt->v3_ext.p;
+	const unsigned char *end = p + crt->v3_ext.len;
+	size_t len;
+	if (!p || crt->v3_ext.len == 0)
+		return false;
+	/* v3_ext may start at the [3] wrapper or at the SEQUENCE inside. */
+	if (*p == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 3)) {
+		if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 3))
+			return false;
+		end = p + len;
+	}
+	if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
+		return false;
+	end = p + len;
+	static const unsigned char san_oid[] = {0x55, 0x1d, 0x11}; /* 2.5.29.17 */
+	while (p < end) {
+		const unsigned char *ext_end;
+		if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
+			return false;
+		ext_end = p + len;
+		size_t oid_len;
+		if (mbedtls_asn1_get_tag(&p, ext_end, &oid_len, MBEDTLS_ASN1_OID))
+			return false;
+		bool is_san = oid_len == sizeof(san_oid) && memcmp(p, san_oid, oid_len) == 0;
+		p += oid_len;
+		int critical;
+		if (p < ext_end && *p == MBEDTLS_ASN1_BOOLEAN && mbedtls_asn1_get_bool(&p, ext_end, &critical))
+			return false;
+		size_t oct_len;
+		if (mbedtls_asn1_get_tag(&p, ext_end, &oct_len, MBEDTLS_ASN1_OCTET_STRING))
+			return false;
+		if (is_san) {
+			unsigned char *q = p;
+			const unsigned char *oct_end = p + oct_len;
+			size_t names_len;
+			if (mbedtls_asn1_get_tag(&q, oct_end, &names_len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
+				return false;
+			const unsigned char *names_end = q + names_len;
+			while (q < names_end) {
+				unsigned char tag = *q++;
+				size_t name_len;
+				if (mbedtls_asn1_get_len(&q, names_end, &name_len))
+					return false;
+				if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && name_len == ip_len &&
+				    memcmp(q, ip, ip_len) == 0)
+					return true;
+				q += name_len;
+			}
+		}
+		p = (unsigned char *)ext_end;
+	}
+	return false;
+}
+
+static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+	struct tls_conn *t = ctx;
+	t->chain_verified = true;
+	/* Without mbedtls_ssl_set_hostname (IP literals) mbedTLS checks no
+	 * name at all: the leaf must carry the address as an iPAddress SAN. */
+	if (depth == 0 && t->ip_host && !cert_has_ip_san(crt, t->ip, t->ip_len))
+		*flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+	if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+		t->saw_untrusted = true;
+	if (depth == 0 && t->saw_untrusted) {
+		/* mbedTLS 2.28 takes a signature check that ran out of memory
+		 * for a bad signature: a chain a second look trusts was not
+		 * untrusted (the handshake still fails, as out of memory). */
+		uint32_t again = 0;
+		if (mbedtls_x509_crt_verify(crt, &t->cfg->ca, NULL, NULL, &again, NULL, NULL) == 0)
+			t->verify_oom = true;
+	}
+	return 0;
+}
+
+/* ---- connections ---- */
+
+struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *host,
+                              const struct tls_session *resume)
+{
+	struct tls_conn *t = calloc(1, sizeof(*t)); /* owner: the caller (tls_conn_free) */
+	if (!t)
+		return NULL;
+	t->cfg = cfg;
+	snprintf(t->host, sizeof(t->host), "%s", host);
+	mbedtls_ssl_init(&t->ssl);
+	if (mbedtls_ssl_setup(&t->ssl, &cfg->conf) != 0) {
+		tls_conn_free(t);
+		return NULL;
+	}
+	mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+	if (inet_pton(AF_INET, host, t->ip) == 1) {
+		t->ip_host = true;
+		t->ip_len = 4;
+	} else if (inet_pton(AF_INET6, host, t->ip) == 1) {
+		t->ip_host = true;
+		t->ip_len = 16;
+	}
+	/* Always a name check (2.28.3 skips it without a hostname:
+	 * CVE-2025-27809); for an IP literal no SNI (RFC 6066) and the
+	 * verify callback checks the address instead. */
+	if (!t->ip_host && mbedtls_ssl_set_hostname(&t->ssl, host) != 0) {
+		tls_conn_free(t);
+		return NULL;
+	}
+	mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
+	if (resume && mbedtls_ssl_set_session(&t->ssl, &resume->s) == 0)
+		t->offered_session = true;
+	return t;
+}
+
+void tls_conn_free(struct tls_conn *t)
+{
+	if (!t)
+		return;
+	mbedtls_ssl_free(&t->ssl);
+	http_buf_free(&t->in);
+	http_buf_free(&t->out);
+	free(t);
+}
+
+int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
+{
+	if (len && !t->got_bytes) {
+		t->got_bytes = true;
+		t->first_byte = (unsigned char)data[0];
+	}
+	return http_buf_append(&t->in, data, len);
+}
+
+size_t tls_conn_take_output(struct tls_conn *t, struct http_buf *dst)
+{
+	struct http_buf tmp = *dst;
+	*dst = t->out;
+	t->out = tmp;
+	t->out.len = 0;
+	return dst->len;
+}
+
+static int handshake_error(struct tls_conn *t, int ret, char *msg, size_t cap)
+{
+	if (mbed_oom(ret)) {
+		/* Ours (bio_send's buffer) or mbedTLS's own: not the peer's fault. */
+		snprintf(msg, cap, "TLS handshake with %s: out of memory", t->host);
+		return LR_ENOMEM;
+	}
+	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED && t->verify_oom) {
+		snprintf(msg, cap, "TLS handshake with %s: out of memory verifying the certificate", t->host);
+		return LR_ENOMEM;
+	}
+	if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+		uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+		if (flags & MBEDTLS_X509_BADCERT_EXPIRED) {
+			snprintf(msg, cap, "TLS: the certificate of %s has expired", t->host);
+			return LR_ETLS_EXPIRED;
+		}
+		if (flags & (MBEDTLS_X509_BADCERT_NOT_TRUSTED | MBEDTLS_X509_BADCERT_MISSING)) {
+			snprintf(msg, cap, "TLS: the certificate of %s is not trusted (unknown issuer; "
+			         "see --cacert)", t->host);
+			return LR_ETLS_UNTRUSTED;
+		}
+		if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+			snprintf(msg, cap, "TLS: the certificate does not match the host name %s", t->host);
+			return LR_ETLS_NAME;
+		}
+		if (flags & MBEDTLS_X509_BADCERT_FUTURE) {
+			snprintf(msg, cap, "TLS: the certificate of %s is not valid yet", t->host);
+			return LR_ETLS_EXPIRED;
+		}
+		char info[160];
+		int n = mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
+		if (n > 0 && info[n - 1] == '\n')
+			info[n - 1] = '\0';
+		snprintf(msg, cap, "TLS: the certificate of %s failed verification (%s)", t->host,
+		         n > 0 ? info : "unknown reason");
+		return LR_ETLS_UNTRUSTED;
+	}
+	/* A TLS record starts with 20..24 (alert 21, handshake 22): anything
+	 * else means the peer speaks another protocol, often plain HTTP. */
+	if (t->got_bytes && (t->first_byte < 20 || t->first_byte > 24)) {
+		snprintf(msg, cap, "TLS handshake with %s failed: the server does not speak TLS "
+		         "(is it plain http?)", t->host);
+		return LR_ETLS_HANDSHAKE;
+	}
+	char detail[128];
+	mbedtls_strerror(ret, detail, sizeof(detail));
+	snprintf(msg, cap, "TLS handshake with %s failed: %s", t->host, detail);
+	return LR_ETLS_HANDSHAKE;
+}
+
+int tls_conn_handshake(struct tls_conn *t, char *msg, size_t cap)
+{
+	int ret = mbedtls_ssl_handshake(&t->ssl);
+	if (ret == 0)
+		return 1;
+	if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+		return 0;
+	return handshake_error(t, ret, msg, cap);
+}
+
+bool tls_conn_resumed(const struct tls_conn *t)
+{
+	/* An abbreviated handshake carries no certificate to verify. */
+	return t->offered_session && !t->chain_verified;
+}
+
+long tls_conn_read(struct tls_conn *t, char *buf, size_t cap, char *msg, size_t msg_cap)
+{
+	int ret = mbedtls_ssl_read(&t->ssl, (unsigned char *)buf, cap);
+	if (ret > 0)
+		return ret;
+	if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+		return 0;
+	if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+		return TLS_CLOSED;
+	if (mbed_oom(ret)) {
+		snprintf(msg, msg_cap, "TLS data from %s: out of memory", t->host);
+		return LR_ENOMEM;
+	}
+	char detail[128];
+	mbedtls_strerror(ret, detail, sizeof(detail));
+	snprintf(msg, msg_cap, "TLS error from %s: %s", t->host, detail);
+	return LR_EPROTO;
+}
+
+int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		int ret = mbedtls_ssl_write(&t->ssl, (const unsigned char *)data + off, len - off);
+		if (ret > 0) {
+			off += (size_t)ret;
+			continue;
+		}
+		if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+			continue; /* our BIO never blocks writes: retry the same bytes */
+		return mbed_oom(ret) ? LR_ENOMEM : LR_EPROTO;
+	}
+	return 0;
+}
+
+void tls_conn_close_notify(struct tls_conn *t)
+{
+	mbedtls_ssl_close_notify(&t->ssl);
+}
+
+void tls_session_save(struct tls_conn *t, struct tls_session **slot)
+{
+	struct tls_session *s = calloc(1, sizeof(*s)); /* owner: *slot's holder */
+	if (!s)
+		return;
+	mbedtls_ssl_session_init(&s->s);
+	if (mbedtls_ssl_get_session(&t->ssl, &s->s) != 0) {
+		tls_session_free(s);
+		return;
+	}
+	tls_session_free(*slot);
+	*slot = s;
+}
+
+void tls_session_free(struct tls_session *s)
+{
+	if (!s)
+		return;
+	mbedtls_ssl_session_free(&s->s);
+	free(s);
+}
+
+size_t tls_conn_memory(void)
+{
+	/* The context plus mbedTLS's two record buffers (16 KiB of content
+	 * each plus a few hundred bytes of record overhead, not counted;
+	 * MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH is off in Debian). */
+	return sizeof(struct tls_conn) + MBEDTLS_SSL_IN_CONTENT_LEN + MBEDTLS_SSL_OUT_CONTENT_LEN;
+}

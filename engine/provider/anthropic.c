@@ -1,0 +1,662 @@
+/*
+ * Anthropic Messages: the unified request translated (system lifted out,
+ * max_tokens required, tool_use / tool_result / image blocks), responses
+ * and event streams (message_start, content_block_*, message_delta,
+ * message_stop, ping, error) normalised into struct reply.
+ */
+#include "provider/provider_impl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_MAX_TOKENS 4096 /* Anthropic requires one; OpenAI's callers rarely set it */
+
+/* response_format has no Messages field: as LiteLLM does, the schema
+ * becomes a tool the model is made to call, and that call's input comes
+ * back as the reply text. */
+#define JSON_TOOL "json_tool_call"
+
+static int put_blocks_of(struct http_buf *out, const struct json_doc *d, int content, bool *any,
+                         const char **why)
+{
+	const struct json_token *t = &d->tok[content];
+	struct http_buf url = {0}; /* owner: this function */
+	int ret = 0;
+	if (t->type == JSON_STRING) {
+		if (t->end > t->start) {
+			ret = buf_puts(out, *any ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
+			if (!ret)
+				ret = json_copy_value(out, d, content);
+			if (!ret)
+				ret = buf_puts(out, "}");
+			*any = true;
+		}
+		return ret;
+	}
+	if (t->type != JSON_ARRAY)
+		return 0; /* null */
+	int part = content + 1;
+	for (int k = 0; k < t->size && !ret; k++, part = json_skip(d, part)) {
+		int type = json_object_get(d, part, "type");
+		if (*any)
+			ret = buf_puts(out, ",");
+		if (ret)
+			break;
+		if (type >= 0 && json_string_eq(d, type, "text")) {
+			ret = buf_puts(out, "{\"type\":\"text\",\"text\":");
+			int text = json_object_get(d, part, "text");
+			if (!ret)
+				ret = text >= 0 ? json_copy_value(out, d, text) : buf_puts(out, "\"\"");
+			if (!ret)
+				ret = buf_puts(out, "}");
+		} else if (type >= 0 && json_string_eq(d, type, "image_url")) {
+			const char *mime, *data;
+			size_t mime_len, data_len;
+			if (image_part(d, part, &url, &mime, &mime_len, &data, &data_len)) {
+				*why = "an image part needs an http(s) URL or a base64 data: URL";
+				ret = LR_EINVAL;
+				break;
+			}
+			if (data) {
+				ret = buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
+				if (!ret)
+					ret = json_append_string(out, mime, mime_len);
+				if (!ret)
+					ret = buf_puts(out, ",\"data\":");
+				if (!ret)
+					ret = json_append_string(out, data, data_len);
+			} else {
+				ret = buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
+				if (!ret)
+					ret = json_append_string(out, url.data, url.len);
+			}
+			if (!ret)
+				ret = buf_puts(out, "}}");
+		} else {
+			*why = "Anthropic takes text and image_url content parts only";
+			ret = LR_EUNSUPPORTED;
+		}
+		*any = true;
+	}
+	http_buf_free(&url);
+	return ret;
+}
+
+static int put_tool_uses(struct http_buf *out, const struct json_doc *d, int calls, bool *any,
+                         const char **why)
+{
+	int call = calls + 1, ret = 0;
+	for (int k = 0; k < d->tok[calls].size && !ret; k++, call = json_skip(d, call)) {
+		int id = json_object_get(d, call, "id");
+		int fn = json_object_get(d, call, "function");
+		int name = fn >= 0 ? json_object_get(d, fn, "name") : -1;
+		if (id < 0 || name < 0) {
+			*why = "a tool call needs an id and a function name";
+			return LR_EINVAL;
+		}
+		ret = buf_puts(out, *any ? ",{\"type\":\"tool_use\",\"id\":" : "{\"type\":\"tool_use\",\"id\":");
+		if (!ret)
+			ret = json_copy_value(out, d, id);
+		if (!ret)
+			ret = buf_puts(out, ",\"name\":");
+		if (!ret)
+			ret = json_copy_value(out, d, name);
+		if (!ret)
+			ret = buf_puts(out, ",\"input\":");
+		if (!ret && (ret = arguments_object(out, d, json_object_get(d, fn, "arguments"))) == LR_EINVAL)
+			*why = "tool call arguments are not a JSON object";
+		if (!ret)
+			ret = buf_puts(out, "}");
+		*any = true;
+	}
+	return ret;
+}
+
+static int put_messages(struct http_buf *out, struct http_buf *system, const struct json_doc *d,
+                        int msgs, const char **why)
+{
+	int ret = buf_puts(out, ",\"messages\":[");
+	int m = msgs + 1;
+	bool first = true, in_tool_results = false;
+	for (int k = 0; k < d->tok[msgs].size && !ret; k++, m = json_skip(d, m)) {
+		if (d->tok[m].type != JSON_OBJECT) {
+			*why = "a message is not a JSON object";
+			return LR_EINVAL;
+		}
+		int role = json_object_get(d, m, "role");
+		int content = json_object_get(d, m, "content");
+		if (role >= 0 && (json_string_eq(d, role, "system") || json_string_eq(d, role, "developer"))) {
+			if (system->len)
+				ret = buf_puts(system, "\n");
+			if (!ret && (ret = content_text(system, d, content)) == LR_EINVAL)
+				*why = "a system message's content is not text";
+			if (ret)
+				return ret; /* LR_EINVAL or LR_ENOMEM */
+			continue;
+		}
+		bool tool = role >= 0 && json_string_eq(d, role, "tool");
+		if (tool) {
+			/* Consecutive tool results share one user turn. */
+			if (!in_tool_results)
+				ret = buf_puts(out, first ? "{\"role\":\"user\",\"content\":[" : ",{\"role\":\"user\",\"content\":[");
+			else
+				ret = buf_puts(out, ",");
+			int id = json_object_get(d, m, "tool_call_id");
+			if (id < 0) {
+				*why = "a tool message needs its tool_call_id";
+				return LR_EINVAL;
+			}
+			if (!ret)
+				ret = buf_puts(out, "{\"type\":\"tool_result\",\"tool_use_id\":");
+			if (!ret)
+				ret = json_copy_value(out, d, id);
+			if (!ret)
+				ret = buf_puts(out, ",\"content\":");
+			struct http_buf text = {0}; /* owner: this block */
+			if (!ret && (ret = content_text(&text, d, content))) {
+				http_buf_free(&text);
+				if (ret == LR_EINVAL)
+					*why = "a tool message's content is not text";
+				return ret; /* LR_EINVAL or LR_ENOMEM */
+			}
+			if (!ret)
+				ret = json_append_string(out, text.data ? text.data : "", text.len);
+			http_buf_free(&text);
+			if (!ret)
+				ret = buf_puts(out, "}");
+			in_tool_results = true;
+			first = false;
+			continue;
+		}
+		if (in_tool_results)
+			ret = buf_puts(out, "]}");
+		in_tool_results = false;
+		bool assistant = role >= 0 && json_string_eq(d, role, "assistant");
+		if (!assistant && !(role >= 0 && json_string_eq(d, role, "user"))) {
+			*why = "message roles are system, developer, user, assistant and tool";
+			return LR_EINVAL;
+		}
+		if (!ret)
+			ret = buf_puts(out, first ? "{\"role\":" : ",{\"role\":");
+		if (!ret)
+			ret = buf_puts(out, assistant ? "\"assistant\",\"content\":[" : "\"user\",\"content\":[");
+		bool any = false;
+		if (!ret && content >= 0)
+			ret = put_blocks_of(out, d, content, &any, why);
+		int calls = assistant ? json_object_get(d, m, "tool_calls") : -1;
+		if (!ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY)
+			ret = put_tool_uses(out, d, calls, &any, why);
+		if (!ret && !any) {
+			*why = "a message has no content";
+			return LR_EINVAL;
+		}
+		if (!ret)
+			ret = buf_puts(out, "]}");
+		first = false;
+	}
+	if (!ret && in_tool_results)
+		ret = buf_puts(out, "]}");
+	if (!ret)
+		ret = buf_puts(out, "]");
+	return ret;
+}
+
+static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, const char **why)
+{
+	int ret = buf_puts(out, ",\"tools\":[");
+	if (!ret)
+		ret = put_function_list(out, d, tools, "input_schema", "{\"type\":\"object\",\"properties\":{}}", why);
+	if (!ret)
+		ret = buf_puts(out, "]");
+	return ret;
+}
+
+static int put_tool_choice(struct http_buf *out, const struct json_doc *d, int tc, bool parallel_off,
+                           const char **why)
+{
+	int ret = buf_puts(out, ",\"tool_choice\":{\"type\":");
+	if (ret)
+		return ret;
+	if (tc < 0 || json_string_eq(d, tc, "auto")) {
+		ret = buf_puts(out, "\"auto\"");
+	} else if (json_string_eq(d, tc, "required")) {
+		ret = buf_puts(out, "\"any\"");
+	} else if (json_string_eq(d, tc, "none")) {
+		ret = buf_puts(out, "\"none\"");
+	} else {
+		int name = json_path(d, tc, "function.name");
+		if (name < 0) {
+			*why = "tool_choice is \"auto\", \"none\", \"required\" or a function";
+			return LR_EINVAL;
+		}
+		ret = buf_puts(out, "\"tool\",\"name\":");
+		if (!ret)
+			ret = json_copy_value(out, d, name);
+	}
+	if (!ret && parallel_off)
+		ret = buf_puts(out, ",\"disable_parallel_tool_use\":true");
+	if (!ret)
+		ret = buf_puts(out, "}");
+	return ret;
+}
+
+/* The forced tool standing for response_format; *why on a bad one. */
+static int put_json_tool(struct http_buf *out, const struct json_doc *d, int rf, bool first,
+                         const char **why)
+{
+	int type = json_object_get(d, rf, "type");
+	int schema = json_path(d, rf, "json_schema.schema");
+	if (type >= 0 && json_string_eq(d, type, "json_schema") && schema < 0) {
+		*why = "response_format json_schema needs json_schema.schema";
+		return LR_EINVAL;
+	}
+	int ret = buf_puts(out, first ? ",\"tools\":[" : ",");
+	if (!ret)
+		ret = buf_puts(out, "{\"name\":\"" JSON_TOOL "\",\"description\":\"Respond with JSON\",\"input_schema\":");
+	if (!ret)
+		ret = schema >= 0 ? json_copy_value(out, d, schema) : buf_puts(out, "{\"type\":\"object\"}");
+	if (!ret)
+		ret = buf_puts(out, "}]");
+	if (!ret)
+		ret = buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":\"" JSON_TOOL "\"}");
+	return ret;
+}
+
+static bool is_false(const struct json_doc *d, int i)
+{
+	return i >= 0 && d->tok[i].type == JSON_PRIMITIVE && d->text[d->tok[i].start] == 'f';
+}
+
+int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
+                    const char **why)
+{
+	struct http_buf system = {0}; /* owner: this function */
+	int ret = buf_puts(out, "{\"model\":");
+	if (!ret)
+		ret = json_append_string(out, model, strlen(model));
+	int msgs = json_object_get(d, 0, "messages");
+	if (msgs < 0 || d->tok[msgs].type != JSON_ARRAY) {
+		*why = "request has no messages";
+		ret = LR_EINVAL;
+	}
+	if (!ret)
+		ret = put_messages(out, &system, d, msgs, why);
+	if (!ret && system.len) {
+		ret = buf_puts(out, ",\"system\":");
+		if (!ret)
+			ret = json_append_string(out, system.data, system.len);
+	}
+	int mt = json_object_get(d, 0, "max_completion_tokens");
+	if (mt < 0)
+		mt = json_object_get(d, 0, "max_tokens");
+	if (!ret) {
+		ret = buf_puts(out, ",\"max_tokens\":");
+		if (!ret) {
+			char num[24];
+			snprintf(num, sizeof(num), "%d", DEFAULT_MAX_TOKENS);
+			ret = mt >= 0 ? json_copy_value(out, d, mt) : buf_puts(out, num);
+		}
+	}
+	int k = 1;
+	for (int m = 0; !ret && m < d->tok[0].size; m++, k = json_skip(d, k + 1)) {
+		int v = k + 1;
+		/* Handled above or below, or with no Anthropic meaning worth an
+		 * error (seed: best effort; stream_options: usage always comes). */
+		static const char *const skip[] = {"model", "messages", "max_tokens", "max_completion_tokens",
+		                                   "stream", "stream_options", "tools", "tool_choice",
+		                                   "parallel_tool_calls", "seed", "user", "stop",
+		                                   "response_format"};
+		bool skipped = false;
+		for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+			skipped = skipped || json_string_eq(d, k, skip[i]);
+		if (skipped)
+			continue;
+		static const char *const same[] = {"temperature", "top_p", "top_k", "metadata", "thinking",
+		                                   "service_tier"};
+		bool pass = false;
+		for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+			pass = pass || json_string_eq(d, k, same[i]);
+		if (json_string_eq(d, k, "n") && d->tok[v].end - d->tok[v].start == 1 && d->text[d->tok[v].start] == '1')
+			continue;
+		if (!pass) {
+			static _Thread_local char msg[160]; /* why outlives this call */
+			char key[64] = "";
+			json_get_string(d, k, key, sizeof(key));
+			snprintf(msg, sizeof(msg), "\"%s\" has no Anthropic equivalent", key);
+			*why = msg;
+			ret = LR_EUNSUPPORTED;
+			break;
+		}
+		ret = buf_puts(out, ",");
+		if (!ret)
+			ret = json_copy_value(out, d, k);
+		if (!ret)
+			ret = buf_puts(out, ":");
+		if (!ret)
+			ret = json_copy_value(out, d, v);
+	}
+	int stop = json_object_get(d, 0, "stop");
+	if (!ret && stop >= 0 && d->tok[stop].type != JSON_PRIMITIVE) {
+		ret = buf_puts(out, ",\"stop_sequences\":");
+		if (!ret && d->tok[stop].type == JSON_STRING) {
+			ret = buf_puts(out, "[");
+			if (!ret)
+				ret = json_copy_value(out, d, stop);
+			if (!ret)
+				ret = buf_puts(out, "]");
+		} else if (!ret) {
+			ret = json_copy_value(out, d, stop);
+		}
+	}
+	int user = json_object_get(d, 0, "user");
+	if (!ret && user >= 0 && d->tok[user].type == JSON_STRING && json_object_get(d, 0, "metadata") < 0) {
+		ret = buf_puts(out, ",\"metadata\":{\"user_id\":");
+		if (!ret)
+			ret = json_copy_value(out, d, user);
+		if (!ret)
+			ret = buf_puts(out, "}");
+	}
+	int tools = json_object_get(d, 0, "tools");
+	int tc = json_object_get(d, 0, "tool_choice");
+	int rf = json_object_get(d, 0, "response_format");
+	int rf_type = rf >= 0 ? json_object_get(d, rf, "type") : -1;
+	bool json_out = rf_type >= 0 && !json_string_eq(d, rf_type, "text");
+	bool have_tools = tools >= 0 && d->tok[tools].type == JSON_ARRAY && d->tok[tools].size > 0;
+	if (!ret && json_out && rf_type >= 0 && !json_string_eq(d, rf_type, "json_object") &&
+	    !json_string_eq(d, rf_type, "json_schema")) {
+		*why = "response_format is text, json_object or json_schema";
+		ret = LR_EINVAL;
+	}
+	if (!ret && have_tools) {
+		ret = put_tools(out, d, tools, why);
+		if (json_out && !ret) {
+			out->len--; /* reopen the tools array for the JSON tool */
+			ret = put_json_tool(out, d, rf, false, why);
+		} else if (!ret && (tc >= 0 || is_false(d, json_object_get(d, 0, "parallel_tool_calls")))) {
+			ret = put_tool_choice(out, d, tc, is_false(d, json_object_get(d, 0, "parallel_tool_calls")), why);
+		}
+	} else if (!ret && json_out) {
+		ret = put_json_tool(out, d, rf, true, why);
+	}
+	if (!ret && stream)
+		ret = buf_puts(out, ",\"stream\":true");
+	if (!ret)
+		ret = buf_puts(out, "}");
+	http_buf_free(&system);
+	return ret;
+}
+
+/* ---- responses ---- */
+
+static const char *finish_of(const char *stop, size_t len)
+{
+	static const struct {
+		const char *anthropic, *openai;
+	} map[] = {
+		{"end_turn", "stop"}, {"stop_sequence", "stop"}, {"pause_turn", "stop"},
+		{"max_tokens", "length"}, {"model_context_window_exceeded", "length"},
+		{"tool_use", "tool_calls"}, {"refusal", "content_filter"},
+	};
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strlen(map[i].anthropic) == len && memcmp(map[i].anthropic, stop, len) == 0)
+			return map[i].openai;
+	return "stop";
+}
+
+static void usage_from(struct reply *r, const struct json_doc *d, int usage, bool output_only)
+{
+	if (usage < 0)
+		return;
+	int64_t in = 0, read = 0, created = 0, out = 0;
+	int v;
+	if ((v = json_object_get(d, usage, "output_tokens")) >= 0 && json_get_int(d, v, &out))
+		r->usage.output_tokens = out;
+	if (output_only && json_object_get(d, usage, "input_tokens") < 0)
+		return;
+	if ((v = json_object_get(d, usage, "input_tokens")) >= 0)
+		json_get_int(d, v, &in);
+	if ((v = json_object_get(d, usage, "cache_read_input_tokens")) >= 0)
+		json_get_int(d, v, &read);
+	if ((v = json_object_get(d, usage, "cache_creation_input_tokens")) >= 0)
+		json_get_int(d, v, &created);
+	/* OpenAI's prompt_tokens include the cached ones; Anthropic's
+	 * input_tokens do not. */
+	r->usage.input_tokens = in + read + created;
+	r->usage.cached_input_tokens = read;
+}
+
+static void copy_string(char *dst, size_t cap, const struct json_doc *d, int i)
+{
+	if (i >= 0 && d->tok[i].type == JSON_STRING)
+		json_get_string(d, i, dst, cap);
+}
+
+void anthropic_parse(struct json_doc *d, struct reply *r)
+{
+	lr_delta_fn fn = r->fn;
+	r->fn = NULL; /* a whole response fires no deltas */
+	copy_string(r->id, sizeof(r->id), d, json_object_get(d, 0, "id"));
+	copy_string(r->model, sizeof(r->model), d, json_object_get(d, 0, "model"));
+	usage_from(r, d, json_object_get(d, 0, "usage"), false);
+	int content = json_object_get(d, 0, "content");
+	if (content < 0 || d->tok[content].type != JSON_ARRAY) {
+		r->fn = fn;
+		reply_fail(r, LR_EPROTO, "the Anthropic response has no content array");
+		return;
+	}
+	int b = content + 1, tools = 0;
+	bool json_reply = false;
+	struct http_buf args = {0}; /* owner: this function */
+	for (int k = 0; k < d->tok[content].size; k++, b = json_skip(d, b)) {
+		int type = json_object_get(d, b, "type");
+		if (type >= 0 && json_string_eq(d, type, "text")) {
+			int t = json_object_get(d, b, "text");
+			if (t >= 0 && d->tok[t].type == JSON_STRING)
+				reply_text(r, 0, d->text + d->tok[t].start, (size_t)(d->tok[t].end - d->tok[t].start), true);
+		} else if (type >= 0 && json_string_eq(d, type, "tool_use")) {
+			int id = json_object_get(d, b, "id"), name = json_object_get(d, b, "name");
+			int input = json_object_get(d, b, "input");
+			const char *is = "{}";
+			size_t il = 2;
+			if (input >= 0)
+				json_span(d, input, &is, &il);
+			if (json_string_eq(d, name, JSON_TOOL)) {
+				json_reply = true; /* response_format: the input is the reply */
+				reply_text(r, 0, is, il, false);
+				continue;
+			}
+			reply_tool(r, tools++, id >= 0 ? d->text + d->tok[id].start : NULL,
+			           id >= 0 ? (size_t)(d->tok[id].end - d->tok[id].start) : 0,
+			           name >= 0 ? d->text + d->tok[name].start : NULL,
+			           name >= 0 ? (size_t)(d->tok[name].end - d->tok[name].start) : 0, is, il, false);
+		}
+	}
+	http_buf_free(&args);
+	int stop = json_object_get(d, 0, "stop_reason");
+	if (stop >= 0 && d->tok[stop].type == JSON_STRING)
+		reply_finish(r, 0, json_reply && !tools ? "stop"
+		                                         : finish_of(d->text + d->tok[stop].start,
+		                                                     (size_t)(d->tok[stop].end - d->tok[stop].start)));
+	r->fn = fn;
+}
+
+/* Anthropic's error types, and the few messages that say more. */
+static int error_code(const char *type, const char *message, int status)
+{
+	if (!strcmp(type, "invalid_request_error")) {
+		if (strstr(message, "prompt is too long") || strstr(message, "context window") ||
+		    strstr(message, "context length"))
+			return LR_ECONTEXT;
+		if (strstr(message, "credit balance"))
+			return LR_EQUOTA;
+		return LR_EBADREQUEST;
+	}
+	if (!strcmp(type, "authentication_error")) return LR_EAUTH;
+	if (!strcmp(type, "permission_error")) return LR_EPERMISSION;
+	if (!strcmp(type, "not_found_error")) return LR_ENOTFOUND;
+	if (!strcmp(type, "request_too_large")) return LR_EBADREQUEST;
+	if (!strcmp(type, "rate_limit_error")) return LR_ERATELIMIT;
+	if (!strcmp(type, "billing_error")) return LR_EQUOTA;
+	if (!strcmp(type, "overloaded_error")) return LR_EOVERLOADED;
+	if (!strcmp(type, "api_error")) return LR_ESERVER;
+	return status ? provider_status_code(status) : LR_ESERVER;
+}
+
+void anthropic_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
+{
+	int err = have_doc ? json_object_get(d, 0, "error") : -1;
+	char type[64] = "", message[300] = "";
+	if (err >= 0 && d->tok[err].type == JSON_OBJECT) {
+		copy_string(type, sizeof(type), d, json_object_get(d, err, "type"));
+		copy_string(message, sizeof(message), d, json_object_get(d, err, "message"));
+	}
+	r->error = type[0] ? error_code(type, message, status) : provider_status_code(status);
+	provider_error_message(r, status, d, err >= 0 ? json_object_get(d, err, "message") : -1);
+}
+
+/* ---- streams ---- */
+
+/* One event's fields, picked out while json_scan validates it. */
+struct event_fields {
+	const char *type, *delta_type, *text, *partial, *stop, *block_type, *id, *name, *model;
+	const char *err_type, *err_message;
+	size_t type_len, delta_type_len, text_len, partial_len, stop_len, block_type_len, id_len,
+		name_len, model_len, err_type_len, err_message_len;
+	int64_t index;
+	bool has_usage, has_input;
+	lr_usage usage;
+	int64_t cache_read, cache_created;
+};
+
+#define SET(field, v, len) (ef->field = (v), ef->field##_len = (len))
+
+static void event_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                        size_t len)
+{
+	struct event_fields *ef = ctx;
+	if (p->depth == 1) {
+		if (type == JSON_STRING && KEY_IS(p, 0, "type"))
+			SET(type, v, len);
+		else if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "index"))
+			ef->index = provider_count(v, len);
+		return;
+	}
+	/* usage lives at the top of message_delta and in message_start's message */
+	int u = KEY_IS(p, 0, "usage") ? 1 : (KEY_IS(p, 0, "message") && KEY_IS(p, 1, "usage")) ? 2 : 0;
+	if (u && p->depth == u + 1 && type == JSON_PRIMITIVE) {
+		ef->has_usage = true;
+		if (KEY_IS(p, u, "input_tokens"))
+			ef->usage.input_tokens = provider_count(v, len), ef->has_input = true;
+		else if (KEY_IS(p, u, "output_tokens"))
+			ef->usage.output_tokens = provider_count(v, len);
+		else if (KEY_IS(p, u, "cache_read_input_tokens"))
+			ef->cache_read = provider_count(v, len);
+		else if (KEY_IS(p, u, "cache_creation_input_tokens"))
+			ef->cache_created = provider_count(v, len);
+		return;
+	}
+	if (p->depth != 2 || type != JSON_STRING)
+		return;
+	if (KEY_IS(p, 0, "delta")) {
+		if (KEY_IS(p, 1, "type"))
+			SET(delta_type, v, len);
+		else if (KEY_IS(p, 1, "text"))
+			SET(text, v, len);
+		else if (KEY_IS(p, 1, "partial_json"))
+			SET(partial, v, len);
+		else if (KEY_IS(p, 1, "stop_reason"))
+			SET(stop, v, len);
+	} else if (KEY_IS(p, 0, "content_block")) {
+		if (KEY_IS(p, 1, "type"))
+			SET(block_type, v, len);
+		else if (KEY_IS(p, 1, "id"))
+			SET(id, v, len);
+		else if (KEY_IS(p, 1, "name"))
+			SET(name, v, len);
+	} else if (KEY_IS(p, 0, "message")) {
+		if (KEY_IS(p, 1, "id"))
+			SET(id, v, len);
+		else if (KEY_IS(p, 1, "model"))
+			SET(model, v, len);
+	} else if (KEY_IS(p, 0, "error")) {
+		if (KEY_IS(p, 1, "type"))
+			SET(err_type, v, len);
+		else if (KEY_IS(p, 1, "message"))
+			SET(err_message, v, len);
+	}
+}
+
+#define TYPE_IS(lit) (ef.type_len == sizeof(lit) - 1 && memcmp(ef.type, lit, sizeof(lit) - 1) == 0)
+
+int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
+{
+	struct reply *r = sd->r;
+	if (r->done)
+		return 0;
+	struct event_fields ef = {0};
+	if (!json_scan(ev->data, ev->data_len, event_field, &ef)) {
+		sd->fatal = true;
+		char why[96];
+		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
+		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
+	}
+	if (!ef.type) {
+		ef.type = ev->type;
+		ef.type_len = ev->type_len;
+	}
+	if (TYPE_IS("ping"))
+		return 0; /* keep-alive: not progress */
+	r->events++;
+	if (ef.has_usage) {
+		if (ef.has_input) {
+			r->usage.input_tokens = ef.usage.input_tokens + ef.cache_read + ef.cache_created;
+			r->usage.cached_input_tokens = ef.cache_read;
+		}
+		if (ef.usage.output_tokens)
+			r->usage.output_tokens = ef.usage.output_tokens;
+	}
+	if (TYPE_IS("content_block_delta")) {
+		if (ef.text && (int)ef.index == sd->block && sd->block_tool < 0)
+			reply_text(r, 0, ef.text, ef.text_len, true);
+		else if (ef.partial && (int)ef.index == sd->block && sd->json_block)
+			reply_text(r, 0, ef.partial, ef.partial_len, true); /* response_format's JSON */
+		else if (ef.partial && (int)ef.index == sd->block && sd->block_tool >= 0)
+			reply_tool(r, sd->block_tool, NULL, 0, NULL, 0, ef.partial, ef.partial_len, true);
+	} else if (TYPE_IS("content_block_start")) {
+		sd->block = (int)ef.index;
+		sd->block_tool = -1;
+		sd->json_block = false;
+		bool tool_use = ef.block_type && ef.block_type_len == 8 && memcmp(ef.block_type, "tool_use", 8) == 0;
+		if (tool_use && ef.name_len == sizeof(JSON_TOOL) - 1 && memcmp(ef.name, JSON_TOOL, ef.name_len) == 0) {
+			sd->json_block = true;
+			sd->json_reply = true;
+		} else if (tool_use) {
+			sd->block_tool = sd->tools++;
+			reply_tool(r, sd->block_tool, ef.id, ef.id_len, ef.name, ef.name_len, NULL, 0, true);
+		}
+	} else if (TYPE_IS("content_block_stop")) {
+		sd->block = sd->block_tool = -1;
+		sd->json_block = false;
+	} else if (TYPE_IS("message_start")) {
+		if (ef.id)
+			reply_copy_field(r->id, sizeof(r->id), ef.id, ef.id_len);
+		if (ef.model)
+			reply_copy_field(r->model, sizeof(r->model), ef.model, ef.model_len);
+	} else if (TYPE_IS("message_delta")) {
+		if (ef.stop)
+			reply_finish(r, 0, sd->json_reply && !sd->tools ? "stop" : finish_of(ef.stop, ef.stop_len));
+	} else if (TYPE_IS("message_stop")) {
+		r->done = true;
+	} else if (TYPE_IS("error")) {
+		struct http_buf m = {0}; /* owner: this block */
+		char type[64] = "";
+		if (ef.err_type)
+			reply_copy_field(type, sizeof(type), ef.err_type, ef.err_type_len);
+		bool ok = ef.err_message && json_unescape_append(&m, ef.err_message, ef.err_message_len) == 0 &&
+		          http_buf_append(&m, "", 1) == 0;
+		reply_fail(r, error_code(type, ok ? m.data : "", 0), "error event in the stream: %s%s%s",
+		           type[0] ? type : "error", ok ? ": " : "", ok ? m.data : "");
+		http_buf_free(&m);
+	}
+	return r->error && r->error == LR_ENOMEM ? (sd->fatal = true, r->error) : 0;
+}

@@ -1,0 +1,295 @@
+/* The OpenAI dialect (and every OpenAI-compatible server): responses and
+ * "data: {chat.completion.chunk}" ... "data: [DONE]" streams into struct
+ * reply. Its request body is the unified one (provider.c). */
+#include "provider/provider_impl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Maps an HTTP error status plus the provider's error body to a code.
+ * The body decides between rate limiting and an exhausted quota. */
+static int classify_status(int status, const struct json_doc *d, bool have_doc)
+{
+	int err_obj = have_doc ? json_object_get(d, 0, "error") : -1;
+	if (err_obj >= 0 && d->tok[err_obj].type == JSON_OBJECT) {
+		int code = json_object_get(d, err_obj, "code");
+		int type = json_object_get(d, err_obj, "type");
+		if ((code >= 0 && json_string_eq(d, code, "insufficient_quota")) ||
+		    (type >= 0 && json_string_eq(d, type, "insufficient_quota")))
+			return LR_EQUOTA;
+		if (code >= 0 && json_string_eq(d, code, "context_length_exceeded"))
+			return LR_ECONTEXT;
+	}
+	return provider_status_code(status);
+}
+
+/* What a success body carries, picked out while json_scan validates it. */
+struct body_fields {
+	struct reply *r;
+	unsigned choices_closed;    /* choices[] elements seen whole */
+	unsigned calls_closed;      /* choices[0].message.tool_calls[] elements seen whole */
+	int error;
+};
+
+static bool in_first_choice(const struct body_fields *bf, const struct json_scan_path *p)
+{
+	return bf->choices_closed == 0 && KEY_IS(p, 0, "choices");
+}
+
+static void body_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                       size_t len)
+{
+	struct body_fields *bf = ctx;
+	struct reply *r = bf->r;
+	switch (p->depth) {
+	case 1:
+		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+			reply_copy_field(r->model, sizeof(r->model), v, len);
+		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
+			reply_copy_field(r->id, sizeof(r->id), v, len);
+		break;
+	case 2:
+		if (type == JSON_OBJECT && KEY_IS(p, 0, "choices"))
+			bf->choices_closed++;
+		if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
+			break;
+		if (KEY_IS(p, 1, "prompt_tokens"))
+			r->usage.input_tokens = provider_count(v, len);
+		else if (KEY_IS(p, 1, "completion_tokens"))
+			r->usage.output_tokens = provider_count(v, len);
+		break;
+	case 3:
+		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") && KEY_IS(p, 1, "prompt_tokens_details") &&
+		    KEY_IS(p, 2, "cached_tokens"))
+			r->usage.cached_input_tokens = provider_count(v, len);
+		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "finish_reason"))
+			reply_copy_field(r->finish_reason, sizeof(r->finish_reason), v, len);
+		break;
+	case 4:
+		/* choices[0].message.content: the reply text */
+		if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "message") &&
+		    KEY_IS(p, 3, "content")) {
+			int ret = json_unescape_append(&r->text, v, len); /* LR_ENOMEM or LR_EPROTO */
+			if (ret && !bf->error)
+				bf->error = ret;
+		}
+		break;
+	case 5:
+		if (type == JSON_OBJECT && in_first_choice(bf, p) && KEY_IS(p, 3, "tool_calls"))
+			bf->calls_closed++;
+		break;
+	case 6:
+	case 7:
+		/* choices[0].message.tool_calls[j].id / .function.name / .function.arguments */
+		if (type != JSON_STRING || !in_first_choice(bf, p) || !KEY_IS(p, 2, "message") ||
+		    !KEY_IS(p, 3, "tool_calls"))
+			break;
+		if (p->depth == 6 && KEY_IS(p, 5, "id"))
+			reply_tool(r, (int)bf->calls_closed, v, len, NULL, 0, NULL, 0, true);
+		else if (p->depth == 7 && KEY_IS(p, 5, "function") && KEY_IS(p, 6, "name"))
+			reply_tool(r, (int)bf->calls_closed, NULL, 0, v, len, NULL, 0, true);
+		else if (p->depth == 7 && KEY_IS(p, 5, "function") && KEY_IS(p, 6, "arguments"))
+			reply_tool(r, (int)bf->calls_closed, NULL, 0, NULL, 0, v, len, true);
+		break;
+	}
+}
+
+static bool starts_with_object(const char *body, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+		i++;
+	return i < len && body[i] == '{';
+}
+
+void openai_parse(int status, const char *body, size_t len, struct json_doc *doc, struct reply *r,
+                  bool *body_is_json)
+{
+	if (status >= 200 && status < 300) {
+		/* The hot path: one validating pass, no tokens. The callback
+		 * must not fire deltas: a whole response is not a stream. */
+		lr_delta_fn fn = r->fn;
+		r->fn = NULL;
+		struct body_fields bf = {.r = r};
+		bool ok = starts_with_object(body, len) && json_scan(body, len, body_field, &bf);
+		r->fn = fn;
+		if (!ok) {
+			memset(&r->usage, 0, sizeof(r->usage));
+			r->model[0] = '\0';
+			char why[96];
+			reply_fail(r, LR_EPROTO, "HTTP %d response body is not a JSON object: %s", status,
+			           json_invalid_reason(body, len, why, sizeof(why)));
+			return;
+		}
+		*body_is_json = true;
+		if (bf.error)
+			reply_fail(r, bf.error, bf.error == LR_ENOMEM ? "out of memory decoding the reply text"
+			                                               : "the reply text could not be decoded");
+		return;
+	}
+	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
+	                doc->tok[0].type == JSON_OBJECT;
+	*body_is_json = have_doc;
+	r->error = classify_status(status, doc, have_doc);
+	/* OpenAI nests the message under "error"; vLLM and others put it at
+	 * the top ({"object":"error","message":...}). */
+	int msg = have_doc ? json_path(doc, 0, "error.message") : -1;
+	if (msg < 0 && have_doc)
+		msg = json_object_get(doc, 0, "message");
+	if (msg < 0 && have_doc && (msg = json_object_get(doc, 0, "error")) >= 0 &&
+	    doc->tok[msg].type != JSON_STRING)
+		msg = -1; /* {"error":"text"} (llama.cpp, Ollama's /v1) */
+	provider_error_message(r, status, doc, msg);
+	/* Servers without OpenAI's code still say so in words. */
+	if (r->error == LR_EBADREQUEST && (strstr(r->message, "maximum context length") ||
+	                                   strstr(r->message, "context length") ||
+	                                   strstr(r->message, "context window")))
+		r->error = LR_ECONTEXT;
+}
+
+/* ---- streams ---- */
+
+/* What one chunk event carries, picked out while json_scan validates it. */
+struct chunk_fields {
+	struct reply *r;
+	const char *content;        /* raw span of choices[i].delta.content */
+	size_t content_len;
+	int64_t index;
+	const char *finish;         /* raw span of choices[i].finish_reason (a string) */
+	size_t finish_len;
+	/* choices[i].delta.tool_calls[j] being read */
+	int64_t tool_index;
+	const char *tool_id, *tool_name, *tool_args;
+	size_t tool_id_len, tool_name_len, tool_args_len;
+	bool error;                 /* an {"error":{...}} event */
+	const char *error_message;
+	size_t error_message_len;
+};
+
+static void chunk_emit_choice(struct chunk_fields *cf)
+{
+	struct reply *r = cf->r;
+	if (cf->content)
+		reply_text(r, (int)cf->index, cf->content, cf->content_len, true);
+	if (cf->finish) {
+		char finish[32] = "";
+		reply_copy_field(finish, sizeof(finish), cf->finish, cf->finish_len);
+		reply_finish(r, (int)cf->index, finish);
+	}
+	cf->content = cf->finish = NULL;
+	cf->index = 0;
+}
+
+static void chunk_emit_tool(struct chunk_fields *cf)
+{
+	if (cf->index == 0)
+		reply_tool(cf->r, (int)cf->tool_index, cf->tool_id, cf->tool_id_len, cf->tool_name,
+		           cf->tool_name_len, cf->tool_args, cf->tool_args_len, true);
+	cf->tool_index = 0;
+	cf->tool_id = cf->tool_name = cf->tool_args = NULL;
+	cf->tool_id_len = cf->tool_name_len = cf->tool_args_len = 0;
+}
+
+static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                        size_t len)
+{
+	struct chunk_fields *cf = ctx;
+	struct reply *r = cf->r;
+	if (p->depth == 1) {
+		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+			reply_copy_field(r->model, sizeof(r->model), v, len);
+		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
+			reply_copy_field(r->id, sizeof(r->id), v, len);
+		else if (type == JSON_OBJECT && KEY_IS(p, 0, "error"))
+			cf->error = true;
+		return;
+	}
+	if (!KEY_IS(p, 0, "choices")) {
+		if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
+			if (KEY_IS(p, 1, "prompt_tokens"))
+				r->usage.input_tokens = provider_count(v, len);
+			else if (KEY_IS(p, 1, "completion_tokens"))
+				r->usage.output_tokens = provider_count(v, len);
+		} else if (p->depth == 3 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
+		           KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens")) {
+			r->usage.cached_input_tokens = provider_count(v, len);
+		} else if (p->depth == 2 && type == JSON_STRING && KEY_IS(p, 0, "error") &&
+		           KEY_IS(p, 1, "message")) {
+			cf->error_message = v;
+			cf->error_message_len = len;
+		}
+		return;
+	}
+	/* Inside choices[i]: keys are [choices, (index), field, ...]. */
+	switch (p->depth) {
+	case 2:
+		if (type == JSON_OBJECT)
+			chunk_emit_choice(cf); /* choices[i] closed: one delta */
+		break;
+	case 3:
+		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
+			cf->index = provider_count(v, len);
+		else if (KEY_IS(p, 2, "finish_reason") && type == JSON_STRING)
+			cf->finish = v, cf->finish_len = len;
+		break;
+	case 4:
+		if (KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "content") && type == JSON_STRING)
+			cf->content = v, cf->content_len = len;
+		break;
+	case 5:
+		if (KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "tool_calls") && type == JSON_OBJECT)
+			chunk_emit_tool(cf);
+		break;
+	case 6:
+	case 7:
+		if (!KEY_IS(p, 2, "delta") || !KEY_IS(p, 3, "tool_calls"))
+			break;
+		if (p->depth == 6 && KEY_IS(p, 5, "index") && type == JSON_PRIMITIVE)
+			cf->tool_index = provider_count(v, len);
+		else if (p->depth == 6 && KEY_IS(p, 5, "id") && type == JSON_STRING)
+			cf->tool_id = v, cf->tool_id_len = len;
+		else if (p->depth == 7 && KEY_IS(p, 5, "function") && type == JSON_STRING) {
+			if (KEY_IS(p, 6, "name"))
+				cf->tool_name = v, cf->tool_name_len = len;
+			else if (KEY_IS(p, 6, "arguments"))
+				cf->tool_args = v, cf->tool_args_len = len;
+		}
+		break;
+	}
+}
+
+int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
+{
+	struct reply *r = sd->r;
+	if (r->done)
+		return 0;
+	if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
+		r->done = true;
+		r->events++;
+		return 0;
+	}
+	struct chunk_fields cf = {.r = r};
+	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf)) {
+		sd->fatal = true;
+		char why[96];
+		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
+		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
+	}
+	r->events++;
+	if (r->error) {
+		sd->fatal = true;
+		return r->error;
+	}
+	if (cf.error) {
+		char text[300] = "";
+		if (cf.error_message) {
+			struct http_buf m = {0}; /* owner: this block */
+			if (json_unescape_append(&m, cf.error_message, cf.error_message_len) == 0 &&
+			    http_buf_append(&m, "", 1) == 0)
+				snprintf(text, sizeof(text), ": %s", m.data);
+			http_buf_free(&m);
+		}
+		reply_fail(r, LR_ESERVER, "error event in the stream%s", text);
+	}
+	return 0;
+}

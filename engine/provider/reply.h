@@ -1,0 +1,80 @@
+/*
+ * The unified reply every provider parser fills: text, tool calls, finish
+ * reason (OpenAI's values), usage, ids. Stream parsers feed it delta by
+ * delta and it calls the caller's delta callback for each one; whole
+ * responses of other providers are parsed into it and written back out as
+ * an OpenAI chat.completion body (what batch output promises).
+ */
+#ifndef LR_REPLY_H
+#define LR_REPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "llmring.h"
+
+struct reply_tool_call {
+	int index;                  /* the provider's position (OpenAI tool_calls[].index) */
+	struct http_buf id;         /* owner: the reply; NUL-terminated when non-empty */
+	struct http_buf name;       /* owner: the reply */
+	struct http_buf args;       /* owner: the reply; JSON text of the arguments */
+};
+
+/* More tool calls than any model makes in one reply; past it the reply
+ * fails with LR_ETOOLARGE (response_too_large) rather than grow without
+ * bound on a hostile or broken stream. */
+#define REPLY_MAX_TOOL_CALLS 4096
+
+struct reply {
+	struct http_buf text;       /* owner: the reply; choices[0]'s content */
+	struct reply_tool_call *calls; /* owner: the reply; ncalls used, cap allocated */
+	unsigned ncalls, cap;
+	unsigned *slots;            /* owner: the reply; hash of index -> calls[] + 1, 0 empty */
+	unsigned nslots;            /* a power of two, 2 x cap */
+	unsigned long call_probes;  /* work counter: slots examined finding calls (tests) */
+	lr_tool_call *public_calls; /* owner: the reply; lr_result's view, built at the end */
+	struct http_buf scratch;    /* owner: the reply; one delta's text, unescaped */
+	lr_delta_fn fn;             /* borrowed: the caller's callback, or NULL */
+	void *user;
+	char id[128];
+	char model[128];
+	char finish_reason[32];
+	lr_usage usage;
+	unsigned long events;       /* events that carried data (progress) */
+	unsigned long deltas;       /* deltas handed to the caller */
+	uint64_t first_token_ns;    /* when the first text or tool call was parsed, or 0 */
+	bool done;                  /* the provider said the reply is complete */
+	int error;                  /* LR_E* from the reply itself, or 0 */
+	char message[400];
+};
+
+void reply_init(struct reply *r, lr_delta_fn fn, void *user);
+/* Keeps allocations and the callback; clears the rest (a retry). */
+void reply_reset(struct reply *r);
+void reply_free(struct reply *r);
+
+/* Records the first error only; returns the recorded one. */
+int reply_fail(struct reply *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Copies a short raw field (no escapes) into dst; longer or escaped
+ * values are left out rather than cut. */
+void reply_copy_field(char *dst, size_t cap, const char *v, size_t len);
+
+/* A content delta of choice `choice`, raw JSON string span (escaped) or
+ * plain bytes (escaped = false). Choice 0 accumulates into text. */
+int reply_text(struct reply *r, int choice, const char *v, size_t len, bool escaped);
+/* A tool-call delta: any of id, name, args may be NULL. args is a
+ * fragment of the arguments' JSON text, raw-escaped when escaped. */
+int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const char *name,
+               size_t name_len, const char *args, size_t args_len, bool escaped);
+/* The reply ended for this reason (already in OpenAI's vocabulary). */
+int reply_finish(struct reply *r, int choice, const char *reason);
+
+/* The chat.completion body (OpenAI's shape) for what the reply holds. */
+int reply_openai_body(const struct reply *r, struct http_buf *out);
+/* Builds public_calls; NULL-terminates strings. 0 or LR_ENOMEM. */
+int reply_publish_calls(struct reply *r);
+
+#endif
