@@ -34,36 +34,46 @@ extern "C" {
 #define LR_VERSION_PATCH 0
 #define LR_VERSION_STRING "0.1.0"
 
-/* Error codes. Values are part of the ABI: append, never renumber. */
+/*
+ * Error codes: one list gives the enum, the names (the stable codes of
+ * batch output) and the messages (lr_strerror), as libuv's UV_ERRNO_MAP.
+ * Values are part of the ABI: append, never renumber.
+ */
+#define LR_ERRNO_MAP(XX) \
+	XX(EINVAL, -1, "invalid_input", "invalid argument or request") /* bad argument or request */ \
+	XX(ENOMEM, -2, "out_of_memory", "out of memory") \
+	XX(EDUPLICATE, -3, "duplicate_custom_id", "duplicate custom_id") \
+	XX(EAUTH, -4, "auth_error", "authentication failed (HTTP 401)") /* HTTP 401 */ \
+	XX(EPERMISSION, -5, "permission_denied", "permission denied (HTTP 403)") /* HTTP 403 */ \
+	XX(ENOTFOUND, -6, "not_found", "not found (HTTP 404)") /* HTTP 404 */ \
+	XX(EBADREQUEST, -7, "bad_request", "bad request") /* HTTP 400, 422 */ \
+	XX(ECONTEXT, -8, "context_length_exceeded", "context length exceeded") \
+	XX(ERATELIMIT, -9, "rate_limited", "rate limited (HTTP 429)") /* HTTP 429 */ \
+	XX(EQUOTA, -10, "insufficient_quota", "insufficient quota") \
+	XX(EOVERLOADED, -11, "overloaded", "server overloaded") /* HTTP 503, 529 */ \
+	XX(ESERVER, -12, "server_error", "server error") /* other 5xx */ \
+	XX(ECONNECT, -13, "connect_error", "could not connect") \
+	XX(ECONNRESET, -14, "connection_reset", "connection reset by peer") \
+	XX(ETIMEOUT, -15, "timeout", "deadline exceeded") \
+	XX(EPROTO, -16, "protocol_error", "malformed response") /* malformed HTTP/SSE/JSON */ \
+	XX(ETOOLARGE, -17, "response_too_large", "response too large") \
+	XX(ETLS_UNTRUSTED, -18, "tls_untrusted", "TLS certificate not trusted") \
+	XX(ETLS_NAME, -19, "tls_name_mismatch", "TLS certificate name mismatch") \
+	XX(ETLS_EXPIRED, -20, "tls_expired", "TLS certificate expired") \
+	XX(ETLS_HANDSHAKE, -21, "tls_handshake", "TLS handshake failed") \
+	XX(ECANCELLED, -22, "cancelled", "cancelled") \
+	XX(EHTTP, -23, "http_error", "HTTP error status") /* another 4xx status */ \
+	XX(EUNSUPPORTED, -24, "unsupported", "not supported in this build") /* feature not built yet */ \
+	XX(ESYSTEM, -25, "system_error", "system error") /* ring setup, fd limit, ... */ \
+	XX(EIO, -26, "io_error", "I/O error") /* reading or writing a file */
+
 enum lr_error {
 	LR_OK = 0,
-	LR_EINVAL = -1,            /* invalid_input: bad argument or request */
-	LR_ENOMEM = -2,            /* out_of_memory */
-	LR_EDUPLICATE = -3,        /* duplicate_custom_id */
-	LR_EAUTH = -4,             /* auth_error: HTTP 401 */
-	LR_EPERMISSION = -5,       /* permission_denied: HTTP 403 */
-	LR_ENOTFOUND = -6,         /* not_found: HTTP 404 */
-	LR_EBADREQUEST = -7,       /* bad_request: HTTP 400, 422 */
-	LR_ECONTEXT = -8,          /* context_length_exceeded */
-	LR_ERATELIMIT = -9,        /* rate_limited: HTTP 429 */
-	LR_EQUOTA = -10,           /* insufficient_quota */
-	LR_EOVERLOADED = -11,      /* overloaded: HTTP 503, 529 */
-	LR_ESERVER = -12,          /* server_error: other 5xx */
-	LR_ECONNECT = -13,         /* connect_error */
-	LR_ECONNRESET = -14,       /* connection_reset */
-	LR_ETIMEOUT = -15,         /* timeout */
-	LR_EPROTO = -16,           /* protocol_error: malformed HTTP/SSE/JSON */
-	LR_ETOOLARGE = -17,        /* response_too_large */
-	LR_ETLS_UNTRUSTED = -18,   /* tls_untrusted */
-	LR_ETLS_NAME = -19,        /* tls_name_mismatch */
-	LR_ETLS_EXPIRED = -20,     /* tls_expired */
-	LR_ETLS_HANDSHAKE = -21,   /* tls_handshake */
-	LR_ECANCELLED = -22,       /* cancelled */
-	LR_EHTTP = -23,            /* http_error: another 4xx status */
-	LR_EUNSUPPORTED = -24,     /* unsupported: feature not built yet */
-	LR_ESYSTEM = -25,          /* system_error: ring setup, fd limit, ... */
-	LR_EIO = -26,              /* io_error: reading or writing a file */
+#define LR_XX_ENUM(code, value, name, text) LR_##code = value,
+	LR_ERRNO_MAP(LR_XX_ENUM)
+#undef LR_XX_ENUM
 };
+
 
 /* Human description of an LR_E* code. Never NULL. */
 LR_API const char *lr_strerror(int err);
