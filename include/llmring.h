@@ -178,6 +178,16 @@ typedef struct lr_config {
 	 * ahead of what is on the wire. 0: the total deadline counts from
 	 * submission, queue included. */
 	int queue_wait_untimed;
+	/* The caller's, untouched by the engine: lr_engine_user_data()
+	 * returns it (as a libuv handle's data). */
+	void *user_data;
+	/*
+	 * The growth rule: lr_config is passed and returned by value, so its
+	 * size is fixed for good. A new field takes its bytes from here (the
+	 * array shrinks by as much), and zero, what lr_config_default leaves
+	 * here, must mean the old behaviour. Never read; keep it zero.
+	 */
+	unsigned char reserved[192];
 } lr_config;
 
 
@@ -219,6 +229,8 @@ LR_API int lr_engine_next_deadline_ms(lr_engine *eng);
 /* Which io_uring setup the engine thread got: "single_issuer+defer_taskrun",
  * "coop_taskrun" or "plain". NULL before the thread has started. */
 LR_API const char *lr_engine_ring_mode(lr_engine *eng);
+/* lr_config.user_data as given to lr_engine_new (NULL for a NULL eng). */
+LR_API void *lr_engine_user_data(const lr_engine *eng);
 
 typedef struct lr_engine_stats {
 	uint64_t connections_opened;
@@ -483,6 +495,9 @@ LR_API lr_future *lr_session_send(lr_session *s, const char *text);
  * malloc'd memory the caller frees; NULL when out of memory. */
 LR_API char *lr_session_history(lr_session *s);
 LR_API int lr_session_turns(lr_session *s);   /* completed turns */
+/* The caller's pointer, untouched by the library (NULL until set). */
+LR_API void lr_session_set_user_data(lr_session *s, void *user_data);
+LR_API void *lr_session_user_data(const lr_session *s);
 /* Frees the session; a turn in flight completes without touching it. */
 LR_API void lr_session_free(lr_session *s);
 

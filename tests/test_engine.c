@@ -1542,6 +1542,28 @@ static void test_submission_racing_destroy_is_taken_and_completed_once(void **st
 	assert_non_null(strstr(res->error_message, "shutting down"));
 }
 
+static void test_engine_and_session_carry_the_callers_pointer(void **state)
+{
+	struct fx *fx = *state;
+	int mine = 0, other = 0;
+	fx_url(fx, 9);
+	fx->cfg.user_data = &mine;
+	fx_engine(fx);
+	assert_ptr_equal(lr_engine_user_data(fx->eng), &mine);
+	assert_null(lr_engine_user_data(NULL));
+	lr_session *s = lr_session_new(fx->eng, "gpt-4o-mini", NULL);
+	assert_non_null(s);
+	assert_null(lr_session_user_data(s));
+	lr_session_set_user_data(s, &other);
+	assert_ptr_equal(lr_session_user_data(s), &other);
+	assert_null(lr_session_user_data(NULL));
+	lr_session_free(s);
+	/* The growth rule: the reserved tail is zero in the defaults. */
+	lr_config d = lr_config_default();
+	for (size_t i = 0; i < sizeof(d.reserved); i++)
+		assert_int_equal(d.reserved[i], 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -1605,6 +1627,7 @@ int main(void)
 		T(test_destroy_with_requests_in_flight_completes_them_cancelled),
 		T(test_submit_from_four_threads_at_once_completes_all),
 		T(test_submission_racing_destroy_is_taken_and_completed_once),
+		T(test_engine_and_session_carry_the_callers_pointer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

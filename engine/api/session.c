@@ -28,6 +28,7 @@ struct lr_session {
 	char *pending;                 /* owner: session; the user message of the turn in flight */
 	int turns;
 	bool busy;
+	void *user_data;               /* the caller's, never touched */
 };
 
 static void session_unref(struct lr_session *s)
@@ -242,4 +243,15 @@ LR_API void lr_session_free(lr_session *s)
 {
 	if (s)
 		session_unref(s);
+}
+
+LR_API void lr_session_set_user_data(lr_session *s, void *user_data)
+{
+	if (s)
+		s->user_data = user_data;
+}
+
+LR_API void *lr_session_user_data(const lr_session *s)
+{
+	return s ? s->user_data : NULL;
 }

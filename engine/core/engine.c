@@ -1654,6 +1654,18 @@ LR_API int lr_engine_run(lr_engine *e, int timeout_ms)
 	return ret < 0 ? LR_ESYSTEM : 0;
 }
 
+LR_API void *lr_engine_user_data(const lr_engine *e)
+{
+	return e ? e->cfg.user_data : NULL;
+}
+
+/* The growth rule of lr_config (llmring.h): its size never changes. */
+#define LR_CONFIG_SIZE_LP64 384
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(lr_config) == LR_CONFIG_SIZE_LP64,
+               "lr_config's size is part of the ABI: take a new field's bytes from reserved");
+#endif
+
 LR_API const char *lr_engine_ring_mode(lr_engine *e)
 {
 	return e ? atomic_load(&e->ring_mode) : NULL;

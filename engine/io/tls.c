@@ -439,10 +439,3 @@ void tls_session_free(struct tls_session *s)
 	free(s);
 }
 
-size_t tls_conn_memory(void)
-{
-	/* The context plus mbedTLS's two record buffers (16 KiB of content
-	 * each plus a few hundred bytes of record overhead, not counted;
-	 * MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH is off in Debian). */
-	return sizeof(struct tls_conn) + MBEDTLS_SSL_IN_CONTENT_LEN + MBEDTLS_SSL_OUT_CONTENT_LEN;
-}

@@ -65,7 +65,4 @@ void tls_conn_close_notify(struct tls_conn *t);
 void tls_session_save(struct tls_conn *t, struct tls_session **slot);
 void tls_session_free(struct tls_session *s);
 
-/* Bytes of memory one connection's TLS state takes (context + buffers). */
-size_t tls_conn_memory(void);
-
 #endif
