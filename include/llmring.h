@@ -181,13 +181,17 @@ typedef struct lr_config {
 	/* The caller's, untouched by the engine: lr_engine_user_data()
 	 * returns it (as a libuv handle's data). */
 	void *user_data;
+	/* Diagnostics the library would otherwise print (it never writes to
+	 * stderr): one line, no newline, on the engine's thread. NULL: none. */
+	void (*on_log)(void *user, const char *message);
+	void *log_user;
 	/*
 	 * The growth rule: lr_config is passed and returned by value, so its
 	 * size is fixed for good. A new field takes its bytes from here (the
 	 * array shrinks by as much), and zero, what lr_config_default leaves
 	 * here, must mean the old behaviour. Never read; keep it zero.
 	 */
-	unsigned char reserved[192];
+	unsigned char reserved[176];
 } lr_config;
 
 

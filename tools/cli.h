@@ -94,6 +94,9 @@ long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint);
  */
 void cli_engine_error(const char *cmd, int rc, int saved_errno);
 
+/* lr_config.on_log for the commands: "llmring: MESSAGE" on stderr. */
+void cli_log(void *user, const char *message);
+
 /*
  * Writes text to f; when f is a terminal, control characters other than
  * newline and tab (C0, DEL, C1 and ESC) and bytes that are not valid

@@ -1892,6 +1892,7 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 		api_key = NULL;
 	}
 	lr_config cfg = lr_config_default();
+	cfg.on_log = cli_log;
 	cfg.base_url = base_url;
 	cfg.api_key = api_key;
 	cfg.ca_file = b->opt.cacert;

@@ -308,6 +308,12 @@ long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
 	return (long)fds;
 }
 
+void cli_log(void *user, const char *message)
+{
+	(void)user;
+	fprintf(stderr, "llmring: %s\n", message);
+}
+
 void cli_engine_error(const char *cmd, int rc, int saved_errno)
 {
 	if (saved_errno == EMFILE || saved_errno == ENFILE)
@@ -503,6 +509,7 @@ static int chat_main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 
 	lr_config cfg = lr_config_default();
+	cfg.on_log = cli_log;
 	cfg.base_url = base_url;
 	cfg.api_key = api_key;
 	cfg.ca_file = cacert;

@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1217,6 +1218,19 @@ static bool in_engine_callback(const struct lr_engine *e)
 	return e && tl_turn_engine == e;
 }
 
+/* The library never prints: what it has to say goes to cfg.on_log. */
+__attribute__((format(printf, 2, 3))) static void engine_log(const struct lr_engine *e, const char *fmt, ...)
+{
+	if (!e->cfg.on_log)
+		return;
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	e->cfg.on_log(e->cfg.log_user, line);
+}
+
 static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns);
 static int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 {
@@ -1261,7 +1275,7 @@ static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 		max_wait_ns = 0;
 	int ret = ring_run_once(&e->ring, max_wait_ns);
 	if (ret < 0 && ret != -EINTR) {
-		fprintf(stderr, "llmring: io_uring enter failed: %s\n", strerror(-ret));
+		engine_log(e, "io_uring enter failed: %s", strerror(-ret));
 		return ret;
 	}
 	engine_flush_reaped(e);
