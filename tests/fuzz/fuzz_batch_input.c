@@ -1,8 +1,8 @@
 /*
  * libFuzzer: one `llmring batch` input line, fast path vs full path.
  *
- * tools/cli_batch.c is included whole to reach its statics (fast_input,
- * check_input); tools/llmring.c and tools/mock_main.c are linked beside it
+ * tools/cli/cli_batch.c is included whole to reach its statics (fast_input,
+ * check_input); tools/cli/llmring.c and tools/cli/mock_main.c are linked beside it
  * with main renamed (tests/fuzz/meson.build).
  *
  * data[0] bit 0: --model given (else each line names its model). The rest
@@ -14,7 +14,7 @@
  * line without any backslash that the full path accepts with a model, the
  * fast path accepts too (it may only give up on escapes).
  */
-#include "../../tools/cli_batch.c"
+#include "../../tools/cli/cli_batch.c"
 
 static struct batch fb;
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer: the mock server's own request parser (tools/mock_server.c,
+ * libFuzzer: the mock server's own request parser (tools/mock/mock_server.c,
  * included whole to reach its statics) and what it answers.
  *
  * The input is the byte stream a client sends on one connection. It goes
@@ -16,7 +16,7 @@
  * is valid JSON (an error body too), a 200 chat or embeddings body parses
  * with provider_parse_response, and a stream decodes to its end.
  */
-#include "../../tools/mock_server.c"
+#include "../../tools/mock/mock_server.c"
 
 #include "http/http_reader.h"
 #include "format/json.h"

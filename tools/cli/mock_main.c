@@ -1,6 +1,6 @@
 /*
  * `llmring mock`: runs the mock LLM server (OpenAI, Anthropic, Ollama and
- * Gemini wire dialects; tools/mock_server.h) in the foreground
+ * Gemini wire dialects; tools/mock/mock_server.h) in the foreground
  * until SIGINT or SIGTERM. Prints one line, `listening on http://HOST:PORT`
  * (https:// with --tls-cert/--tls-key; the real port, also for --listen
  * HOST:0), so scripts can read the port. Exit status 2 for bad usage and for
