@@ -1564,6 +1564,34 @@ static void test_engine_and_session_carry_the_callers_pointer(void **state)
 		assert_int_equal(d.reserved[i], 0);
 }
 
+/* A refused request's message is its own: a later refusal on the same
+ * thread does not rewrite it (it lived in thread-local storage). */
+static void test_refusal_messages_do_not_change_under_the_caller(void **state)
+{
+	struct fx *fx = *state;
+	fx_url(fx, 9);
+	fx_engine(fx);
+	const char *keys[] = {"frequency_penalty", "presence_penalty"};
+	lr_future *f[2];
+	for (int i = 0; i < 2; i++) {
+		char body[200];
+		snprintf(body, sizeof(body),
+		         "{\"model\":\"anthropic/claude-haiku-4-5\",\"max_tokens\":5,"
+		         "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"%s\":0.5}", keys[i]);
+		lr_request *rq = lr_request_new(NULL);
+		assert_non_null(rq);
+		assert_int_equal(lr_request_set_body(rq, body, strlen(body)), 0);
+		f[i] = fx_submit_rq(fx, rq);
+	}
+	for (int i = 0; i < 2; i++) {
+		const lr_result *r = wait_result(f[i]);
+		assert_int_equal(r->error, LR_EUNSUPPORTED);
+		char want[100];
+		snprintf(want, sizeof(want), "\"%s\" has no Anthropic equivalent", keys[i]);
+		assert_non_null(strstr(r->error_message, want));
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
 
 int main(void)
@@ -1628,6 +1656,7 @@ int main(void)
 		T(test_submit_from_four_threads_at_once_completes_all),
 		T(test_submission_racing_destroy_is_taken_and_completed_once),
 		T(test_engine_and_session_carry_the_callers_pointer),
+		T(test_refusal_messages_do_not_change_under_the_caller),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1844,8 +1844,14 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		base_paths[p] = f->own_url ? f->own_url->path : e->ep[p].url.path;
 	struct provider_request pr; /* owner: this function */
 	ret = provider_build_request(rq, base_paths, &pr, why);
-	if (ret)
+	if (ret) {
+		/* Text composed in pr outlives it in the future. */
+		if (*why == pr.why_text) {
+			snprintf(f->message, sizeof(f->message), "%s", pr.why_text);
+			*why = f->message;
+		}
 		return ret;
+	}
 	f->provider = pr.provider;
 	f->endpoint = rq->endpoint;
 	snprintf(f->requested_model, sizeof(f->requested_model), "%s", pr.model);

@@ -268,7 +268,7 @@ static bool is_false(const struct json_doc *d, int i)
 }
 
 int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
-                    const char **why)
+                    char *why_text, size_t why_cap, const char **why)
 {
 	struct http_buf system = {0}; /* owner: this function */
 	int ret = buf_puts(out, "{\"model\":");
@@ -319,11 +319,10 @@ int anthropic_build(const struct json_doc *d, const char *model, bool stream, st
 		if (json_string_eq(d, k, "n") && d->tok[v].end - d->tok[v].start == 1 && d->text[d->tok[v].start] == '1')
 			continue;
 		if (!pass) {
-			static _Thread_local char msg[160]; /* why outlives this call */
 			char key[64] = "";
 			json_get_string(d, k, key, sizeof(key));
-			snprintf(msg, sizeof(msg), "\"%s\" has no Anthropic equivalent", key);
-			*why = msg;
+			snprintf(why_text, why_cap, "\"%s\" has no Anthropic equivalent", key);
+			*why = why_text;
 			ret = LR_EUNSUPPORTED;
 			break;
 		}

@@ -479,7 +479,8 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 				ret = out->provider == PROVIDER_OLLAMA ? ollama_build_embed(&doc, model_name, &out->body, why)
 				                                       : 0;
 			} else if (out->provider == PROVIDER_ANTHROPIC) {
-				ret = anthropic_build(&doc, model_name, out->stream, &out->body, why);
+				ret = anthropic_build(&doc, model_name, out->stream, &out->body, out->why_text,
+				                      sizeof(out->why_text), why);
 			} else if (out->provider == PROVIDER_OLLAMA) {
 				ret = ollama_build(&doc, model_name, out->stream, &out->body, why);
 			} else {

@@ -48,12 +48,13 @@ struct provider_request {
 	bool stream;                /* a streamed response was asked for */
 	bool body_is_input;         /* the caller's body goes out untouched (body is empty) */
 	char model[96];             /* the model sent, for accounting ("" when unknown) */
+	char why_text[160];         /* a composed *why of provider_build_request points here */
 };
 void provider_request_free(struct provider_request *pr);
 
 /* Routes and builds rq; base_paths[p] is the path of provider p's base
- * URL. 0, or LR_EINVAL / LR_EUNSUPPORTED with *why (static or
- * thread-local text). */
+ * URL. 0, or LR_EINVAL / LR_EUNSUPPORTED with *why: static text, or text
+ * in out->why_text (valid while *out is). */
 int provider_build_request(const struct lr_request *rq, const char *const *base_paths,
                            struct provider_request *out, const char **why);
 

@@ -29,8 +29,9 @@ struct stream_decoder {
 };
 
 /* Body builders: from the unified (OpenAI-shaped) body in d, for model. */
+/* A composed *why is written into why_text (why_cap bytes). */
 int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
-                    const char **why);
+                    char *why_text, size_t why_cap, const char **why);
 int ollama_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
                  const char **why);
 int ollama_build_embed(const struct json_doc *d, const char *model, struct http_buf *out,
