@@ -1118,10 +1118,7 @@ static void engine_shutdown(struct lr_engine *e)
  * (SINGLE_ISSUER ties a ring to its creator). */
 static int engine_setup(struct lr_engine *e)
 {
-	bool plain = e->cfg.ring_plain;
-	const char *env = getenv("LLMRING_RING_PLAIN");
-	if (env && env[0] == '1')
-		plain = true;
+	bool plain = e->cfg.ring_plain; /* LLMRING_RING_PLAIN was read by lr_engine_new */
 	unsigned entries = e->cfg.ring_entries ? e->cfg.ring_entries : 256;
 	int ret = ring_init(&e->ring, entries, 1024, 16384, plain);
 	if (ret < 0)
@@ -1498,11 +1495,17 @@ LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out)
 		e->cfg.max_body_bytes = d.max_body_bytes;
 	if (!(e->cfg.dns_ttl_s > 0))
 		e->cfg.dns_ttl_s = d.dns_ttl_s;
-	if (e->cfg.ca_file && !(e->ca_file = strdup(e->cfg.ca_file))) {
+	/* The environment is read here, on the caller's thread, never while
+	 * the engine runs (getenv races with setenv in other threads). */
+	const char *ca = e->cfg.ca_file && e->cfg.ca_file[0] ? e->cfg.ca_file : getenv("SSL_CERT_FILE");
+	if (ca && ca[0] && !(e->ca_file = strdup(ca))) {
 		free(e);
 		return LR_ENOMEM;
 	}
 	e->cfg.ca_file = NULL; /* the caller may free theirs */
+	const char *plain_env = getenv("LLMRING_RING_PLAIN");
+	if (plain_env && plain_env[0] == '1')
+		e->cfg.ring_plain = 1;
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
 	if (e->cfg.max_retries < 0)

@@ -70,7 +70,7 @@ struct pool_config {
 	uint64_t max_body_bytes;
 	struct resolver *resolver;  /* borrowed: host names (NULL: numeric hosts only) */
 	uint64_t dns_ttl_ns;        /* how long an origin keeps its addresses */
-	const char *ca_file;        /* borrowed for the pool's life; NULL: SSL_CERT_FILE or system */
+	const char *ca_file;        /* borrowed for the pool's life; NULL: the system bundle */
 	bool insecure;              /* TLS without verification */
 	bool no_resumption;         /* never offer saved sessions */
 };

@@ -109,9 +109,8 @@ int tls_config_new(const struct tls_config_options *o, struct tls_config **out, 
 	if (o->insecure) {
 		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
 	} else {
+		/* The engine resolved SSL_CERT_FILE when it was made. */
 		const char *path = o->ca_file;
-		if (!path || !path[0])
-			path = getenv("SSL_CERT_FILE");
 		if (!path || !path[0])
 			path = SYSTEM_CA_BUNDLE;
 		/* A positive return counts certificates that did not parse:

@@ -20,7 +20,7 @@ struct tls_conn;
 struct tls_session;
 
 struct tls_config_options {
-	const char *ca_file;  /* NULL: SSL_CERT_FILE, else the system bundle */
+	const char *ca_file;  /* NULL: the system bundle (the engine resolves SSL_CERT_FILE) */
 	bool insecure;        /* no verification at all (the caller warns) */
 };
 
