@@ -350,7 +350,9 @@ static int pull_queue_delta(struct pull_queue *q, const lr_delta *d)
 	return 0;
 }
 
-/* The one place a future completes. */
+/* Completes a future the engine has accepted (lr_submit's refusals end
+ * in future_fail_early, before anyone can wait on them): result, timings,
+ * accounting, then-callback, then waiters and the reap queue. */
 static void future_complete(struct lr_future *f, int err, const char *msg)
 {
 	struct lr_engine *e = f->eng;

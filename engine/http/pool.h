@@ -3,8 +3,9 @@
  *
  * An exchange is one request and its response. The pool finds it an idle
  * connection (most recently used first), opens a new one while the origin
- * is under its cap, or queues it. The one transport-level resend of
- * TECH-NOTES lives here: a request that fails on a reused connection before
+ * is under its cap, or queues it. The one transport-level resend lives
+ * here (a kept-alive connection the server has just closed is the usual
+ * cause, RFC 9112 section 9.3.1): a request that fails on a reused connection before
  * any response byte is sent again, once, on a fresh connection. Nothing
  * else is retried at this layer.
  */

@@ -1,6 +1,6 @@
 /*
- * Host name resolution off the loop thread (TECH-NOTES: getaddrinfo blocks
- * and gives no TTL). Lookups run on a small pool of helper threads; the
+ * Host name resolution off the loop thread (getaddrinfo blocks and gives
+ * no TTL). Lookups run on a small pool of helper threads; the
  * results are cached for a configured lifetime and handed back to the
  * owning loop, which drains them when its wake eventfd fires.
  *

@@ -76,7 +76,8 @@ static bool mbed_oom(int ret)
 	return low == MBEDTLS_ERR_ASN1_ALLOC_FAILED || low == MBEDTLS_ERR_MPI_ALLOC_FAILED;
 }
 
-/* The ALPN list must outlive the config (TECH-NOTES). */
+/* The ALPN list must outlive the config: mbedtls_ssl_conf_alpn_protocols
+ * keeps the pointer, not a copy. */
 static const char *alpn_list[] = {"http/1.1", NULL};
 
 int tls_config_new(const struct tls_config_options *o, struct tls_config **out, char *err,
