@@ -84,6 +84,10 @@ int url_parse(const char *s, struct url *u, const char **why)
 			return url_fail(why, "invalid character in URL host");
 	bool explicit_port = false;
 	if (*p == ':') {
+		/* Digits only (RFC 3986 3.2.3): strtol alone would take
+		 * leading blanks (even CR/LF) and a sign. */
+		if (!isdigit((unsigned char)p[1]))
+			return url_fail(why, "invalid port in URL");
 		char *end;
 		long port = strtol(p + 1, &end, 10);
 		if (end == p + 1 || port <= 0 || port > 65535)
