@@ -63,7 +63,7 @@ extern "C" {
 	XX(ETLS_HANDSHAKE, -21, "tls_handshake", "TLS handshake failed") \
 	XX(ECANCELLED, -22, "cancelled", "cancelled") \
 	XX(EHTTP, -23, "http_error", "HTTP error status") /* another 4xx status */ \
-	XX(EUNSUPPORTED, -24, "unsupported", "not supported in this build") /* feature not built yet */ \
+	XX(EUNSUPPORTED, -24, "unsupported", "not supported in this build") /* a provider or this build cannot do it */ \
 	XX(ESYSTEM, -25, "system_error", "system error") /* ring setup, fd limit, ... */ \
 	XX(EIO, -26, "io_error", "I/O error") /* reading or writing a file */
 

@@ -1012,6 +1012,19 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 	engine_queue(e, f);
 }
 
+/* Pushes f onto a lock-free stack linked through *link (f's own field);
+ * true when the stack was empty (the taker may need a wake-up). */
+static inline bool stack_push(_Atomic(struct lr_future *) *head, struct lr_future *f,
+                              struct lr_future **link)
+{
+	struct lr_future *old = atomic_load_explicit(head, memory_order_relaxed);
+	do {
+		*link = old;
+	} while (!atomic_compare_exchange_weak_explicit(head, &old, f, memory_order_release,
+	                                                memory_order_relaxed));
+	return old == NULL;
+}
+
 static struct lr_future *stack_take_fifo(_Atomic(struct lr_future *) *head, size_t link_offset)
 {
 	struct lr_future *f = atomic_exchange_explicit(head, NULL, memory_order_acquire);
@@ -1997,14 +2010,10 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		return f;
 	}
 	engine_submit_window_hook(e);
-	struct lr_future *old = atomic_load_explicit(&e->submit_head, memory_order_relaxed);
-	do {
-		f->next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&e->submit_head, &old, f, memory_order_release,
-	                                                memory_order_relaxed));
+	bool was_empty = stack_push(&e->submit_head, f, &f->next);
 	/* The owner of a caller-driven engine takes the stack on its next
 	 * turn; anyone else wakes the loop. */
-	if (!old && !engine_on_owner(e))
+	if (was_empty && !engine_on_owner(e))
 		eventfd_signal(e->wake_fd);
 	/* e may be freed from here on. */
 	atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
@@ -2082,12 +2091,7 @@ LR_API void lr_future_cancel(lr_future *f)
 		return; /* one cancel request is enough */
 	struct lr_engine *e = f->eng;
 	atomic_fetch_add(&f->refs, 1); /* held by the cancel request */
-	struct lr_future *old = atomic_load_explicit(&e->cancel_head, memory_order_relaxed);
-	do {
-		f->next_cancel = old;
-	} while (!atomic_compare_exchange_weak_explicit(&e->cancel_head, &old, f, memory_order_release,
-	                                                memory_order_relaxed));
-	if (!old && !engine_on_owner(e))
+	if (stack_push(&e->cancel_head, f, &f->next_cancel) && !engine_on_owner(e))
 		eventfd_signal(e->wake_fd);
 }
 
