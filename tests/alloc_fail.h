@@ -25,7 +25,7 @@ long alloc_fail_failed(void);   /* calls made to fail since then */
  * reset/arm (NULL: none): tells failure sites apart. */
 void *alloc_fail_site(void);
 /* A hash of that call's innermost ALLOC_FAIL_DEPTH callers (0: none):
- * tells apart the callers of shared helpers (http_buf_reserve...). */
+ * tells apart the callers of shared helpers (buf_reserve...). */
 #define ALLOC_FAIL_DEPTH 3
 unsigned long alloc_fail_path(void);
 /* Whether that call came from mbedTLS (linked in with its calloc renamed

@@ -17,7 +17,7 @@
 #include "http/http_reader.h"
 #include "llmring.h"
 
-static void assert_buf_equals(const struct http_buf *b, const char *expected, size_t len)
+static void assert_buf_equals(const struct buf *b, const char *expected, size_t len)
 {
 	assert_int_equal(b->len, len);
 	assert_memory_equal(b->data, expected, len);
@@ -27,7 +27,7 @@ static void assert_buf_equals(const struct http_buf *b, const char *expected, si
 
 static void request_is_serialized_exactly(void **state)
 {
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	assert_int_equal(http_write_request_line(&b, "POST", "/v1/chat/completions",
 	                                         "api.example.com:8443"), 0);
 	assert_int_equal(http_write_header(&b, "Authorization", 13, "Bearer sk-123", 13), 0);
@@ -40,7 +40,7 @@ static void request_is_serialized_exactly(void **state)
 	               "Content-Length: 7\r\n"
 	               "\r\n"
 	               "{\"a\":1}");
-	http_buf_free(&b);
+	buf_free(&b);
 	assert_null(b.data);
 	assert_int_equal(b.len, 0);
 	assert_int_equal(b.cap, 0);
@@ -48,11 +48,11 @@ static void request_is_serialized_exactly(void **state)
 
 static void empty_body_writes_content_length_zero(void **state)
 {
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	assert_int_equal(http_write_request_line(&b, "GET", "/v1/models", "h"), 0);
 	assert_int_equal(http_write_body(&b, NULL, 0), 0);
 	ASSERT_BUF(&b, "GET /v1/models HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void content_length_matches_a_large_body(void **state)
@@ -61,35 +61,35 @@ static void content_length_matches_a_large_body(void **state)
 	char *body = malloc(LEN); /* owner: this test */
 	assert_non_null(body);
 	memset(body, 'x', LEN);
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	assert_int_equal(http_write_body(&b, body, LEN), 0);
 	static const char head[] = "Content-Length: 1234567\r\n\r\n";
 	assert_int_equal(b.len, sizeof(head) - 1 + LEN);
 	assert_memory_equal(b.data, head, sizeof(head) - 1);
 	assert_memory_equal(b.data + sizeof(head) - 1, body, LEN);
 	free(body);
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void empty_and_tab_containing_values_are_allowed(void **state)
 {
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	assert_int_equal(http_write_header(&b, "X-Empty", 7, "", 0), 0);
 	assert_int_equal(http_write_header(&b, "X-Tab", 5, "a\tb", 3), 0);
 	assert_int_equal(http_write_header(&b, "X-Utf8", 6, "caf\xc3\xa9", 5), 0);
 	ASSERT_BUF(&b, "X-Empty: \r\nX-Tab: a\tb\r\nX-Utf8: caf\xc3\xa9\r\n");
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 /* Writes a known prefix, tries the bad header, and checks nothing changed. */
 static void expect_header_rejected(const char *name, size_t name_len, const char *value,
                                    size_t value_len)
 {
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	assert_int_equal(http_write_header(&b, "X-Ok", 4, "1", 1), 0);
 	assert_int_equal(http_write_header(&b, name, name_len, value, value_len), LR_EINVAL);
 	ASSERT_BUF(&b, "X-Ok: 1\r\n");
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void cr_lf_nul_in_header_value_are_rejected(void **state)
@@ -129,10 +129,10 @@ static void non_token_header_names_are_rejected(void **state)
 
 static void token_punctuation_in_header_names_is_allowed(void **state)
 {
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	assert_int_equal(http_write_header(&b, "!#$%&'*+-.^_`|~09az", 19, "v", 1), 0);
 	ASSERT_BUF(&b, "!#$%&'*+-.^_`|~09az: v\r\n");
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void request_line_rejects_injection_and_bad_methods(void **state)
@@ -149,37 +149,37 @@ static void request_line_rejects_injection_and_bad_methods(void **state)
 		{ "", "/", "h" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct http_buf b = { 0 };
+		struct buf b = { 0 };
 		assert_int_equal(http_write_request_line(&b, bad[i][0], bad[i][1], bad[i][2]),
 		                 LR_EINVAL);
 		assert_int_equal(b.len, 0);
-		http_buf_free(&b);
+		buf_free(&b);
 	}
 }
 
 static void buffer_grows_by_doubling_and_keeps_its_bytes(void **state)
 {
-	struct http_buf b = { 0 };
+	struct buf b = { 0 };
 	char expected[10000];
 	for (size_t i = 0; i < sizeof(expected); i++) {
 		expected[i] = (char)('a' + i % 26);
 		size_t old_cap = b.cap;
-		assert_int_equal(http_buf_append(&b, &expected[i], 1), 0);
+		assert_int_equal(buf_append(&b, &expected[i], 1), 0);
 		if (old_cap && b.cap != old_cap)
 			assert_int_equal(b.cap, old_cap * 2);
 	}
 	assert_buf_equals(&b, expected, sizeof(expected));
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void impossible_reservation_is_out_of_memory(void **state)
 {
-	struct http_buf b = { 0 };
-	assert_int_equal(http_buf_append(&b, "abc", 3), 0);
-	assert_int_equal(http_buf_reserve(&b, SIZE_MAX), LR_ENOMEM);
-	assert_int_equal(http_buf_reserve(&b, SIZE_MAX - 2), LR_ENOMEM);
+	struct buf b = { 0 };
+	assert_int_equal(buf_append(&b, "abc", 3), 0);
+	assert_int_equal(buf_reserve(&b, SIZE_MAX), LR_ENOMEM);
+	assert_int_equal(buf_reserve(&b, SIZE_MAX - 2), LR_ENOMEM);
 	ASSERT_BUF(&b, "abc");
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 int main(void)

@@ -507,14 +507,14 @@ static void test_span_includes_quotes(void **state)
 static void test_append_string_escapes(void **state)
 {
 	(void)state;
-	struct http_buf b = {0};
+	struct buf b = {0};
 	const char in[] = "plain \"q\" back\\ nl\n cr\r tab\t bs\b ff\f nul\0 x01\x01 x1f\x1f del\x7f \xc3\xa9";
 	assert_int_equal(json_append_string(&b, in, sizeof in - 1), 0);
 	const char want[] = "\"plain \\\"q\\\" back\\\\ nl\\n cr\\r tab\\t bs\\b ff\\f nul\\u0000"
 	                    " x01\\u0001 x1f\\u001f del\x7f \xc3\xa9\"";
 	assert_int_equal(b.len, sizeof want - 1);
 	assert_memory_equal(b.data, want, b.len);
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void test_append_string_round_trips(void **state)
@@ -530,12 +530,12 @@ static void test_append_string_round_trips(void **state)
 		in[i] = (char)(0xc0 | (cp >> 6));
 		in[i + 1] = (char)(0x80 | (cp & 0x3f));
 	}
-	struct http_buf b = {0};
-	assert_int_equal(http_buf_append(&b, "[", 1), 0);
+	struct buf b = {0};
+	assert_int_equal(buf_append(&b, "[", 1), 0);
 	assert_int_equal(json_append_string(&b, in, sizeof in), 0);
-	assert_int_equal(http_buf_append(&b, ",", 1), 0);
+	assert_int_equal(buf_append(&b, ",", 1), 0);
 	assert_int_equal(json_append_string(&b, "", 0), 0);
-	assert_int_equal(http_buf_append(&b, "]", 1), 0);
+	assert_int_equal(buf_append(&b, "]", 1), 0);
 	struct json_doc d = {0};
 	assert_int_equal(json_parse(&d, b.data, b.len), 0);
 	char out[300];
@@ -549,19 +549,19 @@ static void test_append_string_round_trips(void **state)
 	assert_int_equal(json_get_string(&d, 0, out, sizeof out), 8);
 	assert_memory_equal(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd", 8);
 	json_doc_free(&d);
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 static void test_append_string_appends(void **state)
 {
 	(void)state;
-	struct http_buf b = {0};
-	assert_int_equal(http_buf_append(&b, "{\"k\":", 5), 0);
+	struct buf b = {0};
+	assert_int_equal(buf_append(&b, "{\"k\":", 5), 0);
 	assert_int_equal(json_append_string(&b, "v", 1), 0);
-	assert_int_equal(http_buf_append(&b, "}", 1), 0);
+	assert_int_equal(buf_append(&b, "}", 1), 0);
 	assert_int_equal(b.len, 9);
 	assert_memory_equal(b.data, "{\"k\":\"v\"}", 9);
-	http_buf_free(&b);
+	buf_free(&b);
 }
 
 

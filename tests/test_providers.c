@@ -72,7 +72,7 @@ static int member_cmp(const void *a, const void *b)
 	return (x->len > y->len) - (x->len < y->len);
 }
 
-static int canon_value(const struct json_doc *d, int i, struct http_buf *out, const char **err)
+static int canon_value(const struct json_doc *d, int i, struct buf *out, const char **err)
 {
 	const struct json_token *t = &d->tok[i];
 	int ret = 0;
@@ -88,7 +88,7 @@ static int canon_value(const struct json_doc *d, int i, struct http_buf *out, co
 			k = json_skip(d, k + 1);
 		}
 		qsort(m, (size_t)t->size, sizeof(*m), member_cmp);
-		ret = http_buf_append(out, "{", 1);
+		ret = buf_append(out, "{", 1);
 		for (int j = 0; !ret && j < t->size; j++) {
 			if (j && member_cmp(&m[j - 1], &m[j]) == 0) {
 				*err = "duplicate key";
@@ -96,40 +96,40 @@ static int canon_value(const struct json_doc *d, int i, struct http_buf *out, co
 				break;
 			}
 			if (j)
-				ret = http_buf_append(out, ",", 1);
+				ret = buf_append(out, ",", 1);
 			if (!ret)
 				ret = canon_value(d, m[j].k, out, err);
 			if (!ret)
-				ret = http_buf_append(out, ":", 1);
+				ret = buf_append(out, ":", 1);
 			if (!ret)
 				ret = canon_value(d, m[j].v, out, err);
 		}
 		free(m);
-		return ret ? ret : http_buf_append(out, "}", 1);
+		return ret ? ret : buf_append(out, "}", 1);
 	}
 	case JSON_ARRAY: {
-		ret = http_buf_append(out, "[", 1);
+		ret = buf_append(out, "[", 1);
 		int k = i + 1;
 		for (int j = 0; !ret && j < t->size; j++, k = json_skip(d, k)) {
 			if (j)
-				ret = http_buf_append(out, ",", 1);
+				ret = buf_append(out, ",", 1);
 			if (!ret)
 				ret = canon_value(d, k, out, err);
 		}
-		return ret ? ret : http_buf_append(out, "]", 1);
+		return ret ? ret : buf_append(out, "]", 1);
 	}
 	case JSON_STRING: {
-		struct http_buf raw = {0}; /* owner: this block */
+		struct buf raw = {0}; /* owner: this block */
 		ret = json_unescape_append(&raw, d->text + t->start, (size_t)(t->end - t->start));
 		if (ret)
 			*err = "bad string escape";
 		else
 			ret = json_append_string(out, raw.data ? raw.data : "", raw.len);
-		http_buf_free(&raw);
+		buf_free(&raw);
 		return ret;
 	}
 	default:
-		return http_buf_append(out, d->text + t->start, (size_t)(t->end - t->start));
+		return buf_append(out, d->text + t->start, (size_t)(t->end - t->start));
 	}
 }
 
@@ -173,7 +173,7 @@ static const char *canon_at(const char *text, size_t len, const char *path)
 		return dst;
 	}
 	struct json_doc d = {0};     /* owner: this function */
-	struct http_buf out = {0};   /* owner: this function */
+	struct buf out = {0};   /* owner: this function */
 	const char *err = NULL;
 	int i = -1;
 	if (json_parse(&d, text, len) || d.count == 0)
@@ -192,7 +192,7 @@ static const char *canon_at(const char *text, size_t len, const char *path)
 		memcpy(dst, out.data, out.len);
 		dst[out.len] = '\0';
 	}
-	http_buf_free(&out);
+	buf_free(&out);
 	json_doc_free(&d);
 	return dst;
 }
@@ -1147,7 +1147,7 @@ struct snap {
 	size_t openai_body_len;
 };
 
-static void copy_buf(char *dst, size_t cap, const struct http_buf *b)
+static void copy_buf(char *dst, size_t cap, const struct buf *b)
 {
 	size_t n = b->len < cap - 1 ? b->len : cap - 1;
 	if (n)
@@ -1175,12 +1175,12 @@ static void snapshot(const struct reply *r, struct snap *s)
 		copy_buf(s->calls[i].name, sizeof(s->calls[i].name), &r->calls[i].name);
 		copy_buf(s->calls[i].args, sizeof(s->calls[i].args), &r->calls[i].args);
 	}
-	struct http_buf body = {0}; /* owner: this function */
+	struct buf body = {0}; /* owner: this function */
 	if (reply_openai_body(r, &body) == 0) {
 		copy_buf(s->openai_body, sizeof(s->openai_body), &body);
 		s->openai_body_len = strlen(s->openai_body);
 	}
-	http_buf_free(&body);
+	buf_free(&body);
 }
 
 /* A whole response through provider_parse_response. */
@@ -1191,12 +1191,12 @@ static const struct snap *parse(enum provider p, enum lr_endpoint ep, int status
 	struct reply r;
 	reply_init(&r, record_delta, &s.rec);
 	struct json_doc doc = {0};      /* owner: this function */
-	struct http_buf norm = {0};     /* owner: this function */
+	struct buf norm = {0};     /* owner: this function */
 	provider_parse_response(p, ep, &doc, status, body, strlen(body), &r, &s.body_is_json, &norm, &s.rewritten);
 	snapshot(&r, &s);
 	copy_buf(s.normalized, sizeof(s.normalized), &norm);
 	s.normalized_len = strlen(s.normalized);
-	http_buf_free(&norm);
+	buf_free(&norm);
 	json_doc_free(&doc);
 	reply_free(&r);
 	return &s;

@@ -48,18 +48,18 @@ static void session_unref(struct lr_session *s)
 /* A message object as a malloc'd string: {"role":ROLE,"content":TEXT}. */
 static char *message_json(const char *role, const char *text, size_t len)
 {
-	struct http_buf b = {0}; /* owner: this function until returned */
-	int ret = http_buf_append(&b, "{\"role\":\"", 9);
+	struct buf b = {0}; /* owner: this function until returned */
+	int ret = buf_append(&b, "{\"role\":\"", 9);
 	if (!ret)
-		ret = http_buf_append(&b, role, strlen(role));
+		ret = buf_append(&b, role, strlen(role));
 	if (!ret)
-		ret = http_buf_append(&b, "\",\"content\":", 12);
+		ret = buf_append(&b, "\",\"content\":", 12);
 	if (!ret)
 		ret = json_append_string(&b, text, len);
 	if (!ret)
-		ret = http_buf_append(&b, "}", 2); /* with the NUL */
+		ret = buf_append(&b, "}", 2); /* with the NUL */
 	if (ret) {
-		http_buf_free(&b);
+		buf_free(&b);
 		return NULL;
 	}
 	return b.data;
@@ -68,31 +68,31 @@ static char *message_json(const char *role, const char *text, size_t len)
 /* The assistant turn of a result: text and tool calls, OpenAI's shape. */
 static char *assistant_json(const lr_result *r)
 {
-	struct http_buf b = {0}; /* owner: this function until returned */
-	int ret = http_buf_append(&b, "{\"role\":\"assistant\",\"content\":", 30);
+	struct buf b = {0}; /* owner: this function until returned */
+	int ret = buf_append(&b, "{\"role\":\"assistant\",\"content\":", 30);
 	if (!ret)
 		ret = r->text_len || !r->tool_call_count ? json_append_string(&b, r->text ? r->text : "", r->text_len)
-		                                         : http_buf_append(&b, "null", 4);
+		                                         : buf_append(&b, "null", 4);
 	for (int i = 0; !ret && i < r->tool_call_count; i++) {
 		const lr_tool_call *c = &r->tool_calls[i];
-		ret = http_buf_append(&b, i ? ",{\"id\":" : ",\"tool_calls\":[{\"id\":", i ? 7 : 21);
+		ret = buf_append(&b, i ? ",{\"id\":" : ",\"tool_calls\":[{\"id\":", i ? 7 : 21);
 		if (!ret)
 			ret = json_append_string(&b, c->id, strlen(c->id));
 		if (!ret)
-			ret = http_buf_append(&b, ",\"type\":\"function\",\"function\":{\"name\":", 38);
+			ret = buf_append(&b, ",\"type\":\"function\",\"function\":{\"name\":", 38);
 		if (!ret)
 			ret = json_append_string(&b, c->name, strlen(c->name));
 		if (!ret)
-			ret = http_buf_append(&b, ",\"arguments\":", 13);
+			ret = buf_append(&b, ",\"arguments\":", 13);
 		if (!ret)
 			ret = json_append_string(&b, c->arguments, c->arguments_len);
 		if (!ret)
-			ret = http_buf_append(&b, i + 1 == r->tool_call_count ? "}}]" : "}}", i + 1 == r->tool_call_count ? 3 : 2);
+			ret = buf_append(&b, i + 1 == r->tool_call_count ? "}}]" : "}}", i + 1 == r->tool_call_count ? 3 : 2);
 	}
 	if (!ret)
-		ret = http_buf_append(&b, "}", 2);
+		ret = buf_append(&b, "}", 2);
 	if (ret) {
-		http_buf_free(&b);
+		buf_free(&b);
 		return NULL;
 	}
 	return b.data;
@@ -208,22 +208,22 @@ LR_API char *lr_session_history(lr_session *s)
 {
 	if (!s)
 		return NULL;
-	struct http_buf b = {0}; /* owner: this function until returned */
+	struct buf b = {0}; /* owner: this function until returned */
 	pthread_mutex_lock(&s->lock);
-	int ret = http_buf_append(&b, "[", 1);
+	int ret = buf_append(&b, "[", 1);
 	if (!ret && s->system)
-		ret = http_buf_append(&b, s->system, strlen(s->system));
+		ret = buf_append(&b, s->system, strlen(s->system));
 	for (int i = 0; !ret && i < s->nmsgs; i++) {
-		if ((i || s->system) && http_buf_append(&b, ",", 1))
+		if ((i || s->system) && buf_append(&b, ",", 1))
 			ret = LR_ENOMEM;
 		if (!ret)
-			ret = http_buf_append(&b, s->msgs[i], strlen(s->msgs[i]));
+			ret = buf_append(&b, s->msgs[i], strlen(s->msgs[i]));
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!ret)
-		ret = http_buf_append(&b, "]", 2);
+		ret = buf_append(&b, "]", 2);
 	if (ret) {
-		http_buf_free(&b);
+		buf_free(&b);
 		return NULL;
 	}
 	return b.data;

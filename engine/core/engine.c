@@ -61,7 +61,7 @@ struct lr_future {
 	lr_result result;
 
 	/* Result storage, owner: the future. */
-	struct http_buf resp_body;
+	struct buf resp_body;
 	size_t buffered;                /* response bytes counted in eng->buffered_bytes */
 	bool over_budget;               /* failed by the engine-wide buffered-bytes cap */
 	bool encoded_body;              /* refused: a Content-Encoding other than identity */
@@ -78,7 +78,7 @@ struct lr_future {
 	/* Engine-side state. */
 	enum future_state state;
 	struct url *own_url;            /* owner: future; NULL uses the engine's URL */
-	struct http_buf req_bytes;      /* owner: future; the whole request */
+	struct buf req_bytes;      /* owner: future; the whole request */
 	struct http_exchange ex;
 	struct ring_timer deadline;
 	uint64_t submit_ns, start_ns;
@@ -136,7 +136,7 @@ struct endpoint {
 	int error;                      /* LR_E* when this provider cannot be used */
 	char why[160];
 	struct url url;
-	struct http_buf fixed_headers;  /* owner: engine; may hold a key: wiped on free */
+	struct buf fixed_headers;  /* owner: engine; may hold a key: wiped on free */
 	bool needs_key;                 /* the provider's own endpoint and no key found */
 };
 
@@ -245,8 +245,8 @@ static void future_free(struct lr_future *f)
 		pthread_mutex_destroy(&f->pull->lock);
 		free(f->pull);
 	}
-	http_buf_free(&f->resp_body);
-	http_buf_free(&f->req_bytes);
+	buf_free(&f->resp_body);
+	buf_free(&f->req_bytes);
 	free(f->own_url);
 	free(f);
 }
@@ -365,8 +365,8 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	/* The result's strings are NUL-terminated and its calls published
 	 * here; a success that cannot be handed out whole is out of memory
 	 * (a failure just goes without them). */
-	bool body_ok = f->resp_body.data && http_buf_reserve(&f->resp_body, 1) == 0;
-	bool text_ok = rp->text.data && http_buf_reserve(&rp->text, 1) == 0;
+	bool body_ok = f->resp_body.data && buf_reserve(&f->resp_body, 1) == 0;
+	bool text_ok = rp->text.data && buf_reserve(&rp->text, 1) == 0;
 	bool calls_ok = rp->ncalls && reply_publish_calls(rp) == 0;
 	if (!err && ((f->resp_body.data && !body_ok) || (rp->text.data && !text_ok) ||
 	             (rp->ncalls && !calls_ok))) {
@@ -417,7 +417,7 @@ static void future_complete(struct lr_future *f, int err, const char *msg)
 	if (rp->first_token_ns > f->submit_ns)
 		r->timings.ttft_ms = ns_to_ms(rp->first_token_ns - f->submit_ns);
 	/* The request bytes are no longer needed. */
-	http_buf_free(&f->req_bytes);
+	buf_free(&f->req_bytes);
 	atomic_fetch_add_explicit(&e->stat_completed, 1, memory_order_relaxed);
 	engine_publish_stats(e);
 
@@ -646,7 +646,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		if (h->status == 429 && f->result.retry_after_s >= 0)
 			limits_pause(&e->limits, e->ring.now_ns + clock_seconds_to_ns(f->result.retry_after_s));
 	}
-	f->resp_body.len = 0;
+	buf_clear(&f->resp_body);
 	/* Requests say Accept-Encoding: identity; a server that compresses
 	 * anyway gets a named error, not "not valid JSON" about gzip bytes. */
 	f->encoded_body = false;
@@ -676,7 +676,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		return 0;
 	}
 	if (h->content_length > 0 && (uint64_t)h->content_length <= f->eng->cfg.max_body_bytes)
-		return http_buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
+		return buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
 	return 0;
 }
 
@@ -708,7 +708,7 @@ static int future_on_body(struct http_exchange *ex, const char *data, size_t len
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
 	if (!f->stream) {
-		int r = http_buf_append(&f->resp_body, data, len);
+		int r = buf_append(&f->resp_body, data, len);
 		return r ? r : engine_check_buffered(f->eng, f);
 	}
 	unsigned long before = f->reply.events;
@@ -785,7 +785,7 @@ static void attempt_reset(struct lr_future *f)
 	stream_decoder_free(f->stream);
 	f->stream = NULL;
 	reply_reset(&f->reply);
-	f->resp_body.len = 0;
+	buf_clear(&f->resp_body);
 	f->request_id[0] = '\0';
 	f->result.http_status = 0;
 	f->result.body_is_json = 0;
@@ -840,18 +840,18 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 	}
 	if (err == LR_ETOOLARGE) {
 		/* A partial body that broke a cap is of no use to anyone. */
-		http_buf_free(&f->resp_body);
+		buf_free(&f->resp_body);
 		f->result.http_status = 0;
 	}
 	if (err == 0 || f->result.http_status) {
 		/* NUL-terminate the body so callers may treat it as a string. */
-		if (http_buf_reserve(&f->resp_body, 1) == 0)
+		if (buf_reserve(&f->resp_body, 1) == 0)
 			f->resp_body.data[f->resp_body.len] = '\0';
 	}
 	if (f->stream) {
 		int r = err ? err : stream_decoder_finish(f->stream);
-		f->resp_body.len = 0;
-		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && http_buf_reserve(&f->resp_body, 1) == 0) {
+		buf_clear(&f->resp_body);
+		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && buf_reserve(&f->resp_body, 1) == 0) {
 			f->resp_body.data[f->resp_body.len] = '\0';
 			f->result.body_is_json = 1;
 		} else if (!r) {
@@ -866,21 +866,21 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		return;
 	}
 	if (err == 0) {
-		struct http_buf normalized = {0}; /* owner: this block until swapped in */
+		struct buf normalized = {0}; /* owner: this block until swapped in */
 		bool body_is_json, rewritten;
 		provider_parse_response(f->provider, f->endpoint, &e->doc, f->result.http_status,
 		                        f->resp_body.data, f->resp_body.len, &f->reply, &body_is_json,
 		                        &normalized, &rewritten);
-		if (rewritten && http_buf_reserve(&normalized, 1) == 0) {
+		if (rewritten && buf_reserve(&normalized, 1) == 0) {
 			/* Batch output is OpenAI-shaped whatever the provider. */
 			normalized.data[normalized.len] = '\0';
-			struct http_buf raw = f->resp_body;
+			struct buf raw = f->resp_body;
 			f->resp_body = normalized;
 			normalized = raw;
 		} else if (rewritten) {
 			reply_fail(&f->reply, LR_ENOMEM, "out of memory rewriting the body");
 		}
-		http_buf_free(&normalized);
+		buf_free(&normalized);
 		f->result.body_is_json = body_is_json;
 		int code = f->reply.error;
 		if (code)
@@ -1358,13 +1358,13 @@ LR_API lr_config lr_config_default(void)
 	return c;
 }
 
-static int append_header(struct http_buf *b, const char *name, const char *value)
+static int append_header(struct buf *b, const char *name, const char *value)
 {
 	return http_write_header(b, name, strlen(name), value, strlen(value));
 }
 
 /* Host, key and content headers of one base URL for one provider. */
-static int build_fixed_headers(struct http_buf *b, const struct url *u, enum provider p,
+static int build_fixed_headers(struct buf *b, const struct url *u, enum provider p,
                                const char *api_key)
 {
 	int ret = append_header(b, "Host", u->host_header);
@@ -1385,7 +1385,7 @@ static void endpoint_wipe(struct endpoint *ep)
 {
 	if (ep->fixed_headers.data)
 		memset(ep->fixed_headers.data, 0, ep->fixed_headers.cap);
-	http_buf_free(&ep->fixed_headers);
+	buf_free(&ep->fixed_headers);
 }
 
 /* OLLAMA_HOST may be "host", "host:port" or a URL, as the Ollama CLI takes it. */
@@ -1847,7 +1847,7 @@ LR_API int lr_engine_reap(lr_engine *e, lr_future **out, int max, int timeout_ms
 
 static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *rq, const char **why)
 {
-	struct http_buf fixed = {0}; /* owner: this function, for a per-request URL */
+	struct buf fixed = {0}; /* owner: this function, for a per-request URL */
 	const char *base_paths[PROVIDER_COUNT];
 	int ret = 0;
 	if (rq->base_url) {
@@ -1874,7 +1874,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	f->endpoint = rq->endpoint;
 	snprintf(f->requested_model, sizeof(f->requested_model), "%s", pr.model);
 	const struct endpoint *ep = &e->ep[pr.provider];
-	const struct http_buf *hdrs = &ep->fixed_headers;
+	const struct buf *hdrs = &ep->fixed_headers;
 	if (f->own_url) {
 		/* A different origin gets no key: it was given for the engine's. */
 		ret = build_fixed_headers(&fixed, f->own_url, pr.provider, NULL);
@@ -1890,23 +1890,23 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	}
 	const char *body = pr.body_is_input ? rq->body.data : pr.body.data;
 	size_t body_len = pr.body_is_input ? rq->body.len : pr.body.len;
-	struct http_buf *b = &f->req_bytes;
+	struct buf *b = &f->req_bytes;
 	if (!ret)
-		ret = http_buf_reserve(b, pr.path.len + hdrs->len + rq->headers.len + body_len + 64);
+		ret = buf_reserve(b, pr.path.len + hdrs->len + rq->headers.len + body_len + 64);
 	if (!ret) {
 		/* Reserved above: these appends cannot fail. */
-		http_buf_append(b, "POST ", 5);
-		http_buf_append(b, pr.path.data, pr.path.len);
-		http_buf_append(b, " HTTP/1.1\r\n", 11);
-		http_buf_append(b, hdrs->data, hdrs->len);
+		buf_append(b, "POST ", 5);
+		buf_append(b, pr.path.data, pr.path.len);
+		buf_append(b, " HTTP/1.1\r\n", 11);
+		buf_append(b, hdrs->data, hdrs->len);
 		if (rq->headers.len)
-			http_buf_append(b, rq->headers.data, rq->headers.len);
+			buf_append(b, rq->headers.data, rq->headers.len);
 		ret = http_write_body(b, body, body_len);
 	}
 	if (!ret && e->cfg.tokens_per_minute > 0)
 		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
 	provider_request_free(&pr);
-	http_buf_free(&fixed);
+	buf_free(&fixed);
 	return ret;
 }
 
@@ -1919,7 +1919,7 @@ static void future_fail_early(lr_engine *e, struct lr_future *f, int err, const 
 	f->result.error_message = f->message;
 	f->result.provider = provider_info(f->provider)->name;
 	f->result.cost_usd = -1;
-	http_buf_free(&f->req_bytes);
+	buf_free(&f->req_bytes);
 	atomic_store(&f->done, 1);
 	if (e->cfg.reap_completions) {
 		reap_push(e, f, f, 1);

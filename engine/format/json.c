@@ -636,11 +636,11 @@ void json_span(const struct json_doc *d, int i, const char **start, size_t *len)
 	*len = (size_t)(t->end - t->start) + (quoted ? 2 : 0);
 }
 
-int json_append_string(struct http_buf *b, const char *s, size_t len)
+int json_append_string(struct buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	/* Most strings need no escape: reserve for that case up front. */
-	if (http_buf_reserve(b, len + 2))
+	if (buf_reserve(b, len + 2))
 		return LR_ENOMEM;
 	b->data[b->len++] = '"';
 	size_t k = 0;
@@ -649,7 +649,7 @@ int json_append_string(struct http_buf *b, const char *s, size_t len)
 		while (run < len && (unsigned char)s[run] >= 0x20 && (unsigned char)s[run] < 0x80 &&
 		       s[run] != '"' && s[run] != '\\')
 			run++;
-		if (run > k && http_buf_append(b, s + k, run - k))
+		if (run > k && buf_append(b, s + k, run - k))
 			return LR_ENOMEM;
 		k = run;
 		if (k >= len)
@@ -658,7 +658,7 @@ int json_append_string(struct http_buf *b, const char *s, size_t len)
 			/* Valid UTF-8 goes as it is; anything else becomes U+FFFD, so
 			 * what we write is always JSON (RFC 8259 text is UTF-8). */
 			size_t n = json_utf8_len(s + k, s + len);
-			if (n ? http_buf_append(b, s + k, n) : http_buf_append(b, "\xef\xbf\xbd", 3))
+			if (n ? buf_append(b, s + k, n) : buf_append(b, "\xef\xbf\xbd", 3))
 				return LR_ENOMEM;
 			k += n ? n : 1;
 			continue;
@@ -683,10 +683,10 @@ int json_append_string(struct http_buf *b, const char *s, size_t len)
 			n = 6;
 			break;
 		}
-		if (http_buf_append(b, esc, n))
+		if (buf_append(b, esc, n))
 			return LR_ENOMEM;
 	}
-	return http_buf_append(b, "\"", 1) ? LR_ENOMEM : 0;
+	return buf_append(b, "\"", 1) ? LR_ENOMEM : 0;
 }
 
 const char *json_invalid_reason(const char *text, size_t len, char *buf, size_t cap)

@@ -75,7 +75,7 @@ bool json_scan_path_is(const struct json_scan_path *path, const char *const *key
 /* Appends the unescaped text of a raw JSON string span (as json_scan
  * reports it: no quotes, escapes kept) to out; \u escapes become UTF-8
  * (a lone surrogate U+FFFD). 0, LR_EPROTO on a bad escape, LR_ENOMEM. */
-int json_unescape_append(struct http_buf *out, const char *raw, size_t len);
+int json_unescape_append(struct buf *out, const char *raw, size_t len);
 
 /* Length (2..4) of the valid UTF-8 sequence of a non-ASCII lead byte at
  * p, or 0 when it is not one (overlong, a surrogate, past U+10FFFF, cut
@@ -92,6 +92,6 @@ size_t json_utf8_len(const char *p, const char *end);
 const char *json_invalid_reason(const char *text, size_t len, char *buf, size_t cap);
 
 /* Appends s as a quoted, escaped JSON string. */
-int json_append_string(struct http_buf *b, const char *s, size_t len);
+int json_append_string(struct buf *b, const char *s, size_t len);
 
 #endif

@@ -334,10 +334,10 @@ static size_t utf8_put(char *out, uint32_t cp)
 	return 4;
 }
 
-int json_unescape_append(struct http_buf *out, const char *raw, size_t len)
+int json_unescape_append(struct buf *out, const char *raw, size_t len)
 {
 	/* Unescaping never lengthens: one reservation covers the worst case. */
-	if (http_buf_reserve(out, len + 1))
+	if (buf_reserve(out, len + 1))
 		return LR_ENOMEM;
 	char *w = out->data + out->len;
 	const char *p = raw, *end = raw + len;

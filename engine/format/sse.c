@@ -32,7 +32,7 @@ static const unsigned char utf8_bom[3] = {0xEF, 0xBB, 0xBF};
 
 /* Grows b to hold need bytes: doubling, but never past limit (the caller
  * has checked need <= limit), so a cap bounds memory as well as data. */
-static int buf_reserve(struct sse_buf *b, size_t need, size_t limit)
+static int sse_buf_reserve(struct sse_buf *b, size_t need, size_t limit)
 {
 	if (need <= b->cap)
 		return 0;
@@ -51,11 +51,11 @@ static int buf_reserve(struct sse_buf *b, size_t need, size_t limit)
 	return 0;
 }
 
-static int buf_append(struct sse_buf *b, const char *s, size_t n, size_t limit)
+static int sse_buf_append(struct sse_buf *b, const char *s, size_t n, size_t limit)
 {
 	if (n == 0)
 		return 0;
-	int rc = buf_reserve(b, b->len + n, limit);
+	int rc = sse_buf_reserve(b, b->len + n, limit);
 	if (rc < 0)
 		return rc;
 	memcpy(b->data + b->len, s, n);
@@ -63,7 +63,7 @@ static int buf_append(struct sse_buf *b, const char *s, size_t n, size_t limit)
 	return 0;
 }
 
-static void buf_free(struct sse_buf *b)
+static void sse_buf_free(struct sse_buf *b)
 {
 	free(b->data);
 	b->data = NULL;
@@ -110,10 +110,10 @@ void sse_parser_reset(struct sse_parser *p)
 
 void sse_parser_free(struct sse_parser *p)
 {
-	buf_free(&p->line);
-	buf_free(&p->data);
-	buf_free(&p->type);
-	buf_free(&p->id);
+	sse_buf_free(&p->line);
+	sse_buf_free(&p->data);
+	sse_buf_free(&p->type);
+	sse_buf_free(&p->id);
 	clear_event(p);
 }
 
@@ -129,9 +129,9 @@ static int own_data(struct sse_parser *p)
 	if (!p->bdata)
 		return 0;
 	p->data.len = 0;
-	int rc = buf_append(&p->data, p->bdata, p->bdata_len, data_limit(p));
+	int rc = sse_buf_append(&p->data, p->bdata, p->bdata_len, data_limit(p));
 	if (rc == 0)
-		rc = buf_append(&p->data, "\n", 1, data_limit(p));
+		rc = sse_buf_append(&p->data, "\n", 1, data_limit(p));
 	p->bdata = NULL;
 	p->bdata_len = 0;
 	return rc;
@@ -163,9 +163,9 @@ static int field_data(struct sse_parser *p, const char *v, size_t n, bool borrow
 		if (rc < 0)
 			return rc;
 	}
-	int rc = buf_append(&p->data, v, n, data_limit(p));
+	int rc = sse_buf_append(&p->data, v, n, data_limit(p));
 	if (rc == 0)
-		rc = buf_append(&p->data, "\n", 1, data_limit(p));
+		rc = sse_buf_append(&p->data, "\n", 1, data_limit(p));
 	return rc;
 }
 
@@ -178,7 +178,7 @@ static int field_event(struct sse_parser *p, const char *v, size_t n, bool borro
 		return 0;
 	}
 	p->type.len = 0;
-	int rc = buf_append(&p->type, v, n, p->max_line_bytes);
+	int rc = sse_buf_append(&p->type, v, n, p->max_line_bytes);
 	if (rc < 0)
 		return rc;
 	p->type_ptr = p->type.data;
@@ -259,7 +259,7 @@ static int process_line(struct sse_parser *p, const char *line, size_t len, bool
 	case 2:
 		if (memcmp(line, "id", 2) == 0 && !memchr(v, '\0', n)) {
 			p->id.len = 0;
-			return buf_append(&p->id, v, n, p->max_line_bytes);
+			return sse_buf_append(&p->id, v, n, p->max_line_bytes);
 		}
 		break;
 	case 4:
@@ -281,7 +281,7 @@ static int append_partial(struct sse_parser *p, const char *s, size_t n)
 {
 	if (n > p->max_line_bytes - p->line.len)
 		return LR_ETOOLARGE;
-	return buf_append(&p->line, s, n, p->max_line_bytes);
+	return sse_buf_append(&p->line, s, n, p->max_line_bytes);
 }
 
 /* Strips a UTF-8 BOM that opens the stream, even one split across feeds.

@@ -52,7 +52,7 @@ static bool is_visible(const char *s, size_t len)
 }
 
 /* Appends without checks; the caller reserved the room. */
-static inline void put(struct http_buf *b, const void *data, size_t len)
+static inline void put(struct buf *b, const void *data, size_t len)
 {
 	memcpy(b->data + b->len, data, len);
 	b->len += len;
@@ -60,7 +60,7 @@ static inline void put(struct http_buf *b, const void *data, size_t len)
 
 #define PUT_LITERAL(b, lit) put((b), (lit), sizeof(lit) - 1)
 
-int http_write_request_line(struct http_buf *b, const char *method, const char *target,
+int http_write_request_line(struct buf *b, const char *method, const char *target,
                             const char *host_header)
 {
 	size_t method_len = strlen(method), target_len = strlen(target);
@@ -70,7 +70,7 @@ int http_write_request_line(struct http_buf *b, const char *method, const char *
 		return LR_EINVAL;
 	size_t total = method_len + 1 + target_len + sizeof(" HTTP/1.1\r\nHost: ") - 1 +
 	               host_len + 2;
-	int rc = http_buf_reserve(b, total);
+	int rc = buf_reserve(b, total);
 	if (rc < 0)
 		return rc;
 	put(b, method, method_len);
@@ -82,12 +82,12 @@ int http_write_request_line(struct http_buf *b, const char *method, const char *
 	return 0;
 }
 
-int http_write_header(struct http_buf *b, const char *name, size_t name_len,
+int http_write_header(struct buf *b, const char *name, size_t name_len,
                       const char *value, size_t value_len)
 {
 	if (!is_token(name, name_len) || !is_field_value(value, value_len))
 		return LR_EINVAL;
-	int rc = http_buf_reserve(b, name_len + 2 + value_len + 2);
+	int rc = buf_reserve(b, name_len + 2 + value_len + 2);
 	if (rc < 0)
 		return rc;
 	put(b, name, name_len);
@@ -98,7 +98,7 @@ int http_write_header(struct http_buf *b, const char *name, size_t name_len,
 	return 0;
 }
 
-int http_write_body(struct http_buf *b, const char *body, size_t len)
+int http_write_body(struct buf *b, const char *body, size_t len)
 {
 	char digits[U64_DECIMAL_MAX];
 	size_t n = 0;
@@ -110,7 +110,7 @@ int http_write_body(struct http_buf *b, const char *body, size_t len)
 	static const char prefix[] = "Content-Length: ";
 	if (len > SIZE_MAX - sizeof(prefix) - sizeof(digits) - 4)
 		return LR_ENOMEM;
-	int rc = http_buf_reserve(b, sizeof(prefix) - 1 + n + 4 + len);
+	int rc = buf_reserve(b, sizeof(prefix) - 1 + n + 4 + len);
 	if (rc < 0)
 		return rc;
 	PUT_LITERAL(b, prefix);

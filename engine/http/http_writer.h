@@ -12,11 +12,11 @@
  * or NUL (or a name is not an HTTP token), LR_ENOMEM.
  */
 
-int http_write_request_line(struct http_buf *b, const char *method, const char *target,
+int http_write_request_line(struct buf *b, const char *method, const char *target,
                             const char *host_header);
-int http_write_header(struct http_buf *b, const char *name, size_t name_len,
+int http_write_header(struct buf *b, const char *name, size_t name_len,
                       const char *value, size_t value_len);
 /* Writes Content-Length (and the blank line) then the body bytes. */
-int http_write_body(struct http_buf *b, const char *body, size_t len);
+int http_write_body(struct buf *b, const char *body, size_t len);
 
 #endif

@@ -56,7 +56,7 @@ static void on_close_cqe(struct ring_op *op, int res, unsigned flags)
 	c->ops_in_flight--;
 	tls_conn_free(c->tls);
 	c->tls = NULL;
-	http_buf_free(&c->tls_tx);
+	buf_free(&c->tls_tx);
 	c->h->closed(c); /* may free c */
 }
 
@@ -66,7 +66,7 @@ static void tls_flush(struct conn *c)
 {
 	if (c->tls_send_busy || c->closing)
 		return;
-	c->tls_tx.len = 0;
+	buf_clear(&c->tls_tx);
 	if (tls_conn_take_output(c->tls, &c->tls_tx) == 0) {
 		if (c->tls_user_send) {
 			c->tls_user_send = false;

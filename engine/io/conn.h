@@ -54,7 +54,7 @@ struct conn {
 	bool tls_user_send;         /* a conn_send waits for its ciphertext to drain */
 	bool tls_send_busy;         /* ciphertext in flight */
 	bool tls_resumed;
-	struct http_buf tls_tx;     /* owner: conn; ciphertext the kernel is sending */
+	struct buf tls_tx;     /* owner: conn; ciphertext the kernel is sending */
 	int tls_error;              /* LR_E* behind an -EPROTO report */
 	char error_text[300];
 };

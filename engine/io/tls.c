@@ -40,9 +40,9 @@ struct tls_session {
 struct tls_conn {
 	mbedtls_ssl_context ssl;
 	struct tls_config *cfg;
-	struct http_buf in;         /* owner: this conn; ciphertext not yet consumed */
+	struct buf in;         /* owner: this conn; ciphertext not yet consumed */
 	size_t in_off;
-	struct http_buf out;        /* owner: this conn; ciphertext not yet taken */
+	struct buf out;        /* owner: this conn; ciphertext not yet taken */
 	bool offered_session;
 	bool chain_verified;        /* a full handshake verified the chain */
 	bool saw_untrusted;         /* a certificate of the chain had no trusted parent */
@@ -146,7 +146,7 @@ void tls_config_free(struct tls_config *c)
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
 	struct tls_conn *t = ctx;
-	if (http_buf_append(&t->out, buf, len))
+	if (buf_append(&t->out, buf, len))
 		return MBEDTLS_ERR_SSL_ALLOC_FAILED;
 	return (int)len;
 }
@@ -161,7 +161,7 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 	memcpy(buf, t->in.data + t->in_off, n);
 	t->in_off += n;
 	if (t->in_off == t->in.len)
-		t->in_off = t->in.len = 0; /* keep the buffer, drop the bytes */
+		t->in_off = 0, buf_clear(&t->in); /* keep the buffer, drop the bytes */
 	return (int)n;
 }
 
@@ -287,8 +287,8 @@ void tls_conn_free(struct tls_conn *t)
 	if (!t)
 		return;
 	mbedtls_ssl_free(&t->ssl);
-	http_buf_free(&t->in);
-	http_buf_free(&t->out);
+	buf_free(&t->in);
+	buf_free(&t->out);
 	free(t);
 }
 
@@ -298,15 +298,15 @@ int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
 		t->got_bytes = true;
 		t->first_byte = (unsigned char)data[0];
 	}
-	return http_buf_append(&t->in, data, len);
+	return buf_append(&t->in, data, len);
 }
 
-size_t tls_conn_take_output(struct tls_conn *t, struct http_buf *dst)
+size_t tls_conn_take_output(struct tls_conn *t, struct buf *dst)
 {
-	struct http_buf tmp = *dst;
+	struct buf tmp = *dst;
 	*dst = t->out;
 	t->out = tmp;
-	t->out.len = 0;
+	buf_clear(&t->out);
 	return dst->len;
 }
 

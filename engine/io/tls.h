@@ -41,8 +41,8 @@ int tls_conn_feed(struct tls_conn *t, const char *data, size_t len);
 /* Moves the ciphertext waiting to be sent into *dst (which must be
  * empty) by swapping buffers: the kernel can read dst while mbedTLS
  * appends new output to the other one. Returns the bytes moved. */
-struct http_buf;
-size_t tls_conn_take_output(struct tls_conn *t, struct http_buf *dst);
+struct buf;
+size_t tls_conn_take_output(struct tls_conn *t, struct buf *dst);
 
 /* Runs the handshake as far as the input allows: 1 done, 0 more input
  * needed, or LR_ETLS_* (untrusted, name, expired, handshake) with a

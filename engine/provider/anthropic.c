@@ -16,11 +16,11 @@
  * back as the reply text. */
 #define JSON_TOOL "json_tool_call"
 
-static int put_blocks_of(struct http_buf *out, const struct json_doc *d, int content, bool *any,
+static int put_blocks_of(struct buf *out, const struct json_doc *d, int content, bool *any,
                          const char **why)
 {
 	const struct json_token *t = &d->tok[content];
-	struct http_buf url = {0}; /* owner: this function */
+	struct buf url = {0}; /* owner: this function */
 	int ret = 0;
 	if (t->type == JSON_STRING) {
 		if (t->end > t->start) {
@@ -78,11 +78,11 @@ static int put_blocks_of(struct http_buf *out, const struct json_doc *d, int con
 		}
 		*any = true;
 	}
-	http_buf_free(&url);
+	buf_free(&url);
 	return ret;
 }
 
-static int put_tool_uses(struct http_buf *out, const struct json_doc *d, int calls, bool *any,
+static int put_tool_uses(struct buf *out, const struct json_doc *d, int calls, bool *any,
                          const char **why)
 {
 	int call = calls + 1, ret = 0;
@@ -112,7 +112,7 @@ static int put_tool_uses(struct http_buf *out, const struct json_doc *d, int cal
 	return ret;
 }
 
-static int put_messages(struct http_buf *out, struct http_buf *system, const struct json_doc *d,
+static int put_messages(struct buf *out, struct buf *system, const struct json_doc *d,
                         int msgs, const char **why)
 {
 	int ret = buf_puts(out, ",\"messages\":[");
@@ -152,16 +152,16 @@ static int put_messages(struct http_buf *out, struct http_buf *system, const str
 				ret = json_copy_value(out, d, id);
 			if (!ret)
 				ret = buf_puts(out, ",\"content\":");
-			struct http_buf text = {0}; /* owner: this block */
+			struct buf text = {0}; /* owner: this block */
 			if (!ret && (ret = content_text(&text, d, content))) {
-				http_buf_free(&text);
+				buf_free(&text);
 				if (ret == LR_EINVAL)
 					*why = "a tool message's content is not text";
 				return ret; /* LR_EINVAL or LR_ENOMEM */
 			}
 			if (!ret)
 				ret = json_append_string(out, text.data ? text.data : "", text.len);
-			http_buf_free(&text);
+			buf_free(&text);
 			if (!ret)
 				ret = buf_puts(out, "}");
 			in_tool_results = true;
@@ -201,7 +201,7 @@ static int put_messages(struct http_buf *out, struct http_buf *system, const str
 	return ret;
 }
 
-static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, const char **why)
+static int put_tools(struct buf *out, const struct json_doc *d, int tools, const char **why)
 {
 	int ret = buf_puts(out, ",\"tools\":[");
 	if (!ret)
@@ -211,7 +211,7 @@ static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, 
 	return ret;
 }
 
-static int put_tool_choice(struct http_buf *out, const struct json_doc *d, int tc, bool parallel_off,
+static int put_tool_choice(struct buf *out, const struct json_doc *d, int tc, bool parallel_off,
                            const char **why)
 {
 	int ret = buf_puts(out, ",\"tool_choice\":{\"type\":");
@@ -241,7 +241,7 @@ static int put_tool_choice(struct http_buf *out, const struct json_doc *d, int t
 }
 
 /* The forced tool standing for response_format; *why on a bad one. */
-static int put_json_tool(struct http_buf *out, const struct json_doc *d, int rf, bool first,
+static int put_json_tool(struct buf *out, const struct json_doc *d, int rf, bool first,
                          const char **why)
 {
 	int type = json_object_get(d, rf, "type");
@@ -267,10 +267,10 @@ static bool is_false(const struct json_doc *d, int i)
 	return i >= 0 && d->tok[i].type == JSON_PRIMITIVE && d->text[d->tok[i].start] == 'f';
 }
 
-int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
+int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct buf *out,
                     char *why_text, size_t why_cap, const char **why)
 {
-	struct http_buf system = {0}; /* owner: this function */
+	struct buf system = {0}; /* owner: this function */
 	int ret = buf_puts(out, "{\"model\":");
 	if (!ret)
 		ret = json_append_string(out, model, strlen(model));
@@ -381,7 +381,7 @@ int anthropic_build(const struct json_doc *d, const char *model, bool stream, st
 		ret = buf_puts(out, ",\"stream\":true");
 	if (!ret)
 		ret = buf_puts(out, "}");
-	http_buf_free(&system);
+	buf_free(&system);
 	return ret;
 }
 
@@ -445,7 +445,7 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 	}
 	int b = content + 1, tools = 0;
 	bool json_reply = false;
-	struct http_buf args = {0}; /* owner: this function */
+	struct buf args = {0}; /* owner: this function */
 	for (int k = 0; k < d->tok[content].size; k++, b = json_skip(d, b)) {
 		int type = json_object_get(d, b, "type");
 		if (type >= 0 && json_string_eq(d, type, "text")) {
@@ -470,7 +470,7 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 			           name >= 0 ? (size_t)(d->tok[name].end - d->tok[name].start) : 0, is, il, false);
 		}
 	}
-	http_buf_free(&args);
+	buf_free(&args);
 	int stop = json_object_get(d, 0, "stop_reason");
 	if (stop >= 0 && d->tok[stop].type == JSON_STRING)
 		reply_finish(r, 0, json_reply && !tools ? "stop"
@@ -647,15 +647,15 @@ int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	} else if (TYPE_IS("message_stop")) {
 		r->done = true;
 	} else if (TYPE_IS("error")) {
-		struct http_buf m = {0}; /* owner: this block */
+		struct buf m = {0}; /* owner: this block */
 		char type[64] = "";
 		if (ef.err_type)
 			reply_copy_field(type, sizeof(type), ef.err_type, ef.err_type_len);
 		bool ok = ef.err_message && json_unescape_append(&m, ef.err_message, ef.err_message_len) == 0 &&
-		          http_buf_append(&m, "", 1) == 0;
+		          buf_append(&m, "", 1) == 0;
 		reply_fail(r, error_code(type, ok ? m.data : "", 0), "error event in the stream: %s%s%s",
 		           type[0] ? type : "error", ok ? ": " : "", ok ? m.data : "");
-		http_buf_free(&m);
+		buf_free(&m);
 	}
 	return r->error && r->error == LR_ENOMEM ? (sd->fatal = true, r->error) : 0;
 }

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static int put_parts(struct http_buf *out, const struct json_doc *d, int content, bool *any,
+static int put_parts(struct buf *out, const struct json_doc *d, int content, bool *any,
                      const char **why)
 {
-	struct http_buf url = {0}; /* owner: this function */
+	struct buf url = {0}; /* owner: this function */
 	int ret = 0;
 	const struct json_token *t = &d->tok[content];
 	if (t->type == JSON_STRING) {
@@ -62,11 +62,11 @@ static int put_parts(struct http_buf *out, const struct json_doc *d, int content
 		}
 		*any = true;
 	}
-	http_buf_free(&url);
+	buf_free(&url);
 	return ret;
 }
 
-static int put_function_response(struct http_buf *out, const struct json_doc *d, int msgs, int m,
+static int put_function_response(struct buf *out, const struct json_doc *d, int msgs, int m,
                                  const char **why)
 {
 	int id = json_object_get(d, m, "tool_call_id");
@@ -77,11 +77,11 @@ static int put_function_response(struct http_buf *out, const struct json_doc *d,
 		*why = "a tool message must answer an earlier assistant tool call (Gemini needs its name)";
 		return LR_EINVAL;
 	}
-	struct http_buf text = {0}; /* owner: this function */
+	struct buf text = {0}; /* owner: this function */
 	struct json_doc inner = {0}; /* owner: this function */
 	int ret = content_text(&text, d, json_object_get(d, m, "content"));
 	if (ret) {
-		http_buf_free(&text); /* a part may have been appended */
+		buf_free(&text); /* a part may have been appended */
 		if (ret == LR_EINVAL)
 			*why = "a tool message's content is not text";
 		return ret; /* LR_EINVAL or LR_ENOMEM */
@@ -97,7 +97,7 @@ static int put_function_response(struct http_buf *out, const struct json_doc *d,
 		ret = LR_ENOMEM; /* else a JSON result would be sent as text */
 	bool object = prc == 0 && inner.count > 0 && inner.tok[0].type == JSON_OBJECT;
 	if (!ret && object) {
-		ret = http_buf_append(out, text.data, text.len);
+		ret = buf_append(out, text.data, text.len);
 	} else if (!ret) {
 		ret = buf_puts(out, "{\"content\":");
 		if (!ret)
@@ -108,11 +108,11 @@ static int put_function_response(struct http_buf *out, const struct json_doc *d,
 	if (!ret)
 		ret = buf_puts(out, "}}");
 	json_doc_free(&inner);
-	http_buf_free(&text);
+	buf_free(&text);
 	return ret;
 }
 
-static int put_contents(struct http_buf *out, struct http_buf *system, const struct json_doc *d,
+static int put_contents(struct buf *out, struct buf *system, const struct json_doc *d,
                         int msgs, const char **why)
 {
 	int ret = buf_puts(out, "{\"contents\":[");
@@ -196,7 +196,7 @@ static int put_contents(struct http_buf *out, struct http_buf *system, const str
 }
 
 /* A top-level field into generationConfig under Gemini's name. */
-static int put_config(struct http_buf *cfg, const struct json_doc *d, const char *from, const char *to)
+static int put_config(struct buf *cfg, const struct json_doc *d, const char *from, const char *to)
 {
 	int v = json_object_get(d, 0, from);
 	if (v < 0 || (d->tok[v].type == JSON_PRIMITIVE && d->text[d->tok[v].start] == 'n'))
@@ -216,7 +216,7 @@ static int put_config(struct http_buf *cfg, const struct json_doc *d, const char
 	return ret;
 }
 
-static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, const char **why)
+static int put_tools(struct buf *out, const struct json_doc *d, int tools, const char **why)
 {
 	int ret = buf_puts(out, ",\"tools\":[{\"functionDeclarations\":[");
 	if (!ret)
@@ -226,7 +226,7 @@ static int put_tools(struct http_buf *out, const struct json_doc *d, int tools, 
 	return ret;
 }
 
-static int put_tool_config(struct http_buf *out, const struct json_doc *d, int tc, const char **why)
+static int put_tool_config(struct buf *out, const struct json_doc *d, int tc, const char **why)
 {
 	int ret = buf_puts(out, ",\"toolConfig\":{\"functionCallingConfig\":{\"mode\":");
 	if (ret)
@@ -250,10 +250,10 @@ static int put_tool_config(struct http_buf *out, const struct json_doc *d, int t
 	return ret;
 }
 
-int gemini_build(const struct json_doc *d, const char *model, struct http_buf *out, const char **why)
+int gemini_build(const struct json_doc *d, const char *model, struct buf *out, const char **why)
 {
 	(void)model; /* Gemini names the model in the path */
-	struct http_buf system = {0}, cfg = {0}; /* owner: this function */
+	struct buf system = {0}, cfg = {0}; /* owner: this function */
 	int msgs = json_object_get(d, 0, "messages");
 	int ret = 0;
 	if (msgs < 0 || d->tok[msgs].type != JSON_ARRAY) {
@@ -300,7 +300,7 @@ int gemini_build(const struct json_doc *d, const char *model, struct http_buf *o
 	if (!ret && cfg.len) {
 		ret = buf_puts(out, ",\"generationConfig\":{");
 		if (!ret)
-			ret = http_buf_append(out, cfg.data, cfg.len);
+			ret = buf_append(out, cfg.data, cfg.len);
 		if (!ret)
 			ret = buf_puts(out, "}");
 	}
@@ -313,8 +313,8 @@ int gemini_build(const struct json_doc *d, const char *model, struct http_buf *o
 	}
 	if (!ret)
 		ret = buf_puts(out, "}");
-	http_buf_free(&system);
-	http_buf_free(&cfg);
+	buf_free(&system);
+	buf_free(&cfg);
 	return ret;
 }
 

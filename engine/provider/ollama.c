@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-static int put_message_content(struct http_buf *out, const struct json_doc *d, int content,
+static int put_message_content(struct buf *out, const struct json_doc *d, int content,
                                const char **why)
 {
-	struct http_buf text = {0}, url = {0}, images = {0}; /* owner: this function */
+	struct buf text = {0}, url = {0}, images = {0}; /* owner: this function */
 	int ret = 0;
 	if (content >= 0 && d->tok[content].type == JSON_ARRAY) {
 		int part = content + 1;
@@ -44,17 +44,17 @@ static int put_message_content(struct http_buf *out, const struct json_doc *d, i
 	if (!ret && images.len) {
 		ret = buf_puts(out, ",\"images\":[");
 		if (!ret)
-			ret = http_buf_append(out, images.data, images.len);
+			ret = buf_append(out, images.data, images.len);
 		if (!ret)
 			ret = buf_puts(out, "]");
 	}
-	http_buf_free(&text);
-	http_buf_free(&url);
-	http_buf_free(&images);
+	buf_free(&text);
+	buf_free(&url);
+	buf_free(&images);
 	return ret;
 }
 
-static int put_messages(struct http_buf *out, const struct json_doc *d, int msgs, const char **why)
+static int put_messages(struct buf *out, const struct json_doc *d, int msgs, const char **why)
 {
 	int ret = buf_puts(out, ",\"messages\":[");
 	int m = msgs + 1;
@@ -110,7 +110,7 @@ static int put_messages(struct http_buf *out, const struct json_doc *d, int msgs
 }
 
 /* An OpenAI sampling field into options, under Ollama's name. */
-static int put_option(struct http_buf *opts, const struct json_doc *d, const char *from, const char *to)
+static int put_option(struct buf *opts, const struct json_doc *d, const char *from, const char *to)
 {
 	int v = json_object_get(d, 0, from);
 	if (v < 0)
@@ -133,10 +133,10 @@ static int put_option(struct http_buf *opts, const struct json_doc *d, const cha
 	return ret;
 }
 
-int ollama_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
+int ollama_build(const struct json_doc *d, const char *model, bool stream, struct buf *out,
                  const char **why)
 {
-	struct http_buf opts = {0}; /* owner: this function */
+	struct buf opts = {0}; /* owner: this function */
 	int ret = buf_puts(out, "{\"model\":");
 	if (!ret)
 		ret = json_append_string(out, model, strlen(model));
@@ -197,7 +197,7 @@ int ollama_build(const struct json_doc *d, const char *model, bool stream, struc
 	if (!ret && opts.len) {
 		ret = buf_puts(out, ",\"options\":{");
 		if (!ret)
-			ret = http_buf_append(out, opts.data, opts.len);
+			ret = buf_append(out, opts.data, opts.len);
 		if (!ret)
 			ret = buf_puts(out, "}");
 	}
@@ -210,11 +210,11 @@ int ollama_build(const struct json_doc *d, const char *model, bool stream, struc
 	/* Ollama streams unless told not to. */
 	if (!ret)
 		ret = buf_puts(out, stream ? ",\"stream\":true}" : ",\"stream\":false}");
-	http_buf_free(&opts);
+	buf_free(&opts);
 	return ret;
 }
 
-int ollama_build_embed(const struct json_doc *d, const char *model, struct http_buf *out,
+int ollama_build_embed(const struct json_doc *d, const char *model, struct buf *out,
                        const char **why)
 {
 	int input = json_object_get(d, 0, "input");
@@ -351,7 +351,7 @@ void ollama_error(struct json_doc *d, bool have_doc, int status, struct reply *r
 	provider_error_message(r, status, d, e);
 }
 
-int ollama_embed_body(struct json_doc *d, struct reply *r, struct http_buf *out)
+int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *out)
 {
 	if (error_in(r, d, 200, false))
 		return r->error;
@@ -366,7 +366,7 @@ int ollama_embed_body(struct json_doc *d, struct reply *r, struct http_buf *out)
 		char head[80];
 		int n = snprintf(head, sizeof(head), "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":",
 		                 k ? "," : "", k);
-		ret = http_buf_append(out, head, (size_t)n);
+		ret = buf_append(out, head, (size_t)n);
 		if (!ret)
 			ret = json_copy_value(out, d, e);
 		if (!ret)
@@ -380,7 +380,7 @@ int ollama_embed_body(struct json_doc *d, struct reply *r, struct http_buf *out)
 		char usage[96];
 		int n = snprintf(usage, sizeof(usage), ",\"usage\":{\"prompt_tokens\":%lld,\"total_tokens\":%lld}}",
 		                 (long long)r->usage.input_tokens, (long long)r->usage.input_tokens);
-		ret = http_buf_append(out, usage, (size_t)n);
+		ret = buf_append(out, usage, (size_t)n);
 	}
 	return ret ? reply_fail(r, ret, "out of memory") : 0;
 }

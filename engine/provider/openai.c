@@ -283,11 +283,11 @@ int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	if (cf.error) {
 		char text[300] = "";
 		if (cf.error_message) {
-			struct http_buf m = {0}; /* owner: this block */
+			struct buf m = {0}; /* owner: this block */
 			if (json_unescape_append(&m, cf.error_message, cf.error_message_len) == 0 &&
-			    http_buf_append(&m, "", 1) == 0)
+			    buf_append(&m, "", 1) == 0)
 				snprintf(text, sizeof(text), ": %s", m.data);
-			http_buf_free(&m);
+			buf_free(&m);
 		}
 		reply_fail(r, LR_ESERVER, "error event in the stream%s", text);
 	}

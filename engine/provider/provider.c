@@ -52,12 +52,12 @@ LR_API const char *lr_model_provider(const char *model, const char **model_out)
 	return providers[p].name;
 }
 
-static int header(struct http_buf *b, const char *name, const char *value)
+static int header(struct buf *b, const char *name, const char *value)
 {
 	return http_write_header(b, name, strlen(name), value, strlen(value));
 }
 
-int provider_auth_headers(enum provider p, struct http_buf *b, const char *key)
+int provider_auth_headers(enum provider p, struct buf *b, const char *key)
 {
 	int ret = 0;
 	if (p == PROVIDER_ANTHROPIC)
@@ -97,20 +97,15 @@ int64_t provider_count(const char *v, size_t len)
 	return n;
 }
 
-int json_copy_value(struct http_buf *b, const struct json_doc *d, int i)
+int json_copy_value(struct buf *b, const struct json_doc *d, int i)
 {
 	const char *s;
 	size_t n;
 	json_span(d, i, &s, &n);
-	return s ? http_buf_append(b, s, n) : LR_EINVAL;
+	return s ? buf_append(b, s, n) : LR_EINVAL;
 }
 
-int buf_puts(struct http_buf *b, const char *s)
-{
-	return http_buf_append(b, s, strlen(s));
-}
-
-int json_unescape_token(struct http_buf *b, const struct json_doc *d, int i)
+int json_unescape_token(struct buf *b, const struct json_doc *d, int i)
 {
 	if (i < 0 || i >= d->count || d->tok[i].type != JSON_STRING)
 		return LR_EINVAL;
@@ -146,8 +141,8 @@ int provider_status_code(int status)
 
 void provider_request_free(struct provider_request *pr)
 {
-	http_buf_free(&pr->body);
-	http_buf_free(&pr->path);
+	buf_free(&pr->body);
+	buf_free(&pr->path);
 }
 
 /*
@@ -217,7 +212,7 @@ static bool body_may_name_provider(const char *b, size_t len, char *first, size_
 
 /* The body from the message and parameter calls. */
 static int body_from_parts(const struct lr_request *rq, const char *model, size_t model_len,
-                           bool force_stream, struct http_buf *out, const char **why)
+                           bool force_stream, struct buf *out, const char **why)
 {
 	int ret = buf_puts(out, "{\"model\":");
 	if (!ret)
@@ -230,7 +225,7 @@ static int body_from_parts(const struct lr_request *rq, const char *model, size_
 		if (!ret)
 			ret = buf_puts(out, ",\"input\":[");
 		if (!ret)
-			ret = http_buf_append(out, rq->inputs.data, rq->inputs.len);
+			ret = buf_append(out, rq->inputs.data, rq->inputs.len);
 		if (!ret)
 			ret = buf_puts(out, "]");
 	} else {
@@ -241,27 +236,27 @@ static int body_from_parts(const struct lr_request *rq, const char *model, size_
 		if (!ret)
 			ret = buf_puts(out, ",\"messages\":[");
 		if (!ret)
-			ret = http_buf_append(out, rq->messages.data, rq->messages.len);
+			ret = buf_append(out, rq->messages.data, rq->messages.len);
 		if (!ret)
 			ret = buf_puts(out, "]");
 		if (!ret && rq->tools.len) {
 			ret = buf_puts(out, ",\"tools\":[");
 			if (!ret)
-				ret = http_buf_append(out, rq->tools.data, rq->tools.len);
+				ret = buf_append(out, rq->tools.data, rq->tools.len);
 			if (!ret)
 				ret = buf_puts(out, "]");
 		}
 		if (!ret && rq->nstops) {
 			ret = buf_puts(out, ",\"stop\":[");
 			if (!ret)
-				ret = http_buf_append(out, rq->stops.data, rq->stops.len);
+				ret = buf_append(out, rq->stops.data, rq->stops.len);
 			if (!ret)
 				ret = buf_puts(out, "]");
 		}
 		if (!ret && rq->max_tokens > 0) {
 			char num[32];
 			int n = snprintf(num, sizeof(num), ",\"max_tokens\":%d", rq->max_tokens);
-			ret = http_buf_append(out, num, (size_t)n);
+			ret = buf_append(out, num, (size_t)n);
 		}
 		if (!ret && force_stream)
 			ret = buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
@@ -287,7 +282,7 @@ static bool key_eq(const struct json_doc *d, int k, const char *s)
 
 /* The caller's body with model set (and a stream asked for). */
 static int body_rewrite(const struct json_doc *d, const char *model, size_t model_len,
-                        bool force_stream, struct http_buf *out)
+                        bool force_stream, struct buf *out)
 {
 	int ret = buf_puts(out, "{\"model\":");
 	if (!ret)
@@ -335,15 +330,15 @@ static bool ends_with(const char *s, size_t n, const char *suffix)
  * is left out (Ollama's native API is beside its OpenAI one at /v1, so one
  * --base-url ending in /v1 serves both), or NULL.
  */
-static int path_join(struct http_buf *out, const char *base, const char *drop,
+static int path_join(struct buf *out, const char *base, const char *drop,
                      const char *version, const char *rest)
 {
 	size_t bl = strlen(base);
 	if (drop && ends_with(base, bl, drop))
 		bl -= strlen(drop);
-	int ret = http_buf_append(out, base, bl);
+	int ret = buf_append(out, base, bl);
 	if (!ret && !ends_with(base, bl, version))
-		ret = http_buf_append(out, version, strlen(version));
+		ret = buf_append(out, version, strlen(version));
 	if (!ret)
 		ret = buf_puts(out, rest);
 	return ret;
@@ -386,7 +381,7 @@ static int provider_path(struct provider_request *out, enum lr_endpoint ep, cons
 		const char *version = ends_with(base, strlen(base), "/v1") ? "/v1" : "/v1beta";
 		int ret = path_join(&out->path, base, NULL, version, "/models/");
 		if (!ret)
-			ret = http_buf_append(&out->path, model, model_len);
+			ret = buf_append(&out->path, model, model_len);
 		if (!ret)
 			ret = buf_puts(&out->path, out->stream ? ":streamGenerateContent?alt=sse" : ":generateContent");
 		return ret;
@@ -456,7 +451,7 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 		goto done;
 	}
 	snprintf(out->model, sizeof(out->model), "%s", model_name);
-	struct http_buf unified = {0}; /* owner: this function */
+	struct buf unified = {0}; /* owner: this function */
 	bool openai_dialect = out->provider == PROVIDER_OPENAI || out->provider == PROVIDER_MOCK;
 	bool force_stream = want_stream && rq->endpoint == LR_ENDPOINT_CHAT && !(have_doc && doc_stream(&doc));
 	if (have_doc)
@@ -492,7 +487,7 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	}
 	if (!ret)
 		ret = provider_path(out, rq->endpoint, base_paths[out->provider], model_name, name_len, why);
-	http_buf_free(&unified);
+	buf_free(&unified);
 	free(model_name);
 done:
 	json_doc_free(&doc);
@@ -505,7 +500,7 @@ done:
 
 void provider_parse_response(enum provider p, enum lr_endpoint ep, struct json_doc *doc, int status,
                              const char *body, size_t len, struct reply *r, bool *body_is_json,
-                             struct http_buf *normalized, bool *rewritten)
+                             struct buf *normalized, bool *rewritten)
 {
 	*rewritten = false;
 	*body_is_json = false;
@@ -645,7 +640,7 @@ int stream_decoder_finish(struct stream_decoder *sd)
 
 /* ---- translation helpers ---- */
 
-int content_text(struct http_buf *out, const struct json_doc *d, int content)
+int content_text(struct buf *out, const struct json_doc *d, int content)
 {
 	if (content < 0)
 		return 0;
@@ -671,7 +666,7 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content)
 		if (text < 0)
 			continue;
 		if (!first)
-			ret = http_buf_append(out, "\n", 1);
+			ret = buf_append(out, "\n", 1);
 		if (!ret)
 			ret = json_unescape_token(out, d, text);
 		first = false;
@@ -679,15 +674,15 @@ int content_text(struct http_buf *out, const struct json_doc *d, int content)
 	return ret && ret != LR_ENOMEM ? LR_EINVAL : ret;
 }
 
-int image_part(const struct json_doc *d, int part, struct http_buf *url, const char **mime,
+int image_part(const struct json_doc *d, int part, struct buf *url, const char **mime,
                size_t *mime_len, const char **data, size_t *data_len)
 {
 	int iu = json_object_get(d, part, "image_url");
 	int u = iu >= 0 && d->tok[iu].type == JSON_OBJECT ? json_object_get(d, iu, "url") : iu;
-	url->len = 0;
+	buf_clear(url);
 	*mime = *data = NULL;
 	*mime_len = *data_len = 0;
-	if (u < 0 || json_unescape_token(url, d, u) || http_buf_append(url, "", 1))
+	if (u < 0 || json_unescape_token(url, d, u) || buf_append(url, "", 1))
 		return LR_EINVAL;
 	url->len--;
 	const char *s = url->data;
@@ -727,13 +722,13 @@ int tool_call_name(const struct json_doc *d, int msgs, int upto, int id)
 	return found;
 }
 
-int arguments_object(struct http_buf *out, const struct json_doc *d, int args)
+int arguments_object(struct buf *out, const struct json_doc *d, int args)
 {
 	if (args < 0)
 		return buf_puts(out, "{}");
 	if (d->tok[args].type == JSON_OBJECT) /* some clients send the object itself */
 		return json_copy_value(out, d, args);
-	struct http_buf text = {0}; /* owner: this function */
+	struct buf text = {0}; /* owner: this function */
 	int ret = json_unescape_token(&text, d, args);
 	if (!ret && text.len == 0)
 		ret = buf_puts(&text, "{}");
@@ -742,13 +737,13 @@ int arguments_object(struct http_buf *out, const struct json_doc *d, int args)
 	    (ret || inner.count == 0 || inner.tok[0].type != JSON_OBJECT))
 		ret = LR_EINVAL;
 	if (!ret)
-		ret = http_buf_append(out, text.data, text.len);
+		ret = buf_append(out, text.data, text.len);
 	json_doc_free(&inner);
-	http_buf_free(&text);
+	buf_free(&text);
 	return ret;
 }
 
-int put_function_list(struct http_buf *out, const struct json_doc *d, int tools, const char *schema_key,
+int put_function_list(struct buf *out, const struct json_doc *d, int tools, const char *schema_key,
                       const char *default_schema, const char **why)
 {
 	int ret = 0, t = tools + 1;

@@ -38,12 +38,12 @@ const struct provider_info *provider_info(enum provider p);
 enum provider provider_route(const char *model, size_t len, const char **name, size_t *name_len);
 
 /* Headers that carry the key (and any fixed ones the provider requires). */
-int provider_auth_headers(enum provider p, struct http_buf *b, const char *key);
+int provider_auth_headers(enum provider p, struct buf *b, const char *key);
 
 /* What a request becomes on the wire. */
 struct provider_request {
-	struct http_buf body;       /* owner: the caller (provider_request_free) */
-	struct http_buf path;       /* owner: the caller; appended to the base URL's path */
+	struct buf body;       /* owner: the caller (provider_request_free) */
+	struct buf path;       /* owner: the caller; appended to the base URL's path */
 	enum provider provider;
 	bool stream;                /* a streamed response was asked for */
 	bool body_is_input;         /* the caller's body goes out untouched (body is empty) */
@@ -65,7 +65,7 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
  */
 void provider_parse_response(enum provider p, enum lr_endpoint ep, struct json_doc *doc, int status,
                              const char *body, size_t len, struct reply *r, bool *body_is_json,
-                             struct http_buf *normalized, bool *rewritten);
+                             struct buf *normalized, bool *rewritten);
 
 /* A streamed response, decoded as its bytes arrive into r. */
 struct stream_decoder;

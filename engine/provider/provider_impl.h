@@ -30,20 +30,20 @@ struct stream_decoder {
 
 /* Body builders: from the unified (OpenAI-shaped) body in d, for model. */
 /* A composed *why is written into why_text (why_cap bytes). */
-int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
+int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct buf *out,
                     char *why_text, size_t why_cap, const char **why);
-int ollama_build(const struct json_doc *d, const char *model, bool stream, struct http_buf *out,
+int ollama_build(const struct json_doc *d, const char *model, bool stream, struct buf *out,
                  const char **why);
-int ollama_build_embed(const struct json_doc *d, const char *model, struct http_buf *out,
+int ollama_build_embed(const struct json_doc *d, const char *model, struct buf *out,
                        const char **why);
-int gemini_build(const struct json_doc *d, const char *model, struct http_buf *out, const char **why);
+int gemini_build(const struct json_doc *d, const char *model, struct buf *out, const char **why);
 
 /* Whole responses into r (success: text, calls, finish, usage, model). */
 void openai_parse(int status, const char *body, size_t len, struct json_doc *doc, struct reply *r,
                   bool *body_is_json);
 void anthropic_parse(struct json_doc *d, struct reply *r);
 void ollama_parse(struct json_doc *d, struct reply *r);
-int ollama_embed_body(struct json_doc *d, struct reply *r, struct http_buf *out);
+int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *out);
 void gemini_parse(struct json_doc *d, struct reply *r, int *calls);
 /* The provider's error body: code and message into r. */
 void anthropic_error(struct json_doc *d, bool have_doc, int status, struct reply *r);
@@ -66,28 +66,27 @@ static inline bool provider_key_is(const struct json_scan_path *p, int level, co
 }
 #define KEY_IS(p, level, lit) provider_key_is(p, level, lit, sizeof(lit) - 1)
 /* Appends the raw span of value i (strings with their quotes). */
-int json_copy_value(struct http_buf *b, const struct json_doc *d, int i);
-int buf_puts(struct http_buf *b, const char *s);
+int json_copy_value(struct buf *b, const struct json_doc *d, int i);
 /* The unescaped text of string token i into b. */
-int json_unescape_token(struct http_buf *b, const struct json_doc *d, int i);
+int json_unescape_token(struct buf *b, const struct json_doc *d, int i);
 /* The text of an OpenAI message content (a string, or the text parts of
  * an array joined with LF) appended to out, unescaped. null is "".
  * 0, LR_EINVAL (not text) or LR_ENOMEM. */
-int content_text(struct http_buf *out, const struct json_doc *d, int content);
+int content_text(struct buf *out, const struct json_doc *d, int content);
 /* An image part's URL (image_url.url), unescaped into url. For a data:
  * URL with base64 data, *mime and *data point into url. */
-int image_part(const struct json_doc *d, int part, struct http_buf *url, const char **mime,
+int image_part(const struct json_doc *d, int part, struct buf *url, const char **mime,
                size_t *mime_len, const char **data, size_t *data_len);
 /* The function name of the assistant tool call (in messages before the
  * one at upto) whose id equals the string token id, or -1. */
 int tool_call_name(const struct json_doc *d, int msgs, int upto, int id);
 /* Tool-call arguments (a JSON string holding an object) appended as the
  * object itself; "" becomes {}. LR_EINVAL when not an object. */
-int arguments_object(struct http_buf *out, const struct json_doc *d, int args);
+int arguments_object(struct buf *out, const struct json_doc *d, int args);
 /* The function tools of an OpenAI "tools" array as comma-joined
  * {"name","description",SCHEMA_KEY:parameters} objects (the parameters,
  * else default_schema, else nothing). */
-int put_function_list(struct http_buf *out, const struct json_doc *d, int tools, const char *schema_key,
+int put_function_list(struct buf *out, const struct json_doc *d, int tools, const char *schema_key,
                       const char *default_schema, const char **why);
 /* Message text in an error of the provider's shape, into r. */
 void provider_error_message(struct reply *r, int status, struct json_doc *d, int msg);

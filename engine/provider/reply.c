@@ -18,9 +18,9 @@ void reply_init(struct reply *r, lr_delta_fn fn, void *user)
 static void calls_free(struct reply *r)
 {
 	for (unsigned i = 0; i < r->ncalls; i++) {
-		http_buf_free(&r->calls[i].id);
-		http_buf_free(&r->calls[i].name);
-		http_buf_free(&r->calls[i].args);
+		buf_free(&r->calls[i].id);
+		buf_free(&r->calls[i].name);
+		buf_free(&r->calls[i].args);
 	}
 	free(r->calls);
 	free(r->public_calls);
@@ -33,12 +33,13 @@ static void calls_free(struct reply *r)
 
 void reply_reset(struct reply *r)
 {
-	struct http_buf text = r->text, scratch = r->scratch;
+	struct buf text = r->text, scratch = r->scratch;
 	lr_delta_fn fn = r->fn;
 	void *user = r->user;
 	calls_free(r);
 	memset(r, 0, sizeof(*r));
-	text.len = scratch.len = 0;
+	buf_clear(&text);
+	buf_clear(&scratch);
 	r->text = text;
 	r->scratch = scratch;
 	r->fn = fn;
@@ -48,8 +49,8 @@ void reply_reset(struct reply *r)
 void reply_free(struct reply *r)
 {
 	calls_free(r);
-	http_buf_free(&r->text);
-	http_buf_free(&r->scratch);
+	buf_free(&r->text);
+	buf_free(&r->scratch);
 }
 
 int reply_fail(struct reply *r, int err, const char *fmt, ...)
@@ -74,11 +75,11 @@ void reply_copy_field(char *dst, size_t cap, const char *v, size_t len)
 
 static int decode(struct reply *r, const char *v, size_t len, bool escaped)
 {
-	r->scratch.len = 0;
+	buf_clear(&r->scratch);
 	if (!len)
 		return 0;
 	if (!escaped || !memchr(v, '\\', len))
-		return http_buf_append(&r->scratch, v, len);
+		return buf_append(&r->scratch, v, len);
 	return json_unescape_append(&r->scratch, v, len);
 }
 
@@ -91,7 +92,7 @@ int reply_text(struct reply *r, int choice, const char *v, size_t len, bool esca
 	int ret = decode(r, v, len, escaped);
 	if (ret)
 		return reply_fail(r, ret, "a stream event's text could not be decoded");
-	if (choice == 0 && http_buf_append(&r->text, r->scratch.data, r->scratch.len))
+	if (choice == 0 && buf_append(&r->text, r->scratch.data, r->scratch.len))
 		return reply_fail(r, LR_ENOMEM, "out of memory");
 	if (r->fn) {
 		lr_delta d = {
@@ -176,7 +177,7 @@ static struct reply_tool_call *call_at(struct reply *r, int index, int *err)
 /* Ids, names and short arguments are a few bytes: an exact first
  * allocation instead of the buffers' 512-byte minimum keeps many calls
  * from costing 1.5 KiB each. Unescaping never lengthens a value. */
-static int small_append(struct http_buf *b, const char *v, size_t len, bool escaped)
+static int small_append(struct buf *b, const char *v, size_t len, bool escaped)
 {
 	if (!b->cap && len) {
 		size_t cap = (len + 16) & ~(size_t)15;
@@ -185,7 +186,7 @@ static int small_append(struct http_buf *b, const char *v, size_t len, bool esca
 			return LR_ENOMEM;
 		b->cap = cap;
 	}
-	return escaped ? json_unescape_append(b, v, len) : http_buf_append(b, v, len);
+	return escaped ? json_unescape_append(b, v, len) : buf_append(b, v, len);
 }
 
 int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const char *name,
@@ -203,11 +204,11 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
 	/* Ids and names arrive whole in every provider's stream; arguments
 	 * arrive in fragments that concatenate. */
 	if (id && id_len) {
-		c->id.len = 0;
+		buf_clear(&c->id);
 		ret = small_append(&c->id, id, id_len, escaped);
 	}
 	if (!ret && name && name_len) {
-		c->name.len = 0;
+		buf_clear(&c->name);
 		ret = small_append(&c->name, name, name_len, escaped);
 	}
 	if (!ret)
@@ -218,7 +219,7 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
 		return reply_fail(r, ret == LR_ENOMEM ? ret : LR_EPROTO, "a tool call could not be decoded");
 	if (r->fn) {
 		/* NUL-terminated views for the callback. */
-		if (http_buf_reserve(&c->id, 1) || http_buf_reserve(&c->name, 1))
+		if (buf_reserve(&c->id, 1) || buf_reserve(&c->name, 1))
 			return reply_fail(r, LR_ENOMEM, "out of memory");
 		c->id.data[c->id.len] = '\0';
 		c->name.data[c->name.len] = '\0';
@@ -251,12 +252,12 @@ int reply_finish(struct reply *r, int choice, const char *reason)
 	return 0;
 }
 
-static int append_cstr(struct http_buf *b, const char *s)
+static int append_cstr(struct buf *b, const char *s)
 {
-	return http_buf_append(b, s, strlen(s));
+	return buf_append(b, s, strlen(s));
 }
 
-int reply_openai_body(const struct reply *r, struct http_buf *out)
+int reply_openai_body(const struct reply *r, struct buf *out)
 {
 	int ret = append_cstr(out, "{\"id\":");
 	if (!ret)
@@ -303,14 +304,14 @@ int reply_openai_body(const struct reply *r, struct http_buf *out)
 		                 (long long)r->usage.input_tokens, (long long)r->usage.output_tokens,
 		                 (long long)(r->usage.input_tokens + r->usage.output_tokens),
 		                 (long long)r->usage.cached_input_tokens);
-		ret = http_buf_append(out, num, (size_t)n);
+		ret = buf_append(out, num, (size_t)n);
 	}
 	return ret;
 }
 
-static int terminate(struct http_buf *b)
+static int terminate(struct buf *b)
 {
-	if (http_buf_reserve(b, 1))
+	if (buf_reserve(b, 1))
 		return LR_ENOMEM;
 	b->data[b->len] = '\0';
 	return 0;

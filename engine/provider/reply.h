@@ -17,9 +17,9 @@
 
 struct reply_tool_call {
 	int index;                  /* the provider's position (OpenAI tool_calls[].index) */
-	struct http_buf id;         /* owner: the reply; NUL-terminated when non-empty */
-	struct http_buf name;       /* owner: the reply */
-	struct http_buf args;       /* owner: the reply; JSON text of the arguments */
+	struct buf id;         /* owner: the reply; NUL-terminated when non-empty */
+	struct buf name;       /* owner: the reply */
+	struct buf args;       /* owner: the reply; JSON text of the arguments */
 };
 
 /* More tool calls than any model makes in one reply; past it the reply
@@ -28,14 +28,14 @@ struct reply_tool_call {
 #define REPLY_MAX_TOOL_CALLS 4096
 
 struct reply {
-	struct http_buf text;       /* owner: the reply; choices[0]'s content */
+	struct buf text;       /* owner: the reply; choices[0]'s content */
 	struct reply_tool_call *calls; /* owner: the reply; ncalls used, cap allocated */
 	unsigned ncalls, cap;
 	unsigned *slots;            /* owner: the reply; hash of index -> calls[] + 1, 0 empty */
 	unsigned nslots;            /* a power of two, 2 x cap */
 	unsigned long call_probes;  /* work counter: slots examined finding calls (tests) */
 	lr_tool_call *public_calls; /* owner: the reply; lr_result's view, built at the end */
-	struct http_buf scratch;    /* owner: the reply; one delta's text, unescaped */
+	struct buf scratch;    /* owner: the reply; one delta's text, unescaped */
 	lr_delta_fn fn;             /* borrowed: the caller's callback, or NULL */
 	void *user;
 	char id[128];
@@ -73,7 +73,7 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
 int reply_finish(struct reply *r, int choice, const char *reason);
 
 /* The chat.completion body (OpenAI's shape) for what the reply holds. */
-int reply_openai_body(const struct reply *r, struct http_buf *out);
+int reply_openai_body(const struct reply *r, struct buf *out);
 /* Builds public_calls; NULL-terminates strings. 0 or LR_ENOMEM. */
 int reply_publish_calls(struct reply *r);
 

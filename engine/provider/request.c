@@ -29,12 +29,12 @@ LR_API void lr_request_free(lr_request *rq)
 		return;
 	free(rq->model);
 	free(rq->base_url);
-	http_buf_free(&rq->body);
-	http_buf_free(&rq->messages);
-	http_buf_free(&rq->tools);
-	http_buf_free(&rq->inputs);
-	http_buf_free(&rq->stops);
-	http_buf_free(&rq->headers);
+	buf_free(&rq->body);
+	buf_free(&rq->messages);
+	buf_free(&rq->tools);
+	buf_free(&rq->inputs);
+	buf_free(&rq->stops);
+	buf_free(&rq->headers);
 	for (unsigned i = 0; i < rq->nparams; i++) {
 		free(rq->params[i].key);
 		free(rq->params[i].value);
@@ -68,12 +68,12 @@ static const char *role_name(enum lr_role role)
 	return NULL;
 }
 
-static int append_cstr(struct http_buf *b, const char *s)
+static int append_cstr(struct buf *b, const char *s)
 {
-	return http_buf_append(b, s, strlen(s));
+	return buf_append(b, s, strlen(s));
 }
 
-static int append_jstr(struct http_buf *b, const char *s)
+static int append_jstr(struct buf *b, const char *s)
 {
 	return json_append_string(b, s, strlen(s));
 }
@@ -93,16 +93,16 @@ static int json_check(const char *text, enum json_type type)
 
 /* Appends ",item" (or "item" first) to a comma-joined list, all or nothing. */
 struct list_append {
-	struct http_buf *b;
+	struct buf *b;
 	size_t mark;
 	int ret;
 };
 
-static struct list_append list_begin(struct http_buf *b)
+static struct list_append list_begin(struct buf *b)
 {
 	struct list_append la = {.b = b, .mark = b->len};
 	if (b->len)
-		la.ret = http_buf_append(b, ",", 1);
+		la.ret = buf_append(b, ",", 1);
 	return la;
 }
 
@@ -310,13 +310,13 @@ static int set_string_param(lr_request *rq, const char *key, const char *s)
 {
 	if (!rq || !s)
 		return LR_EINVAL;
-	struct http_buf b = {0}; /* owner: this function */
+	struct buf b = {0}; /* owner: this function */
 	int ret = json_append_string(&b, s, strlen(s));
 	if (!ret)
-		ret = http_buf_append(&b, "", 1);
+		ret = buf_append(&b, "", 1);
 	if (!ret)
 		ret = lr_request_set_param(rq, key, b.data);
-	http_buf_free(&b);
+	buf_free(&b);
 	return ret;
 }
 
@@ -331,15 +331,15 @@ LR_API int lr_request_set_tool_choice(lr_request *rq, const char *choice)
 		return LR_EINVAL;
 	if (!strcmp(choice, "auto") || !strcmp(choice, "none") || !strcmp(choice, "required"))
 		return set_string_param(rq, "tool_choice", choice);
-	struct http_buf b = {0}; /* owner: this function */
+	struct buf b = {0}; /* owner: this function */
 	int ret = append_cstr(&b, "{\"type\":\"function\",\"function\":{\"name\":");
 	if (!ret)
 		ret = append_jstr(&b, choice);
 	if (!ret)
-		ret = http_buf_append(&b, "}}", 3); /* with the NUL */
+		ret = buf_append(&b, "}}", 3); /* with the NUL */
 	if (!ret)
 		ret = lr_request_set_param(rq, "tool_choice", b.data);
-	http_buf_free(&b);
+	buf_free(&b);
 	return ret;
 }
 
@@ -371,8 +371,8 @@ LR_API int lr_request_set_body(lr_request *rq, const char *json, size_t len)
 {
 	if (!rq || !json)
 		return LR_EINVAL;
-	rq->body.len = 0;
-	return http_buf_append(&rq->body, json, len);
+	buf_clear(&rq->body);
+	return buf_append(&rq->body, json, len);
 }
 
 LR_API int lr_request_set_base_url(lr_request *rq, const char *url)

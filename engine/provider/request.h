@@ -16,11 +16,11 @@ struct request_param {
 struct lr_request {
 	char *model;                /* owner: request; NULL keeps the body's model */
 	enum lr_endpoint endpoint;
-	struct http_buf body;       /* owner: request; a complete JSON body, if set */
-	struct http_buf messages;   /* owner: request; comma-joined message objects */
-	struct http_buf tools;      /* owner: request; comma-joined tool objects */
-	struct http_buf inputs;     /* owner: request; comma-joined embedding inputs */
-	struct http_buf stops;      /* owner: request; comma-joined stop strings */
+	struct buf body;       /* owner: request; a complete JSON body, if set */
+	struct buf messages;   /* owner: request; comma-joined message objects */
+	struct buf tools;      /* owner: request; comma-joined tool objects */
+	struct buf inputs;     /* owner: request; comma-joined embedding inputs */
+	struct buf stops;      /* owner: request; comma-joined stop strings */
 	unsigned nstops;
 	struct request_param *params; /* owner: request; nparams used */
 	unsigned nparams;
@@ -28,7 +28,7 @@ struct lr_request {
 	int max_retries;            /* < 0: the engine's */
 	bool stream;                /* a stream without a callback (pull iterator) */
 	char *base_url;             /* owner: request; NULL: the engine's */
-	struct http_buf headers;    /* owner: request; validated "Name: value\r\n" lines */
+	struct buf headers;    /* owner: request; validated "Name: value\r\n" lines */
 	double connect_s, idle_s, total_s; /* <= 0: engine default */
 	void *user_data;
 	lr_delta_fn on_delta;       /* NULL: no streaming callback */

@@ -30,7 +30,7 @@ static struct mock_server srv;
 struct answer {
 	int status;
 	bool sse, ndjson, done;
-	struct http_buf body; /* owner: the answer */
+	struct buf body; /* owner: the answer */
 };
 
 static int on_head(void *ctx, const struct http_head *h)
@@ -46,7 +46,7 @@ static int on_head(void *ctx, const struct http_head *h)
 }
 static int on_body(void *ctx, const char *d, size_t n)
 {
-	return http_buf_append(&((struct answer *)ctx)->body, d, n);
+	return buf_append(&((struct answer *)ctx)->body, d, n);
 }
 static int on_done(void *ctx)
 {
@@ -130,7 +130,7 @@ static void check_answer(const struct asked *q, const char *resp, size_t len)
 		struct reply rp;
 		reply_init(&rp, NULL, NULL);
 		struct json_doc doc = {0};
-		struct http_buf norm = {0};
+		struct buf norm = {0};
 		bool is_json, rewritten;
 		provider_parse_response(p, ep, &doc, 200, a.body.data, a.body.len, &rp, &is_json, &norm,
 		                        &rewritten);
@@ -138,12 +138,12 @@ static void check_answer(const struct asked *q, const char *resp, size_t len)
 			fprintf(stderr, "provider_parse_response: %s (%s)\n", lr_error_name(rp.error), rp.message);
 			fail("the engine cannot parse the body", resp, len);
 		}
-		http_buf_free(&norm);
+		buf_free(&norm);
 		json_doc_free(&doc);
 		reply_free(&rp);
 	}
 out:
-	http_buf_free(&a.body);
+	buf_free(&a.body);
 }
 
 /* ---- the connection loop, without the ring ---- */

@@ -61,7 +61,7 @@ struct snap {
 	int feed_rc, finish_rc, error;
 	bool fatal, done;
 	struct deltas dl;
-	struct http_buf body; /* reply_openai_body; owner: the snap */
+	struct buf body; /* reply_openai_body; owner: the snap */
 	char message[400];
 };
 
@@ -120,8 +120,8 @@ static void stream_case(enum provider p, bool ndjson, const char *in, size_t len
 		        len, diff);
 		abort();
 	}
-	http_buf_free(&a.body);
-	http_buf_free(&b.body);
+	buf_free(&a.body);
+	buf_free(&b.body);
 }
 
 static void whole_case(enum provider p, enum lr_endpoint ep, int status, const char *in, size_t len)
@@ -136,7 +136,7 @@ static void whole_case(enum provider p, enum lr_endpoint ep, int status, const c
 	struct reply r;
 	reply_init(&r, on_delta, &dl);
 	struct json_doc doc = {0};
-	struct http_buf norm = {0};
+	struct buf norm = {0};
 	bool body_is_json = false, rewritten = false;
 	provider_parse_response(p, ep, &doc, status, body, len, &r, &body_is_json, &norm, &rewritten);
 	if (rewritten)
@@ -147,7 +147,7 @@ static void whole_case(enum provider p, enum lr_endpoint ep, int status, const c
 		abort(); /* whole responses fire no deltas */
 	if (r.ncalls)
 		(void)reply_publish_calls(&r);
-	http_buf_free(&norm);
+	buf_free(&norm);
 	json_doc_free(&doc);
 	reply_free(&r);
 	free(body);

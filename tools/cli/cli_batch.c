@@ -43,6 +43,7 @@
 
 #include "cli.h"
 #include "format/json.h"
+#include "util/buf.h"
 #include "llmring.h"
 #include "mock_server.h"
 
@@ -400,8 +401,8 @@ struct batch {
 	struct done_line *done_lines; /* owner: the batch; sorted by line, already done */
 	size_t done_lines_count;
 	struct json_doc doc;        /* owner: the batch; reused for every line */
-	struct http_buf out;        /* owner: the batch; one output line at a time */
-	struct http_buf pending;    /* owner: the batch; finished lines not yet written */
+	struct buf out;        /* owner: the batch; one output line at a time */
+	struct buf pending;    /* owner: the batch; finished lines not yet written */
 	char *scratch;              /* owner: the batch; unescaped strings */
 	size_t scratch_cap;
 	struct model_names requested; /* names asked for, so line records can point at them */
@@ -492,11 +493,6 @@ static void model_names_free(struct model_names *list)
 
 /* ---- output lines ---------------------------------------------------- */
 
-static int buf_puts(struct http_buf *b, const char *s)
-{
-	return http_buf_append(b, s, strlen(s));
-}
-
 /* The low `digits` hex digits of v, most significant first. */
 static void put_hex(char *out, uint64_t v, int digits)
 {
@@ -505,30 +501,17 @@ static void put_hex(char *out, uint64_t v, int digits)
 		out[i] = xdigits[v & 15];
 }
 
-static int buf_printf(struct http_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int buf_printf(struct http_buf *b, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof tmp)
-		return LR_EINVAL;
-	return http_buf_append(b, tmp, (size_t)n);
-}
-
 /*
  * Appends a JSON value that is known to be valid, on one line: bodies from
  * some servers (api.openai.com among them) are pretty-printed, and a raw
  * newline would break the JSONL. Inside valid JSON strings there are no
  * raw newlines, so only whitespace outside strings is dropped.
  */
-static int append_json_one_line(struct http_buf *b, const char *s, size_t len)
+static int append_json_one_line(struct buf *b, const char *s, size_t len)
 {
 	if (!memchr(s, '\n', len) && !memchr(s, '\r', len))
-		return http_buf_append(b, s, len);
-	if (http_buf_reserve(b, len))
+		return buf_append(b, s, len);
+	if (buf_reserve(b, len))
 		return LR_ENOMEM;
 	bool in_string = false, escaped = false;
 	for (size_t i = 0; i < len; i++) {
@@ -554,7 +537,7 @@ static int append_json_one_line(struct http_buf *b, const char *s, size_t len)
  * random per-run prefix. */
 static int start_line(struct batch *b)
 {
-	b->out.len = 0;
+	buf_clear(&b->out);
 	b->id_counter++;
 	/* Hand-formatted: this runs once per request (printf was 4 % of the
 	 * batch thread's time). */
@@ -563,11 +546,11 @@ static int start_line(struct batch *b)
 	char hex[28];
 	put_hex(hex, b->id_prefix, 16);
 	put_hex(hex + 16, b->id_counter, 12);
-	int rc = http_buf_append(&b->out, prefix, sizeof(prefix) - 1);
+	int rc = buf_append(&b->out, prefix, sizeof(prefix) - 1);
 	if (!rc)
-		rc = http_buf_append(&b->out, hex, 28);
+		rc = buf_append(&b->out, hex, 28);
 	if (!rc)
-		rc = http_buf_append(&b->out, suffix, sizeof(suffix) - 1);
+		rc = buf_append(&b->out, suffix, sizeof(suffix) - 1);
 	return rc;
 }
 
@@ -579,8 +562,8 @@ static void flush_line(struct batch *b)
 {
 	if (b->write_failed)
 		return;
-	if (http_buf_append(&b->pending, b->out.data, b->out.len) ||
-	    http_buf_append(&b->pending, "\n", 1)) {
+	if (buf_append(&b->pending, b->out.data, b->out.len) ||
+	    buf_append(&b->pending, "\n", 1)) {
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
 		return;
@@ -646,7 +629,7 @@ static bool response_arrived(const lr_result *r)
 
 static int append_response(struct batch *b, const lr_result *r)
 {
-	struct http_buf *o = &b->out;
+	struct buf *o = &b->out;
 	if (!response_arrived(r))
 		return buf_puts(o, "null");
 	char status[4] = {(char)('0' + r->http_status / 100 % 10), (char)('0' + r->http_status / 10 % 10),
@@ -743,7 +726,7 @@ static void write_pending(struct batch *b)
 		b->invalid_lines += b->pend.invalid_lines;
 	}
 	memset(&b->pend, 0, sizeof(b->pend));
-	b->pending.len = 0;
+	buf_clear(&b->pending);
 }
 
 /* ---- resume ------------------------------------------------------------ */
@@ -962,13 +945,13 @@ static void rewrite_keep(struct batch *b, struct rewrite *rw, const char *line, 
 {
 	if (rw->err)
 		return;
-	if (http_buf_append(&b->pending, line, n)) {
+	if (buf_append(&b->pending, line, n)) {
 		rewrite_fail(rw, -ENOMEM);
 		return;
 	}
 	if (b->pending.len >= BATCH_PENDING_MAX) {
 		int rc = write_all(rw->fd, b->pending.data, b->pending.len);
-		b->pending.len = 0;
+		buf_clear(&b->pending);
 		if (rc)
 			rewrite_fail(rw, rc);
 	}
@@ -997,7 +980,7 @@ static int rewrite_finish(struct batch *b, struct rewrite *rw)
 		if (rc)
 			rewrite_fail(rw, rc);
 	}
-	b->pending.len = 0;
+	buf_clear(&b->pending);
 	if (!rw->err && fsync(rw->fd) != 0)
 		rewrite_fail(rw, -errno);
 	if (!rw->err && rename(rw->path, rw->target) != 0)
@@ -1773,7 +1756,7 @@ static void clear_progress(struct batch *b)
 
 /* The unpriced model names, all of them (max 0) or the first max and
  * how many more. */
-static int append_unpriced(struct http_buf *s, const struct batch *b, const char *sep, bool json,
+static int append_unpriced(struct buf *s, const struct batch *b, const char *sep, bool json,
                            size_t max)
 {
 	int rc = 0;
@@ -1792,7 +1775,7 @@ static int append_unpriced(struct http_buf *s, const struct batch *b, const char
 
 static int write_stats_file(struct batch *b, double wall)
 {
-	struct http_buf s = {0}; /* owner: this function */
+	struct buf s = {0}; /* owner: this function */
 	double rate = wall > 0 ? (double)b->requests / wall : 0.0;
 	int rc = buf_printf(&s, "{\"requests\":%" PRIu64 ",\"skipped\":%" PRIu64, b->requests, b->skipped);
 	if (!rc)
@@ -1827,16 +1810,16 @@ static int write_stats_file(struct batch *b, double wall)
 	if (err)
 		fprintf(stderr, "llmring batch: cannot write the stats file %s: %s\n", b->opt.stats_path,
 		        strerror(err));
-	http_buf_free(&s);
+	buf_free(&s);
 	return err ? -1 : 0;
 }
 
 static void print_summary(struct batch *b, double wall)
 {
-	struct http_buf unpriced = {0}; /* owner: this function */
+	struct buf unpriced = {0}; /* owner: this function */
 	if (append_unpriced(&unpriced, b, ", ", false, BATCH_SUMMARY_MODEL_NAMES) ||
-	    http_buf_append(&unpriced, "", 1))
-		unpriced.len = 0;
+	    buf_append(&unpriced, "", 1))
+		buf_clear(&unpriced);
 	const char *names = unpriced.len ? unpriced.data : "";
 	fprintf(stderr, "llmring batch: %" PRIu64 " requests: %" PRIu64 " succeeded, %" PRIu64
 	        " failed, %" PRIu64 " skipped (already done), %" PRIu64 " retries",
@@ -1857,7 +1840,7 @@ static void print_summary(struct batch *b, double wall)
 		fputs("cost: none", stderr);
 	fprintf(stderr, "\n  %.2f s, %.1f requests/s\n", wall,
 	        wall > 0 ? (double)b->requests / wall : 0.0);
-	http_buf_free(&unpriced);
+	buf_free(&unpriced);
 }
 
 /* ---- main ------------------------------------------------------------ */
@@ -1945,8 +1928,8 @@ static void batch_free(struct batch *b)
 	id_set_free(&b->ids);
 	free(b->done_lines);
 	json_doc_free(&b->doc);
-	http_buf_free(&b->out);
-	http_buf_free(&b->pending);
+	buf_free(&b->out);
+	buf_free(&b->pending);
 	free(b->scratch);
 	model_names_free(&b->requested);
 	model_names_free(&b->unpriced);
