@@ -81,6 +81,15 @@ LR_API const char *lr_strerror(int err);
 LR_API const char *lr_error_name(int err);
 LR_API const char *lr_version(void);
 
+/* Why a call failed, for the user: the code, the errno behind it when the
+ * system refused (0 otherwise), and a message naming what was wrong (which
+ * prices file and where, which setup step). Never holds a key. */
+typedef struct lr_error_info {
+	int code;          /* LR_E*, 0 when nothing failed */
+	int sys_errno;     /* errno of a refused system call, or 0 */
+	char message[256]; /* NUL-terminated; "" when code is 0 */
+} lr_error_info;
+
 typedef struct lr_engine lr_engine;
 typedef struct lr_request lr_request;
 typedef struct lr_future lr_future;
@@ -200,8 +209,14 @@ LR_API lr_config lr_config_default(void);
 
 /* ---- engine ----------------------------------------------------------- */
 
-/* Starts the engine thread (which creates its own io_uring). */
+/* Starts the engine thread (which creates its own io_uring). 0, or LR_E*:
+ * LR_EINVAL for a configuration that cannot be used (a base URL, a prices
+ * file, LLMRING_MAX_BUFFERED_BYTES), LR_ENOMEM, LR_ESYSTEM when the
+ * system refused a step (io_uring, eventfd, a thread). */
 LR_API int lr_engine_new(const lr_config *cfg, lr_engine **out);
+/* lr_engine_new that also says why it failed, in *error (NULL: not
+ * wanted); on success error->code is 0. */
+LR_API int lr_engine_create(const lr_config *cfg, lr_engine **out, lr_error_info *error);
 /* Cancels whatever is in flight, waits for the thread, frees the engine.
  * Outstanding future handles stay valid until released. A lr_submit on
  * another thread that overlaps this call returns a future completed

@@ -1,4 +1,10 @@
 /* Error names and descriptions for the LR_E* codes of llmring.h. */
+#include "util/errors.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "llmring.h"
 
 struct error_entry {
@@ -36,4 +42,22 @@ LR_API const char *lr_error_name(int err)
 LR_API const char *lr_version(void)
 {
 	return LR_VERSION_STRING;
+}
+
+int error_set(lr_error_info *err, int code, int sys_errno, const char *fmt, ...)
+{
+	if (!err)
+		return code;
+	err->code = code;
+	err->sys_errno = sys_errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int error_from_errno(int neg_errno)
+{
+	return neg_errno == -ENOMEM || neg_errno == -EAGAIN ? LR_ENOMEM : LR_ESYSTEM;
 }

@@ -1,0 +1,318 @@
+/*
+ * One attempt's exchange callbacks: the response head (request id, retry
+ * hints, rate-limit headers, framing), the body or stream, and the end of
+ * the attempt (parse, then complete or retry).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/engine_internal.h"
+#include "core/ratelimit.h"
+#include "core/retry.h"
+#include "http/http_reader.h"
+#include "provider/provider.h"
+#include "provider/reply.h"
+#include "util/clock.h"
+#include "llmring.h"
+
+static size_t header_copy(char *dst, size_t cap, const struct http_header *h)
+{
+	size_t n = h->value_len < cap - 1 ? h->value_len : cap - 1;
+	memcpy(dst, h->value, n);
+	dst[n] = '\0';
+	return n;
+}
+
+/* The response headers the engine reads, found in one pass. */
+struct head_fields {
+	const struct http_header *request_id, *anthropic_request_id, *should_retry, *retry_after_ms,
+		*retry_after, *content_type, *content_encoding, *rl_requests, *rl_tokens, *rl_anthropic_requests,
+		*rl_anthropic_tokens, *rl_anthropic_input_tokens;
+};
+
+#define NAME_IS(hd, lit) ((hd)->name_len == sizeof(lit) - 1 && strncasecmp((hd)->name, lit, sizeof(lit) - 1) == 0)
+
+static void head_fields_find(const struct http_head *h, struct head_fields *hf)
+{
+	memset(hf, 0, sizeof(*hf));
+	for (size_t i = 0; i < h->num_headers; i++) {
+		const struct http_header *hd = &h->headers[i];
+		switch (hd->name_len) {
+		case 10: if (NAME_IS(hd, "request-id")) hf->anthropic_request_id = hd; break;
+		case 11: if (NAME_IS(hd, "retry-after")) hf->retry_after = hd; break;
+		case 12:
+			if (NAME_IS(hd, "x-request-id"))
+				hf->request_id = hd;
+			else if (NAME_IS(hd, "content-type"))
+				hf->content_type = hd;
+			break;
+		case 16: if (NAME_IS(hd, "content-encoding")) hf->content_encoding = hd; break;
+		case 14:
+			if (NAME_IS(hd, "x-should-retry"))
+				hf->should_retry = hd;
+			else if (NAME_IS(hd, "retry-after-ms"))
+				hf->retry_after_ms = hd;
+			break;
+		case 28: if (NAME_IS(hd, "x-ratelimit-remaining-tokens")) hf->rl_tokens = hd; break;
+		case 30: if (NAME_IS(hd, "x-ratelimit-remaining-requests")) hf->rl_requests = hd; break;
+		case 36: if (NAME_IS(hd, "anthropic-ratelimit-tokens-remaining")) hf->rl_anthropic_tokens = hd; break;
+		case 38: if (NAME_IS(hd, "anthropic-ratelimit-requests-remaining")) hf->rl_anthropic_requests = hd; break;
+		case 42:
+			if (NAME_IS(hd, "anthropic-ratelimit-input-tokens-remaining"))
+				hf->rl_anthropic_input_tokens = hd;
+			break;
+		}
+	}
+}
+
+/* A header's value as a number, or -1 when absent or not a number. */
+static double header_number(const struct http_header *hd)
+{
+	if (!hd)
+		return -1;
+	char num[32];
+	header_copy(num, sizeof(num), hd);
+	char *end;
+	double v = strtod(num, &end);
+	return end != num && v >= 0 ? v : -1;
+}
+
+static int future_on_head(struct http_exchange *ex, const struct http_head *h)
+{
+	struct lr_future *f = container_of(ex, struct lr_future, ex);
+	struct head_fields hf;
+	head_fields_find(h, &hf);
+	f->result.http_status = h->status;
+	const struct http_header *rid = hf.request_id ? hf.request_id : hf.anthropic_request_id;
+	if (rid)
+		header_copy(f->request_id, sizeof(f->request_id), rid);
+	f->result.retry_after_s = -1;
+	f->should_retry = -1;
+	if (hf.should_retry)
+		f->should_retry = retry_parse_should_retry(hf.should_retry->value, hf.should_retry->value_len);
+	if (hf.retry_after_ms)
+		f->result.retry_after_s = retry_parse_after_ms(hf.retry_after_ms->value, hf.retry_after_ms->value_len);
+	else if (hf.retry_after)
+		f->result.retry_after_s = retry_parse_after(hf.retry_after->value, hf.retry_after->value_len, time(NULL));
+	struct lr_engine *e = f->eng;
+	if (limits_enabled(&e->limits)) {
+		/* The buckets follow what the provider says remains, and a 429's
+		 * wait holds every request back, not just this one. */
+		double rq = header_number(hf.rl_requests);
+		double tk = header_number(hf.rl_tokens);
+		if (rq < 0)
+			rq = header_number(hf.rl_anthropic_requests);
+		if (tk < 0)
+			tk = header_number(hf.rl_anthropic_tokens);
+		if (tk < 0)
+			tk = header_number(hf.rl_anthropic_input_tokens);
+		limits_follow(&e->limits, e->ring.now_ns, rq, tk);
+		if (h->status == 429 && f->result.retry_after_s >= 0)
+			limits_pause(&e->limits, e->ring.now_ns + clock_seconds_to_ns(f->result.retry_after_s));
+	}
+	buf_clear(&f->resp_body);
+	/* Requests say Accept-Encoding: identity; a server that compresses
+	 * anyway gets a named error, not "not valid JSON" about gzip bytes. */
+	f->encoded_body = false;
+	const struct http_header *ce = hf.content_encoding;
+	if (ce && !(ce->value_len == 8 && strncasecmp(ce->value, "identity", 8) == 0)) {
+		char coding[48];
+		header_copy(coding, sizeof(coding), ce);
+		for (char *c = coding; *c; c++)
+			if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+				*c = '?';
+		snprintf(f->message, sizeof(f->message),
+		         "HTTP %d response body is encoded (Content-Encoding: %s), which llmring does "
+		         "not decode; it asked for identity (check the server or proxy)",
+		         h->status, coding);
+		f->encoded_body = true;
+		return LR_EPROTO;
+	}
+	const struct http_header *ct = hf.content_type;
+	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
+	bool ndjson = ct && ct->value_len >= 20 && strncasecmp(ct->value, "application/x-ndjson", 20) == 0;
+	if (h->status >= 200 && h->status < 300 && (sse || ndjson) && !f->stream) {
+		f->stream = stream_decoder_new(f->provider, ndjson, &f->reply); /* owner: the future */
+		if (!f->stream)
+			return LR_ENOMEM;
+		/* Only events count as progress for the idle deadline. */
+		ex->owner_tracks_progress = true;
+		return 0;
+	}
+	if (h->content_length > 0 && (uint64_t)h->content_length <= f->eng->cfg.max_body_bytes)
+		return buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
+	return 0;
+}
+
+/*
+ * The engine-wide cap on response bytes held for requests in flight:
+ * without it, a few hundred endless bodies each under the per-response
+ * cap exhaust memory. f's holding just changed; while the sum is over
+ * the cap the largest holder fails. Returns LR_ETOOLARGE when that is f.
+ */
+static int engine_check_buffered(struct lr_engine *e, struct lr_future *f)
+{
+	size_t held = f->stream ? f->reply.text.cap + f->reply.scratch.cap : f->resp_body.cap;
+	e->buffered_bytes += held - f->buffered;
+	f->buffered = held;
+	while (e->buffered_bytes > e->cfg.max_buffered_bytes) {
+		struct lr_future *largest = f;
+		for (struct lr_future *a = e->active.head; a; a = a->wait_next)
+			if (a->buffered > largest->buffered)
+				largest = a;
+		largest->over_budget = true;
+		if (largest == f)
+			return LR_ETOOLARGE;
+		pool_abort(&e->pool, &largest->ex, LR_ETOOLARGE, "response too large");
+	}
+	return 0;
+}
+
+static int future_on_body(struct http_exchange *ex, const char *data, size_t len)
+{
+	struct lr_future *f = container_of(ex, struct lr_future, ex);
+	if (!f->stream) {
+		int r = buf_append(&f->resp_body, data, len);
+		return r ? r : engine_check_buffered(f->eng, f);
+	}
+	unsigned long before = f->reply.events;
+	int r = stream_decoder_feed(f->stream, data, len);
+	if (f->reply.events != before)
+		ex->last_byte_ns = f->eng->ring.now_ns;
+	int cap = engine_check_buffered(f->eng, f);
+	if (cap)
+		return cap;
+	/* An error event from the provider still lets the response end
+	 * normally (the connection stays reusable); broken framing or no
+	 * memory stops it. */
+	return stream_decoder_fatal(f->stream) || r == LR_ENOMEM ? r : 0;
+}
+
+/* Clears what one attempt left behind, keeping the request bytes. */
+static void attempt_reset(struct lr_future *f)
+{
+	stream_decoder_free(f->stream);
+	f->stream = NULL;
+	reply_reset(&f->reply);
+	buf_clear(&f->resp_body);
+	f->request_id[0] = '\0';
+	f->result.http_status = 0;
+	f->result.body_is_json = 0;
+	f->result.retry_after_s = -1;
+	f->should_retry = -1;
+	memset(&f->ex, 0, sizeof(f->ex));
+}
+
+/* An attempt ended: complete the future, or schedule the next attempt. */
+static void future_finish(struct lr_future *f, int err, const char *msg)
+{
+	struct lr_engine *e = f->eng;
+	struct attempt_outcome o = {
+		.error = err,
+		.http_status = f->result.http_status,
+		.should_retry = f->should_retry,
+		.attempts = f->attempts,
+		.max_retries = f->max_retries,
+		.delivered = f->reply.deltas > 0,
+	};
+	if (e->shutting_down || !retry_allowed(&o)) {
+		future_complete(f, err, msg);
+		return;
+	}
+	uint64_t delay = retry_delay_ns(f->result.retry_after_s, f->attempts,
+	                                retry_jitter_draw(retry_jitter_next(&e->jitter_state)));
+	if (ring_timer_set(&e->ring, &f->deadline, e->ring.now_ns + delay)) {
+		future_complete(f, LR_ENOMEM, NULL); /* nothing would wake the retry */
+		return;
+	}
+	attempt_reset(f);
+	atomic_fetch_add_explicit(&e->stat_retries, 1, memory_order_relaxed);
+	f->state = F_BACKOFF;
+	flist_push(&e->backoff, f);
+}
+
+static void active_unlink(struct lr_engine *e, struct lr_future *f)
+{
+	flist_unlink(&e->active, f);
+	e->active_count--;
+	e->buffered_bytes -= f->buffered;
+	f->buffered = 0;
+}
+
+static void future_on_done(struct http_exchange *ex, int err, const char *msg)
+{
+	struct lr_future *f = container_of(ex, struct lr_future, ex);
+	struct lr_engine *e = f->eng;
+	active_unlink(e, f);
+	if (f->encoded_body && err == LR_EPROTO)
+		msg = f->message;
+	if (f->over_budget && err == LR_ETOOLARGE) {
+		snprintf(f->message, sizeof(f->message),
+		         "response too large: responses in flight held more than %zu bytes together "
+		         "(the largest fails; raise lr_config.max_buffered_bytes or "
+		         "LLMRING_MAX_BUFFERED_BYTES, or lower concurrency)",
+		         e->cfg.max_buffered_bytes);
+		msg = f->message;
+	}
+	if (err == LR_ETOOLARGE) {
+		/* A partial body that broke a cap is of no use to anyone. */
+		buf_free(&f->resp_body);
+		f->result.http_status = 0;
+	}
+	if (err == 0 || f->result.http_status) {
+		/* NUL-terminate the body so callers may treat it as a string. */
+		if (buf_reserve(&f->resp_body, 1) == 0)
+			f->resp_body.data[f->resp_body.len] = '\0';
+	}
+	if (f->stream) {
+		int r = err ? err : stream_decoder_finish(f->stream);
+		buf_clear(&f->resp_body);
+		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && buf_reserve(&f->resp_body, 1) == 0) {
+			f->resp_body.data[f->resp_body.len] = '\0';
+			f->result.body_is_json = 1;
+		} else if (!r) {
+			/* A success without its assembled body would be a silent loss. */
+			r = reply_fail(&f->reply, LR_ENOMEM, "out of memory assembling the body");
+		}
+		/* The text so far is the result's, complete or not. */
+		if (!err && r)
+			memcpy(f->message, f->reply.message, sizeof(f->message));
+		future_finish(f, r, err ? msg : (r ? f->message : NULL));
+		engine_start_waiting(e);
+		return;
+	}
+	if (err == 0) {
+		struct buf normalized = {0}; /* owner: this block until swapped in */
+		bool body_is_json, rewritten;
+		provider_parse_response(f->provider, f->endpoint, &e->doc, f->result.http_status,
+		                        f->resp_body.data, f->resp_body.len, &f->reply, &body_is_json,
+		                        &normalized, &rewritten);
+		if (rewritten && buf_reserve(&normalized, 1) == 0) {
+			/* Batch output is OpenAI-shaped whatever the provider. */
+			normalized.data[normalized.len] = '\0';
+			struct buf raw = f->resp_body;
+			f->resp_body = normalized;
+			normalized = raw;
+		} else if (rewritten) {
+			reply_fail(&f->reply, LR_ENOMEM, "out of memory rewriting the body");
+		}
+		buf_free(&normalized);
+		f->result.body_is_json = body_is_json;
+		int code = f->reply.error;
+		if (code)
+			memcpy(f->message, f->reply.message, sizeof(f->message));
+		future_finish(f, code, code ? f->message : NULL);
+	} else {
+		future_finish(f, err, msg);
+	}
+	engine_start_waiting(e);
+}
+
+const struct http_exchange_handler future_exchange_handler = {
+	.on_head = future_on_head,
+	.on_body = future_on_body,
+	.on_done = future_on_done,
+};

@@ -1,0 +1,196 @@
+/*
+ * Submission: a request becomes a future with its bytes built, then goes
+ * onto the submit stack (or completes at once when it is refused).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/engine_internal.h"
+#include "core/engine_session.h"
+#include "core/ratelimit.h"
+#include "core/test_hooks.h"
+#include "http/http_writer.h"
+#include "io/url.h"
+#include "provider/provider.h"
+#include "provider/reply.h"
+#include "provider/request.h"
+#include "util/clock.h"
+#include "llmring.h"
+
+static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *rq, const char **why)
+{
+	struct buf fixed = {0}; /* owner: this function, for a per-request URL */
+	const char *base_paths[PROVIDER_COUNT];
+	int ret = 0;
+	if (rq->base_url) {
+		f->own_url = malloc(sizeof(*f->own_url));
+		if (!f->own_url)
+			return LR_ENOMEM;
+		ret = url_parse(rq->base_url, f->own_url, why);
+		if (ret)
+			return ret;
+	}
+	for (int p = 0; p < PROVIDER_COUNT; p++)
+		base_paths[p] = f->own_url ? f->own_url->path : e->ep[p].url.path;
+	struct provider_request pr; /* owner: this function */
+	ret = provider_build_request(rq, base_paths, &pr, why);
+	if (ret) {
+		/* Text composed in pr outlives it in the future. */
+		if (*why == pr.why_text) {
+			snprintf(f->message, sizeof(f->message), "%s", pr.why_text);
+			*why = f->message;
+		}
+		return ret;
+	}
+	f->provider = pr.provider;
+	f->endpoint = rq->endpoint;
+	snprintf(f->requested_model, sizeof(f->requested_model), "%s", pr.model);
+	const struct endpoint *ep = &e->ep[pr.provider];
+	const struct buf *hdrs = &ep->fixed_headers;
+	if (f->own_url) {
+		/* A different origin gets no key: it was given for the engine's. */
+		ret = build_fixed_headers(&fixed, f->own_url, pr.provider, NULL);
+		hdrs = &fixed;
+	} else if (ep->error) {
+		*why = ep->why;
+		ret = ep->error;
+	} else if (ep->needs_key) {
+		snprintf(f->message, sizeof(f->message), "%s is not set; %s needs a key",
+		         provider_info(pr.provider)->key_env, ep->url.host);
+		*why = f->message;
+		ret = LR_EAUTH;
+	}
+	const char *body = pr.body_is_input ? rq->body.data : pr.body.data;
+	size_t body_len = pr.body_is_input ? rq->body.len : pr.body.len;
+	struct buf *b = &f->req_bytes;
+	if (!ret)
+		ret = buf_reserve(b, pr.path.len + hdrs->len + rq->headers.len + body_len + 64);
+	if (!ret) {
+		/* Reserved above: these appends cannot fail. */
+		buf_append(b, "POST ", 5);
+		buf_append(b, pr.path.data, pr.path.len);
+		buf_append(b, " HTTP/1.1\r\n", 11);
+		buf_append(b, hdrs->data, hdrs->len);
+		if (rq->headers.len)
+			buf_append(b, rq->headers.data, rq->headers.len);
+		ret = http_write_body(b, body, body_len);
+	}
+	if (!ret && e->cfg.tokens_per_minute > 0)
+		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
+	provider_request_free(&pr);
+	buf_free(&fixed);
+	return ret;
+}
+
+/* Completed on the caller's thread: the engine never sees it. */
+void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *why)
+{
+	f->result.error = err;
+	if (why != f->message)
+		snprintf(f->message, sizeof(f->message), "%s", why);
+	f->result.error_message = f->message;
+	f->result.provider = provider_info(f->provider)->name;
+	f->result.cost_usd = -1;
+	buf_free(&f->req_bytes);
+	atomic_store(&f->done, 1);
+	if (e->cfg.reap_completions) {
+		reap_push(e, f, f, 1);
+	} else {
+		atomic_store(&f->refs, 1);
+	}
+}
+
+lr_future *engine_failed_future(lr_engine *e, int err, const char *msg)
+{
+	struct lr_future *f = calloc(1, sizeof(*f)); /* owner: shared by refs (caller + reap queue) */
+	if (!f)
+		return NULL;
+	atomic_init(&f->refs, 2);
+	f->eng = e;
+	f->submit_ns = clock_now_ns();
+	f->result.retry_after_s = -1;
+	ring_timer_init(&f->deadline, future_deadline_fired);
+	reply_init(&f->reply, NULL, NULL);
+	future_fail_early(e, f, err, msg);
+	return f;
+}
+
+void engine_future_refail(lr_future *f, int err, const char *msg)
+{
+	f->result.error = err;
+	snprintf(f->message, sizeof(f->message), "%s", msg);
+	f->result.error_message = f->message;
+}
+
+/*
+ * Called between lr_submit's stopping check and its push: a test
+ * replaces it (a strong definition) to hold a submission in the window
+ * where lr_engine_destroy may run. Weak, so never inlined away.
+ */
+__attribute__((weak)) void engine_submit_window_hook(lr_engine *e)
+{
+	(void)e;
+}
+
+LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
+{
+	if (!e || !rq) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	struct lr_future *f = calloc(1, sizeof(*f)); /* owner: shared by refs (caller + engine) */
+	if (!f) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	atomic_init(&f->refs, 2);
+	f->eng = e;
+	f->user_data = rq->user_data;
+	f->on_delta = rq->on_delta;
+	f->on_delta_user = rq->on_delta_user;
+	reply_init(&f->reply, rq->on_delta || rq->stream ? future_delta : NULL, f);
+	if (rq->stream) {
+		f->pull = calloc(1, sizeof(*f->pull)); /* owner: the future */
+		if (!f->pull) {
+			free(f);
+			lr_request_free(rq);
+			return NULL;
+		}
+		pthread_mutex_init(&f->pull->lock, NULL);
+	}
+	f->submit_ns = clock_now_ns();
+	f->attempt_ns = f->submit_ns;
+	f->should_retry = -1;
+	f->max_retries = rq->max_retries >= 0 ? rq->max_retries : e->cfg.max_retries;
+	f->result.cost_usd = -1;
+	f->result.retry_after_s = -1;
+	ring_timer_init(&f->deadline, future_deadline_fired);
+	f->connect_ns = clock_seconds_to_ns(rq->connect_s > 0 ? rq->connect_s : e->cfg.connect_timeout_s);
+	f->idle_ns = clock_seconds_to_ns(rq->idle_s > 0 ? rq->idle_s : e->cfg.idle_timeout_s);
+	f->total_ns = clock_seconds_to_ns(rq->total_s > 0 ? rq->total_s : e->cfg.total_timeout_s);
+	const char *why = NULL;
+	int ret = future_build_request(e, f, rq, &why);
+	lr_request_free(rq);
+	/* Counted before stopping is read (both seq_cst, against the store
+	 * in lr_engine_destroy): either this call sees the stop, or the free
+	 * waits for its push. */
+	atomic_fetch_add(&e->submitting, 1);
+	if (ret || atomic_load(&e->stopping)) {
+		future_fail_early(e, f, ret ? ret : LR_ECANCELLED,
+		                  ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
+		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
+		return f;
+	}
+	engine_submit_window_hook(e);
+	bool was_empty = stack_push(&e->submit_head, f, &f->next);
+	/* The owner of a caller-driven engine takes the stack on its next
+	 * turn; anyone else wakes the loop. */
+	if (was_empty && !engine_on_owner(e))
+		eventfd_signal(e->wake_fd);
+	/* e may be freed from here on. */
+	atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
+	return f;
+}
