@@ -30,7 +30,7 @@
 #include "llmring.h"
 #include "mock_server.h"
 #include "test_server.h"
-#include "core/test_hooks.h"
+#include "util/test_hooks.h"
 
 /* ---- fixture ---------------------------------------------------------- */
 

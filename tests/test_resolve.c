@@ -32,10 +32,20 @@
 #include "util/clock.h"
 #include "llmring.h"
 #include "io/resolve.h"
+#include "util/test_hooks.h"
 
-/* Defined in resolve.c for tests (see there). */
-extern int (*resolve_getaddrinfo_hook)(const char *host, const char *service, const struct addrinfo *hints,
-				       struct addrinfo **res);
+/* The lookup the resolver's threads use while set (NULL: getaddrinfo);
+ * set only while no resolver exists. */
+static int (*resolve_getaddrinfo_hook)(const char *host, const char *service, const struct addrinfo *hints,
+                                       struct addrinfo **res);
+
+/* Replaces the library's weak resolve_getaddrinfo (util/test_hooks.h). */
+int resolve_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res)
+{
+	return resolve_getaddrinfo_hook ? resolve_getaddrinfo_hook(host, service, hints, res)
+	                                : getaddrinfo(host, service, hints, res);
+}
 
 #define MS 1000000ull
 #define WAIT_LIMIT_MS 20000   /* a real lookup of a bad name may be slow */

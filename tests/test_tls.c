@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include <cmocka.h>
 
 #include "llmring.h"
+#include "util/test_hooks.h"
 #include "mock_server.h"
 
 static char cert_dir[PATH_MAX];
@@ -398,10 +400,20 @@ static void test_caller_driven_engine_sees_failures_without_io(void **state)
 	lr_engine_destroy(e);
 }
 
-/* The resolver's test hook (engine/io/resolve.c): "two.test" resolves to
- * 127.0.0.2 (nothing listens there) and then 127.0.0.1. */
-extern int (*resolve_getaddrinfo_hook)(const char *host, const char *service,
+/* The lookup the engine's resolver uses while set (NULL: getaddrinfo). */
+static int (*resolve_getaddrinfo_hook)(const char *host, const char *service,
                                        const struct addrinfo *hints, struct addrinfo **res);
+
+/* Replaces the library's weak resolve_getaddrinfo (util/test_hooks.h). */
+int resolve_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res)
+{
+	return resolve_getaddrinfo_hook ? resolve_getaddrinfo_hook(host, service, hints, res)
+	                                : getaddrinfo(host, service, hints, res);
+}
+
+/* "two.test" resolves to 127.0.0.2 (nothing listens there) and then
+ * 127.0.0.1. */
 
 static int two_addresses(const char *host, const char *service, const struct addrinfo *hints,
                          struct addrinfo **res)
@@ -424,6 +436,49 @@ static int two_addresses(const char *host, const char *service, const struct add
 	tail->ai_next = second; /* one list: freeaddrinfo walks it all */
 	*res = first;
 	return 0;
+}
+
+/* "moved.test" is 127.0.0.2 (nothing listens) at the first lookup and
+ * 127.0.0.1 from then on. */
+static _Atomic int moved_lookups;
+
+static int moved_server(const char *host, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res)
+{
+	if (strcmp(host, "moved.test") != 0)
+		return getaddrinfo(host, service, hints, res);
+	struct addrinfo numeric = *hints;
+	numeric.ai_flags |= AI_NUMERICHOST;
+	bool first = atomic_fetch_add(&moved_lookups, 1) == 0;
+	return getaddrinfo(first ? "127.0.0.2" : "127.0.0.1", service, &numeric, res);
+}
+
+static void test_a_name_whose_every_address_failed_is_looked_up_again(void **state)
+{
+	(void)state;
+	struct mock_options o;
+	mock_options_default(&o);
+	struct mock_server *s = NULL;
+	assert_int_equal(mock_server_start(&o, &s), 0); /* plain, on 127.0.0.1 only */
+	atomic_store(&moved_lookups, 0);
+	resolve_getaddrinfo_hook = moved_server;
+	char url[128];
+	snprintf(url, sizeof(url), "http://moved.test:%u/v1", mock_server_port(s));
+	lr_engine *e = engine_for(url, false);
+	/* A fresh answer that fails is kept: a server that is down is not
+	 * looked up again per request. */
+	assert_int_equal(one_request(e, NULL, NULL, 0), LR_ECONNECT);
+	assert_int_equal(one_request(e, NULL, NULL, 0), LR_ECONNECT);
+	assert_int_equal(atomic_load(&moved_lookups), 1);
+	/* Once it is a second old, a total failure forgets it (the DNS TTL
+	 * is a minute) and the next request finds the server's new address. */
+	usleep(1100 * 1000);
+	assert_int_equal(one_request(e, NULL, NULL, 0), LR_ECONNECT);
+	assert_int_equal(one_request(e, NULL, NULL, 0), LR_OK);
+	assert_int_equal(atomic_load(&moved_lookups), 2);
+	lr_engine_destroy(e);
+	resolve_getaddrinfo_hook = NULL;
+	mock_server_stop(s);
 }
 
 static void test_connect_failure_moves_on_to_the_next_address(void **state)
@@ -560,6 +615,7 @@ int main(void)
 		cmocka_unit_test(test_plain_http_on_the_tls_port_fails_with_handshake_error),
 		cmocka_unit_test(test_unresolvable_name_fails_fast_without_stalling_others),
 		cmocka_unit_test(test_connect_failure_moves_on_to_the_next_address),
+		cmocka_unit_test(test_a_name_whose_every_address_failed_is_looked_up_again),
 		cmocka_unit_test(test_caller_driven_engine_sees_failures_without_io),
 		cmocka_unit_test(test_many_concurrent_tls_requests_complete),
 		cmocka_unit_test(test_nginx_valid_certificate_succeeds_and_reuses),

@@ -19,12 +19,11 @@ static int append_header(struct buf *b, const char *name, const char *value)
 	return http_write_header(b, name, strlen(name), value, strlen(value));
 }
 
-/* Host, key and content headers of one base URL for one provider. */
-int build_fixed_headers(struct buf *b, const struct url *u, enum provider p, const char *api_key)
+/* The key and content headers of one provider's requests (Host comes with
+ * the request line, from the URL the request goes to). */
+int build_fixed_headers(struct buf *b, enum provider p, const char *api_key)
 {
-	int ret = append_header(b, "Host", u->host_header);
-	if (!ret)
-		ret = provider_auth_headers(p, b, api_key);
+	int ret = provider_auth_headers(p, b, api_key);
 	if (!ret)
 		ret = append_header(b, "Content-Type", "application/json");
 	if (!ret)
@@ -117,7 +116,7 @@ int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_ke
 				return ret; /* the default provider must work */
 			continue;
 		}
-		ret = build_fixed_headers(&ep->fixed_headers, &ep->url, (enum provider)p, src.key);
+		ret = build_fixed_headers(&ep->fixed_headers, (enum provider)p, src.key);
 		if (ret)
 			return ret;
 	}

@@ -280,7 +280,7 @@ bool engine_on_owner(const struct lr_engine *e);
 void engine_drive(struct lr_engine *e, int timeout_ms, bool (*done)(void *), void *arg);
 
 /* Endpoints and keys (endpoints.c) */
-int build_fixed_headers(struct buf *b, const struct url *u, enum provider p, const char *api_key);
+int build_fixed_headers(struct buf *b, enum provider p, const char *api_key);
 void endpoint_wipe(struct endpoint *ep);
 int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_key);
 

@@ -11,7 +11,7 @@
 #include "core/engine_internal.h"
 #include "core/engine_session.h"
 #include "core/ratelimit.h"
-#include "core/test_hooks.h"
+#include "util/test_hooks.h"
 #include "http/http_writer.h"
 #include "io/url.h"
 #include "provider/provider.h"
@@ -52,7 +52,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	const struct buf *hdrs = &ep->fixed_headers;
 	if (f->own_url) {
 		/* A different origin gets no key: it was given for the engine's. */
-		ret = build_fixed_headers(&fixed, f->own_url, pr.provider, NULL);
+		ret = build_fixed_headers(&fixed, pr.provider, NULL);
 		hdrs = &fixed;
 	} else if (ep->error) {
 		*why = ep->why;
@@ -66,13 +66,21 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	const char *body = pr.body_is_input ? rq->body.data : pr.body.data;
 	size_t body_len = pr.body_is_input ? rq->body.len : pr.body.len;
 	struct buf *b = &f->req_bytes;
+	const struct url *u = f->own_url ? f->own_url : &ep->url;
 	if (!ret)
-		ret = buf_reserve(b, pr.path.len + hdrs->len + rq->headers.len + body_len + 64);
+		ret = buf_reserve(b, pr.path.len + strlen(u->host_header) + hdrs->len + rq->headers.len +
+		                         body_len + 96);
+	if (!ret)
+		ret = buf_reserve(&pr.path, 1);
+	if (!ret) {
+		pr.path.data[pr.path.len] = '\0';
+		/* Validates the target: a path with spaces or controls is refused. */
+		ret = http_write_request_line(b, "POST", pr.path.data, u->host_header);
+		if (ret == LR_EINVAL)
+			*why = "the request path is not a valid HTTP request target";
+	}
 	if (!ret) {
 		/* Reserved above: these appends cannot fail. */
-		buf_append(b, "POST ", 5);
-		buf_append(b, pr.path.data, pr.path.len);
-		buf_append(b, " HTTP/1.1\r\n", 11);
 		buf_append(b, hdrs->data, hdrs->len);
 		if (rq->headers.len)
 			buf_append(b, rq->headers.data, rq->headers.len);

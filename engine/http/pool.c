@@ -35,6 +35,10 @@ struct origin {
 	struct tls_session *session; /* owner: origin; offered to new TLS connections */
 };
 
+/* How old a name's addresses must be before a total connect failure
+ * forgets them (pconn_connected). */
+#define ADDRS_MIN_AGE_NS 1000000000ull
+
 struct pconn {
 	struct conn conn;
 	struct pool *pool;
@@ -367,6 +371,15 @@ static void pconn_connected(struct conn *c, int err)
 		ex->phase = EX_DONE;
 		ex->h->on_done(ex, oerr, ex->error_text);
 		return;
+	}
+	if (ex && o->addrs_expire_ns != UINT64_MAX && p->cfg.resolver &&
+	    p->ring->now_ns >= o->addrs_expire_ns - p->cfg.dns_ttl_ns + ADDRS_MIN_AGE_NS) {
+		/* Every address of the name failed: the next exchange asks
+		 * again instead of trying the same ones until the TTL runs out
+		 * (a server that moved). Not for answers younger than a second,
+		 * so a server that is down is not looked up per request. */
+		o->addrs_expire_ns = 0;
+		resolver_forget(p->cfg.resolver, u->host);
 	}
 	if (ex) {
 		snprintf(ex->error_text, sizeof(ex->error_text), "connect to %s port %u failed: %s%s",

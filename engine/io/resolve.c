@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/test_hooks.h"
 #include "llmring.h"
 
 #define RESOLVE_MAX_THREADS 16
@@ -36,15 +37,12 @@
 #define RESOLVE_FAILURE_TTL_NS (5ull * 1000000000ull)
 #define RESOLVE_HOST_MAX 255   /* longest DNS name in text form */
 
-/*
- * Test hook: when set, helper threads call it instead of getaddrinfo (tests
- * count calls, stall lookups or fake answers). Its list is released with
- * freeaddrinfo, so a hook must build it with getaddrinfo. Set it only while
- * no resolver exists. Not declared in resolve.h: tests declare it
- * themselves, nothing else may use it.
- */
-int (*resolve_getaddrinfo_hook)(const char *host, const char *service, const struct addrinfo *hints,
-				struct addrinfo **res);
+/* Weak, so a test program can replace it (util/test_hooks.h). */
+__attribute__((weak)) int resolve_getaddrinfo(const char *host, const char *service,
+                                              const struct addrinfo *hints, struct addrinfo **res)
+{
+	return getaddrinfo(host, service, hints, res);
+}
 
 struct waiter {
 	resolve_cb cb;
@@ -242,8 +240,7 @@ static void run_getaddrinfo(struct lookup *lk)
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct addrinfo *list = NULL;   /* owned: freed below */
 	errno = 0;
-	int rc = resolve_getaddrinfo_hook ? resolve_getaddrinfo_hook(lk->host, NULL, &hints, &list)
-					  : getaddrinfo(lk->host, NULL, &hints, &list);
+	int rc = resolve_getaddrinfo(lk->host, NULL, &hints, &list);
 	int saved_errno = errno;
 	struct resolve_result *res = &lk->answer;
 

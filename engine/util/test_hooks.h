@@ -1,0 +1,23 @@
+/*
+ * Seams for deterministic tests: weak definitions in the library that a
+ * test program replaces with strong ones (the library holds no mutable
+ * hook state of its own). Never called for anything else.
+ */
+#ifndef LR_TEST_HOOKS_H
+#define LR_TEST_HOOKS_H
+
+#include <netdb.h>
+
+#include "llmring.h"
+
+/* In lr_submit, after the stopping check passed and before the push
+ * (core/submit.c); the library's does nothing. */
+void engine_submit_window_hook(lr_engine *e);
+
+/* The resolver's helper threads look names up through this (io/resolve.c);
+ * the library's is getaddrinfo. A replacement's list is released with
+ * freeaddrinfo, so it must build it with getaddrinfo. */
+int resolve_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                        struct addrinfo **res);
+
+#endif
