@@ -166,6 +166,8 @@ struct lr_engine {
 
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
+	bool ring_broken;               /* ring.failed seen: every future fails (loop.c) */
+	char broken_message[160];
 	bool self_free;                 /* destroyed from a callback: the thread frees e */
 	uint64_t completions;           /* futures completed by this loop */
 	struct resolver *resolver;      /* owner: engine */
@@ -263,6 +265,7 @@ void future_deadline_fired(struct ring_timer *t);
 void engine_start_waiting(struct lr_engine *e);
 void limit_timer_fired(struct ring_timer *t);
 void engine_drain_inbox(struct lr_engine *e);
+void engine_fail_held(struct lr_engine *e, int err, const char *msg);
 void engine_shutdown(struct lr_engine *e);
 void engine_report_progress(struct lr_engine *e);
 

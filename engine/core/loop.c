@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -88,6 +89,8 @@ void engine_teardown(struct lr_engine *e)
 	engine_publish_stats(e);
 	resolver_free(e->resolver);
 	e->resolver = NULL;
+	if (e->ring.failed)
+		pool_abandon(&e->pool); /* their closes will never complete */
 	pool_free(&e->pool);
 	json_doc_free(&e->doc);
 	ring_exit(&e->ring);
@@ -132,8 +135,46 @@ int engine_turn(struct lr_engine *e, uint64_t max_wait_ns)
 	return ret;
 }
 
+/*
+ * A turn after the ring broke (ring.failed: the kernel refused a submit or
+ * an enter for good), when nothing on it will ever complete. The first
+ * fails everything the engine holds with LR_ESYSTEM; later submissions
+ * fail the same way (engine_accept); the loop waits on the wake eventfd
+ * itself until the engine is destroyed. The library never aborts.
+ */
+static int engine_turn_broken(struct lr_engine *e, uint64_t max_wait_ns)
+{
+	if (!e->ring_broken) {
+		e->ring_broken = true;
+		snprintf(e->broken_message, sizeof(e->broken_message),
+		         "the engine's io_uring failed: %s; every request fails until the engine is destroyed",
+		         strerror(-e->ring.failed));
+		engine_log(e, "%s", e->broken_message);
+		engine_fail_held(e, LR_ESYSTEM, e->broken_message);
+	}
+	engine_drain_inbox(e);
+	engine_flush_reaped(e);
+	engine_report_progress(e);
+	if (atomic_load_explicit(&e->stopping, memory_order_acquire))
+		return 0;
+	if (e->cfg.drive_from_caller)
+		return -1; /* lr_engine_run reports LR_ESYSTEM; waits return */
+	if (max_wait_ns == 0)
+		return 1;
+	int ms = max_wait_ns == UINT64_MAX ? -1 : (int)(max_wait_ns / 1000000u);
+	struct pollfd pfd = {.fd = e->wake_fd, .events = POLLIN};
+	if (poll(&pfd, 1, ms) > 0) {
+		uint64_t v;
+		ssize_t n = read(e->wake_fd, &v, sizeof(v));
+		(void)n; /* only clears the signal: the inbox is looked at next turn */
+	}
+	return 1;
+}
+
 static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 {
+	if (e->ring.failed)
+		return engine_turn_broken(e, max_wait_ns);
 	uint64_t completions_before = e->completions;
 	engine_drain_inbox(e);
 	resolver_drain(e->resolver, e->ring.now_ns);
@@ -164,11 +205,8 @@ static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 	 * its caller to see them. */
 	if (e->completions != completions_before)
 		max_wait_ns = 0;
-	int ret = ring_run_once(&e->ring, max_wait_ns);
-	if (ret < 0 && ret != -EINTR) {
-		engine_log(e, "io_uring enter failed: %s", strerror(-ret));
-		return ret;
-	}
+	if (ring_run_once(&e->ring, max_wait_ns))
+		return engine_turn_broken(e, 0);
 	engine_flush_reaped(e);
 	return 1;
 }

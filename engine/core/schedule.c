@@ -195,8 +195,11 @@ void limit_timer_fired(struct ring_timer *t)
 
 static void engine_accept(struct lr_engine *e, struct lr_future *f)
 {
-	if (atomic_load_explicit(&e->stopping, memory_order_relaxed)) {
-		future_complete(f, LR_ECANCELLED, "the engine is shutting down");
+	if (atomic_load_explicit(&e->stopping, memory_order_relaxed) || e->ring_broken) {
+		if (e->ring_broken)
+			future_complete(f, LR_ESYSTEM, e->broken_message);
+		else
+			future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 		return;
 	}
 	e->submitted++;
@@ -231,6 +234,24 @@ void engine_drain_inbox(struct lr_engine *e)
 		future_unref(f); /* the cancel request's reference */
 		f = next;
 	}
+}
+
+/* Ends every future the engine holds (waiting, backing off, on the wire)
+ * with err: the waiting first, so none starts as an active one ends. */
+void engine_fail_held(struct lr_engine *e, int err, const char *msg)
+{
+	while (e->waiting.head) {
+		struct lr_future *f = e->waiting.head;
+		wait_unlink(e, f);
+		future_complete(f, err, msg);
+	}
+	while (e->backoff.head) {
+		struct lr_future *f = e->backoff.head;
+		flist_unlink(&e->backoff, f);
+		future_complete(f, err, msg);
+	}
+	while (e->active.head)
+		pool_abort(&e->pool, &e->active.head->ex, err, msg);
 }
 
 void engine_shutdown(struct lr_engine *e)

@@ -55,6 +55,7 @@ struct pconn {
 	unsigned served;
 	unsigned addr_index;        /* which of the origin's addresses */
 	struct ring_timer idle_timer;
+	struct pconn *all_prev, *all_next; /* pool.conns */
 };
 
 static const struct conn_handler pconn_handler;
@@ -156,6 +157,10 @@ static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_
 	ring_timer_init(&pc->idle_timer, pconn_idle_expired);
 	pc->pool = p;
 	pc->origin = o;
+	pc->all_next = p->conns;
+	if (p->conns)
+		p->conns->all_prev = pc;
+	p->conns = pc;
 	pc->counted = true;
 	pc->addr_index = addr_index;
 	pc->opening = true;
@@ -479,11 +484,23 @@ static void pconn_eof(struct conn *c, int err)
 	pconn_fail(pc, LR_ECONNRESET, ex->error_text);
 }
 
+static void pconn_unlist(struct pconn *pc)
+{
+	struct pool *p = pc->pool;
+	if (pc->all_prev)
+		pc->all_prev->all_next = pc->all_next;
+	else
+		p->conns = pc->all_next;
+	if (pc->all_next)
+		pc->all_next->all_prev = pc->all_prev;
+}
+
 static void pconn_closed(struct conn *c)
 {
 	struct pconn *pc = container_of(c, struct pconn, conn);
 	struct pool *p = pc->pool;
 	p->open_conns--;
+	pconn_unlist(pc);
 	http_reader_free(&pc->reader);
 	free(pc);
 	if (!p->closing)
@@ -748,6 +765,18 @@ void pool_close_idle(struct pool *p)
 			o->resolving = false;
 		}
 	}
+}
+
+void pool_abandon(struct pool *p)
+{
+	while (p->conns) {
+		struct pconn *pc = p->conns;
+		p->conns = pc->all_next;
+		conn_abandon(&pc->conn);
+		http_reader_free(&pc->reader);
+		free(pc);
+	}
+	p->open_conns = 0;
 }
 
 void pool_free(struct pool *p)

@@ -90,6 +90,7 @@ struct pool {
 	struct pool_config cfg;
 	struct origin *origins;     /* owner: pool (list) */
 	unsigned open_conns;        /* pconns not yet fully closed */
+	struct pconn *conns;        /* owner: pool; every pconn until `closed` */
 	/* Sockets the pool may hold at once: below the open-file limit, and
 	 * lowered when a socket fails with EMFILE/ENFILE while others are
 	 * open (then exchanges wait for a socket instead of failing). */
@@ -113,6 +114,9 @@ void pool_init(struct pool *p, struct ring *r, const struct pool_config *cfg);
  * The pool is empty when open_conns reaches 0; then pool_free. */
 void pool_close_idle(struct pool *p);
 void pool_free(struct pool *p);
+/* After the ring failed (ring.failed): frees every connection still open
+ * or closing, whose completions will never come. Before pool_free. */
+void pool_abandon(struct pool *p);
 
 /* The origin of u, created on first use (owner: the pool). NULL on ENOMEM. */
 struct origin *pool_origin(struct pool *p, const struct url *u);

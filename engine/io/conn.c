@@ -60,6 +60,16 @@ static void on_close_cqe(struct ring_op *op, int res, unsigned flags)
 	c->h->closed(c); /* may free c */
 }
 
+void conn_abandon(struct conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	tls_conn_free(c->tls);
+	c->tls = NULL;
+	buf_free(&c->tls_tx);
+}
+
 /* ---- TLS: ciphertext out through the ring, plaintext up to the owner ---- */
 
 static void tls_flush(struct conn *c)

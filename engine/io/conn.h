@@ -70,5 +70,9 @@ void conn_connect_tls(struct conn *c, const struct sockaddr *sa, socklen_t len, 
 void conn_send(struct conn *c, const char *data, size_t len);
 /* Asynchronous; idempotent. */
 void conn_close(struct conn *c);
+/* For a ring that has failed (no completion will come): closes the fd
+ * with close(2) and frees the TLS state now, without any callback. The
+ * owner then frees c. */
+void conn_abandon(struct conn *c);
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "util/clock.h"
+#include "util/test_hooks.h"
 
 #define RING_CQE_BATCH 128
 
@@ -108,17 +109,29 @@ void ring_exit(struct ring *r)
 	memset(r, 0, sizeof(*r));
 }
 
+/* Whether a submit or enter result means the ring cannot go on. */
+static bool ring_refused(int ret)
+{
+	return ret < 0 && ret != -EBUSY && ret != -EINTR && ret != -EAGAIN && ret != -ETIME;
+}
+
 struct io_uring_sqe *ring_sqe(struct ring *r, struct ring_op *op)
 {
-	struct io_uring_sqe *sqe;
-	while ((sqe = io_uring_get_sqe(&r->uring)) == NULL) {
+	struct io_uring_sqe *sqe = NULL;
+	while (!r->failed && (sqe = io_uring_get_sqe(&r->uring)) == NULL) {
 		/* SQ full: hand what we have to the kernel. -EBUSY (CQ
 		 * overflow back-pressure) cannot last: the loop drains the
 		 * CQ before its next enter; until then spinning here would
 		 * deadlock, so treat a failed submit as "try the next slot". */
 		int ret = io_uring_submit(&r->uring);
-		if (ret < 0 && ret != -EBUSY && ret != -EINTR && ret != -EAGAIN)
-			abort(); /* the ring itself is broken: nothing sane to do */
+		if (ring_refused(ret))
+			r->failed = ret;
+	}
+	if (r->failed) {
+		/* Nothing will run it: ring_run_once reports the failure and
+		 * the owner ends whatever waits on the ring. */
+		memset(&r->spare, 0, sizeof(r->spare));
+		sqe = &r->spare;
 	}
 	sqe->user_data = (uint64_t)(uintptr_t)op;
 	return sqe;
@@ -311,8 +324,18 @@ static unsigned ring_dispatch(struct ring *r)
 	return total;
 }
 
+/* Weak, so a test program can make the kernel refuse (util/test_hooks.h). */
+__attribute__((weak)) int ring_enter_fault(void)
+{
+	return 0;
+}
+
 int ring_run_once(struct ring *r, uint64_t max_wait_ns)
 {
+	if (r->failed) {
+		r->now_ns = clock_now_ns();
+		return r->failed;
+	}
 	ring_run_deferred(r);
 	uint64_t wait_ns = max_wait_ns;
 	if (r->heap_len) {
@@ -321,8 +344,10 @@ int ring_run_once(struct ring *r, uint64_t max_wait_ns)
 		if (until < wait_ns)
 			wait_ns = until;
 	}
-	int ret;
-	if (io_uring_cq_ready(&r->uring)) {
+	int ret = ring_enter_fault();
+	if (ret) {
+		/* a test's refusal stands in for the kernel's */
+	} else if (io_uring_cq_ready(&r->uring)) {
 		ret = io_uring_submit(&r->uring);
 	} else if (wait_ns == UINT64_MAX) {
 		ret = io_uring_submit_and_wait(&r->uring, 1);
@@ -337,10 +362,10 @@ int ring_run_once(struct ring *r, uint64_t max_wait_ns)
 		struct io_uring_cqe *cqe;
 		ret = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
 	}
-	if (ret == -ETIME || ret == -EINTR || ret == -EBUSY || ret == -EAGAIN)
-		ret = 0;
+	if (ring_refused(ret) && !r->failed)
+		r->failed = ret;
 	r->now_ns = clock_now_ns();
 	ring_dispatch(r);
 	ring_fire_timers(r);
-	return ret < 0 ? ret : 0;
+	return r->failed;
 }

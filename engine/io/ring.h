@@ -1,5 +1,7 @@
 /*
- * The io_uring loop of one engine thread: SQE allocation that never fails,
+ * The io_uring loop of one engine thread: SQE allocation that never fails
+ * (once the kernel refuses the ring for good, SQEs go to a spare and the
+ * ring reports the failure: see ring.failed),
  * CQE dispatch to ring_op callbacks, a provided-buffer ring for multishot
  * receives, a timer heap driven by the wait timeout of each enter (no timer
  * SQEs), and a cached clock.
@@ -64,6 +66,12 @@ struct ring {
 	 * its deadline so sifting never touches the timers' own memory. */
 	struct ring_heap_entry *heap; /* owner: ring; the timers are their owners' */
 	unsigned heap_len, heap_cap;
+
+	/* -errno of a submit or enter the kernel refused for good (not
+	 * EINTR, EAGAIN, EBUSY, ETIME), or 0. Sticky: nothing submitted
+	 * after it completes, so the owner must end what waits on the ring. */
+	int failed;
+	struct io_uring_sqe spare;  /* what ring_sqe hands out once failed */
 };
 
 #define RING_BUF_GROUP 0
@@ -72,12 +80,13 @@ struct ring {
 int ring_init(struct ring *r, unsigned entries, unsigned buf_count, unsigned buf_size, bool plain);
 void ring_exit(struct ring *r);
 
-/* A zeroed SQE with user_data op; submits to make room when the SQ is full. */
+/* An SQE with user_data op; submits to make room when the SQ is full.
+ * Never NULL: once the ring has failed, the spare (never submitted). */
 struct io_uring_sqe *ring_sqe(struct ring *r, struct ring_op *op);
 
 /* Submits pending SQEs, waits for at least one CQE or the next timer
  * (never past max_wait_ns from now), dispatches every CQE, fires due
- * timers. Returns 0 or -errno of a failed enter. */
+ * timers. Returns 0, or ring.failed (at once, without waiting, once set). */
 int ring_run_once(struct ring *r, uint64_t max_wait_ns);
 
 /* Provided buffer bid's memory, and giving it back after its bytes were used. */

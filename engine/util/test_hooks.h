@@ -20,4 +20,9 @@ void engine_submit_window_hook(lr_engine *e);
 int resolve_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
                         struct addrinfo **res);
 
+/* Called before each io_uring enter of a loop turn (io/ring.c); nonzero
+ * is taken as the enter's result, a -errno the kernel refused with. The
+ * library's returns 0. */
+int ring_enter_fault(void);
+
 #endif
