@@ -115,9 +115,10 @@ typedef struct lr_config {
 	 * ANTHROPIC_BASE_URL, OLLAMA_HOST, GEMINI_BASE_URL, LLMRING_MOCK_URL,
 	 * else the public one). */
 	const char *base_url;
-	/* The key, sent in each provider's own header. NULL: the provider's
-	 * variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY) when
-	 * base_url is NULL; no key for a custom base URL without one. */
+	/* The key, sent in each provider's own header. NULL: each provider's
+	 * variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY), also
+	 * under a base_url (a missing one is an error only for the provider's
+	 * public endpoint). */
 	const char *api_key;
 	unsigned max_in_flight;       /* requests on the wire at once (64) */
 	unsigned max_conns_per_origin; /* pool cap per scheme+host+port (0 = max_in_flight) */
@@ -203,6 +204,9 @@ typedef struct lr_config {
 	unsigned char reserved[176];
 } lr_config;
 
+/* sizeof(lr_config) on every 64-bit Linux ABI, for all versions. */
+#define LR_CONFIG_SIZE_LP64 384
+
 
 
 LR_API lr_config lr_config_default(void);
@@ -246,7 +250,8 @@ LR_API int lr_engine_run(lr_engine *eng, int timeout_ms);
 LR_API int lr_engine_next_deadline_ms(lr_engine *eng);
 
 /* Which io_uring setup the engine thread got: "single_issuer+defer_taskrun",
- * "coop_taskrun" or "plain". NULL before the thread has started. */
+ * "coop_taskrun" or "plain" (set before lr_engine_new returns); NULL for a
+ * NULL eng. */
 LR_API const char *lr_engine_ring_mode(lr_engine *eng);
 /* lr_config.user_data as given to lr_engine_new (NULL for a NULL eng). */
 LR_API void *lr_engine_user_data(const lr_engine *eng);
@@ -446,8 +451,9 @@ typedef struct lr_result {
 	double cost_usd;            /* of this request's usage; < 0 when the model is unpriced */
 } lr_result;
 
-/* Takes over rq. Never blocks on I/O. NULL only when out of memory or
- * the engine is shutting down (rq is freed then). */
+/* Takes over rq. Never blocks on I/O. NULL only for a NULL eng or rq, or
+ * out of memory (rq is freed then); a request refused or submitted while
+ * the engine shuts down gets a future already complete with its error. */
 LR_API lr_future *lr_submit(lr_engine *eng, lr_request *rq);
 /* 1 when complete, 0 when timeout_ms passed first (<0 waits forever). */
 LR_API int lr_future_wait(lr_future *f, int timeout_ms);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/engine_internal.h"
+#include "util/errors.h"
 #include "http/http_writer.h"
 #include "io/url.h"
 #include "provider/provider.h"
@@ -102,16 +103,16 @@ int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_ke
 	for (int p = 0; p < PROVIDER_COUNT; p++) {
 		struct endpoint *ep = &e->ep[p];
 		struct endpoint_source src;
-		ep->error = endpoint_source(cfg_base, cfg_key, (enum provider)p, &src, ep->why, sizeof(ep->why));
-		if (ep->error)
+		ep->err.code = endpoint_source(cfg_base, cfg_key, (enum provider)p, &src, ep->err.message,
+		                               sizeof(ep->err.message));
+		if (ep->err.code)
 			continue;
 		ep->needs_key = src.needs_key;
 		const char *why = NULL;
 		int ret = url_parse(src.base, &ep->url, &why);
 		if (ret) {
-			ep->error = ret;
-			snprintf(ep->why, sizeof(ep->why), "%s base URL: %s", provider_info((enum provider)p)->name,
-			         why ? why : "invalid");
+			error_set(&ep->err, ret, 0, "%s base URL: %s", provider_info((enum provider)p)->name,
+			          why ? why : "invalid");
 			if (p == PROVIDER_OPENAI)
 				return ret; /* the default provider must work */
 			continue;

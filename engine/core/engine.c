@@ -98,7 +98,7 @@ static int engine_configure(lr_engine *e, const lr_config *cfg, lr_error_info *e
 	if (ret == LR_ENOMEM)
 		return error_set(error, ret, 0, "out of memory building the request headers");
 	if (ret)
-		return error_set(error, ret, 0, "%s", e->ep[PROVIDER_OPENAI].why);
+		return error_set(error, ret, 0, "%s", e->ep[PROVIDER_OPENAI].err.message);
 	char why[sizeof(error->message)];
 	ret = price_table_load(&e->prices, prices, why, sizeof(why));
 	if (ret) /* a prices file was named and cannot be used */
@@ -264,14 +264,9 @@ LR_API void *lr_engine_user_data(const lr_engine *e)
 }
 
 /* The growth rule of lr_config (llmring.h): its size never changes. */
-#define LR_CONFIG_SIZE_LP64 384
-
 #if UINTPTR_MAX == UINT64_MAX
-
 _Static_assert(sizeof(lr_config) == LR_CONFIG_SIZE_LP64,
-
                "lr_config's size is part of the ABI: take a new field's bytes from reserved");
-
 #endif
 
 LR_API const char *lr_engine_ring_mode(lr_engine *e)

@@ -116,8 +116,7 @@ static inline void flist_unlink(struct future_list *l, struct lr_future *f)
 /* Where one provider's requests go: its base URL and the headers every
  * request to it carries (Host, key, content type). */
 struct endpoint {
-	int error;                      /* LR_E* when this provider cannot be used */
-	char why[160];
+	lr_error_info err;              /* code != 0: this provider cannot be used */
 	struct url url;
 	struct buf fixed_headers;  /* owner: engine; may hold a key: wiped on free */
 	bool needs_key;                 /* the provider's own endpoint and no key found */

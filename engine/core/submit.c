@@ -54,9 +54,9 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		/* A different origin gets no key: it was given for the engine's. */
 		ret = build_fixed_headers(&fixed, pr.provider, NULL);
 		hdrs = &fixed;
-	} else if (ep->error) {
-		*why = ep->why;
-		ret = ep->error;
+	} else if (ep->err.code) {
+		*why = ep->err.message;
+		ret = ep->err.code;
 	} else if (ep->needs_key) {
 		snprintf(f->message, sizeof(f->message), "%s is not set; %s needs a key",
 		         provider_info(pr.provider)->key_env, ep->url.host);
