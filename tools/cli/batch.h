@@ -199,7 +199,9 @@ long scratch_string(struct batch *b, int i);
 
 /* Whether a line holds only whitespace (it is skipped). */
 bool line_is_blank(const char *s, size_t len);
-/* The two ways to read a line (b->doc unused / parsed into b->doc);
+/* A line's fields, two ways: fast_input in one pass over the raw line
+ * (false: take the full path), check_input from the line parsed into
+ * b->doc (NULL when usable, else what is wrong).
  * tests/fuzz/fuzz_batch_input.c checks that they agree. */
 bool fast_input(struct batch *b, const char *line, size_t len, struct input_request *rq,
                 const char **id, size_t *id_len);

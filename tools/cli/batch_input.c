@@ -12,6 +12,8 @@
 
 #include "batch.h"
 
+/* ---- unescaped strings (b->scratch: one at a time) ---------------------- */
+
 static bool ensure_scratch(struct batch *b, size_t need)
 {
 	if (need <= b->scratch_cap)

@@ -27,6 +27,8 @@
 #include "cli.h"
 #include "mock_server.h"
 
+/* ---- requests and completions ------------------------------------------ */
+
 const char *model_names_find(struct model_names *list, const char *name, size_t len, bool add)
 {
 	for (size_t k = 0; k < list->count; k++)

@@ -453,7 +453,7 @@ static void print_delta(void *user, const lr_delta *d)
 }
 
 struct chat_options {
-	const char *model, *base_url_flag, *system_text, *prompt, *cacert; /* borrowed: argv */
+	const char *model, *base_url_flag, *system_text, *prompt, *cacert; /* borrowed: argv, or static */
 	bool no_stream, insecure;
 	double timeout_s, connect_s, idle_s; /* 0: the engine's default */
 };
