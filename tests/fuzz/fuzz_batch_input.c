@@ -1,9 +1,9 @@
 /*
  * libFuzzer: one `llmring batch` input line, fast path vs full path.
  *
- * tools/cli/cli_batch.c is included whole to reach its statics (fast_input,
- * check_input); tools/cli/llmring.c and tools/cli/mock_main.c are linked beside it
- * with main renamed (tests/fuzz/meson.build).
+ * fast_input and check_input live in tools/cli/batch_input.c (declared in
+ * tools/cli/batch.h); the whole CLI is linked beside this file with its
+ * main renamed (tests/fuzz/meson.build), since libFuzzer brings its own.
  *
  * data[0] bit 0: --model given (else each line names its model). The rest
  * up to the first LF is the line, trailing CR/LF stripped as
@@ -14,7 +14,13 @@
  * line without any backslash that the full path accepts with a model, the
  * fast path accepts too (it may only give up on escapes).
  */
-#include "../../tools/cli/cli_batch.c"
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
 
 static struct batch fb;
 
@@ -35,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		len = (size_t)(lf - src);
 	while (len > 0 && (src[len - 1] == '\n' || src[len - 1] == '\r'))
 		len--;
-	if (blank(src, len))
+	if (line_is_blank(src, len))
 		return 0;
 	/* Exactly the line's bytes: ASan sees any read past it. */
 	char *line = malloc(len);

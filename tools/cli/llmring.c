@@ -1,7 +1,7 @@
 /*
  * llmring: the command-line front end. Dispatches to the subcommands
- * (batch in cli_batch.c, mock in mock_main.c, chat and bench here) and
- * holds the option helpers they share (cli.h).
+ * (batch in cli_batch.c and the batch_*.c files, mock in mock_main.c,
+ * chat and bench here) and holds the option helpers they share (cli.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -395,44 +395,45 @@ void cli_write_text(FILE *f, bool tty, const char *text, size_t len)
 
 /* ---- chat ------------------------------------------------------------- */
 
-/* Prints choices[0].message.content of a chat.completion body. */
-static int print_chat_reply(const lr_result *r, bool tty)
+/*
+ * Why a whole reply has no text to print, or NULL when its text is just
+ * empty. lr_result.text is NULL both for an empty string and for no
+ * content at all (null beside tool calls, no choices): only the body
+ * tells them apart, and only these rare replies are parsed here.
+ */
+static const char *missing_text_reason(const lr_result *r)
 {
 	struct json_doc doc = {0}; /* owner: this function */
-	int status = CLI_EXIT_FAILED;
-	char *text = NULL; /* owner: this function */
-	if (!r->body || json_parse(&doc, r->body, r->body_len) != 0) {
-		fprintf(stderr, "llmring chat: the reply is not valid JSON\n");
-		goto out;
+	const char *why = NULL;
+	int choices = -1, content = -1;
+	if (!r->body || json_parse(&doc, r->body, r->body_len) != 0)
+		why = "the reply is not valid JSON";
+	else if ((choices = json_object_get(&doc, 0, "choices")) < 0 ||
+	         doc.tok[choices].type != JSON_ARRAY || doc.tok[choices].size < 1)
+		why = "the reply has no choices";
+	else if ((content = json_path(&doc, choices + 1, "message.content")) < 0 ||
+	         json_get_string(&doc, content, NULL, 0) < 0)
+		why = "the reply has no text content";
+	json_doc_free(&doc);
+	return why;
+}
+
+/* Prints the text of a whole (not streamed) reply: choices[0]'s content. */
+static int print_chat_reply(const lr_result *r, bool tty)
+{
+	const char *why = r->text_len ? NULL : missing_text_reason(r);
+	if (why) {
+		fprintf(stderr, "llmring chat: %s\n", why);
+		return CLI_EXIT_FAILED;
 	}
-	int choices = json_object_get(&doc, 0, "choices");
-	if (choices < 0 || doc.tok[choices].type != JSON_ARRAY || doc.tok[choices].size < 1) {
-		fprintf(stderr, "llmring chat: the reply has no choices\n");
-		goto out;
-	}
-	int content = json_path(&doc, choices + 1, "message.content");
-	long len = content >= 0 ? json_get_string(&doc, content, NULL, 0) : -1;
-	if (len < 0) {
-		fprintf(stderr, "llmring chat: the reply has no text content\n");
-		goto out;
-	}
-	text = malloc((size_t)len + 1);
-	if (!text) {
-		fprintf(stderr, "llmring chat: out of memory\n");
-		goto out;
-	}
-	json_get_string(&doc, content, text, (size_t)len + 1);
-	cli_write_text(stdout, tty, text, (size_t)len);
+	if (r->text_len)
+		cli_write_text(stdout, tty, r->text, r->text_len);
 	fputc('\n', stdout);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "llmring chat: cannot write the reply: %s\n", strerror(errno));
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
-	status = CLI_EXIT_OK;
-out:
-	free(text);
-	json_doc_free(&doc);
-	return status;
+	return CLI_EXIT_OK;
 }
 
 /* Streamed reply: each delta is written as it arrives (engine thread). */
@@ -451,23 +452,29 @@ static void print_delta(void *user, const lr_delta *d)
 	cs->printed = true;
 }
 
-static int chat_main(int argc, char **argv)
+struct chat_options {
+	const char *model, *base_url_flag, *system_text, *prompt, *cacert; /* borrowed: argv, or static */
+	bool no_stream, insecure;
+	double timeout_s, connect_s, idle_s; /* 0: the engine's default */
+};
+
+/* 0, CLI_EXIT_USAGE after printing why, or -1 when --help was shown. */
+static int parse_chat_options(int argc, char **argv, struct chat_options *o)
 {
 	const char *cmd = "chat";
-	const char *model = "gpt-4o-mini", *base_url_flag = NULL, *system_text = NULL;
-	const char *prompt = NULL, *cacert = NULL, *timeout_text = NULL;
-	const char *connect_text = NULL, *idle_text = NULL;
-	bool no_stream = false, insecure = false, options_done = false;
+	const char *timeout_text = NULL, *connect_text = NULL, *idle_text = NULL;
+	bool options_done = false;
+	*o = (struct chat_options){.model = "gpt-4o-mini"};
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		const char *v = NULL;
 		int m;
 		if (options_done || arg[0] != '-' || arg[1] == '\0') {
-			if (prompt) {
+			if (o->prompt) {
 				fprintf(stderr, "llmring chat: one PROMPT only (quote it): '%s'\n", arg);
 				return CLI_EXIT_USAGE;
 			}
-			prompt = arg;
+			o->prompt = arg;
 			continue;
 		}
 		if (strcmp(arg, "--") == 0) {
@@ -476,82 +483,62 @@ static int chat_main(int argc, char **argv)
 		}
 		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
 			fputs(chat_usage, stdout);
-			return CLI_EXIT_OK;
+			return -1;
 		}
-		CLI_OPTION("--model", true, model = v)
-		CLI_OPTION("--base-url", true, base_url_flag = v)
-		CLI_OPTION("--system", true, system_text = v)
-		CLI_OPTION("--no-stream", false, no_stream = true)
+		CLI_OPTION("--model", true, o->model = v)
+		CLI_OPTION("--base-url", true, o->base_url_flag = v)
+		CLI_OPTION("--system", true, o->system_text = v)
+		CLI_OPTION("--no-stream", false, o->no_stream = true)
 		CLI_OPTION("--timeout", true, timeout_text = v)
 		CLI_OPTION("--connect-timeout", true, connect_text = v)
 		CLI_OPTION("--idle-timeout", true, idle_text = v)
-		CLI_OPTION("--cacert", true, cacert = v)
-		CLI_OPTION("--insecure", false, insecure = true)
+		CLI_OPTION("--cacert", true, o->cacert = v)
+		CLI_OPTION("--insecure", false, o->insecure = true)
 		fprintf(stderr, "llmring chat: unknown option '%s'\n%s", arg, chat_usage);
 		return CLI_EXIT_USAGE;
 	}
-	double timeout_s = 0, connect_s = 0, idle_s = 0; /* 0: the engine's default */
-	if ((timeout_text && cli_parse_seconds(cmd, "--timeout", timeout_text, &timeout_s)) ||
-	    (connect_text && cli_parse_seconds(cmd, "--connect-timeout", connect_text, &connect_s)) ||
-	    (idle_text && cli_parse_seconds(cmd, "--idle-timeout", idle_text, &idle_s)))
+	if ((timeout_text && cli_parse_seconds(cmd, "--timeout", timeout_text, &o->timeout_s)) ||
+	    (connect_text && cli_parse_seconds(cmd, "--connect-timeout", connect_text, &o->connect_s)) ||
+	    (idle_text && cli_parse_seconds(cmd, "--idle-timeout", idle_text, &o->idle_s)))
 		return CLI_EXIT_USAGE;
-	if (!prompt) {
+	if (!o->prompt) {
 		fprintf(stderr, "llmring chat: a PROMPT is needed\n%s", chat_usage);
 		return CLI_EXIT_USAGE;
 	}
-	if (!model[0]) {
+	if (!o->model[0]) {
 		fprintf(stderr, "llmring chat: --model may not be empty\n");
 		return CLI_EXIT_USAGE;
 	}
-	const char *base_url, *api_key;
-	if (cli_resolve_endpoint(cmd, base_url_flag, model, &base_url, &api_key) ||
-	    cli_check_tls_flags(cmd, cacert, insecure) || cli_ensure_fds(cmd, 16, NULL) < 0)
-		return CLI_EXIT_USAGE;
+	return 0;
+}
 
-	lr_config cfg = lr_config_default();
-	cfg.on_log = cli_log;
-	cfg.base_url = base_url;
-	cfg.api_key = api_key;
-	cfg.ca_file = cacert;
-	cfg.insecure = insecure;
-	cfg.max_in_flight = 1;
-	if (timeout_s > 0)
-		cfg.total_timeout_s = timeout_s;
-	if (connect_s > 0)
-		cfg.connect_timeout_s = connect_s;
-	if (idle_s > 0)
-		cfg.idle_timeout_s = idle_s;
-	lr_engine *eng = NULL; /* owner: this function */
-	errno = 0;
-	int rc = lr_engine_new(&cfg, &eng);
-	if (rc) {
-		cli_engine_error(cmd, rc, errno);
-		return CLI_EXIT_USAGE;
-	}
-	int status = CLI_EXIT_FAILED;
-	lr_request *rq = lr_request_new(model); /* owner: this function until lr_submit */
+/* Sends the prompt and prints the reply, or the error. The exit status. */
+static int send_chat(lr_engine *eng, const struct chat_options *o)
+{
+	lr_request *rq = lr_request_new(o->model); /* owner: this function until lr_submit */
 	if (!rq) {
 		fprintf(stderr, "llmring chat: out of memory\n");
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
-	rc = system_text ? lr_request_add_message(rq, LR_ROLE_SYSTEM, system_text) : 0;
+	int rc = o->system_text ? lr_request_add_message(rq, LR_ROLE_SYSTEM, o->system_text) : 0;
 	if (!rc)
-		rc = lr_request_add_message(rq, LR_ROLE_USER, prompt);
+		rc = lr_request_add_message(rq, LR_ROLE_USER, o->prompt);
 	struct chat_stream stream = {.tty = isatty(STDOUT_FILENO) == 1};
-	if (!rc && !no_stream)
+	if (!rc && !o->no_stream)
 		rc = lr_request_on_delta(rq, print_delta, &stream);
 	if (rc) {
 		lr_request_free(rq);
 		fprintf(stderr, "llmring chat: cannot build the request: %s\n", lr_strerror(rc));
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
 	lr_future *f = lr_submit(eng, rq); /* owner: this function */
 	if (!f) {
 		fprintf(stderr, "llmring chat: cannot submit the request\n");
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
 	lr_future_wait(f, -1);
 	const lr_result *r = lr_future_result(f);
+	int status = CLI_EXIT_FAILED;
 	if (stream.printed)
 		putchar('\n'); /* end the streamed line, whatever happened next */
 	if (r->error) {
@@ -566,7 +553,42 @@ static int chat_main(int argc, char **argv)
 		status = print_chat_reply(r, stream.tty);
 	}
 	lr_future_release(f);
-out:
+	return status;
+}
+
+static int chat_main(int argc, char **argv)
+{
+	const char *cmd = "chat";
+	struct chat_options o;
+	int status = parse_chat_options(argc, argv, &o);
+	if (status)
+		return status < 0 ? CLI_EXIT_OK : status; /* -1: --help was shown */
+	const char *base_url, *api_key;
+	if (cli_resolve_endpoint(cmd, o.base_url_flag, o.model, &base_url, &api_key) ||
+	    cli_check_tls_flags(cmd, o.cacert, o.insecure) || cli_ensure_fds(cmd, 16, NULL) < 0)
+		return CLI_EXIT_USAGE;
+
+	lr_config cfg = lr_config_default();
+	cfg.on_log = cli_log;
+	cfg.base_url = base_url;
+	cfg.api_key = api_key;
+	cfg.ca_file = o.cacert;
+	cfg.insecure = o.insecure;
+	cfg.max_in_flight = 1;
+	if (o.timeout_s > 0)
+		cfg.total_timeout_s = o.timeout_s;
+	if (o.connect_s > 0)
+		cfg.connect_timeout_s = o.connect_s;
+	if (o.idle_s > 0)
+		cfg.idle_timeout_s = o.idle_s;
+	lr_engine *eng = NULL; /* owner: this function */
+	errno = 0;
+	int rc = lr_engine_new(&cfg, &eng);
+	if (rc) {
+		cli_engine_error(cmd, rc, errno);
+		return CLI_EXIT_USAGE;
+	}
+	status = send_chat(eng, &o);
 	lr_engine_destroy(eng);
 	return status;
 }

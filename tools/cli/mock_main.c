@@ -65,7 +65,7 @@ static int parse_ull(const char *s, unsigned long long max, unsigned long long *
 	return 0;
 }
 
-/* "HOST:PORT" or "[V6]:PORT"; host copied into buf. */
+/* "HOST:PORT" or "[V6]:PORT"; the host is copied into host (hostsz bytes). */
 static int parse_listen(const char *s, char *host, size_t hostsz, uint16_t *port)
 {
 	const char *colon = strrchr(s, ':');
@@ -90,20 +90,85 @@ static int parse_listen(const char *s, char *host, size_t hostsz, uint16_t *port
 	return 0;
 }
 
-int mock_main(int argc, char **argv)
-{
+/* What the flags ask for. */
+struct mock_flags {
 	struct mock_options o;
-	mock_options_default(&o);
-	o.port = 8000;
-	char host[256] = "127.0.0.1";
-	const char *tls_cert = NULL, *tls_key = NULL;
-	double rate_sum = 0;
+	char host[256];                 /* o.host points here once parsed */
+	const char *tls_cert, *tls_key; /* borrowed: argv */
+	double rate_sum;                /* of the fault rates: at most 1 */
+};
 
+/* --fault KIND:RATE. 0, or 2 after printing why not. */
+static int parse_fault(struct mock_flags *mf, const char *val)
+{
+	const char *colon = strrchr(val, ':');
+	char kind[32];
+	size_t kl = colon ? (size_t)(colon - val) : 0;
+	if (!colon || kl == 0 || kl >= sizeof(kind))
+		return bad("--fault wants KIND:RATE, got '%s'", val, "");
+	memcpy(kind, val, kl);
+	kind[kl] = '\0';
+	int f = mock_fault_from_name(kind);
+	if (f <= 0)
+		return bad("unknown fault kind '%s' (429, 500, 503, 529, stream-error, "
+			   "reset, truncate, malformed, slow-headers, close)", kind, "");
+	char *end;
+	errno = 0;
+	double r = strtod(colon + 1, &end);
+	if (errno || end == colon + 1 || *end || !(r >= 0 && r <= 1))
+		return bad("--fault rate must be between 0 and 1, got '%s'", colon + 1, "");
+	mf->rate_sum += r - mf->o.fault_rate[f];
+	mf->o.fault_rate[f] = r;
+	return 0;
+}
+
+/* The value of option `name` (one of the known ones). 0, or 2 after
+ * printing why not. */
+static int apply_option(struct mock_flags *mf, const char *name, const char *val)
+{
+	struct mock_options *o = &mf->o;
+	unsigned long long v;
+	if (strcmp(name, "--listen") == 0) {
+		if (parse_listen(val, mf->host, sizeof(mf->host), &o->port) < 0)
+			return bad("--listen wants HOST:PORT, got '%s'", val, "");
+	} else if (strcmp(name, "--ttft-ms") == 0 || strcmp(name, "--itl-ms") == 0 ||
+		   strcmp(name, "--tokens") == 0 || strcmp(name, "--close-every") == 0) {
+		if (parse_ull(val, UINT_MAX / 2, &v) < 0)
+			return bad("%s wants a non-negative integer, got '%s'", name, val);
+		if (strcmp(name, "--ttft-ms") == 0)
+			o->ttft_ms = (unsigned)v;
+		else if (strcmp(name, "--itl-ms") == 0)
+			o->itl_ms = (unsigned)v;
+		else if (strcmp(name, "--tokens") == 0)
+			o->tokens = (unsigned)v;
+		else
+			o->close_every = (unsigned)v;
+	} else if (strcmp(name, "--seed") == 0) {
+		if (parse_ull(val, ULLONG_MAX, &v) < 0)
+			return bad("--seed wants a non-negative integer, got '%s'", val, "");
+		o->seed = v;
+	} else if (strcmp(name, "--fault") == 0) {
+		return parse_fault(mf, val);
+	} else if (strcmp(name, "--tls-cert") == 0) {
+		mf->tls_cert = val;
+	} else if (strcmp(name, "--tls-key") == 0) {
+		mf->tls_key = val;
+	}
+	return 0;
+}
+
+/* 0, 2 after printing why, or -1 when --help was shown. */
+static int parse_mock_flags(int argc, char **argv, struct mock_flags *mf)
+{
+	memset(mf, 0, sizeof(*mf));
+	mock_options_default(&mf->o);
+	mf->o.port = 8000;
+	snprintf(mf->host, sizeof(mf->host), "127.0.0.1");
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
 			fputs(usage, stdout);
-			return 0;
+			return -1;
 		}
 		if (strncmp(arg, "--", 2) != 0)
 			return bad("unexpected argument '%s' (see --help)", arg, "");
@@ -131,64 +196,27 @@ int mock_main(int argc, char **argv)
 				return bad("%s needs a value", name, "");
 			val = argv[++i];
 		}
-
-		unsigned long long v;
-		if (strcmp(name, "--listen") == 0) {
-			if (parse_listen(val, host, sizeof(host), &o.port) < 0)
-				return bad("--listen wants HOST:PORT, got '%s'", val, "");
-		} else if (strcmp(name, "--ttft-ms") == 0 || strcmp(name, "--itl-ms") == 0 ||
-			   strcmp(name, "--tokens") == 0 || strcmp(name, "--close-every") == 0) {
-			if (parse_ull(val, UINT_MAX / 2, &v) < 0)
-				return bad("%s wants a non-negative integer, got '%s'", name, val);
-			if (strcmp(name, "--ttft-ms") == 0)
-				o.ttft_ms = (unsigned)v;
-			else if (strcmp(name, "--itl-ms") == 0)
-				o.itl_ms = (unsigned)v;
-			else if (strcmp(name, "--tokens") == 0)
-				o.tokens = (unsigned)v;
-			else
-				o.close_every = (unsigned)v;
-		} else if (strcmp(name, "--seed") == 0) {
-			if (parse_ull(val, ULLONG_MAX, &v) < 0)
-				return bad("--seed wants a non-negative integer, got '%s'", val, "");
-			o.seed = v;
-		} else if (strcmp(name, "--fault") == 0) {
-			const char *colon = strrchr(val, ':');
-			char kind[32];
-			size_t kl = colon ? (size_t)(colon - val) : 0;
-			if (!colon || kl == 0 || kl >= sizeof(kind))
-				return bad("--fault wants KIND:RATE, got '%s'", val, "");
-			memcpy(kind, val, kl);
-			kind[kl] = '\0';
-			int f = mock_fault_from_name(kind);
-			if (f <= 0)
-				return bad("unknown fault kind '%s' (429, 500, 503, 529, stream-error, "
-					   "reset, truncate, malformed, slow-headers, close)", kind, "");
-			char *end;
-			errno = 0;
-			double r = strtod(colon + 1, &end);
-			if (errno || end == colon + 1 || *end || !(r >= 0 && r <= 1))
-				return bad("--fault rate must be between 0 and 1, got '%s'",
-					   colon + 1, "");
-			rate_sum += r - o.fault_rate[f];
-			o.fault_rate[f] = r;
-		} else if (strcmp(name, "--tls-cert") == 0) {
-			tls_cert = val;
-		} else if (strcmp(name, "--tls-key") == 0) {
-			tls_key = val;
-		}
+		int rc = apply_option(mf, name, val);
+		if (rc)
+			return rc;
 	}
-	if (rate_sum > 1.0 + 1e-9)
+	if (mf->rate_sum > 1.0 + 1e-9)
 		return bad("fault rates add up to more than 1", "", "");
-	if (!tls_cert != !tls_key)
-		return bad("%s needs %s too", tls_cert ? "--tls-cert" : "--tls-key",
-			   tls_cert ? "--tls-key" : "--tls-cert");
-	o.host = host;
-	o.tls_cert_file = tls_cert;
-	o.tls_key_file = tls_key;
+	if (!mf->tls_cert != !mf->tls_key)
+		return bad("%s needs %s too", mf->tls_cert ? "--tls-cert" : "--tls-key",
+			   mf->tls_cert ? "--tls-key" : "--tls-cert");
+	mf->o.host = mf->host;
+	mf->o.tls_cert_file = mf->tls_cert;
+	mf->o.tls_key_file = mf->tls_key;
+	return 0;
+}
+
+/* Serves until SIGINT or SIGTERM. The exit status. */
+static int serve(struct mock_flags *mf)
+{
 	char tls_error[512];
-	o.error = tls_error;
-	o.error_size = sizeof(tls_error);
+	mf->o.error = tls_error;
+	mf->o.error_size = sizeof(tls_error);
 
 	/* Blocked before the server thread starts so that it inherits the mask
 	 * and only sigwait below sees them. */
@@ -198,24 +226,24 @@ int mock_main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 
-	struct mock_server *srv = NULL; /* owned here, stopped below */
-	int r = mock_server_start(&o, &srv);
+	struct mock_server *srv = NULL; /* owner: this function, stopped below */
+	int r = mock_server_start(&mf->o, &srv);
 	if (r < 0) {
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (tls_error[0]) {
 			fprintf(stderr, "llmring mock: cannot serve HTTPS: %s\n", tls_error);
 			return 2;
 		}
-		fprintf(stderr, "llmring mock: cannot listen on %s:%u: %s\n", host,
-			(unsigned)o.port, strerror(-r));
+		fprintf(stderr, "llmring mock: cannot listen on %s:%u: %s\n", mf->host,
+			(unsigned)mf->o.port, strerror(-r));
 		return 1;
 	}
-	const char *scheme = tls_cert ? "https" : "http";
-	if (strchr(host, ':'))
-		printf("listening on %s://[%s]:%u\n", scheme, host,
+	const char *scheme = mf->tls_cert ? "https" : "http";
+	if (strchr(mf->host, ':'))
+		printf("listening on %s://[%s]:%u\n", scheme, mf->host,
 		       (unsigned)mock_server_port(srv));
 	else
-		printf("listening on %s://%s:%u\n", scheme, host, (unsigned)mock_server_port(srv));
+		printf("listening on %s://%s:%u\n", scheme, mf->host, (unsigned)mock_server_port(srv));
 	fflush(stdout);
 
 	int sig = 0;
@@ -229,4 +257,13 @@ int mock_main(int argc, char **argv)
 		sig == SIGINT ? "interrupted" : "terminated", (unsigned long long)nreq,
 		(unsigned long long)nconn);
 	return 0;
+}
+
+int mock_main(int argc, char **argv)
+{
+	struct mock_flags mf;
+	int rc = parse_mock_flags(argc, argv, &mf);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	return serve(&mf);
 }
