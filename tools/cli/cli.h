@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "llmring.h"
+
 /* Exit statuses shared by every subcommand. */
 enum {
 	CLI_EXIT_OK = 0,
@@ -88,11 +90,11 @@ int cli_resolve_endpoint(const char *cmd, const char *base_url_flag, const char 
 long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint);
 
 /*
- * After lr_engine_new (or another start-up step) failed with rc: prints
- * "cannot start the engine: ..." with the likely cause (out of file
- * descriptors when errno says so).
+ * After lr_engine_create failed: prints "cannot start the engine: " and
+ * what it said (which file, variable or setup step), or the advice for
+ * running out of file descriptors.
  */
-void cli_engine_error(const char *cmd, int rc, int saved_errno);
+void cli_engine_error(const char *cmd, const lr_error_info *why);
 
 /* lr_config.on_log for the commands: "llmring: MESSAGE" on stderr. */
 void cli_log(void *user, const char *message);

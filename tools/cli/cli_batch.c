@@ -217,10 +217,10 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 		cfg.connect_timeout_s = b->opt.connect_timeout_s;
 	if (b->opt.idle_timeout_s > 0)
 		cfg.idle_timeout_s = b->opt.idle_timeout_s;
-	errno = 0;
-	int rc = lr_engine_new(&cfg, &b->eng);
+	lr_error_info why;
+	int rc = lr_engine_create(&cfg, &b->eng, &why);
 	if (rc) {
-		cli_engine_error("batch", rc, errno);
+		cli_engine_error("batch", &why);
 		return -1;
 	}
 	return 0;

@@ -314,14 +314,15 @@ void cli_log(void *user, const char *message)
 	fprintf(stderr, "llmring: %s\n", message);
 }
 
-void cli_engine_error(const char *cmd, int rc, int saved_errno)
+void cli_engine_error(const char *cmd, const lr_error_info *why)
 {
-	if (saved_errno == EMFILE || saved_errno == ENFILE)
+	int e = why->sys_errno;
+	if (e == EMFILE || e == ENFILE)
 		fprintf(stderr, "llmring %s: cannot start the engine: out of file descriptors (%s); "
-		        "raise `ulimit -n`\n", cmd, strerror(saved_errno));
+		        "raise `ulimit -n`\n", cmd, strerror(e));
 	else
-		fprintf(stderr, "llmring %s: cannot start the engine: %s%s\n", cmd, lr_strerror(rc),
-		        rc == LR_EINVAL ? " (check the base URL)" : "");
+		fprintf(stderr, "llmring %s: cannot start the engine: %s\n", cmd,
+		        why->message[0] ? why->message : lr_strerror(why->code));
 }
 
 /* Length of the valid UTF-8 sequence at p (1-4), or 0. */
@@ -582,10 +583,10 @@ static int chat_main(int argc, char **argv)
 	if (o.idle_s > 0)
 		cfg.idle_timeout_s = o.idle_s;
 	lr_engine *eng = NULL; /* owner: this function */
-	errno = 0;
-	int rc = lr_engine_new(&cfg, &eng);
+	lr_error_info why;
+	int rc = lr_engine_create(&cfg, &eng, &why);
 	if (rc) {
-		cli_engine_error(cmd, rc, errno);
+		cli_engine_error(cmd, &why);
 		return CLI_EXIT_USAGE;
 	}
 	status = send_chat(eng, &o);
