@@ -281,6 +281,24 @@ def start_up_errors_say_what_is_wrong_and_create_nothing():
 
 
 @test
+def engine_start_failures_say_which_file_or_variable():
+    with Tmp() as t:
+        write_lines(t.path("in.jsonl"), [chat_line("r1")])
+        with open(t.path("prices.json"), "w") as f:
+            f.write('{"version": 1, "prices": {"x": 1')
+        cases = [
+            ({"LLMRING_PRICES": t.path("prices.json")}, "prices file " + t.path("prices.json") + ": not valid JSON"),
+            ({"LLMRING_PRICES": t.path("missing.json")}, "prices file " + t.path("missing.json") + ": cannot open"),
+            ({"LLMRING_MAX_BUFFERED_BYTES": "lots"}, "LLMRING_MAX_BUFFERED_BYTES=lots"),
+        ]
+        for env, why in cases:
+            p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock"],
+                    env=base.clean_env(**env))
+            assert p.returncode == 2 and "cannot start the engine: " + why in p.stderr, (env, p.stderr)
+            assert files_in(t) == ["in.jsonl", "prices.json"], (env, files_in(t))
+
+
+@test
 def tiny_fd_limit_names_the_limit_and_more_than_enough_runs():
     import resource
 
