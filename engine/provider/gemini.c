@@ -4,7 +4,8 @@
  * lifted into systemInstruction, functionCall / functionResponse parts,
  * generationConfig), responses and SSE chunks normalised into struct reply.
  */
-#include "provider/provider_impl.h"
+#include "provider/dialect.h"
+#include "provider/dialect_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -125,12 +126,8 @@ static int put_contents(struct buf *out, struct buf *system, const struct json_d
 			*why = "a message needs a role";
 			return LR_EINVAL;
 		}
-		if (json_string_eq(d, role, "system") || json_string_eq(d, role, "developer")) {
-			if (system->len)
-				ret = buf_puts(system, "\n");
-			if (!ret && (ret = content_text(system, d, content)) == LR_EINVAL)
-				*why = "a system message's content is not text";
-			if (ret)
+		if (role_is_system(d, role)) {
+			if ((ret = lift_system_message(system, d, content, why)))
 				return ret; /* LR_EINVAL or LR_ENOMEM */
 			continue;
 		}
@@ -201,19 +198,10 @@ static int put_config(struct buf *cfg, const struct json_doc *d, const char *fro
 	int v = json_object_get(d, 0, from);
 	if (v < 0 || (d->tok[v].type == JSON_PRIMITIVE && d->text[d->tok[v].start] == 'n'))
 		return 0; /* absent or null */
-	int ret = buf_puts(cfg, cfg->len ? ",\"" : "\"");
-	if (!ret)
-		ret = buf_puts(cfg, to);
-	if (!ret)
-		ret = buf_puts(cfg, "\":");
-	bool wrap = !strcmp(to, "stopSequences") && d->tok[v].type == JSON_STRING;
-	if (!ret && wrap)
-		ret = buf_puts(cfg, "[");
-	if (!ret)
-		ret = json_copy_value(cfg, d, v);
-	if (!ret && wrap)
-		ret = buf_puts(cfg, "]");
-	return ret;
+	buf_puts(cfg, cfg->len ? ",\"" : "\"");
+	buf_puts(cfg, to);
+	buf_puts(cfg, "\":");
+	return !strcmp(to, "stopSequences") ? put_as_list(cfg, d, v) : json_copy_value(cfg, d, v);
 }
 
 static int put_tools(struct buf *out, const struct json_doc *d, int tools, const char **why)
@@ -250,18 +238,16 @@ static int put_tool_config(struct buf *out, const struct json_doc *d, int tc, co
 	return ret;
 }
 
-int gemini_build(const struct json_doc *d, const char *model, struct buf *out, const char **why)
+/* The model is named in the path, not the body. */
+static int gemini_build(const struct json_doc *d, const char *model, struct provider_request *pr,
+                        const char **why)
 {
-	(void)model; /* Gemini names the model in the path */
+	int msgs = messages_array(d, why);
+	if (msgs < 0)
+		return msgs;
+	struct buf *out = &pr->body;
 	struct buf system = {0}, cfg = {0}; /* owner: this function */
-	int msgs = json_object_get(d, 0, "messages");
-	int ret = 0;
-	if (msgs < 0 || d->tok[msgs].type != JSON_ARRAY) {
-		*why = "request has no messages";
-		ret = LR_EINVAL;
-	}
-	if (!ret)
-		ret = put_contents(out, &system, d, msgs, why);
+	int ret = put_contents(out, &system, d, msgs, why);
 	if (!ret && system.len) {
 		ret = buf_puts(out, ",\"systemInstruction\":{\"parts\":[{\"text\":");
 		if (!ret)
@@ -318,18 +304,53 @@ int gemini_build(const struct json_doc *d, const char *model, struct buf *out, c
 	return ret;
 }
 
+static bool model_is_path_safe(const char *m, size_t n)
+{
+	if (!n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = m[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.' || c == ':' || c == '/'))
+			return false;
+	}
+	return true;
+}
+
+/* {base}/v1beta/models/{model}:generateContent (or the SSE stream's). */
+static int gemini_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
+                       const char *model, size_t model_len, const char **why)
+{
+	if (ep == LR_ENDPOINT_EMBEDDINGS) {
+		*why = "Gemini embeddings are not supported";
+		return LR_EUNSUPPORTED;
+	}
+	if (model_len > 7 && memcmp(model, "models/", 7) == 0)
+		model += 7, model_len -= 7;
+	if (!model_is_path_safe(model, model_len)) {
+		*why = "a Gemini model name may hold only letters, digits and - _ . :";
+		return LR_EINVAL;
+	}
+	/* A base ending in Gemini's stable version /v1 keeps it. */
+	const char *version = ends_with(base, strlen(base), "/v1") ? "/v1" : "/v1beta";
+	path_join(&out->path, base, NULL, version, "/models/");
+	buf_append(&out->path, model, model_len);
+	return buf_puts(&out->path, out->stream ? ":streamGenerateContent?alt=sse" : ":generateContent");
+}
+
 /* ---- responses ---- */
 
-static const char *finish_of(const struct json_doc *d, int fr, bool calls)
+/* Gemini's finishReason f in OpenAI's words (calls: the reply made tool
+ * calls). */
+static const char *finish_of(const char *f, size_t n, bool calls)
 {
-	if (fr < 0)
-		return NULL;
-	if (json_string_eq(d, fr, "MAX_TOKENS"))
+	static const char *const filtered[] = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT",
+	                                       "SPII", "IMAGE_SAFETY"};
+	if (span_is(f, n, "MAX_TOKENS"))
 		return "length";
-	if (json_string_eq(d, fr, "SAFETY") || json_string_eq(d, fr, "RECITATION") ||
-	    json_string_eq(d, fr, "BLOCKLIST") || json_string_eq(d, fr, "PROHIBITED_CONTENT") ||
-	    json_string_eq(d, fr, "SPII") || json_string_eq(d, fr, "IMAGE_SAFETY"))
-		return "content_filter";
+	for (size_t i = 0; i < sizeof(filtered) / sizeof(filtered[0]); i++)
+		if (span_is(f, n, filtered[i]))
+			return "content_filter";
 	return calls ? "tool_calls" : "stop";
 }
 
@@ -380,36 +401,30 @@ static void take_chunk(struct reply *r, const struct json_doc *d, int *calls)
 			int fc = json_object_get(d, p, "functionCall");
 			if (fc < 0 || index != 0)
 				continue;
-			int name = json_object_get(d, fc, "name"), args = json_object_get(d, fc, "args");
-			int id = json_object_get(d, fc, "id");
-			int at = (*calls)++;
-			char made[32];
-			int n = snprintf(made, sizeof(made), "call_%d", at);
-			if (id >= 0 && d->tok[id].type == JSON_STRING)
-				reply_tool(r, at, d->text + d->tok[id].start, (size_t)(d->tok[id].end - d->tok[id].start),
-				           NULL, 0, NULL, 0, true);
-			else
-				reply_tool(r, at, made, (size_t)n, NULL, 0, NULL, 0, false);
-			if (name >= 0 && d->tok[name].type == JSON_STRING)
-				reply_tool(r, at, NULL, 0, d->text + d->tok[name].start,
-				           (size_t)(d->tok[name].end - d->tok[name].start), NULL, 0, true);
-			const char *as = "{}";
-			size_t al = 2;
-			if (args >= 0)
-				json_span(d, args, &as, &al);
-			reply_tool(r, at, NULL, 0, NULL, 0, as, al, false);
+			const char *id, *name, *args = NULL;
+			size_t id_len, name_len, args_len = 0;
+			json_string_span(d, json_object_get(d, fc, "id"), &id, &id_len);
+			json_string_span(d, json_object_get(d, fc, "name"), &name, &name_len);
+			int a = json_object_get(d, fc, "args");
+			if (a >= 0)
+				json_span(d, a, &args, &args_len);
+			reply_whole_tool_call(r, (*calls)++, id, id_len, name, name_len, args, args_len);
 		}
-		const char *finish = finish_of(d, json_object_get(d, c, "finishReason"), *calls > 0);
-		if (finish)
-			reply_finish(r, (int)index, finish);
+		int fr = json_object_get(d, c, "finishReason");
+		const char *f;
+		size_t fl;
+		json_string_span(d, fr, &f, &fl);
+		if (fr >= 0)
+			reply_finish(r, (int)index, finish_of(f, fl, *calls > 0));
 	}
 }
 
-void gemini_parse(struct json_doc *d, struct reply *r, int *calls)
+static void gemini_parse(struct json_doc *d, struct reply *r)
 {
 	lr_delta_fn fn = r->fn;
 	r->fn = NULL;
-	take_chunk(r, d, calls);
+	int calls = 0;
+	take_chunk(r, d, &calls);
 	if (!r->finish_reason[0])
 		snprintf(r->finish_reason, sizeof(r->finish_reason), "stop");
 	r->fn = fn;
@@ -445,17 +460,22 @@ static int error_object(const struct json_doc *d)
 	return e >= 0 && d->tok[e].type == JSON_OBJECT ? e : -1;
 }
 
-void gemini_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
+/* The status and message of error object e (-1: none, both ""). */
+static void error_fields(const struct json_doc *d, int e, char (*status)[64], char (*message)[300])
+{
+	(*status)[0] = (*message)[0] = '\0';
+	int v;
+	if (e >= 0 && (v = json_object_get(d, e, "status")) >= 0)
+		json_get_string(d, v, *status, sizeof(*status));
+	if (e >= 0 && (v = json_object_get(d, e, "message")) >= 0)
+		json_get_string(d, v, *message, sizeof(*message));
+}
+
+static void gemini_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
 {
 	int e = have_doc ? error_object(d) : -1;
-	char st[64] = "", message[300] = "";
-	if (e >= 0) {
-		int v = json_object_get(d, e, "status");
-		if (v >= 0)
-			json_get_string(d, v, st, sizeof(st));
-		if ((v = json_object_get(d, e, "message")) >= 0)
-			json_get_string(d, v, message, sizeof(message));
-	}
+	char st[64], message[300];
+	error_fields(d, e, &st, &message);
 	r->error = st[0] ? status_code(st, message, status) : provider_status_code(status);
 	provider_error_message(r, status, d, e >= 0 ? json_object_get(d, e, "message") : -1);
 }
@@ -495,11 +515,6 @@ struct chunk_scan {
 	bool has_prompt, has_output, has_cached;
 };
 
-static bool span_is(const char *v, size_t n, const char *lit)
-{
-	return strlen(lit) == n && memcmp(v, lit, n) == 0;
-}
-
 static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
                        size_t len)
 {
@@ -517,13 +532,13 @@ static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type
 		if (p->depth != 2 || type != JSON_PRIMITIVE)
 			return;
 		if (KEY_IS(p, 1, "promptTokenCount"))
-			cs->prompt = provider_count(v, len), cs->has_prompt = true;
+			cs->prompt = scanned_count(v, len), cs->has_prompt = true;
 		else if (KEY_IS(p, 1, "candidatesTokenCount"))
-			cs->output = provider_count(v, len), cs->has_output = true;
+			cs->output = scanned_count(v, len), cs->has_output = true;
 		else if (KEY_IS(p, 1, "thoughtsTokenCount"))
-			cs->thoughts = provider_count(v, len);
+			cs->thoughts = scanned_count(v, len);
 		else if (KEY_IS(p, 1, "cachedContentTokenCount"))
-			cs->cached = provider_count(v, len), cs->has_cached = true;
+			cs->cached = scanned_count(v, len), cs->has_cached = true;
 		return;
 	}
 	if (!KEY_IS(p, 0, "candidates"))
@@ -540,7 +555,7 @@ static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type
 	}
 	if (p->depth == 3) {
 		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
-			cs->cur_cand.index = provider_count(v, len);
+			cs->cur_cand.index = scanned_count(v, len);
 		else if (KEY_IS(p, 2, "finishReason") && type == JSON_STRING)
 			cs->cur_cand.finish = v, cs->cur_cand.finish_len = len;
 		return;
@@ -600,34 +615,15 @@ static void emit_scanned(struct reply *r, const struct chunk_scan *cs, int *call
 			}
 			if (!sp->is_call || index != 0)
 				continue;
-			int at = (*calls)++;
-			char made[32];
-			int n = snprintf(made, sizeof(made), "call_%d", at);
-			if (sp->id)
-				reply_tool(r, at, sp->id, sp->id_len, NULL, 0, NULL, 0, true);
-			else
-				reply_tool(r, at, made, (size_t)n, NULL, 0, NULL, 0, false);
-			if (sp->name)
-				reply_tool(r, at, NULL, 0, sp->name, sp->name_len, NULL, 0, true);
-			reply_tool(r, at, NULL, 0, NULL, 0, sp->args ? sp->args : "{}", sp->args ? sp->args_len : 2,
-			           false);
+			reply_whole_tool_call(r, (*calls)++, sp->id, sp->id_len, sp->name, sp->name_len, sp->args,
+			                      sp->args_len);
 		}
-		if (c->finish) {
-			const char *f = c->finish;
-			size_t fl = c->finish_len;
-			const char *reason = span_is(f, fl, "MAX_TOKENS") ? "length"
-			                     : span_is(f, fl, "SAFETY") || span_is(f, fl, "RECITATION") ||
-			                               span_is(f, fl, "BLOCKLIST") || span_is(f, fl, "PROHIBITED_CONTENT") ||
-			                               span_is(f, fl, "SPII") || span_is(f, fl, "IMAGE_SAFETY")
-			                         ? "content_filter"
-			                     : *calls > 0 ? "tool_calls"
-			                                  : "stop";
-			reply_finish(r, index, reason);
-		}
+		if (c->finish)
+			reply_finish(r, index, finish_of(c->finish, c->finish_len, *calls > 0));
 	}
 }
 
-int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
+static int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 {
 	struct reply *r = sd->r;
 	struct chunk_scan cs;
@@ -647,23 +643,13 @@ int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	}
 	struct json_doc *d = &sd->doc;
 	int rc = json_parse(d, ev->data, ev->data_len);
-	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
-		sd->fatal = true;
-		if (rc == LR_ENOMEM)
-			return reply_fail(r, rc, "out of memory parsing a stream event");
-		char why[96];
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
-		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
-	}
+	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT)
+		return stream_not_json(sd, rc, ev->data, ev->data_len, false);
 	r->events++;
 	int e = error_object(d);
 	if (e >= 0) {
-		char st[64] = "", message[300] = "";
-		int v = json_object_get(d, e, "status");
-		if (v >= 0)
-			json_get_string(d, v, st, sizeof(st));
-		if ((v = json_object_get(d, e, "message")) >= 0)
-			json_get_string(d, v, message, sizeof(message));
+		char st[64], message[300];
+		error_fields(d, e, &st, &message);
 		reply_fail(r, status_code(st, message, 0), "error event in the stream: %s%s%s", st,
 		           st[0] ? ": " : "", message);
 		return 0;
@@ -673,3 +659,21 @@ int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 		sd->fatal = true;
 	return sd->fatal ? r->error : 0;
 }
+
+/* ---- the row ---- */
+
+const struct provider_row gemini_row = {
+	.name = "gemini",
+	.base_url = "https://generativelanguage.googleapis.com",
+	.base_env = "GEMINI_BASE_URL",
+	.key_env = "GEMINI_API_KEY",
+	.key_form = KEY_HEADER,
+	.key_header = "x-goog-api-key",
+	.reply_id_is_request_id = true, /* its responseId */
+	.path = gemini_path,
+	.build_chat = gemini_build,
+	.parse_error = gemini_error,
+	.parse_reply = gemini_parse,
+	.sse_event = gemini_sse_event,
+	.stream_ends_at_finish = true,
+};
