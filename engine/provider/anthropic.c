@@ -114,9 +114,10 @@ static int put_tool_uses(struct buf *out, const struct json_doc *d, int calls, b
 }
 
 /* A tool message as a tool_result block. */
-static int put_tool_result(struct buf *out, const struct json_doc *d, int m, int content,
+static int put_tool_result(struct buf *out, const struct json_doc *d, int msgs, int m,
                            const char **why)
 {
+	int content = json_object_get(d, m, "content");
 	int id = json_object_get(d, m, "tool_call_id");
 	if (id < 0) {
 		*why = "a tool message needs its tool_call_id";
@@ -138,69 +139,13 @@ static int put_tool_result(struct buf *out, const struct json_doc *d, int m, int
 	return ret; /* LR_EINVAL or LR_ENOMEM */
 }
 
-static int put_messages(struct buf *out, struct buf *system, const struct json_doc *d,
-                        int msgs, const char **why)
-{
-	int ret = buf_puts(out, ",\"messages\":[");
-	int m = msgs + 1;
-	bool first = true, in_tool_results = false;
-	for (int k = 0; k < d->tok[msgs].size && !ret; k++, m = json_skip(d, m)) {
-		if (d->tok[m].type != JSON_OBJECT) {
-			*why = "a message is not a JSON object";
-			return LR_EINVAL;
-		}
-		int role = json_object_get(d, m, "role");
-		int content = json_object_get(d, m, "content");
-		if (role_is_system(d, role)) {
-			if ((ret = lift_system_message(system, d, content, why)))
-				return ret; /* LR_EINVAL or LR_ENOMEM */
-			continue;
-		}
-		bool tool = role >= 0 && json_string_eq(d, role, "tool");
-		if (tool) {
-			/* Consecutive tool results share one user turn. */
-			if (!in_tool_results)
-				ret = buf_puts(out, first ? "{\"role\":\"user\",\"content\":[" : ",{\"role\":\"user\",\"content\":[");
-			else
-				ret = buf_puts(out, ",");
-			if ((ret = put_tool_result(out, d, m, content, why)))
-				return ret;
-			in_tool_results = true;
-			first = false;
-			continue;
-		}
-		if (in_tool_results)
-			ret = buf_puts(out, "]}");
-		in_tool_results = false;
-		bool assistant = role >= 0 && json_string_eq(d, role, "assistant");
-		if (!assistant && !(role >= 0 && json_string_eq(d, role, "user"))) {
-			*why = "message roles are system, developer, user, assistant and tool";
-			return LR_EINVAL;
-		}
-		if (!ret)
-			ret = buf_puts(out, first ? "{\"role\":" : ",{\"role\":");
-		if (!ret)
-			ret = buf_puts(out, assistant ? "\"assistant\",\"content\":[" : "\"user\",\"content\":[");
-		bool any = false;
-		if (!ret && content >= 0)
-			ret = put_blocks_of(out, d, content, &any, why);
-		int calls = assistant ? json_object_get(d, m, "tool_calls") : -1;
-		if (!ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY)
-			ret = put_tool_uses(out, d, calls, &any, why);
-		if (!ret && !any) {
-			*why = "a message has no content";
-			return LR_EINVAL;
-		}
-		if (!ret)
-			ret = buf_puts(out, "]}");
-		first = false;
-	}
-	if (!ret && in_tool_results)
-		ret = buf_puts(out, "]}");
-	if (!ret)
-		ret = buf_puts(out, "]");
-	return ret;
-}
+static const struct turn_style messages_style = {
+	.user_open = "{\"role\":\"user\",\"content\":[",
+	.assistant_open = "{\"role\":\"assistant\",\"content\":[",
+	.tool_result = put_tool_result,
+	.content_items = put_blocks_of,
+	.call_items = put_tool_uses,
+};
 
 static int put_tools(struct buf *out, const struct json_doc *d, int tools, const char **why)
 {
@@ -364,7 +309,9 @@ static int anthropic_build(const struct json_doc *d, const char *model, struct p
 	buf_puts(out, "{\"model\":");
 	int ret = json_append_string(out, model, strlen(model));
 	if (!ret)
-		ret = put_messages(out, &system, d, msgs, why);
+		ret = buf_puts(out, ",\"messages\":[");
+	if (!ret)
+		ret = put_turns(out, &system, d, msgs, &messages_style, why);
 	if (!ret && system.len) {
 		buf_puts(out, ",\"system\":");
 		ret = json_append_string(out, system.data, system.len);

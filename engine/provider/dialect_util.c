@@ -86,6 +86,66 @@ int lift_system_message(struct buf *system, const struct json_doc *d, int conten
 	return ret;
 }
 
+int put_turns(struct buf *out, struct buf *system, const struct json_doc *d, int msgs,
+              const struct turn_style *style, const char **why)
+{
+	int m = msgs + 1, ret = 0;
+	bool first = true, in_tool_results = false;
+	for (int k = 0; k < d->tok[msgs].size; k++, m = json_skip(d, m)) {
+		int role = d->tok[m].type == JSON_OBJECT ? json_object_get(d, m, "role") : -1;
+		int content = role >= 0 ? json_object_get(d, m, "content") : -1;
+		if (role < 0) {
+			*why = d->tok[m].type == JSON_OBJECT ? "a message needs a role" : "a message is not a JSON object";
+			return LR_EINVAL;
+		}
+		if (role_is_system(d, role)) {
+			if ((ret = lift_system_message(system, d, content, why)))
+				return ret; /* LR_EINVAL or LR_ENOMEM */
+			continue;
+		}
+		if (json_string_eq(d, role, "tool")) {
+			if (!first)
+				buf_puts(out, ",");
+			if (!in_tool_results)
+				buf_puts(out, style->user_open);
+			if ((ret = style->tool_result(out, d, msgs, m, why)))
+				return ret;
+			in_tool_results = true;
+			first = false;
+			continue;
+		}
+		if (in_tool_results)
+			buf_puts(out, "]}");
+		in_tool_results = false;
+		bool assistant = json_string_eq(d, role, "assistant");
+		if (!assistant && !json_string_eq(d, role, "user")) {
+			*why = "message roles are system, developer, user, assistant and tool";
+			return LR_EINVAL;
+		}
+		if (!first)
+			buf_puts(out, ",");
+		buf_puts(out, assistant ? style->assistant_open : style->user_open);
+		bool any = false;
+		int calls = assistant ? json_object_get(d, m, "tool_calls") : -1;
+		ret = buf_error(out);
+		if (!ret && content >= 0)
+			ret = style->content_items(out, d, content, &any, why);
+		if (!ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY)
+			ret = style->call_items(out, d, calls, &any, why);
+		if (ret)
+			return ret;
+		if (!any) {
+			*why = "a message has no content";
+			return LR_EINVAL;
+		}
+		buf_puts(out, "]}");
+		first = false;
+	}
+	if (in_tool_results)
+		buf_puts(out, "]}");
+	return buf_puts(out, "]");
+}
+
 int content_text(struct buf *out, const struct json_doc *d, int content)
 {
 	if (content < 0)
@@ -262,6 +322,18 @@ void reply_whole_tool_call(struct reply *r, int at, const char *id, size_t id_le
 	if (name)
 		reply_tool(r, at, NULL, 0, name, name_len, NULL, 0, true);
 	reply_tool(r, at, NULL, 0, NULL, 0, args ? args : "{}", args ? args_len : 2, false);
+}
+
+void reply_whole_tool_call_tokens(struct reply *r, int at, const struct json_doc *d, int id, int name,
+                                  int args)
+{
+	const char *id_s, *name_s, *args_s = NULL;
+	size_t id_len, name_len, args_len = 0;
+	json_string_span(d, id, &id_s, &id_len);
+	json_string_span(d, name, &name_s, &name_len);
+	if (args >= 0)
+		json_span(d, args, &args_s, &args_len);
+	reply_whole_tool_call(r, at, id_s, id_len, name_s, name_len, args_s, args_len);
 }
 
 int stream_not_json(struct stream_decoder *sd, int rc, const char *data, size_t len, bool line)

@@ -59,6 +59,26 @@ int messages_array(const struct json_doc *d, const char **why);
 int lift_system_message(struct buf *system, const struct json_doc *d, int content, const char **why);
 /* Whether message role token role is system or developer. */
 bool role_is_system(const struct json_doc *d, int role);
+/* How a dialect writes the unified messages as turns (Anthropic's
+ * messages, Gemini's contents): system messages lifted out, consecutive
+ * tool results in one user turn, user and assistant turns of items. */
+struct turn_style {
+	const char *user_open;      /* opens a user turn: {"role":"user","content":[ */
+	const char *assistant_open; /* opens an assistant turn */
+	/* Tool message m (of the array msgs) as an item of the user turn. */
+	int (*tool_result)(struct buf *out, const struct json_doc *d, int msgs, int m, const char **why);
+	/* A message's content as items; *any: an item was written (the next
+	 * one needs a comma). */
+	int (*content_items)(struct buf *out, const struct json_doc *d, int content, bool *any,
+	                     const char **why);
+	/* An assistant message's tool_calls array as items. */
+	int (*call_items)(struct buf *out, const struct json_doc *d, int calls, bool *any,
+	                  const char **why);
+};
+/* The messages array msgs as comma-joined turns, then "]" (the caller
+ * opens the array); system text joined into system. */
+int put_turns(struct buf *out, struct buf *system, const struct json_doc *d, int msgs,
+              const struct turn_style *style, const char **why);
 /* The text of an OpenAI message content (a string, or the text parts of
  * an array joined with LF) appended to out, unescaped. null is "".
  * 0, LR_EINVAL (not text) or LR_ENOMEM. */
@@ -99,6 +119,10 @@ int path_join(struct buf *out, const char *base, const char *drop, const char *v
  * {}). */
 void reply_whole_tool_call(struct reply *r, int at, const char *id, size_t id_len, const char *name,
                            size_t name_len, const char *args, size_t args_len);
+/* The same from tokens of d: string id and name, and args the arguments
+ * object (each -1 when absent). */
+void reply_whole_tool_call_tokens(struct reply *r, int at, const struct json_doc *d, int id, int name,
+                                  int args);
 /* A stream's event (or NDJSON line) that is not a JSON object: the
  * stream stops with LR_ENOMEM when rc says so, else LR_EPROTO naming why. */
 int stream_not_json(struct stream_decoder *sd, int rc, const char *data, size_t len, bool line);

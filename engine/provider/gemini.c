@@ -113,84 +113,36 @@ static int put_function_response(struct buf *out, const struct json_doc *d, int 
 	return ret;
 }
 
-static int put_contents(struct buf *out, struct buf *system, const struct json_doc *d,
-                        int msgs, const char **why)
+/* An assistant message's tool calls as functionCall parts. */
+static int put_function_calls(struct buf *out, const struct json_doc *d, int calls, bool *any,
+                              const char **why)
 {
-	int ret = buf_puts(out, "{\"contents\":[");
-	int m = msgs + 1;
-	bool first = true, in_tool = false;
-	for (int k = 0; k < d->tok[msgs].size && !ret; k++, m = json_skip(d, m)) {
-		int role = json_object_get(d, m, "role");
-		int content = json_object_get(d, m, "content");
-		if (role < 0) {
-			*why = "a message needs a role";
+	int c = calls + 1, ret = 0;
+	for (int j = 0; !ret && j < d->tok[calls].size; j++, c = json_skip(d, c)) {
+		int name = json_path(d, c, "function.name");
+		if (name < 0) {
+			*why = "a tool call needs a function name";
 			return LR_EINVAL;
 		}
-		if (role_is_system(d, role)) {
-			if ((ret = lift_system_message(system, d, content, why)))
-				return ret; /* LR_EINVAL or LR_ENOMEM */
-			continue;
-		}
-		if (json_string_eq(d, role, "tool")) {
-			if (!in_tool)
-				ret = buf_puts(out, first ? "{\"role\":\"user\",\"parts\":[" : ",{\"role\":\"user\",\"parts\":[");
-			else
-				ret = buf_puts(out, ",");
-			if (!ret)
-				ret = put_function_response(out, d, msgs, m, why);
-			in_tool = true;
-			first = false;
-			continue;
-		}
-		if (in_tool)
-			ret = buf_puts(out, "]}");
-		in_tool = false;
-		bool model = json_string_eq(d, role, "assistant");
-		if (!model && !json_string_eq(d, role, "user")) {
-			*why = "message roles are system, developer, user, assistant and tool";
-			return LR_EINVAL;
-		}
+		buf_puts(out, *any ? ",{\"functionCall\":{\"name\":" : "{\"functionCall\":{\"name\":");
+		json_copy_value(out, d, name);
+		ret = buf_puts(out, ",\"args\":");
+		if (!ret && (ret = arguments_object(out, d, json_path(d, c, "function.arguments"))) == LR_EINVAL)
+			*why = "tool call arguments are not a JSON object";
 		if (!ret)
-			ret = buf_puts(out, first ? "{\"role\":" : ",{\"role\":");
-		if (!ret)
-			ret = buf_puts(out, model ? "\"model\",\"parts\":[" : "\"user\",\"parts\":[");
-		bool any = false;
-		if (!ret && content >= 0)
-			ret = put_parts(out, d, content, &any, why);
-		int calls = model ? json_object_get(d, m, "tool_calls") : -1;
-		int c = calls + 1;
-		for (int j = 0; !ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY && j < d->tok[calls].size;
-		     j++, c = json_skip(d, c)) {
-			int name = json_path(d, c, "function.name");
-			if (name < 0) {
-				*why = "a tool call needs a function name";
-				return LR_EINVAL;
-			}
-			ret = buf_puts(out, any ? ",{\"functionCall\":{\"name\":" : "{\"functionCall\":{\"name\":");
-			if (!ret)
-				ret = json_copy_value(out, d, name);
-			if (!ret)
-				ret = buf_puts(out, ",\"args\":");
-			if (!ret && (ret = arguments_object(out, d, json_path(d, c, "function.arguments"))) == LR_EINVAL)
-				*why = "tool call arguments are not a JSON object";
-			if (!ret)
-				ret = buf_puts(out, "}}");
-			any = true;
-		}
-		if (!ret && !any) {
-			*why = "a message has no content";
-			return LR_EINVAL;
-		}
-		if (!ret)
-			ret = buf_puts(out, "]}");
-		first = false;
+			ret = buf_puts(out, "}}");
+		*any = true;
 	}
-	if (!ret && in_tool)
-		ret = buf_puts(out, "]}");
-	if (!ret)
-		ret = buf_puts(out, "]");
 	return ret;
 }
+
+static const struct turn_style contents_style = {
+	.user_open = "{\"role\":\"user\",\"parts\":[",
+	.assistant_open = "{\"role\":\"model\",\"parts\":[",
+	.tool_result = put_function_response,
+	.content_items = put_parts,
+	.call_items = put_function_calls,
+};
 
 /* A top-level field into generationConfig under Gemini's name. */
 static int put_config(struct buf *cfg, const struct json_doc *d, const char *from, const char *to)
@@ -247,7 +199,8 @@ static int gemini_build(const struct json_doc *d, const char *model, struct prov
 		return msgs;
 	struct buf *out = &pr->body;
 	struct buf system = {0}, cfg = {0}; /* owner: this function */
-	int ret = put_contents(out, &system, d, msgs, why);
+	buf_puts(out, "{\"contents\":[");
+	int ret = put_turns(out, &system, d, msgs, &contents_style, why);
 	if (!ret && system.len) {
 		ret = buf_puts(out, ",\"systemInstruction\":{\"parts\":[{\"text\":");
 		if (!ret)
@@ -401,14 +354,8 @@ static void take_chunk(struct reply *r, const struct json_doc *d, int *calls)
 			int fc = json_object_get(d, p, "functionCall");
 			if (fc < 0 || index != 0)
 				continue;
-			const char *id, *name, *args = NULL;
-			size_t id_len, name_len, args_len = 0;
-			json_string_span(d, json_object_get(d, fc, "id"), &id, &id_len);
-			json_string_span(d, json_object_get(d, fc, "name"), &name, &name_len);
-			int a = json_object_get(d, fc, "args");
-			if (a >= 0)
-				json_span(d, a, &args, &args_len);
-			reply_whole_tool_call(r, (*calls)++, id, id_len, name, name_len, args, args_len);
+			reply_whole_tool_call_tokens(r, (*calls)++, d, json_object_get(d, fc, "id"),
+			                             json_object_get(d, fc, "name"), json_object_get(d, fc, "args"));
 		}
 		int fr = json_object_get(d, c, "finishReason");
 		const char *f;

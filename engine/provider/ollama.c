@@ -247,15 +247,9 @@ static void take_message(struct reply *r, const struct json_doc *d, int obj, int
 		return;
 	int c = tc + 1;
 	for (int k = 0; k < d->tok[tc].size; k++, c = json_skip(d, c)) {
-		const char *id, *name, *args = NULL;
-		size_t id_len, name_len, args_len = 0;
-		json_string_span(d, json_object_get(d, c, "id"), &id, &id_len);
-		json_string_span(d, json_path(d, c, "function.name"), &name, &name_len);
 		/* The arguments arrive as an object: its text is the JSON. */
-		int a = json_path(d, c, "function.arguments");
-		if (a >= 0)
-			json_span(d, a, &args, &args_len);
-		reply_whole_tool_call(r, (*calls)++, id, id_len, name, name_len, args, args_len);
+		reply_whole_tool_call_tokens(r, (*calls)++, d, json_object_get(d, c, "id"),
+		                             json_path(d, c, "function.name"), json_path(d, c, "function.arguments"));
 	}
 }
 
