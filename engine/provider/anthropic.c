@@ -433,6 +433,12 @@ static void anthropic_parse(struct json_doc *d, struct reply *r)
 /* Anthropic's error types, and the few messages that say more. */
 static int error_code(const char *type, const char *message, int status)
 {
+	static const struct named_code codes[] = {
+		{"authentication_error", LR_EAUTH}, {"permission_error", LR_EPERMISSION},
+		{"not_found_error", LR_ENOTFOUND}, {"request_too_large", LR_EBADREQUEST},
+		{"rate_limit_error", LR_ERATELIMIT}, {"billing_error", LR_EQUOTA},
+		{"overloaded_error", LR_EOVERLOADED}, {"api_error", LR_ESERVER},
+	};
 	if (!strcmp(type, "invalid_request_error")) {
 		if (strstr(message, "prompt is too long") || strstr(message, "context window") ||
 		    strstr(message, "context length"))
@@ -441,15 +447,8 @@ static int error_code(const char *type, const char *message, int status)
 			return LR_EQUOTA;
 		return LR_EBADREQUEST;
 	}
-	if (!strcmp(type, "authentication_error")) return LR_EAUTH;
-	if (!strcmp(type, "permission_error")) return LR_EPERMISSION;
-	if (!strcmp(type, "not_found_error")) return LR_ENOTFOUND;
-	if (!strcmp(type, "request_too_large")) return LR_EBADREQUEST;
-	if (!strcmp(type, "rate_limit_error")) return LR_ERATELIMIT;
-	if (!strcmp(type, "billing_error")) return LR_EQUOTA;
-	if (!strcmp(type, "overloaded_error")) return LR_EOVERLOADED;
-	if (!strcmp(type, "api_error")) return LR_ESERVER;
-	return status ? provider_status_code(status) : LR_ESERVER;
+	return named_code(codes, sizeof(codes) / sizeof(codes[0]), type,
+	                  status ? provider_status_code(status) : LR_ESERVER);
 }
 
 static void anthropic_error(struct json_doc *d, bool have_doc, int status, struct reply *r)

@@ -61,6 +61,15 @@ int put_as_list(struct buf *out, const struct json_doc *d, int v)
 	return buf_error(out);
 }
 
+int put_object_member(struct buf *out, const char *name, const struct buf *members)
+{
+	buf_puts(out, ",");
+	json_append_string(out, name, strlen(name));
+	buf_puts(out, ":{");
+	buf_append(out, members->data, members->len);
+	return buf_puts(out, "}");
+}
+
 /* ---- the unified request ---- */
 
 int messages_array(const struct json_doc *d, const char **why)
@@ -353,6 +362,14 @@ void provider_error_message(struct reply *r, int status, struct json_doc *d, int
 		snprintf(r->message, sizeof(r->message), "HTTP %d: %s", status, text);
 	else
 		snprintf(r->message, sizeof(r->message), "HTTP %d from the server", status);
+}
+
+int named_code(const struct named_code *table, size_t n, const char *name, int fallback)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(table[i].name, name))
+			return table[i].code;
+	return fallback;
 }
 
 int provider_status_code(int status)

@@ -49,6 +49,9 @@ int put_member(struct buf *out, const char *name, const struct json_doc *d, int 
  * stop-sequence lists that take only arrays). */
 int put_as_list(struct buf *out, const struct json_doc *d, int v);
 
+/* Appends ,"name":{MEMBERS} (members: comma-joined, already written). */
+int put_object_member(struct buf *out, const char *name, const struct buf *members);
+
 /* ---- the unified request ---- */
 
 /* The "messages" array of the unified body d, or LR_EINVAL with *why. */
@@ -129,6 +132,13 @@ int stream_not_json(struct stream_decoder *sd, int rc, const char *data, size_t 
 /* Message text (string token msg, or -1) in an error of the provider's
  * shape, into r->message. */
 void provider_error_message(struct reply *r, int status, struct json_doc *d, int msg);
+/* A provider's error name (type, status) to a code. */
+struct named_code {
+	const char *name;
+	int code;
+};
+/* The code table gives name, else fallback. */
+int named_code(const struct named_code *table, size_t n, const char *name, int fallback);
 /* HTTP status to code, for responses whose body says nothing finer. */
 int provider_status_code(int status);
 

@@ -236,13 +236,8 @@ static int gemini_build(const struct json_doc *d, const char *model, struct prov
 			ret = LR_EINVAL;
 		}
 	}
-	if (!ret && cfg.len) {
-		ret = buf_puts(out, ",\"generationConfig\":{");
-		if (!ret)
-			ret = buf_append(out, cfg.data, cfg.len);
-		if (!ret)
-			ret = buf_puts(out, "}");
-	}
+	if (!ret && cfg.len)
+		ret = put_object_member(out, "generationConfig", &cfg);
 	int tools = json_object_get(d, 0, "tools");
 	if (!ret && tools >= 0 && d->tok[tools].type == JSON_ARRAY && d->tok[tools].size > 0) {
 		ret = put_tools(out, d, tools, why);
@@ -377,8 +372,16 @@ static void gemini_parse(struct json_doc *d, struct reply *r)
 	r->fn = fn;
 }
 
+/* Gemini's error status (google.rpc.Code names), and the few messages
+ * that say more. */
 static int status_code(const char *status, const char *message, int http)
 {
+	static const struct named_code codes[] = {
+		{"UNAUTHENTICATED", LR_EAUTH}, {"PERMISSION_DENIED", LR_EPERMISSION},
+		{"NOT_FOUND", LR_ENOTFOUND}, {"RESOURCE_EXHAUSTED", LR_ERATELIMIT},
+		{"UNAVAILABLE", LR_EOVERLOADED}, {"DEADLINE_EXCEEDED", LR_ETIMEOUT},
+		{"INTERNAL", LR_ESERVER},
+	};
 	if (!strcmp(status, "INVALID_ARGUMENT") || !strcmp(status, "FAILED_PRECONDITION")) {
 		if (strstr(message, "API key"))
 			return LR_EAUTH;
@@ -386,14 +389,8 @@ static int status_code(const char *status, const char *message, int http)
 			return LR_ECONTEXT;
 		return LR_EBADREQUEST;
 	}
-	if (!strcmp(status, "UNAUTHENTICATED")) return LR_EAUTH;
-	if (!strcmp(status, "PERMISSION_DENIED")) return LR_EPERMISSION;
-	if (!strcmp(status, "NOT_FOUND")) return LR_ENOTFOUND;
-	if (!strcmp(status, "RESOURCE_EXHAUSTED")) return LR_ERATELIMIT;
-	if (!strcmp(status, "UNAVAILABLE")) return LR_EOVERLOADED;
-	if (!strcmp(status, "DEADLINE_EXCEEDED")) return LR_ETIMEOUT;
-	if (!strcmp(status, "INTERNAL")) return LR_ESERVER;
-	return http ? provider_status_code(http) : LR_ESERVER;
+	return named_code(codes, sizeof(codes) / sizeof(codes[0]), status,
+	                  http ? provider_status_code(http) : LR_ESERVER);
 }
 
 /* {"error":{"code":429,"message":"...","status":"RESOURCE_EXHAUSTED"}}, also

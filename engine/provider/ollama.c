@@ -166,28 +166,15 @@ static int ollama_build(const struct json_doc *d, const char *model, struct prov
 		*why = "Ollama returns one choice (n)";
 		ret = LR_EUNSUPPORTED;
 	}
-	if (!ret)
-		ret = put_option(&opts, d, "temperature", "temperature");
-	if (!ret)
-		ret = put_option(&opts, d, "top_p", "top_p");
-	if (!ret)
-		ret = put_option(&opts, d, "seed", "seed");
-	if (!ret)
-		ret = put_option(&opts, d, "stop", "stop");
-	if (!ret)
-		ret = put_option(&opts, d, "frequency_penalty", "frequency_penalty");
-	if (!ret)
-		ret = put_option(&opts, d, "presence_penalty", "presence_penalty");
+	static const char *const same_name[] = {"temperature", "top_p", "seed", "stop",
+	                                        "frequency_penalty", "presence_penalty"};
+	for (size_t i = 0; !ret && i < sizeof(same_name) / sizeof(same_name[0]); i++)
+		ret = put_option(&opts, d, same_name[i], same_name[i]);
 	if (!ret)
 		ret = put_option(&opts, d, json_object_get(d, 0, "max_completion_tokens") >= 0
 		                                   ? "max_completion_tokens" : "max_tokens", "num_predict");
-	if (!ret && opts.len) {
-		ret = buf_puts(out, ",\"options\":{");
-		if (!ret)
-			ret = buf_append(out, opts.data, opts.len);
-		if (!ret)
-			ret = buf_puts(out, "}");
-	}
+	if (!ret && opts.len)
+		ret = put_object_member(out, "options", &opts);
 	int keep = json_object_get(d, 0, "keep_alive");
 	if (!ret && keep >= 0) {
 		ret = buf_puts(out, ",\"keep_alive\":");
