@@ -264,105 +264,78 @@ static bool body_may_name_provider(const char *b, size_t len, char *first, size_
 	return false;
 }
 
-/* The body from the message and parameter calls. */
+/* Appends ,"key":[ITEMS] (items: comma-joined JSON, already written). */
+static void put_array_member(struct buf *out, const char *key, const struct buf *items)
+{
+	buf_puts(out, ",\"");
+	buf_puts(out, key);
+	buf_puts(out, "\":[");
+	buf_append(out, items->data, items->len);
+	buf_puts(out, "]");
+}
+
+#define STREAM_WITH_USAGE ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"
+
+/* The body from the message and parameter calls. The buffer's error is
+ * sticky: the appends are checked once, at the end. */
 static int body_from_parts(const struct lr_request *rq, const char *model, size_t model_len,
                            bool force_stream, struct buf *out, const char **why)
 {
-	int ret = buf_puts(out, "{\"model\":");
-	if (!ret)
-		ret = json_append_string(out, model, model_len);
+	buf_puts(out, "{\"model\":");
+	json_append_string(out, model, model_len);
 	if (rq->endpoint == LR_ENDPOINT_EMBEDDINGS) {
 		if (!rq->inputs.len) {
 			*why = "an embeddings request needs inputs (lr_request_add_input or a JSON body)";
 			return LR_EINVAL;
 		}
-		if (!ret)
-			ret = buf_puts(out, ",\"input\":[");
-		if (!ret)
-			ret = buf_append(out, rq->inputs.data, rq->inputs.len);
-		if (!ret)
-			ret = buf_puts(out, "]");
+		put_array_member(out, "input", &rq->inputs);
 	} else {
 		if (!rq->messages.len) {
 			*why = "request has no messages";
 			return LR_EINVAL;
 		}
-		if (!ret)
-			ret = buf_puts(out, ",\"messages\":[");
-		if (!ret)
-			ret = buf_append(out, rq->messages.data, rq->messages.len);
-		if (!ret)
-			ret = buf_puts(out, "]");
-		if (!ret && rq->tools.len) {
-			ret = buf_puts(out, ",\"tools\":[");
-			if (!ret)
-				ret = buf_append(out, rq->tools.data, rq->tools.len);
-			if (!ret)
-				ret = buf_puts(out, "]");
-		}
-		if (!ret && rq->nstops) {
-			ret = buf_puts(out, ",\"stop\":[");
-			if (!ret)
-				ret = buf_append(out, rq->stops.data, rq->stops.len);
-			if (!ret)
-				ret = buf_puts(out, "]");
-		}
-		if (!ret && rq->max_tokens > 0) {
-			char num[32];
-			int n = snprintf(num, sizeof(num), ",\"max_tokens\":%d", rq->max_tokens);
-			ret = buf_append(out, num, (size_t)n);
-		}
-		if (!ret && force_stream)
-			ret = buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+		put_array_member(out, "messages", &rq->messages);
+		if (rq->tools.len)
+			put_array_member(out, "tools", &rq->tools);
+		if (rq->nstops)
+			put_array_member(out, "stop", &rq->stops);
+		if (rq->max_tokens > 0)
+			buf_printf(out, ",\"max_tokens\":%d", rq->max_tokens);
+		if (force_stream)
+			buf_puts(out, STREAM_WITH_USAGE);
 	}
-	for (unsigned i = 0; !ret && i < rq->nparams; i++) {
-		ret = buf_puts(out, ",");
-		if (!ret)
-			ret = json_append_string(out, rq->params[i].key, strlen(rq->params[i].key));
-		if (!ret)
-			ret = buf_puts(out, ":");
-		if (!ret)
-			ret = buf_puts(out, rq->params[i].value);
+	for (unsigned i = 0; i < rq->nparams; i++) {
+		buf_puts(out, ",");
+		json_append_string(out, rq->params[i].key, strlen(rq->params[i].key));
+		buf_puts(out, ":");
+		buf_puts(out, rq->params[i].value);
 	}
-	if (!ret)
-		ret = buf_puts(out, "}");
-	return ret;
-}
-
-static bool key_eq(const struct json_doc *d, int k, const char *s)
-{
-	return json_string_eq(d, k, s);
+	return buf_puts(out, "}");
 }
 
 /* The caller's body with model set (and a stream asked for). */
 static int body_rewrite(const struct json_doc *d, const char *model, size_t model_len,
                         bool force_stream, struct buf *out)
 {
-	int ret = buf_puts(out, "{\"model\":");
-	if (!ret)
-		ret = json_append_string(out, model, model_len);
+	buf_puts(out, "{\"model\":");
+	json_append_string(out, model, model_len);
 	int n = d->tok[0].size, k = 1;
-	for (int m = 0; !ret && m < n; m++) {
+	for (int m = 0; m < n; m++) {
 		int v = k + 1;
 		int next = json_skip(d, v);
-		bool drop = key_eq(d, k, "model") ||
-		            (force_stream && (key_eq(d, k, "stream") || key_eq(d, k, "stream_options")));
+		bool drop = json_string_eq(d, k, "model") ||
+		            (force_stream && (json_string_eq(d, k, "stream") || json_string_eq(d, k, "stream_options")));
 		if (!drop) {
-			ret = buf_puts(out, ",");
-			if (!ret)
-				ret = json_copy_value(out, d, k);
-			if (!ret)
-				ret = buf_puts(out, ":");
-			if (!ret)
-				ret = json_copy_value(out, d, v);
+			buf_puts(out, ",");
+			json_copy_value(out, d, k);
+			buf_puts(out, ":");
+			json_copy_value(out, d, v);
 		}
 		k = next;
 	}
-	if (!ret && force_stream)
-		ret = buf_puts(out, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
-	if (!ret)
-		ret = buf_puts(out, "}");
-	return ret;
+	if (force_stream)
+		buf_puts(out, STREAM_WITH_USAGE);
+	return buf_puts(out, "}");
 }
 
 static bool doc_stream(const struct json_doc *d)
