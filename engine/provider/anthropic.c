@@ -24,15 +24,12 @@ static int put_blocks_of(struct buf *out, const struct json_doc *d, int content,
 	struct buf url = {0}; /* owner: this function */
 	int ret = 0;
 	if (t->type == JSON_STRING) {
-		if (t->end > t->start) {
-			ret = buf_puts(out, *any ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
-			if (!ret)
-				ret = json_copy_value(out, d, content);
-			if (!ret)
-				ret = buf_puts(out, "}");
-			*any = true;
-		}
-		return ret;
+		if (t->end == t->start)
+			return 0;
+		buf_puts(out, *any ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
+		json_copy_value(out, d, content);
+		*any = true;
+		return buf_puts(out, "}");
 	}
 	if (t->type != JSON_ARRAY)
 		return 0; /* null */
@@ -44,12 +41,13 @@ static int put_blocks_of(struct buf *out, const struct json_doc *d, int content,
 		if (ret)
 			break;
 		if (type >= 0 && json_string_eq(d, type, "text")) {
-			ret = buf_puts(out, "{\"type\":\"text\",\"text\":");
 			int text = json_object_get(d, part, "text");
-			if (!ret)
-				ret = text >= 0 ? json_copy_value(out, d, text) : buf_puts(out, "\"\"");
-			if (!ret)
-				ret = buf_puts(out, "}");
+			buf_puts(out, "{\"type\":\"text\",\"text\":");
+			if (text >= 0)
+				json_copy_value(out, d, text);
+			else
+				buf_puts(out, "\"\"");
+			ret = buf_puts(out, "}");
 		} else if (type >= 0 && json_string_eq(d, type, "image_url")) {
 			const char *mime, *data;
 			size_t mime_len, data_len;
@@ -59,20 +57,15 @@ static int put_blocks_of(struct buf *out, const struct json_doc *d, int content,
 				break;
 			}
 			if (data) {
-				ret = buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
-				if (!ret)
-					ret = json_append_string(out, mime, mime_len);
-				if (!ret)
-					ret = buf_puts(out, ",\"data\":");
-				if (!ret)
-					ret = json_append_string(out, data, data_len);
+				buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
+				json_append_string(out, mime, mime_len);
+				buf_puts(out, ",\"data\":");
+				json_append_string(out, data, data_len);
 			} else {
-				ret = buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
-				if (!ret)
-					ret = json_append_string(out, url.data, url.len);
+				buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
+				json_append_string(out, url.data, url.len);
 			}
-			if (!ret)
-				ret = buf_puts(out, "}}");
+			ret = buf_puts(out, "}}");
 		} else {
 			*why = "Anthropic takes text and image_url content parts only";
 			ret = LR_EUNSUPPORTED;
@@ -95,15 +88,11 @@ static int put_tool_uses(struct buf *out, const struct json_doc *d, int calls, b
 			*why = "a tool call needs an id and a function name";
 			return LR_EINVAL;
 		}
-		ret = buf_puts(out, *any ? ",{\"type\":\"tool_use\",\"id\":" : "{\"type\":\"tool_use\",\"id\":");
-		if (!ret)
-			ret = json_copy_value(out, d, id);
-		if (!ret)
-			ret = buf_puts(out, ",\"name\":");
-		if (!ret)
-			ret = json_copy_value(out, d, name);
-		if (!ret)
-			ret = buf_puts(out, ",\"input\":");
+		buf_puts(out, *any ? ",{\"type\":\"tool_use\",\"id\":" : "{\"type\":\"tool_use\",\"id\":");
+		json_copy_value(out, d, id);
+		buf_puts(out, ",\"name\":");
+		json_copy_value(out, d, name);
+		ret = buf_puts(out, ",\"input\":");
 		if (!ret && (ret = arguments_object(out, d, json_object_get(d, fn, "arguments"))) == LR_EINVAL)
 			*why = "tool call arguments are not a JSON object";
 		if (!ret)
@@ -196,16 +185,14 @@ static int put_json_tool(struct buf *out, const struct json_doc *d, int rf, bool
 		*why = "response_format json_schema needs json_schema.schema";
 		return LR_EINVAL;
 	}
-	int ret = buf_puts(out, first ? ",\"tools\":[" : ",");
-	if (!ret)
-		ret = buf_puts(out, "{\"name\":\"" JSON_TOOL "\",\"description\":\"Respond with JSON\",\"input_schema\":");
-	if (!ret)
-		ret = schema >= 0 ? json_copy_value(out, d, schema) : buf_puts(out, "{\"type\":\"object\"}");
-	if (!ret)
-		ret = buf_puts(out, "}]");
-	if (!ret)
-		ret = buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":\"" JSON_TOOL "\"}");
-	return ret;
+	buf_puts(out, first ? ",\"tools\":[" : ",");
+	buf_puts(out, "{\"name\":\"" JSON_TOOL "\",\"description\":\"Respond with JSON\",\"input_schema\":");
+	if (schema >= 0)
+		json_copy_value(out, d, schema);
+	else
+		buf_puts(out, "{\"type\":\"object\"}");
+	buf_puts(out, "}]");
+	return buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":\"" JSON_TOOL "\"}");
 }
 
 static bool is_false(const struct json_doc *d, int i)

@@ -269,27 +269,17 @@ int put_function_list(struct buf *out, const struct json_doc *d, int tools, cons
 			*why = "a tool needs function.name";
 			return LR_EINVAL;
 		}
-		ret = buf_puts(out, k ? ",{\"name\":" : "{\"name\":");
-		if (!ret)
-			ret = json_copy_value(out, d, name);
+		buf_puts(out, k ? ",{\"name\":" : "{\"name\":");
+		json_copy_value(out, d, name);
 		int desc = json_object_get(d, fn, "description");
-		if (!ret && desc >= 0) {
-			ret = buf_puts(out, ",\"description\":");
-			if (!ret)
-				ret = json_copy_value(out, d, desc);
-		}
+		if (desc >= 0)
+			put_member(out, "description", d, desc);
 		int params = json_object_get(d, fn, "parameters");
-		if (!ret && (params >= 0 || default_schema)) {
-			ret = buf_puts(out, ",\"");
-			if (!ret)
-				ret = buf_puts(out, schema_key);
-			if (!ret)
-				ret = buf_puts(out, "\":");
-			if (!ret)
-				ret = params >= 0 ? json_copy_value(out, d, params) : buf_puts(out, default_schema);
-		}
-		if (!ret)
-			ret = buf_puts(out, "}");
+		if (params >= 0)
+			put_member(out, schema_key, d, params);
+		else if (default_schema)
+			buf_printf(out, ",\"%s\":%s", schema_key, default_schema);
+		ret = buf_puts(out, "}");
 	}
 	return ret;
 }

@@ -19,13 +19,10 @@ static int put_parts(struct buf *out, const struct json_doc *d, int content, boo
 	if (t->type == JSON_STRING) {
 		if (t->end == t->start)
 			return 0; /* Gemini refuses empty text parts */
-		ret = buf_puts(out, *any ? ",{\"text\":" : "{\"text\":");
-		if (!ret)
-			ret = json_copy_value(out, d, content);
-		if (!ret)
-			ret = buf_puts(out, "}");
+		buf_puts(out, *any ? ",{\"text\":" : "{\"text\":");
+		json_copy_value(out, d, content);
 		*any = true;
-		return ret;
+		return buf_puts(out, "}");
 	}
 	if (t->type != JSON_ARRAY)
 		return 0;
@@ -35,11 +32,12 @@ static int put_parts(struct buf *out, const struct json_doc *d, int content, boo
 		ret = buf_puts(out, *any ? "," : "");
 		if (!ret && type >= 0 && json_string_eq(d, type, "text")) {
 			int text = json_object_get(d, part, "text");
-			ret = buf_puts(out, "{\"text\":");
-			if (!ret)
-				ret = text >= 0 ? json_copy_value(out, d, text) : buf_puts(out, "\"\"");
-			if (!ret)
-				ret = buf_puts(out, "}");
+			buf_puts(out, "{\"text\":");
+			if (text >= 0)
+				json_copy_value(out, d, text);
+			else
+				buf_puts(out, "\"\"");
+			ret = buf_puts(out, "}");
 		} else if (!ret && type >= 0 && json_string_eq(d, type, "image_url")) {
 			const char *mime, *data;
 			size_t mime_len, data_len;
@@ -48,15 +46,11 @@ static int put_parts(struct buf *out, const struct json_doc *d, int content, boo
 				ret = LR_EUNSUPPORTED;
 				break;
 			}
-			ret = buf_puts(out, "{\"inlineData\":{\"mimeType\":");
-			if (!ret)
-				ret = json_append_string(out, mime, mime_len);
-			if (!ret)
-				ret = buf_puts(out, ",\"data\":");
-			if (!ret)
-				ret = json_append_string(out, data, data_len);
-			if (!ret)
-				ret = buf_puts(out, "}}");
+			buf_puts(out, "{\"inlineData\":{\"mimeType\":");
+			json_append_string(out, mime, mime_len);
+			buf_puts(out, ",\"data\":");
+			json_append_string(out, data, data_len);
+			ret = buf_puts(out, "}}");
 		} else if (!ret) {
 			*why = "Gemini takes text and image_url content parts only";
 			ret = LR_EUNSUPPORTED;
@@ -87,11 +81,9 @@ static int put_function_response(struct buf *out, const struct json_doc *d, int 
 			*why = "a tool message's content is not text";
 		return ret; /* LR_EINVAL or LR_ENOMEM */
 	}
-	ret = buf_puts(out, "{\"functionResponse\":{\"name\":");
-	if (!ret)
-		ret = json_copy_value(out, d, name);
-	if (!ret)
-		ret = buf_puts(out, ",\"response\":");
+	buf_puts(out, "{\"functionResponse\":{\"name\":");
+	json_copy_value(out, d, name);
+	ret = buf_puts(out, ",\"response\":");
 	/* response must be an object: a JSON object result goes as it is. */
 	int prc = text.len ? json_parse(&inner, text.data, text.len) : LR_EPROTO;
 	if (prc == LR_ENOMEM && !ret)
@@ -100,11 +92,9 @@ static int put_function_response(struct buf *out, const struct json_doc *d, int 
 	if (!ret && object) {
 		ret = buf_append(out, text.data, text.len);
 	} else if (!ret) {
-		ret = buf_puts(out, "{\"content\":");
-		if (!ret)
-			ret = json_append_string(out, text.data ? text.data : "", text.len);
-		if (!ret)
-			ret = buf_puts(out, "}");
+		buf_puts(out, "{\"content\":");
+		json_append_string(out, text.data ? text.data : "", text.len);
+		ret = buf_puts(out, "}");
 	}
 	if (!ret)
 		ret = buf_puts(out, "}}");
@@ -182,12 +172,9 @@ static int put_tool_config(struct buf *out, const struct json_doc *d, int tc, co
 		*why = "tool_choice is \"auto\", \"none\", \"required\" or a function";
 		return LR_EINVAL;
 	}
-	ret = buf_puts(out, "\"ANY\",\"allowedFunctionNames\":[");
-	if (!ret)
-		ret = json_copy_value(out, d, name);
-	if (!ret)
-		ret = buf_puts(out, "]}}");
-	return ret;
+	buf_puts(out, "\"ANY\",\"allowedFunctionNames\":[");
+	json_copy_value(out, d, name);
+	return buf_puts(out, "]}}");
 }
 
 /* The model is named in the path, not the body. */
@@ -202,11 +189,9 @@ static int gemini_build(const struct json_doc *d, const char *model, struct prov
 	buf_puts(out, "{\"contents\":[");
 	int ret = put_turns(out, &system, d, msgs, &contents_style, why);
 	if (!ret && system.len) {
-		ret = buf_puts(out, ",\"systemInstruction\":{\"parts\":[{\"text\":");
-		if (!ret)
-			ret = json_append_string(out, system.data, system.len);
-		if (!ret)
-			ret = buf_puts(out, "}]}");
+		buf_puts(out, ",\"systemInstruction\":{\"parts\":[{\"text\":");
+		json_append_string(out, system.data, system.len);
+		ret = buf_puts(out, "}]}");
 	}
 	static const char *const map[][2] = {
 		{"temperature", "temperature"}, {"top_p", "topP"}, {"top_k", "topK"},
