@@ -133,15 +133,20 @@ static const struct {
 	{"content-encoding", RESPONSE_HEADER_CONTENT_ENCODING},
 };
 
-/* The row's own names of the provider-specific kinds; rank 0 is
- * OpenAI's row, which every provider also answers to. */
+/* The kind of name among row's response-header names; *order: its place
+ * among the row's names of that kind (0, or 1 for a second tokens name). */
 static enum response_header row_header_kind(const struct provider_row *row, const char *name,
-                                            size_t len)
+                                            size_t len, int *order)
 {
+	*order = 0;
 	if (name_is(name, len, row->request_id_header))
 		return RESPONSE_HEADER_REQUEST_ID;
 	if (name_is(name, len, row->ratelimit_requests_header))
 		return RESPONSE_HEADER_RATELIMIT_REQUESTS;
+	for (*order = 0; *order < 2; ++*order)
+		if (name_is(name, len, row->ratelimit_tokens_headers[*order]))
+			return RESPONSE_HEADER_RATELIMIT_TOKENS;
+	*order = 0;
 	return RESPONSE_HEADER_OTHER;
 }
 
@@ -153,19 +158,16 @@ enum response_header provider_header_kind(enum provider p, const char *name, siz
 	for (size_t i = 0; i < sizeof(common_headers) / sizeof(common_headers[0]); i++)
 		if (name_is(name, len, common_headers[i].name))
 			return common_headers[i].kind;
-	const struct provider_row *own[2] = {&openai_row, provider_row(p)};
-	for (int k = 0; k < 2; k++) {
-		*rank = 2 * k;
-		enum response_header kind = row_header_kind(own[k], name, len);
-		if (kind != RESPONSE_HEADER_OTHER)
+	/* OpenAI's names first (ranks 0 and 1), then the provider's own (2, 3). */
+	const struct provider_row *by_rank[2] = {&openai_row, provider_row(p)};
+	for (int r = 0; r < 2; r++) {
+		int order;
+		enum response_header kind = row_header_kind(by_rank[r], name, len, &order);
+		if (kind != RESPONSE_HEADER_OTHER) {
+			*rank = 2 * r + order;
 			return kind;
-		for (int t = 0; t < 2; t++) {
-			*rank = 2 * k + t;
-			if (name_is(name, len, own[k]->ratelimit_tokens_headers[t]))
-				return RESPONSE_HEADER_RATELIMIT_TOKENS;
 		}
 	}
-	*rank = 0;
 	return RESPONSE_HEADER_OTHER;
 }
 
