@@ -271,9 +271,8 @@ static int openai_sse_event(struct stream_decoder *sd, const struct sse_event *e
 		return 0;
 	}
 	struct chunk_fields cf = {.r = r};
-	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf)) {
+	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf))
 		return stream_not_json(sd, 0, ev->data, ev->data_len, false);
-	}
 	r->events++;
 	if (r->error) {
 		sd->fatal = true;

@@ -28,7 +28,8 @@ const struct provider_row *provider_row(enum provider p);
  * stripped when it names a known provider). */
 enum provider provider_route(const char *model, size_t len, const char **name, size_t *name_len);
 
-/* Where provider p's requests go and with which key. */
+/* Where provider p's requests go and with which key (base may point into
+ * buf: use it in place, do not copy it). */
 struct provider_endpoint {
 	const char *base;           /* borrowed: the given base, the environment, the row or buf */
 	const char *key;            /* borrowed: the given key or the environment; NULL: none */
