@@ -1536,7 +1536,7 @@ static void check_errors(enum provider p, const struct err_case *c, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const struct snap *s = parse(p, LR_ENDPOINT_CHAT, c[i].status, c[i].body);
 		if (s->error != c[i].code || !strstr(s->message, c[i].needle) || s->rewritten) {
-			fail_msg("%s HTTP %d %s: got %s \"%s\", want %s with \"%s\"", provider_info(p)->name, c[i].status,
+			fail_msg("%s HTTP %d %s: got %s \"%s\", want %s with \"%s\"", provider_row(p)->name, c[i].status,
 			         c[i].body, lr_error_name(s->error), s->message, lr_error_name(c[i].code), c[i].needle);
 		}
 	}
@@ -1778,7 +1778,7 @@ static const struct snap *stream_all_ways(enum provider p, bool ndjson, const ch
 			run_stream(p, ndjson, in, len, (enum mode)m, at, &other);
 			const char *diff = snap_diff(&ref, &other);
 			if (diff)
-				fail_msg("%s stream fed %s (at %zu): %s differs from the whole feed", provider_info(p)->name,
+				fail_msg("%s stream fed %s (at %zu): %s differs from the whole feed", provider_row(p)->name,
 				         mode_names[m], at, diff);
 		}
 	}
@@ -2146,7 +2146,7 @@ static void stream_malformed_event_is_fatal(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct snap *s = stream_all_ways(cases[i].p, cases[i].ndjson, cases[i].in, strlen(cases[i].in));
 		if (s->feed_rc != LR_EPROTO || !s->fatal)
-			print_error("%s: feed %s fatal %d\n", provider_info(cases[i].p)->name, lr_error_name(s->feed_rc),
+			print_error("%s: feed %s fatal %d\n", provider_row(cases[i].p)->name, lr_error_name(s->feed_rc),
 			            s->fatal);
 		assert_int_equal(s->feed_rc, LR_EPROTO);
 		assert_int_equal(s->finish_rc, LR_EPROTO);
@@ -2160,7 +2160,7 @@ static void expect_truncated(enum provider p, bool ndjson, const char *in, const
 {
 	const struct snap *s = stream_all_ways(p, ndjson, in, cut_before(in, cut_at));
 	if (s->finish_rc != LR_EPROTO)
-		print_error("%s stream cut before \"%.40s\": finish %s\n", provider_info(p)->name, cut_at,
+		print_error("%s stream cut before \"%.40s\": finish %s\n", provider_row(p)->name, cut_at,
 		            lr_error_name(s->finish_rc));
 	assert_int_equal(s->feed_rc, 0);
 	assert_int_equal(s->finish_rc, LR_EPROTO);

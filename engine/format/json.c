@@ -22,6 +22,7 @@
 #include <jsmn.h>
 
 #include "format/json.h"
+#include "format/utf8.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -138,7 +139,7 @@ static bool valid_string_bytes(const char *s, size_t n)
 			i++;
 			continue;
 		}
-		size_t len = json_utf8_len(s + i, s + n);
+		size_t len = utf8_char_len(s + i, n - i);
 		if (!len)
 			return false; /* not UTF-8 */
 		i += len;
@@ -505,30 +506,6 @@ static long read_hex4(const char *s, size_t n)
 	return v;
 }
 
-static size_t utf8_encode(uint32_t cp, char out[4])
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xC0 | (cp >> 6));
-		out[1] = (char)(0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xE0 | (cp >> 12));
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		out[2] = (char)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	out[0] = (char)(0xF0 | (cp >> 18));
-	out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-	out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-	out[3] = (char)(0x80 | (cp & 0x3F));
-	return 4;
-}
-
 /* Stores what fits of bytes[0..n) at out[*len..cap-1) and counts all. */
 static void put_bytes(char *out, size_t cap, size_t *len, const char *bytes, size_t n)
 {
@@ -657,7 +634,7 @@ int json_append_string(struct buf *b, const char *s, size_t len)
 		if ((unsigned char)s[k] >= 0x80) {
 			/* Valid UTF-8 goes as it is; anything else becomes U+FFFD, so
 			 * what we write is always JSON (RFC 8259 text is UTF-8). */
-			size_t n = json_utf8_len(s + k, s + len);
+			size_t n = utf8_char_len(s + k, len - k);
 			if (n ? buf_append(b, s + k, n) : buf_append(b, "\xef\xbf\xbd", 3))
 				return LR_ENOMEM;
 			k += n ? n : 1;
@@ -702,7 +679,7 @@ const char *json_invalid_reason(const char *text, size_t len, char *buf, size_t 
 		why = "it begins with a UTF-8 byte order mark, which JSON does not allow";
 	} else {
 		for (size_t i = 0; i < len;) {
-			size_t n = u[i] < 0x80 ? 1 : json_utf8_len(text + i, text + len);
+			size_t n = utf8_char_len(text + i, len - i);
 			if (!n) {
 				snprintf(buf, cap, "it is not valid UTF-8 (byte %zu of %zu)", i + 1, len);
 				return buf;

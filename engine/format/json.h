@@ -77,11 +77,6 @@ bool json_scan_path_is(const struct json_scan_path *path, const char *const *key
  * (a lone surrogate U+FFFD). 0, LR_EPROTO on a bad escape, LR_ENOMEM. */
 int json_unescape_append(struct buf *out, const char *raw, size_t len);
 
-/* Length (2..4) of the valid UTF-8 sequence of a non-ASCII lead byte at
- * p, or 0 when it is not one (overlong, a surrogate, past U+10FFFF, cut
- * short). JSON text is UTF-8 (RFC 8259): both parsers refuse anything else. */
-size_t json_utf8_len(const char *p, const char *end);
-
 /*
  * Why text is not a JSON object (the caller found it is not one), in
  * words for an error message: "it is empty", "it is gzip-compressed

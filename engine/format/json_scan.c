@@ -6,6 +6,7 @@
  * at about half the cost of jsmn plus json_parse's check.
  */
 #include "format/json.h"
+#include "format/utf8.h"
 #include "llmring.h"
 
 #include <string.h>
@@ -25,38 +26,6 @@ struct scanner {
 static const unsigned char plain_string_byte[256] = {
 	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
 };
-
-size_t json_utf8_len(const char *p, const char *end)
-{
-	const unsigned char *s = (const unsigned char *)p;
-	size_t avail = (size_t)(end - p);
-	unsigned char c = s[0];
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* no overlongs */
-		else if (c == 0xed)
-			hi = 0x9f; /* no surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f; /* nothing past U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (avail < n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
-}
 
 static void skip_ws(struct scanner *sc)
 {
@@ -114,7 +83,7 @@ static bool scan_string(struct scanner *sc, const char **start, size_t *len)
 		if (*p == '"')
 			break;
 		if ((unsigned char)*p >= 0x80) {
-			size_t n = json_utf8_len(p, end);
+			size_t n = utf8_char_len(p, (size_t)(end - p));
 			if (!n)
 				return false; /* not UTF-8 */
 			p += n;
@@ -310,30 +279,6 @@ static int hex4(const char *p, uint32_t *out)
 	return 0;
 }
 
-static size_t utf8_put(char *out, uint32_t cp)
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xe0 | cp >> 12);
-		out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-		out[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | cp >> 18);
-	out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-	out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-	out[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
 int json_unescape_append(struct buf *out, const char *raw, size_t len)
 {
 	/* Unescaping never lengthens: one reservation covers the worst case. */
@@ -374,7 +319,7 @@ int json_unescape_append(struct buf *out, const char *raw, size_t len)
 			} else if (cp >= 0xd800 && cp <= 0xdfff) {
 				cp = 0xfffd; /* a lone surrogate */
 			}
-			w += utf8_put(w, cp); /* 6 or 12 escaped bytes give at most 4 */
+			w += utf8_encode(cp, w); /* 6 or 12 escaped bytes give at most 4 */
 			break;
 		}
 		default:

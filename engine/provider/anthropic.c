@@ -4,7 +4,8 @@
  * and event streams (message_start, content_block_*, message_delta,
  * message_stop, ping, error) normalised into struct reply.
  */
-#include "provider/provider_impl.h"
+#include "provider/dialect.h"
+#include "provider/dialect_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,15 +24,12 @@ static int put_blocks_of(struct buf *out, const struct json_doc *d, int content,
 	struct buf url = {0}; /* owner: this function */
 	int ret = 0;
 	if (t->type == JSON_STRING) {
-		if (t->end > t->start) {
-			ret = buf_puts(out, *any ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
-			if (!ret)
-				ret = json_copy_value(out, d, content);
-			if (!ret)
-				ret = buf_puts(out, "}");
-			*any = true;
-		}
-		return ret;
+		if (t->end == t->start)
+			return 0;
+		buf_puts(out, *any ? ",{\"type\":\"text\",\"text\":" : "{\"type\":\"text\",\"text\":");
+		json_copy_value(out, d, content);
+		*any = true;
+		return buf_puts(out, "}");
 	}
 	if (t->type != JSON_ARRAY)
 		return 0; /* null */
@@ -43,12 +41,13 @@ static int put_blocks_of(struct buf *out, const struct json_doc *d, int content,
 		if (ret)
 			break;
 		if (type >= 0 && json_string_eq(d, type, "text")) {
-			ret = buf_puts(out, "{\"type\":\"text\",\"text\":");
 			int text = json_object_get(d, part, "text");
-			if (!ret)
-				ret = text >= 0 ? json_copy_value(out, d, text) : buf_puts(out, "\"\"");
-			if (!ret)
-				ret = buf_puts(out, "}");
+			buf_puts(out, "{\"type\":\"text\",\"text\":");
+			if (text >= 0)
+				json_copy_value(out, d, text);
+			else
+				buf_puts(out, "\"\"");
+			ret = buf_puts(out, "}");
 		} else if (type >= 0 && json_string_eq(d, type, "image_url")) {
 			const char *mime, *data;
 			size_t mime_len, data_len;
@@ -58,20 +57,15 @@ static int put_blocks_of(struct buf *out, const struct json_doc *d, int content,
 				break;
 			}
 			if (data) {
-				ret = buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
-				if (!ret)
-					ret = json_append_string(out, mime, mime_len);
-				if (!ret)
-					ret = buf_puts(out, ",\"data\":");
-				if (!ret)
-					ret = json_append_string(out, data, data_len);
+				buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
+				json_append_string(out, mime, mime_len);
+				buf_puts(out, ",\"data\":");
+				json_append_string(out, data, data_len);
 			} else {
-				ret = buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
-				if (!ret)
-					ret = json_append_string(out, url.data, url.len);
+				buf_puts(out, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
+				json_append_string(out, url.data, url.len);
 			}
-			if (!ret)
-				ret = buf_puts(out, "}}");
+			ret = buf_puts(out, "}}");
 		} else {
 			*why = "Anthropic takes text and image_url content parts only";
 			ret = LR_EUNSUPPORTED;
@@ -94,15 +88,11 @@ static int put_tool_uses(struct buf *out, const struct json_doc *d, int calls, b
 			*why = "a tool call needs an id and a function name";
 			return LR_EINVAL;
 		}
-		ret = buf_puts(out, *any ? ",{\"type\":\"tool_use\",\"id\":" : "{\"type\":\"tool_use\",\"id\":");
-		if (!ret)
-			ret = json_copy_value(out, d, id);
-		if (!ret)
-			ret = buf_puts(out, ",\"name\":");
-		if (!ret)
-			ret = json_copy_value(out, d, name);
-		if (!ret)
-			ret = buf_puts(out, ",\"input\":");
+		buf_puts(out, *any ? ",{\"type\":\"tool_use\",\"id\":" : "{\"type\":\"tool_use\",\"id\":");
+		json_copy_value(out, d, id);
+		buf_puts(out, ",\"name\":");
+		json_copy_value(out, d, name);
+		ret = buf_puts(out, ",\"input\":");
 		if (!ret && (ret = arguments_object(out, d, json_object_get(d, fn, "arguments"))) == LR_EINVAL)
 			*why = "tool call arguments are not a JSON object";
 		if (!ret)
@@ -112,94 +102,39 @@ static int put_tool_uses(struct buf *out, const struct json_doc *d, int calls, b
 	return ret;
 }
 
-static int put_messages(struct buf *out, struct buf *system, const struct json_doc *d,
-                        int msgs, const char **why)
+/* A tool message as a tool_result block. */
+static int put_tool_result(struct buf *out, const struct json_doc *d, int msgs, int m,
+                           const char **why)
 {
-	int ret = buf_puts(out, ",\"messages\":[");
-	int m = msgs + 1;
-	bool first = true, in_tool_results = false;
-	for (int k = 0; k < d->tok[msgs].size && !ret; k++, m = json_skip(d, m)) {
-		if (d->tok[m].type != JSON_OBJECT) {
-			*why = "a message is not a JSON object";
-			return LR_EINVAL;
-		}
-		int role = json_object_get(d, m, "role");
-		int content = json_object_get(d, m, "content");
-		if (role >= 0 && (json_string_eq(d, role, "system") || json_string_eq(d, role, "developer"))) {
-			if (system->len)
-				ret = buf_puts(system, "\n");
-			if (!ret && (ret = content_text(system, d, content)) == LR_EINVAL)
-				*why = "a system message's content is not text";
-			if (ret)
-				return ret; /* LR_EINVAL or LR_ENOMEM */
-			continue;
-		}
-		bool tool = role >= 0 && json_string_eq(d, role, "tool");
-		if (tool) {
-			/* Consecutive tool results share one user turn. */
-			if (!in_tool_results)
-				ret = buf_puts(out, first ? "{\"role\":\"user\",\"content\":[" : ",{\"role\":\"user\",\"content\":[");
-			else
-				ret = buf_puts(out, ",");
-			int id = json_object_get(d, m, "tool_call_id");
-			if (id < 0) {
-				*why = "a tool message needs its tool_call_id";
-				return LR_EINVAL;
-			}
-			if (!ret)
-				ret = buf_puts(out, "{\"type\":\"tool_result\",\"tool_use_id\":");
-			if (!ret)
-				ret = json_copy_value(out, d, id);
-			if (!ret)
-				ret = buf_puts(out, ",\"content\":");
-			struct buf text = {0}; /* owner: this block */
-			if (!ret && (ret = content_text(&text, d, content))) {
-				buf_free(&text);
-				if (ret == LR_EINVAL)
-					*why = "a tool message's content is not text";
-				return ret; /* LR_EINVAL or LR_ENOMEM */
-			}
-			if (!ret)
-				ret = json_append_string(out, text.data ? text.data : "", text.len);
-			buf_free(&text);
-			if (!ret)
-				ret = buf_puts(out, "}");
-			in_tool_results = true;
-			first = false;
-			continue;
-		}
-		if (in_tool_results)
-			ret = buf_puts(out, "]}");
-		in_tool_results = false;
-		bool assistant = role >= 0 && json_string_eq(d, role, "assistant");
-		if (!assistant && !(role >= 0 && json_string_eq(d, role, "user"))) {
-			*why = "message roles are system, developer, user, assistant and tool";
-			return LR_EINVAL;
-		}
-		if (!ret)
-			ret = buf_puts(out, first ? "{\"role\":" : ",{\"role\":");
-		if (!ret)
-			ret = buf_puts(out, assistant ? "\"assistant\",\"content\":[" : "\"user\",\"content\":[");
-		bool any = false;
-		if (!ret && content >= 0)
-			ret = put_blocks_of(out, d, content, &any, why);
-		int calls = assistant ? json_object_get(d, m, "tool_calls") : -1;
-		if (!ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY)
-			ret = put_tool_uses(out, d, calls, &any, why);
-		if (!ret && !any) {
-			*why = "a message has no content";
-			return LR_EINVAL;
-		}
-		if (!ret)
-			ret = buf_puts(out, "]}");
-		first = false;
+	int content = json_object_get(d, m, "content");
+	int id = json_object_get(d, m, "tool_call_id");
+	if (id < 0) {
+		*why = "a tool message needs its tool_call_id";
+		return LR_EINVAL;
 	}
-	if (!ret && in_tool_results)
-		ret = buf_puts(out, "]}");
-	if (!ret)
-		ret = buf_puts(out, "]");
-	return ret;
+	struct buf text = {0}; /* owner: this function */
+	int ret = buf_error(out); /* an earlier append failed: that is the error */
+	if (!ret && (ret = content_text(&text, d, content)) == LR_EINVAL)
+		*why = "a tool message's content is not text";
+	if (!ret) {
+		buf_puts(out, "{\"type\":\"tool_result\",\"tool_use_id\":");
+		json_copy_value(out, d, id);
+		buf_puts(out, ",\"content\":");
+		json_append_string(out, text.data ? text.data : "", text.len);
+		buf_puts(out, "}");
+		ret = buf_error(out);
+	}
+	buf_free(&text);
+	return ret; /* LR_EINVAL or LR_ENOMEM */
 }
+
+static const struct turn_style messages_style = {
+	.user_open = "{\"role\":\"user\",\"content\":[",
+	.assistant_open = "{\"role\":\"assistant\",\"content\":[",
+	.tool_result = put_tool_result,
+	.content_items = put_blocks_of,
+	.call_items = put_tool_uses,
+};
 
 static int put_tools(struct buf *out, const struct json_doc *d, int tools, const char **why)
 {
@@ -250,16 +185,14 @@ static int put_json_tool(struct buf *out, const struct json_doc *d, int rf, bool
 		*why = "response_format json_schema needs json_schema.schema";
 		return LR_EINVAL;
 	}
-	int ret = buf_puts(out, first ? ",\"tools\":[" : ",");
-	if (!ret)
-		ret = buf_puts(out, "{\"name\":\"" JSON_TOOL "\",\"description\":\"Respond with JSON\",\"input_schema\":");
-	if (!ret)
-		ret = schema >= 0 ? json_copy_value(out, d, schema) : buf_puts(out, "{\"type\":\"object\"}");
-	if (!ret)
-		ret = buf_puts(out, "}]");
-	if (!ret)
-		ret = buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":\"" JSON_TOOL "\"}");
-	return ret;
+	buf_puts(out, first ? ",\"tools\":[" : ",");
+	buf_puts(out, "{\"name\":\"" JSON_TOOL "\",\"description\":\"Respond with JSON\",\"input_schema\":");
+	if (schema >= 0)
+		json_copy_value(out, d, schema);
+	else
+		buf_puts(out, "{\"type\":\"object\"}");
+	buf_puts(out, "}]");
+	return buf_puts(out, ",\"tool_choice\":{\"type\":\"tool\",\"name\":\"" JSON_TOOL "\"}");
 }
 
 static bool is_false(const struct json_doc *d, int i)
@@ -267,121 +200,128 @@ static bool is_false(const struct json_doc *d, int i)
 	return i >= 0 && d->tok[i].type == JSON_PRIMITIVE && d->text[d->tok[i].start] == 'f';
 }
 
-int anthropic_build(const struct json_doc *d, const char *model, bool stream, struct buf *out,
-                    char *why_text, size_t why_cap, const char **why)
+/* Top-level fields that mean the same in Messages go as they are; the
+ * rest are handled apart or have no Anthropic meaning worth an error
+ * (seed: best effort; stream_options: usage always comes); any other is
+ * refused, named in pr->why_text. */
+static int put_passed_fields(struct buf *out, const struct json_doc *d, struct provider_request *pr,
+                             const char **why)
 {
-	struct buf system = {0}; /* owner: this function */
-	int ret = buf_puts(out, "{\"model\":");
-	if (!ret)
-		ret = json_append_string(out, model, strlen(model));
-	int msgs = json_object_get(d, 0, "messages");
-	if (msgs < 0 || d->tok[msgs].type != JSON_ARRAY) {
-		*why = "request has no messages";
-		ret = LR_EINVAL;
-	}
-	if (!ret)
-		ret = put_messages(out, &system, d, msgs, why);
-	if (!ret && system.len) {
-		ret = buf_puts(out, ",\"system\":");
-		if (!ret)
-			ret = json_append_string(out, system.data, system.len);
-	}
-	int mt = json_object_get(d, 0, "max_completion_tokens");
-	if (mt < 0)
-		mt = json_object_get(d, 0, "max_tokens");
-	if (!ret) {
-		ret = buf_puts(out, ",\"max_tokens\":");
-		if (!ret) {
-			char num[24];
-			snprintf(num, sizeof(num), "%d", DEFAULT_MAX_TOKENS);
-			ret = mt >= 0 ? json_copy_value(out, d, mt) : buf_puts(out, num);
-		}
-	}
-	int k = 1;
+	static const char *const skip[] = {"model", "messages", "max_tokens", "max_completion_tokens",
+	                                   "stream", "stream_options", "tools", "tool_choice",
+	                                   "parallel_tool_calls", "seed", "user", "stop",
+	                                   "response_format"};
+	static const char *const same[] = {"temperature", "top_p", "top_k", "metadata", "thinking",
+	                                   "service_tier"};
+	int ret = 0, k = 1;
 	for (int m = 0; !ret && m < d->tok[0].size; m++, k = json_skip(d, k + 1)) {
 		int v = k + 1;
-		/* Handled above or below, or with no Anthropic meaning worth an
-		 * error (seed: best effort; stream_options: usage always comes). */
-		static const char *const skip[] = {"model", "messages", "max_tokens", "max_completion_tokens",
-		                                   "stream", "stream_options", "tools", "tool_choice",
-		                                   "parallel_tool_calls", "seed", "user", "stop",
-		                                   "response_format"};
-		bool skipped = false;
+		bool skipped = false, pass = false;
 		for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
 			skipped = skipped || json_string_eq(d, k, skip[i]);
-		if (skipped)
-			continue;
-		static const char *const same[] = {"temperature", "top_p", "top_k", "metadata", "thinking",
-		                                   "service_tier"};
-		bool pass = false;
 		for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
 			pass = pass || json_string_eq(d, k, same[i]);
-		if (json_string_eq(d, k, "n") && d->tok[v].end - d->tok[v].start == 1 && d->text[d->tok[v].start] == '1')
+		bool one_choice = json_string_eq(d, k, "n") && d->tok[v].end - d->tok[v].start == 1 &&
+		                  d->text[d->tok[v].start] == '1';
+		if (skipped || one_choice)
 			continue;
 		if (!pass) {
 			char key[64] = "";
 			json_get_string(d, k, key, sizeof(key));
-			snprintf(why_text, why_cap, "\"%s\" has no Anthropic equivalent", key);
-			*why = why_text;
-			ret = LR_EUNSUPPORTED;
-			break;
+			snprintf(pr->why_text, sizeof(pr->why_text), "\"%s\" has no Anthropic equivalent", key);
+			*why = pr->why_text;
+			return LR_EUNSUPPORTED;
 		}
-		ret = buf_puts(out, ",");
-		if (!ret)
-			ret = json_copy_value(out, d, k);
-		if (!ret)
-			ret = buf_puts(out, ":");
-		if (!ret)
-			ret = json_copy_value(out, d, v);
+		buf_puts(out, ",");
+		json_copy_value(out, d, k);
+		buf_puts(out, ":");
+		ret = json_copy_value(out, d, v);
 	}
+	return ret;
+}
+
+/* stop as stop_sequences, and user as metadata.user_id unless metadata
+ * is given. */
+static int put_stop_and_user(struct buf *out, const struct json_doc *d)
+{
+	int ret = 0;
 	int stop = json_object_get(d, 0, "stop");
-	if (!ret && stop >= 0 && d->tok[stop].type != JSON_PRIMITIVE) {
-		ret = buf_puts(out, ",\"stop_sequences\":");
-		if (!ret && d->tok[stop].type == JSON_STRING) {
-			ret = buf_puts(out, "[");
-			if (!ret)
-				ret = json_copy_value(out, d, stop);
-			if (!ret)
-				ret = buf_puts(out, "]");
-		} else if (!ret) {
-			ret = json_copy_value(out, d, stop);
-		}
+	if (stop >= 0 && d->tok[stop].type != JSON_PRIMITIVE) {
+		buf_puts(out, ",\"stop_sequences\":");
+		ret = put_as_list(out, d, stop);
 	}
 	int user = json_object_get(d, 0, "user");
 	if (!ret && user >= 0 && d->tok[user].type == JSON_STRING && json_object_get(d, 0, "metadata") < 0) {
-		ret = buf_puts(out, ",\"metadata\":{\"user_id\":");
-		if (!ret)
-			ret = json_copy_value(out, d, user);
-		if (!ret)
-			ret = buf_puts(out, "}");
+		buf_puts(out, ",\"metadata\":{\"user_id\":");
+		json_copy_value(out, d, user);
+		ret = buf_puts(out, "}");
 	}
+	return ret;
+}
+
+/* tools, tool_choice, and response_format as the forced JSON tool. */
+static int put_tooling(struct buf *out, const struct json_doc *d, const char **why)
+{
 	int tools = json_object_get(d, 0, "tools");
 	int tc = json_object_get(d, 0, "tool_choice");
 	int rf = json_object_get(d, 0, "response_format");
 	int rf_type = rf >= 0 ? json_object_get(d, rf, "type") : -1;
 	bool json_out = rf_type >= 0 && !json_string_eq(d, rf_type, "text");
 	bool have_tools = tools >= 0 && d->tok[tools].type == JSON_ARRAY && d->tok[tools].size > 0;
-	if (!ret && json_out && rf_type >= 0 && !json_string_eq(d, rf_type, "json_object") &&
-	    !json_string_eq(d, rf_type, "json_schema")) {
+	if (json_out && !json_string_eq(d, rf_type, "json_object") && !json_string_eq(d, rf_type, "json_schema")) {
 		*why = "response_format is text, json_object or json_schema";
-		ret = LR_EINVAL;
+		return LR_EINVAL;
 	}
-	if (!ret && have_tools) {
-		ret = put_tools(out, d, tools, why);
-		if (json_out && !ret) {
-			out->len--; /* reopen the tools array for the JSON tool */
-			ret = put_json_tool(out, d, rf, false, why);
-		} else if (!ret && (tc >= 0 || is_false(d, json_object_get(d, 0, "parallel_tool_calls")))) {
-			ret = put_tool_choice(out, d, tc, is_false(d, json_object_get(d, 0, "parallel_tool_calls")), why);
-		}
-	} else if (!ret && json_out) {
-		ret = put_json_tool(out, d, rf, true, why);
+	if (!have_tools)
+		return json_out ? put_json_tool(out, d, rf, true, why) : 0;
+	int ret = put_tools(out, d, tools, why);
+	if (!ret && json_out) {
+		out->len--; /* reopen the tools array for the JSON tool */
+		return put_json_tool(out, d, rf, false, why);
 	}
-	if (!ret && stream)
+	bool parallel_off = is_false(d, json_object_get(d, 0, "parallel_tool_calls"));
+	if (!ret && (tc >= 0 || parallel_off))
+		ret = put_tool_choice(out, d, tc, parallel_off, why);
+	return ret;
+}
+
+static int anthropic_build(const struct json_doc *d, const char *model, struct provider_request *pr,
+                           const char **why)
+{
+	int msgs = messages_array(d, why);
+	if (msgs < 0)
+		return msgs;
+	struct buf *out = &pr->body;
+	struct buf system = {0}; /* owner: this function */
+	buf_puts(out, "{\"model\":");
+	int ret = json_append_string(out, model, strlen(model));
+	if (!ret)
+		ret = buf_puts(out, ",\"messages\":[");
+	if (!ret)
+		ret = put_turns(out, &system, d, msgs, &messages_style, why);
+	if (!ret && system.len) {
+		buf_puts(out, ",\"system\":");
+		ret = json_append_string(out, system.data, system.len);
+	}
+	buf_free(&system);
+	/* Messages requires max_tokens. */
+	int mt = json_object_get(d, 0, "max_completion_tokens");
+	if (mt < 0)
+		mt = json_object_get(d, 0, "max_tokens");
+	if (!ret) {
+		buf_puts(out, ",\"max_tokens\":");
+		ret = mt >= 0 ? json_copy_value(out, d, mt) : buf_printf(out, "%d", DEFAULT_MAX_TOKENS);
+	}
+	if (!ret)
+		ret = put_passed_fields(out, d, pr, why);
+	if (!ret)
+		ret = put_stop_and_user(out, d);
+	if (!ret)
+		ret = put_tooling(out, d, why);
+	if (!ret && pr->stream)
 		ret = buf_puts(out, ",\"stream\":true");
 	if (!ret)
 		ret = buf_puts(out, "}");
-	buf_free(&system);
 	return ret;
 }
 
@@ -430,7 +370,7 @@ static void copy_string(char *dst, size_t cap, const struct json_doc *d, int i)
 		json_get_string(d, i, dst, cap);
 }
 
-void anthropic_parse(struct json_doc *d, struct reply *r)
+static void anthropic_parse(struct json_doc *d, struct reply *r)
 {
 	lr_delta_fn fn = r->fn;
 	r->fn = NULL; /* a whole response fires no deltas */
@@ -445,7 +385,6 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 	}
 	int b = content + 1, tools = 0;
 	bool json_reply = false;
-	struct buf args = {0}; /* owner: this function */
 	for (int k = 0; k < d->tok[content].size; k++, b = json_skip(d, b)) {
 		int type = json_object_get(d, b, "type");
 		if (type >= 0 && json_string_eq(d, type, "text")) {
@@ -470,7 +409,6 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 			           name >= 0 ? (size_t)(d->tok[name].end - d->tok[name].start) : 0, is, il, false);
 		}
 	}
-	buf_free(&args);
 	int stop = json_object_get(d, 0, "stop_reason");
 	if (stop >= 0 && d->tok[stop].type == JSON_STRING)
 		reply_finish(r, 0, json_reply && !tools ? "stop"
@@ -482,6 +420,12 @@ void anthropic_parse(struct json_doc *d, struct reply *r)
 /* Anthropic's error types, and the few messages that say more. */
 static int error_code(const char *type, const char *message, int status)
 {
+	static const struct named_code codes[] = {
+		{"authentication_error", LR_EAUTH}, {"permission_error", LR_EPERMISSION},
+		{"not_found_error", LR_ENOTFOUND}, {"request_too_large", LR_EBADREQUEST},
+		{"rate_limit_error", LR_ERATELIMIT}, {"billing_error", LR_EQUOTA},
+		{"overloaded_error", LR_EOVERLOADED}, {"api_error", LR_ESERVER},
+	};
 	if (!strcmp(type, "invalid_request_error")) {
 		if (strstr(message, "prompt is too long") || strstr(message, "context window") ||
 		    strstr(message, "context length"))
@@ -490,18 +434,11 @@ static int error_code(const char *type, const char *message, int status)
 			return LR_EQUOTA;
 		return LR_EBADREQUEST;
 	}
-	if (!strcmp(type, "authentication_error")) return LR_EAUTH;
-	if (!strcmp(type, "permission_error")) return LR_EPERMISSION;
-	if (!strcmp(type, "not_found_error")) return LR_ENOTFOUND;
-	if (!strcmp(type, "request_too_large")) return LR_EBADREQUEST;
-	if (!strcmp(type, "rate_limit_error")) return LR_ERATELIMIT;
-	if (!strcmp(type, "billing_error")) return LR_EQUOTA;
-	if (!strcmp(type, "overloaded_error")) return LR_EOVERLOADED;
-	if (!strcmp(type, "api_error")) return LR_ESERVER;
-	return status ? provider_status_code(status) : LR_ESERVER;
+	return named_code(codes, sizeof(codes) / sizeof(codes[0]), type,
+	                  status ? provider_status_code(status) : LR_ESERVER);
 }
 
-void anthropic_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
+static void anthropic_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
 {
 	int err = have_doc ? json_object_get(d, 0, "error") : -1;
 	char type[64] = "", message[300] = "";
@@ -537,7 +474,7 @@ static void event_field(void *ctx, const struct json_scan_path *p, enum json_typ
 		if (type == JSON_STRING && KEY_IS(p, 0, "type"))
 			SET(type, v, len);
 		else if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "index"))
-			ef->index = provider_count(v, len);
+			ef->index = scanned_count(v, len);
 		return;
 	}
 	/* usage lives at the top of message_delta and in message_start's message */
@@ -545,13 +482,13 @@ static void event_field(void *ctx, const struct json_scan_path *p, enum json_typ
 	if (u && p->depth == u + 1 && type == JSON_PRIMITIVE) {
 		ef->has_usage = true;
 		if (KEY_IS(p, u, "input_tokens"))
-			ef->usage.input_tokens = provider_count(v, len), ef->has_input = true;
+			ef->usage.input_tokens = scanned_count(v, len), ef->has_input = true;
 		else if (KEY_IS(p, u, "output_tokens"))
-			ef->usage.output_tokens = provider_count(v, len);
+			ef->usage.output_tokens = scanned_count(v, len);
 		else if (KEY_IS(p, u, "cache_read_input_tokens"))
-			ef->cache_read = provider_count(v, len);
+			ef->cache_read = scanned_count(v, len);
 		else if (KEY_IS(p, u, "cache_creation_input_tokens"))
-			ef->cache_created = provider_count(v, len);
+			ef->cache_created = scanned_count(v, len);
 		return;
 	}
 	if (p->depth != 2 || type != JSON_STRING)
@@ -587,18 +524,14 @@ static void event_field(void *ctx, const struct json_scan_path *p, enum json_typ
 
 #define TYPE_IS(lit) (ef.type_len == sizeof(lit) - 1 && memcmp(ef.type, lit, sizeof(lit) - 1) == 0)
 
-int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
+static int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 {
 	struct reply *r = sd->r;
 	if (r->done)
 		return 0;
 	struct event_fields ef = {0};
-	if (!json_scan(ev->data, ev->data_len, event_field, &ef)) {
-		sd->fatal = true;
-		char why[96];
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
-		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
-	}
+	if (!json_scan(ev->data, ev->data_len, event_field, &ef))
+		return stream_not_json(sd, 0, ev->data, ev->data_len, false);
 	if (!ef.type) {
 		ef.type = ev->type;
 		ef.type_len = ev->type_len;
@@ -659,3 +592,34 @@ int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	}
 	return r->error && r->error == LR_ENOMEM ? (sd->fatal = true, r->error) : 0;
 }
+
+/* ---- the row ---- */
+
+static int anthropic_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
+                          const char *model, size_t model_len, const char **why)
+{
+	if (ep == LR_ENDPOINT_EMBEDDINGS) {
+		*why = "Anthropic has no embeddings endpoint";
+		return LR_EUNSUPPORTED;
+	}
+	return path_join(&out->path, base, NULL, "/v1", "/messages");
+}
+
+const struct provider_row anthropic_row = {
+	.name = "anthropic",
+	.base_url = "https://api.anthropic.com",
+	.base_env = "ANTHROPIC_BASE_URL",
+	.key_env = "ANTHROPIC_API_KEY",
+	.key_form = KEY_HEADER,
+	.key_header = "x-api-key",
+	.fixed_headers = {{"anthropic-version", "2023-06-01"}},
+	.request_id_header = "request-id",
+	.ratelimit_requests_header = "anthropic-ratelimit-requests-remaining",
+	.ratelimit_tokens_headers = {"anthropic-ratelimit-tokens-remaining",
+	                             "anthropic-ratelimit-input-tokens-remaining"},
+	.path = anthropic_path,
+	.build_chat = anthropic_build,
+	.parse_error = anthropic_error,
+	.parse_reply = anthropic_parse,
+	.sse_event = anthropic_sse_event,
+};

@@ -4,7 +4,8 @@
  * lifted into systemInstruction, functionCall / functionResponse parts,
  * generationConfig), responses and SSE chunks normalised into struct reply.
  */
-#include "provider/provider_impl.h"
+#include "provider/dialect.h"
+#include "provider/dialect_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,13 +19,10 @@ static int put_parts(struct buf *out, const struct json_doc *d, int content, boo
 	if (t->type == JSON_STRING) {
 		if (t->end == t->start)
 			return 0; /* Gemini refuses empty text parts */
-		ret = buf_puts(out, *any ? ",{\"text\":" : "{\"text\":");
-		if (!ret)
-			ret = json_copy_value(out, d, content);
-		if (!ret)
-			ret = buf_puts(out, "}");
+		buf_puts(out, *any ? ",{\"text\":" : "{\"text\":");
+		json_copy_value(out, d, content);
 		*any = true;
-		return ret;
+		return buf_puts(out, "}");
 	}
 	if (t->type != JSON_ARRAY)
 		return 0;
@@ -34,11 +32,12 @@ static int put_parts(struct buf *out, const struct json_doc *d, int content, boo
 		ret = buf_puts(out, *any ? "," : "");
 		if (!ret && type >= 0 && json_string_eq(d, type, "text")) {
 			int text = json_object_get(d, part, "text");
-			ret = buf_puts(out, "{\"text\":");
-			if (!ret)
-				ret = text >= 0 ? json_copy_value(out, d, text) : buf_puts(out, "\"\"");
-			if (!ret)
-				ret = buf_puts(out, "}");
+			buf_puts(out, "{\"text\":");
+			if (text >= 0)
+				json_copy_value(out, d, text);
+			else
+				buf_puts(out, "\"\"");
+			ret = buf_puts(out, "}");
 		} else if (!ret && type >= 0 && json_string_eq(d, type, "image_url")) {
 			const char *mime, *data;
 			size_t mime_len, data_len;
@@ -47,15 +46,11 @@ static int put_parts(struct buf *out, const struct json_doc *d, int content, boo
 				ret = LR_EUNSUPPORTED;
 				break;
 			}
-			ret = buf_puts(out, "{\"inlineData\":{\"mimeType\":");
-			if (!ret)
-				ret = json_append_string(out, mime, mime_len);
-			if (!ret)
-				ret = buf_puts(out, ",\"data\":");
-			if (!ret)
-				ret = json_append_string(out, data, data_len);
-			if (!ret)
-				ret = buf_puts(out, "}}");
+			buf_puts(out, "{\"inlineData\":{\"mimeType\":");
+			json_append_string(out, mime, mime_len);
+			buf_puts(out, ",\"data\":");
+			json_append_string(out, data, data_len);
+			ret = buf_puts(out, "}}");
 		} else if (!ret) {
 			*why = "Gemini takes text and image_url content parts only";
 			ret = LR_EUNSUPPORTED;
@@ -86,11 +81,9 @@ static int put_function_response(struct buf *out, const struct json_doc *d, int 
 			*why = "a tool message's content is not text";
 		return ret; /* LR_EINVAL or LR_ENOMEM */
 	}
-	ret = buf_puts(out, "{\"functionResponse\":{\"name\":");
-	if (!ret)
-		ret = json_copy_value(out, d, name);
-	if (!ret)
-		ret = buf_puts(out, ",\"response\":");
+	buf_puts(out, "{\"functionResponse\":{\"name\":");
+	json_copy_value(out, d, name);
+	ret = buf_puts(out, ",\"response\":");
 	/* response must be an object: a JSON object result goes as it is. */
 	int prc = text.len ? json_parse(&inner, text.data, text.len) : LR_EPROTO;
 	if (prc == LR_ENOMEM && !ret)
@@ -99,11 +92,9 @@ static int put_function_response(struct buf *out, const struct json_doc *d, int 
 	if (!ret && object) {
 		ret = buf_append(out, text.data, text.len);
 	} else if (!ret) {
-		ret = buf_puts(out, "{\"content\":");
-		if (!ret)
-			ret = json_append_string(out, text.data ? text.data : "", text.len);
-		if (!ret)
-			ret = buf_puts(out, "}");
+		buf_puts(out, "{\"content\":");
+		json_append_string(out, text.data ? text.data : "", text.len);
+		ret = buf_puts(out, "}");
 	}
 	if (!ret)
 		ret = buf_puts(out, "}}");
@@ -112,88 +103,36 @@ static int put_function_response(struct buf *out, const struct json_doc *d, int 
 	return ret;
 }
 
-static int put_contents(struct buf *out, struct buf *system, const struct json_doc *d,
-                        int msgs, const char **why)
+/* An assistant message's tool calls as functionCall parts. */
+static int put_function_calls(struct buf *out, const struct json_doc *d, int calls, bool *any,
+                              const char **why)
 {
-	int ret = buf_puts(out, "{\"contents\":[");
-	int m = msgs + 1;
-	bool first = true, in_tool = false;
-	for (int k = 0; k < d->tok[msgs].size && !ret; k++, m = json_skip(d, m)) {
-		int role = json_object_get(d, m, "role");
-		int content = json_object_get(d, m, "content");
-		if (role < 0) {
-			*why = "a message needs a role";
+	int c = calls + 1, ret = 0;
+	for (int j = 0; !ret && j < d->tok[calls].size; j++, c = json_skip(d, c)) {
+		int name = json_path(d, c, "function.name");
+		if (name < 0) {
+			*why = "a tool call needs a function name";
 			return LR_EINVAL;
 		}
-		if (json_string_eq(d, role, "system") || json_string_eq(d, role, "developer")) {
-			if (system->len)
-				ret = buf_puts(system, "\n");
-			if (!ret && (ret = content_text(system, d, content)) == LR_EINVAL)
-				*why = "a system message's content is not text";
-			if (ret)
-				return ret; /* LR_EINVAL or LR_ENOMEM */
-			continue;
-		}
-		if (json_string_eq(d, role, "tool")) {
-			if (!in_tool)
-				ret = buf_puts(out, first ? "{\"role\":\"user\",\"parts\":[" : ",{\"role\":\"user\",\"parts\":[");
-			else
-				ret = buf_puts(out, ",");
-			if (!ret)
-				ret = put_function_response(out, d, msgs, m, why);
-			in_tool = true;
-			first = false;
-			continue;
-		}
-		if (in_tool)
-			ret = buf_puts(out, "]}");
-		in_tool = false;
-		bool model = json_string_eq(d, role, "assistant");
-		if (!model && !json_string_eq(d, role, "user")) {
-			*why = "message roles are system, developer, user, assistant and tool";
-			return LR_EINVAL;
-		}
+		buf_puts(out, *any ? ",{\"functionCall\":{\"name\":" : "{\"functionCall\":{\"name\":");
+		json_copy_value(out, d, name);
+		ret = buf_puts(out, ",\"args\":");
+		if (!ret && (ret = arguments_object(out, d, json_path(d, c, "function.arguments"))) == LR_EINVAL)
+			*why = "tool call arguments are not a JSON object";
 		if (!ret)
-			ret = buf_puts(out, first ? "{\"role\":" : ",{\"role\":");
-		if (!ret)
-			ret = buf_puts(out, model ? "\"model\",\"parts\":[" : "\"user\",\"parts\":[");
-		bool any = false;
-		if (!ret && content >= 0)
-			ret = put_parts(out, d, content, &any, why);
-		int calls = model ? json_object_get(d, m, "tool_calls") : -1;
-		int c = calls + 1;
-		for (int j = 0; !ret && calls >= 0 && d->tok[calls].type == JSON_ARRAY && j < d->tok[calls].size;
-		     j++, c = json_skip(d, c)) {
-			int name = json_path(d, c, "function.name");
-			if (name < 0) {
-				*why = "a tool call needs a function name";
-				return LR_EINVAL;
-			}
-			ret = buf_puts(out, any ? ",{\"functionCall\":{\"name\":" : "{\"functionCall\":{\"name\":");
-			if (!ret)
-				ret = json_copy_value(out, d, name);
-			if (!ret)
-				ret = buf_puts(out, ",\"args\":");
-			if (!ret && (ret = arguments_object(out, d, json_path(d, c, "function.arguments"))) == LR_EINVAL)
-				*why = "tool call arguments are not a JSON object";
-			if (!ret)
-				ret = buf_puts(out, "}}");
-			any = true;
-		}
-		if (!ret && !any) {
-			*why = "a message has no content";
-			return LR_EINVAL;
-		}
-		if (!ret)
-			ret = buf_puts(out, "]}");
-		first = false;
+			ret = buf_puts(out, "}}");
+		*any = true;
 	}
-	if (!ret && in_tool)
-		ret = buf_puts(out, "]}");
-	if (!ret)
-		ret = buf_puts(out, "]");
 	return ret;
 }
+
+static const struct turn_style contents_style = {
+	.user_open = "{\"role\":\"user\",\"parts\":[",
+	.assistant_open = "{\"role\":\"model\",\"parts\":[",
+	.tool_result = put_function_response,
+	.content_items = put_parts,
+	.call_items = put_function_calls,
+};
 
 /* A top-level field into generationConfig under Gemini's name. */
 static int put_config(struct buf *cfg, const struct json_doc *d, const char *from, const char *to)
@@ -201,19 +140,10 @@ static int put_config(struct buf *cfg, const struct json_doc *d, const char *fro
 	int v = json_object_get(d, 0, from);
 	if (v < 0 || (d->tok[v].type == JSON_PRIMITIVE && d->text[d->tok[v].start] == 'n'))
 		return 0; /* absent or null */
-	int ret = buf_puts(cfg, cfg->len ? ",\"" : "\"");
-	if (!ret)
-		ret = buf_puts(cfg, to);
-	if (!ret)
-		ret = buf_puts(cfg, "\":");
-	bool wrap = !strcmp(to, "stopSequences") && d->tok[v].type == JSON_STRING;
-	if (!ret && wrap)
-		ret = buf_puts(cfg, "[");
-	if (!ret)
-		ret = json_copy_value(cfg, d, v);
-	if (!ret && wrap)
-		ret = buf_puts(cfg, "]");
-	return ret;
+	buf_puts(cfg, cfg->len ? ",\"" : "\"");
+	buf_puts(cfg, to);
+	buf_puts(cfg, "\":");
+	return !strcmp(to, "stopSequences") ? put_as_list(cfg, d, v) : json_copy_value(cfg, d, v);
 }
 
 static int put_tools(struct buf *out, const struct json_doc *d, int tools, const char **why)
@@ -242,32 +172,26 @@ static int put_tool_config(struct buf *out, const struct json_doc *d, int tc, co
 		*why = "tool_choice is \"auto\", \"none\", \"required\" or a function";
 		return LR_EINVAL;
 	}
-	ret = buf_puts(out, "\"ANY\",\"allowedFunctionNames\":[");
-	if (!ret)
-		ret = json_copy_value(out, d, name);
-	if (!ret)
-		ret = buf_puts(out, "]}}");
-	return ret;
+	buf_puts(out, "\"ANY\",\"allowedFunctionNames\":[");
+	json_copy_value(out, d, name);
+	return buf_puts(out, "]}}");
 }
 
-int gemini_build(const struct json_doc *d, const char *model, struct buf *out, const char **why)
+/* The model is named in the path, not the body. */
+static int gemini_build(const struct json_doc *d, const char *model, struct provider_request *pr,
+                        const char **why)
 {
-	(void)model; /* Gemini names the model in the path */
+	int msgs = messages_array(d, why);
+	if (msgs < 0)
+		return msgs;
+	struct buf *out = &pr->body;
 	struct buf system = {0}, cfg = {0}; /* owner: this function */
-	int msgs = json_object_get(d, 0, "messages");
-	int ret = 0;
-	if (msgs < 0 || d->tok[msgs].type != JSON_ARRAY) {
-		*why = "request has no messages";
-		ret = LR_EINVAL;
-	}
-	if (!ret)
-		ret = put_contents(out, &system, d, msgs, why);
+	buf_puts(out, "{\"contents\":[");
+	int ret = put_turns(out, &system, d, msgs, &contents_style, why);
 	if (!ret && system.len) {
-		ret = buf_puts(out, ",\"systemInstruction\":{\"parts\":[{\"text\":");
-		if (!ret)
-			ret = json_append_string(out, system.data, system.len);
-		if (!ret)
-			ret = buf_puts(out, "}]}");
+		buf_puts(out, ",\"systemInstruction\":{\"parts\":[{\"text\":");
+		json_append_string(out, system.data, system.len);
+		ret = buf_puts(out, "}]}");
 	}
 	static const char *const map[][2] = {
 		{"temperature", "temperature"}, {"top_p", "topP"}, {"top_k", "topK"},
@@ -297,13 +221,8 @@ int gemini_build(const struct json_doc *d, const char *model, struct buf *out, c
 			ret = LR_EINVAL;
 		}
 	}
-	if (!ret && cfg.len) {
-		ret = buf_puts(out, ",\"generationConfig\":{");
-		if (!ret)
-			ret = buf_append(out, cfg.data, cfg.len);
-		if (!ret)
-			ret = buf_puts(out, "}");
-	}
+	if (!ret && cfg.len)
+		ret = put_object_member(out, "generationConfig", &cfg);
 	int tools = json_object_get(d, 0, "tools");
 	if (!ret && tools >= 0 && d->tok[tools].type == JSON_ARRAY && d->tok[tools].size > 0) {
 		ret = put_tools(out, d, tools, why);
@@ -318,18 +237,53 @@ int gemini_build(const struct json_doc *d, const char *model, struct buf *out, c
 	return ret;
 }
 
+static bool model_is_path_safe(const char *m, size_t n)
+{
+	if (!n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = m[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.' || c == ':' || c == '/'))
+			return false;
+	}
+	return true;
+}
+
+/* {base}/v1beta/models/{model}:generateContent (or the SSE stream's). */
+static int gemini_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
+                       const char *model, size_t model_len, const char **why)
+{
+	if (ep == LR_ENDPOINT_EMBEDDINGS) {
+		*why = "Gemini embeddings are not supported";
+		return LR_EUNSUPPORTED;
+	}
+	if (model_len > 7 && memcmp(model, "models/", 7) == 0)
+		model += 7, model_len -= 7;
+	if (!model_is_path_safe(model, model_len)) {
+		*why = "a Gemini model name may hold only letters, digits and - _ . :";
+		return LR_EINVAL;
+	}
+	/* A base ending in Gemini's stable version /v1 keeps it. */
+	const char *version = ends_with(base, strlen(base), "/v1") ? "/v1" : "/v1beta";
+	path_join(&out->path, base, NULL, version, "/models/");
+	buf_append(&out->path, model, model_len);
+	return buf_puts(&out->path, out->stream ? ":streamGenerateContent?alt=sse" : ":generateContent");
+}
+
 /* ---- responses ---- */
 
-static const char *finish_of(const struct json_doc *d, int fr, bool calls)
+/* Gemini's finishReason f in OpenAI's words (calls: the reply made tool
+ * calls). */
+static const char *finish_of(const char *f, size_t n, bool calls)
 {
-	if (fr < 0)
-		return NULL;
-	if (json_string_eq(d, fr, "MAX_TOKENS"))
+	static const char *const filtered[] = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT",
+	                                       "SPII", "IMAGE_SAFETY"};
+	if (span_is(f, n, "MAX_TOKENS"))
 		return "length";
-	if (json_string_eq(d, fr, "SAFETY") || json_string_eq(d, fr, "RECITATION") ||
-	    json_string_eq(d, fr, "BLOCKLIST") || json_string_eq(d, fr, "PROHIBITED_CONTENT") ||
-	    json_string_eq(d, fr, "SPII") || json_string_eq(d, fr, "IMAGE_SAFETY"))
-		return "content_filter";
+	for (size_t i = 0; i < sizeof(filtered) / sizeof(filtered[0]); i++)
+		if (span_is(f, n, filtered[i]))
+			return "content_filter";
 	return calls ? "tool_calls" : "stop";
 }
 
@@ -380,43 +334,39 @@ static void take_chunk(struct reply *r, const struct json_doc *d, int *calls)
 			int fc = json_object_get(d, p, "functionCall");
 			if (fc < 0 || index != 0)
 				continue;
-			int name = json_object_get(d, fc, "name"), args = json_object_get(d, fc, "args");
-			int id = json_object_get(d, fc, "id");
-			int at = (*calls)++;
-			char made[32];
-			int n = snprintf(made, sizeof(made), "call_%d", at);
-			if (id >= 0 && d->tok[id].type == JSON_STRING)
-				reply_tool(r, at, d->text + d->tok[id].start, (size_t)(d->tok[id].end - d->tok[id].start),
-				           NULL, 0, NULL, 0, true);
-			else
-				reply_tool(r, at, made, (size_t)n, NULL, 0, NULL, 0, false);
-			if (name >= 0 && d->tok[name].type == JSON_STRING)
-				reply_tool(r, at, NULL, 0, d->text + d->tok[name].start,
-				           (size_t)(d->tok[name].end - d->tok[name].start), NULL, 0, true);
-			const char *as = "{}";
-			size_t al = 2;
-			if (args >= 0)
-				json_span(d, args, &as, &al);
-			reply_tool(r, at, NULL, 0, NULL, 0, as, al, false);
+			reply_whole_tool_call_tokens(r, (*calls)++, d, json_object_get(d, fc, "id"),
+			                             json_object_get(d, fc, "name"), json_object_get(d, fc, "args"));
 		}
-		const char *finish = finish_of(d, json_object_get(d, c, "finishReason"), *calls > 0);
-		if (finish)
-			reply_finish(r, (int)index, finish);
+		int fr = json_object_get(d, c, "finishReason");
+		const char *f;
+		size_t fl;
+		json_string_span(d, fr, &f, &fl);
+		if (fr >= 0)
+			reply_finish(r, (int)index, finish_of(f, fl, *calls > 0));
 	}
 }
 
-void gemini_parse(struct json_doc *d, struct reply *r, int *calls)
+static void gemini_parse(struct json_doc *d, struct reply *r)
 {
 	lr_delta_fn fn = r->fn;
 	r->fn = NULL;
-	take_chunk(r, d, calls);
+	int calls = 0;
+	take_chunk(r, d, &calls);
 	if (!r->finish_reason[0])
 		snprintf(r->finish_reason, sizeof(r->finish_reason), "stop");
 	r->fn = fn;
 }
 
+/* Gemini's error status (google.rpc.Code names), and the few messages
+ * that say more. */
 static int status_code(const char *status, const char *message, int http)
 {
+	static const struct named_code codes[] = {
+		{"UNAUTHENTICATED", LR_EAUTH}, {"PERMISSION_DENIED", LR_EPERMISSION},
+		{"NOT_FOUND", LR_ENOTFOUND}, {"RESOURCE_EXHAUSTED", LR_ERATELIMIT},
+		{"UNAVAILABLE", LR_EOVERLOADED}, {"DEADLINE_EXCEEDED", LR_ETIMEOUT},
+		{"INTERNAL", LR_ESERVER},
+	};
 	if (!strcmp(status, "INVALID_ARGUMENT") || !strcmp(status, "FAILED_PRECONDITION")) {
 		if (strstr(message, "API key"))
 			return LR_EAUTH;
@@ -424,14 +374,8 @@ static int status_code(const char *status, const char *message, int http)
 			return LR_ECONTEXT;
 		return LR_EBADREQUEST;
 	}
-	if (!strcmp(status, "UNAUTHENTICATED")) return LR_EAUTH;
-	if (!strcmp(status, "PERMISSION_DENIED")) return LR_EPERMISSION;
-	if (!strcmp(status, "NOT_FOUND")) return LR_ENOTFOUND;
-	if (!strcmp(status, "RESOURCE_EXHAUSTED")) return LR_ERATELIMIT;
-	if (!strcmp(status, "UNAVAILABLE")) return LR_EOVERLOADED;
-	if (!strcmp(status, "DEADLINE_EXCEEDED")) return LR_ETIMEOUT;
-	if (!strcmp(status, "INTERNAL")) return LR_ESERVER;
-	return http ? provider_status_code(http) : LR_ESERVER;
+	return named_code(codes, sizeof(codes) / sizeof(codes[0]), status,
+	                  http ? provider_status_code(http) : LR_ESERVER);
 }
 
 /* {"error":{"code":429,"message":"...","status":"RESOURCE_EXHAUSTED"}}, also
@@ -445,17 +389,22 @@ static int error_object(const struct json_doc *d)
 	return e >= 0 && d->tok[e].type == JSON_OBJECT ? e : -1;
 }
 
-void gemini_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
+/* The status and message of error object e (-1: none, both ""). */
+static void error_fields(const struct json_doc *d, int e, char (*status)[64], char (*message)[300])
+{
+	(*status)[0] = (*message)[0] = '\0';
+	int v;
+	if (e >= 0 && (v = json_object_get(d, e, "status")) >= 0)
+		json_get_string(d, v, *status, sizeof(*status));
+	if (e >= 0 && (v = json_object_get(d, e, "message")) >= 0)
+		json_get_string(d, v, *message, sizeof(*message));
+}
+
+static void gemini_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
 {
 	int e = have_doc ? error_object(d) : -1;
-	char st[64] = "", message[300] = "";
-	if (e >= 0) {
-		int v = json_object_get(d, e, "status");
-		if (v >= 0)
-			json_get_string(d, v, st, sizeof(st));
-		if ((v = json_object_get(d, e, "message")) >= 0)
-			json_get_string(d, v, message, sizeof(message));
-	}
+	char st[64], message[300];
+	error_fields(d, e, &st, &message);
 	r->error = st[0] ? status_code(st, message, status) : provider_status_code(status);
 	provider_error_message(r, status, d, e >= 0 ? json_object_get(d, e, "message") : -1);
 }
@@ -495,11 +444,6 @@ struct chunk_scan {
 	bool has_prompt, has_output, has_cached;
 };
 
-static bool span_is(const char *v, size_t n, const char *lit)
-{
-	return strlen(lit) == n && memcmp(v, lit, n) == 0;
-}
-
 static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
                        size_t len)
 {
@@ -517,13 +461,13 @@ static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type
 		if (p->depth != 2 || type != JSON_PRIMITIVE)
 			return;
 		if (KEY_IS(p, 1, "promptTokenCount"))
-			cs->prompt = provider_count(v, len), cs->has_prompt = true;
+			cs->prompt = scanned_count(v, len), cs->has_prompt = true;
 		else if (KEY_IS(p, 1, "candidatesTokenCount"))
-			cs->output = provider_count(v, len), cs->has_output = true;
+			cs->output = scanned_count(v, len), cs->has_output = true;
 		else if (KEY_IS(p, 1, "thoughtsTokenCount"))
-			cs->thoughts = provider_count(v, len);
+			cs->thoughts = scanned_count(v, len);
 		else if (KEY_IS(p, 1, "cachedContentTokenCount"))
-			cs->cached = provider_count(v, len), cs->has_cached = true;
+			cs->cached = scanned_count(v, len), cs->has_cached = true;
 		return;
 	}
 	if (!KEY_IS(p, 0, "candidates"))
@@ -540,7 +484,7 @@ static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type
 	}
 	if (p->depth == 3) {
 		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
-			cs->cur_cand.index = provider_count(v, len);
+			cs->cur_cand.index = scanned_count(v, len);
 		else if (KEY_IS(p, 2, "finishReason") && type == JSON_STRING)
 			cs->cur_cand.finish = v, cs->cur_cand.finish_len = len;
 		return;
@@ -600,34 +544,15 @@ static void emit_scanned(struct reply *r, const struct chunk_scan *cs, int *call
 			}
 			if (!sp->is_call || index != 0)
 				continue;
-			int at = (*calls)++;
-			char made[32];
-			int n = snprintf(made, sizeof(made), "call_%d", at);
-			if (sp->id)
-				reply_tool(r, at, sp->id, sp->id_len, NULL, 0, NULL, 0, true);
-			else
-				reply_tool(r, at, made, (size_t)n, NULL, 0, NULL, 0, false);
-			if (sp->name)
-				reply_tool(r, at, NULL, 0, sp->name, sp->name_len, NULL, 0, true);
-			reply_tool(r, at, NULL, 0, NULL, 0, sp->args ? sp->args : "{}", sp->args ? sp->args_len : 2,
-			           false);
+			reply_whole_tool_call(r, (*calls)++, sp->id, sp->id_len, sp->name, sp->name_len, sp->args,
+			                      sp->args_len);
 		}
-		if (c->finish) {
-			const char *f = c->finish;
-			size_t fl = c->finish_len;
-			const char *reason = span_is(f, fl, "MAX_TOKENS") ? "length"
-			                     : span_is(f, fl, "SAFETY") || span_is(f, fl, "RECITATION") ||
-			                               span_is(f, fl, "BLOCKLIST") || span_is(f, fl, "PROHIBITED_CONTENT") ||
-			                               span_is(f, fl, "SPII") || span_is(f, fl, "IMAGE_SAFETY")
-			                         ? "content_filter"
-			                     : *calls > 0 ? "tool_calls"
-			                                  : "stop";
-			reply_finish(r, index, reason);
-		}
+		if (c->finish)
+			reply_finish(r, index, finish_of(c->finish, c->finish_len, *calls > 0));
 	}
 }
 
-int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
+static int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 {
 	struct reply *r = sd->r;
 	struct chunk_scan cs;
@@ -647,23 +572,13 @@ int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	}
 	struct json_doc *d = &sd->doc;
 	int rc = json_parse(d, ev->data, ev->data_len);
-	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
-		sd->fatal = true;
-		if (rc == LR_ENOMEM)
-			return reply_fail(r, rc, "out of memory parsing a stream event");
-		char why[96];
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
-		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
-	}
+	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT)
+		return stream_not_json(sd, rc, ev->data, ev->data_len, false);
 	r->events++;
 	int e = error_object(d);
 	if (e >= 0) {
-		char st[64] = "", message[300] = "";
-		int v = json_object_get(d, e, "status");
-		if (v >= 0)
-			json_get_string(d, v, st, sizeof(st));
-		if ((v = json_object_get(d, e, "message")) >= 0)
-			json_get_string(d, v, message, sizeof(message));
+		char st[64], message[300];
+		error_fields(d, e, &st, &message);
 		reply_fail(r, status_code(st, message, 0), "error event in the stream: %s%s%s", st,
 		           st[0] ? ": " : "", message);
 		return 0;
@@ -673,3 +588,21 @@ int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 		sd->fatal = true;
 	return sd->fatal ? r->error : 0;
 }
+
+/* ---- the row ---- */
+
+const struct provider_row gemini_row = {
+	.name = "gemini",
+	.base_url = "https://generativelanguage.googleapis.com",
+	.base_env = "GEMINI_BASE_URL",
+	.key_env = "GEMINI_API_KEY",
+	.key_form = KEY_HEADER,
+	.key_header = "x-goog-api-key",
+	.reply_id_is_request_id = true, /* its responseId */
+	.path = gemini_path,
+	.build_chat = gemini_build,
+	.parse_error = gemini_error,
+	.parse_reply = gemini_parse,
+	.sse_event = gemini_sse_event,
+	.stream_ends_at_finish = true,
+};

@@ -4,7 +4,8 @@
  * request is translated (images as base64, options.num_predict, format),
  * replies normalised into struct reply.
  */
-#include "provider/provider_impl.h"
+#include "provider/dialect.h"
+#include "provider/dialect_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -115,36 +116,22 @@ static int put_option(struct buf *opts, const struct json_doc *d, const char *fr
 	int v = json_object_get(d, 0, from);
 	if (v < 0)
 		return 0;
-	int ret = buf_puts(opts, opts->len ? ",\"" : "\"");
-	if (!ret)
-		ret = buf_puts(opts, to);
-	if (!ret)
-		ret = buf_puts(opts, "\":");
-	if (!ret && !strcmp(to, "stop") && d->tok[v].type == JSON_STRING) {
-		ret = buf_puts(opts, "[");
-		if (!ret)
-			ret = json_copy_value(opts, d, v);
-		if (!ret)
-			ret = buf_puts(opts, "]");
-		return ret;
-	}
-	if (!ret)
-		ret = json_copy_value(opts, d, v);
-	return ret;
+	buf_puts(opts, opts->len ? ",\"" : "\"");
+	buf_puts(opts, to);
+	buf_puts(opts, "\":");
+	return !strcmp(to, "stop") ? put_as_list(opts, d, v) : json_copy_value(opts, d, v);
 }
 
-int ollama_build(const struct json_doc *d, const char *model, bool stream, struct buf *out,
-                 const char **why)
+static int ollama_build(const struct json_doc *d, const char *model, struct provider_request *pr,
+                        const char **why)
 {
+	int msgs = messages_array(d, why);
+	if (msgs < 0)
+		return msgs;
+	struct buf *out = &pr->body;
 	struct buf opts = {0}; /* owner: this function */
-	int ret = buf_puts(out, "{\"model\":");
-	if (!ret)
-		ret = json_append_string(out, model, strlen(model));
-	int msgs = json_object_get(d, 0, "messages");
-	if (msgs < 0 || d->tok[msgs].type != JSON_ARRAY) {
-		*why = "request has no messages";
-		ret = LR_EINVAL;
-	}
+	buf_puts(out, "{\"model\":");
+	int ret = json_append_string(out, model, strlen(model));
 	if (!ret)
 		ret = put_messages(out, d, msgs, why);
 	int tc = json_object_get(d, 0, "tool_choice");
@@ -179,28 +166,15 @@ int ollama_build(const struct json_doc *d, const char *model, bool stream, struc
 		*why = "Ollama returns one choice (n)";
 		ret = LR_EUNSUPPORTED;
 	}
-	if (!ret)
-		ret = put_option(&opts, d, "temperature", "temperature");
-	if (!ret)
-		ret = put_option(&opts, d, "top_p", "top_p");
-	if (!ret)
-		ret = put_option(&opts, d, "seed", "seed");
-	if (!ret)
-		ret = put_option(&opts, d, "stop", "stop");
-	if (!ret)
-		ret = put_option(&opts, d, "frequency_penalty", "frequency_penalty");
-	if (!ret)
-		ret = put_option(&opts, d, "presence_penalty", "presence_penalty");
+	static const char *const same_name[] = {"temperature", "top_p", "seed", "stop",
+	                                        "frequency_penalty", "presence_penalty"};
+	for (size_t i = 0; !ret && i < sizeof(same_name) / sizeof(same_name[0]); i++)
+		ret = put_option(&opts, d, same_name[i], same_name[i]);
 	if (!ret)
 		ret = put_option(&opts, d, json_object_get(d, 0, "max_completion_tokens") >= 0
 		                                   ? "max_completion_tokens" : "max_tokens", "num_predict");
-	if (!ret && opts.len) {
-		ret = buf_puts(out, ",\"options\":{");
-		if (!ret)
-			ret = buf_append(out, opts.data, opts.len);
-		if (!ret)
-			ret = buf_puts(out, "}");
-	}
+	if (!ret && opts.len)
+		ret = put_object_member(out, "options", &opts);
 	int keep = json_object_get(d, 0, "keep_alive");
 	if (!ret && keep >= 0) {
 		ret = buf_puts(out, ",\"keep_alive\":");
@@ -209,35 +183,27 @@ int ollama_build(const struct json_doc *d, const char *model, bool stream, struc
 	}
 	/* Ollama streams unless told not to. */
 	if (!ret)
-		ret = buf_puts(out, stream ? ",\"stream\":true}" : ",\"stream\":false}");
+		ret = buf_puts(out, pr->stream ? ",\"stream\":true}" : ",\"stream\":false}");
 	buf_free(&opts);
 	return ret;
 }
 
-int ollama_build_embed(const struct json_doc *d, const char *model, struct buf *out,
-                       const char **why)
+static int ollama_build_embeddings(const struct json_doc *d, const char *model,
+                                   struct provider_request *pr, const char **why)
 {
 	int input = json_object_get(d, 0, "input");
 	if (input < 0) {
 		*why = "an embeddings request needs input";
 		return LR_EINVAL;
 	}
-	int ret = buf_puts(out, "{\"model\":");
-	if (!ret)
-		ret = json_append_string(out, model, strlen(model));
-	if (!ret)
-		ret = buf_puts(out, ",\"input\":");
-	if (!ret)
-		ret = json_copy_value(out, d, input);
+	struct buf *out = &pr->body;
+	buf_puts(out, "{\"model\":");
+	json_append_string(out, model, strlen(model));
+	int ret = put_member(out, "input", d, input);
 	int dims = json_object_get(d, 0, "dimensions");
-	if (!ret && dims >= 0) {
-		ret = buf_puts(out, ",\"dimensions\":");
-		if (!ret)
-			ret = json_copy_value(out, d, dims);
-	}
-	if (!ret)
-		ret = buf_puts(out, "}");
-	return ret;
+	if (!ret && dims >= 0)
+		ret = put_member(out, "dimensions", d, dims);
+	return ret ? ret : buf_puts(out, "}");
 }
 
 /* ---- responses ---- */
@@ -268,26 +234,9 @@ static void take_message(struct reply *r, const struct json_doc *d, int obj, int
 		return;
 	int c = tc + 1;
 	for (int k = 0; k < d->tok[tc].size; k++, c = json_skip(d, c)) {
-		int name = json_path(d, c, "function.name");
-		int args = json_path(d, c, "function.arguments");
-		int id = json_object_get(d, c, "id");
-		char made[32];
-		int n = snprintf(made, sizeof(made), "call_%d", *calls);
-		const char *as = "{}";
-		size_t al = 2;
-		if (args >= 0)
-			json_span(d, args, &as, &al);
 		/* The arguments arrive as an object: its text is the JSON. */
-		int index = (*calls)++;
-		if (id >= 0 && d->tok[id].type == JSON_STRING)
-			reply_tool(r, index, d->text + d->tok[id].start,
-			           (size_t)(d->tok[id].end - d->tok[id].start), NULL, 0, NULL, 0, true);
-		else
-			reply_tool(r, index, made, (size_t)n, NULL, 0, NULL, 0, false);
-		if (name >= 0 && d->tok[name].type == JSON_STRING)
-			reply_tool(r, index, NULL, 0, d->text + d->tok[name].start,
-			           (size_t)(d->tok[name].end - d->tok[name].start), NULL, 0, true);
-		reply_tool(r, index, NULL, 0, NULL, 0, as, al, false);
+		reply_whole_tool_call_tokens(r, (*calls)++, d, json_object_get(d, c, "id"),
+		                             json_path(d, c, "function.name"), json_path(d, c, "function.arguments"));
 	}
 }
 
@@ -326,7 +275,7 @@ static void copy_model(struct reply *r, const struct json_doc *d)
 		json_get_string(d, m, r->model, sizeof(r->model));
 }
 
-void ollama_parse(struct json_doc *d, struct reply *r)
+static void ollama_parse(struct json_doc *d, struct reply *r)
 {
 	if (error_in(r, d, 200, false))
 		return;
@@ -339,7 +288,7 @@ void ollama_parse(struct json_doc *d, struct reply *r)
 	r->fn = fn;
 }
 
-void ollama_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
+static void ollama_error(struct json_doc *d, bool have_doc, int status, struct reply *r)
 {
 	int e = have_doc ? json_object_get(d, 0, "error") : -1;
 	char text[300] = "";
@@ -351,7 +300,7 @@ void ollama_error(struct json_doc *d, bool have_doc, int status, struct reply *r
 	provider_error_message(r, status, d, e);
 }
 
-int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *out)
+static int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *out)
 {
 	if (error_in(r, d, 200, false))
 		return r->error;
@@ -387,7 +336,7 @@ int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *out)
 
 /* ---- streams ---- */
 
-int ollama_line(void *ctx, const char *line, size_t len)
+static int ollama_line(void *ctx, const char *line, size_t len)
 {
 	struct stream_decoder *sd = ctx;
 	struct reply *r = sd->r;
@@ -396,14 +345,8 @@ int ollama_line(void *ctx, const char *line, size_t len)
 	/* Lines are small: a token doc (kept by the decoder) per line. */
 	struct json_doc *d = &sd->doc;
 	int rc = json_parse(d, line, len);
-	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT) {
-		sd->fatal = true;
-		if (rc == LR_ENOMEM)
-			return reply_fail(r, rc, "out of memory parsing a stream line");
-		char why[96];
-		return reply_fail(r, LR_EPROTO, "a stream line is not a JSON object: %s",
-		                  json_invalid_reason(line, len, why, sizeof(why)));
-	}
+	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT)
+		return stream_not_json(sd, rc, line, len, true);
 	r->events++;
 	if (!error_in(r, d, 200, true)) {
 		if (!r->model[0])
@@ -417,3 +360,39 @@ int ollama_line(void *ctx, const char *line, size_t len)
 		sd->fatal = true;
 	return sd->fatal ? r->error : 0;
 }
+
+/* ---- the row ---- */
+
+/* OLLAMA_HOST may be "host", "host:port" or a URL, as the Ollama CLI
+ * takes it; 0.0.0.0 (a server's listen address) is reached at 127.0.0.1. */
+static const char *ollama_base_from_env(const char *v, char *buf, size_t cap)
+{
+	if (strstr(v, "://"))
+		return v;
+	const char *host = strncmp(v, "0.0.0.0", 7) == 0 ? "127.0.0.1" : NULL;
+	const char *rest = host ? v + 7 : v;
+	bool port = strchr(host ? rest : v, ':') != NULL;
+	snprintf(buf, cap, "http://%s%s%s", host ? host : "", rest, port ? "" : ":11434");
+	return buf;
+}
+
+static int ollama_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
+                       const char *model, size_t model_len, const char **why)
+{
+	return path_join(&out->path, base, "/v1", "/api", ep == LR_ENDPOINT_EMBEDDINGS ? "/embed" : "/chat");
+}
+
+const struct provider_row ollama_row = {
+	.name = "ollama",
+	.base_url = "http://127.0.0.1:11434",
+	.base_env = "OLLAMA_HOST",
+	.base_from_env = ollama_base_from_env,
+	.key_form = KEY_BEARER, /* none is needed; one given goes as OpenAI's */
+	.path = ollama_path,
+	.build_chat = ollama_build,
+	.build_embeddings = ollama_build_embeddings,
+	.parse_error = ollama_error,
+	.parse_reply = ollama_parse,
+	.parse_embeddings = ollama_embed_body,
+	.ndjson_line = ollama_line,
+};

@@ -1,7 +1,9 @@
 /* The OpenAI dialect (and every OpenAI-compatible server): responses and
  * "data: {chat.completion.chunk}" ... "data: [DONE]" streams into struct
- * reply. Its request body is the unified one (provider.c). */
-#include "provider/provider_impl.h"
+ * reply. Its request body is the unified one (provider.c). Two rows use
+ * it: openai/ and mock/ (any OpenAI-compatible server at a given URL). */
+#include "provider/dialect.h"
+#include "provider/dialect_util.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -54,14 +56,14 @@ static void body_field(void *ctx, const struct json_scan_path *p, enum json_type
 		if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
 			break;
 		if (KEY_IS(p, 1, "prompt_tokens"))
-			r->usage.input_tokens = provider_count(v, len);
+			r->usage.input_tokens = scanned_count(v, len);
 		else if (KEY_IS(p, 1, "completion_tokens"))
-			r->usage.output_tokens = provider_count(v, len);
+			r->usage.output_tokens = scanned_count(v, len);
 		break;
 	case 3:
 		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") && KEY_IS(p, 1, "prompt_tokens_details") &&
 		    KEY_IS(p, 2, "cached_tokens"))
-			r->usage.cached_input_tokens = provider_count(v, len);
+			r->usage.cached_input_tokens = scanned_count(v, len);
 		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "finish_reason"))
 			reply_copy_field(r->finish_reason, sizeof(r->finish_reason), v, len);
 		break;
@@ -102,7 +104,7 @@ static bool starts_with_object(const char *body, size_t len)
 	return i < len && body[i] == '{';
 }
 
-void openai_parse(int status, const char *body, size_t len, struct json_doc *doc, struct reply *r,
+static void openai_parse(int status, const char *body, size_t len, struct json_doc *doc, struct reply *r,
                   bool *body_is_json)
 {
 	if (status >= 200 && status < 300) {
@@ -207,12 +209,12 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 	if (!KEY_IS(p, 0, "choices")) {
 		if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
 			if (KEY_IS(p, 1, "prompt_tokens"))
-				r->usage.input_tokens = provider_count(v, len);
+				r->usage.input_tokens = scanned_count(v, len);
 			else if (KEY_IS(p, 1, "completion_tokens"))
-				r->usage.output_tokens = provider_count(v, len);
+				r->usage.output_tokens = scanned_count(v, len);
 		} else if (p->depth == 3 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") &&
 		           KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens")) {
-			r->usage.cached_input_tokens = provider_count(v, len);
+			r->usage.cached_input_tokens = scanned_count(v, len);
 		} else if (p->depth == 2 && type == JSON_STRING && KEY_IS(p, 0, "error") &&
 		           KEY_IS(p, 1, "message")) {
 			cf->error_message = v;
@@ -228,7 +230,7 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 		break;
 	case 3:
 		if (KEY_IS(p, 2, "index") && type == JSON_PRIMITIVE)
-			cf->index = provider_count(v, len);
+			cf->index = scanned_count(v, len);
 		else if (KEY_IS(p, 2, "finish_reason") && type == JSON_STRING)
 			cf->finish = v, cf->finish_len = len;
 		break;
@@ -245,7 +247,7 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 		if (!KEY_IS(p, 2, "delta") || !KEY_IS(p, 3, "tool_calls"))
 			break;
 		if (p->depth == 6 && KEY_IS(p, 5, "index") && type == JSON_PRIMITIVE)
-			cf->tool_index = provider_count(v, len);
+			cf->tool_index = scanned_count(v, len);
 		else if (p->depth == 6 && KEY_IS(p, 5, "id") && type == JSON_STRING)
 			cf->tool_id = v, cf->tool_id_len = len;
 		else if (p->depth == 7 && KEY_IS(p, 5, "function") && type == JSON_STRING) {
@@ -258,7 +260,7 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 	}
 }
 
-int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
+static int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 {
 	struct reply *r = sd->r;
 	if (r->done)
@@ -269,12 +271,8 @@ int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 		return 0;
 	}
 	struct chunk_fields cf = {.r = r};
-	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf)) {
-		sd->fatal = true;
-		char why[96];
-		return reply_fail(r, LR_EPROTO, "a stream event's data is not a JSON object: %s",
-		                  json_invalid_reason(ev->data, ev->data_len, why, sizeof(why)));
-	}
+	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf))
+		return stream_not_json(sd, 0, ev->data, ev->data_len, false);
 	r->events++;
 	if (r->error) {
 		sd->fatal = true;
@@ -293,3 +291,37 @@ int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
 	}
 	return 0;
 }
+
+/* ---- the rows ---- */
+
+static int openai_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
+                       const char *model, size_t model_len, const char **why)
+{
+	return path_join(&out->path, base, NULL, "",
+	                 ep == LR_ENDPOINT_EMBEDDINGS ? "/embeddings" : "/chat/completions");
+}
+
+const struct provider_row openai_row = {
+	.name = "openai",
+	.base_url = "https://api.openai.com/v1",
+	.base_env = "OPENAI_BASE_URL",
+	.key_env = "OPENAI_API_KEY",
+	.key_form = KEY_BEARER,
+	.request_id_header = "x-request-id",
+	.ratelimit_requests_header = "x-ratelimit-remaining-requests",
+	.ratelimit_tokens_headers = {"x-ratelimit-remaining-tokens"},
+	.path = openai_path,
+	.parse_body = openai_parse,
+	.sse_event = openai_sse_event,
+};
+
+/* OpenAI's response headers need no naming here: every row answers to
+ * them. */
+const struct provider_row mock_row = {
+	.name = "mock",
+	.base_env = "LLMRING_MOCK_URL",
+	.key_form = KEY_BEARER,
+	.path = openai_path,
+	.parse_body = openai_parse,
+	.sse_event = openai_sse_event,
+};
