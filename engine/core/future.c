@@ -174,10 +174,8 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 		r->body = f->resp_body.data;
 		r->body_len = f->resp_body.len;
 	}
-	/* Gemini sends no request-id header: its responseId stands in. */
-	r->request_id = f->request_id[0]                              ? f->request_id
-	                : f->provider == PROVIDER_GEMINI && rp->id[0] ? rp->id
-	                                                              : NULL;
+	/* A provider that sends no request-id header (Gemini): its reply id stands in. */
+	r->request_id = provider_request_id(f->provider, f->request_id, rp->id);
 	if (text_ok) {
 		rp->text.data[rp->text.len] = '\0';
 		r->text = rp->text.data;
@@ -191,7 +189,7 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 	r->streamed = f->stream != NULL;
 	r->model = rp->model[0] ? rp->model : NULL;
 	r->usage = rp->usage;
-	r->provider = provider_info(f->provider)->name;
+	r->provider = provider_row(f->provider)->name;
 	const char *model = rp->model[0] ? rp->model : f->requested_model;
 	r->cost_usd = usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
 	                           f->attempts > 1 ? f->attempts - 1 : 0);

@@ -26,48 +26,6 @@ static size_t header_copy(char *dst, size_t cap, const struct http_header *h)
 	return n;
 }
 
-/* The response headers the engine reads, found in one pass. */
-struct head_fields {
-	const struct http_header *request_id, *anthropic_request_id, *should_retry, *retry_after_ms,
-		*retry_after, *content_type, *content_encoding, *rl_requests, *rl_tokens, *rl_anthropic_requests,
-		*rl_anthropic_tokens, *rl_anthropic_input_tokens;
-};
-
-#define NAME_IS(hd, lit) ((hd)->name_len == sizeof(lit) - 1 && strncasecmp((hd)->name, lit, sizeof(lit) - 1) == 0)
-
-static void head_fields_find(const struct http_head *h, struct head_fields *hf)
-{
-	memset(hf, 0, sizeof(*hf));
-	for (size_t i = 0; i < h->num_headers; i++) {
-		const struct http_header *hd = &h->headers[i];
-		switch (hd->name_len) {
-		case 10: if (NAME_IS(hd, "request-id")) hf->anthropic_request_id = hd; break;
-		case 11: if (NAME_IS(hd, "retry-after")) hf->retry_after = hd; break;
-		case 12:
-			if (NAME_IS(hd, "x-request-id"))
-				hf->request_id = hd;
-			else if (NAME_IS(hd, "content-type"))
-				hf->content_type = hd;
-			break;
-		case 16: if (NAME_IS(hd, "content-encoding")) hf->content_encoding = hd; break;
-		case 14:
-			if (NAME_IS(hd, "x-should-retry"))
-				hf->should_retry = hd;
-			else if (NAME_IS(hd, "retry-after-ms"))
-				hf->retry_after_ms = hd;
-			break;
-		case 28: if (NAME_IS(hd, "x-ratelimit-remaining-tokens")) hf->rl_tokens = hd; break;
-		case 30: if (NAME_IS(hd, "x-ratelimit-remaining-requests")) hf->rl_requests = hd; break;
-		case 36: if (NAME_IS(hd, "anthropic-ratelimit-tokens-remaining")) hf->rl_anthropic_tokens = hd; break;
-		case 38: if (NAME_IS(hd, "anthropic-ratelimit-requests-remaining")) hf->rl_anthropic_requests = hd; break;
-		case 42:
-			if (NAME_IS(hd, "anthropic-ratelimit-input-tokens-remaining"))
-				hf->rl_anthropic_input_tokens = hd;
-			break;
-		}
-	}
-}
-
 /* A header's value as a number, or -1 when absent or not a number. */
 static double header_number(const struct http_header *hd)
 {
@@ -83,32 +41,31 @@ static double header_number(const struct http_header *hd)
 static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
-	struct head_fields hf;
-	head_fields_find(h, &hf);
+	/* Which headers mean what is the provider row's knowledge. */
+	struct provider_headers hs;
+	provider_find_headers(f->provider, h, &hs);
+	const struct http_header *const *of = hs.of;
 	f->result.http_status = h->status;
-	const struct http_header *rid = hf.request_id ? hf.request_id : hf.anthropic_request_id;
+	const struct http_header *rid = of[RESPONSE_HEADER_REQUEST_ID];
 	if (rid)
 		header_copy(f->request_id, sizeof(f->request_id), rid);
 	f->result.retry_after_s = -1;
 	f->should_retry = -1;
-	if (hf.should_retry)
-		f->should_retry = retry_parse_should_retry(hf.should_retry->value, hf.should_retry->value_len);
-	if (hf.retry_after_ms)
-		f->result.retry_after_s = retry_parse_after_ms(hf.retry_after_ms->value, hf.retry_after_ms->value_len);
-	else if (hf.retry_after)
-		f->result.retry_after_s = retry_parse_after(hf.retry_after->value, hf.retry_after->value_len, time(NULL));
+	const struct http_header *sr = of[RESPONSE_HEADER_SHOULD_RETRY];
+	const struct http_header *ra_ms = of[RESPONSE_HEADER_RETRY_AFTER_MS];
+	const struct http_header *ra = of[RESPONSE_HEADER_RETRY_AFTER];
+	if (sr)
+		f->should_retry = retry_parse_should_retry(sr->value, sr->value_len);
+	if (ra_ms)
+		f->result.retry_after_s = retry_parse_after_ms(ra_ms->value, ra_ms->value_len);
+	else if (ra)
+		f->result.retry_after_s = retry_parse_after(ra->value, ra->value_len, time(NULL));
 	struct lr_engine *e = f->eng;
 	if (limits_enabled(&e->limits)) {
 		/* The buckets follow what the provider says remains, and a 429's
 		 * wait holds every request back, not just this one. */
-		double rq = header_number(hf.rl_requests);
-		double tk = header_number(hf.rl_tokens);
-		if (rq < 0)
-			rq = header_number(hf.rl_anthropic_requests);
-		if (tk < 0)
-			tk = header_number(hf.rl_anthropic_tokens);
-		if (tk < 0)
-			tk = header_number(hf.rl_anthropic_input_tokens);
+		double rq = header_number(of[RESPONSE_HEADER_RATELIMIT_REQUESTS]);
+		double tk = header_number(of[RESPONSE_HEADER_RATELIMIT_TOKENS]);
 		limits_follow(&e->limits, e->ring.now_ns, rq, tk);
 		if (h->status == 429 && f->result.retry_after_s >= 0)
 			limits_pause(&e->limits, e->ring.now_ns + clock_seconds_to_ns(f->result.retry_after_s));
@@ -117,7 +74,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	/* Requests say Accept-Encoding: identity; a server that compresses
 	 * anyway gets a named error, not "not valid JSON" about gzip bytes. */
 	f->encoded_body = false;
-	const struct http_header *ce = hf.content_encoding;
+	const struct http_header *ce = of[RESPONSE_HEADER_CONTENT_ENCODING];
 	if (ce && !(ce->value_len == 8 && strncasecmp(ce->value, "identity", 8) == 0)) {
 		char coding[48];
 		header_copy(coding, sizeof(coding), ce);
@@ -131,7 +88,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		f->encoded_body = true;
 		return LR_EPROTO;
 	}
-	const struct http_header *ct = hf.content_type;
+	const struct http_header *ct = of[RESPONSE_HEADER_CONTENT_TYPE];
 	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
 	bool ndjson = ct && ct->value_len >= 20 && strncasecmp(ct->value, "application/x-ndjson", 20) == 0;
 	if (h->status >= 200 && h->status < 300 && (sse || ndjson) && !f->stream) {

@@ -59,7 +59,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		ret = ep->err.code;
 	} else if (ep->needs_key) {
 		snprintf(f->message, sizeof(f->message), "%s is not set; %s needs a key",
-		         provider_info(pr.provider)->key_env, ep->url.host);
+		         provider_row(pr.provider)->key_env, ep->url.host);
 		*why = f->message;
 		ret = LR_EAUTH;
 	}
@@ -100,7 +100,7 @@ void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *w
 	if (why != f->message)
 		snprintf(f->message, sizeof(f->message), "%s", why);
 	f->result.error_message = f->message;
-	f->result.provider = provider_info(f->provider)->name;
+	f->result.provider = provider_row(f->provider)->name;
 	f->result.cost_usd = -1;
 	buf_free(&f->req_bytes);
 	atomic_store(&f->done, 1);

@@ -21,8 +21,6 @@
 
 /* The row of provider p (an unknown p: OpenAI's). */
 const struct provider_row *provider_row(enum provider p);
-/* Transitional: engine.c still says provider_info; it is the same row. */
-#define provider_info provider_row
 
 /* The provider a model string names and the model sent to it (the prefix
  * stripped when it names a known provider). */
