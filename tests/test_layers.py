@@ -5,8 +5,13 @@ header of its own folder or of a folder before it in LAYERS, folder-qualified
 the layer folders.
 
 usage: test_layers.py SOURCE_ROOT
-Exits 0 when every include keeps to the order, 1 (listing each violation)
-otherwise.
+Within the order, no cycle between files either: a file and its header
+are one module (provider/openai.c and provider/openai.h are
+"provider/openai"), and the modules' includes must form no cycle (a layer
+is allowed to be one folder, not one tangle).
+
+Exits 0 when every include keeps to the order and no cycle is found, 1
+(listing each violation) otherwise.
 """
 import os
 import re
@@ -54,11 +59,47 @@ def check(root):
     return problems, files, edges
 
 
+def module_cycles(root):
+    """Cycles in the include graph of engine/ modules (x.c + x.h)."""
+    engine = os.path.join(root, "engine")
+    graph = {}
+    for layer in LAYERS:
+        for dirpath, _, names in os.walk(os.path.join(engine, layer)):
+            for name in names:
+                if not name.endswith((".c", ".h")):
+                    continue
+                mod = os.path.relpath(os.path.join(dirpath, name[:-2]), engine)
+                text = open(os.path.join(dirpath, name), encoding="utf-8").read()
+                deps = graph.setdefault(mod, set())
+                for inc in INCLUDE.findall(text):
+                    if inc != "llmring.h" and inc.endswith(".h") and inc[:-2] != mod:
+                        deps.add(inc[:-2])
+    cycles, state, stack = [], {}, []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycles.append(stack[stack.index(d):] + [d])
+            elif d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    return cycles
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
     problems, files, edges = check(sys.argv[1])
+    for cycle in module_cycles(sys.argv[1]):
+        problems.append("include cycle between files: %s" % " -> ".join(cycle))
     for p in problems:
         print("FAIL " + p)
     # One test per file set keeps the suite's tally honest: files checked.
