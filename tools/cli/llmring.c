@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "format/utf8.h"
 #include "format/json.h"
 #include "llmring.h"
 #include "mock_server.h"
@@ -325,36 +326,6 @@ void cli_engine_error(const char *cmd, const lr_error_info *why)
 		        why->message[0] ? why->message : lr_strerror(why->code));
 }
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0. */
-static size_t utf8_valid(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-	size_t len;
-	uint32_t cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates, past U+10FFFF. */
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 void cli_write_text(FILE *f, bool tty, const char *text, size_t len)
 {
 	if (!tty) {
@@ -374,7 +345,7 @@ void cli_write_text(FILE *f, bool tty, const char *text, size_t len)
 			i++;
 			continue;
 		}
-		size_t n = c < 0x80 ? 1 : utf8_valid(p + i, len - i);
+		size_t n = c < 0x80 ? 1 : utf8_char_len((const char *)p + i, len - i);
 		/* U+0080..U+009F (C2 80..C2 9F) are C1 controls: CSI is U+009B. */
 		bool c1 = n == 2 && c == 0xc2 && p[i + 1] < 0xa0;
 		if (n > 1 && !c1) {
