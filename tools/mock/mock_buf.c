@@ -7,10 +7,8 @@
 
 #include <stdlib.h>
 
-void mock_buf_reserve(struct mock_buf *b, size_t extra)
+void mock_buf_grow(struct mock_buf *b, size_t extra)
 {
-	if (b->cap - b->len >= extra)
-		return;
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap - b->len < extra)
 		cap *= 2;

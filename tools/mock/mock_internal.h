@@ -62,9 +62,16 @@ struct mock_buf {
 	size_t cap;
 };
 
-/* Room for extra more bytes; aborts when out of memory. */
-void mock_buf_reserve(struct mock_buf *b, size_t extra);
+/* The slow path of mock_buf_reserve: reallocates; aborts when out of memory. */
+void mock_buf_grow(struct mock_buf *b, size_t extra);
 void mock_buf_free(struct mock_buf *b);
+
+/* Room for extra more bytes. Inline: every put pays for this test. */
+static inline void mock_buf_reserve(struct mock_buf *b, size_t extra)
+{
+	if (b->cap - b->len < extra)
+		mock_buf_grow(b, extra);
+}
 
 static inline void put(struct mock_buf *b, const void *s, size_t n)
 {
