@@ -1,6 +1,6 @@
 /*
  * Reading the raw JSON request body without parsing it: key scanners and
- * what dispatch asks of them (model, stream, max tokens, tools, prompt
+ * what mock_dispatch asks of them (model, stream, max tokens, tools, prompt
  * words, embedding inputs). Like the request parser, none of this is the
  * engine's code.
  *

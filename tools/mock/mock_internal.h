@@ -18,6 +18,7 @@
  *   mock_stream.c     a reply in progress: stream event order, chunk framing,
  *                     pacing (ttft, itl, slow headers)
  *   mock_buf.c        the byte buffer and the generated text and vectors
+ *   mock_tls.c        mbedTLS over memory buffers (its own header, mock_tls.h)
  *
  * Memory: out-of-memory aborts (this is a test tool); everything else is
  * freed when the connection or the server goes away.

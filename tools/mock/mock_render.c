@@ -122,7 +122,8 @@ void mock_respond_fault(struct mock_server *s, struct conn *c, uint64_t n, int f
 		st = 500;
 		break;
 	}
-	mock_respond_error(s, c, n, st, msg[row][d], strlen(msg[row][d]), type, code, close, extra);
+	mock_respond_error(s, c, n, st, msg[row][d], strlen(msg[row][d]), type, code, close,
+			   extra);
 }
 
 void mock_respond_parse_error(struct mock_server *s, struct conn *c, int st)
@@ -130,7 +131,7 @@ void mock_respond_parse_error(struct mock_server *s, struct conn *c, int st)
 	uint64_t n = ++s->next_n;
 	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
 	mock_job_reset(&c->job);
-	c->job.dialect = c->rq.dialect; /* parse_head set it (0 before the path) */
+	c->job.dialect = c->rq.dialect; /* mock_parse_head set it (0 before the path) */
 	switch (st) {
 	case 411:
 		ERRL(s, c, n, 411, "Chunked request bodies are not supported; send Content-Length.",

@@ -258,6 +258,18 @@ static void plan_chat(struct mock_server *s, struct job *j, const char *body, co
 	}
 }
 
+/* A streamed chat reply: how many events it sends, then its head. */
+static void begin_stream(struct job *j, int fault, bool close, const char *body,
+			 const char *end)
+{
+	if (fault == MOCK_FAULT_STREAM_ERROR && j->nev > 2)
+		j->nev = 2;
+	if (j->dialect == D_OPENAI && fault != MOCK_FAULT_STREAM_ERROR)
+		j->include_usage =
+			mock_value_is_true(mock_find_value(body, end, "\"include_usage\""), end);
+	mock_start_stream(j, j->n, close);
+}
+
 /* A chat body that is not streamed into s->scratch. */
 static void render_chat(struct mock_server *s, struct job *j, int fault)
 {
@@ -330,14 +342,10 @@ void mock_dispatch(struct mock_server *s, struct conn *c)
 	}
 	plan_chat(s, j, body, end);
 	j->stream = mock_wants_stream(rq, body, end);
-	if (!j->stream) {
-		render_chat(s, j, fault);
-		frame_whole_body(s, j, fault, close);
+	if (j->stream) {
+		begin_stream(j, fault, close, body, end);
 		return;
 	}
-	if (fault == MOCK_FAULT_STREAM_ERROR && j->nev > 2)
-		j->nev = 2;
-	if (j->dialect == D_OPENAI && fault != MOCK_FAULT_STREAM_ERROR)
-		j->include_usage = mock_value_is_true(mock_find_value(body, end, "\"include_usage\""), end);
-	mock_start_stream(j, n, close);
+	render_chat(s, j, fault);
+	frame_whole_body(s, j, fault, close);
 }

@@ -14,7 +14,7 @@
 #include "mock_internal.h"
 
 /* Events: 0 start, 1..nev tokens, finish, usage (OpenAI, when asked), done.
- * stream-error: at most 2 tokens (dispatch cut nev), an error, then done. */
+ * stream-error: at most 2 tokens (mock_dispatch cut nev), an error, then done. */
 static enum ev_kind ev_kind(const struct job *j, unsigned ev)
 {
 	if (ev == 0)
