@@ -1,13 +1,14 @@
 /*
- * libFuzzer: the mock server's own request parser (tools/mock/mock_server.c,
- * included whole to reach its statics) and what it answers.
+ * libFuzzer: the mock server's own request parser (tools/mock/mock_request.c)
+ * and what it answers, reached through the mock's private header and
+ * library.
  *
  * The input is the byte stream a client sends on one connection. It goes
- * through the mock's connection loop (conn_process without the ring):
- * parse_head, dispatch (which reads the body with the mock's key
- * scanners) and job_run with every delay off, first with the bytes up to
- * data[0] / 255 of the way in, then with all of them (so parse_head's
- * resumed head search is fuzzed too).
+ * through the mock's connection loop (mock_conn.c's conn_process without
+ * the ring): mock_parse_head, mock_dispatch (which reads the body with the
+ * mock's key scanners) and mock_job_run with every delay off, first with
+ * the bytes up to data[0] / 255 of the way in, then with all of them (so
+ * the parser's resumed head search is fuzzed too).
  *
  * Oracles: sanitizers; every answer is one complete HTTP response the
  * engine's reader accepts (but for the truncate and reset faults); and,
@@ -16,7 +17,12 @@
  * is valid JSON (an error body too), a 200 chat or embeddings body parses
  * with provider_parse_response, and a stream decodes to its end.
  */
-#include "../../tools/mock/mock_server.c"
+#include "mock_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "http/http_reader.h"
 #include "format/json.h"
@@ -72,9 +78,9 @@ static void fail(const char *what, const char *resp, size_t len)
 static const enum provider dialect_provider[4] = {PROVIDER_OPENAI, PROVIDER_ANTHROPIC,
                                                   PROVIDER_OLLAMA, PROVIDER_GEMINI};
 
-/* What dispatch decided for the request just answered. */
+/* What mock_dispatch decided for the request just answered. */
 struct asked {
-	bool parse_error;     /* answered from parse_head's status */
+	bool parse_error;     /* answered from mock_parse_head's status */
 	bool body_json;       /* the request body is valid JSON */
 	uint8_t route, dialect, fault;
 	bool stream;
@@ -152,21 +158,21 @@ static void run_job(struct conn *c)
 {
 	c->job.slow = false; /* the slow-headers fault would arm a ring timer */
 	c->job.ttft_ms = 0;
-	job_run(&srv, c);
+	mock_job_run(&srv, c);
 }
 
-/* conn_process: answers every complete request in c->in. */
+/* mock_conn.c's conn_process: answers every complete request in c->in. */
 static void process(struct conn *c)
 {
 	while (!c->want_close && !c->job.active) {
 		struct asked q = {0};
 		size_t before = c->pend.len;
 		if (!c->head_done) {
-			int r = parse_head(c);
+			int r = mock_parse_head(c);
 			if (r == 0)
 				break;
 			if (r != 1) {
-				respond_parse_error(&srv, c, r);
+				mock_respond_parse_error(&srv, c, r);
 				run_job(c);
 				q.parse_error = true;
 				check_answer(&q, c->pend.p + before, c->pend.len - before);
@@ -177,7 +183,7 @@ static void process(struct conn *c)
 		if (c->in.len - c->in_start < c->rq.head_len + c->rq.body_len)
 			break;
 		q.body_json = valid_json(c->in.p + c->in_start + c->rq.head_len, c->rq.body_len);
-		dispatch(&srv, c);
+		mock_dispatch(&srv, c);
 		q.route = c->rq.route;
 		q.dialect = c->job.dialect;
 		q.fault = c->job.fault;
@@ -223,10 +229,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		process(&c);
 	}
 	free(c.in.p);
-	buf_free(&c.out);
-	buf_free(&c.pend);
-	buf_free(&c.tpend);
-	buf_free(&c.job.whole);
-	buf_free(&c.job.prefix);
+	mock_buf_free(&c.out);
+	mock_buf_free(&c.pend);
+	mock_buf_free(&c.tpend);
+	mock_buf_free(&c.job.whole);
+	mock_buf_free(&c.job.prefix);
 	return 0;
 }

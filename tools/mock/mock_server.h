@@ -2,9 +2,10 @@
  * The mock LLM server: an HTTP/1.1 server on its own io_uring thread that
  * speaks the wire dialects of four providers, used by `llmring mock`, by
  * `llmring batch --mock` (in-process, ephemeral loopback port), by the tests
- * and the benchmarks. It parses requests with its own code, not the
- * client's (engine/http): a mock sharing the client's parser would hide
- * the bugs the two would share.
+ * and the benchmarks. It parses requests with its own code on purpose
+ * (mock_request.c), never the client's (engine/http): a mock sharing the
+ * client's parser would hide the bugs the two would share. Its files are
+ * listed in mock_internal.h.
  *
  * Endpoints (all POST; anything else is 404 in the dialect its path suggests):
  *   OpenAI     /v1/chat/completions (non-streaming and `"stream":true` SSE with
