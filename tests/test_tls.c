@@ -439,7 +439,7 @@ static int two_addresses(const char *host, const char *service, const struct add
 }
 
 /* "moved.test" is 127.0.0.2 (nothing listens) at the first lookup and
- * 127.0.0.1 from then on. */
+ * 127.0.0.1 from then on, found slowly. */
 static _Atomic int moved_lookups;
 
 static int moved_server(const char *host, const char *service, const struct addrinfo *hints,
@@ -450,6 +450,8 @@ static int moved_server(const char *host, const char *service, const struct addr
 	struct addrinfo numeric = *hints;
 	numeric.ai_flags |= AI_NUMERICHOST;
 	bool first = atomic_fetch_add(&moved_lookups, 1) == 0;
+	if (!first)
+		usleep(300 * 1000); /* the failed socket's close completes while this looks up */
 	return getaddrinfo(first ? "127.0.0.2" : "127.0.0.1", service, &numeric, res);
 }
 

@@ -7,6 +7,7 @@
 #include "http/pool.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,27 @@ static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_i
 static void queue_push(struct origin *o, struct http_exchange *ex, enum exchange_phase phase, uint64_t now);
 static bool pool_can_open(struct pool *p, struct origin *o);
 static void pool_dispatch_waiting(struct pool *p);
+static bool origin_has_addrs(const struct origin *o, uint64_t now);
+static void origin_resolve(struct pool *p, struct origin *o);
+static struct http_exchange *queue_pop(struct origin *o);
+
+/*
+ * Takes up to max exchanges from o's queue while connections may open.
+ * Without addresses the queue waits for the lookup, whose answer serves
+ * it: dispatching would only queue each exchange again at the tail (and a
+ * loop over the queue would spin for ever, as it once did when a lookup
+ * was under way while a socket closed).
+ */
+static void origin_serve_queue(struct pool *p, struct origin *o, unsigned max)
+{
+	for (unsigned n = 0; n < max && o->queue_head && pool_can_open(p, o); n++) {
+		if (!origin_has_addrs(o, p->ring->now_ns)) {
+			origin_resolve(p, o);
+			return;
+		}
+		pool_dispatch(p, queue_pop(o), false);
+	}
+}
 
 /* ---- idle list ---- */
 
@@ -212,8 +234,7 @@ static void pconn_retire(struct pconn *pc)
 		o->conns--;
 	}
 	conn_close(&pc->conn);
-	if (o->queue_head && pool_can_open(p, o))
-		pool_dispatch(p, queue_pop(o), false);
+	origin_serve_queue(p, o, 1);
 }
 
 static void pconn_idle_expired(struct ring_timer *t)
@@ -589,8 +610,7 @@ static void pool_dispatch_waiting(struct pool *p)
 {
 	for (struct origin *o = p->origins; o && p->open_conns < p->fd_cap && p->opening < POOL_MAX_OPENING;
 	     o = o->next)
-		while (o->queue_head && pool_can_open(p, o))
-			pool_dispatch(p, queue_pop(o), false);
+		origin_serve_queue(p, o, UINT_MAX);
 }
 
 const struct url *origin_url(const struct origin *o)
@@ -685,8 +705,7 @@ static void origin_resolved(void *ctx, const struct resolve_result *res)
 	}
 	o->addrs = *res;
 	o->addrs_expire_ns = p->ring->now_ns + p->cfg.dns_ttl_ns;
-	while (o->queue_head && pool_can_open(p, o))
-		pool_dispatch(p, queue_pop(o), false);
+	origin_serve_queue(p, o, UINT_MAX);
 }
 
 static void origin_resolve(struct pool *p, struct origin *o)
