@@ -223,15 +223,17 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
-/* Pushes f onto a lock-free stack linked through *link (f's own field);
- * true when the stack was empty (the taker may need a wake-up). */
-static inline bool stack_push(_Atomic(struct lr_future *) *head, struct lr_future *f,
-                              struct lr_future **link)
+/* Pushes the chain first..last (linked newest first; *last_link is the
+ * last one's own link field) onto a lock-free stack; true when the stack
+ * was empty (the taker may need a wake-up). One future is a chain of one.
+ * The submit, cancel and reap stacks all push through here. */
+static inline bool stack_push(_Atomic(struct lr_future *) *head, struct lr_future *first,
+                              struct lr_future **last_link)
 {
 	struct lr_future *old = atomic_load_explicit(head, memory_order_relaxed);
 	do {
-		*link = old;
-	} while (!atomic_compare_exchange_weak_explicit(head, &old, f, memory_order_release,
+		*last_link = old;
+	} while (!atomic_compare_exchange_weak_explicit(head, &old, first, memory_order_release,
 	                                                memory_order_relaxed));
 	return old == NULL;
 }

@@ -21,11 +21,7 @@
  */
 void reap_push(struct lr_engine *e, struct lr_future *first, struct lr_future *last, int n)
 {
-	struct lr_future *old = atomic_load_explicit(&e->reap_head, memory_order_relaxed);
-	do {
-		last->next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&e->reap_head, &old, first,
-	                                                memory_order_acq_rel, memory_order_relaxed));
+	bool was_empty = stack_push(&e->reap_head, first, &last->next);
 	int after = atomic_fetch_add(&e->reap_ready, n) + n;
 	int want = atomic_load(&e->reap_want);
 	/* A push onto an empty stack always signals: the stack is emptied
@@ -33,7 +29,7 @@ void reap_push(struct lr_engine *e, struct lr_future *first, struct lr_future *l
 	 * before it, so every future is either taken by a reap already under
 	 * way or announced by a signal (the count alone raced with that
 	 * exchange and could skip the signal for good). */
-	if ((old == NULL || (after >= want && after - n < want)) && !e->cfg.drive_from_caller)
+	if ((was_empty || (after >= want && after - n < want)) && !e->cfg.drive_from_caller)
 		eventfd_signal(e->completion_fd);
 }
 
