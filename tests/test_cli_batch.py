@@ -3,6 +3,9 @@
 
 usage: test_cli_batch.py PATH/TO/llmring
 
+Long (over 800 lines) on purpose: one list of short independent end-to-end
+cases sharing the servers and helpers below.
+
 Servers used: the built-in mock (`--mock`, in-process), `llmring mock` as its
 own process (plain HTTP, or HTTPS with certificates from tests/certs/gen-certs.sh
 made in a temporary directory), and a small Python HTTP server here whose

@@ -4,6 +4,10 @@
  * shutdown with requests in flight, and load from several threads.
  * The scripted test server gives exact server behaviour; the in-process
  * mock server gives volume.
+ *
+ * Long (over 800 lines) on purpose: one subject's specification, a list of
+ * short independent cases sharing one fixture and its helpers; the file is
+ * read as a table, and a split would copy the fixture into each part.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -5,6 +5,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -182,6 +183,33 @@ static void impossible_reservation_is_out_of_memory(void **state)
 	buf_free(&b);
 }
 
+/* Every byte value at every position of targets and hosts of 1..40
+ * bytes: refused exactly when it is a control, a space or DEL (the check
+ * goes eight bytes a step, so each lane and the tail are tried). */
+static void request_line_checks_each_byte_of_target_and_host(void **state)
+{
+	(void)state;
+	char text[41];
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t at = 0; at < len; at++) {
+			for (int c = 1; c < 256; c++) {
+				memset(text, 'a', len);
+				text[0] = '/';
+				text[at] = (char)c;
+				text[len] = '\0';
+				bool bad = c <= 0x20 || c == 0x7f;
+				struct buf b = {0};
+				int rc = http_write_request_line(&b, "POST", text, "h");
+				assert_int_equal(rc, bad ? LR_EINVAL : 0);
+				buf_clear(&b);
+				rc = http_write_request_line(&b, "POST", "/", text);
+				assert_int_equal(rc, bad ? LR_EINVAL : 0);
+				buf_free(&b);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -195,6 +223,7 @@ int main(void)
 		cmocka_unit_test(non_token_header_names_are_rejected),
 		cmocka_unit_test(token_punctuation_in_header_names_is_allowed),
 		cmocka_unit_test(request_line_rejects_injection_and_bad_methods),
+		cmocka_unit_test(request_line_checks_each_byte_of_target_and_host),
 		cmocka_unit_test(buffer_grows_by_doubling_and_keeps_its_bytes),
 		cmocka_unit_test(impossible_reservation_is_out_of_memory),
 	};

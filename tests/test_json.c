@@ -1,6 +1,9 @@
 /*
  * json.c: strict acceptance over jsmn, token navigation, unescaping and
  * escaping.
+ *
+ * Long (over 800 lines) on purpose: one specification, a table of short
+ * independent cases over one parser; split, the cases would lose their order.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -11,6 +11,10 @@
  * verifying against a test CA made by tests/certs/gen-certs.sh at test time
  * (found through LLMRING_SOURCE_DIR, else next to this file; skipped when
  * the openssl tool is missing).
+ *
+ * Long (over 800 lines) on purpose: one subject's specification, a list of
+ * short independent cases sharing one fixture and its helpers; the file is
+ * read as a table, and a split would copy the fixture into each part.
  */
 #include <setjmp.h>
 #include <stdarg.h>

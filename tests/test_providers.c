@@ -16,6 +16,10 @@
  * Nothing allocated by the engine survives into an assertion: results are
  * copied into fixed buffers and freed first, so a failed check leaks
  * nothing.
+ *
+ * Long (over 800 lines) on purpose: one subject's specification, a list of
+ * short independent cases sharing one fixture and its helpers; the file is
+ * read as a table, and a split would copy the fixture into each part.
  */
 #include <setjmp.h>
 #include <stdarg.h>

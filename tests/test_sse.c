@@ -9,6 +9,10 @@
  * Callbacks are recorded as one text line each:
  *   event=TYPE id=ID data=DATA   comment=TEXT   retry=N
  * with LF, CR, NUL and backslash escaped as \n, \r, \0, \\.
+ *
+ * Long (over 800 lines) on purpose: one subject's specification, a list of
+ * short independent cases sharing one fixture and its helpers; the file is
+ * read as a table, and a split would copy the fixture into each part.
  */
 #include <setjmp.h>
 #include <stdarg.h>

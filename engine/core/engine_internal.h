@@ -29,6 +29,7 @@
 #include "provider/provider.h"
 #include "provider/reply.h"
 #include "util/buf.h"
+#include "util/list.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -89,29 +90,7 @@ struct future_list {
 	struct lr_future *head, *tail;
 };
 
-static inline void flist_push(struct future_list *l, struct lr_future *f)
-{
-	f->wait_prev = l->tail;
-	f->wait_next = NULL;
-	if (l->tail)
-		l->tail->wait_next = f;
-	else
-		l->head = f;
-	l->tail = f;
-}
-
-static inline void flist_unlink(struct future_list *l, struct lr_future *f)
-{
-	if (f->wait_prev)
-		f->wait_prev->wait_next = f->wait_next;
-	else
-		l->head = f->wait_next;
-	if (f->wait_next)
-		f->wait_next->wait_prev = f->wait_prev;
-	else
-		l->tail = f->wait_prev;
-	f->wait_prev = f->wait_next = NULL;
-}
+LIST_FUNCTIONS(flist, struct future_list, struct lr_future, head, tail, wait_prev, wait_next)
 
 /* Where one provider's requests go: its base URL and the headers every
  * request to it carries (Host, key, content type). */

@@ -188,7 +188,7 @@ static void future_finish(struct lr_future *f, int err, const char *msg)
 	attempt_reset(f);
 	atomic_fetch_add_explicit(&e->stat_retries, 1, memory_order_relaxed);
 	f->state = F_BACKOFF;
-	flist_push(&e->backoff, f);
+	flist_push_back(&e->backoff, f);
 }
 
 static void active_unlink(struct lr_engine *e, struct lr_future *f)

@@ -128,7 +128,7 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->ex.req = f->req_bytes.data;
 	f->ex.req_len = f->req_bytes.len;
 	e->active_count++;
-	flist_push(&e->active, f);
+	flist_push_back(&e->active, f);
 	pool_start(&e->pool, &f->ex);
 }
 
@@ -143,7 +143,7 @@ static void engine_queue(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	f->state = F_WAITING;
-	flist_push(&e->waiting, f);
+	flist_push_back(&e->waiting, f);
 	engine_start_waiting(e);
 }
 

@@ -10,6 +10,7 @@
 #include "http/http_reader.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,19 +39,31 @@ static bool is_field_value(const char *s, size_t len)
 	return true;
 }
 
-/* Request target and Host: visible characters only (no SP, no controls). */
+/* Request target and Host: visible characters only (no SP, no controls;
+ * bytes from 0x80 pass as obs-text). Eight bytes a step: it runs per
+ * request. A byte below 0x21 or equal to 0x7f shows in the high bits of
+ * (x - 0x21..) & ~x and of (y - 0x01..) & ~y with y = x ^ 0x7f.. (both
+ * exact for "is there one", for bytes below 0x80). */
 static bool is_visible(const char *s, size_t len)
 {
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 	if (len == 0)
 		return false;
-	for (size_t i = 0; i < len; i++) {
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t x, y;
+		memcpy(&x, s + i, 8);
+		y = x ^ (ones * 0x7f);
+		if (((x - ones * 0x21) & ~x & highs) | ((y - ones) & ~y & highs))
+			return false;
+	}
+	for (; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c <= 0x20 || c == 0x7f)
 			return false;
 	}
 	return true;
 }
-
 /* Appends without checks; the caller reserved the room. */
 static inline void put(struct buf *b, const void *data, size_t len)
 {

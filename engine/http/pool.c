@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include "util/clock.h"
+#include "util/list.h"
 #include "llmring.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -89,17 +90,14 @@ static void origin_serve_queue(struct pool *p, struct origin *o, unsigned max)
 
 /* ---- idle list ---- */
 
+HEAD_LIST_FUNCTIONS(idle_list, struct origin, struct pconn, idle_head, idle_prev, idle_next)
+HEAD_LIST_FUNCTIONS(all_conns, struct pool, struct pconn, conns, all_prev, all_next)
+
 static void idle_remove(struct pconn *pc)
 {
 	if (!pc->in_idle_list)
 		return;
-	if (pc->idle_prev)
-		pc->idle_prev->idle_next = pc->idle_next;
-	else
-		pc->origin->idle_head = pc->idle_next;
-	if (pc->idle_next)
-		pc->idle_next->idle_prev = pc->idle_prev;
-	pc->idle_prev = pc->idle_next = NULL;
+	idle_list_unlink(pc->origin, pc);
 	pc->in_idle_list = false;
 	ring_timer_cancel(pc->pool->ring, &pc->idle_timer);
 }
@@ -110,11 +108,7 @@ static bool idle_push(struct pconn *pc)
 	struct origin *o = pc->origin;
 	if (ring_timer_set(pc->pool->ring, &pc->idle_timer, pc->pool->ring->now_ns + pc->pool->cfg.idle_ns))
 		return false;
-	pc->idle_prev = NULL;
-	pc->idle_next = o->idle_head;
-	if (o->idle_head)
-		o->idle_head->idle_prev = pc;
-	o->idle_head = pc;
+	idle_list_push_front(o, pc); /* LIFO: the warmest first */
 	pc->in_idle_list = true;
 	return true;
 }
@@ -179,10 +173,7 @@ static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_
 	ring_timer_init(&pc->idle_timer, pconn_idle_expired);
 	pc->pool = p;
 	pc->origin = o;
-	pc->all_next = p->conns;
-	if (p->conns)
-		p->conns->all_prev = pc;
-	p->conns = pc;
+	all_conns_push_front(p, pc);
 	pc->counted = true;
 	pc->addr_index = addr_index;
 	pc->opening = true;
@@ -505,23 +496,12 @@ static void pconn_eof(struct conn *c, int err)
 	pconn_fail(pc, LR_ECONNRESET, ex->error_text);
 }
 
-static void pconn_unlist(struct pconn *pc)
-{
-	struct pool *p = pc->pool;
-	if (pc->all_prev)
-		pc->all_prev->all_next = pc->all_next;
-	else
-		p->conns = pc->all_next;
-	if (pc->all_next)
-		pc->all_next->all_prev = pc->all_prev;
-}
-
 static void pconn_closed(struct conn *c)
 {
 	struct pconn *pc = container_of(c, struct pconn, conn);
 	struct pool *p = pc->pool;
 	p->open_conns--;
-	pconn_unlist(pc);
+	all_conns_unlink(p, pc);
 	http_reader_free(&pc->reader);
 	free(pc);
 	if (!p->closing)
@@ -790,7 +770,7 @@ void pool_abandon(struct pool *p)
 {
 	while (p->conns) {
 		struct pconn *pc = p->conns;
-		p->conns = pc->all_next;
+		all_conns_unlink(p, pc);
 		conn_abandon(&pc->conn);
 		http_reader_free(&pc->reader);
 		free(pc);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/list.h"
 #include "util/test_hooks.h"
 #include "llmring.h"
 
@@ -163,31 +164,21 @@ static bool resolve_inline(const char *key, struct resolve_result *res)
 
 /* ---- cache (loop thread) ---- */
 
+LIST_FUNCTIONS(cache_list, struct resolver, struct cache_entry, cache_head, cache_tail, prev, next)
+
+/* The cache's list, counted (cache_len bounds it). */
 static void cache_unlink(struct resolver *r, struct cache_entry *e)
 {
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		r->cache_head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		r->cache_tail = e->prev;
-	e->prev = e->next = NULL;
+	cache_list_unlink(r, e);
 	r->cache_len--;
 }
 
 static void cache_push_front(struct resolver *r, struct cache_entry *e)
 {
-	e->prev = NULL;
-	e->next = r->cache_head;
-	if (r->cache_head)
-		r->cache_head->prev = e;
-	else
-		r->cache_tail = e;
-	r->cache_head = e;
+	cache_list_push_front(r, e);
 	r->cache_len++;
 }
+HEAD_LIST_FUNCTIONS(pending, struct resolver, struct lookup, pending_head, pending_prev, pending_next)
 
 /* The entry for key, moved to the front (a linear scan: a loop talks to a
  * handful of hosts, and the list is bounded). */
@@ -356,17 +347,6 @@ int resolver_new(int wake_fd, unsigned threads, uint64_t ttl_ns, struct resolver
 	return 0;
 }
 
-static void pending_unlink(struct resolver *r, struct lookup *lk)
-{
-	if (lk->pending_prev)
-		lk->pending_prev->pending_next = lk->pending_next;
-	else
-		r->pending_head = lk->pending_next;
-	if (lk->pending_next)
-		lk->pending_next->pending_prev = lk->pending_prev;
-	lk->pending_prev = lk->pending_next = NULL;
-}
-
 static void free_waiters(struct waiter *w)
 {
 	while (w) {
@@ -465,10 +445,7 @@ int resolver_lookup(struct resolver *r, const char *host, uint16_t port, resolve
 		return LR_ENOMEM;
 	}
 
-	lk->pending_next = r->pending_head;
-	if (r->pending_head)
-		r->pending_head->pending_prev = lk;
-	r->pending_head = lk;
+	pending_push_front(r, lk);
 
 	pthread_mutex_lock(&r->lock);
 	if (r->queue_tail)

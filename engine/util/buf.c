@@ -18,7 +18,7 @@ static int buf_fail(struct buf *b, int err)
 	return b->error;
 }
 
-int buf_reserve(struct buf *b, size_t extra)
+int buf_grow(struct buf *b, size_t extra)
 {
 	if (b->error)
 		return b->error;
@@ -41,22 +41,6 @@ int buf_reserve(struct buf *b, size_t extra)
 	b->data = p;
 	b->cap = cap;
 	return 0;
-}
-
-int buf_append(struct buf *b, const void *data, size_t len)
-{
-	int rc = buf_reserve(b, len);
-	if (rc < 0)
-		return rc;
-	if (len > 0)
-		memcpy(b->data + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-int buf_puts(struct buf *b, const char *s)
-{
-	return buf_append(b, s, strlen(s));
 }
 
 int buf_printf(struct buf *b, const char *fmt, ...)
