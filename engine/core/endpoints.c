@@ -1,7 +1,7 @@
 /*
  * Endpoints and keys: where each provider's requests go and the headers
  * every request to it carries, from lr_config and the environment (read
- * in lr_engine_new, on the caller's thread).
+ * in lr_engine_create, on the caller's thread).
  */
 #include <stdbool.h>
 #include <stdio.h>
