@@ -20,10 +20,10 @@ static struct price_table *load_builtin(void)
 {
 	unsetenv("LLMRING_PRICES");
 	struct price_table *t = NULL;
-	char why[256];
-	int rc = price_table_load(&t, NULL, why, sizeof why);
+	struct error_info why = {0};
+	int rc = price_table_load(&t, NULL, &why);
 	if (rc != 0)
-		fail_msg("built-in table failed (%d): %s", rc, why);
+		fail_msg("built-in table failed (%d): %s", rc, why.message);
 	assert_non_null(t);
 	return t;
 }
@@ -52,11 +52,11 @@ static void write_temp(char path[64], const char *text)
 }
 
 /* Loads text from a temporary file; the file is removed again. */
-static int load_text(const char *text, struct price_table **t, char *why, size_t why_len,
+static int load_text(const char *text, struct price_table **t, struct error_info *why,
                      char path[64])
 {
 	write_temp(path, text);
-	int rc = price_table_load(t, path, why, why_len);
+	int rc = price_table_load(t, path, why);
 	unlink(path);
 	return rc;
 }
@@ -111,7 +111,7 @@ static void test_empty_environment_variable_means_builtin(void **state)
 	(void)state;
 	setenv("LLMRING_PRICES", "", 1);
 	struct price_table *t = NULL;
-	assert_int_equal(price_table_load(&t, NULL, NULL, 0), 0);
+	assert_int_equal(price_table_load(&t, NULL, NULL), 0);
 	struct price p;
 	assert_true(lookup(t, "gpt-4o", &p));
 	price_table_free(t);
@@ -248,13 +248,14 @@ static void test_lookup_reads_only_len_bytes(void **state)
 static void test_exact_entry_wins_over_stripped_name(void **state)
 {
 	(void)state;
-	char path[64], why[256];
+	char path[64];
+	struct error_info why = {0};
 	struct price_table *t = NULL;
 	assert_int_equal(load_text("{\"version\":1,\"prices\":{"
 	                           "\"m\":{\"input\":1,\"output\":2},"
 	                           "\"m-2025-01-01\":{\"input\":3,\"output\":4},"
 	                           "\"openai/m\":{\"input\":5,\"output\":6}}}",
-	                           &t, why, sizeof why, path), 0);
+	                           &t, &why, path), 0);
 	struct price p;
 	assert_true(lookup(t, "m-2025-01-01", &p));
 	assert_price(&p, 3, 3, 4);
@@ -315,15 +316,16 @@ static const char *const custom_table =
 static void test_environment_variable_replaces_table(void **state)
 {
 	(void)state;
-	char path[64], why[256];
+	char path[64];
+	struct error_info why = {0};
 	write_temp(path, custom_table);
 	setenv("LLMRING_PRICES", path, 1);
 	struct price_table *t = NULL;
-	int rc = price_table_load(&t, NULL, why, sizeof why);
+	int rc = price_table_load(&t, NULL, &why);
 	unsetenv("LLMRING_PRICES");
 	unlink(path);
 	if (rc != 0)
-		fail_msg("load failed (%d): %s", rc, why);
+		fail_msg("load failed (%d): %s", rc, why.message);
 	assert_int_equal(price_table_count(t), 2);
 	struct price p;
 	assert_true(lookup(t, "my-model", &p));
@@ -339,15 +341,16 @@ static void test_environment_variable_replaces_table(void **state)
 static void test_path_argument_wins_over_environment(void **state)
 {
 	(void)state;
-	char path[64], why[256];
+	char path[64];
+	struct error_info why = {0};
 	write_temp(path, custom_table);
 	setenv("LLMRING_PRICES", "/nonexistent/llmring-prices.json", 1);
 	struct price_table *t = NULL;
-	int rc = price_table_load(&t, path, why, sizeof why);
+	int rc = price_table_load(&t, path, &why);
 	unsetenv("LLMRING_PRICES");
 	unlink(path);
 	if (rc != 0)
-		fail_msg("load failed (%d): %s", rc, why);
+		fail_msg("load failed (%d): %s", rc, why.message);
 	struct price p;
 	assert_true(lookup(t, "my-model", &p));
 	price_table_free(t);
@@ -356,48 +359,49 @@ static void test_path_argument_wins_over_environment(void **state)
 static void test_bad_environment_file_is_an_error(void **state)
 {
 	(void)state;
-	char why[256];
+	struct error_info why = {0};
 	setenv("LLMRING_PRICES", "/nonexistent/llmring-prices.json", 1);
 	struct price_table *t = (struct price_table *)1;
-	assert_int_equal(price_table_load(&t, NULL, why, sizeof why), LR_EIO);
+	assert_int_equal(price_table_load(&t, NULL, &why), LR_EIO);
 	unsetenv("LLMRING_PRICES");
 	assert_null(t);
-	assert_non_null(strstr(why, "/nonexistent/llmring-prices.json"));
+	assert_non_null(strstr(why.message, "/nonexistent/llmring-prices.json"));
 }
 
 static void test_missing_file_is_an_io_error_naming_it(void **state)
 {
 	(void)state;
-	char why[256] = "";
+	struct error_info why = {0};
 	struct price_table *t = NULL;
-	assert_int_equal(price_table_load(&t, "/nonexistent/prices.json", why, sizeof why), LR_EIO);
+	assert_int_equal(price_table_load(&t, "/nonexistent/prices.json", &why), LR_EIO);
 	assert_null(t);
-	assert_non_null(strstr(why, "/nonexistent/prices.json"));
-	assert_null(strchr(why, '\n'));
+	assert_non_null(strstr(why.message, "/nonexistent/prices.json"));
+	assert_null(strchr(why.message, '\n'));
 	/* A directory opens but cannot be read. */
-	assert_int_equal(price_table_load(&t, "/tmp", why, sizeof why), LR_EIO);
-	assert_non_null(strstr(why, "/tmp"));
+	assert_int_equal(price_table_load(&t, "/tmp", &why), LR_EIO);
+	assert_non_null(strstr(why.message, "/tmp"));
 	/* No room for a reason is fine. */
-	assert_int_equal(price_table_load(&t, "/nonexistent/prices.json", NULL, 0), LR_EIO);
+	assert_int_equal(price_table_load(&t, "/nonexistent/prices.json", NULL), LR_EIO);
 }
 
 /* Expects text to be refused with LR_EINVAL and a reason naming the file
  * and containing each of the given words. */
 static void expect_invalid(const char *text, const char *word1, const char *word2)
 {
-	char path[64], why[256] = "";
+	char path[64];
+	struct error_info why = {0};
 	struct price_table *t = (struct price_table *)1;
-	int rc = load_text(text, &t, why, sizeof why, path);
+	int rc = load_text(text, &t, &why, path);
 	if (rc != LR_EINVAL)
-		fail_msg("rc %d for %s (%s)", rc, text, why);
+		fail_msg("rc %d for %s (%s)", rc, text, why.message);
 	assert_null(t);
-	if (!strstr(why, path))
-		fail_msg("reason does not name the file: %s", why);
-	if (word1 && !strstr(why, word1))
-		fail_msg("reason lacks \"%s\": %s", word1, why);
-	if (word2 && !strstr(why, word2))
-		fail_msg("reason lacks \"%s\": %s", word2, why);
-	assert_null(strchr(why, '\n'));
+	if (!strstr(why.message, path))
+		fail_msg("reason does not name the file: %s", why.message);
+	if (word1 && !strstr(why.message, word1))
+		fail_msg("reason lacks \"%s\": %s", word1, why.message);
+	if (word2 && !strstr(why.message, word2))
+		fail_msg("reason lacks \"%s\": %s", word2, why.message);
+	assert_null(strchr(why.message, '\n'));
 }
 
 static void test_file_that_is_not_json_is_invalid(void **state)
@@ -444,15 +448,16 @@ static void test_malformed_tables_are_invalid(void **state)
 static void test_minimal_and_empty_tables_load(void **state)
 {
 	(void)state;
-	char path[64], why[256];
+	char path[64];
+	struct error_info why = {0};
 	struct price_table *t = NULL;
-	assert_int_equal(load_text("{\"prices\":{}}", &t, why, sizeof why, path), 0);
+	assert_int_equal(load_text("{\"prices\":{}}", &t, &why, path), 0);
 	assert_int_equal(price_table_count(t), 0);
 	struct price p;
 	assert_false(lookup(t, "gpt-4o", &p));
 	price_table_free(t);
-	assert_int_equal(load_text(" {\"prices\":{\"z\":{\"output\":0,\"input\":-0}}}\n", &t, why,
-	                           sizeof why, path), 0);
+	assert_int_equal(load_text(" {\"prices\":{\"z\":{\"output\":0,\"input\":-0}}}\n", &t, &why,
+	                           path), 0);
 	assert_true(lookup(t, "z", &p));
 	assert_price(&p, 0, 0, 0);
 	price_table_free(t);

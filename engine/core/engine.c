@@ -46,7 +46,7 @@ LR_API lr_config lr_config_default(void)
  * the environment read (here, on the caller's thread: getenv races with
  * setenv in other threads, so never while the engine runs). The config
  * keeps no pointer the caller may free: what is needed later is copied. */
-static int engine_configure(lr_engine *e, const lr_config *cfg, lr_error_info *error)
+static int engine_configure(lr_engine *e, const lr_config *cfg, struct error_info *error)
 {
 	e->cfg = cfg ? *cfg : lr_config_default();
 	lr_config d = lr_config_default();
@@ -99,10 +99,9 @@ static int engine_configure(lr_engine *e, const lr_config *cfg, lr_error_info *e
 		return error_set(error, ret, 0, "out of memory building the request headers");
 	if (ret)
 		return error_set(error, ret, 0, "%s", e->ep[PROVIDER_OPENAI].err.message);
-	char why[sizeof(error->message)];
-	ret = price_table_load(&e->prices, prices, why, sizeof(why));
+	ret = price_table_load(&e->prices, prices, error);
 	if (ret) /* a prices file was named and cannot be used */
-		return error_set(error, ret == LR_ENOMEM ? ret : LR_EINVAL, 0, "%s", why);
+		return error->code = ret == LR_ENOMEM ? ret : LR_EINVAL;
 	ret = usage_init(&e->usage, e->prices);
 	if (ret)
 		return error_set(error, ret, 0, "out of memory for the usage table");
@@ -110,7 +109,7 @@ static int engine_configure(lr_engine *e, const lr_config *cfg, lr_error_info *e
 }
 
 /* The loop: on a thread of its own, or on the caller's (drive_from_caller). */
-static int engine_start(lr_engine *e, lr_error_info *error)
+static int engine_start(lr_engine *e, struct error_info *error)
 {
 	e->wake_fd = eventfd(0, EFD_CLOEXEC);
 	e->completion_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -123,8 +122,8 @@ static int engine_start(lr_engine *e, lr_error_info *error)
 		 * thread reaps, waits or calls lr_engine_run. */
 		e->owner = pthread_self();
 		int ret = engine_setup(e);
-		if (ret && error)
-			*error = e->setup_error;
+		if (ret)
+			error_copy(error, &e->setup_error);
 		return ret;
 	}
 	int err = pthread_create(&e->thread, NULL, engine_thread, e);
@@ -136,17 +135,14 @@ static int engine_start(lr_engine *e, lr_error_info *error)
 		futex((_Atomic uint32_t *)&e->start_result, FUTEX_WAIT_PRIVATE, 0, NULL);
 	if (s < 0) {
 		pthread_join(e->thread, NULL);
-		if (error)
-			*error = e->setup_error;
+		error_copy(error, &e->setup_error);
 		return s;
 	}
 	return 0;
 }
 
-LR_API int lr_engine_create(const lr_config *cfg, lr_engine **out, lr_error_info *error)
+static int engine_create(const lr_config *cfg, lr_engine **out, struct error_info *error)
 {
-	if (error)
-		*error = (lr_error_info){0};
 	if (!out)
 		return error_set(error, LR_EINVAL, 0, "no place for the engine (out is NULL)");
 	*out = NULL;
@@ -172,6 +168,14 @@ LR_API int lr_engine_create(const lr_config *cfg, lr_engine **out, lr_error_info
 	price_table_free(e->prices);
 	free(e->ca_file);
 	free(e);
+	return ret;
+}
+
+LR_API int lr_engine_create(const lr_config *cfg, lr_engine **out, lr_error_info *error)
+{
+	struct error_info why = {0}; /* filled here, handed out through error_export */
+	int ret = engine_create(cfg, out, &why);
+	error_export(error, &why);
 	return ret;
 }
 

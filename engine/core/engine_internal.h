@@ -29,6 +29,7 @@
 #include "provider/provider.h"
 #include "provider/reply.h"
 #include "util/buf.h"
+#include "util/errors.h"
 #include "util/list.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -95,7 +96,7 @@ LIST_FUNCTIONS(flist, struct future_list, struct lr_future, head, tail, wait_pre
 /* Where one provider's requests go: its base URL and the headers every
  * request to it carries (Host, key, content type). */
 struct endpoint {
-	lr_error_info err;              /* code != 0: this provider cannot be used */
+	struct error_info err;          /* code != 0: this provider cannot be used */
 	struct url url;
 	struct buf fixed_headers;  /* owner: engine; may hold a key: wiped on free */
 	bool needs_key;                 /* the provider's own endpoint and no key found */
@@ -135,7 +136,7 @@ struct lr_engine {
 	_Atomic int stopping;
 	_Atomic(const char *) ring_mode;
 	_Atomic int start_result;       /* 1 running, <0 setup error (futex word) */
-	lr_error_info setup_error;           /* engine_setup's failure, read after start_result */
+	struct error_info setup_error;  /* engine_setup's failure, read after start_result */
 
 	pthread_t owner;                /* drive_from_caller: the thread that drives the ring */
 	bool evfd_registered;           /* drive_from_caller: the kernel signals completion_fd */

@@ -42,15 +42,13 @@ struct price_table {
 	struct price_entry entry[]; /* sorted by entry_cmp; the names follow */
 };
 
-__attribute__((format(printf, 4, 5)))
-static int fail(char *why, size_t why_len, int code, const char *fmt, ...)
+__attribute__((format(printf, 3, 4)))
+static int fail(struct error_info *why, int code, const char *fmt, ...)
 {
-	if (why && why_len > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, why_len, fmt, ap);
-		va_end(ap);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	error_vset(why, code, 0, fmt, ap);
+	va_end(ap);
 	return code;
 }
 
@@ -72,11 +70,11 @@ static int entry_cmp(const void *a, const void *b)
 /* ---- reading ----------------------------------------------------------- */
 
 /* The whole file in malloc'd memory (owner: the caller). */
-static int read_file(const char *path, char **text, size_t *len, char *why, size_t why_len)
+static int read_file(const char *path, char **text, size_t *len, struct error_info *why)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(why, why_len, LR_EIO, "prices file %s: cannot open: %s", path,
+		return fail(why, LR_EIO, "prices file %s: cannot open: %s", path,
 		            strerror(errno));
 	struct stat st;
 	size_t cap = 4096;
@@ -87,14 +85,14 @@ static int read_file(const char *path, char **text, size_t *len, char *why, size
 	size_t n = 0;
 	int rc = 0;
 	if (!buf)
-		rc = fail(why, why_len, LR_ENOMEM, "prices file %s: out of memory", path);
+		rc = fail(why, LR_ENOMEM, "prices file %s: out of memory", path);
 	while (rc == 0) {
 		if (n == cap) {
 			char *bigger = cap < PRICES_MAX_FILE ? realloc(buf, cap * 2) : NULL;
 			if (!bigger) {
 				rc = cap < PRICES_MAX_FILE
-				     ? fail(why, why_len, LR_ENOMEM, "prices file %s: out of memory", path)
-				     : fail(why, why_len, LR_EINVAL, "prices file %s: larger than %u MiB",
+				     ? fail(why, LR_ENOMEM, "prices file %s: out of memory", path)
+				     : fail(why, LR_EINVAL, "prices file %s: larger than %u MiB",
 				            path, PRICES_MAX_FILE >> 20);
 				break;
 			}
@@ -105,7 +103,7 @@ static int read_file(const char *path, char **text, size_t *len, char *why, size
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0)
-			rc = fail(why, why_len, LR_EIO, "prices file %s: cannot read: %s", path,
+			rc = fail(why, LR_EIO, "prices file %s: cannot read: %s", path,
 			          strerror(errno));
 		else if (got == 0)
 			break;
@@ -128,8 +126,7 @@ struct loader {
 	const struct json_doc *doc;
 	const char *src; /* "prices file PATH" or "built-in prices" */
 	locale_t c_locale;
-	char *why;
-	size_t why_len;
+	struct error_info *why; /* borrowed; may be NULL */
 };
 
 /*
@@ -151,14 +148,14 @@ static int get_price(const struct loader *l, int obj, int key_tok, const char *f
 	if (klen > WHY_NAME_MAX)
 		klen = WHY_NAME_MAX;
 	if (t->type != JSON_PRIMITIVE || !(*s == '-' || (*s >= '0' && *s <= '9')))
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: model \"%.*s\": \"%s\" is not a number",
+		return fail(l->why, LR_EINVAL, "%s: model \"%.*s\": \"%s\" is not a number",
 		            l->src, klen, kname, field);
 	/* A number inside an object is followed by at least the closing '}',
 	 * so strtod stops inside the text; json_parse checked the syntax. */
 	char *end;
 	double v = strtod_l(s, &end, l->c_locale);
 	if (end != d->text + t->end || !isfinite(v) || v < 0)
-		return fail(l->why, l->why_len, LR_EINVAL,
+		return fail(l->why, LR_EINVAL,
 		            "%s: model \"%.*s\": \"%s\" must be a non-negative finite number (got %.*s)",
 		            l->src, klen, kname, field, t->end - t->start > 32 ? 32 : t->end - t->start, s);
 	*out = v + 0.0; /* -0 becomes 0 */
@@ -176,12 +173,12 @@ static int load_entry(const struct loader *l, int key, int val, struct price_ent
 	/* Unescaped names are never longer than their raw text. */
 	long n = json_get_string(d, key, names + *used, (size_t)klen + 1);
 	if (n < 0 || n > klen)
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: model name \"%.*s\" is not a valid string",
+		return fail(l->why, LR_EINVAL, "%s: model name \"%.*s\" is not a valid string",
 		            l->src, shown, kname);
 	if (n == 0)
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: empty model name", l->src);
+		return fail(l->why, LR_EINVAL, "%s: empty model name", l->src);
 	if (d->tok[val].type != JSON_OBJECT)
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: model \"%.*s\": not an object", l->src,
+		return fail(l->why, LR_EINVAL, "%s: model \"%.*s\": not an object", l->src,
 		            shown, kname);
 	e->name = names + *used;
 	e->len = (size_t)n;
@@ -194,7 +191,7 @@ static int load_entry(const struct loader *l, int key, int val, struct price_ent
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
-			return fail(l->why, l->why_len, LR_EINVAL, "%s: model \"%.*s\": missing \"%s\"",
+			return fail(l->why, LR_EINVAL, "%s: model \"%.*s\": missing \"%s\"",
 			            l->src, shown, kname, required[k]);
 	}
 	int rc = get_price(l, val, key, "cached_input", &e->price.cached_input);
@@ -208,17 +205,17 @@ static int load_entry(const struct loader *l, int key, int val, struct price_ent
 static int load_doc(struct price_table **out, const struct json_doc *d, struct loader *l)
 {
 	if (d->tok[0].type != JSON_OBJECT)
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: not a JSON object", l->src);
+		return fail(l->why, LR_EINVAL, "%s: not a JSON object", l->src);
 	int v = json_object_get(d, 0, "version");
 	int64_t version;
 	if (v >= 0 && (!json_get_int(d, v, &version) || version != 1))
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: unsupported \"version\" (1 is known)",
+		return fail(l->why, LR_EINVAL, "%s: unsupported \"version\" (1 is known)",
 		            l->src);
 	int p = json_object_get(d, 0, "prices");
 	if (p < 0)
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: no \"prices\" object", l->src);
+		return fail(l->why, LR_EINVAL, "%s: no \"prices\" object", l->src);
 	if (d->tok[p].type != JSON_OBJECT)
-		return fail(l->why, l->why_len, LR_EINVAL, "%s: \"prices\" is not an object", l->src);
+		return fail(l->why, LR_EINVAL, "%s: \"prices\" is not an object", l->src);
 
 	size_t count = (size_t)d->tok[p].size;
 	size_t name_bytes = 0;
@@ -228,7 +225,7 @@ static int load_doc(struct price_table **out, const struct json_doc *d, struct l
 	struct price_table *t =
 		malloc(sizeof *t + count * sizeof t->entry[0] + name_bytes);
 	if (!t)
-		return fail(l->why, l->why_len, LR_ENOMEM, "%s: out of memory", l->src);
+		return fail(l->why, LR_ENOMEM, "%s: out of memory", l->src);
 	t->count = count;
 	char *names = (char *)&t->entry[count];
 	size_t used = 0;
@@ -243,7 +240,7 @@ static int load_doc(struct price_table **out, const struct json_doc *d, struct l
 	qsort(t->entry, count, sizeof t->entry[0], entry_cmp);
 	for (k = 1; k < count; k++) {
 		if (entry_cmp(&t->entry[k - 1], &t->entry[k]) == 0) {
-			int rc = fail(l->why, l->why_len, LR_EINVAL, "%s: model \"%.*s\" appears twice",
+			int rc = fail(l->why, LR_EINVAL, "%s: model \"%.*s\" appears twice",
 			              l->src, (int)(t->entry[k].len > WHY_NAME_MAX ? WHY_NAME_MAX
 			                                                           : t->entry[k].len),
 			              t->entry[k].name);
@@ -256,20 +253,20 @@ static int load_doc(struct price_table **out, const struct json_doc *d, struct l
 }
 
 static int load_text(struct price_table **out, const char *text, size_t len, const char *src,
-                     char *why, size_t why_len)
+                     struct error_info *why)
 {
-	struct loader l = {.src = src, .why = why, .why_len = why_len};
+	struct loader l = {.src = src, .why = why};
 	struct json_doc d = {0};
 	int rc = json_parse(&d, text, len);
 	if (rc < 0) {
 		json_doc_free(&d);
-		return rc == LR_ENOMEM ? fail(why, why_len, rc, "%s: out of memory", src)
-		                       : fail(why, why_len, LR_EINVAL, "%s: not valid JSON", src);
+		return rc == LR_ENOMEM ? fail(why, rc, "%s: out of memory", src)
+		                       : fail(why, LR_EINVAL, "%s: not valid JSON", src);
 	}
 	l.doc = &d;
 	l.c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
 	if (l.c_locale == (locale_t)0)
-		rc = fail(why, why_len, LR_ENOMEM, "%s: out of memory", src);
+		rc = fail(why, LR_ENOMEM, "%s: out of memory", src);
 	else
 		rc = load_doc(out, &d, &l);
 	if (l.c_locale != (locale_t)0)
@@ -278,11 +275,11 @@ static int load_text(struct price_table **out, const char *text, size_t len, con
 	return rc;
 }
 
-int price_table_load(struct price_table **out, const char *path, char *why, size_t why_len)
+int price_table_load(struct price_table **out, const char *path, struct error_info *why)
 {
 	*out = NULL;
-	if (why && why_len > 0)
-		why[0] = '\0';
+	if (why)
+		error_clear(why);
 	if (!path) {
 		const char *env = getenv(PRICES_ENV);
 		if (env && *env)
@@ -290,20 +287,20 @@ int price_table_load(struct price_table **out, const char *path, char *why, size
 	}
 	if (!path)
 		return load_text(out, prices_builtin_json, prices_builtin_json_len, "built-in prices",
-		                 why, why_len);
+		                 why);
 
 	char *text = NULL;
 	size_t len = 0;
-	int rc = read_file(path, &text, &len, why, why_len);
+	int rc = read_file(path, &text, &len, why);
 	if (rc < 0)
 		return rc;
 	size_t src_len = strlen(path) + sizeof "prices file ";
 	char *src = malloc(src_len);
 	if (!src)
-		rc = fail(why, why_len, LR_ENOMEM, "prices file %s: out of memory", path);
+		rc = fail(why, LR_ENOMEM, "prices file %s: out of memory", path);
 	else {
 		snprintf(src, src_len, "prices file %s", path);
-		rc = load_text(out, text, len, src, why, why_len);
+		rc = load_text(out, text, len, src, why);
 	}
 	free(src);
 	free(text);

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/errors.h"
+
 struct price {
 	double input, cached_input, output; /* USD per 1M tokens */
 };
@@ -31,10 +33,10 @@ struct price_table;
  * price_table_free). path NULL: the file named by LLMRING_PRICES when that
  * is set and non-empty, else the compiled-in table. Returns 0; LR_EIO when
  * the file cannot be read; LR_EINVAL when it is not a valid prices file;
- * LR_ENOMEM. On failure *out is NULL and why (when why_len > 0) holds one
- * line naming the file and the problem.
+ * LR_ENOMEM. On failure *out is NULL and *why (when not NULL) holds the
+ * code and one line naming the file and the problem.
  */
-int price_table_load(struct price_table **out, const char *path, char *why, size_t why_len);
+int price_table_load(struct price_table **out, const char *path, struct error_info *why);
 void price_table_free(struct price_table *t);
 
 /* Number of models in the table. */

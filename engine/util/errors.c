@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "llmring.h"
 
@@ -44,17 +45,48 @@ LR_API const char *lr_version(void)
 	return LR_VERSION_STRING;
 }
 
-int error_set(lr_error_info *err, int code, int sys_errno, const char *fmt, ...)
+int error_vset(struct error_info *err, int code, int sys_errno, const char *fmt, va_list ap)
 {
 	if (!err)
 		return code;
 	err->code = code;
 	err->sys_errno = sys_errno;
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	return code;
+}
+
+int error_set(struct error_info *err, int code, int sys_errno, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	error_vset(err, code, sys_errno, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+int error_copy(struct error_info *dst, const struct error_info *src)
+{
+	if (dst && dst != src)
+		memcpy(dst, src, sizeof(*dst));
+	return src->code;
+}
+
+void error_clear(struct error_info *err)
+{
+	err->code = err->sys_errno = 0;
+	err->message[0] = '\0';
+}
+
+void error_export(lr_error_info *out, const struct error_info *err)
+{
+	if (!out)
+		return;
+	out->code = err->code;
+	out->sys_errno = err->sys_errno;
+	/* Cut where formatting into the public size would have cut. */
+	size_t n = strnlen(err->message, sizeof(out->message) - 1);
+	memcpy(out->message, err->message, n);
+	out->message[n] = '\0';
 }
 
 int error_from_errno(int neg_errno)

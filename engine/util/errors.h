@@ -15,18 +15,50 @@
  * LR_ECONNRESET); lr_engine_create turns a setup step's -errno into
  * LR_ENOMEM or LR_ESYSTEM (error_from_errno) and names the step.
  *
- * A failure's text travels with its code in one struct, lr_error_info
- * (llmring.h): error_set fills it.
+ * A failure's text travels with its code in one struct, struct
+ * error_info, in every layer: a connection's TLS failure (io/conn), an
+ * exchange's (http/pool), a reply's (provider/reply), a refused request
+ * body (provider/dialect), a future's (core: lr_result.error_message
+ * points at its message), the prices loader's, an endpoint's and engine
+ * setup's. It is set and copied only through the helpers below.
+ *
+ * Why not lr_error_info itself: its message is 256 bytes and fixed by the
+ * ABI, while provider errors ("HTTP 400: " and the provider's own text)
+ * have been kept up to 400 bytes in lr_result. One internal size,
+ * ERROR_MESSAGE_MAX, keeps every message as long as it was; lr_engine_create
+ * fills the public struct from the internal one (error_export), which cuts
+ * at the same byte as formatting into 256 did.
+ *
+ * Never put an API key in a message: they reach logs and output files.
  */
 #ifndef LR_ERRORS_H
 #define LR_ERRORS_H
 
+#include <stdarg.h>
+#include <stddef.h>
+
 #include "llmring.h"
+
+#define ERROR_MESSAGE_MAX 400
+
+struct error_info {
+	int code;                        /* LR_E*, 0 when nothing failed */
+	int sys_errno;                   /* errno of a refused system call, or 0 */
+	char message[ERROR_MESSAGE_MAX]; /* NUL-terminated; "" when code is 0 */
+};
 
 /* Sets *err (when not NULL) to code, sys_errno and the formatted message;
  * returns code, so a caller can `return error_set(...)`. */
-int error_set(lr_error_info *err, int code, int sys_errno, const char *fmt, ...)
+int error_set(struct error_info *err, int code, int sys_errno, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+int error_vset(struct error_info *err, int code, int sys_errno, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+/* *dst = *src (dst may be NULL); returns src's code. */
+int error_copy(struct error_info *dst, const struct error_info *src);
+/* Nothing failed: code 0, message "". */
+void error_clear(struct error_info *err);
+/* The public view (the message cut to lr_error_info's size); out may be NULL. */
+void error_export(lr_error_info *out, const struct error_info *err);
 
 /* A setup step's -errno as an LR_E*: LR_ENOMEM for -ENOMEM (and a
  * thread's EAGAIN: no memory for its stack), else LR_ESYSTEM. */
