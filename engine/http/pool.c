@@ -137,28 +137,25 @@ static bool origin_has_addrs(const struct origin *o, uint64_t now)
 }
 
 /* The pool's TLS config, made on first use (it reads the CA bundle). */
-static int pool_tls(struct pool *p, char *err, size_t cap)
+static int pool_tls(struct pool *p, struct error_info *why)
 {
 	if (p->tls)
 		return 0;
 	struct tls_config_options o = {.ca_file = p->cfg.ca_file, .insecure = p->cfg.insecure};
-	return tls_config_new(&o, &p->tls, err, cap);
+	return why->code = tls_config_new(&o, &p->tls, why->message, sizeof(why->message));
 }
 
 /* Opens a connection to the origin's address addr_index; NULL when out
- * of memory (or the TLS config failed: *err says so). */
-static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_index, int *err,
-                                char *msg, size_t msg_cap)
+ * of memory or the TLS config failed, and *why says which. */
+static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_index,
+                                struct error_info *why)
 {
-	*err = LR_ENOMEM;
-	snprintf(msg, msg_cap, "out of memory opening a connection");
 	struct tls_conn *tls = NULL; /* owner: here until the conn takes it */
+	error_set(why, LR_ENOMEM, 0, "out of memory opening a connection");
 	if (o->url.https) {
-		int r = pool_tls(p, msg, msg_cap);
-		if (r) {
-			*err = r;
+		if (pool_tls(p, why))
 			return NULL;
-		}
+		error_set(why, LR_ENOMEM, 0, "out of memory opening a connection");
 		tls = tls_conn_new(p->tls, o->url.host, p->cfg.no_resumption ? NULL : o->session);
 		if (!tls)
 			return NULL;
@@ -295,16 +292,14 @@ static void pconn_fail(struct pconn *pc, int err, const char *msg)
 		pc->ex = NULL;
 		ex->pc = NULL;
 		pconn_retire(pc);
-		int oerr;
-		struct pconn *fresh = pconn_open(p, ex->origin, 0, &oerr, ex->error_text,
-		                                 sizeof(ex->error_text));
+		struct pconn *fresh = pconn_open(p, ex->origin, 0, &ex->err);
 		if (fresh) {
 			ex->reused = false;
 			pconn_attach(fresh, ex);
 			return;
 		}
 		ex->phase = EX_DONE;
-		ex->h->on_done(ex, oerr, ex->error_text);
+		ex->h->on_done(ex, ex->err.code, ex->err.message);
 		return;
 	}
 	pconn_finish(pc, err, msg);
@@ -343,16 +338,16 @@ static void pconn_connected(struct conn *c, int err)
 	}
 	struct http_exchange *ex = pc->ex;
 	const struct url *u = &o->url;
-	if (err == -EPROTO && c->tls_error) {
+	if (err == -EPROTO && c->tls_err.code) {
 		/* The handshake failed: verification or the peer; another
 		 * address of the same name would present the same. */
 		if (ex) {
-			snprintf(ex->error_text, sizeof(ex->error_text), "%s", c->error_text);
+			error_copy(&ex->err, &c->tls_err);
 			pc->ex = NULL;
 			ex->pc = NULL;
 			ex->phase = EX_DONE;
 			pconn_retire(pc);
-			ex->h->on_done(ex, c->tls_error, ex->error_text);
+			ex->h->on_done(ex, ex->err.code, ex->err.message);
 			return;
 		}
 		pconn_retire(pc);
@@ -379,14 +374,13 @@ static void pconn_connected(struct conn *c, int err)
 		pc->ex = NULL;
 		ex->pc = NULL;
 		pconn_retire(pc);
-		int oerr;
-		struct pconn *fresh = pconn_open(p, o, next, &oerr, ex->error_text, sizeof(ex->error_text));
+		struct pconn *fresh = pconn_open(p, o, next, &ex->err);
 		if (fresh) {
 			pconn_attach(fresh, ex);
 			return;
 		}
 		ex->phase = EX_DONE;
-		ex->h->on_done(ex, oerr, ex->error_text);
+		ex->h->on_done(ex, ex->err.code, ex->err.message);
 		return;
 	}
 	if (ex && o->addrs_expire_ns != UINT64_MAX && p->cfg.resolver &&
@@ -399,14 +393,14 @@ static void pconn_connected(struct conn *c, int err)
 		resolver_forget(p->cfg.resolver, u->host);
 	}
 	if (ex) {
-		snprintf(ex->error_text, sizeof(ex->error_text), "connect to %s port %u failed: %s%s",
-		         u->host, u->port, strerror(-err),
-		         err == -EMFILE || err == -ENFILE ? " (raise the open-file limit or lower concurrency)" : "");
+		error_set(&ex->err, LR_ECONNECT, -err, "connect to %s port %u failed: %s%s", u->host,
+		          u->port, strerror(-err),
+		          err == -EMFILE || err == -ENFILE ? " (raise the open-file limit or lower concurrency)" : "");
 		pc->ex = NULL;
 		ex->pc = NULL;
 		ex->phase = EX_DONE;
 		pconn_retire(pc);
-		ex->h->on_done(ex, LR_ECONNECT, ex->error_text);
+		ex->h->on_done(ex, ex->err.code, ex->err.message);
 		return;
 	}
 	pconn_retire(pc);
@@ -419,14 +413,13 @@ static void pconn_sent(struct conn *c, int err)
 	if (!ex)
 		return;
 	if (err < 0) {
-		if (err == -EPROTO && c->tls_error) {
-			snprintf(ex->error_text, sizeof(ex->error_text), "%s", c->error_text);
-			pconn_finish(pc, c->tls_error, ex->error_text);
+		if (err == -EPROTO && c->tls_err.code) {
+			error_copy(&ex->err, &c->tls_err);
+			pconn_finish(pc, ex->err.code, ex->err.message);
 			return;
 		}
-		snprintf(ex->error_text, sizeof(ex->error_text), "sending the request failed: %s",
-		         strerror(-err));
-		pconn_fail(pc, LR_ECONNRESET, ex->error_text);
+		error_set(&ex->err, LR_ECONNRESET, -err, "sending the request failed: %s", strerror(-err));
+		pconn_fail(pc, ex->err.code, ex->err.message);
 		return;
 	}
 	if (ex->phase == EX_SENDING) {
@@ -487,13 +480,13 @@ static void pconn_eof(struct conn *c, int err)
 		                                      : "connection closed in the middle of the response");
 		return;
 	}
-	if (err == -EPROTO && c->tls_error) {
-		snprintf(ex->error_text, sizeof(ex->error_text), "%s", c->error_text);
-		pconn_finish(pc, c->tls_error, ex->error_text);
+	if (err == -EPROTO && c->tls_err.code) {
+		error_copy(&ex->err, &c->tls_err);
+		pconn_finish(pc, ex->err.code, ex->err.message);
 		return;
 	}
-	snprintf(ex->error_text, sizeof(ex->error_text), "connection failed: %s", strerror(-err));
-	pconn_fail(pc, LR_ECONNRESET, ex->error_text);
+	error_set(&ex->err, LR_ECONNRESET, -err, "connection failed: %s", strerror(-err));
+	pconn_fail(pc, ex->err.code, ex->err.message);
 }
 
 static void pconn_closed(struct conn *c)
@@ -653,11 +646,10 @@ static void pool_dispatch(struct pool *p, struct http_exchange *ex, bool allow_i
 			origin_resolve(p, o);
 			return;
 		}
-		int err;
-		struct pconn *pc = pconn_open(p, o, 0, &err, ex->error_text, sizeof(ex->error_text));
+		struct pconn *pc = pconn_open(p, o, 0, &ex->err);
 		if (!pc) {
 			ex->phase = EX_DONE;
-			ex->h->on_done(ex, err, ex->error_text);
+			ex->h->on_done(ex, ex->err.code, ex->err.message);
 			return;
 		}
 		ex->reused = false;
@@ -677,9 +669,9 @@ static void origin_resolved(void *ctx, const struct resolve_result *res)
 			return; /* live connections will serve the queue */
 		struct http_exchange *ex;
 		while ((ex = queue_pop(o))) {
-			snprintf(ex->error_text, sizeof(ex->error_text), "%s", res->message);
+			error_set(&ex->err, res->error, 0, "%s", res->message);
 			ex->phase = EX_DONE;
-			ex->h->on_done(ex, res->error, ex->error_text);
+			ex->h->on_done(ex, ex->err.code, ex->err.message);
 		}
 		return;
 	}
@@ -717,7 +709,7 @@ void pool_start(struct pool *p, struct http_exchange *ex)
 	ex->reused = false;
 	ex->owner_tracks_progress = false;
 	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = ex->dequeued_ns = 0;
-	ex->error_text[0] = '\0';
+	error_clear(&ex->err);
 	if (p->closing) {
 		ex->phase = EX_DONE;
 		ex->h->on_done(ex, LR_ECANCELLED, "the engine is shutting down");

@@ -21,6 +21,7 @@
 #include "io/ring.h"
 #include "io/tls.h"
 #include "io/url.h"
+#include "util/errors.h"
 
 struct http_exchange;
 struct pconn;
@@ -31,7 +32,7 @@ struct http_exchange_handler {
 	int (*on_head)(struct http_exchange *ex, const struct http_head *h);
 	int (*on_body)(struct http_exchange *ex, const char *data, size_t len);
 	/* Exactly once per pool_start: err 0 when the whole response was
-	 * read, else LR_E* with a message (static or in ex->error_text). */
+	 * read, else LR_E* with a message (static or in ex->err). */
 	void (*on_done)(struct http_exchange *ex, int err, const char *msg);
 };
 
@@ -61,7 +62,7 @@ struct http_exchange {
 	uint64_t dequeued_ns;       /* when it last left the wait for a connection (0: never) */
 	struct pconn *pc;
 	struct http_exchange *next_queued;
-	char error_text[400];
+	struct error_info err;      /* a failure's code and text, when the pool made the text */
 };
 
 struct pool_config {

@@ -96,7 +96,7 @@ static void tls_flush(struct conn *c)
 
 static void tls_fail(struct conn *c, int code)
 {
-	c->tls_error = code;
+	c->tls_err.code = code;
 	if (!c->tls_ready)
 		c->h->connected(c, -EPROTO);
 	else
@@ -105,7 +105,7 @@ static void tls_fail(struct conn *c, int code)
 
 static void tls_handshake_step(struct conn *c)
 {
-	int r = tls_conn_handshake(c->tls, c->error_text, sizeof(c->error_text));
+	int r = tls_conn_handshake(c->tls, c->tls_err.message, sizeof(c->tls_err.message));
 	tls_flush(c);
 	if (r == 0 || c->closing)
 		return;
@@ -122,8 +122,8 @@ static void tls_handshake_step(struct conn *c)
 static void tls_received(struct conn *c, const char *data, size_t len)
 {
 	if (tls_conn_feed(c->tls, data, len)) {
-		snprintf(c->error_text, sizeof(c->error_text), "out of memory buffering TLS data");
-		tls_fail(c, LR_ENOMEM); /* an LR_E* code, as every tls_error (-ENOMEM is LR_ESERVER) */
+		error_set(&c->tls_err, LR_ENOMEM, 0, "out of memory buffering TLS data");
+		tls_fail(c, LR_ENOMEM); /* an LR_E* code, as every tls_err.code (-ENOMEM is LR_ESERVER) */
 		return;
 	}
 	if (!c->tls_ready) {
@@ -133,7 +133,7 @@ static void tls_received(struct conn *c, const char *data, size_t len)
 	}
 	static __thread char plain[16384];
 	while (!c->closing) {
-		long n = tls_conn_read(c->tls, plain, sizeof(plain), c->error_text, sizeof(c->error_text));
+		long n = tls_conn_read(c->tls, plain, sizeof(plain), c->tls_err.message, sizeof(c->tls_err.message));
 		if (n > 0) {
 			c->h->received(c, plain, (size_t)n);
 			continue;
@@ -305,9 +305,8 @@ void conn_send(struct conn *c, const char *data, size_t len)
 	if (c->tls) {
 		int r = tls_conn_write(c->tls, data, len);
 		if (r) {
-			snprintf(c->error_text, sizeof(c->error_text), "%s",
-			         r == LR_ENOMEM ? "out of memory encrypting the request" : "TLS encryption failed");
-			c->tls_error = r;
+			error_set(&c->tls_err, r, 0, "%s",
+			          r == LR_ENOMEM ? "out of memory encrypting the request" : "TLS encryption failed");
 			c->h->sent(c, -EPROTO);
 			return;
 		}

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "util/buf.h"
+#include "util/errors.h"
 #include "io/ring.h"
 #include "io/tls.h"
 
@@ -30,8 +31,8 @@ struct conn_handler {
 	void (*handshaking)(struct conn *c);
 };
 
-/* connected/sent/eof report -EPROTO for a TLS failure; tls_error then
- * holds its LR_E* code and error_text what failed. */
+/* connected/sent/eof report -EPROTO for a TLS failure; tls_err then
+ * holds its LR_E* code and what failed. */
 
 struct conn {
 	struct ring *ring;
@@ -55,8 +56,7 @@ struct conn {
 	bool tls_send_busy;         /* ciphertext in flight */
 	bool tls_resumed;
 	struct buf tls_tx;     /* owner: conn; ciphertext the kernel is sending */
-	int tls_error;              /* LR_E* behind an -EPROTO report */
-	char error_text[300];
+	struct error_info tls_err;  /* code != 0: the LR_E* behind an -EPROTO report */
 };
 
 void conn_init(struct conn *c, struct ring *r, const struct conn_handler *h);
