@@ -228,7 +228,7 @@ static const char *golden(const char *name)
 
 struct built {
 	int rc;
-	char why[256];
+	char why[ERROR_MESSAGE_MAX];
 	enum provider provider;
 	bool stream, body_is_input;
 	char path[512];
@@ -243,10 +243,9 @@ static const struct built *build_with(lr_request *rq, const char *const *paths)
 	memset(&b, 0, sizeof(b));
 	assert_non_null(rq);
 	struct provider_request pr;
-	const char *why = NULL;
-	b.rc = provider_build_request(rq, paths, &pr, &why);
+	b.rc = provider_build_request(rq, paths, &pr);
 	if (b.rc) {
-		snprintf(b.why, sizeof(b.why), "%s", why ? why : "");
+		snprintf(b.why, sizeof(b.why), "%s", pr.err.message);
 		lr_request_free(rq);
 		return &b;
 	}
@@ -1161,8 +1160,8 @@ static void copy_buf(char *dst, size_t cap, const struct buf *b)
 
 static void snapshot(const struct reply *r, struct snap *s)
 {
-	s->error = r->error;
-	snprintf(s->message, sizeof(s->message), "%s", r->message);
+	s->error = r->err.code;
+	snprintf(s->message, sizeof(s->message), "%s", r->err.message);
 	copy_buf(s->text, sizeof(s->text), &r->text);
 	s->text_len = r->text.len;
 	snprintf(s->finish, sizeof(s->finish), "%s", r->finish_reason);
@@ -2307,7 +2306,7 @@ static void stream_many_tool_calls_take_linear_work(void **state)
 	unsigned long probes = r.call_probes;
 	bool last_ok = ncalls == n && r.calls[n - 1].index == (int)n - 1 && r.calls[n - 1].args.len == 10 + 0 &&
 	               !memcmp(r.calls[n - 1].args.data, "{\"i\":4095}", 10);
-	int error = r.error;
+	int error = r.err.code;
 	reply_free(&r);
 	assert_int_equal(feed, 0);
 	assert_int_equal(finish, 0);
@@ -2332,10 +2331,10 @@ static void stream_tool_calls_past_the_cap_fail_too_large(void **state)
 	(void)stream_decoder_finish(sd);
 	stream_decoder_free(sd);
 	free(in);
-	int error = r.error;
+	int error = r.err.code;
 	unsigned ncalls = r.ncalls;
-	char message[sizeof(r.message)];
-	memcpy(message, r.message, sizeof(message));
+	char message[sizeof(r.err.message)];
+	memcpy(message, r.err.message, sizeof(message));
 	reply_free(&r);
 	assert_int_equal(error, LR_ETOOLARGE);
 	assert_int_equal(ncalls, REPLY_MAX_TOOL_CALLS);

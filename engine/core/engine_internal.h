@@ -58,7 +58,7 @@ struct lr_future {
 	enum provider provider;
 	enum lr_endpoint endpoint;
 	char request_id[128];
-	char message[400];
+	struct error_info err;          /* a failure: lr_result.error_message points at err.message */
 
 	/* Engine-side state. */
 	enum future_state state;
@@ -146,7 +146,7 @@ struct lr_engine {
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
 	bool ring_broken;               /* ring.failed seen: every future fails (loop.c) */
-	char broken_message[160];
+	struct error_info broken;       /* why, once ring_broken */
 	bool self_free;                 /* destroyed from a callback: the thread frees e */
 	uint64_t completions;           /* futures completed by this loop */
 	struct resolver *resolver;      /* owner: engine */

@@ -165,9 +165,10 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 	}
 	r->error = err;
 	if (err) {
-		if (msg != f->message)
-			snprintf(f->message, sizeof(f->message), "%s", msg ? msg : lr_strerror(err));
-		r->error_message = f->message;
+		if (msg != f->err.message)
+			error_set(&f->err, err, 0, "%s", msg ? msg : lr_strerror(err));
+		f->err.code = err;
+		r->error_message = f->err.message;
 	}
 	if (body_ok) {
 		f->resp_body.data[f->resp_body.len] = '\0';

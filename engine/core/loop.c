@@ -146,11 +146,11 @@ static int engine_turn_broken(struct lr_engine *e, uint64_t max_wait_ns)
 {
 	if (!e->ring_broken) {
 		e->ring_broken = true;
-		snprintf(e->broken_message, sizeof(e->broken_message),
-		         "the engine's io_uring failed: %s; every request fails until the engine is destroyed",
-		         strerror(-e->ring.failed));
-		engine_log(e, "%s", e->broken_message);
-		engine_fail_held(e, LR_ESYSTEM, e->broken_message);
+		error_set(&e->broken, LR_ESYSTEM, -e->ring.failed,
+		          "the engine's io_uring failed: %s; every request fails until the engine is destroyed",
+		          strerror(-e->ring.failed));
+		engine_log(e, "%s", e->broken.message);
+		engine_fail_held(e, e->broken.code, e->broken.message);
 	}
 	engine_drain_inbox(e);
 	engine_flush_reaped(e);

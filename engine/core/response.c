@@ -81,12 +81,11 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		for (char *c = coding; *c; c++)
 			if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
 				*c = '?';
-		snprintf(f->message, sizeof(f->message),
-		         "HTTP %d response body is encoded (Content-Encoding: %s), which llmring does "
-		         "not decode; it asked for identity (check the server or proxy)",
-		         h->status, coding);
 		f->encoded_body = true;
-		return LR_EPROTO;
+		return error_set(&f->err, LR_EPROTO, 0,
+		                 "HTTP %d response body is encoded (Content-Encoding: %s), which llmring does "
+		                 "not decode; it asked for identity (check the server or proxy)",
+		                 h->status, coding);
 	}
 	const struct http_header *ct = of[RESPONSE_HEADER_CONTENT_TYPE];
 	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
@@ -205,14 +204,14 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 	struct lr_engine *e = f->eng;
 	active_unlink(e, f);
 	if (f->encoded_body && err == LR_EPROTO)
-		msg = f->message;
+		msg = f->err.message;
 	if (f->over_budget && err == LR_ETOOLARGE) {
-		snprintf(f->message, sizeof(f->message),
-		         "response too large: responses in flight held more than %zu bytes together "
-		         "(the largest fails; raise lr_config.max_buffered_bytes or "
-		         "LLMRING_MAX_BUFFERED_BYTES, or lower concurrency)",
-		         e->cfg.max_buffered_bytes);
-		msg = f->message;
+		error_set(&f->err, err, 0,
+		          "response too large: responses in flight held more than %zu bytes together "
+		          "(the largest fails; raise lr_config.max_buffered_bytes or "
+		          "LLMRING_MAX_BUFFERED_BYTES, or lower concurrency)",
+		          e->cfg.max_buffered_bytes);
+		msg = f->err.message;
 	}
 	if (err == LR_ETOOLARGE) {
 		/* A partial body that broke a cap is of no use to anyone. */
@@ -236,8 +235,8 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		}
 		/* The text so far is the result's, complete or not. */
 		if (!err && r)
-			memcpy(f->message, f->reply.message, sizeof(f->message));
-		future_finish(f, r, err ? msg : (r ? f->message : NULL));
+			error_copy(&f->err, &f->reply.err);
+		future_finish(f, r, err ? msg : (r ? f->err.message : NULL));
 		engine_start_waiting(e);
 		return;
 	}
@@ -258,10 +257,10 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		}
 		buf_free(&normalized);
 		f->result.body_is_json = body_is_json;
-		int code = f->reply.error;
+		int code = f->reply.err.code;
 		if (code)
-			memcpy(f->message, f->reply.message, sizeof(f->message));
-		future_finish(f, code, code ? f->message : NULL);
+			error_copy(&f->err, &f->reply.err);
+		future_finish(f, code, code ? f->err.message : NULL);
 	} else {
 		future_finish(f, err, msg);
 	}

@@ -33,10 +33,10 @@ void future_deadline_fired(struct ring_timer *t)
 	if (f->state == F_WAITING) {
 		/* Still in the engine's queue: never sent, so nothing to abort. */
 		wait_unlink(e, f);
-		snprintf(f->message, sizeof(f->message),
-		         "request exceeded its total timeout of %.3g s while queued for a slot",
-		         (double)f->total_ns / 1e9);
-		future_complete(f, LR_ETIMEOUT, f->message);
+		error_set(&f->err, LR_ETIMEOUT, 0,
+		          "request exceeded its total timeout of %.3g s while queued for a slot",
+		          (double)f->total_ns / 1e9);
+		future_complete(f, f->err.code, f->err.message);
 		return;
 	}
 	if (e->cfg.queue_wait_untimed) {
@@ -54,9 +54,9 @@ void future_deadline_fired(struct ring_timer *t)
 			total_at = ex->dequeued_ns + f->total_ns;
 	}
 	if (now >= total_at) {
-		snprintf(f->message, sizeof(f->message), "request exceeded its total timeout of %.3g s",
-		         (double)f->total_ns / 1e9);
-		pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
+		error_set(&f->err, LR_ETIMEOUT, 0, "request exceeded its total timeout of %.3g s",
+		          (double)f->total_ns / 1e9);
+		pool_abort(&e->pool, ex, f->err.code, f->err.message);
 		return;
 	}
 	/* The next look: exact for the phase we are in, and never later
@@ -69,21 +69,21 @@ void future_deadline_fired(struct ring_timer *t)
 		uint64_t at = ex->phase_start_ns + f->connect_ns;
 		if (now >= at) {
 			bool tls = ex->phase == EX_HANDSHAKE;
-			snprintf(f->message, sizeof(f->message), "%s %s port %u timed out after %.3g s%s",
-			         tls ? "TLS handshake with" : "connect to", origin_url(ex->origin)->host,
-			         origin_url(ex->origin)->port, (double)f->connect_ns / 1e9,
-			         tls ? " (the server accepted the connection but did not complete the handshake)"
-			             : "");
-			pool_abort(&e->pool, ex, tls ? LR_ETLS_HANDSHAKE : LR_ETIMEOUT, f->message);
+			error_set(&f->err, tls ? LR_ETLS_HANDSHAKE : LR_ETIMEOUT, 0, "%s %s port %u timed out after %.3g s%s",
+			          tls ? "TLS handshake with" : "connect to", origin_url(ex->origin)->host,
+			          origin_url(ex->origin)->port, (double)f->connect_ns / 1e9,
+			          tls ? " (the server accepted the connection but did not complete the handshake)"
+			              : "");
+			pool_abort(&e->pool, ex, f->err.code, f->err.message);
 			return;
 		}
 		next = min_u64(next, min_u64(at, soonest_idle));
 	} else if (ex->phase == EX_RECEIVING) {
 		uint64_t at = ex->last_byte_ns + f->idle_ns;
 		if (now >= at) {
-			snprintf(f->message, sizeof(f->message),
-			         "no response data for %.3g s (idle timeout)", (double)f->idle_ns / 1e9);
-			pool_abort(&e->pool, ex, LR_ETIMEOUT, f->message);
+			error_set(&f->err, LR_ETIMEOUT, 0, "no response data for %.3g s (idle timeout)",
+			          (double)f->idle_ns / 1e9);
+			pool_abort(&e->pool, ex, f->err.code, f->err.message);
 			return;
 		}
 		next = min_u64(next, at);
@@ -106,10 +106,10 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	if (e->cfg.queue_wait_untimed)
 		f->attempt_ns = e->ring.now_ns; /* the queue did not count */
 	if (e->ring.now_ns >= f->attempt_ns + f->total_ns) {
-		snprintf(f->message, sizeof(f->message),
-		         "request exceeded its total timeout of %.3g s before it could be sent",
-		         (double)f->total_ns / 1e9);
-		future_complete(f, LR_ETIMEOUT, f->message);
+		error_set(&f->err, LR_ETIMEOUT, 0,
+		          "request exceeded its total timeout of %.3g s before it could be sent",
+		          (double)f->total_ns / 1e9);
+		future_complete(f, f->err.code, f->err.message);
 		return;
 	}
 	/* First, so that a failure leaves nothing to undo. */
@@ -197,7 +197,7 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 {
 	if (atomic_load_explicit(&e->stopping, memory_order_relaxed) || e->ring_broken) {
 		if (e->ring_broken)
-			future_complete(f, LR_ESYSTEM, e->broken_message);
+			future_complete(f, e->broken.code, e->broken.message);
 		else
 			future_complete(f, LR_ECANCELLED, "the engine is shutting down");
 		return;

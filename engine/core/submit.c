@@ -20,7 +20,8 @@
 #include "util/clock.h"
 #include "llmring.h"
 
-static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *rq, const char **why)
+/* 0, or the code with f->err saying what was wrong. */
+static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *rq)
 {
 	struct buf fixed = {0}; /* owner: this function, for a per-request URL */
 	const char *base_paths[PROVIDER_COUNT];
@@ -28,21 +29,20 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	if (rq->base_url) {
 		f->own_url = malloc(sizeof(*f->own_url));
 		if (!f->own_url)
-			return LR_ENOMEM;
-		ret = url_parse(rq->base_url, f->own_url, why);
+			return error_set(&f->err, LR_ENOMEM, 0, "%s", lr_strerror(LR_ENOMEM));
+		const char *why = NULL;
+		ret = url_parse(rq->base_url, f->own_url, &why);
 		if (ret)
-			return ret;
+			return error_set(&f->err, ret, 0, "%s", why ? why : lr_strerror(ret));
 	}
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		base_paths[p] = f->own_url ? f->own_url->path : e->ep[p].url.path;
 	struct provider_request pr; /* owner: this function */
-	ret = provider_build_request(rq, base_paths, &pr, why);
+	ret = provider_build_request(rq, base_paths, &pr);
 	if (ret) {
-		/* Text composed in pr outlives it in the future. */
-		if (*why == pr.why_text) {
-			snprintf(f->message, sizeof(f->message), "%s", pr.why_text);
-			*why = f->message;
-		}
+		error_copy(&f->err, &pr.err);
+		if (!f->err.message[0])
+			error_set(&f->err, ret, 0, "%s", lr_strerror(ret));
 		return ret;
 	}
 	f->provider = pr.provider;
@@ -55,13 +55,10 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		ret = build_fixed_headers(&fixed, pr.provider, NULL);
 		hdrs = &fixed;
 	} else if (ep->err.code) {
-		*why = ep->err.message;
-		ret = ep->err.code;
+		ret = error_copy(&f->err, &ep->err);
 	} else if (ep->needs_key) {
-		snprintf(f->message, sizeof(f->message), "%s is not set; %s needs a key",
-		         provider_row(pr.provider)->key_env, ep->url.host);
-		*why = f->message;
-		ret = LR_EAUTH;
+		ret = error_set(&f->err, LR_EAUTH, 0, "%s is not set; %s needs a key",
+		                provider_row(pr.provider)->key_env, ep->url.host);
 	}
 	const char *body = pr.body_is_input ? rq->body.data : pr.body.data;
 	size_t body_len = pr.body_is_input ? rq->body.len : pr.body.len;
@@ -77,7 +74,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		/* Validates the target: a path with spaces or controls is refused. */
 		ret = http_write_request_line(b, "POST", pr.path.data, u->host_header);
 		if (ret == LR_EINVAL)
-			*why = "the request path is not a valid HTTP request target";
+			error_set(&f->err, ret, 0, "the request path is not a valid HTTP request target");
 	}
 	if (!ret) {
 		/* Reserved above: these appends cannot fail. */
@@ -90,6 +87,8 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
 	provider_request_free(&pr);
 	buf_free(&fixed);
+	if (ret && !f->err.code) /* out of memory: no more to say */
+		error_set(&f->err, ret, 0, "%s", lr_strerror(ret));
 	return ret;
 }
 
@@ -97,9 +96,10 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *why)
 {
 	f->result.error = err;
-	if (why != f->message)
-		snprintf(f->message, sizeof(f->message), "%s", why);
-	f->result.error_message = f->message;
+	if (why != f->err.message)
+		error_set(&f->err, err, 0, "%s", why);
+	f->err.code = err;
+	f->result.error_message = f->err.message;
 	f->result.provider = provider_row(f->provider)->name;
 	f->result.cost_usd = -1;
 	buf_free(&f->req_bytes);
@@ -129,8 +129,8 @@ lr_future *engine_failed_future(lr_engine *e, int err, const char *msg)
 void engine_future_refail(lr_future *f, int err, const char *msg)
 {
 	f->result.error = err;
-	snprintf(f->message, sizeof(f->message), "%s", msg);
-	f->result.error_message = f->message;
+	error_set(&f->err, err, 0, "%s", msg);
+	f->result.error_message = f->err.message;
 }
 
 /*
@@ -179,8 +179,7 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	f->connect_ns = clock_seconds_to_ns(rq->connect_s > 0 ? rq->connect_s : e->cfg.connect_timeout_s);
 	f->idle_ns = clock_seconds_to_ns(rq->idle_s > 0 ? rq->idle_s : e->cfg.idle_timeout_s);
 	f->total_ns = clock_seconds_to_ns(rq->total_s > 0 ? rq->total_s : e->cfg.total_timeout_s);
-	const char *why = NULL;
-	int ret = future_build_request(e, f, rq, &why);
+	int ret = future_build_request(e, f, rq);
 	lr_request_free(rq);
 	/* Counted before stopping is read (both seq_cst, against the store
 	 * in lr_engine_destroy): either this call sees the stop, or the free
@@ -188,7 +187,7 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	atomic_fetch_add(&e->submitting, 1);
 	if (ret || atomic_load(&e->stopping)) {
 		future_fail_early(e, f, ret ? ret : LR_ECANCELLED,
-		                  ret ? (why ? why : lr_strerror(ret)) : "the engine is shutting down");
+		                  ret ? f->err.message : "the engine is shutting down");
 		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
 		return f;
 	}

@@ -203,7 +203,7 @@ static bool is_false(const struct json_doc *d, int i)
 /* Top-level fields that mean the same in Messages go as they are; the
  * rest are handled apart or have no Anthropic meaning worth an error
  * (seed: best effort; stream_options: usage always comes); any other is
- * refused, named in pr->why_text. */
+ * refused, named in pr->err. */
 static int put_passed_fields(struct buf *out, const struct json_doc *d, struct provider_request *pr,
                              const char **why)
 {
@@ -228,9 +228,8 @@ static int put_passed_fields(struct buf *out, const struct json_doc *d, struct p
 		if (!pass) {
 			char key[64] = "";
 			json_get_string(d, k, key, sizeof(key));
-			snprintf(pr->why_text, sizeof(pr->why_text), "\"%s\" has no Anthropic equivalent", key);
-			*why = pr->why_text;
-			return LR_EUNSUPPORTED;
+			*why = pr->err.message;
+			return error_set(&pr->err, LR_EUNSUPPORTED, 0, "\"%s\" has no Anthropic equivalent", key);
 		}
 		buf_puts(out, ",");
 		json_copy_value(out, d, k);
@@ -446,7 +445,7 @@ static void anthropic_error(struct json_doc *d, bool have_doc, int status, struc
 		copy_string(type, sizeof(type), d, json_object_get(d, err, "type"));
 		copy_string(message, sizeof(message), d, json_object_get(d, err, "message"));
 	}
-	r->error = type[0] ? error_code(type, message, status) : provider_status_code(status);
+	r->err.code = type[0] ? error_code(type, message, status) : provider_status_code(status);
 	provider_error_message(r, status, d, err >= 0 ? json_object_get(d, err, "message") : -1);
 }
 
@@ -590,7 +589,7 @@ static int anthropic_sse_event(struct stream_decoder *sd, const struct sse_event
 		           type[0] ? type : "error", ok ? ": " : "", ok ? m.data : "");
 		buf_free(&m);
 	}
-	return r->error && r->error == LR_ENOMEM ? (sd->fatal = true, r->error) : 0;
+	return r->err.code && r->err.code == LR_ENOMEM ? (sd->fatal = true, r->err.code) : 0;
 }
 
 /* ---- the row ---- */

@@ -18,6 +18,7 @@
 #include "llmring.h"
 #include "provider/reply.h"
 #include "util/buf.h"
+#include "util/errors.h"
 
 /* The providers, each a row of the table in provider.c. */
 enum provider {
@@ -37,7 +38,7 @@ struct provider_request {
 	bool stream;                /* a streamed response was asked for */
 	bool body_is_input;         /* the caller's body goes out untouched (body is empty) */
 	char model[96];             /* the model sent, for accounting ("" when unknown) */
-	char why_text[160];         /* a composed *why of provider_build_request points here */
+	struct error_info err;      /* provider_build_request's failure; dialects compose *why here */
 };
 
 struct provider_row;
@@ -100,7 +101,7 @@ struct provider_row {
 	            const char *model, size_t model_len, const char **why);
 	/* The unified (OpenAI-shaped) body d translated for model into
 	 * out->body (out->stream says whether to stream; a composed *why goes
-	 * to out->why_text). build_chat NULL: the unified body is sent as it
+	 * to out->err.message). build_chat NULL: the unified body is sent as it
 	 * is. build_embeddings NULL: nothing to build (path refuses). */
 	int (*build_chat)(const struct json_doc *d, const char *model, struct provider_request *out,
 	                  const char **why);

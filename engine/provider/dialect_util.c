@@ -349,9 +349,9 @@ void provider_error_message(struct reply *r, int status, struct json_doc *d, int
 {
 	char text[300];
 	if (msg >= 0 && d->tok[msg].type == JSON_STRING && json_get_string(d, msg, text, sizeof(text)) >= 0)
-		snprintf(r->message, sizeof(r->message), "HTTP %d: %s", status, text);
+		error_set(&r->err, r->err.code, 0, "HTTP %d: %s", status, text);
 	else
-		snprintf(r->message, sizeof(r->message), "HTTP %d from the server", status);
+		error_set(&r->err, r->err.code, 0, "HTTP %d from the server", status);
 }
 
 int named_code(const struct named_code *table, size_t n, const char *name, int fallback)

@@ -130,7 +130,7 @@ void reply_whole_tool_call_tokens(struct reply *r, int at, const struct json_doc
  * stream stops with LR_ENOMEM when rc says so, else LR_EPROTO naming why. */
 int stream_not_json(struct stream_decoder *sd, int rc, const char *data, size_t len, bool line);
 /* Message text (string token msg, or -1) in an error of the provider's
- * shape, into r->message. */
+ * shape, into r->err (its code is set already). */
 void provider_error_message(struct reply *r, int status, struct json_doc *d, int msg);
 /* A provider's error name (type, status) to a code. */
 struct named_code {

@@ -405,7 +405,7 @@ static void gemini_error(struct json_doc *d, bool have_doc, int status, struct r
 	int e = have_doc ? error_object(d) : -1;
 	char st[64], message[300];
 	error_fields(d, e, &st, &message);
-	r->error = st[0] ? status_code(st, message, status) : provider_status_code(status);
+	r->err.code = st[0] ? status_code(st, message, status) : provider_status_code(status);
 	provider_error_message(r, status, d, e >= 0 ? json_object_get(d, e, "message") : -1);
 }
 
@@ -566,9 +566,9 @@ static int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *e
 	if (scanned && !cs.unusual) {
 		r->events++;
 		emit_scanned(r, &cs, &sd->calls);
-		if (r->error == LR_ENOMEM)
+		if (r->err.code == LR_ENOMEM)
 			sd->fatal = true;
-		return sd->fatal ? r->error : 0;
+		return sd->fatal ? r->err.code : 0;
 	}
 	struct json_doc *d = &sd->doc;
 	int rc = json_parse(d, ev->data, ev->data_len);
@@ -584,9 +584,9 @@ static int gemini_sse_event(struct stream_decoder *sd, const struct sse_event *e
 		return 0;
 	}
 	take_chunk(r, d, &sd->calls);
-	if (r->error == LR_ENOMEM)
+	if (r->err.code == LR_ENOMEM)
 		sd->fatal = true;
-	return sd->fatal ? r->error : 0;
+	return sd->fatal ? r->err.code : 0;
 }
 
 /* ---- the row ---- */

@@ -294,16 +294,16 @@ static void ollama_error(struct json_doc *d, bool have_doc, int status, struct r
 	char text[300] = "";
 	if (e >= 0)
 		json_get_string(d, e, text, sizeof(text));
-	r->error = provider_status_code(status);
+	r->err.code = provider_status_code(status);
 	if (strstr(text, "context length") || strstr(text, "context window"))
-		r->error = LR_ECONTEXT;
+		r->err.code = LR_ECONTEXT;
 	provider_error_message(r, status, d, e);
 }
 
 static int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *out)
 {
 	if (error_in(r, d, 200, false))
-		return r->error;
+		return r->err.code;
 	int embs = json_object_get(d, 0, "embeddings");
 	if (embs < 0 || d->tok[embs].type != JSON_ARRAY)
 		return reply_fail(r, LR_EPROTO, "the Ollama response has no embeddings");
@@ -340,7 +340,7 @@ static int ollama_line(void *ctx, const char *line, size_t len)
 {
 	struct stream_decoder *sd = ctx;
 	struct reply *r = sd->r;
-	if (r->error || r->done)
+	if (r->err.code || r->done)
 		return 0;
 	/* Lines are small: a token doc (kept by the decoder) per line. */
 	struct json_doc *d = &sd->doc;
@@ -356,9 +356,9 @@ static int ollama_line(void *ctx, const char *line, size_t len)
 		if (done >= 0 && d->tok[done].type == JSON_PRIMITIVE && d->text[d->tok[done].start] == 't')
 			take_done(r, d, 0, sd->calls);
 	}
-	if (r->error == LR_ENOMEM)
+	if (r->err.code == LR_ENOMEM)
 		sd->fatal = true;
-	return sd->fatal ? r->error : 0;
+	return sd->fatal ? r->err.code : 0;
 }
 
 /* ---- the row ---- */

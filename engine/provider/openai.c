@@ -132,7 +132,7 @@ static void openai_parse(int status, const char *body, size_t len, struct json_d
 	bool have_doc = len > 0 && json_parse(doc, body, len) == 0 && doc->count > 0 &&
 	                doc->tok[0].type == JSON_OBJECT;
 	*body_is_json = have_doc;
-	r->error = classify_status(status, doc, have_doc);
+	r->err.code = classify_status(status, doc, have_doc);
 	/* OpenAI nests the message under "error"; vLLM and others put it at
 	 * the top ({"object":"error","message":...}). */
 	int msg = have_doc ? json_path(doc, 0, "error.message") : -1;
@@ -143,10 +143,10 @@ static void openai_parse(int status, const char *body, size_t len, struct json_d
 		msg = -1; /* {"error":"text"} (llama.cpp, Ollama's /v1) */
 	provider_error_message(r, status, doc, msg);
 	/* Servers without OpenAI's code still say so in words. */
-	if (r->error == LR_EBADREQUEST && (strstr(r->message, "maximum context length") ||
-	                                   strstr(r->message, "context length") ||
-	                                   strstr(r->message, "context window")))
-		r->error = LR_ECONTEXT;
+	if (r->err.code == LR_EBADREQUEST && (strstr(r->err.message, "maximum context length") ||
+	                                   strstr(r->err.message, "context length") ||
+	                                   strstr(r->err.message, "context window")))
+		r->err.code = LR_ECONTEXT;
 }
 
 /* ---- streams ---- */
@@ -274,9 +274,9 @@ static int openai_sse_event(struct stream_decoder *sd, const struct sse_event *e
 	if (!json_scan(ev->data, ev->data_len, chunk_field, &cf))
 		return stream_not_json(sd, 0, ev->data, ev->data_len, false);
 	r->events++;
-	if (r->error) {
+	if (r->err.code) {
 		sd->fatal = true;
-		return r->error;
+		return r->err.code;
 	}
 	if (cf.error) {
 		char text[300] = "";

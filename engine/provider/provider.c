@@ -348,13 +348,15 @@ static bool doc_stream(const struct json_doc *d)
 }
 
 int provider_build_request(const struct lr_request *rq, const char *const *base_paths,
-                           struct provider_request *out, const char **why)
+                           struct provider_request *out)
 {
 	memset(out, 0, sizeof(*out));
+	/* The builders name a failure with static text, or text composed in
+	 * out->err.message; it ends in out->err either way. */
+	const char *text = NULL, **why = &text;
 	bool want_stream = rq->on_delta || rq->stream;
 	if (rq->body.len && request_has_parts(rq)) {
-		*why = "a JSON body excludes the message and parameter calls";
-		return LR_EINVAL;
+		return error_set(&out->err, LR_EINVAL, 0, "a JSON body excludes the message and parameter calls");
 	}
 	struct json_doc doc = {0}; /* owner: this function */
 	const char *model = rq->model;
@@ -435,8 +437,13 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	free(model_name);
 done:
 	json_doc_free(&doc);
-	if (ret)
+	if (ret) {
 		provider_request_free(out);
+		if (text == out->err.message)
+			out->err.code = ret;
+		else
+			error_set(&out->err, ret, 0, "%s", text ? text : ""); /* "": nothing to add */
+	}
 	return ret;
 }
 
@@ -472,12 +479,12 @@ void provider_parse_response(enum provider p, enum lr_endpoint ep, struct json_d
 		return;
 	}
 	if (ep == LR_ENDPOINT_EMBEDDINGS && row->parse_embeddings) {
-		if (row->parse_embeddings(doc, r, normalized) == 0 && !r->error)
+		if (row->parse_embeddings(doc, r, normalized) == 0 && !r->err.code)
 			*rewritten = true;
 		return;
 	}
 	row->parse_reply(doc, r);
-	if (!r->error) {
+	if (!r->err.code) {
 		if (reply_openai_body(r, normalized))
 			reply_fail(r, LR_ENOMEM, "out of memory");
 		else
@@ -496,7 +503,7 @@ static const struct provider_row *const ndjson_default = &ollama_row;
 static int decoder_event(void *ctx, const struct sse_event *ev)
 {
 	struct stream_decoder *sd = ctx;
-	if (sd->r->error)
+	if (sd->r->err.code)
 		return 0; /* the provider reported an error: the rest is ignored */
 	return (sd->row->sse_event ? sd->row->sse_event : sse_default->sse_event)(sd, ev);
 }
@@ -547,12 +554,12 @@ static void framing_failed(struct stream_decoder *sd, int rc)
 int stream_decoder_feed(struct stream_decoder *sd, const char *data, size_t len)
 {
 	if (sd->fatal)
-		return sd->r->error;
+		return sd->r->err.code;
 	int rc = sd->ndjson ? ndjson_parser_feed(&sd->nd, data, len, decoder_line, sd)
 	                    : sse_parser_feed(&sd->sse, data, len, &decoder_callbacks, sd);
 	if (rc)
 		framing_failed(sd, rc);
-	return sd->r->error;
+	return sd->r->err.code;
 }
 
 bool stream_decoder_fatal(const struct stream_decoder *sd)
@@ -563,13 +570,13 @@ bool stream_decoder_fatal(const struct stream_decoder *sd)
 int stream_decoder_finish(struct stream_decoder *sd)
 {
 	struct reply *r = sd->r;
-	if (r->error)
-		return r->error;
+	if (r->err.code)
+		return r->err.code;
 	int rc = sd->ndjson ? ndjson_parser_finish(&sd->nd, decoder_line, sd) : sse_parser_finish(&sd->sse);
 	if (rc)
 		framing_failed(sd, rc);
-	if (r->error)
-		return r->error;
+	if (r->err.code)
+		return r->err.code;
 	/* OpenAI ([DONE]), Anthropic (message_stop) and Ollama ("done":true)
 	 * say when the reply is complete, after the usage; Gemini only names
 	 * a finish reason on its last chunk. */

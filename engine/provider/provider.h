@@ -78,10 +78,10 @@ const char *provider_request_id(enum provider p, const char *header_id, const ch
 void provider_request_free(struct provider_request *pr);
 
 /* Routes and builds rq; base_paths[p] is the path of provider p's base
- * URL. 0, or LR_EINVAL / LR_EUNSUPPORTED with *why: static text, or text
- * in out->why_text (valid while *out is). */
+ * URL. 0, or LR_EINVAL / LR_EUNSUPPORTED / LR_ENOMEM with out->err
+ * holding the code and what was wrong ("" when the code says it all). */
 int provider_build_request(const struct lr_request *rq, const char *const *base_paths,
-                           struct provider_request *out, const char **why);
+                           struct provider_request *out);
 
 /*
  * A whole (non-streamed) response. Fills r; for a provider whose shape is

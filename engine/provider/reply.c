@@ -55,14 +55,13 @@ void reply_free(struct reply *r)
 
 int reply_fail(struct reply *r, int err, const char *fmt, ...)
 {
-	if (!r->error) {
-		r->error = err;
+	if (!r->err.code) {
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(r->message, sizeof(r->message), fmt, ap);
+		error_vset(&r->err, err, 0, fmt, ap);
 		va_end(ap);
 	}
-	return r->error;
+	return r->err.code;
 }
 
 void reply_copy_field(char *dst, size_t cap, const char *v, size_t len)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "util/buf.h"
+#include "util/errors.h"
 #include "llmring.h"
 
 struct reply_tool_call {
@@ -46,8 +47,7 @@ struct reply {
 	unsigned long deltas;       /* deltas handed to the caller */
 	uint64_t first_token_ns;    /* when the first text or tool call was parsed, or 0 */
 	bool done;                  /* the provider said the reply is complete */
-	int error;                  /* LR_E* from the reply itself, or 0 */
-	char message[400];
+	struct error_info err;      /* code: LR_E* from the reply itself, or 0 */
 };
 
 void reply_init(struct reply *r, lr_delta_fn fn, void *user);
