@@ -69,7 +69,8 @@ void future_deadline_fired(struct ring_timer *t)
 		uint64_t at = ex->phase_start_ns + f->connect_ns;
 		if (now >= at) {
 			bool tls = ex->phase == EX_HANDSHAKE;
-			error_set(&f->err, tls ? LR_ETLS_HANDSHAKE : LR_ETIMEOUT, 0, "%s %s port %u timed out after %.3g s%s",
+			error_set(&f->err, tls ? LR_ETLS_HANDSHAKE : LR_ETIMEOUT, 0,
+			          "%s %s port %u timed out after %.3g s%s",
 			          tls ? "TLS handshake with" : "connect to", origin_url(ex->origin)->host,
 			          origin_url(ex->origin)->port, (double)f->connect_ns / 1e9,
 			          tls ? " (the server accepted the connection but did not complete the handshake)"

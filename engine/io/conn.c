@@ -133,7 +133,8 @@ static void tls_received(struct conn *c, const char *data, size_t len)
 	}
 	static __thread char plain[16384];
 	while (!c->closing) {
-		long n = tls_conn_read(c->tls, plain, sizeof(plain), c->tls_err.message, sizeof(c->tls_err.message));
+		long n = tls_conn_read(c->tls, plain, sizeof(plain), c->tls_err.message,
+		                       sizeof(c->tls_err.message));
 		if (n > 0) {
 			c->h->received(c, plain, (size_t)n);
 			continue;

@@ -20,11 +20,13 @@
  * exchange's (http/pool), a reply's (provider/reply), a refused request
  * body (provider/dialect), a future's (core: lr_result.error_message
  * points at its message), the prices loader's, an endpoint's and engine
- * setup's. It is set and copied only through the helpers below.
+ * setup's. Its message is written only through the helpers below (a
+ * layer that reclassifies a failure may set the code alone).
  *
  * Why not lr_error_info itself: its message is 256 bytes and fixed by the
- * ABI, while provider errors ("HTTP 400: " and the provider's own text)
- * have been kept up to 400 bytes in lr_result. One internal size,
+ * ABI, while lr_result's messages have always held up to 399 (a provider's
+ * error is "HTTP 400: " and up to 299 bytes of its own text, which 256
+ * would cut). One internal size,
  * ERROR_MESSAGE_MAX, keeps every message as long as it was; lr_engine_create
  * fills the public struct from the internal one (error_export), which cuts
  * at the same byte as formatting into 256 did.
