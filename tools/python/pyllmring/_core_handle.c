@@ -92,9 +92,12 @@ static PyObject *Handle_cancel(CoreHandle *h, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* The result, not lr_future_done: the done event is queued from the
+ * then-callback, before the engine publishes completion, and drain may
+ * hand it out first; the result is readable from then on. */
 static PyObject *Handle_done(CoreHandle *h, PyObject *unused)
 {
-	return PyBool_FromLong(h->future && lr_future_done(h->future));
+	return PyBool_FromLong(h->future && lr_future_result(h->future) != NULL);
 }
 
 static PyObject *Handle_get_token(CoreHandle *h, void *c)
