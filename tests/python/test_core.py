@@ -329,3 +329,34 @@ def test_ten_thousand_submits_at_once(mock):
     assert all(h.error == 0 for h in handles)
     assert e.usage()["succeeded"] == n
     e.close()
+
+
+def test_wait_is_interrupted_by_ctrl_c():
+    import signal
+    import threading
+    ch = _core.Channel()
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ch.wait(None)
+    assert time.monotonic() - t0 < 2
+
+
+def test_cycles_through_tokens_and_undrained_channels_are_collected(engine):
+    import gc
+    import weakref
+
+    class Token:
+        pass
+
+    ch = _core.Channel()
+    tok = Token()
+    tok.handle = engine.submit(ch, tok, "mock/m1", USER)
+    tok.channel = ch
+    ch.wait(10)
+    while ch.pending() == 0 or not tok.handle.done():
+        time.sleep(0.01)
+    ref = weakref.ref(tok)
+    del tok, ch  # the done event stays queued: channel -> handle -> token -> channel
+    gc.collect()
+    assert ref() is None
