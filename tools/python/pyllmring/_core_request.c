@@ -63,14 +63,29 @@ static int plain_role(const char *r)
 	return -1;
 }
 
+/* The message keys, interned once (owner: this file, kept for good). */
+static PyObject *key_role, *key_content, *key_tool_call_id;
+
+static int intern_keys(void)
+{
+	if (key_role)
+		return 0;
+	key_role = PyUnicode_InternFromString("role");
+	key_content = PyUnicode_InternFromString("content");
+	key_tool_call_id = PyUnicode_InternFromString("tool_call_id");
+	return key_role && key_content && key_tool_call_id ? 0 : -1;
+}
+
 /* The fast paths: 1 when msg was added, 0 when it needs JSON, -1 on error. */
 static int add_plain_message(lr_request *rq, PyObject *msg)
 {
 	Py_ssize_t size = PyDict_GET_SIZE(msg);
 	if (size != 2 && size != 3)
 		return 0;
-	PyObject *role = PyDict_GetItemString(msg, "role");
-	PyObject *content = PyDict_GetItemString(msg, "content");
+	PyObject *role = PyDict_GetItemWithError(msg, key_role);
+	PyObject *content = role ? PyDict_GetItemWithError(msg, key_content) : NULL;
+	if (PyErr_Occurred())
+		return -1;
 	if (!role || !content || !PyUnicode_Check(role) || !PyUnicode_Check(content))
 		return 0;
 	Py_ssize_t rl, cl;
@@ -81,7 +96,9 @@ static int add_plain_message(lr_request *rq, PyObject *msg)
 	if (strlen(c) != (size_t)cl || strlen(r) != (size_t)rl)
 		return 0; /* a NUL inside: JSON escapes it */
 	if (size == 3) {
-		PyObject *id = PyDict_GetItemString(msg, "tool_call_id");
+		PyObject *id = PyDict_GetItemWithError(msg, key_tool_call_id);
+		if (!id && PyErr_Occurred())
+			return -1;
 		if (!id || !PyUnicode_Check(id) || strcmp(r, "tool") != 0)
 			return 0;
 		const char *ids = utf8_of(id, "tool_call_id");
@@ -101,7 +118,7 @@ static int add_messages(lr_request *rq, PyObject *messages)
 		PyErr_SetString(PyExc_TypeError, "pyllmring: messages must be a list of dicts");
 		return -1;
 	}
-	PyObject *seq = PySequence_Fast(messages, "messages");
+	PyObject *seq = intern_keys() == 0 ? PySequence_Fast(messages, "messages") : NULL;
 	if (!seq)
 		return -1;
 	int rc = 0;
@@ -303,10 +320,11 @@ static int add_headers(lr_request *rq, PyObject *headers)
 	for (Py_ssize_t i = 0; i < PySequence_Size(headers); i++) {
 		PyObject *pair = PySequence_GetItem(headers, i);
 		int rc = -1;
-		if (pair && PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2)
-			rc = add_header_pair(rq, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+		if (pair && (PyTuple_Check(pair) || PyList_Check(pair)) && PySequence_Fast_GET_SIZE(pair) == 2)
+			rc = add_header_pair(rq, PySequence_Fast_GET_ITEM(pair, 0),
+			                     PySequence_Fast_GET_ITEM(pair, 1));
 		else if (pair)
-			PyErr_SetString(PyExc_TypeError, "pyllmring: each header must be a (name, value) tuple");
+			PyErr_SetString(PyExc_TypeError, "pyllmring: each header must be a (name, value) pair");
 		Py_XDECREF(pair);
 		if (rc < 0)
 			return -1;
