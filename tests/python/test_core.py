@@ -360,3 +360,22 @@ def test_cycles_through_tokens_and_undrained_channels_are_collected(engine):
     del tok, ch  # the done event stays queued: channel -> handle -> token -> channel
     gc.collect()
     assert ref() is None
+
+
+def test_threads_with_their_own_channels(engine):
+    import threading
+    results = {}
+
+    def worker(k):
+        ch = _core.Channel()
+        for i in range(500):
+            engine.submit(ch, (k, i), "mock/m1", USER, {"max_tokens": 2})
+        got = collect(ch, 500, timeout=30)
+        results[k] = sorted(h.token[1] for _, h, _ in got if h is not None and h.error == 0)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(results[k] == list(range(500)) for k in range(4))
