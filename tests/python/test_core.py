@@ -379,3 +379,24 @@ def test_threads_with_their_own_channels(engine):
     for t in ts:
         t.join()
     assert all(results[k] == list(range(500)) for k in range(4))
+
+
+def test_cancel_mid_stream_keeps_deltas_before_done():
+    from conftest import MockServer
+    slow = MockServer("--itl-ms", "50", "--tokens", "40")
+    try:
+        e = _core.Engine(base_url=slow.url, api_key="k", max_retries=0)
+        ch = _core.Channel()
+        h = e.submit(ch, 0, "mock/m1", USER, stream=True)
+        first = []
+        while not first:
+            ch.wait(5)
+            first = ch.drain()
+        assert first[0][1] is None  # a delta came, the request goes on
+        h.cancel()
+        rest = collect(ch, 1)
+        assert rest[-1][1] is h and all(ev[1] is None for ev in rest[:-1])
+        assert h.error_name == "cancelled" and len(first) + len(rest) - 1 < 40
+        e.close()
+    finally:
+        slow.close()
