@@ -4,7 +4,8 @@
 # clang (second compiler), python3 (CLI tests). Benchmarks add wrk.
 set -euo pipefail
 pkgs=(build-essential gcc clang meson ninja-build pkg-config liburing-dev libjsmn-dev
-      libmbedtls-dev libcmocka-dev python3 ca-certificates openssl nginx-light)
+      libmbedtls-dev libcmocka-dev python3 ca-certificates openssl nginx-light
+      python3-dev python3-venv python3-mesonpy python3-pytest python3-pytest-asyncio python3-uvloop)
 [ "${1:-}" = "--bench" ] && pkgs+=(wrk valgrind time)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,115 @@
+/*
+ * pyllmring._core: the CPython extension over include/llmring.h
+ * (/work/py-design.md). The engine thread never runs Python: the C
+ * callbacks of _core_channel.c copy a delta or queue a handle's done
+ * event on its channel's FIFO and write the eventfd on the
+ * empty-to-non-empty edge. References are taken under the GIL at submit
+ * and handed to Python by Channel.drain().
+ */
+#ifndef PYLLMRING_CORE_H
+#define PYLLMRING_CORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "llmring.h"
+
+/* One queued event. A done event lives inside its Handle (no allocation
+ * on the engine thread); a delta event is a core_delta, malloc'd by the
+ * engine thread and freed by drain. */
+enum { CORE_EV_DONE = 0, CORE_EV_DELTA = 1 };
+struct core_event {
+	struct core_event *next;
+	int kind;
+	/* done: the queue owns one reference to it, drain hands it to Python.
+	 * delta: borrowed; the request's done event, queued after every delta
+	 * of the request, keeps it alive. */
+	struct CoreHandle *handle;
+};
+
+typedef struct CoreChannel {
+	PyObject_HEAD
+	int efd;                  /* owner: the channel (closed in dealloc) */
+	pthread_mutex_t mu;       /* guards everything below */
+	struct core_event *head;  /* FIFO; done events own a handle reference */
+	struct core_event **tail;
+	Py_ssize_t count;
+	bool signalled;           /* the eventfd holds a count (FIFO non-empty) */
+	unsigned gen;
+} CoreChannel;
+
+typedef struct CoreHandle {
+	PyObject_HEAD
+	lr_future *future;        /* owner: the handle (released in dealloc) */
+	PyObject *token;          /* strong */
+	CoreChannel *channel;     /* strong: the FIFO outlives every callback */
+	struct core_event done_ev;
+	PyObject *session;        /* strong: the Session of this turn, or NULL */
+	unsigned gen;
+} CoreHandle;
+
+typedef struct CoreEngine {
+	PyObject_HEAD
+	lr_engine *eng;           /* owner: the object; NULL once closed */
+	unsigned gen;
+} CoreEngine;
+
+/* A conversation. lr_session is not used: it takes the future's one
+ * then-callback, which the channel needs; the history is kept here, as
+ * message dicts, and a turn is appended when drain hands out its done
+ * event (core_session_turn_done). */
+typedef struct CoreSession {
+	PyObject_HEAD
+	CoreEngine *engine;       /* strong */
+	PyObject *model;          /* str */
+	PyObject *history;        /* list of message dicts (the system one first) */
+	PyObject *pending;        /* the user message of the turn in flight, or NULL */
+	int turns;
+	bool busy;                /* a turn is in flight */
+	unsigned gen;
+} CoreSession;
+
+extern PyTypeObject CoreChannel_Type, CoreHandle_Type, CoreEngine_Type, CoreSession_Type;
+extern PyObject *core_engine_error;  /* _core.EngineError */
+extern PyObject *core_json_dumps;    /* json.dumps, imported once */
+
+/* Bumped in a forked child by the pthread_atfork handler. */
+extern volatile unsigned core_fork_gen;
+/* 0, or -1 with RuntimeError set when obj_gen is from before a fork. */
+int core_check_fork(unsigned obj_gen);
+
+/* _core_channel.c: the engine-thread callbacks. */
+void core_on_delta(void *user, const lr_delta *d);
+void core_on_done(void *user, lr_future *f);
+int core_channel_ready(void);
+
+/* _core_handle.c: a handle for a request about to be submitted (token
+ * and channel referenced); NULL with an exception set. */
+CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token);
+/* Attaches f (NULL: MemoryError) and registers the done callback, which
+ * takes a reference to h. Returns h (a new reference) or NULL. */
+PyObject *core_handle_start(CoreHandle *h, lr_future *f);
+
+/* _core_request.c: builds an lr_request from submit's arguments. */
+struct core_submit_args {
+	PyObject *model, *messages, *params, *headers, *max_retries, *timeout;
+	PyObject *base_url, *body, *input;
+	const char *endpoint;
+	int stream;
+};
+/* The request (caller's until lr_submit), or NULL with an exception set. */
+lr_request *core_build_request(const struct core_submit_args *a);
+
+/* _core_session.c: the turn of h (h->session set) ended; under the GIL.
+ * Appends the user message and the reply when it succeeded. 0 or -1. */
+int core_session_turn_done(CoreHandle *h);
+/* _core_engine.c */
+lr_engine *core_engine_get(CoreEngine *e);
+
+/* ValueError "what: lr_strerror(rc)". Returns -1. */
+int core_lr_value_error(const char *what, int rc);
+
+#endif

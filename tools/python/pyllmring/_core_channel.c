@@ -1,0 +1,377 @@
+/*
+ * _core.Channel: an eventfd, a mutex and a FIFO of events. The engine
+ * thread pushes (core_on_delta, core_on_done) without the GIL and without
+ * touching a reference count; drain() hands the events to Python. The
+ * eventfd is written and read only under the mutex, so it is readable
+ * exactly while the FIFO holds events.
+ */
+#include "_core.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A copied delta: the strings follow the struct, NUL-terminated. */
+struct core_delta {
+	struct core_event ev;
+	int choice, tool_index;
+	size_t text_len, args_len;
+	const char *text, *finish_reason, *tool_id, *tool_name, *tool_args; /* into data, or NULL */
+	char data[];
+};
+
+static void eventfd_signal(CoreChannel *ch)
+{
+	uint64_t one = 1;
+	ssize_t n;
+	do
+		n = write(ch->efd, &one, sizeof(one));
+	while (n < 0 && errno == EINTR);
+	ch->signalled = true;
+}
+
+static void eventfd_clear(CoreChannel *ch)
+{
+	uint64_t v;
+	ssize_t n;
+	do
+		n = read(ch->efd, &v, sizeof(v));
+	while (n < 0 && errno == EINTR);
+	ch->signalled = false;
+}
+
+/* Engine thread (or the submitting one). The write happens under the
+ * mutex: once a drainer sees the event, this thread no longer touches ch. */
+static void channel_push(CoreChannel *ch, struct core_event *ev)
+{
+	ev->next = NULL;
+	pthread_mutex_lock(&ch->mu);
+	*ch->tail = ev;
+	ch->tail = &ev->next;
+	ch->count++;
+	if (!ch->signalled)
+		eventfd_signal(ch);
+	pthread_mutex_unlock(&ch->mu);
+}
+
+static char *copy_in(char **p, const char *s, size_t n)
+{
+	char *d = *p;
+	if (n)
+		memcpy(d, s, n);
+	d[n] = '\0';
+	*p = d + n + 1;
+	return d;
+}
+
+void core_on_delta(void *user, const lr_delta *d)
+{
+	CoreHandle *h = user;
+	size_t fl = d->finish_reason ? strlen(d->finish_reason) : 0;
+	size_t il = d->tool_id ? strlen(d->tool_id) : 0;
+	size_t nl = d->tool_name ? strlen(d->tool_name) : 0;
+	size_t al = d->tool_index >= 0 ? d->tool_arguments_len : 0;
+	/* owner: the channel's FIFO, then drain (free) */
+	struct core_delta *e = malloc(sizeof(*e) + d->text_len + fl + il + nl + al + 5);
+	if (!e)
+		return; /* out of memory: the delta is lost, the result keeps the text */
+	char *p = e->data;
+	e->ev.kind = CORE_EV_DELTA;
+	e->ev.handle = h;
+	e->choice = d->choice;
+	e->tool_index = d->tool_index;
+	e->text_len = d->text_len;
+	e->text = copy_in(&p, d->text ? d->text : "", d->text ? d->text_len : 0);
+	e->finish_reason = d->finish_reason ? copy_in(&p, d->finish_reason, fl) : NULL;
+	e->tool_id = d->tool_id ? copy_in(&p, d->tool_id, il) : NULL;
+	e->tool_name = d->tool_name ? copy_in(&p, d->tool_name, nl) : NULL;
+	e->args_len = al;
+	e->tool_args = d->tool_index >= 0 ? copy_in(&p, d->tool_arguments ? d->tool_arguments : "", al)
+	                                  : NULL;
+	channel_push(h->channel, &e->ev);
+}
+
+/* The reference to h taken by core_handle_start moves to the queue. */
+void core_on_done(void *user, lr_future *f)
+{
+	CoreHandle *h = user;
+	(void)f;
+	h->done_ev.kind = CORE_EV_DONE;
+	h->done_ev.handle = h;
+	channel_push(h->channel, &h->done_ev);
+}
+
+static PyObject *str_or_none(const char *s, size_t n)
+{
+	if (!s)
+		Py_RETURN_NONE;
+	return PyUnicode_DecodeUTF8(s, (Py_ssize_t)n, "replace");
+}
+
+static PyObject *delta_object(const struct core_delta *e)
+{
+	if (e->choice == 0 && !e->finish_reason && e->tool_index < 0)
+		return PyUnicode_DecodeUTF8(e->text, (Py_ssize_t)e->text_len, "replace");
+	PyObject *t = PyUnicode_DecodeUTF8(e->text, (Py_ssize_t)e->text_len, "replace");
+	PyObject *fr = e->finish_reason ? str_or_none(e->finish_reason, strlen(e->finish_reason)) : NULL;
+	PyObject *id = e->tool_id ? str_or_none(e->tool_id, strlen(e->tool_id)) : NULL;
+	PyObject *nm = e->tool_name ? str_or_none(e->tool_name, strlen(e->tool_name)) : NULL;
+	PyObject *ar = e->tool_args ? str_or_none(e->tool_args, e->args_len) : NULL;
+	PyObject *r = NULL;
+	if (t && (fr || !e->finish_reason) && (id || !e->tool_id) && (nm || !e->tool_name) &&
+	    (ar || !e->tool_args))
+		r = Py_BuildValue("(OiOiOOO)", t, e->choice, fr ? fr : Py_None, e->tool_index,
+		                  id ? id : Py_None, nm ? nm : Py_None, ar ? ar : Py_None);
+	Py_XDECREF(t);
+	Py_XDECREF(fr);
+	Py_XDECREF(id);
+	Py_XDECREF(nm);
+	Py_XDECREF(ar);
+	return r;
+}
+
+/* One event as drain's 3-tuple; consumes ev (the done event's reference
+ * moves into the tuple, a delta is freed). NULL on failure, ev consumed. */
+static PyObject *event_object(struct core_event *ev)
+{
+	CoreHandle *h = ev->handle;
+	if (ev->kind == CORE_EV_DONE) {
+		PyObject *t = !h->session || core_session_turn_done(h) == 0 ? PyTuple_New(3) : NULL;
+		if (!t) {
+			Py_DECREF(h);
+			return NULL;
+		}
+		Py_INCREF(h->token);
+		PyTuple_SET_ITEM(t, 0, h->token);
+		PyTuple_SET_ITEM(t, 1, (PyObject *)h);
+		Py_INCREF(Py_None);
+		PyTuple_SET_ITEM(t, 2, Py_None);
+		return t;
+	}
+	struct core_delta *e = (struct core_delta *)ev;
+	PyObject *d = delta_object(e);
+	free(e);
+	if (!d)
+		return NULL;
+	PyObject *t = PyTuple_Pack(3, h->token, Py_None, d);
+	Py_DECREF(d);
+	return t;
+}
+
+static void event_discard(struct core_event *ev)
+{
+	if (ev->kind == CORE_EV_DONE)
+		Py_DECREF(ev->handle);
+	else
+		free(ev);
+}
+
+static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+	if (core_check_fork(core_fork_gen) < 0)
+		return NULL;
+	if (PyTuple_GET_SIZE(args) || (kw && PyDict_GET_SIZE(kw))) {
+		PyErr_SetString(PyExc_TypeError, "Channel() takes no arguments");
+		return NULL;
+	}
+	CoreChannel *ch = (CoreChannel *)type->tp_alloc(type, 0);
+	if (!ch)
+		return NULL;
+	ch->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ch->efd < 0) {
+		PyErr_SetFromErrno(PyExc_OSError);
+		Py_DECREF(ch);
+		return NULL;
+	}
+	pthread_mutex_init(&ch->mu, NULL);
+	ch->tail = &ch->head;
+	ch->gen = core_fork_gen;
+	return (PyObject *)ch;
+}
+
+/* Takes the whole FIFO out (under the mutex); the caller discards it. */
+static struct core_event *channel_take_all(CoreChannel *ch)
+{
+	pthread_mutex_lock(&ch->mu);
+	struct core_event *all = ch->head;
+	ch->head = NULL;
+	ch->tail = &ch->head;
+	ch->count = 0;
+	if (ch->signalled)
+		eventfd_clear(ch);
+	pthread_mutex_unlock(&ch->mu);
+	return all;
+}
+
+static int Channel_traverse(CoreChannel *ch, visitproc visit, void *arg)
+{
+	if (!ch->tail)
+		return 0;
+	pthread_mutex_lock(&ch->mu);
+	int rc = 0;
+	for (struct core_event *e = ch->head; e && !rc; e = e->next)
+		if (e->kind == CORE_EV_DONE)
+			rc = visit((PyObject *)e->handle, arg);
+	pthread_mutex_unlock(&ch->mu);
+	return rc;
+}
+
+static int Channel_clear(CoreChannel *ch)
+{
+	if (!ch->tail)
+		return 0;
+	struct core_event *e = channel_take_all(ch);
+	while (e) {
+		struct core_event *next = e->next;
+		event_discard(e);
+		e = next;
+	}
+	return 0;
+}
+
+static void Channel_dealloc(CoreChannel *ch)
+{
+	PyObject_GC_UnTrack(ch);
+	Channel_clear(ch);
+	if (ch->tail)
+		pthread_mutex_destroy(&ch->mu);
+	if (ch->efd >= 0)
+		close(ch->efd);
+	Py_TYPE(ch)->tp_free((PyObject *)ch);
+}
+
+static PyObject *Channel_fileno(CoreChannel *ch, PyObject *unused)
+{
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	return PyLong_FromLong(ch->efd);
+}
+
+static PyObject *Channel_pending(CoreChannel *ch, PyObject *unused)
+{
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	pthread_mutex_lock(&ch->mu);
+	Py_ssize_t n = ch->count;
+	pthread_mutex_unlock(&ch->mu);
+	return PyLong_FromSsize_t(n);
+}
+
+static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"max", NULL};
+	Py_ssize_t max = -1;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|n:drain", kwlist, &max))
+		return NULL;
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	pthread_mutex_lock(&ch->mu);
+	Py_ssize_t n = max < 0 || max > ch->count ? ch->count : max;
+	struct core_event *first = ch->head, *e = first;
+	for (Py_ssize_t i = 1; i < n; i++)
+		e = e->next;
+	if (n > 0) {
+		ch->head = e->next;
+		e->next = NULL;
+		if (!ch->head)
+			ch->tail = &ch->head;
+		ch->count -= n;
+	}
+	/* Read only once empty: events left keep the fd readable, so the
+	 * loop comes back for them. */
+	if (ch->count == 0 && ch->signalled)
+		eventfd_clear(ch);
+	pthread_mutex_unlock(&ch->mu);
+
+	PyObject *list = PyList_New(n);
+	Py_ssize_t i = 0;
+	for (e = n > 0 ? first : NULL; e; i++) {
+		struct core_event *next = e->next;
+		PyObject *item = list ? event_object(e) : NULL;
+		if (!list) {
+			event_discard(e);
+		} else if (!item) {
+			Py_CLEAR(list);
+		} else {
+			PyList_SET_ITEM(list, i, item);
+		}
+		e = next;
+	}
+	return list;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Blocks until an event is queued or timeout s pass (None: forever), in
+ * slices of at most 50 ms with the GIL released and signals checked. */
+static PyObject *Channel_wait(CoreChannel *ch, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"timeout", NULL};
+	PyObject *tmo = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:wait", kwlist, &tmo))
+		return NULL;
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	double limit = -1;
+	if (tmo != Py_None) {
+		limit = PyFloat_AsDouble(tmo);
+		if (limit == -1 && PyErr_Occurred())
+			return NULL;
+		if (limit < 0)
+			limit = 0;
+	}
+	double end = now_s() + limit;
+	for (;;) {
+		int ms = 50;
+		if (limit >= 0) {
+			double left = end - now_s();
+			ms = left <= 0 ? 0 : left < 0.05 ? (int)(left * 1000) + 1 : 50;
+		}
+		struct pollfd p = {.fd = ch->efd, .events = POLLIN};
+		int rc;
+		Py_BEGIN_ALLOW_THREADS
+		rc = poll(&p, 1, ms);
+		Py_END_ALLOW_THREADS
+		if (rc > 0)
+			Py_RETURN_TRUE;
+		if (rc < 0 && errno != EINTR)
+			return PyErr_SetFromErrno(PyExc_OSError);
+		if (PyErr_CheckSignals() < 0)
+			return NULL;
+		if (limit >= 0 && (ms == 0 || now_s() >= end))
+			Py_RETURN_FALSE;
+	}
+}
+
+static PyMethodDef Channel_methods[] = {
+	{"fileno", (PyCFunction)Channel_fileno, METH_NOARGS, "The eventfd, readable while events are queued."},
+	{"drain", (PyCFunction)(void (*)(void))Channel_drain, METH_VARARGS | METH_KEYWORDS,
+	 "drain(max=-1) -> list of (token, handle, None) or (token, None, delta), in FIFO order."},
+	{"wait", (PyCFunction)(void (*)(void))Channel_wait, METH_VARARGS | METH_KEYWORDS,
+	 "wait(timeout=None) -> bool: an event is queued (GIL released, Ctrl-C interrupts)."},
+	{"pending", (PyCFunction)Channel_pending, METH_NOARGS, "Events queued."},
+	{NULL, NULL, 0, NULL},
+};
+
+PyTypeObject CoreChannel_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "pyllmring._core.Channel",
+	.tp_basicsize = sizeof(CoreChannel),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_doc = "Channel(): the queue the engine thread fills for one event loop or waiter.",
+	.tp_new = Channel_new,
+	.tp_dealloc = (destructor)Channel_dealloc,
+	.tp_traverse = (traverseproc)Channel_traverse,
+	.tp_clear = (inquiry)Channel_clear,
+	.tp_methods = Channel_methods,
+};

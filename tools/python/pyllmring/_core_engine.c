@@ -1,0 +1,318 @@
+/*
+ * _core.Engine: one lr_engine. submit() builds the request in C
+ * (_core_request.c), submits it with the GIL held (lr_submit never
+ * blocks) and registers the C done callback; close() destroys the
+ * engine with the GIL released.
+ */
+#include "_core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int closed_error(void)
+{
+	PyErr_SetString(PyExc_RuntimeError, "pyllmring: this client is closed");
+	return -1;
+}
+
+/* The engine, or NULL with an exception (closed, or before a fork). */
+static lr_engine *engine_of(CoreEngine *e)
+{
+	if (core_check_fork(e->gen) < 0)
+		return NULL;
+	if (!e->eng)
+		closed_error();
+	return e->eng;
+}
+
+static int opt_double(PyObject *o, const char *what, double *out)
+{
+	if (o == Py_None)
+		return 0;
+	double d = PyFloat_AsDouble(o);
+	if (d == -1 && PyErr_Occurred())
+		return -1;
+	if (d < 0) {
+		PyErr_Format(PyExc_ValueError, "pyllmring: %s must not be negative", what);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+static int raise_engine_error(const lr_error_info *info, int rc)
+{
+	const char *msg = info->message[0] ? info->message : lr_strerror(rc);
+	PyObject *exc = PyObject_CallFunction(core_engine_error, "ss", lr_error_name(rc), msg);
+	if (!exc)
+		return -1;
+	PyObject *code = PyUnicode_FromString(lr_error_name(rc));
+	PyObject *m = PyUnicode_FromString(msg);
+	if (code && m && PyObject_SetAttrString(exc, "code", code) == 0 &&
+	    PyObject_SetAttrString(exc, "message", m) == 0)
+		PyErr_SetObject(core_engine_error, exc);
+	Py_XDECREF(code);
+	Py_XDECREF(m);
+	Py_DECREF(exc);
+	return -1;
+}
+
+static int Engine_init(CoreEngine *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"base_url", "api_key", "max_in_flight", "max_retries", "timeout",
+	                         "connect_timeout", "idle_timeout", "rpm", "tpm", "prices_file",
+	                         "ca_file", "insecure", "max_conns_per_origin", NULL};
+	const char *base_url = NULL, *api_key = NULL, *prices = NULL, *ca = NULL;
+	unsigned int max_in_flight = 64, max_conns = 0;
+	int max_retries = 2, insecure = 0;
+	PyObject *timeout = Py_None, *ct = Py_None, *it = Py_None, *rpm = Py_None, *tpm = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|$zzIiOOOOOzzpI:Engine", kwlist, &base_url,
+	                                 &api_key, &max_in_flight, &max_retries, &timeout, &ct, &it,
+	                                 &rpm, &tpm, &prices, &ca, &insecure, &max_conns))
+		return -1;
+	if (core_check_fork(core_fork_gen) < 0)
+		return -1;
+	if (self->eng) {
+		PyErr_SetString(PyExc_RuntimeError, "pyllmring: Engine.__init__ called twice");
+		return -1;
+	}
+	lr_config cfg = lr_config_default();
+	cfg.base_url = base_url;
+	cfg.api_key = api_key;
+	cfg.max_in_flight = max_in_flight;
+	cfg.max_conns_per_origin = max_conns;
+	cfg.max_retries = max_retries;
+	cfg.prices_file = prices;
+	cfg.ca_file = ca;
+	cfg.insecure = insecure;
+	if (timeout == Py_None)
+		cfg.total_timeout_s = 600.0;
+	if (opt_double(timeout, "timeout", &cfg.total_timeout_s) < 0 ||
+	    opt_double(ct, "connect_timeout", &cfg.connect_timeout_s) < 0 ||
+	    opt_double(it, "idle_timeout", &cfg.idle_timeout_s) < 0 ||
+	    opt_double(rpm, "rpm", &cfg.requests_per_minute) < 0 ||
+	    opt_double(tpm, "tpm", &cfg.tokens_per_minute) < 0)
+		return -1;
+	lr_error_info info;
+	memset(&info, 0, sizeof(info));
+	lr_engine *eng = NULL;
+	int rc;
+	Py_BEGIN_ALLOW_THREADS
+	rc = lr_engine_create(&cfg, &eng, &info);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return raise_engine_error(&info, rc);
+	self->eng = eng;
+	self->gen = core_fork_gen;
+	return 0;
+}
+
+static void engine_close(CoreEngine *self)
+{
+	lr_engine *eng = self->eng;
+	self->eng = NULL; /* before the GIL goes: no call on eng starts after this */
+	if (!eng)
+		return;
+	Py_BEGIN_ALLOW_THREADS
+	lr_engine_destroy(eng);
+	Py_END_ALLOW_THREADS
+}
+
+static void Engine_dealloc(CoreEngine *self)
+{
+	/* A forked child has no engine thread to join: the engine leaks. */
+	if (self->gen == core_fork_gen)
+		engine_close(self);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Engine_close(CoreEngine *self, PyObject *unused)
+{
+	if (core_check_fork(self->gen) < 0)
+		return NULL;
+	engine_close(self);
+	Py_RETURN_NONE;
+}
+
+static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"channel", "token", "model", "messages", "params", "endpoint",
+	                         "stream", "headers", "max_retries", "timeout", "base_url", "body",
+	                         "input", NULL};
+	PyObject *channel, *token;
+	struct core_submit_args a = {.params = Py_None, .headers = Py_None, .max_retries = Py_None,
+	                             .timeout = Py_None, .base_url = Py_None, .body = Py_None,
+	                             .input = Py_None, .endpoint = "chat"};
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO|O$spOOOOOO:submit", kwlist,
+	                                 &CoreChannel_Type, &channel, &token, &a.model, &a.messages,
+	                                 &a.params, &a.endpoint, &a.stream, &a.headers,
+	                                 &a.max_retries, &a.timeout, &a.base_url, &a.body, &a.input))
+		return NULL;
+	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
+		return NULL;
+	lr_request *rq = core_build_request(&a); /* owner: here, then lr_submit */
+	if (!rq)
+		return NULL;
+	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
+	if (!h) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	if (a.stream && lr_request_on_delta(rq, core_on_delta, h) < 0) {
+		lr_request_free(rq);
+		Py_DECREF(h);
+		return PyErr_NoMemory();
+	}
+	/* Read again: json.dumps above may have let another thread close it. */
+	if (!self->eng) {
+		lr_request_free(rq);
+		Py_DECREF(h);
+		closed_error();
+		return NULL;
+	}
+	return core_handle_start(h, lr_submit(self->eng, rq));
+}
+
+static PyObject *model_usage_dict(const lr_model_usage *m)
+{
+	return Py_BuildValue("{s:s,s:K,s:L,s:L,s:L,s:d,s:O}", "provider", m->provider, "requests",
+	                     (unsigned long long)m->requests, "input_tokens",
+	                     (long long)m->input_tokens, "output_tokens", (long long)m->output_tokens,
+	                     "cached_input_tokens", (long long)m->cached_input_tokens, "cost_usd",
+	                     m->cost_usd, "priced", m->priced ? Py_True : Py_False);
+}
+
+static PyObject *usage_dict(const lr_usage_report *t, const lr_model_usage *models, int n)
+{
+	PyObject *per = PyDict_New();
+	for (int i = 0; per && i < n; i++) {
+		PyObject *d = model_usage_dict(&models[i]);
+		if (!d || PyDict_SetItemString(per, models[i].model, d) < 0)
+			Py_CLEAR(per);
+		Py_XDECREF(d);
+	}
+	if (!per)
+		return NULL;
+	PyObject *r = Py_BuildValue(
+	        "{s:K,s:K,s:K,s:K,s:L,s:L,s:L,s:d,s:i,s:N}", "requests",
+	        (unsigned long long)t->requests, "succeeded", (unsigned long long)t->succeeded,
+	        "failed", (unsigned long long)t->failed, "retries", (unsigned long long)t->retries,
+	        "input_tokens", (long long)t->input_tokens, "output_tokens",
+	        (long long)t->output_tokens, "cached_input_tokens", (long long)t->cached_input_tokens,
+	        "cost_usd", t->cost_usd, "unpriced_models", t->unpriced_models, "models", per);
+	return r;
+}
+
+static PyObject *Engine_usage(CoreEngine *self, PyObject *unused)
+{
+	lr_engine *eng = engine_of(self);
+	if (!eng)
+		return NULL;
+	lr_model_usage stack[16];
+	lr_model_usage *models = stack; /* owner: here when not stack (freed below) */
+	int cap = 16;
+	lr_usage_report total;
+	for (;;) {
+		int n = lr_engine_usage(eng, &total, models, cap);
+		if (n < 0) {
+			if (models != stack)
+				free(models);
+			core_lr_value_error("usage", n);
+			return NULL;
+		}
+		if (n <= cap) {
+			PyObject *r = usage_dict(&total, models, n);
+			if (models != stack)
+				free(models);
+			return r;
+		}
+		if (models != stack)
+			free(models);
+		cap = n + 16; /* more models came in: room for some more */
+		models = malloc((size_t)cap * sizeof(*models));
+		if (!models)
+			return PyErr_NoMemory();
+	}
+}
+
+static PyObject *Engine_price(CoreEngine *self, PyObject *arg)
+{
+	lr_engine *eng = engine_of(self);
+	if (!eng)
+		return NULL;
+	if (!PyUnicode_Check(arg)) {
+		PyErr_SetString(PyExc_TypeError, "pyllmring: price(model) wants a str");
+		return NULL;
+	}
+	const char *model = PyUnicode_AsUTF8(arg);
+	if (!model)
+		return NULL;
+	double in, cached, out;
+	if (lr_engine_price(eng, model, &in, &cached, &out) < 0)
+		Py_RETURN_NONE;
+	return Py_BuildValue("(ddd)", in, cached, out);
+}
+
+static PyObject *Engine_stats(CoreEngine *self, PyObject *unused)
+{
+	lr_engine *eng = engine_of(self);
+	if (!eng)
+		return NULL;
+	lr_engine_stats s;
+	lr_engine_get_stats(eng, &s);
+	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+	                     "connections_opened", (unsigned long long)s.connections_opened,
+	                     "connections_reused", (unsigned long long)s.connections_reused,
+	                     "stale_resends", (unsigned long long)s.stale_resends,
+	                     "requests_completed", (unsigned long long)s.requests_completed,
+	                     "tls_full_handshakes", (unsigned long long)s.tls_full_handshakes,
+	                     "tls_resumed_handshakes", (unsigned long long)s.tls_resumed_handshakes,
+	                     "retries", (unsigned long long)s.retries);
+}
+
+static PyObject *Engine_get_ring_mode(CoreEngine *self, void *c)
+{
+	lr_engine *eng = engine_of(self);
+	return eng ? PyUnicode_FromString(lr_engine_ring_mode(eng)) : NULL;
+}
+
+static PyObject *Engine_get_closed(CoreEngine *self, void *c)
+{
+	return PyBool_FromLong(self->eng == NULL);
+}
+
+static PyMethodDef Engine_methods[] = {
+	{"submit", (PyCFunction)(void (*)(void))Engine_submit, METH_VARARGS | METH_KEYWORDS,
+	 "submit(channel, token, model, messages, params=None, *, endpoint='chat', stream=False, "
+	 "headers=None, max_retries=None, timeout=None, base_url=None, body=None, input=None) -> Handle"},
+	{"usage", (PyCFunction)Engine_usage, METH_NOARGS, "Tokens and USD, in all and per model."},
+	{"price", (PyCFunction)Engine_price, METH_O, "price(model) -> (input, cached_input, output) USD per million tokens, or None."},
+	{"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Connection and request counters."},
+	{"close", (PyCFunction)Engine_close, METH_NOARGS, "Cancels what is in flight and frees the engine (idempotent)."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Engine_getset[] = {
+	{"ring_mode", (getter)Engine_get_ring_mode, NULL, "The io_uring setup the engine got.", NULL},
+	{"closed", (getter)Engine_get_closed, NULL, "close() was called.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject CoreEngine_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "pyllmring._core.Engine",
+	.tp_basicsize = sizeof(CoreEngine),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Engine(*, base_url=None, api_key=None, max_in_flight=64, ...): one llmring engine.",
+	.tp_new = PyType_GenericNew,
+	.tp_init = (initproc)Engine_init,
+	.tp_dealloc = (destructor)Engine_dealloc,
+	.tp_methods = Engine_methods,
+	.tp_getset = Engine_getset,
+};
+
+/* lr_engine for the session file: NULL with an exception. */
+lr_engine *core_engine_get(CoreEngine *e)
+{
+	return engine_of(e);
+}

@@ -1,0 +1,208 @@
+/*
+ * _core.Handle: one submitted request. It owns its lr_future, references
+ * its token and its channel, and carries its own done event (queued by
+ * core_on_done). Result attributes are computed on each access and raise
+ * RuntimeError before the request is complete.
+ */
+#include "_core.h"
+
+
+CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token)
+{
+	CoreHandle *h = PyObject_GC_New(CoreHandle, &CoreHandle_Type);
+	if (!h)
+		return NULL;
+	h->future = NULL;
+	Py_INCREF(token);
+	h->token = token;
+	Py_INCREF(ch);
+	h->channel = ch;
+	h->session = NULL;
+	h->gen = core_fork_gen;
+	PyObject_GC_Track(h);
+	return h;
+}
+
+PyObject *core_handle_start(CoreHandle *h, lr_future *f)
+{
+	if (!f) {
+		Py_DECREF(h);
+		return PyErr_NoMemory();
+	}
+	h->future = f;
+	Py_INCREF(h); /* owner: the engine until core_on_done, then the channel's FIFO */
+	if (lr_future_then(f, core_on_done, h) < 0) {
+		Py_DECREF(h);
+		Py_DECREF(h);
+		PyErr_SetString(PyExc_RuntimeError, "pyllmring: lr_future_then refused the future");
+		return NULL;
+	}
+	return (PyObject *)h;
+}
+
+static int Handle_traverse(CoreHandle *h, visitproc visit, void *arg)
+{
+	Py_VISIT(h->token);
+	Py_VISIT(h->channel);
+	Py_VISIT(h->session);
+	return 0;
+}
+
+static int Handle_clear(CoreHandle *h)
+{
+	Py_CLEAR(h->token);
+	Py_CLEAR(h->channel);
+	Py_CLEAR(h->session);
+	return 0;
+}
+
+static void Handle_dealloc(CoreHandle *h)
+{
+	PyObject_GC_UnTrack(h);
+	/* In a forked child the engine's locks may be held by a thread that
+	 * no longer exists: leave the future alone. */
+	if (h->future && h->gen == core_fork_gen)
+		lr_future_release(h->future);
+	Handle_clear(h);
+	PyObject_GC_Del(h);
+}
+
+/* The result, or NULL with RuntimeError when not complete yet. */
+static const lr_result *result_of(CoreHandle *h)
+{
+	const lr_result *r = h->future ? lr_future_result(h->future) : NULL;
+	if (!r)
+		PyErr_SetString(PyExc_RuntimeError, "pyllmring: the request is not complete yet");
+	return r;
+}
+
+static PyObject *cstr(const char *s)
+{
+	if (!s)
+		Py_RETURN_NONE;
+	return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+static PyObject *Handle_cancel(CoreHandle *h, PyObject *unused)
+{
+	if (core_check_fork(h->gen) < 0)
+		return NULL;
+	if (h->future)
+		lr_future_cancel(h->future);
+	Py_RETURN_NONE;
+}
+
+/* The result, not lr_future_done: the done event is queued from the
+ * then-callback, before the engine publishes completion, and drain may
+ * hand it out first; the result is readable from then on. */
+static PyObject *Handle_done(CoreHandle *h, PyObject *unused)
+{
+	return PyBool_FromLong(h->future && lr_future_result(h->future) != NULL);
+}
+
+static PyObject *Handle_get_token(CoreHandle *h, void *c)
+{
+	PyObject *t = h->token ? h->token : Py_None;
+	Py_INCREF(t);
+	return t;
+}
+
+/* One getter per lr_result field: RESULT_GETTER(name, expression of r). */
+#define RESULT_GETTER(name, expr) \
+	static PyObject *Handle_get_##name(CoreHandle *h, void *c) \
+	{ \
+		const lr_result *r = result_of(h); \
+		if (!r) \
+			return NULL; \
+		return (expr); \
+	}
+
+RESULT_GETTER(error, PyLong_FromLong(r->error))
+RESULT_GETTER(error_name, r->error ? cstr(lr_error_name(r->error)) : cstr(NULL))
+RESULT_GETTER(error_message, cstr(r->error_message))
+RESULT_GETTER(http_status, PyLong_FromLong(r->http_status))
+RESULT_GETTER(body, r->body ? PyUnicode_DecodeUTF8(r->body, (Py_ssize_t)r->body_len, "replace")
+                            : cstr(NULL))
+RESULT_GETTER(body_is_json, PyBool_FromLong(r->body_is_json))
+RESULT_GETTER(text, r->text ? PyUnicode_DecodeUTF8(r->text, (Py_ssize_t)r->text_len, "replace")
+                            : cstr(NULL))
+RESULT_GETTER(finish_reason, cstr(r->finish_reason))
+RESULT_GETTER(streamed, PyBool_FromLong(r->streamed))
+RESULT_GETTER(request_id, cstr(r->request_id))
+RESULT_GETTER(model, cstr(r->model))
+RESULT_GETTER(provider, cstr(r->provider))
+RESULT_GETTER(usage, Py_BuildValue("(LLL)", (long long)r->usage.input_tokens,
+                                   (long long)r->usage.output_tokens,
+                                   (long long)r->usage.cached_input_tokens))
+RESULT_GETTER(timings, Py_BuildValue("(dddd)", r->timings.queued_ms, r->timings.ttfb_ms,
+                                     r->timings.total_ms, r->timings.ttft_ms))
+RESULT_GETTER(attempts, PyLong_FromLong(r->attempts))
+RESULT_GETTER(retry_after, r->retry_after_s < 0 ? cstr(NULL) : PyFloat_FromDouble(r->retry_after_s))
+RESULT_GETTER(cost_usd, r->cost_usd < 0 ? cstr(NULL) : PyFloat_FromDouble(r->cost_usd))
+
+static PyObject *Handle_get_tool_calls(CoreHandle *h, void *c)
+{
+	const lr_result *r = result_of(h);
+	if (!r)
+		return NULL;
+	PyObject *list = PyList_New(r->tool_call_count > 0 ? r->tool_call_count : 0);
+	for (int i = 0; list && i < r->tool_call_count; i++) {
+		const lr_tool_call *tc = &r->tool_calls[i];
+		PyObject *args = PyUnicode_DecodeUTF8(tc->arguments ? tc->arguments : "",
+		                                      (Py_ssize_t)(tc->arguments ? tc->arguments_len : 0),
+		                                      "replace");
+		PyObject *id = cstr(tc->id), *name = cstr(tc->name);
+		PyObject *t = args && id && name ? PyTuple_Pack(3, id, name, args) : NULL;
+		Py_XDECREF(args);
+		Py_XDECREF(id);
+		Py_XDECREF(name);
+		if (!t)
+			Py_CLEAR(list);
+		else
+			PyList_SET_ITEM(list, i, t);
+	}
+	return list;
+}
+
+#define GET(name, doc) {#name, (getter)Handle_get_##name, NULL, doc, NULL}
+static PyGetSetDef Handle_getset[] = {
+	GET(token, "The object given to submit."),
+	GET(error, "0, or the LR_E* code."),
+	GET(error_name, "The stable error name, None when ok."),
+	GET(error_message, "What went wrong, or None."),
+	GET(http_status, "The HTTP status, 0 when no response arrived."),
+	GET(body, "The raw response body (UTF-8, errors replaced), or None."),
+	GET(body_is_json, "The body parsed as one JSON object."),
+	GET(text, "The reply text of choice 0, or None."),
+	GET(finish_reason, "Why the reply ended, or None."),
+	GET(streamed, "The reply came as a stream."),
+	GET(request_id, "The provider's request id, or None."),
+	GET(model, "The model the response names, or None."),
+	GET(provider, "The provider that served it."),
+	GET(usage, "(input, output, cached_input) tokens."),
+	GET(timings, "(queued_ms, ttfb_ms, total_ms, ttft_ms)."),
+	GET(attempts, "Attempts made."),
+	GET(retry_after, "Retry-After in seconds, or None."),
+	GET(tool_calls, "[(id, name, arguments)] of choice 0."),
+	GET(cost_usd, "USD of this request, None when the model is unpriced."),
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef Handle_methods[] = {
+	{"cancel", (PyCFunction)Handle_cancel, METH_NOARGS, "Ends the request with 'cancelled' (no effect once complete)."},
+	{"done", (PyCFunction)Handle_done, METH_NOARGS, "True once the request is complete."},
+	{NULL, NULL, 0, NULL},
+};
+
+PyTypeObject CoreHandle_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "pyllmring._core.Handle",
+	.tp_basicsize = sizeof(CoreHandle),
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_doc = "A submitted request (made by Engine.submit and Session.send).",
+	.tp_dealloc = (destructor)Handle_dealloc,
+	.tp_traverse = (traverseproc)Handle_traverse,
+	.tp_clear = (inquiry)Handle_clear,
+	.tp_methods = Handle_methods,
+	.tp_getset = Handle_getset,
+};
