@@ -35,7 +35,8 @@ static const char usage[] =
 	"  --tokens N          completion tokens (words) per reply (16)\n"
 	"  --fault KIND:RATE   inject a fault into that share (0..1) of requests; KIND is\n"
 	"                      429, 500, 503, 529, stream-error, reset, truncate, malformed,\n"
-	"                      slow-headers, close.\n"
+	"                      slow-headers, close; or a refusal: 400, 401, 403, 404, 409,\n"
+	"                      422, context (window exceeded), quota (spent).\n"
 	"                      A request can also ask with the header `x-mock-fault: KIND`\n"
 	"                      or the text `mock-fault:KIND` in its body.\n"
 	"  --seed N            seed for the generated text and the fault choice (0)\n"
@@ -110,8 +111,9 @@ static int parse_fault(struct mock_flags *mf, const char *val)
 	kind[kl] = '\0';
 	int f = mock_fault_from_name(kind);
 	if (f <= 0)
-		return bad("unknown fault kind '%s' (429, 500, 503, 529, stream-error, "
-			   "reset, truncate, malformed, slow-headers, close)", kind, "");
+		return bad("unknown fault kind '%s' (429, 500, 503, 529, stream-error, reset, "
+			   "truncate, malformed, slow-headers, close, 400, 401, 403, 404, 409, "
+			   "422, context, quota)", kind, "");
 	char *end;
 	errno = 0;
 	double r = strtod(colon + 1, &end);

@@ -9,6 +9,8 @@
 static const char *anthropic_error_type(int st)
 {
 	switch (st) {
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
 	case 404: return "not_found_error";
 	case 413: return "request_too_large";
 	case 429: return "rate_limit_error";

@@ -9,6 +9,8 @@
 static const char *gemini_status(int st)
 {
 	switch (st) {
+	case 401: return "UNAUTHENTICATED";
+	case 403: return "PERMISSION_DENIED";
 	case 404: return "NOT_FOUND";
 	case 429: return "RESOURCE_EXHAUSTED";
 	case 503:

@@ -379,6 +379,9 @@ void mock_respond_error(struct mock_server *s, struct conn *c, uint64_t n, int s
 			bool close, const char *extra);
 #define ERRL(s, c, n, st, lit, type, code, close, extra) \
 	mock_respond_error(s, c, n, st, lit, sizeof(lit) - 1, type, code, close, extra)
+/* A 4xx, context-window or quota refusal fault, as the dialect words it. */
+void mock_respond_refusal(struct mock_server *s, struct conn *c, uint64_t n, int fault,
+			  bool close);
 /* The error faults (429, 500, 503, 529; stream-error without a stream is
  * 500), worded as each provider words them. */
 void mock_respond_fault(struct mock_server *s, struct conn *c, uint64_t n, int fault,

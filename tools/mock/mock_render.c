@@ -22,10 +22,14 @@ static const char *status_text(int st)
 	switch (st) {
 	case 200: return "200 OK";
 	case 400: return "400 Bad Request";
+	case 401: return "401 Unauthorized";
+	case 403: return "403 Forbidden";
 	case 404: return "404 Not Found";
+	case 409: return "409 Conflict";
 	case 411: return "411 Length Required";
 	case 413: return "413 Content Too Large";
 	case 429: return "429 Too Many Requests";
+	case 422: return "422 Unprocessable Content";
 	case 431: return "431 Request Header Fields Too Large";
 	case 500: return "500 Internal Server Error";
 	case 529: return "529 Overloaded";
@@ -124,6 +128,58 @@ void mock_respond_fault(struct mock_server *s, struct conn *c, uint64_t n, int f
 	}
 	mock_respond_error(s, c, n, st, msg[row][d], strlen(msg[row][d]), type, code, close,
 			   extra);
+}
+
+/* The refusal faults, each worded as its provider words it, so that the
+ * client's classification (by status, error type, code or message) is what
+ * a real refusal gets. */
+void mock_respond_refusal(struct mock_server *s, struct conn *c, uint64_t n, int fault,
+			  bool close)
+{
+	static const struct {
+		int status;
+		const char *type, *code; /* OpenAI's error type and code */
+		const char *msg[4];      /* OpenAI, Anthropic, Ollama, Gemini */
+	} refusals[] = {
+		[MOCK_FAULT_400 - MOCK_FAULT_400] = {400, "invalid_request_error", NULL,
+			{"Invalid value for 'messages' (mock).", "messages: invalid (mock)",
+			 "invalid request (mock)", "Invalid JSON payload received (mock)."}},
+		[MOCK_FAULT_401 - MOCK_FAULT_400] = {401, "invalid_request_error", "invalid_api_key",
+			{"Incorrect API key provided (mock).", "invalid x-api-key (mock)",
+			 "unauthorized (mock)", "Request had invalid authentication credentials (mock)."}},
+		[MOCK_FAULT_403 - MOCK_FAULT_400] = {403, "invalid_request_error", "unsupported_country_region_territory",
+			{"Country, region, or territory not supported (mock).",
+			 "Your API key does not have permission to use the specified resource (mock).",
+			 "forbidden (mock)", "The caller does not have permission (mock)."}},
+		[MOCK_FAULT_404 - MOCK_FAULT_400] = {404, "invalid_request_error", "model_not_found",
+			{"The model does not exist or you do not have access to it (mock).",
+			 "model: not found (mock)", "model not found, try pulling it first (mock)",
+			 "models/x is not found for API version v1beta (mock)."}},
+		[MOCK_FAULT_409 - MOCK_FAULT_400] = {409, "invalid_request_error", NULL,
+			{"Conflict (mock).", "conflict (mock)", "conflict (mock)", "Conflict (mock)."}},
+		[MOCK_FAULT_422 - MOCK_FAULT_400] = {422, "invalid_request_error", NULL,
+			{"Unprocessable entity (mock).", "unprocessable (mock)", "unprocessable (mock)",
+			 "Unprocessable (mock)."}},
+		[MOCK_FAULT_CONTEXT - MOCK_FAULT_400] = {400, "invalid_request_error",
+			"context_length_exceeded",
+			{"This model's maximum context length is 128000 tokens (mock).",
+			 "prompt is too long: 210000 tokens > 200000 maximum (mock)",
+			 "the input exceeds the context length (mock)",
+			 "The input token count exceeds the maximum number of tokens allowed (mock)."}},
+		[MOCK_FAULT_QUOTA - MOCK_FAULT_400] = {429, "insufficient_quota", "insufficient_quota",
+			{"You exceeded your current quota, please check your plan and billing details (mock).",
+			 "Your credit balance is too low to access the Anthropic API (mock).",
+			 "quota exceeded (mock)", "Quota exceeded (mock)."}},
+	};
+	unsigned i = (unsigned)(fault - MOCK_FAULT_400);
+	uint8_t d = c->job.dialect;
+	int st = refusals[i].status;
+	/* Anthropic refuses a spent credit balance with 400, not 429. */
+	if (fault == MOCK_FAULT_QUOTA && d == D_ANTHROPIC)
+		st = 400;
+	const char *msg = refusals[i].msg[d];
+	mock_respond_error(s, c, n, st, msg, strlen(msg), refusals[i].type, refusals[i].code, close,
+			   NULL);
 }
 
 void mock_respond_parse_error(struct mock_server *s, struct conn *c, int st)

@@ -176,6 +176,10 @@ static bool answer_error_fault(struct mock_server *s, struct conn *c, uint64_t n
 	case MOCK_FAULT_529:
 		break;
 	default:
+		if (fault >= MOCK_FAULT_400 && fault < MOCK_FAULT_COUNT) {
+			mock_respond_refusal(s, c, n, fault, close);
+			return true;
+		}
 		return false;
 	}
 	mock_respond_fault(s, c, n, fault, close);

@@ -36,6 +36,14 @@ static const char *const fault_names[MOCK_FAULT_COUNT] = {
 	[MOCK_FAULT_CLOSE] = "close",
 	[MOCK_FAULT_529] = "529",
 	[MOCK_FAULT_STREAM_ERROR] = "stream-error",
+	[MOCK_FAULT_400] = "400",
+	[MOCK_FAULT_401] = "401",
+	[MOCK_FAULT_403] = "403",
+	[MOCK_FAULT_404] = "404",
+	[MOCK_FAULT_409] = "409",
+	[MOCK_FAULT_422] = "422",
+	[MOCK_FAULT_CONTEXT] = "context",
+	[MOCK_FAULT_QUOTA] = "quota",
 };
 
 int mock_fault_from_mem(const char *s, size_t n)

@@ -66,6 +66,12 @@
  *   429            429 with Retry-After: 1 (OpenAI also retry-after-ms: 1000)
  *   500, 503       error status with an error body
  *   529            529 "overloaded" (Anthropic overloaded_error)
+ *   400, 401, 403, 404, 409, 422
+ *                  that status, with the dialect's error type for it
+ *   context        400 saying the context window is exceeded (OpenAI code
+ *                  context_length_exceeded; each provider's own wording)
+ *   quota          a spent quota: OpenAI 429 insufficient_quota, Anthropic
+ *                  400 "credit balance is too low", Ollama and Gemini 429
  *   stream-error   a stream sends up to 2 token events, then an error event in
  *                  the dialect's way (OpenAI data: {"error":{...}}, Anthropic
  *                  event: error, Ollama {"error":"..."} line, Gemini data:
@@ -102,6 +108,16 @@ enum mock_fault {
 	MOCK_FAULT_CLOSE,
 	MOCK_FAULT_529,
 	MOCK_FAULT_STREAM_ERROR,
+	/* Refusals a client must tell apart (the Python package's error
+	 * classes): 4xx statuses, a context window exceeded, a spent quota. */
+	MOCK_FAULT_400,
+	MOCK_FAULT_401,
+	MOCK_FAULT_403,
+	MOCK_FAULT_404,
+	MOCK_FAULT_409,
+	MOCK_FAULT_422,
+	MOCK_FAULT_CONTEXT,
+	MOCK_FAULT_QUOTA,
 	MOCK_FAULT_COUNT
 };
 

@@ -1,0 +1,854 @@
+"""The clients: AsyncOpenAI and OpenAI over one engine.
+
+How requests meet the event loop: each (client, loop) pair has a reaper, a
+``_core.Channel`` whose eventfd is registered once with ``loop.add_reader``.
+The engine's thread only copies results and deltas into the channel and
+writes the eventfd (C, no Python). On readiness the reaper drains the channel
+in batches and resolves plain asyncio futures, or hands deltas to streams:
+no Task per request. Synchronous calls use a channel per thread and wait on
+it with the GIL released, so they need no loop and work inside one."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+import time
+
+from . import _core
+from ._errors import APIConnectionError, ClientClosedError, from_handle
+from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Obj
+
+__all__ = ["AsyncOpenAI", "OpenAI", "AsyncStream", "Stream", "AsyncSession", "Session"]
+
+_Future = asyncio.Future
+# Events one drain takes, and drains per wake-up before the loop gets a turn
+# back (the channel signals itself again when some are left).
+REAP_MAX = 512
+REAP_ROUNDS = 16
+
+
+def _dispatch(events):
+    """Hands each event to its token: a future gets its handle, anything
+    else (streams, batch slots) has _done and _delta."""
+    for tok, h, d in events:
+        if h is None:
+            tok._delta(d)
+        elif tok.__class__ is _Future or isinstance(tok, _Future):
+            if not tok.done():
+                tok.set_result(h)
+        else:
+            tok._done(h)
+
+
+class _Reaper:
+    """One loop's side of a client: its channel, registered with the loop."""
+
+    __slots__ = ("loop", "chan", "fd", "reap_max")
+
+    def __init__(self, loop, reap_max):
+        self.loop = loop
+        self.chan = _core.Channel()
+        self.fd = self.chan.fileno()
+        self.reap_max = reap_max
+        loop.add_reader(self.fd, self.on_ready)
+
+    def on_ready(self):
+        drain = self.chan.drain
+        for _ in range(REAP_ROUNDS):
+            events = drain(self.reap_max)
+            if not events:
+                return
+            _dispatch(events)
+
+    def detach(self):
+        try:
+            self.loop.remove_reader(self.fd)
+        except (RuntimeError, ValueError, OSError):
+            pass  # the loop is closed already
+
+
+def _as_messages(messages):
+    """messages as the C side takes them: dicts (response objects, such as
+    a reply's message appended to a history, become dicts)."""
+    if messages is None:
+        return None
+    for m in messages:
+        if m.__class__ is not dict:
+            break
+    else:
+        return messages
+    out = []
+    for m in messages:
+        if isinstance(m, Obj):
+            m = m.model_dump(exclude_none=True)
+        elif not isinstance(m, dict) and hasattr(m, "model_dump"):
+            m = m.model_dump(exclude_none=True)
+        out.append(m)
+    return out
+
+
+class _Options:
+    """Per-call options common to every request, split from the body's."""
+
+    __slots__ = ("headers", "timeout", "max_retries", "include_usage", "n")
+
+    def __init__(self, core, params, extra_headers, extra_body, timeout, max_retries):
+        headers = core.default_headers
+        if extra_headers:
+            headers = {**headers, **extra_headers} if headers else dict(extra_headers)
+        self.headers = headers or None
+        self.timeout = timeout
+        self.max_retries = max_retries
+        if extra_body:
+            params.update(extra_body)
+        so = params.pop("stream_options", None)
+        self.include_usage = bool(so and so.get("include_usage"))
+        n = params.get("n")
+        self.n = n if isinstance(n, int) and n > 1 else 1
+
+
+class _Core:
+    """The engine and what every front end shares."""
+
+    def __init__(self, *, base_url=None, api_key=None, max_retries=2, timeout=600.0,
+                 max_in_flight=64, rpm=None, tpm=None, connect_timeout=None,
+                 idle_timeout=None, prices_file=None, ca_file=None, insecure=False,
+                 default_headers=None, organization=None, project=None,
+                 max_conns_per_origin=0, reap_max=REAP_MAX):
+        if isinstance(timeout, (int, float)) or timeout is None:
+            total = float(timeout) if timeout else 600.0
+        else:
+            raise TypeError("timeout must be a number of seconds")
+        try:
+            self.engine = _core.Engine(base_url=base_url, api_key=api_key,
+                                       max_in_flight=max_in_flight, max_retries=max_retries,
+                                       timeout=total, connect_timeout=connect_timeout,
+                                       idle_timeout=idle_timeout, rpm=rpm, tpm=tpm,
+                                       prices_file=prices_file, ca_file=ca_file,
+                                       insecure=insecure,
+                                       max_conns_per_origin=max_conns_per_origin)
+        except _core.EngineError as e:
+            raise APIConnectionError(str(e), code=getattr(e, "code", None)) from None
+        headers = dict(default_headers or {})
+        if organization:
+            headers["OpenAI-Organization"] = organization
+        if project:
+            headers["OpenAI-Project"] = project
+        self.default_headers = headers
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.timeout = total
+        self.reap_max = reap_max
+        self.reapers = {}            # loop -> _Reaper
+        self.local = threading.local()  # .chan: this thread's channel for sync calls
+        self.closed = False
+        self.lock = threading.Lock()
+
+    # -- where results arrive
+
+    def reaper(self):
+        loop = asyncio.get_running_loop()
+        r = self.reapers.get(loop)
+        if r is None:
+            if self.closed:
+                raise ClientClosedError("the client is closed", code="cancelled")
+            r = self.reapers[loop] = _Reaper(loop, self.reap_max)
+        return r
+
+    def sync_channel(self):
+        chan = getattr(self.local, "chan", None)
+        if chan is None:
+            chan = self.local.chan = _core.Channel()
+        return chan
+
+    def submit(self, chan, token, model, messages, params, opts, stream=False,
+               endpoint="chat", input=None):
+        if self.closed:
+            raise ClientClosedError("the client is closed", code="cancelled")
+        return self.engine.submit(chan, token, model, _as_messages(messages), params or None,
+                                  endpoint=endpoint, stream=stream, headers=opts.headers,
+                                  max_retries=opts.max_retries, timeout=opts.timeout,
+                                  input=input)
+
+    def outcome(self, h, kind="chat", n=1, model=None):
+        """The response object for a completed handle, or raises its error."""
+        if h.error:
+            raise from_handle(h, self.closed)
+        if kind == "chat":
+            return ChatCompletion(h, n, model)
+        return CreateEmbeddingResponse(h)
+
+    def outcome_or_error(self, h, kind="chat", n=1, model=None):
+        if h.error:
+            return from_handle(h, self.closed)
+        if kind == "chat":
+            return ChatCompletion(h, n, model)
+        return CreateEmbeddingResponse(h)
+
+    # -- waiting without a loop
+
+    def wait_sync(self, chan, pending):
+        """Dispatches this thread's channel until pending() is false. The
+        wait releases the GIL in short slices, so Ctrl-C interrupts it."""
+        while pending():
+            events = chan.drain(REAP_MAX)
+            if events:
+                _dispatch(events)
+                continue
+            chan.wait(None)
+
+    # -- accounting
+
+    def usage(self):
+        return self.engine.usage()
+
+    def price(self, model):
+        p = self.engine.price(model)
+        if p is None:
+            return None
+        return {"input": p[0], "cached_input": p[1], "output": p[2]}
+
+    def stats(self):
+        return self.engine.stats()
+
+    # -- shutting down
+
+    def close_engine(self):
+        with self.lock:
+            if self.closed:
+                return False
+            self.closed = True
+        # Cancels what is in flight; their done events reach their channels.
+        self.engine.close()
+        return True
+
+    def drain_reapers(self, current_loop):
+        """After close: every loop's channel drained (on its own thread) and
+        detached."""
+        for loop, r in list(self.reapers.items()):
+            if loop is current_loop:
+                while r.chan.pending():
+                    r.on_ready()
+                r.detach()
+            elif not loop.is_closed():
+                def finish(r=r):
+                    while r.chan.pending():
+                        r.on_ready()
+                    r.detach()
+                try:
+                    loop.call_soon_threadsafe(finish)
+                except RuntimeError:
+                    pass
+        self.reapers.clear()
+
+
+# ---- streams -----------------------------------------------------------------
+
+
+class _StreamBase:
+    """What both stream kinds share: the queue of deltas the channel gave,
+    and the outcome once the done event came (after every delta)."""
+
+    def __init__(self, core, model, include_usage):
+        self._core = core
+        self._q = collections.deque()
+        self._handle = None
+        self._h_live = None          # the request's handle while it runs
+        self._model = model or ""
+        self._created = int(time.time())
+        self._id = ""
+        self._include_usage = include_usage
+        self._usage_sent = False
+        self._closed = False
+
+    def _chunk(self, delta):
+        return ChatCompletionChunk(self._id, self._model, self._created, delta)
+
+    def _tail(self):
+        """After the last delta: the usage chunk when asked for, the error
+        when the request failed, else the end."""
+        h = self._handle
+        if h.error:
+            if self._closed and h.error_name == "cancelled":
+                return None
+            raise from_handle(h, self._core.closed)
+        if self._include_usage and not self._usage_sent:
+            self._usage_sent = True
+            inp, out, cached = h.usage
+            usage = Obj(prompt_tokens=inp, completion_tokens=out, total_tokens=inp + out,
+                        prompt_tokens_details=Obj(cached_tokens=cached))
+            return ChatCompletionChunk(self._id, h.model or self._model, self._created, None,
+                                       usage)
+        return None
+
+    @property
+    def response(self):
+        """The completed request's result (None while it runs)."""
+        return self._handle
+
+    def _final(self):
+        h = self._handle
+        if h.error:
+            raise from_handle(h, self._core.closed)
+        return ChatCompletion(h, 1, self._model)
+
+
+class AsyncStream(_StreamBase):
+    """``async for chunk in stream``; ``async with stream``; ``await
+    stream.close()``; ``await stream.get_final_completion()`` gives the
+    assembled chat.completion."""
+
+    def __init__(self, core, loop, model, include_usage):
+        super().__init__(core, model, include_usage)
+        self._loop = loop
+        self._waiter = None
+
+    # The reaper's side (the loop's thread).
+    def _delta(self, d):
+        self._q.append(d)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _done(self, h):
+        self._handle = h
+        self._h_live = None
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait(self):
+        w = self._waiter = self._loop.create_future()
+        try:
+            await w
+        except asyncio.CancelledError:
+            self._waiter = None
+            self._cancel()
+            raise
+
+    def _cancel(self):
+        h = self._h_live
+        if h is not None:
+            h.cancel()
+
+    async def _first(self):
+        """Waits for the first event, so that a request refused at once
+        (401, 429 after retries, ...) raises from create() as openai-python
+        does."""
+        while not self._q and self._handle is None:
+            await self._wait()
+        if not self._q and self._handle is not None and self._handle.error:
+            raise from_handle(self._handle, self._core.closed)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        q = self._q
+        while True:
+            if q:
+                return ChatCompletionChunk(self._id, self._model, self._created, q.popleft())
+            if self._handle is not None:
+                last = self._tail()
+                if last is None:
+                    raise StopAsyncIteration
+                return last
+            if self._closed:
+                raise StopAsyncIteration
+            await self._wait()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def close(self):
+        """Stops the stream: the request is cancelled if still running."""
+        if self._handle is None:
+            self._closed = True
+            self._cancel()
+            while self._handle is None:
+                await self._wait()
+        self._q.clear()
+
+    async def get_final_completion(self):
+        """Reads the rest of the stream and returns the assembled
+        chat.completion (text, tool calls, usage)."""
+        while self._handle is None:
+            self._q.clear()
+            await self._wait()
+        self._q.clear()
+        return self._final()
+
+    async def until_done(self):
+        await self.get_final_completion()
+
+
+class Stream(_StreamBase):
+    """The synchronous stream: ``for chunk in stream``, ``with stream``."""
+
+    def __init__(self, core, chan, model, include_usage):
+        super().__init__(core, model, include_usage)
+        self._chan = chan
+
+    def _delta(self, d):
+        self._q.append(d)
+
+    def _done(self, h):
+        self._handle = h
+        self._h_live = None
+
+    def _pump(self):
+        try:
+            self._core.wait_sync(self._chan, lambda: not self._q and self._handle is None)
+        except BaseException:
+            h = self._h_live
+            if h is not None:
+                h.cancel()
+            raise
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self._q and self._handle is None:
+            self._pump()
+        if self._q:
+            return ChatCompletionChunk(self._id, self._model, self._created, self._q.popleft())
+        if self._closed:
+            raise StopIteration
+        last = self._tail()
+        if last is None:
+            raise StopIteration
+        return last
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._handle is None:
+            self._closed = True
+            h = self._h_live
+            if h is not None:
+                h.cancel()
+            self._core.wait_sync(self._chan, lambda: self._handle is None)
+        self._q.clear()
+
+    def get_final_completion(self):
+        while self._handle is None:
+            self._q.clear()
+            self._pump()
+        self._q.clear()
+        return self._final()
+
+    def until_done(self):
+        self.get_final_completion()
+
+
+# ---- bulk -------------------------------------------------------------------
+
+
+class _Slot:
+    """A batch member's token: stores its outcome at its index."""
+
+    __slots__ = ("group", "index", "handle")
+
+    def __init__(self, group, index):
+        self.group = group
+        self.index = index
+        self.handle = None
+
+    def _done(self, h):
+        self.handle = h
+        self.group.finished(self)
+
+    def _delta(self, d):
+        pass
+
+
+class _Group:
+    """Outcomes of many requests with one waiter, not one per request."""
+
+    def __init__(self, core, n, kinds, on_done=None):
+        self.core = core
+        self.results = [None] * n
+        self.left = n
+        self.kinds = kinds              # per index: (kind, n, model)
+        self.waiter = None
+        self.on_done = on_done          # as_completed: a queue of indexes
+        self.handles = [None] * n
+
+    def finished(self, slot):
+        kind, n, model = self.kinds[slot.index]
+        self.results[slot.index] = self.core.outcome_or_error(slot.handle, kind, n, model)
+        self.handles[slot.index] = None
+        self.left -= 1
+        if self.on_done is not None:
+            self.on_done.append(slot.index)
+        w = self.waiter
+        if w is not None and (self.left == 0 or self.on_done is not None):
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def cancel_all(self):
+        for h in self.handles:
+            if h is not None:
+                h.cancel()
+
+
+def _request_of(kwargs, default_model):
+    """One batch item: kwargs of create (a dict with messages), or a bare
+    list of messages."""
+    if isinstance(kwargs, (list, tuple)):
+        kwargs = {"messages": kwargs}
+    else:
+        kwargs = dict(kwargs)
+    if "model" not in kwargs and default_model is not None:
+        kwargs["model"] = default_model
+    return kwargs
+
+
+def _submit_group(core, chan, items, default_model, group_cls=_Group, on_done=None):
+    reqs = [_request_of(k, default_model) for k in items]
+    kinds = []
+    for r in reqs:
+        n = r.get("n")
+        kinds.append(("chat", n if isinstance(n, int) and n > 1 else 1, r.get("model")))
+    group = group_cls(core, len(reqs), kinds, on_done)
+    for i, r in enumerate(reqs):
+        model = r.pop("model", None)
+        messages = r.pop("messages", None)
+        if r.pop("stream", False):
+            raise ValueError("batch requests cannot stream")
+        opts = _Options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
+                        r.pop("timeout", None), r.pop("max_retries", None))
+        slot = _Slot(group, i)
+        try:
+            group.handles[i] = core.submit(chan, slot, model, messages, r, opts)
+        except (TypeError, ValueError) as e:
+            # A malformed item fails in place; the others still run.
+            group.results[i] = e
+            group.left -= 1
+            if on_done is not None:
+                on_done.append(i)
+    return group
+
+
+# ---- the resources ------------------------------------------------------------
+
+
+class _AsyncCompletions:
+    def __init__(self, core):
+        self._core = core
+
+    async def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
+                     extra_headers=None, extra_body=None, extra_query=None, **params):
+        core = self._core
+        reaper = core.reaper()
+        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        if stream:
+            s = AsyncStream(core, reaper.loop, model, opts.include_usage)
+            s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
+            await s._first()
+            return s
+        fut = reaper.loop.create_future()
+        h = core.submit(reaper.chan, fut, model, messages, params, opts)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            h.cancel()
+            raise
+        if h.error:
+            raise from_handle(h, core.closed)
+        return ChatCompletion(h, opts.n, model)
+
+
+class _AsyncChat:
+    def __init__(self, core):
+        self.completions = _AsyncCompletions(core)
+
+
+class _AsyncEmbeddings:
+    def __init__(self, core):
+        self._core = core
+
+    async def create(self, *, model, input, timeout=None, max_retries=None,
+                     extra_headers=None, extra_body=None, **params):
+        core = self._core
+        reaper = core.reaper()
+        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        if isinstance(input, str):
+            input = [input]
+        fut = reaper.loop.create_future()
+        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
+                        input=list(input))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            h.cancel()
+            raise
+        return core.outcome(h, "embeddings")
+
+
+class _SyncCompletions:
+    def __init__(self, core):
+        self._core = core
+
+    def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        core = self._core
+        chan = core.sync_channel()
+        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        if stream:
+            s = Stream(core, chan, model, opts.include_usage)
+            s._h_live = core.submit(chan, s, model, messages, params, opts, stream=True)
+            s._pump()
+            if not s._q and s._handle is not None and s._handle.error:
+                raise from_handle(s._handle, core.closed)
+            return s
+        box = _Box()
+        h = core.submit(chan, box, model, messages, params, opts)
+        _wait_box(core, chan, box, h)
+        return core.outcome(h, "chat", opts.n, model)
+
+
+class _Box:
+    """A synchronous call's token."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self):
+        self.handle = None
+
+    def _done(self, h):
+        self.handle = h
+
+    def _delta(self, d):
+        pass
+
+
+def _wait_box(core, chan, box, h):
+    try:
+        core.wait_sync(chan, lambda: box.handle is None)
+    except BaseException:
+        h.cancel()  # Ctrl-C: the request ends too; its event is dropped later
+        raise
+
+
+class _SyncChat:
+    def __init__(self, core):
+        self.completions = _SyncCompletions(core)
+
+
+class _SyncEmbeddings:
+    def __init__(self, core):
+        self._core = core
+
+    def create(self, *, model, input, timeout=None, max_retries=None, extra_headers=None,
+               extra_body=None, **params):
+        core = self._core
+        chan = core.sync_channel()
+        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        if isinstance(input, str):
+            input = [input]
+        box = _Box()
+        h = core.submit(chan, box, model, None, params, opts, endpoint="embeddings",
+                        input=list(input))
+        _wait_box(core, chan, box, h)
+        return core.outcome(h, "embeddings")
+
+
+# ---- sessions ---------------------------------------------------------------
+
+
+class _SessionBase:
+    def __init__(self, core, model, system):
+        self._core = core
+        self._s = _core.Session(core.engine, model, system)
+        self.model = model
+
+    @property
+    def history(self):
+        """The conversation so far, as a list of OpenAI messages."""
+        return json.loads(self._s.history())
+
+    @property
+    def turns(self):
+        return self._s.turns
+
+
+class AsyncSession(_SessionBase):
+    """A conversation: each send appends the user's text, sends the whole
+    history and, once the reply succeeds, appends it."""
+
+    async def send(self, text):
+        core = self._core
+        reaper = core.reaper()
+        fut = reaper.loop.create_future()
+        h = self._s.send(reaper.chan, fut, text)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            h.cancel()
+            raise
+        return core.outcome(h, "chat", 1, self.model)
+
+
+class Session(_SessionBase):
+    def send(self, text):
+        core = self._core
+        chan = core.sync_channel()
+        box = _Box()
+        h = self._s.send(chan, box, text)
+        _wait_box(core, chan, box, h)
+        return core.outcome(h, "chat", 1, self.model)
+
+
+# ---- the clients --------------------------------------------------------------
+
+
+class _ClientBase:
+    def __init__(self, *, base_url=None, api_key=None, max_retries=2, timeout=600.0,
+                 max_in_flight=64, rpm=None, tpm=None, _shared_core=None, **options):
+        if _shared_core is not None:
+            self._core = _shared_core  # LiteLLM's functions: sync and async on one engine
+        else:
+            self._core = _Core(base_url=base_url, api_key=api_key, max_retries=max_retries,
+                               timeout=timeout, max_in_flight=max_in_flight, rpm=rpm,
+                               tpm=tpm, **options)
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.timeout = self._core.timeout
+
+    def usage(self):
+        """Tokens and USD so far, in total and per model; consistent from
+        any thread while requests run."""
+        return self._core.usage()
+
+    def price(self, model):
+        """USD per million tokens (input, cached_input, output), or None."""
+        return self._core.price(model)
+
+    def stats(self):
+        """Connections opened and reused, TLS handshakes, retries."""
+        return self._core.stats()
+
+    @property
+    def ring_mode(self):
+        return self._core.engine.ring_mode
+
+
+class AsyncOpenAI(_ClientBase):
+    """openai-python's AsyncOpenAI over the llmring engine. Models are
+    "provider/model" strings (LiteLLM's routing); each provider speaks its
+    own dialect."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.chat = _AsyncChat(self._core)
+        self.embeddings = _AsyncEmbeddings(self._core)
+
+    def session(self, model, system=None):
+        return AsyncSession(self._core, model, system)
+
+    async def batch(self, requests, *, model=None):
+        """Runs every request (create's kwargs, or a list of messages with
+        model=) and returns their outcomes in input order: a response, or
+        the exception in its place. The engine queues beyond its
+        concurrency: no semaphore, no Task per request."""
+        core = self._core
+        reaper = core.reaper()
+        group = _submit_group(core, reaper.chan, requests, model)
+        try:
+            while group.left:
+                group.waiter = reaper.loop.create_future()
+                await group.waiter
+        except asyncio.CancelledError:
+            group.cancel_all()
+            raise
+        return group.results
+
+    async def as_completed(self, requests, *, model=None):
+        """Yields (index, outcome) as each request completes; an outcome is
+        a response or the exception of a failed request."""
+        core = self._core
+        reaper = core.reaper()
+        order = collections.deque()
+        group = _submit_group(core, reaper.chan, requests, model, on_done=order)
+        done = 0
+        total = len(group.results)
+        try:
+            while done < total:
+                while order:
+                    i = order.popleft()
+                    done += 1
+                    yield i, group.results[i]
+                    group.results[i] = None
+                if done < total:
+                    group.waiter = reaper.loop.create_future()
+                    await group.waiter
+        finally:
+            if done < total:
+                group.cancel_all()
+
+    async def close(self):
+        """Cancels what is outstanding, waits for every handle, frees the
+        engine."""
+        core = self._core
+        loop = asyncio.get_running_loop()
+        if core.close_engine():
+            core.drain_reapers(loop)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+class OpenAI(_ClientBase):
+    """The synchronous client: no event loop needed (it works inside a
+    running one too), the GIL released while it waits, Ctrl-C honoured."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.chat = _SyncChat(self._core)
+        self.embeddings = _SyncEmbeddings(self._core)
+
+    def session(self, model, system=None):
+        return Session(self._core, model, system)
+
+    def batch(self, requests, *, model=None):
+        """As AsyncOpenAI.batch, blocking."""
+        core = self._core
+        chan = core.sync_channel()
+        group = _submit_group(core, chan, requests, model)
+        try:
+            core.wait_sync(chan, lambda: group.left > 0)
+        except BaseException:
+            group.cancel_all()
+            raise
+        return group.results
+
+    def close(self):
+        self._core.close_engine()
+        chan = getattr(self._core.local, "chan", None)
+        if chan is not None:
+            _dispatch(chan.drain(-1))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
