@@ -202,15 +202,21 @@ class _Core:
     # -- accounting
 
     def usage(self):
+        if self.closed:
+            return self.final_usage  # as it stood when the client closed
         return self.engine.usage()
 
     def price(self, model):
+        if self.closed:
+            raise ClientClosedError("the client is closed", code="cancelled")
         p = self.engine.price(model)
         if p is None:
             return None
         return {"input": p[0], "cached_input": p[1], "output": p[2]}
 
     def stats(self):
+        if self.closed:
+            return self.final_stats
         return self.engine.stats()
 
     # -- shutting down
@@ -219,6 +225,9 @@ class _Core:
         with self.lock:
             if self.closed:
                 return False
+            # The figures are kept first: usage() and stats() answer after.
+            self.final_usage = self.engine.usage()
+            self.final_stats = self.engine.stats()
             self.closed = True
         # Cancels what is in flight; their done events reach their channels.
         self.engine.close()
