@@ -18,7 +18,8 @@ import time
 
 from . import _core
 from ._errors import APIConnectionError, ClientClosedError, from_handle
-from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Obj
+from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Usage
+from ._types import _Access
 
 __all__ = ["AsyncOpenAI", "OpenAI", "AsyncStream", "Stream", "AsyncSession", "Session"]
 
@@ -81,7 +82,7 @@ def _as_messages(messages):
         return messages
     out = []
     for m in messages:
-        if isinstance(m, Obj):
+        if isinstance(m, _Access):
             m = m.model_dump(exclude_none=True)
         elif not isinstance(m, dict) and hasattr(m, "model_dump"):
             m = m.model_dump(exclude_none=True)
@@ -107,6 +108,14 @@ class _Options:
         self.include_usage = bool(so and so.get("include_usage"))
         n = params.get("n")
         self.n = n if isinstance(n, int) and n > 1 else 1
+
+
+def _options(core, params, extra_headers, extra_body, timeout, max_retries):
+    """A call's options; the shared plain ones when it sets nothing."""
+    if (extra_headers is None and extra_body is None and timeout is None and max_retries is None
+            and "stream_options" not in params and "n" not in params):
+        return core.plain
+    return _Options(core, params, extra_headers, extra_body, timeout, max_retries)
 
 
 class _Core:
@@ -137,6 +146,8 @@ class _Core:
         if project:
             headers["OpenAI-Project"] = project
         self.default_headers = headers
+        # The options of a call that sets none of its own, made once.
+        self.plain = _Options(self, {}, None, None, None, None)
         self.base_url = base_url
         self.max_retries = max_retries
         self.timeout = total
@@ -285,9 +296,7 @@ class _StreamBase:
             raise from_handle(h, self._core.closed)
         if self._include_usage and not self._usage_sent:
             self._usage_sent = True
-            inp, out, cached = h.usage
-            usage = Obj(prompt_tokens=inp, completion_tokens=out, total_tokens=inp + out,
-                        prompt_tokens_details=Obj(cached_tokens=cached))
+            usage = Usage(h.usage)
             return ChatCompletionChunk(self._id, h.model or self._model, self._created, None,
                                        usage)
         return None
@@ -540,7 +549,7 @@ def _submit_group(core, chan, items, default_model, group_cls=_Group, on_done=No
         messages = r.pop("messages", None)
         if r.pop("stream", False):
             raise ValueError("batch requests cannot stream")
-        opts = _Options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
+        opts = _options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
                         r.pop("timeout", None), r.pop("max_retries", None))
         slot = _Slot(group, i)
         try:
@@ -565,7 +574,7 @@ class _AsyncCompletions:
                      extra_headers=None, extra_body=None, extra_query=None, **params):
         core = self._core
         reaper = core.reaper()
-        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
         if stream:
             s = AsyncStream(core, reaper.loop, model, opts.include_usage)
             s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
@@ -596,7 +605,7 @@ class _AsyncEmbeddings:
                      extra_headers=None, extra_body=None, **params):
         core = self._core
         reaper = core.reaper()
-        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
         if isinstance(input, str):
             input = [input]
         fut = reaper.loop.create_future()
@@ -618,7 +627,7 @@ class _SyncCompletions:
                extra_headers=None, extra_body=None, extra_query=None, **params):
         core = self._core
         chan = core.sync_channel()
-        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
         if stream:
             s = Stream(core, chan, model, opts.include_usage)
             s._h_live = core.submit(chan, s, model, messages, params, opts, stream=True)
@@ -668,7 +677,7 @@ class _SyncEmbeddings:
                extra_body=None, **params):
         core = self._core
         chan = core.sync_channel()
-        opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
         if isinstance(input, str):
             input = [input]
         box = _Box()

@@ -15,12 +15,10 @@ __all__ = [
 ]
 
 
-class Obj:
-    """A record with both access styles. Fields live in ``__dict__``; nested
-    dicts and lists of dicts are wrapped on the way in."""
+class _Access:
+    """Both access styles over a record's fields (``_fields()``)."""
 
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+    __slots__ = ()
 
     def __getitem__(self, key):
         try:
@@ -46,9 +44,6 @@ class Obj:
     def __iter__(self):
         return iter(self._fields())
 
-    def _fields(self):
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
     def model_dump(self, exclude_none=False):
         return _dump(self, exclude_none)
 
@@ -61,7 +56,7 @@ class Obj:
     json = model_dump_json
 
     def __eq__(self, other):
-        if isinstance(other, Obj):
+        if isinstance(other, _Access):
             return self.model_dump() == other.model_dump()
         if isinstance(other, dict):
             return self.model_dump() == other
@@ -74,8 +69,86 @@ class Obj:
         return f"{type(self).__name__}({inner})"
 
 
+class Obj(_Access):
+    """A record of any fields (they live in ``__dict__``)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def _fields(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+class _Record(_Access):
+    """A record of fixed fields in slots: what every response has, made
+    for each one, so made cheaply."""
+
+    __slots__ = ()
+
+    def _fields(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Message(_Record):
+    __slots__ = ("role", "content", "tool_calls", "refusal", "function_call")
+
+    def __init__(self, content, tool_calls):
+        self.role = "assistant"
+        self.content = content
+        self.tool_calls = tool_calls
+        self.refusal = None
+        self.function_call = None
+
+
+class Choice(_Record):
+    __slots__ = ("index", "message", "finish_reason", "logprobs")
+
+    def __init__(self, index, message, finish_reason):
+        self.index = index
+        self.message = message
+        self.finish_reason = finish_reason
+        self.logprobs = None
+
+
+class PromptTokensDetails(_Record):
+    __slots__ = ("cached_tokens",)
+
+    def __init__(self, cached_tokens):
+        self.cached_tokens = cached_tokens
+
+
+class Usage(_Record):
+    __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details")
+
+    def __init__(self, usage):
+        inp, out, cached = usage
+        self.prompt_tokens = inp
+        self.completion_tokens = out
+        self.total_tokens = inp + out
+        self.prompt_tokens_details = PromptTokensDetails(cached)
+
+
+class Delta(_Record):
+    __slots__ = ("role", "content", "tool_calls")
+
+    def __init__(self, content, tool_calls):
+        self.role = "assistant"
+        self.content = content
+        self.tool_calls = tool_calls
+
+
+class ChunkChoice(_Record):
+    __slots__ = ("index", "delta", "finish_reason", "logprobs")
+
+    def __init__(self, index, delta, finish_reason):
+        self.index = index
+        self.delta = delta
+        self.finish_reason = finish_reason
+        self.logprobs = None
+
+
 def _dump(v, exclude_none):
-    if isinstance(v, Obj):
+    if isinstance(v, _Access):
         return {k: _dump(x, exclude_none) for k, x in v._fields().items()
                 if not (exclude_none and x is None)}
     if isinstance(v, list):
@@ -116,9 +189,7 @@ def _tool_calls(h):
 
 
 def _usage(h):
-    inp, out, cached = h.usage
-    return Obj(prompt_tokens=inp, completion_tokens=out, total_tokens=inp + out,
-               prompt_tokens_details=Obj(cached_tokens=cached))
+    return Usage(h.usage)
 
 
 class ChatCompletion(Obj):
@@ -169,10 +240,8 @@ class ChatCompletion(Obj):
                 for c in choices:
                     c.__dict__.setdefault("logprobs", None)
         if choices is None:
-            msg = Obj(role="assistant", content=h.text, tool_calls=_tool_calls(h),
-                      refusal=None, function_call=None)
-            choices = [Obj(index=0, message=msg, finish_reason=h.finish_reason,
-                           logprobs=None)]
+            calls = _tool_calls(h) if h.tool_calls else None
+            choices = [Choice(0, Message(h.text, calls), h.finish_reason)]
         d["object"] = "chat.completion"
         d["model"] = h.model or d["_model"] or ""
         d["choices"] = choices
@@ -218,44 +287,44 @@ class ChatCompletion(Obj):
                 "custom_llm_provider": self.__dict__["_h"].provider}
 
 
-class ChatCompletionChunk(Obj):
-    """One streamed event, in openai-python's ChatCompletionChunk shape."""
+class ChatCompletionChunk(_Record):
+    """One streamed event, in openai-python's ChatCompletionChunk shape; its
+    choices are made when first read."""
+
+    __slots__ = ("id", "object", "created", "model", "choices", "usage",
+                 "system_fingerprint", "_delta")
+    _public = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
 
     def __init__(self, id, model, created, delta, usage=None):
-        d = self.__dict__
-        d["id"] = id
-        d["object"] = "chat.completion.chunk"
-        d["created"] = created
-        d["model"] = model
-        d["_delta"] = delta
-        d["usage"] = usage
-        d["system_fingerprint"] = None
+        self.id = id
+        self.object = "chat.completion.chunk"
+        self.created = created
+        self.model = model
+        self._delta = delta
+        self.usage = usage
+        self.system_fingerprint = None
 
     def __getattr__(self, name):
+        # Reached only while the choices slot is unset.
         if name != "choices":
             raise AttributeError(name)
-        d = self.__dict__
-        delta = d["_delta"]
+        delta = self._delta
         if delta is None:
             choices = []
         elif delta.__class__ is str:
-            choices = [Obj(index=0, delta=Obj(role="assistant", content=delta, tool_calls=None),
-                           finish_reason=None, logprobs=None)]
+            choices = [ChunkChoice(0, Delta(delta, None), None)]
         else:
             text, index, finish, tool_index, tool_id, tool_name, tool_args = delta
             calls = None
             if tool_index >= 0:
                 calls = [Obj(index=tool_index, id=tool_id, type="function" if tool_id else None,
                              function=Obj(name=tool_name, arguments=tool_args or ""))]
-            choices = [Obj(index=index, delta=Obj(role="assistant", content=text or None,
-                                                  tool_calls=calls),
-                           finish_reason=finish, logprobs=None)]
-        d["choices"] = choices
+            choices = [ChunkChoice(index, Delta(text or None, calls), finish)]
+        self.choices = choices
         return choices
 
     def _fields(self):
-        self.__dict__.get("choices") or self.choices
-        return super()._fields()
+        return {k: getattr(self, k) for k in self._public}
 
 
 class CreateEmbeddingResponse(Obj):
