@@ -8,6 +8,7 @@ process, and returns 2 for usage errors. Mock is `llmring mock` on a thread.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -408,3 +409,48 @@ def test_many_mocks_come_and_go():
         del m  # dealloc stops it
     with _batch.Mock() as m:
         assert m.url
+
+
+GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "certs",
+                         "gen-certs.sh")
+
+
+def test_mock_serves_https_with_the_tls_flags(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make test certificates)")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    p = subprocess.run(["bash", GEN_CERTS, str(certs)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    inp = tmp_path / "in.jsonl"
+    ids = write_input(inp, 10)
+    out = tmp_path / "out.jsonl"
+    with _batch.Mock(["--tls-cert", str(certs / "server.crt"),
+                      "--tls-key", str(certs / "server.key")]) as m:
+        assert re.fullmatch(r"https://127\.0\.0\.1:\d+", m.url)
+        assert _batch.run_batch(args(inp, out, m.url, "--cacert", str(certs / "ca.crt"))) == 0
+    check_complete(out, ids)
+    with pytest.raises(ValueError, match="cannot serve HTTPS"):
+        _batch.Mock(["--tls-cert", str(certs / "server.crt"),
+                     "--tls-key", str(certs / "other.key")])
+
+
+def test_a_stopped_run_says_so_and_returns_after_the_job_ended(tmp_path, capfd):
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 2000)
+    out = tmp_path / "out.jsonl"
+
+    def stop(p):
+        if p["succeeded"] >= 100:
+            raise KeyboardInterrupt
+
+    with _batch.Mock(["--ttft-ms", "2"]) as m:
+        with pytest.raises(KeyboardInterrupt):
+            _batch.run_batch([str(inp), "-o", str(out), "--base-url", m.url, "--concurrency",
+                              "16"], progress=stop, interval=0.01)
+        written = len(read_output(out))
+        time.sleep(0.2)
+        assert len(read_output(out)) == written  # nothing writes after the return
+    err = capfd.readouterr().err
+    assert "llmring batch: stopped early; the output is incomplete (run again to resume)" in err
