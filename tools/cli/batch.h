@@ -1,7 +1,8 @@
 /*
  * The pieces of `llmring batch` (cli_batch.c runs them) and what they
  * share: the options, the custom_id set, the input reader, the run's
- * state (struct batch). Private to the CLI executable.
+ * state (struct batch). Private to the CLI (its
+ * library, which a binding links too: batch_run.h).
  *
  *   batch_options.c   flags, their checks, the usage text
  *   batch_idset.c     the set of custom_ids seen and done
@@ -9,7 +10,8 @@
  *   batch_output.c    outcome lines, writing them, --stats, the summary
  *   batch_resume.c    reading an earlier output, --retry-errors rewrites
  *   batch_progress.c  the clock and the progress line
- *   cli_batch.c       batch_main: setting up, the run loop, completions
+ *   cli_batch.c       batch_run (batch_run.h) and batch_main: setting up,
+ *                     the run loop, completions
  */
 #ifndef LR_CLI_BATCH_H
 #define LR_CLI_BATCH_H
@@ -22,6 +24,8 @@
 #include "format/json.h"
 #include "llmring.h"
 #include "util/buf.h"
+
+struct batch_hooks;
 
 #define BATCH_DEFAULT_CONCURRENCY 64
 #define BATCH_MAX_CONCURRENCY 100000
@@ -92,8 +96,10 @@ void id_set_free(struct id_set *set);
 
 /* ---- the run's state ---------------------------------------------------- */
 
-/* One submitted request, found again through lr_future_user_data. */
+/* One submitted request, found again through lr_future_user_data; owner:
+ * the batch (its list of records outstanding) until reaped. */
 struct line_rec {
+	struct line_rec *prev, *next; /* on the batch's list of outstanding records */
 	uint64_t input_line;
 	const char *model; /* borrowed: options or the batch's model names */
 	size_t id_len;
@@ -165,6 +171,9 @@ struct batch {
 	uint64_t total_lines;       /* input lines, for the progress line (0: unknown) */
 	uint64_t engine_in_flight;  /* the engine's last progress report */
 	bool have_engine_progress;
+	const struct batch_hooks *hooks; /* borrowed: batch_run's caller; NULL for the command */
+	bool stopped;               /* the hooks' stop flag was seen */
+	struct line_rec *recs;      /* owner: the batch; records not yet reaped */
 };
 
 /* ---- the run (cli_batch.c) ---------------------------------------------- */

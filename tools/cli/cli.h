@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "llmring.h"
+#include "mock_server.h"
 
 /* Exit statuses shared by every subcommand. */
 enum {
@@ -109,6 +110,22 @@ void cli_log(void *user, const char *message);
 void cli_write_text(FILE *f, bool tty, const char *text, size_t len);
 
 void cli_usage_batch(FILE *out);
+
+/* What the flags of `llmring mock` ask for (mock_main.c). */
+struct mock_flags {
+	struct mock_options o;
+	char host[256];                 /* o.host points here once parsed */
+	const char *tls_cert, *tls_key; /* borrowed: argv */
+	double rate_sum;                /* of the fault rates: at most 1 */
+	bool print_errors;              /* also print why on stderr, as the command does */
+	char error[512];                /* why the flags were refused (may be cut short) */
+};
+/* Parses `llmring mock` flags (argv[0] is "mock"); keeps no state of its
+ * own, so a binding can call it as often as it likes. 0; 2 with the
+ * reason in mf->error (no "llmring mock: " prefix, no newline), also
+ * printed in full as the command prints it when print_errors is set; -1
+ * when --help was shown on stdout. */
+int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags *mf);
 
 /* `llmring batch ...`; argv[0] is "batch". Returns the exit status. */
 int batch_main(int argc, char **argv);

@@ -24,8 +24,15 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "batch_run.h"
 #include "cli.h"
 #include "mock_server.h"
+#include "util/list.h"
+
+/* The records of requests not yet reaped: the batch frees what is left
+ * when a run ends early (the engine drops unreaped futures, not their
+ * user data). */
+HEAD_LIST_FUNCTIONS(recs, struct batch, struct line_rec, recs, prev, next)
 
 /* ---- requests and completions ------------------------------------------ */
 
@@ -68,6 +75,7 @@ void submit_line(struct batch *b, const char *custom_id, size_t id_len,
 		b->write_failed = true;
 		return;
 	}
+	rec->prev = rec->next = NULL;
 	rec->input_line = b->line_no;
 	rec->model = in->model;
 	rec->id_len = id_len;
@@ -101,6 +109,7 @@ void submit_line(struct batch *b, const char *custom_id, size_t id_len,
 	}
 	/* The reaped handle is the one used later; this one is not needed. */
 	lr_future_release(f);
+	recs_push_front(b, rec);
 	b->outstanding++;
 }
 
@@ -125,6 +134,8 @@ static void handle_completion(struct batch *b, lr_future *f)
 	const lr_result *r = lr_future_result(f);
 	struct line_rec *rec = lr_future_user_data(f);
 	b->outstanding--;
+	if (rec)
+		recs_unlink(b, rec);
 	if (!r || !rec) { /* cannot happen for a reaped future of ours */
 		lr_future_release(f);
 		free(rec);
@@ -205,8 +216,9 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	cfg.max_retries = (int)b->opt.max_retries;
 	cfg.requests_per_minute = (double)b->opt.rpm;
 	cfg.tokens_per_minute = (double)b->opt.tpm;
-	if (b->progress) {
-		/* Fresh enough for a redraw every 100 ms; only on a terminal. */
+	if (b->progress || (b->hooks && b->hooks->on_progress)) {
+		/* Fresh enough for a redraw every 100 ms; only on a terminal
+		 * (or for a binding's progress hook). */
 		cfg.on_progress = on_engine_progress;
 		cfg.progress_user = b;
 		cfg.progress_interval_ms = 25;
@@ -231,6 +243,11 @@ static void batch_free(struct batch *b)
 	/* The engine first: it may still hold line records of ours. */
 	if (b->eng)
 		lr_engine_destroy(b->eng);
+	while (b->recs) { /* a run that ended early */
+		struct line_rec *rec = b->recs;
+		recs_unlink(b, rec);
+		free(rec);
+	}
 	if (b->mock)
 		mock_server_stop(b->mock);
 	if (b->out_fd >= 0)
@@ -325,7 +342,8 @@ static int prepare_run(struct batch *b, const struct stat *in_st)
 		long fit = (fd_room - BATCH_FD_SLACK / 2) / 2;
 		b->opt.concurrency = fit > 1 ? fit : 1;
 	}
-	b->progress = !b->opt.quiet && isatty(STDERR_FILENO);
+	b->progress = !b->opt.quiet && (!b->hooks || b->hooks->draw_progress) &&
+	              isatty(STDERR_FILENO);
 	return start_endpoint(b, base_url, api_key);
 }
 
@@ -357,6 +375,46 @@ static int open_outputs(struct batch *b, char **out_created, char **stats_create
 	return load_previous_output(b);
 }
 
+/* Whether the hooks' stop flag is set; remembered, so that the run counts
+ * as stopped early. */
+static bool stop_asked(struct batch *b)
+{
+	if (!b->stopped && b->hooks && b->hooks->stop &&
+	    atomic_load_explicit(b->hooks->stop, memory_order_relaxed))
+		b->stopped = true;
+	return b->stopped;
+}
+
+/* The hooks' progress report: counters the run keeps anyway. */
+static void report_progress(struct batch *b)
+{
+	if (!b->hooks || !b->hooks->on_progress)
+		return;
+	uint64_t outstanding = (uint64_t)b->outstanding;
+	uint64_t in_flight = outstanding;
+	if (b->have_engine_progress && b->engine_in_flight < in_flight)
+		in_flight = b->engine_in_flight;
+	struct batch_progress p = {
+		.run = {
+			.submitted = b->requests,
+			.queued = outstanding - in_flight,
+			.in_flight = in_flight,
+			.succeeded = b->succeeded,
+			.failed = b->failed,
+			.retried = b->retries,
+			.input_tokens = b->input_tokens,
+			.output_tokens = b->output_tokens,
+			.cost_usd = b->cost_usd,
+		},
+		.lines_read = b->line_no,
+		.lines_done = b->line_no - outstanding,
+		.lines_total = b->total_lines,
+		.skipped = b->skipped,
+		.invalid_lines = b->invalid_lines,
+	};
+	b->hooks->on_progress(b->hooks->user, &p);
+}
+
 /*
  * The run: input lines are read while the window has room, completions
  * are reaped and written, until every line is done or the run cannot go
@@ -368,7 +426,9 @@ static bool run_requests(struct batch *b)
 	bool reap_failed = false;
 	lr_future *reaped[BATCH_REAP_MAX];
 	while (!b->write_failed && (more_input || b->outstanding > 0)) {
-		while (more_input && b->outstanding < b->window && !b->write_failed)
+		if (stop_asked(b))
+			break; /* what is in flight is cancelled with the engine */
+		while (more_input && b->outstanding < b->window && !b->write_failed && !stop_asked(b))
 			more_input = take_input_line(b);
 		if (b->read_err)
 			break; /* what is in flight is lost either way: stop now */
@@ -380,7 +440,7 @@ static bool run_requests(struct batch *b)
 		/* Never longer than a quarter second: a finished (and paid for)
 		 * request reaches the output soon, so a kill loses little. */
 		int n = lr_engine_reap_batch(b->eng, reaped, BATCH_REAP_MAX, (int)min_ready,
-		                             b->progress ? 100 : 250);
+		                             b->progress || (b->hooks && b->hooks->stop) ? 100 : 250);
 		if (n < 0) {
 			fprintf(stderr, "llmring batch: waiting for completions failed: %s\n",
 			        lr_strerror(n));
@@ -391,9 +451,11 @@ static bool run_requests(struct batch *b)
 			handle_completion(b, reaped[k]);
 		write_pending(b);
 		draw_progress(b, false);
+		report_progress(b);
 	}
 	write_pending(b); /* input-line errors after the last completion */
 	clear_progress(b);
+	report_progress(b);
 	return !reap_failed;
 }
 
@@ -405,7 +467,8 @@ static int finish_run(struct batch *b, bool reap_failed)
 		fprintf(stderr, "llmring batch: cannot read %s after line %" PRIu64 ": %s\n",
 		        b->opt.input_path, b->line_no, strerror(b->read_err));
 	double wall = seconds_since(b->start_ns);
-	bool incomplete = b->write_failed || b->read_err || reap_failed || b->outstanding > 0;
+	bool incomplete = b->write_failed || b->read_err || reap_failed || b->outstanding > 0 ||
+	                  b->stopped;
 	bool stats_failed = b->opt.stats_path && write_stats_file(b, wall);
 	if (!b->opt.quiet)
 		print_summary(b, wall);
@@ -423,7 +486,13 @@ static int finish_run(struct batch *b, bool reap_failed)
 
 int batch_main(int argc, char **argv)
 {
+	return batch_run(argc, argv, NULL);
+}
+
+int batch_run(int argc, char **argv, const struct batch_hooks *hooks)
+{
 	struct batch b = {0};
+	b.hooks = hooks;
 	b.out_fd = b.stats_fd = -1;
 	b.requested.limit = BATCH_MAX_MODEL_NAMES;
 	int status = parse_options(argc, argv, &b.opt);
@@ -455,7 +524,7 @@ int batch_main(int argc, char **argv)
 	 * full from its queue while this thread sleeps until a whole
 	 * concurrency's worth of results is ready (one wake-up per round). */
 	b.window = 4 * b.opt.concurrency;
-	if (b.progress)
+	if (b.progress || (hooks && hooks->on_progress))
 		b.total_lines = count_lines(in_fd);
 	b.start_ns = now_ns();
 	draw_progress(&b, true);

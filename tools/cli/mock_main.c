@@ -6,6 +6,7 @@
  * HOST:0), so scripts can read the port. Exit status 2 for bad usage and for
  * TLS files that cannot be loaded, 1 when it cannot listen.
  */
+#include "cli.h"
 #include "mock_server.h"
 
 #include <errno.h>
@@ -45,11 +46,16 @@ static const char usage[] =
 	"                      serve HTTPS (TLS 1.2) with this certificate chain and key\n"
 	"                      (PEM or DER); both are needed\n";
 
-static int bad(const char *fmt, const char *a, const char *b)
+/* Why the flags were refused: printed for the command (in full), kept in
+ * mf->error for a binding. 2. */
+static int bad(struct mock_flags *mf, const char *fmt, const char *a, const char *b)
 {
-	fprintf(stderr, "llmring mock: ");
-	fprintf(stderr, fmt, a, b);
-	fputc('\n', stderr);
+	if (mf->print_errors) {
+		fprintf(stderr, "llmring mock: ");
+		fprintf(stderr, fmt, a, b);
+		fputc('\n', stderr);
+	}
+	snprintf(mf->error, sizeof(mf->error), fmt, a, b);
 	return 2;
 }
 
@@ -91,14 +97,6 @@ static int parse_listen(const char *s, char *host, size_t hostsz, uint16_t *port
 	return 0;
 }
 
-/* What the flags ask for. */
-struct mock_flags {
-	struct mock_options o;
-	char host[256];                 /* o.host points here once parsed */
-	const char *tls_cert, *tls_key; /* borrowed: argv */
-	double rate_sum;                /* of the fault rates: at most 1 */
-};
-
 /* --fault KIND:RATE. 0, or 2 after printing why not. */
 static int parse_fault(struct mock_flags *mf, const char *val)
 {
@@ -106,19 +104,19 @@ static int parse_fault(struct mock_flags *mf, const char *val)
 	char kind[32];
 	size_t kl = colon ? (size_t)(colon - val) : 0;
 	if (!colon || kl == 0 || kl >= sizeof(kind))
-		return bad("--fault wants KIND:RATE, got '%s'", val, "");
+		return bad(mf, "--fault wants KIND:RATE, got '%s'", val, "");
 	memcpy(kind, val, kl);
 	kind[kl] = '\0';
 	int f = mock_fault_from_name(kind);
 	if (f <= 0)
-		return bad("unknown fault kind '%s' (429, 500, 503, 529, stream-error, reset, "
+		return bad(mf, "unknown fault kind '%s' (429, 500, 503, 529, stream-error, reset, "
 			   "truncate, malformed, slow-headers, close, 400, 401, 403, 404, 409, "
 			   "422, context, quota)", kind, "");
 	char *end;
 	errno = 0;
 	double r = strtod(colon + 1, &end);
 	if (errno || end == colon + 1 || *end || !(r >= 0 && r <= 1))
-		return bad("--fault rate must be between 0 and 1, got '%s'", colon + 1, "");
+		return bad(mf, "--fault rate must be between 0 and 1, got '%s'", colon + 1, "");
 	mf->rate_sum += r - mf->o.fault_rate[f];
 	mf->o.fault_rate[f] = r;
 	return 0;
@@ -132,11 +130,11 @@ static int apply_option(struct mock_flags *mf, const char *name, const char *val
 	unsigned long long v;
 	if (strcmp(name, "--listen") == 0) {
 		if (parse_listen(val, mf->host, sizeof(mf->host), &o->port) < 0)
-			return bad("--listen wants HOST:PORT, got '%s'", val, "");
+			return bad(mf, "--listen wants HOST:PORT, got '%s'", val, "");
 	} else if (strcmp(name, "--ttft-ms") == 0 || strcmp(name, "--itl-ms") == 0 ||
 		   strcmp(name, "--tokens") == 0 || strcmp(name, "--close-every") == 0) {
 		if (parse_ull(val, UINT_MAX / 2, &v) < 0)
-			return bad("%s wants a non-negative integer, got '%s'", name, val);
+			return bad(mf, "%s wants a non-negative integer, got '%s'", name, val);
 		if (strcmp(name, "--ttft-ms") == 0)
 			o->ttft_ms = (unsigned)v;
 		else if (strcmp(name, "--itl-ms") == 0)
@@ -147,7 +145,7 @@ static int apply_option(struct mock_flags *mf, const char *name, const char *val
 			o->close_every = (unsigned)v;
 	} else if (strcmp(name, "--seed") == 0) {
 		if (parse_ull(val, ULLONG_MAX, &v) < 0)
-			return bad("--seed wants a non-negative integer, got '%s'", val, "");
+			return bad(mf, "--seed wants a non-negative integer, got '%s'", val, "");
 		o->seed = v;
 	} else if (strcmp(name, "--fault") == 0) {
 		return parse_fault(mf, val);
@@ -159,10 +157,12 @@ static int apply_option(struct mock_flags *mf, const char *name, const char *val
 	return 0;
 }
 
-/* 0, 2 after printing why, or -1 when --help was shown. */
-static int parse_mock_flags(int argc, char **argv, struct mock_flags *mf)
+/* Reentrant (no state outside *mf). 0, 2 with why in mf->error (and on stderr when asked), or -1
+ * when --help was shown (on stdout). */
+int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags *mf)
 {
 	memset(mf, 0, sizeof(*mf));
+	mf->print_errors = print_errors;
 	mock_options_default(&mf->o);
 	mf->o.port = 8000;
 	snprintf(mf->host, sizeof(mf->host), "127.0.0.1");
@@ -173,14 +173,14 @@ static int parse_mock_flags(int argc, char **argv, struct mock_flags *mf)
 			return -1;
 		}
 		if (strncmp(arg, "--", 2) != 0)
-			return bad("unexpected argument '%s' (see --help)", arg, "");
+			return bad(mf, "unexpected argument '%s' (see --help)", arg, "");
 		/* --flag=value or --flag value */
 		char name[32];
 		const char *val = NULL;
 		const char *eq = strchr(arg, '=');
 		size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
 		if (nl >= sizeof(name))
-			return bad("unknown option '%s' (see --help)", arg, "");
+			return bad(mf, "unknown option '%s' (see --help)", arg, "");
 		memcpy(name, arg, nl);
 		name[nl] = '\0';
 		static const char *const known[] = {"--listen", "--ttft-ms", "--itl-ms",
@@ -190,12 +190,12 @@ static int parse_mock_flags(int argc, char **argv, struct mock_flags *mf)
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
 			ok |= strcmp(name, known[k]) == 0;
 		if (!ok)
-			return bad("unknown option '%s' (see --help)", name, "");
+			return bad(mf, "unknown option '%s' (see --help)", name, "");
 		if (eq) {
 			val = eq + 1;
 		} else {
 			if (i + 1 >= argc)
-				return bad("%s needs a value", name, "");
+				return bad(mf, "%s needs a value", name, "");
 			val = argv[++i];
 		}
 		int rc = apply_option(mf, name, val);
@@ -203,9 +203,9 @@ static int parse_mock_flags(int argc, char **argv, struct mock_flags *mf)
 			return rc;
 	}
 	if (mf->rate_sum > 1.0 + 1e-9)
-		return bad("fault rates add up to more than 1", "", "");
+		return bad(mf, "fault rates add up to more than 1", "", "");
 	if (!mf->tls_cert != !mf->tls_key)
-		return bad("%s needs %s too", mf->tls_cert ? "--tls-cert" : "--tls-key",
+		return bad(mf, "%s needs %s too", mf->tls_cert ? "--tls-cert" : "--tls-key",
 			   mf->tls_cert ? "--tls-key" : "--tls-cert");
 	mf->o.host = mf->host;
 	mf->o.tls_cert_file = mf->tls_cert;
@@ -264,7 +264,7 @@ static int serve(struct mock_flags *mf)
 int mock_main(int argc, char **argv)
 {
 	struct mock_flags mf;
-	int rc = parse_mock_flags(argc, argv, &mf);
+	int rc = mock_parse_flags(argc, argv, true, &mf);
 	if (rc)
 		return rc < 0 ? 0 : rc;
 	return serve(&mf);
