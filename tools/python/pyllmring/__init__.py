@@ -18,6 +18,11 @@ from ._litellm import (abatch_completion, acompletion, aembedding, batch_complet
 from ._run_batch import run_batch
 from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
 
+try:
+    from ._batch import Mock  # `llmring mock` in this process (tests, examples)
+except ImportError:  # a build without the CLI library
+    Mock = None
+
 __version__ = _core.version()
 
 
@@ -28,6 +33,6 @@ def model_provider(model):
 
 __all__ = ["AsyncOpenAI", "OpenAI", "AsyncSession", "Session", "AsyncStream", "Stream",
            "acompletion", "completion", "batch_completion", "abatch_completion",
-           "aembedding", "embedding", "default_client", "run_batch", "model_provider",
+           "aembedding", "embedding", "default_client", "run_batch", "model_provider", "Mock",
            "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse",
            *_error_names]
