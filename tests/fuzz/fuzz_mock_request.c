@@ -121,7 +121,7 @@ static void check_answer(const struct asked *q, const char *resp, size_t len)
 		if (!rc)
 			rc = stream_decoder_finish(sd);
 		if (rc) {
-			fprintf(stderr, "stream decoder: %s (%s)\n", lr_error_name(rc), rp.message);
+			fprintf(stderr, "stream decoder: %s (%s)\n", lr_error_name(rc), rp.err.message);
 			fail("the engine cannot decode the stream", resp, len);
 		}
 		stream_decoder_free(sd);
@@ -140,8 +140,8 @@ static void check_answer(const struct asked *q, const char *resp, size_t len)
 		bool is_json, rewritten;
 		provider_parse_response(p, ep, &doc, 200, a.body.data, a.body.len, &rp, &is_json, &norm,
 		                        &rewritten);
-		if (rp.error) {
-			fprintf(stderr, "provider_parse_response: %s (%s)\n", lr_error_name(rp.error), rp.message);
+		if (rp.err.code) {
+			fprintf(stderr, "provider_parse_response: %s (%s)\n", lr_error_name(rp.err.code), rp.err.message);
 			fail("the engine cannot parse the body", resp, len);
 		}
 		buf_free(&norm);

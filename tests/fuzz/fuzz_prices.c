@@ -65,15 +65,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	struct price_table *t = (struct price_table *)1;
-	char why[160];
-	memset(why, 'x', sizeof why);
-	int rc = price_table_load(&t, path, why, sizeof why);
+	struct error_info why;
+	memset(&why, 'x', sizeof why);
+	int rc = price_table_load(&t, path, &why);
 	if (rc == 0) {
-		if (!t || why[0] != '\0')
+		if (!t || why.message[0] != '\0')
 			abort();
 	} else {
-		if (t || (rc != LR_EINVAL && rc != LR_EIO && rc != LR_ENOMEM) || !memchr(why, '\0', sizeof why) ||
-		    why[0] == '\0' || strchr(why, '\n'))
+		if (t || (rc != LR_EINVAL && rc != LR_EIO && rc != LR_ENOMEM) || why.code != rc ||
+		    !memchr(why.message, '\0', sizeof why.message) || why.message[0] == '\0' ||
+		    strchr(why.message, '\n'))
 			abort();
 		return 0;
 	}

@@ -89,9 +89,9 @@ static void run_stream(enum provider p, bool ndjson, const char *in, size_t len,
 	}
 	s->finish_rc = stream_decoder_finish(sd);
 	s->fatal = stream_decoder_fatal(sd);
-	s->error = r.error;
+	s->error = r.err.code;
 	s->done = r.done;
-	memcpy(s->message, r.message, sizeof(s->message));
+	memcpy(s->message, r.err.message, sizeof(s->message));
 	if (reply_openai_body(&r, &s->body) == 0)
 		expect_json("the chat.completion of a stream", s->body.data, s->body.len);
 	if (r.ncalls)

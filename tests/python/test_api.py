@@ -7,6 +7,7 @@ loop, a streaming chat loop keeping its history, concurrent sessions)."""
 
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import signal
@@ -23,6 +24,8 @@ import pyllmring as llm
 LLMRING = os.environ.get("LLMRING_BIN", "llmring")
 DIALECTS = ["openai", "anthropic", "ollama", "gemini"]
 MSG = [{"role": "user", "content": "Say hello"}]
+# The ASan build runs these tests with libasan preloaded (tools/python/meson.build).
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 class Mock:
@@ -418,21 +421,40 @@ def test_two_loops_in_two_threads(mock):
     asyncio.run(client.close())
 
 
-def test_uvloop(mock):
-    uvloop = pytest.importorskip("uvloop")
+UVLOOP_SCRIPT = """
+import asyncio, sys
+import uvloop
+import pyllmring as llm
+MSG = [{"role": "user", "content": "Say hello"}]
+async def main(url):
+    async with llm.AsyncOpenAI(base_url=url) as client:
+        s = await client.chat.completions.create(model="openai/m", messages=MSG, stream=True)
+        n = len([c async for c in s])
+        rs = await asyncio.gather(*[client.chat.completions.create(
+            model="openai/m", messages=MSG) for _ in range(500)])
+        return n, len(rs)
+loop = uvloop.new_event_loop()
+try:
+    n, k = loop.run_until_complete(main(sys.argv[1]))
+finally:
+    loop.close()
+print(n, k)
+"""
 
-    async def main():
-        async with llm.AsyncOpenAI(base_url=mock) as client:
-            s = await client.chat.completions.create(model="openai/m", messages=MSG, stream=True)
-            n = len([c async for c in s])
-            rs = await asyncio.gather(*[client.chat.completions.create(
-                model="openai/m", messages=MSG) for _ in range(500)])
-            return n, len(rs)
-    loop = uvloop.new_event_loop()
-    try:
-        n, k = loop.run_until_complete(main())
-    finally:
-        loop.close()
+
+def test_uvloop(mock):
+    if importlib.util.find_spec("uvloop") is None:  # not imported here: see below
+        pytest.skip("uvloop is not installed")
+    # In a child: uvloop 0.17 itself leaves objects behind at exit (a bare
+    # new_event_loop() and close() shows 3.5 KB under LeakSanitizer), so
+    # the child's leak check is off; the address checks stay on.
+    env = dict(os.environ)
+    if UNDER_ASAN:
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+    p = subprocess.run([sys.executable, "-c", UVLOOP_SCRIPT, mock], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    n, k = map(int, p.stdout.split())
     assert n > 1 and k == 500
 
 
@@ -685,6 +707,10 @@ def test_memory_stable_over_200000_requests(mock):
                 await wave(20000)
             gc.collect()
             rss1 = rss_kib()
+            if UNDER_ASAN:
+                # tracemalloc's snapshots leave objects behind at exit under
+                # LeakSanitizer; the leak check covers the C side here.
+                return 0, 0, client.usage()["succeeded"]
             # tracemalloc's own records would show as RSS: measured apart.
             tracemalloc.start()
             snap0 = tracemalloc.take_snapshot()
@@ -696,9 +722,10 @@ def test_memory_stable_over_200000_requests(mock):
             grown = sum(s.size_diff for s in snap1.compare_to(snap0, "filename"))
             return grown, rss1 - rss0, client.usage()["succeeded"]
     grown, rss_grown, done = run(main())
-    assert done == 200000
+    assert done == (120000 if UNDER_ASAN else 200000)
     assert grown < 1 << 20, grown           # Python objects: under 1 MiB kept
     # 80,000 requests after the warm-up: a leak of 300 bytes each would show.
+    # (Not under ASan: its quarantine holds freed memory by design.)
     assert rss_grown < 24 * 1024, rss_grown  # resident memory: no growth with the count
 
 
