@@ -44,16 +44,41 @@ class Mock:
         self.proc.wait(10)
 
 
+class InProcessMock:
+    """The same server in this process (pyllmring.Mock), on its own thread."""
+
+    def __init__(self, *args):
+        self.server = llm.Mock(list(args))
+        self.url = self.server.url
+
+    def close(self):
+        self.server.close()
+
+
+# Every test runs against both: the mock as its own process, and in process
+# (the server's thread and the engine's beside the interpreter's).
+MOCK_KINDS = ["process"] + (["in_process"] if llm.Mock is not None else [])
+
+
+@pytest.fixture(scope="module", params=MOCK_KINDS)
+def mock_kind(request):
+    return request.param
+
+
+def start_mock(kind, *args):
+    return Mock(*args) if kind == "process" else InProcessMock(*args)
+
+
 @pytest.fixture(scope="module")
-def mock():
-    m = Mock()
+def mock(mock_kind):
+    m = start_mock(mock_kind)
     yield m.url
     m.close()
 
 
 @pytest.fixture(scope="module")
-def slow_mock():
-    m = Mock("--ttft-ms", "200", "--itl-ms", "20", "--tokens", "40")
+def slow_mock(mock_kind):
+    m = start_mock(mock_kind, "--ttft-ms", "200", "--itl-ms", "20", "--tokens", "40")
     yield m.url
     m.close()
 
@@ -304,8 +329,8 @@ def test_retries_exhausted_counts_attempts(mock):
     assert e.attempts == 3 and stats["retries"] >= 2
 
 
-def test_retries_heal_flaky_server():
-    m = Mock("--fault", "500:0.3", "--seed", "3")
+def test_retries_heal_flaky_server(mock_kind):
+    m = start_mock(mock_kind, "--fault", "500:0.3", "--seed", "3")
     try:
         async def main():
             async with llm.AsyncOpenAI(base_url=m.url, max_retries=5) as client:
@@ -589,6 +614,98 @@ def test_client_batch_and_as_completed(mock):
     assert len(rs) == 500 and isinstance(rs[10], llm.NotFoundError)
     assert sum(1 for r in rs if isinstance(r, Exception)) == 1
     assert sorted(seen) == list(range(500)) and isinstance(seen[10], llm.NotFoundError)
+
+
+class CountingItems:
+    """A generator of batch items that records how far it has been read."""
+
+    def __init__(self, n, bad=()):
+        self.n = n
+        self.taken = 0
+        self.bad = set(bad)
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.taken += 1
+            if i in self.bad:
+                yield {"messages": "not a list"}          # TypeError in place
+            else:
+                yield [{"role": "user", "content": f"p{i}"}]
+
+
+def test_bulk_takes_items_as_room_frees_up(mock):
+    """as_completed over a generator of 100,000 items: never more than the
+    window read ahead of what was yielded, so memory does not follow the
+    input; malformed and streaming items fail in place."""
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock, max_in_flight=16) as client:
+            window = client._core.window
+            items = CountingItems(100_000, bad=(5, 70_000))
+            ahead = yielded = 0
+            errors = {}
+            async for i, r in client.as_completed(items, model="openai/m"):
+                yielded += 1
+                ahead = max(ahead, items.taken - yielded)
+                if isinstance(r, Exception):
+                    errors[i] = r
+            # batch(): a generator too, order kept, a stream item refused in place.
+            rs = await client.batch(iter([[{"role": "user", "content": "a"}],
+                                          {"messages": MSG, "stream": True},
+                                          [{"role": "user", "content": "c"}]]), model="openai/m")
+            return window, ahead, yielded, errors, rs
+    window, ahead, yielded, errors, rs = run(main())
+    assert yielded == 100_000
+    assert ahead <= window, (ahead, window)
+    assert sorted(errors) == [5, 70_000] and all(isinstance(e, TypeError) for e in errors.values())
+    assert rs[0].choices[0].message.content and rs[2].choices[0].message.content
+    assert isinstance(rs[1], ValueError) and "stream" in str(rs[1])
+
+
+def test_bulk_stopped_early_reads_no_further(mock):
+    """Leaving as_completed early cancels what is in the engine and reads
+    no further than the window; an iterator that raises ends batch() with its exception; the
+    client keeps serving."""
+    def exploding():
+        for i in range(1000):
+            if i == 300:
+                raise KeyError("the caller's data ran out")
+            yield [{"role": "user", "content": f"q{i}"}]
+
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock, max_in_flight=8) as client:
+            window = client._core.window
+            items = CountingItems(1_000_000)
+            got = 0
+            async for i, r in client.as_completed(items, model="openai/m"):
+                got += 1
+                if got == 50:
+                    break
+            taken = items.taken
+            with pytest.raises(KeyError):
+                await client.batch(exploding(), model="openai/m")
+            r = await client.chat.completions.create(model="openai/m", messages=MSG)
+            await asyncio.sleep(0.05)
+            return window, taken, items.taken, r, client.usage()
+    window, taken, taken_later, r, usage = run(main())
+    # A `break` leaves the generator suspended until asyncio finalizes it:
+    # what completes meanwhile may refill, never past the window.
+    assert taken <= 50 + window and taken_later <= 50 + window
+    assert r.choices[0].message.content
+    assert usage["requests"] < 50 + 2 * window + 400
+
+
+def test_sync_batch_from_a_generator(mock):
+    client = llm.OpenAI(base_url=mock, max_in_flight=8)
+    try:
+        rs = client.batch(([{"role": "user", "content": f"s{i}"}] for i in range(3000)),
+                          model="openai/m")
+        rs2 = llm.batch_completion(model="openai/m", api_base=mock,
+                                   messages=([{"role": "user", "content": f"t{i}"}]
+                                             for i in range(1000)))
+    finally:
+        client.close()
+    assert len(rs) == 3000 and all(r.choices[0].message.content for r in rs)
+    assert len(rs2) == 1000 and not any(isinstance(r, Exception) for r in rs2)
 
 
 def test_sessions_concurrent(mock):

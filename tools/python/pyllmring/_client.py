@@ -152,6 +152,10 @@ class _Core:
         self.max_retries = max_retries
         self.timeout = total
         self.reap_max = reap_max
+        # Items a batch keeps in the engine at once: enough to keep every
+        # slot busy while the reaper refills, few enough that a batch's
+        # memory does not grow with its input.
+        self.window = max(2 * max_in_flight, 256)
         self.reapers = {}            # loop -> _Reaper
         self.local = threading.local()  # .chan: this thread's channel for sync calls
         self.closed = False
@@ -494,37 +498,6 @@ class _Slot:
         pass
 
 
-class _Group:
-    """Outcomes of many requests with one waiter, not one per request."""
-
-    def __init__(self, core, n, kinds, on_done=None):
-        self.core = core
-        self.results = [None] * n
-        self.left = n
-        self.kinds = kinds              # per index: (kind, n, model)
-        self.waiter = None
-        self.on_done = on_done          # as_completed: a queue of indexes
-        self.handles = [None] * n
-
-    def finished(self, slot):
-        kind, n, model = self.kinds[slot.index]
-        self.results[slot.index] = self.core.outcome_or_error(slot.handle, kind, n, model)
-        self.handles[slot.index] = None
-        self.left -= 1
-        if self.on_done is not None:
-            self.on_done.append(slot.index)
-        w = self.waiter
-        if w is not None and (self.left == 0 or self.on_done is not None):
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def cancel_all(self):
-        for h in self.handles:
-            if h is not None:
-                h.cancel()
-
-
 def _request_of(kwargs, default_model):
     """One batch item: kwargs of create (a dict with messages), or a bare
     list of messages."""
@@ -537,30 +510,100 @@ def _request_of(kwargs, default_model):
     return kwargs
 
 
-def _submit_group(core, chan, items, default_model, group_cls=_Group, on_done=None):
-    reqs = [_request_of(k, default_model) for k in items]
-    kinds = []
-    for r in reqs:
-        n = r.get("n")
-        kinds.append(("chat", n if isinstance(n, int) and n > 1 else 1, r.get("model")))
-    group = group_cls(core, len(reqs), kinds, on_done)
-    for i, r in enumerate(reqs):
-        model = r.pop("model", None)
-        messages = r.pop("messages", None)
-        if r.pop("stream", False):
-            raise ValueError("batch requests cannot stream")
-        opts = _options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
-                        r.pop("timeout", None), r.pop("max_retries", None))
-        slot = _Slot(group, i)
-        try:
-            group.handles[i] = core.submit(chan, slot, model, messages, r, opts)
-        except (TypeError, ValueError) as e:
-            # A malformed item fails in place; the others still run.
-            group.results[i] = e
-            group.left -= 1
-            if on_done is not None:
-                on_done.append(i)
-    return group
+class _Group:
+    """Outcomes of many requests with one waiter, not one per request.
+
+    Items are taken from their iterable as room frees up: at most
+    ``core.window`` are in the engine at once (in flight or queued), so the
+    memory of a batch follows the window, not the input (an iterator of a
+    million items is fine). A completion submits the next item from the
+    reaper, before the loop wakes the waiter."""
+
+    def __init__(self, core, chan, items, default_model, on_done=None):
+        self.core = core
+        self.chan = chan
+        self.items = iter(items)
+        self.default_model = default_model
+        self.results = []               # by index; as_completed clears each as it goes
+        self.live = {}                  # index -> (handle, n, model) while in the engine
+        self.exhausted = False          # no item left to take
+        self.failure = None             # the exception the items' iterator raised
+        self.waiter = None
+        self.on_done = on_done          # as_completed: a queue of indexes
+        self.window = core.window
+        self.fill()
+
+    @property
+    def pending(self):
+        return not self.exhausted or bool(self.live)
+
+    def room(self):
+        """Items the window can take now: outcomes as_completed has not
+        yielded yet count too, so a slow consumer holds the input back."""
+        used = len(self.live)
+        if self.on_done is not None:
+            used += len(self.on_done)
+        return self.window - used
+
+    def fill(self):
+        core = self.core
+        while not self.exhausted and self.room() > 0:
+            try:
+                item = next(self.items)
+            except StopIteration:
+                self.exhausted = True
+                break
+            except Exception as e:  # the caller's iterator: ends the batch
+                self.failure = e
+                self.cancel_all()
+                break
+            i = len(self.results)
+            self.results.append(None)
+            try:
+                r = _request_of(item, self.default_model)
+                n = r.get("n")
+                n = n if isinstance(n, int) and n > 1 else 1
+                model = r.pop("model", None)
+                messages = r.pop("messages", None)
+                if r.pop("stream", False):
+                    raise ValueError("batch requests cannot stream")
+                opts = _options(core, r, r.pop("extra_headers", None),
+                                r.pop("extra_body", None), r.pop("timeout", None),
+                                r.pop("max_retries", None))
+                h = core.submit(self.chan, _Slot(self, i), model, messages, r, opts)
+            except (TypeError, ValueError, ClientClosedError) as e:
+                # A malformed item (or a closed client) fails in place; the others run.
+                self.results[i] = e
+                if self.on_done is not None:
+                    self.on_done.append(i)
+                continue
+            self.live[i] = (h, n, model)
+
+    def finished(self, slot):
+        i = slot.index
+        _, n, model = self.live.pop(i)
+        self.results[i] = self.core.outcome_or_error(slot.handle, "chat", n, model)
+        if self.on_done is not None:
+            self.on_done.append(i)
+        if not self.exhausted:
+            self.fill()
+        w = self.waiter
+        if w is not None and (not self.pending or self.on_done is not None):
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def cancel_all(self):
+        """No more items are taken; what is in the engine is cancelled (each
+        still completes, as cancelled)."""
+        self.exhausted = True
+        for h, _, _ in list(self.live.values()):
+            h.cancel()
+
+    def outcome(self):
+        if self.failure is not None:
+            raise self.failure
+        return self.results
 
 
 # ---- the resources ------------------------------------------------------------
@@ -782,42 +825,52 @@ class AsyncOpenAI(_ClientBase):
 
     async def batch(self, requests, *, model=None):
         """Runs every request (create's kwargs, or a list of messages with
-        model=) and returns their outcomes in input order: a response, or
-        the exception in its place. The engine queues beyond its
-        concurrency: no semaphore, no Task per request."""
+        model=; any iterable, taken as room frees up) and returns their
+        outcomes in input order: a response, or the exception in its place.
+        No semaphore and no Task per request: at most ``window`` items are
+        in the engine at once, which queues beyond its concurrency."""
         core = self._core
         reaper = core.reaper()
-        group = _submit_group(core, reaper.chan, requests, model)
+        group = _Group(core, reaper.chan, requests, model)
         try:
-            while group.left:
+            while group.pending:
                 group.waiter = reaper.loop.create_future()
                 await group.waiter
         except asyncio.CancelledError:
             group.cancel_all()
             raise
-        return group.results
+        return group.outcome()
 
     async def as_completed(self, requests, *, model=None):
         """Yields (index, outcome) as each request completes; an outcome is
-        a response or the exception of a failed request."""
+        a response or the exception of a failed request. requests may be
+        any iterable (a generator of millions): items are taken as room
+        frees up and outcomes are not kept once yielded, so memory stays
+        flat."""
         core = self._core
         reaper = core.reaper()
         order = collections.deque()
-        group = _submit_group(core, reaper.chan, requests, model, on_done=order)
-        done = 0
-        total = len(group.results)
+        group = _Group(core, reaper.chan, requests, model, on_done=order)
+        finished = False
         try:
-            while done < total:
+            while True:
                 while order:
                     i = order.popleft()
-                    done += 1
-                    yield i, group.results[i]
+                    r = group.results[i]
                     group.results[i] = None
-                if done < total:
-                    group.waiter = reaper.loop.create_future()
-                    await group.waiter
+                    yield i, r
+                group.fill()
+                if order:
+                    continue  # items refused in place while filling
+                if group.failure is not None:
+                    raise group.failure
+                if not group.pending:
+                    break
+                group.waiter = reaper.loop.create_future()
+                await group.waiter
+            finished = True
         finally:
-            if done < total:
+            if not finished:
                 group.cancel_all()
 
     async def close(self):
@@ -851,13 +904,13 @@ class OpenAI(_ClientBase):
         """As AsyncOpenAI.batch, blocking."""
         core = self._core
         chan = core.sync_channel()
-        group = _submit_group(core, chan, requests, model)
+        group = _Group(core, chan, requests, model)
         try:
-            core.wait_sync(chan, lambda: group.left > 0)
+            core.wait_sync(chan, lambda: group.pending)
         except BaseException:
             group.cancel_all()
             raise
-        return group.results
+        return group.outcome()
 
     def close(self):
         self._core.close_engine()

@@ -82,11 +82,11 @@ def completion(model, messages, **kwargs):
 
 def batch_completion(model, messages, **kwargs):
     """LiteLLM's batch_completion: one request per message list, outcomes in
-    input order, a failed request's exception in its place. All of them go
-    to the engine at once (no thread per request)."""
+    input order, a failed request's exception in its place. No thread per
+    request: the engine takes them as its window frees up."""
     api_base, api_key, kw = _split(model, kwargs)
     _, client = default_client(api_base, api_key)
-    items = [dict(kw, messages=m) for m in messages]
+    items = (dict(kw, messages=m) for m in messages)
     return client.batch(items)
 
 
@@ -94,7 +94,7 @@ async def abatch_completion(model, messages, **kwargs):
     """batch_completion from asyncio."""
     api_base, api_key, kw = _split(model, kwargs)
     aclient, _ = default_client(api_base, api_key)
-    items = [dict(kw, messages=m) for m in messages]
+    items = (dict(kw, messages=m) for m in messages)
     return await aclient.batch(items)
 
 
