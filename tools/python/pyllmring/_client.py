@@ -531,6 +531,9 @@ class _Group:
         self.waiter = None
         self.on_done = on_done          # as_completed: a queue of indexes
         self.window = core.window
+        # Refill in steps, not one call per completion: the window is at
+        # least twice max_in_flight, so the engine stays busy meanwhile.
+        self.step = max(1, min(32, self.window // 8))
         self.fill()
 
     @property
@@ -545,9 +548,28 @@ class _Group:
             used += len(self.on_done)
         return self.window - used
 
+    def _submit_python(self, i, item):
+        core = self.core
+        r = _request_of(item, self.default_model)
+        n = r.get("n")
+        n = n if isinstance(n, int) and n > 1 else 1
+        model = r.pop("model", None)
+        messages = r.pop("messages", None)
+        if r.pop("stream", False):
+            raise ValueError("batch requests cannot stream")
+        opts = _options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
+                        r.pop("timeout", None), r.pop("max_retries", None))
+        return core.submit(self.chan, _Slot(self, i), model, messages, r, opts), n, model
+
     def fill(self):
         core = self.core
-        while not self.exhausted and self.room() > 0:
+        chan = self.chan
+        submit_item = core.engine.submit_item
+        default_model = self.default_model
+        headers = core.plain.headers
+        room = self.room()
+        while room > 0 and not self.exhausted:
+            room -= 1
             try:
                 item = next(self.items)
             except StopIteration:
@@ -560,18 +582,20 @@ class _Group:
             i = len(self.results)
             self.results.append(None)
             try:
-                r = _request_of(item, self.default_model)
-                n = r.get("n")
-                n = n if isinstance(n, int) and n > 1 else 1
-                model = r.pop("model", None)
-                messages = r.pop("messages", None)
-                if r.pop("stream", False):
-                    raise ValueError("batch requests cannot stream")
-                opts = _options(core, r, r.pop("extra_headers", None),
-                                r.pop("extra_body", None), r.pop("timeout", None),
-                                r.pop("max_retries", None))
-                h = core.submit(self.chan, _Slot(self, i), model, messages, r, opts)
-            except (TypeError, ValueError, ClientClosedError) as e:
+                if core.closed:
+                    raise ClientClosedError("the client is closed", code="cancelled")
+                # The C path reads the item in place; NotImplemented when it
+                # sets per-call options or holds response objects.
+                r = submit_item(chan, _Slot(self, i), item, default_model, headers)
+                if r is NotImplemented:
+                    r = self._submit_python(i, item)
+                h, n, model = r
+            except (TypeError, ValueError, ClientClosedError, RuntimeError) as e:
+                if e.__class__ is RuntimeError:
+                    if not core.closed:
+                        raise
+                    # Closed by another thread since the check above.
+                    e = ClientClosedError("the client is closed", code="cancelled")
                 # A malformed item (or a closed client) fails in place; the others run.
                 self.results[i] = e
                 if self.on_done is not None:
@@ -585,7 +609,7 @@ class _Group:
         self.results[i] = self.core.outcome_or_error(slot.handle, "chat", n, model)
         if self.on_done is not None:
             self.on_done.append(i)
-        if not self.exhausted:
+        if not self.exhausted and (self.room() >= self.step or not self.live):
             self.fill()
         w = self.waiter
         if w is not None and (not self.pending or self.on_done is not None):

@@ -99,6 +99,9 @@ struct core_submit_args {
 	PyObject *base_url, *body, *input;
 	const char *endpoint;
 	int stream;
+	/* params is a whole batch item (create's kwargs): its "model" and
+	 * "messages" keys are not parameters (submit_item). */
+	int params_is_item;
 };
 /* The request (caller's until lr_submit), or NULL with an exception set. */
 lr_request *core_build_request(const struct core_submit_args *a);

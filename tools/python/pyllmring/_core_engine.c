@@ -173,6 +173,107 @@ static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
 	return core_handle_start(h, lr_submit(self->eng, rq));
 }
 
+/* The keys of create's kwargs that are options, not body fields: an item
+ * holding one goes through the Python path (which merges headers and
+ * extra_body), so the fast path below needs no merging. */
+static int item_needs_python(PyObject *key)
+{
+	static const char *const option_keys[] = {"extra_headers", "extra_body", "extra_query",
+	                                          "timeout", "max_retries", "stream",
+	                                          "stream_options"};
+	if (!PyUnicode_Check(key))
+		return 1; /* the slow path raises the TypeError */
+	for (size_t i = 0; i < sizeof(option_keys) / sizeof(option_keys[0]); i++)
+		if (PyUnicode_CompareWithASCIIString(key, option_keys[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * submit_item(channel, token, item, default_model, headers): one batch
+ * item in one call (batch, as_completed, batch_completion). item is a
+ * list of messages, or create's kwargs as a dict; the dict is read in
+ * place (no copy, no pops). Returns (handle, n, model), or NotImplemented
+ * when the item sets a per-call option (extra_headers, timeout, ...), which
+ * the caller's Python path handles.
+ */
+static PyObject *Engine_submit_item(CoreEngine *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (nargs != 5 || !PyObject_TypeCheck(args[0], &CoreChannel_Type)) {
+		PyErr_SetString(PyExc_TypeError,
+		                "submit_item(channel, token, item, default_model, headers)");
+		return NULL;
+	}
+	PyObject *channel = args[0], *token = args[1], *item = args[2];
+	struct core_submit_args a = {.model = args[3], .messages = Py_None, .params = Py_None,
+	                             .headers = args[4], .max_retries = Py_None,
+	                             .timeout = Py_None, .base_url = Py_None, .body = Py_None,
+	                             .input = Py_None, .endpoint = "chat"};
+	long n = 1;
+	if (PyList_Check(item) || PyTuple_Check(item)) {
+		a.messages = item;
+	} else if (PyDict_Check(item)) {
+		Py_ssize_t pos = 0;
+		PyObject *k, *v;
+		while (PyDict_Next(item, &pos, &k, &v)) {
+			if (item_needs_python(k))
+				Py_RETURN_NOTIMPLEMENTED;
+		}
+		PyObject *m = PyDict_GetItemString(item, "model");
+		if (m && m != Py_None)
+			a.model = m;
+		PyObject *msgs = PyDict_GetItemString(item, "messages");
+		a.messages = msgs ? msgs : Py_None;
+		PyObject *nv = PyDict_GetItemString(item, "n");
+		if (nv && PyLong_Check(nv) && !PyBool_Check(nv)) {
+			n = PyLong_AsLong(nv);
+			if (n == -1 && PyErr_Occurred())
+				return NULL;
+			if (n < 1)
+				n = 1;
+		}
+		a.params = item;
+		a.params_is_item = 1;
+	} else {
+		PyErr_Format(PyExc_TypeError,
+		             "pyllmring: a batch item must be a dict of create()'s arguments or a "
+		             "list of messages, not %.80s", Py_TYPE(item)->tp_name);
+		return NULL;
+	}
+	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
+		return NULL;
+	if (a.messages == Py_None) {
+		PyErr_SetString(PyExc_TypeError, "pyllmring: a batch item needs messages");
+		return NULL;
+	}
+	/* Response objects among the messages (a reply appended to a history)
+	 * become dicts in Python first. */
+	if (PyList_Check(a.messages) || PyTuple_Check(a.messages)) {
+		Py_ssize_t len = PySequence_Fast_GET_SIZE(a.messages);
+		for (Py_ssize_t i = 0; i < len; i++)
+			if (!PyDict_CheckExact(PySequence_Fast_GET_ITEM(a.messages, i)))
+				Py_RETURN_NOTIMPLEMENTED;
+	}
+	lr_request *rq = core_build_request(&a); /* owner: here, then lr_submit */
+	if (!rq)
+		return NULL;
+	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
+	if (!h) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	if (!self->eng) { /* json.dumps may have let another thread close it */
+		lr_request_free(rq);
+		Py_DECREF(h);
+		closed_error();
+		return NULL;
+	}
+	PyObject *started = core_handle_start(h, lr_submit(self->eng, rq));
+	if (!started)
+		return NULL;
+	return Py_BuildValue("(NlO)", started, n, a.model);
+}
+
 static PyObject *model_usage_dict(const lr_model_usage *m)
 {
 	return Py_BuildValue("{s:s,s:K,s:L,s:L,s:L,s:d,s:O}", "provider", m->provider, "requests",
@@ -285,6 +386,9 @@ static PyMethodDef Engine_methods[] = {
 	{"submit", (PyCFunction)(void (*)(void))Engine_submit, METH_VARARGS | METH_KEYWORDS,
 	 "submit(channel, token, model, messages, params=None, *, endpoint='chat', stream=False, "
 	 "headers=None, max_retries=None, timeout=None, base_url=None, body=None, input=None) -> Handle"},
+	{"submit_item", (PyCFunction)(void (*)(void))Engine_submit_item, METH_FASTCALL,
+	 "submit_item(channel, token, item, default_model, headers) -> (Handle, n, model), or "
+	 "NotImplemented when the item sets per-call options"},
 	{"usage", (PyCFunction)Engine_usage, METH_NOARGS, "Tokens and USD, in all and per model."},
 	{"price", (PyCFunction)Engine_price, METH_O, "price(model) -> (input, cached_input, output) USD per million tokens, or None."},
 	{"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Connection and request counters."},

@@ -278,7 +278,7 @@ static int add_param(lr_request *rq, const char *k, PyObject *v)
 	return rc;
 }
 
-static int add_params(lr_request *rq, PyObject *params)
+static int add_params(lr_request *rq, PyObject *params, int params_is_item)
 {
 	if (!PyDict_Check(params)) {
 		PyErr_SetString(PyExc_TypeError, "pyllmring: params must be a dict");
@@ -290,7 +290,11 @@ static int add_params(lr_request *rq, PyObject *params)
 		if (v == Py_None)
 			continue;
 		const char *ks = utf8_of(k, "a params key");
-		if (!ks || add_param(rq, ks, v) < 0)
+		if (!ks)
+			return -1;
+		if (params_is_item && (strcmp(ks, "model") == 0 || strcmp(ks, "messages") == 0))
+			continue;
+		if (add_param(rq, ks, v) < 0)
 			return -1;
 	}
 	return 0;
@@ -398,7 +402,7 @@ lr_request *core_build_request(const struct core_submit_args *a)
 	if (!rc && a->input != Py_None)
 		rc = add_strings(rq, a->input, "input", lr_request_add_input);
 	if (!rc && a->params != Py_None)
-		rc = add_params(rq, a->params);
+		rc = add_params(rq, a->params, a->params_is_item);
 	if (!rc)
 		rc = set_options(rq, a);
 	if (rc) {

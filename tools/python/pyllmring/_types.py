@@ -210,6 +210,9 @@ class ChatCompletion(Obj):
         d = self.__dict__
         if name.startswith("__"):
             raise AttributeError(name)
+        if name == "usage":  # made on first access: many callers never look
+            u = d["usage"] = _usage(d["_h"])
+            return u
         if "_built" not in d:
             self._build()
         if name in ChatCompletion._BODY_FIELDS and "_body_built" not in d:
@@ -225,6 +228,8 @@ class ChatCompletion(Obj):
             self._build()
         if "_body_built" not in d:
             self._build_body()
+        if "usage" not in d:
+            d["usage"] = _usage(d["_h"])
         return {k: d[k] for k in ("id", "object", "created", "model", "choices", "usage",
                                   "system_fingerprint", "service_tier")}
 
@@ -245,7 +250,6 @@ class ChatCompletion(Obj):
         d["object"] = "chat.completion"
         d["model"] = h.model or d["_model"] or ""
         d["choices"] = choices
-        d["usage"] = _usage(h)
 
     def _build_body(self):
         d = self.__dict__
