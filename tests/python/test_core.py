@@ -266,6 +266,35 @@ def test_bad_arguments_raise_before_anything_is_sent(engine):
     assert engine.usage()["requests"] == 0 and ch.pending() == 0
 
 
+def test_submit_item_reads_a_batch_item_in_place(engine):
+    ch = _core.Channel()
+    item = {"model": "mock/m1", "messages": USER, "max_tokens": 5, "n": 2, "seed": 7}
+    before = dict(item)
+    h, n, model = engine.submit_item(ch, "a", item, None, None)
+    assert item == before                       # read, not popped
+    assert (n, model) == (2, "mock/m1")
+    h2, n2, model2 = engine.submit_item(ch, "b", USER, "mock/m2", {"x-extra": "1"})
+    assert (n2, model2) == (1, "mock/m2")
+    done = {ev[0]: ev[1] for ev in collect(ch, 2) if ev[1] is not None}
+    assert done["a"] is h and done["b"] is h2 and not h.error and not h2.error
+    # Per-call options and response objects in the messages: the Python path's.
+    for key in ("extra_headers", "extra_body", "timeout", "max_retries", "stream",
+                "stream_options", "extra_query"):
+        assert engine.submit_item(ch, "c", {"messages": USER, key: None}, "mock/m",
+                                  None) is NotImplemented
+    assert engine.submit_item(ch, "c", [object()], "mock/m", None) is NotImplemented
+    # Refused before anything is sent, each with its reason.
+    with pytest.raises(TypeError, match="batch item"):
+        engine.submit_item(ch, "d", "hello", "mock/m", None)
+    with pytest.raises(TypeError, match="needs messages"):
+        engine.submit_item(ch, "d", {"model": "mock/m"}, None, None)
+    with pytest.raises(ValueError, match="model"):
+        engine.submit_item(ch, "d", USER, None, None)
+    with pytest.raises(TypeError):
+        engine.submit_item(ch, "d", USER)
+    assert ch.pending() == 0
+
+
 def test_body_and_embeddings(engine):
     ch = _core.Channel()
     body = json.dumps({"model": "mock/m1", "messages": USER, "max_tokens": 3})
