@@ -648,7 +648,13 @@ class _AsyncCompletions:
             await s._first()
             return s
         fut = reaper.loop.create_future()
-        h = core.submit(reaper.chan, fut, model, messages, params, opts)
+        h = NotImplemented
+        if opts is core.plain and not core.closed:
+            # The common call: one positional C call, no option handling.
+            h = core.engine.submit_chat(reaper.chan, fut, model, messages, params or None,
+                                        opts.headers)
+        if h is NotImplemented:
+            h = core.submit(reaper.chan, fut, model, messages, params, opts)
         try:
             await fut
         except asyncio.CancelledError:

@@ -274,6 +274,54 @@ static PyObject *Engine_submit_item(CoreEngine *self, PyObject *const *args, Py_
 	return Py_BuildValue("(NlO)", started, n, a.model);
 }
 
+/*
+ * submit_chat(channel, token, model, messages, params, headers): create()'s
+ * common case in one positional call (no keyword parsing): a chat request,
+ * whole, with the client's default headers. params is a dict of body
+ * fields or None. Returns the Handle, or NotImplemented when a message is
+ * not a plain dict (a response object appended to a history), which the
+ * caller converts first.
+ */
+static PyObject *Engine_submit_chat(CoreEngine *self, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (nargs != 6 || !PyObject_TypeCheck(args[0], &CoreChannel_Type)) {
+		PyErr_SetString(PyExc_TypeError,
+		                "submit_chat(channel, token, model, messages, params, headers)");
+		return NULL;
+	}
+	PyObject *channel = args[0], *token = args[1], *messages = args[3];
+	if (PyList_Check(messages) || PyTuple_Check(messages)) {
+		Py_ssize_t len = PySequence_Fast_GET_SIZE(messages);
+		for (Py_ssize_t i = 0; i < len; i++)
+			if (!PyDict_CheckExact(PySequence_Fast_GET_ITEM(messages, i)))
+				Py_RETURN_NOTIMPLEMENTED;
+	}
+	struct core_submit_args a = {.model = args[2], .messages = messages,
+	                             .params = args[4] == Py_None || (PyDict_Check(args[4]) &&
+	                                                              PyDict_GET_SIZE(args[4]) == 0)
+	                                               ? Py_None : args[4],
+	                             .headers = args[5], .max_retries = Py_None,
+	                             .timeout = Py_None, .base_url = Py_None, .body = Py_None,
+	                             .input = Py_None, .endpoint = "chat"};
+	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
+		return NULL;
+	lr_request *rq = core_build_request(&a); /* owner: here, then lr_submit */
+	if (!rq)
+		return NULL;
+	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
+	if (!h) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	if (!self->eng) { /* json.dumps may have let another thread close it */
+		lr_request_free(rq);
+		Py_DECREF(h);
+		closed_error();
+		return NULL;
+	}
+	return core_handle_start(h, lr_submit(self->eng, rq));
+}
+
 static PyObject *model_usage_dict(const lr_model_usage *m)
 {
 	return Py_BuildValue("{s:s,s:K,s:L,s:L,s:L,s:d,s:O}", "provider", m->provider, "requests",
@@ -386,6 +434,9 @@ static PyMethodDef Engine_methods[] = {
 	{"submit", (PyCFunction)(void (*)(void))Engine_submit, METH_VARARGS | METH_KEYWORDS,
 	 "submit(channel, token, model, messages, params=None, *, endpoint='chat', stream=False, "
 	 "headers=None, max_retries=None, timeout=None, base_url=None, body=None, input=None) -> Handle"},
+	{"submit_chat", (PyCFunction)(void (*)(void))Engine_submit_chat, METH_FASTCALL,
+	 "submit_chat(channel, token, model, messages, params, headers) -> Handle, or "
+	 "NotImplemented when a message is not a plain dict"},
 	{"submit_item", (PyCFunction)(void (*)(void))Engine_submit_item, METH_FASTCALL,
 	 "submit_item(channel, token, item, default_model, headers) -> (Handle, n, model), or "
 	 "NotImplemented when the item sets per-call options"},
