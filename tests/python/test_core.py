@@ -295,6 +295,28 @@ def test_submit_item_reads_a_batch_item_in_place(engine):
     assert ch.pending() == 0
 
 
+def test_submit_chat_positional_fast_path(engine):
+    ch = _core.Channel()
+    h1 = engine.submit_chat(ch, "a", "mock/m1", USER, None, None)
+    h2 = engine.submit_chat(ch, "b", "mock/m1", tuple(USER), {"max_tokens": 3}, {"x-a": "1"})
+    h3 = engine.submit_chat(ch, "c", "mock/m1", USER, {}, None)
+    done = {ev[0]: ev[1] for ev in collect(ch, 3) if ev[1] is not None}
+    assert done == {"a": h1, "b": h2, "c": h3}
+    assert not (h1.error or h2.error or h3.error)
+    assert h2.usage[1] <= 3  # max_tokens reached the body
+    class NotADict(dict):
+        pass
+    assert engine.submit_chat(ch, "d", "mock/m1", [NotADict(USER[0])], None,
+                              None) is NotImplemented
+    with pytest.raises(TypeError):
+        engine.submit_chat(ch, "d", "mock/m1", "hello", None, None)
+    with pytest.raises(ValueError, match="model"):
+        engine.submit_chat(ch, "d", None, USER, None, None)
+    with pytest.raises(TypeError):
+        engine.submit_chat(ch, "d", "mock/m1", USER)
+    assert ch.pending() == 0
+
+
 def test_body_and_embeddings(engine):
     ch = _core.Channel()
     body = json.dumps({"model": "mock/m1", "messages": USER, "max_tokens": 3})
