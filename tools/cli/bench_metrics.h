@@ -70,7 +70,7 @@ struct bench_record {
 	uint64_t intended_ns;
 	uint64_t admitted_ns;    /* when a concurrency slot let it go (>= intended); 0: = intended */
 	uint64_t sent_ns;        /* when the request was handed to the engine; 0: never sent (dropped) */
-	uint64_t first_event_ns; /* the first choice event; 0: none */
+	uint64_t first_event_ns; /* the first choice event (when event_count > 0) */
 	uint64_t end_ns;         /* when the response (or the failure) was complete */
 	/* Choice events 2..event_count, as µs after the first (uint32: 71
 	 * minutes of stream; later ones are clamped). 4 bytes an event keep
@@ -89,7 +89,8 @@ struct bench_record {
 /* A record about to be scheduled at intended_ns: everything else 0. */
 void bench_record_init(struct bench_record *r, uint64_t intended_ns);
 /* A choice event at now_ns (had_text: it carried output text). 0, or
- * LR_ENOMEM (the event is then not recorded; the record stays valid). */
+ * LR_ENOMEM, or LR_ETOOLARGE past 2^32 - 1 events (the event is then not
+ * recorded; the record stays valid). */
 int bench_record_event(struct bench_record *r, uint64_t now_ns, bool had_text);
 /* The response is over at end_ns with `error` (0, LR_E*). Gives back the
  * unused room of the event array (a failed shrink keeps it). A success
