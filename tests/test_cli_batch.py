@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end tests of the llmring command line (batch, chat, bench, help).
+"""End-to-end tests of the llmring command line (batch, chat, help; bench has
+test_cli_bench.py).
 
 usage: test_cli_batch.py PATH/TO/llmring
 
@@ -1406,20 +1407,6 @@ def chat_refusals():
     assert p.returncode == 2  # no prompt
     p = run(["chat", "--no-stream", "--frob", "hi"])
     assert p.returncode == 2
-
-
-@test
-def bench_parses_flags_then_refuses():
-    p = run(["bench", "--base-url", "http://127.0.0.1:1/v1", "--model", "m", "--requests", "10",
-             "--concurrency", "4", "--stream", "--prompt-tokens", "100", "--max-tokens", "50",
-             "--json", "/tmp/x.json", "--svg", "/tmp/x.svg"])
-    assert p.returncode == 2 and "not built yet" in p.stderr, p.stderr
-    p = run(["bench", "--base-url=http://h/v1", "--model=m", "--duration=1.5", "--rate=20"])
-    assert p.returncode == 2 and "not built yet" in p.stderr, p.stderr
-    p = run(["bench", "--requests", "ten"])
-    assert p.returncode == 2 and "not built yet" not in p.stderr
-    p = run(["bench", "--wat"])
-    assert p.returncode == 2 and "not built yet" not in p.stderr
 
 
 # ---- main --------------------------------------------------------------------------------

@@ -1067,7 +1067,7 @@ static void invalid_tool_call_arguments(void **state)
 
 /* What the delta callback saw. */
 struct rec {
-	int text_deltas, tool_deltas, finish_deltas, bad;
+	int text_deltas, tool_deltas, finish_deltas, empty_deltas, bad;
 	char text[2048];
 	size_t text_len;
 	char finish[32];
@@ -1122,6 +1122,8 @@ static void record_delta(void *user, const lr_delta *d)
 			append_to(rc->text, &rc->text_len, sizeof(rc->text), d->text, d->text_len, &rc->bad);
 		rc->text_deltas++;
 	}
+	if (!d->finish_reason && !d->text_len)
+		rc->empty_deltas++; /* an event with a choice and nothing new (a role-only chunk) */
 }
 
 struct snap {
@@ -1819,8 +1821,8 @@ static void expect_deltas_match_reply(const struct snap *s)
 		assert_string_equal(s->rec.tools[idx].name, s->calls[i].name);
 		assert_string_equal(s->rec.tools[idx].args, s->calls[i].args);
 	}
-	assert_int_equal(s->deltas,
-	                 (unsigned long)(s->rec.text_deltas + s->rec.tool_deltas + s->rec.finish_deltas));
+	assert_int_equal(s->deltas, (unsigned long)(s->rec.text_deltas + s->rec.tool_deltas +
+	                                            s->rec.finish_deltas + s->rec.empty_deltas));
 }
 
 /* OpenAI: chat.completion.chunk events, a call whose arguments arrive in
@@ -1871,6 +1873,9 @@ static void stream_openai_transcript(void **state)
 	assert_int_equal(s->rec.text_deltas, 2);
 	assert_int_equal(s->rec.tool_deltas, 7);
 	assert_int_equal(s->rec.finish_deltas, 1);
+	/* The role-only first chunk reaches the callback too, as an empty
+	 * delta (a load generator's time to first token starts there). */
+	assert_int_equal(s->rec.empty_deltas, 1);
 	expect_deltas_match_reply(s);
 	/* The assembled body is a chat.completion with both calls. */
 	expect_json(s->openai_body, "choices.0.message.tool_calls.0.function.arguments",

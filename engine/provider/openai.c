@@ -163,6 +163,7 @@ struct chunk_fields {
 	int64_t tool_index;
 	const char *tool_id, *tool_name, *tool_args;
 	size_t tool_id_len, tool_name_len, tool_args_len;
+	bool tool_seen;             /* choices[i] held a tool-call delta */
 	bool error;                 /* an {"error":{...}} event */
 	const char *error_message;
 	size_t error_message_len;
@@ -171,6 +172,7 @@ struct chunk_fields {
 static void chunk_emit_choice(struct chunk_fields *cf)
 {
 	struct reply *r = cf->r;
+	unsigned long before = r->deltas;
 	if (cf->content)
 		reply_text(r, (int)cf->index, cf->content, cf->content_len, true);
 	if (cf->finish) {
@@ -178,12 +180,18 @@ static void chunk_emit_choice(struct chunk_fields *cf)
 		reply_copy_field(finish, sizeof(finish), cf->finish, cf->finish_len);
 		reply_finish(r, (int)cf->index, finish);
 	}
+	/* Nothing said (the role-only first chunk, "content":""), nor any
+	 * tool call in it: the event still reaches the caller. */
+	if (r->deltas == before && !cf->tool_seen)
+		reply_empty_event(r, (int)cf->index);
 	cf->content = cf->finish = NULL;
 	cf->index = 0;
+	cf->tool_seen = false;
 }
 
 static void chunk_emit_tool(struct chunk_fields *cf)
 {
+	cf->tool_seen = true;
 	if (cf->index == 0)
 		reply_tool(cf->r, (int)cf->tool_index, cf->tool_id, cf->tool_id_len, cf->tool_name,
 		           cf->tool_name_len, cf->tool_args, cf->tool_args_len, true);

@@ -251,6 +251,15 @@ int reply_finish(struct reply *r, int choice, const char *reason)
 	return 0;
 }
 
+void reply_empty_event(struct reply *r, int choice)
+{
+	if (!r->fn)
+		return;
+	lr_delta d = {.text = "", .choice = choice, .tool_index = -1};
+	r->deltas++;
+	r->fn(r->user, &d);
+}
+
 static int append_cstr(struct buf *b, const char *s)
 {
 	return buf_append(b, s, strlen(s));

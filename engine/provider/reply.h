@@ -71,6 +71,11 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
                size_t name_len, const char *args, size_t args_len, bool escaped);
 /* The reply ended for this reason (already in OpenAI's vocabulary). */
 int reply_finish(struct reply *r, int choice, const char *reason);
+/* An event that carries choice `choice` but nothing to add (OpenAI's
+ * role-only first chunk, an empty content): a delta of empty text, so the
+ * caller sees every event a server sends for a choice (load generators
+ * take the time to first token at the first such event, as vLLM's does). */
+void reply_empty_event(struct reply *r, int choice);
 
 /* The chat.completion body (OpenAI's shape) for what the reply holds. */
 int reply_openai_body(const struct reply *r, struct buf *out);

@@ -110,6 +110,7 @@ void cli_log(void *user, const char *message);
 void cli_write_text(FILE *f, bool tty, const char *text, size_t len);
 
 void cli_usage_batch(FILE *out);
+void cli_usage_bench(FILE *out);
 
 /* What the flags of `llmring mock` ask for (mock_main.c). */
 struct mock_flags {
@@ -129,5 +130,7 @@ int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags
 
 /* `llmring batch ...`; argv[0] is "batch". Returns the exit status. */
 int batch_main(int argc, char **argv);
+/* `llmring bench ...`; argv[0] is "bench" (cli_bench.c). */
+int bench_main(int argc, char **argv);
 
 #endif

@@ -27,7 +27,7 @@ static const char main_usage[] =
 	"  batch   send every request of a JSONL file (OpenAI Batch format)\n"
 	"  chat    send one prompt and print the reply\n"
 	"  mock    run the mock OpenAI-compatible server\n"
-	"  bench   load-generate against an inference server (not built yet)\n"
+	"  bench   load-generate against an inference server (vLLM's figures and ours)\n"
 	"  help [COMMAND]  show help\n"
 	"\n"
 	"llmring --version prints the version.\n";
@@ -60,14 +60,6 @@ static const char chat_usage[] =
 	"Errors go to stderr with exit status 1. On a terminal, control characters in\n"
 	"the reply or an error message (escape sequences) are shown as ^[ or U+FFFD;\n"
 	"piped output is the server's text byte for byte.\n";
-
-static const char bench_usage[] =
-	"usage: llmring bench --base-url URL --model M [--requests N | --duration S]\n"
-	"                     [--concurrency N | --rate R] [--stream] [--prompt-tokens N]\n"
-	"                     [--max-tokens N] [--json FILE] [--svg FILE]\n"
-	"\n"
-	"A load generator for inference servers. Not built yet: it arrives with the\n"
-	"benchmark issue.\n";
 
 static const char mock_usage[] =
 	"usage: llmring mock [--listen HOST:PORT] [--ttft-ms N] [--itl-ms N] [--tokens N]\n"
@@ -275,64 +267,6 @@ static int chat_main(int argc, char **argv)
 	return status;
 }
 
-/* ---- bench (flags only, for now) ---------------------------------------- */
-
-static int bench_main(int argc, char **argv)
-{
-	const char *cmd = "bench";
-	const char *base_url = NULL, *model = NULL, *requests = NULL, *duration = NULL;
-	const char *concurrency = NULL, *rate = NULL, *prompt_tokens = NULL, *max_tokens = NULL;
-	const char *json_path = NULL, *svg_path = NULL;
-	bool stream = false;
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		const char *v = NULL;
-		int m;
-		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-			fputs(bench_usage, stdout);
-			return CLI_EXIT_OK;
-		}
-		CLI_OPTION("--base-url", true, base_url = v)
-		CLI_OPTION("--model", true, model = v)
-		CLI_OPTION("--requests", true, requests = v)
-		CLI_OPTION("--duration", true, duration = v)
-		CLI_OPTION("--concurrency", true, concurrency = v)
-		CLI_OPTION("--rate", true, rate = v)
-		CLI_OPTION("--stream", false, stream = true)
-		CLI_OPTION("--prompt-tokens", true, prompt_tokens = v)
-		CLI_OPTION("--max-tokens", true, max_tokens = v)
-		CLI_OPTION("--json", true, json_path = v)
-		CLI_OPTION("--svg", true, svg_path = v)
-		fprintf(stderr, "llmring bench: unexpected argument '%s'\n%s", arg, bench_usage);
-		return CLI_EXIT_USAGE;
-	}
-	long n;
-	double s;
-	if ((requests && cli_parse_count(cmd, "--requests", requests, 1, 1000000000L, &n)) ||
-	    (duration && cli_parse_positive(cmd, "--duration", duration, &s)) ||
-	    (concurrency && cli_parse_count(cmd, "--concurrency", concurrency, 1, 1000000L, &n)) ||
-	    (rate && cli_parse_positive(cmd, "--rate", rate, &s)) ||
-	    (prompt_tokens && cli_parse_count(cmd, "--prompt-tokens", prompt_tokens, 1, 10000000L, &n)) ||
-	    (max_tokens && cli_parse_count(cmd, "--max-tokens", max_tokens, 1, 10000000L, &n)))
-		return CLI_EXIT_USAGE;
-	if (requests && duration) {
-		fprintf(stderr, "llmring bench: give --requests or --duration, not both\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (concurrency && rate) {
-		fprintf(stderr, "llmring bench: give --concurrency or --rate, not both\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (!base_url || !model) {
-		fprintf(stderr, "llmring bench: --base-url and --model are needed\n%s", bench_usage);
-		return CLI_EXIT_USAGE;
-	}
-	(void)stream;
-	(void)json_path;
-	(void)svg_path;
-	fprintf(stderr, "llmring bench: not built yet (arrives with the benchmark issue)\n");
-	return CLI_EXIT_USAGE;
-}
 
 /* ---- main ------------------------------------------------------------- */
 
@@ -350,7 +284,7 @@ static int help_main(int argc, char **argv)
 	else if (strcmp(topic, "mock") == 0)
 		fputs(mock_usage, stdout);
 	else if (strcmp(topic, "bench") == 0)
-		fputs(bench_usage, stdout);
+		cli_usage_bench(stdout);
 	else if (strcmp(topic, "help") == 0)
 		fputs(main_usage, stdout);
 	else {

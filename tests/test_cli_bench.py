@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `llmring bench` against `llmring mock` (its own
+process) and the built-in mock: flags and their refusals, the closed and
+open loops, the figures against what the mock was told, warm-up, the
+schedule (seeded, vLLM's rescaling), coordinated omission, errors by code,
+--json in both formats, --requests-out, the datasets.
+
+usage: test_cli_bench.py PATH/TO/llmring
+
+Timing assertions are lower bounds and generous upper ones: the figures'
+accuracy is a benchmark (docs/benchmarks.md), not a test.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_cli_batch as base  # noqa: E402
+from test_cli_batch import MockProcess, Tmp  # noqa: E402
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def run(args, **kw):
+    return base.run(["bench"] + args, **kw)
+
+
+def bench_json(args, path, expect_rc=0, fmt=None, **kw):
+    extra = ["--json", path] + (["--format", fmt] if fmt else [])
+    p = run(args + extra + ["--quiet"], **kw)
+    ok = expect_rc if isinstance(expect_rc, tuple) else (expect_rc,)
+    assert p.returncode in ok, (p.returncode, p.stdout, p.stderr)
+    with open(path) as f:
+        return json.load(f), p
+
+
+# ---- flags -----------------------------------------------------------------------------
+
+@test
+def refusals_name_the_problem():
+    cases = [
+        (["--mock"], "--model is needed"),
+        (["--model", "m", "--concurrency", "2"], "--base-url URL (or --mock)"),
+        (["--mock", "--model", "m", "--requests", "5", "--duration", "1", "--concurrency", "1"],
+         "not both"),
+        (["--mock", "--model", "m"], "give --concurrency N"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--burstiness", "2"], "give --rate too"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--goodput", "ttft"], "NAME:MS"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--goodput", "tbt:5"], "ttft, tpot"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--percentiles", "50,101"], "0 to 100"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--dataset", "csv:x"], "random, sharegpt"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--format", "yaml"], "llmring or vllm"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--requests", "ten"], "--requests"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--rate", "-3"], "--rate"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--endpoint", "embeddings"],
+         "chat or completions"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--wat"], "unexpected argument"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--dataset", "jsonl:/nonexistent/x"],
+         "cannot open /nonexistent/x"),
+    ]
+    for args, words in cases:
+        p = run(args)
+        assert p.returncode == 2 and words in p.stderr, (args, p.stderr)
+    p = run(["--help"])
+    assert p.returncode == 0 and "--burstiness" in p.stdout and "--goodput" in p.stdout
+    p = base.run(["help", "bench"])
+    assert p.returncode == 0 and "coordinated" in p.stdout
+
+
+# ---- the closed loop --------------------------------------------------------------------
+
+@test
+def closed_loop_figures_follow_what_the_mock_was_told():
+    with MockProcess("--ttft-ms", "40", "--itl-ms", "4") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "60",
+                           "--concurrency", "20", "--max-tokens", "10", "--prompt-tokens", "30"],
+                          t.path("r.json"))
+    assert r["schema"] == "llmring.bench/1"
+    assert r["completed"] == 60 and r["failed"] == 0 and r["sent"] == 60
+    assert r["total_output_tokens"] == 600 and r["output_tokens_counted"] == 0
+    ttft, tpot, itl, e2el = r["ttft_ms"], r["tpot_ms"], r["itl_ms"], r["e2el_ms"]
+    assert 40 <= ttft["mean"] < 40 + 60, ttft
+    assert 4 <= tpot["median"] < 4 + 20, tpot
+    # vLLM's E2EL: first event plus 9 gaps of ~4 ms to the last token (and the
+    # finish chunk right behind it).
+    assert e2el["min"] >= 40 + 9 * 4, e2el
+    # 12 choice events a stream (the role chunk, 10 tokens, the finish chunk):
+    # 11 gaps each, pooled.
+    assert itl["count"] == 60 * 11, itl
+    assert set(ttft["percentiles"]) == {"50", "90", "99"}
+    # Closed loop: sent when a slot freed, so nothing waits on a schedule.
+    assert r["schedule_lag_ms"]["percentiles"]["99"] < 1, r["schedule_lag_ms"]
+    assert r["max_concurrent_requests"] == 20
+    assert r["client_cpu_s"] > 0 and r["client_lagged"] is False
+    assert sum(s["sent"] for s in r["timeline"]) == 60
+
+
+@test
+def warm_up_is_not_counted():
+    with MockProcess("--ttft-ms", "10") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "30",
+                           "--warmup", "25", "--concurrency", "5", "--max-tokens", "4"],
+                          t.path("r.json"))
+        m.proc.send_signal(2)
+        served = m.proc.stderr.read()
+    assert r["completed"] == 30 and r["sent"] == 30
+    assert "served 55 requests" in served, served
+
+
+@test
+def whole_responses_make_ttft_the_latency():
+    with MockProcess("--ttft-ms", "20") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "20",
+                           "--concurrency", "4", "--no-stream", "--max-tokens", "8"],
+                          t.path("r.json"))
+    assert r["stream"] is False and r["completed"] == 20
+    assert r["ttft_ms"]["mean"] == r["e2el_ms"]["mean"] and r["ttft_ms"]["mean"] >= 20
+    assert r["total_output_tokens"] == 160 and r["itl_ms"]["count"] == 0
+
+
+@test
+def duration_stops_sending_then_waits_for_what_is_out():
+    with MockProcess("--ttft-ms", "30") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--duration", "1",
+                           "--concurrency", "4", "--max-tokens", "4"], t.path("r.json"))
+    assert r["failed"] == 0 and r["completed"] == r["sent"] > 20
+    assert 1.0 <= r["duration_s"] < 3, r["duration_s"]
+
+
+# ---- the open loop ----------------------------------------------------------------------
+
+@test
+def open_loop_schedule_is_seeded_and_rescaled_as_vllm():
+    outs = []
+    with MockProcess() as m, Tmp() as t:
+        for k, seed in enumerate(("7", "7", "8")):
+            path = t.path("rq%d.jsonl" % k)
+            p = run(["--base-url", m.base, "--model", "openai/m", "--requests", "50",
+                     "--rate", "100", "--burstiness", "0.5", "--seed", seed, "--max-tokens", "2",
+                     "--requests-out", path, "--quiet"])
+            assert p.returncode in (0, 3), p.stderr
+            with open(path) as f:
+                outs.append(sorted(json.loads(line)["intended_ms"] for line in f))
+    assert len(outs[0]) == 50
+    assert outs[0] == outs[1] and outs[0] != outs[2]
+    # vLLM rescales the schedule: the last request is due at exactly N / rate.
+    assert abs(outs[0][-1] - 500.0) < 0.01, outs[0][-1]
+
+
+@test
+def open_loop_over_capacity_shows_what_vllm_leaves_out():
+    """Capped at 2 requests at a time, each 50 ms, the client can send 40 a
+    second; asked for 100 a second, the requests queue. vLLM's TTFT counts
+    from the send; from the intended time it keeps growing."""
+    with MockProcess("--ttft-ms", "50") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "60",
+                           "--rate", "100", "--concurrency", "2", "--max-tokens", "2",
+                           "--seed", "3"], t.path("r.json"), expect_rc=(0, 3))
+    assert r["completed"] == 60
+    assert r["ttft_ms"]["mean"] < 50 + 60, r["ttft_ms"]
+    assert r["ttft_from_intended_ms"]["mean"] > 2 * r["ttft_ms"]["mean"], r
+    assert r["queue_wait_ms"]["mean"] > 50, r["queue_wait_ms"]
+    assert r["ttft_from_intended_ms"]["max"] > 500, r["ttft_from_intended_ms"]
+
+
+@test
+def open_loop_keeps_its_rate():
+    with MockProcess() as m, Tmp() as t:
+        p = run(["--base-url", m.base, "--model", "openai/m", "--requests", "200",
+                 "--rate", "200", "--max-tokens", "2", "--json", t.path("r.json"), "--quiet"])
+        assert p.returncode in (0, 3), p.stderr
+        r = json.load(open(t.path("r.json")))
+    assert r["completed"] == 200
+    assert 150 < r["achieved_rate"] < 260, r["achieved_rate"]
+    lag = r["schedule_lag_ms"]
+    assert lag["count"] == 200 and lag["min"] >= 0
+    assert r["client_lagged"] == (p.returncode == 3)
+
+
+# ---- errors, outputs, datasets -----------------------------------------------------------
+
+@test
+def failures_are_counted_by_code_and_left_out_of_latencies():
+    with MockProcess("--fault", "500:0.5", "--seed", "2", "--ttft-ms", "10") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "80",
+                           "--concurrency", "8", "--max-tokens", "3"], t.path("r.json"),
+                          expect_rc=1)
+    assert r["failed"] > 10 and r["completed"] > 10 and r["completed"] + r["failed"] == 80
+    assert r["errors"] == {"server_error": r["failed"]}, r["errors"]
+    assert r["ttft_ms"]["count"] == r["completed"]
+    assert r["total_output_tokens"] == 3 * r["completed"]
+
+
+@test
+def vllm_format_has_save_result_keys():
+    with MockProcess("--ttft-ms", "10") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "10",
+                           "--concurrency", "2", "--max-tokens", "5", "--goodput",
+                           "ttft:1000,e2el:5000", "--percentiles", "25,50,99.9"],
+                          t.path("v.json"), fmt="vllm")
+    for k in ("duration", "completed", "total_input_tokens", "total_output_tokens",
+              "request_throughput", "request_goodput", "output_throughput",
+              "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "std_ttft_ms",
+              "p25_ttft_ms", "p99.9_ttft_ms", "mean_tpot_ms", "p50_itl_ms", "mean_e2el_ms",
+              "max_concurrency", "request_rate", "burstiness", "model_id"):
+        assert k in r, k
+    assert r["completed"] == 10 and r["request_goodput"] > 0
+    assert r["request_rate"] == "inf" and r["max_concurrency"] == 2
+
+
+@test
+def requests_out_has_one_line_per_request():
+    with Tmp() as t:
+        p = run(["--mock", "--model", "mock/m", "--requests", "25", "--concurrency", "5",
+                 "--max-tokens", "6", "--requests-out", t.path("rq.jsonl")])
+        # An instant server in this process keeps the client busy: 3 may say so.
+        assert p.returncode in (0, 3), p.stderr
+        assert "Serving Benchmark Result" in p.stdout and "From the intended send time" in p.stdout
+        lines = [json.loads(x) for x in open(t.path("rq.jsonl"))]
+    assert len(lines) == 25
+    for x in lines:
+        assert x["error"] is None and x["http_status"] == 200 and x["output_tokens"] == 6
+        assert x["sent_ms"] >= x["intended_ms"] >= 0
+        assert x["end_ms"] >= x["last_event_ms"] >= x["first_event_ms"] >= x["sent_ms"]
+        assert x["events"] >= 7 and x["text_events"] == 6
+
+
+@test
+def datasets_jsonl_and_sharegpt():
+    with MockProcess("--ttft-ms", "10") as m, Tmp() as t:
+        with open(t.path("b.jsonl"), "w") as f:
+            f.write(json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                                "body": {"model": "x", "messages": [{"role": "user",
+                                                                     "content": "hi"}],
+                                         "max_tokens": 3}}) + "\n")
+            f.write(json.dumps({"model": "x", "messages": [{"role": "user", "content": "yo"}],
+                                "max_tokens": 5}) + "\n")
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "10",
+                           "--concurrency", "2", "--dataset", "jsonl:" + t.path("b.jsonl")],
+                          t.path("r.json"))
+        assert r["completed"] == 10 and r["total_output_tokens"] == 5 * 3 + 5 * 5, r
+        share = [{"id": "1", "conversations": [{"from": "human", "value": "tell me"},
+                                               {"from": "gpt", "value": "one two three four"}]},
+                 {"id": "2", "conversations": [{"from": "human", "value": "only one turn"}]},
+                 {"id": "3", "conversations": [{"from": "human", "value": "and you"},
+                                               {"from": "gpt", "value": "a b"}]}]
+        with open(t.path("s.json"), "w") as f:
+            json.dump(share, f)
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "4",
+                           "--concurrency", "1", "--dataset", "sharegpt:" + t.path("s.json")],
+                          t.path("r2.json"))
+        assert r["completed"] == 4 and r["total_output_tokens"] == 4 + 2 + 4 + 2, r
+        with open(t.path("bad.jsonl"), "w") as f:
+            f.write('{"model": "x"}\n')
+        p = run(["--base-url", m.base, "--model", "openai/m", "--concurrency", "1",
+                 "--dataset", "jsonl:" + t.path("bad.jsonl")])
+        assert p.returncode == 2 and "bad.jsonl:1: no chat body" in p.stderr, p.stderr
+
+
+def main():
+    return base.run_tests(TESTS, "test_cli_bench.py")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

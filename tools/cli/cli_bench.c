@@ -1,0 +1,133 @@
+/*
+ * `llmring bench`: the steps in order (flags, the server, the prompts,
+ * the engine, the run, the figures, the report) and the exit status.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "mock_server.h"
+
+/* The engine for the run: caller-driven (one thread, no hand-offs), no
+ * retries (each attempt is a sample), connections for the concurrency. */
+static int start_engine(const struct bench_options *o, const char *base_url, const char *api_key,
+                        long conns, lr_engine **eng)
+{
+	lr_config cfg = lr_config_default();
+	cfg.on_log = cli_log;
+	cfg.base_url = base_url;
+	cfg.api_key = api_key;
+	cfg.ca_file = o->cacert;
+	cfg.insecure = o->insecure;
+	cfg.max_in_flight = (unsigned)conns;
+	cfg.reap_completions = 1;
+	cfg.drive_from_caller = 1;
+	cfg.max_retries = 0;
+	if (o->timeout_s > 0)
+		cfg.total_timeout_s = o->timeout_s;
+	lr_error_info why;
+	if (lr_engine_create(&cfg, eng, &why)) {
+		cli_engine_error("bench", &why);
+		return -1;
+	}
+	return 0;
+}
+
+/* How many requests can be on the wire at once: the connections to have. */
+static long wanted_connections(const struct bench_options *o)
+{
+	if (o->concurrency)
+		return o->concurrency;
+	/* An uncapped open loop: what the rate can put in flight, within reason. */
+	return 10000;
+}
+
+static bool client_lagged(const struct bench_outcome *out, const struct bench_summary *s)
+{
+	double share = out->wall_s > 0 ? out->cpu_s / out->wall_s : 0;
+	return s->schedule_lag_p99_ms > (double)BENCH_LAG_LIMIT_NS / 1e6 || share > BENCH_CPU_LIMIT;
+}
+
+static int report(const struct bench_options *o, struct bench_outcome *out)
+{
+	struct bench_config c = o->metrics;
+	c.target_rate = o->rate;
+	c.start_ns = out->start_ns;
+	c.end_ns = out->end_ns;
+	struct bench_summary s;
+	int rc = bench_summarize(out->records, out->count, &c, &s);
+	if (rc) {
+		fprintf(stderr, "llmring bench: computing the figures failed: %s\n", lr_strerror(rc));
+		return CLI_EXIT_USAGE;
+	}
+	bool lagged = client_lagged(out, &s);
+	if (!o->quiet)
+		bench_print_summary(stdout, o, out, &s, lagged);
+	int status = lagged ? 3 : s.failed || s.dropped ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+	if (o->json_path && bench_write_json(o->json_path, o, out, &s, lagged))
+		status = CLI_EXIT_USAGE;
+	if (o->requests_out_path && bench_write_requests(o->requests_out_path, out))
+		status = CLI_EXIT_USAGE;
+	bench_summary_free(&s);
+	return status;
+}
+
+int bench_main(int argc, char **argv)
+{
+	struct bench_options o;
+	int rc = bench_parse_options(argc, argv, &o);
+	if (rc)
+		return rc < 0 ? CLI_EXIT_OK : rc;
+	const char *base_url = NULL, *api_key = NULL;
+	struct mock_server *mock = NULL; /* owner: here (--mock) */
+	char mock_url[64];
+	if (o.mock) {
+		struct mock_options mo;
+		mock_options_default(&mo);
+		mo.host = "127.0.0.1";
+		mo.port = 0;
+		int mrc = mock_server_start(&mo, &mock);
+		if (mrc) {
+			fprintf(stderr, "llmring bench: cannot start the mock server: %s\n", strerror(-mrc));
+			return CLI_EXIT_USAGE;
+		}
+		snprintf(mock_url, sizeof mock_url, "http://127.0.0.1:%u",
+		         (unsigned)mock_server_port(mock));
+		base_url = mock_url;
+	} else if (cli_resolve_endpoint("bench", o.base_url_flag, o.model, &base_url, &api_key)) {
+		return CLI_EXIT_USAGE;
+	}
+	long conns = wanted_connections(&o);
+	long fds = cli_ensure_fds("bench", (unsigned long)conns * (o.mock ? 2 : 1) + 64,
+	                          "--concurrency");
+	if (fds < 0) {
+		if (mock)
+			mock_server_stop(mock);
+		return CLI_EXIT_USAGE;
+	}
+	if (fds < conns + 64)
+		conns = fds > 128 ? (fds - 64) / (o.mock ? 2 : 1) : 32;
+	struct bench_dataset d;
+	size_t need = o.requests ? (size_t)(o.requests + o.warmup) : 100000;
+	if (o.dataset == BENCH_DATASET_RANDOM && need > 100000)
+		need = 100000; /* past this the prompts repeat, in turn */
+	lr_engine *eng = NULL;
+	if (bench_dataset_load(&o, need, &d)) {
+		rc = CLI_EXIT_USAGE;
+	} else if (start_engine(&o, base_url, api_key, conns, &eng)) {
+		rc = CLI_EXIT_USAGE;
+	} else {
+		struct bench_outcome out;
+		rc = bench_run(eng, &o, &d, &out) ? CLI_EXIT_USAGE : report(&o, &out);
+		bench_outcome_free(&out);
+	}
+	if (eng)
+		lr_engine_destroy(eng);
+	bench_dataset_free(&d);
+	if (mock)
+		mock_server_stop(mock);
+	return rc;
+}
