@@ -262,6 +262,69 @@ def datasets_jsonl_and_sharegpt():
         assert p.returncode == 2 and "bad.jsonl:1: no chat body" in p.stderr, p.stderr
 
 
+def svg_panels(path):
+    import xml.etree.ElementTree as ET
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ET.parse(path).getroot()  # raises on anything that is not well-formed XML
+    assert root.tag == ns + "svg"
+    panels = {}
+    for g in root.findall(ns + "g"):
+        title = g.find(ns + "title").text
+        lines = {}
+        for pl in g.iter(ns + "polyline"):
+            pts = [tuple(map(float, xy.split(","))) for xy in pl.get("points").split()]
+            lines[pl.get("class")] = pts
+        panels[title] = lines
+    return panels
+
+
+@test
+def svg_is_xml_with_every_panel():
+    with MockProcess("--ttft-ms", "20", "--itl-ms", "2") as m, Tmp() as t:
+        p = run(["--base-url", m.base, "--model", "openai/<m&\"x\">", "--duration", "2.5",
+                 "--rate", "40", "--max-tokens", "6", "--svg", t.path("b.svg"), "--quiet"])
+        assert p.returncode in (0, 3), p.stderr
+        panels = svg_panels(t.path("b.svg"))
+    assert set(panels) == {"TTFT (CDF)", "TPOT (CDF)", "ITL (CDF)", "E2EL (CDF)",
+                           "Throughput over time", "Requests in flight"}, panels.keys()
+    for name in ("TTFT (CDF)", "TPOT (CDF)", "ITL (CDF)", "E2EL (CDF)"):
+        pts = panels[name]["cdf"]
+        assert len(pts) >= 50, (name, len(pts))
+        ys = [y for _, y in pts]  # SVG y grows downwards: a CDF's y never grows
+        assert all(a >= b for a, b in zip(ys, ys[1:])), name
+    assert len(panels["Throughput over time"]["tokens"]) >= 2
+
+
+@test
+def sweep_runs_each_point_and_tabulates():
+    with MockProcess("--ttft-ms", "10") as m, Tmp() as t:
+        p = run(["--base-url", m.base, "--model", "openai/m", "--requests", "40",
+                 "--sweep", "concurrency:1,4,16", "--max-tokens", "3",
+                 "--json", t.path("s.json"), "--svg", t.path("s.svg"),
+                 "--requests-out", t.path("rq.jsonl")])
+        assert p.returncode in (0, 3), p.stderr
+        assert p.stdout.count("Serving Benchmark Result") == 3
+        assert "concurrency  completed" in p.stdout
+        d = json.load(open(t.path("s.json")))
+        rq = [json.loads(x) for x in open(t.path("rq.jsonl"))]
+        panels = svg_panels(t.path("s.svg"))
+        p2 = run(["--base-url", m.base, "--model", "openai/m", "--requests", "10",
+                  "--sweep", "rate:20,80", "--max-tokens", "2", "--format", "vllm",
+                  "--json", t.path("v.json"), "--quiet"])
+        assert p2.returncode in (0, 3), p2.stderr
+        v = json.load(open(t.path("v.json")))
+    assert d["schema"] == "llmring.bench.sweep/1"
+    assert [x["concurrency"] for x in d["points"]] == [1, 4, 16]
+    assert all(x["completed"] == 40 for x in d["points"])
+    assert sorted({x["sweep_point"] for x in rq}) == [0, 1, 2] and len(rq) == 120
+    assert len(panels["Throughput against latency (one point per run)"]["p99"]) == 3
+    assert isinstance(v, list) and [x["request_rate"] for x in v] == [20, 80]
+    p = run(["--mock", "--model", "m", "--concurrency", "2", "--sweep", "concurrency:1,2"])
+    assert p.returncode == 2 and "leave out that flag" in p.stderr
+    p = run(["--mock", "--model", "m", "--sweep", "concurrency:1.5"])
+    assert p.returncode == 2 and "whole one" in p.stderr
+
+
 def main():
     return base.run_tests(TESTS, "test_cli_bench.py")
 

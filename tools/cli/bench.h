@@ -7,7 +7,9 @@
  *   bench_run.c       driving the engine: the closed and open loops, the
  *                     clock of each request and event, warm-up
  *   bench_report.c    the terminal summary, --json, --format vllm,
- *                     --requests-out
+ *                     --requests-out, the sweep's table
+ *   bench_svg.c       --svg: latency CDFs, throughput and in flight over
+ *                     time, a sweep's throughput against latency
  *   bench_metrics.c   the figures (vLLM's and ours) from the records
  *   bench_arrivals.c  the open loop's schedule (gamma gaps, seeded)
  *   cli_bench.c       bench_main: the steps in order, the exit status
@@ -30,8 +32,11 @@
 #define BENCH_LAG_LIMIT_NS 1000000ull /* schedule lag p99 above it: the client lagged */
 #define BENCH_CPU_LIMIT 0.80          /* client CPU above this share of a core: lagged */
 
+#define BENCH_MAX_SWEEP 64
+
 enum bench_dataset_kind { BENCH_DATASET_RANDOM, BENCH_DATASET_SHAREGPT, BENCH_DATASET_JSONL };
 enum bench_format { BENCH_FORMAT_LLMRING, BENCH_FORMAT_VLLM };
+enum bench_sweep_kind { BENCH_SWEEP_NONE, BENCH_SWEEP_RATE, BENCH_SWEEP_CONCURRENCY };
 
 struct bench_options {
 	const char *base_url_flag, *model;   /* borrowed: argv */
@@ -50,8 +55,22 @@ struct bench_options {
 	enum lr_endpoint endpoint;           /* chat (default) or completions */
 	double timeout_s;                    /* per request; 0: the engine's default */
 	struct bench_config metrics;         /* percentiles and SLOs */
-	const char *json_path, *requests_out_path; /* borrowed: argv */
+	const char *json_path, *requests_out_path, *svg_path; /* borrowed: argv */
 	enum bench_format format;
+	/* --sweep rate:R1,R2,... or concurrency:C1,C2,...: one run per value. */
+	enum bench_sweep_kind sweep;
+	double sweep_values[BENCH_MAX_SWEEP];
+	size_t sweep_count;
+};
+
+/* One run of a sweep, for its table and its SVG. */
+struct bench_sweep_point {
+	double value;                 /* the rate or the concurrency of the run */
+	size_t completed, failed;
+	double request_throughput, output_throughput;
+	double ttft_p50_ms, ttft_p99_ms, e2el_p50_ms, e2el_p99_ms;
+	double schedule_lag_p99_ms;
+	bool lagged;
 };
 
 /* 0, CLI_EXIT_USAGE after printing why, or -1 when --help was shown. */
@@ -99,11 +118,27 @@ void bench_outcome_free(struct bench_outcome *out);
 /* The terminal table (vLLM's layout, then ours). */
 void bench_print_summary(FILE *f, const struct bench_options *o, const struct bench_outcome *out,
                          const struct bench_summary *s, bool lagged);
-/* --json FILE in our schema or vLLM's; --requests-out FILE. 0, or -1
- * after printing why. */
-int bench_write_json(const char *path, const struct bench_options *o,
-                     const struct bench_outcome *out, const struct bench_summary *s, bool lagged);
-int bench_write_requests(const char *path, const struct bench_outcome *out);
+/* The JSON of one run to f, in our schema or vLLM's (o->format). */
+void bench_json_run(FILE *f, const struct bench_options *o, const struct bench_outcome *out,
+                    const struct bench_summary *s, bool lagged);
+/* Opens path for writing ("-": stdout); NULL after printing why. */
+FILE *bench_open_out(const char *path);
+/* Closes it; 0, or -1 after printing that writing failed. */
+int bench_close_out(FILE *f, const char *path);
+/* One JSON line per request of out to f; sweep_point >= 0 adds its index. 0 or -1. */
+int bench_write_requests(FILE *f, const struct bench_outcome *out, int sweep_point);
+/* The per-point figures of a sweep to f: a table (terminal). */
+void bench_print_sweep(FILE *f, const struct bench_options *o,
+                       const struct bench_sweep_point *points, size_t n);
+
+/* ---- the SVG (bench_svg.c) -------------------------------------------- */
+
+/* The latency CDFs, throughput and in flight over time. 0, or -1 after
+ * printing why. */
+int bench_write_svg(const char *path, const struct bench_options *o, const struct bench_summary *s);
+/* A sweep: throughput against p50 and p99 E2EL, one point per run. */
+int bench_write_sweep_svg(const char *path, const struct bench_options *o,
+                          const struct bench_sweep_point *points, size_t n);
 
 /* `llmring bench ...`; argv[0] is "bench". The exit status: 0, 1 when
  * requests failed, 2 for usage, 3 when the client itself lagged. */

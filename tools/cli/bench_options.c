@@ -19,6 +19,7 @@ static const char bench_usage[] =
 	"                     [--stream | --no-stream] [--ignore-eos]\n"
 	"                     [--goodput ttft:MS,tpot:MS,e2el:MS] [--percentiles 50,90,99]\n"
 	"                     [--json FILE] [--format llmring|vllm] [--requests-out FILE]\n"
+	"                     [--svg FILE] [--sweep rate:R1,R2,... | concurrency:C1,C2,...]\n"
 	"                     [--timeout S] [--cacert FILE] [--insecure] [--quiet]\n"
 	"\n"
 	"A load generator for inference servers. It reports vLLM's figures as\n"
@@ -58,6 +59,12 @@ static const char bench_usage[] =
 	"  --json FILE        the whole result as JSON (--format llmring: ours, see the\n"
 	"                     guide; vllm: the keys of vllm bench serve --save-result)\n"
 	"  --requests-out FILE one JSON line per request with its timestamps\n"
+	"  --svg FILE         plots: the latency CDFs, throughput and requests in flight\n"
+	"                     over time; with --sweep, throughput against p50 and p99\n"
+	"                     latency, a point per run\n"
+	"  --sweep K:V,...    one run per value of --rate (rate:) or --concurrency\n"
+	"                     (concurrency:), each with the other flags; a table at the end\n"
+	"                     (--json: {\"points\": [...]}, one run's object each)\n"
 	"  --timeout S        total seconds per request (600)\n"
 	"  --cacert FILE, --insecure  as for batch\n"
 	"  --quiet            no summary on stdout\n"
@@ -140,6 +147,37 @@ static int parse_dataset(const char *v, struct bench_options *o)
 	return usage_error("--dataset is random, sharegpt:FILE or jsonl:FILE, got ", v);
 }
 
+static int parse_sweep(const char *text, struct bench_options *o)
+{
+	const char *p;
+	if (strncmp(text, "rate:", 5) == 0) {
+		o->sweep = BENCH_SWEEP_RATE;
+		p = text + 5;
+	} else if (strncmp(text, "concurrency:", 12) == 0) {
+		o->sweep = BENCH_SWEEP_CONCURRENCY;
+		p = text + 12;
+	} else {
+		return usage_error("--sweep is rate:R1,R2,... or concurrency:C1,C2,..., got ", text);
+	}
+	o->sweep_count = 0;
+	while (*p) {
+		char *end;
+		double v = strtod(p, &end);
+		bool whole = v == floor(v);
+		if (end == p || !(v > 0) || !isfinite(v) || (*end && *end != ',') ||
+		    (o->sweep == BENCH_SWEEP_CONCURRENCY && (!whole || v > BENCH_MAX_CONCURRENCY)))
+			return usage_error("--sweep: each value must be a positive number (a whole one "
+			                   "for concurrency), got ", text);
+		if (o->sweep_count == BENCH_MAX_SWEEP)
+			return usage_error("--sweep: at most 64 values, got ", text);
+		o->sweep_values[o->sweep_count++] = v;
+		p = *end ? end + 1 : end;
+	}
+	if (!o->sweep_count)
+		return usage_error("--sweep has no values: ", text);
+	return 0;
+}
+
 static int parse_rate(const char *v, double *rate)
 {
 	if (strcmp(v, "inf") == 0) {
@@ -184,11 +222,14 @@ static int check_numbers(const struct raw_flags *r, struct bench_options *o)
 		return usage_error("give --requests or --duration, not both", NULL);
 	if (!r->requests && !r->duration)
 		o->requests = BENCH_DEFAULT_REQUESTS;
-	if (r->burstiness && !r->rate)
-		return usage_error("--burstiness shapes the gaps of --rate: give --rate too", NULL);
-	if (!r->rate && !r->concurrency)
+	bool rate_swept = o->sweep == BENCH_SWEEP_RATE, conc_swept = o->sweep == BENCH_SWEEP_CONCURRENCY;
+	if (!r->rate && !r->concurrency && !o->sweep)
 		return usage_error("give --concurrency N (a closed loop), --rate R (an open loop), "
 		                   "or both", NULL);
+	if ((rate_swept && r->rate) || (conc_swept && r->concurrency))
+		return usage_error("--sweep sets what it sweeps: leave out that flag", NULL);
+	if (r->burstiness && !r->rate && !rate_swept)
+		return usage_error("--burstiness shapes the gaps of --rate: give --rate too", NULL);
 	if (r->endpoint) {
 		if (strcmp(r->endpoint, "chat") == 0)
 			o->endpoint = LR_ENDPOINT_CHAT;
@@ -251,6 +292,8 @@ int bench_parse_options(int argc, char **argv, struct bench_options *o)
 		CLI_OPTION("--json", true, o->json_path = v)
 		CLI_OPTION("--format", true, r.format = v)
 		CLI_OPTION("--requests-out", true, o->requests_out_path = v)
+		CLI_OPTION("--svg", true, o->svg_path = v)
+		CLI_OPTION("--sweep", true, if (parse_sweep(v, o)) return CLI_EXIT_USAGE)
 		CLI_OPTION("--timeout", true, r.timeout = v)
 		CLI_OPTION("--cacert", true, o->cacert = v)
 		CLI_OPTION("--insecure", false, o->insecure = true)
@@ -267,8 +310,13 @@ int bench_parse_options(int argc, char **argv, struct bench_options *o)
 	int rc = check_numbers(&r, o);
 	if (rc)
 		return rc;
-	if (o->json_path && o->requests_out_path && strcmp(o->json_path, o->requests_out_path) == 0)
-		return usage_error("--json and --requests-out name the same file", NULL);
+	const char *files[3] = {o->json_path, o->requests_out_path, o->svg_path};
+	for (int a = 0; a < 3; a++)
+		for (int b = a + 1; b < 3; b++)
+			if (files[a] && files[b] && strcmp(files[a], files[b]) == 0 &&
+			    strcmp(files[a], "-") != 0)
+				return usage_error("--json, --requests-out and --svg must name different "
+				                   "files: ", files[a]);
 	if (!o->mock && cli_check_tls_flags(cmd, o->cacert, o->insecure))
 		return CLI_EXIT_USAGE;
 	return 0;

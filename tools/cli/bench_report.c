@@ -276,7 +276,7 @@ static void write_ours(FILE *f, const struct bench_options *o, const struct benc
 	fputs("]}\n", f);
 }
 
-static FILE *open_out(const char *path)
+FILE *bench_open_out(const char *path)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
 	if (!f)
@@ -284,7 +284,7 @@ static FILE *open_out(const char *path)
 	return f;
 }
 
-static int close_out(FILE *f, const char *path)
+int bench_close_out(FILE *f, const char *path)
 {
 	bool bad = ferror(f) != 0;
 	if (f != stdout)
@@ -298,17 +298,28 @@ static int close_out(FILE *f, const char *path)
 	return 0;
 }
 
-int bench_write_json(const char *path, const struct bench_options *o,
-                     const struct bench_outcome *out, const struct bench_summary *s, bool lagged)
+void bench_json_run(FILE *f, const struct bench_options *o, const struct bench_outcome *out,
+                    const struct bench_summary *s, bool lagged)
 {
-	FILE *f = open_out(path);
-	if (!f)
-		return -1;
 	if (o->format == BENCH_FORMAT_VLLM)
 		write_vllm(f, o, s);
 	else
 		write_ours(f, o, out, s, lagged);
-	return close_out(f, path);
+}
+
+void bench_print_sweep(FILE *f, const struct bench_options *o,
+                       const struct bench_sweep_point *points, size_t n)
+{
+	fprintf(f, "%-12s %9s %7s %10s %12s %10s %10s %10s %10s %9s\n",
+	        o->sweep == BENCH_SWEEP_RATE ? "rate" : "concurrency", "completed", "failed",
+	        "req/s", "out tok/s", "TTFT p50", "TTFT p99", "E2EL p50", "E2EL p99", "lag p99");
+	for (size_t i = 0; i < n; i++) {
+		const struct bench_sweep_point *p = &points[i];
+		fprintf(f, "%-12g %9zu %7zu %10.2f %12.2f %10.2f %10.2f %10.2f %10.2f %9.3f%s\n",
+		        p->value, p->completed, p->failed, p->request_throughput, p->output_throughput,
+		        p->ttft_p50_ms, p->ttft_p99_ms, p->e2el_p50_ms, p->e2el_p99_ms,
+		        p->schedule_lag_p99_ms, p->lagged ? "  (client lagged)" : "");
+	}
 }
 
 static double ms_between(uint64_t from, uint64_t to)
@@ -316,17 +327,17 @@ static double ms_between(uint64_t from, uint64_t to)
 	return from && to >= from ? (double)(to - from) / 1e6 : -1;
 }
 
-int bench_write_requests(const char *path, const struct bench_outcome *out)
+int bench_write_requests(FILE *f, const struct bench_outcome *out, int sweep_point)
 {
-	FILE *f = open_out(path);
-	if (!f)
-		return -1;
 	for (size_t i = 0; i < out->count; i++) {
 		const struct bench_record *r = &out->records[i];
 		bool counted;
 		int64_t tokens = bench_record_output_tokens(r, &counted);
 		uint64_t base = out->start_ns;
-		fprintf(f, "{\"intended_ms\":%.3f,\"sent_ms\":%.3f,", ms_between(base, r->intended_ns),
+		fputc('{', f);
+		if (sweep_point >= 0)
+			fprintf(f, "\"sweep_point\":%d,", sweep_point);
+		fprintf(f, "\"intended_ms\":%.3f,\"sent_ms\":%.3f,", ms_between(base, r->intended_ns),
 		        ms_between(base, r->sent_ns));
 		fprintf(f, "\"admitted_ms\":%.3f,\"first_event_ms\":%.3f,\"last_event_ms\":%.3f,"
 		        "\"end_ms\":%.3f,",
@@ -344,5 +355,5 @@ int bench_write_requests(const char *path, const struct bench_outcome *out)
 			fputs("null", f);
 		fputs("}\n", f);
 	}
-	return close_out(f, path);
+	return ferror(f) ? -1 : 0;
 }

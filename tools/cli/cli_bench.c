@@ -39,6 +39,12 @@ static int start_engine(const struct bench_options *o, const char *base_url, con
 /* How many requests can be on the wire at once: the connections to have. */
 static long wanted_connections(const struct bench_options *o)
 {
+	if (o->sweep == BENCH_SWEEP_CONCURRENCY) {
+		double most = 0;
+		for (size_t i = 0; i < o->sweep_count; i++)
+			most = fmax(most, o->sweep_values[i]);
+		return (long)most;
+	}
 	if (o->concurrency)
 		return o->concurrency;
 	/* An uncapped open loop: what the rate can put in flight, within reason. */
@@ -51,7 +57,27 @@ static bool client_lagged(const struct bench_outcome *out, const struct bench_su
 	return s->schedule_lag_p99_ms > (double)BENCH_LAG_LIMIT_NS / 1e6 || share > BENCH_CPU_LIMIT;
 }
 
-static int report(const struct bench_options *o, struct bench_outcome *out)
+/* A stat's percentile p, when it was asked for (else the median or max). */
+static double percentile_of(const struct bench_config *c, const struct bench_stat *s, double p)
+{
+	for (size_t i = 0; i < c->percentile_count; i++)
+		if (c->percentiles[i] == p)
+			return s->percentile[i];
+	return p == 50 ? s->median : s->max;
+}
+
+/* The outputs that stay open across a sweep's runs. */
+struct outputs {
+	FILE *json, *requests;
+	size_t json_runs;
+	struct bench_sweep_point points[BENCH_MAX_SWEEP];
+	size_t npoints;
+};
+
+/* The figures of one run: printed, written, kept for the sweep. Returns
+ * the run's exit status. */
+static int report(const struct bench_options *o, struct bench_outcome *out, struct outputs *w,
+                  double point_value)
 {
 	struct bench_config c = o->metrics;
 	c.target_rate = o->rate;
@@ -64,14 +90,83 @@ static int report(const struct bench_options *o, struct bench_outcome *out)
 		return CLI_EXIT_USAGE;
 	}
 	bool lagged = client_lagged(out, &s);
-	if (!o->quiet)
+	if (!o->quiet) {
+		if (o->sweep)
+			printf("\n---- sweep: %s %g ----\n", o->sweep == BENCH_SWEEP_RATE ? "rate" :
+			       "concurrency", point_value);
 		bench_print_summary(stdout, o, out, &s, lagged);
+	}
 	int status = lagged ? 3 : s.failed || s.dropped ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-	if (o->json_path && bench_write_json(o->json_path, o, out, &s, lagged))
+	if (w->json) {
+		if (o->sweep && w->json_runs++)
+			fputc(',', w->json);
+		bench_json_run(w->json, o, out, &s, lagged);
+	}
+	if (w->requests && bench_write_requests(w->requests, out, o->sweep ? (int)w->npoints : -1))
 		status = CLI_EXIT_USAGE;
-	if (o->requests_out_path && bench_write_requests(o->requests_out_path, out))
+	if (o->svg_path && !o->sweep && bench_write_svg(o->svg_path, o, &s))
 		status = CLI_EXIT_USAGE;
+	if (w->npoints < BENCH_MAX_SWEEP)
+		w->points[w->npoints++] = (struct bench_sweep_point){
+			.value = point_value, .completed = s.completed, .failed = s.failed,
+			.request_throughput = s.request_throughput, .output_throughput = s.output_throughput,
+			.ttft_p50_ms = s.ttft.median, .ttft_p99_ms = percentile_of(&c, &s.ttft, 99),
+			.e2el_p50_ms = s.e2el.median, .e2el_p99_ms = percentile_of(&c, &s.e2el, 99),
+			.schedule_lag_p99_ms = s.schedule_lag_p99_ms, .lagged = lagged};
 	bench_summary_free(&s);
+	return status;
+}
+
+/* Every run (one, or one per sweep value) and the outputs around them.
+ * The exit status: the worst of the runs'. */
+static int run_all(lr_engine *eng, const struct bench_options *o, const struct bench_dataset *d)
+{
+	struct outputs w = {0};
+	int status = CLI_EXIT_OK;
+	if (o->json_path && !(w.json = bench_open_out(o->json_path)))
+		return CLI_EXIT_USAGE;
+	if (o->requests_out_path && !(w.requests = bench_open_out(o->requests_out_path))) {
+		if (w.json)
+			bench_close_out(w.json, o->json_path);
+		return CLI_EXIT_USAGE;
+	}
+	if (w.json && o->sweep)
+		fputs(o->format == BENCH_FORMAT_VLLM ? "[" : "{\"schema\":\"llmring.bench.sweep/1\","
+		      "\"points\":[", w.json);
+	size_t runs = o->sweep ? o->sweep_count : 1;
+	for (size_t i = 0; i < runs; i++) {
+		struct bench_options point = *o;
+		double value = 0;
+		if (o->sweep == BENCH_SWEEP_RATE)
+			point.rate = value = o->sweep_values[i];
+		else if (o->sweep == BENCH_SWEEP_CONCURRENCY)
+			point.concurrency = (long)(value = o->sweep_values[i]);
+		if (i > 0)
+			point.warmup = 0; /* the connections are warm */
+		struct bench_outcome out;
+		int rc = bench_run(eng, &point, d, &out) ? CLI_EXIT_USAGE : report(&point, &out, &w, value);
+		bool stop = out.interrupted || rc == CLI_EXIT_USAGE;
+		bench_outcome_free(&out);
+		if (rc == CLI_EXIT_USAGE || (rc == 3 && status != CLI_EXIT_USAGE) ||
+		    (rc == CLI_EXIT_FAILED && status == CLI_EXIT_OK))
+			status = rc;
+		if (stop)
+			break;
+	}
+	if (o->sweep) {
+		if (w.json)
+			fputs(o->format == BENCH_FORMAT_VLLM ? "]\n" : "]}\n", w.json);
+		if (!o->quiet) {
+			printf("\n");
+			bench_print_sweep(stdout, o, w.points, w.npoints);
+		}
+		if (o->svg_path && bench_write_sweep_svg(o->svg_path, o, w.points, w.npoints))
+			status = CLI_EXIT_USAGE;
+	}
+	if (w.json && bench_close_out(w.json, o->json_path))
+		status = CLI_EXIT_USAGE;
+	if (w.requests && bench_close_out(w.requests, o->requests_out_path))
+		status = CLI_EXIT_USAGE;
 	return status;
 }
 
@@ -120,9 +215,7 @@ int bench_main(int argc, char **argv)
 	} else if (start_engine(&o, base_url, api_key, conns, &eng)) {
 		rc = CLI_EXIT_USAGE;
 	} else {
-		struct bench_outcome out;
-		rc = bench_run(eng, &o, &d, &out) ? CLI_EXIT_USAGE : report(&o, &out);
-		bench_outcome_free(&out);
+		rc = run_all(eng, &o, &d);
 	}
 	if (eng)
 		lr_engine_destroy(eng);
