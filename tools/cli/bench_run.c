@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "bench_arrivals.h"
@@ -51,6 +52,9 @@ struct run {
 	struct arrival_schedule arrivals; /* --duration with --rate */
 	uint64_t start_ns, stop_sending_ns;
 	int completion_fd;            /* readable when the ring has completions */
+	bool progress;                /* a progress line on stderr (a terminal, not --quiet) */
+	uint64_t last_draw_ns;
+	size_t sent, completed, failed_requests; /* the counted part's, for the progress line */
 	bool failed;                  /* out of memory: stop */
 };
 
@@ -184,6 +188,10 @@ static void complete_one(struct run *run, lr_future *f)
 		r->rec.prompt_tokens = (int32_t)res->usage.input_tokens;
 	bench_record_finish(&r->rec, t, res->error);
 	if (r->counted) {
+		if (r->rec.error)
+			run->failed_requests++;
+		else
+			run->completed++;
 		if (keep_record(run, &r->rec)) {
 			bench_record_release(&r->rec);
 			run->failed = true;
@@ -266,6 +274,30 @@ static uint64_t intended_of(struct run *run, size_t i, uint64_t slot_free_ns)
 	return t;
 }
 
+/* "[#####-----]  412/1000  done 380  failed 2  in flight 30  4.1 s", at
+ * most 10 times a second; final: the last one, then a newline. */
+static void draw_progress(struct run *run, bool final)
+{
+	const struct bench_options *o = run->o;
+	uint64_t t = now_ns();
+	if (!run->progress || (!final && t - run->last_draw_ns < 100000000ull))
+		return;
+	run->last_draw_ns = t;
+	double elapsed = (double)(t - run->start_ns) / 1e9;
+	double share = o->requests ? (double)(run->completed + run->failed_requests) / (double)o->requests
+	                           : elapsed / o->duration_s;
+	if (share > 1)
+		share = 1;
+	int filled = (int)(share * 20);
+	char bar[21];
+	for (int i = 0; i < 20; i++)
+		bar[i] = i < filled ? '#' : '-';
+	bar[20] = '\0';
+	fprintf(stderr, "\r[%s] %zu sent  done %zu  failed %zu  in flight %ld  %.1f s\033[K%s", bar,
+	        run->sent, run->completed, run->failed_requests, run->in_flight, elapsed,
+	        final ? "\n" : "");
+}
+
 static int counted_part(struct run *run)
 {
 	const struct bench_options *o = run->o;
@@ -282,6 +314,7 @@ static int counted_part(struct run *run)
 			send_one(run, next, blocked, true);
 			blocked = false;
 			sent++;
+			run->sent = sent;
 			next = intended_of(run, sent, t);
 			t = now_ns();
 		}
@@ -294,6 +327,7 @@ static int counted_part(struct run *run)
 			wait = next > t ? next - t : 0;
 		if (turn(run, wait))
 			return -1;
+		draw_progress(run, false);
 		/* Closed loop: the request waiting for a slot is intended when
 		 * the slot freed, not when the last one was sent. */
 		if (o->rate <= 0 && blocked && run->in_flight < run->cap) {
@@ -333,8 +367,11 @@ int bench_run(lr_engine *eng, const struct bench_options *o, const struct bench_
 	double cpu0 = thread_cpu_s();
 	run.start_ns = now_ns();
 	run.stop_sending_ns = run.start_ns + (uint64_t)(o->duration_s * 1e9);
-	if (!rc && !run.failed)
+	run.progress = !o->quiet && isatty(STDERR_FILENO);
+	if (!rc && !run.failed) {
 		rc = counted_part(&run);
+		draw_progress(&run, true);
+	}
 	out->end_ns = now_ns();
 	out->start_ns = run.start_ns;
 	out->cpu_s = thread_cpu_s() - cpu0;
