@@ -302,7 +302,10 @@ LR_API int lr_engine_price(lr_engine *eng, const char *model, double *input, dou
 
 /* ---- requests --------------------------------------------------------- */
 
-enum lr_endpoint { LR_ENDPOINT_CHAT = 0, LR_ENDPOINT_EMBEDDINGS = 1 };
+/* LR_ENDPOINT_COMPLETIONS: OpenAI's legacy text completions (POST
+ * {base}/completions, a prompt instead of messages), the OpenAI dialect
+ * only (OpenAI-compatible servers: vLLM, SGLang, llama.cpp, ...). */
+enum lr_endpoint { LR_ENDPOINT_CHAT = 0, LR_ENDPOINT_EMBEDDINGS = 1, LR_ENDPOINT_COMPLETIONS = 2 };
 enum lr_role { LR_ROLE_SYSTEM, LR_ROLE_USER, LR_ROLE_ASSISTANT, LR_ROLE_TOOL };
 
 /*
@@ -341,6 +344,10 @@ LR_API int lr_request_add_image(lr_request *rq, const char *text, const char *im
 LR_API int lr_request_add_tool_result(lr_request *rq, const char *tool_call_id, const char *content);
 /* Embeddings: one input text (the endpoint must be LR_ENDPOINT_EMBEDDINGS). */
 LR_API int lr_request_add_input(lr_request *rq, const char *text);
+/* Text completions: the prompt, copied (replaces an earlier one). The
+ * endpoint must already be LR_ENDPOINT_COMPLETIONS, else LR_EINVAL; such
+ * a request takes no messages or tools. */
+LR_API int lr_request_set_prompt(lr_request *rq, const char *prompt);
 /* A function tool; parameters_json is its JSON Schema (NULL: no
  * parameters). */
 LR_API int lr_request_add_tool(lr_request *rq, const char *name, const char *description,
@@ -433,7 +440,8 @@ typedef struct lr_result {
 	int body_is_json;           /* body parsed as one JSON object */
 	/* The reply text (choices[0]; streamed deltas joined), NUL-terminated,
 	 * or NULL; and why it ended ("stop", "length", "tool_calls", ...). For
-	 * a stream, body is a chat.completion assembled from the events. */
+	 * a stream, body is a chat.completion assembled from the events (a
+	 * text_completion for LR_ENDPOINT_COMPLETIONS). */
 	const char *text;
 	size_t text_len;
 	const char *finish_reason;

@@ -978,6 +978,131 @@ static void embeddings_anthropic_and_gemini_are_unsupported(void **state)
 	expect_rejected(rq, LR_EINVAL); /* no input */
 }
 
+/* ---- 1. text completions ---------------------------------------------- */
+
+static lr_request *completion_request(const char *model, const char *prompt)
+{
+	lr_request *rq = new_request(model);
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), 0);
+	assert_int_equal(lr_request_set_prompt(rq, prompt), 0);
+	return rq;
+}
+
+static void completions_openai_body_from_calls(void **state)
+{
+	(void)state;
+	/* The bytes themselves: the builder's order, what vLLM's benchmark sends. */
+	lr_request *rq = completion_request("openai/gpt-3.5-turbo-instruct", "Say \"hi\"\n");
+	assert_int_equal(lr_request_set_max_tokens(rq, 16), 0);
+	const struct built *b = build(rq);
+	expect_built(b, PROVIDER_OPENAI, "/v1/completions", false);
+	static const char want[] = "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":\"Say \\\"hi\\\"\\n\","
+	                           "\"max_tokens\":16}";
+	assert_int_equal(b->body_len, strlen(want));
+	assert_memory_equal(b->body, want, b->body_len);
+	/* Every parameter, streamed: stop and max_tokens as chat puts them,
+	 * stream with usage, the others as set. */
+	rq = streamed(completion_request("openai/gpt-3.5-turbo-instruct", "Once upon a time"));
+	assert_int_equal(lr_request_set_max_tokens(rq, 100), 0);
+	assert_int_equal(lr_request_set_temperature(rq, 0.5), 0);
+	assert_int_equal(lr_request_set_top_p(rq, 0.9), 0);
+	assert_int_equal(lr_request_set_seed(rq, 42), 0);
+	assert_int_equal(lr_request_add_stop(rq, "END"), 0);
+	assert_int_equal(lr_request_set_n(rq, 2), 0);
+	assert_int_equal(lr_request_set_param(rq, "ignore_eos", "true"), 0);
+	b = build(rq);
+	expect_built(b, PROVIDER_OPENAI, "/v1/completions", true);
+	expect_at(b, "", "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":\"Once upon a time\","
+	                 "\"stop\":[\"END\"],\"max_tokens\":100,\"stream\":true,"
+	                 "\"stream_options\":{\"include_usage\":true},\"temperature\":0.5,\"top_p\":0.9,"
+	                 "\"seed\":42,\"n\":2,\"ignore_eos\":true}");
+	/* Any OpenAI-compatible server: an unknown prefix, mock/, a proxy path. */
+	b = build(completion_request("meta-llama/Llama-3.1-8B", "x"));
+	expect_built(b, PROVIDER_OPENAI, "/v1/completions", false);
+	expect_at(b, "model", "\"meta-llama/Llama-3.1-8B\"");
+	expect_built(build(completion_request("mock/any", "x")), PROVIDER_MOCK, "/v1/completions", false);
+	static const char *const proxied[PROVIDER_COUNT] = {"/proxy/v1", "/proxy", "/proxy", "/proxy", "/v1"};
+	expect_built(build_with(completion_request("gpt-3.5-turbo-instruct", "x"), proxied), PROVIDER_OPENAI,
+	             "/proxy/v1/completions", false);
+}
+
+static void completions_openai_body_of_the_callers(void **state)
+{
+	(void)state;
+	/* Sent as it is, to the completions path. */
+	static const char body[] = "{\"model\":\"gpt-3.5-turbo-instruct\",\"prompt\":[\"a\",\"b\"]}";
+	lr_request *rq = body_request(NULL, body);
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), 0);
+	const struct built *b = build(rq);
+	expect_built(b, PROVIDER_OPENAI, "/v1/completions", false);
+	assert_true(b->body_is_input);
+	assert_memory_equal(b->body, body, strlen(body));
+	/* Streamed: the stream and its usage put in, the model replaced. */
+	rq = streamed(body_request("openai/m", "{\"model\":\"x\",\"prompt\":\"p\",\"stream\":false}"));
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), 0);
+	b = build(rq);
+	expect_built(b, PROVIDER_OPENAI, "/v1/completions", true);
+	expect_at(b, "", "{\"model\":\"m\",\"prompt\":\"p\",\"stream\":true,"
+	                 "\"stream_options\":{\"include_usage\":true}}");
+}
+
+static void completions_are_unsupported_by_the_other_dialects(void **state)
+{
+	(void)state;
+	static const char *const models[] = {CLAUDE, QWEN, FLASH};
+	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
+		const struct built *b = build(completion_request(models[i], "Once upon a time"));
+		if (b->rc != LR_EUNSUPPORTED || !strstr(b->why, "text-completions"))
+			fail_msg("%s: got %s \"%s\"", models[i], lr_error_name(b->rc), b->why);
+		b = build(streamed(completion_request(models[i], "Once upon a time")));
+		assert_int_equal(b->rc, LR_EUNSUPPORTED);
+	}
+}
+
+static void completions_prompt_belongs_to_its_endpoint(void **state)
+{
+	(void)state;
+	/* Refused at once on a chat or embeddings request, and NULL. */
+	lr_request *rq = new_request("gpt-3.5-turbo-instruct");
+	assert_int_equal(lr_request_set_prompt(rq, "x"), LR_EINVAL);
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_EMBEDDINGS), 0);
+	assert_int_equal(lr_request_set_prompt(rq, "x"), LR_EINVAL);
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), 0);
+	assert_int_equal(lr_request_set_prompt(rq, NULL), LR_EINVAL);
+	assert_int_equal(lr_request_set_prompt(NULL, "x"), LR_EINVAL);
+	assert_int_equal(lr_request_set_endpoint(rq, (enum lr_endpoint)3), LR_EINVAL);
+	/* A second prompt replaces the first. */
+	assert_int_equal(lr_request_set_prompt(rq, "first"), 0);
+	assert_int_equal(lr_request_set_prompt(rq, "second"), 0);
+	/* "prompt" is the builder's key, not a parameter. */
+	assert_int_equal(lr_request_set_param(rq, "prompt", "\"third\""), LR_EINVAL);
+	expect_at(build(rq), "prompt", "\"second\"");
+	/* At submission: no prompt; messages, tools or inputs; a prompt left
+	 * on a request switched back to chat; a body beside the prompt. */
+	rq = new_request("gpt-3.5-turbo-instruct");
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), 0);
+	expect_rejected(rq, LR_EINVAL);
+	rq = completion_request("gpt-3.5-turbo-instruct", "x");
+	assert_int_equal(lr_request_add_message(rq, LR_ROLE_USER, "Hi"), 0);
+	expect_rejected(rq, LR_EINVAL);
+	rq = completion_request("gpt-3.5-turbo-instruct", "x");
+	add_tools(rq);
+	expect_rejected(rq, LR_EINVAL);
+	rq = completion_request("gpt-3.5-turbo-instruct", "x");
+	assert_int_equal(lr_request_add_input(rq, "text"), 0);
+	expect_rejected(rq, LR_EINVAL);
+	rq = completion_request("gpt-3.5-turbo-instruct", "x");
+	assert_int_equal(lr_request_add_message(rq, LR_ROLE_USER, "Hi"), 0);
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_CHAT), 0);
+	const struct built *b = build(rq);
+	assert_int_equal(b->rc, LR_EINVAL);
+	assert_non_null(strstr(b->why, "prompt"));
+	static const char body[] = "{\"model\":\"m\",\"prompt\":\"y\"}";
+	rq = completion_request(NULL, "x");
+	assert_int_equal(lr_request_set_body(rq, body, strlen(body)), 0);
+	expect_rejected(rq, LR_EINVAL);
+}
+
 /* ---- 1. invalid requests ---------------------------------------------- */
 
 static void invalid_body_with_message_calls(void **state)
@@ -1150,6 +1275,7 @@ struct snap {
 	size_t normalized_len;
 	char openai_body[8192];      /* reply_openai_body of the reply */
 	size_t openai_body_len;
+	char completion_body[8192];  /* reply_text_completion_body of the reply */
 };
 
 static void copy_buf(char *dst, size_t cap, const struct buf *b)
@@ -1185,6 +1311,9 @@ static void snapshot(const struct reply *r, struct snap *s)
 		copy_buf(s->openai_body, sizeof(s->openai_body), &body);
 		s->openai_body_len = strlen(s->openai_body);
 	}
+	buf_clear(&body);
+	if (reply_text_completion_body(r, &body) == 0)
+		copy_buf(s->completion_body, sizeof(s->completion_body), &body);
 	buf_free(&body);
 }
 
@@ -1527,6 +1656,37 @@ static void response_success_that_is_not_json(void **state)
 	}
 }
 
+/* OpenAI's text_completion: choices[0].text, as chat's message.content. */
+static void response_openai_text_completion(void **state)
+{
+	(void)state;
+	const struct snap *s = parse(
+	    PROVIDER_OPENAI, LR_ENDPOINT_COMPLETIONS, 200,
+	    "{\"id\":\"cmpl-uqkvlQyYK7bGYrRHQ0eXlWi7\",\"object\":\"text_completion\",\"created\":1589478378,"
+	    "\"model\":\"gpt-3.5-turbo-instruct\",\"system_fingerprint\":\"fp_44709d6fcb\",\"choices\":["
+	    "{\"text\":\"\\n\\nThis is indeed a \\\"test\\\"\",\"index\":0,\"logprobs\":null,"
+	    "\"finish_reason\":\"length\"},"
+	    "{\"text\":\"another choice\",\"index\":1,\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+	    "\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}");
+	expect_success(s, false);
+	assert_string_equal(s->text, "\n\nThis is indeed a \"test\"");
+	assert_string_equal(s->finish, "length");
+	assert_string_equal(s->model, "gpt-3.5-turbo-instruct");
+	assert_string_equal(s->id, "cmpl-uqkvlQyYK7bGYrRHQ0eXlWi7");
+	expect_usage(&s->usage, 5, 7, 0);
+	assert_int_equal(s->ncalls, 0);
+	/* vLLM's, with its extra fields and a prompt_logprobs null. */
+	s = parse(PROVIDER_OPENAI, LR_ENDPOINT_COMPLETIONS, 200,
+	          "{\"id\":\"cmpl-8d1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"m\","
+	          "\"choices\":[{\"index\":0,\"text\":\" Paris.\",\"logprobs\":null,\"finish_reason\":\"stop\","
+	          "\"stop_reason\":null,\"prompt_logprobs\":null}],\"usage\":{\"prompt_tokens\":6,"
+	          "\"total_tokens\":9,\"completion_tokens\":3,\"prompt_tokens_details\":null}}");
+	expect_success(s, false);
+	assert_string_equal(s->text, " Paris.");
+	assert_string_equal(s->finish, "stop");
+	expect_usage(&s->usage, 6, 3, 0);
+}
+
 /* ---- 3. error bodies -------------------------------------------------- */
 
 struct err_case {
@@ -1588,6 +1748,39 @@ static void errors_openai(void **state)
 		 LR_EOVERLOADED, "currently overloaded"},
 	};
 	check_errors(PROVIDER_OPENAI, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* The completions endpoint's errors are chat's: one error mapping. */
+static void errors_openai_completions(void **state)
+{
+	(void)state;
+	static const struct err_case cases[] = {
+		{400, "{\"error\":{\"message\":\"This model's maximum context length is 4097 tokens, however you "
+		      "requested 5000 tokens (4000 in your prompt; 1000 for the completion).\","
+		      "\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"context_length_exceeded\"}}",
+		 LR_ECONTEXT, "maximum context length is 4097 tokens"},
+		{400, "{\"error\":{\"message\":\"'prompt' is a required property\",\"type\":"
+		      "\"invalid_request_error\",\"param\":null,\"code\":null}}",
+		 LR_EBADREQUEST, "'prompt' is a required property"},
+		{404, "{\"error\":{\"message\":\"This is a chat model and not supported in the v1/completions "
+		      "endpoint. Did you mean to use v1/chat/completions?\",\"type\":\"invalid_request_error\","
+		      "\"param\":\"model\",\"code\":null}}",
+		 LR_ENOTFOUND, "not supported in the v1/completions endpoint"},
+		{429, "{\"error\":{\"message\":\"You exceeded your current quota.\",\"type\":\"insufficient_quota\","
+		      "\"param\":null,\"code\":\"insufficient_quota\"}}",
+		 LR_EQUOTA, "You exceeded your current quota"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct snap *s = parse(PROVIDER_OPENAI, LR_ENDPOINT_COMPLETIONS, cases[i].status, cases[i].body);
+		const struct snap *chat = NULL;
+		int code = s->error;
+		bool found = strstr(s->message, cases[i].needle) != NULL, rewritten = s->rewritten;
+		chat = parse(PROVIDER_OPENAI, LR_ENDPOINT_CHAT, cases[i].status, cases[i].body);
+		if (code != cases[i].code || !found || rewritten || chat->error != code)
+			fail_msg("HTTP %d %s: got %s (chat %s), want %s with \"%s\"", cases[i].status, cases[i].body,
+			         lr_error_name(code), lr_error_name(chat->error), lr_error_name(cases[i].code),
+			         cases[i].needle);
+	}
 }
 
 static void errors_anthropic(void **state)
@@ -1769,6 +1962,7 @@ static const char *snap_diff(const struct snap *a, const struct snap *b)
 			return "tool call";
 	if (memcmp(&a->rec, &b->rec, sizeof(a->rec))) return "callback deltas";
 	if (strcmp(a->openai_body, b->openai_body)) return "chat.completion body";
+	if (strcmp(a->completion_body, b->completion_body)) return "text_completion body";
 	return NULL;
 }
 
@@ -2068,6 +2262,54 @@ static void stream_gemini_transcript(void **state)
 	expect_deltas_match_reply(s);
 }
 
+/* OpenAI's text_completion chunks (vLLM's shape: stop_reason beside
+ * finish_reason), the finish on the last text chunk, the usage chunk with
+ * empty choices, [DONE]. */
+#define TC_CHUNK(choice)                                                                           \
+	"data: {\"id\":\"cmpl-7f2\",\"object\":\"text_completion\",\"created\":1730000000,"           \
+	"\"model\":\"meta-llama/Llama-3.1-8B\",\"choices\":[" choice "],\"usage\":null}\n\n"
+#define TC_TEXT(text, finish) \
+	"{\"index\":0,\"text\":\"" text "\",\"logprobs\":null,\"finish_reason\":" finish ",\"stop_reason\":null}"
+
+static const char completions_transcript[] =
+	TC_CHUNK(TC_TEXT(" Once", "null"))
+	TC_CHUNK(TC_TEXT(" upon", "null"))
+	TC_CHUNK(TC_TEXT("", "null"))
+	TC_CHUNK(TC_TEXT(" a \\\"t\\u00efme\\\"\\n", "null"))
+	TC_CHUNK(TC_TEXT(" there", "\"length\""))
+	"data: {\"id\":\"cmpl-7f2\",\"object\":\"text_completion\",\"created\":1730000000,"
+	"\"model\":\"meta-llama/Llama-3.1-8B\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,"
+	"\"total_tokens\":9,\"completion_tokens\":5}}\n\n"
+	"data: [DONE]\n\n";
+
+static void stream_openai_completions_transcript(void **state)
+{
+	(void)state;
+	const struct snap *s =
+	    stream_all_ways(PROVIDER_OPENAI, false, completions_transcript, strlen(completions_transcript));
+	expect_clean_stream(s);
+	assert_string_equal(s->text, " Once upon a \"t\xc3\xafme\"\n there");
+	assert_string_equal(s->finish, "length");
+	assert_string_equal(s->model, "meta-llama/Llama-3.1-8B");
+	assert_string_equal(s->id, "cmpl-7f2");
+	assert_true(s->done);
+	assert_int_equal(s->ncalls, 0);
+	expect_usage(&s->usage, 4, 5, 0);
+	assert_int_equal(s->events, 7);
+	/* One delta per text event (the empty one gives none), the finish on
+	 * the last, which also carries text. */
+	assert_int_equal(s->rec.text_deltas, 4);
+	assert_int_equal(s->rec.finish_deltas, 1);
+	expect_deltas_match_reply(s);
+	/* The body a stream leaves is the text_completion it makes. */
+	expect_json(s->completion_body, "", "{\"id\":\"cmpl-7f2\",\"object\":\"text_completion\","
+	                                    "\"model\":\"meta-llama/Llama-3.1-8B\",\"choices\":[{\"index\":0,"
+	                                    "\"text\":\" Once upon a \\\"t\\u00efme\\\"\\n there\","
+	                                    "\"logprobs\":null,\"finish_reason\":\"length\"}],\"usage\":"
+	                                    "{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9,"
+	                                    "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
+}
+
 /* A provider's error event: its code, the message kept, not fatal. */
 static void expect_stream_error(const struct snap *s, int code, const char *needle)
 {
@@ -2210,6 +2452,24 @@ static void stream_anthropic_without_message_stop_is_truncated(void **state)
 	expect_truncated(PROVIDER_ANTHROPIC, false, anthropic_transcript, "event: message_stop");
 }
 
+/* The usage chunk and [DONE] follow the finish; a stream cut before
+ * either lost something. An error event mid-stream is chat's. */
+static void stream_openai_completions_cut_or_failed(void **state)
+{
+	(void)state;
+	expect_truncated(PROVIDER_OPENAI, false, completions_transcript, "data: [DONE]");
+	expect_truncated(PROVIDER_OPENAI, false, completions_transcript, "data: {\"id\":\"cmpl-7f2\","
+	                 "\"object\":\"text_completion\",\"created\":1730000000,\"model\":"
+	                 "\"meta-llama/Llama-3.1-8B\",\"choices\":[],");
+	static const char in[] =
+		TC_CHUNK(TC_TEXT(" Once", "null"))
+		"data: {\"error\":{\"message\":\"the engine died\",\"type\":\"server_error\"}}\n\n"
+		TC_CHUNK(TC_TEXT(" ignored", "null"));
+	const struct snap *s = stream_all_ways(PROVIDER_OPENAI, false, in, strlen(in));
+	expect_stream_error(s, LR_ESERVER, "the engine died");
+	assert_string_equal(s->text, " Once");
+}
+
 /* ---- 5. the chat.completion written back ------------------------------ */
 
 static void reply_body_with_tool_calls_only_has_null_content(void **state)
@@ -2268,6 +2528,33 @@ static void reply_body_with_text_and_calls(void **state)
 	reply_free(&r);
 	expect_json(s.openai_body, "choices.0.message.content", "\"\"");
 	expect_json(s.openai_body, "choices.0.message.tool_calls", NULL);
+}
+
+static void reply_text_completion_body_shape(void **state)
+{
+	(void)state;
+	struct reply r;
+	reply_init(&r, NULL, NULL);
+	snprintf(r.id, sizeof(r.id), "cmpl-1");
+	snprintf(r.model, sizeof(r.model), "gpt-3.5-turbo-instruct");
+	reply_text(&r, 0, "Line \\\"one\\\"\\n", 14, true);
+	r.usage = (lr_usage){.input_tokens = 3, .output_tokens = 4};
+	static struct snap s;
+	memset(&s, 0, sizeof(s));
+	snapshot(&r, &s);
+	reply_free(&r);
+	expect_json(s.completion_body, "", "{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"model\":"
+	                                   "\"gpt-3.5-turbo-instruct\",\"choices\":[{\"index\":0,\"text\":"
+	                                   "\"Line \\\"one\\\"\\n\",\"logprobs\":null,\"finish_reason\":null}],"
+	                                   "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7,"
+	                                   "\"prompt_tokens_details\":{\"cached_tokens\":0}}}");
+	/* Nothing at all: empty text. */
+	reply_init(&r, NULL, NULL);
+	memset(&s, 0, sizeof(s));
+	snapshot(&r, &s);
+	reply_free(&r);
+	expect_json(s.completion_body, "choices.0.text", "\"\"");
+	expect_json(s.completion_body, "id", "\"\"");
 }
 
 /* An OpenAI stream of n tool calls, each as its own chunk with two
@@ -2413,6 +2700,10 @@ int main(void)
 		cmocka_unit_test(embeddings_openai),
 		cmocka_unit_test(embeddings_ollama),
 		cmocka_unit_test(embeddings_anthropic_and_gemini_are_unsupported),
+		cmocka_unit_test(completions_openai_body_from_calls),
+		cmocka_unit_test(completions_openai_body_of_the_callers),
+		cmocka_unit_test(completions_are_unsupported_by_the_other_dialects),
+		cmocka_unit_test(completions_prompt_belongs_to_its_endpoint),
 		cmocka_unit_test(invalid_body_with_message_calls),
 		cmocka_unit_test(invalid_without_messages),
 		cmocka_unit_test(invalid_models),
@@ -2430,14 +2721,18 @@ int main(void)
 		cmocka_unit_test(response_gemini_finish_reasons_and_thoughts),
 		cmocka_unit_test(response_ollama_embeddings_become_an_openai_list),
 		cmocka_unit_test(response_success_that_is_not_json),
+		cmocka_unit_test(response_openai_text_completion),
 		/* 3. error bodies */
 		cmocka_unit_test(errors_openai),
+		cmocka_unit_test(errors_openai_completions),
 		cmocka_unit_test(errors_anthropic),
 		cmocka_unit_test(errors_gemini),
 		cmocka_unit_test(errors_ollama),
 		cmocka_unit_test(errors_without_a_json_body_use_the_status),
 		/* 4. streams */
 		cmocka_unit_test(stream_openai_transcript),
+		cmocka_unit_test(stream_openai_completions_transcript),
+		cmocka_unit_test(stream_openai_completions_cut_or_failed),
 		cmocka_unit_test(stream_anthropic_transcript),
 		cmocka_unit_test(stream_anthropic_json_tool_is_the_text),
 		cmocka_unit_test(stream_anthropic_thinking_is_not_text),
@@ -2454,6 +2749,7 @@ int main(void)
 		/* 5. the chat.completion written back */
 		cmocka_unit_test(reply_body_with_tool_calls_only_has_null_content),
 		cmocka_unit_test(reply_body_with_text_and_calls),
+		cmocka_unit_test(reply_text_completion_body_shape),
 		cmocka_unit_test(reply_tool_calls_in_any_index_order),
 		cmocka_unit_test(stream_many_tool_calls_take_linear_work),
 		cmocka_unit_test(stream_tool_calls_past_the_cap_fail_too_large),

@@ -1,7 +1,8 @@
 /*
  * Streaming through the engine: SSE responses in OpenAI's shape, the
  * per-delta callback, the assembled result, the idle deadline that
- * comments do not reset, cancellation mid-stream, mid-stream errors.
+ * comments do not reset, cancellation mid-stream, mid-stream errors;
+ * OpenAI's text completions, streamed and whole, as they go on the wire.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -305,6 +306,162 @@ static void test_escapes_and_unicode_in_deltas_are_decoded(void **state)
 	scripted_done(f, e, s);
 }
 
+/* ---- text completions ---- */
+
+/* What the scripted server was sent, copied on its thread. */
+static pthread_mutex_t sent_lock = PTHREAD_MUTEX_INITIALIZER;
+static char sent_head[4096], sent_body[4096];
+
+static void scripted_capture(void *ctx, const struct ts_request *rq, struct ts_reply *reply)
+{
+	pthread_mutex_lock(&sent_lock);
+	snprintf(sent_head, sizeof(sent_head), "%s", rq->head);
+	snprintf(sent_body, sizeof(sent_body), "%s", rq->body);
+	pthread_mutex_unlock(&sent_lock);
+	scripted(ctx, rq, reply);
+}
+
+/* A completions request for prompt (streamed into c when c is given)
+ * answered with reply; the sent head and body land in sent_head and
+ * sent_body. */
+static int completion_exchange(const char *reply, const char *prompt, struct collected *c,
+                               const lr_result **out, lr_future **fut, lr_engine **eng,
+                               struct test_server **srv)
+{
+	scripted_reply = reply;
+	scripted_byte_delay = 0;
+	assert_int_equal(test_server_start(scripted_capture, NULL, srv), 0);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1", test_server_port(*srv));
+	*eng = engine_at(url, 0);
+	lr_request *rq = lr_request_new("meta-llama/Llama-3.1-8B");
+	assert_int_equal(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), 0);
+	assert_int_equal(lr_request_set_prompt(rq, prompt), 0);
+	assert_int_equal(lr_request_set_max_tokens(rq, 5), 0);
+	if (c)
+		assert_int_equal(lr_request_on_delta(rq, collect, c), 0);
+	*fut = lr_submit(*eng, rq);
+	assert_int_equal(lr_future_wait(*fut, 20000), 1);
+	*out = lr_future_result(*fut);
+	return (*out)->error;
+}
+
+static bool sent_head_starts(const char *prefix)
+{
+	pthread_mutex_lock(&sent_lock);
+	bool yes = strncmp(sent_head, prefix, strlen(prefix)) == 0;
+	pthread_mutex_unlock(&sent_lock);
+	return yes;
+}
+
+static void expect_sent_body(const char *want)
+{
+	pthread_mutex_lock(&sent_lock);
+	char got[sizeof(sent_body)];
+	memcpy(got, sent_body, sizeof(got));
+	pthread_mutex_unlock(&sent_lock);
+	assert_string_equal(got, want);
+}
+
+#define TC_EVENT(text, finish)                                                                     \
+	"data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"llama\","        \
+	"\"choices\":[{\"index\":0,\"text\":\"" text "\",\"logprobs\":null,\"finish_reason\":" finish "}]}\n\n"
+
+static void test_completions_stream_assembles_a_text_completion(void **state)
+{
+	(void)state;
+	const char *reply = SSE_HEAD
+		TC_EVENT(" upon", "null")
+		TC_EVENT(" a", "null")
+		TC_EVENT(" time", "\"length\"")
+		"data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"llama\","
+		"\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,\"total_tokens\":5}}\n\n"
+		"data: [DONE]\n\n";
+	struct collected c = {0};
+	const lr_result *r;
+	lr_future *f;
+	lr_engine *e;
+	struct test_server *s;
+	assert_int_equal(completion_exchange(reply, "Once", &c, &r, &f, &e, &s), LR_OK);
+	assert_true(sent_head_starts("POST /v1/completions HTTP/1.1\r\n"));
+	expect_sent_body("{\"model\":\"meta-llama/Llama-3.1-8B\",\"prompt\":\"Once\",\"max_tokens\":5,"
+	                 "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+	assert_true(r->streamed);
+	assert_string_equal(r->text, " upon a time");
+	assert_string_equal(r->finish_reason, "length");
+	assert_string_equal(r->model, "llama");
+	assert_int_equal(r->usage.input_tokens, 2);
+	assert_int_equal(r->usage.output_tokens, 3);
+	/* One delta per event, the finish on the last. */
+	assert_int_equal(c.deltas, 4);
+	assert_int_equal(c.finishes, 1);
+	assert_int_equal(c.len, r->text_len);
+	assert_memory_equal(c.text, r->text, c.len);
+	/* The body is the text_completion the events make. */
+	assert_true(r->body_is_json);
+	struct json_doc d = {0};
+	assert_int_equal(json_parse(&d, r->body, r->body_len), 0);
+	int object = json_path(&d, 0, "object");
+	int text = json_path(&d, 0, "choices");
+	assert_true(object >= 0 && text >= 0);
+	text = json_path(&d, text + 1, "text");
+	assert_true(text >= 0);
+	char *object_s = json_dup_string(&d, object), *text_s = json_dup_string(&d, text);
+	json_doc_free(&d);
+	bool ok = object_s && text_s && !strcmp(object_s, "text_completion") && !strcmp(text_s, r->text);
+	free(object_s);
+	free(text_s);
+	assert_true(ok);
+	scripted_done(f, e, s);
+}
+
+static void test_completions_whole_reply_fills_the_result(void **state)
+{
+	(void)state;
+	const char *reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: req-9\r\n"
+		"Connection: close\r\n\r\n"
+		"{\"id\":\"cmpl-2\",\"object\":\"text_completion\",\"created\":1,\"model\":\"llama\","
+		"\"choices\":[{\"index\":0,\"text\":\" Paris.\",\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+		"\"usage\":{\"prompt_tokens\":6,\"completion_tokens\":3,\"total_tokens\":9}}";
+	const lr_result *r;
+	lr_future *f;
+	lr_engine *e;
+	struct test_server *s;
+	assert_int_equal(completion_exchange(reply, "The capital of France is", NULL, &r, &f, &e, &s), LR_OK);
+	assert_true(sent_head_starts("POST /v1/completions HTTP/1.1\r\n"));
+	expect_sent_body("{\"model\":\"meta-llama/Llama-3.1-8B\",\"prompt\":\"The capital of France is\","
+	                 "\"max_tokens\":5}");
+	assert_false(r->streamed);
+	assert_int_equal(r->http_status, 200);
+	assert_string_equal(r->text, " Paris.");
+	assert_string_equal(r->finish_reason, "stop");
+	assert_string_equal(r->model, "llama");
+	assert_string_equal(r->request_id, "req-9");
+	assert_int_equal(r->usage.input_tokens, 6);
+	assert_int_equal(r->usage.output_tokens, 3);
+	assert_true(r->body_is_json);
+	assert_non_null(strstr(r->body, "\"object\":\"text_completion\""));
+	scripted_done(f, e, s);
+}
+
+static void test_completions_error_body_maps_as_chat_does(void **state)
+{
+	(void)state;
+	const char *reply = "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+		"{\"error\":{\"message\":\"Invalid value for 'max_tokens'.\",\"type\":\"invalid_request_error\","
+		"\"param\":\"max_tokens\",\"code\":null}}";
+	const lr_result *r;
+	lr_future *f;
+	lr_engine *e;
+	struct test_server *s;
+	assert_int_equal(completion_exchange(reply, "x", NULL, &r, &f, &e, &s), LR_EBADREQUEST);
+	assert_int_equal(r->http_status, 400);
+	assert_non_null(strstr(r->error_message, "Invalid value for 'max_tokens'."));
+	assert_true(r->body_is_json);
+	assert_non_null(strstr(r->body, "invalid_request_error"));
+	scripted_done(f, e, s);
+}
+
 static void test_caller_driven_engine_streams_on_the_owner_thread(void **state)
 {
 	(void)state;
@@ -340,6 +497,9 @@ int main(void)
 		cmocka_unit_test(test_error_event_mid_stream_fails_the_request),
 		cmocka_unit_test(test_stream_cut_before_its_end_is_a_protocol_error),
 		cmocka_unit_test(test_escapes_and_unicode_in_deltas_are_decoded),
+		cmocka_unit_test(test_completions_stream_assembles_a_text_completion),
+		cmocka_unit_test(test_completions_whole_reply_fills_the_result),
+		cmocka_unit_test(test_completions_error_body_maps_as_chat_does),
 		cmocka_unit_test(test_caller_driven_engine_streams_on_the_owner_thread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

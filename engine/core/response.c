@@ -226,7 +226,10 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 	if (f->stream) {
 		int r = err ? err : stream_decoder_finish(f->stream);
 		buf_clear(&f->resp_body);
-		if (reply_openai_body(&f->reply, &f->resp_body) == 0 && buf_reserve(&f->resp_body, 1) == 0) {
+		/* The body a whole response of this endpoint would have had. */
+		int (*assemble)(const struct reply *, struct buf *) =
+		    f->endpoint == LR_ENDPOINT_COMPLETIONS ? reply_text_completion_body : reply_openai_body;
+		if (assemble(&f->reply, &f->resp_body) == 0 && buf_reserve(&f->resp_body, 1) == 0) {
 			f->resp_body.data[f->resp_body.len] = '\0';
 			f->result.body_is_json = 1;
 		} else if (!r) {

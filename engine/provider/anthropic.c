@@ -601,6 +601,10 @@ static int anthropic_path(struct provider_request *out, enum lr_endpoint ep, con
 		*why = "Anthropic has no embeddings endpoint";
 		return LR_EUNSUPPORTED;
 	}
+	if (ep == LR_ENDPOINT_COMPLETIONS) {
+		*why = "Anthropic has no text-completions endpoint (its legacy /v1/complete is not supported)";
+		return LR_EUNSUPPORTED;
+	}
 	return path_join(&out->path, base, NULL, "/v1", "/messages");
 }
 

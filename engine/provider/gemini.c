@@ -258,6 +258,10 @@ static int gemini_path(struct provider_request *out, enum lr_endpoint ep, const 
 		*why = "Gemini embeddings are not supported";
 		return LR_EUNSUPPORTED;
 	}
+	if (ep == LR_ENDPOINT_COMPLETIONS) {
+		*why = "Gemini has no text-completions endpoint";
+		return LR_EUNSUPPORTED;
+	}
 	if (model_len > 7 && memcmp(model, "models/", 7) == 0)
 		model += 7, model_len -= 7;
 	if (!model_is_path_safe(model, model_len)) {

@@ -379,6 +379,11 @@ static const char *ollama_base_from_env(const char *v, char *buf, size_t cap)
 static int ollama_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
                        const char *model, size_t model_len, const char **why)
 {
+	if (ep == LR_ENDPOINT_COMPLETIONS) {
+		*why = "the ollama/ dialect has no text-completions endpoint (Ollama's OpenAI-compatible "
+		       "one is an openai/ model with base URL http://HOST:11434/v1)";
+		return LR_EUNSUPPORTED;
+	}
 	return path_join(&out->path, base, "/v1", "/api", ep == LR_ENDPOINT_EMBEDDINGS ? "/embed" : "/chat");
 }
 

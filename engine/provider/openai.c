@@ -1,7 +1,10 @@
 /* The OpenAI dialect (and every OpenAI-compatible server): responses and
  * "data: {chat.completion.chunk}" ... "data: [DONE]" streams into struct
- * reply. Its request body is the unified one (provider.c). Two rows use
- * it: openai/ and mock/ (any OpenAI-compatible server at a given URL). */
+ * reply, and the legacy text completions' (choices[].text where chat has
+ * choices[].message.content or .delta.content: the two shapes never meet,
+ * so one parser reads both). Its request body is the unified one
+ * (provider.c). Two rows use it: openai/ and mock/ (any OpenAI-compatible
+ * server at a given URL). */
 #include "provider/dialect.h"
 #include "provider/dialect_util.h"
 
@@ -38,6 +41,14 @@ static bool in_first_choice(const struct body_fields *bf, const struct json_scan
 	return bf->choices_closed == 0 && KEY_IS(p, 0, "choices");
 }
 
+/* The reply text, a raw JSON string span. */
+static void body_text(struct body_fields *bf, const char *v, size_t len)
+{
+	int ret = json_unescape_append(&bf->r->text, v, len); /* LR_ENOMEM or LR_EPROTO */
+	if (ret && !bf->error)
+		bf->error = ret;
+}
+
 static void body_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
                        size_t len)
 {
@@ -66,15 +77,14 @@ static void body_field(void *ctx, const struct json_scan_path *p, enum json_type
 			r->usage.cached_input_tokens = scanned_count(v, len);
 		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "finish_reason"))
 			reply_copy_field(r->finish_reason, sizeof(r->finish_reason), v, len);
+		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "text"))
+			body_text(bf, v, len); /* a text_completion's choices[0].text */
 		break;
 	case 4:
 		/* choices[0].message.content: the reply text */
 		if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "message") &&
-		    KEY_IS(p, 3, "content")) {
-			int ret = json_unescape_append(&r->text, v, len); /* LR_ENOMEM or LR_EPROTO */
-			if (ret && !bf->error)
-				bf->error = ret;
-		}
+		    KEY_IS(p, 3, "content"))
+			body_text(bf, v, len);
 		break;
 	case 5:
 		if (type == JSON_OBJECT && in_first_choice(bf, p) && KEY_IS(p, 3, "tool_calls"))
@@ -154,7 +164,7 @@ static void openai_parse(int status, const char *body, size_t len, struct json_d
 /* What one chunk event carries, picked out while json_scan validates it. */
 struct chunk_fields {
 	struct reply *r;
-	const char *content;        /* raw span of choices[i].delta.content */
+	const char *content;        /* raw span of choices[i].delta.content (or .text) */
 	size_t content_len;
 	int64_t index;
 	const char *finish;         /* raw span of choices[i].finish_reason (a string) */
@@ -241,6 +251,8 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 			cf->index = scanned_count(v, len);
 		else if (KEY_IS(p, 2, "finish_reason") && type == JSON_STRING)
 			cf->finish = v, cf->finish_len = len;
+		else if (KEY_IS(p, 2, "text") && type == JSON_STRING)
+			cf->content = v, cf->content_len = len; /* a text_completion chunk */
 		break;
 	case 4:
 		if (KEY_IS(p, 2, "delta") && KEY_IS(p, 3, "content") && type == JSON_STRING)
@@ -305,8 +317,10 @@ static int openai_sse_event(struct stream_decoder *sd, const struct sse_event *e
 static int openai_path(struct provider_request *out, enum lr_endpoint ep, const char *base,
                        const char *model, size_t model_len, const char **why)
 {
-	return path_join(&out->path, base, NULL, "",
-	                 ep == LR_ENDPOINT_EMBEDDINGS ? "/embeddings" : "/chat/completions");
+	const char *rest = ep == LR_ENDPOINT_EMBEDDINGS ? "/embeddings"
+	                 : ep == LR_ENDPOINT_COMPLETIONS ? "/completions"
+	                                                 : "/chat/completions";
+	return path_join(&out->path, base, NULL, "", rest);
 }
 
 const struct provider_row openai_row = {

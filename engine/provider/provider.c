@@ -278,6 +278,62 @@ static void put_array_member(struct buf *out, const char *key, const struct buf 
 
 #define STREAM_WITH_USAGE ",\"stream\":true,\"stream_options\":{\"include_usage\":true}"
 
+/* stop, max_tokens and the stream flags: chat's and completions' alike. */
+static void put_generation_fields(const struct lr_request *rq, bool force_stream, struct buf *out)
+{
+	if (rq->nstops)
+		put_array_member(out, "stop", &rq->stops);
+	if (rq->max_tokens > 0)
+		buf_printf(out, ",\"max_tokens\":%d", rq->max_tokens);
+	if (force_stream)
+		buf_puts(out, STREAM_WITH_USAGE);
+}
+
+/* The members each endpoint's body takes from the calls, after "model";
+ * what belongs to another endpoint is refused, not dropped. */
+static int put_endpoint_members(const struct lr_request *rq, bool force_stream, struct buf *out,
+                                const char **why)
+{
+	if (rq->prompt.len && rq->endpoint != LR_ENDPOINT_COMPLETIONS) {
+		*why = "a prompt is for the completions endpoint (LR_ENDPOINT_COMPLETIONS)";
+		return LR_EINVAL;
+	}
+	switch (rq->endpoint) {
+	case LR_ENDPOINT_EMBEDDINGS:
+		if (!rq->inputs.len) {
+			*why = "an embeddings request needs inputs (lr_request_add_input or a JSON body)";
+			return LR_EINVAL;
+		}
+		put_array_member(out, "input", &rq->inputs);
+		return 0;
+	case LR_ENDPOINT_COMPLETIONS:
+		if (rq->messages.len || rq->tools.len || rq->inputs.len) {
+			*why = "a completions request takes a prompt (lr_request_set_prompt), not messages, "
+			       "tools or inputs";
+			return LR_EINVAL;
+		}
+		if (!rq->prompt.len) {
+			*why = "a completions request needs a prompt (lr_request_set_prompt or a JSON body)";
+			return LR_EINVAL;
+		}
+		buf_puts(out, ",\"prompt\":");
+		buf_append(out, rq->prompt.data, rq->prompt.len); /* a JSON string already */
+		put_generation_fields(rq, force_stream, out);
+		return 0;
+	case LR_ENDPOINT_CHAT:
+		break;
+	}
+	if (!rq->messages.len) {
+		*why = "request has no messages";
+		return LR_EINVAL;
+	}
+	put_array_member(out, "messages", &rq->messages);
+	if (rq->tools.len)
+		put_array_member(out, "tools", &rq->tools);
+	put_generation_fields(rq, force_stream, out);
+	return 0;
+}
+
 /* The body from the message and parameter calls. The buffer's error is
  * sticky: the appends are checked once, at the end. */
 static int body_from_parts(const struct lr_request *rq, const char *model, size_t model_len,
@@ -285,27 +341,9 @@ static int body_from_parts(const struct lr_request *rq, const char *model, size_
 {
 	buf_puts(out, "{\"model\":");
 	json_append_string(out, model, model_len);
-	if (rq->endpoint == LR_ENDPOINT_EMBEDDINGS) {
-		if (!rq->inputs.len) {
-			*why = "an embeddings request needs inputs (lr_request_add_input or a JSON body)";
-			return LR_EINVAL;
-		}
-		put_array_member(out, "input", &rq->inputs);
-	} else {
-		if (!rq->messages.len) {
-			*why = "request has no messages";
-			return LR_EINVAL;
-		}
-		put_array_member(out, "messages", &rq->messages);
-		if (rq->tools.len)
-			put_array_member(out, "tools", &rq->tools);
-		if (rq->nstops)
-			put_array_member(out, "stop", &rq->stops);
-		if (rq->max_tokens > 0)
-			buf_printf(out, ",\"max_tokens\":%d", rq->max_tokens);
-		if (force_stream)
-			buf_puts(out, STREAM_WITH_USAGE);
-	}
+	int ret = put_endpoint_members(rq, force_stream, out, why);
+	if (ret)
+		return ret;
 	for (unsigned i = 0; i < rq->nparams; i++) {
 		buf_puts(out, ",");
 		json_append_string(out, rq->params[i].key, strlen(rq->params[i].key));
@@ -408,7 +446,7 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	struct buf unified = {0}; /* owner: this function */
 	const struct provider_row *row = rows[out->provider];
 	bool openai_dialect = !row->build_chat; /* the unified body is its own */
-	bool force_stream = want_stream && rq->endpoint == LR_ENDPOINT_CHAT && !(have_doc && doc_stream(&doc));
+	bool force_stream = want_stream && rq->endpoint != LR_ENDPOINT_EMBEDDINGS && !(have_doc && doc_stream(&doc));
 	if (have_doc)
 		ret = body_rewrite(&doc, model_name, name_len, force_stream, openai_dialect ? &out->body : &unified);
 	else
@@ -426,8 +464,9 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 		out->stream = stream && rq->endpoint == LR_ENDPOINT_CHAT;
 		if (!ret && rq->endpoint == LR_ENDPOINT_EMBEDDINGS)
 			ret = row->build_embeddings ? row->build_embeddings(&doc, model_name, out, why) : 0;
-		else if (!ret)
+		else if (!ret && rq->endpoint == LR_ENDPOINT_CHAT)
 			ret = row->build_chat(&doc, model_name, out, why);
+		/* Completions are OpenAI's body alone: the dialect's path refuses them. */
 	} else if (!ret) {
 		out->stream = want_stream || (have_doc && doc_stream(&doc));
 	}

@@ -265,6 +265,25 @@ static int append_cstr(struct buf *b, const char *s)
 	return buf_append(b, s, strlen(s));
 }
 
+static int append_finish(const struct reply *r, struct buf *out)
+{
+	return r->finish_reason[0] ? json_append_string(out, r->finish_reason, strlen(r->finish_reason))
+	                           : append_cstr(out, "null");
+}
+
+/* Closes choices[0] and the choices, then the usage and the body. */
+static int append_usage_end(const struct reply *r, struct buf *out)
+{
+	char num[224];
+	int n = snprintf(num, sizeof(num),
+	                 "}],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+	                 "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}",
+	                 (long long)r->usage.input_tokens, (long long)r->usage.output_tokens,
+	                 (long long)(r->usage.input_tokens + r->usage.output_tokens),
+	                 (long long)r->usage.cached_input_tokens);
+	return buf_append(out, num, (size_t)n);
+}
+
 int reply_openai_body(const struct reply *r, struct buf *out)
 {
 	int ret = append_cstr(out, "{\"id\":");
@@ -302,19 +321,28 @@ int reply_openai_body(const struct reply *r, struct buf *out)
 	if (!ret)
 		ret = append_cstr(out, "},\"finish_reason\":");
 	if (!ret)
-		ret = r->finish_reason[0] ? json_append_string(out, r->finish_reason, strlen(r->finish_reason))
-		                          : append_cstr(out, "null");
-	if (!ret) {
-		char num[224];
-		int n = snprintf(num, sizeof(num),
-		                 "}],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
-		                 "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld}}}",
-		                 (long long)r->usage.input_tokens, (long long)r->usage.output_tokens,
-		                 (long long)(r->usage.input_tokens + r->usage.output_tokens),
-		                 (long long)r->usage.cached_input_tokens);
-		ret = buf_append(out, num, (size_t)n);
-	}
-	return ret;
+		ret = append_finish(r, out);
+	return ret ? ret : append_usage_end(r, out);
+}
+
+int reply_text_completion_body(const struct reply *r, struct buf *out)
+{
+	int ret = append_cstr(out, "{\"id\":");
+	if (!ret)
+		ret = json_append_string(out, r->id, strlen(r->id));
+	if (!ret)
+		ret = append_cstr(out, ",\"object\":\"text_completion\",\"model\":");
+	if (!ret)
+		ret = json_append_string(out, r->model, strlen(r->model));
+	if (!ret)
+		ret = append_cstr(out, ",\"choices\":[{\"index\":0,\"text\":");
+	if (!ret)
+		ret = json_append_string(out, r->text.data ? r->text.data : "", r->text.len);
+	if (!ret)
+		ret = append_cstr(out, ",\"logprobs\":null,\"finish_reason\":");
+	if (!ret)
+		ret = append_finish(r, out);
+	return ret ? ret : append_usage_end(r, out);
 }
 
 static int terminate(struct buf *b)

@@ -3,7 +3,8 @@
  * reason (OpenAI's values), usage, ids. Stream parsers feed it delta by
  * delta and it calls the caller's delta callback for each one; whole
  * responses of other providers are parsed into it and written back out as
- * an OpenAI chat.completion body (what batch output promises).
+ * an OpenAI chat.completion body (what batch output promises), and a
+ * stream as the chat.completion or text_completion its events make.
  */
 #ifndef LR_REPLY_H
 #define LR_REPLY_H
@@ -79,6 +80,9 @@ void reply_empty_event(struct reply *r, int choice);
 
 /* The chat.completion body (OpenAI's shape) for what the reply holds. */
 int reply_openai_body(const struct reply *r, struct buf *out);
+/* The text_completion body (OpenAI's legacy completions) for the reply's
+ * text, finish reason and usage (a completion has no tool calls). */
+int reply_text_completion_body(const struct reply *r, struct buf *out);
 /* Builds public_calls; NULL-terminates strings. 0 or LR_ENOMEM. */
 int reply_publish_calls(struct reply *r);
 

@@ -33,6 +33,7 @@ LR_API void lr_request_free(lr_request *rq)
 	buf_free(&rq->messages);
 	buf_free(&rq->tools);
 	buf_free(&rq->inputs);
+	buf_free(&rq->prompt);
 	buf_free(&rq->stops);
 	buf_free(&rq->headers);
 	for (unsigned i = 0; i < rq->nparams; i++) {
@@ -45,13 +46,13 @@ LR_API void lr_request_free(lr_request *rq)
 
 bool request_has_parts(const struct lr_request *rq)
 {
-	return rq->messages.len || rq->tools.len || rq->inputs.len || rq->nstops || rq->nparams ||
-	       rq->max_tokens > 0;
+	return rq->messages.len || rq->tools.len || rq->inputs.len || rq->prompt.len || rq->nstops ||
+	       rq->nparams || rq->max_tokens > 0;
 }
 
 LR_API int lr_request_set_endpoint(lr_request *rq, enum lr_endpoint ep)
 {
-	if (!rq || (ep != LR_ENDPOINT_CHAT && ep != LR_ENDPOINT_EMBEDDINGS))
+	if (!rq || (ep != LR_ENDPOINT_CHAT && ep != LR_ENDPOINT_EMBEDDINGS && ep != LR_ENDPOINT_COMPLETIONS))
 		return LR_EINVAL;
 	rq->endpoint = ep;
 	return 0;
@@ -195,6 +196,24 @@ LR_API int lr_request_add_input(lr_request *rq, const char *text)
 	return list_end(&la);
 }
 
+/* Refused before the endpoint says completions, so a chat request never
+ * carries a prompt it would not send (provider.c checks again: the
+ * endpoint may change after). */
+LR_API int lr_request_set_prompt(lr_request *rq, const char *prompt)
+{
+	if (!rq || !prompt || rq->endpoint != LR_ENDPOINT_COMPLETIONS)
+		return LR_EINVAL;
+	struct buf b = {0}; /* owner: this function until it replaces rq->prompt */
+	int ret = append_jstr(&b, prompt);
+	if (ret) {
+		buf_free(&b);
+		return ret;
+	}
+	buf_free(&rq->prompt);
+	rq->prompt = b;
+	return 0;
+}
+
 LR_API int lr_request_add_tool(lr_request *rq, const char *name, const char *description,
                                const char *parameters_json)
 {
@@ -227,7 +246,7 @@ LR_API int lr_request_set_param(lr_request *rq, const char *key, const char *jso
 		return rc;
 	/* The body builder owns these keys; a param must not duplicate them. */
 	static const char *const reserved[] = {"model", "messages", "tools", "stop", "max_tokens",
-	                                       "input", "stream", "stream_options"};
+	                                       "input", "prompt", "stream", "stream_options"};
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		if (strcmp(key, reserved[i]) == 0)
 			return LR_EINVAL;

@@ -20,6 +20,7 @@ struct lr_request {
 	struct buf messages;   /* owner: request; comma-joined message objects */
 	struct buf tools;      /* owner: request; comma-joined tool objects */
 	struct buf inputs;     /* owner: request; comma-joined embedding inputs */
+	struct buf prompt;     /* owner: request; the completions prompt as a JSON string, if set */
 	struct buf stops;      /* owner: request; comma-joined stop strings */
 	unsigned nstops;
 	struct request_param *params; /* owner: request; nparams used */

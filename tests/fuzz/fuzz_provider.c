@@ -4,15 +4,17 @@
  * data[0] picks the case: bits 0-1 the dialect (OpenAI, Anthropic,
  * Ollama, Gemini), bit 2 a stream (else a whole response), bit 3 NDJSON
  * framing for a stream (else SSE; the engine picks by Content-Type, so any
- * dialect can meet either), bit 4 the embeddings endpoint, bits 5-7 the
- * HTTP status of a whole response. data[1] / 255 is where a stream is
- * split; the rest is the body.
+ * dialect can meet either) or, for a whole response, the completions
+ * endpoint, bit 4 the embeddings endpoint (before completions), bits 5-7
+ * the HTTP status of a whole response. data[1] / 255 is where a stream is
+ * split; the rest is the body. (A stream's decoder does not know its
+ * endpoint: OpenAI's reads chat and text_completion chunks alike.)
  *
  * Oracles: sanitizers; a stream fed whole and fed in two parts ends the
  * same (as tests/test_providers.c stream_all_ways asks); every body the
  * batch output would embed raw is valid JSON: a whole response with
  * body_is_json and not rewritten, the rewritten (normalized) body, and the
- * chat.completion a stream is turned into.
+ * chat.completion and text_completion a stream or a reply is turned into.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -62,6 +64,7 @@ struct snap {
 	bool fatal, done;
 	struct deltas dl;
 	struct buf body; /* reply_openai_body; owner: the snap */
+	struct buf completion; /* reply_text_completion_body; owner: the snap */
 	char message[400];
 };
 
@@ -94,6 +97,8 @@ static void run_stream(enum provider p, bool ndjson, const char *in, size_t len,
 	memcpy(s->message, r.err.message, sizeof(s->message));
 	if (reply_openai_body(&r, &s->body) == 0)
 		expect_json("the chat.completion of a stream", s->body.data, s->body.len);
+	if (reply_text_completion_body(&r, &s->completion) == 0)
+		expect_json("the text_completion of a stream", s->completion.data, s->completion.len);
 	if (r.ncalls)
 		(void)reply_publish_calls(&r);
 	stream_decoder_free(sd);
@@ -114,6 +119,9 @@ static void stream_case(enum provider p, bool ndjson, const char *in, size_t len
 	                 : memcmp(&a.dl, &b.dl, sizeof(a.dl)) ? "deltas"
 	                 : a.body.len != b.body.len || memcmp(a.body.data, b.body.data, a.body.len)
 	                         ? "chat.completion body"
+	                 : a.completion.len != b.completion.len ||
+	                           memcmp(a.completion.data, b.completion.data, a.completion.len)
+	                         ? "text_completion body"
 	                         : NULL;
 	if (diff) {
 		fprintf(stderr, "dialect %d ndjson %d split at %zu of %zu: %s differs\n", (int)p, ndjson, cut,
@@ -122,6 +130,8 @@ static void stream_case(enum provider p, bool ndjson, const char *in, size_t len
 	}
 	buf_free(&a.body);
 	buf_free(&b.body);
+	buf_free(&a.completion);
+	buf_free(&b.completion);
 }
 
 static void whole_case(enum provider p, enum lr_endpoint ep, int status, const char *in, size_t len)
@@ -145,6 +155,12 @@ static void whole_case(enum provider p, enum lr_endpoint ep, int status, const c
 		expect_json("a body marked JSON", body, len);
 	if (dl.n)
 		abort(); /* whole responses fire no deltas */
+	if (ep == LR_ENDPOINT_COMPLETIONS && !r.err.code) {
+		struct buf tc = {0}; /* owner: this block */
+		if (reply_text_completion_body(&r, &tc) == 0)
+			expect_json("the text_completion of a reply", tc.data, tc.len);
+		buf_free(&tc);
+	}
 	if (r.ncalls)
 		(void)reply_publish_calls(&r);
 	buf_free(&norm);
@@ -164,7 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (sel & 4)
 		stream_case(p, (sel & 8) != 0, in, len, len * data[1] / 255);
 	else
-		whole_case(p, (sel & 16) ? LR_ENDPOINT_EMBEDDINGS : LR_ENDPOINT_CHAT, statuses[sel >> 5], in,
-		           len);
+		whole_case(p, (sel & 16) ? LR_ENDPOINT_EMBEDDINGS : (sel & 8) ? LR_ENDPOINT_COMPLETIONS : LR_ENDPOINT_CHAT,
+		           statuses[sel >> 5], in, len);
 	return 0;
 }
