@@ -392,8 +392,8 @@ static void test_completions_stream_assembles_a_text_completion(void **state)
 	assert_string_equal(r->model, "llama");
 	assert_int_equal(r->usage.input_tokens, 2);
 	assert_int_equal(r->usage.output_tokens, 3);
-	/* One delta per event, the finish on the last. */
-	assert_int_equal(c.deltas, 4);
+	/* One delta per event, the finish on the last (with its text). */
+	assert_int_equal(c.deltas, 3);
 	assert_int_equal(c.finishes, 1);
 	assert_int_equal(c.len, r->text_len);
 	assert_memory_equal(c.text, r->text, c.len);

@@ -183,13 +183,14 @@ static void chunk_emit_choice(struct chunk_fields *cf)
 {
 	struct reply *r = cf->r;
 	unsigned long before = r->deltas;
-	if (cf->content)
-		reply_text(r, (int)cf->index, cf->content, cf->content_len, true);
-	if (cf->finish) {
-		char finish[32] = "";
+	char finish[32] = "";
+	if (cf->finish)
 		reply_copy_field(finish, sizeof(finish), cf->finish, cf->finish_len);
+	/* Text and a finish reason in one event (vLLM's last chunk) are one delta. */
+	if (cf->content)
+		reply_text_finish(r, (int)cf->index, cf->content, cf->content_len, true, finish);
+	else if (cf->finish)
 		reply_finish(r, (int)cf->index, finish);
-	}
 	/* Nothing said (the role-only first chunk, "content":""), nor any
 	 * tool call in it: the event still reaches the caller. */
 	if (r->deltas == before && !cf->tool_seen)

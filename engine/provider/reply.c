@@ -82,10 +82,11 @@ static int decode(struct reply *r, const char *v, size_t len, bool escaped)
 	return json_unescape_append(&r->scratch, v, len);
 }
 
-int reply_text(struct reply *r, int choice, const char *v, size_t len, bool escaped)
+int reply_text_finish(struct reply *r, int choice, const char *v, size_t len, bool escaped,
+                      const char *reason)
 {
 	if (!len)
-		return 0;
+		return reply_finish(r, choice, reason);
 	if (!r->first_token_ns)
 		r->first_token_ns = clock_now_ns();
 	int ret = decode(r, v, len, escaped);
@@ -93,17 +94,26 @@ int reply_text(struct reply *r, int choice, const char *v, size_t len, bool esca
 		return reply_fail(r, ret, "a stream event's text could not be decoded");
 	if (choice == 0 && buf_append(&r->text, r->scratch.data, r->scratch.len))
 		return reply_fail(r, LR_ENOMEM, "out of memory");
+	bool finish = reason && reason[0];
+	if (finish && choice == 0)
+		snprintf(r->finish_reason, sizeof(r->finish_reason), "%s", reason);
 	if (r->fn) {
 		lr_delta d = {
 			.text = r->scratch.data,
 			.text_len = r->scratch.len,
 			.choice = choice,
+			.finish_reason = finish ? reason : NULL,
 			.tool_index = -1,
 		};
 		r->deltas++;
 		r->fn(r->user, &d);
 	}
 	return 0;
+}
+
+int reply_text(struct reply *r, int choice, const char *v, size_t len, bool escaped)
+{
+	return reply_text_finish(r, choice, v, len, escaped, NULL);
 }
 
 static unsigned slot_hash(int index, unsigned nslots)

@@ -72,6 +72,10 @@ int reply_tool(struct reply *r, int index, const char *id, size_t id_len, const 
                size_t name_len, const char *args, size_t args_len, bool escaped);
 /* The reply ended for this reason (already in OpenAI's vocabulary). */
 int reply_finish(struct reply *r, int choice, const char *reason);
+/* An event with both: one delta carrying the text and the reason (reason
+ * NULL or "": reply_text), so each event of a stream is one delta. */
+int reply_text_finish(struct reply *r, int choice, const char *v, size_t len, bool escaped,
+                      const char *reason);
 /* An event that carries choice `choice` but nothing to add (OpenAI's
  * role-only first chunk, an empty content): a delta of empty text, so the
  * caller sees every event a server sends for a choice (load generators
