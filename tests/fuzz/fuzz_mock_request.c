@@ -157,7 +157,7 @@ out:
 static void run_job(struct conn *c)
 {
 	c->job.slow = false; /* the slow-headers fault would arm a ring timer */
-	c->job.ttft_ms = 0;
+	c->job.ttft_us = 0;
 	mock_job_run(&srv, c);
 }
 
