@@ -16,7 +16,8 @@
 
 struct client {
 	int fd;
-	char *in;    /* received, not yet consumed; owned by the client */
+	char *base;  /* the receive buffer; owned by the client */
+	char *in;    /* received, not yet consumed: len bytes inside base */
 	size_t len, cap;
 };
 
@@ -24,9 +25,9 @@ struct client {
 struct reply {
 	int status;
 	char *body;        /* NUL-terminated; owned by the reply */
-	size_t body_len;
+	size_t body_len, body_cap;
 	double *chunk_at;  /* arrival of each chunk (ms, CLOCK_MONOTONIC); owned by the reply */
-	size_t nchunks;
+	size_t nchunks, chunks_cap;
 	bool complete;     /* the framing said the body ended */
 };
 

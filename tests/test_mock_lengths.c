@@ -162,6 +162,27 @@ static void max_tokens_above_the_cap_gets_the_cap(void **state)
 	mock_server_stop(s);
 }
 
+/* An unpaced stream longer than the mock's send buffer mark waits for
+ * the client (it is not built in memory at once) and arrives whole. */
+static void a_long_unpaced_stream_arrives_whole(void **state)
+{
+	(void)state;
+	struct mock_options o;
+	mock_options_default(&o);
+	o.ignore_eos = 1;
+	struct mock_server *s = start_mock(&o);
+	struct reply r;
+	roundtrip(mock_server_port(s), "/v1/completions",
+		  "{\"prompt\":\"x\",\"max_tokens\":20000,\"stream\":true,"
+		  "\"stream_options\":{\"include_usage\":true}}", &r);
+	assert_true(r.complete);
+	assert_int_equal(count_str(r.body, "\"finish_reason\":null"), 20000);
+	assert_non_null(strstr(r.body, "\"completion_tokens\":20000"));
+	assert_non_null(strstr(r.body, "data: [DONE]\n\n"));
+	reply_free(&r);
+	mock_server_stop(s);
+}
+
 /* ------------------------------------------------------------------ */
 /* /v1/completions                                                     */
 
@@ -282,6 +303,7 @@ int main(void)
 		cmocka_unit_test(ignore_eos_in_the_body_makes_max_tokens_exact),
 		cmocka_unit_test(without_max_tokens_the_length_is_tokens_and_it_stops),
 		cmocka_unit_test(max_tokens_above_the_cap_gets_the_cap),
+		cmocka_unit_test(a_long_unpaced_stream_arrives_whole),
 		cmocka_unit_test(completions_whole_reply_has_the_text_completion_shape),
 		cmocka_unit_test(completions_stream_sends_chunks_finish_usage_and_done),
 	};

@@ -179,6 +179,10 @@ static bool tls_close_notify(struct mock_server *s, struct conn *c)
  * recv armed. Called after every completion on the connection. */
 static void conn_process(struct mock_server *s, struct conn *c)
 {
+	if (c->job.active && c->job.wait_send && c->pend.len + c->tpend.len < PEND_HIGH) {
+		c->job.wait_send = false;
+		mock_job_run(s, c);
+	}
 	while (!c->closing && !c->want_close && !c->job.active &&
 	       c->pend.len + c->tpend.len < PEND_HIGH) {
 		if (!c->head_done) {

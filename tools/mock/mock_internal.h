@@ -169,6 +169,7 @@ struct job {
 	bool length_cut;        /* finish_reason "length" */
 	bool tool;              /* reply with a tool call */
 	bool text_completion;   /* OpenAI's legacy /v1/completions */
+	bool wait_send;         /* paused with PEND_HIGH bytes unsent (conn_process resumes) */
 	uint8_t dialect;
 	uint8_t batch;          /* enum batch_state */
 	uint64_t ttft_us;       /* delay before the first token (or the whole reply) */

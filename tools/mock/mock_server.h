@@ -60,7 +60,9 @@
  * above `tokens` (capped at 1,000,000), with the length finish even when
  * it equals `tokens`; without a max-token field it stays `tokens`. Not by
  * default: Anthropic requires max_tokens and clients send a large default
- * (the engine's is 4096), which would then be every reply's length. Words
+ * (the engine's is 4096), which would then be every reply's length. A long
+ * stream without itl_ms pauses while 1 MiB of it is unsent (it is never
+ * built in memory at once). Words
  * drawn from a fixed 64-word list by a hash of (seed, request number,
  * index), joined by single spaces; streamed as "w1", " w2", " w3"... so the
  * pieces concatenate to the non-streamed text. Request numbers count from 1

@@ -129,6 +129,13 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 				job_done(s, c);
 				return;
 			}
+			if (c->pend.len + c->tpend.len >= PEND_HIGH) {
+				/* A long unpaced stream (up to MOCK_MAX_TOKENS_CAP
+				 * events) waits for the client instead of buffering. */
+				mock_conn_flush(s, c);
+				j->wait_send = true;
+				return;
+			}
 			if (s->o.itl_ms) {
 				mock_conn_flush(s, c); /* one event per send */
 				if (ev_kind(j, ev) == EV_TOKEN && ev_kind(j, ev + 1) == EV_TOKEN) {
