@@ -157,8 +157,12 @@ out:
 static void run_job(struct conn *c)
 {
 	c->job.slow = false; /* the slow-headers fault would arm a ring timer */
-	c->job.ttft_ms = 0;
+	c->job.ttft_us = 0;
 	mock_job_run(&srv, c);
+	while (c->job.active && c->job.wait_send) { /* no sends here: let pend grow */
+		c->job.wait_send = false;
+		mock_job_run(&srv, c);
+	}
 }
 
 /* mock_conn.c's conn_process: answers every complete request in c->in. */

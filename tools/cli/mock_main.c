@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -20,27 +21,49 @@
 
 static const char usage[] =
 	"usage: llmring mock [--listen HOST:PORT] [--ttft-ms N] [--itl-ms N] [--tokens N]\n"
+	"                    [--ttft-spread-ms S] [--itl-spread-ms S] [--max-batch N]\n"
+	"                    [--ignore-eos]\n"
 	"                    [--fault KIND:RATE]... [--seed N] [--close-every N]\n"
 	"                    [--tls-cert FILE --tls-key FILE]\n"
 	"\n"
 	"A mock LLM server speaking four providers' wire formats (all POST):\n"
-	"  OpenAI     /v1/chat/completions, /v1/embeddings\n"
+	"  OpenAI     /v1/chat/completions, /v1/completions (legacy), /v1/embeddings\n"
 	"  Anthropic  /v1/messages\n"
 	"  Ollama     /api/chat, /api/embed\n"
 	"  Gemini     /v1beta/models/MODEL:generateContent,\n"
 	"             /v1beta/models/MODEL:streamGenerateContent?alt=sse\n"
 	"A chat request with \"tools\" (and no tool result yet) gets a tool call.\n"
 	"  --listen HOST:PORT  address to listen on (127.0.0.1:8000; port 0 = any free port)\n"
-	"  --ttft-ms N         delay before the first token, or before a whole reply (0)\n"
-	"  --itl-ms N          delay between streamed tokens (0)\n"
-	"  --tokens N          completion tokens (words) per reply (16)\n"
+	"  --ttft-ms N         delay before the first token, or before a whole reply (0);\n"
+	"                      the mean when --ttft-spread-ms is given\n"
+	"  --itl-ms N          delay between streamed tokens (0); the mean with a spread\n"
+	"  --ttft-spread-ms S  draw each request's TTFT from a log-normal distribution\n"
+	"                      with mean --ttft-ms and standard deviation S ms, seeded by\n"
+	"                      --seed (the same seed gives request n the same TTFT);\n"
+	"                      0 = exactly --ttft-ms (0)\n"
+	"  --itl-spread-ms S   the same for each gap between two tokens (0)\n"
+	"  --max-batch N       at most N generations (chat or completion requests) at\n"
+	"                      once; the others wait in a FIFO queue before their TTFT\n"
+	"                      starts, so TTFT grows with load. A stream holds its slot\n"
+	"                      until its last event or its connection closes; a whole\n"
+	"                      reply takes ttft + tokens * itl. 0 = unlimited (0)\n"
+	"  --tokens N          completion tokens (words) per reply: where the mock's model\n"
+	"                      stops on its own (16). A max-token field (max_tokens,\n"
+	"                      max_completion_tokens, options.num_predict,\n"
+	"                      generationConfig.maxOutputTokens) below it cuts the reply\n"
+	"                      with finish reason \"length\"\n"
+	"  --ignore-eos        a max-token field is the exact length, also above --tokens\n"
+	"                      (at most 1,000,000; finish reason \"length\"), as vLLM's\n"
+	"                      \"ignore_eos\":true does per request (which the mock honours\n"
+	"                      without this flag too)\n"
 	"  --fault KIND:RATE   inject a fault into that share (0..1) of requests; KIND is\n"
 	"                      429, 500, 503, 529, stream-error, reset, truncate, malformed,\n"
 	"                      slow-headers, close; or a refusal: 400, 401, 403, 404, 409,\n"
 	"                      422, context (window exceeded), quota (spent).\n"
 	"                      A request can also ask with the header `x-mock-fault: KIND`\n"
 	"                      or the text `mock-fault:KIND` in its body.\n"
-	"  --seed N            seed for the generated text and the fault choice (0)\n"
+	"  --seed N            seed for the generated text, the fault choice and the\n"
+	"                      latency draws (0)\n"
 	"  --close-every N     answer every Nth request with Connection: close (0 = never)\n"
 	"  --tls-cert FILE, --tls-key FILE\n"
 	"                      serve HTTPS (TLS 1.2) with this certificate chain and key\n"
@@ -122,6 +145,28 @@ static int parse_fault(struct mock_flags *mf, const char *val)
 	return 0;
 }
 
+/* The field of an option whose value is a non-negative integer; NULL for
+ * the others. */
+static unsigned *uint_option(struct mock_options *o, const char *name)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} fields[] = {
+		{"--ttft-ms", offsetof(struct mock_options, ttft_ms)},
+		{"--itl-ms", offsetof(struct mock_options, itl_ms)},
+		{"--ttft-spread-ms", offsetof(struct mock_options, ttft_spread_ms)},
+		{"--itl-spread-ms", offsetof(struct mock_options, itl_spread_ms)},
+		{"--max-batch", offsetof(struct mock_options, max_batch)},
+		{"--tokens", offsetof(struct mock_options, tokens)},
+		{"--close-every", offsetof(struct mock_options, close_every)},
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (strcmp(name, fields[i].name) == 0)
+			return (unsigned *)(void *)((char *)o + fields[i].offset);
+	return NULL;
+}
+
 /* The value of option `name` (one of the known ones). 0, or 2 after
  * printing why not. */
 static int apply_option(struct mock_flags *mf, const char *name, const char *val)
@@ -131,18 +176,10 @@ static int apply_option(struct mock_flags *mf, const char *name, const char *val
 	if (strcmp(name, "--listen") == 0) {
 		if (parse_listen(val, mf->host, sizeof(mf->host), &o->port) < 0)
 			return bad(mf, "--listen wants HOST:PORT, got '%s'", val, "");
-	} else if (strcmp(name, "--ttft-ms") == 0 || strcmp(name, "--itl-ms") == 0 ||
-		   strcmp(name, "--tokens") == 0 || strcmp(name, "--close-every") == 0) {
+	} else if (uint_option(o, name)) {
 		if (parse_ull(val, UINT_MAX / 2, &v) < 0)
 			return bad(mf, "%s wants a non-negative integer, got '%s'", name, val);
-		if (strcmp(name, "--ttft-ms") == 0)
-			o->ttft_ms = (unsigned)v;
-		else if (strcmp(name, "--itl-ms") == 0)
-			o->itl_ms = (unsigned)v;
-		else if (strcmp(name, "--tokens") == 0)
-			o->tokens = (unsigned)v;
-		else
-			o->close_every = (unsigned)v;
+		*uint_option(o, name) = (unsigned)v;
 	} else if (strcmp(name, "--seed") == 0) {
 		if (parse_ull(val, ULLONG_MAX, &v) < 0)
 			return bad(mf, "--seed wants a non-negative integer, got '%s'", val, "");
@@ -172,6 +209,10 @@ int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags
 			fputs(usage, stdout);
 			return -1;
 		}
+		if (strcmp(arg, "--ignore-eos") == 0) {
+			mf->o.ignore_eos = 1;
+			continue;
+		}
 		if (strncmp(arg, "--", 2) != 0)
 			return bad(mf, "unexpected argument '%s' (see --help)", arg, "");
 		/* --flag=value or --flag value */
@@ -184,7 +225,8 @@ int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags
 		memcpy(name, arg, nl);
 		name[nl] = '\0';
 		static const char *const known[] = {"--listen", "--ttft-ms", "--itl-ms",
-						    "--tokens", "--fault", "--seed",
+						    "--ttft-spread-ms", "--itl-spread-ms",
+						    "--max-batch", "--tokens", "--fault", "--seed",
 						    "--close-every", "--tls-cert", "--tls-key"};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -202,6 +244,10 @@ int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags
 		if (rc)
 			return rc;
 	}
+	if (mf->o.ttft_spread_ms && !mf->o.ttft_ms)
+		return bad(mf, "%s needs %s above 0 (the mean)", "--ttft-spread-ms", "--ttft-ms");
+	if (mf->o.itl_spread_ms && !mf->o.itl_ms)
+		return bad(mf, "%s needs %s above 0 (the mean)", "--itl-spread-ms", "--itl-ms");
 	if (mf->rate_sum > 1.0 + 1e-9)
 		return bad(mf, "fault rates add up to more than 1", "", "");
 	if (!mf->tls_cert != !mf->tls_key)

@@ -195,13 +195,13 @@ static bool value_uint(const char *v, const char *end, uint64_t *out)
 	return true;
 }
 
-/* Counts the embedding inputs and their words. */
-void mock_scan_embed_input(const char *b, const char *end, unsigned *ninputs,
-			   unsigned *ntokens)
+/* Counts the inputs of qkey and their words (embeddings, completions). */
+void mock_scan_inputs(const char *b, const char *end, const char *qkey, unsigned *ninputs,
+		      unsigned *ntokens)
 {
 	*ninputs = 0;
 	*ntokens = 0;
-	const char *v = mock_find_value(b, end, "\"input\"");
+	const char *v = mock_find_value(b, end, qkey);
 	if (!v)
 		return;
 	if (*v == '"') {
@@ -352,6 +352,7 @@ bool mock_wants_stream(const struct req *rq, const char *body, const char *end)
 {
 	switch (rq->route) {
 	case R_CHAT:
+	case R_COMPLETIONS:
 	case R_ANTHROPIC:
 		return mock_value_is_true(mock_find_value(body, end, "\"stream\""), end);
 	case R_OLLAMA_CHAT: /* Ollama streams unless told not to */

@@ -57,10 +57,10 @@ static void send_arm(struct mock_server *s, struct conn *c)
 	c->inflight++;
 }
 
-void mock_timer_arm(struct mock_server *s, struct conn *c, unsigned ms)
+void mock_timer_arm_us(struct mock_server *s, struct conn *c, uint64_t us)
 {
-	c->ts.tv_sec = ms / 1000;
-	c->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	c->ts.tv_sec = (long long)(us / 1000000);
+	c->ts.tv_nsec = (long long)(us % 1000000) * 1000;
 	struct io_uring_sqe *sqe = sqe_get(s);
 	io_uring_prep_timeout(sqe, &c->ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud(c, TAG_TIMER));
@@ -147,6 +147,7 @@ static void conn_close(struct mock_server *s, struct conn *c, bool rst)
 		return;
 	c->closing = true;
 	c->rst = rst;
+	mock_batch_release(s, c); /* a disconnect frees its slot or queue place */
 	if (c->recv_armed || c->send_armed) {
 		struct io_uring_sqe *sqe = sqe_get(s);
 		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
@@ -178,6 +179,10 @@ static bool tls_close_notify(struct mock_server *s, struct conn *c)
  * recv armed. Called after every completion on the connection. */
 static void conn_process(struct mock_server *s, struct conn *c)
 {
+	if (c->job.active && c->job.wait_send && c->pend.len + c->tpend.len < PEND_HIGH) {
+		c->job.wait_send = false;
+		mock_job_run(s, c);
+	}
 	while (!c->closing && !c->want_close && !c->job.active &&
 	       c->pend.len + c->tpend.len < PEND_HIGH) {
 		if (!c->head_done) {
@@ -201,6 +206,12 @@ static void conn_process(struct mock_server *s, struct conn *c)
 	}
 	if (c->closing)
 		return;
+	if (c->rd_eof && c->job.active && c->job.batch == BATCH_WAITING) {
+		/* Gone before its generation started (as uvicorn reads an EOF:
+		 * a disconnect); nothing of the reply was sent. */
+		conn_close(s, c, false);
+		return;
+	}
 	mock_conn_flush(s, c);
 	bool idle = !c->job.active && !c->send_armed && c->pend.len == 0;
 	if (idle && c->rd_eof && !c->want_close)
@@ -213,6 +224,14 @@ static void conn_process(struct mock_server *s, struct conn *c)
 	}
 	if (!c->recv_armed && !c->rd_eof && !c->want_close)
 		recv_arm(s, c);
+}
+
+void mock_conn_resume(struct mock_server *s, struct conn *c)
+{
+	if (c->closing)
+		return;
+	mock_job_run(s, c);
+	conn_process(s, c);
 }
 
 static void recv_arm(struct mock_server *s, struct conn *c)

@@ -15,8 +15,11 @@
  *                     dialect table
  *   mock_openai.c, mock_anthropic.c, mock_ollama.c, mock_gemini.c
  *                     one dialect's bodies, stream events and error body
+ *   mock_completions.c  OpenAI's legacy /v1/completions bodies and chunks
  *   mock_stream.c     a reply in progress: stream event order, chunk framing,
  *                     pacing (ttft, itl, slow headers)
+ *   mock_capacity.c   simulated capacity: max_batch generations, a FIFO queue
+ *   mock_latency.c    the TTFT and ITL draws (log-normal, counter-based)
  *   mock_buf.c        the byte buffer and the generated text and vectors
  *   mock_tls.c        mbedTLS over memory buffers (its own header, mock_tls.h)
  *
@@ -43,6 +46,7 @@
 #define IN_BACKLOG_MAX (256u * 1024)   /* buffered pipelined input while busy */
 #define PEND_HIGH (1024u * 1024)       /* stop answering until the client reads */
 #define MODEL_MAX 256
+#define MOCK_MAX_TOKENS_CAP 1000000u /* the most tokens a max-token field gets */
 #define TOOL_NAME_MAX 128
 #define RING_ENTRIES 4096
 #define RING_CQ_ENTRIES 32768
@@ -151,6 +155,8 @@ enum phase { PH_TTFT, PH_HEAD, PH_BODY, PH_EVENTS };
 enum dialect { D_OPENAI = 0, D_ANTHROPIC, D_OLLAMA, D_GEMINI };
 enum ctype { CT_JSON = 0, CT_SSE, CT_NDJSON };
 enum close_mode { CLOSE_NONE = 0, CLOSE_FIN, CLOSE_RST };
+/* A generation's place in the simulated capacity (mock_capacity.c). */
+enum batch_state { BATCH_NONE = 0, BATCH_WAITING, BATCH_READY, BATCH_GENERATING };
 
 struct job {
 	bool active;
@@ -162,8 +168,11 @@ struct job {
 	uint8_t fault;
 	bool length_cut;        /* finish_reason "length" */
 	bool tool;              /* reply with a tool call */
+	bool text_completion;   /* OpenAI's legacy /v1/completions */
+	bool wait_send;         /* paused with PEND_HIGH bytes unsent (conn_process resumes) */
 	uint8_t dialect;
-	unsigned ttft_ms;
+	uint8_t batch;          /* enum batch_state */
+	uint64_t ttft_us;       /* delay before the first token (or the whole reply) */
 	unsigned ntok;          /* completion tokens reported */
 	unsigned nev;           /* stream events 1..nev carry tokens or tool pieces */
 	unsigned prompt_tokens;
@@ -183,7 +192,7 @@ struct job {
 
 enum route {
 	R_NOTFOUND = 0, R_CHAT, R_EMBED, R_ANTHROPIC, R_OLLAMA_CHAT, R_OLLAMA_EMBED,
-	R_GEMINI, R_GEMINI_STREAM
+	R_GEMINI, R_GEMINI_STREAM, R_COMPLETIONS
 };
 
 struct req {
@@ -224,6 +233,7 @@ struct conn {
 	bool tls_bare_close;    /* close without close_notify (truncate, errors) */
 	struct job job;
 	struct __kernel_timespec ts;
+	struct conn *batch_prev, *batch_next; /* the capacity's wait or ready list */
 };
 
 struct mock_server {
@@ -238,6 +248,8 @@ struct mock_server {
 	int started;            /* 1 running, -errno failed; under mu */
 	_Atomic uint64_t requests;
 	_Atomic uint64_t connections;
+	_Atomic unsigned stat_generating; /* copies of generating and waiting */
+	_Atomic unsigned stat_waiting;
 
 	/* Thread-only from here on. */
 	struct io_uring ring;
@@ -253,6 +265,11 @@ struct mock_server {
 	struct mock_buf scratch; /* per-request body rendering; owned by the server */
 	struct mock_tls *tls;   /* NULL in plain mode; owned by the server */
 	double fault_cum[MOCK_FAULT_COUNT];
+	/* Simulated capacity (mock_capacity.c); the conns are the list's. */
+	unsigned generating;    /* holding a slot (ready or running) */
+	unsigned waiting;       /* in the FIFO queue */
+	struct conn *wait_head, *wait_tail;
+	struct conn *ready_head, *ready_tail;
 };
 
 enum { TAG_IGNORE = 0, TAG_RECV, TAG_SEND, TAG_TIMER, TAG_ACCEPT, TAG_STOP, TAG_ACCEPT_RETRY };
@@ -291,8 +308,10 @@ void mock_stop_arm(struct mock_server *s);
 void mock_handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe);
 /* Starts the next send when none is in flight (TLS: encrypts first). */
 void mock_conn_flush(struct mock_server *s, struct conn *c);
-/* The connection's one timer: the job runs again after ms. */
-void mock_timer_arm(struct mock_server *s, struct conn *c, unsigned ms);
+/* The connection's one timer: the job runs again after us microseconds. */
+void mock_timer_arm_us(struct mock_server *s, struct conn *c, uint64_t us);
+/* Runs c's job (admitted from the capacity's queue) and what follows it. */
+void mock_conn_resume(struct mock_server *s, struct conn *c);
 /* Closes the socket, unlinks and frees c; nothing of it may be in flight. */
 void mock_conn_free(struct mock_server *s, struct conn *c);
 
@@ -328,9 +347,11 @@ const char *mock_find_value(const char *b, const char *end, const char *qkey);
 bool mock_value_is_true(const char *v, const char *end);
 /* The fault a `mock-fault:KIND` marker in the body asks for; -1 none. */
 int mock_body_fault(const char *b, const char *end);
-/* Counts the embedding inputs and their words. */
-void mock_scan_embed_input(const char *b, const char *end, unsigned *ninputs,
-			   unsigned *ntokens);
+/* Counts the inputs of qkey (with quotes; "input" of embeddings, "prompt"
+ * of completions: a string, a list of strings, token arrays) and their
+ * words. */
+void mock_scan_inputs(const char *b, const char *end, const char *qkey, unsigned *ninputs,
+		      unsigned *ntokens);
 /* j->model from the body's "model" ("mock" when there is none). */
 void mock_copy_model(struct job *j, const char *b, const char *end);
 /* j->model from the model named in a Gemini path. */
@@ -400,5 +421,33 @@ void mock_job_whole(struct conn *c, bool close);
 void mock_start_stream(struct job *j, uint64_t n, bool close);
 /* Advances the job until it waits on its timer or is done. */
 void mock_job_run(struct mock_server *s, struct conn *c);
+
+/* ------------------------------------------------------------------ */
+/* mock_completions.c: OpenAI's legacy completions (j->text_completion) */
+
+void mock_completion_body(struct mock_server *s, struct job *j, struct mock_buf *b);
+void mock_completion_event(struct mock_server *s, const struct job *j, struct mock_buf *b,
+			   unsigned ev, enum ev_kind k);
+/* The stream chunk prefix up to "choices": into j->prefix. */
+void mock_completion_prefix(struct job *j, uint64_t n);
+
+/* ------------------------------------------------------------------ */
+/* mock_capacity.c: at most o.max_batch generations at once            */
+
+/* Takes a slot for c's job (true), or queues it (false: the job waits,
+ * mock_job_run does nothing, until mock_batch_run_ready runs it). */
+bool mock_batch_admit(struct mock_server *s, struct conn *c);
+/* The job is done or its connection is going: gives its slot (or queue
+ * place) back and admits the next waiting jobs. No-op without one. */
+void mock_batch_release(struct mock_server *s, struct conn *c);
+/* Runs the jobs admitted since the last call (server thread loop). */
+void mock_batch_run_ready(struct mock_server *s);
+
+/* ------------------------------------------------------------------ */
+/* mock_latency.c                                                      */
+
+/* Request n's TTFT draw; the gap before token `token`+1 (token >= 1). */
+uint64_t mock_ttft_us(const struct mock_server *s, uint64_t request);
+uint64_t mock_itl_us(const struct mock_server *s, uint64_t request, unsigned token);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * OpenAI's wire dialect: Chat Completions bodies and chunks (SSE, with
- * stream_options.include_usage), embeddings, the error body.
+ * stream_options.include_usage), embeddings, the error body. The legacy
+ * completions' bodies are mock_completions.c's.
  *
  * The text stream is the throughput benchmarks' path: every chunk starts
  * with the prefix start_stream built once per reply (j->prefix), and the
@@ -46,6 +47,10 @@ static void put_openai_tool_call(struct mock_buf *b, const struct job *j, bool a
 
 static void chat_body(struct mock_server *s, struct job *j, struct mock_buf *b)
 {
+	if (j->text_completion) {
+		mock_completion_body(s, j, b);
+		return;
+	}
 	PUTL(b, "{\"id\":\"chatcmpl-mock-");
 	put_u64(b, j->n);
 	PUTL(b, "\",\"object\":\"chat.completion\",\"created\":");
@@ -123,6 +128,10 @@ static void event_rare(const struct job *j, struct mock_buf *b, unsigned ev, enu
 static void event(struct mock_server *s, const struct job *j, struct mock_buf *b, unsigned ev,
 		  enum ev_kind k)
 {
+	if (j->text_completion) {
+		mock_completion_event(s, j, b, ev, k);
+		return;
+	}
 	if (j->tool && (k == EV_START || k == EV_TOKEN)) {
 		event_rare(j, b, ev, k);
 		return;

@@ -24,6 +24,8 @@ struct route_entry {
 static const struct route_entry exact_routes[] = {
 	ROUTE("/v1/chat/completions", R_CHAT, D_OPENAI),
 	ROUTE("/chat/completions", R_CHAT, D_OPENAI),
+	ROUTE("/v1/completions", R_COMPLETIONS, D_OPENAI),
+	ROUTE("/completions", R_COMPLETIONS, D_OPENAI),
 	ROUTE("/v1/embeddings", R_EMBED, D_OPENAI),
 	ROUTE("/embeddings", R_EMBED, D_OPENAI),
 	ROUTE("/v1/messages", R_ANTHROPIC, D_ANTHROPIC),
@@ -197,6 +199,11 @@ static bool refuse_invalid(struct mock_server *s, struct conn *c, uint64_t n,
 		     close, NULL);
 		return true;
 	}
+	if (rq->route == R_COMPLETIONS && !mock_find_value(body, end, "\"prompt\"")) {
+		ERRL(s, c, n, 400, "you must provide a prompt parameter", "invalid_request_error",
+		     NULL, close, NULL);
+		return true;
+	}
 	if (rq->route == R_GEMINI_STREAM && !rq->alt_sse) {
 		ERRL(s, c, n, 400, "mock: streamGenerateContent is served with ?alt=sse only",
 		     "invalid_request_error", NULL, close, NULL);
@@ -216,7 +223,7 @@ static void begin_job(struct mock_server *s, struct conn *c, int fault, bool clo
 	else
 		mock_copy_model(j, body, end);
 	j->active = true;
-	j->ttft_ms = s->o.ttft_ms;
+	j->ttft_us = mock_ttft_us(s, j->n);
 	j->slow = fault == MOCK_FAULT_SLOW_HEADERS;
 	j->close_mode = close ? CLOSE_FIN : CLOSE_NONE;
 	if (fault == MOCK_FAULT_RESET)
@@ -230,7 +237,7 @@ static void render_embeddings(struct mock_server *s, struct job *j, int fault,
 			      const char *body, const char *end)
 {
 	unsigned ninputs, ntok;
-	mock_scan_embed_input(body, end, &ninputs, &ntok);
+	mock_scan_inputs(body, end, "\"input\"", &ninputs, &ntok);
 	j->prompt_tokens = ntok;
 	const struct mock_dialect *d = mock_dialects[j->dialect];
 	struct mock_buf *b = &s->scratch;
@@ -241,12 +248,20 @@ static void render_embeddings(struct mock_server *s, struct job *j, int fault,
 		d->embed_body(s, j, b, ninputs);
 }
 
-/* A chat reply's prompt tokens, tool call, and how many tokens and stream
- * events it has. */
+/* A chat (or completion) reply's prompt tokens, tool call, and how many
+ * tokens and stream events it has. o.tokens is where the mock's model
+ * stops on its own (its EOS); a max-token field cuts it shorter, and with
+ * ignore_eos (the server's option, or vLLM's "ignore_eos":true in the
+ * body) it is the exact length, capped at MOCK_MAX_TOKENS_CAP. */
 static void plan_chat(struct mock_server *s, struct job *j, const char *body, const char *end)
 {
-	j->prompt_tokens = mock_prompt_words(j->dialect, body, end);
-	mock_find_tool(j, body, end);
+	if (j->text_completion) {
+		unsigned nprompts;
+		mock_scan_inputs(body, end, "\"prompt\"", &nprompts, &j->prompt_tokens);
+	} else {
+		j->prompt_tokens = mock_prompt_words(j->dialect, body, end);
+		mock_find_tool(j, body, end);
+	}
 	if (j->tool) {
 		/* OpenAI and Anthropic stream the arguments in pieces. */
 		j->ntok = TOOL_FRAGS;
@@ -254,8 +269,10 @@ static void plan_chat(struct mock_server *s, struct job *j, const char *body, co
 	} else {
 		j->ntok = s->o.tokens;
 		uint64_t mt;
-		if (mock_max_tokens(j->dialect, body, end, &mt) && mt < j->ntok) {
-			j->ntok = (unsigned)mt;
+		if (mock_max_tokens(j->dialect, body, end, &mt) &&
+		    (mt < j->ntok || s->o.ignore_eos ||
+		     mock_value_is_true(mock_find_value(body, end, "\"ignore_eos\""), end))) {
+			j->ntok = mt < MOCK_MAX_TOKENS_CAP ? (unsigned)mt : MOCK_MAX_TOKENS_CAP;
 			j->length_cut = true;
 		}
 		j->nev = j->ntok;
@@ -344,12 +361,17 @@ void mock_dispatch(struct mock_server *s, struct conn *c)
 		frame_whole_body(s, j, fault, close);
 		return;
 	}
+	j->text_completion = rq->route == R_COMPLETIONS;
 	plan_chat(s, j, body, end);
 	j->stream = mock_wants_stream(rq, body, end);
 	if (j->stream) {
 		begin_stream(j, fault, close, body, end);
-		return;
+	} else {
+		render_chat(s, j, fault);
+		frame_whole_body(s, j, fault, close);
+		/* With a capacity, a whole reply takes its generation time. */
+		if (s->o.max_batch)
+			j->ttft_us += (uint64_t)j->ntok * s->o.itl_ms * 1000;
 	}
-	render_chat(s, j, fault);
-	frame_whole_body(s, j, fault, close);
+	mock_batch_admit(s, c); /* a generation: a slot, or the queue */
 }

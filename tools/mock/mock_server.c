@@ -135,6 +135,7 @@ static void *server_thread(void *arg)
 			for (unsigned i = 0; i < got; i++)
 				mock_handle_cqe(s, cqes[i]);
 			io_uring_cq_advance(&s->ring, got);
+			mock_batch_run_ready(s);
 		}
 	}
 	/* Normally empty; after a ring failure, drop what is left. */
@@ -277,6 +278,18 @@ uint64_t mock_server_connections(const struct mock_server *s)
 uint64_t mock_server_tls_resumptions(const struct mock_server *s)
 {
 	return s->tls ? mock_tls_resumptions(s->tls) : 0;
+}
+
+unsigned mock_server_generating(const struct mock_server *s)
+{
+	return atomic_load_explicit(&((struct mock_server *)s)->stat_generating,
+				    memory_order_relaxed);
+}
+
+unsigned mock_server_waiting(const struct mock_server *s)
+{
+	return atomic_load_explicit(&((struct mock_server *)s)->stat_waiting,
+				    memory_order_relaxed);
 }
 
 void mock_server_stop(struct mock_server *s)

@@ -11,6 +11,17 @@
  *   OpenAI     /v1/chat/completions (non-streaming and `"stream":true` SSE with
  *              stream_options.include_usage), /v1/embeddings, and both
  *              without the /v1 prefix.
+ *              /v1/completions (legacy, vLLM bench's default): "prompt" (a
+ *              string, a list of strings or token arrays; required, else
+ *              400), "max_tokens", "stream", stream_options.include_usage.
+ *              Whole: {"id":"cmpl-mock-<n>","object":"text_completion",
+ *              "created","model","choices":[{"index":0,"text","logprobs":null,
+ *              "finish_reason"}],"usage":{prompt,completion,total_tokens}}.
+ *              Streamed: one `data:` chunk per token with the same keys
+ *              ("text":" word","finish_reason":null; "usage":null with
+ *              include_usage), then a chunk with "text":"" and the
+ *              finish_reason, then with include_usage a chunk with
+ *              "choices":[] and the usage, then data: [DONE]. No tools.
  *   Anthropic  /v1/messages (also /messages): "max_tokens" is required (400
  *              invalid_request_error "max_tokens: Field required");
  *              `"stream":true` gives the documented SSE events: message_start,
@@ -37,8 +48,21 @@
  * string value of the request (OpenAI, Ollama chat); in "text" values,
  * string "content" values and a string "system" (Anthropic); in "text"
  * values (Gemini); in the "input" strings (embeddings; a token array counts
- * its numbers). Completion tokens = `tokens` (or the dialect's max-token
- * field when smaller: finish "length" / "max_tokens" / "MAX_TOKENS"), words
+ * its numbers); in the "prompt" strings (completions, the same way).
+ * Completion tokens: `tokens` is where the mock's model stops on its own
+ * (its end of sequence, finish "stop" / "end_turn" / "STOP"); the
+ * dialect's max-token field (max_completion_tokens, else max_tokens for
+ * OpenAI chat and completions; max_tokens for Anthropic;
+ * options.num_predict >= 0 for Ollama; generationConfig.maxOutputTokens
+ * for Gemini) cuts it shorter, with finish "length" / "max_tokens" /
+ * "MAX_TOKENS". With ignore_eos (the option, or vLLM's `"ignore_eos":true`
+ * in the request body) the max-token field is the exact length, also when
+ * above `tokens` (capped at 1,000,000), with the length finish even when
+ * it equals `tokens`; without a max-token field it stays `tokens`. Not by
+ * default: Anthropic requires max_tokens and clients send a large default
+ * (the engine's is 4096), which would then be every reply's length. A long
+ * stream without itl_ms pauses while 1 MiB of it is unsent (it is never
+ * built in memory at once). Words
  * drawn from a fixed 64-word list by a hash of (seed, request number,
  * index), joined by single spaces; streamed as "w1", " w2", " w3"... so the
  * pieces concatenate to the non-streamed text. Request numbers count from 1
@@ -46,6 +70,25 @@
  * OpenAI completion id chatcmpl-mock-<n>. With ttft_ms a non-streaming reply
  * is delayed as a whole; a stream sends its head at once, waits ttft_ms,
  * then sends one event per token, itl_ms apart.
+ *
+ * Latency distributions: with ttft_spread_ms (itl_spread_ms) above 0 each
+ * request's TTFT (each gap between two tokens) is drawn from a log-normal
+ * distribution whose mean is ttft_ms (itl_ms) and whose standard deviation
+ * is the spread, with microsecond resolution (mock_draw_delay_us). A draw
+ * is a function of (seed, request number, index) only, so a seed gives the
+ * same delays to the same request numbers. A spread of 0 (the default) is
+ * the exact mean; a mean of 0 is 0 whatever the spread.
+ *
+ * Simulated capacity: with max_batch N above 0 at most N chat or
+ * completion generations (every dialect, streamed or not; not embeddings,
+ * not error replies) run at once. The others wait in one FIFO queue,
+ * sending nothing and with their TTFT clock not started, so TTFT grows
+ * with load as on a real server. A stream holds its slot until its last
+ * event is sent or its connection closes (a client that disconnects, also
+ * while queued, frees its slot; an EOF from a client whose request is still
+ * queued counts as a disconnect, as uvicorn counts it). With max_batch above 0 a whole reply is
+ * sent after ttft + tokens * itl_ms (its generation time, for which it
+ * holds its slot); with max_batch 0 (unlimited, the default) after ttft.
  *
  * Tool calls: a chat request with a "tools" key that names a function and
  * holds no tool result (a "role":"tool" message, an Anthropic "tool_result",
@@ -124,8 +167,13 @@ enum mock_fault {
 struct mock_options {
 	const char *host;          /* "127.0.0.1" */
 	uint16_t port;             /* 0: ephemeral */
-	unsigned ttft_ms;          /* delay before the first token (or whole reply) */
-	unsigned itl_ms;           /* delay between streamed tokens */
+	unsigned ttft_ms;          /* delay before the first token (or whole reply):
+	                            * the mean when ttft_spread_ms is set */
+	unsigned itl_ms;           /* delay between streamed tokens (the mean) */
+	unsigned ttft_spread_ms;   /* log-normal standard deviation of TTFT (0: exact) */
+	unsigned itl_spread_ms;    /* log-normal standard deviation of ITL (0: exact) */
+	unsigned max_batch;        /* concurrent generations; the rest queue (0: unlimited) */
+	int ignore_eos;            /* nonzero: a max-token field is the exact length */
 	unsigned tokens;           /* completion tokens per reply (16) */
 	uint64_t seed;             /* deterministic fault choice and text */
 	double fault_rate[MOCK_FAULT_COUNT]; /* 0..1 per kind */
@@ -159,6 +207,17 @@ uint64_t mock_server_requests(const struct mock_server *s);
 uint64_t mock_server_connections(const struct mock_server *s);
 /* TLS handshakes that resumed a session (ticket or session id); 0 in plain mode. */
 uint64_t mock_server_tls_resumptions(const struct mock_server *s);
+/* Generations holding a slot now (at most max_batch when it is set). */
+unsigned mock_server_generating(const struct mock_server *s);
+/* Generations waiting in the capacity's queue now. */
+unsigned mock_server_waiting(const struct mock_server *s);
+/* One latency draw in microseconds: log-normal with mean mean_ms and
+ * standard deviation spread_ms (exactly mean_ms * 1000 when either is 0),
+ * a pure function of its arguments (at most an hour). The server draws
+ * request n's TTFT as (seed, ttft_ms, ttft_spread_ms, n, 0) and the gap
+ * after its token k (k >= 1) as (seed, itl_ms, itl_spread_ms, n, k). */
+uint64_t mock_draw_delay_us(uint64_t seed, unsigned mean_ms, unsigned spread_ms,
+			    uint64_t request, uint64_t index);
 /* Stops the thread, closes every socket, frees. */
 void mock_server_stop(struct mock_server *s);
 

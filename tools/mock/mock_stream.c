@@ -1,7 +1,9 @@
 /*
  * The reply in progress on a connection (c->job): the order of a stream's
  * events, their chunk framing, and the pacing of every reply (the head at
- * once or trickled, ttft, then the body or one event per token, itl apart).
+ * once or trickled, ttft, then the body or one event per token, itl apart;
+ * both drawn per request and per gap by mock_latency.c). A job holding no
+ * slot of the simulated capacity yet (mock_capacity.c) does not run.
  *
  * A stream is numbered the same way in every dialect (ev_kind): event 0
  * opens it (OpenAI role chunk, Anthropic message_start +
@@ -73,8 +75,9 @@ void mock_job_reset(struct job *j)
 	j->whole.len = j->prefix.len = 0;
 }
 
-static void job_done(struct conn *c)
+static void job_done(struct mock_server *s, struct conn *c)
 {
+	mock_batch_release(s, c); /* its last byte is queued: the slot is free */
 	c->job.active = false;
 	if (c->job.close_mode) {
 		c->want_close = c->job.close_mode;
@@ -87,13 +90,15 @@ static void job_done(struct conn *c)
 void mock_job_run(struct mock_server *s, struct conn *c)
 {
 	struct job *j = &c->job;
+	if (j->batch == BATCH_WAITING || j->batch == BATCH_READY)
+		return; /* no slot yet: mock_batch_run_ready runs it */
 	for (;;) {
 		switch (j->phase) {
 		case PH_TTFT:
 			j->phase = j->stream ? PH_EVENTS : PH_HEAD;
-			if (j->ttft_ms) {
+			if (j->ttft_us) {
 				mock_conn_flush(s, c);
-				mock_timer_arm(s, c, j->ttft_ms);
+				mock_timer_arm_us(s, c, j->ttft_us);
 				return;
 			}
 			break;
@@ -103,7 +108,7 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 				j->off++;
 				if (j->off < j->head_len) {
 					mock_conn_flush(s, c);
-					mock_timer_arm(s, c, s->o.slow_header_ms);
+					mock_timer_arm_us(s, c, (uint64_t)s->o.slow_header_ms * 1000);
 					return;
 				}
 			} else {
@@ -115,19 +120,26 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 		case PH_BODY:
 			put(&c->pend, j->whole.p + j->off, j->cut - j->off);
 			j->off = j->cut;
-			job_done(c);
+			job_done(s, c);
 			return;
 		case PH_EVENTS: {
 			unsigned ev = j->ev++;
 			emit_event(s, c, ev);
 			if (ev_is_last(j, ev)) {
-				job_done(c);
+				job_done(s, c);
+				return;
+			}
+			if (c->pend.len + c->tpend.len >= PEND_HIGH) {
+				/* A long unpaced stream (up to MOCK_MAX_TOKENS_CAP
+				 * events) waits for the client instead of buffering. */
+				mock_conn_flush(s, c);
+				j->wait_send = true;
 				return;
 			}
 			if (s->o.itl_ms) {
 				mock_conn_flush(s, c); /* one event per send */
 				if (ev_kind(j, ev) == EV_TOKEN && ev_kind(j, ev + 1) == EV_TOKEN) {
-					mock_timer_arm(s, c, s->o.itl_ms);
+					mock_timer_arm_us(s, c, mock_itl_us(s, j->n, ev));
 					return;
 				}
 			}
@@ -143,7 +155,7 @@ void mock_job_whole(struct conn *c, bool close)
 	j->active = true;
 	j->stream = false;
 	j->slow = false;
-	j->ttft_ms = 0;
+	j->ttft_us = 0;
 	j->phase = PH_HEAD;
 	j->off = 0;
 	j->cut = j->whole.len;
@@ -153,7 +165,9 @@ void mock_job_whole(struct conn *c, bool close)
 void mock_start_stream(struct job *j, uint64_t n, bool close)
 {
 	enum ctype ct = CT_SSE;
-	if (j->dialect == D_OPENAI) {
+	if (j->text_completion) {
+		mock_completion_prefix(j, n);
+	} else if (j->dialect == D_OPENAI) {
 		j->prefix.len = 0;
 		PUTL(&j->prefix, "{\"id\":\"chatcmpl-mock-");
 		put_u64(&j->prefix, n);
