@@ -59,6 +59,8 @@ def refusals_name_the_problem():
         (["--mock", "--model", "m", "--concurrency", "1", "--rate", "-3"], "--rate"),
         (["--mock", "--model", "m", "--concurrency", "1", "--endpoint", "embeddings"],
          "chat or completions"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--endpoint", "completions",
+          "--dataset", "jsonl:x"], "holds chat bodies"),
         (["--mock", "--model", "m", "--concurrency", "1", "--wat"], "unexpected argument"),
         (["--mock", "--model", "m", "--concurrency", "1", "--dataset", "jsonl:/nonexistent/x"],
          "cannot open /nonexistent/x"),
@@ -260,6 +262,30 @@ def datasets_jsonl_and_sharegpt():
         p = run(["--base-url", m.base, "--model", "openai/m", "--concurrency", "1",
                  "--dataset", "jsonl:" + t.path("bad.jsonl")])
         assert p.returncode == 2 and "bad.jsonl:1: no chat body" in p.stderr, p.stderr
+
+
+@test
+def completions_endpoint_and_ignore_eos():
+    """vLLM bench's default: /v1/completions with ignore_eos, so every reply is
+    max_tokens long (the mock honours it exactly, as a server told to)."""
+    with MockProcess("--ttft-ms", "15", "--itl-ms", "2", "--tokens", "4") as m, Tmp() as t:
+        r, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "20",
+                           "--concurrency", "5", "--endpoint", "completions", "--ignore-eos",
+                           "--max-tokens", "12"], t.path("r.json"), expect_rc=(0, 3))
+        r2, _ = bench_json(["--base-url", m.base, "--model", "openai/m", "--requests", "10",
+                            "--concurrency", "5", "--max-tokens", "12"], t.path("r2.json"),
+                           expect_rc=(0, 3))
+    assert r["completed"] == 20 and r["total_output_tokens"] == 20 * 12, r
+    assert r["ttft_ms"]["min"] >= 15 and r["tpot_ms"]["median"] >= 2
+    # 12 token chunks and the finish chunk: 12 gaps a request.
+    assert r["itl_ms"]["count"] == 20 * 12, r["itl_ms"]
+    # Without ignore_eos the mock's model stops at its own length (--tokens 4).
+    assert r2["total_output_tokens"] == 10 * 4, r2
+    with Tmp() as t:
+        r3, _ = bench_json(["--mock", "--model", "m", "--requests", "10", "--concurrency", "2",
+                            "--max-tokens", "40", "--endpoint", "completions"], t.path("r3.json"),
+                           expect_rc=(0, 3))
+    assert r3["total_output_tokens"] == 400, r3
 
 
 def svg_panels(path):

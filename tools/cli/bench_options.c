@@ -234,8 +234,7 @@ static int check_numbers(const struct raw_flags *r, struct bench_options *o)
 		if (strcmp(r->endpoint, "chat") == 0)
 			o->endpoint = LR_ENDPOINT_CHAT;
 		else if (strcmp(r->endpoint, "completions") == 0)
-			return usage_error("--endpoint completions needs the library's completions "
-			                   "endpoint, which this build lacks; use --endpoint chat", NULL);
+			o->endpoint = LR_ENDPOINT_COMPLETIONS;
 		else
 			return usage_error("--endpoint is chat or completions, got ", r->endpoint);
 	}
@@ -310,6 +309,9 @@ int bench_parse_options(int argc, char **argv, struct bench_options *o)
 	int rc = check_numbers(&r, o);
 	if (rc)
 		return rc;
+	if (o->endpoint == LR_ENDPOINT_COMPLETIONS && o->dataset == BENCH_DATASET_JSONL)
+		return usage_error("--dataset jsonl: holds chat bodies; with --endpoint completions use "
+		                   "random or sharegpt prompts", NULL);
 	const char *files[3] = {o->json_path, o->requests_out_path, o->svg_path};
 	for (int a = 0; a < 3; a++)
 		for (int b = a + 1; b < 3; b++)

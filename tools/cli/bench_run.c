@@ -103,7 +103,13 @@ static lr_request *build_request(struct run *run, const struct bench_prompt *p, 
 		rc = lr_request_set_body(rq, p->body, p->body_len);
 	} else {
 		int max_tokens = p->max_tokens > 0 ? p->max_tokens : (int)o->max_tokens;
-		rc = lr_request_add_message(rq, LR_ROLE_USER, p->text);
+		if (o->endpoint == LR_ENDPOINT_COMPLETIONS) {
+			rc = lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS);
+			if (!rc)
+				rc = lr_request_set_prompt(rq, p->text);
+		} else {
+			rc = lr_request_add_message(rq, LR_ROLE_USER, p->text);
+		}
 		if (!rc)
 			rc = lr_request_set_max_tokens(rq, max_tokens);
 		if (!rc && o->ignore_eos)

@@ -184,6 +184,8 @@ int bench_main(int argc, char **argv)
 		mock_options_default(&mo);
 		mo.host = "127.0.0.1";
 		mo.port = 0;
+		/* As a benchmark server would be run: replies as long as max_tokens. */
+		mo.ignore_eos = 1;
 		int mrc = mock_server_start(&mo, &mock);
 		if (mrc) {
 			fprintf(stderr, "llmring bench: cannot start the mock server: %s\n", strerror(-mrc));
