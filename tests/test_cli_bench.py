@@ -16,7 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_cli_batch as base  # noqa: E402
-from test_cli_batch import MockProcess, Tmp  # noqa: E402
+from test_cli_batch import Certs, MockProcess, Tmp, https_base  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 
 TESTS = []
 
@@ -286,6 +289,46 @@ def completions_endpoint_and_ignore_eos():
                             "--max-tokens", "40", "--endpoint", "completions"], t.path("r3.json"),
                            expect_rc=(0, 3))
     assert r3["total_output_tokens"] == 400, r3
+
+
+@test
+def every_dialect_and_tls():
+    """Each provider through its own dialect (the model's prefix), and HTTPS
+    with the server's CA: the same figures come out."""
+    with MockProcess("--ttft-ms", "10", "--itl-ms", "1") as m, Tmp() as t:
+        for model in ("openai/m", "anthropic/claude-x", "ollama/qwen3:4b", "gemini/gemini-x"):
+            r, p = bench_json(["--base-url", m.url, "--model", model, "--requests", "12",
+                               "--concurrency", "4", "--max-tokens", "5"],
+                              t.path("d.json"), expect_rc=(0, 3))
+            assert r["completed"] == 12 and r["failed"] == 0, (model, r["errors"], p.stderr)
+            assert r["total_output_tokens"] == 12 * 5, (model, r["total_output_tokens"])
+            assert r["ttft_ms"]["min"] >= 10 and r["output_tokens_counted"] == 0, model
+    with Certs() as c, c.mock() as m, Tmp() as t:
+        r, p = bench_json(["--base-url", https_base(m), "--model", "openai/m", "--requests", "20",
+                           "--concurrency", "4", "--max-tokens", "3", "--cacert",
+                           c.path("ca.crt")], t.path("tls.json"), expect_rc=(0, 3))
+        assert r["completed"] == 20, (r["errors"], p.stderr)
+        p = run(["--base-url", https_base(m), "--model", "openai/m", "--requests", "3",
+                 "--concurrency", "1", "--quiet", "--json", t.path("bad.json")])
+        assert p.returncode == 1, p.stderr
+        assert json.load(open(t.path("bad.json")))["errors"] == {"tls_untrusted": 3}
+
+
+@test
+def ctrl_c_reports_what_completed():
+    with MockProcess("--ttft-ms", "20") as m, Tmp() as t:
+        proc = subprocess.Popen([base.LLMRING, "bench", "--base-url", m.base, "--model",
+                                 "openai/m", "--duration", "60", "--concurrency", "4",
+                                 "--max-tokens", "2", "--json", t.path("r.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode in (0, 3), (proc.returncode, err)
+        assert "Interrupted" in out, out
+        r = json.load(open(t.path("r.json")))
+    assert r["interrupted"] is True and r["completed"] > 10 and r["failed"] == 0
+    assert r["completed"] == r["sent"]  # what was on the wire finished
 
 
 def svg_panels(path):
