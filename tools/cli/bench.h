@@ -108,6 +108,11 @@ struct bench_outcome {
 	bool interrupted;             /* Ctrl-C: the records so far are reported */
 };
 
+/* From before the prompts are made to the end: the first Ctrl-C stops
+ * sending and reports what completed, a second ends the process. */
+void bench_catch_sigint(bool on);
+bool bench_interrupted(void);
+
 /* Runs the benchmark on eng. 0, or -1 after printing why it could not. */
 int bench_run(lr_engine *eng, const struct bench_options *o, const struct bench_dataset *d,
               struct bench_outcome *out);

@@ -67,6 +67,24 @@ static void on_sigint(int sig)
 	signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process */
 }
 
+void bench_catch_sigint(bool on)
+{
+	static struct sigaction old;
+	if (on) {
+		interrupted = 0;
+		struct sigaction sa = {.sa_handler = on_sigint};
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old);
+	} else {
+		sigaction(SIGINT, &old, NULL);
+	}
+}
+
+bool bench_interrupted(void)
+{
+	return interrupted != 0;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -354,10 +372,6 @@ int bench_run(lr_engine *eng, const struct bench_options *o, const struct bench_
 	run.cap = o->concurrency ? o->concurrency : 0x7fffffffL;
 	/* The kernel may otherwise fire our timers up to 50 µs late. */
 	(void)prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-	interrupted = 0;
-	struct sigaction sa = {.sa_handler = on_sigint}, old;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old);
 	int rc = warm_up(&run);
 	if (!rc && o->rate > 0) {
 		if (o->requests) {
@@ -383,7 +397,6 @@ int bench_run(lr_engine *eng, const struct bench_options *o, const struct bench_
 	out->cpu_s = thread_cpu_s() - cpu0;
 	out->wall_s = (double)(out->end_ns - out->start_ns) / 1e9;
 	out->interrupted = interrupted;
-	sigaction(SIGINT, &old, NULL);
 	free(run.schedule);
 	if (rc) {
 		fprintf(stderr, "llmring bench: the engine failed: %s\n", strerror(errno));

@@ -208,10 +208,11 @@ int bench_main(int argc, char **argv)
 	if (fds < conns + 64)
 		conns = fds > 128 ? (fds - 64) / (o.mock ? 2 : 1) : 32;
 	struct bench_dataset d;
-	size_t need = o.requests ? (size_t)(o.requests + o.warmup) : 100000;
+	size_t need = o.requests ? (size_t)(o.requests + o.warmup) : 10000;
 	if (o.dataset == BENCH_DATASET_RANDOM && need > 100000)
 		need = 100000; /* past this the prompts repeat, in turn */
 	lr_engine *eng = NULL;
+	bench_catch_sigint(true);
 	if (bench_dataset_load(&o, need, &d)) {
 		rc = CLI_EXIT_USAGE;
 	} else if (start_engine(&o, base_url, api_key, conns, &eng)) {
@@ -219,6 +220,7 @@ int bench_main(int argc, char **argv)
 	} else {
 		rc = run_all(eng, &o, &d);
 	}
+	bench_catch_sigint(false);
 	if (eng)
 		lr_engine_destroy(eng);
 	bench_dataset_free(&d);
