@@ -63,9 +63,10 @@ class StreamedResponseHandler:
 
 class Output:
     __slots__ = ("success", "latency", "output_tokens", "ttft", "itl", "error",
-                 "messages", "choice_events")
+                 "messages", "choice_events", "start")
 
     def __init__(self):
+        self.start = 0.0
         self.success = False
         self.latency = 0.0
         self.output_tokens = 0
@@ -79,6 +80,7 @@ class Output:
 async def request_chat(session, url, payload, headers):
     out = Output()
     st = time.perf_counter()
+    out.start = st
     most_recent_timestamp = st
     generated_text = ""
     try:
@@ -206,6 +208,10 @@ def main():
     cpu = cpu_user + cpu_sys
     messages = sum(o.messages for o in outputs)
     choice_events = sum(o.choice_events for o in outputs)
+    # The first --concurrency requests open the connections; the rest reuse them.
+    by_start = sorted(ok, key=lambda o: o.start)
+    first_wave = [o.ttft for o in by_start[:a.concurrency]]
+    rest = [o.ttft for o in by_start[a.concurrency:]]
     errors = {}
     for o in outputs:
         if not o.success:
@@ -218,6 +224,8 @@ def main():
         "concurrency": a.concurrency,
         "ttft_ms": stat_ms(ttfts), "tpot_ms": stat_ms(tpots), "itl_ms": stat_ms(itls),
         "e2el_ms": stat_ms([o.latency for o in ok]),
+        "ttft_ms_new_conn_mean": stat_ms(first_wave)["mean"],
+        "ttft_ms_reused_conn_mean": stat_ms(rest)["mean"],
         "total_output_tokens": sum(o.output_tokens or 0 for o in ok),
         "messages_parsed": messages,
         "choice_events": choice_events,
