@@ -58,8 +58,8 @@ def main():
         flags = tcp[13]
         payload = tcp[off:]
         if dport == port:  # client to server
-            if flags & 0x02 and not flags & 0x10:  # SYN
-                syn[sport] = ts
+            if flags & 0x02 and not flags & 0x10:  # SYN: the first one, a retransmit
+                syn.setdefault(sport, ts)           # after a full backlog is the server's
             elif payload.startswith(b"POST"):
                 cur = conns.get(sport)
                 conns[sport] = [syn.pop(sport, None), ts, None, None]
