@@ -90,7 +90,8 @@ def closed_loop_figures_follow_what_the_mock_was_told():
     assert r["total_output_tokens"] == 600 and r["output_tokens_counted"] == 0
     ttft, tpot, itl, e2el = r["ttft_ms"], r["tpot_ms"], r["itl_ms"], r["e2el_ms"]
     assert 40 <= ttft["mean"] < 40 + 60, ttft
-    assert 4 <= tpot["median"] < 4 + 20, tpot
+    # The mock paces on absolute times: a late first token makes TPOT a hair short.
+    assert 4 - 0.2 <= tpot["median"] < 4 + 20, tpot
     # vLLM's E2EL: first event plus 9 gaps of ~4 ms to the last token (and the
     # finish chunk right behind it).
     assert e2el["min"] >= 40 + 9 * 4, e2el
@@ -279,7 +280,7 @@ def completions_endpoint_and_ignore_eos():
                             "--concurrency", "5", "--max-tokens", "12"], t.path("r2.json"),
                            expect_rc=(0, 3))
     assert r["completed"] == 20 and r["total_output_tokens"] == 20 * 12, r
-    assert r["ttft_ms"]["min"] >= 15 and r["tpot_ms"]["median"] >= 2
+    assert r["ttft_ms"]["min"] >= 15 and r["tpot_ms"]["median"] >= 2 - 0.2
     # 12 token chunks and the finish chunk: 12 gaps a request.
     assert r["itl_ms"]["count"] == 20 * 12, r["itl_ms"]
     # Without ignore_eos the mock's model stops at its own length (--tokens 4).

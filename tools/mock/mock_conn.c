@@ -68,6 +68,24 @@ void mock_timer_arm_us(struct mock_server *s, struct conn *c, uint64_t us)
 	c->inflight++;
 }
 
+void mock_timer_arm_at_ns(struct mock_server *s, struct conn *c, uint64_t due_ns)
+{
+	c->ts.tv_sec = (long long)(due_ns / 1000000000ull);
+	c->ts.tv_nsec = (long long)(due_ns % 1000000000ull);
+	struct io_uring_sqe *sqe = sqe_get(s);
+	io_uring_prep_timeout(sqe, &c->ts, 0, IORING_TIMEOUT_ABS);
+	io_uring_sqe_set_data64(sqe, ud(c, TAG_TIMER));
+	c->timer_armed = true;
+	c->inflight++;
+}
+
+uint64_t mock_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Encrypts what the HTTP side produced, then sends like plain mode does. */
 static void tls_flush(struct mock_server *s, struct conn *c)
 {

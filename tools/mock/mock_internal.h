@@ -173,6 +173,7 @@ struct job {
 	uint8_t dialect;
 	uint8_t batch;          /* enum batch_state */
 	uint64_t ttft_us;       /* delay before the first token (or the whole reply) */
+	uint64_t due_ns;        /* a stream's next paced event, CLOCK_MONOTONIC (0: none yet) */
 	unsigned ntok;          /* completion tokens reported */
 	unsigned nev;           /* stream events 1..nev carry tokens or tool pieces */
 	unsigned prompt_tokens;
@@ -310,6 +311,10 @@ void mock_handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe);
 void mock_conn_flush(struct mock_server *s, struct conn *c);
 /* The connection's one timer: the job runs again after us microseconds. */
 void mock_timer_arm_us(struct mock_server *s, struct conn *c, uint64_t us);
+/* At an absolute CLOCK_MONOTONIC time (at once when it has passed): a
+ * stream's events keep their schedule however late one send was. */
+void mock_timer_arm_at_ns(struct mock_server *s, struct conn *c, uint64_t due_ns);
+uint64_t mock_now_ns(void);
 /* Runs c's job (admitted from the capacity's queue) and what follows it. */
 void mock_conn_resume(struct mock_server *s, struct conn *c);
 /* Closes the socket, unlinks and frees c; nothing of it may be in flight. */

@@ -98,7 +98,10 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 			j->phase = j->stream ? PH_EVENTS : PH_HEAD;
 			if (j->ttft_us) {
 				mock_conn_flush(s, c);
-				mock_timer_arm_us(s, c, j->ttft_us);
+				/* A stream's events are due on one schedule from here:
+				 * lateness in one send never carries into the next. */
+				j->due_ns = mock_now_ns() + j->ttft_us * 1000;
+				mock_timer_arm_at_ns(s, c, j->due_ns);
 				return;
 			}
 			break;
@@ -139,7 +142,10 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 			if (s->o.itl_ms) {
 				mock_conn_flush(s, c); /* one event per send */
 				if (ev_kind(j, ev) == EV_TOKEN && ev_kind(j, ev + 1) == EV_TOKEN) {
-					mock_timer_arm_us(s, c, mock_itl_us(s, j->n, ev));
+					if (!j->due_ns)
+						j->due_ns = mock_now_ns();
+					j->due_ns += mock_itl_us(s, j->n, ev) * 1000;
+					mock_timer_arm_at_ns(s, c, j->due_ns);
 					return;
 				}
 			}
