@@ -217,6 +217,10 @@ def vllm_format_has_save_result_keys():
         assert k in r, k
     assert r["completed"] == 10 and r["request_goodput"] > 0
     assert r["request_rate"] == "inf" and r["max_concurrency"] == 2
+    # vLLM's per-request lists, in seconds.
+    assert r["output_lens"] == [5] * 10 and len(r["itls"]) == 10 and r["errors"] == [""] * 10
+    assert all(t >= 0.010 for t in r["ttfts"]) and all(len(x) == 6 for x in r["itls"])
+    assert abs(sum(r["ttfts"]) / 10 * 1000 - r["mean_ttft_ms"]) < 0.01
 
 
 @test

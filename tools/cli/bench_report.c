@@ -163,7 +163,44 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void write_vllm(FILE *f, const struct bench_options *o, const struct bench_summary *s)
+/* vLLM's per-request lists (seconds; a failed request: 0 and []), in the
+ * records' order: input_lens, output_lens, ttfts, itls, errors. */
+static void vllm_lists(FILE *f, const struct bench_outcome *out)
+{
+	const char *names[] = {"input_lens", "output_lens", "ttfts", "itls", "errors"};
+	for (int k = 0; k < 5; k++) {
+		fprintf(f, ",\"%s\":[", names[k]);
+		for (size_t i = 0; i < out->count; i++) {
+			const struct bench_record *r = &out->records[i];
+			bool ok = r->error == 0;
+			if (i)
+				fputc(',', f);
+			if (k == 0) {
+				fprintf(f, "%d", r->prompt_tokens);
+			} else if (k == 1) {
+				fprintf(f, "%" PRId64, ok ? bench_record_output_tokens(r, NULL) : 0);
+			} else if (k == 2) {
+				json_number(f, ok && r->event_count ? (double)(r->first_event_ns - r->sent_ns) / 1e9
+				                                    : 0);
+			} else if (k == 3) {
+				fputc('[', f);
+				for (uint32_t e = 1; ok && e < r->event_count; e++) {
+					double gap = (double)(bench_record_event_ns(r, e) -
+					                      bench_record_event_ns(r, e - 1)) / 1e9;
+					fprintf(f, "%s", e > 1 ? "," : "");
+					json_number(f, gap);
+				}
+				fputc(']', f);
+			} else {
+				json_string(f, ok ? "" : bench_error_name(r->error));
+			}
+		}
+		fputc(']', f);
+	}
+}
+
+static void write_vllm(FILE *f, const struct bench_options *o, const struct bench_outcome *out,
+                       const struct bench_summary *s)
 {
 	const struct bench_config *c = &o->metrics;
 	fputs("{\"backend\":\"openai-chat\",\"model_id\":", f);
@@ -203,6 +240,7 @@ static void write_vllm(FILE *f, const struct bench_options *o, const struct benc
 	json_stat(f, c, NULL, &s->tpot, true, "tpot");
 	json_stat(f, c, NULL, &s->itl, true, "itl");
 	json_stat(f, c, NULL, &s->e2el, true, "e2el");
+	vllm_lists(f, out);
 	fputs("}\n", f);
 }
 
@@ -302,7 +340,7 @@ void bench_json_run(FILE *f, const struct bench_options *o, const struct bench_o
                     const struct bench_summary *s, bool lagged)
 {
 	if (o->format == BENCH_FORMAT_VLLM)
-		write_vllm(f, o, s);
+		write_vllm(f, o, out, s);
 	else
 		write_ours(f, o, out, s, lagged);
 }
