@@ -52,6 +52,7 @@ struct run {
 	struct arrival_schedule arrivals; /* --duration with --rate */
 	uint64_t start_ns, stop_sending_ns;
 	int completion_fd;            /* readable when the ring has completions */
+	const char *why;              /* what failed, when a turn of the loop did (static text) */
 	bool progress;                /* a progress line on stderr (a terminal, not --quiet) */
 	uint64_t last_draw_ns;
 	size_t sent, completed, failed_requests; /* the counted part's, for the progress line */
@@ -232,8 +233,11 @@ static void complete_one(struct run *run, lr_future *f)
  * may sleep (UINT64_MAX: until something happens). */
 static int turn(struct run *run, uint64_t wait_ns)
 {
-	if (lr_engine_run(run->eng, 0) < 0)
+	int rc = lr_engine_run(run->eng, 0);
+	if (rc < 0) {
+		run->why = lr_strerror(rc);
 		return -1;
+	}
 	int deadline_ms = lr_engine_next_deadline_ms(run->eng);
 	if (deadline_ms >= 0 && (uint64_t)deadline_ms * 1000000ull < wait_ns)
 		wait_ns = (uint64_t)deadline_ms * 1000000ull;
@@ -245,10 +249,14 @@ static int turn(struct run *run, uint64_t wait_ns)
 		ts.tv_sec = 0;
 		ts.tv_nsec = 100000000L;
 	}
-	if (ppoll(&pfd, 1, &ts, NULL) < 0 && errno != EINTR)
+	if (ppoll(&pfd, 1, &ts, NULL) < 0 && errno != EINTR) {
+		run->why = strerror(errno);
 		return -1;
-	if (lr_engine_run(run->eng, 0) < 0)
+	}
+	if ((rc = lr_engine_run(run->eng, 0)) < 0) {
+		run->why = lr_strerror(rc);
 		return -1;
+	}
 	lr_future *done[REAP_MAX];
 	int n;
 	while ((n = lr_engine_reap(run->eng, done, REAP_MAX, 0)) > 0) {
@@ -257,7 +265,11 @@ static int turn(struct run *run, uint64_t wait_ns)
 		if (n < REAP_MAX)
 			break;
 	}
-	return n < 0 ? -1 : 0;
+	if (n < 0) {
+		run->why = lr_strerror(n);
+		return -1;
+	}
+	return 0;
 }
 
 /* Warm-up: o->warmup requests at the concurrency (or 64), not counted;
@@ -399,7 +411,7 @@ int bench_run(lr_engine *eng, const struct bench_options *o, const struct bench_
 	out->interrupted = interrupted;
 	free(run.schedule);
 	if (rc) {
-		fprintf(stderr, "llmring bench: the engine failed: %s\n", strerror(errno));
+		fprintf(stderr, "llmring bench: the engine failed: %s\n", run.why ? run.why : "?");
 		return -1;
 	}
 	if (run.failed) {
