@@ -99,7 +99,9 @@ void bench_print_summary(FILE *f, const struct bench_options *o, const struct be
 		fprintf(f, "Interrupted: the figures cover the requests that completed.\n");
 	if (lagged)
 		fprintf(f, "THE CLIENT LAGGED (schedule lag p99 over 1 ms or more than 80 %% of a "
-		        "core): these figures measure the client as well as the server.\n");
+		        "core): these figures measure the client as well as the server.%s\n",
+		        o->mock ? " Expected with --mock: an instant server in this process keeps "
+		                  "the client busy." : "");
 	fprintf(f, "%s\n", "==================================================");
 }
 
