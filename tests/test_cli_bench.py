@@ -270,6 +270,13 @@ def datasets_jsonl_and_sharegpt():
         p = run(["--base-url", m.base, "--model", "openai/m", "--concurrency", "1",
                  "--dataset", "jsonl:" + t.path("bad.jsonl")])
         assert p.returncode == 2 and "bad.jsonl:1: no chat body" in p.stderr, p.stderr
+        # An output naming the dataset (here through a symbolic link) is refused, the file kept.
+        os.symlink(t.path("b.jsonl"), t.path("link.json"))
+        before = open(t.path("b.jsonl")).read()
+        p = run(["--base-url", m.base, "--model", "openai/m", "--concurrency", "1",
+                 "--dataset", "jsonl:" + t.path("b.jsonl"), "--json", t.path("link.json")])
+        assert p.returncode == 2 and "overwrite the dataset" in p.stderr, p.stderr
+        assert open(t.path("b.jsonl")).read() == before
 
 
 @test

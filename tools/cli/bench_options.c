@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -313,6 +314,13 @@ int bench_parse_options(int argc, char **argv, struct bench_options *o)
 		return usage_error("--dataset jsonl: holds chat bodies; with --endpoint completions use "
 		                   "random or sharegpt prompts", NULL);
 	const char *files[3] = {o->json_path, o->requests_out_path, o->svg_path};
+	/* An output written over the dataset would destroy it once read. */
+	struct stat ds, fs;
+	if (o->dataset_path && stat(o->dataset_path, &ds) == 0)
+		for (int k = 0; k < 3; k++)
+			if (files[k] && stat(files[k], &fs) == 0 && fs.st_dev == ds.st_dev &&
+			    fs.st_ino == ds.st_ino)
+				return usage_error("an output would overwrite the dataset: ", files[k]);
 	for (int a = 0; a < 3; a++)
 		for (int b = a + 1; b < 3; b++)
 			if (files[a] && files[b] && strcmp(files[a], files[b]) == 0 &&

@@ -201,6 +201,31 @@ static void vllm_lists(FILE *f, const struct bench_outcome *out)
 	}
 }
 
+/* The keys both schemas share (vLLM's names): counts, tokens, throughputs,
+ * goodput (null without SLOs), the peaks. */
+static void json_totals(FILE *f, const struct bench_summary *s)
+{
+	fprintf(f, ",\"completed\":%zu,\"failed\":%zu,\"total_input_tokens\":%" PRId64
+	        ",\"total_output_tokens\":%" PRId64, s->completed, s->failed, s->total_input,
+	        s->total_output);
+	const struct { const char *key; double v; } nums[] = {
+		{"request_throughput", s->request_throughput},
+		{"output_throughput", s->output_throughput},
+		{"total_token_throughput", s->total_token_throughput},
+		{"max_output_tokens_per_s", s->max_output_tokens_per_s},
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		fprintf(f, ",\"%s\":", nums[i].key);
+		json_number(f, nums[i].v);
+	}
+	fputs(",\"request_goodput\":", f);
+	if (s->goodput_enabled)
+		json_number(f, s->request_goodput);
+	else
+		fputs("null", f);
+	fprintf(f, ",\"max_concurrent_requests\":%zu", s->max_concurrent_requests);
+}
+
 static void write_vllm(FILE *f, const struct bench_options *o, const struct bench_outcome *out,
                        const struct bench_summary *s)
 {
@@ -221,23 +246,7 @@ static void write_vllm(FILE *f, const struct bench_options *o, const struct benc
 		fputs("null", f);
 	fprintf(f, ",\"duration\":");
 	json_number(f, s->duration_s);
-	fprintf(f, ",\"completed\":%zu,\"failed\":%zu,\"total_input_tokens\":%" PRId64
-	        ",\"total_output_tokens\":%" PRId64, s->completed, s->failed, s->total_input,
-	        s->total_output);
-	fputs(",\"request_throughput\":", f);
-	json_number(f, s->request_throughput);
-	fputs(",\"request_goodput\":", f);
-	if (s->goodput_enabled)
-		json_number(f, s->request_goodput);
-	else
-		fputs("null", f);
-	fputs(",\"output_throughput\":", f);
-	json_number(f, s->output_throughput);
-	fputs(",\"total_token_throughput\":", f);
-	json_number(f, s->total_token_throughput);
-	fputs(",\"max_output_tokens_per_s\":", f);
-	json_number(f, s->max_output_tokens_per_s);
-	fprintf(f, ",\"max_concurrent_requests\":%zu", s->max_concurrent_requests);
+	json_totals(f, s);
 	json_stat(f, c, NULL, &s->ttft, true, "ttft");
 	json_stat(f, c, NULL, &s->tpot, true, "tpot");
 	json_stat(f, c, NULL, &s->itl, true, "itl");
@@ -262,25 +271,10 @@ static void write_ours(FILE *f, const struct bench_options *o, const struct benc
 	json_number(f, o->burstiness);
 	fprintf(f, ",\"seed\":%" PRIu64 ",\"requests\":%zu,\"sent\":%zu,\"dropped\":%zu", o->seed,
 	        s->requests, s->sent, s->dropped);
-	fprintf(f, ",\"completed\":%zu,\"failed\":%zu,\"duration_s\":", s->completed, s->failed);
+	fputs(",\"duration_s\":", f);
 	json_number(f, s->duration_s);
-	fprintf(f, ",\"total_input_tokens\":%" PRId64 ",\"total_output_tokens\":%" PRId64,
-	        s->total_input, s->total_output);
 	fprintf(f, ",\"output_tokens_counted\":%zu", s->output_tokens_counted);
-	fputs(",\"request_throughput\":", f);
-	json_number(f, s->request_throughput);
-	fputs(",\"output_throughput\":", f);
-	json_number(f, s->output_throughput);
-	fputs(",\"total_token_throughput\":", f);
-	json_number(f, s->total_token_throughput);
-	fputs(",\"request_goodput\":", f);
-	if (s->goodput_enabled)
-		json_number(f, s->request_goodput);
-	else
-		fputs("null", f);
-	fputs(",\"max_output_tokens_per_s\":", f);
-	json_number(f, s->max_output_tokens_per_s);
-	fprintf(f, ",\"max_concurrent_requests\":%zu", s->max_concurrent_requests);
+	json_totals(f, s);
 	json_stat(f, c, "ttft_ms", &s->ttft, false, NULL);
 	json_stat(f, c, "tpot_ms", &s->tpot, false, NULL);
 	json_stat(f, c, "itl_ms", &s->itl, false, NULL);

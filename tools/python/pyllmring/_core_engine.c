@@ -134,6 +134,34 @@ static PyObject *Engine_close(CoreEngine *self, PyObject *unused)
 	Py_RETURN_NONE;
 }
 
+/* Builds the request of a (checks first, nothing sent on an error),
+ * makes its handle and submits it: the handle, or NULL with an exception.
+ * delta: streamed, deltas to the channel. */
+static PyObject *build_and_submit(CoreEngine *self, PyObject *channel, PyObject *token,
+                                  const struct core_submit_args *a, bool delta)
+{
+	lr_request *rq = core_build_request(a); /* owner: here, then lr_submit */
+	if (!rq)
+		return NULL;
+	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
+	if (!h) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	if (delta && lr_request_on_delta(rq, core_on_delta, h) < 0) {
+		lr_request_free(rq);
+		Py_DECREF(h);
+		return PyErr_NoMemory();
+	}
+	if (!self->eng) { /* json.dumps may have let another thread close it */
+		lr_request_free(rq);
+		Py_DECREF(h);
+		closed_error();
+		return NULL;
+	}
+	return core_handle_start(h, lr_submit(self->eng, rq));
+}
+
 static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"channel", "token", "model", "messages", "params", "endpoint",
@@ -150,27 +178,7 @@ static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
 		return NULL;
 	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
 		return NULL;
-	lr_request *rq = core_build_request(&a); /* owner: here, then lr_submit */
-	if (!rq)
-		return NULL;
-	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
-	if (!h) {
-		lr_request_free(rq);
-		return NULL;
-	}
-	if (a.stream && lr_request_on_delta(rq, core_on_delta, h) < 0) {
-		lr_request_free(rq);
-		Py_DECREF(h);
-		return PyErr_NoMemory();
-	}
-	/* Read again: json.dumps above may have let another thread close it. */
-	if (!self->eng) {
-		lr_request_free(rq);
-		Py_DECREF(h);
-		closed_error();
-		return NULL;
-	}
-	return core_handle_start(h, lr_submit(self->eng, rq));
+	return build_and_submit(self, channel, token, &a, a.stream);
 }
 
 /* The keys of create's kwargs that are options, not body fields: an item
@@ -254,21 +262,7 @@ static PyObject *Engine_submit_item(CoreEngine *self, PyObject *const *args, Py_
 			if (!PyDict_CheckExact(PySequence_Fast_GET_ITEM(a.messages, i)))
 				Py_RETURN_NOTIMPLEMENTED;
 	}
-	lr_request *rq = core_build_request(&a); /* owner: here, then lr_submit */
-	if (!rq)
-		return NULL;
-	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
-	if (!h) {
-		lr_request_free(rq);
-		return NULL;
-	}
-	if (!self->eng) { /* json.dumps may have let another thread close it */
-		lr_request_free(rq);
-		Py_DECREF(h);
-		closed_error();
-		return NULL;
-	}
-	PyObject *started = core_handle_start(h, lr_submit(self->eng, rq));
+	PyObject *started = build_and_submit(self, channel, token, &a, false);
 	if (!started)
 		return NULL;
 	return Py_BuildValue("(NlO)", started, n, a.model);
@@ -305,21 +299,7 @@ static PyObject *Engine_submit_chat(CoreEngine *self, PyObject *const *args, Py_
 	                             .input = Py_None, .endpoint = "chat"};
 	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
 		return NULL;
-	lr_request *rq = core_build_request(&a); /* owner: here, then lr_submit */
-	if (!rq)
-		return NULL;
-	CoreHandle *h = core_handle_new((CoreChannel *)channel, token);
-	if (!h) {
-		lr_request_free(rq);
-		return NULL;
-	}
-	if (!self->eng) { /* json.dumps may have let another thread close it */
-		lr_request_free(rq);
-		Py_DECREF(h);
-		closed_error();
-		return NULL;
-	}
-	return core_handle_start(h, lr_submit(self->eng, rq));
+	return build_and_submit(self, channel, token, &a, false);
 }
 
 static PyObject *model_usage_dict(const lr_model_usage *m)

@@ -206,7 +206,7 @@ class ChatCompletion(Obj):
         d["_model"] = model
 
     def __getattr__(self, name):
-        # Only reached for fields not built yet.
+        # Python calls this only for names not in __dict__: the lazy fields.
         d = self.__dict__
         if name.startswith("__"):
             raise AttributeError(name)
