@@ -65,6 +65,12 @@ def refusals_name_the_problem():
         (["--mock", "--model", "m", "--concurrency", "1", "--endpoint", "completions",
           "--dataset", "jsonl:x"], "holds chat bodies"),
         (["--mock", "--model", "m", "--concurrency", "1", "--wat"], "unexpected argument"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--random-range-ratio", "1"],
+         "up to (not including) 1"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--random-range-ratio", "-0.1"],
+         "up to (not including) 1"),
+        (["--mock", "--model", "m", "--concurrency", "1", "--dataset", "jsonl:x",
+          "--random-range-ratio", "0.5"], "own lengths"),
         (["--mock", "--model", "m", "--concurrency", "1", "--dataset", "jsonl:/nonexistent/x"],
          "cannot open /nonexistent/x"),
     ]
@@ -116,6 +122,24 @@ def warm_up_is_not_counted():
         served = m.proc.stderr.read()
     assert r["completed"] == 30 and r["sent"] == 30
     assert "served 55 requests" in served, served
+
+
+@test
+def counted_part_takes_the_warm_up_slots_as_they_free():
+    """The warm-up is not drained first (that would send the counted part's first
+    wave in lock-step): each counted request is sent when a warm-up one ends."""
+    with MockProcess("--ttft-ms", "60") as m, Tmp() as t:
+        p = run(["--base-url", m.base, "--model", "openai/m", "--requests", "5", "--warmup", "5",
+                 "--concurrency", "5", "--max-tokens", "2", "--quiet",
+                 "--requests-out", t.path("rq.jsonl")])
+        assert p.returncode in (0, 3), p.stderr
+        lines = [json.loads(x) for x in open(t.path("rq.jsonl"))]
+    assert len(lines) == 5
+    # The warm-up's five went out just before the counted part began and hold
+    # every slot for about 60 ms: no counted request can go before they end.
+    assert min(x["sent_ms"] for x in lines) >= 30, [x["sent_ms"] for x in lines]
+    # Closed loop: intended when the slot freed, so no schedule lag.
+    assert all(x["sent_ms"] - x["intended_ms"] < 5 for x in lines), lines
 
 
 @test
@@ -238,6 +262,31 @@ def requests_out_has_one_line_per_request():
         assert x["sent_ms"] >= x["intended_ms"] >= 0
         assert x["end_ms"] >= x["last_event_ms"] >= x["first_event_ms"] >= x["sent_ms"]
         assert x["events"] >= 7 and x["text_events"] == 6
+
+
+@test
+def random_range_ratio_draws_lengths_as_vllm():
+    """vLLM's --random-range-ratio: each prompt's length and max_tokens uniform in
+    [int(X (1 - r)), int(X (1 + r))]; with ignore_eos the mock generates exactly that."""
+    def lengths(seed):
+        with Tmp() as t:
+            p = run(["--mock", "--model", "m", "--requests", "400", "--concurrency", "8",
+                     "--max-tokens", "20", "--prompt-tokens", "10", "--ignore-eos",
+                     "--random-range-ratio", "0.5", "--seed", str(seed), "--quiet",
+                     "--requests-out", t.path("rq.jsonl")])
+            assert p.returncode in (0, 3), p.stderr
+            return [json.loads(x) for x in open(t.path("rq.jsonl"))]
+    a = lengths(7)
+    out = [x["output_tokens"] for x in a]
+    assert len(out) == 400 and min(out) >= 10 and max(out) <= 30, (min(out), max(out))
+    # 21 values, 400 draws: every one of them and both ends show up.
+    assert len(set(out)) >= 18 and min(out) == 10 and max(out) == 30, sorted(set(out))
+    assert 18 <= sum(out) / len(out) <= 22, sum(out) / len(out)
+    # Prompts: 5 to 15 words (the mock counts about one token a word).
+    assert len(set(x["prompt_tokens"] for x in a)) >= 5
+    # Seeded: the same seed draws the same lengths, another seed others.
+    assert sorted(out) == sorted(x["output_tokens"] for x in lengths(7))
+    assert out != [x["output_tokens"] for x in lengths(8)]
 
 
 @test

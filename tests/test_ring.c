@@ -50,7 +50,7 @@ static void test_heap_fires_in_deadline_order_after_random_updates(void **state)
 {
 	(void)state;
 	struct ring r;
-	assert_int_equal(ring_init(&r, 64, 16, 4096, false), 0);
+	assert_int_equal(ring_init(&r, 64, 16, 4096, RING_DEFERRED), 0);
 	static struct ring_timer timers[NTIMERS];
 	uint64_t seed = 42;
 	for (int i = 0; i < NTIMERS; i++)
@@ -89,7 +89,7 @@ static void test_timer_wait_ends_the_enter_on_time(void **state)
 {
 	(void)state;
 	struct ring r;
-	assert_int_equal(ring_init(&r, 64, 16, 4096, false), 0);
+	assert_int_equal(ring_init(&r, 64, 16, 4096, RING_DEFERRED), 0);
 	struct ring_timer t;
 	ring_timer_init(&t, on_fire);
 	memset(&fired, 0, sizeof(fired));
@@ -118,7 +118,7 @@ static void nop_done(struct ring_op *op, int res, unsigned flags)
 static void run_nops(bool plain)
 {
 	struct ring r;
-	assert_int_equal(ring_init(&r, 8, 16, 4096, plain), 0);
+	assert_int_equal(ring_init(&r, 8, 16, 4096, plain ? RING_PLAIN : RING_DEFERRED), 0);
 	if (plain)
 		assert_string_equal(r.mode, "plain");
 	/* More SQEs than the SQ holds: ring_sqe submits to make room. */
@@ -157,7 +157,7 @@ static void test_buffer_count_must_be_a_power_of_two(void **state)
 {
 	(void)state;
 	struct ring r;
-	assert_int_equal(ring_init(&r, 8, 12, 4096, false), -22 /* -EINVAL */);
+	assert_int_equal(ring_init(&r, 8, 12, 4096, RING_DEFERRED), -22 /* -EINVAL */);
 }
 
 
@@ -176,7 +176,7 @@ static void test_zero_length_timer_fires_once_per_turn(void **state)
 {
 	(void)state;
 	struct ring r;
-	assert_int_equal(ring_init(&r, 64, 16, 4096, false), 0);
+	assert_int_equal(ring_init(&r, 64, 16, 4096, RING_DEFERRED), 0);
 	rearm_ring = &r;
 	rearm_fired = 0;
 	struct ring_timer t;
@@ -241,7 +241,7 @@ static void test_receives_survive_running_out_of_buffers(void **state)
 	assert_int_equal(listen(lfd, STARVE_CONNS), 0);
 
 	struct ring r;
-	assert_int_equal(ring_init(&r, 64, 4, 4096, false), 0); /* 4 buffers for 256 conns */
+	assert_int_equal(ring_init(&r, 64, 4, 4096, RING_DEFERRED), 0); /* 4 buffers for 256 conns */
 	static struct starve_conn conns[STARVE_CONNS];
 	starve_total = 0;
 	starve_connected = starve_closed = 0;

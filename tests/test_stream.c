@@ -4,6 +4,8 @@
  * comments do not reset, cancellation mid-stream, mid-stream errors;
  * OpenAI's text completions, streamed and whole, as they go on the wire.
  */
+#include <poll.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -487,6 +489,61 @@ static void test_caller_driven_engine_streams_on_the_owner_thread(void **state)
 	mock_server_stop(s);
 }
 
+/* A host loop (epoll, libuv, bench's ppoll) waits on the completion fd and
+ * runs the engine only when it is readable. Under DEFER_TASKRUN the kernel
+ * signals that eventfd only when the owner next enters the ring (10-17 ms
+ * late on Linux 6.18), so a caller-driven ring must be set up without it. */
+static void test_caller_driven_engine_is_polled_through_its_completion_fd(void **state)
+{
+	(void)state;
+	struct mock_server *s = start_mock(12, 0);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/v1", mock_server_port(s));
+	lr_config cfg = lr_config_default();
+	cfg.base_url = url;
+	cfg.drive_from_caller = 1;
+	cfg.reap_completions = 1;
+	unsetenv("LLMRING_RING_PLAIN");
+	lr_engine *e = NULL;
+	assert_int_equal(lr_engine_new(&cfg, &e), 0);
+	const char *mode = lr_engine_ring_mode(e);
+	assert_non_null(mode);
+	assert_null(strstr(mode, "defer_taskrun"));
+	int fd = lr_engine_completion_fd(e);
+	assert_true(fd >= 0);
+	enum { N = 8 };
+	struct collected c[N];
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < N; i++) {
+		lr_request *rq = lr_request_new("gpt-4o-mini");
+		lr_request_add_message(rq, LR_ROLE_USER, "x");
+		lr_request_set_stream(rq, 1);
+		lr_request_on_delta(rq, collect, &c[i]);
+		lr_future_release(lr_submit(e, rq));
+	}
+	int done = 0, turns = 0;
+	while (done < N && turns++ < 10000) {
+		assert_int_equal(lr_engine_run(e, 0), 0);
+		lr_future *got[N];
+		int n = lr_engine_reap(e, got, N, 0);
+		assert_true(n >= 0);
+		for (int k = 0; k < n; k++) {
+			assert_int_equal(lr_future_result(got[k])->error, LR_OK);
+			lr_future_release(got[k]);
+		}
+		done += n;
+		if (done < N) {
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			assert_true(poll(&pfd, 1, 10000) >= 0);
+		}
+	}
+	assert_int_equal(done, N);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(count_words(c[i].text, c[i].len), 12);
+	lr_engine_destroy(e);
+	mock_server_stop(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_completions_whole_reply_fills_the_result),
 		cmocka_unit_test(test_completions_error_body_maps_as_chat_does),
 		cmocka_unit_test(test_caller_driven_engine_streams_on_the_owner_thread),
+		cmocka_unit_test(test_caller_driven_engine_is_polled_through_its_completion_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

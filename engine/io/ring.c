@@ -16,7 +16,7 @@
 
 #define RING_CQE_BATCH 128
 
-static int ring_setup(struct ring *r, unsigned entries, bool plain)
+static int ring_setup(struct ring *r, unsigned entries, enum ring_kind kind)
 {
 	struct {
 		unsigned flags;
@@ -24,11 +24,15 @@ static int ring_setup(struct ring *r, unsigned entries, bool plain)
 	} const attempts[] = {
 		{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
 		 "single_issuer+defer_taskrun"},
+		{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+		     IORING_SETUP_SUBMIT_ALL,
+		 "single_issuer+coop_taskrun"},
 		{IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL, "coop_taskrun"},
 		{0, "plain"},
 	};
+	size_t first = kind == RING_PLAIN ? 3 : kind == RING_POLLABLE ? 1 : 0;
 	int ret = -EINVAL;
-	for (size_t i = plain ? 2 : 0; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
+	for (size_t i = first; i < sizeof(attempts) / sizeof(attempts[0]); i++) {
 		struct io_uring_params p;
 		memset(&p, 0, sizeof(p));
 		/* A large CQ leaves room for multishot bursts from many
@@ -80,12 +84,13 @@ static int ring_setup_buffers(struct ring *r, unsigned count, unsigned size)
 	return 0;
 }
 
-int ring_init(struct ring *r, unsigned entries, unsigned buf_count, unsigned buf_size, bool plain)
+int ring_init(struct ring *r, unsigned entries, unsigned buf_count, unsigned buf_size,
+              enum ring_kind kind)
 {
 	memset(r, 0, sizeof(*r));
 	if (buf_count == 0 || (buf_count & (buf_count - 1)) || buf_count > 32768)
 		return -EINVAL; /* the kernel wants a power of two, bids are 16 bits */
-	int ret = ring_setup(r, entries, plain);
+	int ret = ring_setup(r, entries, kind);
 	if (ret < 0)
 		return ret;
 	ret = ring_setup_buffers(r, buf_count, buf_size);

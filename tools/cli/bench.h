@@ -52,6 +52,9 @@ struct bench_options {
 	enum bench_dataset_kind dataset;
 	const char *dataset_path;            /* borrowed: argv */
 	long prompt_tokens, max_tokens;
+	/* --random-range-ratio: random prompts' lengths and max_tokens drawn
+	 * uniformly from [X * (1 - r), X * (1 + r)] as vLLM's (0: fixed). */
+	double range_ratio;
 	enum lr_endpoint endpoint;           /* chat (default) or completions */
 	double timeout_s;                    /* per request; 0: the engine's default */
 	struct bench_config metrics;         /* percentiles and SLOs */

@@ -9,7 +9,12 @@
  *                 word is one token in the GPT and Llama tokenizers, so
  *                 the prompt is about --prompt-tokens tokens plus a few for
  *                 the chat template; the server's usage.prompt_tokens is
- *                 what the figures count when it reports one.
+ *                 what the figures count when it reports one. With
+ *                 --random-range-ratio R each prompt's words and max_tokens
+ *                 are drawn uniformly from [int(X (1 - R)), int(X (1 + R))]
+ *                 (at least 1), as vLLM's random dataset draws them; varied
+ *                 lengths also keep a closed loop's requests from ending,
+ *                 and so arriving, in lock-step waves.
  *   sharegpt:FILE ShareGPT JSON (an array of {"conversations": [{"from",
  *                 "value"}, ...]}), as vLLM reads it: conversations of at
  *                 least two turns; the first turn is the prompt and the
@@ -53,6 +58,21 @@ void bench_dataset_free(struct bench_dataset *d)
 	d->count = 0;
 }
 
+/* A length drawn uniformly from [int(x (1 - r)), int(x (1 + r))], at least
+ * 1 (vLLM's RandomDataset bounds; the modulo bias of a 64-bit draw is
+ * negligible). */
+static long ranged_length(struct bench_rng *rng, long x, double r)
+{
+	if (r <= 0)
+		return x;
+	long lo = (long)((double)x * (1 - r)), hi = (long)((double)x * (1 + r));
+	if (lo < 1)
+		lo = 1;
+	if (hi < lo)
+		hi = lo;
+	return lo + (long)(bench_rng_next(rng) % (uint64_t)(hi - lo + 1));
+}
+
 static int random_prompts(const struct bench_options *o, size_t need, struct bench_dataset *d)
 {
 	d->prompts = calloc(need ? need : 1, sizeof(*d->prompts));
@@ -62,8 +82,10 @@ static int random_prompts(const struct bench_options *o, size_t need, struct ben
 	bench_rng_seed(&rng, o->seed ^ 0x9e3779b97f4a7c15ull);
 	for (size_t i = 0; i < need; i++) {
 		struct buf b = {0}; /* owner: here until moved into the prompt */
+		long prompt_words = ranged_length(&rng, o->prompt_tokens, o->range_ratio);
+		long max_tokens = ranged_length(&rng, o->max_tokens, o->range_ratio);
 		buf_printf(&b, "%zu:", i);
-		for (long w = 1; w < o->prompt_tokens; w++) {
+		for (long w = 1; w < prompt_words; w++) {
 			const char *word = words[bench_rng_next(&rng) % WORD_COUNT];
 			buf_append(&b, " ", 1);
 			buf_puts(&b, word);
@@ -74,7 +96,9 @@ static int random_prompts(const struct bench_options *o, size_t need, struct ben
 			goto oom;
 		}
 		d->prompts[i].text = b.data;
-		d->prompts[i].prompt_tokens = (int32_t)o->prompt_tokens;
+		d->prompts[i].prompt_tokens = (int32_t)prompt_words;
+		/* 0 keeps --max-tokens, as for files without a length. */
+		d->prompts[i].max_tokens = o->range_ratio > 0 ? (int32_t)max_tokens : 0;
 		d->count++;
 	}
 	return 0;

@@ -2,6 +2,7 @@
  * `llmring bench` flags: the usage text, parsing and checking them. Every
  * refusal is printed here.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,9 @@ static const char bench_usage[] =
 	"                     input lines), used in turn\n"
 	"  --prompt-tokens N  words per random prompt (256)\n"
 	"  --max-tokens N     max_tokens of each request (128; ShareGPT: the reply's)\n"
+	"  --random-range-ratio R\n"
+	"                     random prompts: each prompt's length and max_tokens drawn\n"
+	"                     uniformly from [X * (1 - R), X * (1 + R)], 0 <= R < 1 (0)\n"
 	"  --endpoint E       chat (/chat/completions, default) or completions\n"
 	"                     (/completions, vLLM bench's default)\n"
 	"  --stream, --no-stream\n"
@@ -190,7 +194,7 @@ static int parse_rate(const char *v, double *rate)
 
 struct raw_flags {
 	const char *requests, *duration, *warmup, *concurrency, *rate, *burstiness, *seed;
-	const char *prompt_tokens, *max_tokens, *endpoint, *timeout, *format;
+	const char *prompt_tokens, *max_tokens, *range_ratio, *endpoint, *timeout, *format;
 };
 
 /* The numbers, once every flag is known. */
@@ -214,6 +218,18 @@ static int check_numbers(const struct raw_flags *r, struct bench_options *o)
 	     cli_parse_count(cmd, "--max-tokens", r->max_tokens, 1, 1000000L, &o->max_tokens)) ||
 	    (r->timeout && cli_parse_seconds(cmd, "--timeout", r->timeout, &o->timeout_s)))
 		return CLI_EXIT_USAGE;
+	if (r->range_ratio) {
+		char *end;
+		errno = 0;
+		double v = strtod(r->range_ratio, &end);
+		if (errno || end == r->range_ratio || *end || !(v >= 0 && v < 1))
+			return usage_error("--random-range-ratio is a number from 0 up to (not "
+			                   "including) 1, got ", r->range_ratio);
+		if (o->dataset != BENCH_DATASET_RANDOM)
+			return usage_error("--random-range-ratio varies random prompts: the dataset's "
+			                   "own lengths are used as they are", NULL);
+		o->range_ratio = v;
+	}
 	if (r->seed) {
 		if (cli_parse_count(cmd, "--seed", r->seed, 0, 0x7fffffffffffffffL, &n))
 			return CLI_EXIT_USAGE;
@@ -282,6 +298,7 @@ int bench_parse_options(int argc, char **argv, struct bench_options *o)
 		CLI_OPTION("--dataset", true, if (parse_dataset(v, o)) return CLI_EXIT_USAGE)
 		CLI_OPTION("--prompt-tokens", true, r.prompt_tokens = v)
 		CLI_OPTION("--max-tokens", true, r.max_tokens = v)
+		CLI_OPTION("--random-range-ratio", true, r.range_ratio = v)
 		CLI_OPTION("--endpoint", true, r.endpoint = v)
 		CLI_OPTION("--stream", false, o->stream = true)
 		CLI_OPTION("--no-stream", false, o->stream = false)

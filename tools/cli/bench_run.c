@@ -273,20 +273,24 @@ static int turn(struct run *run, uint64_t wait_ns)
 	return 0;
 }
 
-/* Warm-up: o->warmup requests at the concurrency (or 64), not counted;
- * connections stay open for the run. */
+/* Warm-up: o->warmup requests at the concurrency (or 64), not counted.
+ * It ends when the last of them is sent, not when they complete: the
+ * counted part takes their slots as they free, so it starts from the
+ * steady state. Draining first would send the counted part's first
+ * wave all at once, in lock-step, a burst no steady load has (measured:
+ * TTFT +50 ms at 2,000 streams against the mock). */
 static int warm_up(struct run *run)
 {
 	long cap = run->o->concurrency ? run->o->concurrency : 64;
 	long left = run->o->warmup;
-	while (left > 0 || run->in_flight > 0) {
-		if (interrupted || run->failed)
-			left = 0; /* what is on the wire still completes */
+	while (left > 0 && !interrupted && !run->failed) {
 		while (left > 0 && run->in_flight < cap && !run->failed) {
 			send_one(run, now_ns(), false, false);
 			left--;
+			if (left % SEND_FLUSH == 0 && lr_engine_run(run->eng, 0) < 0)
+				run->failed = true;
 		}
-		if (turn(run, UINT64_MAX))
+		if (left > 0 && turn(run, UINT64_MAX))
 			return -1;
 	}
 	return 0;
