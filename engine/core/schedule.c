@@ -128,6 +128,10 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->ex.origin = o;
 	f->ex.req = f->req_bytes.data;
 	f->ex.req_len = f->req_bytes.len;
+	f->ex.body_len = f->call ? f->call->send_len : 0;
+	/* A body going to a sink is not held: only the buffered error body
+	 * is capped (response.c). */
+	f->ex.max_body_bytes = f->call && (f->call->sink || f->call->sink_fd >= 0) ? UINT64_MAX : 0;
 	e->active_count++;
 	flist_push_back(&e->active, f);
 	pool_start(&e->pool, &f->ex);
