@@ -628,6 +628,18 @@ static void test_the_key_never_appears_in_an_error_message(void **state)
 	assert_null(strstr(r->error_message, KEY));
 }
 
+static void test_the_rate_limits_neither_hold_nor_count_http_calls(void **state)
+{
+	struct fx *fx = *state;
+	fx->cfg.requests_per_minute = 1; /* a second chat request would wait a minute */
+	fx_start(fx, "/v1");
+	lr_future *fs[4];
+	for (int i = 0; i < 4; i++)
+		fs[i] = fx_submit(fx, lr_request_new_http("openai", LR_METHOD_GET, "batches"));
+	for (int i = 0; i < 4; i++)
+		assert_code(fx_wait(fs[i]), 0);
+}
+
 /* ---- cancel, hostile responses, refusals ------------------------------ */
 
 static void answer_part_then_hang(struct srv *s, unsigned n, const struct ts_request *rq,
@@ -771,6 +783,7 @@ int main(void)
 		T(test_anthropic_gets_its_key_header_and_version),
 		T(test_a_version_the_base_ends_in_is_not_repeated),
 		T(test_the_key_never_appears_in_an_error_message),
+		T(test_the_rate_limits_neither_hold_nor_count_http_calls),
 		T(test_cancel_mid_download_keeps_what_arrived),
 		T(test_hostile_responses_end_only_their_request),
 		T(test_bad_arguments_are_refused),

@@ -61,7 +61,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	else if (ra)
 		f->result.retry_after_s = retry_parse_after(ra->value, ra->value_len, time(NULL));
 	struct lr_engine *e = f->eng;
-	if (limits_enabled(&e->limits)) {
+	if (limits_enabled(&e->limits) && !f->call) {
 		/* The buckets follow what the provider says remains, and a 429's
 		 * wait holds every request back, not just this one. */
 		double rq = header_number(of[RESPONSE_HEADER_RATELIMIT_REQUESTS]);

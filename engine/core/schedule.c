@@ -173,7 +173,9 @@ void engine_start_waiting(struct lr_engine *e)
 {
 	while (e->waiting.head && e->active_count < e->cfg.max_in_flight) {
 		struct lr_future *f = e->waiting.head;
-		if (limits_enabled(&e->limits)) {
+		/* An HTTP call (files, batches) is no model request: the
+		 * buckets neither hold it nor count it. */
+		if (limits_enabled(&e->limits) && !f->call) {
 			/* First come, first served: the head waits for the buckets
 			 * and everything behind it waits for the head. */
 			uint64_t wait = limits_admit(&e->limits, e->ring.now_ns, f->est_tokens);
