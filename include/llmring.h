@@ -640,7 +640,8 @@ typedef int (*lr_body_fn)(void *user, const char *data, size_t len);
 LR_API int lr_request_on_response_body(lr_request *rq, lr_body_fn fn, void *user);
 /* The same, written to fd (borrowed; write(2) on the engine's thread,
  * whole pieces, retried on EINTR); a failed write ends the request with
- * LR_EIO naming the error. Replaces lr_request_on_response_body. */
+ * LR_EIO naming the error (a pipe whose reader left too: SIGPIPE is
+ * blocked around the write). Replaces lr_request_on_response_body. */
 LR_API int lr_request_set_response_fd(lr_request *rq, int fd);
 
 /* A header of the final attempt's response (name in any case; the last

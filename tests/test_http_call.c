@@ -499,6 +499,90 @@ static void test_a_chunked_body_cut_mid_chunk_is_connection_reset(void **state)
 	free(s.data);
 }
 
+static void answer_chunked(struct srv *s, unsigned n, const struct ts_request *rq, struct ts_reply *out)
+{
+	(void)n;
+	(void)rq;
+	static const char body[] = "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+	reply_with(s, out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", body, strlen(body),
+	           TS_SEND);
+}
+
+static void test_a_chunked_body_reaches_the_sink_decoded(void **state)
+{
+	struct fx *fx = *state;
+	fx->srv.answer = answer_chunked;
+	fx_start(fx, "/v1");
+	struct sink s = {0};
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_GET, "files/f/content");
+	assert_int_equal(lr_request_on_response_body(rq, collect, &s), 0);
+	lr_future *f = fx_submit(fx, rq);
+	assert_code(fx_wait(f), 0);
+	assert_int_equal(s.len, 11);
+	assert_memory_equal(s.data, "hello world", 11);
+	assert_int_equal(lr_future_response_bytes(f), 11);
+	free(s.data);
+	/* The connection was kept: the next call reuses it. */
+	assert_code(fx_wait(fx_submit(fx, lr_request_new_http("openai", LR_METHOD_GET, "x"))), 0);
+	lr_engine_stats st;
+	lr_engine_get_stats(fx->eng, &st);
+	assert_int_equal(st.connections_opened, 1);
+}
+
+static void test_a_caller_driven_engine_downloads_to_a_sink(void **state)
+{
+	struct fx *fx = *state;
+	fx->cfg.drive_from_caller = 1;
+	fx->cfg.max_body_bytes = 4096;
+	fx->srv.answer = answer_big;
+	fx->srv.big = 2u << 20;
+	fx_start(fx, "/v1");
+	struct sink s = {0};
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_GET, "files/f/content");
+	assert_int_equal(lr_request_on_response_body(rq, collect, &s), 0);
+	lr_future *f = fx_submit(fx, rq);
+	assert_code(fx_wait(f), 0);
+	assert_int_equal(s.len, fx->srv.big);
+	free(s.data);
+}
+
+static int refuse_after_first(void *user, const char *data, size_t len)
+{
+	(void)data;
+	size_t *n = user;
+	*n += len;
+	return *n > 100000 ? LR_ECANCELLED : 0;
+}
+
+static void test_a_sink_that_refuses_ends_the_request_with_its_code(void **state)
+{
+	struct fx *fx = *state;
+	fx->cfg.max_retries = 2;
+	fx->srv.answer = answer_big;
+	fx->srv.big = 4u << 20;
+	fx_start(fx, "/v1");
+	size_t n = 0;
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_GET, "files/f/content");
+	assert_int_equal(lr_request_on_response_body(rq, refuse_after_first, &n), 0);
+	lr_future *f = fx_submit(fx, rq);
+	const lr_result *r = fx_wait(f);
+	assert_code(r, LR_ECANCELLED);
+	assert_int_equal(r->attempts, 1);
+	assert_non_null(strstr(r->error_message, "callback"));
+	assert_int_equal(lr_future_response_bytes(f), n);
+	/* A pipe whose reader left is an I/O error naming it, not SIGPIPE
+	 * (this program does not ignore it). */
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	close(fds[0]);
+	rq = lr_request_new_http("openai", LR_METHOD_GET, "files/f/content");
+	assert_int_equal(lr_request_set_response_fd(rq, fds[1]), 0);
+	r = fx_wait(fx_submit(fx, rq));
+	close(fds[1]);
+	assert_code(r, LR_EIO);
+	assert_non_null(strstr(r->error_message, "Broken pipe"));
+}
+
 /* ---- retries, origins, keys ------------------------------------------- */
 
 static void answer_429_then_ok(struct srv *s, unsigned n, const struct ts_request *rq, struct ts_reply *out)
@@ -778,6 +862,9 @@ int main(void)
 		T(test_an_error_status_is_buffered_not_sunk),
 		T(test_a_cut_download_resumes_with_range_and_206),
 		T(test_a_chunked_body_cut_mid_chunk_is_connection_reset),
+		T(test_a_chunked_body_reaches_the_sink_decoded),
+		T(test_a_caller_driven_engine_downloads_to_a_sink),
+		T(test_a_sink_that_refuses_ends_the_request_with_its_code),
 		T(test_a_429_post_is_retried_after_retry_after),
 		T(test_an_absolute_url_on_another_origin_gets_no_key),
 		T(test_anthropic_gets_its_key_header_and_version),

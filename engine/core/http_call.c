@@ -7,10 +7,13 @@
  * future.c.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/engine_internal.h"
@@ -258,18 +261,44 @@ int call_deliver(struct lr_future *f, const char *data, size_t len)
 		int code = r < 0 && r >= LR_EIO ? r : LR_EIO;
 		return error_set(&f->err, code, 0, "the response body callback stopped the download (%d)", r);
 	}
+	if (!c->sink_kind) {
+		struct stat st;
+		c->sink_kind = fstat(c->sink_fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) ? 2 : 1;
+	}
+	/* A pipe whose reader left must be an error, not a SIGPIPE that
+	 * kills the caller's process: the signal is blocked on this thread
+	 * for the write, and one it raised is taken before unblocking. */
+	sigset_t pipe_set, old_set;
+	bool masked = c->sink_kind == 2;
+	bool was_pending = false;
+	if (masked) {
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+		sigset_t pending;
+		was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+	}
+	int ret = 0;
 	while (len > 0) {
 		ssize_t n = write(c->sink_fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return error_set(&f->err, LR_EIO, n < 0 ? errno : 0,
-			                 "writing the response body to fd %d failed: %s", c->sink_fd,
-			                 n < 0 ? strerror(errno) : "nothing written");
+		if (n <= 0) {
+			int e = n < 0 ? errno : 0;
+			if (masked && e == EPIPE && !was_pending) {
+				const struct timespec zero = {0, 0};
+				sigtimedwait(&pipe_set, NULL, &zero);
+			}
+			ret = error_set(&f->err, LR_EIO, e, "writing the response body to fd %d failed: %s",
+			                c->sink_fd, e ? strerror(e) : "nothing written");
+			break;
+		}
 		data += n;
 		len -= (size_t)n;
 	}
-	return 0;
+	if (masked)
+		pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+	return ret;
 }
 
 LR_API const char *lr_future_response_header(const lr_future *f, const char *name)

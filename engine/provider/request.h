@@ -43,6 +43,7 @@ struct http_call {
 	lr_body_fn sink;            /* a 2xx body goes here instead of lr_result.body */
 	void *sink_user;
 	int sink_fd;                /* or is written to this fd (borrowed); -1: none */
+	int sink_kind;              /* 0 not looked at yet, 1 a file, 2 a pipe or socket (SIGPIPE) */
 
 	/* Engine side (core/http_call.c, core/response.c). */
 	uint64_t send_len;          /* body bytes sent after the head (0: all in the head) */
