@@ -4,6 +4,9 @@
  * files, responses buffered or streamed to a sink past max_body_bytes, a
  * cut download resumed with Range (206), retries, the key only for its own
  * origin and never in a message, cancel mid-download, hostile responses.
+ *
+ * Long (over 800 lines) on purpose, as test_engine.c: one subject's
+ * specification, short independent cases sharing one fixture.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -281,6 +284,41 @@ static void test_post_streams_a_multipart_body_from_a_file(void **state)
 		if (fx->srv.body[strlen(pre) + i] != (char)('a' + i % 23))
 			fail_msg("file byte %zu differs", i);
 	assert_string_equal(fx->srv.body + strlen(pre) + n, post);
+}
+
+/* Request 0 is answered; request 1, on the kept connection, is met with a
+ * close (a server dropping an idle connection): the pool sends it again on
+ * a fresh connection, body from its first byte. */
+static void answer_ok_then_drop(struct srv *s, unsigned n, const struct ts_request *rq, struct ts_reply *out)
+{
+	if (n == 1) {
+		out->action = TS_CLOSE;
+		return;
+	}
+	answer_ok(s, n, rq, out);
+}
+
+static void test_a_stale_resend_sends_the_file_body_again_whole(void **state)
+{
+	struct fx *fx = *state;
+	fx->srv.answer = answer_ok_then_drop;
+	fx_start(fx, "/v1");
+	assert_code(fx_wait(fx_submit(fx, lr_request_new_http("openai", LR_METHOD_GET, "warm"))), 0);
+	size_t n = 600000;
+	int fd = temp_file(fx, n);
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_POST, "files");
+	assert_int_equal(lr_request_add_body_file(rq, fd, 0, -1), 0);
+	const lr_result *r = fx_wait(fx_submit(fx, rq));
+	close(fd);
+	assert_code(r, 0);
+	assert_int_equal(fx->srv.requests, 3);
+	assert_int_equal(fx->srv.body_len, n);
+	for (size_t i = 0; i < n; i++)
+		if (fx->srv.body[i] != (char)('a' + i % 23))
+			fail_msg("file byte %zu differs", i);
+	lr_engine_stats st;
+	lr_engine_get_stats(fx->eng, &st);
+	assert_int_equal(st.stale_resends, 1);
 }
 
 static void test_a_file_that_shrank_fails_with_io_error(void **state)
@@ -641,6 +679,14 @@ static void test_an_absolute_url_on_another_origin_gets_no_key(void **state)
 	assert_true(head_has(fx->other.head, "GET /results/b1?page=2 HTTP/1.1\r\n"));
 	assert_false(head_has(fx->other.head, "Authorization"));
 	assert_false(head_has(fx->other.head, KEY));
+	/* A per-request base URL elsewhere: its path, and no key either. */
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/api/", test_server_port(fx->ts_other));
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_GET, "batches");
+	assert_int_equal(lr_request_set_base_url(rq, url), 0);
+	r = fx_wait(fx_submit(fx, rq));
+	assert_code(r, 0);
+	assert_true(head_has(fx->other.head, "GET /api/batches HTTP/1.1\r\n"));
+	assert_false(head_has(fx->other.head, "Authorization"));
 	/* The engine's own origin, written absolute, gets it. */
 	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/batches/b1", test_server_port(fx->ts));
 	r = fx_wait(fx_submit(fx, lr_request_new_http("openai", LR_METHOD_GET, url)));
@@ -856,6 +902,7 @@ int main(void)
 		T(test_post_without_body_sends_content_length_zero),
 		T(test_delete_has_no_body),
 		T(test_post_streams_a_multipart_body_from_a_file),
+		T(test_a_stale_resend_sends_the_file_body_again_whole),
 		T(test_a_file_that_shrank_fails_with_io_error),
 		T(test_a_sink_takes_a_body_past_max_body_bytes),
 		T(test_a_response_fd_gets_the_body_written),
