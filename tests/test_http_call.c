@@ -880,6 +880,21 @@ static void test_chat_fields_on_an_http_request_are_refused(void **state)
 	assert_int_equal(fx->srv.requests, 0);
 }
 
+static void test_a_bad_absolute_url_is_refused_naming_it(void **state)
+{
+	struct fx *fx = *state;
+	fx_start(fx, "/v1");
+	const lr_result *r = fx_wait(fx_submit(fx, lr_request_new_http("openai", LR_METHOD_GET,
+	                                                               "http://127.0.0.1:99999/x")));
+	assert_code(r, LR_EINVAL);
+	assert_non_null(strstr(r->error_message, "request URL http://127.0.0.1:99999"));
+	r = fx_wait(fx_submit(fx, lr_request_new_http("openai", LR_METHOD_GET,
+	                                              "http://user:hunter2@127.0.0.1:99999/x")));
+	assert_code(r, LR_EINVAL);
+	assert_null(strstr(r->error_message, "hunter2"));
+	assert_int_equal(fx->srv.requests, 0);
+}
+
 static void test_a_missing_key_for_the_public_endpoint_is_auth_error(void **state)
 {
 	struct fx *fx = *state;
@@ -922,6 +937,7 @@ int main(void)
 		T(test_hostile_responses_end_only_their_request),
 		T(test_bad_arguments_are_refused),
 		T(test_chat_fields_on_an_http_request_are_refused),
+		T(test_a_bad_absolute_url_is_refused_naming_it),
 		T(test_a_missing_key_for_the_public_endpoint_is_auth_error),
 #undef T
 	};

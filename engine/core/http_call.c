@@ -173,8 +173,9 @@ int future_build_http(lr_engine *e, struct lr_future *f, lr_request *rq)
 	struct buf other = {0};  /* owner: this function; headers for another origin */
 	int ret = build_target(f, c, rq->base_url, &ep->url, &target);
 	const struct url *u = f->own_url ? f->own_url : &ep->url;
-	/* The key goes only to the origin it was configured for. */
-	bool same_origin = url_same_origin(u, &ep->url);
+	/* The key goes only to the origin it was configured for (own_url is
+	 * only read once parsed). */
+	bool same_origin = !ret && url_same_origin(u, &ep->url);
 	if (!ret && same_origin && ep->needs_key)
 		ret = error_set(&f->err, LR_EAUTH, 0, "%s is not set; %s needs a key",
 		                provider_row(f->provider)->key_env, ep->url.host);
