@@ -580,8 +580,9 @@ LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
  *
  * The response: lr_result's http_status, error, error_message,
  * request_id, attempts, timings and retry_after_s as for chat; body is
- * the response body (NUL-terminated, not parsed; body_is_json 0) unless
- * a sink took it (below); text, usage and tool calls stay empty, and the
+ * the response body (NUL-terminated, not parsed; body_is_json 0), NULL
+ * when it was empty (a 204) or a sink took it (below); text, usage and
+ * tool calls stay empty, and the
  * call is not counted in lr_engine_usage nor held or counted by the rate
  * limits (requests_per_minute, tokens_per_minute: they are the model
  * requests' and a files 429 does not pause them); it does take a

@@ -220,15 +220,31 @@ static void test_post_without_body_sends_content_length_zero(void **state)
 	assert_false(head_has(fx->srv.head, "Content-Type"));
 }
 
-static void test_delete_has_no_body(void **state)
+static void answer_204(struct srv *s, unsigned n, const struct ts_request *rq, struct ts_reply *out)
+{
+	(void)n;
+	(void)rq;
+	reply_with(s, out, "HTTP/1.1 204 No Content\r\n\r\n", "", 0, TS_SEND);
+}
+
+static void test_delete_has_no_body_and_a_204_is_success(void **state)
 {
 	struct fx *fx = *state;
+	fx->srv.answer = answer_204;
 	fx_start(fx, "/v1");
-	const lr_result *r = fx_wait(fx_submit(fx, lr_request_new_http("openai", LR_METHOD_DELETE,
-	                                                               "files/file-1")));
-	assert_code(r, 0);
+	for (int i = 0; i < 2; i++) {
+		lr_future *f = fx_submit(fx, lr_request_new_http("openai", LR_METHOD_DELETE, "files/file-1"));
+		const lr_result *r = fx_wait(f);
+		assert_code(r, 0);
+		assert_int_equal(r->http_status, 204);
+		assert_null(r->body);
+		assert_int_equal(lr_future_response_bytes(f), 0);
+	}
 	assert_true(head_has(fx->srv.head, "DELETE /v1/files/file-1 HTTP/1.1\r\n"));
 	assert_false(head_has(fx->srv.head, "Content-Length"));
+	lr_engine_stats st;
+	lr_engine_get_stats(fx->eng, &st);
+	assert_int_equal(st.connections_opened, 1);
 }
 
 static atomic_int released;
@@ -915,7 +931,7 @@ int main(void)
 		T(test_get_buffers_the_body_and_keeps_the_headers),
 		T(test_post_sends_copied_bytes_as_json),
 		T(test_post_without_body_sends_content_length_zero),
-		T(test_delete_has_no_body),
+		T(test_delete_has_no_body_and_a_204_is_success),
 		T(test_post_streams_a_multipart_body_from_a_file),
 		T(test_a_stale_resend_sends_the_file_body_again_whole),
 		T(test_a_file_that_shrank_fails_with_io_error),
