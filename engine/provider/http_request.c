@@ -3,6 +3,7 @@
  * body parts and the response sink, checked on the caller's thread. The
  * engine turns it into bytes in core/http_call.c.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -99,6 +100,9 @@ LR_API int lr_request_add_body_file(lr_request *rq, int fd, int64_t offset, int6
 	}
 	if ((uint64_t)len > UINT64_MAX - rq->call->body_len)
 		return LR_EINVAL;
+	/* The engine reads it in order with pread on its loop: readahead
+	 * keeps those reads in the page cache (advice only). */
+	posix_fadvise(fd, offset, len, POSIX_FADV_SEQUENTIAL);
 	memset(bp, 0, sizeof(*bp));
 	bp->fd = fd;
 	bp->offset = (uint64_t)offset;
