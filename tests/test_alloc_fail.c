@@ -20,7 +20,8 @@
  * Scenarios (the table `scenarios`): engine new/destroy, requests to the
  * in-process mock in each dialect, whole, streamed and with tool calls,
  * the API's other ways to submit and collect, a retry (500 then 200 from
- * the scripted server), a session, and TLS. The servers are started
+ * the scripted server), a session, TLS, and a plain HTTP call (body
+ * parts copied, borrowed and from a file; the answer to a sink). The servers are started
  * exempt, so only the engine's (and its mbedTLS's) allocations count.
  */
 #include <limits.h>
@@ -34,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -69,6 +71,7 @@ struct scenario {
 	bool own_url;        /* lr_request_set_base_url */
 	bool reap;           /* lr_config.reap_completions, reaped after the wait */
 	bool batch;          /* lr_run_batch of three */
+	bool http;           /* a plain HTTP call: body parts from bytes and a file, a sink */
 };
 
 static struct mock_server *mock, *tls_mock;
@@ -76,6 +79,7 @@ static struct test_server *retry_srv;
 static char mock_url[64], tls_url[64], retry_url[64];
 static char cert_dir[PATH_MAX], ca_path[PATH_MAX + 16];
 static bool have_tls;
+static int http_body_fd = -1; /* the middle of the http scenario's body (a memfd) */
 
 /* Figures over the whole program. */
 #define MAX_SITES 4096
@@ -157,6 +161,13 @@ static size_t streamed_len;
  * a stream the deltas adding up to the text. NULL, or what is missing. */
 static const char *incomplete(const struct scenario *sc, const lr_result *r)
 {
+	if (sc->http) {
+		/* The sink (streamed[]) has the whole chat.completion. */
+		if (r->http_status != 200 || r->body || !memmem(streamed, streamed_len, "\"chat.completion\"", 17) ||
+		    streamed[streamed_len - 1] != '}')
+			return "no body in the sink";
+		return NULL;
+	}
 	if (sc->embed) {
 		if (!r->body || strlen(r->body) != r->body_len || !r->body_is_json ||
 		    !strstr(r->body, "\"embedding\"") || r->usage.input_tokens <= 0)
@@ -243,8 +254,52 @@ static void on_delta(void *user, const lr_delta *d)
 	}
 }
 
+static int sink(void *user, const char *data, size_t len)
+{
+	(void)user;
+	if (streamed_len + len > sizeof(streamed))
+		return LR_EPROTO;
+	memcpy(streamed + streamed_len, data, len);
+	streamed_len += len;
+	return 0;
+}
+
+static void release_nothing(void *user, const void *data)
+{
+	(void)user;
+	(void)data;
+}
+
+/* POST /v1/chat/completions as a plain HTTP call: the body in three parts
+ * (copied, from a file, borrowed), the answer to a sink. */
+static lr_request *build_http_request(int *rc)
+{
+	static const char head[] = "{\"model\":\"gpt-4o-mini\",";
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_POST, "/v1/chat/completions");
+	if (!rq) {
+		*rc = LR_ENOMEM;
+		return NULL;
+	}
+	*rc = lr_request_add_header(rq, "X-Test", "1");
+	if (!*rc)
+		*rc = lr_request_add_body_bytes(rq, head, strlen(head), NULL, NULL);
+	if (!*rc)
+		*rc = lr_request_add_body_file(rq, http_body_fd, 0, -1);
+	if (!*rc)
+		*rc = lr_request_add_body_bytes(rq, "}", 1, release_nothing, NULL);
+	if (!*rc)
+		*rc = lr_request_on_response_body(rq, sink, NULL);
+	if (*rc) {
+		lr_request_free(rq);
+		return NULL;
+	}
+	return rq;
+}
+
 static lr_request *build_request(const struct scenario *sc, int *rc)
 {
+	if (sc->http)
+		return build_http_request(rc);
 	lr_request *rq = lr_request_new(sc->model      ? sc->model
 	                                : sc->embed ? "text-embedding-3-small"
 	                                            : "gpt-4o-mini");
@@ -527,6 +582,8 @@ static const struct scenario scenarios[] = {
 	{.name = "session", .kind = K_SESSION},
 	{.name = "tls", .kind = K_REQUEST, .server = S_TLS},
 	{.name = "tls-stream", .kind = K_REQUEST, .server = S_TLS, .stream = true},
+	{.name = "http-call", .kind = K_REQUEST, .http = true},
+	{.name = "http-call-tls", .kind = K_REQUEST, .http = true, .server = S_TLS},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -573,6 +630,10 @@ static int setup(void **s)
 	int rc = mock_server_start(&o, &mock);
 	if (rc == 0)
 		rc = test_server_start(retry_handler, NULL, &retry_srv);
+	static const char middle[] = "\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]";
+	http_body_fd = memfd_create("http-body", MFD_CLOEXEC);
+	if (rc == 0 && (http_body_fd < 0 || write(http_body_fd, middle, strlen(middle)) != (ssize_t)strlen(middle)))
+		rc = -1;
 	have_tls = rc == 0 && make_certs();
 	if (have_tls) {
 		static char crt[PATH_MAX + 32], key[PATH_MAX + 32];
@@ -606,6 +667,8 @@ static int teardown(void **s)
 		mock_server_stop(tls_mock);
 	test_server_stop(retry_srv);
 	alloc_fail_exempt_end();
+	if (http_body_fd >= 0)
+		close(http_body_fd);
 	if (cert_dir[0]) {
 		char cmd[PATH_MAX + 16];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", cert_dir);
