@@ -9,6 +9,11 @@
 #    tools/bench/vllm_style_client.py, each reporting mean TTFT and TPOT; their error is
 #    against what the mock was told. A size needs about C descriptors per side: the script
 #    raises `ulimit -n` to the hard limit and skips a size the limit cannot hold.
+# 1b. Steady state: the same at each size, with the mock's gap I = max(10, C / 40) ms, so that
+#    it is asked for 40,000 events a second at most (what its one thread serves on a shared
+#    core), --warmup C (not drained: the counted part takes the warm-up's slots as they free)
+#    and lengths drawn with --random-range-ratio 0.5 --ignore-eos, so that streams do not end
+#    and start again in lock-step waves. Both clients get the same flags.
 # 2. Capacity: both clients against `--ttft-ms 0 --itl-ms 0 --tokens 256` at concurrency
 #    256: streamed events parsed per second of the client's own CPU.
 # 3. Open loop: bench at --rate 1000 ... 20000 (2 x rate requests) against
@@ -106,6 +111,26 @@ for C in $SIZES; do
 done
 stop_mock
 
+STEADY_SIZES=${STEADY_SIZES:-$SIZES}
+for C in $STEADY_SIZES; do
+	if [ "$NOFILE" -lt $((C + 64)) ]; then
+		echo "  steady $C skipped: open files hard limit $NOFILE < $((C + 64))"
+		continue
+	fi
+	I=$((C / 40))
+	[ "$I" -lt 10 ] && I=10
+	echo "$I" >"$OUT/steady-$C.itl"
+	echo "## steady state: mock --ttft-ms 100 --itl-ms $I --tokens 64, concurrency $C"
+	start_mock --ttft-ms 100 --itl-ms "$I" --tokens 64
+	R=$((3 * C))
+	[ "$R" -lt 1000 ] && R=1000
+	run "steady-$C-llmring" "${bench[@]}" --requests "$R" --warmup "$C" --concurrency "$C" \
+		--max-tokens 64 --ignore-eos --random-range-ratio 0.5 --json "$OUT/steady-$C-llmring.json"
+	run "steady-$C-aiohttp" "${aio[@]}" --requests "$R" --warmup "$C" --concurrency "$C" \
+		--max-tokens 64 --ignore-eos --range-ratio 0.5 --json "$OUT/steady-$C-aiohttp.json"
+	stop_mock
+done
+
 echo "## capacity: mock --ttft-ms 0 --itl-ms 0 --tokens 256, concurrency 256"
 start_mock --ttft-ms 0 --itl-ms 0 --tokens 256
 run cap-llmring "${bench[@]}" --requests "$CAP_REQUESTS" --concurrency 256 --max-tokens 256 \
@@ -122,9 +147,9 @@ for RATE in $RATES; do
 done
 stop_mock
 
-"$PY" - "$OUT" "$SIZES" "$RATES" <<'EOF'
+"$PY" - "$OUT" "$SIZES" "$RATES" "$STEADY_SIZES" <<'EOF'
 import json, os, sys
-out, sizes, rates = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+out, sizes, rates, steady = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4].split()
 
 def load(name):
     try:
@@ -183,6 +208,29 @@ for c in sizes:
               f"| {tpot - 10:+.3f} | {p99:.2f} | {cpu:.2f} | {1e6 * cpu / ev:.2f} "
               f"| {ev / wall:,.0f} | {mock_share(name):.0f} | {other_share(name, cpu):.0f} "
               f"| {rc(name)} |")
+
+print()
+print("| steady state: concurrency | mock I ms | client | requests ok/failed | mean TTFT ms "
+      "| error vs 100 | median TTFT ms | p99 TTFT ms | mean TPOT ms | error vs I | client CPU % "
+      "| mock CPU % | other CPU % | exit |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for c in steady:
+    try:
+        itl = float(open(os.path.join(out, f"steady-{c}.itl")).read())
+    except OSError:
+        continue
+    for client in ("llmring", "aiohttp"):
+        name = f"steady-{c}-{client}"
+        d = load(name)
+        if d is None:
+            print(f"| {c} | {itl:g} | {client} | no JSON | | | | | | | | | | {rc(name)} |")
+            continue
+        r = row(name)
+        ttft, tpot, p99, cpu, ev, wall, ok, bad = r
+        med = d["ttft_ms"]["median"]
+        print(f"| {int(c):,} | {itl:g} | {client} | {ok}/{bad} | {ttft:.2f} | {ttft - 100:+.2f} "
+              f"| {med:.2f} | {p99:.2f} | {tpot:.3f} | {tpot - itl:+.3f} | {100 * cpu / wall:.0f} "
+              f"| {mock_share(name):.0f} | {other_share(name, cpu):.0f} | {rc(name)} |")
 
 print()
 print("| capacity (c=256, 256 tokens) | requests ok/failed | events | wall s | client CPU s "

@@ -15,6 +15,11 @@ same limit. The metrics are calculate_metrics' (TPOT = (latency - ttft) /
 percentiles, written out here because Debian's python3-aiohttp does not bring
 numpy).
 
+--warmup N leaves the first N requests out of the figures without draining them
+first (as llmring bench's --warmup); --range-ratio R draws each request's
+max_completion_tokens from vLLM's [int(X (1 - R)), int(X (1 + R))]; --ignore-eos
+sends vLLM's ignore_eos.
+
 It prints one JSON object: the figures, the SSE messages parsed, the wall time
 and the process's own CPU (getrusage), so that the cost per event of the
 client can be set beside llmring bench's.
@@ -153,15 +158,20 @@ async def run(a):
     headers = {"Content-Type": "application/json", "Authorization": "Bearer x"}
     rng = random.Random(a.seed)
     payloads = []
-    for _ in range(a.requests):
-        payloads.append({
+    lo = max(1, int(a.max_tokens * (1 - a.range_ratio)))
+    hi = max(lo, int(a.max_tokens * (1 + a.range_ratio)))
+    for _ in range(a.warmup + a.requests):
+        body = {
             "model": a.model,
             "messages": [{"role": "user", "content": [
                 {"type": "text", "text": random_prompt(rng, a.prompt_tokens)}]}],
-            "max_completion_tokens": a.max_tokens,
+            "max_completion_tokens": rng.randint(lo, hi) if a.range_ratio > 0 else a.max_tokens,
             "stream": True,
             "stream_options": {"include_usage": True},
-        })
+        }
+        if a.ignore_eos:
+            body["ignore_eos"] = True
+        payloads.append(body)
     # serve.py's connector and session, with --max-concurrency as the limit.
     connector = aiohttp.TCPConnector(limit=a.concurrency, limit_per_host=a.concurrency,
                                      ttl_dns_cache=300, use_dns_cache=True,
@@ -182,7 +192,8 @@ async def run(a):
         outputs = await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    return outputs, wall, r0, r1
+    # Tasks start in order: the first --warmup are the warm-up.
+    return outputs[a.warmup:], wall, r0, r1
 
 
 def main():
@@ -194,6 +205,9 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prompt-tokens", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=0)
+    ap.add_argument("--range-ratio", type=float, default=0.0)
+    ap.add_argument("--ignore-eos", action="store_true")
     ap.add_argument("--json", help="write the summary here too")
     a = ap.parse_args()
 
