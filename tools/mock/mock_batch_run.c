@@ -593,9 +593,15 @@ static bool step(struct mock_server *s, struct mock_batch *b, uint64_t now, uint
 	case BS_IN_PROGRESS: {
 		if (!ensure_input(s, b, now, deadline, &busy))
 			return busy;
+		/* Paced over the phase, as a real batch's counts grow (and a
+		 * cancel finds lines left); the slices bound each turn. */
+		uint64_t el = now - b->in_progress_ms;
+		size_t due = el >= ph ? b->nitems : (size_t)((double)b->nitems * (double)el / ph) + 1;
 		unsigned k = 0;
-		while (b->next < b->nitems) {
+		while (b->next < b->nitems && b->next < due) {
 			if (b->fault_fail && b->next >= b->nitems / 2) {
+				if (now < b->in_progress_ms + ph / 2)
+					return false; /* in progress for a while first */
 				if (b->api == API_ANTHROPIC) {
 					while (b->next < b->nitems)
 						answer_next(s, b, "errored");
@@ -613,7 +619,7 @@ static bool step(struct mock_server *s, struct mock_batch *b, uint64_t now, uint
 			if ((++k & 31) == 0 && mock_now_ns() >= deadline)
 				return true;
 		}
-		if (now < b->in_progress_ms + ph)
+		if (now < b->in_progress_ms + ph || b->next < b->nitems)
 			return false;
 		if (b->api == API_ANTHROPIC) {
 			finish(s, b, now, false);

@@ -573,7 +573,8 @@ int mock_bstore_new(const struct mock_options *o, struct mock_bstore **out, char
 		}
 		load_dir(st, "files", true);
 		load_dir(st, "batches", false);
-		qsort(st->batches, st->nbatches, sizeof(*st->batches), by_seq);
+		if (st->nbatches)
+			qsort(st->batches, st->nbatches, sizeof(*st->batches), by_seq);
 		load_submits(st);
 	}
 	*out = st;

@@ -123,7 +123,8 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 			j->phase = j->stream ? PH_TTFT : PH_BODY;
 			break;
 		case PH_BODY:
-			put(&c->pend, j->whole.p + j->off, j->cut - j->off);
+			if (j->cut > j->off) /* nothing when a download resumes */
+				put(&c->pend, j->whole.p + j->off, j->cut - j->off);
 			j->off = j->cut;
 			/* A download: its file in slices, paused while PEND_HIGH
 			 * bytes are unsent (never all of it in memory again). */
