@@ -11,7 +11,8 @@
  *                       directory (atomic writes, reload on start)
  *   mock_batch_run.c    the time-compressed lifecycle, done in slices per
  *                       loop turn: validation, the lines' answers, results
- *   mock_batch_api.c    the HTTP endpoints and the objects' JSON
+ *   mock_batch_api.c    the HTTP endpoints
+ *   mock_batch_objects.c  the objects' JSON (File, Batch, MessageBatch)
  */
 #ifndef LR_MOCK_BATCH_H
 #define LR_MOCK_BATCH_H

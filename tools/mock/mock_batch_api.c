@@ -98,198 +98,14 @@ static unsigned query_limit(struct call *k, unsigned dflt, unsigned max)
 	return !v || x == 0 ? dflt : x > max ? max : x;
 }
 
-/* ---- objects ---- */
-
-static void put_ts(struct mock_buf *b, uint64_t ms)
-{
-	if (ms)
-		put_u64(b, ms / 1000);
-	else
-		PUTL(b, "null");
-}
-
-/* RFC 3339, as Anthropic's timestamps are. */
-static void put_rfc3339(struct mock_buf *b, uint64_t ms)
-{
-	if (!ms) {
-		PUTL(b, "null");
-		return;
-	}
-	time_t t = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	char s[48];
-	snprintf(s, sizeof(s), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)(ms % 1000));
-	put(b, s, strlen(s));
-}
-
-static void put_str_or_null(struct mock_buf *b, const char *s)
-{
-	if (!s || !*s) {
-		PUTL(b, "null");
-		return;
-	}
-	put_ch(b, '"');
-	put(b, s, strlen(s));
-	put_ch(b, '"');
-}
-
-static void put_file(struct mock_buf *b, const struct mock_bfile *f)
-{
-	PUTL(b, "{\"id\":\"");
-	put(b, f->id, strlen(f->id));
-	PUTL(b, "\",\"object\":\"file\",\"bytes\":");
-	put_u64(b, f->len);
-	PUTL(b, ",\"created_at\":");
-	put_u64(b, f->created);
-	PUTL(b, ",\"expires_at\":null,\"filename\":\"");
-	put(b, f->filename, strlen(f->filename));
-	PUTL(b, "\",\"purpose\":\"");
-	if (f->purpose == BP_BATCH)
-		PUTL(b, "batch");
-	else
-		PUTL(b, "batch_output");
-	PUTL(b, "\",\"status\":\"processed\",\"status_details\":null}");
-}
-
-static const char *const openai_status[] = {
-	[BS_VALIDATING] = "validating", [BS_IN_PROGRESS] = "in_progress",
-	[BS_FINALIZING] = "finalizing", [BS_COMPLETED] = "completed", [BS_FAILED] = "failed",
-	[BS_EXPIRED] = "expired", [BS_CANCELLING] = "cancelling", [BS_CANCELLED] = "cancelled"};
-static const char *const endpoints[] = {"/v1/chat/completions", "/v1/embeddings",
-					"/v1/completions"};
-
-static void put_openai_batch(struct mock_buf *b, const struct mock_batch *x)
-{
-	PUTL(b, "{\"id\":\"");
-	put(b, x->id, strlen(x->id));
-	PUTL(b, "\",\"object\":\"batch\",\"endpoint\":\"");
-	put(b, endpoints[x->ep], strlen(endpoints[x->ep]));
-	PUTL(b, "\",\"errors\":");
-	if (x->errors) {
-		PUTL(b, "{\"object\":\"list\",\"data\":[");
-		put(b, x->errors, strlen(x->errors));
-		PUTL(b, "]}");
-	} else {
-		PUTL(b, "null");
-	}
-	PUTL(b, ",\"input_file_id\":\"");
-	put(b, x->input_file_id, strlen(x->input_file_id));
-	PUTL(b, "\",\"completion_window\":\"");
-	put(b, x->completion_window, strlen(x->completion_window));
-	PUTL(b, "\",\"status\":\"");
-	put(b, openai_status[x->status], strlen(openai_status[x->status]));
-	PUTL(b, "\",\"output_file_id\":");
-	put_str_or_null(b, x->output_file_id);
-	PUTL(b, ",\"error_file_id\":");
-	put_str_or_null(b, x->error_file_id);
-	PUTL(b, ",\"created_at\":");
-	put_ts(b, x->created_ms);
-	PUTL(b, ",\"in_progress_at\":");
-	put_ts(b, x->in_progress_ms);
-	PUTL(b, ",\"expires_at\":");
-	put_ts(b, x->created_ms + 86400000ull);
-	PUTL(b, ",\"finalizing_at\":");
-	put_ts(b, x->finalizing_ms);
-	PUTL(b, ",\"completed_at\":");
-	put_ts(b, x->completed_ms);
-	PUTL(b, ",\"failed_at\":");
-	put_ts(b, x->failed_ms);
-	PUTL(b, ",\"expired_at\":");
-	put_ts(b, x->expired_ms);
-	PUTL(b, ",\"cancelling_at\":");
-	put_ts(b, x->cancelling_ms);
-	PUTL(b, ",\"cancelled_at\":");
-	put_ts(b, x->cancelled_ms);
-	PUTL(b, ",\"request_counts\":{\"total\":");
-	put_u64(b, x->status == BS_VALIDATING ? 0 : x->total);
-	PUTL(b, ",\"completed\":");
-	put_u64(b, x->completed);
-	PUTL(b, ",\"failed\":");
-	put_u64(b, x->failed);
-	PUTL(b, "},\"metadata\":");
-	if (x->metadata)
-		put(b, x->metadata, strlen(x->metadata));
-	else
-		PUTL(b, "null");
-	put_ch(b, '}');
-}
-
-static bool ended(const struct mock_batch *x)
-{
-	return x->status == BS_COMPLETED || x->status == BS_CANCELLED;
-}
-
-static void put_anthropic_batch(struct call *k, struct mock_buf *b, const struct mock_batch *x)
-{
-	PUTL(b, "{\"id\":\"");
-	put(b, x->id, strlen(x->id));
-	PUTL(b, "\",\"type\":\"message_batch\",\"processing_status\":\"");
-	if (ended(x))
-		PUTL(b, "ended");
-	else if (x->status == BS_CANCELLING)
-		PUTL(b, "canceling");
-	else
-		PUTL(b, "in_progress");
-	unsigned done = x->completed + x->failed + x->canceled + x->expired;
-	PUTL(b, "\",\"request_counts\":{\"processing\":");
-	put_u64(b, ended(x) || done > x->total ? 0 : x->total - done);
-	PUTL(b, ",\"succeeded\":");
-	put_u64(b, x->completed);
-	PUTL(b, ",\"errored\":");
-	put_u64(b, x->failed);
-	PUTL(b, ",\"canceled\":");
-	put_u64(b, x->canceled);
-	PUTL(b, ",\"expired\":");
-	put_u64(b, x->expired);
-	uint64_t end_ms = x->status == BS_CANCELLED ? x->cancelled_ms : x->completed_ms;
-	PUTL(b, "},\"ended_at\":");
-	put_rfc3339(b, ended(x) ? end_ms : 0);
-	PUTL(b, ",\"created_at\":");
-	put_rfc3339(b, x->created_ms);
-	PUTL(b, ",\"expires_at\":");
-	put_rfc3339(b, x->created_ms + 86400000ull);
-	PUTL(b, ",\"archived_at\":null,\"cancel_initiated_at\":");
-	put_rfc3339(b, x->cancelling_ms);
-	PUTL(b, ",\"results_url\":");
-	if (ended(x)) {
-		const struct mock_server *s = k->s;
-		const char *h = s->host;
-		if (!strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !*h)
-			h = "127.0.0.1";
-		PUTL(b, "\"");
-		if (s->tls)
-			PUTL(b, "https://");
-		else
-			PUTL(b, "http://");
-		if (strchr(h, ':')) {
-			put_ch(b, '[');
-			put(b, h, strlen(h));
-			put_ch(b, ']');
-		} else {
-			put(b, h, strlen(h));
-		}
-		put_ch(b, ':');
-		put_u64(b, s->port);
-		PUTL(b, "/v1/messages/batches/");
-		put(b, x->id, strlen(x->id));
-		PUTL(b, "/results\"");
-	} else {
-		PUTL(b, "null");
-	}
-	put_ch(b, '}');
-}
-
 static void reply_batch(struct call *k, const struct mock_batch *x)
 {
 	struct mock_buf *b = &k->s->scratch;
 	b->len = 0;
 	if (x->api == API_OPENAI)
-		put_openai_batch(b, x);
+		mock_put_openai_batch(b, x);
 	else
-		put_anthropic_batch(k, b, x);
+		mock_put_anthropic_batch(k->s, b, x);
 	reply(k, 200, NULL);
 }
 
@@ -388,7 +204,7 @@ static void file_upload(struct call *k)
 					      file.len, NULL);
 	struct mock_buf *b = &k->s->scratch;
 	b->len = 0;
-	put_file(b, f);
+	mock_put_file(b, f);
 	reply(k, 200, NULL);
 }
 
@@ -413,7 +229,7 @@ static void files(struct call *k, const char *p, size_t n)
 			if (any)
 				put_ch(b, ',');
 			any = true;
-			put_file(b, st->files[i]);
+			mock_put_file(b, st->files[i]);
 		}
 		PUTL(b, "],\"has_more\":false}");
 		reply(k, 200, NULL);
@@ -435,7 +251,7 @@ static void files(struct call *k, const char *p, size_t n)
 		send_file(k, f);
 	} else if (!content && m == M_GET) {
 		b->len = 0;
-		put_file(b, f);
+		mock_put_file(b, f);
 		reply(k, 200, NULL);
 	} else if (!content && m == M_DELETE) {
 		b->len = 0;
@@ -504,7 +320,7 @@ static void batch_create(struct call *k)
 		}
 	int ep = -1;
 	for (int i = 0; i < 3; i++)
-		if (vl[1] == strlen(endpoints[i]) && memcmp(v[1], endpoints[i], vl[1]) == 0)
+		if (vl[1] == strlen(mock_endpoints[i]) && memcmp(v[1], mock_endpoints[i], vl[1]) == 0)
 			ep = i;
 	if (ep < 0) {
 		err(k, 400, "Invalid value for 'endpoint': the mock takes /v1/chat/completions, "
@@ -593,17 +409,17 @@ static void batch_list(struct call *k, uint8_t api)
 		if (got++)
 			put_ch(b, ',');
 		if (api == API_OPENAI)
-			put_openai_batch(b, x);
+			mock_put_openai_batch(b, x);
 		else
-			put_anthropic_batch(k, b, x);
+			mock_put_anthropic_batch(k->s, b, x);
 		if (!first)
 			first = x;
 		last = x;
 	}
 	PUTL(b, "],\"first_id\":");
-	put_str_or_null(b, first ? first->id : NULL);
+	mock_put_str_or_null(b, first ? first->id : NULL);
 	PUTL(b, ",\"last_id\":");
-	put_str_or_null(b, last ? last->id : NULL);
+	mock_put_str_or_null(b, last ? last->id : NULL);
 	PUTL(b, ",\"has_more\":");
 	if (more)
 		PUTL(b, "true}");
@@ -617,7 +433,7 @@ static void batch_cancel(struct call *k, struct mock_batch *x)
 	if (x->status > BS_FINALIZING) {
 		char m[96];
 		snprintf(m, sizeof(m), "Cannot cancel a batch with status '%s'.",
-			 openai_status[x->status]);
+			 mock_openai_status[x->status]);
 		err(k, 409, m, "invalid_request_error", NULL);
 		return;
 	}
@@ -748,7 +564,7 @@ static void anthropic(struct call *k, const char *p, size_t n)
 		}
 		reply_batch(k, x);
 	} else if (results) {
-		struct mock_bfile *f = ended(x) ? mock_bfile_find(st, x->output_file_id,
+		struct mock_bfile *f = mock_batch_ended(x) ? mock_bfile_find(st, x->output_file_id,
 								  strlen(x->output_file_id))
 						: NULL;
 		if (!f)
@@ -756,7 +572,7 @@ static void anthropic(struct call *k, const char *p, size_t n)
 		else
 			send_file(k, f);
 	} else if (m == M_DELETE) {
-		if (!ended(x)) {
+		if (!mock_batch_ended(x)) {
 			err(k, 400, "Message batch must be ended before it can be deleted.",
 			    "invalid_request_error", NULL);
 			return;

@@ -136,6 +136,20 @@ void mock_batch_timer_fired(struct mock_server *s);
 /* Asks for the end of the work: stopping the server. */
 void mock_batch_timer_cancel(struct mock_server *s);
 
+/* ---- mock_batch_objects.c ---- */
+
+extern const char *const mock_openai_status[]; /* by enum bstatus */
+extern const char *const mock_endpoints[];     /* by enum bendpoint */
+void mock_put_file(struct mock_buf *b, const struct mock_bfile *f);
+void mock_put_openai_batch(struct mock_buf *b, const struct mock_batch *x);
+/* results_url names the server's own host and port. */
+void mock_put_anthropic_batch(const struct mock_server *s, struct mock_buf *b,
+			      const struct mock_batch *x);
+/* A JSON string, or null for NULL or "". */
+void mock_put_str_or_null(struct mock_buf *b, const char *s);
+/* Anthropic's "ended": completed, or cancelled. */
+bool mock_batch_ended(const struct mock_batch *x);
+
 /* ---- mock_batch_api.c ---- */
 
 /* A complete request on a batch route: its reply as c->job. */
