@@ -16,7 +16,7 @@
 #include "mock_batch.h"
 
 #define S(lit) lit, sizeof(lit) - 1
-#define SE(lit) lit, lit + sizeof(lit) - 1 /* [begin, end) */
+#define SE(lit) lit, &(lit)[sizeof(lit) - 1] /* [begin, end) */
 
 static void boundary_is_found_plain_quoted_and_in_any_case(void **state)
 {

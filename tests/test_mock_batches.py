@@ -510,6 +510,31 @@ def state_dir_keeps_batches_files_and_counts_across_a_restart():
 
 
 @test
+def batches_killed_mid_work_finish_after_a_restart_with_consistent_counts():
+    with tempfile.TemporaryDirectory() as d:
+        with Mock(phase_ms=400, state_dir=d) as m:
+            st, f = m.upload(lines(20))
+            st, bo = m.create(f["id"])
+            m.poll("/v1/batches/" + bo["id"], ("in_progress",))
+            st, ba = m.req("POST", "/v1/messages/batches", {"requests": [areq(i) for i in range(20)]})
+            time.sleep(0.1)
+            st, c = m.req("POST", "/v1/messages/batches/%s/cancel" % ba["id"])
+            assert c["processing_status"] == "canceling", c
+            m.stop(signal.SIGKILL)
+        with Mock(phase_ms=40, state_dir=d) as m:
+            b, _ = m.poll("/v1/batches/" + bo["id"], ("completed",))
+            assert b["request_counts"] == {"total": 20, "completed": 20, "failed": 0}, b
+            out = jsonl(m.req("GET", "/v1/files/%s/content" % b["output_file_id"], raw=True)[1])
+            assert sorted(r["custom_id"] for r in out) == sorted("r%d" % i for i in range(20))
+            a, _ = m.poll("/v1/messages/batches/" + ba["id"], ("ended",))
+            n = a["request_counts"]
+            assert n["processing"] == 0 and n["succeeded"] + n["canceled"] == 20, n
+            assert len(results(m, a)) == 20
+            st, s = m.req("GET", "/mock/stats")
+            assert s["batch_lines_submitted"] == 40 and s["max_submits"] == 1, s
+
+
+@test
 def submit_counter_reports_each_custom_id():
     with Mock() as m:
         run_openai(m, lines(3))

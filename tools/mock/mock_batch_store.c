@@ -171,26 +171,29 @@ struct mock_bfile *mock_bfile_add(struct mock_bstore *st, uint8_t purpose, const
 	if (fl)
 		memcpy(f->filename, fn.p, fl);
 	mock_buf_free(&fn);
+	f->len = len;
 	if (heap) {
 		f->data = *heap;
 		*heap = NULL;
-	} else {
-		f->data = malloc(len ? len : 1);
-		if (!f->data)
-			abort();
-		memcpy(f->data, data, len);
+		data = f->data;
 	}
-	f->len = len;
 	if (st->dir) {
+		/* Written from the caller's bytes, then mapped: no heap copy. */
 		char nm[64];
 		snprintf(nm, sizeof(nm), "%s.data", f->id);
-		write_atomic(st, "files", nm, f->data, len);
+		write_atomic(st, "files", nm, data, len);
 		struct mock_buf m = {0}; /* owner: here */
 		file_meta(f, &m);
 		snprintf(nm, sizeof(nm), "%s.meta", f->id);
 		write_atomic(st, "files", nm, m.p, m.len);
 		mock_buf_free(&m);
-		map_data(st, f); /* no heap copy kept */
+		map_data(st, f); /* frees the heap buffer it replaces */
+	}
+	if (!f->data && !f->mapped) { /* in memory, or the file could not be mapped */
+		f->data = malloc(len ? len : 1);
+		if (!f->data)
+			abort();
+		memcpy(f->data, data, len);
 	}
 	files_push(st, f);
 	return f;
@@ -249,6 +252,7 @@ struct mock_batch *mock_batch_add(struct mock_bstore *st, uint8_t api)
 	snprintf(b->id, sizeof(b->id), api == API_OPENAI ? "batch_mock%llu" : "msgbatch_mock%llu",
 		 (unsigned long long)b->seq);
 	b->created_ms = mock_now_ms();
+	st->nlive++;
 	snprintf(b->completion_window, sizeof(b->completion_window), "24h");
 	batches_push(st, b);
 	return b;
@@ -475,6 +479,8 @@ static void load_batch(struct mock_bstore *st, const char *m)
 	}
 	if (b->seq > st->seq)
 		st->seq = b->seq;
+	st->nlive += b->status != BS_COMPLETED && b->status != BS_FAILED &&
+		     b->status != BS_EXPIRED && b->status != BS_CANCELLED;
 	batches_push(st, b);
 }
 

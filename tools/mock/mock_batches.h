@@ -89,6 +89,7 @@ struct mock_bstore {
 	uint64_t seq;        /* the last id number given */
 	struct mock_idmap submits; /* custom_id -> times submitted in a batch */
 	uint64_t submitted;  /* lines submitted in all */
+	size_t nlive;        /* batches not ended, at least (0: the tick has nothing to do) */
 	bool timer_armed;
 	struct __kernel_timespec ts;
 };

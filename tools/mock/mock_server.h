@@ -199,7 +199,8 @@ struct mock_options {
 	unsigned batch_phase_ms;   /* batch APIs: each lifecycle phase lasts this (0 = 1000) */
 	double batch_fault_rate[MOCK_BF_COUNT]; /* 0..1 per kind */
 	char *error;               /* optional, error_size bytes: when mock_server_start
-	                            * fails because of the TLS files, why (one line);
+	                            * fails because of the TLS files or the state dir
+	                            * (then it starts "cannot use --state-dir"), why (one line);
 	                            * left empty for every other failure */
 	size_t error_size;
 };
