@@ -268,6 +268,15 @@ static void recv_arm(struct mock_server *s, struct conn *c)
 	if (c->head_done && c->rq.head_len + c->rq.body_len > have &&
 	    c->rq.head_len + c->rq.body_len - have > want)
 		want = c->rq.head_len + c->rq.body_len - have;
+	if (c->in.cap > IN_SHRINK_ABOVE && have + want < IN_SHRINK_ABOVE / 4) {
+		/* After a big upload (a batch file): give the memory back. */
+		size_t ncap = have + want > IN_INITIAL ? have + want : IN_INITIAL;
+		char *p = realloc(c->in.p, ncap);
+		if (p) {
+			c->in.p = p;
+			c->in.cap = ncap;
+		}
+	}
 	if (c->tls) {
 		tls_recv_arm(s, c, want);
 		return;

@@ -48,6 +48,7 @@ struct mock_bstore;
 #define HEAD_MAX (64u * 1024)          /* request header block cap -> 431 */
 #define BODY_MAX (64u * 1024 * 1024)   /* request body cap -> 413 */
 #define IN_INITIAL 8192u
+#define IN_SHRINK_ABOVE (4u * 1024 * 1024) /* `in` shrinks when this big and idle */
 #define IN_BACKLOG_MAX (256u * 1024)   /* buffered pipelined input while busy */
 #define PEND_HIGH (1024u * 1024)       /* stop answering until the client reads */
 #define MODEL_MAX 256
