@@ -29,15 +29,20 @@ struct call {
 /* ---- replies ---- */
 
 /* s->scratch (the body the caller built) as a JSON reply with status st. */
-static void reply(struct call *k, int st, const char *extra)
+static void reply_ct(struct call *k, int st, enum ctype ct, const char *extra)
 {
 	struct mock_buf *b = &k->s->scratch;
 	struct job *j = &k->c->job;
 	j->whole.len = 0;
-	mock_put_head(&j->whole, st, CT_JSON, b->len, k->n, k->close, extra, j->dialect);
+	mock_put_head(&j->whole, st, ct, b->len, k->n, k->close, extra, j->dialect);
 	j->head_len = j->whole.len;
 	put(&j->whole, b->p, b->len);
 	mock_job_whole(k->c, k->close);
+}
+
+static void reply(struct call *k, int st, const char *extra)
+{
+	reply_ct(k, st, CT_JSON, extra);
 }
 
 static void err(struct call *k, int st, const char *msg, const char *type, const char *code)
@@ -664,7 +669,7 @@ static void mock_submits(struct call *k)
 		put_u64(b, sl->count);
 		PUTL(b, "}\n");
 	}
-	reply(k, 200, NULL);
+	reply_ct(k, 200, CT_NDJSON, NULL);
 }
 
 void mock_batch_dispatch(struct mock_server *s, struct conn *c, uint64_t n, const char *body,
