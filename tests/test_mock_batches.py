@@ -245,6 +245,9 @@ def upload_refuses_bad_multipart_and_purpose():
         assert st == 400 and "parsed" in e["error"]["message"], e
         st, e = m.upload(b"{}\n", purpose="fine-tune")
         assert st == 400 and "purpose" in e["error"]["message"], e
+        for name in ('é"\\' * 100, 'a' * 300, '\x01' * 100):
+            st, f = m.upload(lines(1), filename=name)  # a JSON object whatever the name
+            assert st == 200 and 0 < len(f["filename"]) <= 255 and name.startswith(f["filename"]), f
 
 
 @test

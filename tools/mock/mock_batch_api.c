@@ -204,9 +204,9 @@ static void file_upload(struct call *k)
 		    "invalid_request_error", "invalid_value");
 		return;
 	}
-	struct mock_bfile *f = mock_bfile_add(k->s->bs, BP_BATCH, file.filename ? file.filename : "upload.jsonl",
-					      file.filename ? file.filename_len : 12, file.data,
-					      file.len, NULL);
+	const char *fn = file.filename ? file.filename : "upload.jsonl";
+	size_t fl = file.filename ? file.filename_len : 12;
+	struct mock_bfile *f = mock_bfile_add(k->s->bs, BP_BATCH, fn, fl, file.data, file.len, NULL);
 	struct mock_buf *b = &k->s->scratch;
 	b->len = 0;
 	mock_put_file(b, f);

@@ -163,11 +163,16 @@ struct mock_bfile *mock_bfile_add(struct mock_bstore *st, uint8_t purpose, const
 	f->refs = 1;
 	struct mock_buf fn = {0}; /* owner: here */
 	mock_put_json_escaped(&fn, name, nlen);
-	size_t fl = fn.len < sizeof(f->filename) - 1 ? fn.len : sizeof(f->filename) - 1;
-	while (fl && fl < fn.len && (fn.p[fl] & 0xc0) == 0x80)
-		fl--; /* never half a UTF-8 sequence */
-	while (fl && fn.p[fl - 1] == '\\')
-		fl--; /* never half an escape */
+	/* Cut to fit at a boundary: never half an escape or UTF-8 sequence. */
+	size_t fl = 0;
+	while (fl < fn.len) {
+		size_t step = fn.p[fl] == '\\' ? (fn.p[fl + 1] == 'u' ? 6 : 2)
+						: fn.p[fl] & 0x80 ? mock_utf8_len(fn.p + fl, fn.len - fl) : 1;
+		step = step ? step : 1;
+		if (fl + step > sizeof(f->filename) - 1)
+			break;
+		fl += step;
+	}
 	if (fl)
 		memcpy(f->filename, fn.p, fl);
 	mock_buf_free(&fn);
