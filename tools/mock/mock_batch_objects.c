@@ -128,7 +128,9 @@ void mock_put_openai_batch(struct mock_buf *b, const struct mock_batch *x)
 
 bool mock_batch_ended(const struct mock_batch *x)
 {
-	return x->status == BS_COMPLETED || x->status == BS_CANCELLED;
+	/* Failed: only when its stored input is gone after a restart. */
+	return x->status == BS_COMPLETED || x->status == BS_CANCELLED || x->status == BS_FAILED ||
+	       x->status == BS_EXPIRED;
 }
 
 void mock_put_anthropic_batch(const struct mock_server *s, struct mock_buf *b,
@@ -154,7 +156,8 @@ void mock_put_anthropic_batch(const struct mock_server *s, struct mock_buf *b,
 	put_u64(b, x->canceled);
 	PUTL(b, ",\"expired\":");
 	put_u64(b, x->expired);
-	uint64_t end_ms = x->status == BS_CANCELLED ? x->cancelled_ms : x->completed_ms;
+	uint64_t end_ms = x->status == BS_CANCELLED ? x->cancelled_ms
+			  : x->status == BS_FAILED ? x->failed_ms : x->completed_ms;
 	PUTL(b, "},\"ended_at\":");
 	put_rfc3339(b, mock_batch_ended(x) ? end_ms : 0);
 	PUTL(b, ",\"created_at\":");

@@ -148,7 +148,7 @@ void mock_put_anthropic_batch(const struct mock_server *s, struct mock_buf *b,
 			      const struct mock_batch *x);
 /* A JSON string, or null for NULL or "". */
 void mock_put_str_or_null(struct mock_buf *b, const char *s);
-/* Anthropic's "ended": completed, or cancelled. */
+/* Anthropic's "ended": any final status. */
 bool mock_batch_ended(const struct mock_batch *x);
 
 /* ---- mock_batch_api.c ---- */

@@ -7,7 +7,8 @@
  * client's parser would hide the bugs the two would share. Its files are
  * listed in mock_internal.h.
  *
- * Endpoints (all POST; anything else is 404 in the dialect its path suggests):
+ * Endpoints (all POST but the batch APIs'; anything else is 404 in the
+ * dialect its path suggests):
  *   OpenAI     /v1/chat/completions (non-streaming and `"stream":true` SSE with
  *              stream_options.include_usage), /v1/embeddings, and both
  *              without the /v1 prefix.
@@ -42,6 +43,12 @@
  *              streamGenerateContent without alt=sse is 400.
  *              generationConfig.maxOutputTokens is the max-token field;
  *              responseId is mock-<n>.
+ *
+ *   Batches    OpenAI's /v1/files and /v1/batches, Anthropic's
+ *              /v1/messages/batches, and /mock/stats and /mock/submits (the
+ *              submit counter), with GET and DELETE where the providers have
+ *              them: tools/mock/mock_batch_api.c and docs/guide.md. Options:
+ *              state_dir, batch_phase_ms, batch_fault_rate.
  *
  * Tokens are whitespace-separated words, counted in the escaped JSON text
  * where \n \t \r are whitespace. Prompt tokens: words in every "content"
