@@ -452,6 +452,23 @@ def anthropic_refuses_bad_custom_ids_and_duplicates_with_400():
 
 
 @test
+def anthropic_size_limit_100000_requests_pass_100001_fail():
+    with Mock(phase_ms=20) as m:
+        reqs = [areq(i) for i in range(100000)]
+        t0 = time.time()
+        st, b = m.req("POST", "/v1/messages/batches", {"requests": reqs})
+        took = time.time() - t0
+        assert st == 200 and b["request_counts"]["processing"] == 100000, b
+        print("  100,000-request Anthropic create answered in %.0f ms" % (took * 1e3))
+        b, _ = m.poll("/v1/messages/batches/" + b["id"], ("ended",), 300)
+        assert b["request_counts"]["succeeded"] == 100000, b
+        assert len(results(m, b)) == 100000
+        reqs.append(areq(100000))
+        st, e = m.req("POST", "/v1/messages/batches", {"requests": reqs})
+        assert st == 400 and "100,000" in e["error"]["message"], e
+
+
+@test
 def anthropic_cancel_cancels_the_rest():
     with Mock(phase_ms=300) as m:
         st, b = m.req("POST", "/v1/messages/batches", {"requests": [areq(i) for i in range(5)]})
