@@ -1441,11 +1441,16 @@ static void unknown_paths_get_the_dialects_404(void **state)
 	assert_int_equal(r.status, 404);
 	assert_string_equal(r.body, "{\"error\":\"Invalid URL (POST /api/generate-nope)\"}");
 	resp_free(&r);
-	roundtrip(mock_server_port(s), "/v1/messages/batches", NULL, "{}", &r);
+	roundtrip(mock_server_port(s), "/v1/messages/nope", NULL, "{}", &r);
 	assert_int_equal(r.status, 404);
 	assert_non_null(strstr(r.body, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\","));
 	char v[64];
 	assert_non_null(resp_header(&r, "request-id", v, sizeof(v)));
+	resp_free(&r);
+	/* The batch APIs answer in their provider's shape (tests/test_mock_batches.py). */
+	roundtrip(mock_server_port(s), "/v1/messages/batches", NULL, "{}", &r);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(r.body, "\"invalid_request_error\",\"message\":\"requests: Field required\""));
 	resp_free(&r);
 	/* A GET on a known path keeps its dialect. */
 	struct client c;

@@ -10,14 +10,19 @@
  * the bytes up to data[0] / 255 of the way in, then with all of them (so
  * the parser's resumed head search is fuzzed too).
  *
+ * The batch APIs' store is in memory, new for every input (so their
+ * endpoints are fuzzed too: uploads, creates, downloads, lists).
+ *
  * Oracles: sanitizers; every answer is one complete HTTP response the
- * engine's reader accepts (but for the truncate and reset faults); and,
+ * engine's reader accepts (but for the truncate and reset faults, which
+ * a download the cut fault struck also counts as); a batch API's application/json answer
+ * is valid JSON whatever the request; and,
  * when the request body is valid JSON and no fault asked for breakage,
  * the engine reads the answer in its dialect without error: a JSON body
  * is valid JSON (an error body too), a 200 chat or embeddings body parses
  * with provider_parse_response, and a stream decodes to its end.
  */
-#include "mock_internal.h"
+#include "mock_batches.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +40,7 @@ static struct mock_server srv;
 
 struct answer {
 	int status;
-	bool sse, ndjson, done;
+	bool sse, ndjson, json, done;
 	struct buf body; /* owner: the answer */
 };
 
@@ -47,6 +52,7 @@ static int on_head(void *ctx, const struct http_head *h)
 	if (ct) {
 		a->sse = ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
 		a->ndjson = ct->value_len >= 20 && strncasecmp(ct->value, "application/x-ndjson", 20) == 0;
+		a->json = ct->value_len >= 16 && strncasecmp(ct->value, "application/json", 16) == 0;
 	}
 	return 0;
 }
@@ -105,6 +111,11 @@ static void check_answer(const struct asked *q, const char *resp, size_t len)
 		fail("not one complete HTTP response", resp, len);
 	if ((size_t)n != len)
 		fail("bytes after the response", resp, len);
+	if (!q->parse_error && q->route == R_BATCH) {
+		if (a.json && !valid_json(a.body.data, a.body.len))
+			fail("a batch API's JSON answer is not valid JSON", resp, len);
+		goto out;
+	}
 	bool strict = q->parse_error || q->route == R_NOTFOUND || q->body_json;
 	if (!strict || (!q->parse_error && q->fault == MOCK_FAULT_MALFORMED))
 		goto out;
@@ -222,6 +233,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (size < 1)
 		return 0;
+	if (mock_bstore_new(&srv.o, &srv.bs, NULL, 0) < 0)
+		abort();
 	const uint8_t *in = data + 1;
 	size_t n = size - 1;
 	size_t first = n * data[0] / 255;
@@ -238,5 +251,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mock_buf_free(&c.tpend);
 	mock_buf_free(&c.job.whole);
 	mock_buf_free(&c.job.prefix);
+	mock_bfile_unref(c.job.src);
+	mock_bstore_free(srv.bs);
+	srv.bs = NULL;
 	return 0;
 }

@@ -20,7 +20,7 @@
  * `tpend`, which is sent like `pend` in plain mode. Plain connections only
  * pay for the `c->tls` branches.
  */
-#include "mock_internal.h"
+#include "mock_batches.h"
 #include "mock_tls.h"
 
 #include <errno.h>
@@ -148,6 +148,7 @@ void mock_conn_free(struct mock_server *s, struct conn *c)
 	mock_tls_conn_free(c->tls);
 	mock_buf_free(&c->job.whole);
 	mock_buf_free(&c->job.prefix);
+	mock_bfile_unref(c->job.src);
 	free(c);
 }
 
@@ -267,6 +268,15 @@ static void recv_arm(struct mock_server *s, struct conn *c)
 	if (c->head_done && c->rq.head_len + c->rq.body_len > have &&
 	    c->rq.head_len + c->rq.body_len - have > want)
 		want = c->rq.head_len + c->rq.body_len - have;
+	if (c->in.cap > IN_SHRINK_ABOVE && have + want < IN_SHRINK_ABOVE / 4) {
+		/* After a big upload (a batch file): give the memory back. */
+		size_t ncap = have + want > IN_INITIAL ? have + want : IN_INITIAL;
+		char *p = realloc(c->in.p, ncap);
+		if (p) {
+			c->in.p = p;
+			c->in.cap = ncap;
+		}
+	}
 	if (c->tls) {
 		tls_recv_arm(s, c, want);
 		return;
@@ -482,6 +492,7 @@ static void begin_stop(struct mock_server *s)
 		nx = c->next;
 		conn_close(s, c, false);
 	}
+	mock_batch_timer_cancel(s);
 }
 
 void mock_handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe)
@@ -499,6 +510,7 @@ void mock_handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe)
 		if (!s->stopping)
 			mock_accept_arm(s);
 		break;
+	case TAG_BATCH: mock_batch_timer_fired(s); break;
 	case TAG_STOP:
 		if (cqe->res == -EINTR || cqe->res == -EAGAIN)
 			mock_stop_arm(s);

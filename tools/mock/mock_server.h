@@ -7,7 +7,8 @@
  * client's parser would hide the bugs the two would share. Its files are
  * listed in mock_internal.h.
  *
- * Endpoints (all POST; anything else is 404 in the dialect its path suggests):
+ * Endpoints (all POST but the batch APIs'; anything else is 404 in the
+ * dialect its path suggests):
  *   OpenAI     /v1/chat/completions (non-streaming and `"stream":true` SSE with
  *              stream_options.include_usage), /v1/embeddings, and both
  *              without the /v1 prefix.
@@ -42,6 +43,12 @@
  *              streamGenerateContent without alt=sse is 400.
  *              generationConfig.maxOutputTokens is the max-token field;
  *              responseId is mock-<n>.
+ *
+ *   Batches    OpenAI's /v1/files and /v1/batches, Anthropic's
+ *              /v1/messages/batches, and /mock/stats and /mock/submits (the
+ *              submit counter), with GET and DELETE where the providers have
+ *              them: tools/mock/mock_batch_api.c and docs/guide.md. Options:
+ *              state_dir, batch_phase_ms, batch_fault_rate.
  *
  * Tokens are whitespace-separated words, counted in the escaped JSON text
  * where \n \t \r are whitespace. Prompt tokens: words in every "content"
@@ -164,6 +171,18 @@ enum mock_fault {
 	MOCK_FAULT_COUNT
 };
 
+/* Faults of the batch APIs (--batch-fault KIND:RATE, or per request the
+ * header `x-mock-batch-fault: KIND`; mock_batch_api.c). */
+enum mock_batch_fault {
+	MOCK_BF_NONE = 0,
+	MOCK_BF_INVALID, /* a batch fails validation */
+	MOCK_BF_EXPIRE,  /* that share of a batch's lines expire (header: half) */
+	MOCK_BF_FAIL,    /* a batch fails while in progress */
+	MOCK_BF_CUT,     /* a file's (results') first download is cut half way */
+	MOCK_BF_429,     /* a batch create (or upload) is refused with 429 */
+	MOCK_BF_COUNT
+};
+
 struct mock_options {
 	const char *host;          /* "127.0.0.1" */
 	uint16_t port;             /* 0: ephemeral */
@@ -183,8 +202,12 @@ struct mock_options {
 	                            * LLMRING_RING_PLAIN=1) */
 	const char *tls_cert_file; /* both set: serve HTTPS (PEM or DER; chain allowed) */
 	const char *tls_key_file;
+	const char *state_dir;     /* batch APIs: keep files and batches here (NULL: memory) */
+	unsigned batch_phase_ms;   /* batch APIs: each lifecycle phase lasts this (0 = 1000) */
+	double batch_fault_rate[MOCK_BF_COUNT]; /* 0..1 per kind */
 	char *error;               /* optional, error_size bytes: when mock_server_start
-	                            * fails because of the TLS files, why (one line);
+	                            * fails because of the TLS files or the state dir
+	                            * (then it starts "cannot use --state-dir"), why (one line);
 	                            * left empty for every other failure */
 	size_t error_size;
 };
@@ -194,6 +217,8 @@ struct mock_server;
 void mock_options_default(struct mock_options *o);
 /* Parses "KIND" into a fault; -1 when unknown. */
 int mock_fault_from_name(const char *name);
+/* The batch faults by name ("invalid", "expire", "fail", "cut", "429"). */
+int mock_batch_fault_from_mem(const char *name, size_t n);
 /* The name of a fault ("429", "reset", ...); NULL when out of range. */
 const char *mock_fault_name(int fault);
 /* Loads the TLS files when given, binds, starts the server thread. Returns 0
