@@ -339,12 +339,15 @@ static void *cache_thread(void *arg)
 	pthread_setname_np(pthread_self(), "llmring-cache");
 	db_open(c);
 	for (;;) {
+		/* Lookups taken first, stores written first: a request sent
+		 * after another one completed finds its response (its store was
+		 * pushed before its lookup, so it is in this round or before). */
 		struct lr_future *fs = stack_take_fifo(&c->lookup_head, offsetof(struct lr_future, next));
 		struct cache_put *ps = atomic_exchange_explicit(&c->put_head, NULL, memory_order_acquire);
-		if (fs)
-			lookup_batch(c, fs); /* first: requests wait for these */
 		if (ps)
 			store_batch(c, puts_fifo(ps));
+		if (fs)
+			lookup_batch(c, fs);
 		if (fs || ps)
 			continue;
 		pthread_mutex_lock(&c->lock);
