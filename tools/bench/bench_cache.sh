@@ -11,6 +11,9 @@
 #   N=20000       lines per run
 #   C=64          --concurrency
 #   REPEAT=3      rounds of the three runs; the summary takes medians
+#   MOCK_ARGS=    flags for `llmring mock` ("--ttft-ms 20": a provider's
+#                 latency; without it the mock answers at once and the run
+#                 measures the client alone)
 #
 # Wall time and client CPU (user + sys of the llmring process, all its
 # threads, the cache's included, from wait4() rusage) per run; lines per
@@ -47,7 +50,8 @@ for i in range(int(sys.argv[1])):
                                             {"role": "user", "content": "Question number %d?" % i}]}}))
 EOF
 
-"$LLMRING" mock --listen 127.0.0.1:0 > "$tmp/mock.out" 2> "$tmp/mock.err" &
+# shellcheck disable=SC2086 # MOCK_ARGS is a list of flags
+"$LLMRING" mock --listen 127.0.0.1:0 ${MOCK_ARGS:-} > "$tmp/mock.out" 2> "$tmp/mock.err" &
 mock_pid=$!
 for _ in $(seq 50); do
 	grep -q "listening on" "$tmp/mock.out" 2>/dev/null && break
@@ -91,7 +95,8 @@ res = {k: [] for k in ("none", "cold", "warm")}
 for rnd in range(repeat):
     for kind in ("none", "cold", "warm"):
         res[kind].append(one(kind, rnd))
-print("bench_cache: N=%d lines, concurrency %s, %d rounds (medians)" % (n, c, repeat))
+print("bench_cache: N=%d lines, concurrency %s, mock %s, %d rounds (medians)"
+      % (n, c, os.environ.get("MOCK_ARGS") or "without latency", repeat))
 med = {}
 for kind in ("none", "cold", "warm"):
     wall = statistics.median(w for w, _ in res[kind])
