@@ -549,13 +549,19 @@ static void test_two_processes_write_one_cache_at_once(void **state)
 			}
 			int bad = lr_wait_all(fs, PER_WRITER, 20000) != PER_WRITER;
 			for (int i = 0; i < PER_WRITER; i++) {
-				bad |= lr_future_result(fs[i])->error != LR_OK;
+				const lr_result *r = lr_future_result(fs[i]);
+				if (r && r->error && !bad)
+					fprintf(stderr, "writer %d: request %d: %s\n", w, i, r->error_message);
+				bad |= !r || r->error != LR_OK;
 				lr_future_release(fs[i]);
 			}
 			lr_cache_stats st;
 			lr_engine_cache_stats(e, &st);
 			lr_engine_destroy(e);
 			bad |= st.errors != 0 || fx->logs != 0;
+			if (bad)
+				fprintf(stderr, "writer %d: errors %lu, logs %d (%s)\n", w,
+				        (unsigned long)st.errors, fx->logs, fx->last_log);
 			_exit(bad ? 1 : 0);
 		}
 	}

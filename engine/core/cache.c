@@ -129,6 +129,8 @@ static void db_close(struct cache *c)
 	c->db = NULL;
 }
 
+static int db_setup(struct cache *c, const char **stepp);
+
 /* Opens (creates, when it may write) the file: WAL, the busy timeout,
  * the table. Failing, the cache stays off and says so once. */
 static void db_open(struct cache *c)
@@ -142,17 +144,39 @@ static void db_open(struct cache *c)
 		rc = sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	}
 	const char *step = "opening it";
-	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(c->db, CACHE_BUSY_MS);
-		/* Reads through a mapping and a larger page cache: a lookup that
-		 * misses the cache no longer costs a pread per page. */
-		sqlite3_exec(c->db, "PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768", NULL, NULL,
-		             NULL);
-		step = "setting WAL mode";
-		rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-		if (rc == SQLITE_READONLY && !c->writes)
-			rc = SQLITE_OK; /* an existing read-only WAL file is still readable */
+	/* Another process setting up the same new file holds locks that the
+	 * busy handler does not wait for (changing the journal mode): the
+	 * setup is tried again, for as long as a busy lock is waited for. */
+	bool opened = rc == SQLITE_OK;
+	for (int tries = 0; opened && tries < CACHE_BUSY_MS / 10; tries++) {
+		rc = db_setup(c, &step);
+		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+			break;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
 	}
+	if (rc != SQLITE_OK) {
+		cache_problem(c, PROBLEM_OPEN,
+		              "cache %s cannot be used (%s: %s); requests go to the network without it",
+		              c->path, step, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		db_close(c);
+	}
+}
+
+/* The steps after opening: WAL, the table, the statements. */
+static int db_setup(struct cache *c, const char **stepp)
+{
+	sqlite3_finalize(c->get);
+	sqlite3_finalize(c->put);
+	c->get = c->put = NULL;
+	sqlite3_busy_timeout(c->db, CACHE_BUSY_MS);
+	/* Reads through a mapping and a larger page cache: a lookup that
+	 * misses the cache no longer costs a pread per page. */
+	sqlite3_exec(c->db, "PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768", NULL, NULL, NULL);
+	const char *step = "setting WAL mode";
+	int rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+	if (rc == SQLITE_READONLY && !c->writes)
+		rc = SQLITE_OK; /* an existing read-only WAL file is still readable */
 	if (rc == SQLITE_OK && c->writes) {
 		step = "creating its table";
 		/* Rows are appended in rowid order and only the index on the key
@@ -182,12 +206,8 @@ static void db_open(struct cache *c)
 		                        " VALUES(?,?,?,?,?,?,?,?)",
 		                        -1, &c->put, NULL);
 	}
-	if (rc != SQLITE_OK) {
-		cache_problem(c, PROBLEM_OPEN,
-		              "cache %s cannot be used (%s: %s); requests go to the network without it",
-		              c->path, step, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-		db_close(c);
-	}
+	*stepp = step;
+	return rc;
 }
 
 /* ---- keys -------------------------------------------------------------- */
