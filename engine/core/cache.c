@@ -27,6 +27,11 @@
 /* Another process holding the write lock longer than this is a problem
  * to report, not a reason to hold requests back further. */
 #define CACHE_BUSY_MS 5000
+/* Stores written together: a transaction at this many, or once the
+ * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
+#define CACHE_WRITE_BATCH 1024
+#define CACHE_WRITE_DELAY_MS 20
+#define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
 /* Part of every key: a change to what keys are made of bumps it, so old
  * entries are never read as answers to a different question. */
 #define CACHE_KEY_VERSION "llmring-cache-1"
@@ -61,6 +66,15 @@ struct cache {
 	sqlite3 *db;                /* owner: the thread; NULL: no usable file */
 	sqlite3_stmt *get, *put;    /* owner: the thread */
 	struct buf canon;           /* owner: the thread; one body's canonical form */
+	/* Stores not yet written, in arrival order, and by key for lookups:
+	 * written in big transactions (each one rewrites the index pages it
+	 * touches: a few rows per transaction made a cold run several times
+	 * slower than no cache), yet found by a lookup at once. */
+	struct cache_put *pend_head, *pend_tail; /* owner: the thread */
+	struct cache_put *pend_slots[2 * CACHE_WRITE_BATCH]; /* borrowed from the list */
+	unsigned pend_n;
+	size_t pend_bytes;          /* their bodies' bytes */
+	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
 	/* Problems for on_log: set by the thread, logged by the engine's. */
 	pthread_mutex_t log_lock;
 	char log[3][256];           /* under log_lock; one per enum cache_problem bit */
@@ -251,9 +265,56 @@ static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
 
 /* ---- the thread -------------------------------------------------------- */
 
+static unsigned pend_slot(const unsigned char key[32])
+{
+	uint32_t h;
+	memcpy(&h, key, sizeof(h)); /* a hash already */
+	return h & (2 * CACHE_WRITE_BATCH - 1);
+}
+
+/* The pending store of key, or NULL. */
+static struct cache_put *pend_find(struct cache *c, const unsigned char key[32])
+{
+	for (unsigned i = pend_slot(key);; i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1)) {
+		struct cache_put *p = c->pend_slots[i];
+		if (!p || memcmp(p->key, key, 32) == 0)
+			return p;
+	}
+}
+
+static void pend_add(struct cache *c, struct cache_put *p)
+{
+	p->next = NULL;
+	if (c->pend_tail)
+		c->pend_tail->next = p;
+	else
+		c->pend_head = p;
+	c->pend_tail = p;
+	if (!c->pend_n++)
+		c->pend_since_ns = clock_now_ns();
+	c->pend_bytes += p->body_len;
+	/* At most CACHE_WRITE_BATCH are pending: the table stays half full. */
+	unsigned i = pend_slot(p->key);
+	while (c->pend_slots[i] && memcmp(c->pend_slots[i]->key, p->key, 32) != 0)
+		i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1);
+	c->pend_slots[i] = p; /* the newer of two for one key is the answer */
+}
+
 /* One lookup: f->resp_body gets the stored body on a hit. */
 static void lookup_one(struct cache *c, struct lr_future *f)
 {
+	struct cache_put *p = c->pend_n ? pend_find(c, f->cache_key) : NULL;
+	if (p) {
+		buf_clear(&f->resp_body);
+		if (buf_append(&f->resp_body, p->body, p->body_len) == 0) {
+			f->result.http_status = p->status;
+			snprintf(f->request_id, sizeof(f->request_id), "%s", p->request_id);
+			f->cache_state = CACHE_HIT;
+		}
+		return;
+	}
+	if (!c->db)
+		return;
 	sqlite3_reset(c->get);
 	sqlite3_bind_blob(c->get, 1, f->cache_key, 32, SQLITE_STATIC);
 	int rc = sqlite3_step(c->get);
@@ -292,7 +353,7 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 			f->cache_state = CACHE_NONE; /* no canonical form: not cached */
 		} else {
 			f->cache_state = CACHE_MISS;
-			if (c->reads && c->db) {
+			if (c->reads) {
 				atomic_fetch_add_explicit(&c->lookups, 1, memory_order_relaxed);
 				lookup_one(c, f);
 			}
@@ -349,6 +410,19 @@ static void store_batch(struct cache *c, struct cache_put *p)
 	}
 }
 
+/* Writes what is pending, in one transaction. */
+static void pend_flush(struct cache *c)
+{
+	if (!c->pend_n)
+		return;
+	memset(c->pend_slots, 0, sizeof(c->pend_slots));
+	struct cache_put *p = c->pend_head;
+	c->pend_head = c->pend_tail = NULL;
+	c->pend_n = 0;
+	c->pend_bytes = 0;
+	store_batch(c, p);
+}
+
 /* Reverses a stack of puts into arrival order. */
 static struct cache_put *puts_fifo(struct cache_put *p)
 {
@@ -368,28 +442,54 @@ static void *cache_thread(void *arg)
 	pthread_setname_np(pthread_self(), "llmring-cache");
 	db_open(c);
 	for (;;) {
-		/* Lookups taken first, stores written first: a request sent
-		 * after another one completed finds its response (its store was
-		 * pushed before its lookup, so it is in this round or before). */
+		/* Lookups taken first, stores added first: a request sent after
+		 * another one completed finds its response (its store was pushed
+		 * before its lookup, so it is in this round or an earlier one). */
 		struct lr_future *fs = stack_take_fifo(&c->lookup_head, offsetof(struct lr_future, next));
-		struct cache_put *ps = atomic_exchange_explicit(&c->put_head, NULL, memory_order_acquire);
-		if (ps)
-			store_batch(c, puts_fifo(ps));
+		struct cache_put *ps = puts_fifo(atomic_exchange_explicit(&c->put_head, NULL,
+		                                                          memory_order_acquire));
+		while (ps) {
+			struct cache_put *next = ps->next;
+			if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES)
+				pend_flush(c);
+			if (c->db)
+				pend_add(c, ps);
+			else
+				free(ps); /* no file to write it to: not an answer either */
+			ps = next;
+		}
 		if (fs)
 			lookup_batch(c, fs);
-		if (fs || ps)
+		bool due = c->pend_n &&
+		           clock_now_ns() - c->pend_since_ns >= CACHE_WRITE_DELAY_MS * 1000000ull;
+		if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES || due)
+			pend_flush(c);
+		if (fs)
 			continue;
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
 		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head)) {
 			c->sleeping = true;
-			pthread_cond_wait(&c->wake, &c->lock);
+			if (c->pend_n) {
+				/* Wakes to write what is pending, if nothing else comes. */
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += CACHE_WRITE_DELAY_MS * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+			} else {
+				pthread_cond_wait(&c->wake, &c->lock);
+			}
 			c->sleeping = false;
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head))
 			break;
 	}
+	pend_flush(c);
 	db_close(c);
 	return NULL;
 }
