@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -442,6 +443,9 @@ static void test_modes(void **state)
 	assert_string_not_equal(t1, t2);
 	lr_engine_destroy(e);
 	assert_int_equal(served(), 4);
+	struct stat st_file;
+	assert_int_equal(stat(fx->path, &st_file), 0);
+	assert_int_equal(st_file.st_mode & 0777, 0600); /* replies may be private */
 	/* read: answers from what write stored last, stores nothing new. */
 	e = engine(LR_CACHE_READ);
 	assert_true(ask(e, a, t1, sizeof(t1)));
@@ -507,7 +511,7 @@ static void test_a_full_disk_fails_no_request_and_is_reported_once(void **state)
 			snprintf(body, sizeof(body),
 			         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"srv:big %d\"}]}", i);
 			bad |= ask(e, body, t, sizeof(t)); /* a miss, answered, every time */
-			usleep(20000);                     /* each store its own transaction */
+			usleep(30000); /* past the cache's 20 ms write delay: a transaction each */
 		}
 		lr_cache_stats st;
 		lr_engine_cache_stats(e, &st);

@@ -9,12 +9,14 @@
 #include "core/cache.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/sha256.h>
 #include <sqlite3.h>
@@ -151,6 +153,13 @@ static void db_open(struct cache *c)
 {
 	int flags = SQLITE_OPEN_NOMUTEX | (c->writes ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 	                                             : SQLITE_OPEN_READWRITE);
+	if (c->writes) {
+		/* Replies may be private: a new file is the user's alone (SQLite
+		 * gives its -wal and -shm files the same mode). */
+		int fd = open(c->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
 	int rc = sqlite3_open_v2(c->path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK && !c->writes) {
 		/* A read-only cache may sit on read-only media. */
