@@ -194,6 +194,7 @@ def full_disk_fails_nothing_and_is_reported_once():
                                 t.path("c.db"), "hi %d" % i], capture_output=True, text=True,
                                env=base.clean_env(), timeout=60, preexec_fn=small_files)
             assert p.returncode == 0, p.stderr
+            assert "Sanitizer" not in p.stderr and "runtime error:" not in p.stderr, p.stderr
             assert p.stdout.strip(), p.stdout
             assert p.stderr.count("llmring: cache") == 1, p.stderr
         assert len(srv.requests) == 2
@@ -217,6 +218,7 @@ def two_batches_share_one_cache_at_once():
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
             assert "llmring: cache" not in err, err  # no problem reported
+            assert "Sanitizer" not in err and "runtime error:" not in err, err
         for n in ("a", "b"):
             s = stats(t, n + ".out")
             sent += s["requests"] - s["cache_hits"]
