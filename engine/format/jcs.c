@@ -7,6 +7,8 @@
  */
 #include "format/jcs.h"
 
+#include <locale.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,10 +142,28 @@ static void write_string(struct buf *out, const char *s, size_t len)
 	buf_append(out, "\"", 1);
 }
 
+static locale_t jcs_c_locale;
+static pthread_once_t jcs_locale_once = PTHREAD_ONCE_INIT;
+
+static void make_c_locale(void)
+{
+	jcs_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+}
+
+/* JSON's decimal point is '.' whatever locale the program set (with
+ * de_DE's ',' strtod would read 0.5 and 0.7 both as 0: one key). */
+static locale_t c_locale(void)
+{
+	pthread_once(&jcs_locale_once, make_c_locale);
+	return jcs_c_locale ? jcs_c_locale : LC_GLOBAL_LOCALE;
+}
+
 size_t jcs_number(double v, char out[32])
 {
+	locale_t old = uselocale(c_locale()); /* snprintf and strtod below: C's */
 	if (v == 0) {
 		memcpy(out, "0", 2); /* -0 too */
+		uselocale(old);
 		return 1;
 	}
 	char tmp[40];
@@ -198,6 +218,7 @@ size_t jcs_number(double v, char out[32])
 		o += (size_t)snprintf(out + o, 32 - o, "e%c%d", n - 1 < 0 ? '-' : '+', abs(n - 1));
 	}
 	out[o] = '\0';
+	uselocale(old);
 	return o;
 }
 
@@ -238,7 +259,7 @@ static int read_number(struct reader *r, struct buf *out)
 		return LR_ENOMEM;
 	memcpy(copy, s, len);
 	copy[len] = '\0';
-	double v = strtod(copy, NULL);
+	double v = strtod_l(copy, NULL, c_locale());
 	if (copy != stack)
 		free(copy);
 	if (v == __builtin_inf() || v == -__builtin_inf())
