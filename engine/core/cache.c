@@ -59,6 +59,7 @@ struct cache {
 	char *path;                 /* owner: the cache */
 	bool reads, writes;
 	pthread_t thread;
+	bool started;               /* thread runs (cache_start) */
 	pthread_mutex_t lock;       /* with wake: the thread's sleep */
 	pthread_cond_t wake;
 	bool sleeping, stop;        /* under lock */
@@ -525,17 +526,17 @@ int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->log_lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	*out = c;
+	return 0;
+}
+
+int cache_start(struct cache *c, struct error_info *err)
+{
 	int rc = pthread_create(&c->thread, NULL, cache_thread, c);
-	if (rc) {
-		pthread_cond_destroy(&c->wake);
-		pthread_mutex_destroy(&c->lock);
-		pthread_mutex_destroy(&c->log_lock);
-		free(c->path);
-		free(c);
+	if (rc)
 		return error_set(err, error_from_errno(-rc), rc, "starting the cache's thread failed: %s",
 		                 strerror(rc));
-	}
-	*out = c;
+	c->started = true;
 	return 0;
 }
 
@@ -543,11 +544,13 @@ void cache_free(struct cache *c)
 {
 	if (!c)
 		return;
-	pthread_mutex_lock(&c->lock);
-	c->stop = true;
-	pthread_cond_signal(&c->wake);
-	pthread_mutex_unlock(&c->lock);
-	pthread_join(c->thread, NULL);
+	if (c->started) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_signal(&c->wake);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->thread, NULL);
+	}
 	buf_free(&c->canon);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);

@@ -33,11 +33,14 @@ enum cache_state {
 	CACHE_HIT,       /* resp_body holds the stored response */
 };
 
-/* Starts the cache thread for e (the file is opened there). 0 or
- * LR_ENOMEM / LR_ESYSTEM with why in *err. Without cache_path, or mode
- * off, *out is NULL and 0 is returned. */
+/* The cache of e, before e's loop starts (which reads e->cache from
+ * then on). 0 or LR_EINVAL / LR_ENOMEM with why in *err. Without
+ * cache_path, or mode off, *out is NULL and 0 is returned. */
 int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err);
-/* Stops the thread after it has written what was queued; futures still
+/* Starts its thread (the file is opened there), once e's loop runs: the
+ * thread writes e's wake eventfd. 0 or LR_ESYSTEM with why in *err. */
+int cache_start(struct cache *c, struct error_info *err);
+/* Stops the thread (when started) after it has written what was queued; futures still
  * on its queue go to the engine's submit stack unlooked-up. Frees c. */
 void cache_free(struct cache *c);
 

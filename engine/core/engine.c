@@ -159,11 +159,13 @@ static int engine_create(const lr_config *cfg, lr_engine **out, struct error_inf
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
 	int ret = engine_configure(e, cfg, error);
+	/* e->cache before the loop starts (its thread reads it); the cache's
+	 * thread after (it writes the loop's wake eventfd). */
+	if (!ret)
+		ret = cache_new(e, &e->cache, error);
 	if (!ret)
 		ret = engine_start(e, error);
-	/* After the start: the cache's thread pushes onto the submit stack
-	 * and writes the wake eventfd. */
-	if (!ret && (ret = cache_new(e, &e->cache, error)) != 0) {
+	if (!ret && e->cache && (ret = cache_start(e->cache, error)) != 0) {
 		atomic_store(&e->stopping, 1);
 		if (e->cfg.drive_from_caller) {
 			while (engine_turn(e, UINT64_MAX) > 0)
@@ -182,6 +184,7 @@ static int engine_create(const lr_config *cfg, lr_engine **out, struct error_inf
 		close(e->wake_fd);
 	if (e->completion_fd >= 0)
 		close(e->completion_fd);
+	cache_free(e->cache); /* its thread never started */
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		endpoint_wipe(&e->ep[p]);
 	usage_free(&e->usage);
