@@ -183,6 +183,17 @@ def corrupt_cache_file_fails_nothing_and_is_reported_once():
 
 
 @test
+def a_cache_that_is_not_a_regular_file_is_refused_and_left_alone():
+    with Tmp() as t, PyServer() as srv:
+        for path in (t.dir.name, "/dev/null"):
+            p = run(["chat", "--base-url", srv.base, "--cache", path, "hi"])
+            assert p.returncode == 0, p.stderr
+            assert p.stderr.count("is not a regular file") == 1, p.stderr
+        assert os.listdir(t.dir.name) == [], os.listdir(t.dir.name)
+        assert not os.path.exists("/dev/null-journal") and not os.path.exists("/dev/null-wal")
+
+
+@test
 def full_disk_fails_nothing_and_is_reported_once():
     def small_files():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes fail with EFBIG instead

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +153,14 @@ static int db_setup(struct cache *c, const char **stepp);
  * the table. Failing, the cache stays off and says so once. */
 static void db_open(struct cache *c)
 {
+	struct stat st;
+	if (stat(c->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* SQLite would put its journal beside it (/dev/null-journal). */
+		cache_problem(c, PROBLEM_OPEN,
+		              "cache %s cannot be used (it is not a regular file); requests go to the "
+		              "network without it", c->path);
+		return;
+	}
 	int flags = SQLITE_OPEN_NOMUTEX | (c->writes ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 	                                             : SQLITE_OPEN_READWRITE);
 	if (c->writes) {
