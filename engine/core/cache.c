@@ -568,12 +568,11 @@ void cache_free(struct cache *c)
 	free(c);
 }
 
-bool cache_submit(struct cache *c, struct lr_future *f)
+void cache_submit(struct cache *c, struct lr_future *f)
 {
 	f->cache_state = CACHE_LOOKUP;
 	if (stack_push(&c->lookup_head, f, &f->next))
 		cache_wake(c);
-	return true;
 }
 
 void cache_store(struct cache *c, struct lr_future *f)

@@ -44,9 +44,9 @@ int cache_start(struct cache *c, struct error_info *err);
  * on its queue go to the engine's submit stack unlooked-up. Frees c. */
 void cache_free(struct cache *c);
 
-/* lr_submit, any thread, for a future whose request bytes are built:
- * true when the cache took it (it reaches the submit stack later). */
-bool cache_submit(struct cache *c, struct lr_future *f);
+/* lr_submit, any thread, for a future whose request bytes are built: the
+ * cache takes it and puts it on the submit stack after its lookup. */
+void cache_submit(struct cache *c, struct lr_future *f);
 /* Engine thread, a future back from the cache: true when it is done
  * with (a hit replayed and completed, or cancelled while on the queue);
  * false: send it. */

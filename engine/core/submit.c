@@ -201,8 +201,9 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		return f;
 	}
 	engine_submit_window_hook(e);
-	if (e->cache && cache_submit(e->cache, f)) {
+	if (e->cache) {
 		/* The cache thread hands it to the submit stack after its lookup. */
+		cache_submit(e->cache, f);
 		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
 		return f;
 	}
