@@ -109,6 +109,14 @@ typedef struct lr_progress {
 	double cost_usd;            /* priced models only */
 } lr_progress;
 
+/* lr_config.cache_mode: which way the cache is used. */
+enum lr_cache_mode {
+	LR_CACHE_READWRITE = 0,     /* answer hits, store successful responses */
+	LR_CACHE_READ = 1,          /* answer hits, store nothing (a shared, fixed cache) */
+	LR_CACHE_WRITE = 2,         /* always ask, store (refresh) every success */
+	LR_CACHE_OFF = 3,           /* as if cache_path were NULL */
+};
+
 typedef struct lr_config {
 	/* Where every request goes, whatever its provider (each in its own
 	 * dialect). NULL: each provider's own endpoint (OPENAI_BASE_URL,
@@ -196,12 +204,27 @@ typedef struct lr_config {
 	void (*on_log)(void *user, const char *message);
 	void *log_user;
 	/*
+	 * A response cache (0.3): a SQLite file (created when absent; WAL, so
+	 * several processes may share it) of successful responses, keyed by
+	 * the SHA-256 of the provider, the endpoint, the base URL (origin and
+	 * path) and the request body in RFC 8785 canonical JSON without its
+	 * top-level "user", "metadata", "stream" and "stream_options" (key
+	 * order, spacing and 1.0 versus 1 do not matter; every other field
+	 * does). A hit completes without a request (lr_result.cached; a
+	 * streamed request gets the reply replayed as deltas). Lookups and
+	 * writes run on a thread of the cache's own. A cache that cannot be
+	 * used (locked, corrupt, disk full) never fails a request: it goes to
+	 * the network, and on_log hears of the problem once. NULL: no cache.
+	 */
+	const char *cache_path;
+	int cache_mode;               /* enum lr_cache_mode; 0 is read and write */
+	/*
 	 * The growth rule: lr_config is passed and returned by value, so its
 	 * size is fixed for good. A new field takes its bytes from here (the
 	 * array shrinks by as much), and zero, what lr_config_default leaves
 	 * here, must mean the old behaviour. Never read; keep it zero.
 	 */
-	unsigned char reserved[176];
+	unsigned char reserved[164];
 } lr_config;
 
 /* sizeof(lr_config) on every 64-bit Linux ABI, for all versions. */
@@ -295,6 +318,19 @@ typedef struct lr_usage_report {
 /* Fills *total (may be NULL) and up to max_models entries of models[];
  * returns the number of models, or LR_EINVAL. */
 LR_API int lr_engine_usage(lr_engine *eng, lr_usage_report *total, lr_model_usage *models, int max_models);
+/* The response cache's counts (lr_config.cache_path), since the engine
+ * started; all 0 without a cache. A hit also counts in lr_engine_usage
+ * as a succeeded request, without tokens or cost (nothing was paid). */
+typedef struct lr_cache_stats {
+	uint64_t lookups;           /* requests looked up */
+	uint64_t hits;              /* answered from the cache */
+	uint64_t stores;            /* responses written */
+	uint64_t errors;            /* cache operations that failed (reported once by on_log) */
+	double cost_saved_usd;      /* what the hits would have cost at the price table */
+} lr_cache_stats;
+/* 0, or LR_EINVAL for a NULL argument. Any thread. */
+LR_API int lr_engine_cache_stats(lr_engine *eng, lr_cache_stats *out);
+
 /* USD per million tokens of a model in the engine's price table (dated
  * and prefixed names resolved as for accounting). 0, or LR_ENOTFOUND. */
 LR_API int lr_engine_price(lr_engine *eng, const char *model, double *input, double *cached_input,
@@ -457,6 +493,12 @@ typedef struct lr_result {
 	int tool_call_count;
 	const char *provider;       /* "openai", "anthropic", "ollama", "gemini", "mock" */
 	double cost_usd;            /* of this request's usage; < 0 when the model is unpriced */
+	/* 0.3: answered from lr_config.cache_path without a request (body,
+	 * text, tool calls and usage are the stored response's; cost_usd is
+	 * 0, nothing was paid); cost_saved_usd is what it would have cost at
+	 * the price table (< 0 unpriced; 0 when not cached). */
+	int cached;
+	double cost_saved_usd;
 } lr_result;
 
 /* Takes over rq. Never blocks on I/O. NULL only for a NULL eng or rq, or

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 tools/install-deps.sh || exit 2
 
 dir=${TSAN_BUILD_DIR:-build-tsan}
-tests=(${TSAN_TESTS:-engine flow retry dialects pool stream})
+tests=(${TSAN_TESTS:-engine flow retry dialects pool stream cache})
 # halt_on_error: the first race fails the program (meson sees a nonzero
 # exit); second_deadlock_stack: both stacks of a lock-order inversion.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tools/tsan.supp ${TSAN_OPTIONS:-}"

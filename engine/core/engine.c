@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "core/cache.h"
 #include "core/engine_internal.h"
 #include "util/errors.h"
 #include "core/prices.h"
@@ -105,6 +106,12 @@ static int engine_configure(lr_engine *e, const lr_config *cfg, struct error_inf
 	ret = usage_init(&e->usage, e->prices);
 	if (ret)
 		return error_set(error, ret, 0, "out of memory for the usage table");
+	if (e->cfg.cache_mode < LR_CACHE_READWRITE || e->cfg.cache_mode > LR_CACHE_OFF)
+		return error_set(error, LR_EINVAL, 0, "cache_mode %d is not an enum lr_cache_mode",
+		                 e->cfg.cache_mode);
+	/* Copied: the caller's string need not outlive lr_engine_new. */
+	if (e->cfg.cache_path && !(e->cfg.cache_path = e->cache_path = strdup(e->cfg.cache_path)))
+		return error_set(error, LR_ENOMEM, 0, "out of memory copying the cache path");
 	return 0;
 }
 
@@ -152,8 +159,23 @@ static int engine_create(const lr_config *cfg, lr_engine **out, struct error_inf
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
 	int ret = engine_configure(e, cfg, error);
+	/* e->cache before the loop starts (its thread reads it); the cache's
+	 * thread after (it writes the loop's wake eventfd). */
+	if (!ret)
+		ret = cache_new(e, &e->cache, error);
 	if (!ret)
 		ret = engine_start(e, error);
+	if (!ret && e->cache && (ret = cache_start(e->cache, error)) != 0) {
+		atomic_store(&e->stopping, 1);
+		if (e->cfg.drive_from_caller) {
+			while (engine_turn(e, UINT64_MAX) > 0)
+				;
+			engine_teardown(e);
+		} else {
+			eventfd_signal(e->wake_fd);
+			pthread_join(e->thread, NULL);
+		}
+	}
 	if (!ret) {
 		*out = e;
 		return 0;
@@ -162,11 +184,13 @@ static int engine_create(const lr_config *cfg, lr_engine **out, struct error_inf
 		close(e->wake_fd);
 	if (e->completion_fd >= 0)
 		close(e->completion_fd);
+	cache_free(e->cache); /* its thread never started */
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		endpoint_wipe(&e->ep[p]);
 	usage_free(&e->usage);
 	price_table_free(e->prices);
 	free(e->ca_file);
+	free(e->cache_path);
 	free(e);
 	return ret;
 }
@@ -225,6 +249,9 @@ void engine_free_after_stop(lr_engine *e)
 	 * freed memory. */
 	while (atomic_load(&e->submitting))
 		sched_yield();
+	/* The cache's queue ends on the submit stack, taken below. */
+	cache_free(e->cache);
+	e->cache = NULL;
 	struct lr_future *f = stack_take_fifo(&e->submit_head, offsetof(struct lr_future, next));
 	while (f) {
 		struct lr_future *next = f->next;
@@ -259,6 +286,7 @@ void engine_free_after_stop(lr_engine *e)
 	usage_free(&e->usage);
 	price_table_free(e->prices);
 	free(e->ca_file);
+	free(e->cache_path);
 	free(e);
 }
 
@@ -296,6 +324,14 @@ LR_API int lr_engine_usage(lr_engine *e, lr_usage_report *total, lr_model_usage 
 	if (!e || max_models < 0)
 		return LR_EINVAL;
 	return usage_read(&e->usage, total, models, max_models);
+}
+
+LR_API int lr_engine_cache_stats(lr_engine *e, lr_cache_stats *out)
+{
+	if (!e || !out)
+		return LR_EINVAL;
+	cache_read_stats(e->cache, out);
+	return 0;
 }
 
 LR_API int lr_engine_price(lr_engine *e, const char *model, double *input, double *cached_input,

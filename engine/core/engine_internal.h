@@ -32,6 +32,8 @@
 #include "util/errors.h"
 #include "util/list.h"
 
+struct cache; /* core/cache.h */
+
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum future_state { F_SUBMITTED = 0, F_WAITING, F_ACTIVE, F_BACKOFF, F_DONE };
@@ -79,7 +81,12 @@ struct lr_future {
 	void *then_user;
 	_Atomic int then_state;         /* 0 none, 1 registered, 2 completed */
 	_Atomic int then_used;
-	struct lr_future *next;         /* submit stack, then reap stack */
+	/* The response cache (cache.c). */
+	unsigned char cache_state;      /* enum cache_state */
+	unsigned char cache_key[32];    /* SHA-256, once looked up */
+	size_t key_body_off, key_body_len; /* the unified body inside req_bytes (OpenAI's dialect) */
+	struct buf key_body;            /* owner: future; other dialects' unified body, until keyed */
+	struct lr_future *next;         /* cache queue, submit stack, then reap stack */
 	struct lr_future *next_cancel;  /* cancel stack */
 	/* Engine queue (over max_in_flight) while F_WAITING, the active
 	 * list while F_ACTIVE, the backoff list while F_BACKOFF. */
@@ -144,6 +151,7 @@ struct lr_engine {
 	bool evfd_registered;           /* drive_from_caller: the kernel signals completion_fd */
 
 	char *ca_file;                  /* owner: engine; copy of cfg.ca_file */
+	char *cache_path;               /* owner: engine; copy of cfg.cache_path */
 
 	/* Engine-thread (or owner-thread) only. */
 	bool shutting_down;
@@ -165,6 +173,7 @@ struct lr_engine {
 	struct future_list backoff;     /* waiting to be retried (for shutdown and cancel) */
 	struct limits limits;           /* rpm / tpm buckets */
 	struct ring_timer limit_timer;  /* wakes the queue when the buckets refill */
+	struct cache *cache;            /* owner: engine; NULL: no response cache */
 	struct price_table *prices;     /* owner: engine */
 	struct usage_table usage;       /* owner: engine */
 	uint64_t submitted;             /* accepted by the loop (progress) */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cache.h"
 #include "core/engine_internal.h"
 #include "core/ratelimit.h"
 #include "core/usage.h"
@@ -44,6 +45,7 @@ static void future_free(struct lr_future *f)
 	buf_free(&f->resp_body);
 	buf_free(&f->req_bytes);
 	http_call_free(f->call);
+	buf_free(&f->key_body);
 	free(f->own_url);
 	free(f);
 }
@@ -188,16 +190,27 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 		r->tool_call_count = (int)rp->ncalls;
 	}
 	r->finish_reason = rp->finish_reason[0] ? rp->finish_reason : NULL;
-	r->streamed = f->stream != NULL;
+	r->streamed = f->stream != NULL || (r->cached && rp->fn);
 	r->model = rp->model[0] ? rp->model : NULL;
 	r->usage = rp->usage;
 	r->provider = provider_row(f->provider)->name;
 	const char *model = rp->model[0] ? rp->model : f->requested_model;
-	/* An HTTP call (files, batches) is no model's request: not in usage. */
-	r->cost_usd = f->call ? -1
-	                      : usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
-	                                     f->attempts > 1 ? f->attempts - 1 : 0);
-	if (f->est_tokens > 0 && (rp->usage.input_tokens || rp->usage.output_tokens))
+	if (f->call) {
+		/* An HTTP call (files, batches) is no model's request: not in usage. */
+		r->cost_usd = -1;
+	} else if (r->cached) {
+		/* Nothing was paid: a request that succeeded, without tokens. */
+		r->cost_usd = 0;
+		r->cost_saved_usd = usage_record_cached(&e->usage, model, r->provider, &rp->usage);
+		if (r->cost_saved_usd > 0)
+			cache_count_saved(e->cache, r->cost_saved_usd);
+	} else {
+		r->cost_usd = usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
+		                           f->attempts > 1 ? f->attempts - 1 : 0);
+		if (!err && f->cache_state == CACHE_MISS && e->cache)
+			cache_store(e->cache, f);
+	}
+	if (f->est_tokens > 0 && !r->cached && (rp->usage.input_tokens || rp->usage.output_tokens))
 		limits_correct(&e->limits, f->est_tokens,
 		               (double)(rp->usage.input_tokens + rp->usage.output_tokens));
 	r->attempts = f->attempts > 0 ? f->attempts : 1;

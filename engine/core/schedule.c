@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/cache.h"
 #include "core/engine_internal.h"
 #include "core/ratelimit.h"
 #include "core/usage.h"
@@ -210,6 +211,8 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 		return;
 	}
 	e->submitted++;
+	if (e->cache && cache_take(e, f))
+		return; /* answered from the cache */
 	if (e->active_count < e->cfg.max_in_flight && !e->waiting.head && !limits_enabled(&e->limits)) {
 		future_start(e, f);
 		return;
@@ -219,6 +222,7 @@ static void engine_accept(struct lr_engine *e, struct lr_future *f)
 
 void engine_drain_inbox(struct lr_engine *e)
 {
+	cache_flush_log(e);
 	struct lr_future *f = stack_take_fifo(&e->submit_head, offsetof(struct lr_future, next));
 	while (f) {
 		struct lr_future *next = f->next;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cache.h"
 #include "core/engine_internal.h"
 #include "core/engine_session.h"
 #include "core/ratelimit.h"
@@ -82,6 +83,14 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 		if (rq->headers.len)
 			buf_append(b, rq->headers.data, rq->headers.len);
 		ret = http_write_body(b, body, body_len);
+	}
+	if (!ret && e->cache) {
+		/* The cache keys on the unified body: OpenAI's dialect sends it
+		 * (the tail of the request bytes), the others translated it. */
+		f->key_body_off = b->len - body_len;
+		f->key_body_len = body_len;
+		f->key_body = pr.unified;
+		memset(&pr.unified, 0, sizeof(pr.unified));
 	}
 	if (!ret && e->cfg.tokens_per_minute > 0)
 		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
@@ -193,6 +202,13 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		return f;
 	}
 	engine_submit_window_hook(e);
+	if (e->cache && !f->call) {
+		/* The cache thread hands it to the submit stack after its lookup
+		 * (plain HTTP calls are never cached). */
+		cache_submit(e->cache, f);
+		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
+		return f;
+	}
 	bool was_empty = stack_push(&e->submit_head, f, &f->next);
 	/* The owner of a caller-driven engine takes the stack on its next
 	 * turn; anyone else wakes the loop. */

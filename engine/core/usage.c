@@ -103,6 +103,18 @@ double usage_record(struct usage_table *t, const char *model, const char *provid
 	return cost;
 }
 
+double usage_record_cached(struct usage_table *t, const char *model, const char *provider,
+                           const lr_usage *u)
+{
+	struct usage_row *r = row_for(t, model && model[0] ? model : "(unknown)", provider);
+	double would = -1;
+	if (r && r->priced)
+		would = price_cost(&r->price, u->input_tokens, u->cached_input_tokens, u->output_tokens);
+	lr_usage none = {0};
+	usage_record(t, model, provider, &none, true, 0);
+	return would;
+}
+
 int usage_read(struct usage_table *t, lr_usage_report *total, lr_model_usage *models, int max_models)
 {
 	lr_usage_report rep;

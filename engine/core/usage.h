@@ -47,6 +47,11 @@ void usage_free(struct usage_table *t);
  * is unpriced. Engine thread only. */
 double usage_record(struct usage_table *t, const char *model, const char *provider, const lr_usage *u,
                     bool succeeded, int retries);
+/* A request answered from the response cache: counted as a success
+ * without tokens or cost. Returns what u would have cost, or -1 when the
+ * model is unpriced. Engine thread only. */
+double usage_record_cached(struct usage_table *t, const char *model, const char *provider,
+                           const lr_usage *u);
 /* Any thread. Returns the number of rows. */
 int usage_read(struct usage_table *t, lr_usage_report *total, lr_model_usage *models, int max_models);
 

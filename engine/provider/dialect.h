@@ -34,6 +34,10 @@ enum provider {
 struct provider_request {
 	struct buf body;            /* owner: the caller (provider_request_free) */
 	struct buf path;            /* owner: the caller; the base URL's path and the endpoint's */
+	/* owner: the caller; the unified (OpenAI-shaped) body a dialect that
+	 * is not OpenAI's translated into body (empty for OpenAI's dialect,
+	 * whose body is the unified one): what the response cache keys on. */
+	struct buf unified;
 	enum provider provider;
 	bool stream;                /* a streamed response was asked for */
 	bool body_is_input;         /* the caller's body goes out untouched (body is empty) */

@@ -199,6 +199,7 @@ void provider_request_free(struct provider_request *pr)
 {
 	buf_free(&pr->body);
 	buf_free(&pr->path);
+	buf_free(&pr->unified);
 }
 
 /*
@@ -472,7 +473,7 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	}
 	if (!ret)
 		ret = row->path(out, rq->endpoint, base_paths[out->provider], model_name, name_len, why);
-	buf_free(&unified);
+	out->unified = unified; /* the cache's key is made from it */
 	free(model_name);
 done:
 	json_doc_free(&doc);

@@ -44,6 +44,8 @@ struct batch_hooks;
 struct batch_options {
 	const char *input_path, *output_path, *model, *base_url_flag, *stats_path;
 	const char *cacert; /* borrowed: argv; NULL with --mock */
+	const char *cache_path; /* borrowed: argv; NULL: no response cache */
+	int cache_mode;         /* enum lr_cache_mode */
 	bool mock, quiet, insecure, retry_errors;
 	long concurrency;
 	long max_retries;
@@ -165,6 +167,8 @@ struct batch {
 	bool earlier_errors;        /* a skipped line had ended in an error */
 	int64_t input_tokens, output_tokens;
 	double cost_usd;            /* over the priced requests */
+	uint64_t cache_hits;        /* answered from --cache (no tokens or cost counted) */
+	double cost_saved_usd;      /* what those would have cost, priced ones */
 	bool priced;                /* some request with usage was priced */
 	uint64_t start_ns, last_draw_ns;
 	bool progress, progress_drawn;

@@ -15,7 +15,8 @@ static const char batch_usage[] =
 	"                     [--concurrency N] [--rpm N] [--tpm N] [--max-retries N]\n"
 	"                     [--retry-errors] [--timeout S] [--connect-timeout S]\n"
 	"                     [--idle-timeout S] [--cacert FILE] [--insecure] [--stats FILE]\n"
-	"                     [--quiet] [--max-line-bytes N]\n"
+	"                     [--quiet] [--max-line-bytes N] [--cache FILE]\n"
+	"                     [--cache-mode readwrite|read|write|off]\n"
 	"\n"
 	"Sends every request of INPUT (OpenAI Batch API JSONL: custom_id, method, url,\n"
 	"body) and appends one outcome line per input line to OUTPUT, in completion\n"
@@ -53,6 +54,12 @@ static const char batch_usage[] =
 	"  --insecure           do not verify TLS certificates at all (prints a warning)\n"
 	"  --stats FILE         write a JSON summary (checked writable before the run)\n"
 	"  --quiet              no progress or summary on stderr (errors still shown)\n"
+	"  --cache FILE         a SQLite response cache (created when absent; several\n"
+	"                       runs may share it): a request answered before is\n"
+	"                       answered from it without being sent, its line marked\n"
+	"                       \"cached\":true; successes are stored\n"
+	"  --cache-mode M       readwrite (the default with --cache), read (never\n"
+	"                       store), write (always send, then store) or off\n"
 	"  --max-line-bytes N   longest input line (16777216); a longer one gets an\n"
 	"                       invalid_input line and is skipped without being held\n"
 	"                       in memory\n"
@@ -74,7 +81,7 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	const char *cmd = "batch";
 	const char *concurrency = NULL, *rpm = NULL, *tpm = NULL, *max_retries = NULL;
 	const char *timeout = NULL, *connect_timeout = NULL, *idle_timeout = NULL, *cacert = NULL;
-	const char *max_line = NULL;
+	const char *max_line = NULL, *cache_mode = NULL;
 	bool insecure = false, options_done = false;
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
@@ -115,6 +122,8 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 		CLI_OPTION("--stats", true, o->stats_path = v)
 		CLI_OPTION("--quiet", false, o->quiet = true)
 		CLI_OPTION("--max-line-bytes", true, max_line = v)
+		CLI_OPTION("--cache", true, o->cache_path = v)
+		CLI_OPTION("--cache-mode", true, cache_mode = v)
 		fprintf(stderr, "llmring batch: unknown option '%s'\n%s", arg, batch_usage);
 		return CLI_EXIT_USAGE;
 	}
@@ -132,8 +141,17 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	    (timeout && cli_parse_seconds(cmd, "--timeout", timeout, &o->timeout_s)) ||
 	    (connect_timeout &&
 	     cli_parse_seconds(cmd, "--connect-timeout", connect_timeout, &o->connect_timeout_s)) ||
-	    (idle_timeout && cli_parse_seconds(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)))
+	    (idle_timeout && cli_parse_seconds(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)) ||
+	    (cache_mode && cli_parse_cache_mode(cmd, cache_mode, &o->cache_mode)))
 		return CLI_EXIT_USAGE;
+	if (cache_mode && !o->cache_path) {
+		fprintf(stderr, "llmring batch: --cache-mode needs --cache FILE\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->cache_path && !o->cache_path[0]) {
+		fprintf(stderr, "llmring batch: --cache needs a file name\n");
+		return CLI_EXIT_USAGE;
+	}
 
 	if (!o->input_path || !o->output_path) {
 		fprintf(stderr, "llmring batch: %s is needed\n%s",

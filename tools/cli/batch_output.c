@@ -181,7 +181,9 @@ void write_outcome(struct batch *b, const struct line_rec *rec, const lr_result 
 	buf_puts(o, ",\"response\":");
 	append_response(b, r);
 	buf_puts(o, ",\"error\":");
-	if (r->error == LR_OK) {
+	if (r->error == LR_OK && r->cached) {
+		buf_puts(o, "null,\"cached\":true}"); /* answered from --cache */
+	} else if (r->error == LR_OK) {
 		buf_puts(o, "null}");
 	} else {
 		const char *code = lr_error_name(r->error);
@@ -276,6 +278,8 @@ int write_stats_file(struct batch *b, double wall)
 		buf_printf(&s, ",\"cost_usd\":%.10g", b->cost_usd);
 	else
 		buf_puts(&s, ",\"cost_usd\":null");
+	buf_printf(&s, ",\"cache_hits\":%" PRIu64 ",\"cost_saved_usd\":%.10g", b->cache_hits,
+	           b->cost_saved_usd);
 	buf_puts(&s, ",\"unpriced_models\":[");
 	append_unpriced(&s, b, ",", true, 0);
 	buf_printf(&s, "],\"wall_s\":%.3f,\"requests_per_s\":%.1f}\n", wall, rate);
@@ -322,6 +326,8 @@ void print_summary(struct batch *b, double wall)
 		fprintf(stderr, "cost: unknown (unpriced: %s)", names);
 	else
 		fputs("cost: none", stderr);
+	if (b->opt.cache_path && b->opt.cache_mode != LR_CACHE_OFF)
+		fprintf(stderr, "\n  cache: %" PRIu64 " hits, $%.6f saved", b->cache_hits, b->cost_saved_usd);
 	fprintf(stderr, "\n  %.2f s, %.1f requests/s\n", wall,
 	        wall > 0 ? (double)b->requests / wall : 0.0);
 	buf_free(&unpriced);

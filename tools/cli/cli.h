@@ -66,6 +66,10 @@ int cli_parse_count(const char *cmd, const char *flag, const char *text, long mi
  * whatever --quiet says). The caller then sets lr_config's ca_file and
  * insecure.
  */
+/* --cache-mode's value as an enum lr_cache_mode. 0, or CLI_EXIT_USAGE
+ * after printing why. */
+int cli_parse_cache_mode(const char *cmd, const char *text, int *mode);
+
 int cli_check_tls_flags(const char *cmd, const char *cacert, bool insecure);
 
 /*

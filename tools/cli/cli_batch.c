@@ -147,6 +147,18 @@ static void handle_completion(struct batch *b, lr_future *f)
 		b->pend.failed++;
 	if (r->attempts > 1)
 		b->retries += (uint64_t)(r->attempts - 1);
+	if (r->cached) {
+		/* Answered from --cache: nothing used, nothing paid. */
+		b->cache_hits++;
+		if (r->cost_saved_usd >= 0) {
+			b->cost_saved_usd += r->cost_saved_usd;
+			b->priced = true; /* priced, at nothing */
+		}
+		write_outcome(b, rec, r);
+		free(rec);
+		lr_future_release(f);
+		return;
+	}
 	b->input_tokens += r->usage.input_tokens;
 	b->output_tokens += r->usage.output_tokens;
 	/* Cost counts what was used: a failure without usage is neither
@@ -206,6 +218,8 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 	cfg.insecure = b->opt.insecure;
 	cfg.max_in_flight = (unsigned)b->opt.concurrency;
 	cfg.reap_completions = 1;
+	cfg.cache_path = b->opt.cache_path;
+	cfg.cache_mode = b->opt.cache_mode;
 	/* The window keeps up to 3 x concurrency lines in the engine's queue:
 	 * --timeout is per attempt on the wire, not per wait for a slot, for
 	 * --rpm / --tpm, or for a socket under a low open-file limit. */

@@ -249,6 +249,19 @@ long cli_ensure_fds(const char *cmd, unsigned long fds, const char *hint)
 	return (long)fds;
 }
 
+int cli_parse_cache_mode(const char *cmd, const char *text, int *mode)
+{
+	static const char *const names[] = {"readwrite", "read", "write", "off"};
+	for (int i = 0; i < 4; i++)
+		if (strcmp(text, names[i]) == 0) {
+			*mode = i; /* enum lr_cache_mode's order */
+			return 0;
+		}
+	fprintf(stderr, "llmring %s: --cache-mode must be readwrite, read, write or off, not '%s'\n",
+	        cmd, text);
+	return CLI_EXIT_USAGE;
+}
+
 void cli_log(void *user, const char *message)
 {
 	(void)user;

@@ -35,7 +35,8 @@ static const char main_usage[] =
 static const char chat_usage[] =
 	"usage: llmring chat [--model M] [--base-url URL] [--system TEXT] [--no-stream]\n"
 	"                    [--timeout S] [--connect-timeout S] [--idle-timeout S]\n"
-	"                    [--cacert FILE] [--insecure] PROMPT\n"
+	"                    [--cacert FILE] [--insecure] [--cache FILE]\n"
+	"                    [--cache-mode readwrite|read|write|off] PROMPT\n"
 	"\n"
 	"Sends PROMPT to the model's provider and prints the reply.\n"
 	"  --model M        provider/model: openai/gpt-4o-mini (the default),\n"
@@ -49,6 +50,10 @@ static const char chat_usage[] =
 	"                   GEMINI_API_KEY)\n"
 	"  --system TEXT    a system message before the prompt\n"
 	"  --no-stream      print the whole reply at once (default: as tokens arrive)\n"
+	"  --cache FILE     answer from, and keep the reply in, this SQLite response\n"
+	"                   cache (shared with batch; see the guide for the key)\n"
+	"  --cache-mode M   readwrite (the default with --cache), read (never store),\n"
+	"                   write (always ask, then store) or off\n"
 	"  --timeout S      total seconds for the request (600; fractions allowed,\n"
 	"                   at least 0.001)\n"
 	"  --connect-timeout S  seconds to connect (10)\n"
@@ -128,6 +133,8 @@ static void print_delta(void *user, const lr_delta *d)
 
 struct chat_options {
 	const char *model, *base_url_flag, *system_text, *prompt, *cacert; /* borrowed: argv, or static */
+	const char *cache_path; /* borrowed: argv */
+	int cache_mode;         /* enum lr_cache_mode */
 	bool no_stream, insecure;
 	double timeout_s, connect_s, idle_s; /* 0: the engine's default */
 };
@@ -136,7 +143,7 @@ struct chat_options {
 static int parse_chat_options(int argc, char **argv, struct chat_options *o)
 {
 	const char *cmd = "chat";
-	const char *timeout_text = NULL, *connect_text = NULL, *idle_text = NULL;
+	const char *timeout_text = NULL, *connect_text = NULL, *idle_text = NULL, *mode_text = NULL;
 	bool options_done = false;
 	*o = (struct chat_options){.model = "gpt-4o-mini"};
 	for (int i = 1; i < argc; i++) {
@@ -168,13 +175,24 @@ static int parse_chat_options(int argc, char **argv, struct chat_options *o)
 		CLI_OPTION("--idle-timeout", true, idle_text = v)
 		CLI_OPTION("--cacert", true, o->cacert = v)
 		CLI_OPTION("--insecure", false, o->insecure = true)
+		CLI_OPTION("--cache", true, o->cache_path = v)
+		CLI_OPTION("--cache-mode", true, mode_text = v)
 		fprintf(stderr, "llmring chat: unknown option '%s'\n%s", arg, chat_usage);
 		return CLI_EXIT_USAGE;
 	}
 	if ((timeout_text && cli_parse_seconds(cmd, "--timeout", timeout_text, &o->timeout_s)) ||
 	    (connect_text && cli_parse_seconds(cmd, "--connect-timeout", connect_text, &o->connect_s)) ||
-	    (idle_text && cli_parse_seconds(cmd, "--idle-timeout", idle_text, &o->idle_s)))
+	    (idle_text && cli_parse_seconds(cmd, "--idle-timeout", idle_text, &o->idle_s)) ||
+	    (mode_text && cli_parse_cache_mode(cmd, mode_text, &o->cache_mode)))
 		return CLI_EXIT_USAGE;
+	if (mode_text && !o->cache_path) {
+		fprintf(stderr, "llmring chat: --cache-mode needs --cache FILE\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->cache_path && !o->cache_path[0]) {
+		fprintf(stderr, "llmring chat: --cache needs a file name\n");
+		return CLI_EXIT_USAGE;
+	}
 	if (!o->prompt) {
 		fprintf(stderr, "llmring chat: a PROMPT is needed\n%s", chat_usage);
 		return CLI_EXIT_USAGE;
@@ -249,6 +267,8 @@ static int chat_main(int argc, char **argv)
 	cfg.ca_file = o.cacert;
 	cfg.insecure = o.insecure;
 	cfg.max_in_flight = 1;
+	cfg.cache_path = o.cache_path;
+	cfg.cache_mode = o.cache_mode;
 	if (o.timeout_s > 0)
 		cfg.total_timeout_s = o.timeout_s;
 	if (o.connect_s > 0)

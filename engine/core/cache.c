@@ -1,0 +1,697 @@
+/*
+ * The response cache (cache.h): SQLite on a thread of its own. Futures
+ * and responses to store arrive on two lock-free stacks; the thread takes
+ * each whole, looks the futures up in one read transaction and hands
+ * them back to the engine's submit stack with one wake-up, then writes
+ * the responses in one write transaction. WAL mode and a busy timeout
+ * let several processes share one file.
+ */
+#include "core/cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mbedtls/sha256.h>
+#include <sqlite3.h>
+
+#include "core/engine_internal.h"
+#include "format/jcs.h"
+#include "provider/provider.h"
+#include "util/clock.h"
+
+/* Another process holding the write lock longer than this is a problem
+ * to report, not a reason to hold requests back further. */
+#define CACHE_BUSY_MS 5000
+/* Stores written together: a transaction at this many, or once the
+ * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
+#define CACHE_WRITE_BATCH 1024
+#define CACHE_WRITE_DELAY_MS 20
+#define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
+/* Part of every key: a change to what keys are made of bumps it, so old
+ * entries are never read as answers to a different question. */
+#define CACHE_KEY_VERSION "llmring-cache-1"
+
+/* What the cache reports, each once. */
+enum cache_problem { PROBLEM_OPEN = 1, PROBLEM_READ = 2, PROBLEM_WRITE = 4 };
+
+/* One success to store; owner: the store stack, then the cache thread. */
+struct cache_put {
+	struct cache_put *next;
+	unsigned char key[32];
+	int status;
+	const char *provider;       /* static: the provider row's name */
+	enum lr_endpoint endpoint;
+	char model[128];
+	char request_id[128];
+	size_t body_len;
+	char body[];
+};
+
+struct cache {
+	struct lr_engine *e;        /* borrowed: the engine that owns this cache */
+	char *path;                 /* owner: the cache */
+	bool reads, writes;
+	pthread_t thread;
+	bool started;               /* thread runs (cache_start) */
+	pthread_mutex_t lock;       /* with wake: the thread's sleep */
+	pthread_cond_t wake;
+	bool sleeping, stop;        /* under lock */
+	_Atomic(struct lr_future *) lookup_head;
+	_Atomic(struct cache_put *) put_head;
+	/* The thread's own. */
+	sqlite3 *db;                /* owner: the thread; NULL: no usable file */
+	sqlite3_stmt *get, *put;    /* owner: the thread */
+	struct buf canon;           /* owner: the thread; one body's canonical form */
+	/* Stores not yet written, in arrival order, and by key for lookups:
+	 * written in big transactions (each one rewrites the index pages it
+	 * touches: a few rows per transaction made a cold run several times
+	 * slower than no cache), yet found by a lookup at once. */
+	struct cache_put *pend_head, *pend_tail; /* owner: the thread */
+	struct cache_put *pend_slots[2 * CACHE_WRITE_BATCH]; /* borrowed from the list */
+	unsigned pend_n;
+	size_t pend_bytes;          /* their bodies' bytes */
+	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
+	/* Problems for on_log: set by the thread, logged by the engine's. */
+	pthread_mutex_t log_lock;
+	char log[3][256];           /* under log_lock; one per enum cache_problem bit */
+	unsigned log_pending;       /* under log_lock */
+	_Atomic unsigned seen;      /* problems met (each is logged once) */
+	_Atomic int has_log;
+	/* Counts (lr_cache_stats). */
+	_Atomic uint64_t lookups, hits, stores, errors;
+	_Atomic double saved;       /* written by the engine thread only */
+};
+
+static void cache_wake(struct cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->sleeping)
+		pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The thread met a problem: counted always, passed to on_log the first
+ * time of its kind. */
+__attribute__((format(printf, 3, 4))) static void cache_problem(struct cache *c, unsigned kind,
+                                                                const char *fmt, ...)
+{
+	atomic_fetch_add_explicit(&c->errors, 1, memory_order_relaxed);
+	if (atomic_fetch_or(&c->seen, kind) & kind)
+		return;
+	int slot = kind == PROBLEM_OPEN ? 0 : kind == PROBLEM_READ ? 1 : 2;
+	pthread_mutex_lock(&c->log_lock);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->log[slot], sizeof(c->log[slot]), fmt, ap);
+	va_end(ap);
+	c->log_pending |= kind;
+	pthread_mutex_unlock(&c->log_lock);
+	atomic_store(&c->has_log, 1);
+	eventfd_signal(c->e->wake_fd); /* the engine's next turn logs it */
+}
+
+void cache_flush_log(struct lr_engine *e)
+{
+	struct cache *c = e->cache;
+	if (!c || !atomic_load_explicit(&c->has_log, memory_order_acquire))
+		return;
+	atomic_store(&c->has_log, 0);
+	char lines[3][256];
+	unsigned pending;
+	pthread_mutex_lock(&c->log_lock);
+	pending = c->log_pending;
+	c->log_pending = 0;
+	memcpy(lines, c->log, sizeof(lines));
+	pthread_mutex_unlock(&c->log_lock);
+	for (int i = 0; i < 3; i++)
+		if ((pending & (1u << i)) && e->cfg.on_log)
+			e->cfg.on_log(e->cfg.log_user, lines[i]);
+}
+
+/* ---- the file ---------------------------------------------------------- */
+
+static void db_close(struct cache *c)
+{
+	sqlite3_finalize(c->get);
+	sqlite3_finalize(c->put);
+	sqlite3_close(c->db);
+	c->get = c->put = NULL;
+	c->db = NULL;
+}
+
+static int db_setup(struct cache *c, const char **stepp);
+
+/* Opens (creates, when it may write) the file: WAL, the busy timeout,
+ * the table. Failing, the cache stays off and says so once. */
+static void db_open(struct cache *c)
+{
+	struct stat st;
+	if (stat(c->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* SQLite would put its journal beside it (/dev/null-journal). */
+		cache_problem(c, PROBLEM_OPEN,
+		              "cache %s cannot be used (it is not a regular file); requests go to the "
+		              "network without it", c->path);
+		return;
+	}
+	int flags = SQLITE_OPEN_NOMUTEX | (c->writes ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+	                                             : SQLITE_OPEN_READWRITE);
+	if (c->writes) {
+		/* Replies may be private: a new file is the user's alone (SQLite
+		 * gives its -wal and -shm files the same mode). */
+		int fd = open(c->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			close(fd);
+	}
+	int rc = sqlite3_open_v2(c->path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK && !c->writes) {
+		/* A read-only cache may sit on read-only media. */
+		sqlite3_close(c->db);
+		rc = sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	}
+	const char *step = "opening it";
+	/* Another process setting up the same new file holds locks that the
+	 * busy handler does not wait for (changing the journal mode): the
+	 * setup is tried again, for as long as a busy lock is waited for. */
+	bool opened = rc == SQLITE_OK;
+	for (int tries = 0; opened && tries < CACHE_BUSY_MS / 10; tries++) {
+		rc = db_setup(c, &step);
+		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+			break;
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		cache_problem(c, PROBLEM_OPEN,
+		              "cache %s cannot be used (%s: %s); requests go to the network without it",
+		              c->path, step, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		db_close(c);
+	}
+}
+
+/* The steps after opening: WAL, the table, the statements. */
+static int db_setup(struct cache *c, const char **stepp)
+{
+	sqlite3_finalize(c->get);
+	sqlite3_finalize(c->put);
+	c->get = c->put = NULL;
+	sqlite3_busy_timeout(c->db, CACHE_BUSY_MS);
+	/* Reads through a mapping and a larger page cache: a lookup that
+	 * misses the cache no longer costs a pread per page. */
+	sqlite3_exec(c->db, "PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768", NULL, NULL, NULL);
+	const char *step = "setting WAL mode";
+	int rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+	if (rc == SQLITE_READONLY && !c->writes)
+		rc = SQLITE_OK; /* an existing read-only WAL file is still readable */
+	if (rc == SQLITE_OK && c->writes) {
+		step = "creating its table";
+		/* Rows are appended in rowid order and only the index on the key
+		 * (32 bytes a row) takes random inserts: keyed by the hash itself
+		 * (WITHOUT ROWID), every insert rewrote a random page of bodies,
+		 * and a cold run was several times slower than no cache. */
+		rc = sqlite3_exec(c->db,
+		                  "PRAGMA synchronous=NORMAL;"
+		                  "CREATE TABLE IF NOT EXISTS llmring_responses("
+		                  " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE,"
+		                  " provider TEXT NOT NULL, endpoint TEXT NOT NULL,"
+		                  " model TEXT, status INTEGER NOT NULL, request_id TEXT,"
+		                  " body BLOB NOT NULL, created INTEGER NOT NULL)",
+		                  NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK) {
+		step = "reading its table";
+		rc = sqlite3_prepare_v2(c->db,
+		                        "SELECT status, request_id, body FROM llmring_responses WHERE key=?",
+		                        -1, &c->get, NULL);
+	}
+	if (rc == SQLITE_OK && c->writes) {
+		step = "preparing its writes";
+		rc = sqlite3_prepare_v2(c->db,
+		                        "INSERT OR REPLACE INTO llmring_responses"
+		                        "(key,provider,endpoint,model,status,request_id,body,created)"
+		                        " VALUES(?,?,?,?,?,?,?,?)",
+		                        -1, &c->put, NULL);
+	}
+	*stepp = step;
+	return rc;
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+static const char *endpoint_name(enum lr_endpoint ep)
+{
+	return ep == LR_ENDPOINT_EMBEDDINGS ? "embeddings" : ep == LR_ENDPOINT_COMPLETIONS ? "completions"
+	                                                                                    : "chat";
+}
+
+/*
+ * SHA-256 of the key's parts, each ended by a newline (none can hold
+ * one but the body, which comes last): the version, the provider, the
+ * endpoint, the base URL (origin and path) and the unified body in
+ * canonical form without the fields that do not change the answer.
+ * 0, or LR_EPROTO when the body has no canonical form.
+ */
+static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
+{
+	static const char *const drop[] = {"user", "metadata", "stream", "stream_options"};
+	const char *body = f->key_body.len ? f->key_body.data : f->req_bytes.data + f->key_body_off;
+	size_t len = f->key_body.len ? f->key_body.len : f->key_body_len;
+	buf_clear(&c->canon);
+	int ret = jcs_canonicalize(body, len, drop, 4, &c->canon);
+	if (ret)
+		return ret;
+	const struct url *u = f->own_url ? f->own_url : &c->e->ep[f->provider].url;
+	char head[1600];
+	int n = snprintf(head, sizeof(head), "%s\n%s\n%s\n%s://%s:%u%s\n", CACHE_KEY_VERSION,
+	                 provider_row(f->provider)->name, endpoint_name(f->endpoint),
+	                 u->https ? "https" : "http", u->host, (unsigned)u->port, u->path);
+	mbedtls_sha256_context sha;
+	mbedtls_sha256_init(&sha);
+	mbedtls_sha256_starts_ret(&sha, 0);
+	mbedtls_sha256_update_ret(&sha, (const unsigned char *)head, (size_t)n);
+	mbedtls_sha256_update_ret(&sha, (const unsigned char *)c->canon.data, c->canon.len);
+	mbedtls_sha256_finish_ret(&sha, key);
+	mbedtls_sha256_free(&sha);
+	return 0;
+}
+
+/* ---- the thread -------------------------------------------------------- */
+
+static unsigned pend_slot(const unsigned char key[32])
+{
+	uint32_t h;
+	memcpy(&h, key, sizeof(h)); /* a hash already */
+	return h & (2 * CACHE_WRITE_BATCH - 1);
+}
+
+/* The pending store of key, or NULL. */
+static struct cache_put *pend_find(struct cache *c, const unsigned char key[32])
+{
+	for (unsigned i = pend_slot(key);; i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1)) {
+		struct cache_put *p = c->pend_slots[i];
+		if (!p || memcmp(p->key, key, 32) == 0)
+			return p;
+	}
+}
+
+static void pend_add(struct cache *c, struct cache_put *p)
+{
+	p->next = NULL;
+	if (c->pend_tail)
+		c->pend_tail->next = p;
+	else
+		c->pend_head = p;
+	c->pend_tail = p;
+	if (!c->pend_n++)
+		c->pend_since_ns = clock_now_ns();
+	c->pend_bytes += p->body_len;
+	/* At most CACHE_WRITE_BATCH are pending: the table stays half full. */
+	unsigned i = pend_slot(p->key);
+	while (c->pend_slots[i] && memcmp(c->pend_slots[i]->key, p->key, 32) != 0)
+		i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1);
+	c->pend_slots[i] = p; /* the newer of two for one key is the answer */
+}
+
+/* One lookup: f->resp_body gets the stored body on a hit. */
+static void lookup_one(struct cache *c, struct lr_future *f)
+{
+	struct cache_put *p = c->pend_n ? pend_find(c, f->cache_key) : NULL;
+	if (p) {
+		buf_clear(&f->resp_body);
+		if (buf_append(&f->resp_body, p->body, p->body_len) == 0) {
+			f->result.http_status = p->status;
+			snprintf(f->request_id, sizeof(f->request_id), "%s", p->request_id);
+			f->cache_state = CACHE_HIT;
+		}
+		return;
+	}
+	if (!c->db)
+		return;
+	sqlite3_reset(c->get);
+	sqlite3_bind_blob(c->get, 1, f->cache_key, 32, SQLITE_STATIC);
+	int rc = sqlite3_step(c->get);
+	if (rc == SQLITE_ROW) {
+		const void *body = sqlite3_column_blob(c->get, 2);
+		int len = sqlite3_column_bytes(c->get, 2);
+		const unsigned char *rid = sqlite3_column_text(c->get, 1);
+		buf_clear(&f->resp_body);
+		if (body && len > 0 && buf_append(&f->resp_body, body, (size_t)len) == 0) {
+			f->result.http_status = sqlite3_column_int(c->get, 0);
+			snprintf(f->request_id, sizeof(f->request_id), "%s", rid ? (const char *)rid : "");
+			f->cache_state = CACHE_HIT;
+		}
+	} else if (rc != SQLITE_DONE) {
+		cache_problem(c, PROBLEM_READ, "cache %s could not be read (%s); those requests go to the network",
+		              c->path, sqlite3_errmsg(c->db));
+		if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) {
+			sqlite3_reset(c->get);
+			db_close(c); /* a corrupt file gives only more errors */
+			return;
+		}
+	}
+	sqlite3_reset(c->get);
+}
+
+/* The futures of one round, FIFO: keyed, looked up, handed back to the
+ * engine in one push. */
+static void lookup_batch(struct cache *c, struct lr_future *fifo)
+{
+	struct lr_future *chain = NULL, *last = NULL; /* newest first, for stack_push */
+	bool txn = c->db && c->reads && sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	while (fifo) {
+		struct lr_future *f = fifo;
+		fifo = f->next;
+		if (make_key(c, f, f->cache_key) != 0) {
+			f->cache_state = CACHE_NONE; /* no canonical form: not cached */
+		} else {
+			f->cache_state = CACHE_MISS;
+			if (c->reads) {
+				atomic_fetch_add_explicit(&c->lookups, 1, memory_order_relaxed);
+				lookup_one(c, f);
+			}
+		}
+		buf_free(&f->key_body);
+		f->next = chain;
+		chain = f;
+		if (!last)
+			last = f;
+	}
+	if (txn && c->db)
+		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+	if (chain && stack_push(&c->e->submit_head, chain, &last->next))
+		eventfd_signal(c->e->wake_fd);
+}
+
+static void store_batch(struct cache *c, struct cache_put *p)
+{
+	unsigned n = 0;
+	for (struct cache_put *q = p; q; q = q->next)
+		n++;
+	int rc = c->db ? sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
+	int64_t now = (int64_t)time(NULL);
+	for (struct cache_put *q = p; c->db && rc == SQLITE_OK && q; q = q->next) {
+		sqlite3_reset(c->put);
+		sqlite3_bind_blob(c->put, 1, q->key, 32, SQLITE_STATIC);
+		sqlite3_bind_text(c->put, 2, q->provider, -1, SQLITE_STATIC);
+		sqlite3_bind_text(c->put, 3, endpoint_name(q->endpoint), -1, SQLITE_STATIC);
+		sqlite3_bind_text(c->put, 4, q->model, -1, SQLITE_STATIC);
+		sqlite3_bind_int(c->put, 5, q->status);
+		sqlite3_bind_text(c->put, 6, q->request_id, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(c->put, 7, q->body, (int)q->body_len, SQLITE_STATIC);
+		sqlite3_bind_int64(c->put, 8, now);
+		rc = sqlite3_step(c->put);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	if (c->db) {
+		sqlite3_reset(c->put);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+		if (rc == SQLITE_OK) {
+			atomic_fetch_add_explicit(&c->stores, n, memory_order_relaxed);
+		} else {
+			cache_problem(c, PROBLEM_WRITE,
+			              "cache %s could not store %u response%s (%s); requests are not affected",
+			              c->path, n, n == 1 ? "" : "s", sqlite3_errmsg(c->db));
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		}
+	}
+	while (p) {
+		struct cache_put *next = p->next;
+		free(p);
+		p = next;
+	}
+}
+
+/* Writes what is pending, in one transaction. */
+static void pend_flush(struct cache *c)
+{
+	if (!c->pend_n)
+		return;
+	memset(c->pend_slots, 0, sizeof(c->pend_slots));
+	struct cache_put *p = c->pend_head;
+	c->pend_head = c->pend_tail = NULL;
+	c->pend_n = 0;
+	c->pend_bytes = 0;
+	store_batch(c, p);
+}
+
+/* Reverses a stack of puts into arrival order. */
+static struct cache_put *puts_fifo(struct cache_put *p)
+{
+	struct cache_put *fifo = NULL;
+	while (p) {
+		struct cache_put *next = p->next;
+		p->next = fifo;
+		fifo = p;
+		p = next;
+	}
+	return fifo;
+}
+
+static void *cache_thread(void *arg)
+{
+	struct cache *c = arg;
+	pthread_setname_np(pthread_self(), "llmring-cache");
+	db_open(c);
+	for (;;) {
+		/* Lookups taken first, stores added first: a request sent after
+		 * another one completed finds its response (its store was pushed
+		 * before its lookup, so it is in this round or an earlier one). */
+		struct lr_future *fs = stack_take_fifo(&c->lookup_head, offsetof(struct lr_future, next));
+		struct cache_put *ps = puts_fifo(atomic_exchange_explicit(&c->put_head, NULL,
+		                                                          memory_order_acquire));
+		while (ps) {
+			struct cache_put *next = ps->next;
+			if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES)
+				pend_flush(c);
+			if (c->db)
+				pend_add(c, ps);
+			else
+				free(ps); /* no file to write it to: not an answer either */
+			ps = next;
+		}
+		if (fs)
+			lookup_batch(c, fs);
+		bool due = c->pend_n &&
+		           clock_now_ns() - c->pend_since_ns >= CACHE_WRITE_DELAY_MS * 1000000ull;
+		if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES || due)
+			pend_flush(c);
+		if (fs)
+			continue;
+		pthread_mutex_lock(&c->lock);
+		bool stop = c->stop;
+		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head)) {
+			c->sleeping = true;
+			if (c->pend_n) {
+				/* Wakes to write what is pending, if nothing else comes. */
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += CACHE_WRITE_DELAY_MS * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&c->wake, &c->lock, &ts);
+			} else {
+				pthread_cond_wait(&c->wake, &c->lock);
+			}
+			c->sleeping = false;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head))
+			break;
+	}
+	pend_flush(c);
+	db_close(c);
+	return NULL;
+}
+
+/* ---- the engine's side ------------------------------------------------- */
+
+int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err)
+{
+	*out = NULL;
+	const char *path = e->cfg.cache_path;
+	int mode = e->cfg.cache_mode;
+	if (!path || !path[0] || mode == LR_CACHE_OFF)
+		return 0;
+	if (mode < LR_CACHE_READWRITE || mode > LR_CACHE_OFF)
+		return error_set(err, LR_EINVAL, 0, "cache_mode %d is not an enum lr_cache_mode", mode);
+	struct cache *c = calloc(1, sizeof(*c)); /* owner: the engine (e->cache) */
+	if (!c || !(c->path = strdup(path))) {
+		free(c);
+		return error_set(err, LR_ENOMEM, 0, "out of memory for the cache");
+	}
+	c->e = e;
+	c->reads = mode != LR_CACHE_WRITE;
+	c->writes = mode != LR_CACHE_READ;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->log_lock, NULL);
+	pthread_cond_init(&c->wake, NULL);
+	*out = c;
+	return 0;
+}
+
+int cache_start(struct cache *c, struct error_info *err)
+{
+	int rc = pthread_create(&c->thread, NULL, cache_thread, c);
+	if (rc)
+		return error_set(err, error_from_errno(-rc), rc, "starting the cache's thread failed: %s",
+		                 strerror(rc));
+	c->started = true;
+	return 0;
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	if (c->started) {
+		pthread_mutex_lock(&c->lock);
+		c->stop = true;
+		pthread_cond_signal(&c->wake);
+		pthread_mutex_unlock(&c->lock);
+		pthread_join(c->thread, NULL);
+	}
+	buf_free(&c->canon);
+	pthread_cond_destroy(&c->wake);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->log_lock);
+	free(c->path);
+	free(c);
+}
+
+void cache_submit(struct cache *c, struct lr_future *f)
+{
+	f->cache_state = CACHE_LOOKUP;
+	if (stack_push(&c->lookup_head, f, &f->next))
+		cache_wake(c);
+}
+
+void cache_store(struct cache *c, struct lr_future *f)
+{
+	if (!c->writes || f->result.http_status < 200 || f->result.http_status > 299 ||
+	    !f->result.body_is_json || !f->resp_body.len)
+		return;
+	struct cache_put *p = malloc(sizeof(*p) + f->resp_body.len); /* owner: the put stack */
+	if (!p)
+		return; /* not stored: the request itself is done */
+	memcpy(p->key, f->cache_key, 32);
+	p->status = f->result.http_status;
+	p->provider = provider_row(f->provider)->name;
+	p->endpoint = f->endpoint;
+	snprintf(p->model, sizeof(p->model), "%s", f->reply.model[0] ? f->reply.model : f->requested_model);
+	snprintf(p->request_id, sizeof(p->request_id), "%s", f->request_id);
+	p->body_len = f->resp_body.len;
+	memcpy(p->body, f->resp_body.data, f->resp_body.len);
+	struct cache_put *old = atomic_load_explicit(&c->put_head, memory_order_relaxed);
+	do {
+		p->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_release,
+	                                                memory_order_relaxed));
+	if (!old)
+		cache_wake(c);
+}
+
+/* The stored reply as a stream's deltas: its text, each tool call whole,
+ * then the finish reason, so a streamed request sees what it would have. */
+static void replay_deltas(struct reply *r)
+{
+	if (r->text.len) {
+		lr_delta d = {.text = r->text.data, .text_len = r->text.len, .tool_index = -1};
+		r->deltas++;
+		r->fn(r->user, &d);
+	}
+	for (unsigned i = 0; i < r->ncalls; i++) {
+		struct reply_tool_call *tc = &r->calls[i];
+		lr_delta d = {
+			.text = "",
+			.tool_index = (int)i,
+			.tool_id = tc->id.len ? tc->id.data : NULL,
+			.tool_name = tc->name.len ? tc->name.data : NULL,
+			.tool_arguments = tc->args.data ? tc->args.data : "",
+			.tool_arguments_len = tc->args.len,
+		};
+		r->deltas++;
+		r->fn(r->user, &d);
+	}
+	lr_delta end = {.text = "", .finish_reason = r->finish_reason[0] ? r->finish_reason : "stop",
+	                .tool_index = -1};
+	r->deltas++;
+	r->fn(r->user, &end);
+}
+
+/* NUL-terminates a call's id and name for the deltas (reply_publish_calls
+ * does the same later). */
+static int terminate_calls(struct reply *r)
+{
+	for (unsigned i = 0; i < r->ncalls; i++) {
+		struct buf *parts[3] = {&r->calls[i].id, &r->calls[i].name, &r->calls[i].args};
+		for (int k = 0; k < 3; k++) {
+			if (buf_reserve(parts[k], 1))
+				return LR_ENOMEM;
+			parts[k]->data[parts[k]->len] = '\0';
+		}
+	}
+	return 0;
+}
+
+bool cache_take(struct lr_engine *e, struct lr_future *f)
+{
+	if (atomic_load_explicit(&f->cancel_pushed, memory_order_acquire)) {
+		/* Cancelled while on the cache's queue, where the cancel found nothing. */
+		future_complete(f, LR_ECANCELLED, "cancelled by the caller");
+		return true;
+	}
+	if (f->cache_state != CACHE_HIT)
+		return false;
+	struct buf unused = {0}; /* owner: this function; OpenAI's parser never rewrites */
+	bool is_json = false, rewritten = false;
+	/* Stored bodies are OpenAI-shaped whatever the provider (as batch output is). */
+	provider_parse_response(PROVIDER_OPENAI, f->endpoint, &e->doc, f->result.http_status,
+	                        f->resp_body.data, f->resp_body.len, &f->reply, &is_json, &unused,
+	                        &rewritten);
+	buf_free(&unused);
+	if (f->reply.err.code || !is_json || (f->reply.fn && terminate_calls(&f->reply))) {
+		/* An entry that does not read back: asked again, and replaced. */
+		reply_reset(&f->reply);
+		buf_clear(&f->resp_body);
+		f->request_id[0] = '\0';
+		f->result.http_status = 0;
+		f->cache_state = CACHE_MISS;
+		return false;
+	}
+	f->result.body_is_json = 1;
+	f->result.cached = 1;
+	f->reply.first_token_ns = clock_now_ns();
+	if (f->reply.fn)
+		replay_deltas(&f->reply);
+	atomic_fetch_add_explicit(&e->cache->hits, 1, memory_order_relaxed);
+	future_complete(f, 0, NULL);
+	return true;
+}
+
+void cache_count_saved(struct cache *c, double usd)
+{
+	double v = atomic_load_explicit(&c->saved, memory_order_relaxed);
+	atomic_store_explicit(&c->saved, v + usd, memory_order_relaxed);
+}
+
+void cache_read_stats(struct cache *c, lr_cache_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	out->lookups = atomic_load_explicit(&c->lookups, memory_order_relaxed);
+	out->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	out->stores = atomic_load_explicit(&c->stores, memory_order_relaxed);
+	out->errors = atomic_load_explicit(&c->errors, memory_order_relaxed);
+	out->cost_saved_usd = atomic_load_explicit(&c->saved, memory_order_relaxed);
+}

@@ -1,0 +1,62 @@
+/*
+ * The response cache (lr_config.cache_path): a SQLite file of successful
+ * responses, worked by a thread of its own so the loop never waits on
+ * the disk or a lock.
+ *
+ *   lr_submit -> cache_submit (queue) -> cache thread: key (RFC 8785 +
+ *   SHA-256), SELECT -> the engine's submit stack, marked hit or miss ->
+ *   engine thread: a hit is replayed and completed (cache_take), a miss
+ *   goes to the network -> future_complete of a success -> cache_store
+ *   (queue) -> cache thread: INSERTs, one transaction per batch.
+ *
+ * Nothing here fails a request: a cache that cannot be read or written
+ * gives misses and drops stores, and each kind of problem goes to on_log
+ * once (from the engine thread, as on_log promises).
+ */
+#ifndef LR_CACHE_H
+#define LR_CACHE_H
+
+#include <stdbool.h>
+
+#include "llmring.h"
+#include "util/errors.h"
+
+struct lr_engine;
+struct lr_future;
+struct cache;
+
+/* lr_future.cache_state */
+enum cache_state {
+	CACHE_NONE = 0,  /* not cached (no cache, or not cacheable) */
+	CACHE_LOOKUP,    /* on the cache's queue, or back with nothing found */
+	CACHE_MISS,      /* looked up (or write-only) and not found: store its success */
+	CACHE_HIT,       /* resp_body holds the stored response */
+};
+
+/* The cache of e, before e's loop starts (which reads e->cache from
+ * then on). 0 or LR_EINVAL / LR_ENOMEM with why in *err. Without
+ * cache_path, or mode off, *out is NULL and 0 is returned. */
+int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err);
+/* Starts its thread (the file is opened there), once e's loop runs: the
+ * thread writes e's wake eventfd. 0 or LR_ESYSTEM with why in *err. */
+int cache_start(struct cache *c, struct error_info *err);
+/* Stops the thread (when started) after it has written what was queued; futures still
+ * on its queue go to the engine's submit stack unlooked-up. Frees c. */
+void cache_free(struct cache *c);
+
+/* lr_submit, any thread, for a future whose request bytes are built: the
+ * cache takes it and puts it on the submit stack after its lookup. */
+void cache_submit(struct cache *c, struct lr_future *f);
+/* Engine thread, a future back from the cache: true when it is done
+ * with (a hit replayed and completed, or cancelled while on the queue);
+ * false: send it. */
+bool cache_take(struct lr_engine *e, struct lr_future *f);
+/* Engine thread, in future_complete of a success that went to the network. */
+void cache_store(struct cache *c, struct lr_future *f);
+/* Engine thread: hands a problem the cache thread met to on_log (once per kind). */
+void cache_flush_log(struct lr_engine *e);
+/* A hit's would-be cost, counted (engine thread). */
+void cache_count_saved(struct cache *c, double usd);
+void cache_read_stats(struct cache *c, lr_cache_stats *out);
+
+#endif
