@@ -548,6 +548,110 @@ LR_API void lr_session_free(lr_session *s);
  */
 LR_API int lr_future_next_delta(lr_future *f, lr_delta *out, int timeout_ms);
 
+/* ---- plain HTTP calls (0.3) --------------------------------------------- */
+
+/*
+ * A provider's own API routes beyond chat (files, batches, ...) through
+ * the same engine: its pool, TLS, deadlines, retries, futures, cancel and
+ * reaping. lr_request_new_http makes the request; lr_request_add_header,
+ * lr_request_set_base_url, lr_request_set_timeouts,
+ * lr_request_set_max_retries and lr_request_set_user_data apply as for
+ * chat; the chat calls (messages, lr_request_set_body, ...) make
+ * lr_submit refuse it with LR_EINVAL.
+ *
+ * Where it goes: target is a path under the provider's base URL (the
+ * engine's, or lr_request_set_base_url's), joined with one "/"; a first
+ * segment the base path already ends in is not repeated, so a provider's
+ * own paths work under any base: under OpenAI's
+ * "https://api.openai.com/v1", "/v1/files", "v1/files" and "files" all
+ * go to /v1/files, and "/v1/messages/batches" goes there under
+ * Anthropic's "https://api.anthropic.com" or a base ending in /v1. A
+ * query may follow ("/v1/batches?limit=20&after=b1"). Or target is an
+ * absolute http:// or https:// URL (Anthropic's results_url).
+ *
+ * Headers: the provider's key headers (and its fixed ones, such as
+ * anthropic-version) only when the request goes to the origin (scheme,
+ * host, port) the engine's endpoint of that provider names: a URL on
+ * another origin never gets the key. Then Accept-Encoding: identity,
+ * User-Agent, the caller's headers, and, with a body, Content-Type
+ * (application/json unless the caller added one) and Content-Length; a
+ * POST without a body sends Content-Length: 0. A missing key for the
+ * provider's public endpoint fails the request as for chat (LR_EAUTH).
+ *
+ * The response: lr_result's http_status, error, error_message,
+ * request_id, attempts, timings and retry_after_s as for chat; body is
+ * the response body (NUL-terminated, not parsed; body_is_json 0) unless
+ * a sink took it (below); text, usage and tool calls stay empty, and the
+ * call is not counted in lr_engine_usage nor held or counted by the rate
+ * limits (requests_per_minute, tokens_per_minute: they are the model
+ * requests' and a files 429 does not pause them); it does take a
+ * max_in_flight slot and counts in lr_progress. A 2xx status is success; any
+ * other is an error with the code and message the provider's error body
+ * gives (LR_ENOTFOUND, LR_ERATELIMIT, ...), its body kept in body.
+ *
+ * Retries follow lr_config.max_retries for every method, POST included,
+ * as the official SDKs do (connection errors, 408, 409, 429, 5xx,
+ * honouring Retry-After and x-should-retry); a POST that creates
+ * something (an upload, a batch) may then run twice on the server when
+ * the first answer was lost: set lr_request_set_max_retries(rq, 0) where
+ * that matters. An attempt whose body bytes already reached a sink is
+ * never retried (the sink would see them twice): the caller resumes.
+ *
+ * A response cut short after its head (the connection closed or reset
+ * inside the body) ends with LR_ECONNRESET (broken framing is
+ * LR_EPROTO); lr_future_response_bytes says how many body bytes arrived,
+ * so a download resumes with "Range: bytes=N-" (expect 206 and check
+ * Content-Range with lr_future_response_header).
+ */
+enum lr_method { LR_METHOD_GET = 0, LR_METHOD_POST = 1, LR_METHOD_DELETE = 2 };
+
+/* provider: "openai", "anthropic", "ollama", "gemini" or "mock" (NULL:
+ * "openai"). NULL for an unknown provider or method, an empty target or
+ * one with spaces or control characters, or out of memory. */
+LR_API lr_request *lr_request_new_http(const char *provider, enum lr_method method,
+                                       const char *target);
+
+/* Appends len bytes to the request body (the body is its parts in order,
+ * up to 8; multipart/form-data is the caller's parts around a file).
+ * release NULL: the bytes are copied now. Else they are borrowed: they
+ * must stay unchanged until the engine calls release(user, data), once,
+ * when it is done with them: at completion on the engine's thread (or
+ * the driving thread), or in lr_request_free, or in lr_submit when it
+ * refuses the request. On failure (LR_EINVAL, LR_ENOMEM) release is not
+ * called and the bytes stay the caller's. */
+typedef void (*lr_release_fn)(void *user, const void *data);
+LR_API int lr_request_add_body_bytes(lr_request *rq, const void *data, size_t len,
+                                     lr_release_fn release, void *user);
+/* Appends len bytes of file fd from offset (len < 0: up to the end of the
+ * file as fstat sees it now) to the body, read with pread (the file
+ * offset never moves) a piece of 256 KiB at a time as the request is
+ * sent: a 200 MB upload is never in memory. fd is borrowed: keep it open
+ * and the file unchanged until the future completes. A file that gives
+ * fewer bytes than counted fails the request with LR_EIO. */
+LR_API int lr_request_add_body_file(lr_request *rq, int fd, int64_t offset, int64_t len);
+
+/* A 2xx response's body goes to fn as it arrives (each piece once, in
+ * order, on the engine's thread, never buffered, and not capped by
+ * max_body_bytes) instead of lr_result.body; an error status's body is
+ * still buffered in lr_result.body. fn returns 0 to go on; a negative
+ * LR_E* ends the request with that code, any other value with LR_EIO.
+ * Replaces lr_request_set_response_fd. */
+typedef int (*lr_body_fn)(void *user, const char *data, size_t len);
+LR_API int lr_request_on_response_body(lr_request *rq, lr_body_fn fn, void *user);
+/* The same, written to fd (borrowed; write(2) on the engine's thread,
+ * whole pieces, retried on EINTR); a failed write ends the request with
+ * LR_EIO naming the error. Replaces lr_request_on_response_body. */
+LR_API int lr_request_set_response_fd(lr_request *rq, int fd);
+
+/* A header of the final attempt's response (name in any case; the last
+ * one of that name), NUL-terminated, valid as long as the future; NULL
+ * when absent, before completion, or for a chat request. */
+LR_API const char *lr_future_response_header(const lr_future *f, const char *name);
+/* Body bytes of the final attempt's response that arrived (handed to the
+ * sink, or held in lr_result.body), also when it failed or was cancelled
+ * part way; 0 before completion and for a chat request. */
+LR_API uint64_t lr_future_response_bytes(const lr_future *f);
+
 /* Which provider a model string routes to ("openai" for anything without
  * a known prefix) and, in *model_out, the model name sent to it. */
 LR_API const char *lr_model_provider(const char *model, const char **model_out);

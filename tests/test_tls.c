@@ -146,6 +146,44 @@ static void test_valid_certificate_succeeds_and_reuses_the_connection(void **sta
 	mock_server_stop(s);
 }
 
+/* An HTTP call's body read from a file in pieces, each encrypted as it
+ * goes: a chat body padded with 1.5 MB of JSON whitespace. */
+static void test_an_http_call_sends_a_file_body_over_tls(void **state)
+{
+	(void)state;
+	struct mock_server *s = start_tls_mock("server");
+	char url[128];
+	snprintf(url, sizeof(url), "https://localhost:%u/v1", mock_server_port(s));
+	lr_engine *e = engine_for(url, false);
+	char path[] = "/tmp/lr-tls-body-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	static const char head[] = "{\"model\":\"gpt-4o-mini\",";
+	static const char tail[] = "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+	size_t pad = 1500000;
+	char *spaces = malloc(pad);
+	memset(spaces, ' ', pad);
+	assert_int_equal(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+	assert_int_equal(write(fd, spaces, pad), (ssize_t)pad);
+	assert_int_equal(write(fd, tail, strlen(tail)), (ssize_t)strlen(tail));
+	free(spaces);
+	lr_request *rq = lr_request_new_http("openai", LR_METHOD_POST, "chat/completions");
+	assert_non_null(rq);
+	assert_int_equal(lr_request_add_body_file(rq, fd, 0, -1), 0);
+	lr_future *f = lr_submit(e, rq);
+	assert_int_equal(lr_future_wait(f, 15000), 1);
+	const lr_result *r = lr_future_result(f);
+	if (r->error)
+		fail_msg("%s: %s", lr_error_name(r->error), r->error_message);
+	assert_int_equal(r->http_status, 200);
+	assert_non_null(strstr(r->body, "chat.completion"));
+	lr_future_release(f);
+	close(fd);
+	lr_engine_destroy(e);
+	mock_server_stop(s);
+}
+
 static void test_new_connection_resumes_the_session(void **state)
 {
 	(void)state;
@@ -606,6 +644,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_certificate_succeeds_and_reuses_the_connection),
+		cmocka_unit_test(test_an_http_call_sends_a_file_body_over_tls),
 		cmocka_unit_test(test_new_connection_resumes_the_session),
 		cmocka_unit_test(test_wrong_name_fails_with_name_mismatch),
 		cmocka_unit_test(test_insecure_lets_the_wrong_name_through),

@@ -41,6 +41,9 @@ void endpoint_wipe(struct endpoint *ep)
 	if (ep->fixed_headers.data)
 		memset(ep->fixed_headers.data, 0, ep->fixed_headers.cap);
 	buf_free(&ep->fixed_headers);
+	if (ep->auth_headers.data)
+		memset(ep->auth_headers.data, 0, ep->auth_headers.cap);
+	buf_free(&ep->auth_headers);
 }
 
 int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_key)
@@ -63,6 +66,8 @@ int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_ke
 			continue;
 		}
 		ret = build_fixed_headers(&ep->fixed_headers, (enum provider)p, src.key);
+		if (!ret)
+			ret = provider_auth_headers((enum provider)p, &ep->auth_headers, src.key);
 		if (ret)
 			return ret;
 	}

@@ -51,6 +51,7 @@ struct lr_future {
 	bool over_budget;               /* failed by the engine-wide buffered-bytes cap */
 	bool encoded_body;              /* refused: a Content-Encoding other than identity */
 	struct reply reply;             /* text, tool calls, usage, ids (normalised) */
+	struct http_call *call;         /* owner: future; a plain HTTP call, NULL for chat */
 	struct stream_decoder *stream;  /* owner: future; while a streamed response is read */
 	struct pull_queue *pull;        /* owner: future; deltas for lr_future_next_delta */
 	lr_delta_fn on_delta;           /* borrowed from the request */
@@ -99,6 +100,7 @@ struct endpoint {
 	struct error_info err;          /* code != 0: this provider cannot be used */
 	struct url url;
 	struct buf fixed_headers;  /* owner: engine; may hold a key: wiped on free */
+	struct buf auth_headers;   /* owner: engine; the key headers alone (HTTP calls): wiped on free */
 	bool needs_key;                 /* the provider's own endpoint and no key found */
 };
 
@@ -267,6 +269,12 @@ void engine_drive(struct lr_engine *e, int timeout_ms, bool (*done)(void *), voi
 int build_fixed_headers(struct buf *b, enum provider p, const char *api_key);
 void endpoint_wipe(struct endpoint *ep);
 int endpoints_init(struct lr_engine *e, const char *cfg_base, const char *cfg_key);
+
+/* Plain HTTP calls (http_call.c) */
+int future_build_http(lr_engine *e, struct lr_future *f, lr_request *rq);
+int future_body_at(struct http_exchange *ex, uint64_t offset, const char **data, size_t *len);
+void call_on_head(struct lr_future *f, const struct http_head *h);
+int call_deliver(struct lr_future *f, const char *data, size_t len);
 
 /* Submission (submit.c) */
 void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *why);

@@ -43,6 +43,7 @@ static void future_free(struct lr_future *f)
 	}
 	buf_free(&f->resp_body);
 	buf_free(&f->req_bytes);
+	http_call_free(f->call);
 	free(f->own_url);
 	free(f);
 }
@@ -192,8 +193,10 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 	r->usage = rp->usage;
 	r->provider = provider_row(f->provider)->name;
 	const char *model = rp->model[0] ? rp->model : f->requested_model;
-	r->cost_usd = usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
-	                           f->attempts > 1 ? f->attempts - 1 : 0);
+	/* An HTTP call (files, batches) is no model's request: not in usage. */
+	r->cost_usd = f->call ? -1
+	                      : usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
+	                                     f->attempts > 1 ? f->attempts - 1 : 0);
 	if (f->est_tokens > 0 && (rp->usage.input_tokens || rp->usage.output_tokens))
 		limits_correct(&e->limits, f->est_tokens,
 		               (double)(rp->usage.input_tokens + rp->usage.output_tokens));
@@ -205,8 +208,9 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 		r->timings.ttfb_ms = ns_to_ms(f->ex.first_byte_ns - f->submit_ns);
 	if (rp->first_token_ns > f->submit_ns)
 		r->timings.ttft_ms = ns_to_ms(rp->first_token_ns - f->submit_ns);
-	/* The request bytes are no longer needed. */
+	/* The request bytes are no longer needed (nor the caller's borrowed ones). */
 	buf_free(&f->req_bytes);
+	http_call_release(f->call);
 	atomic_fetch_add_explicit(&e->stat_completed, 1, memory_order_relaxed);
 	engine_publish_stats(e);
 

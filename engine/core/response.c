@@ -61,7 +61,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 	else if (ra)
 		f->result.retry_after_s = retry_parse_after(ra->value, ra->value_len, time(NULL));
 	struct lr_engine *e = f->eng;
-	if (limits_enabled(&e->limits)) {
+	if (limits_enabled(&e->limits) && !f->call) {
 		/* The buckets follow what the provider says remains, and a 429's
 		 * wait holds every request back, not just this one. */
 		double rq = header_number(of[RESPONSE_HEADER_RATELIMIT_REQUESTS]);
@@ -86,6 +86,14 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		                 "HTTP %d response body is encoded (Content-Encoding: %s), which llmring does "
 		                 "not decode; it asked for identity (check the server or proxy)",
 		                 h->status, coding);
+	}
+	if (f->call) {
+		/* Plain HTTP: no stream decoding, whatever the content type. */
+		call_on_head(f, h);
+		if (!f->call->to_sink && h->content_length > 0 &&
+		    (uint64_t)h->content_length <= f->eng->cfg.max_body_bytes)
+			return buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
+		return 0;
 	}
 	const struct http_header *ct = of[RESPONSE_HEADER_CONTENT_TYPE];
 	bool sse = ct && ct->value_len >= 17 && strncasecmp(ct->value, "text/event-stream", 17) == 0;
@@ -130,6 +138,17 @@ static int engine_check_buffered(struct lr_engine *e, struct lr_future *f)
 static int future_on_body(struct http_exchange *ex, const char *data, size_t len)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
+	if (f->call) {
+		f->call->body_bytes += len;
+		if (f->call->to_sink)
+			return call_deliver(f, data, len);
+		/* The reader's cap is off for a request with a sink: an error
+		 * body, buffered, keeps the usual one. */
+		if (f->resp_body.len + len > f->eng->cfg.max_body_bytes)
+			return error_set(&f->err, LR_ETOOLARGE, 0,
+			                 "response body too large: over max_body_bytes (%zu) while buffered",
+			                 f->eng->cfg.max_body_bytes);
+	}
 	if (!f->stream) {
 		int r = buf_append(&f->resp_body, data, len);
 		return r ? r : engine_check_buffered(f->eng, f);
@@ -160,6 +179,12 @@ static void attempt_reset(struct lr_future *f)
 	f->result.retry_after_s = -1;
 	f->should_retry = -1;
 	memset(&f->ex, 0, sizeof(f->ex));
+	if (f->call) {
+		buf_clear(&f->call->head);
+		f->call->body_bytes = 0;
+		f->call->to_sink = false;
+		f->call->content_length = -1;
+	}
 }
 
 /* An attempt ended: complete the future, or schedule the next attempt. */
@@ -172,7 +197,8 @@ static void future_finish(struct lr_future *f, int err, const char *msg)
 		.should_retry = f->should_retry,
 		.attempts = f->attempts,
 		.max_retries = f->max_retries,
-		.delivered = f->reply.deltas > 0,
+		/* Bytes a caller already has are never sent twice. */
+		.delivered = f->reply.deltas > 0 || (f->call && f->call->delivered),
 	};
 	if (e->shutting_down || !retry_allowed(&o)) {
 		future_complete(f, err, msg);
@@ -198,6 +224,50 @@ static void active_unlink(struct lr_engine *e, struct lr_future *f)
 	f->buffered = 0;
 }
 
+/* The end of an HTTP call's attempt: a 2xx is success, another status
+ * the provider's error; a body cut after the head is LR_ECONNRESET with
+ * what arrived, so the caller can resume. */
+static void call_on_done(struct lr_future *f, int err, const char *msg)
+{
+	struct http_call *c = f->call;
+	int status = f->result.http_status;
+	if (err && f->err.code == err && msg && strcmp(msg, lr_strerror(err)) == 0)
+		msg = f->err.message; /* a callback's own text, not the generic one */
+	if ((err == LR_EPROTO || err == LR_ECONNRESET) && f->ex.cut && status) {
+		char len[48] = "";
+		if (c->content_length >= 0)
+			snprintf(len, sizeof(len), " of %lld", (long long)c->content_length);
+		char why[160];
+		snprintf(why, sizeof(why), "%.150s", msg ? msg : lr_strerror(err));
+		error_set(&f->err, LR_ECONNRESET, 0,
+		          "the HTTP %d response was cut after %llu%s body bytes (%s); resume with Range: "
+		          "bytes=N- past what arrived",
+		          status, (unsigned long long)c->body_bytes, len, why);
+		err = LR_ECONNRESET;
+		msg = f->err.message;
+	}
+	if (err == LR_ETOOLARGE)
+		buf_free(&f->resp_body); /* a partial body that broke a cap is of no use */
+	if (f->resp_body.data && buf_reserve(&f->resp_body, 1) == 0)
+		f->resp_body.data[f->resp_body.len] = '\0';
+	if (!err && (status < 200 || status >= 300)) {
+		struct buf normalized = {0}; /* owner: this block; unused for an error status */
+		bool body_is_json, rewritten;
+		provider_parse_response(f->provider, LR_ENDPOINT_CHAT, &f->eng->doc, status,
+		                        f->resp_body.data, f->resp_body.len, &f->reply, &body_is_json,
+		                        &normalized, &rewritten);
+		buf_free(&normalized);
+		f->result.body_is_json = body_is_json;
+		if (f->reply.err.code)
+			error_copy(&f->err, &f->reply.err);
+		else
+			error_set(&f->err, LR_EHTTP, 0, "HTTP %d", status);
+		err = f->err.code;
+		msg = f->err.message;
+	}
+	future_finish(f, err, msg);
+}
+
 static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 {
 	struct lr_future *f = container_of(ex, struct lr_future, ex);
@@ -212,6 +282,11 @@ static void future_on_done(struct http_exchange *ex, int err, const char *msg)
 		          "LLMRING_MAX_BUFFERED_BYTES, or lower concurrency)",
 		          e->cfg.max_buffered_bytes);
 		msg = f->err.message;
+	}
+	if (f->call) {
+		call_on_done(f, err, msg);
+		engine_start_waiting(e);
+		return;
 	}
 	if (err == LR_ETOOLARGE) {
 		/* A partial body that broke a cap is of no use to anyone. */
@@ -274,4 +349,5 @@ const struct http_exchange_handler future_exchange_handler = {
 	.on_head = future_on_head,
 	.on_body = future_on_body,
 	.on_done = future_on_done,
+	.body_at = future_body_at,
 };

@@ -128,6 +128,10 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->ex.origin = o;
 	f->ex.req = f->req_bytes.data;
 	f->ex.req_len = f->req_bytes.len;
+	f->ex.body_len = f->call ? f->call->send_len : 0;
+	/* A body going to a sink is not held: only the buffered error body
+	 * is capped (response.c). */
+	f->ex.max_body_bytes = f->call && (f->call->sink || f->call->sink_fd >= 0) ? UINT64_MAX : 0;
 	e->active_count++;
 	flist_push_back(&e->active, f);
 	pool_start(&e->pool, &f->ex);
@@ -169,7 +173,9 @@ void engine_start_waiting(struct lr_engine *e)
 {
 	while (e->waiting.head && e->active_count < e->cfg.max_in_flight) {
 		struct lr_future *f = e->waiting.head;
-		if (limits_enabled(&e->limits)) {
+		/* An HTTP call (files, batches) is no model request: the
+		 * buckets neither hold it nor count it. */
+		if (limits_enabled(&e->limits) && !f->call) {
 			/* First come, first served: the head waits for the buckets
 			 * and everything behind it waits for the head. */
 			uint64_t wait = limits_admit(&e->limits, e->ring.now_ns, f->est_tokens);

@@ -103,6 +103,7 @@ void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *w
 	f->result.provider = provider_row(f->provider)->name;
 	f->result.cost_usd = -1;
 	buf_free(&f->req_bytes);
+	http_call_release(f->call); /* borrowed body bytes go back at once */
 	atomic_store(&f->done, 1);
 	if (e->cfg.reap_completions) {
 		reap_push(e, f, f, 1);
@@ -179,7 +180,7 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	f->connect_ns = clock_seconds_to_ns(rq->connect_s > 0 ? rq->connect_s : e->cfg.connect_timeout_s);
 	f->idle_ns = clock_seconds_to_ns(rq->idle_s > 0 ? rq->idle_s : e->cfg.idle_timeout_s);
 	f->total_ns = clock_seconds_to_ns(rq->total_s > 0 ? rq->total_s : e->cfg.total_timeout_s);
-	int ret = future_build_request(e, f, rq);
+	int ret = rq->call ? future_build_http(e, f, rq) : future_build_request(e, f, rq);
 	lr_request_free(rq);
 	/* Counted before stopping is read (both seq_cst, against the store
 	 * in lr_engine_destroy): either this call sees the stop, or the free

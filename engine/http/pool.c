@@ -54,6 +54,9 @@ struct pconn {
 	bool opening;               /* counted in pool->opening */
 	bool keep_alive;            /* the current response allows reuse */
 	bool response_done;
+	bool sending;               /* the request (head or body) is not all sent */
+	uint64_t body_sent;         /* body bytes handed to conn_send so far */
+	uint64_t reader_cap;        /* the pool's response body cap, as the reader has it */
 	unsigned served;
 	unsigned addr_index;        /* which of the origin's addresses */
 	struct ring_timer idle_timer;
@@ -130,6 +133,7 @@ static struct http_exchange *queue_pop(struct origin *o)
 }
 
 static void pconn_idle_expired(struct ring_timer *t);
+static void pconn_finish(struct pconn *pc, int err, const char *msg);
 
 static bool origin_has_addrs(const struct origin *o, uint64_t now)
 {
@@ -167,6 +171,7 @@ static struct pconn *pconn_open(struct pool *p, struct origin *o, unsigned addr_
 	}
 	conn_init(&pc->conn, p->ring, &pconn_handler);
 	http_reader_init(&pc->reader, p->cfg.max_head_bytes, p->cfg.max_body_bytes);
+	pc->reader_cap = pc->reader.max_body_bytes;
 	ring_timer_init(&pc->idle_timer, pconn_idle_expired);
 	pc->pool = p;
 	pc->origin = o;
@@ -237,7 +242,34 @@ static void pconn_send_request(struct pconn *pc)
 	ex->phase_start_ns = pc->pool->ring->now_ns;
 	/* A fresh reading: callers compare it with clocks of other threads. */
 	ex->sent_ns = clock_now_ns();
+	pc->sending = true;
+	pc->body_sent = 0;
 	conn_send(&pc->conn, ex->req, ex->req_len);
+}
+
+/* The next piece of the body once the last one was sent; true when there
+ * was one (or the body failed and the exchange ended). */
+static bool pconn_send_body(struct pconn *pc)
+{
+	struct http_exchange *ex = pc->ex;
+	if (pc->body_sent >= ex->body_len)
+		return false;
+	const char *data = NULL;
+	size_t len = 0;
+	int r = ex->h->body_at(ex, pc->body_sent, &data, &len);
+	if (!r && len == 0)
+		r = error_set(&ex->err, LR_EIO, 0, "the request body ended after %llu of %llu bytes",
+		              (unsigned long long)pc->body_sent, (unsigned long long)ex->body_len);
+	if (r) {
+		pc->keep_alive = false;
+		pconn_finish(pc, r, ex->err.code ? ex->err.message : lr_strerror(r));
+		return true;
+	}
+	if (len > ex->body_len - pc->body_sent)
+		len = (size_t)(ex->body_len - pc->body_sent);
+	pc->body_sent += len;
+	conn_send(&pc->conn, data, len);
+	return true;
 }
 
 static void pconn_attach(struct pconn *pc, struct http_exchange *ex)
@@ -245,8 +277,10 @@ static void pconn_attach(struct pconn *pc, struct http_exchange *ex)
 	pc->ex = ex;
 	ex->pc = pc;
 	http_reader_reset(&pc->reader);
+	pc->reader.max_body_bytes = ex->max_body_bytes ? ex->max_body_bytes : pc->reader_cap;
 	pc->response_done = false;
 	pc->keep_alive = false;
+	pc->sending = false;
 	if (pc->connected) {
 		pconn_send_request(pc);
 	} else {
@@ -264,7 +298,9 @@ static void pconn_finish(struct pconn *pc, int err, const char *msg)
 	pc->ex = NULL;
 	ex->pc = NULL;
 	ex->phase = EX_DONE;
-	if (err == 0 && pc->keep_alive && !p->closing && pc->counted) {
+	/* A response that came before the whole request went out (an early
+	 * error status) leaves the connection mid-request: never reused. */
+	if (err == 0 && pc->keep_alive && !pc->sending && !p->closing && pc->counted) {
 		pc->served++;
 		struct http_exchange *next = queue_pop(pc->origin);
 		if (next) {
@@ -422,6 +458,9 @@ static void pconn_sent(struct conn *c, int err)
 		pconn_fail(pc, ex->err.code, ex->err.message);
 		return;
 	}
+	if (pc->sending && pconn_send_body(pc))
+		return;
+	pc->sending = false;
 	if (ex->phase == EX_SENDING) {
 		ex->phase = EX_WAITING;
 		ex->phase_start_ns = pc->pool->ring->now_ns;
@@ -465,6 +504,9 @@ static void pconn_eof(struct conn *c, int err)
 		return;
 	}
 	pc->keep_alive = false;
+	/* Past the head: the body was cut short (a caller may resume it). */
+	ex->cut = pc->reader.state != HTTP_READ_HEAD && pc->reader.state != HTTP_READ_DONE &&
+	          pc->reader.state != HTTP_READ_ERROR;
 	if (err == 0) {
 		int r = http_reader_eof(&pc->reader, &pconn_reader_cb, pc);
 		if (r == 0 && pc->response_done) {
@@ -709,6 +751,7 @@ void pool_start(struct pool *p, struct http_exchange *ex)
 	ex->reused = false;
 	ex->owner_tracks_progress = false;
 	ex->first_byte_ns = ex->last_byte_ns = ex->sent_ns = ex->dequeued_ns = 0;
+	ex->cut = false;
 	error_clear(&ex->err);
 	if (p->closing) {
 		ex->phase = EX_DONE;

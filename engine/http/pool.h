@@ -34,6 +34,12 @@ struct http_exchange_handler {
 	/* Exactly once per pool_start: err 0 when the whole response was
 	 * read, else LR_E* with a message (static or in ex->err). */
 	void (*on_done)(struct http_exchange *ex, int err, const char *msg);
+	/* The request body after req, when ex->body_len > 0: up to *len
+	 * bytes at offset into *data (borrowed until the next call or
+	 * on_done; fewer than asked is fine, none is an error). 0, or LR_E*
+	 * with the message in ex->err. Sent a piece at a time, so a large
+	 * body is never copied whole (TLS encrypts each piece). */
+	int (*body_at)(struct http_exchange *ex, uint64_t offset, const char **data, size_t *len);
 };
 
 enum exchange_phase {
@@ -52,6 +58,9 @@ struct http_exchange {
 	struct origin *origin;
 	const char *req;            /* borrowed: request bytes, until on_done */
 	size_t req_len;
+	uint64_t body_len;          /* body bytes body_at gives after req (0: none) */
+	uint64_t max_body_bytes;    /* response body cap of this exchange (0: the pool's) */
+	bool cut;                   /* the connection ended inside the response body */
 	enum exchange_phase phase;
 	bool resent;                /* the one transport-level resend was used */
 	bool reused;                /* sent on a pooled connection */

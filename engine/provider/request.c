@@ -41,6 +41,7 @@ LR_API void lr_request_free(lr_request *rq)
 		free(rq->params[i].value);
 	}
 	free(rq->params);
+	http_call_free(rq->call);
 	free(rq);
 }
 

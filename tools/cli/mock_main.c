@@ -25,6 +25,7 @@ static const char usage[] =
 	"                    [--ignore-eos]\n"
 	"                    [--fault KIND:RATE]... [--seed N] [--close-every N]\n"
 	"                    [--tls-cert FILE --tls-key FILE]\n"
+	"                    [--state-dir DIR] [--batch-phase-ms N] [--batch-fault KIND:RATE]...\n"
 	"\n"
 	"A mock LLM server speaking four providers' wire formats (all POST):\n"
 	"  OpenAI     /v1/chat/completions, /v1/completions (legacy), /v1/embeddings\n"
@@ -32,6 +33,8 @@ static const char usage[] =
 	"  Ollama     /api/chat, /api/embed\n"
 	"  Gemini     /v1beta/models/MODEL:generateContent,\n"
 	"             /v1beta/models/MODEL:streamGenerateContent?alt=sse\n"
+	"Batch APIs (docs/guide.md): OpenAI /v1/files and /v1/batches, Anthropic\n"
+	"  /v1/messages/batches; GET /mock/stats and /mock/submits count submissions.\n"
 	"A chat request with \"tools\" (and no tool result yet) gets a tool call.\n"
 	"  --listen HOST:PORT  address to listen on (127.0.0.1:8000; port 0 = any free port)\n"
 	"  --ttft-ms N         delay before the first token, or before a whole reply (0);\n"
@@ -67,7 +70,17 @@ static const char usage[] =
 	"  --close-every N     answer every Nth request with Connection: close (0 = never)\n"
 	"  --tls-cert FILE, --tls-key FILE\n"
 	"                      serve HTTPS (TLS 1.2) with this certificate chain and key\n"
-	"                      (PEM or DER); both are needed\n";
+	"                      (PEM or DER); both are needed\n"
+	"  --state-dir DIR     keep the batch APIs' files and batches in DIR, so a\n"
+	"                      restarted mock still knows them (default: in memory)\n"
+	"  --batch-phase-ms N  how long each batch phase lasts: validating, in progress,\n"
+	"                      finalizing (1000)\n"
+	"  --batch-fault KIND:RATE\n"
+	"                      batch faults: invalid (that share of batches fail\n"
+	"                      validation), expire (that share of lines expire), fail\n"
+	"                      (batches fail in progress), cut (a file's first download\n"
+	"                      is cut half way), 429 (batch creates refused). Per request:\n"
+	"                      the header `x-mock-batch-fault: KIND`\n";
 
 /* Why the flags were refused: printed for the command (in full), kept in
  * mf->error for a binding. 2. */
@@ -145,6 +158,25 @@ static int parse_fault(struct mock_flags *mf, const char *val)
 	return 0;
 }
 
+/* --batch-fault KIND:RATE. 0, or 2 after printing why not. */
+static int parse_batch_fault(struct mock_flags *mf, const char *val)
+{
+	const char *colon = strrchr(val, ':');
+	int f = colon ? mock_batch_fault_from_mem(val, (size_t)(colon - val)) : -1;
+	if (!colon)
+		return bad(mf, "--batch-fault wants KIND:RATE, got '%s'", val, "");
+	if (f <= 0)
+		return bad(mf, "unknown batch fault kind in '%s' (invalid, expire, fail, cut, 429)",
+			   val, "");
+	char *end;
+	errno = 0;
+	double r = strtod(colon + 1, &end);
+	if (errno || end == colon + 1 || *end || !(r >= 0 && r <= 1))
+		return bad(mf, "--batch-fault rate must be between 0 and 1, got '%s'", colon + 1, "");
+	mf->o.batch_fault_rate[f] = r;
+	return 0;
+}
+
 /* The field of an option whose value is a non-negative integer; NULL for
  * the others. */
 static unsigned *uint_option(struct mock_options *o, const char *name)
@@ -160,6 +192,7 @@ static unsigned *uint_option(struct mock_options *o, const char *name)
 		{"--max-batch", offsetof(struct mock_options, max_batch)},
 		{"--tokens", offsetof(struct mock_options, tokens)},
 		{"--close-every", offsetof(struct mock_options, close_every)},
+		{"--batch-phase-ms", offsetof(struct mock_options, batch_phase_ms)},
 	};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		if (strcmp(name, fields[i].name) == 0)
@@ -186,6 +219,12 @@ static int apply_option(struct mock_flags *mf, const char *name, const char *val
 		o->seed = v;
 	} else if (strcmp(name, "--fault") == 0) {
 		return parse_fault(mf, val);
+	} else if (strcmp(name, "--batch-fault") == 0) {
+		return parse_batch_fault(mf, val);
+	} else if (strcmp(name, "--state-dir") == 0) {
+		if (!*val)
+			return bad(mf, "--state-dir needs a directory", "", "");
+		o->state_dir = val;
 	} else if (strcmp(name, "--tls-cert") == 0) {
 		mf->tls_cert = val;
 	} else if (strcmp(name, "--tls-key") == 0) {
@@ -227,7 +266,9 @@ int mock_parse_flags(int argc, char **argv, bool print_errors, struct mock_flags
 		static const char *const known[] = {"--listen", "--ttft-ms", "--itl-ms",
 						    "--ttft-spread-ms", "--itl-spread-ms",
 						    "--max-batch", "--tokens", "--fault", "--seed",
-						    "--close-every", "--tls-cert", "--tls-key"};
+						    "--close-every", "--tls-cert", "--tls-key",
+						    "--state-dir", "--batch-phase-ms",
+						    "--batch-fault"};
 		bool ok = false;
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
 			ok |= strcmp(name, known[k]) == 0;
@@ -278,6 +319,10 @@ static int serve(struct mock_flags *mf)
 	int r = mock_server_start(&mf->o, &srv);
 	if (r < 0) {
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (tls_error[0] && mf->o.state_dir && strncmp(tls_error, "cannot use --state-dir", 22) == 0) {
+			fprintf(stderr, "llmring mock: %s\n", tls_error);
+			return 2;
+		}
 		if (tls_error[0]) {
 			fprintf(stderr, "llmring mock: cannot serve HTTPS: %s\n", tls_error);
 			return 2;

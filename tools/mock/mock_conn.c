@@ -20,7 +20,7 @@
  * `tpend`, which is sent like `pend` in plain mode. Plain connections only
  * pay for the `c->tls` branches.
  */
-#include "mock_internal.h"
+#include "mock_batches.h"
 #include "mock_tls.h"
 
 #include <errno.h>
@@ -148,6 +148,7 @@ void mock_conn_free(struct mock_server *s, struct conn *c)
 	mock_tls_conn_free(c->tls);
 	mock_buf_free(&c->job.whole);
 	mock_buf_free(&c->job.prefix);
+	mock_bfile_unref(c->job.src);
 	free(c);
 }
 
@@ -482,6 +483,7 @@ static void begin_stop(struct mock_server *s)
 		nx = c->next;
 		conn_close(s, c, false);
 	}
+	mock_batch_timer_cancel(s);
 }
 
 void mock_handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe)
@@ -499,6 +501,7 @@ void mock_handle_cqe(struct mock_server *s, struct io_uring_cqe *cqe)
 		if (!s->stopping)
 			mock_accept_arm(s);
 		break;
+	case TAG_BATCH: mock_batch_timer_fired(s); break;
 	case TAG_STOP:
 		if (cqe->res == -EINTR || cqe->res == -EAGAIN)
 			mock_stop_arm(s);

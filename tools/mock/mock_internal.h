@@ -22,6 +22,8 @@
  *   mock_latency.c    the TTFT and ITL draws (log-normal, counter-based)
  *   mock_buf.c        the byte buffer and the generated text and vectors
  *   mock_tls.c        mbedTLS over memory buffers (its own header, mock_tls.h)
+ *   mock_batch_*.c    the provider batch APIs (their own headers,
+ *                     mock_batch.h and mock_batches.h)
  *
  * Memory: out-of-memory aborts (this is a test tool); everything else is
  * freed when the connection or the server goes away.
@@ -39,6 +41,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+struct mock_bfile;
+struct mock_bstore;
 
 #define HEAD_MAX (64u * 1024)          /* request header block cap -> 431 */
 #define BODY_MAX (64u * 1024 * 1024)   /* request body cap -> 413 */
@@ -153,7 +158,7 @@ void mock_put_vector(struct mock_buf *b, uint64_t seed, uint64_t n, unsigned i);
 
 enum phase { PH_TTFT, PH_HEAD, PH_BODY, PH_EVENTS };
 enum dialect { D_OPENAI = 0, D_ANTHROPIC, D_OLLAMA, D_GEMINI };
-enum ctype { CT_JSON = 0, CT_SSE, CT_NDJSON };
+enum ctype { CT_JSON = 0, CT_SSE, CT_NDJSON, CT_OCTET };
 enum close_mode { CLOSE_NONE = 0, CLOSE_FIN, CLOSE_RST };
 /* A generation's place in the simulated capacity (mock_capacity.c). */
 enum batch_state { BATCH_NONE = 0, BATCH_WAITING, BATCH_READY, BATCH_GENERATING };
@@ -182,6 +187,10 @@ struct job {
 	uint64_t created;
 	struct mock_buf whole;  /* head (+ body when not streaming); owned by the job */
 	struct mock_buf prefix; /* stream chunk JSON up to "choices":; owned by the job */
+	struct mock_bfile *src; /* a download's file after the head (a reference
+	                         * the job holds until done or the conn goes) */
+	const char *src_data;   /* the file's bytes (borrowed from src) */
+	size_t src_off, src_end;
 	size_t off;             /* bytes of whole already emitted */
 	size_t head_len;        /* bytes of whole that are the head */
 	size_t cut;             /* bytes of whole to emit in all */
@@ -193,8 +202,11 @@ struct job {
 
 enum route {
 	R_NOTFOUND = 0, R_CHAT, R_EMBED, R_ANTHROPIC, R_OLLAMA_CHAT, R_OLLAMA_EMBED,
-	R_GEMINI, R_GEMINI_STREAM, R_COMPLETIONS
+	R_GEMINI, R_GEMINI_STREAM, R_COMPLETIONS,
+	R_BATCH /* the batch APIs and /mock/ (mock_batch_api.c): any method */
 };
+enum method { M_OTHER = 0, M_GET, M_POST, M_DELETE };
+#define BATCH_BODY_MAX (272u * 1024 * 1024) /* Anthropic's 256 MB and some */
 
 struct req {
 	size_t head_len;
@@ -206,6 +218,13 @@ struct req {
 	uint16_t model_off;     /* Gemini: the model in the path, from the head start */
 	uint16_t model_len;
 	int fault;              /* from x-mock-fault, -1 none, -2 unknown name */
+	int batch_fault;        /* from x-mock-batch-fault, -1 none, -2 unknown name */
+	uint8_t method;         /* enum method (R_BATCH only) */
+	bool has_range;         /* Range: bytes=FROM-[TO] */
+	uint64_t range_from, range_to;
+	uint32_t path_off, path_len; /* from the head start (R_BATCH only) */
+	uint32_t query_off, query_len; /* after the '?', 0 length: none */
+	uint32_t ctype_off, ctype_len; /* the Content-Type value */
 	char line[200];         /* "METHOD /path" for the 404 message */
 	size_t line_len;
 };
@@ -271,9 +290,14 @@ struct mock_server {
 	unsigned waiting;       /* in the FIFO queue */
 	struct conn *wait_head, *wait_tail;
 	struct conn *ready_head, *ready_tail;
+	struct mock_bstore *bs; /* the batch APIs' store; owned by the server
+	                         * (NULL: those routes are 404) */
 };
 
-enum { TAG_IGNORE = 0, TAG_RECV, TAG_SEND, TAG_TIMER, TAG_ACCEPT, TAG_STOP, TAG_ACCEPT_RETRY };
+enum {
+	TAG_IGNORE = 0, TAG_RECV, TAG_SEND, TAG_TIMER, TAG_ACCEPT, TAG_STOP, TAG_ACCEPT_RETRY,
+	TAG_BATCH /* the batch lifecycle's timer (mock_batch_run.c) */
+};
 #define TAG_MASK ((uint64_t)7)
 
 /* Token event ev's text (JSON string contents): " word" after the first. */
@@ -357,6 +381,11 @@ int mock_body_fault(const char *b, const char *end);
  * words. */
 void mock_scan_inputs(const char *b, const char *end, const char *qkey, unsigned *ninputs,
 		      unsigned *ntokens);
+/* A chat (or completion) reply's prompt tokens, tool call, token and
+ * event counts (mock_route.c; also each batch line's answer). */
+void mock_plan_chat(struct mock_server *s, struct job *j, const char *body, const char *end);
+/* Drops a download's file reference (mock_batch_store.c); NULL is a no-op. */
+void mock_bfile_unref(struct mock_bfile *f);
 /* j->model from the body's "model" ("mock" when there is none). */
 void mock_copy_model(struct job *j, const char *b, const char *end);
 /* j->model from the model named in a Gemini path. */

@@ -21,10 +21,13 @@ static const char *status_text(int st)
 {
 	switch (st) {
 	case 200: return "200 OK";
+	case 206: return "206 Partial Content";
+	case 416: return "416 Range Not Satisfiable";
 	case 400: return "400 Bad Request";
 	case 401: return "401 Unauthorized";
 	case 403: return "403 Forbidden";
 	case 404: return "404 Not Found";
+	case 405: return "405 Method Not Allowed";
 	case 409: return "409 Conflict";
 	case 411: return "411 Length Required";
 	case 413: return "413 Content Too Large";
@@ -47,6 +50,8 @@ void mock_put_head(struct mock_buf *b, int st, enum ctype ct, size_t clen, uint6
 		PUTL(b, "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache");
 	else if (ct == CT_NDJSON)
 		PUTL(b, "\r\nContent-Type: application/x-ndjson");
+	else if (ct == CT_OCTET)
+		PUTL(b, "\r\nContent-Type: application/octet-stream");
 	else
 		PUTL(b, "\r\nContent-Type: application/json");
 	if (clen == SIZE_MAX) {

@@ -9,9 +9,10 @@
  * It is strict where a sloppy client shows: obsolete line folding, spaces
  * in field names and conflicting Content-Length values are 400, a chunked
  * request body is 411, a head over HEAD_MAX is 431, a body over BODY_MAX
- * is 413. The path is classified by mock_route_path (the route and the
+ * is 413 (BATCH_BODY_MAX for the batch APIs' uploads). The path is classified by mock_route_path (the route and the
  * dialect, which an error reply already needs).
  */
+#include "mock_batch.h"
 #include "mock_internal.h"
 
 #include <strings.h>
@@ -39,7 +40,8 @@ struct head_fields {
 
 /* One field line [h, eol) into f (and rq->fault); 0, or 400 when it is
  * malformed. */
-static int parse_field(struct req *rq, struct head_fields *f, const char *h, const char *eol)
+static int parse_field(struct req *rq, struct head_fields *f, const char *head, const char *h,
+		       const char *eol)
 {
 	if (*h == ' ' || *h == '\t')
 		return 400; /* obsolete line folding */
@@ -78,6 +80,15 @@ static int parse_field(struct req *rq, struct head_fields *f, const char *h, con
 	} else if (hdr_is(h, nlen, "x-mock-fault")) {
 		int fault = mock_fault_from_mem(v, vlen);
 		rq->fault = fault < 0 ? -2 : fault;
+	} else if (hdr_is(h, nlen, "x-mock-batch-fault")) {
+		int fault = mock_batch_fault_from_mem(v, vlen);
+		rq->batch_fault = fault <= 0 ? -2 : fault;
+	} else if (hdr_is(h, nlen, "content-type")) {
+		rq->ctype_off = (uint32_t)(v - head);
+		rq->ctype_len = (uint32_t)vlen;
+	} else if (hdr_is(h, nlen, "range")) {
+		/* Anything but one byte range is ignored, as RFC 9110 allows. */
+		rq->has_range = mock_parse_range(v, vlen, &rq->range_from, &rq->range_to);
 	}
 	return 0;
 }
@@ -98,6 +109,7 @@ int mock_parse_head(struct conn *c)
 	struct req *rq = &c->rq;
 	memset(rq, 0, sizeof(*rq));
 	rq->fault = -1;
+	rq->batch_fault = -1;
 	size_t head_len = (size_t)(e - p) + 4;
 	if (head_len > HEAD_MAX)
 		return 431;
@@ -119,22 +131,34 @@ int mock_parse_head(struct conn *c)
 	const char *pe = memchr(path, '?', (size_t)(sp2 - path));
 	size_t plen = (size_t)((pe ? pe : sp2) - path);
 	mock_route_path(rq, path, plen, pe, sp2, p);
-	if (!(sp1 - p == 4 && memcmp(p, "POST", 4) == 0))
+	bool post = sp1 - p == 4 && memcmp(p, "POST", 4) == 0;
+	if (rq->route == R_BATCH) {
+		rq->method = post ? M_POST
+			   : sp1 - p == 3 && memcmp(p, "GET", 3) == 0 ? M_GET
+			   : sp1 - p == 6 && memcmp(p, "DELETE", 6) == 0 ? M_DELETE : M_OTHER;
+		rq->path_off = (uint32_t)(path - p);
+		rq->path_len = (uint32_t)plen;
+		if (pe) {
+			rq->query_off = (uint32_t)(pe + 1 - p);
+			rq->query_len = (uint32_t)(sp2 - pe - 1);
+		}
+	} else if (!post) {
 		rq->route = R_NOTFOUND; /* dialect kept for the 404 body */
+	}
 
 	struct head_fields f = {0};
 	const char *h = le + 2;
 	const char *hend = p + head_len - 2;
 	while (h < hend) {
 		const char *eol = memmem(h, (size_t)(hend - h), "\r\n", 2);
-		int st = parse_field(rq, &f, h, eol);
+		int st = parse_field(rq, &f, p, h, eol);
 		if (st)
 			return st;
 		h = eol + 2;
 	}
 	if (f.have_te)
 		return 411; /* chunked request bodies are not supported */
-	if (f.cl > BODY_MAX)
+	if (f.cl > (rq->route == R_BATCH ? BATCH_BODY_MAX : BODY_MAX))
 		return 413;
 	rq->head_len = head_len;
 	rq->body_len = (size_t)f.cl;

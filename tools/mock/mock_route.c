@@ -4,7 +4,7 @@
  * becomes the plan of its reply in c->job (mock_dispatch): refusals, the
  * fault, validation, then the embeddings or chat reply, whole or streamed.
  */
-#include "mock_internal.h"
+#include "mock_batches.h"
 
 static bool has_prefix(const char *s, size_t n, const char *lit)
 {
@@ -81,6 +81,23 @@ static void route_gemini(struct req *rq, const char *path, size_t plen, const ch
 void mock_route_path(struct req *rq, const char *path, size_t plen, const char *q,
 		     const char *qe, const char *head)
 {
+	/* The batch APIs: Anthropic's under /v1/messages/batches, OpenAI's
+	 * files and batches, the mock's own counters under /mock/. */
+	static const struct route_entry batch_prefixes[] = {
+		{"/v1/messages/batches", 20, R_BATCH, D_ANTHROPIC},
+		{"/v1/files", 9, R_BATCH, D_OPENAI},
+		{"/v1/batches", 11, R_BATCH, D_OPENAI},
+		{"/mock/", 6, R_BATCH, D_OPENAI},
+	};
+	for (size_t i = 0; i < sizeof(batch_prefixes) / sizeof(batch_prefixes[0]); i++) {
+		const struct route_entry *r = &batch_prefixes[i];
+		if (plen >= r->len && memcmp(path, r->path, r->len) == 0 &&
+		    (plen == r->len || path[r->len] == '/' || path[r->len - 1] == '/')) {
+			rq->route = r->route;
+			rq->dialect = r->dialect;
+			return;
+		}
+	}
 	for (size_t i = 0; i < sizeof(exact_routes) / sizeof(exact_routes[0]); i++) {
 		const struct route_entry *r = &exact_routes[i];
 		if (plen == r->len && memcmp(path, r->path, plen) == 0) {
@@ -253,7 +270,7 @@ static void render_embeddings(struct mock_server *s, struct job *j, int fault,
  * stops on its own (its EOS); a max-token field cuts it shorter, and with
  * ignore_eos (the server's option, or vLLM's "ignore_eos":true in the
  * body) it is the exact length, capped at MOCK_MAX_TOKENS_CAP. */
-static void plan_chat(struct mock_server *s, struct job *j, const char *body, const char *end)
+void mock_plan_chat(struct mock_server *s, struct job *j, const char *body, const char *end)
 {
 	if (j->text_completion) {
 		unsigned nprompts;
@@ -342,6 +359,13 @@ void mock_dispatch(struct mock_server *s, struct conn *c)
 	j->n = n;
 	j->created = s->now;
 	j->dialect = rq->dialect;
+	if (rq->route == R_BATCH) {
+		if (s->bs) {
+			mock_batch_dispatch(s, c, n, body, end, close);
+			return;
+		}
+		rq->route = R_NOTFOUND; /* a server without the store (the fuzzer's) */
+	}
 	if (refuse_request(s, c, n, body, end, close))
 		return;
 	int fault = choose_fault(s, rq, n, body, end);
@@ -362,7 +386,7 @@ void mock_dispatch(struct mock_server *s, struct conn *c)
 		return;
 	}
 	j->text_completion = rq->route == R_COMPLETIONS;
-	plan_chat(s, j, body, end);
+	mock_plan_chat(s, j, body, end);
 	j->stream = mock_wants_stream(rq, body, end);
 	if (j->stream) {
 		begin_stream(j, fault, close, body, end);

@@ -7,7 +7,7 @@
  * engine/http: a mock that shared the client's parser would hide the bugs
  * the two would share. The other files are listed in mock_internal.h.
  */
-#include "mock_internal.h"
+#include "mock_batches.h"
 #include "mock_tls.h"
 
 #include <errno.h>
@@ -50,6 +50,19 @@ int mock_fault_from_mem(const char *s, size_t n)
 {
 	for (int i = 1; i < MOCK_FAULT_COUNT; i++)
 		if (strlen(fault_names[i]) == n && strncasecmp(fault_names[i], s, n) == 0)
+			return i;
+	return -1;
+}
+
+static const char *const batch_fault_names[MOCK_BF_COUNT] = {
+	[MOCK_BF_NONE] = "none", [MOCK_BF_INVALID] = "invalid", [MOCK_BF_EXPIRE] = "expire",
+	[MOCK_BF_FAIL] = "fail", [MOCK_BF_CUT] = "cut", [MOCK_BF_429] = "429",
+};
+
+int mock_batch_fault_from_mem(const char *s, size_t n)
+{
+	for (int i = 1; i < MOCK_BF_COUNT; i++)
+		if (strlen(batch_fault_names[i]) == n && strncasecmp(batch_fault_names[i], s, n) == 0)
 			return i;
 	return -1;
 }
@@ -119,10 +132,12 @@ static void *server_thread(void *arg)
 	set_started(s, 1);
 
 	struct io_uring_cqe *cqes[CQE_BATCH];
+	bool busy = false; /* batch work is waiting: do not sleep in the kernel */
 	for (;;) {
-		if (s->stopping && s->nconns == 0 && !s->accept_armed && !s->accept_retry_armed)
+		if (s->stopping && s->nconns == 0 && !s->accept_armed && !s->accept_retry_armed &&
+		    !(s->bs && s->bs->timer_armed))
 			break;
-		r = io_uring_submit_and_wait(&s->ring, 1);
+		r = busy ? io_uring_submit(&s->ring) : io_uring_submit_and_wait(&s->ring, 1);
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -ETIME && r != -EAGAIN) {
 			fprintf(stderr, "mock server: io_uring_submit_and_wait: %s\n", strerror(-r));
 			break;
@@ -137,6 +152,8 @@ static void *server_thread(void *arg)
 			io_uring_cq_advance(&s->ring, got);
 			mock_batch_run_ready(s);
 		}
+		/* One slice of batch work per turn, between the connections' work. */
+		busy = s->bs && !s->stopping && mock_batches_tick(s);
 	}
 	/* Normally empty; after a ring failure, drop what is left. */
 	io_uring_queue_exit(&s->ring);
@@ -216,8 +233,16 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out)
 	}
 	s->o.tls_cert_file = s->o.tls_key_file = NULL; /* not kept: the files are loaded */
 	s->o.error = NULL;
+	int br = mock_bstore_new(o, &s->bs, o->error, o->error ? o->error_size : 0);
+	if (br < 0) {
+		mock_tls_free(s->tls);
+		free(s);
+		return br;
+	}
+	s->o.state_dir = NULL; /* the store keeps its copy */
 	int fd = listen_socket(s->host, o->port, &s->port);
 	if (fd < 0) {
+		mock_bstore_free(s->bs);
 		mock_tls_free(s->tls);
 		free(s);
 		return fd;
@@ -227,6 +252,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out)
 	if (s->efd < 0) {
 		int e = -errno;
 		close(fd);
+		mock_bstore_free(s->bs);
 		mock_tls_free(s->tls);
 		free(s);
 		return e;
@@ -251,6 +277,7 @@ int mock_server_start(const struct mock_options *o, struct mock_server **out)
 		close(s->efd);
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
+		mock_bstore_free(s->bs);
 		mock_tls_free(s->tls);
 		free(s);
 		return r;
@@ -305,6 +332,7 @@ void mock_server_stop(struct mock_server *s)
 	close(s->lfd);
 	close(s->efd);
 	mock_buf_free(&s->scratch);
+	mock_bstore_free(s->bs); /* after the thread: its downloads used it */
 	mock_tls_free(s->tls); /* after the thread: its connections used it */
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);

@@ -164,6 +164,18 @@ enum mock_fault {
 	MOCK_FAULT_COUNT
 };
 
+/* Faults of the batch APIs (--batch-fault KIND:RATE, or per request the
+ * header `x-mock-batch-fault: KIND`; mock_batch_api.c). */
+enum mock_batch_fault {
+	MOCK_BF_NONE = 0,
+	MOCK_BF_INVALID, /* a batch fails validation */
+	MOCK_BF_EXPIRE,  /* that share of a batch's lines expire (header: half) */
+	MOCK_BF_FAIL,    /* a batch fails while in progress */
+	MOCK_BF_CUT,     /* a file's (results') first download is cut half way */
+	MOCK_BF_429,     /* a batch create (or upload) is refused with 429 */
+	MOCK_BF_COUNT
+};
+
 struct mock_options {
 	const char *host;          /* "127.0.0.1" */
 	uint16_t port;             /* 0: ephemeral */
@@ -183,6 +195,9 @@ struct mock_options {
 	                            * LLMRING_RING_PLAIN=1) */
 	const char *tls_cert_file; /* both set: serve HTTPS (PEM or DER; chain allowed) */
 	const char *tls_key_file;
+	const char *state_dir;     /* batch APIs: keep files and batches here (NULL: memory) */
+	unsigned batch_phase_ms;   /* batch APIs: each lifecycle phase lasts this (0 = 1000) */
+	double batch_fault_rate[MOCK_BF_COUNT]; /* 0..1 per kind */
 	char *error;               /* optional, error_size bytes: when mock_server_start
 	                            * fails because of the TLS files, why (one line);
 	                            * left empty for every other failure */
@@ -194,6 +209,8 @@ struct mock_server;
 void mock_options_default(struct mock_options *o);
 /* Parses "KIND" into a fault; -1 when unknown. */
 int mock_fault_from_name(const char *name);
+/* The batch faults by name ("invalid", "expire", "fail", "cut", "429"). */
+int mock_batch_fault_from_mem(const char *name, size_t n);
 /* The name of a fault ("429", "reset", ...); NULL when out of range. */
 const char *mock_fault_name(int fault);
 /* Loads the TLS files when given, binds, starts the server thread. Returns 0

@@ -78,6 +78,8 @@ void mock_job_reset(struct job *j)
 static void job_done(struct mock_server *s, struct conn *c)
 {
 	mock_batch_release(s, c); /* its last byte is queued: the slot is free */
+	mock_bfile_unref(c->job.src);
+	c->job.src = NULL;
 	c->job.active = false;
 	if (c->job.close_mode) {
 		c->want_close = c->job.close_mode;
@@ -123,6 +125,19 @@ void mock_job_run(struct mock_server *s, struct conn *c)
 		case PH_BODY:
 			put(&c->pend, j->whole.p + j->off, j->cut - j->off);
 			j->off = j->cut;
+			/* A download: its file in slices, paused while PEND_HIGH
+			 * bytes are unsent (never all of it in memory again). */
+			while (j->src && j->src_off < j->src_end) {
+				size_t k = j->src_end - j->src_off;
+				k = k < 256 * 1024 ? k : 256 * 1024;
+				put(&c->pend, j->src_data + j->src_off, k);
+				j->src_off += k;
+				if (j->src_off < j->src_end && c->pend.len + c->tpend.len >= PEND_HIGH) {
+					mock_conn_flush(s, c);
+					j->wait_send = true;
+					return;
+				}
+			}
 			job_done(s, c);
 			return;
 		case PH_EVENTS: {
