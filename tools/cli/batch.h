@@ -26,6 +26,8 @@
 #include "util/buf.h"
 
 struct batch_hooks;
+struct pbatch;
+struct input_request;
 
 #define BATCH_DEFAULT_CONCURRENCY 64
 #define BATCH_MAX_CONCURRENCY 100000
@@ -50,6 +52,9 @@ struct batch_options {
 	long rpm, tpm;        /* 0: no limit */
 	long max_line;        /* longest input line kept, bytes */
 	double timeout_s, connect_timeout_s, idle_timeout_s; /* 0: engine default */
+	bool via_batch;       /* --via provider-batch (pbatch.h) */
+	bool cancel;          /* --cancel */
+	double poll_s;        /* --poll; 0: the default */
 };
 
 /* 0, CLI_EXIT_USAGE after printing why, or -1 when --help was shown. */
@@ -174,6 +179,11 @@ struct batch {
 	const struct batch_hooks *hooks; /* borrowed: batch_run's caller; NULL for the command */
 	bool stopped;               /* the hooks' stop flag was seen */
 	struct line_rec *recs;      /* owner: the batch; records not yet reaped */
+	/* --via provider-batch: usable lines go here instead of submit_line
+	 * (line: the input line's bytes, for its hash); NULL: sent directly. */
+	void (*line_sink)(struct batch *b, const char *custom_id, size_t id_len,
+	                  const struct input_request *in, const char *line, size_t len);
+	struct pbatch *pb;          /* borrowed: pbatch_run's, with line_sink */
 };
 
 /* ---- the run (cli_batch.c) ---------------------------------------------- */
@@ -190,6 +200,10 @@ struct input_request {
 	size_t body_len;
 	const char *model; /* borrowed: options or b->requested */
 };
+
+/* The run loop: input lines read while the window has room, completions
+ * written, until every line is done. False when waiting failed. */
+bool batch_run_requests(struct batch *b);
 
 /* Sends input line b->line_no; a request that cannot be submitted gets
  * its error line at once. */

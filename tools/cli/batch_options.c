@@ -16,6 +16,7 @@ static const char batch_usage[] =
 	"                     [--retry-errors] [--timeout S] [--connect-timeout S]\n"
 	"                     [--idle-timeout S] [--cacert FILE] [--insecure] [--stats FILE]\n"
 	"                     [--quiet] [--max-line-bytes N]\n"
+	"                     [--via direct|provider-batch] [--poll S] [--cancel]\n"
 	"\n"
 	"Sends every request of INPUT (OpenAI Batch API JSONL: custom_id, method, url,\n"
 	"body) and appends one outcome line per input line to OUTPUT, in completion\n"
@@ -56,6 +57,16 @@ static const char batch_usage[] =
 	"  --max-line-bytes N   longest input line (16777216); a longer one gets an\n"
 	"                       invalid_input line and is skipped without being held\n"
 	"                       in memory\n"
+	"  --via provider-batch hand the lines to the providers' batch APIs (OpenAI\n"
+	"                       Batches, Anthropic Message Batches): about half price,\n"
+	"                       results within 24 h. OUTPUT.state.json records every\n"
+	"                       batch: a re-run resumes and never submits a line twice.\n"
+	"                       Other providers' lines are sent directly (a notice says so)\n"
+	"  --via direct         send every request now (the default)\n"
+	"  --poll S             with provider-batch: seconds between polls (30; 1 with\n"
+	"                       --mock); longer when the provider asks (Retry-After)\n"
+	"  --cancel             with provider-batch: cancel the run's batches, keep their\n"
+	"                       partial results; the rest become batch_cancelled errors\n"
 	"On a terminal a progress line is shown; at the end a summary (requests, tokens,\n"
 	"cost, time) goes to stderr.\n"
 	"With --mock, --cacert and --insecure have no effect (the mock is plain HTTP).\n"
@@ -74,7 +85,7 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	const char *cmd = "batch";
 	const char *concurrency = NULL, *rpm = NULL, *tpm = NULL, *max_retries = NULL;
 	const char *timeout = NULL, *connect_timeout = NULL, *idle_timeout = NULL, *cacert = NULL;
-	const char *max_line = NULL;
+	const char *max_line = NULL, *via = NULL, *poll = NULL;
 	bool insecure = false, options_done = false;
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
@@ -115,6 +126,9 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 		CLI_OPTION("--stats", true, o->stats_path = v)
 		CLI_OPTION("--quiet", false, o->quiet = true)
 		CLI_OPTION("--max-line-bytes", true, max_line = v)
+		CLI_OPTION("--via", true, via = v)
+		CLI_OPTION("--poll", true, poll = v)
+		CLI_OPTION("--cancel", false, o->cancel = true)
 		fprintf(stderr, "llmring batch: unknown option '%s'\n%s", arg, batch_usage);
 		return CLI_EXIT_USAGE;
 	}
@@ -132,8 +146,24 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	    (timeout && cli_parse_seconds(cmd, "--timeout", timeout, &o->timeout_s)) ||
 	    (connect_timeout &&
 	     cli_parse_seconds(cmd, "--connect-timeout", connect_timeout, &o->connect_timeout_s)) ||
-	    (idle_timeout && cli_parse_seconds(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)))
+	    (idle_timeout && cli_parse_seconds(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)) ||
+	    (poll && cli_parse_seconds(cmd, "--poll", poll, &o->poll_s)))
 		return CLI_EXIT_USAGE;
+	if (via && strcmp(via, "provider-batch") == 0) {
+		o->via_batch = true;
+	} else if (via && strcmp(via, "direct") != 0) {
+		fprintf(stderr, "llmring batch: --via takes direct or provider-batch, got '%s'\n", via);
+		return CLI_EXIT_USAGE;
+	}
+	if (!o->via_batch && (poll || o->cancel)) {
+		fprintf(stderr, "llmring batch: %s works with --via provider-batch only\n",
+		        poll ? "--poll" : "--cancel");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->cancel && o->retry_errors) {
+		fprintf(stderr, "llmring batch: --cancel and --retry-errors exclude each other\n");
+		return CLI_EXIT_USAGE;
+	}
 
 	if (!o->input_path || !o->output_path) {
 		fprintf(stderr, "llmring batch: %s is needed\n%s",

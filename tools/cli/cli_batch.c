@@ -27,6 +27,7 @@
 #include "batch_run.h"
 #include "cli.h"
 #include "mock_server.h"
+#include "pbatch.h"
 #include "util/list.h"
 
 /* The records of requests not yet reaped: the batch frees what is left
@@ -418,9 +419,10 @@ static void report_progress(struct batch *b)
 /*
  * The run: input lines are read while the window has room, completions
  * are reaped and written, until every line is done or the run cannot go
- * on. False when waiting for completions failed.
+ * on. False when waiting for completions failed. With --via
+ * provider-batch, pbatch_run calls it to plan (b->line_sink).
  */
-static bool run_requests(struct batch *b)
+bool batch_run_requests(struct batch *b)
 {
 	bool more_input = true;
 	bool reap_failed = false;
@@ -512,7 +514,9 @@ int batch_run(int argc, char **argv, const struct batch_hooks *hooks)
 		return CLI_EXIT_USAGE;
 	}
 	reader_init(&b.in, in_fd, (size_t)b.opt.max_line);
-	if (prepare_run(&b, &in_st) || open_outputs(&b, &out_created, &stats_created))
+	struct pbatch *pb = NULL; /* owner: this function */
+	if (prepare_run(&b, &in_st) || (b.opt.via_batch && !(pb = pbatch_new(&b, in_fd))) ||
+	    open_outputs(&b, &out_created, &stats_created))
 		goto out;
 	/* From here on the run has started: its files stay. */
 	free(out_created);
@@ -528,10 +532,11 @@ int batch_run(int argc, char **argv, const struct batch_hooks *hooks)
 		b.total_lines = count_lines(in_fd);
 	b.start_ns = now_ns();
 	draw_progress(&b, true);
-	bool reap_failed = !run_requests(&b);
+	bool reap_failed = pb ? !pbatch_run(pb) : !batch_run_requests(&b);
 	status = finish_run(&b, reap_failed);
 out:
 	batch_free(&b);
+	pbatch_free(pb);
 	/* A refused run leaves no file it made. */
 	if (out_created)
 		unlink(out_created);
