@@ -572,7 +572,11 @@ static void batch_list(struct call *k, uint8_t api)
 	}
 	struct mock_buf *b = &k->s->scratch;
 	b->len = 0;
-	PUTL(b, api == API_OPENAI ? "{\"object\":\"list\",\"data\":[" : "{\"data\":[");
+	/* Two PUTLs: sizeof of a conditional is a pointer's, not a literal's. */
+	if (api == API_OPENAI)
+		PUTL(b, "{\"object\":\"list\",\"data\":[");
+	else
+		PUTL(b, "{\"data\":[");
 	unsigned got = 0;
 	const struct mock_batch *first = NULL, *last = NULL;
 	long i = before && !after ? lo + (long)limit - 1 : hi;
