@@ -36,7 +36,7 @@
 #define PB_ANTHROPIC_MAX_LINES 100000u
 #define PB_ANTHROPIC_MAX_BYTES (256ull * 1000 * 1000)
 #define PB_MAX_PARTS 10000
-#define PB_CREATE_TRIES 8           /* a create refused with 429 / 5xx, then the run stops */
+#define PB_STALL_ROUNDS 12          /* rounds in a row where every call failed, then the run stops */
 #define PB_STATE_MAX (256u << 20)   /* a state file larger than this is refused as corrupt */
 
 enum pb_api { PB_OPENAI = 0, PB_ANTHROPIC = 1 };
@@ -226,5 +226,7 @@ void pbatch_free(struct pbatch *pb);
 /* The run, once b's engine, output and resume are ready. False when it
  * stopped early (printed why; a re-run resumes). */
 bool pbatch_run(struct pbatch *pb);
+/* Says that p's batch was adopted rather than created. */
+void pb_show_adopted(const struct pbatch *pb, const struct pb_part *p);
 
 #endif

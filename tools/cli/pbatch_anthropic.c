@@ -162,8 +162,10 @@ int pb_anthropic_submit(struct pbatch *pb, struct pb_part *p)
 			return -2;
 		if (a < 0)
 			return 1;
-		if (a > 0)
+		if (a > 0) {
+			pb_show_adopted(pb, p);
 			return pb_state_save(&pb->st) ? -2 : 0;
+		}
 	} else {
 		p->status = PS_CREATING;
 		p->creating_ms = pb_now_ms();

@@ -139,6 +139,9 @@ static int download_once(struct pbatch *pb, int api, const char *target, int fd,
 	lr_request *rq = pb_request(api, LR_METHOD_GET, target);
 	char range[48];
 	snprintf(range, sizeof range, "bytes=%" PRIu64 "-", have);
+	if (have > 0 && !pb->b->opt.quiet)
+		fprintf(stderr, "llmring batch: resuming the download of %s from byte %" PRIu64 "\n",
+		        path, have);
 	if (rq && have > 0 && lr_request_add_header(rq, "Range", range)) {
 		lr_request_free(rq);
 		rq = NULL;

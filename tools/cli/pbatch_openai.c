@@ -185,8 +185,10 @@ int pb_openai_submit(struct pbatch *pb, struct pb_part *p)
 		int a = adopt(pb, p);
 		if (a < 0)
 			return 1;
-		if (a > 0)
+		if (a > 0) {
+			pb_show_adopted(pb, p);
 			return pb_state_save(&pb->st) ? -2 : 0;
+		}
 	}
 	if (!p->file_id[0]) {
 		int rc = upload(pb, p);

@@ -128,6 +128,13 @@ static int merge_ended(struct pbatch *pb, struct pb_part *p)
 	             "it again)");
 }
 
+void pb_show_adopted(const struct pbatch *pb, const struct pb_part *p)
+{
+	if (!pb->b->opt.quiet)
+		fprintf(stderr, "llmring batch: part %u: adopted batch %s, which the create of an "
+		        "earlier run made (not created again)\n", p->n, p->batch_id);
+}
+
 static void show(const struct pbatch *pb, const struct pb_part *p)
 {
 	if (pb->b->opt.quiet)
@@ -151,14 +158,17 @@ static int cancel_unsubmitted(struct pbatch *pb, struct pb_part *p)
 			return -2;
 		if (a < 0)
 			return 1;
-		if (a > 0)
+		if (a > 0) {
+			pb_show_adopted(pb, p);
 			return pb_state_save(&pb->st) ? -2 : 0;
+		}
 	}
 	return merge(pb, p, "batch_cancelled", "--cancel: this request was never submitted");
 }
 
-/* One part's step in a round. 0, 1 (wait), -2 (stop). */
-static int step(struct pbatch *pb, struct pb_part *p, unsigned *create_fails)
+/* One part's step in a round. 0, 1 (wait: something failed for now), -2
+ * (stop). */
+static int step(struct pbatch *pb, struct pb_part *p)
 {
 	struct batch *b = pb->b;
 	int rc = 0;
@@ -169,11 +179,6 @@ static int step(struct pbatch *pb, struct pb_part *p, unsigned *create_fails)
 			rc = submit(pb, p);
 			if (rc == 0) {
 				b->requests += p->lines;
-				*create_fails = 0;
-			} else if (rc == 1 && ++*create_fails > PB_CREATE_TRIES) {
-				fprintf(stderr, "llmring batch: part %u could not be created after %d tries; "
-				        "run again later to resume\n", p->n, PB_CREATE_TRIES);
-				rc = -2;
 			} else if (rc == -1) {
 				char msg[600];
 				snprintf(msg, sizeof msg, "the provider refused the batch: %s",
@@ -202,20 +207,22 @@ static int step(struct pbatch *pb, struct pb_part *p, unsigned *create_fails)
 static bool run_parts(struct pbatch *pb)
 {
 	struct pb_state *st = &pb->st;
-	unsigned create_fails = 0;
+	unsigned stalls = 0; /* rounds in a row where every step failed */
 	char *seen = calloc(st->nparts + 1, 64); /* owner: here; what was last shown of each part */
 	if (!seen)
 		return false;
 	bool ok = true;
 	for (;;) {
-		bool pending = false;
+		bool pending = false, moved = false, failed = false;
 		for (size_t i = 0; i < st->nparts && ok; i++) {
 			struct pb_part *p = &st->parts[i];
 			if (p->status == PS_MERGED)
 				continue;
-			int rc = step(pb, p, &create_fails);
+			int rc = step(pb, p);
 			if (rc == -2)
 				ok = false;
+			moved |= rc == 0;
+			failed |= rc == 1;
 			char now[64];
 			snprintf(now, sizeof now, "%d %s %" PRIu64 " %" PRIu64, p->status, p->remote,
 			         p->done, p->failed);
@@ -228,6 +235,15 @@ static bool run_parts(struct pbatch *pb)
 		}
 		if (!ok || !pending)
 			break;
+		stalls = moved || !failed ? 0 : stalls + 1;
+		if (stalls > PB_STALL_ROUNDS) {
+			fprintf(stderr, "llmring batch: the provider kept failing for %u rounds in a row; "
+			        "stopping (run again later to resume)\n", stalls);
+			ok = false;
+			break;
+		}
+		if (stalls && pb->backoff_ms == 0)
+			pb->backoff_ms = pb_retry_ms(NULL, stalls);
 		uint64_t wait = pb->backoff_ms > pb->poll_ms ? pb->backoff_ms : pb->poll_ms;
 		pb->backoff_ms = 0;
 		pb_sleep_ms(wait);
