@@ -120,8 +120,11 @@ def batch_args(inp, out, base, *extra):
 
 
 def run(args, env=None, timeout=120):
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
-                          env=env if env is not None else clean_env())
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                       env=env if env is not None else clean_env())
+    # Under ASan+UBSan a report is a failure even when the status is 0.
+    assert "runtime error:" not in p.stderr and "Sanitizer" not in p.stderr, p.stderr
+    return p
 
 
 def check_one_outcome_each(out_path, n):

@@ -58,7 +58,9 @@ int pb_http(struct pbatch *pb, lr_request *rq, struct pb_call *c)
 		if (mine)
 			break;
 	}
-	/* The reaped handle is the submitted one: release it once, below. */
+	/* lr_submit's handle and the reaped one each hold a reference: the
+	 * first goes now, the second in pb_call_done. */
+	lr_future_release(f);
 	c->f = f;
 	c->r = lr_future_result(f);
 	return c->r ? 0 : -1;
