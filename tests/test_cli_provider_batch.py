@@ -168,6 +168,15 @@ def test_both_providers_through_the_in_process_mock():
         state = json.load(open(out + ".state.json"))
         assert [pt["status"] for pt in state["parts"]] == ["merged", "merged"], state
         assert {pt["api"] for pt in state["parts"]} == {"openai", "anthropic"}, state
+        # Batched tokens are priced at half the direct rate; the saving is the other half.
+        stats = json.load(open(os.path.join(d, "s.json")))
+        assert stats["via"] == "provider-batch" and stats["batch_parts"] == 2, stats
+        assert stats["batch_lines_merged"] == 20 and stats["succeeded"] == 20, stats
+        assert stats["batch_output_tokens"] == stats["output_tokens"] > 0, stats
+        assert stats["batch_cost_usd"] > 0, stats
+        assert abs(stats["batch_saving_usd"] - stats["batch_cost_usd"]) < 1e-12, stats
+        assert abs(stats["cost_usd"] - stats["batch_cost_usd"]) < 1e-12, stats
+        assert "at batch rates" in p.stderr and "saved $" in p.stderr, p.stderr
 
 
 @test

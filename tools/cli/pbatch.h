@@ -108,6 +108,7 @@ struct pbatch {
 	uint64_t planned_lines;
 	uint64_t poll_ms, backoff_ms;
 	uint64_t batched_input_tokens, batched_output_tokens; /* of merged successes */
+	uint64_t merged_lines;      /* outcome lines merged from parts this run */
 	double batch_cost_usd, direct_cost_usd; /* of the merged successes, priced both ways */
 	bool priced;
 	bool fatal;                 /* the run cannot go on: status 2 */
@@ -226,6 +227,13 @@ void pbatch_free(struct pbatch *pb);
 /* The run, once b's engine, output and resume are ready. False when it
  * stopped early (printed why; a re-run resumes). */
 bool pbatch_run(struct pbatch *pb);
+/* --stats fields of this mode (appended to s, each after a comma) and
+ * the summary's line of it (stderr, after the cost, no newline at the
+ * end). Batched tokens are priced at the batch rate: the direct price
+ * times PB_BATCH_PRICE_FACTOR (OpenAI's and Anthropic's 50 %). */
+#define PB_BATCH_PRICE_FACTOR 0.5
+void pb_stats_fields(const struct pbatch *pb, struct buf *s);
+void pb_summary(const struct pbatch *pb);
 /* Says that p's batch was adopted rather than created. */
 void pb_show_adopted(const struct pbatch *pb, const struct pb_part *p);
 

@@ -21,9 +21,6 @@
 #include "pbatch.h"
 #include "provider/provider.h"
 
-/* Half the direct price: OpenAI's and Anthropic's batch discount. */
-#define PB_BATCH_PRICE_FACTOR 0.5
-
 static void put_hex(char *out, uint64_t v, int digits)
 {
 	static const char xdigits[] = "0123456789abcdef";
@@ -56,6 +53,7 @@ static int finish_line(struct pbatch *pb, bool ok)
 		b->write_failed = true;
 		return -1;
 	}
+	pb->merged_lines++;
 	if (ok)
 		b->pend.succeeded++;
 	else
@@ -109,6 +107,7 @@ static void count_usage(struct pbatch *pb, const struct json_doc *d, int body)
 		pb->batch_cost_usd += direct * PB_BATCH_PRICE_FACTOR;
 		b->cost_usd += direct * PB_BATCH_PRICE_FACTOR;
 		b->priced = true;
+		pb->priced = true;
 	} else if (in || out) {
 		const char *name = pb_json_str(d, body, "model", model, sizeof model) ? model : "?";
 		model_names_find(&b->unpriced, name, strlen(name), true);

@@ -252,6 +252,28 @@ static bool run_parts(struct pbatch *pb)
 	return ok;
 }
 
+void pb_stats_fields(const struct pbatch *pb, struct buf *s)
+{
+	buf_printf(s, ",\"via\":\"provider-batch\",\"batch_parts\":%zu,\"batch_lines_merged\":%" PRIu64
+	           ",\"batch_input_tokens\":%" PRIu64 ",\"batch_output_tokens\":%" PRIu64,
+	           pb->st.nparts, pb->merged_lines, pb->batched_input_tokens,
+	           pb->batched_output_tokens);
+	if (pb->priced)
+		buf_printf(s, ",\"batch_cost_usd\":%.10g,\"batch_saving_usd\":%.10g", pb->batch_cost_usd,
+		           pb->direct_cost_usd - pb->batch_cost_usd);
+	else
+		buf_puts(s, ",\"batch_cost_usd\":null,\"batch_saving_usd\":null");
+}
+
+void pb_summary(const struct pbatch *pb)
+{
+	fprintf(stderr, "\n  provider batches: %zu part%s, %" PRIu64 " line%s merged this run", pb->st.nparts,
+	        pb->st.nparts == 1 ? "" : "s", pb->merged_lines, pb->merged_lines == 1 ? "" : "s");
+	if (pb->priced)
+		fprintf(stderr, "; at batch rates $%.6f (direct: $%.6f, saved $%.6f)", pb->batch_cost_usd,
+		        pb->direct_cost_usd, pb->direct_cost_usd - pb->batch_cost_usd);
+}
+
 bool pbatch_run(struct pbatch *pb)
 {
 	struct batch *b = pb->b;
