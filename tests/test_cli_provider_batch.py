@@ -375,13 +375,8 @@ def test_a_cut_download_is_resumed():
             assert p.stderr.count("resuming the download") >= 2, p.stderr
             lines = check_one_outcome_each(out, n)
             assert all(l["error"] is None for l in lines)
-            # The files on disk are whole: every line parses.
-            sd = out + ".state.d"
-            for name in os.listdir(sd):
-                if name.endswith(".out.jsonl"):
-                    with open(os.path.join(sd, name)) as f:
-                        for l in f:
-                            json.loads(l)
+            # A merged part's files are removed.
+            assert os.listdir(out + ".state.d") == [], os.listdir(out + ".state.d")
 
 
 @test
@@ -435,6 +430,39 @@ def test_cancel_before_submitting_cancels_every_line():
             lines = check_one_outcome_each(out, n)
             assert all(l["error"]["code"] == "batch_cancelled" for l in lines), lines[0]
             assert m.stats()["batch_lines_submitted"] == 0
+
+
+@test
+def test_a_batch_the_provider_no_longer_knows_fails_its_lines_and_is_retried():
+    # The in-process mock forgets its batches when the run ends: a re-run
+    # of a killed --mock run polls batches that are gone (404).
+    with tempfile.TemporaryDirectory() as d:
+        n = 40
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        args = [LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                "--poll", "0.1"]
+        proc = subprocess.Popen(args + ["--quiet"], env=clean_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                st = json.load(open(out + ".state.json"))
+                if all(pt["status"] == "submitted" for pt in st["parts"]):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+        p = run(args)
+        assert p.returncode == 1, p.stderr
+        lines = check_one_outcome_each(out, n)
+        assert all(l["error"]["code"] == "batch_failed" and "404" in l["error"]["message"]
+                   for l in lines), lines[0]
+        p = run(args + ["--retry-errors"])
+        assert p.returncode == 0, p.stderr
+        assert all(l["error"] is None for l in check_one_outcome_each(out, n))
 
 
 # ---- refusals ----------------------------------------------------------------

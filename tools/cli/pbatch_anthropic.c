@@ -220,6 +220,18 @@ int pb_anthropic_poll(struct pbatch *pb, struct pb_part *p)
 	int rc = 1;
 	if (c.r->error == LR_OK && parse_body(pb, c.r)) {
 		rc = read_batch(pb, p, 0) && pb_state_save(&pb->st) ? -2 : 0;
+	} else if (c.r->http_status == 404) {
+		/* Gone (deleted, another account, an in-process mock's run
+		 * ended): its lines fail with batch_failed, which
+		 * --retry-errors sends again. */
+		char msg[200];
+		snprintf(msg, sizeof msg, "the provider does not know batch %s (404)", p->batch_id);
+		free(p->fail_msg);
+		p->fail_msg = strdup(msg);
+		snprintf(p->remote, sizeof p->remote, "failed");
+		p->status = PS_ENDED;
+		p->out_done = p->err_done = true;
+		rc = pb_state_save(&pb->st) ? -2 : 0;
 	} else {
 		pb_print_failure("polling a message batch", c.r);
 		if (c.r->retry_after_s >= 0)
@@ -250,8 +262,11 @@ int pb_anthropic_cancel(struct pbatch *pb, struct pb_part *p)
 
 int pb_anthropic_fetch(struct pbatch *pb, struct pb_part *p)
 {
-	if (p->out_done)
+	if (p->out_done) {
+		free(p->results_url);
+		p->results_url = NULL; /* a gone batch's: nothing to fetch */
 		return 0;
+	}
 	if (!p->results_url) {
 		p->out_done = true; /* no results: every line gets the part's code */
 		return pb_state_save(&pb->st) ? -2 : 0;

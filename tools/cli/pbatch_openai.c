@@ -250,6 +250,18 @@ int pb_openai_poll(struct pbatch *pb, struct pb_part *p)
 	int rc = 1;
 	if (c.r->error == LR_OK && parse_body(pb, c.r)) {
 		rc = read_batch(pb, p, 0) && pb_state_save(&pb->st) ? -2 : 0;
+	} else if (c.r->http_status == 404) {
+		/* Gone (deleted, another account, an in-process mock's run
+		 * ended): its lines fail with batch_failed, which
+		 * --retry-errors sends again. */
+		char msg[200];
+		snprintf(msg, sizeof msg, "the provider does not know batch %s (404)", p->batch_id);
+		free(p->fail_msg);
+		p->fail_msg = strdup(msg);
+		snprintf(p->remote, sizeof p->remote, "failed");
+		p->status = PS_ENDED;
+		p->out_done = p->err_done = true;
+		rc = pb_state_save(&pb->st) ? -2 : 0;
 	} else {
 		pb_print_failure("polling a batch", c.r);
 		if (c.r->retry_after_s >= 0)

@@ -108,7 +108,18 @@ static int merge(struct pbatch *pb, struct pb_part *p, const char *code, const c
 	if (pb_merge(pb, p, code, msg))
 		return -2;
 	p->status = PS_MERGED;
-	return pb_state_save(&pb->st) ? -2 : 0;
+	if (pb_state_save(&pb->st))
+		return -2;
+	/* Its files are not needed any more (every line has its outcome):
+	 * disk is freed as parts end. A kill before this leaves them. */
+	static const char *const suffix[] = {"jsonl", "out.jsonl", "err.jsonl"};
+	for (int k = 0; k < 3; k++) {
+		char *path = pb_part_path(&pb->st, p, suffix[k]); /* owner: here */
+		if (path)
+			unlink(path);
+		free(path);
+	}
+	return 0;
 }
 
 /* The code for lines an ended part left without a result. */
