@@ -204,9 +204,10 @@ int pb_anthropic_cancel(struct pbatch *pb, struct pb_part *p);
 /* Downloads p's results. 0 complete, 1 later, -1 lasting failure. */
 int pb_openai_fetch(struct pbatch *pb, struct pb_part *p);
 int pb_anthropic_fetch(struct pbatch *pb, struct pb_part *p);
-/* Whether the provider has a batch API at the engine's endpoint (a 404
- * on its list route says no). */
-bool pb_has_batch_api(struct pbatch *pb, int api);
+/* Whether the provider has a batch API at the engine's endpoint: 1, 0 (a
+ * 404 or 405 on its list route), -1 the server cannot be reached
+ * (printed). */
+int pb_has_batch_api(struct pbatch *pb, int api);
 
 /* ---- pbatch_merge.c ---- */
 

@@ -126,8 +126,11 @@ void pb_print_failure(const char *what, const lr_result *r)
 	for (char *p = body; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
-	fprintf(stderr, "llmring batch: %s failed: %s (HTTP %d)%s\n", what,
-	        r->error_message ? r->error_message : lr_strerror(r->error), r->http_status, body);
+	char status[24] = "";
+	if (r->http_status > 0)
+		snprintf(status, sizeof status, " (HTTP %d)", r->http_status);
+	fprintf(stderr, "llmring batch: %s failed: %s%s%s\n", what,
+	        r->error_message ? r->error_message : lr_strerror(r->error), status, body);
 }
 
 /* One attempt; 0 complete, 1 cut or transient, 2 start over (the server

@@ -313,13 +313,18 @@ int pb_openai_fetch(struct pbatch *pb, struct pb_part *p)
 	return 0;
 }
 
-bool pb_has_batch_api(struct pbatch *pb, int api)
+int pb_has_batch_api(struct pbatch *pb, int api)
 {
 	struct pb_call c;
 	const char *target = api == PB_ANTHROPIC ? "/v1/messages/batches?limit=1" : "/v1/batches?limit=1";
 	if (pb_http(pb, pb_request(api, LR_METHOD_GET, target), &c))
-		return true;
-	bool has = c.r->http_status != 404 && c.r->http_status != 405;
+		return -1;
+	int has = c.r->http_status == 404 || c.r->http_status == 405 ? 0 : 1;
+	if (c.r->http_status == 0) {
+		pb_print_failure(api == PB_ANTHROPIC ? "reaching the Anthropic endpoint"
+		                                     : "reaching the OpenAI endpoint", c.r);
+		has = -1;
+	}
 	pb_call_done(&c);
 	return has;
 }

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "batch_run.h"
 #include "pbatch.h"
 
 #define PB_DEFAULT_POLL_S 30.0
@@ -214,6 +215,16 @@ static int step(struct pbatch *pb, struct pb_part *p)
 	return rc;
 }
 
+/* The batch_run hooks' stop flag (batch_run.h), remembered as the direct
+ * run remembers it. */
+static bool stop_asked(struct batch *b)
+{
+	if (!b->stopped && b->hooks && b->hooks->stop &&
+	    atomic_load_explicit(b->hooks->stop, memory_order_relaxed))
+		b->stopped = true;
+	return b->stopped;
+}
+
 /* The rounds, until every part is merged. False when the run stopped. */
 static bool run_parts(struct pbatch *pb)
 {
@@ -257,7 +268,13 @@ static bool run_parts(struct pbatch *pb)
 			pb->backoff_ms = pb_retry_ms(NULL, stalls);
 		uint64_t wait = pb->backoff_ms > pb->poll_ms ? pb->backoff_ms : pb->poll_ms;
 		pb->backoff_ms = 0;
-		pb_sleep_ms(wait);
+		/* In slices, so that a binding's stop flag is seen soon. */
+		for (uint64_t slept = 0; slept < wait && !stop_asked(pb->b); slept += 100)
+			pb_sleep_ms(wait - slept < 100 ? wait - slept : 100);
+		if (stop_asked(pb->b)) {
+			ok = false; /* the state is saved: a re-run resumes polling */
+			break;
+		}
 	}
 	free(seen);
 	return ok;
@@ -292,9 +309,12 @@ bool pbatch_run(struct pbatch *pb)
 	 * endpoints have their batch APIs; a server of one's own may not. */
 	bool custom[2] = {b->opt.base_url_flag || getenv("OPENAI_BASE_URL"),
 	                  b->opt.base_url_flag || getenv("ANTHROPIC_BASE_URL")};
-	for (int api = 0; api < 2 && !b->opt.mock; api++)
-		if (custom[api] && !pb_has_batch_api(pb, api))
-			pb->direct[api] = true;
+	for (int api = 0; api < 2 && !b->opt.mock; api++) {
+		int has = custom[api] ? pb_has_batch_api(pb, api) : 1;
+		if (has < 0)
+			return false; /* nothing planned: a re-run starts here */
+		pb->direct[api] = has == 0;
+	}
 	if (!batch_run_requests(b) || b->write_failed || b->read_err)
 		return false; /* nothing saved: the next run plans again */
 	if (pb_plan_finish(pb))
