@@ -465,6 +465,48 @@ def test_a_batch_the_provider_no_longer_knows_fails_its_lines_and_is_retried():
         assert all(l["error"] is None for l in check_one_outcome_each(out, n))
 
 
+@test
+def test_result_lines_naming_ids_not_in_the_part_are_ignored():
+    # A provider's results never add lines: a part's downloaded results
+    # are replaced by one of its own lines, one line twice, and a stranger.
+    with tempfile.TemporaryDirectory() as d:
+        n = 10
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n, models=(OPENAI,))
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "60000") as m:
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=clean_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state_path = out + ".state.json"
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(state_path))
+                    if st["parts"] and st["parts"][0]["status"] == "submitted":
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait()
+        st = json.load(open(state_path))
+        pt = st["parts"][0]
+        pt.update(status="ended", remote="completed", out_done=True, err_done=True)
+        with open(state_path, "w") as f:
+            json.dump(st, f)
+        line = lambda cid: json.dumps({"id": "x", "custom_id": cid, "error": None,
+                                       "response": {"status_code": 200, "request_id": "q",
+                                                    "body": {"object": "chat.completion"}}})
+        with open(os.path.join(out + ".state.d", "part-%d.out.jsonl" % pt["n"]), "w") as f:
+            f.write("\n".join([line("r3"), line("stranger"), line("r3")]) + "\n")
+        # Nothing is left to ask a server (the in-process mock stands by).
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
+        assert p.returncode == 1, p.stderr
+        assert "named a custom_id not in the part" in p.stderr, p.stderr
+        lines = {l["custom_id"]: l for l in check_one_outcome_each(out, n)}
+        assert lines["r3"]["error"] is None
+        assert all(lines["r%d" % i]["error"]["code"] == "batch_expired" for i in range(n) if i != 3)
+
+
 # ---- refusals ----------------------------------------------------------------
 
 @test

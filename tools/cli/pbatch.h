@@ -114,6 +114,8 @@ struct pbatch {
 	bool fatal;                 /* the run cannot go on: status 2 */
 	const char *missing_code, *missing_msg; /* pb_merge's, for lines without a result */
 	uint64_t unplanned;         /* --cancel: lines in no part, left alone */
+	struct id_set part_ids;     /* owner: the run; the custom_ids of the part being merged */
+	uint64_t strangers;         /* result lines of that part naming ids not in it */
 	const char *noticed[8];     /* borrowed: providers whose lines went direct, said once */
 };
 

@@ -74,14 +74,26 @@ static void error_line(struct pbatch *pb, const char *id, size_t id_len, const c
 	buf_puts(&pb->line, "}}");
 }
 
-/* Whether custom_id (unescaped, in b->scratch) has an outcome already;
- * else it is recorded as having one now. -1 out of memory. */
+/* Whether custom_id has an outcome already; else it is recorded as
+ * having one now. -1 out of memory. */
 static int seen(struct pbatch *pb, const char *id, size_t len)
 {
 	uint64_t h = hash_bytes(id, len);
 	if (id_set_find(&pb->written, id, len, h))
 		return 1;
 	return id_set_add(&pb->written, id, len, h, ID_DONE_OK) ? 0 : -1;
+}
+
+/* For a result line: 1 skip it (its id has an outcome, or is not one of
+ * the part's: a provider's answer never adds lines), 0 write it (now
+ * recorded), -1 out of memory. */
+static int result_seen(struct pbatch *pb, const char *id, size_t len)
+{
+	if (!id_set_find(&pb->part_ids, id, len, hash_bytes(id, len))) {
+		pb->strangers++;
+		return 1;
+	}
+	return seen(pb, id, len);
 }
 
 /* Token counts and cost of a success body (token body of doc). */
@@ -126,7 +138,7 @@ static int merge_openai(struct pbatch *pb, const char *line, size_t len)
 	long n = scratch_string(pb->b, id);
 	if (n < 0)
 		return -1;
-	int s = seen(pb, pb->b->scratch, (size_t)n);
+	int s = result_seen(pb, pb->b->scratch, (size_t)n);
 	if (s)
 		return s < 0 ? -1 : 0;
 	int err = json_object_get(d, 0, "error");
@@ -164,7 +176,7 @@ static int merge_anthropic(struct pbatch *pb, const char *line, size_t len)
 	char *cid = strndup(pb->b->scratch, (size_t)n); /* owner: here */
 	if (!cid)
 		return -1;
-	int s = seen(pb, cid, (size_t)n);
+	int s = result_seen(pb, cid, (size_t)n);
 	if (s) {
 		free(cid);
 		return s < 0 ? -1 : 0;
@@ -281,22 +293,41 @@ static int each_line(struct pbatch *pb, const char *path,
 	return rc;
 }
 
-/* A line of the part's own file: its custom_id gets missing_code when it
- * has no outcome yet. */
-static int merge_missing(struct pbatch *pb, const char *line, size_t len)
+/* The custom_id of a line of the part's own file into b->scratch: its
+ * length, 0 for the body's first and last lines (Anthropic), -1. */
+static long part_line_id(struct pbatch *pb, const char *line, size_t len)
 {
 	if (len && line[len - 1] == ',')
 		len--; /* Anthropic's body, one request a line */
 	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
 	if (len == 0 || line[0] != '{' || json_parse(d, line, len) != 0 ||
 	    d->tok[0].type != JSON_OBJECT)
-		return 0; /* the body's first and last lines */
+		return 0;
 	int id = json_object_get(d, 0, "custom_id");
 	if (id < 0 || d->tok[id].type != JSON_STRING)
 		return 0;
-	long n = scratch_string(pb->b, id);
-	if (n < 0)
-		return -1;
+	return scratch_string(pb->b, id);
+}
+
+static int add_part_id(struct pbatch *pb, const char *line, size_t len)
+{
+	long n = part_line_id(pb, line, len);
+	if (n <= 0)
+		return (int)n;
+	const char *id = pb->b->scratch;
+	uint64_t h = hash_bytes(id, (size_t)n);
+	if (id_set_find(&pb->part_ids, id, (size_t)n, h))
+		return 0;
+	return id_set_add(&pb->part_ids, id, (size_t)n, h, ID_SEEN) ? 0 : -1;
+}
+
+/* A line of the part's own file: its custom_id gets missing_code when it
+ * has no outcome yet. */
+static int merge_missing(struct pbatch *pb, const char *line, size_t len)
+{
+	long n = part_line_id(pb, line, len);
+	if (n <= 0)
+		return (int)n;
 	int s = seen(pb, pb->b->scratch, (size_t)n);
 	if (s)
 		return s < 0 ? -1 : 0;
@@ -306,18 +337,28 @@ static int merge_missing(struct pbatch *pb, const char *line, size_t len)
 
 int pb_merge(struct pbatch *pb, struct pb_part *p, const char *code, const char *message)
 {
-	const char *suffix[3] = {"out.jsonl", "err.jsonl", "jsonl"};
+	/* The part's ids, then its results (only for those), then what is
+	 * left without one. */
+	const char *suffix[4] = {"jsonl", "out.jsonl", "err.jsonl", "jsonl"};
+	int (*const pass[4])(struct pbatch *, const char *, size_t) = {
+		add_part_id, p->api == PB_ANTHROPIC ? merge_anthropic : merge_openai,
+		p->api == PB_ANTHROPIC ? merge_anthropic : merge_openai, merge_missing};
 	int rc = 0;
-	for (int k = 0; k < 3 && !rc; k++) {
+	id_set_free(&pb->part_ids);
+	pb->strangers = 0;
+	pb->missing_code = code;
+	pb->missing_msg = message;
+	for (int k = 0; k < 4 && !rc; k++) {
 		char *path = pb_part_path(&pb->st, p, suffix[k]); /* owner: here */
 		if (!path)
 			return -1;
-		pb->missing_code = code;
-		pb->missing_msg = message;
-		rc = each_line(pb, path, k == 2 ? merge_missing
-		                         : p->api == PB_ANTHROPIC ? merge_anthropic : merge_openai);
+		rc = each_line(pb, path, pass[k]);
 		free(path);
 	}
+	id_set_free(&pb->part_ids);
+	if (pb->strangers && !pb->b->opt.quiet)
+		fprintf(stderr, "llmring batch: part %u: %" PRIu64 " result line%s named a custom_id "
+		        "not in the part; ignored\n", p->n, pb->strangers, pb->strangers == 1 ? "" : "s");
 	write_pending(pb->b);
 	if (rc || pb->b->write_failed) {
 		fprintf(stderr, "llmring batch: cannot merge part %u into %s\n", p->n,

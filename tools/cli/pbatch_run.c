@@ -77,6 +77,7 @@ void pbatch_free(struct pbatch *pb)
 		return;
 	pb_state_free(&pb->st);
 	id_set_free(&pb->written);
+	id_set_free(&pb->part_ids);
 	json_doc_free(&pb->doc);
 	buf_free(&pb->scratch);
 	buf_free(&pb->line);
