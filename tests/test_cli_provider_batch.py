@@ -400,6 +400,9 @@ def test_cancel_keeps_partial_results_and_cancels_the_rest():
                 time.sleep(0.05)
             proc.kill()
             proc.wait()
+            # Sending them directly now would send them twice: refused.
+            p = run([LLMRING, "batch", inp, "-o", out, "--base-url", m.url])
+            assert p.returncode == 2 and "still running" in p.stderr, p.stderr
             p = run(batch_args(inp, out, m.url, "--cancel"))
             assert p.returncode == 1, p.stderr
             lines = check_one_outcome_each(out, n)

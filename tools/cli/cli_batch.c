@@ -309,6 +309,13 @@ static int prepare_run(struct batch *b, const struct stat *in_st)
 	}
 	if (check_distinct_files(&b->opt, in_st))
 		return -1;
+	/* Lines in provider batches still running would be sent twice. */
+	if (!b->opt.via_batch && pb_state_running(b->opt.output_path)) {
+		fprintf(stderr, "llmring batch: %s.state.json holds provider batches still running; "
+		        "run with --via provider-batch (add --cancel to give up on them) before "
+		        "sending directly\n", b->opt.output_path);
+		return -1;
+	}
 	const char *base_url = NULL, *api_key = NULL; /* borrowed: argv or the environment */
 	char first_model[256];
 	const char *model = b->opt.model;

@@ -115,6 +115,8 @@ struct pbatch {
 	const char *missing_code, *missing_msg; /* pb_merge's, for lines without a result */
 	uint64_t unplanned;         /* --cancel: lines in no part, left alone */
 	struct id_set part_ids;     /* owner: the run; the custom_ids of the part being merged */
+	struct pb_range *pending;   /* owner: the run; pb_pending_init's */
+	size_t npending, pending_at;
 	uint64_t strangers;         /* result lines of that part naming ids not in it */
 	const char *noticed[8];     /* borrowed: providers whose lines went direct, said once */
 };
@@ -137,8 +139,15 @@ void pb_state_free(struct pb_state *st);
 struct pb_part *pb_part_add(struct pb_state *st);
 /* Records input line `line` in part p (ranges grow in order). 0 or -1. */
 int pb_part_add_line(struct pb_part *p, uint64_t line);
-/* Whether input line `line` belongs to a part not yet merged. */
-bool pb_line_pending(const struct pb_state *st, uint64_t line);
+/* The ranges of the parts not yet merged, sorted, for pb_line_pending
+ * (the input is read in order: a cursor walks them). 0 or -1. */
+int pb_pending_init(struct pbatch *pb);
+/* Whether input line `line` (ascending from call to call) belongs to a
+ * part not yet merged when the run started. */
+bool pb_line_pending(struct pbatch *pb, uint64_t line);
+/* Whether path names a state file with parts not yet merged (a direct
+ * run must not send their lines again). False when absent or unreadable. */
+bool pb_state_running(const char *output_path);
 /* The path of part p's file with suffix ("jsonl", "out.jsonl", ...);
  * malloc'd (owner: the caller) or NULL. */
 char *pb_part_path(const struct pb_state *st, const struct pb_part *p, const char *suffix);

@@ -140,7 +140,7 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
                   const struct input_request *in, const char *line, size_t len)
 {
 	struct pbatch *pb = b->pb;
-	if (pb_line_pending(&pb->st, b->line_no))
+	if (pb_line_pending(pb, b->line_no))
 		return; /* in a part still running: its outcome comes from there */
 	if (b->opt.cancel) {
 		pb->unplanned++; /* --cancel plans nothing new */

@@ -78,6 +78,7 @@ void pbatch_free(struct pbatch *pb)
 	pb_state_free(&pb->st);
 	id_set_free(&pb->written);
 	id_set_free(&pb->part_ids);
+	free(pb->pending);
 	json_doc_free(&pb->doc);
 	buf_free(&pb->scratch);
 	buf_free(&pb->line);
@@ -315,6 +316,10 @@ bool pbatch_run(struct pbatch *pb)
 		if (has < 0)
 			return false; /* nothing planned: a re-run starts here */
 		pb->direct[api] = has == 0;
+	}
+	if (pb_pending_init(pb)) {
+		fprintf(stderr, "llmring batch: out of memory\n");
+		return false;
 	}
 	if (!batch_run_requests(b) || b->write_failed || b->read_err)
 		return false; /* nothing saved: the next run plans again */

@@ -120,25 +120,69 @@ int pb_part_add_line(struct pb_part *p, uint64_t line)
 	return 0;
 }
 
-bool pb_line_pending(const struct pb_state *st, uint64_t line)
+static int cmp_range(const void *a, const void *b)
 {
-	for (size_t i = 0; i < st->nparts; i++) {
-		const struct pb_part *p = &st->parts[i];
-		if (p->status == PS_MERGED || !p->nranges || line < p->ranges[0].first ||
-		    line > p->ranges[p->nranges - 1].last)
-			continue;
-		size_t lo = 0, hi = p->nranges; /* ranges are sorted: binary search */
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			if (p->ranges[mid].last < line)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < p->nranges && p->ranges[lo].first <= line)
-			return true;
+	const struct pb_range *x = a, *y = b;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+int pb_pending_init(struct pbatch *pb)
+{
+	const struct pb_state *st = &pb->st;
+	size_t n = 0;
+	for (size_t i = 0; i < st->nparts; i++)
+		if (st->parts[i].status != PS_MERGED)
+			n += st->parts[i].nranges;
+	free(pb->pending);
+	pb->pending = n ? malloc(n * sizeof(*pb->pending)) : NULL;
+	if (n && !pb->pending)
+		return -1;
+	pb->npending = pb->pending_at = 0;
+	for (size_t i = 0; i < st->nparts; i++)
+		if (st->parts[i].status != PS_MERGED)
+			for (size_t k = 0; k < st->parts[i].nranges; k++)
+				pb->pending[pb->npending++] = st->parts[i].ranges[k];
+	qsort(pb->pending, pb->npending, sizeof(*pb->pending), cmp_range);
+	return 0;
+}
+
+bool pb_line_pending(struct pbatch *pb, uint64_t line)
+{
+	while (pb->pending_at < pb->npending && pb->pending[pb->pending_at].last < line)
+		pb->pending_at++;
+	return pb->pending_at < pb->npending && pb->pending[pb->pending_at].first <= line;
+}
+
+bool pb_state_running(const char *output_path)
+{
+	struct json_doc d = {0}; /* owner: here */
+	size_t n = strlen(output_path) + 16;
+	char *path = malloc(n);  /* owner: here */
+	bool running = false;
+	int fd = -1;
+	if (path) {
+		snprintf(path, n, "%s.state.json", output_path);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	}
-	return false;
+	struct stat sb;
+	char *text = NULL; /* owner: here */
+	if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size > 0 && (uint64_t)sb.st_size <= PB_STATE_MAX &&
+	    (text = malloc((size_t)sb.st_size)) && pread(fd, text, (size_t)sb.st_size, 0) == sb.st_size &&
+	    json_parse(&d, text, (size_t)sb.st_size) == 0 && d.tok[0].type == JSON_OBJECT) {
+		int parts = json_object_get(&d, 0, "parts");
+		int t = parts >= 0 && d.tok[parts].type == JSON_ARRAY ? parts + 1 : -1;
+		for (int i = 0; t >= 0 && i < d.tok[parts].size; i++, t = json_skip(&d, t)) {
+			int s = json_object_get(&d, t, "status");
+			if (s >= 0 && !json_string_eq(&d, s, "merged"))
+				running = true;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	json_doc_free(&d);
+	free(path);
+	return running;
 }
 
 char *pb_part_path(const struct pb_state *st, const struct pb_part *p, const char *suffix)
