@@ -161,6 +161,45 @@ static const struct {
 	{"api_error", "server_error", 500},             {"overloaded_error", "overloaded", 529},
 };
 
+/* A succeeded result: the message (text, tl bytes; NULL: none) through
+ * the provider's parser into the chat.completion a direct line gets. */
+static int merge_succeeded(struct pbatch *pb, const char *cid, size_t n, const char *text,
+                           size_t tl)
+{
+	struct reply rp; /* owner: here */
+	reply_init(&rp, NULL, NULL);
+	bool is_json = false, rewritten = false;
+	buf_clear(&pb->scratch);
+	/* pb->doc is free while merging (results are read through b->doc). */
+	if (text)
+		provider_parse_response(PROVIDER_ANTHROPIC, LR_ENDPOINT_CHAT, &pb->doc, 200, text, tl,
+		                        &rp, &is_json, &pb->scratch, &rewritten);
+	if (text && !rewritten && !rp.err.code) {
+		buf_clear(&pb->scratch);
+		reply_openai_body(&rp, &pb->scratch);
+	}
+	int rc;
+	if (!text || rp.err.code || buf_error(&pb->scratch)) {
+		error_line(pb, cid, n, "protocol_error", "the batch result's message could not be read");
+		rc = finish_line(pb, false);
+	} else {
+		start_line(pb, cid, n);
+		buf_puts(&pb->line, ",\"response\":{\"status_code\":200,\"request_id\":");
+		if (rp.id[0])
+			json_append_string(&pb->line, rp.id, strlen(rp.id));
+		else
+			buf_puts(&pb->line, "null");
+		buf_puts(&pb->line, ",\"body\":");
+		buf_append(&pb->line, pb->scratch.data, pb->scratch.len);
+		buf_puts(&pb->line, "},\"error\":null}");
+		if (json_parse(&pb->doc, pb->scratch.data, pb->scratch.len) == 0)
+			count_usage(pb, &pb->doc, 0);
+		rc = finish_line(pb, true);
+	}
+	reply_free(&rp);
+	return rc;
+}
+
 /* An Anthropic result line, translated. */
 static int merge_anthropic(struct pbatch *pb, const char *line, size_t len)
 {
@@ -190,38 +229,7 @@ static int merge_anthropic(struct pbatch *pb, const char *line, size_t len)
 		size_t tl = 0;
 		if (msg >= 0)
 			json_span(d, msg, &text, &tl);
-		struct reply rp; /* owner: here */
-		reply_init(&rp, NULL, NULL);
-		struct json_doc scratch = {0}; /* owner: here */
-		bool is_json = false, rewritten = false;
-		buf_clear(&pb->scratch);
-		if (text)
-			provider_parse_response(PROVIDER_ANTHROPIC, LR_ENDPOINT_CHAT, &scratch, 200, text,
-			                        tl, &rp, &is_json, &pb->scratch, &rewritten);
-		if (text && !rewritten && !rp.err.code) {
-			buf_clear(&pb->scratch);
-			reply_openai_body(&rp, &pb->scratch);
-		}
-		if (!text || rp.err.code || buf_error(&pb->scratch)) {
-			error_line(pb, cid, (size_t)n, "protocol_error",
-			           "the batch result's message could not be read");
-			rc = finish_line(pb, false);
-		} else {
-			start_line(pb, cid, (size_t)n);
-			buf_puts(&pb->line, ",\"response\":{\"status_code\":200,\"request_id\":");
-			if (rp.id[0])
-				json_append_string(&pb->line, rp.id, strlen(rp.id));
-			else
-				buf_puts(&pb->line, "null");
-			buf_puts(&pb->line, ",\"body\":");
-			buf_append(&pb->line, pb->scratch.data, pb->scratch.len);
-			buf_puts(&pb->line, "},\"error\":null}");
-			if (json_parse(&scratch, pb->scratch.data, pb->scratch.len) == 0)
-				count_usage(pb, &scratch, 0);
-			rc = finish_line(pb, true);
-		}
-		json_doc_free(&scratch);
-		reply_free(&rp);
+		rc = merge_succeeded(pb, cid, (size_t)n, text, tl);
 	} else if (strcmp(type, "errored") == 0) {
 		char etype[48] = "", emsg[400] = "the request failed";
 		pb_json_str(d, 0, "result.error.error.type", etype, sizeof etype);

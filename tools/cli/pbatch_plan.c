@@ -180,10 +180,16 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
 			return;
 		}
 	}
-	if (rc) {
+	if (rc == LR_ENOMEM) {
 		lr_request_free(rq);
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
+		return;
+	}
+	if (rc) { /* as the direct batch answers a request it cannot submit */
+		refuse(b, custom_id, id_len, lr_error_name(rc), "the request could not be submitted",
+		       line, len);
+		lr_request_free(rq);
 		return;
 	}
 	const char *body = pr.body_is_input ? rq->body.data : pr.body.data;
