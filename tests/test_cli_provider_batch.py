@@ -469,7 +469,7 @@ def test_a_batch_the_provider_no_longer_knows_fails_its_lines_and_is_retried():
 
 
 @test
-def test_result_lines_naming_ids_not_in_the_part_are_ignored():
+def test_merge_skips_ids_already_in_the_output_and_ids_not_in_the_part():
     # A provider's results never add lines: a part's downloaded results
     # are replaced by one of its own lines, one line twice, and a stranger.
     with tempfile.TemporaryDirectory() as d:
@@ -500,14 +500,18 @@ def test_result_lines_naming_ids_not_in_the_part_are_ignored():
                                        "response": {"status_code": 200, "request_id": "q",
                                                     "body": {"object": "chat.completion"}}})
         with open(os.path.join(out + ".state.d", "part-%d.out.jsonl" % pt["n"]), "w") as f:
-            f.write("\n".join([line("r3"), line("stranger"), line("r3")]) + "\n")
+            f.write("\n".join([line("r3"), line("stranger"), line("r3"), line("r5")]) + "\n")
+        # As a kill between appending r5 and saving "merged" leaves it.
+        with open(out, "a") as f:
+            f.write(line("r5") + "\n")
         # Nothing is left to ask a server (the in-process mock stands by).
         p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
         assert p.returncode == 1, p.stderr
         assert "named a custom_id not in the part" in p.stderr, p.stderr
         lines = {l["custom_id"]: l for l in check_one_outcome_each(out, n)}
-        assert lines["r3"]["error"] is None
-        assert all(lines["r%d" % i]["error"]["code"] == "batch_expired" for i in range(n) if i != 3)
+        assert lines["r3"]["error"] is None and lines["r5"]["error"] is None
+        assert all(lines["r%d" % i]["error"]["code"] == "batch_expired"
+                   for i in range(n) if i not in (3, 5))
 
 
 # ---- refusals ----------------------------------------------------------------
