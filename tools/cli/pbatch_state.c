@@ -142,7 +142,8 @@ int pb_pending_init(struct pbatch *pb)
 		if (st->parts[i].status != PS_MERGED)
 			for (size_t k = 0; k < st->parts[i].nranges; k++)
 				pb->pending[pb->npending++] = st->parts[i].ranges[k];
-	qsort(pb->pending, pb->npending, sizeof(*pb->pending), cmp_range);
+	if (pb->npending > 1) /* qsort's base may not be NULL, even for none */
+		qsort(pb->pending, pb->npending, sizeof(*pb->pending), cmp_range);
 	return 0;
 }
 
