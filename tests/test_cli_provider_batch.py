@@ -530,6 +530,48 @@ def test_a_corrupt_state_file_is_refused_with_a_clear_message():
 
 
 @test
+def test_state_files_broken_in_many_ways_are_refused_never_crash():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 6)
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1"])
+        assert p.returncode == 0, p.stderr
+        good = open(out + ".state.json").read()
+        st = json.loads(good)
+
+        def variant(fn):
+            v = json.loads(good)
+            fn(v)
+            return json.dumps(v)
+        part = lambda fn: variant(lambda v: fn(v["parts"][0]))
+        broken = [
+            "", "\0\0\0", good[:len(good) // 2], "[]", "null", '{"llmring_state":2}',
+            variant(lambda v: v.update(llmring_state="1")),
+            variant(lambda v: v.update(run_id=7)),
+            variant(lambda v: v.update(parts={})),
+            part(lambda pt: pt.update(status="dancing")),
+            part(lambda pt: pt.update(api="gemini")),
+            part(lambda pt: pt.update(n=0)),
+            part(lambda pt: pt.update(lines=pt["lines"] + 1)),
+            part(lambda pt: pt.update(ranges=[[3, 1]])),
+            part(lambda pt: pt.update(ranges=[[1, 2], [2, 3]])),
+            part(lambda pt: pt.update(ranges=[[1, 99999999999999999999]])),
+            part(lambda pt: pt.update(batch_id="x" * 500)),
+            part(lambda pt: pt.update(out_done="yes")),
+            part(lambda pt: pt.pop("model")),
+            variant(lambda v: v["parts"].append(v["parts"][0])),  # a repeated part number
+        ]
+        for text in broken:
+            with open(out + ".state.json", "w") as f:
+                f.write(text)
+            p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
+            assert p.returncode == 2, (text[:200], p.returncode, p.stderr)
+            assert "refusing the state file" in p.stderr, (text[:200], p.stderr)
+        assert len(st["parts"]) == 2
+
+
+@test
 def test_the_state_of_another_input_is_refused():
     with tempfile.TemporaryDirectory() as d:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
