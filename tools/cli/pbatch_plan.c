@@ -23,7 +23,7 @@
 #include "pbatch.h"
 #include "provider/provider.h"
 
-#define PB_WRITE_CHUNK (1u << 20)
+#define PB_WRITE_CHUNK (256u << 10) /* per open part: at most 256 models at once */
 
 /* Anthropic's rule: ^[a-zA-Z0-9_-]{1,64}$. */
 static bool anthropic_id_ok(const char *s, size_t n)
