@@ -209,6 +209,28 @@ def test_lines_split_by_the_part_limits():
         check_never_twice(m, 250)
 
 
+@test
+def test_embeddings_lines_go_in_their_own_part():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        with open(inp, "w") as f:
+            for i in range(10):
+                chat = i % 2 == 0
+                body = ({"model": OPENAI, "messages": [{"role": "user", "content": "hi"}]} if chat
+                        else {"model": "openai/text-embedding-3-small", "input": "text %d" % i})
+                f.write(json.dumps({"custom_id": "r%d" % i, "method": "POST",
+                                    "url": "/v1/chat/completions" if chat else "/v1/embeddings",
+                                    "body": body}) + "\n")
+        p = run(batch_args(inp, out, m.url))
+        assert p.returncode == 0, p.stderr
+        lines = {l["custom_id"]: l for l in check_one_outcome_each(out, 10)}
+        assert all(lines["r%d" % i]["response"]["body"]["object"] == "list" for i in range(1, 10, 2))
+        assert all(lines["r%d" % i]["response"]["body"]["object"] == "chat.completion"
+                   for i in range(0, 10, 2))
+        st = json.load(open(out + ".state.json"))
+        assert sorted(pt["endpoint"] for pt in st["parts"]) == ["chat", "embeddings"], st
+
+
 def kill_and_resume(d, mock, n, env, kills, restart_mock_at=None, max_delay=1.5):
     """Runs the batch, killing it with -9 after random delays, then runs it
     to its end; the mock may be restarted once on the way."""

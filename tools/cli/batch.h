@@ -204,6 +204,8 @@ struct input_request {
 /* The run loop: input lines read while the window has room, completions
  * written, until every line is done. False when waiting failed. */
 bool batch_run_requests(struct batch *b);
+/* Calls the batch_run hooks' on_progress (if any) with the run's counts. */
+void batch_report_progress(struct batch *b);
 
 /* Sends input line b->line_no; a request that cannot be submitted gets
  * its error line at once. */

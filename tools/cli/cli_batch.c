@@ -394,7 +394,7 @@ static bool stop_asked(struct batch *b)
 }
 
 /* The hooks' progress report: counters the run keeps anyway. */
-static void report_progress(struct batch *b)
+void batch_report_progress(struct batch *b)
 {
 	if (!b->hooks || !b->hooks->on_progress)
 		return;
@@ -460,11 +460,11 @@ bool batch_run_requests(struct batch *b)
 			handle_completion(b, reaped[k]);
 		write_pending(b);
 		draw_progress(b, false);
-		report_progress(b);
+		batch_report_progress(b);
 	}
 	write_pending(b); /* input-line errors after the last completion */
 	clear_progress(b);
-	report_progress(b);
+	batch_report_progress(b);
 	return !reap_failed;
 }
 

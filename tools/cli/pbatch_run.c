@@ -257,6 +257,7 @@ static bool run_parts(struct pbatch *pb)
 			if (p->status != PS_MERGED)
 				pending = true;
 		}
+		batch_report_progress(pb->b); /* a binding's progress: merged lines count */
 		if (!ok || !pending)
 			break;
 		stalls = moved || !failed ? 0 : stalls + 1;
