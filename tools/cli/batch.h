@@ -12,6 +12,9 @@
  *   batch_progress.c  the clock and the progress line
  *   cli_batch.c       batch_run (batch_run.h) and batch_main: setting up,
  *                     the run loop, completions
+ *   pbatch*.c         --via provider-batch (pbatch.h): the plan goes
+ *                     through line_sink, the rest through the providers'
+ *                     batch APIs
  */
 #ifndef LR_CLI_BATCH_H
 #define LR_CLI_BATCH_H
