@@ -12,6 +12,9 @@
  *   batch_progress.c  the clock and the progress line
  *   cli_batch.c       batch_run (batch_run.h) and batch_main: setting up,
  *                     the run loop, completions
+ *   pbatch*.c         --via provider-batch (pbatch.h): the plan goes
+ *                     through line_sink, the rest through the providers'
+ *                     batch APIs
  */
 #ifndef LR_CLI_BATCH_H
 #define LR_CLI_BATCH_H
@@ -26,6 +29,8 @@
 #include "util/buf.h"
 
 struct batch_hooks;
+struct pbatch;
+struct input_request;
 
 #define BATCH_DEFAULT_CONCURRENCY 64
 #define BATCH_MAX_CONCURRENCY 100000
@@ -52,6 +57,9 @@ struct batch_options {
 	long rpm, tpm;        /* 0: no limit */
 	long max_line;        /* longest input line kept, bytes */
 	double timeout_s, connect_timeout_s, idle_timeout_s; /* 0: engine default */
+	bool via_batch;       /* --via provider-batch (pbatch.h) */
+	bool cancel;          /* --cancel */
+	double poll_s;        /* --poll; 0: the default */
 };
 
 /* 0, CLI_EXIT_USAGE after printing why, or -1 when --help was shown. */
@@ -178,6 +186,11 @@ struct batch {
 	const struct batch_hooks *hooks; /* borrowed: batch_run's caller; NULL for the command */
 	bool stopped;               /* the hooks' stop flag was seen */
 	struct line_rec *recs;      /* owner: the batch; records not yet reaped */
+	/* --via provider-batch: usable lines go here instead of submit_line
+	 * (line: the input line's bytes, for its hash); NULL: sent directly. */
+	void (*line_sink)(struct batch *b, const char *custom_id, size_t id_len,
+	                  const struct input_request *in, const char *line, size_t len);
+	struct pbatch *pb;          /* borrowed: pbatch_run's, with line_sink */
 };
 
 /* ---- the run (cli_batch.c) ---------------------------------------------- */
@@ -194,6 +207,12 @@ struct input_request {
 	size_t body_len;
 	const char *model; /* borrowed: options or b->requested */
 };
+
+/* The run loop: input lines read while the window has room, completions
+ * written, until every line is done. False when waiting failed. */
+bool batch_run_requests(struct batch *b);
+/* Calls the batch_run hooks' on_progress (if any) with the run's counts. */
+void batch_report_progress(struct batch *b);
 
 /* Sends input line b->line_no; a request that cannot be submitted gets
  * its error line at once. */

@@ -412,7 +412,10 @@ static bool handle_input_line(struct batch *b, const char *line, size_t len)
 		b->write_failed = true;
 		return false;
 	}
-	submit_line(b, id, id_len, &rq);
+	if (b->line_sink)
+		b->line_sink(b, id, id_len, &rq, line, len);
+	else
+		submit_line(b, id, id_len, &rq);
 	return true;
 }
 

@@ -17,6 +17,7 @@ static const char batch_usage[] =
 	"                     [--idle-timeout S] [--cacert FILE] [--insecure] [--stats FILE]\n"
 	"                     [--quiet] [--max-line-bytes N] [--cache FILE]\n"
 	"                     [--cache-mode readwrite|read|write|off]\n"
+	"                     [--via direct|provider-batch] [--poll S] [--cancel]\n"
 	"\n"
 	"Sends every request of INPUT (OpenAI Batch API JSONL: custom_id, method, url,\n"
 	"body) and appends one outcome line per input line to OUTPUT, in completion\n"
@@ -63,6 +64,16 @@ static const char batch_usage[] =
 	"  --max-line-bytes N   longest input line (16777216); a longer one gets an\n"
 	"                       invalid_input line and is skipped without being held\n"
 	"                       in memory\n"
+	"  --via provider-batch hand the lines to the providers' batch APIs (OpenAI\n"
+	"                       Batches, Anthropic Message Batches): about half price,\n"
+	"                       results within 24 h. OUTPUT.state.json records every\n"
+	"                       batch: a re-run resumes and never submits a line twice.\n"
+	"                       Other providers' lines are sent directly (a notice says so)\n"
+	"  --via direct         send every request now (the default)\n"
+	"  --poll S             with provider-batch: seconds between polls (30; 1 with\n"
+	"                       --mock); longer when the provider asks (Retry-After)\n"
+	"  --cancel             with provider-batch: cancel the run's batches, keep their\n"
+	"                       partial results; the rest become batch_cancelled errors\n"
 	"On a terminal a progress line is shown; at the end a summary (requests, tokens,\n"
 	"cost, time) goes to stderr.\n"
 	"With --mock, --cacert and --insecure have no effect (the mock is plain HTTP).\n"
@@ -81,7 +92,7 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	const char *cmd = "batch";
 	const char *concurrency = NULL, *rpm = NULL, *tpm = NULL, *max_retries = NULL;
 	const char *timeout = NULL, *connect_timeout = NULL, *idle_timeout = NULL, *cacert = NULL;
-	const char *max_line = NULL, *cache_mode = NULL;
+	const char *max_line = NULL, *cache_mode = NULL, *via = NULL, *poll = NULL;
 	bool insecure = false, options_done = false;
 	memset(o, 0, sizeof(*o));
 	for (int i = 1; i < argc; i++) {
@@ -124,6 +135,9 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 		CLI_OPTION("--max-line-bytes", true, max_line = v)
 		CLI_OPTION("--cache", true, o->cache_path = v)
 		CLI_OPTION("--cache-mode", true, cache_mode = v)
+		CLI_OPTION("--via", true, via = v)
+		CLI_OPTION("--poll", true, poll = v)
+		CLI_OPTION("--cancel", false, o->cancel = true)
 		fprintf(stderr, "llmring batch: unknown option '%s'\n%s", arg, batch_usage);
 		return CLI_EXIT_USAGE;
 	}
@@ -142,7 +156,8 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	    (connect_timeout &&
 	     cli_parse_seconds(cmd, "--connect-timeout", connect_timeout, &o->connect_timeout_s)) ||
 	    (idle_timeout && cli_parse_seconds(cmd, "--idle-timeout", idle_timeout, &o->idle_timeout_s)) ||
-	    (cache_mode && cli_parse_cache_mode(cmd, cache_mode, &o->cache_mode)))
+	    (cache_mode && cli_parse_cache_mode(cmd, cache_mode, &o->cache_mode)) ||
+	    (poll && cli_parse_seconds(cmd, "--poll", poll, &o->poll_s)))
 		return CLI_EXIT_USAGE;
 	if (cache_mode && !o->cache_path) {
 		fprintf(stderr, "llmring batch: --cache-mode needs --cache FILE\n");
@@ -150,6 +165,26 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	}
 	if (o->cache_path && !o->cache_path[0]) {
 		fprintf(stderr, "llmring batch: --cache needs a file name\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (via && strcmp(via, "provider-batch") == 0) {
+		o->via_batch = true;
+	} else if (via && strcmp(via, "direct") != 0) {
+		fprintf(stderr, "llmring batch: --via takes direct or provider-batch, got '%s'\n", via);
+		return CLI_EXIT_USAGE;
+	}
+	if (!o->via_batch && (poll || o->cancel)) {
+		fprintf(stderr, "llmring batch: %s works with --via provider-batch only\n",
+		        poll ? "--poll" : "--cancel");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->cancel && o->retry_errors) {
+		fprintf(stderr, "llmring batch: --cancel and --retry-errors exclude each other\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->via_batch && o->cache_path) {
+		/* The provider's batch would be paid for lines the cache holds. */
+		fprintf(stderr, "llmring batch: --cache works with --via direct only (for now)\n");
 		return CLI_EXIT_USAGE;
 	}
 

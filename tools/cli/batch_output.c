@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "pbatch.h"
 
 /* The low `digits` hex digits of v, most significant first. */
 static void put_hex(char *out, uint64_t v, int digits)
@@ -282,7 +283,10 @@ int write_stats_file(struct batch *b, double wall)
 	           b->cost_saved_usd);
 	buf_puts(&s, ",\"unpriced_models\":[");
 	append_unpriced(&s, b, ",", true, 0);
-	buf_printf(&s, "],\"wall_s\":%.3f,\"requests_per_s\":%.1f}\n", wall, rate);
+	buf_puts(&s, "]");
+	if (b->pb)
+		pb_stats_fields(b->pb, &s);
+	buf_printf(&s, ",\"wall_s\":%.3f,\"requests_per_s\":%.1f}\n", wall, rate);
 	/* Opened (and so checked) before the run; replaced in place. A
 	 * device or pipe cannot be truncated, and need not be. */
 	int err = buf_error(&s) ? ENOMEM : 0;
@@ -328,6 +332,8 @@ void print_summary(struct batch *b, double wall)
 		fputs("cost: none", stderr);
 	if (b->opt.cache_path && b->opt.cache_mode != LR_CACHE_OFF)
 		fprintf(stderr, "\n  cache: %" PRIu64 " hits, $%.6f saved", b->cache_hits, b->cost_saved_usd);
+	if (b->pb)
+		pb_summary(b->pb);
 	fprintf(stderr, "\n  %.2f s, %.1f requests/s\n", wall,
 	        wall > 0 ? (double)b->requests / wall : 0.0);
 	buf_free(&unpriced);

@@ -27,6 +27,7 @@
 #include "batch_run.h"
 #include "cli.h"
 #include "mock_server.h"
+#include "pbatch.h"
 #include "util/list.h"
 
 /* The records of requests not yet reaped: the batch frees what is left
@@ -322,6 +323,13 @@ static int prepare_run(struct batch *b, const struct stat *in_st)
 	}
 	if (check_distinct_files(&b->opt, in_st))
 		return -1;
+	/* Lines in provider batches still running would be sent twice. */
+	if (!b->opt.via_batch && pb_state_running(b->opt.output_path)) {
+		fprintf(stderr, "llmring batch: %s.state.json holds provider batches still running; "
+		        "run with --via provider-batch (add --cancel to give up on them) before "
+		        "sending directly\n", b->opt.output_path);
+		return -1;
+	}
 	const char *base_url = NULL, *api_key = NULL; /* borrowed: argv or the environment */
 	char first_model[256];
 	const char *model = b->opt.model;
@@ -400,7 +408,7 @@ static bool stop_asked(struct batch *b)
 }
 
 /* The hooks' progress report: counters the run keeps anyway. */
-static void report_progress(struct batch *b)
+void batch_report_progress(struct batch *b)
 {
 	if (!b->hooks || !b->hooks->on_progress)
 		return;
@@ -432,9 +440,10 @@ static void report_progress(struct batch *b)
 /*
  * The run: input lines are read while the window has room, completions
  * are reaped and written, until every line is done or the run cannot go
- * on. False when waiting for completions failed.
+ * on. False when waiting for completions failed. With --via
+ * provider-batch, pbatch_run calls it to plan (b->line_sink).
  */
-static bool run_requests(struct batch *b)
+bool batch_run_requests(struct batch *b)
 {
 	bool more_input = true;
 	bool reap_failed = false;
@@ -465,11 +474,11 @@ static bool run_requests(struct batch *b)
 			handle_completion(b, reaped[k]);
 		write_pending(b);
 		draw_progress(b, false);
-		report_progress(b);
+		batch_report_progress(b);
 	}
 	write_pending(b); /* input-line errors after the last completion */
 	clear_progress(b);
-	report_progress(b);
+	batch_report_progress(b);
 	return !reap_failed;
 }
 
@@ -526,7 +535,9 @@ int batch_run(int argc, char **argv, const struct batch_hooks *hooks)
 		return CLI_EXIT_USAGE;
 	}
 	reader_init(&b.in, in_fd, (size_t)b.opt.max_line);
-	if (prepare_run(&b, &in_st) || open_outputs(&b, &out_created, &stats_created))
+	struct pbatch *pb = NULL; /* owner: this function */
+	if (prepare_run(&b, &in_st) || (b.opt.via_batch && !(pb = pbatch_new(&b, in_fd))) ||
+	    open_outputs(&b, &out_created, &stats_created))
 		goto out;
 	/* From here on the run has started: its files stay. */
 	free(out_created);
@@ -542,10 +553,11 @@ int batch_run(int argc, char **argv, const struct batch_hooks *hooks)
 		b.total_lines = count_lines(in_fd);
 	b.start_ns = now_ns();
 	draw_progress(&b, true);
-	bool reap_failed = !run_requests(&b);
+	bool reap_failed = pb ? !pbatch_run(pb) : !batch_run_requests(&b);
 	status = finish_run(&b, reap_failed);
 out:
 	batch_free(&b);
+	pbatch_free(pb);
 	/* A refused run leaves no file it made. */
 	if (out_created)
 		unlink(out_created);

@@ -393,6 +393,7 @@ static void batch_list(struct call *k, uint8_t api)
 	}
 	struct mock_buf *b = &k->s->scratch;
 	b->len = 0;
+	/* Two PUTLs: sizeof of a conditional is a pointer's, not a literal's. */
 	if (api == API_OPENAI)
 		PUTL(b, "{\"object\":\"list\",\"data\":[");
 	else

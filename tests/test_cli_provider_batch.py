@@ -1,0 +1,764 @@
+#!/usr/bin/env python3
+"""End-to-end tests of `llmring batch --via provider-batch` (issue 13).
+
+usage: test_cli_provider_batch.py PATH/TO/llmring
+
+The server is `llmring mock` as its own process with --state-dir (so a batch
+survives the client's kill -9, and the mock's own restart) and short batch
+phases; its GET /mock/stats and /mock/submits count how often each custom_id
+was submitted in a batch. Small part limits come from LLMRING_BATCH_MAX_LINES.
+A tiny Python server stands for an OpenAI-compatible server without batches.
+TEST_ONLY=substring runs some tests. Exits 0 when every test passed.
+"""
+import http.server
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+
+LLMRING = None
+TESTS = []
+OPENAI = "openai/gpt-4o-mini"
+ANTHROPIC = "anthropic/claude-haiku-4-5"
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "ANTHROPIC_", "GEMINI_", "OLLAMA_", "LLMRING_"))}
+    env.update(extra)
+    return env
+
+
+class Mock:
+    """`llmring mock` in its own process, keeping batches in state_dir."""
+
+    def __init__(self, state_dir, *args, port=0):
+        self.state_dir = state_dir
+        self.args = list(args)
+        self.start(port)
+
+    def start(self, port=0):
+        self.proc = subprocess.Popen(
+            [LLMRING, "mock", "--listen", "127.0.0.1:%d" % port, "--state-dir", self.state_dir]
+            + self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline().strip()
+        assert first.startswith("listening on http://"), (first, self.proc.stderr.read())
+        self.url = first[len("listening on "):]
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+    def restart(self, *args):
+        """Stops and starts again on the same port with these flags."""
+        self.stop()
+        self.args = list(args)
+        self.start(self.port)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return r.read().decode()
+
+    def stats(self):
+        return json.loads(self.get("/mock/stats"))
+
+    def submits(self):
+        """custom_id -> times submitted in a batch."""
+        out = {}
+        for line in self.get("/mock/submits").splitlines():
+            if line.strip():
+                o = json.loads(line)
+                out[o["custom_id"]] = o["count"]
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def write_input(path, n, models=(OPENAI, ANTHROPIC), ids=None, extra=None):
+    with open(path, "w") as f:
+        for i in range(n):
+            body = {"model": models[i % len(models)], "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "hello number %d" % i}]}
+            if extra:
+                body.update(extra(i))
+            cid = ids(i) if ids else "r%d" % i
+            f.write(json.dumps({"custom_id": cid, "method": "POST",
+                                "url": "/v1/chat/completions", "body": body}) + "\n")
+
+
+def read_output(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def batch_args(inp, out, base, *extra):
+    return [LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--base-url", base,
+            "--poll", "0.1"] + list(extra)
+
+
+def run(args, env=None, timeout=120):
+    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                       env=env if env is not None else clean_env())
+    # Under ASan+UBSan a report is a failure even when the status is 0.
+    assert "runtime error:" not in p.stderr and "Sanitizer" not in p.stderr, p.stderr
+    return p
+
+
+def check_one_outcome_each(out_path, n):
+    """Exactly one outcome line per custom_id r0..r{n-1}; the lines."""
+    out = read_output(out_path)
+    ids = [l["custom_id"] for l in out]
+    assert len(ids) == len(set(ids)), "duplicate outcomes: %d lines, %d ids" % (
+        len(ids), len(set(ids)))
+    assert set(ids) == {"r%d" % i for i in range(n)}, (len(ids), n)
+    return out
+
+
+def check_never_twice(mock, n):
+    st = mock.stats()
+    assert st["max_submits"] == 1, st
+    assert st["repeated_custom_ids"] == 0, st
+    assert st["batch_lines_submitted"] == n, st
+
+
+# ---- the flow ----------------------------------------------------------------
+
+@test
+def test_both_providers_through_the_in_process_mock():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 20)
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1", "--stats", os.path.join(d, "s.json")])
+        assert p.returncode == 0, p.stderr
+        lines = check_one_outcome_each(out, 20)
+        for l in lines:
+            assert l["error"] is None, l
+            body = l["response"]["body"]
+            assert body["object"] == "chat.completion", l
+            assert body["choices"][0]["message"]["content"], l
+            assert body["usage"]["completion_tokens"] > 0, l
+        # Anthropic's messages are translated: msg_ ids, OpenAI-shaped bodies.
+        anth = [l for l in lines if int(l["custom_id"][1:]) % 2 == 1]
+        assert all(l["response"]["request_id"].startswith("msg_") for l in anth), anth[0]
+        assert "planned in 2 parts" in p.stderr, p.stderr
+        state = json.load(open(out + ".state.json"))
+        assert [pt["status"] for pt in state["parts"]] == ["merged", "merged"], state
+        assert {pt["api"] for pt in state["parts"]} == {"openai", "anthropic"}, state
+        # Batched tokens are priced at half the direct rate; the saving is the other half.
+        stats = json.load(open(os.path.join(d, "s.json")))
+        assert stats["via"] == "provider-batch" and stats["batch_parts"] == 2, stats
+        assert stats["batch_lines_merged"] == 20 and stats["succeeded"] == 20, stats
+        assert stats["batch_output_tokens"] == stats["output_tokens"] > 0, stats
+        assert stats["batch_cost_usd"] > 0, stats
+        assert abs(stats["batch_saving_usd"] - stats["batch_cost_usd"]) < 1e-12, stats
+        assert abs(stats["cost_usd"] - stats["batch_cost_usd"]) < 1e-12, stats
+        assert "at batch rates" in p.stderr and "saved $" in p.stderr, p.stderr
+
+
+@test
+def test_a_rerun_after_the_end_submits_nothing():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 50)
+        assert run(batch_args(inp, out, m.url)).returncode == 0
+        p = run(batch_args(inp, out, m.url))
+        assert p.returncode == 0, p.stderr
+        assert "50 skipped" in p.stderr, p.stderr
+        check_one_outcome_each(out, 50)
+        check_never_twice(m, 50)
+
+
+@test
+def test_lines_split_by_the_part_limits():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 250, models=(OPENAI, "openai/gpt-4o", ANTHROPIC))
+        p = run(batch_args(inp, out, m.url), env=clean_env(LLMRING_BATCH_MAX_LINES="40"))
+        assert p.returncode == 0, p.stderr
+        state = json.load(open(out + ".state.json"))
+        parts = state["parts"]
+        assert all(pt["lines"] <= 40 for pt in parts), parts
+        # One model per part, and every line in exactly one part.
+        assert sum(pt["lines"] for pt in parts) == 250
+        assert len(parts) == 3 * 3, [(pt["model"], pt["lines"]) for pt in parts]
+        check_one_outcome_each(out, 250)
+        check_never_twice(m, 250)
+
+
+@test
+def test_embeddings_lines_go_in_their_own_part():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        with open(inp, "w") as f:
+            for i in range(10):
+                chat = i % 2 == 0
+                body = ({"model": OPENAI, "messages": [{"role": "user", "content": "hi"}]} if chat
+                        else {"model": "openai/text-embedding-3-small", "input": "text %d" % i})
+                f.write(json.dumps({"custom_id": "r%d" % i, "method": "POST",
+                                    "url": "/v1/chat/completions" if chat else "/v1/embeddings",
+                                    "body": body}) + "\n")
+        p = run(batch_args(inp, out, m.url))
+        assert p.returncode == 0, p.stderr
+        lines = {l["custom_id"]: l for l in check_one_outcome_each(out, 10)}
+        assert all(lines["r%d" % i]["response"]["body"]["object"] == "list" for i in range(1, 10, 2))
+        assert all(lines["r%d" % i]["response"]["body"]["object"] == "chat.completion"
+                   for i in range(0, 10, 2))
+        st = json.load(open(out + ".state.json"))
+        assert sorted(pt["endpoint"] for pt in st["parts"]) == ["chat", "embeddings"], st
+
+
+def part_statuses(out):
+    try:
+        return [pt["status"] for pt in json.load(open(out + ".state.json"))["parts"]]
+    except (OSError, ValueError):
+        return []
+
+
+# When to kill: soon after the start (planning, or a resumed run's first
+# calls), while a part is being created or is running at the provider, and
+# after some part was merged while others were not (downloading, merging).
+KILL_AT = [
+    lambda st: True,
+    lambda st: "creating" in st or ("planned" in st and "submitted" in st),
+    lambda st: "submitted" in st,
+    lambda st: "merged" in st and any(x != "merged" for x in st),
+]
+
+
+def kill_and_resume(d, mock, n, env, kills, restart_mock_at=None):
+    """Runs the batch and kills it with -9 at the moments of KILL_AT in
+    turn (each a little later by a random delay) until `kills` kills
+    landed or a run ended by itself; then runs it to its end. The mock may
+    be restarted once on the way. Returns the kills and the part statuses
+    seen at them."""
+    inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+    rnd = random.Random(1234)
+    killed, seen = 0, set()
+    for k in range(4 * kills):
+        want = KILL_AT[k % len(KILL_AT)]
+        proc = subprocess.Popen(batch_args(inp, out, mock.url, "--quiet"), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rnd.uniform(0.01, 0.1))
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline and not want(part_statuses(out)):
+            time.sleep(0.005)
+        time.sleep(rnd.uniform(0, 0.03))
+        if proc.poll() is None:
+            seen |= set(part_statuses(out)) or {"no state yet"}
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert proc.returncode in (0, -9), (proc.returncode, err)
+        if restart_mock_at == k:
+            mock.restart(*mock.args)
+        if proc.returncode == 0 or killed == kills:
+            break
+    p = run(batch_args(inp, out, mock.url), env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    print("      %d kills; part statuses seen at them: %s" % (killed, sorted(seen)))
+    return out, killed, seen
+
+
+@test
+def test_120000_lines_killed_at_random_moments_one_outcome_each_nothing_twice():
+    with tempfile.TemporaryDirectory() as d:
+        n = 120000
+        write_input(os.path.join(d, "in.jsonl"), n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "300") as m:
+            env = clean_env(LLMRING_BATCH_MAX_LINES="10000")
+            out, killed, seen = kill_and_resume(d, m, n, env, kills=12, restart_mock_at=5)
+            # Kills landed while submitting, polling and merging.
+            assert killed >= 8 and {"submitted", "merged"} <= seen, (killed, seen)
+            lines = check_one_outcome_each(out, n)
+            assert all(l["error"] is None for l in lines)
+            check_never_twice(m, n)
+            state = json.load(open(out + ".state.json"))
+            assert len(state["parts"]) == 12, len(state["parts"])
+
+
+@test
+def test_many_small_parts_killed_while_creating_one_outcome_each_nothing_twice():
+    # Many small parts: the kills land while they are being created.
+    with tempfile.TemporaryDirectory() as d:
+        n = 3000
+        write_input(os.path.join(d, "in.jsonl"), n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "200") as m:
+            env = clean_env(LLMRING_BATCH_MAX_LINES="25")
+            out, killed, seen = kill_and_resume(d, m, n, env, kills=15)
+            # Kills landed while parts were being created (the run ends soon
+            # after: fewer kills land than asked for).
+            assert killed >= 4 and ("creating" in seen or {"planned", "submitted"} <= seen), (
+                killed, seen)
+            check_one_outcome_each(out, n)
+            check_never_twice(m, n)
+
+
+@test
+def test_a_part_left_creating_adopts_the_batch_its_create_made():
+    # As a kill between the create's arrival and its answer being saved
+    # leaves it: "creating" with no batch id. The re-run must find that
+    # batch (OpenAI: by metadata; Anthropic: by time and request count).
+    with tempfile.TemporaryDirectory() as d:
+        n = 60
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "2000") as m:
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=clean_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state_path = out + ".state.json"
+            deadline = time.time() + 30
+            st = None
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(state_path))
+                    if all(pt["status"] == "submitted" for pt in st["parts"]):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait()
+            st = json.load(open(state_path))
+            ids = sorted(pt["batch_id"] for pt in st["parts"])
+            for pt in st["parts"]:
+                pt["status"], pt["batch_id"], pt["remote"] = "creating", "", ""
+            with open(state_path, "w") as f:
+                json.dump(st, f)
+            p = run(batch_args(inp, out, m.url))
+            assert p.returncode == 0, p.stderr
+            assert p.stderr.count("adopted") == 2, p.stderr
+            st = json.load(open(state_path))
+            assert sorted(pt["batch_id"] for pt in st["parts"]) == ids, (st, ids)
+            check_one_outcome_each(out, n)
+            check_never_twice(m, n)
+            s = m.stats()
+            assert s["openai_batches"] == 1 and s["anthropic_batches"] == 1, s
+
+
+# ---- faults ------------------------------------------------------------------
+
+@test
+def test_expired_lines_become_batch_expired_and_retry_errors_sends_them_again():
+    with tempfile.TemporaryDirectory() as d:
+        n = 400
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "50", "--batch-fault", "expire:0.3") as m:
+            p = run(batch_args(inp, out, m.url))
+            assert p.returncode == 1, p.stderr
+            lines = check_one_outcome_each(out, n)
+            expired = {l["custom_id"] for l in lines if l["error"]}
+            assert expired and all(l["error"]["code"] == "batch_expired"
+                                   for l in lines if l["error"]), lines[:3]
+            assert 0.15 * n < len(expired) < 0.45 * n, len(expired)
+            m.restart("--batch-phase-ms", "50")  # no more expiry
+            p = run(batch_args(inp, out, m.url, "--retry-errors"))
+            assert p.returncode == 0, p.stderr
+            lines = check_one_outcome_each(out, n)
+            assert all(l["error"] is None for l in lines)
+            subs = m.submits()
+            # The expired ones twice (asked for), every other once.
+            assert all(subs["r%d" % i] == (2 if "r%d" % i in expired else 1)
+                       for i in range(n)), subs
+            state = json.load(open(out + ".state.json"))
+            assert len(state["parts"]) == 4, state["parts"]  # 2 + 2 for the retry
+
+
+@test
+def test_a_failed_batch_gives_its_lines_batch_failed():
+    with tempfile.TemporaryDirectory() as d:
+        n = 100
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n, models=(OPENAI,))
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "50", "--batch-fault", "fail:1") as m:
+            p = run(batch_args(inp, out, m.url))
+            assert p.returncode == 1, p.stderr
+            lines = check_one_outcome_each(out, n)
+            failed = [l for l in lines if l["error"]]
+            assert failed and all(l["error"]["code"] == "batch_failed" for l in failed), failed[0]
+            assert "batch_failed" in failed[0]["error"]["message"], failed[0]
+
+
+@test
+def test_a_429_on_create_is_waited_out_and_nothing_is_sent_twice():
+    with tempfile.TemporaryDirectory() as d:
+        n = 200
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "50", "--batch-fault", "429:0.5") as m:
+            p = run(batch_args(inp, out, m.url), env=clean_env(LLMRING_BATCH_MAX_LINES="20"))
+            assert p.returncode == 0, p.stderr
+            check_one_outcome_each(out, n)
+            check_never_twice(m, n)
+
+
+@test
+def test_a_cut_download_is_resumed():
+    with tempfile.TemporaryDirectory() as d:
+        n = 300
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "50", "--batch-fault", "cut:1") as m:
+            p = run(batch_args(inp, out, m.url))
+            assert p.returncode == 0, p.stderr
+            # Both providers' results were cut once and resumed with Range.
+            assert p.stderr.count("resuming the download") >= 2, p.stderr
+            lines = check_one_outcome_each(out, n)
+            assert all(l["error"] is None for l in lines)
+            # A merged part's files are removed.
+            assert os.listdir(out + ".state.d") == [], os.listdir(out + ".state.d")
+
+
+@test
+def test_cancel_keeps_partial_results_and_cancels_the_rest():
+    with tempfile.TemporaryDirectory() as d:
+        n = 200
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "3000") as m:
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=clean_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state_path = out + ".state.json"
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(state_path))
+                    if all(pt["status"] == "submitted" for pt in st["parts"]):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.05)
+            proc.kill()
+            proc.wait()
+            # Sending them directly now would send them twice: refused.
+            p = run([LLMRING, "batch", inp, "-o", out, "--base-url", m.url])
+            assert p.returncode == 2 and "still running" in p.stderr, p.stderr
+            p = run(batch_args(inp, out, m.url, "--cancel"))
+            assert p.returncode == 1, p.stderr
+            lines = check_one_outcome_each(out, n)
+            codes = {l["error"]["code"] if l["error"] else None for l in lines}
+            assert "batch_cancelled" in codes and codes <= {None, "batch_cancelled"}, codes
+            st = json.load(open(state_path))
+            assert all(pt["status"] == "merged" for pt in st["parts"]), st
+            remote = {pt["remote"] for pt in st["parts"]}
+            assert remote <= {"cancelled", "ended"}, remote
+            assert m.stats()["max_submits"] == 1
+
+
+@test
+def test_cancel_before_submitting_cancels_every_line():
+    with tempfile.TemporaryDirectory() as d:
+        n = 30
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        with Mock(os.path.join(d, "m"), "--batch-fault", "429:1") as m:
+            # Every create refused: kill it while it waits, then cancel.
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=clean_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            proc.kill()
+            proc.wait()
+            p = run(batch_args(inp, out, m.url, "--cancel"))
+            assert p.returncode == 1, p.stderr
+            lines = check_one_outcome_each(out, n)
+            assert all(l["error"]["code"] == "batch_cancelled" for l in lines), lines[0]
+            assert m.stats()["batch_lines_submitted"] == 0
+
+
+@test
+def test_a_batch_the_provider_no_longer_knows_fails_its_lines_and_is_retried():
+    # The in-process mock forgets its batches when the run ends: a re-run
+    # of a killed --mock run polls batches that are gone (404).
+    with tempfile.TemporaryDirectory() as d:
+        n = 40
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        args = [LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                "--poll", "0.1"]
+        proc = subprocess.Popen(args + ["--quiet"], env=clean_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                st = json.load(open(out + ".state.json"))
+                if all(pt["status"] == "submitted" for pt in st["parts"]):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+        p = run(args)
+        assert p.returncode == 1, p.stderr
+        lines = check_one_outcome_each(out, n)
+        assert all(l["error"]["code"] == "batch_failed" and "404" in l["error"]["message"]
+                   for l in lines), lines[0]
+        p = run(args + ["--retry-errors"])
+        assert p.returncode == 0, p.stderr
+        assert all(l["error"] is None for l in check_one_outcome_each(out, n))
+
+
+@test
+def test_merge_skips_ids_already_in_the_output_and_ids_not_in_the_part():
+    # A provider's results never add lines: a part's downloaded results
+    # are replaced by one of its own lines, one line twice, and a stranger.
+    with tempfile.TemporaryDirectory() as d:
+        n = 10
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n, models=(OPENAI,))
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "60000") as m:
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=clean_env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state_path = out + ".state.json"
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(state_path))
+                    if st["parts"] and st["parts"][0]["status"] == "submitted":
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait()
+        st = json.load(open(state_path))
+        pt = st["parts"][0]
+        pt.update(status="ended", remote="completed", out_done=True, err_done=True)
+        with open(state_path, "w") as f:
+            json.dump(st, f)
+        line = lambda cid: json.dumps({"id": "x", "custom_id": cid, "error": None,
+                                       "response": {"status_code": 200, "request_id": "q",
+                                                    "body": {"object": "chat.completion"}}})
+        with open(os.path.join(out + ".state.d", "part-%d.out.jsonl" % pt["n"]), "w") as f:
+            f.write("\n".join([line("r3"), line("stranger"), line("r3"), line("r5")]) + "\n")
+        # As a kill between appending r5 and saving "merged" leaves it.
+        with open(out, "a") as f:
+            f.write(line("r5") + "\n")
+        # Nothing is left to ask a server (the in-process mock stands by).
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
+        assert p.returncode == 1, p.stderr
+        assert "named a custom_id not in the part" in p.stderr, p.stderr
+        lines = {l["custom_id"]: l for l in check_one_outcome_each(out, n)}
+        assert lines["r3"]["error"] is None and lines["r5"]["error"] is None
+        assert all(lines["r%d" % i]["error"]["code"] == "batch_expired"
+                   for i in range(n) if i not in (3, 5))
+
+
+# ---- refusals ----------------------------------------------------------------
+
+@test
+def test_a_corrupt_state_file_is_refused_with_a_clear_message():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 4)
+        with open(out + ".state.json", "w") as f:
+            f.write('{"llmring_state":1,"run_id":"x", "parts": [')
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
+        assert p.returncode == 2, p.stderr
+        assert "refusing the state file" in p.stderr and "corrupt" in p.stderr, p.stderr
+        assert not os.path.exists(out), "a refused run made the output"
+
+
+@test
+def test_state_files_broken_in_many_ways_are_refused_never_crash():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 6)
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1"])
+        assert p.returncode == 0, p.stderr
+        good = open(out + ".state.json").read()
+        st = json.loads(good)
+
+        def variant(fn):
+            v = json.loads(good)
+            fn(v)
+            return json.dumps(v)
+        part = lambda fn: variant(lambda v: fn(v["parts"][0]))
+        broken = [
+            "", "\0\0\0", good[:len(good) // 2], "[]", "null", '{"llmring_state":2}',
+            variant(lambda v: v.update(llmring_state="1")),
+            variant(lambda v: v.update(run_id=7)),
+            variant(lambda v: v.update(parts={})),
+            part(lambda pt: pt.update(status="dancing")),
+            part(lambda pt: pt.update(api="gemini")),
+            part(lambda pt: pt.update(n=0)),
+            part(lambda pt: pt.update(lines=pt["lines"] + 1)),
+            part(lambda pt: pt.update(ranges=[[3, 1]])),
+            part(lambda pt: pt.update(ranges=[[1, 2], [2, 3]])),
+            part(lambda pt: pt.update(ranges=[[1, 99999999999999999999]])),
+            part(lambda pt: pt.update(batch_id="x" * 500)),
+            part(lambda pt: pt.update(out_done="yes")),
+            part(lambda pt: pt.pop("model")),
+            variant(lambda v: v["parts"].append(v["parts"][0])),  # a repeated part number
+        ]
+        for text in broken:
+            with open(out + ".state.json", "w") as f:
+                f.write(text)
+            p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
+            assert p.returncode == 2, (text[:200], p.returncode, p.stderr)
+            assert "refusing the state file" in p.stderr, (text[:200], p.stderr)
+        assert len(st["parts"]) == 2
+
+
+@test
+def test_the_state_of_another_input_is_refused():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 6)
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1"])
+        assert p.returncode == 0, p.stderr
+        before = open(out).read()
+        write_input(inp, 7)
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock"])
+        assert p.returncode == 2, p.stderr
+        assert "belongs to another input" in p.stderr, p.stderr
+        assert open(out).read() == before
+
+
+@test
+def test_anthropic_custom_ids_it_cannot_take_are_error_lines_before_submitting():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 4, models=(ANTHROPIC,), ids=lambda i: "bad.id/%d" % i if i == 2 else "r%d" % i)
+        p = run(batch_args(inp, out, m.url))
+        assert p.returncode == 1, p.stderr
+        lines = {l["custom_id"]: l for l in read_output(out)}
+        assert lines["bad.id/2"]["error"]["code"] == "invalid_input", lines
+        assert "custom_id" in lines["bad.id/2"]["error"]["message"]
+        assert all(lines["r%d" % i]["error"] is None for i in (0, 1, 3))
+        assert "bad.id/2" not in m.submits()
+        # A re-run skips it (it has its outcome) and sends nothing.
+        p = run(batch_args(inp, out, m.url))
+        assert p.returncode == 1 and len(read_output(out)) == 4, p.stderr
+
+
+@test
+def test_usage_errors():
+    for args, want in [(["--poll", "1"], "--via provider-batch only"),
+                       (["--cancel"], "--via provider-batch only"),
+                       (["--via", "carrier-pigeon"], "--via takes direct or provider-batch"),
+                       (["--via", "provider-batch", "--cancel", "--retry-errors"], "exclude")]:
+        p = run([LLMRING, "batch", "in.jsonl", "-o", "out.jsonl", "--mock"] + args)
+        assert p.returncode == 2 and want in p.stderr, (args, p.stderr)
+
+
+# ---- providers without a batch API -------------------------------------------
+
+class NoBatches(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible server without /v1/batches or /v1/files."""
+
+    def log_message(self, *a):
+        pass
+
+    def reply(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.reply(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(n)
+        if self.path.endswith("/chat/completions"):
+            self.reply(200, {"id": "c1", "object": "chat.completion", "model": "m",
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": "hi"}}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                       "total_tokens": 2}})
+        else:
+            self.reply(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+
+@test
+def test_a_server_without_batches_gets_the_lines_directly_with_a_notice():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoBatches)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+            write_input(inp, 10, models=("meta-llama/Llama-3.1-8B-Instruct",))
+            p = run(batch_args(inp, out, "http://127.0.0.1:%d/v1" % srv.server_port))
+            assert p.returncode == 0, p.stderr
+            assert "sent directly" in p.stderr and "no batch API" in p.stderr, p.stderr
+            lines = check_one_outcome_each(out, 10)
+            assert all(l["error"] is None for l in lines)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@test
+def test_ollama_lines_go_directly_and_the_rest_in_batches():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 30, models=(OPENAI, "ollama/qwen3:4b", ANTHROPIC))
+        p = run(batch_args(inp, out, m.url))
+        assert p.returncode == 0, p.stderr
+        assert "ollama lines are sent directly" in p.stderr, p.stderr
+        check_one_outcome_each(out, 30)
+        assert m.stats()["batch_lines_submitted"] == 20
+
+
+# ---- runner ------------------------------------------------------------------
+
+def main():
+    global LLMRING
+    if len(sys.argv) != 2:
+        print("usage: test_cli_provider_batch.py PATH/TO/llmring", file=sys.stderr)
+        return 2
+    LLMRING = os.path.abspath(sys.argv[1])
+    only = os.environ.get("TEST_ONLY")
+    failed, ran = [], 0
+    for fn in TESTS:
+        if only and only not in fn.__name__:
+            continue
+        ran += 1
+        start = time.time()
+        try:
+            fn()
+            print("ok    %-78s %.2fs" % (fn.__name__, time.time() - start), flush=True)
+        except Exception:
+            failed.append(fn.__name__)
+            print("FAIL  %s" % fn.__name__, flush=True)
+            traceback.print_exc()
+    print("%d tests, %d passed, %d failed%s" % (ran, ran - len(failed), len(failed),
+          (": " + ", ".join(failed)) if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
