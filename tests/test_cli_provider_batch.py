@@ -573,6 +573,25 @@ def test_merge_skips_ids_already_in_the_output_and_ids_not_in_the_part():
 # ---- refusals ----------------------------------------------------------------
 
 @test
+def test_flags_that_do_not_go_together_are_refused():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 2)
+        cases = [
+            (["--via", "provider-batch", "--cache", os.path.join(d, "c.db")], "--via direct only"),
+            (["--via", "sideways"], "--via takes direct or provider-batch"),
+            (["--poll", "1"], "--poll works with --via provider-batch only"),
+            (["--cancel"], "--cancel works with --via provider-batch only"),
+            (["--via", "provider-batch", "--cancel", "--retry-errors"], "exclude each other"),
+        ]
+        for extra, words in cases:
+            p = run([LLMRING, "batch", inp, "-o", out, "--mock"] + extra)
+            assert p.returncode == 2 and words in p.stderr, (extra, p.stderr)
+            assert not os.path.exists(out), extra
+            assert not os.path.exists(os.path.join(d, "c.db")), extra
+
+
+@test
 def test_a_corrupt_state_file_is_refused_with_a_clear_message():
     with tempfile.TemporaryDirectory() as d:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")

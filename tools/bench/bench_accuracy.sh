@@ -9,11 +9,12 @@
 #    tools/bench/vllm_style_client.py, each reporting mean TTFT and TPOT; their error is
 #    against what the mock was told. A size needs about C descriptors per side: the script
 #    raises `ulimit -n` to the hard limit and skips a size the limit cannot hold.
-# 1b. Steady state: the same at each size, with the mock's gap I = max(10, C / 40) ms, so that
-#    it is asked for 40,000 events a second at most (what its one thread serves on a shared
-#    core), --warmup C (not drained: the counted part takes the warm-up's slots as they free)
+# 1b. Steady state: the same at each size, with the mock's gap I = max(10, C * 1000 /
+#    STEADY_EVENTS) ms, so that it is asked for STEADY_EVENTS (40,000) events a second at most, --warmup C (not drained: the counted part takes the warm-up's slots as they free)
 #    and lengths drawn with --random-range-ratio 0.5 --ignore-eos, so that streams do not end
-#    and start again in lock-step waves. Both clients get the same flags.
+#    and start again in lock-step waves; the mock's TTFT and ITL get log-normal spreads (5 ms,
+#    I / 5) with means T and I, so that their ticks do not stay in phase. Both clients get the
+#    same flags; their errors are against the means.
 # 2. Capacity: both clients against `--ttft-ms 0 --itl-ms 0 --tokens 256` at concurrency
 #    256: streamed events parsed per second of the client's own CPU.
 # 3. Open loop: bench at --rate 1000 ... 20000 (2 x rate requests) against
@@ -112,16 +113,20 @@ done
 stop_mock
 
 STEADY_SIZES=${STEADY_SIZES:-$SIZES}
+STEADY_EVENTS=${STEADY_EVENTS:-40000} # events a second asked of the mock at each size
 for C in $STEADY_SIZES; do
 	if [ "$NOFILE" -lt $((C + 64)) ]; then
 		echo "  steady $C skipped: open files hard limit $NOFILE < $((C + 64))"
 		continue
 	fi
-	I=$((C / 40))
+	I=$((C * 1000 / STEADY_EVENTS))
 	[ "$I" -lt 10 ] && I=10
 	echo "$I" >"$OUT/steady-$C.itl"
-	echo "## steady state: mock --ttft-ms 100 --itl-ms $I --tokens 64, concurrency $C"
-	start_mock --ttft-ms 100 --itl-ms "$I" --tokens 64
+	echo "## steady state: mock --ttft-ms 100 --ttft-spread-ms 5 --itl-ms $I --itl-spread-ms $((I / 5)) --tokens 64, concurrency $C"
+	# Spreads (log-normal, means T and I): with fixed times every stream started together
+	# keeps ticking together (a replacement starts on a tick, T later is a tick again when
+	# I divides T), and the mock sends each tick's events in one burst.
+	start_mock --ttft-ms 100 --ttft-spread-ms 5 --itl-ms "$I" --itl-spread-ms $((I / 5)) --tokens 64
 	R=$((3 * C))
 	[ "$R" -lt 1000 ] && R=1000
 	run "steady-$C-llmring" "${bench[@]}" --requests "$R" --warmup "$C" --concurrency "$C" \
