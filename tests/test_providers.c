@@ -2349,6 +2349,30 @@ static void stream_anthropic_error_event(void **state)
 	assert_int_equal(s->events, 2);
 }
 
+/* A stream cut by num_predict: the plain lines take the scanned path
+ * (one pass, no tokens), and its finish, usage and escapes must be what
+ * the token path gives. A line that is not an object (a bare array) is
+ * refused as not JSON by the token path. */
+static void stream_ollama_length_and_escapes(void **state)
+{
+	(void)state;
+	static const char in[] =
+		OL_LINE("{\"role\":\"assistant\",\"content\":\"a\\u00e9\\n\"}", "\"done\":false")
+		OL_LINE("{\"role\":\"assistant\",\"content\":\"\"}",
+		        "\"done_reason\":\"length\",\"done\":true,\"prompt_eval_count\":7,\"eval_count\":2");
+	const struct snap *s = stream_all_ways(PROVIDER_OLLAMA, true, in, strlen(in));
+	expect_clean_stream(s);
+	assert_string_equal(s->text, "a\xc3\xa9\n");
+	assert_string_equal(s->finish, "length");
+	assert_string_equal(s->model, "qwen3:4b");
+	expect_usage(&s->usage, 7, 2, 0);
+	assert_int_equal(s->events, 2);
+	expect_deltas_match_reply(s);
+	static const char not_object[] = "[1,2]\n";
+	s = stream_all_ways(PROVIDER_OLLAMA, true, not_object, strlen(not_object));
+	assert_int_not_equal(s->error, 0);
+}
+
 static void stream_ollama_error_line(void **state)
 {
 	(void)state;
@@ -2741,6 +2765,7 @@ int main(void)
 		cmocka_unit_test(stream_openai_error_event),
 		cmocka_unit_test(stream_anthropic_error_event),
 		cmocka_unit_test(stream_ollama_error_line),
+		cmocka_unit_test(stream_ollama_length_and_escapes),
 		cmocka_unit_test(stream_gemini_error_chunk),
 		cmocka_unit_test(stream_malformed_event_is_fatal),
 		cmocka_unit_test(stream_truncated_mid_reply),

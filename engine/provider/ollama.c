@@ -336,13 +336,84 @@ static int ollama_embed_body(struct json_doc *d, struct reply *r, struct buf *ou
 
 /* ---- streams ---- */
 
+/* What a plain token line carries, picked out while json_scan validates
+ * it: the hot path, one pass and no tokens. A line with an error or tool
+ * calls (rare) is walked again with tokens by ollama_line_tokens. */
+struct line_fields {
+	const char *model, *content, *done_reason;
+	size_t model_len, content_len, done_reason_len;
+	int64_t prompt_eval_count, eval_count;
+	bool has_prompt_eval_count, has_eval_count;
+	bool done;
+	bool walk_tokens; /* error or tool_calls: the token path decides */
+};
+
+static void line_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                       size_t len)
+{
+	struct line_fields *lf = ctx;
+	if (p->depth == 1) {
+		if (KEY_IS(p, 0, "error"))
+			lf->walk_tokens = true;
+		else if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+			lf->model = v, lf->model_len = len;
+		else if (type == JSON_STRING && KEY_IS(p, 0, "done_reason"))
+			lf->done_reason = v, lf->done_reason_len = len;
+		else if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "done"))
+			lf->done = v[0] == 't';
+		else if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "prompt_eval_count"))
+			lf->prompt_eval_count = scanned_count(v, len), lf->has_prompt_eval_count = true;
+		else if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "eval_count"))
+			lf->eval_count = scanned_count(v, len), lf->has_eval_count = true;
+		return;
+	}
+	if (!KEY_IS(p, 0, "message"))
+		return;
+	if (KEY_IS(p, 1, "tool_calls"))
+		lf->walk_tokens = true;
+	else if (p->depth == 2 && type == JSON_STRING && KEY_IS(p, 1, "content"))
+		lf->content = v, lf->content_len = len;
+}
+
+/* 1 when the line was taken from the scan, 0 when the token path must
+ * take it (not an object, not valid JSON, an error or tool calls). */
+static int ollama_line_scanned(struct stream_decoder *sd, const char *line, size_t len)
+{
+	struct reply *r = sd->r;
+	struct line_fields lf = {0};
+	if (len == 0 || line[0] != '{' || !json_scan(line, len, line_field, &lf) || lf.walk_tokens)
+		return 0;
+	r->events++;
+	if (!r->model[0] && lf.model)
+		reply_copy_field(r->model, sizeof(r->model), lf.model, lf.model_len);
+	if (lf.content)
+		reply_text(r, 0, lf.content, lf.content_len, true);
+	if (lf.done) {
+		/* As take_done: counts, then the finish reason. */
+		if (lf.has_prompt_eval_count)
+			r->usage.input_tokens = lf.prompt_eval_count;
+		if (lf.has_eval_count)
+			r->usage.output_tokens = lf.eval_count;
+		bool length = lf.done_reason && lf.done_reason_len == 6 &&
+		              memcmp(lf.done_reason, "length", 6) == 0;
+		reply_finish(r, 0, length ? "length" : sd->calls > 0 ? "tool_calls" : "stop");
+		r->done = true;
+	}
+	return 1;
+}
+
 static int ollama_line(void *ctx, const char *line, size_t len)
 {
 	struct stream_decoder *sd = ctx;
 	struct reply *r = sd->r;
 	if (r->err.code || r->done)
 		return 0;
-	/* Lines are small: a token doc (kept by the decoder) per line. */
+	if (ollama_line_scanned(sd, line, len)) {
+		if (r->err.code == LR_ENOMEM)
+			sd->fatal = true;
+		return sd->fatal ? r->err.code : 0;
+	}
+	/* The token path: a token doc (kept by the decoder) per line. */
 	struct json_doc *d = &sd->doc;
 	int rc = json_parse(d, line, len);
 	if (rc || d->count == 0 || d->tok[0].type != JSON_OBJECT)

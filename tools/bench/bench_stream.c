@@ -117,8 +117,12 @@ int main(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	printf("%s: streams %d (failed %d), tokens %s, concurrency %d, itl %s ms: %.2f s, %.0f events/s\n",
 	       provider, n, failed, tokens, c, itl, wall, events / wall);
+	double user = (double)(ru.ru_utime.tv_sec - before.ru_utime.tv_sec) +
+	              (double)(ru.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e6;
 	printf("client CPU per streamed event: %.3f us (%.1f us per stream); deltas delivered %llu\n",
 	       cpu * 1e6 / events, cpu * 1e6 / n, deltas);
+	printf("of which user space: %.3f us per event, kernel %.3f us\n", user * 1e6 / events,
+	       (cpu - user) * 1e6 / events);
 	int open_streams = n < c ? n : c;
 	printf("peak RSS %ld KiB; %.1f KiB more than before the run = %.2f KiB per open stream (%d)\n",
 	       ru.ru_maxrss, (double)(ru.ru_maxrss - before.ru_maxrss),
