@@ -54,10 +54,19 @@ int engine_setup(struct lr_engine *e)
 	                      : e->cfg.drive_from_caller ? RING_POLLABLE
 	                                                 : RING_DEFERRED;
 	unsigned entries = e->cfg.ring_entries ? e->cfg.ring_entries : 256;
-	int ret = ring_init(&e->ring, entries, 1024, 16384, kind);
+	/* Receive buffers for twice the requests in flight, 64 to 1,024: a
+	 * buffer goes back to the ring as soon as its completion is read, and
+	 * the ring hands them out in turn, so every buffer gets touched; at
+	 * 64 requests 1,024 of them kept 4 MiB of pages resident (peak RSS
+	 * 10.0 MiB, 6.4 with 128). Running short is handled (ENOBUFS: the
+	 * receive is armed again next turn). */
+	unsigned bufs = 64;
+	while (bufs < 1024 && bufs < 2 * e->cfg.max_in_flight)
+		bufs *= 2;
+	int ret = ring_init(&e->ring, entries, bufs, 16384, kind);
 	if (ret < 0)
 		return error_set(&e->setup_error, error_from_errno(ret), -ret,
-		                 "io_uring setup failed (%u entries, 1024 receive buffers): %s%s", entries,
+		                 "io_uring setup failed (%u entries, %u receive buffers): %s%s", entries, bufs,
 		                 strerror(-ret),
 		                 ret == -EPERM || ret == -ENOSYS
 		                     ? " (io_uring is disabled here: kernel.io_uring_disabled, seccomp or a container)"
