@@ -180,6 +180,65 @@ def test_both_providers_through_the_in_process_mock():
 
 
 @test
+def test_batched_tokens_are_priced_at_the_tables_batch_rates():
+    """Rates from LLMRING_PRICES (not a fixed half): gpt-4o-mini's batch rates are 30 % of
+    its direct ones; claude-haiku-4-5 has none, so it costs its direct price, with a notice."""
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        prices = os.path.join(d, "prices.json")
+        with open(prices, "w") as f:
+            json.dump({"version": 1, "prices": {
+                "gpt-4o-mini": {"input": 100, "cached_input": 50, "output": 200,
+                                "batch_input": 30, "batch_cached_input": 15, "batch_output": 60},
+                "claude-haiku-4-5": {"input": 10, "output": 20}}}, f)
+        write_input(inp, 20)
+        stats_path = os.path.join(d, "s.json")
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1", "--stats", stats_path], env=clean_env(LLMRING_PRICES=prices))
+        assert p.returncode == 0, p.stderr
+        direct = batch = 0.0
+        rated = {"gpt-4o-mini": (100, 50, 200, 30, 15, 60), "claude-haiku-4-5": (10, 10, 20) * 2}
+        for l in check_one_outcome_each(out, 20):
+            body = l["response"]["body"]
+            u = body["usage"]
+            cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            pin, pc, pout, bin_, bc, bout = next(v for k, v in rated.items()
+                                                  if body["model"].startswith(k))
+            uncached = u["prompt_tokens"] - cached
+            direct += (uncached * pin + cached * pc + u["completion_tokens"] * pout) / 1e6
+            batch += (uncached * bin_ + cached * bc + u["completion_tokens"] * bout) / 1e6
+        stats = json.load(open(stats_path))
+        assert abs(stats["batch_cost_usd"] - batch) < 1e-9, (stats, batch)
+        assert abs(stats["batch_direct_cost_usd"] - direct) < 1e-9, (stats, direct)
+        assert abs(stats["batch_saving_usd"] - (direct - batch)) < 1e-9, stats
+        assert abs(stats["cost_usd"] - batch) < 1e-9, stats
+        # Not the old fixed factor: 0.3 on one model, 1.0 on the other.
+        assert abs(stats["batch_cost_usd"] - direct / 2) > 1e-6, stats
+        assert [m.split("-2")[0] for m in stats["batch_rate_missing"]] == ["claude-haiku-4-5"], stats
+        assert p.stderr.count("has no batch rate for") == 1, p.stderr
+        assert "1 model at the standard rate" in p.stderr, p.stderr
+
+
+@test
+def test_a_model_the_table_lacks_is_unpriced_not_batch_priced():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        prices = os.path.join(d, "prices.json")
+        with open(prices, "w") as f:
+            json.dump({"prices": {"gpt-4o": {"input": 1, "output": 1}}}, f)
+        write_input(inp, 6)
+        stats_path = os.path.join(d, "s.json")
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1", "--stats", stats_path], env=clean_env(LLMRING_PRICES=prices))
+        assert p.returncode == 0, p.stderr
+        stats = json.load(open(stats_path))
+        assert stats["batch_cost_usd"] is None and stats["batch_saving_usd"] is None, stats
+        assert stats["batch_rate_missing"] == [], stats
+        assert len(stats["unpriced_models"]) == 2, stats
+        assert "has no batch rate" not in p.stderr, p.stderr
+
+
+@test
 def test_a_rerun_after_the_end_submits_nothing():
     with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")

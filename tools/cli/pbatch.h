@@ -119,6 +119,7 @@ struct pbatch {
 	size_t npending, pending_at;
 	uint64_t strangers;         /* result lines of that part naming ids not in it */
 	const char *noticed[8];     /* borrowed: providers whose lines went direct, said once */
+	struct model_names no_batch_rate; /* owner: the run; priced models the table has no batch rates for */
 };
 
 /* ---- pbatch_state.c ---- */
@@ -241,9 +242,8 @@ void pbatch_free(struct pbatch *pb);
 bool pbatch_run(struct pbatch *pb);
 /* --stats fields of this mode (appended to s, each after a comma) and
  * the summary's line of it (stderr, after the cost, no newline at the
- * end). Batched tokens are priced at the batch rate: the direct price
- * times PB_BATCH_PRICE_FACTOR (OpenAI's and Anthropic's 50 %). */
-#define PB_BATCH_PRICE_FACTOR 0.5
+ * end). Batched tokens are priced at the price table's batch rates
+ * (lr_engine_batch_price), at the direct ones for a model without. */
 void pb_stats_fields(const struct pbatch *pb, struct buf *s);
 void pb_summary(const struct pbatch *pb);
 /* Says that p's batch was adopted rather than created. */
