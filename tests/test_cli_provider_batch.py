@@ -664,6 +664,41 @@ def test_a_corrupt_state_file_is_refused_with_a_clear_message():
 
 
 @test
+def test_an_input_that_is_the_state_file_is_refused_as_that():
+    """X.state.json as the input of -o X (by name, or a hard link to it) is named for what
+    it is, not called corrupt, and is left as it was; so is --stats naming it."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "X")
+        inp = out + ".state.json"
+        write_input(inp, 4)
+        before = open(inp).read()
+        link = os.path.join(d, "elsewhere.jsonl")
+        os.link(inp, link)
+        for args in ([inp, "-o", out, "--via", "provider-batch"],
+                     [link, "-o", out, "--via", "provider-batch"],
+                     [inp, "-o", out]):
+            p = run([LLMRING, "batch"] + args + ["--mock"])
+            assert p.returncode == 2, (args, p.stderr)
+            assert "the input is the provider batches' state file" in p.stderr, (args, p.stderr)
+            assert "corrupt" not in p.stderr, (args, p.stderr)
+            assert not os.path.exists(out), args
+            assert open(inp).read() == before, args
+        # --stats naming the state file (absent, or there) would overwrite it.
+        other = os.path.join(d, "in.jsonl")
+        write_input(other, 4)
+        os.unlink(inp)
+        for exists in (False, True):
+            if exists:
+                open(out + ".state.json", "a").close()
+            p = run([LLMRING, "batch", other, "-o", out, "--via", "provider-batch", "--mock",
+                     "--stats", out + ".state.json"])
+            assert p.returncode == 2, p.stderr
+            assert "the stats file (--stats) is the provider batches' state file" in p.stderr, \
+                p.stderr
+            assert not os.path.exists(out)
+
+
+@test
 def test_state_files_broken_in_many_ways_are_refused_never_crash():
     with tempfile.TemporaryDirectory() as d:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
