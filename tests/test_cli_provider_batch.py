@@ -420,6 +420,52 @@ def test_a_part_left_creating_adopts_the_batch_its_create_made():
             assert s["openai_batches"] == 1 and s["anthropic_batches"] == 1, s
 
 
+@test
+def test_adoption_pages_through_more_batches_than_one_list_holds():
+    # 130 one-line parts per provider: more batches than a list page (100).
+    # Every OpenAI part and the oldest Anthropic one are left "creating";
+    # finding their batches takes the lists' cursors (after, after_id).
+    with tempfile.TemporaryDirectory() as d:
+        n = 260
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        env = clean_env(LLMRING_BATCH_MAX_LINES="1")
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "3000") as m:
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state_path = out + ".state.json"
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(state_path))
+                    if len(st["parts"]) == n and all(pt["status"] == "submitted"
+                                                     for pt in st["parts"]):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait()
+            st = json.load(open(state_path))
+            assert len(st["parts"]) == n and all(pt["batch_id"] for pt in st["parts"]), st
+            ids = sorted(pt["batch_id"] for pt in st["parts"])
+            oldest_anthropic = min(pt["n"] for pt in st["parts"] if pt["api"] == "anthropic")
+            for pt in st["parts"]:
+                if pt["api"] == "openai" or pt["n"] == oldest_anthropic:
+                    pt["status"], pt["batch_id"], pt["remote"] = "creating", "", ""
+            with open(state_path, "w") as f:
+                json.dump(st, f)
+            p = run(batch_args(inp, out, m.url), env=env, timeout=240)
+            assert p.returncode == 0, p.stderr
+            assert p.stderr.count("adopted") == 131, p.stderr.count("adopted")
+            st = json.load(open(state_path))
+            assert sorted(pt["batch_id"] for pt in st["parts"]) == ids
+            check_one_outcome_each(out, n)
+            check_never_twice(m, n)
+            s = m.stats()
+            assert s["openai_batches"] == 130 and s["anthropic_batches"] == 130, s
+
+
 # ---- faults ------------------------------------------------------------------
 
 @test

@@ -160,18 +160,31 @@ static void count_usage(struct pbatch *pb, const struct json_doc *d, int body)
 	}
 }
 
+/*
+ * A JSONL line parsed into b->doc (scratch_string reads b->doc) and its
+ * custom_id unescaped into b->scratch: the id's length; LINE_NO_ID when
+ * the line is not an object with a string custom_id; -1 out of memory.
+ */
+#define LINE_NO_ID (-2)
+static long line_custom_id(struct pbatch *pb, const char *line, size_t len)
+{
+	struct json_doc *d = &pb->b->doc;
+	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
+		return LINE_NO_ID;
+	int id = json_object_get(d, 0, "custom_id");
+	if (id < 0 || d->tok[id].type != JSON_STRING)
+		return LINE_NO_ID;
+	long n = scratch_string(pb->b, id);
+	return n < 0 ? -1 : n;
+}
+
 /* An OpenAI output or error line: ours already. */
 static int merge_openai(struct pbatch *pb, const char *line, size_t len)
 {
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
-		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	long n = scratch_string(pb->b, id);
+	struct json_doc *d = &pb->b->doc;
+	long n = line_custom_id(pb, line, len);
 	if (n < 0)
-		return -1;
+		return n == LINE_NO_ID ? 0 : -1;
 	int s = result_seen(pb, pb->b->scratch, (size_t)n);
 	if (s)
 		return s < 0 ? -1 : 0;
@@ -237,15 +250,10 @@ static int merge_succeeded(struct pbatch *pb, const char *cid, size_t n, const c
 /* An Anthropic result line, translated. */
 static int merge_anthropic(struct pbatch *pb, const char *line, size_t len)
 {
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
-		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	long n = scratch_string(pb->b, id);
+	struct json_doc *d = &pb->b->doc;
+	long n = line_custom_id(pb, line, len);
 	if (n < 0)
-		return -1;
+		return n == LINE_NO_ID ? 0 : -1;
 	char *cid = strndup(pb->b->scratch, (size_t)n); /* owner: here */
 	if (!cid)
 		return -1;
@@ -341,14 +349,10 @@ static long part_line_id(struct pbatch *pb, const char *line, size_t len)
 {
 	if (len && line[len - 1] == ',')
 		len--; /* Anthropic's body, one request a line */
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (len == 0 || line[0] != '{' || json_parse(d, line, len) != 0 ||
-	    d->tok[0].type != JSON_OBJECT)
+	if (len == 0 || line[0] != '{')
 		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	return scratch_string(pb->b, id);
+	long n = line_custom_id(pb, line, len);
+	return n == LINE_NO_ID ? 0 : n;
 }
 
 static int add_part_id(struct pbatch *pb, const char *line, size_t len)
@@ -413,15 +417,9 @@ int pb_merge(struct pbatch *pb, struct pb_part *p, const char *code, const char 
 /* An output line's custom_id into pb->written. */
 static int load_one(struct pbatch *pb, const char *line, size_t len)
 {
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
-		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	long n = scratch_string(pb->b, id);
+	long n = line_custom_id(pb, line, len);
 	if (n < 0)
-		return -1;
+		return n == LINE_NO_ID ? 0 : -1;
 	return seen(pb, pb->b->scratch, (size_t)n) < 0 ? -1 : 0;
 }
 

@@ -144,13 +144,6 @@ static int merge_ended(struct pbatch *pb, struct pb_part *p)
 	             "it again)");
 }
 
-void pb_show_adopted(const struct pbatch *pb, const struct pb_part *p)
-{
-	if (!pb->b->opt.quiet)
-		fprintf(stderr, "llmring batch: part %u: adopted batch %s, which the create of an "
-		        "earlier run made (not created again)\n", p->n, p->batch_id);
-}
-
 static void show(const struct pbatch *pb, const struct pb_part *p)
 {
 	if (pb->b->opt.quiet)
@@ -168,17 +161,10 @@ static void show(const struct pbatch *pb, const struct pb_part *p)
  * its lines are cancelled. */
 static int cancel_unsubmitted(struct pbatch *pb, struct pb_part *p)
 {
-	if (p->status == PS_CREATING) {
-		int a = p->api == PB_ANTHROPIC ? pb_anthropic_adopt(pb, p) : pb_openai_adopt(pb, p);
-		if (a == -2)
-			return -2;
-		if (a < 0)
-			return 1;
-		if (a > 0) {
-			pb_show_adopted(pb, p);
-			return pb_state_save(&pb->st) ? -2 : 0;
-		}
-	}
+	bool adopted;
+	int rc = pb_readopt(pb, p, &adopted);
+	if (rc || adopted)
+		return rc;
 	return merge(pb, p, "batch_cancelled", "--cancel: this request was never submitted");
 }
 
