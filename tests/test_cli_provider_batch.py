@@ -861,6 +861,80 @@ class NoBatches(http.server.BaseHTTPRequestHandler):
             self.reply(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
 
 
+class CachedUsageBatches(NoBatches):
+    """The least of OpenAI's Files + Batches: a batch completes at once, and every output
+    line reports 100 prompt tokens of which 40 were cache reads, and 10 completion tokens."""
+    uploaded = []
+
+    def do_GET(self):
+        if self.path.split("?")[0].endswith("/batches"):
+            self.reply(200, {"object": "list", "data": [], "has_more": False})
+        elif self.path.endswith("/files/file-out/content"):
+            lines = "".join(json.dumps({
+                "id": "batch_req_%d" % i, "custom_id": cid, "error": None,
+                "response": {"status_code": 200, "request_id": "req_%d" % i, "body": {
+                    "id": "c%d" % i, "object": "chat.completion", "model": "gpt-4o-mini",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "hi"}}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110,
+                              "prompt_tokens_details": {"cached_tokens": 40}}}}}) + "\n"
+                for i, cid in enumerate(self.uploaded)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/jsonl")
+            self.send_header("Content-Length", str(len(lines)))
+            self.end_headers()
+            self.wfile.write(lines)
+        else:
+            super().do_GET()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        if self.path.endswith("/files"):
+            for line in body.splitlines():
+                if line.startswith("{") and "custom_id" in line:
+                    CachedUsageBatches.uploaded.append(json.loads(line)["custom_id"])
+            self.reply(200, {"id": "file-in", "object": "file", "purpose": "batch"})
+        elif self.path.endswith("/batches"):
+            n = len(self.uploaded)
+            self.reply(200, {"id": "batch_1", "object": "batch", "status": "completed",
+                             "output_file_id": "file-out", "error_file_id": None,
+                             "request_counts": {"total": n, "completed": n, "failed": 0}})
+        else:
+            self.reply(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+
+@test
+def test_cache_reads_in_batch_results_are_priced_at_the_batch_cached_rate():
+    CachedUsageBatches.uploaded = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CachedUsageBatches)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+            prices = os.path.join(d, "prices.json")
+            with open(prices, "w") as f:
+                json.dump({"prices": {"gpt-4o-mini": {
+                    "input": 1000, "cached_input": 100, "output": 2000,
+                    "batch_input": 500, "batch_cached_input": 20, "batch_output": 1000}}}, f)
+            write_input(inp, 5, models=(OPENAI,))
+            stats_path = os.path.join(d, "s.json")
+            p = run(batch_args(inp, out, "http://127.0.0.1:%d/v1" % srv.server_port, "--stats",
+                               stats_path), env=clean_env(LLMRING_PRICES=prices,
+                                                          OPENAI_API_KEY="sk-test"))
+            assert p.returncode == 0, p.stderr
+            check_one_outcome_each(out, 5)
+            stats = json.load(open(stats_path))
+            # Per line: 60 uncached + 40 cached prompt tokens and 10 completion tokens.
+            batch = 5 * (60 * 500 + 40 * 20 + 10 * 1000) / 1e6
+            direct = 5 * (60 * 1000 + 40 * 100 + 10 * 2000) / 1e6
+            assert abs(stats["batch_cost_usd"] - batch) < 1e-9, (stats, batch)
+            assert abs(stats["batch_direct_cost_usd"] - direct) < 1e-9, (stats, direct)
+            assert abs(stats["batch_saving_usd"] - (direct - batch)) < 1e-9, stats
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 @test
 def test_a_server_without_batches_gets_the_lines_directly_with_a_notice():
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoBatches)
