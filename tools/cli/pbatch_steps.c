@@ -1,8 +1,9 @@
 /*
  * The steps both providers' batches take alike, around each API's own
- * calls and batch objects (pbatch_openai.c, pbatch_anthropic.c): another
- * look for the batch of a part left "creating", the create's answer, the
- * poll and the cancel.
+ * requests and batch objects (pbatch_openai.c, pbatch_anthropic.c, each
+ * described by a struct pb_api_desc): another look for the batch of a
+ * part left "creating", the create's answer, the poll, the cancel and the
+ * paged list of batches that adoption searches.
  */
 #include <fcntl.h>
 #include <stdio.h>
