@@ -335,6 +335,12 @@ LR_API int lr_engine_cache_stats(lr_engine *eng, lr_cache_stats *out);
  * and prefixed names resolved as for accounting). 0, or LR_ENOTFOUND. */
 LR_API int lr_engine_price(lr_engine *eng, const char *model, double *input, double *cached_input,
                            double *output);
+/* 0.4: the same model's rates through the provider's batch API (OpenAI
+ * Batch, Anthropic Message Batches, Gemini Batch Mode). 0, or
+ * LR_ENOTFOUND when the table does not know the model or has no batch
+ * rates for it (lr_engine_price tells the two apart). */
+LR_API int lr_engine_batch_price(lr_engine *eng, const char *model, double *input,
+                                 double *cached_input, double *output);
 
 /* ---- requests --------------------------------------------------------- */
 

@@ -180,6 +180,65 @@ def test_both_providers_through_the_in_process_mock():
 
 
 @test
+def test_batched_tokens_are_priced_at_the_tables_batch_rates():
+    """Rates from LLMRING_PRICES (not a fixed half): gpt-4o-mini's batch rates are 30 % of
+    its direct ones; claude-haiku-4-5 has none, so it costs its direct price, with a notice."""
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        prices = os.path.join(d, "prices.json")
+        with open(prices, "w") as f:
+            json.dump({"version": 1, "prices": {
+                "gpt-4o-mini": {"input": 100, "cached_input": 50, "output": 200,
+                                "batch_input": 30, "batch_cached_input": 15, "batch_output": 60},
+                "claude-haiku-4-5": {"input": 10, "output": 20}}}, f)
+        write_input(inp, 20)
+        stats_path = os.path.join(d, "s.json")
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1", "--stats", stats_path], env=clean_env(LLMRING_PRICES=prices))
+        assert p.returncode == 0, p.stderr
+        direct = batch = 0.0
+        rated = {"gpt-4o-mini": (100, 50, 200, 30, 15, 60), "claude-haiku-4-5": (10, 10, 20) * 2}
+        for l in check_one_outcome_each(out, 20):
+            body = l["response"]["body"]
+            u = body["usage"]
+            cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+            pin, pc, pout, bin_, bc, bout = next(v for k, v in rated.items()
+                                                  if body["model"].startswith(k))
+            uncached = u["prompt_tokens"] - cached
+            direct += (uncached * pin + cached * pc + u["completion_tokens"] * pout) / 1e6
+            batch += (uncached * bin_ + cached * bc + u["completion_tokens"] * bout) / 1e6
+        stats = json.load(open(stats_path))
+        assert abs(stats["batch_cost_usd"] - batch) < 1e-9, (stats, batch)
+        assert abs(stats["batch_direct_cost_usd"] - direct) < 1e-9, (stats, direct)
+        assert abs(stats["batch_saving_usd"] - (direct - batch)) < 1e-9, stats
+        assert abs(stats["cost_usd"] - batch) < 1e-9, stats
+        # Not the old fixed factor: 0.3 on one model, 1.0 on the other.
+        assert abs(stats["batch_cost_usd"] - direct / 2) > 1e-6, stats
+        assert [m.split("-2")[0] for m in stats["batch_rate_missing"]] == ["claude-haiku-4-5"], stats
+        assert p.stderr.count("has no batch rate for") == 1, p.stderr
+        assert "1 model at the standard rate" in p.stderr, p.stderr
+
+
+@test
+def test_a_model_the_table_lacks_is_unpriced_not_batch_priced():
+    with tempfile.TemporaryDirectory() as d:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        prices = os.path.join(d, "prices.json")
+        with open(prices, "w") as f:
+            json.dump({"prices": {"gpt-4o": {"input": 1, "output": 1}}}, f)
+        write_input(inp, 6)
+        stats_path = os.path.join(d, "s.json")
+        p = run([LLMRING, "batch", inp, "-o", out, "--via", "provider-batch", "--mock",
+                 "--poll", "0.1", "--stats", stats_path], env=clean_env(LLMRING_PRICES=prices))
+        assert p.returncode == 0, p.stderr
+        stats = json.load(open(stats_path))
+        assert stats["batch_cost_usd"] is None and stats["batch_saving_usd"] is None, stats
+        assert stats["batch_rate_missing"] == [], stats
+        assert len(stats["unpriced_models"]) == 2, stats
+        assert "has no batch rate" not in p.stderr, p.stderr
+
+
+@test
 def test_a_rerun_after_the_end_submits_nothing():
     with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
@@ -359,6 +418,52 @@ def test_a_part_left_creating_adopts_the_batch_its_create_made():
             check_never_twice(m, n)
             s = m.stats()
             assert s["openai_batches"] == 1 and s["anthropic_batches"] == 1, s
+
+
+@test
+def test_adoption_pages_through_more_batches_than_one_list_holds():
+    # 130 one-line parts per provider: more batches than a list page (100).
+    # Every OpenAI part and the oldest Anthropic one are left "creating";
+    # finding their batches takes the lists' cursors (after, after_id).
+    with tempfile.TemporaryDirectory() as d:
+        n = 260
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, n)
+        env = clean_env(LLMRING_BATCH_MAX_LINES="1")
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "3000") as m:
+            proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            state_path = out + ".state.json"
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    st = json.load(open(state_path))
+                    if len(st["parts"]) == n and all(pt["status"] == "submitted"
+                                                     for pt in st["parts"]):
+                        break
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait()
+            st = json.load(open(state_path))
+            assert len(st["parts"]) == n and all(pt["batch_id"] for pt in st["parts"]), st
+            ids = sorted(pt["batch_id"] for pt in st["parts"])
+            oldest_anthropic = min(pt["n"] for pt in st["parts"] if pt["api"] == "anthropic")
+            for pt in st["parts"]:
+                if pt["api"] == "openai" or pt["n"] == oldest_anthropic:
+                    pt["status"], pt["batch_id"], pt["remote"] = "creating", "", ""
+            with open(state_path, "w") as f:
+                json.dump(st, f)
+            p = run(batch_args(inp, out, m.url), env=env, timeout=240)
+            assert p.returncode == 0, p.stderr
+            assert p.stderr.count("adopted") == 131, p.stderr.count("adopted")
+            st = json.load(open(state_path))
+            assert sorted(pt["batch_id"] for pt in st["parts"]) == ids
+            check_one_outcome_each(out, n)
+            check_never_twice(m, n)
+            s = m.stats()
+            assert s["openai_batches"] == 130 and s["anthropic_batches"] == 130, s
 
 
 # ---- faults ------------------------------------------------------------------
@@ -605,6 +710,41 @@ def test_a_corrupt_state_file_is_refused_with_a_clear_message():
 
 
 @test
+def test_an_input_that_is_the_state_file_is_refused_as_that():
+    """X.state.json as the input of -o X (by name, or a hard link to it) is named for what
+    it is, not called corrupt, and is left as it was; so is --stats naming it."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "X")
+        inp = out + ".state.json"
+        write_input(inp, 4)
+        before = open(inp).read()
+        link = os.path.join(d, "elsewhere.jsonl")
+        os.link(inp, link)
+        for args in ([inp, "-o", out, "--via", "provider-batch"],
+                     [link, "-o", out, "--via", "provider-batch"],
+                     [inp, "-o", out]):
+            p = run([LLMRING, "batch"] + args + ["--mock"])
+            assert p.returncode == 2, (args, p.stderr)
+            assert "the input is the provider batches' state file" in p.stderr, (args, p.stderr)
+            assert "corrupt" not in p.stderr, (args, p.stderr)
+            assert not os.path.exists(out), args
+            assert open(inp).read() == before, args
+        # --stats naming the state file (absent, or there) would overwrite it.
+        other = os.path.join(d, "in.jsonl")
+        write_input(other, 4)
+        os.unlink(inp)
+        for exists in (False, True):
+            if exists:
+                open(out + ".state.json", "a").close()
+            p = run([LLMRING, "batch", other, "-o", out, "--via", "provider-batch", "--mock",
+                     "--stats", out + ".state.json"])
+            assert p.returncode == 2, p.stderr
+            assert "the stats file (--stats) is the provider batches' state file" in p.stderr, \
+                p.stderr
+            assert not os.path.exists(out)
+
+
+@test
 def test_state_files_broken_in_many_ways_are_refused_never_crash():
     with tempfile.TemporaryDirectory() as d:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
@@ -719,6 +859,80 @@ class NoBatches(http.server.BaseHTTPRequestHandler):
                                        "total_tokens": 2}})
         else:
             self.reply(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+
+class CachedUsageBatches(NoBatches):
+    """The least of OpenAI's Files + Batches: a batch completes at once, and every output
+    line reports 100 prompt tokens of which 40 were cache reads, and 10 completion tokens."""
+    uploaded = []
+
+    def do_GET(self):
+        if self.path.split("?")[0].endswith("/batches"):
+            self.reply(200, {"object": "list", "data": [], "has_more": False})
+        elif self.path.endswith("/files/file-out/content"):
+            lines = "".join(json.dumps({
+                "id": "batch_req_%d" % i, "custom_id": cid, "error": None,
+                "response": {"status_code": 200, "request_id": "req_%d" % i, "body": {
+                    "id": "c%d" % i, "object": "chat.completion", "model": "gpt-4o-mini",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": "hi"}}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110,
+                              "prompt_tokens_details": {"cached_tokens": 40}}}}}) + "\n"
+                for i, cid in enumerate(self.uploaded)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/jsonl")
+            self.send_header("Content-Length", str(len(lines)))
+            self.end_headers()
+            self.wfile.write(lines)
+        else:
+            super().do_GET()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        if self.path.endswith("/files"):
+            for line in body.splitlines():
+                if line.startswith("{") and "custom_id" in line:
+                    CachedUsageBatches.uploaded.append(json.loads(line)["custom_id"])
+            self.reply(200, {"id": "file-in", "object": "file", "purpose": "batch"})
+        elif self.path.endswith("/batches"):
+            n = len(self.uploaded)
+            self.reply(200, {"id": "batch_1", "object": "batch", "status": "completed",
+                             "output_file_id": "file-out", "error_file_id": None,
+                             "request_counts": {"total": n, "completed": n, "failed": 0}})
+        else:
+            self.reply(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+
+@test
+def test_cache_reads_in_batch_results_are_priced_at_the_batch_cached_rate():
+    CachedUsageBatches.uploaded = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CachedUsageBatches)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+            prices = os.path.join(d, "prices.json")
+            with open(prices, "w") as f:
+                json.dump({"prices": {"gpt-4o-mini": {
+                    "input": 1000, "cached_input": 100, "output": 2000,
+                    "batch_input": 500, "batch_cached_input": 20, "batch_output": 1000}}}, f)
+            write_input(inp, 5, models=(OPENAI,))
+            stats_path = os.path.join(d, "s.json")
+            p = run(batch_args(inp, out, "http://127.0.0.1:%d/v1" % srv.server_port, "--stats",
+                               stats_path), env=clean_env(LLMRING_PRICES=prices,
+                                                          OPENAI_API_KEY="sk-test"))
+            assert p.returncode == 0, p.stderr
+            check_one_outcome_each(out, 5)
+            stats = json.load(open(stats_path))
+            # Per line: 60 uncached + 40 cached prompt tokens and 10 completion tokens.
+            batch = 5 * (60 * 500 + 40 * 20 + 10 * 1000) / 1e6
+            direct = 5 * (60 * 1000 + 40 * 100 + 10 * 2000) / 1e6
+            assert abs(stats["batch_cost_usd"] - batch) < 1e-9, (stats, batch)
+            assert abs(stats["batch_direct_cost_usd"] - direct) < 1e-9, (stats, direct)
+            assert abs(stats["batch_saving_usd"] - (direct - batch)) < 1e-9, stats
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 @test

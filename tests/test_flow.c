@@ -234,6 +234,19 @@ static void test_usage_totals_equal_the_sum_of_results(void **state)
 	}
 	assert_true(found);
 	assert_int_equal(lr_engine_price(e, "no-such-model", NULL, NULL, NULL), LR_ENOTFOUND);
+	/* Batch rates: the batch API's half; none for a model without one. */
+	double bin = -1, bcached = -1, bout = -1;
+	assert_int_equal(lr_engine_batch_price(e, "openai/gpt-4o-mini-2024-07-18", &bin, &bcached,
+	                                       &bout), 0);
+	assert_float_equal(bin, 0.075, 1e-12);
+	assert_float_equal(bcached, 0.0375, 1e-12);
+	assert_float_equal(bout, 0.30, 1e-12);
+	assert_int_equal(lr_engine_batch_price(e, "chatgpt-4o-latest", NULL, NULL, NULL),
+	                 LR_ENOTFOUND);
+	assert_int_equal(lr_engine_price(e, "chatgpt-4o-latest", NULL, NULL, NULL), 0);
+	assert_int_equal(lr_engine_batch_price(e, "no-such-model", NULL, NULL, NULL), LR_ENOTFOUND);
+	assert_int_equal(lr_engine_batch_price(NULL, "gpt-4o", NULL, NULL, NULL), LR_EINVAL);
+	assert_int_equal(lr_engine_batch_price(e, NULL, NULL, NULL, NULL), LR_EINVAL);
 	lr_engine_destroy(e);
 	mock_server_stop(s);
 }

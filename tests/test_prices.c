@@ -51,6 +51,8 @@ static void write_temp(char path[64], const char *text)
 	close(fd);
 }
 
+static void expect_invalid(const char *text, const char *word1, const char *word2);
+
 /* Loads text from a temporary file; the file is removed again. */
 static int load_text(const char *text, struct price_table **t, struct error_info *why,
                      char path[64])
@@ -104,6 +106,111 @@ static void test_builtin_prices_match_published_ones(void **state)
 	assert_true(lookup(t, "text-embedding-3-small", &p));
 	assert_price(&p, 0.02, 0.02, 0);
 	price_table_free(t);
+}
+
+/* The batch APIs' published rates: half the standard ones, cache reads
+ * included; dated and prefixed names find them as they find the others. */
+static void test_builtin_batch_rates_are_half_the_standard_ones(void **state)
+{
+	(void)state;
+	struct price_table *t = load_builtin();
+	struct price p;
+	assert_true(price_lookup_batch(t, "gpt-4o-mini", 11, &p));
+	assert_price(&p, 0.075, 0.0375, 0.30);
+	const char *dated = "anthropic/claude-haiku-4-5-20251001";
+	assert_true(price_lookup_batch(t, dated, strlen(dated), &p));
+	assert_price(&p, 0.50, 0.05, 2.50);
+	assert_true(price_lookup_batch(t, "gemini-2.5-flash", 16, &p));
+	assert_price(&p, 0.15, 0.015, 1.25);
+	/* No cached price: batch cache reads cost the batch input price. */
+	assert_true(price_lookup_batch(t, "gpt-5-pro", 9, &p));
+	assert_price(&p, 7.50, 7.50, 60.00);
+	price_table_free(t);
+}
+
+/* Every model with batch rates has them at or below its standard ones. */
+static void test_builtin_batch_rates_never_exceed_standard_ones(void **state)
+{
+	(void)state;
+	struct price_table *t = load_builtin();
+	size_t n = sizeof expected_models / sizeof expected_models[0];
+	size_t with_batch = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct price std, batch;
+		const char *m = expected_models[i];
+		assert_true(lookup(t, m, &std));
+		if (!price_lookup_batch(t, m, strlen(m), &batch))
+			continue;
+		with_batch++;
+		if (batch.input > std.input || batch.output > std.output ||
+		    batch.cached_input > std.cached_input || batch.cached_input > batch.input)
+			fail_msg("%s: batch rates above the standard ones", m);
+	}
+	assert_true(with_batch > 0);
+	price_table_free(t);
+}
+
+/* A model without a batch API has no batch rates, and that is not the
+ * same as an unknown model: its standard price is still there. */
+static void test_model_without_batch_api_has_no_batch_rates(void **state)
+{
+	(void)state;
+	struct price_table *t = load_builtin();
+	struct price p = {-1, -1, -1};
+	assert_false(price_lookup_batch(t, "chatgpt-4o-latest", 17, &p));
+	assert_float_equal(p.input, -1, 0);
+	assert_true(lookup(t, "chatgpt-4o-latest", &p));
+	assert_false(price_lookup_batch(t, "no-such-model", 13, &p));
+	assert_false(price_lookup_batch(NULL, "gpt-4o", 6, &p));
+	assert_false(price_lookup_batch(t, NULL, 0, &p));
+	price_table_free(t);
+}
+
+static void test_batch_rates_from_a_file(void **state)
+{
+	(void)state;
+	char path[64];
+	struct error_info why = {0};
+	struct price_table *t = NULL;
+	assert_int_equal(load_text("{\"prices\":{"
+	                           "\"a\":{\"input\":1,\"output\":2,\"batch_input\":0.3,"
+	                           "\"batch_cached_input\":0.1,\"batch_output\":0.6},"
+	                           "\"b\":{\"input\":1,\"output\":2,\"batch_output\":0,"
+	                           "\"batch_input\":0},"
+	                           "\"c\":{\"input\":1,\"output\":2}}}",
+	                           &t, &why, path), 0);
+	struct price p;
+	assert_true(price_lookup_batch(t, "a", 1, &p));
+	assert_price(&p, 0.3, 0.1, 0.6);
+	assert_true(lookup(t, "a", &p)); /* the standard rates stay as they were */
+	assert_price(&p, 1, 1, 2);
+	assert_true(price_lookup_batch(t, "b", 1, &p)); /* free is a rate */
+	assert_price(&p, 0, 0, 0);
+	assert_false(price_lookup_batch(t, "c", 1, &p));
+	price_table_free(t);
+}
+
+static void test_half_a_batch_rate_is_invalid(void **state)
+{
+	(void)state;
+	expect_invalid("{\"prices\":{\"m\":{\"input\":1,\"output\":1,\"batch_input\":0.5}}}",
+	               "\"m\"", "batch_output");
+	expect_invalid("{\"prices\":{\"m\":{\"input\":1,\"output\":1,\"batch_output\":0.5}}}",
+	               "\"m\"", "\"batch_input\"");
+	expect_invalid("{\"prices\":{\"m\":{\"input\":1,\"output\":1,"
+	               "\"batch_cached_input\":0.5}}}", "batch_cached_input", "\"batch_input\"");
+}
+
+static void test_bad_batch_rate_is_invalid(void **state)
+{
+	(void)state;
+	expect_invalid("{\"prices\":{\"m\":{\"input\":1,\"output\":1,\"batch_input\":-1,"
+	               "\"batch_output\":1}}}", "\"m\"", "batch_input");
+	expect_invalid("{\"prices\":{\"m\":{\"input\":1,\"output\":1,\"batch_input\":1,"
+	               "\"batch_output\":\"0.5\"}}}", "\"m\"", "batch_output");
+	expect_invalid("{\"prices\":{\"m\":{\"input\":1,\"output\":1,\"batch_input\":1,"
+	               "\"batch_output\":1,\"batch_cached_input\":1e999}}}", "\"m\"",
+	               "batch_cached_input");
 }
 
 static void test_empty_environment_variable_means_builtin(void **state)
@@ -469,6 +576,12 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_builtin_table_has_common_models),
 		cmocka_unit_test(test_builtin_prices_match_published_ones),
+		cmocka_unit_test(test_builtin_batch_rates_are_half_the_standard_ones),
+		cmocka_unit_test(test_builtin_batch_rates_never_exceed_standard_ones),
+		cmocka_unit_test(test_model_without_batch_api_has_no_batch_rates),
+		cmocka_unit_test(test_batch_rates_from_a_file),
+		cmocka_unit_test(test_half_a_batch_rate_is_invalid),
+		cmocka_unit_test(test_bad_batch_rate_is_invalid),
 		cmocka_unit_test(test_empty_environment_variable_means_builtin),
 		cmocka_unit_test(test_exact_name_matches),
 		cmocka_unit_test(test_provider_prefix_is_ignored),

@@ -20,13 +20,18 @@ def check(doc):
     for model, p in prices.items():
         if not isinstance(p, dict):
             return f"{model}: not an object"
-        for field in ("input", "cached_input", "output"):
+        optional = ("cached_input", "batch_input", "batch_cached_input", "batch_output")
+        for field in ("input", "output") + optional:
             v = p.get(field)
-            if v is None and field == "cached_input":
+            if v is None and field in optional:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) \
                     or not math.isfinite(v) or v < 0:
                 return f"{model}: {field} must be a non-negative number"
+        # As prices.c: batch rates both or neither, the cached one only beside them.
+        batch = [f in p for f in ("batch_input", "batch_output", "batch_cached_input")]
+        if any(batch) and not (batch[0] and batch[1]):
+            return f"{model}: batch_input and batch_output go together"
     return None
 
 

@@ -334,19 +334,36 @@ LR_API int lr_engine_cache_stats(lr_engine *e, lr_cache_stats *out)
 	return 0;
 }
 
+static int give_price(bool found, const struct price *p, double *input, double *cached_input,
+                      double *output)
+{
+	if (!found)
+		return LR_ENOTFOUND;
+	if (input)
+		*input = p->input;
+	if (cached_input)
+		*cached_input = p->cached_input;
+	if (output)
+		*output = p->output;
+	return 0;
+}
+
 LR_API int lr_engine_price(lr_engine *e, const char *model, double *input, double *cached_input,
                            double *output)
 {
 	if (!e || !model)
 		return LR_EINVAL;
 	struct price p;
-	if (!e->prices || !price_lookup(e->prices, model, strlen(model), &p))
-		return LR_ENOTFOUND;
-	if (input)
-		*input = p.input;
-	if (cached_input)
-		*cached_input = p.cached_input;
-	if (output)
-		*output = p.output;
-	return 0;
+	bool found = e->prices && price_lookup(e->prices, model, strlen(model), &p);
+	return give_price(found, &p, input, cached_input, output);
+}
+
+LR_API int lr_engine_batch_price(lr_engine *e, const char *model, double *input,
+                                 double *cached_input, double *output)
+{
+	if (!e || !model)
+		return LR_EINVAL;
+	struct price p;
+	bool found = e->prices && price_lookup_batch(e->prices, model, strlen(model), &p);
+	return give_price(found, &p, input, cached_input, output);
 }

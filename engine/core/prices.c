@@ -35,6 +35,8 @@ struct price_entry {
 	const char *name; /* into the table's name bytes, NUL-terminated */
 	size_t len;
 	struct price price;
+	struct price batch; /* the batch APIs' rates, when has_batch */
+	bool has_batch;
 };
 
 struct price_table {
@@ -162,6 +164,38 @@ static int get_price(const struct loader *l, int obj, int key_tok, const char *f
 	return 1;
 }
 
+/*
+ * The optional batch rates: batch_input and batch_output together or not
+ * at all (half a rate would price half the tokens at nothing), and
+ * batch_cached_input (absent: batch_input) only beside them.
+ */
+static int load_batch(const struct loader *l, int key, int val, struct price_entry *e,
+                      int shown, const char *kname)
+{
+	static const char *const fields[] = {"batch_input", "batch_output", "batch_cached_input"};
+	double *dst[] = {&e->batch.input, &e->batch.output, &e->batch.cached_input};
+	int got[3];
+	e->has_batch = false;
+	e->batch = (struct price){0};
+	for (int k = 0; k < 3; k++) {
+		got[k] = get_price(l, val, key, fields[k], dst[k]);
+		if (got[k] < 0)
+			return got[k];
+	}
+	if (!got[0] && !got[1] && !got[2])
+		return 0;
+	for (int k = 0; k < 2; k++) {
+		if (!got[k])
+			return fail(l->why, LR_EINVAL, "%s: model \"%.*s\": \"%s\" without \"%s\" "
+			            "(batch rates need both)", l->src, shown, kname,
+			            fields[got[1 - k] ? 1 - k : 2], fields[k]);
+	}
+	if (!got[2])
+		e->batch.cached_input = e->batch.input;
+	e->has_batch = true;
+	return 0;
+}
+
 static int load_entry(const struct loader *l, int key, int val, struct price_entry *e,
                       char *names, size_t *used)
 {
@@ -199,7 +233,7 @@ static int load_entry(const struct loader *l, int key, int val, struct price_ent
 		return rc;
 	if (rc == 0)
 		e->price.cached_input = e->price.input;
-	return 0;
+	return load_batch(l, key, val, e, shown, kname);
 }
 
 static int load_doc(struct price_table **out, const struct json_doc *d, struct loader *l)
@@ -392,19 +426,36 @@ static bool strip_suffix(const char *s, size_t *len)
 	return false;
 }
 
-bool price_lookup(const struct price_table *t, const char *model, size_t len,
-                  struct price *out)
+static const struct price_entry *lookup(const struct price_table *t, const char *model,
+                                        size_t len)
 {
 	if (!t || !model)
-		return false;
+		return NULL;
 	const struct price_entry *e = find(t, model, len);
 	while (!e && strip_prefix(&model, &len))
 		e = find(t, model, len);
 	while (!e && strip_suffix(model, &len))
 		e = find(t, model, len);
+	return e;
+}
+
+bool price_lookup(const struct price_table *t, const char *model, size_t len,
+                  struct price *out)
+{
+	const struct price_entry *e = lookup(t, model, len);
 	if (!e)
 		return false;
 	*out = e->price;
+	return true;
+}
+
+bool price_lookup_batch(const struct price_table *t, const char *model, size_t len,
+                        struct price *out)
+{
+	const struct price_entry *e = lookup(t, model, len);
+	if (!e || !e->has_batch)
+		return false;
+	*out = e->batch;
 	return true;
 }
 

@@ -9,8 +9,10 @@
  *                                         "output":0.60}, ...}}
  *
  * Keys are model names without a provider prefix. "cached_input" may be
- * absent (cached tokens then cost the input price); other fields are
- * ignored. A table is immutable once loaded, so lookups from any number of
+ * absent (cached tokens then cost the input price). The rates of the
+ * providers' batch APIs, "batch_input" and "batch_output" (both or
+ * neither) and "batch_cached_input" (absent: batch_input), are absent
+ * for a model without one. Other fields are ignored. A table is immutable once loaded, so lookups from any number of
  * threads need no lock.
  */
 #ifndef LR_PRICES_H
@@ -53,6 +55,14 @@ size_t price_table_count(const struct price_table *t);
  */
 bool price_lookup(const struct price_table *t, const char *model, size_t len,
                   struct price *out);
+
+/*
+ * The same lookup for the model's batch rates (struct price's fields at
+ * the batch API's prices). False (and *out untouched) when nothing
+ * matches or the entry found has no batch rates.
+ */
+bool price_lookup_batch(const struct price_table *t, const char *model, size_t len,
+                        struct price *out);
 
 /*
  * USD for one request. input_tokens includes the cached ones (OpenAI's

@@ -8,7 +8,8 @@
  *
  * Oracles: sanitizers; a load returns 0 with a table, or LR_EINVAL /
  * LR_EIO / LR_ENOMEM with none and a one-line reason; every price found is
- * a non-negative finite number, and a cost from it is not negative.
+ * a non-negative finite number (batch rates too), and a cost from it is
+ * not negative.
  */
 #include <math.h>
 #include <stdint.h>
@@ -39,6 +40,8 @@ static void lookup(const struct price_table *t, const char *name, size_t len)
 	struct price p;
 	if (price_lookup(t, name, len, &p))
 		check_price(&p);
+	if (price_lookup_batch(t, name, len, &p))
+		check_price(&p);
 	/* The forms price_lookup strips back off. */
 	static const char *const pre[] = {"", "openai/", "models/", "gemini/models/"};
 	static const char *const suf[] = {"-latest", "-2024-07-18", "-20250101", "-001", "-latest-001"};
@@ -49,6 +52,8 @@ static void lookup(const struct price_table *t, const char *name, size_t len)
 		for (size_t k = 0; k < sizeof suf / sizeof suf[0]; k++) {
 			int n = snprintf(buf, sizeof buf, "%s%.*s%s", pre[i], (int)len, name, suf[k]);
 			if (price_lookup(t, buf, (size_t)n, &p))
+				check_price(&p);
+			if (price_lookup_batch(t, buf, (size_t)n, &p))
 				check_price(&p);
 		}
 }

@@ -238,22 +238,46 @@ static bool same_file(const char *a, const char *b)
 	return same;
 }
 
-/* Output as input would skip every line as done (or, with --retry-errors,
- * replace the input), and the stats file would overwrite either. */
+/* Whether path exists and is the file of *in_st (its stat into *st). */
+static bool is_input(const char *path, const struct stat *in_st, struct stat *st)
+{
+	return stat(path, st) == 0 && st->st_dev == in_st->st_dev && st->st_ino == in_st->st_ino;
+}
+
+/*
+ * Output as input would skip every line as done (or, with --retry-errors,
+ * replace the input), and the stats file would overwrite either. The
+ * provider batches' state file beside the output (OUTPUT.state.json,
+ * which a direct run reads too) must be neither the input, which it would
+ * replace, nor the stats file.
+ */
 int check_distinct_files(const struct batch_options *o, const struct stat *in_st)
 {
-	struct stat st;
+	struct stat st = {0}; /* the clashing file's, for the S_ISCHR test */
 	const char *clash = NULL;
-	if (stat(o->output_path, &st) == 0 && st.st_dev == in_st->st_dev && st.st_ino == in_st->st_ino)
+	size_t state_len = strlen(o->output_path) + sizeof ".state.json";
+	char *state = malloc(state_len); /* owner: this function */
+	if (!state) {
+		fprintf(stderr, "llmring batch: out of memory\n");
+		return -1;
+	}
+	snprintf(state, state_len, "%s.state.json", o->output_path);
+	if (is_input(o->output_path, in_st, &st))
 		clash = "the output (-o) is the input file";
-	else if (o->stats_path && stat(o->stats_path, &st) == 0 && st.st_dev == in_st->st_dev &&
-	         st.st_ino == in_st->st_ino)
+	else if (o->stats_path && is_input(o->stats_path, in_st, &st))
 		clash = "the stats file (--stats) is the input file";
 	else if (o->stats_path && same_file(o->stats_path, o->output_path))
 		clash = "the stats file (--stats) is the output file (-o)";
+	else if (is_input(state, in_st, &st))
+		clash = "the input is the provider batches' state file of this output "
+		        "(OUTPUT.state.json, which --via provider-batch writes)";
+	else if (o->stats_path && same_file(o->stats_path, state))
+		clash = "the stats file (--stats) is the provider batches' state file of this "
+		        "output (OUTPUT.state.json)";
 	/* /dev/null or a terminal may well be named twice. */
 	if (clash && S_ISCHR(st.st_mode))
 		clash = NULL;
+	free(state);
 	if (clash) {
 		fprintf(stderr, "llmring batch: %s; name a different file\n", clash);
 		return -1;

@@ -12,6 +12,8 @@
  *                      engine, with our own retries for creates
  *   pbatch_openai.c    upload, create, adopt, poll, cancel, download
  *   pbatch_anthropic.c create, adopt, poll, cancel, download
+ *   pbatch_steps.c     the steps both take alike (create's answer, poll,
+ *                      cancel, another look for a part left creating)
  *   pbatch_merge.c     results into output lines (Anthropic's translated),
  *                      and the lines a part left without a result
  *   pbatch_run.c       the whole flow (pbatch_run)
@@ -119,6 +121,7 @@ struct pbatch {
 	size_t npending, pending_at;
 	uint64_t strangers;         /* result lines of that part naming ids not in it */
 	const char *noticed[8];     /* borrowed: providers whose lines went direct, said once */
+	struct model_names no_batch_rate; /* owner: the run; priced models the table has no batch rates for */
 };
 
 /* ---- pbatch_state.c ---- */
@@ -194,6 +197,54 @@ int pb_download(struct pbatch *pb, int api, const char *target, const char *path
 /* Prints what a failed call said (never the key). */
 void pb_print_failure(const char *what, const lr_result *r);
 
+/* ---- pbatch_steps.c ---- */
+
+/* Reads a provider's batch object (token o of pb->doc) into p (PS_ENDED
+ * when it ended); true when its status or counts changed. */
+typedef bool (*pb_read_batch_fn)(struct pbatch *pb, struct pb_part *p, int o);
+/* What one batch API calls things, for the steps below. */
+struct pb_api_desc {
+	int api;                    /* enum pb_api */
+	const char *batches;        /* the collection: "/v1/batches" */
+	const char *after;          /* the list's cursor parameter: "&after=" */
+	const char *one, *many;     /* for messages: "a batch", "batches" */
+	pb_read_batch_fn read_batch;
+};
+/* The body of r parsed into pb->doc; false when it is not an object. */
+bool pb_parse_body(struct pbatch *pb, const lr_result *r);
+/* For a part left "creating": looks for the batch its create made
+ * (pb_*_adopt). 0 with *adopted set when p was adopted (said, saved) or
+ * clear when no batch was made (or p is not "creating"); 1 cannot tell
+ * now; -2 stop (ambiguous, or the state could not be saved; printed). */
+int pb_readopt(struct pbatch *pb, struct pb_part *p, bool *adopted);
+/* Part p's file opened for reading (owner: the caller), or -1 after
+ * printing why. */
+int pb_open_part(struct pbatch *pb, const struct pb_part *p);
+/* A planned part becomes "creating" (saved, with the time) before its
+ * create is sent; other parts stay as they are. 0 or -2. */
+int pb_mark_creating(struct pbatch *pb, struct pb_part *p);
+/* Sends rq (taken over; NULL counts as a failed call), p's create, never
+ * retried by the engine, and reads the batch it answers: PS_SUBMITTED
+ * (or ended), saved. Returns as pb_*_submit. */
+int pb_create(struct pbatch *pb, struct pb_part *p, lr_request *rq, const struct pb_api_desc *a);
+/* GET batches/ID (p's batch) and read it; a 404 ends p as failed. 0, 1
+ * or -2. */
+int pb_poll(struct pbatch *pb, struct pb_part *p, const struct pb_api_desc *a);
+/* POST batches/ID/cancel; a 409 (ended meanwhile) counts as sent. 0, 1
+ * or -2. */
+int pb_cancel(struct pbatch *pb, struct pb_part *p, const struct pb_api_desc *a);
+/* What visit says of a listed batch object. */
+enum pb_visit {
+	PB_LIST_NEXT,      /* go on */
+	PB_LIST_LAST_PAGE, /* the rest of this page, then no more pages */
+	PB_LIST_STOP,      /* no more objects */
+};
+/* Lists the API's batches, newest first, page by page (at most 1,000),
+ * calling visit for each object (token t of pb->doc) until it says stop
+ * or the list ends. 0, or -1 when a call failed (printed). */
+int pb_list_batches(struct pbatch *pb, const struct pb_api_desc *a,
+                    enum pb_visit (*visit)(struct pbatch *pb, int t, void *ctx), void *ctx);
+
 /* ---- pbatch_openai.c / pbatch_anthropic.c ---- */
 
 /* Creates (or adopts) part p's batch: PS_SUBMITTED on success. 0, 1 (try
@@ -241,12 +292,9 @@ void pbatch_free(struct pbatch *pb);
 bool pbatch_run(struct pbatch *pb);
 /* --stats fields of this mode (appended to s, each after a comma) and
  * the summary's line of it (stderr, after the cost, no newline at the
- * end). Batched tokens are priced at the batch rate: the direct price
- * times PB_BATCH_PRICE_FACTOR (OpenAI's and Anthropic's 50 %). */
-#define PB_BATCH_PRICE_FACTOR 0.5
+ * end). Batched tokens are priced at the price table's batch rates
+ * (lr_engine_batch_price), at the direct ones for a model without. */
 void pb_stats_fields(const struct pbatch *pb, struct buf *s);
 void pb_summary(const struct pbatch *pb);
-/* Says that p's batch was adopted rather than created. */
-void pb_show_adopted(const struct pbatch *pb, const struct pb_part *p);
 
 #endif

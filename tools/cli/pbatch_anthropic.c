@@ -10,7 +10,6 @@
  * one. Two such batches (another client made one of the same size in the
  * same seconds) stop the run with a message rather than guess.
  */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,12 +39,6 @@ static uint64_t rfc3339_ms(const char *s)
 	tm.tm_mon -= 1;
 	time_t t = timegm(&tm);
 	return t < 0 ? 0 : (uint64_t)t * 1000 + ms;
-}
-
-static bool parse_body(struct pbatch *pb, const lr_result *r)
-{
-	return r->body && json_parse(&pb->doc, r->body, r->body_len) == 0 &&
-	       pb->doc.tok[0].type == JSON_OBJECT;
 }
 
 static uint64_t count_at(const struct json_doc *d, int o, const char *path)
@@ -89,175 +82,90 @@ static bool known(const struct pb_state *st, const char *id)
 	return false;
 }
 
-/* 1 adopted, 0 none, -1 could not tell, -2 ambiguous (printed). */
-static int adopt(struct pbatch *pb, struct pb_part *p)
+static const struct pb_api_desc anthropic_api = {
+	.api = PB_ANTHROPIC, .batches = "/v1/messages/batches", .after = "&after_id=",
+	.one = "a message batch", .many = "message batches", .read_batch = read_batch,
+};
+
+struct adopt_ctx {
+	const struct pb_part *p;
+	int matches;
+	char match[96]; /* the last match's id */
+};
+
+/* A batch created since p's first create attempt (less 2 s) with p's
+ * request count that no part holds is a match; the first older one ends
+ * the listing (newest first: the rest are older still). */
+static enum pb_visit adopt_visit(struct pbatch *pb, int t, void *ctx)
 {
-	char after[96] = "", match[96] = "";
-	int matches = 0;
-	for (int page = 0; page < 1000; page++) {
-		char target[180];
-		snprintf(target, sizeof target, "/v1/messages/batches?limit=100%s%s",
-		         after[0] ? "&after_id=" : "", after);
-		struct pb_call c;
-		if (pb_http(pb, pb_request(PB_ANTHROPIC, LR_METHOD_GET, target), &c))
-			return -1;
-		if (c.r->error || !parse_body(pb, c.r)) {
-			pb_print_failure("listing message batches", c.r);
-			pb_call_done(&c);
-			return -1;
-		}
-		const struct json_doc *d = &pb->doc;
-		int data = json_object_get(d, 0, "data");
-		bool older = false;
-		int t = data >= 0 && d->tok[data].type == JSON_ARRAY ? data + 1 : -1;
-		for (int i = 0; t >= 0 && i < d->tok[data].size; i++, t = json_skip(d, t)) {
-			char id[96] = "", created[48] = "";
-			pb_json_str(d, t, "id", id, sizeof id);
-			pb_json_str(d, t, "created_at", created, sizeof created);
-			uint64_t ms = rfc3339_ms(created);
-			uint64_t total = count_at(d, t, "request_counts.processing") +
-			                 count_at(d, t, "request_counts.succeeded") +
-			                 count_at(d, t, "request_counts.errored") +
-			                 count_at(d, t, "request_counts.canceled") +
-			                 count_at(d, t, "request_counts.expired");
-			if (ms && ms + 2000 < p->creating_ms) {
-				older = true; /* newest first: the rest are older still */
-				break;
-			}
-			if (total == p->lines && id[0] && !known(&pb->st, id)) {
-				matches++;
-				snprintf(match, sizeof match, "%s", id);
-			}
-			snprintf(after, sizeof after, "%s", id);
-		}
-		int more = json_object_get(d, 0, "has_more");
-		bool has_more = more >= 0 && pb_json_lit(d, more, "true");
-		pb_call_done(&c);
-		if (older || !has_more || !after[0])
-			break;
+	struct adopt_ctx *a = ctx;
+	const struct json_doc *d = &pb->doc;
+	char id[96] = "", created[48] = "";
+	pb_json_str(d, t, "id", id, sizeof id);
+	pb_json_str(d, t, "created_at", created, sizeof created);
+	uint64_t ms = rfc3339_ms(created);
+	uint64_t total = count_at(d, t, "request_counts.processing") +
+	                 count_at(d, t, "request_counts.succeeded") +
+	                 count_at(d, t, "request_counts.errored") +
+	                 count_at(d, t, "request_counts.canceled") +
+	                 count_at(d, t, "request_counts.expired");
+	if (ms && ms + 2000 < a->p->creating_ms)
+		return PB_LIST_STOP;
+	if (total == a->p->lines && id[0] && !known(&pb->st, id)) {
+		a->matches++;
+		snprintf(a->match, sizeof a->match, "%s", id);
 	}
-	if (matches > 1) {
-		fprintf(stderr, "llmring batch: part %u was being created when the last run ended, and "
-		        "%d message batches of %" PRIu64 " requests were created since: cannot tell "
-		        "which is ours (cancel the extra one, then run again)\n", p->n, matches, p->lines);
-		return -2;
-	}
-	if (matches == 0)
-		return 0;
-	snprintf(p->batch_id, sizeof p->batch_id, "%s", match);
-	p->status = PS_SUBMITTED;
-	return 1;
+	return PB_LIST_NEXT;
 }
 
 int pb_anthropic_adopt(struct pbatch *pb, struct pb_part *p)
 {
-	return adopt(pb, p);
+	struct adopt_ctx a = {.p = p};
+	if (pb_list_batches(pb, &anthropic_api, adopt_visit, &a))
+		return -1;
+	if (a.matches > 1) {
+		fprintf(stderr, "llmring batch: part %u was being created when the last run ended, and "
+		        "%d message batches of %" PRIu64 " requests were created since: cannot tell "
+		        "which is ours (cancel the extra one, then run again)\n", p->n, a.matches,
+		        p->lines);
+		return -2;
+	}
+	if (a.matches == 0)
+		return 0;
+	snprintf(p->batch_id, sizeof p->batch_id, "%s", a.match);
+	p->status = PS_SUBMITTED;
+	return 1;
 }
 
 int pb_anthropic_submit(struct pbatch *pb, struct pb_part *p)
 {
-	if (p->status == PS_CREATING) {
-		int a = adopt(pb, p);
-		if (a == -2)
-			return -2;
-		if (a < 0)
-			return 1;
-		if (a > 0) {
-			pb_show_adopted(pb, p);
-			return pb_state_save(&pb->st) ? -2 : 0;
-		}
-	} else {
-		p->status = PS_CREATING;
-		p->creating_ms = pb_now_ms();
-		if (pb_state_save(&pb->st))
-			return -2;
-	}
-	char *path = pb_part_path(&pb->st, p, "jsonl"); /* owner: here */
-	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1; /* owner: here */
-	if (fd < 0) {
-		fprintf(stderr, "llmring batch: cannot read part %u's file %s\n", p->n,
-		        path ? path : "");
-		free(path);
+	bool adopted;
+	int rc = pb_readopt(pb, p, &adopted);
+	if (rc || adopted)
+		return rc;
+	if (pb_mark_creating(pb, p))
 		return -2;
-	}
-	free(path);
+	int fd = pb_open_part(pb, p); /* owner: here */
+	if (fd < 0)
+		return -2;
 	lr_request *rq = pb_request(PB_ANTHROPIC, LR_METHOD_POST, "/v1/messages/batches");
-	if (rq && (lr_request_set_max_retries(rq, 0) || lr_request_add_body_file(rq, fd, 0, -1))) {
+	if (rq && lr_request_add_body_file(rq, fd, 0, -1)) {
 		lr_request_free(rq);
 		rq = NULL;
 	}
-	struct pb_call c;
-	int rc = 1;
-	if (!pb_http(pb, rq, &c)) {
-		if (c.r->error == LR_OK && parse_body(pb, c.r) &&
-		    pb_json_str(&pb->doc, 0, "id", p->batch_id, sizeof p->batch_id)) {
-			read_batch(pb, p, 0);
-			if (p->status != PS_ENDED)
-				p->status = PS_SUBMITTED;
-			rc = pb_state_save(&pb->st) ? -2 : 0;
-		} else if (pb_transient(c.r)) {
-			pb->backoff_ms = pb_retry_ms(c.r, 1);
-		} else {
-			pb_print_failure("creating a message batch", c.r);
-			free(p->fail_msg);
-			p->fail_msg = strdup(c.r->error_message ? c.r->error_message
-			                                        : "the create was refused");
-			rc = -1;
-		}
-		pb_call_done(&c);
-	}
-	close(fd);
+	rc = pb_create(pb, p, rq, &anthropic_api);
+	close(fd); /* the call is complete: the engine is done with fd */
 	return rc;
 }
 
 int pb_anthropic_poll(struct pbatch *pb, struct pb_part *p)
 {
-	char target[180];
-	snprintf(target, sizeof target, "/v1/messages/batches/%s", p->batch_id);
-	struct pb_call c;
-	if (pb_http(pb, pb_request(PB_ANTHROPIC, LR_METHOD_GET, target), &c))
-		return 1;
-	int rc = 1;
-	if (c.r->error == LR_OK && parse_body(pb, c.r)) {
-		rc = read_batch(pb, p, 0) && pb_state_save(&pb->st) ? -2 : 0;
-	} else if (c.r->http_status == 404) {
-		/* Gone (deleted, another account, an in-process mock's run
-		 * ended): its lines fail with batch_failed, which
-		 * --retry-errors sends again. */
-		char msg[200];
-		snprintf(msg, sizeof msg, "the provider does not know batch %s (404)", p->batch_id);
-		free(p->fail_msg);
-		p->fail_msg = strdup(msg);
-		snprintf(p->remote, sizeof p->remote, "failed");
-		p->status = PS_ENDED;
-		p->out_done = p->err_done = true;
-		rc = pb_state_save(&pb->st) ? -2 : 0;
-	} else {
-		pb_print_failure("polling a message batch", c.r);
-		if (c.r->retry_after_s >= 0)
-			pb->backoff_ms = pb_retry_ms(c.r, 1);
-	}
-	pb_call_done(&c);
-	return rc;
+	return pb_poll(pb, p, &anthropic_api);
 }
 
 int pb_anthropic_cancel(struct pbatch *pb, struct pb_part *p)
 {
-	char target[180];
-	snprintf(target, sizeof target, "/v1/messages/batches/%s/cancel", p->batch_id);
-	struct pb_call c;
-	if (pb_http(pb, pb_request(PB_ANTHROPIC, LR_METHOD_POST, target), &c))
-		return 1;
-	int rc = c.r->error == LR_OK || c.r->http_status == 409 ? 0 : 1;
-	if (rc)
-		pb_print_failure("cancelling a message batch", c.r);
-	pb_call_done(&c);
-	if (!rc) {
-		p->cancel_sent = true;
-		if (pb_state_save(&pb->st))
-			return -2;
-	}
-	return rc;
+	return pb_cancel(pb, p, &anthropic_api);
 }
 
 int pb_anthropic_fetch(struct pbatch *pb, struct pb_part *p)

@@ -96,48 +96,95 @@ static int result_seen(struct pbatch *pb, const char *id, size_t len)
 	return seen(pb, id, len);
 }
 
-/* Token counts and cost of a success body (token body of doc). */
+/* USD of a request's tokens at rates per million (cached within input,
+ * as the engine's price_cost counts them). */
+static double cost_at(double pin, double pcached, double pout, int64_t in, int64_t cached,
+                      int64_t out)
+{
+	return ((double)(in - cached) * pin + (double)cached * pcached + (double)out * pout) / 1e6;
+}
+
+/* Says once per model that its batched tokens are priced at the
+ * standard rate: the table has no batch rates for it. */
+static void note_no_batch_rate(struct pbatch *pb, const char *model)
+{
+	size_t len = strlen(model);
+	if (model_names_find(&pb->no_batch_rate, model, len, false) ||
+	    !model_names_find(&pb->no_batch_rate, model, len, true) || pb->b->opt.quiet)
+		return;
+	fprintf(stderr, "llmring batch: the price table has no batch rate for %s: its batched "
+	        "tokens are priced at the standard rate (no saving counted)\n", model);
+}
+
+/*
+ * Token counts and cost of a success body (token body of doc): at the
+ * price table's batch rates (lr_engine_batch_price), and at the direct
+ * ones for the saving; a model without batch rates costs its direct
+ * price, with a notice.
+ */
 static void count_usage(struct pbatch *pb, const struct json_doc *d, int body)
 {
 	int64_t in = pb_json_int(d, body, "usage.prompt_tokens");
 	int64_t out = pb_json_int(d, body, "usage.completion_tokens");
+	int64_t cached = pb_json_int(d, body, "usage.prompt_tokens_details.cached_tokens");
 	if (in < 0)
 		in = 0;
 	if (out < 0)
 		out = 0;
+	if (cached < 0)
+		cached = 0;
+	if (cached > in)
+		cached = in;
 	struct batch *b = pb->b;
 	b->input_tokens += in;
 	b->output_tokens += out;
 	pb->batched_input_tokens += (uint64_t)in;
 	pb->batched_output_tokens += (uint64_t)out;
 	char model[128];
-	double pin, pcached, pout;
-	if (pb_json_str(d, body, "model", model, sizeof model) &&
-	    lr_engine_price(b->eng, model, &pin, &pcached, &pout) == 0) {
-		double direct = ((double)in * pin + (double)out * pout) / 1e6;
+	bool named = pb_json_str(d, body, "model", model, sizeof model);
+	double pin, pcached, pout, bin, bcached, bout;
+	if (named && lr_engine_price(b->eng, model, &pin, &pcached, &pout) == 0) {
+		double direct = cost_at(pin, pcached, pout, in, cached, out), batch = direct;
+		if (lr_engine_batch_price(b->eng, model, &bin, &bcached, &bout) == 0)
+			batch = cost_at(bin, bcached, bout, in, cached, out);
+		else
+			note_no_batch_rate(pb, model);
 		pb->direct_cost_usd += direct;
-		pb->batch_cost_usd += direct * PB_BATCH_PRICE_FACTOR;
-		b->cost_usd += direct * PB_BATCH_PRICE_FACTOR;
+		pb->batch_cost_usd += batch;
+		b->cost_usd += batch;
 		b->priced = true;
 		pb->priced = true;
 	} else if (in || out) {
-		const char *name = pb_json_str(d, body, "model", model, sizeof model) ? model : "?";
+		const char *name = named ? model : "?";
 		model_names_find(&b->unpriced, name, strlen(name), true);
 	}
+}
+
+/*
+ * A JSONL line parsed into b->doc (scratch_string reads b->doc) and its
+ * custom_id unescaped into b->scratch: the id's length; LINE_NO_ID when
+ * the line is not an object with a string custom_id; -1 out of memory.
+ */
+#define LINE_NO_ID (-2)
+static long line_custom_id(struct pbatch *pb, const char *line, size_t len)
+{
+	struct json_doc *d = &pb->b->doc;
+	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
+		return LINE_NO_ID;
+	int id = json_object_get(d, 0, "custom_id");
+	if (id < 0 || d->tok[id].type != JSON_STRING)
+		return LINE_NO_ID;
+	long n = scratch_string(pb->b, id);
+	return n < 0 ? -1 : n;
 }
 
 /* An OpenAI output or error line: ours already. */
 static int merge_openai(struct pbatch *pb, const char *line, size_t len)
 {
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
-		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	long n = scratch_string(pb->b, id);
+	struct json_doc *d = &pb->b->doc;
+	long n = line_custom_id(pb, line, len);
 	if (n < 0)
-		return -1;
+		return n == LINE_NO_ID ? 0 : -1;
 	int s = result_seen(pb, pb->b->scratch, (size_t)n);
 	if (s)
 		return s < 0 ? -1 : 0;
@@ -203,15 +250,10 @@ static int merge_succeeded(struct pbatch *pb, const char *cid, size_t n, const c
 /* An Anthropic result line, translated. */
 static int merge_anthropic(struct pbatch *pb, const char *line, size_t len)
 {
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
-		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	long n = scratch_string(pb->b, id);
+	struct json_doc *d = &pb->b->doc;
+	long n = line_custom_id(pb, line, len);
 	if (n < 0)
-		return -1;
+		return n == LINE_NO_ID ? 0 : -1;
 	char *cid = strndup(pb->b->scratch, (size_t)n); /* owner: here */
 	if (!cid)
 		return -1;
@@ -307,14 +349,10 @@ static long part_line_id(struct pbatch *pb, const char *line, size_t len)
 {
 	if (len && line[len - 1] == ',')
 		len--; /* Anthropic's body, one request a line */
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (len == 0 || line[0] != '{' || json_parse(d, line, len) != 0 ||
-	    d->tok[0].type != JSON_OBJECT)
+	if (len == 0 || line[0] != '{')
 		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	return scratch_string(pb->b, id);
+	long n = line_custom_id(pb, line, len);
+	return n == LINE_NO_ID ? 0 : n;
 }
 
 static int add_part_id(struct pbatch *pb, const char *line, size_t len)
@@ -379,15 +417,9 @@ int pb_merge(struct pbatch *pb, struct pb_part *p, const char *code, const char 
 /* An output line's custom_id into pb->written. */
 static int load_one(struct pbatch *pb, const char *line, size_t len)
 {
-	struct json_doc *d = &pb->b->doc; /* scratch_string reads b->doc */
-	if (json_parse(d, line, len) != 0 || d->tok[0].type != JSON_OBJECT)
-		return 0;
-	int id = json_object_get(d, 0, "custom_id");
-	if (id < 0 || d->tok[id].type != JSON_STRING)
-		return 0;
-	long n = scratch_string(pb->b, id);
+	long n = line_custom_id(pb, line, len);
 	if (n < 0)
-		return -1;
+		return n == LINE_NO_ID ? 0 : -1;
 	return seen(pb, pb->b->scratch, (size_t)n) < 0 ? -1 : 0;
 }
 

@@ -5,7 +5,6 @@
  * (GET /v1/batches, newest first, until one older than our first create
  * attempt), polling, cancel, and the output and error files' downloads.
  */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,13 +60,6 @@ static bool read_batch(struct pbatch *pb, struct pb_part *p, int o)
 	return changed;
 }
 
-/* The body of call c parsed into pb->doc; false when it is not an object. */
-static bool parse_body(struct pbatch *pb, const lr_result *r)
-{
-	return r->body && json_parse(&pb->doc, r->body, r->body_len) == 0 &&
-	       pb->doc.tok[0].type == JSON_OBJECT;
-}
-
 /* Whether the batch object o carries our run's and p's metadata. */
 static bool ours(struct pbatch *pb, const struct pb_part *p, int o)
 {
@@ -79,68 +71,50 @@ static bool ours(struct pbatch *pb, const struct pb_part *p, int o)
 	       strcmp(part, want) == 0;
 }
 
-/* 1 adopted (p submitted), 0 none there, -1 could not tell. */
-static int adopt(struct pbatch *pb, struct pb_part *p)
+static const struct pb_api_desc openai_api = {
+	.api = PB_OPENAI, .batches = "/v1/batches", .after = "&after=", .one = "a batch",
+	.many = "batches", .read_batch = read_batch,
+};
+
+struct adopt_ctx {
+	struct pb_part *p;
+	bool found;
+};
+
+/* Ours: p adopted, the listing stops. Older than p's first create
+ * attempt (a minute of clock skew allowed): this page is the last. */
+static enum pb_visit adopt_visit(struct pbatch *pb, int t, void *ctx)
 {
-	char after[96] = "";
-	for (int page = 0; page < 1000; page++) {
-		char target[160];
-		snprintf(target, sizeof target, "/v1/batches?limit=100%s%s", after[0] ? "&after=" : "",
-		         after);
-		struct pb_call c;
-		if (pb_http(pb, pb_request(PB_OPENAI, LR_METHOD_GET, target), &c))
-			return -1;
-		if (c.r->error || !parse_body(pb, c.r)) {
-			pb_print_failure("listing batches", c.r);
-			pb_call_done(&c);
-			return -1;
-		}
-		const struct json_doc *d = &pb->doc;
-		int data = json_object_get(d, 0, "data");
-		bool older = false, found = false;
-		int t = data >= 0 && d->tok[data].type == JSON_ARRAY ? data + 1 : -1;
-		for (int i = 0; t >= 0 && i < d->tok[data].size; i++, t = json_skip(d, t)) {
-			if (ours(pb, p, t)) {
-				pb_json_str(d, t, "id", p->batch_id, sizeof p->batch_id);
-				read_batch(pb, p, t);
-				if (p->status != PS_ENDED)
-					p->status = PS_SUBMITTED;
-				found = true;
-				break;
-			}
-			int64_t created = pb_json_int(d, t, "created_at");
-			/* A minute of clock skew allowed. */
-			if (created >= 0 && (uint64_t)created * 1000 + 60000 < p->creating_ms)
-				older = true;
-			pb_json_str(d, t, "id", after, sizeof after);
-		}
-		int more = json_object_get(d, 0, "has_more");
-		bool has_more = more >= 0 && pb_json_lit(d, more, "true");
-		pb_call_done(&c);
-		if (found)
-			return 1;
-		if (older || !has_more || !after[0])
-			return 0;
+	struct adopt_ctx *a = ctx;
+	struct pb_part *p = a->p;
+	const struct json_doc *d = &pb->doc;
+	if (ours(pb, p, t)) {
+		pb_json_str(d, t, "id", p->batch_id, sizeof p->batch_id);
+		read_batch(pb, p, t);
+		if (p->status != PS_ENDED)
+			p->status = PS_SUBMITTED;
+		a->found = true;
+		return PB_LIST_STOP;
 	}
-	return 0;
+	int64_t created = pb_json_int(d, t, "created_at");
+	if (created >= 0 && (uint64_t)created * 1000 + 60000 < p->creating_ms)
+		return PB_LIST_LAST_PAGE;
+	return PB_LIST_NEXT;
 }
 
 int pb_openai_adopt(struct pbatch *pb, struct pb_part *p)
 {
-	return adopt(pb, p);
+	struct adopt_ctx a = {.p = p};
+	if (pb_list_batches(pb, &openai_api, adopt_visit, &a))
+		return -1;
+	return a.found ? 1 : 0;
 }
 
 static int upload(struct pbatch *pb, struct pb_part *p)
 {
-	char *path = pb_part_path(&pb->st, p, "jsonl"); /* owner: here */
-	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1; /* owner: here */
-	if (fd < 0) {
-		fprintf(stderr, "llmring batch: cannot read part %u's file %s\n", p->n,
-		        path ? path : "");
-		free(path);
+	int fd = pb_open_part(pb, p); /* owner: here */
+	if (fd < 0)
 		return -1;
-	}
-	free(path);
 	char bnd[64], ctype[96], head[400], tail[80];
 	snprintf(bnd, sizeof bnd, "llmring-%s-%u", pb->st.run_id, p->n);
 	snprintf(ctype, sizeof ctype, "multipart/form-data; boundary=%s", bnd);
@@ -161,7 +135,7 @@ static int upload(struct pbatch *pb, struct pb_part *p)
 	struct pb_call c;
 	int rc = pb_http(pb, rq, &c) ? 1 : 0;
 	if (!rc) {
-		if (c.r->error == LR_OK && parse_body(pb, c.r) &&
+		if (c.r->error == LR_OK && pb_parse_body(pb, c.r) &&
 		    pb_json_str(&pb->doc, 0, "id", p->file_id, sizeof p->file_id)) {
 			rc = 0;
 		} else {
@@ -181,28 +155,19 @@ static int upload(struct pbatch *pb, struct pb_part *p)
 
 int pb_openai_submit(struct pbatch *pb, struct pb_part *p)
 {
-	if (p->status == PS_CREATING) {
-		int a = adopt(pb, p);
-		if (a < 0)
-			return 1;
-		if (a > 0) {
-			pb_show_adopted(pb, p);
-			return pb_state_save(&pb->st) ? -2 : 0;
-		}
-	}
+	bool adopted;
+	int rc = pb_readopt(pb, p, &adopted);
+	if (rc || adopted)
+		return rc;
 	if (!p->file_id[0]) {
-		int rc = upload(pb, p);
+		rc = upload(pb, p);
 		if (rc)
 			return rc;
 		if (pb_state_save(&pb->st))
 			return -2;
 	}
-	if (p->status == PS_PLANNED) {
-		p->status = PS_CREATING;
-		p->creating_ms = pb_now_ms();
-		if (pb_state_save(&pb->st))
-			return -2;
-	}
+	if (pb_mark_creating(pb, p))
+		return -2;
 	char body[400];
 	snprintf(body, sizeof body,
 	         "{\"input_file_id\":\"%s\",\"endpoint\":\"%s\",\"completion_window\":\"24h\","
@@ -210,85 +175,21 @@ int pb_openai_submit(struct pbatch *pb, struct pb_part *p)
 	         p->file_id, p->ep == LR_ENDPOINT_EMBEDDINGS ? "/v1/embeddings" : "/v1/chat/completions",
 	         pb->st.run_id, p->n);
 	lr_request *rq = pb_request(PB_OPENAI, LR_METHOD_POST, "/v1/batches");
-	/* Never retried by the engine: an answer lost after the batch was made
-	 * would make a second one. The next try adopts first. */
-	if (rq && (lr_request_set_max_retries(rq, 0) ||
-	           lr_request_add_body_bytes(rq, body, strlen(body), NULL, NULL))) {
+	if (rq && lr_request_add_body_bytes(rq, body, strlen(body), NULL, NULL)) {
 		lr_request_free(rq);
 		rq = NULL;
 	}
-	struct pb_call c;
-	if (pb_http(pb, rq, &c))
-		return 1;
-	int rc;
-	if (c.r->error == LR_OK && parse_body(pb, c.r) &&
-	    pb_json_str(&pb->doc, 0, "id", p->batch_id, sizeof p->batch_id)) {
-		read_batch(pb, p, 0);
-		if (p->status != PS_ENDED)
-			p->status = PS_SUBMITTED;
-		rc = pb_state_save(&pb->st) ? -2 : 0;
-	} else if (pb_transient(c.r)) {
-		pb->backoff_ms = pb_retry_ms(c.r, 1);
-		rc = 1;
-	} else {
-		pb_print_failure("creating a batch", c.r);
-		free(p->fail_msg);
-		p->fail_msg = strdup(c.r->error_message ? c.r->error_message : "the create was refused");
-		rc = -1;
-	}
-	pb_call_done(&c);
-	return rc;
+	return pb_create(pb, p, rq, &openai_api);
 }
 
 int pb_openai_poll(struct pbatch *pb, struct pb_part *p)
 {
-	char target[160];
-	snprintf(target, sizeof target, "/v1/batches/%s", p->batch_id);
-	struct pb_call c;
-	if (pb_http(pb, pb_request(PB_OPENAI, LR_METHOD_GET, target), &c))
-		return 1;
-	int rc = 1;
-	if (c.r->error == LR_OK && parse_body(pb, c.r)) {
-		rc = read_batch(pb, p, 0) && pb_state_save(&pb->st) ? -2 : 0;
-	} else if (c.r->http_status == 404) {
-		/* Gone (deleted, another account, an in-process mock's run
-		 * ended): its lines fail with batch_failed, which
-		 * --retry-errors sends again. */
-		char msg[200];
-		snprintf(msg, sizeof msg, "the provider does not know batch %s (404)", p->batch_id);
-		free(p->fail_msg);
-		p->fail_msg = strdup(msg);
-		snprintf(p->remote, sizeof p->remote, "failed");
-		p->status = PS_ENDED;
-		p->out_done = p->err_done = true;
-		rc = pb_state_save(&pb->st) ? -2 : 0;
-	} else {
-		pb_print_failure("polling a batch", c.r);
-		if (c.r->retry_after_s >= 0)
-			pb->backoff_ms = pb_retry_ms(c.r, 1);
-	}
-	pb_call_done(&c);
-	return rc;
+	return pb_poll(pb, p, &openai_api);
 }
 
 int pb_openai_cancel(struct pbatch *pb, struct pb_part *p)
 {
-	char target[160];
-	snprintf(target, sizeof target, "/v1/batches/%s/cancel", p->batch_id);
-	struct pb_call c;
-	if (pb_http(pb, pb_request(PB_OPENAI, LR_METHOD_POST, target), &c))
-		return 1;
-	/* 409: it ended meanwhile; the poll sees how. */
-	int rc = c.r->error == LR_OK || c.r->http_status == 409 ? 0 : 1;
-	if (rc)
-		pb_print_failure("cancelling a batch", c.r);
-	pb_call_done(&c);
-	if (!rc) {
-		p->cancel_sent = true;
-		if (pb_state_save(&pb->st))
-			return -2;
-	}
-	return rc;
+	return pb_cancel(pb, p, &openai_api);
 }
 
 int pb_openai_fetch(struct pbatch *pb, struct pb_part *p)

@@ -43,6 +43,7 @@ struct pbatch *pbatch_new(struct batch *b, int in_fd)
 		return NULL;
 	}
 	pb->b = b;
+	pb->no_batch_rate.limit = BATCH_MAX_MODEL_NAMES;
 	/* Smaller parts for tests and trials (docs/guide.md). */
 	uint64_t lines = env_limit("LLMRING_BATCH_MAX_LINES", PB_ANTHROPIC_MAX_LINES);
 	uint64_t bytes = env_limit("LLMRING_BATCH_MAX_BYTES", PB_ANTHROPIC_MAX_BYTES);
@@ -78,6 +79,7 @@ void pbatch_free(struct pbatch *pb)
 	pb_state_free(&pb->st);
 	id_set_free(&pb->written);
 	id_set_free(&pb->part_ids);
+	model_names_free(&pb->no_batch_rate);
 	free(pb->pending);
 	json_doc_free(&pb->doc);
 	buf_free(&pb->scratch);
@@ -142,13 +144,6 @@ static int merge_ended(struct pbatch *pb, struct pb_part *p)
 	             "it again)");
 }
 
-void pb_show_adopted(const struct pbatch *pb, const struct pb_part *p)
-{
-	if (!pb->b->opt.quiet)
-		fprintf(stderr, "llmring batch: part %u: adopted batch %s, which the create of an "
-		        "earlier run made (not created again)\n", p->n, p->batch_id);
-}
-
 static void show(const struct pbatch *pb, const struct pb_part *p)
 {
 	if (pb->b->opt.quiet)
@@ -166,17 +161,10 @@ static void show(const struct pbatch *pb, const struct pb_part *p)
  * its lines are cancelled. */
 static int cancel_unsubmitted(struct pbatch *pb, struct pb_part *p)
 {
-	if (p->status == PS_CREATING) {
-		int a = p->api == PB_ANTHROPIC ? pb_anthropic_adopt(pb, p) : pb_openai_adopt(pb, p);
-		if (a == -2)
-			return -2;
-		if (a < 0)
-			return 1;
-		if (a > 0) {
-			pb_show_adopted(pb, p);
-			return pb_state_save(&pb->st) ? -2 : 0;
-		}
-	}
+	bool adopted;
+	int rc = pb_readopt(pb, p, &adopted);
+	if (rc || adopted)
+		return rc;
 	return merge(pb, p, "batch_cancelled", "--cancel: this request was never submitted");
 }
 
@@ -290,10 +278,20 @@ void pb_stats_fields(const struct pbatch *pb, struct buf *s)
 	           pb->st.nparts, pb->merged_lines, pb->batched_input_tokens,
 	           pb->batched_output_tokens);
 	if (pb->priced)
-		buf_printf(s, ",\"batch_cost_usd\":%.10g,\"batch_saving_usd\":%.10g", pb->batch_cost_usd,
+		buf_printf(s, ",\"batch_cost_usd\":%.10g,\"batch_direct_cost_usd\":%.10g,"
+		           "\"batch_saving_usd\":%.10g", pb->batch_cost_usd, pb->direct_cost_usd,
 		           pb->direct_cost_usd - pb->batch_cost_usd);
 	else
-		buf_puts(s, ",\"batch_cost_usd\":null,\"batch_saving_usd\":null");
+		buf_puts(s, ",\"batch_cost_usd\":null,\"batch_direct_cost_usd\":null,"
+		         "\"batch_saving_usd\":null");
+	buf_puts(s, ",\"batch_rate_missing\":[");
+	for (size_t k = 0; k < pb->no_batch_rate.count; k++) {
+		const char *name = pb->no_batch_rate.names[k];
+		if (k)
+			buf_puts(s, ",");
+		json_append_string(s, name, strlen(name));
+	}
+	buf_puts(s, "]");
 }
 
 void pb_summary(const struct pbatch *pb)
@@ -303,6 +301,9 @@ void pb_summary(const struct pbatch *pb)
 	if (pb->priced)
 		fprintf(stderr, "; at batch rates $%.6f (direct: $%.6f, saved $%.6f)", pb->batch_cost_usd,
 		        pb->direct_cost_usd, pb->direct_cost_usd - pb->batch_cost_usd);
+	if (pb->no_batch_rate.count)
+		fprintf(stderr, "; %zu model%s at the standard rate (no batch rate in the price table)",
+		        pb->no_batch_rate.count, pb->no_batch_rate.count == 1 ? "" : "s");
 }
 
 bool pbatch_run(struct pbatch *pb)
