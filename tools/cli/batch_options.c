@@ -87,6 +87,66 @@ void cli_usage_batch(FILE *out)
 	fputs(batch_usage, out);
 }
 
+/* The flags that need or exclude each other, once every flag is read;
+ * 0 or CLI_EXIT_USAGE (said on stderr). */
+static int check_combinations(struct batch_options *o, const char *cache_mode, const char *via,
+                              const char *poll, const char *cacert, bool insecure)
+{
+	if (cache_mode && !o->cache_path) {
+		fprintf(stderr, "llmring batch: --cache-mode needs --cache FILE\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->cache_path && !o->cache_path[0]) {
+		fprintf(stderr, "llmring batch: --cache needs a file name\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (via && strcmp(via, "provider-batch") == 0) {
+		o->via_batch = true;
+	} else if (via && strcmp(via, "direct") != 0) {
+		fprintf(stderr, "llmring batch: --via takes direct or provider-batch, got '%s'\n", via);
+		return CLI_EXIT_USAGE;
+	}
+	if (!o->via_batch && (poll || o->cancel)) {
+		fprintf(stderr, "llmring batch: %s works with --via provider-batch only\n",
+		        poll ? "--poll" : "--cancel");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->cancel && o->retry_errors) {
+		fprintf(stderr, "llmring batch: --cancel and --retry-errors exclude each other\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->via_batch && o->cache_path) {
+		/* The provider's batch would be paid for lines the cache holds. */
+		fprintf(stderr, "llmring batch: --cache works with --via direct only (for now)\n");
+		return CLI_EXIT_USAGE;
+	}
+
+	if (!o->input_path || !o->output_path) {
+		fprintf(stderr, "llmring batch: %s is needed\n%s",
+		        o->input_path ? "-o OUTPUT" : "an INPUT file", batch_usage);
+		return CLI_EXIT_USAGE;
+	}
+	if (!o->input_path[0] || !o->output_path[0]) {
+		fprintf(stderr, "llmring batch: empty file name\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->model && !o->model[0]) {
+		fprintf(stderr, "llmring batch: --model may not be empty\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (o->mock && o->base_url_flag) {
+		fprintf(stderr, "llmring batch: --mock and --base-url exclude each other\n");
+		return CLI_EXIT_USAGE;
+	}
+	/* The mock is plain HTTP: there the TLS flags are accepted and
+	 * change nothing (no check, no warning). */
+	if (!o->mock) {
+		o->cacert = cacert;
+		o->insecure = insecure;
+	}
+	return 0;
+}
+
 int parse_options(int argc, char **argv, struct batch_options *o)
 {
 	const char *cmd = "batch";
@@ -159,59 +219,7 @@ int parse_options(int argc, char **argv, struct batch_options *o)
 	    (cache_mode && cli_parse_cache_mode(cmd, cache_mode, &o->cache_mode)) ||
 	    (poll && cli_parse_seconds(cmd, "--poll", poll, &o->poll_s)))
 		return CLI_EXIT_USAGE;
-	if (cache_mode && !o->cache_path) {
-		fprintf(stderr, "llmring batch: --cache-mode needs --cache FILE\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (o->cache_path && !o->cache_path[0]) {
-		fprintf(stderr, "llmring batch: --cache needs a file name\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (via && strcmp(via, "provider-batch") == 0) {
-		o->via_batch = true;
-	} else if (via && strcmp(via, "direct") != 0) {
-		fprintf(stderr, "llmring batch: --via takes direct or provider-batch, got '%s'\n", via);
-		return CLI_EXIT_USAGE;
-	}
-	if (!o->via_batch && (poll || o->cancel)) {
-		fprintf(stderr, "llmring batch: %s works with --via provider-batch only\n",
-		        poll ? "--poll" : "--cancel");
-		return CLI_EXIT_USAGE;
-	}
-	if (o->cancel && o->retry_errors) {
-		fprintf(stderr, "llmring batch: --cancel and --retry-errors exclude each other\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (o->via_batch && o->cache_path) {
-		/* The provider's batch would be paid for lines the cache holds. */
-		fprintf(stderr, "llmring batch: --cache works with --via direct only (for now)\n");
-		return CLI_EXIT_USAGE;
-	}
-
-	if (!o->input_path || !o->output_path) {
-		fprintf(stderr, "llmring batch: %s is needed\n%s",
-		        o->input_path ? "-o OUTPUT" : "an INPUT file", batch_usage);
-		return CLI_EXIT_USAGE;
-	}
-	if (!o->input_path[0] || !o->output_path[0]) {
-		fprintf(stderr, "llmring batch: empty file name\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (o->model && !o->model[0]) {
-		fprintf(stderr, "llmring batch: --model may not be empty\n");
-		return CLI_EXIT_USAGE;
-	}
-	if (o->mock && o->base_url_flag) {
-		fprintf(stderr, "llmring batch: --mock and --base-url exclude each other\n");
-		return CLI_EXIT_USAGE;
-	}
-	/* The mock is plain HTTP: there the TLS flags are accepted and
-	 * change nothing (no check, no warning). */
-	if (!o->mock) {
-		o->cacert = cacert;
-		o->insecure = insecure;
-	}
-	return 0;
+	return check_combinations(o, cache_mode, via, poll, cacert, insecure);
 }
 
 /* Whether a and b name one file: the same device and inode, or (when
