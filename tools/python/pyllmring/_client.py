@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import threading
 import time
 
 from . import _core
 from ._errors import APIConnectionError, ClientClosedError, from_handle
-from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Usage
+from ._types import ChatCompletion, ChatCompletionChunk, Completion, CreateEmbeddingResponse
+from ._types import Usage
 from ._types import _Access
 
 __all__ = ["AsyncOpenAI", "OpenAI", "AsyncStream", "Stream", "AsyncSession", "Session"]
@@ -118,6 +120,21 @@ def _options(core, params, extra_headers, extra_body, timeout, max_retries):
     return _Options(core, params, extra_headers, extra_body, timeout, max_retries)
 
 
+_CACHE_MODES = {"readwrite": 0, "read": 1, "write": 2, "off": 3}  # enum lr_cache_mode
+
+
+def _cache_mode(cache_path, mode):
+    """cache_mode as the CLI's --cache-mode names it, for lr_config.cache_mode."""
+    if mode is None:
+        return 0
+    if cache_path is None:
+        raise ValueError("cache_mode needs cache_path")
+    try:
+        return _CACHE_MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"cache_mode must be readwrite, read, write or off, not {mode!r}") from None
+
+
 class _Core:
     """The engine and what every front end shares."""
 
@@ -125,7 +142,8 @@ class _Core:
                  max_in_flight=64, rpm=None, tpm=None, connect_timeout=None,
                  idle_timeout=None, prices_file=None, ca_file=None, insecure=False,
                  default_headers=None, organization=None, project=None,
-                 max_conns_per_origin=0, reap_max=REAP_MAX):
+                 max_conns_per_origin=0, reap_max=REAP_MAX, cache_path=None,
+                 cache_mode=None):
         if isinstance(timeout, (int, float)) or timeout is None:
             total = float(timeout) if timeout else 600.0
         else:
@@ -137,7 +155,10 @@ class _Core:
                                        idle_timeout=idle_timeout, rpm=rpm, tpm=tpm,
                                        prices_file=prices_file, ca_file=ca_file,
                                        insecure=insecure,
-                                       max_conns_per_origin=max_conns_per_origin)
+                                       max_conns_per_origin=max_conns_per_origin,
+                                       cache_path=None if cache_path is None
+                                       else os.fspath(cache_path),
+                                       cache_mode=_cache_mode(cache_path, cache_mode))
         except _core.EngineError as e:
             raise APIConnectionError(str(e), code=getattr(e, "code", None)) from None
         headers = dict(default_headers or {})
@@ -179,13 +200,13 @@ class _Core:
         return chan
 
     def submit(self, chan, token, model, messages, params, opts, stream=False,
-               endpoint="chat", input=None):
+               endpoint="chat", input=None, prompt=None):
         if self.closed:
             raise ClientClosedError("the client is closed", code="cancelled")
         return self.engine.submit(chan, token, model, _as_messages(messages), params or None,
                                   endpoint=endpoint, stream=stream, headers=opts.headers,
                                   max_retries=opts.max_retries, timeout=opts.timeout,
-                                  input=input)
+                                  input=input, prompt=prompt)
 
     def outcome(self, h, kind="chat", n=1, model=None):
         """The response object for a completed handle, or raises its error."""
@@ -193,6 +214,8 @@ class _Core:
             raise from_handle(h, self.closed)
         if kind == "chat":
             return ChatCompletion(h, n, model)
+        if kind == "completions":
+            return Completion(h, model)
         return CreateEmbeddingResponse(h)
 
     def outcome_or_error(self, h, kind="chat", n=1, model=None):
@@ -692,6 +715,62 @@ class _AsyncEmbeddings:
         return core.outcome(h, "embeddings")
 
 
+def _one_prompt(prompt, stream):
+    """The legacy endpoint's prompt as the engine takes it: one string."""
+    if stream:
+        raise NotImplementedError("pyllmring: completions.create(stream=True) is not supported; "
+                                  "use chat.completions.create(stream=True)")
+    if isinstance(prompt, (list, tuple)):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise NotImplementedError("pyllmring: completions.create takes one prompt string "
+                                      "(a list of prompts or of token ids is not supported)")
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise TypeError("prompt must be a string")
+    return prompt
+
+
+class _AsyncTextCompletions:
+    """``client.completions``: OpenAI's legacy text completions (POST
+    /completions, a prompt instead of messages), OpenAI-compatible servers."""
+
+    def __init__(self, core):
+        self._core = core
+
+    async def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
+                     extra_headers=None, extra_body=None, extra_query=None, **params):
+        core = self._core
+        prompt = _one_prompt(prompt, stream)
+        reaper = core.reaper()
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        fut = reaper.loop.create_future()
+        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
+                        prompt=prompt)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            h.cancel()
+            raise
+        return core.outcome(h, "completions", 1, model)
+
+
+class _SyncTextCompletions:
+    def __init__(self, core):
+        self._core = core
+
+    def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        core = self._core
+        prompt = _one_prompt(prompt, stream)
+        chan = core.sync_channel()
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        box = _Box()
+        h = core.submit(chan, box, model, None, params, opts, endpoint="completions",
+                        prompt=prompt)
+        _wait_box(core, chan, box, h)
+        return core.outcome(h, "completions", 1, model)
+
+
 class _SyncCompletions:
     def __init__(self, core):
         self._core = core
@@ -848,6 +927,7 @@ class AsyncOpenAI(_ClientBase):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.chat = _AsyncChat(self._core)
+        self.completions = _AsyncTextCompletions(self._core)
         self.embeddings = _AsyncEmbeddings(self._core)
 
     def session(self, model, system=None):
@@ -925,6 +1005,7 @@ class OpenAI(_ClientBase):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.chat = _SyncChat(self._core)
+        self.completions = _SyncTextCompletions(self._core)
         self.embeddings = _SyncEmbeddings(self._core)
 
     def session(self, model, system=None):

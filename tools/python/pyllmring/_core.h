@@ -97,6 +97,7 @@ PyObject *core_handle_start(CoreHandle *h, lr_future *f);
 struct core_submit_args {
 	PyObject *model, *messages, *params, *headers, *max_retries, *timeout;
 	PyObject *base_url, *body, *input;
+	PyObject *prompt;         /* str (endpoint "completions"), or NULL / None */
 	const char *endpoint;
 	int stream;
 	/* params is a whole batch item (create's kwargs): its "model" and

@@ -11,7 +11,8 @@ import json
 import time
 
 __all__ = [
-    "Obj", "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse", "LLMRingInfo",
+    "Obj", "ChatCompletion", "ChatCompletionChunk", "Completion", "CreateEmbeddingResponse",
+    "LLMRingInfo",
 ]
 
 
@@ -175,7 +176,8 @@ def llmring_info(h):
     queued, ttfb, total, ttft = h.timings
     return LLMRingInfo(cost_usd=h.cost_usd, provider=h.provider, attempts=h.attempts,
                        request_id=h.request_id, http_status=h.http_status,
-                       streamed=bool(h.streamed),
+                       streamed=bool(h.streamed), cached=h.cached,
+                       cost_saved_usd=h.cost_saved_usd,
                        timings=Obj(queued_ms=queued, ttfb_ms=ttfb, total_ms=total,
                                    ttft_ms=ttft))
 
@@ -346,6 +348,25 @@ class CreateEmbeddingResponse(Obj):
         inp = handle.usage[0]
         super().__init__(object="list", data=data, model=handle.model or body.get("model", ""),
                          usage=Obj(prompt_tokens=inp, total_tokens=inp))
+        self.__dict__["_h"] = handle
+
+    @property
+    def llmring(self):
+        return llmring_info(self.__dict__["_h"])
+
+
+class Completion(Obj):
+    """openai-python's Completion (the legacy text-completions endpoint),
+    from the result's fields: choice 0's text, finish reason and usage."""
+
+    def __init__(self, handle, model=None):
+        inp, out, _ = handle.usage
+        usage = Obj(prompt_tokens=inp, completion_tokens=out, total_tokens=inp + out)
+        super().__init__(id=handle.request_id or "", object="text_completion",
+                         created=int(time.time()), model=handle.model or model or "",
+                         choices=[Obj(index=0, text=handle.text or "", logprobs=None,
+                                      finish_reason=handle.finish_reason)],
+                         usage=usage, system_fingerprint=None)
         self.__dict__["_h"] = handle
 
     @property
