@@ -382,6 +382,16 @@ lr_request *core_build_request(const struct core_submit_args *a)
 		             a->endpoint);
 		return NULL;
 	}
+	int has_prompt = a->prompt && a->prompt != Py_None;
+	if (completions && (!has_prompt || a->messages != Py_None)) {
+		PyErr_SetString(PyExc_ValueError,
+		                "pyllmring: the completions endpoint takes a prompt and no messages");
+		return NULL;
+	}
+	if (!completions && has_prompt) {
+		PyErr_SetString(PyExc_ValueError, "pyllmring: a prompt is for the completions endpoint");
+		return NULL;
+	}
 	const char *model = NULL;
 	if (a->model != Py_None && !(model = utf8_of(a->model, "model")))
 		return NULL;
@@ -399,7 +409,7 @@ lr_request *core_build_request(const struct core_submit_args *a)
 		rc = check(lr_request_set_endpoint(rq, LR_ENDPOINT_EMBEDDINGS), "endpoint");
 	if (completions)
 		rc = check(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), "endpoint");
-	if (!rc && a->prompt && a->prompt != Py_None) {
+	if (!rc && has_prompt) {
 		const char *p = utf8_of(a->prompt, "prompt");
 		rc = p ? check(lr_request_set_prompt(rq, p), "prompt") : -1;
 	}
