@@ -33,14 +33,16 @@ REAP_ROUNDS = 16
 
 
 def _dispatch(events):
-    """Hands each event to its token: a future gets its handle, anything
-    else (streams, batch slots) has _done and _delta."""
+    """Hands each event to its token: a future is resolved (its awaiter
+    holds the handle; the future does not, so that handle and future make
+    no reference cycle, which only the cyclic GC would free), anything else
+    (streams, batch slots) has _done and _delta."""
     for tok, h, d in events:
         if h is None:
             tok._delta(d)
         elif tok.__class__ is _Future or isinstance(tok, _Future):
             if not tok.done():
-                tok.set_result(h)
+                tok.set_result(None)
         else:
             tok._done(h)
 
@@ -515,7 +517,13 @@ class _Slot:
 
     def _done(self, h):
         self.handle = h
-        self.group.finished(self)
+        group = self.group
+        # The handle references this slot (its token): without these the
+        # handle, slot, group and results would be a cycle per batch,
+        # freed only by a full collection.
+        self.group = None
+        group.finished(self)
+        self.handle = None
 
     def _delta(self, d):
         pass

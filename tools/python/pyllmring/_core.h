@@ -110,6 +110,10 @@ lr_request *core_build_request(const struct core_submit_args *a);
 /* _core_session.c: the turn of h (h->session set) ended; under the GIL.
  * Appends the user message and the reply when it succeeded. 0 or -1. */
 int core_session_turn_done(CoreHandle *h);
+/* _core_records.c: the response record types (added to module m), and
+ * set_record_types(), which names their Python subclasses and hooks. */
+int core_records_init(PyObject *m);
+PyObject *core_set_record_types(PyObject *self, PyObject *args, PyObject *kw);
 /* _core_engine.c */
 lr_engine *core_engine_get(CoreEngine *e);
 
