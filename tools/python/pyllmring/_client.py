@@ -342,33 +342,26 @@ class _StreamBase:
         return ChatCompletion(h, 1, self._model)
 
 
-class AsyncStream(_StreamBase):
+class AsyncStream(_core.AsyncStreamBase, _StreamBase):
     """``async for chunk in stream``; ``async with stream``; ``await
     stream.close()``; ``await stream.get_final_completion()`` gives the
-    assembled chat.completion."""
+    assembled chat.completion.
+
+    The C base holds the queue, the waiter and the chunks' fields, and
+    does the per-event part: ``_delta`` (the reaper queues a delta and
+    wakes the waiter) and ``__anext__`` (a queued event is returned in an
+    awaitable that holds it; an empty queue defers to _next_slow)."""
 
     def __init__(self, core, loop, model, include_usage):
         super().__init__(core, model, include_usage)
         self._loop = loop
         self._waiter = None
 
-    # The reaper's side (the loop's thread).
-    def _delta(self, d):
-        self._q.append(d)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-
+    # The reaper's side (the loop's thread); _delta is the base's.
     def _done(self, h):
         self._handle = h
         self._h_live = None
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
+        self._wake()
 
     async def _wait(self):
         w = self._waiter = self._loop.create_future()
@@ -393,10 +386,8 @@ class AsyncStream(_StreamBase):
         if not self._q and self._handle is not None and self._handle.error:
             raise from_handle(self._handle, self._core.closed)
 
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
+    async def _next_slow(self):
+        """__anext__ with nothing queued: waits for an event, or ends."""
         q = self._q
         while True:
             if q:

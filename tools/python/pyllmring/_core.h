@@ -114,6 +114,12 @@ int core_session_turn_done(CoreHandle *h);
  * set_record_types(), which names their Python subclasses and hooks. */
 int core_records_init(PyObject *m);
 PyObject *core_set_record_types(PyObject *self, PyObject *args, PyObject *kw);
+/* A ChatCompletionChunk of delta (the registered subclass), and Ready(value):
+ * new references, or NULL with an exception set. */
+PyObject *core_chunk_new(PyObject *id, PyObject *model, PyObject *created, PyObject *delta);
+PyObject *core_ready_new(PyObject *value);
+/* _core_stream.c: AsyncStreamBase (added to module m). */
+int core_stream_init(PyObject *m);
 /* _core_engine.c */
 lr_engine *core_engine_get(CoreEngine *e);
 

@@ -25,6 +25,7 @@ typedef struct {
 /* The Python subclasses C makes instances of, and the hooks (strong;
  * set once by set_record_types). */
 static PyTypeObject *t_message, *t_choice, *t_usage, *t_details, *t_delta, *t_chunk_choice;
+static PyTypeObject *t_chunk;
 static PyObject *hook_tool_calls;     /* tool_calls(handle) -> list */
 static PyObject *hook_chunk_choices;  /* chunk_choices(delta tuple) -> list */
 static PyObject *s_assistant, *s_chat_completion, *s_chunk_object, *s_empty;
@@ -364,9 +365,13 @@ static PyObject *chunk_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 {
 	PyObject *id, *model, *created, *delta, *usage = Py_None;
 	static char *kwlist[] = {"id", "model", "created", "delta", "usage", NULL};
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|O:ChatCompletionChunk", kwlist, &id, &model,
-	                                 &created, &delta, &usage))
-		return NULL;
+	if (kw || !PyArg_UnpackTuple(args, "ChatCompletionChunk", 4, 5, &id, &model, &created, &delta,
+	                             &usage)) {
+		PyErr_Clear(); /* the keyword form, or the full message */
+		if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|O:ChatCompletionChunk", kwlist, &id,
+		                                 &model, &created, &delta, &usage))
+			return NULL;
+	}
 	Rec *r = rec_new(t);
 	if (!r)
 		return NULL;
@@ -375,6 +380,20 @@ static PyObject *chunk_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 	r->f[CH_CREATED] = new_ref(created);
 	r->f[CH_MODEL] = new_ref(model);
 	r->f[CH_USAGE] = new_ref(usage);
+	r->f[CH_DELTA] = new_ref(delta);
+	return (PyObject *)r;
+}
+
+PyObject *core_chunk_new(PyObject *id, PyObject *model, PyObject *created, PyObject *delta)
+{
+	Rec *r = rec_new(t_chunk);
+	if (!r)
+		return NULL;
+	r->f[CH_ID] = new_ref(id);
+	r->f[CH_OBJECT] = new_ref(s_chunk_object);
+	r->f[CH_CREATED] = new_ref(created);
+	r->f[CH_MODEL] = new_ref(model);
+	r->f[CH_USAGE] = new_ref(Py_None);
 	r->f[CH_DELTA] = new_ref(delta);
 	return (PyObject *)r;
 }
@@ -442,6 +461,111 @@ static PyTypeObject CoreChunk_Type = {
 	.tp_members = chunk_members,
 };
 
+/* ---- Ready: an awaitable whose value is there already ------------------------- */
+
+/* What AsyncStream.__anext__ returns while its queue holds events: awaiting
+ * it gives the value at once, without a coroutine frame per event. */
+typedef struct {
+	PyObject_HEAD
+	PyObject *value;          /* strong; NULL once given */
+} Ready;
+
+static PyObject *ready_new(PyTypeObject *t, PyObject *args, PyObject *kw)
+{
+	PyObject *v;
+	if (kw || !PyArg_UnpackTuple(args, "Ready", 1, 1, &v))
+		return kw ? PyErr_Format(PyExc_TypeError, "Ready(value) takes no keywords") : NULL;
+	Ready *r = (Ready *)t->tp_alloc(t, 0);
+	if (r)
+		r->value = new_ref(v);
+	return (PyObject *)r;
+}
+
+static PyTypeObject CoreReady_Type;
+
+PyObject *core_ready_new(PyObject *value)
+{
+	Ready *r = PyObject_New(Ready, &CoreReady_Type);
+	if (r)
+		r->value = new_ref(value);
+	return (PyObject *)r;
+}
+
+static void ready_dealloc(Ready *r)
+{
+	Py_XDECREF(r->value);
+	Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+/* The value, as StopIteration(value): the await ends with it. */
+static PyObject *ready_next(Ready *r)
+{
+	PyObject *v = r->value;
+	if (!v)
+		return NULL; /* exhausted: plain StopIteration */
+	r->value = NULL;
+	PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, v);
+	Py_DECREF(v);
+	if (stop) {
+		PyErr_SetObject(PyExc_StopIteration, stop);
+		Py_DECREF(stop);
+	}
+	return NULL;
+}
+
+static PyObject *ready_send(Ready *r, PyObject *arg)
+{
+	return ready_next(r);
+}
+
+static PyObject *ready_throw(Ready *r, PyObject *args)
+{
+	PyObject *type, *val = NULL, *tb = NULL;
+	if (!PyArg_UnpackTuple(args, "throw", 1, 3, &type, &val, &tb))
+		return NULL;
+	Py_CLEAR(r->value);
+	if (PyExceptionInstance_Check(type))
+		PyErr_SetObject((PyObject *)Py_TYPE(type), type);
+	else
+		PyErr_SetObject(type, val);
+	return NULL;
+}
+
+static PyObject *ready_close(Ready *r, PyObject *unused)
+{
+	Py_CLEAR(r->value);
+	Py_RETURN_NONE;
+}
+
+static PyObject *ready_await(Ready *r)
+{
+	return new_ref((PyObject *)r);
+}
+
+static PyMethodDef ready_methods[] = {
+	{"send", (PyCFunction)ready_send, METH_O, NULL},
+	{"throw", (PyCFunction)ready_throw, METH_VARARGS, NULL},
+	{"close", (PyCFunction)ready_close, METH_NOARGS, NULL},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods ready_async = {.am_await = (unaryfunc)ready_await};
+
+static PyTypeObject CoreReady_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "pyllmring._core.Ready",
+	.tp_basicsize = sizeof(Ready),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Ready(value): awaiting it gives value at once.",
+	.tp_dealloc = (destructor)ready_dealloc,
+	.tp_free = PyObject_Free,
+	.tp_as_async = &ready_async,
+	.tp_iter = PyObject_SelfIter,
+	.tp_iternext = (iternextfunc)ready_next,
+	.tp_methods = ready_methods,
+	.tp_new = ready_new,
+};
+
 /* ---- registration --------------------------------------------------------- */
 
 static int subclass_of(PyObject *o, PyTypeObject *base, PyTypeObject **out)
@@ -460,17 +584,18 @@ static int subclass_of(PyObject *o, PyTypeObject *base, PyTypeObject **out)
 PyObject *core_set_record_types(PyObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"message", "choice", "usage", "details", "delta", "chunk_choice",
-	                         "tool_calls", "chunk_choices", NULL};
-	PyObject *m, *c, *u, *d, *de, *kc, *tc, *cc;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "$OOOOOOOO:set_record_types", kwlist, &m, &c, &u,
-	                                 &d, &de, &kc, &tc, &cc))
+	                         "chunk", "tool_calls", "chunk_choices", NULL};
+	PyObject *m, *c, *u, *d, *de, *kc, *ch, *tc, *cc;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "$OOOOOOOOO:set_record_types", kwlist, &m, &c, &u,
+	                                 &d, &de, &kc, &ch, &tc, &cc))
 		return NULL;
 	if (subclass_of(m, &CoreMessage_Type, &t_message) < 0 ||
 	    subclass_of(c, &CoreChoice_Type, &t_choice) < 0 ||
 	    subclass_of(u, &CoreUsage_Type, &t_usage) < 0 ||
 	    subclass_of(d, &CoreDetails_Type, &t_details) < 0 ||
 	    subclass_of(de, &CoreDelta_Type, &t_delta) < 0 ||
-	    subclass_of(kc, &CoreChunkChoice_Type, &t_chunk_choice) < 0)
+	    subclass_of(kc, &CoreChunkChoice_Type, &t_chunk_choice) < 0 ||
+	    subclass_of(ch, &CoreChunk_Type, &t_chunk) < 0)
 		return NULL;
 	if (!PyCallable_Check(tc) || !PyCallable_Check(cc)) {
 		PyErr_SetString(PyExc_TypeError, "set_record_types: the hooks must be callable");
@@ -501,6 +626,7 @@ int core_records_init(PyObject *m)
 		{&CoreUsage_Type, "UsageBase"}, {&CoreDetails_Type, "PromptTokensDetailsBase"},
 		{&CoreDelta_Type, "DeltaBase"}, {&CoreChunkChoice_Type, "ChunkChoiceBase"},
 		{&CoreChatCompletion_Type, "ChatCompletionBase"}, {&CoreChunk_Type, "ChunkBase"},
+		{&CoreReady_Type, "Ready"},
 	};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		if (PyType_Ready(types[i].t) < 0)

@@ -275,7 +275,8 @@ class ChatCompletionChunk(_core.ChunkBase, _Record):
 
 
 _core.set_record_types(message=Message, choice=Choice, usage=Usage, details=PromptTokensDetails,
-                       delta=Delta, chunk_choice=ChunkChoice, tool_calls=_tool_calls,
+                       delta=Delta, chunk_choice=ChunkChoice, chunk=ChatCompletionChunk,
+                       tool_calls=_tool_calls,
                        chunk_choices=_chunk_choices)
 
 
