@@ -32,21 +32,6 @@ REAP_MAX = 512
 REAP_ROUNDS = 16
 
 
-def _dispatch(events):
-    """Hands each event to its token: a future is resolved (its awaiter
-    holds the handle; the future does not, so that handle and future make
-    no reference cycle, which only the cyclic GC would free), anything else
-    (streams, batch slots) has _done and _delta."""
-    for tok, h, d in events:
-        if h is None:
-            tok._delta(d)
-        elif tok.__class__ is _Future or isinstance(tok, _Future):
-            if not tok.done():
-                tok.set_result(None)
-        else:
-            tok._done(h)
-
-
 class _Reaper:
     """One loop's side of a client: its channel, registered with the loop."""
 
@@ -60,12 +45,14 @@ class _Reaper:
         loop.add_reader(self.fd, self.on_ready)
 
     def on_ready(self):
-        drain = self.chan.drain
+        # Channel.dispatch hands each event to its token: a future is
+        # resolved with None (its awaiter holds the handle; the future does
+        # not, so the two make no reference cycle), streams and batch slots
+        # get _done(handle) / _delta(delta).
+        dispatch = self.chan.dispatch
         for _ in range(REAP_ROUNDS):
-            events = drain(self.reap_max)
-            if not events:
+            if not dispatch(self.reap_max, _Future):
                 return
-            _dispatch(events)
 
     def detach(self):
         try:
@@ -233,9 +220,7 @@ class _Core:
         """Dispatches this thread's channel until pending() is false. The
         wait releases the GIL in short slices, so Ctrl-C interrupts it."""
         while pending():
-            events = chan.drain(REAP_MAX)
-            if events:
-                _dispatch(events)
+            if chan.dispatch(REAP_MAX, _Future):
                 continue
             chan.wait(None)
 
@@ -499,22 +484,35 @@ class Stream(_StreamBase):
 class _Slot:
     """A batch member's token: stores its outcome at its index."""
 
-    __slots__ = ("group", "index", "handle")
+    __slots__ = ("group", "index")
 
     def __init__(self, group, index):
         self.group = group
         self.index = index
-        self.handle = None
 
     def _done(self, h):
-        self.handle = h
-        group = self.group
-        # The handle references this slot (its token): without these the
+        # The group's completion step, inlined: it runs once per request.
+        g = self.group
+        # The handle references this slot (its token): without this the
         # handle, slot, group and results would be a cycle per batch,
         # freed only by a full collection.
         self.group = None
-        group.finished(self)
-        self.handle = None
+        i = self.index
+        _, n, model = g.live.pop(i)
+        g.results[i] = from_handle(h, g.core.closed) if h.error else ChatCompletion(h, n, model)
+        on_done = g.on_done
+        if on_done is not None:
+            on_done.append(i)
+        if not g.exhausted:
+            live = g.live
+            room = g.window - len(live) - (len(on_done) if on_done is not None else 0)
+            if room >= g.step or not live:
+                g.fill()
+        w = g.waiter
+        if w is not None and (on_done is not None or (g.exhausted and not g.live)):
+            g.waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def _delta(self, d):
         pass
@@ -624,20 +622,6 @@ class _Group:
                     self.on_done.append(i)
                 continue
             self.live[i] = (h, n, model)
-
-    def finished(self, slot):
-        i = slot.index
-        _, n, model = self.live.pop(i)
-        self.results[i] = self.core.outcome_or_error(slot.handle, "chat", n, model)
-        if self.on_done is not None:
-            self.on_done.append(i)
-        if not self.exhausted and (self.room() >= self.step or not self.live):
-            self.fill()
-        w = self.waiter
-        if w is not None and (not self.pending or self.on_done is not None):
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
 
     def cancel_all(self):
         """No more items are taken; what is in the engine is cancelled (each
@@ -1026,7 +1010,7 @@ class OpenAI(_ClientBase):
         self._core.close_engine()
         chan = getattr(self._core.local, "chan", None)
         if chan is not None:
-            _dispatch(chan.drain(-1))
+            chan.dispatch(-1, _Future)
 
     def __enter__(self):
         return self

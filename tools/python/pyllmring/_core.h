@@ -118,8 +118,11 @@ PyObject *core_set_record_types(PyObject *self, PyObject *args, PyObject *kw);
  * new references, or NULL with an exception set. */
 PyObject *core_chunk_new(PyObject *id, PyObject *model, PyObject *created, PyObject *delta);
 PyObject *core_ready_new(PyObject *value);
-/* _core_stream.c: AsyncStreamBase (added to module m). */
+/* _core_stream.c: AsyncStreamBase (added to module m); core_stream_delta
+ * is its _delta (None, or NULL with an exception set). */
+extern PyTypeObject CoreStream_Type;
 int core_stream_init(PyObject *m);
+PyObject *core_stream_delta(PyObject *stream, PyObject *d);
 /* _core_engine.c */
 lr_engine *core_engine_get(CoreEngine *e);
 

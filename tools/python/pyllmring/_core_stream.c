@@ -84,6 +84,11 @@ static PyObject *stream_delta(StreamBase *s, PyObject *d)
 	Py_RETURN_NONE;
 }
 
+PyObject *core_stream_delta(PyObject *stream, PyObject *d)
+{
+	return stream_delta((StreamBase *)stream, d);
+}
+
 static PyObject *stream_wake(StreamBase *s, PyObject *unused)
 {
 	if (wake(s) < 0)
