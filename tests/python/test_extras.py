@@ -1,18 +1,24 @@
-"""pyllmring's legacy text completions and response cache against `llmring
-mock` in its own process: completions.create (async and sync) through the
-mock's /v1/completions, what it refuses; cache_path / cache_mode (a hit
-answers without a request, r.llmring.cached and cost_saved_usd, usage()'s
-cache counts, each mode's effect), and run_batch(cache=...)."""
+"""pyllmring against `llmring mock` in its own process: the response
+records as C types (both access styles, model_dump, setting fields, n > 1
+and tool calls through the Python hooks, freed without the cyclic GC),
+Channel.dispatch and the Ready awaitable; the legacy text completions
+(completions.create, async and sync, and what it refuses); the response
+cache (cache_path / cache_mode: a hit answers without a request,
+r.llmring.cached and cost_saved_usd, usage()'s cache counts, each mode's
+effect) and run_batch(cache=...)."""
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import subprocess
+import weakref
 
 import pytest
 
 import pyllmring as llm
+from pyllmring import _core, _types
 
 LLMRING = os.environ.get("LLMRING_BIN", "llmring")
 MSG = [{"role": "user", "content": "Say hello from the cache test"}]
@@ -35,6 +41,148 @@ def mock_submits(url):
     root = url.rsplit("/v1", 1)[0]
     with urllib.request.urlopen(root + "/mock/stats", timeout=10) as f:
         return json.load(f)
+
+
+# ---- the response records ---------------------------------------------------------
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+def test_records_both_access_styles_and_dump(mock):
+    with llm.OpenAI(base_url=mock) as client:
+        r = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG,
+                                           max_tokens=6)
+    c = r.choices[0]
+    assert type(r) is llm.ChatCompletion and isinstance(c, _types.Choice)
+    assert isinstance(c.message, _types.Message) and isinstance(r.usage, _types.Usage)
+    assert c is r.choices[0] and r.usage is r.usage  # built once, kept
+    assert c.index == 0 and c.logprobs is None and c.message.role == "assistant"
+    assert c.message.refusal is None and c.message.tool_calls is None
+    assert r["choices"][0]["message"]["content"] == c.message.content
+    assert r.get("nothing", 7) == 7 and "usage" in r and "nothing" not in r
+    with pytest.raises(KeyError):
+        r["nothing"]
+    d = r.model_dump()
+    assert d["object"] == "chat.completion" and d["model"] == r.model and d["id"] == r.id
+    assert d["usage"] == {"prompt_tokens": r.usage.prompt_tokens,
+                          "completion_tokens": r.usage.completion_tokens,
+                          "total_tokens": r.usage.total_tokens,
+                          "prompt_tokens_details": {"cached_tokens": 0}}
+    assert r == d and json.loads(r.model_dump_json()) == d
+    assert "content=" in repr(c.message)
+    # Fields can be set, as on openai-python's models; extras go to __dict__.
+    r.model = "renamed"
+    r["id"] = "chatcmpl-x"
+    c.message.content = "edited"
+    r.extra_field = 1
+    assert r.model == "renamed" and r.id == "chatcmpl-x" and r.extra_field == 1
+    assert r.model_dump()["choices"][0]["message"]["content"] == "edited"
+    with pytest.raises(AttributeError):
+        del r.choices
+    with pytest.raises(TypeError):
+        llm.ChatCompletion("not a handle")
+
+
+def test_records_n_choices_and_tool_calls(mock):
+    with llm.OpenAI(base_url=mock) as client:
+        r = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG,
+                                           max_tokens=4, n=3)
+        t = client.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG,
+                                           tools=TOOLS)
+    # n > 1: the choices are the body's (the mock answers with one), read
+    # through the Python hook, with logprobs present as openai-python has it.
+    body = json.loads(r.raw_body)
+    assert [c.message.content for c in r.choices] == \
+        [c["message"]["content"] for c in body["choices"]]
+    assert type(r.choices[0]) is _types.Obj and r.choices[0].logprobs is None
+    call = t.choices[0].message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) is not None and call.id
+    assert t.choices[0].finish_reason == "tool_calls"
+    assert t.model_dump()["choices"][0]["message"]["tool_calls"][0]["id"] == call.id
+
+
+def test_stream_chunks_are_records(mock):
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock) as client:
+            s = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=MSG,
+                                                     max_tokens=5, stream=True,
+                                                     stream_options={"include_usage": True})
+            return [c async for c in s]
+    chunks = asyncio.run(main())
+    text = [c for c in chunks if c.choices]
+    assert len(text) >= 5 and all(type(c) is llm.ChatCompletionChunk for c in chunks)
+    first = text[0]
+    assert first.object == "chat.completion.chunk" and first.choices[0].delta.role == "assistant"
+    assert first["choices"][0]["delta"]["content"] == first.choices[0].delta.content
+    assert chunks[-1].usage.completion_tokens == 5 and chunks[-1].choices == []
+    assert first.model_dump()["choices"][0]["index"] == 0
+
+
+def test_results_are_freed_without_the_cyclic_gc(mock):
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock) as client:
+            rs = await client.batch([{"messages": MSG}] * 50, model="openai/m")
+            one = await client.chat.completions.create(model="openai/m", messages=MSG)
+            s = await client.chat.completions.create(model="openai/m", messages=MSG,
+                                                     stream=True)
+            async for _ in s:
+                pass
+            return rs, one
+    gc.disable()
+    try:
+        rs, one = asyncio.run(main())
+        refs = [weakref.ref(r) for r in rs] + [weakref.ref(one)]
+        rs[0].choices[0].message.content
+        del rs, one
+        assert all(r() is None for r in refs)
+    finally:
+        gc.enable()
+
+
+def test_dispatch_hands_every_event_out_when_a_token_raises(mock):
+    class Token:
+        def __init__(self, fail):
+            self.fail, self.handle = fail, None
+
+        def _done(self, h):
+            self.handle = h
+            if self.fail:
+                raise ValueError("from a token")
+
+    e = _core.Engine(base_url=mock, api_key="k")
+    ch = _core.Channel()
+    tokens = [Token(i in (1, 3)) for i in range(5)]
+    for t in tokens:
+        e.submit(ch, t, "mock/m", MSG)
+    seen = 0
+    while seen < 5:
+        ch.wait(10)
+        try:
+            seen += ch.dispatch(-1, asyncio.Future)
+        except ValueError as err:
+            assert "from a token" in str(err)
+            seen = sum(t.handle is not None for t in tokens)
+    assert all(t.handle is not None and t.handle.error == 0 for t in tokens)
+    with pytest.raises(TypeError):
+        ch.dispatch("all", asyncio.Future)
+    e.close()
+
+
+def test_ready_awaitable():
+    async def main():
+        return await _core.Ready(5), await _core.Ready((1, 2))
+    assert asyncio.run(main()) == (5, (1, 2))
+    r = _core.Ready("v")
+    with pytest.raises(StopIteration) as stop:
+        r.send(None)
+    assert stop.value.value == "v"
+    with pytest.raises(StopIteration):
+        next(r)
+    with pytest.raises(KeyError):
+        _core.Ready(1).throw(KeyError("k"))
 
 
 # ---- legacy text completions ----------------------------------------------------
