@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import os
 import threading
@@ -26,6 +27,7 @@ from ._types import _Access
 __all__ = ["AsyncOpenAI", "OpenAI", "AsyncStream", "Stream", "AsyncSession", "Session"]
 
 _Future = asyncio.Future
+_get_running_loop = asyncio.get_running_loop
 # Events one drain takes, and drains per wake-up before the loop gets a turn
 # back (the channel signals itself again when some are left).
 REAP_MAX = 512
@@ -35,10 +37,16 @@ REAP_ROUNDS = 16
 class _Reaper:
     """One loop's side of a client: its channel, registered with the loop."""
 
-    __slots__ = ("loop", "chan", "fd", "reap_max")
+    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future")
 
     def __init__(self, loop, reap_max):
         self.loop = loop
+        # loop.create_future without its Python frame when it is asyncio's
+        # own (a partial is C); any other loop's (uvloop, ...) as it is.
+        if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future:
+            self.new_future = functools.partial(_Future, loop=loop)
+        else:
+            self.new_future = loop.create_future
         self.chan = _core.Channel()
         self.fd = self.chan.fileno()
         self.reap_max = reap_max
@@ -646,14 +654,21 @@ class _AsyncCompletions:
     async def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
                      extra_headers=None, extra_body=None, extra_query=None, **params):
         core = self._core
-        reaper = core.reaper()
-        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        reaper = core.reapers.get(_get_running_loop())  # core.reaper(), inlined
+        if reaper is None:
+            reaper = core.reaper()
+        if (extra_headers is None and extra_body is None and timeout is None
+                and max_retries is None and "stream_options" not in params
+                and "n" not in params):
+            opts = core.plain  # _options, inlined for the common call
+        else:
+            opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
         if stream:
             s = AsyncStream(core, reaper.loop, model, opts.include_usage)
             s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
             await s._first()
             return s
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = NotImplemented
         if opts is core.plain and not core.closed:
             # The common call: one positional C call, no option handling.
@@ -687,7 +702,7 @@ class _AsyncEmbeddings:
         opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
         if isinstance(input, str):
             input = [input]
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
                         input=list(input))
         try:
@@ -726,7 +741,7 @@ class _AsyncTextCompletions:
         prompt = _one_prompt(prompt, stream)
         reaper = core.reaper()
         opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
                         prompt=prompt)
         try:
@@ -848,7 +863,7 @@ class AsyncSession(_SessionBase):
     async def send(self, text):
         core = self._core
         reaper = core.reaper()
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = self._s.send(reaper.chan, fut, text)
         try:
             await fut
@@ -927,7 +942,7 @@ class AsyncOpenAI(_ClientBase):
         group = _Group(core, reaper.chan, requests, model)
         try:
             while group.pending:
-                group.waiter = reaper.loop.create_future()
+                group.waiter = reaper.new_future()
                 await group.waiter
         except asyncio.CancelledError:
             group.cancel_all()
@@ -959,7 +974,7 @@ class AsyncOpenAI(_ClientBase):
                     raise group.failure
                 if not group.pending:
                     break
-                group.waiter = reaper.loop.create_future()
+                group.waiter = reaper.new_future()
                 await group.waiter
             finished = True
         finally:
