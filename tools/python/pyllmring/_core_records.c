@@ -220,9 +220,17 @@ static PyObject *cc_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 {
 	PyObject *h, *n = NULL, *model = Py_None;
 	static char *kwlist[] = {"handle", "n", "model", NULL};
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|O!O:ChatCompletion", kwlist, &CoreHandle_Type,
-	                                 &h, &PyLong_Type, &n, &model))
+	Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+	if (!kw && nargs >= 1 && nargs <= 3 && Py_IS_TYPE(PyTuple_GET_ITEM(args, 0), &CoreHandle_Type) &&
+	    (nargs < 2 || PyLong_CheckExact(PyTuple_GET_ITEM(args, 1)))) {
+		/* The call every response makes: positional, no parsing. */
+		h = PyTuple_GET_ITEM(args, 0);
+		n = nargs >= 2 ? PyTuple_GET_ITEM(args, 1) : NULL;
+		model = nargs == 3 ? PyTuple_GET_ITEM(args, 2) : Py_None;
+	} else if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|O!O:ChatCompletion", kwlist,
+	                                        &CoreHandle_Type, &h, &PyLong_Type, &n, &model)) {
 		return NULL;
+	}
 	Rec *r = rec_new(t);
 	if (!r)
 		return NULL;
