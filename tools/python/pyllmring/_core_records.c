@@ -118,24 +118,26 @@ static PyObject *new_ref(PyObject *o)
 enum { M_ROLE, M_CONTENT, M_TOOL_CALLS, M_REFUSAL, M_FUNCTION_CALL };
 static PyMemberDef message_members[] = {
 	FIELD("role", M_ROLE), FIELD("content", M_CONTENT), FIELD("tool_calls", M_TOOL_CALLS),
-	FIELD("refusal", M_REFUSAL), FIELD("function_call", M_FUNCTION_CALL), {NULL}};
+	FIELD("refusal", M_REFUSAL), FIELD("function_call", M_FUNCTION_CALL),
+	{NULL, 0, 0, 0, NULL}};
 enum { C_INDEX, C_MESSAGE, C_FINISH, C_LOGPROBS };
 static PyMemberDef choice_members[] = {
 	FIELD("index", C_INDEX), FIELD("message", C_MESSAGE), FIELD("finish_reason", C_FINISH),
-	FIELD("logprobs", C_LOGPROBS), {NULL}};
+	FIELD("logprobs", C_LOGPROBS), {NULL, 0, 0, 0, NULL}};
 enum { U_PROMPT, U_COMPLETION, U_TOTAL, U_DETAILS };
 static PyMemberDef usage_members[] = {
 	FIELD("prompt_tokens", U_PROMPT), FIELD("completion_tokens", U_COMPLETION),
-	FIELD("total_tokens", U_TOTAL), FIELD("prompt_tokens_details", U_DETAILS), {NULL}};
-static PyMemberDef details_members[] = {FIELD("cached_tokens", 0), {NULL}};
+	FIELD("total_tokens", U_TOTAL), FIELD("prompt_tokens_details", U_DETAILS),
+	{NULL, 0, 0, 0, NULL}};
+static PyMemberDef details_members[] = {FIELD("cached_tokens", 0), {NULL, 0, 0, 0, NULL}};
 enum { D_ROLE, D_CONTENT, D_TOOL_CALLS };
 static PyMemberDef delta_members[] = {
 	FIELD("role", D_ROLE), FIELD("content", D_CONTENT), FIELD("tool_calls", D_TOOL_CALLS),
-	{NULL}};
+	{NULL, 0, 0, 0, NULL}};
 enum { K_INDEX, K_DELTA, K_FINISH, K_LOGPROBS };
 static PyMemberDef chunk_choice_members[] = {
 	FIELD("index", K_INDEX), FIELD("delta", K_DELTA), FIELD("finish_reason", K_FINISH),
-	FIELD("logprobs", K_LOGPROBS), {NULL}};
+	FIELD("logprobs", K_LOGPROBS), {NULL, 0, 0, 0, NULL}};
 
 REC_TYPE(CoreMessage_Type, "MessageBase", "openai-python's ChatCompletionMessage fields.",
          message_members, 5);
@@ -346,7 +348,7 @@ static PyMemberDef cc_members[] = {
 	{"_n", T_OBJECT, offsetof(Rec, f) + CC_N * sizeof(PyObject *), READONLY, "n asked for."},
 	{"_model", T_OBJECT, offsetof(Rec, f) + CC_MODEL_ARG * sizeof(PyObject *), READONLY,
 	 "The model asked for."},
-	{NULL},
+	{NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject CoreChatCompletion_Type = {
@@ -451,7 +453,7 @@ static PyMemberDef chunk_members[] = {
 	FIELD("id", CH_ID), FIELD("object", CH_OBJECT), FIELD("created", CH_CREATED),
 	FIELD("model", CH_MODEL), FIELD("usage", CH_USAGE), FIELD("system_fingerprint", CH_FINGERPRINT),
 	{"_delta", T_OBJECT, offsetof(Rec, f) + CH_DELTA * sizeof(PyObject *), READONLY, NULL},
-	{NULL},
+	{NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject CoreChunk_Type = {

@@ -125,7 +125,7 @@ static PyObject *stream_aiter(PyObject *s)
 #define MEMBER(name, field) {name, T_OBJECT, offsetof(StreamBase, field), 0, NULL}
 static PyMemberDef stream_members[] = {
 	MEMBER("_q", q), MEMBER("_waiter", waiter), MEMBER("_id", id), MEMBER("_model", model),
-	MEMBER("_created", created), {NULL},
+	MEMBER("_created", created), {NULL, 0, 0, 0, NULL},
 };
 
 static PyMethodDef stream_methods[] = {
