@@ -288,14 +288,11 @@ class _Core:
 # ---- bulk -------------------------------------------------------------------
 
 
-class _Slot:
-    """A batch member's token: stores its outcome at its index."""
+class _Slot(_core.SlotBase):
+    """A batch member's token, _Slot(group, index): stores its outcome at
+    its index (the C base holds the two fields, made without __init__)."""
 
-    __slots__ = ("group", "index")
-
-    def __init__(self, group, index):
-        self.group = group
-        self.index = index
+    __slots__ = ()
 
     def _done(self, h):
         # The group's completion step, inlined: it runs once per request.
@@ -416,7 +413,6 @@ class _Group:
                 r = submit_item(chan, _Slot(self, i), item, default_model, headers)
                 if r is NotImplemented:
                     r = self._submit_python(i, item)
-                h, n, model = r
             except (TypeError, ValueError, ClientClosedError, RuntimeError) as e:
                 if e.__class__ is RuntimeError:
                     if not core.closed:
@@ -428,7 +424,7 @@ class _Group:
                 if self.on_done is not None:
                     self.on_done.append(i)
                 continue
-            self.live[i] = (h, n, model)
+            self.live[i] = r  # (handle, n, model)
 
     def cancel_all(self):
         """No more items are taken; what is in the engine is cancelled (each
