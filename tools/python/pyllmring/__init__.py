@@ -16,7 +16,7 @@ from ._errors import __all__ as _error_names
 from ._litellm import (abatch_completion, acompletion, aembedding, batch_completion, completion,
                        default_client, embedding)
 from ._run_batch import run_batch
-from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse
+from ._types import ChatCompletion, ChatCompletionChunk, Completion, CreateEmbeddingResponse
 
 try:
     from ._batch import Mock  # `llmring mock` in this process (tests, examples)
@@ -34,5 +34,5 @@ def model_provider(model):
 __all__ = ["AsyncOpenAI", "OpenAI", "AsyncSession", "Session", "AsyncStream", "Stream",
            "acompletion", "completion", "batch_completion", "abatch_completion",
            "aembedding", "embedding", "default_client", "run_batch", "model_provider", "Mock",
-           "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse",
+           "ChatCompletion", "ChatCompletionChunk", "Completion", "CreateEmbeddingResponse",
            *_error_names]

@@ -12,56 +12,54 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
+import os
 import threading
-import time
 
 from . import _core
 from ._errors import APIConnectionError, ClientClosedError, from_handle
-from ._types import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Usage
+from ._streams import AsyncStream, Stream
+from ._types import ChatCompletion, Completion, CreateEmbeddingResponse
 from ._types import _Access
 
-__all__ = ["AsyncOpenAI", "OpenAI", "AsyncStream", "Stream", "AsyncSession", "Session"]
+__all__ = ["AsyncOpenAI", "OpenAI", "AsyncStream", "Stream", "AsyncSession", "Session"]  # streams: _streams.py
 
 _Future = asyncio.Future
+_get_running_loop = asyncio.get_running_loop
 # Events one drain takes, and drains per wake-up before the loop gets a turn
 # back (the channel signals itself again when some are left).
 REAP_MAX = 512
 REAP_ROUNDS = 16
 
 
-def _dispatch(events):
-    """Hands each event to its token: a future gets its handle, anything
-    else (streams, batch slots) has _done and _delta."""
-    for tok, h, d in events:
-        if h is None:
-            tok._delta(d)
-        elif tok.__class__ is _Future or isinstance(tok, _Future):
-            if not tok.done():
-                tok.set_result(h)
-        else:
-            tok._done(h)
-
-
 class _Reaper:
     """One loop's side of a client: its channel, registered with the loop."""
 
-    __slots__ = ("loop", "chan", "fd", "reap_max")
+    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future")
 
     def __init__(self, loop, reap_max):
         self.loop = loop
+        # loop.create_future without its Python frame when it is asyncio's
+        # own (a partial is C); any other loop's (uvloop, ...) as it is.
+        if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future:
+            self.new_future = functools.partial(_Future, loop=loop)
+        else:
+            self.new_future = loop.create_future
         self.chan = _core.Channel()
         self.fd = self.chan.fileno()
         self.reap_max = reap_max
         loop.add_reader(self.fd, self.on_ready)
 
     def on_ready(self):
-        drain = self.chan.drain
+        # Channel.dispatch hands each event to its token: a future is
+        # resolved with None (its awaiter holds the handle; the future does
+        # not, so the two make no reference cycle), streams and batch slots
+        # get _done(handle) / _delta(delta).
+        dispatch = self.chan.dispatch
         for _ in range(REAP_ROUNDS):
-            events = drain(self.reap_max)
-            if not events:
+            if not dispatch(self.reap_max, _Future):
                 return
-            _dispatch(events)
 
     def detach(self):
         try:
@@ -118,6 +116,21 @@ def _options(core, params, extra_headers, extra_body, timeout, max_retries):
     return _Options(core, params, extra_headers, extra_body, timeout, max_retries)
 
 
+_CACHE_MODES = {"readwrite": 0, "read": 1, "write": 2, "off": 3}  # enum lr_cache_mode
+
+
+def _cache_mode(cache_path, mode):
+    """cache_mode as the CLI's --cache-mode names it, for lr_config.cache_mode."""
+    if mode is None:
+        return 0
+    if cache_path is None:
+        raise ValueError("cache_mode needs cache_path")
+    try:
+        return _CACHE_MODES[mode]
+    except (KeyError, TypeError):
+        raise ValueError(f"cache_mode must be readwrite, read, write or off, not {mode!r}") from None
+
+
 class _Core:
     """The engine and what every front end shares."""
 
@@ -125,7 +138,8 @@ class _Core:
                  max_in_flight=64, rpm=None, tpm=None, connect_timeout=None,
                  idle_timeout=None, prices_file=None, ca_file=None, insecure=False,
                  default_headers=None, organization=None, project=None,
-                 max_conns_per_origin=0, reap_max=REAP_MAX):
+                 max_conns_per_origin=0, reap_max=REAP_MAX, cache_path=None,
+                 cache_mode=None):
         if isinstance(timeout, (int, float)) or timeout is None:
             total = float(timeout) if timeout else 600.0
         else:
@@ -137,7 +151,10 @@ class _Core:
                                        idle_timeout=idle_timeout, rpm=rpm, tpm=tpm,
                                        prices_file=prices_file, ca_file=ca_file,
                                        insecure=insecure,
-                                       max_conns_per_origin=max_conns_per_origin)
+                                       max_conns_per_origin=max_conns_per_origin,
+                                       cache_path=None if cache_path is None
+                                       else os.fspath(cache_path),
+                                       cache_mode=_cache_mode(cache_path, cache_mode))
         except _core.EngineError as e:
             raise APIConnectionError(str(e), code=getattr(e, "code", None)) from None
         headers = dict(default_headers or {})
@@ -179,13 +196,13 @@ class _Core:
         return chan
 
     def submit(self, chan, token, model, messages, params, opts, stream=False,
-               endpoint="chat", input=None):
+               endpoint="chat", input=None, prompt=None):
         if self.closed:
             raise ClientClosedError("the client is closed", code="cancelled")
         return self.engine.submit(chan, token, model, _as_messages(messages), params or None,
                                   endpoint=endpoint, stream=stream, headers=opts.headers,
                                   max_retries=opts.max_retries, timeout=opts.timeout,
-                                  input=input)
+                                  input=input, prompt=prompt)
 
     def outcome(self, h, kind="chat", n=1, model=None):
         """The response object for a completed handle, or raises its error."""
@@ -193,6 +210,8 @@ class _Core:
             raise from_handle(h, self.closed)
         if kind == "chat":
             return ChatCompletion(h, n, model)
+        if kind == "completions":
+            return Completion(h, model)
         return CreateEmbeddingResponse(h)
 
     def outcome_or_error(self, h, kind="chat", n=1, model=None):
@@ -208,9 +227,7 @@ class _Core:
         """Dispatches this thread's channel until pending() is false. The
         wait releases the GIL in short slices, so Ctrl-C interrupts it."""
         while pending():
-            events = chan.drain(REAP_MAX)
-            if events:
-                _dispatch(events)
+            if chan.dispatch(REAP_MAX, _Future):
                 continue
             chan.wait(None)
 
@@ -268,231 +285,38 @@ class _Core:
         self.reapers.clear()
 
 
-# ---- streams -----------------------------------------------------------------
-
-
-class _StreamBase:
-    """What both stream kinds share: the queue of deltas the channel gave,
-    and the outcome once the done event came (after every delta)."""
-
-    def __init__(self, core, model, include_usage):
-        self._core = core
-        self._q = collections.deque()
-        self._handle = None
-        self._h_live = None          # the request's handle while it runs
-        self._model = model or ""
-        self._created = int(time.time())
-        self._id = ""
-        self._include_usage = include_usage
-        self._usage_sent = False
-        self._closed = False
-
-    def _chunk(self, delta):
-        return ChatCompletionChunk(self._id, self._model, self._created, delta)
-
-    def _tail(self):
-        """After the last delta: the usage chunk when asked for, the error
-        when the request failed, else the end."""
-        h = self._handle
-        if h.error:
-            if self._closed and h.error_name == "cancelled":
-                return None
-            raise from_handle(h, self._core.closed)
-        if self._include_usage and not self._usage_sent:
-            self._usage_sent = True
-            usage = Usage(h.usage)
-            return ChatCompletionChunk(self._id, h.model or self._model, self._created, None,
-                                       usage)
-        return None
-
-    @property
-    def response(self):
-        """The completed request's result (None while it runs)."""
-        return self._handle
-
-    def _final(self):
-        h = self._handle
-        if h.error:
-            raise from_handle(h, self._core.closed)
-        return ChatCompletion(h, 1, self._model)
-
-
-class AsyncStream(_StreamBase):
-    """``async for chunk in stream``; ``async with stream``; ``await
-    stream.close()``; ``await stream.get_final_completion()`` gives the
-    assembled chat.completion."""
-
-    def __init__(self, core, loop, model, include_usage):
-        super().__init__(core, model, include_usage)
-        self._loop = loop
-        self._waiter = None
-
-    # The reaper's side (the loop's thread).
-    def _delta(self, d):
-        self._q.append(d)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def _done(self, h):
-        self._handle = h
-        self._h_live = None
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    async def _wait(self):
-        w = self._waiter = self._loop.create_future()
-        try:
-            await w
-        except asyncio.CancelledError:
-            self._waiter = None
-            self._cancel()
-            raise
-
-    def _cancel(self):
-        h = self._h_live
-        if h is not None:
-            h.cancel()
-
-    async def _first(self):
-        """Waits for the first event, so that a request refused at once
-        (401, 429 after retries, ...) raises from create() as openai-python
-        does."""
-        while not self._q and self._handle is None:
-            await self._wait()
-        if not self._q and self._handle is not None and self._handle.error:
-            raise from_handle(self._handle, self._core.closed)
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        q = self._q
-        while True:
-            if q:
-                return ChatCompletionChunk(self._id, self._model, self._created, q.popleft())
-            if self._handle is not None:
-                last = self._tail()
-                if last is None:
-                    raise StopAsyncIteration
-                return last
-            if self._closed:
-                raise StopAsyncIteration
-            await self._wait()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.close()
-
-    async def close(self):
-        """Stops the stream: the request is cancelled if still running."""
-        if self._handle is None:
-            self._closed = True
-            self._cancel()
-            while self._handle is None:
-                await self._wait()
-        self._q.clear()
-
-    async def get_final_completion(self):
-        """Reads the rest of the stream and returns the assembled
-        chat.completion (text, tool calls, usage)."""
-        while self._handle is None:
-            self._q.clear()
-            await self._wait()
-        self._q.clear()
-        return self._final()
-
-    async def until_done(self):
-        await self.get_final_completion()
-
-
-class Stream(_StreamBase):
-    """The synchronous stream: ``for chunk in stream``, ``with stream``."""
-
-    def __init__(self, core, chan, model, include_usage):
-        super().__init__(core, model, include_usage)
-        self._chan = chan
-
-    def _delta(self, d):
-        self._q.append(d)
-
-    def _done(self, h):
-        self._handle = h
-        self._h_live = None
-
-    def _pump(self):
-        try:
-            self._core.wait_sync(self._chan, lambda: not self._q and self._handle is None)
-        except BaseException:
-            h = self._h_live
-            if h is not None:
-                h.cancel()
-            raise
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if not self._q and self._handle is None:
-            self._pump()
-        if self._q:
-            return ChatCompletionChunk(self._id, self._model, self._created, self._q.popleft())
-        if self._closed:
-            raise StopIteration
-        last = self._tail()
-        if last is None:
-            raise StopIteration
-        return last
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        if self._handle is None:
-            self._closed = True
-            h = self._h_live
-            if h is not None:
-                h.cancel()
-            self._core.wait_sync(self._chan, lambda: self._handle is None)
-        self._q.clear()
-
-    def get_final_completion(self):
-        while self._handle is None:
-            self._q.clear()
-            self._pump()
-        self._q.clear()
-        return self._final()
-
-    def until_done(self):
-        self.get_final_completion()
-
-
 # ---- bulk -------------------------------------------------------------------
 
 
-class _Slot:
-    """A batch member's token: stores its outcome at its index."""
+class _Slot(_core.SlotBase):
+    """A batch member's token, _Slot(group, index): stores its outcome at
+    its index (the C base holds the two fields, made without __init__)."""
 
-    __slots__ = ("group", "index", "handle")
-
-    def __init__(self, group, index):
-        self.group = group
-        self.index = index
-        self.handle = None
+    __slots__ = ()
 
     def _done(self, h):
-        self.handle = h
-        self.group.finished(self)
+        # The group's completion step, inlined: it runs once per request.
+        g = self.group
+        # The handle references this slot (its token): without this the
+        # handle, slot, group and results would be a cycle per batch,
+        # freed only by a full collection.
+        self.group = None
+        i = self.index
+        _, n, model = g.live.pop(i)
+        g.results[i] = from_handle(h, g.core.closed) if h.error else ChatCompletion(h, n, model)
+        on_done = g.on_done
+        if on_done is not None:
+            on_done.append(i)
+        if not g.exhausted:
+            live = g.live
+            room = g.window - len(live) - (len(on_done) if on_done is not None else 0)
+            if room >= g.step or not live:
+                g.fill()
+        w = g.waiter
+        if w is not None and (on_done is not None or (g.exhausted and not g.live)):
+            g.waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def _delta(self, d):
         pass
@@ -589,7 +413,6 @@ class _Group:
                 r = submit_item(chan, _Slot(self, i), item, default_model, headers)
                 if r is NotImplemented:
                     r = self._submit_python(i, item)
-                h, n, model = r
             except (TypeError, ValueError, ClientClosedError, RuntimeError) as e:
                 if e.__class__ is RuntimeError:
                     if not core.closed:
@@ -601,21 +424,7 @@ class _Group:
                 if self.on_done is not None:
                     self.on_done.append(i)
                 continue
-            self.live[i] = (h, n, model)
-
-    def finished(self, slot):
-        i = slot.index
-        _, n, model = self.live.pop(i)
-        self.results[i] = self.core.outcome_or_error(slot.handle, "chat", n, model)
-        if self.on_done is not None:
-            self.on_done.append(i)
-        if not self.exhausted and (self.room() >= self.step or not self.live):
-            self.fill()
-        w = self.waiter
-        if w is not None and (not self.pending or self.on_done is not None):
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
+            self.live[i] = r  # (handle, n, model)
 
     def cancel_all(self):
         """No more items are taken; what is in the engine is cancelled (each
@@ -640,14 +449,21 @@ class _AsyncCompletions:
     async def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
                      extra_headers=None, extra_body=None, extra_query=None, **params):
         core = self._core
-        reaper = core.reaper()
-        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        reaper = core.reapers.get(_get_running_loop())  # core.reaper(), inlined
+        if reaper is None:
+            reaper = core.reaper()
+        if (extra_headers is None and extra_body is None and timeout is None
+                and max_retries is None and "stream_options" not in params
+                and "n" not in params):
+            opts = core.plain  # _options, inlined for the common call
+        else:
+            opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
         if stream:
             s = AsyncStream(core, reaper.loop, model, opts.include_usage)
             s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
             await s._first()
             return s
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = NotImplemented
         if opts is core.plain and not core.closed:
             # The common call: one positional C call, no option handling.
@@ -681,7 +497,7 @@ class _AsyncEmbeddings:
         opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
         if isinstance(input, str):
             input = [input]
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
                         input=list(input))
         try:
@@ -690,6 +506,62 @@ class _AsyncEmbeddings:
             h.cancel()
             raise
         return core.outcome(h, "embeddings")
+
+
+def _one_prompt(prompt, stream):
+    """The legacy endpoint's prompt as the engine takes it: one string."""
+    if stream:
+        raise NotImplementedError("pyllmring: completions.create(stream=True) is not supported; "
+                                  "use chat.completions.create(stream=True)")
+    if isinstance(prompt, (list, tuple)):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise NotImplementedError("pyllmring: completions.create takes one prompt string "
+                                      "(a list of prompts or of token ids is not supported)")
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise TypeError("prompt must be a string")
+    return prompt
+
+
+class _AsyncTextCompletions:
+    """``client.completions``: OpenAI's legacy text completions (POST
+    /completions, a prompt instead of messages), OpenAI-compatible servers."""
+
+    def __init__(self, core):
+        self._core = core
+
+    async def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
+                     extra_headers=None, extra_body=None, extra_query=None, **params):
+        core = self._core
+        prompt = _one_prompt(prompt, stream)
+        reaper = core.reaper()
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        fut = reaper.new_future()
+        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
+                        prompt=prompt)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            h.cancel()
+            raise
+        return core.outcome(h, "completions", 1, model)
+
+
+class _SyncTextCompletions:
+    def __init__(self, core):
+        self._core = core
+
+    def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        core = self._core
+        prompt = _one_prompt(prompt, stream)
+        chan = core.sync_channel()
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        box = _Box()
+        h = core.submit(chan, box, model, None, params, opts, endpoint="completions",
+                        prompt=prompt)
+        _wait_box(core, chan, box, h)
+        return core.outcome(h, "completions", 1, model)
 
 
 class _SyncCompletions:
@@ -786,7 +658,7 @@ class AsyncSession(_SessionBase):
     async def send(self, text):
         core = self._core
         reaper = core.reaper()
-        fut = reaper.loop.create_future()
+        fut = reaper.new_future()
         h = self._s.send(reaper.chan, fut, text)
         try:
             await fut
@@ -848,6 +720,7 @@ class AsyncOpenAI(_ClientBase):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.chat = _AsyncChat(self._core)
+        self.completions = _AsyncTextCompletions(self._core)
         self.embeddings = _AsyncEmbeddings(self._core)
 
     def session(self, model, system=None):
@@ -864,7 +737,7 @@ class AsyncOpenAI(_ClientBase):
         group = _Group(core, reaper.chan, requests, model)
         try:
             while group.pending:
-                group.waiter = reaper.loop.create_future()
+                group.waiter = reaper.new_future()
                 await group.waiter
         except asyncio.CancelledError:
             group.cancel_all()
@@ -896,7 +769,7 @@ class AsyncOpenAI(_ClientBase):
                     raise group.failure
                 if not group.pending:
                     break
-                group.waiter = reaper.loop.create_future()
+                group.waiter = reaper.new_future()
                 await group.waiter
             finished = True
         finally:
@@ -925,6 +798,7 @@ class OpenAI(_ClientBase):
     def __init__(self, **kw):
         super().__init__(**kw)
         self.chat = _SyncChat(self._core)
+        self.completions = _SyncTextCompletions(self._core)
         self.embeddings = _SyncEmbeddings(self._core)
 
     def session(self, model, system=None):
@@ -946,7 +820,7 @@ class OpenAI(_ClientBase):
         self._core.close_engine()
         chan = getattr(self._core.local, "chan", None)
         if chan is not None:
-            _dispatch(chan.drain(-1))
+            chan.dispatch(-1, _Future)
 
     def __enter__(self):
         return self

@@ -97,6 +97,7 @@ PyObject *core_handle_start(CoreHandle *h, lr_future *f);
 struct core_submit_args {
 	PyObject *model, *messages, *params, *headers, *max_retries, *timeout;
 	PyObject *base_url, *body, *input;
+	PyObject *prompt;         /* str (endpoint "completions"), or NULL / None */
 	const char *endpoint;
 	int stream;
 	/* params is a whole batch item (create's kwargs): its "model" and
@@ -109,6 +110,19 @@ lr_request *core_build_request(const struct core_submit_args *a);
 /* _core_session.c: the turn of h (h->session set) ended; under the GIL.
  * Appends the user message and the reply when it succeeded. 0 or -1. */
 int core_session_turn_done(CoreHandle *h);
+/* _core_records.c: the response record types (added to module m), and
+ * set_record_types(), which names their Python subclasses and hooks. */
+int core_records_init(PyObject *m);
+PyObject *core_set_record_types(PyObject *self, PyObject *args, PyObject *kw);
+/* A ChatCompletionChunk of delta (the registered subclass), and Ready(value):
+ * new references, or NULL with an exception set. */
+PyObject *core_chunk_new(PyObject *id, PyObject *model, PyObject *created, PyObject *delta);
+PyObject *core_ready_new(PyObject *value);
+/* _core_stream.c: AsyncStreamBase (added to module m); core_stream_delta
+ * is its _delta (None, or NULL with an exception set). */
+extern PyTypeObject CoreStream_Type;
+int core_stream_init(PyObject *m);
+PyObject *core_stream_delta(PyObject *stream, PyObject *d);
 /* _core_engine.c */
 lr_engine *core_engine_get(CoreEngine *e);
 

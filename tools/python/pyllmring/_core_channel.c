@@ -262,14 +262,10 @@ static PyObject *Channel_pending(CoreChannel *ch, PyObject *unused)
 	return PyLong_FromSsize_t(n);
 }
 
-static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
+/* Takes up to max events (max < 0: all) off the FIFO, in order; *count
+ * says how many. The caller consumes each (event_object, event_discard). */
+static struct core_event *channel_take(CoreChannel *ch, Py_ssize_t max, Py_ssize_t *count)
 {
-	static char *kwlist[] = {"max", NULL};
-	Py_ssize_t max = -1;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|n:drain", kwlist, &max))
-		return NULL;
-	if (core_check_fork(ch->gen) < 0)
-		return NULL;
 	pthread_mutex_lock(&ch->mu);
 	Py_ssize_t n = max < 0 || max > ch->count ? ch->count : max;
 	struct core_event *first = ch->head, *e = first;
@@ -287,10 +283,22 @@ static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
 	if (ch->count == 0 && ch->signalled)
 		eventfd_clear(ch);
 	pthread_mutex_unlock(&ch->mu);
+	*count = n;
+	return n > 0 ? first : NULL;
+}
 
+static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"max", NULL};
+	Py_ssize_t max = -1, n;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|n:drain", kwlist, &max))
+		return NULL;
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	struct core_event *first = channel_take(ch, max, &n), *e;
 	PyObject *list = PyList_New(n);
 	Py_ssize_t i = 0;
-	for (e = n > 0 ? first : NULL; e; i++) {
+	for (e = first; e; i++) {
 		struct core_event *next = e->next;
 		PyObject *item = list ? event_object(e) : NULL;
 		if (!list) {
@@ -303,6 +311,87 @@ static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
 		e = next;
 	}
 	return list;
+}
+
+/* One event handed to its token (dispatch): a future_type instance is
+ * resolved with None (its awaiter holds the handle), a stream's delta is
+ * queued by the C base, anything else gets _done(handle) or _delta(d).
+ * Consumes ev. 0, or -1 with the callback's exception set. */
+static int dispatch_one(struct core_event *ev, PyObject *future_type)
+{
+	static PyObject *s_done_m, *s_set_result, *s_tok_done, *s_tok_delta;
+	if (!s_done_m) {
+		s_done_m = PyUnicode_InternFromString("done");
+		s_set_result = PyUnicode_InternFromString("set_result");
+		s_tok_done = PyUnicode_InternFromString("_done");
+		s_tok_delta = PyUnicode_InternFromString("_delta");
+		if (!s_done_m || !s_set_result || !s_tok_done || !s_tok_delta) {
+			event_discard(ev);
+			return -1;
+		}
+	}
+	CoreHandle *h = ev->handle;
+	PyObject *tok = h->token ? h->token : Py_None;
+	Py_INCREF(tok); /* the token may drop the handle, which holds it */
+	PyObject *r = NULL;
+	if (ev->kind == CORE_EV_DONE) {
+		/* The FIFO's reference to h is dropped after the call. */
+		if (h->session && core_session_turn_done(h) < 0) {
+			r = NULL;
+		} else if (PyObject_TypeCheck(tok, (PyTypeObject *)future_type)) {
+			PyObject *done = PyObject_CallMethodNoArgs(tok, s_done_m);
+			r = done == Py_False ? PyObject_CallMethodOneArg(tok, s_set_result, Py_None) : done;
+			if (done == Py_False)
+				Py_DECREF(done);
+		} else {
+			r = PyObject_CallMethodOneArg(tok, s_tok_done, (PyObject *)h);
+		}
+		Py_DECREF(h);
+	} else {
+		struct core_delta *e = (struct core_delta *)ev;
+		PyObject *d = delta_object(e);
+		free(e);
+		if (d) {
+			r = PyObject_TypeCheck(tok, &CoreStream_Type) ? core_stream_delta(tok, d)
+			                                              : PyObject_CallMethodOneArg(tok, s_tok_delta, d);
+			Py_DECREF(d);
+		}
+	}
+	Py_DECREF(tok);
+	Py_XDECREF(r);
+	return r ? 0 : -1;
+}
+
+/* dispatch(max, future_type) -> how many: drain's events handed to their
+ * tokens here, without a tuple or a Python frame per event. A callback
+ * that raises does not stop the others; the first exception is raised
+ * once all are handed out. */
+static PyObject *Channel_dispatch(CoreChannel *ch, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (nargs != 2 || !PyLong_Check(args[0]) || !PyType_Check(args[1])) {
+		PyErr_SetString(PyExc_TypeError, "dispatch(max, future_type)");
+		return NULL;
+	}
+	Py_ssize_t max = PyLong_AsSsize_t(args[0]), n;
+	if ((max == -1 && PyErr_Occurred()) || core_check_fork(ch->gen) < 0)
+		return NULL;
+	struct core_event *e = channel_take(ch, max, &n);
+	PyObject *et = NULL, *ev = NULL, *tb = NULL;
+	while (e) {
+		struct core_event *next = e->next;
+		if (dispatch_one(e, args[1]) < 0) {
+			if (!et)
+				PyErr_Fetch(&et, &ev, &tb);
+			else
+				PyErr_Clear(); /* a later one: the first is raised */
+		}
+		e = next;
+	}
+	if (et) {
+		PyErr_Restore(et, ev, tb);
+		return NULL;
+	}
+	return PyLong_FromSsize_t(n);
 }
 
 static double now_s(void)
@@ -357,6 +446,9 @@ static PyMethodDef Channel_methods[] = {
 	{"fileno", (PyCFunction)Channel_fileno, METH_NOARGS, "The eventfd, readable while events are queued."},
 	{"drain", (PyCFunction)(void (*)(void))Channel_drain, METH_VARARGS | METH_KEYWORDS,
 	 "drain(max=-1) -> list of (token, handle, None) or (token, None, delta), in FIFO order."},
+	{"dispatch", (PyCFunction)(void (*)(void))Channel_dispatch, METH_FASTCALL,
+	 "dispatch(max, future_type) -> n: up to max events (-1: all) handed to their tokens; a "
+	 "future_type token is resolved with None, others get _done(handle) / _delta(delta)."},
 	{"wait", (PyCFunction)(void (*)(void))Channel_wait, METH_VARARGS | METH_KEYWORDS,
 	 "wait(timeout=None) -> bool: an event is queued (GIL released, Ctrl-C interrupts)."},
 	{"pending", (PyCFunction)Channel_pending, METH_NOARGS, "Events queued."},

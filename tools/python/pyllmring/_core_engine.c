@@ -61,15 +61,23 @@ static int Engine_init(CoreEngine *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"base_url", "api_key", "max_in_flight", "max_retries", "timeout",
 	                         "connect_timeout", "idle_timeout", "rpm", "tpm", "prices_file",
-	                         "ca_file", "insecure", "max_conns_per_origin", NULL};
+	                         "ca_file", "insecure", "max_conns_per_origin", "cache_path",
+	                         "cache_mode", NULL};
 	const char *base_url = NULL, *api_key = NULL, *prices = NULL, *ca = NULL;
+	const char *cache_path = NULL;
+	int cache_mode = LR_CACHE_READWRITE;
 	unsigned int max_in_flight = 64, max_conns = 0;
 	int max_retries = 2, insecure = 0;
 	PyObject *timeout = Py_None, *ct = Py_None, *it = Py_None, *rpm = Py_None, *tpm = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|$zzIiOOOOOzzpI:Engine", kwlist, &base_url,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|$zzIiOOOOOzzpIzi:Engine", kwlist, &base_url,
 	                                 &api_key, &max_in_flight, &max_retries, &timeout, &ct, &it,
-	                                 &rpm, &tpm, &prices, &ca, &insecure, &max_conns))
+	                                 &rpm, &tpm, &prices, &ca, &insecure, &max_conns,
+	                                 &cache_path, &cache_mode))
 		return -1;
+	if (cache_mode < LR_CACHE_READWRITE || cache_mode > LR_CACHE_OFF) {
+		PyErr_SetString(PyExc_ValueError, "pyllmring: cache_mode must be 0..3 (enum lr_cache_mode)");
+		return -1;
+	}
 	if (core_check_fork(core_fork_gen) < 0)
 		return -1;
 	if (self->eng) {
@@ -85,6 +93,8 @@ static int Engine_init(CoreEngine *self, PyObject *args, PyObject *kw)
 	cfg.prices_file = prices;
 	cfg.ca_file = ca;
 	cfg.insecure = insecure;
+	cfg.cache_path = cache_path;
+	cfg.cache_mode = cache_mode;
 	if (timeout == Py_None)
 		cfg.total_timeout_s = 600.0;
 	if (opt_double(timeout, "timeout", &cfg.total_timeout_s) < 0 ||
@@ -166,15 +176,16 @@ static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"channel", "token", "model", "messages", "params", "endpoint",
 	                         "stream", "headers", "max_retries", "timeout", "base_url", "body",
-	                         "input", NULL};
+	                         "input", "prompt", NULL};
 	PyObject *channel, *token;
 	struct core_submit_args a = {.params = Py_None, .headers = Py_None, .max_retries = Py_None,
 	                             .timeout = Py_None, .base_url = Py_None, .body = Py_None,
-	                             .input = Py_None, .endpoint = "chat"};
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO|O$spOOOOOO:submit", kwlist,
+	                             .input = Py_None, .prompt = Py_None, .endpoint = "chat"};
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO|O$spOOOOOOO:submit", kwlist,
 	                                 &CoreChannel_Type, &channel, &token, &a.model, &a.messages,
 	                                 &a.params, &a.endpoint, &a.stream, &a.headers,
-	                                 &a.max_retries, &a.timeout, &a.base_url, &a.body, &a.input))
+	                                 &a.max_retries, &a.timeout, &a.base_url, &a.body, &a.input,
+	                                 &a.prompt))
 		return NULL;
 	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
 		return NULL;
@@ -332,6 +343,23 @@ static PyObject *usage_dict(const lr_usage_report *t, const lr_model_usage *mode
 	return r;
 }
 
+/* usage()["cache"]: the response cache's counts (all 0 without one). */
+static int add_cache_stats(lr_engine *eng, PyObject *usage)
+{
+	lr_cache_stats c;
+	if (lr_engine_cache_stats(eng, &c) < 0)
+		return core_lr_value_error("cache stats", LR_EINVAL);
+	PyObject *d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:d}", "lookups", (unsigned long long)c.lookups,
+	                            "hits", (unsigned long long)c.hits, "stores",
+	                            (unsigned long long)c.stores, "errors",
+	                            (unsigned long long)c.errors, "cost_saved_usd", c.cost_saved_usd);
+	if (!d)
+		return -1;
+	int rc = PyDict_SetItemString(usage, "cache", d);
+	Py_DECREF(d);
+	return rc;
+}
+
 static PyObject *Engine_usage(CoreEngine *self, PyObject *unused)
 {
 	lr_engine *eng = engine_of(self);
@@ -353,7 +381,7 @@ static PyObject *Engine_usage(CoreEngine *self, PyObject *unused)
 			PyObject *r = usage_dict(&total, models, n);
 			if (models != stack)
 				free(models);
-			return r;
+			return r && add_cache_stats(eng, r) < 0 ? (Py_DECREF(r), NULL) : r;
 		}
 		if (models != stack)
 			free(models);

@@ -139,6 +139,8 @@ RESULT_GETTER(timings, Py_BuildValue("(dddd)", r->timings.queued_ms, r->timings.
 RESULT_GETTER(attempts, PyLong_FromLong(r->attempts))
 RESULT_GETTER(retry_after, r->retry_after_s < 0 ? cstr(NULL) : PyFloat_FromDouble(r->retry_after_s))
 RESULT_GETTER(cost_usd, r->cost_usd < 0 ? cstr(NULL) : PyFloat_FromDouble(r->cost_usd))
+RESULT_GETTER(cached, PyBool_FromLong(r->cached))
+RESULT_GETTER(cost_saved_usd, r->cost_saved_usd < 0 ? cstr(NULL) : PyFloat_FromDouble(r->cost_saved_usd))
 
 static PyObject *Handle_get_tool_calls(CoreHandle *h, void *c)
 {
@@ -185,6 +187,8 @@ static PyGetSetDef Handle_getset[] = {
 	GET(retry_after, "Retry-After in seconds, or None."),
 	GET(tool_calls, "[(id, name, arguments)] of choice 0."),
 	GET(cost_usd, "USD of this request, None when the model is unpriced."),
+	GET(cached, "Answered from the response cache (cache_path) without a request."),
+	GET(cost_saved_usd, "What a cache hit would have cost (0 when not cached), None when unpriced."),
 	{NULL, NULL, NULL, NULL, NULL},
 };
 

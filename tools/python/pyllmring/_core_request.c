@@ -375,9 +375,21 @@ static int set_options(lr_request *rq, const struct core_submit_args *a)
 lr_request *core_build_request(const struct core_submit_args *a)
 {
 	int embeddings = strcmp(a->endpoint, "embeddings") == 0;
-	if (!embeddings && strcmp(a->endpoint, "chat") != 0) {
-		PyErr_Format(PyExc_ValueError, "pyllmring: endpoint must be \"chat\" or \"embeddings\", not %.80s",
+	int completions = strcmp(a->endpoint, "completions") == 0;
+	if (!embeddings && !completions && strcmp(a->endpoint, "chat") != 0) {
+		PyErr_Format(PyExc_ValueError,
+		             "pyllmring: endpoint must be \"chat\", \"embeddings\" or \"completions\", not %.80s",
 		             a->endpoint);
+		return NULL;
+	}
+	int has_prompt = a->prompt && a->prompt != Py_None;
+	if (completions && (!has_prompt || a->messages != Py_None)) {
+		PyErr_SetString(PyExc_ValueError,
+		                "pyllmring: the completions endpoint takes a prompt and no messages");
+		return NULL;
+	}
+	if (!completions && has_prompt) {
+		PyErr_SetString(PyExc_ValueError, "pyllmring: a prompt is for the completions endpoint");
 		return NULL;
 	}
 	const char *model = NULL;
@@ -395,6 +407,12 @@ lr_request *core_build_request(const struct core_submit_args *a)
 	int rc = 0;
 	if (embeddings)
 		rc = check(lr_request_set_endpoint(rq, LR_ENDPOINT_EMBEDDINGS), "endpoint");
+	if (completions)
+		rc = check(lr_request_set_endpoint(rq, LR_ENDPOINT_COMPLETIONS), "endpoint");
+	if (!rc && has_prompt) {
+		const char *p = utf8_of(a->prompt, "prompt");
+		rc = p ? check(lr_request_set_prompt(rq, p), "prompt") : -1;
+	}
 	if (!rc && a->body != Py_None)
 		rc = set_body(rq, a->body);
 	if (!rc && a->messages != Py_None)

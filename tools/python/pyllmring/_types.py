@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import time
 
+from . import _core
+
 __all__ = [
-    "Obj", "ChatCompletion", "ChatCompletionChunk", "CreateEmbeddingResponse", "LLMRingInfo",
+    "Obj", "ChatCompletion", "ChatCompletionChunk", "Completion", "CreateEmbeddingResponse",
+    "LLMRingInfo",
 ]
 
 
@@ -80,45 +83,48 @@ class Obj(_Access):
 
 
 class _Record(_Access):
-    """A record of fixed fields in slots: what every response has, made
-    for each one, so made cheaply."""
+    """A record of fixed fields (``_keys``): what every response has, made
+    for each one, so made by C (the bases in _core_records.c, whose fields
+    read as None until set)."""
 
     __slots__ = ()
+    _keys = ()
 
     def _fields(self):
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {k: getattr(self, k) for k in self._keys}
 
 
-class Message(_Record):
-    __slots__ = ("role", "content", "tool_calls", "refusal", "function_call")
+class Message(_core.MessageBase, _Record):
+    __slots__ = ()
+    _keys = ("role", "content", "tool_calls", "refusal", "function_call")
 
     def __init__(self, content, tool_calls):
         self.role = "assistant"
         self.content = content
         self.tool_calls = tool_calls
-        self.refusal = None
-        self.function_call = None
 
 
-class Choice(_Record):
-    __slots__ = ("index", "message", "finish_reason", "logprobs")
+class Choice(_core.ChoiceBase, _Record):
+    __slots__ = ()
+    _keys = ("index", "message", "finish_reason", "logprobs")
 
     def __init__(self, index, message, finish_reason):
         self.index = index
         self.message = message
         self.finish_reason = finish_reason
-        self.logprobs = None
 
 
-class PromptTokensDetails(_Record):
-    __slots__ = ("cached_tokens",)
+class PromptTokensDetails(_core.PromptTokensDetailsBase, _Record):
+    __slots__ = ()
+    _keys = ("cached_tokens",)
 
     def __init__(self, cached_tokens):
         self.cached_tokens = cached_tokens
 
 
-class Usage(_Record):
-    __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details")
+class Usage(_core.UsageBase, _Record):
+    __slots__ = ()
+    _keys = ("prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details")
 
     def __init__(self, usage):
         inp, out, cached = usage
@@ -128,8 +134,9 @@ class Usage(_Record):
         self.prompt_tokens_details = PromptTokensDetails(cached)
 
 
-class Delta(_Record):
-    __slots__ = ("role", "content", "tool_calls")
+class Delta(_core.DeltaBase, _Record):
+    __slots__ = ()
+    _keys = ("role", "content", "tool_calls")
 
     def __init__(self, content, tool_calls):
         self.role = "assistant"
@@ -137,14 +144,14 @@ class Delta(_Record):
         self.tool_calls = tool_calls
 
 
-class ChunkChoice(_Record):
-    __slots__ = ("index", "delta", "finish_reason", "logprobs")
+class ChunkChoice(_core.ChunkChoiceBase, _Record):
+    __slots__ = ()
+    _keys = ("index", "delta", "finish_reason", "logprobs")
 
     def __init__(self, index, delta, finish_reason):
         self.index = index
         self.delta = delta
         self.finish_reason = finish_reason
-        self.logprobs = None
 
 
 def _dump(v, exclude_none):
@@ -175,7 +182,8 @@ def llmring_info(h):
     queued, ttfb, total, ttft = h.timings
     return LLMRingInfo(cost_usd=h.cost_usd, provider=h.provider, attempts=h.attempts,
                        request_id=h.request_id, http_status=h.http_status,
-                       streamed=bool(h.streamed),
+                       streamed=bool(h.streamed), cached=h.cached,
+                       cost_saved_usd=h.cost_saved_usd,
                        timings=Obj(queued_ms=queued, ttfb_ms=ttfb, total_ms=total,
                                    ttft_ms=ttft))
 
@@ -188,80 +196,47 @@ def _tool_calls(h):
             for cid, name, args in calls]
 
 
-def _usage(h):
-    return Usage(h.usage)
+def _chunk_choices(delta):
+    """A streamed delta that is not plain text of choice 0: (text, index,
+    finish, tool_index, tool_id, tool_name, tool_args)."""
+    text, index, finish, tool_index, tool_id, tool_name, tool_args = delta
+    calls = None
+    if tool_index >= 0:
+        calls = [Obj(index=tool_index, id=tool_id, type="function" if tool_id else None,
+                     function=Obj(name=tool_name, arguments=tool_args or ""))]
+    return [ChunkChoice(index, Delta(text or None, calls), finish)]
 
 
-class ChatCompletion(Obj):
-    """openai-python's ChatCompletion, made lazily from a completed handle:
-    choices and usage from the result's fields on first access; id, created
-    and system_fingerprint (which only the body holds) when first asked."""
+class ChatCompletion(_core.ChatCompletionBase, _Access):
+    """openai-python's ChatCompletion over a completed handle. The C base
+    makes choices, usage and model from the result's fields on first
+    access; id, created, system_fingerprint and service_tier (which only
+    the body holds) come from _body_fields() when first asked."""
 
-    _BODY_FIELDS = ("id", "created", "system_fingerprint", "service_tier")
-
-    def __init__(self, handle, n=1, model=None):
-        d = self.__dict__
-        d["_h"] = handle
-        d["_n"] = n
-        d["_model"] = model
-
-    def __getattr__(self, name):
-        # Python calls this only for names not in __dict__: the lazy fields.
-        d = self.__dict__
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if name == "usage":  # made on first access: many callers never look
-            u = d["usage"] = _usage(d["_h"])
-            return u
-        if "_built" not in d:
-            self._build()
-        if name in ChatCompletion._BODY_FIELDS and "_body_built" not in d:
-            self._build_body()
-        try:
-            return d[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    _keys = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint",
+             "service_tier")
 
     def _fields(self):
-        d = self.__dict__
-        if "_built" not in d:
-            self._build()
-        if "_body_built" not in d:
-            self._build_body()
-        if "usage" not in d:
-            d["usage"] = _usage(d["_h"])
-        return {k: d[k] for k in ("id", "object", "created", "model", "choices", "usage",
-                                  "system_fingerprint", "service_tier")}
+        return {k: getattr(self, k) for k in self._keys}
 
-    def _build(self):
-        d = self.__dict__
-        h = d["_h"]
-        d["_built"] = True
-        choices = None
-        if d["_n"] > 1:
-            b = self._body() or {}
-            if isinstance(b.get("choices"), list):
-                choices = [wrap(c) for c in b["choices"]]
-                for c in choices:
-                    c.__dict__.setdefault("logprobs", None)
-        if choices is None:
-            calls = _tool_calls(h) if h.tool_calls else None
-            choices = [Choice(0, Message(h.text, calls), h.finish_reason)]
-        d["object"] = "chat.completion"
-        d["model"] = h.model or d["_model"] or ""
-        d["choices"] = choices
-
-    def _build_body(self):
-        d = self.__dict__
-        d["_body_built"] = True
+    def _choices_from_body(self):
+        """choices when n > 1: the result's fields hold choice 0 only."""
         b = self._body() or {}
-        d["id"] = b.get("id") or d["_h"].request_id or ""
-        d["created"] = b.get("created") or int(time.time())
-        d["system_fingerprint"] = b.get("system_fingerprint")
-        d["service_tier"] = b.get("service_tier")
+        if isinstance(b.get("choices"), list):
+            choices = [wrap(c) for c in b["choices"]]
+            for c in choices:
+                c.__dict__.setdefault("logprobs", None)
+            return choices
+        h = self._h
+        return [Choice(0, Message(h.text, _tool_calls(h)), h.finish_reason)]
+
+    def _body_fields(self):
+        b = self._body() or {}
+        return (b.get("id") or self._h.request_id or "", b.get("created") or int(time.time()),
+                b.get("system_fingerprint"), b.get("service_tier"))
 
     def _body(self):
-        h = self.__dict__["_h"]
+        h = self._h
         if not h.body_is_json:
             return None
         try:
@@ -275,60 +250,34 @@ class ChatCompletion(Obj):
         d = self.__dict__
         info = d.get("_info")
         if info is None:
-            info = d["_info"] = llmring_info(d["_h"])
+            info = d["_info"] = llmring_info(self._h)
         return info
 
     @property
     def raw_body(self):
         """The response body as the server sent it (for a stream: the
         completion assembled from its events)."""
-        return self.__dict__["_h"].body
+        return self._h.body
 
     # LiteLLM's ModelResponse helpers.
     @property
     def _hidden_params(self):
-        return {"response_cost": self.__dict__["_h"].cost_usd,
-                "custom_llm_provider": self.__dict__["_h"].provider}
+        return {"response_cost": self._h.cost_usd, "custom_llm_provider": self._h.provider}
 
 
-class ChatCompletionChunk(_Record):
-    """One streamed event, in openai-python's ChatCompletionChunk shape; its
-    choices are made when first read."""
+class ChatCompletionChunk(_core.ChunkBase, _Record):
+    """One streamed event, in openai-python's ChatCompletionChunk shape:
+    ChatCompletionChunk(id, model, created, delta, usage=None); its choices
+    are made from the delta when first read."""
 
-    __slots__ = ("id", "object", "created", "model", "choices", "usage",
-                 "system_fingerprint", "_delta")
-    _public = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
+    __slots__ = ()
+    _keys = ("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
 
-    def __init__(self, id, model, created, delta, usage=None):
-        self.id = id
-        self.object = "chat.completion.chunk"
-        self.created = created
-        self.model = model
-        self._delta = delta
-        self.usage = usage
-        self.system_fingerprint = None
 
-    def __getattr__(self, name):
-        # Reached only while the choices slot is unset.
-        if name != "choices":
-            raise AttributeError(name)
-        delta = self._delta
-        if delta is None:
-            choices = []
-        elif delta.__class__ is str:
-            choices = [ChunkChoice(0, Delta(delta, None), None)]
-        else:
-            text, index, finish, tool_index, tool_id, tool_name, tool_args = delta
-            calls = None
-            if tool_index >= 0:
-                calls = [Obj(index=tool_index, id=tool_id, type="function" if tool_id else None,
-                             function=Obj(name=tool_name, arguments=tool_args or ""))]
-            choices = [ChunkChoice(index, Delta(text or None, calls), finish)]
-        self.choices = choices
-        return choices
-
-    def _fields(self):
-        return {k: getattr(self, k) for k in self._public}
+_core.set_record_types(message=Message, choice=Choice, usage=Usage, details=PromptTokensDetails,
+                       delta=Delta, chunk_choice=ChunkChoice, chunk=ChatCompletionChunk,
+                       tool_calls=_tool_calls,
+                       chunk_choices=_chunk_choices)
 
 
 class CreateEmbeddingResponse(Obj):
@@ -346,6 +295,25 @@ class CreateEmbeddingResponse(Obj):
         inp = handle.usage[0]
         super().__init__(object="list", data=data, model=handle.model or body.get("model", ""),
                          usage=Obj(prompt_tokens=inp, total_tokens=inp))
+        self.__dict__["_h"] = handle
+
+    @property
+    def llmring(self):
+        return llmring_info(self.__dict__["_h"])
+
+
+class Completion(Obj):
+    """openai-python's Completion (the legacy text-completions endpoint),
+    from the result's fields: choice 0's text, finish reason and usage."""
+
+    def __init__(self, handle, model=None):
+        inp, out, _ = handle.usage
+        usage = Obj(prompt_tokens=inp, completion_tokens=out, total_tokens=inp + out)
+        super().__init__(id=handle.request_id or "", object="text_completion",
+                         created=int(time.time()), model=handle.model or model or "",
+                         choices=[Obj(index=0, text=handle.text or "", logprobs=None,
+                                      finish_reason=handle.finish_reason)],
+                         usage=usage, system_fingerprint=None)
         self.__dict__["_h"] = handle
 
     @property
