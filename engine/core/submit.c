@@ -111,7 +111,7 @@ void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *w
 	f->result.error_message = f->err.message;
 	f->result.provider = provider_row(f->provider)->name;
 	f->result.cost_usd = -1;
-	buf_free(&f->req_bytes);
+	future_keep_req_bytes(f);
 	http_call_release(f->call); /* borrowed body bytes go back at once */
 	atomic_store(&f->done, 1);
 	if (e->cfg.reap_completions) {
@@ -159,21 +159,22 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		lr_request_free(rq);
 		return NULL;
 	}
-	struct lr_future *f = calloc(1, sizeof(*f)); /* owner: shared by refs (caller + engine) */
+	struct lr_future *f = future_alloc(e); /* owner: shared by refs (caller + engine) */
 	if (!f) {
 		lr_request_free(rq);
 		return NULL;
 	}
 	atomic_init(&f->refs, 2);
-	f->eng = e;
 	f->user_data = rq->user_data;
 	f->on_delta = rq->on_delta;
 	f->on_delta_user = rq->on_delta_user;
-	reply_init(&f->reply, rq->on_delta || rq->stream ? future_delta : NULL, f);
+	/* The reply is empty (future_alloc), with any kept memory. */
+	reply_set_callback(&f->reply, rq->on_delta || rq->stream ? future_delta : NULL, f);
 	if (rq->stream) {
 		f->pull = calloc(1, sizeof(*f->pull)); /* owner: the future */
 		if (!f->pull) {
-			free(f);
+			atomic_store(&f->refs, 1);
+			future_unref(f);
 			lr_request_free(rq);
 			return NULL;
 		}
