@@ -48,7 +48,11 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	}
 	f->provider = pr.provider;
 	f->endpoint = rq->endpoint;
-	snprintf(f->requested_model, sizeof(f->requested_model), "%s", pr.model);
+	/* A copy, not snprintf's format walk: both are 96 bytes, NUL-terminated. */
+	_Static_assert(sizeof(f->requested_model) == sizeof(pr.model), "the model's two copies");
+	size_t model_len = strnlen(pr.model, sizeof(pr.model) - 1);
+	memcpy(f->requested_model, pr.model, model_len);
+	f->requested_model[model_len] = '\0';
 	const struct endpoint *ep = &e->ep[pr.provider];
 	const struct buf *hdrs = &ep->fixed_headers;
 	if (f->own_url) {
