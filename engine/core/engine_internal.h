@@ -94,6 +94,7 @@ struct lr_future {
 	 * NULL until there is one. */
 	struct future_slab *slab;
 	struct buf spare_body;          /* owner: the future */
+	struct buf spare_path;          /* owner: the future; the provider path's memory (submit.c) */
 
 	/* Text read only as NUL-terminated strings: a reused future empties
 	 * them instead of wiping them, so they come last (future_reset). */

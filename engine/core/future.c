@@ -86,6 +86,8 @@ static void future_drop_parts(struct lr_future *f)
 	}
 	buf_free(&f->resp_body);
 	buf_clear(&f->spare_body);
+	if (f->spare_path.cap > FUTURE_KEEP_BYTES)
+		buf_free(&f->spare_path);
 	future_keep_req_bytes(f);
 }
 
@@ -107,6 +109,7 @@ static void future_free(struct lr_future *f)
 	}
 	reply_free(&f->reply);
 	buf_free(&f->spare_body);
+	buf_free(&f->spare_path);
 	buf_free(&f->req_bytes);
 	free(f);
 	if (s)
@@ -145,12 +148,12 @@ _Static_assert(REPLY_ERR < EX_ERR && EX_ERR < offsetof(struct lr_future, request
                "future_reset clears the spans between the messages in this order");
 
 /* A kept future back to the state calloc gives, but for its kept memory
- * (the request bytes, spare body and text, the reply's scratch) and its
+ * (the request bytes, spare body, path and text, the reply's scratch) and its
  * slab. Messages and ids are read only as strings: emptied, not wiped
  * (1.2 KB of the 2.7 KB a future has). */
 static void future_reset(struct lr_future *f)
 {
-	struct buf req = f->req_bytes, body = f->spare_body;
+	struct buf req = f->req_bytes, body = f->spare_body, path = f->spare_path;
 	struct buf text = f->reply.spare_text, scratch = f->reply.scratch;
 	struct future_slab *s = f->slab;
 	zero_span(f, 0, REPLY_ERR);
@@ -163,6 +166,7 @@ static void future_reset(struct lr_future *f)
 	error_clear(&f->err);
 	f->req_bytes = req;
 	f->spare_body = body;
+	f->spare_path = path;
 	f->reply.spare_text = text;
 	f->reply.scratch = scratch;
 	f->slab = s;

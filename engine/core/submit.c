@@ -39,7 +39,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		base_paths[p] = f->own_url ? f->own_url->path : e->ep[p].url.path;
 	struct provider_request pr; /* owner: this function */
-	ret = provider_build_request(rq, base_paths, &pr);
+	ret = provider_build_request_into(rq, base_paths, &pr, &f->spare_path);
 	if (ret) {
 		error_copy(&f->err, &pr.err);
 		if (!f->err.message[0])
@@ -98,6 +98,9 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	}
 	if (!ret && e->cfg.tokens_per_minute > 0)
 		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
+	/* The path's memory stays with the future for its next request. */
+	f->spare_path = pr.path;
+	pr.path = (struct buf){0};
 	provider_request_free(&pr);
 	buf_free(&fixed);
 	if (ret && !f->err.code) /* out of memory: no more to say */

@@ -393,6 +393,12 @@ static bool doc_stream(const struct json_doc *d)
 int provider_build_request(const struct lr_request *rq, const char *const *base_paths,
                            struct provider_request *out)
 {
+	return provider_build_request_into(rq, base_paths, out, NULL);
+}
+
+int provider_build_request_into(const struct lr_request *rq, const char *const *base_paths,
+                                struct provider_request *out, struct buf *path_memory)
+{
 	memset(out, 0, sizeof(*out));
 	/* The builders name a failure with static text, or text composed in
 	 * out->err.message; it ends in out->err either way. */
@@ -400,6 +406,11 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	bool want_stream = rq->on_delta || rq->stream;
 	if (rq->body.len && request_has_parts(rq)) {
 		return error_set(&out->err, LR_EINVAL, 0, "a JSON body excludes the message and parameter calls");
+	}
+	if (path_memory) { /* from here on, a failure frees it with the rest (done:) */
+		out->path = *path_memory;
+		buf_clear(&out->path);
+		*path_memory = (struct buf){0};
 	}
 	struct json_doc doc = {0}; /* owner: this function */
 	const char *model = rq->model;
