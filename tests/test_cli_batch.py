@@ -365,6 +365,24 @@ def mock_batch_chat_and_embeddings_succeed():
 
 
 @test
+def custom_ids_of_every_length_come_back_exactly_once():
+    # Line records are reused once reaped (room for 47-byte ids, longer
+    # ones get their own): past many windows, every id comes back exactly
+    # once, whatever the lengths around it.
+    with Tmp() as t:
+        lines, want = [], []
+        for i in range(1500):
+            cid = "r%d" % i if i % 3 else "long-%s-%d" % ("x" * (30 + i % 90), i)
+            lines.append(chat_line(cid, content="line %d" % i))
+            want.append(cid)
+        write_lines(t.path("in.jsonl"), lines)
+        p = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                 "--concurrency", "8", "--quiet"])
+        assert p.returncode == 0, p.stderr
+        check_all_succeeded(t.path("out.jsonl"), want)
+
+
+@test
 def blank_lines_are_skipped_silently():
     with Tmp() as t:
         write_lines(t.path("in.jsonl"), ["", chat_line("a"), "   ", "\t", chat_line("b"), ""])

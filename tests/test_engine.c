@@ -1090,6 +1090,107 @@ static void test_cancel_after_completion_keeps_result(void **state)
 	assert_ok(lr_future_result(f));
 }
 
+/* ---- reused futures ---------------------------------------------------- */
+
+/* The first request succeeds, every later one is reset before any byte. */
+static void reply_ok_then_reset(void *ctx, const struct ts_request *rq, struct ts_reply *r)
+{
+	atomic_int *n = ctx;
+	if (atomic_fetch_add(n, 1) == 0)
+		reply_ok(NULL, rq, r);
+	else
+		r->action = TS_RESET;
+}
+
+static void test_released_future_is_reused_with_nothing_of_its_last_result(void **state)
+{
+	struct fx *fx = *state;
+	static atomic_int served;
+	atomic_store(&served, 0);
+	fx_server(fx, reply_ok_then_reset, &served);
+	/* Driven from this thread: the engine has dropped its reference when
+	 * the wait returns, so the release below is the last one. */
+	fx->cfg.drive_from_caller = 1;
+	fx_engine(fx);
+
+	lr_future *first = lr_submit(fx->eng, new_request("hi"));
+	assert_non_null(first);
+	const lr_result *r = wait_result(first);
+	assert_ok(r);
+	assert_non_null(r->body);
+	assert_non_null(r->text);
+	assert_non_null(r->request_id);
+	lr_future_release(first);
+
+	lr_future *second = fx_submit(fx);
+	/* The warmest released future comes back first: this is the reuse
+	 * under test, not a fresh allocation. */
+	assert_ptr_equal(second, first);
+	r = wait_result(second);
+	assert_true(r->error != 0);
+	assert_non_null(r->error_message);
+	assert_int_equal(r->http_status, 0);
+	assert_null(r->body);
+	assert_int_equal(r->body_len, 0);
+	assert_null(r->text);
+	assert_null(r->model);
+	assert_null(r->request_id);
+	assert_null(r->finish_reason);
+	assert_int_equal(r->tool_call_count, 0);
+	assert_int_equal(r->usage.input_tokens, 0);
+	assert_int_equal(r->usage.output_tokens, 0);
+	assert_int_equal(lr_future_user_data(second), NULL);
+}
+
+static void test_future_the_caller_holds_is_never_reused(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+
+	enum { N = 300 }; /* past the slab's count for max_in_flight 64 */
+	lr_future *held = fx_submit(fx);
+	assert_ok(wait_result(held));
+	for (int i = 0; i < N; i++) {
+		lr_future *f = lr_submit(fx->eng, new_request("again"));
+		assert_non_null(f);
+		assert_ptr_not_equal(f, held);
+		assert_ok(wait_result(f));
+		lr_future_release(f);
+	}
+	const lr_result *r = lr_future_result(held);
+	assert_ok(r);
+	assert_int_equal(r->body_len, strlen(ok_body()));
+	assert_memory_equal(r->body, ok_body(), r->body_len);
+}
+
+static void test_results_outlive_the_engine_until_released(void **state)
+{
+	struct fx *fx = *state;
+	fx_server(fx, reply_ok, NULL);
+	fx_engine(fx);
+
+	enum { N = 200 };
+	lr_future *fs[N];
+	for (int i = 0; i < N; i++) {
+		fs[i] = lr_submit(fx->eng, new_request("hi"));
+		assert_non_null(fs[i]);
+	}
+	for (int i = 0; i < N; i++)
+		assert_ok(wait_result(fs[i]));
+	/* Half released while the engine lives (kept for reuse), half after. */
+	for (int i = 0; i < N / 2; i++)
+		lr_future_release(fs[i]);
+	lr_engine_destroy(fx->eng);
+	fx->eng = NULL;
+	for (int i = N / 2; i < N; i++) {
+		const lr_result *r = lr_future_result(fs[i]);
+		assert_ok(r);
+		assert_memory_equal(r->body, ok_body(), r->body_len);
+		lr_future_release(fs[i]);
+	}
+}
+
 static void test_future_wait_times_out_on_unanswered_request(void **state)
 {
 	struct fx *fx = *state;
@@ -1646,6 +1747,9 @@ int main(void)
 		T(test_cancel_of_unanswered_request_completes_once_with_cancelled),
 		T(test_cancel_of_queued_request_completes_with_cancelled),
 		T(test_cancel_after_completion_keeps_result),
+		T(test_released_future_is_reused_with_nothing_of_its_last_result),
+		T(test_future_the_caller_holds_is_never_reused),
+		T(test_results_outlive_the_engine_until_released),
 		T(test_future_wait_times_out_on_unanswered_request),
 		T(test_reap_delivers_each_completed_future_exactly_once),
 		T(test_completion_fd_is_readable_when_a_future_is_reapable),

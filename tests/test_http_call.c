@@ -30,6 +30,11 @@
 #define KEY "sk-test-SECRET-4242"
 
 /* What the server saw and how it answers; one per test. */
+struct answer {
+	struct answer *next;
+	char bytes[];
+};
+
 struct srv {
 	pthread_mutex_t mu;
 	unsigned requests;
@@ -38,7 +43,9 @@ struct srv {
 	size_t body_len;
 	/* How to answer request number n (0-based). */
 	void (*answer)(struct srv *s, unsigned n, const struct ts_request *rq, struct ts_reply *out);
-	char *reply;               /* owned: bytes of the current answer */
+	/* owned: every answer's bytes, newest first, kept until the server
+	 * stops: another connection may still be sending an older one. */
+	struct answer *replies;
 	size_t big;                /* a body size the answer uses */
 };
 
@@ -68,16 +75,18 @@ static void handler(void *ctx, const struct ts_request *rq, struct ts_reply *out
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Sets the answer's bytes (kept until the next answer). */
+/* Sets the answer's bytes (kept until the server stops). */
 static void reply_with(struct srv *s, struct ts_reply *out, const char *head, const char *body,
                        size_t body_len, enum ts_action action)
 {
-	free(s->reply);
 	size_t hl = strlen(head);
-	s->reply = malloc(hl + body_len + 1);
-	memcpy(s->reply, head, hl);
-	memcpy(s->reply + hl, body, body_len);
-	out->data = s->reply;
+	struct answer *a = malloc(sizeof(*a) + hl + body_len + 1);
+	assert_non_null(a);
+	a->next = s->replies;
+	s->replies = a;
+	memcpy(a->bytes, head, hl);
+	memcpy(a->bytes + hl, body, body_len);
+	out->data = a->bytes;
 	out->len = hl + body_len;
 	out->action = action;
 }
@@ -107,7 +116,11 @@ static void srv_free(struct srv *s)
 {
 	free(s->head);
 	free(s->body);
-	free(s->reply);
+	while (s->replies) {
+		struct answer *next = s->replies->next;
+		free(s->replies);
+		s->replies = next;
+	}
 	pthread_mutex_destroy(&s->mu);
 }
 

@@ -2679,10 +2679,57 @@ static void reply_tool_calls_in_any_index_order(void **state)
 	assert_int_equal(lens[4], 1);
 }
 
+/* ---- reused requests ---- */
+
+static void freed_request_comes_back_empty_with_its_body_memory(void **state)
+{
+	(void)state;
+	/* Held to the end, so this thread's slot is empty whatever ran before. */
+	lr_request *holder = lr_request_new(NULL);
+	assert_non_null(holder);
+	lr_request *first = lr_request_new("gpt-4o-mini");
+	assert_non_null(first);
+	assert_int_equal(lr_request_add_message(first, LR_ROLE_USER, "hi"), 0);
+	assert_int_equal(lr_request_set_body(first, "{\"model\":\"x\"}", 13), 0);
+	assert_int_equal(lr_request_set_base_url(first, "http://127.0.0.1:1/v1"), 0);
+	assert_int_equal(lr_request_add_header(first, "X-Trace", "1"), 0);
+	assert_int_equal(lr_request_set_param(first, "seed", "7"), 0);
+	assert_int_equal(lr_request_add_stop(first, "END"), 0);
+	assert_int_equal(lr_request_set_max_tokens(first, 9), 0);
+	assert_int_equal(lr_request_set_stream(first, 1), 0);
+	assert_int_equal(lr_request_set_timeouts(first, 1, 2, 3), 0);
+	lr_request_set_user_data(first, first);
+	lr_request_free(first);
+
+	lr_request *second = lr_request_new(NULL);
+	/* Same thread, one freed before: the kept request is the one under test. */
+	assert_ptr_equal(second, first);
+	assert_null(second->model);
+	assert_null(second->base_url);
+	assert_false(request_has_parts(second));
+	assert_int_equal(second->body.len, 0);
+	assert_non_null(second->body.data); /* the memory kept */
+	assert_int_equal(second->headers.len, 0);
+	assert_int_equal(second->max_tokens, -1);
+	assert_int_equal(second->max_retries, -1);
+	assert_false(second->stream);
+	assert_true(second->connect_s == 0 && second->idle_s == 0 && second->total_s == 0);
+	assert_null(second->user_data);
+	assert_null(second->on_delta);
+	assert_null(second->call);
+	/* Two at once: the second free has no slot and frees for real. */
+	lr_request *third = lr_request_new("m");
+	assert_ptr_not_equal(third, second);
+	lr_request_free(second);
+	lr_request_free(third);
+	lr_request_free(holder);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		/* 1. request bodies */
+		cmocka_unit_test(freed_request_comes_back_empty_with_its_body_memory),
 		cmocka_unit_test(openai_chat_with_system),
 		cmocka_unit_test(openai_multi_turn_with_tool_results),
 		cmocka_unit_test(openai_tools_and_tool_choice),

@@ -159,6 +159,8 @@ static int engine_create(const lr_config *cfg, lr_engine **out, struct error_inf
 	e->wake_fd = e->completion_fd = -1;
 	atomic_init(&e->reap_want, 1);
 	int ret = engine_configure(e, cfg, error);
+	if (!ret && future_slab_new(e))
+		ret = error_set(error, LR_ENOMEM, 0, "out of memory for the engine");
 	/* e->cache before the loop starts (its thread reads it); the cache's
 	 * thread after (it writes the loop's wake eventfd). */
 	if (!ret)
@@ -185,6 +187,7 @@ static int engine_create(const lr_config *cfg, lr_engine **out, struct error_inf
 	if (e->completion_fd >= 0)
 		close(e->completion_fd);
 	cache_free(e->cache); /* its thread never started */
+	future_slab_close(e->slab);
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		endpoint_wipe(&e->ep[p]);
 	usage_free(&e->usage);
@@ -287,6 +290,7 @@ void engine_free_after_stop(lr_engine *e)
 	price_table_free(e->prices);
 	free(e->ca_file);
 	free(e->cache_path);
+	future_slab_close(e->slab); /* futures still held free themselves */
 	free(e);
 }
 

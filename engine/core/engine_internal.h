@@ -60,8 +60,6 @@ struct lr_future {
 	void *on_delta_user;
 	enum provider provider;
 	enum lr_endpoint endpoint;
-	char request_id[128];
-	struct error_info err;          /* a failure: lr_result.error_message points at err.message */
 
 	/* Engine-side state. */
 	enum future_state state;
@@ -76,7 +74,6 @@ struct lr_future {
 	int max_retries;
 	int should_retry;               /* x-should-retry: 1 true, 0 false, -1 absent */
 	double est_tokens;              /* taken from the token bucket per attempt */
-	char requested_model[96];       /* for accounting when the reply names none */
 	lr_future_fn then_fn;           /* lr_future_then */
 	void *then_user;
 	_Atomic int then_state;         /* 0 none, 1 registered, 2 completed */
@@ -91,6 +88,32 @@ struct lr_future {
 	/* Engine queue (over max_in_flight) while F_WAITING, the active
 	 * list while F_ACTIVE, the backoff list while F_BACKOFF. */
 	struct lr_future *wait_prev, *wait_next;
+	/* Reuse (future.c): the slab a released future goes back to (NULL:
+	 * it is freed), and memory kept from an earlier use for resp_body,
+	 * taken on the first byte (future_body_buf) so that a body is still
+	 * NULL until there is one. */
+	struct future_slab *slab;
+	struct buf spare_body;          /* owner: the future */
+	struct buf spare_path;          /* owner: the future; the provider path's memory (submit.c) */
+
+	/* Text read only as NUL-terminated strings: a reused future empties
+	 * them instead of wiping them, so they come last (future_reset). */
+	char request_id[128];
+	char requested_model[96];       /* for accounting when the reply names none */
+	struct error_info err;          /* a failure: lr_result.error_message points at err.message */
+};
+
+/* Released futures kept for the next lr_submit (future.c), so that a
+ * request costs no allocation of its future or of its buffers' first
+ * bytes. Futures outlive their engine (lr_engine_destroy), so the slab is
+ * shared by the engine and every future allocated from it, and freed by
+ * the last of them. */
+struct future_slab {
+	pthread_mutex_t lock;           /* releases and submissions come from any thread */
+	struct lr_future *free;         /* owner: the slab; LIFO (warmest first), through next */
+	unsigned count, cap;
+	bool closed;                    /* the engine is gone: released futures are freed */
+	_Atomic size_t refs;            /* the engine's, and one per future allocated from it */
 };
 
 /* A doubly linked list through lr_future.wait_prev/wait_next: a future is
@@ -174,6 +197,7 @@ struct lr_engine {
 	struct limits limits;           /* rpm / tpm buckets */
 	struct ring_timer limit_timer;  /* wakes the queue when the buckets refill */
 	struct cache *cache;            /* owner: engine; NULL: no response cache */
+	struct future_slab *slab;       /* shared: the engine's reference (future_slab_close) */
 	struct price_table *prices;     /* owner: engine */
 	struct usage_table usage;       /* owner: engine */
 	uint64_t submitted;             /* accepted by the loop (progress) */
@@ -202,6 +226,17 @@ static inline void eventfd_signal(int fd)
 	do {
 		n = write(fd, &one, sizeof(one));
 	} while (n < 0 && errno == EINTR);
+}
+
+/* A reused future's kept memory becomes resp_body's on the first reserve
+ * or append (resp_body.data stays NULL until then, as in a new future). */
+static inline struct buf *future_body_buf(struct lr_future *f)
+{
+	if (!f->resp_body.data && f->spare_body.data) {
+		f->resp_body = f->spare_body;
+		f->spare_body = (struct buf){0};
+	}
+	return &f->resp_body;
 }
 
 static inline double ns_to_ms(uint64_t ns)
@@ -244,6 +279,10 @@ static inline struct lr_future *stack_take_fifo(_Atomic(struct lr_future *) *hea
 }
 
 /* Futures (future.c) */
+int future_slab_new(struct lr_engine *e);
+void future_slab_close(struct future_slab *s);
+struct lr_future *future_alloc(struct lr_engine *e);
+void future_keep_req_bytes(struct lr_future *f);
 void future_unref(struct lr_future *f);
 void engine_publish_stats(struct lr_engine *e);
 void future_delta(void *user, const lr_delta *d);

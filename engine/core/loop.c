@@ -192,6 +192,10 @@ static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 	if (e->ring.failed)
 		return engine_turn_broken(e, max_wait_ns);
 	uint64_t completions_before = e->completions;
+	/* One reading for all that this part of the turn starts: requests
+	 * submitted since the last turn go on the wire stamped with it
+	 * (pconn_send_request) instead of a reading each. */
+	e->ring.now_ns = clock_now_ns();
 	engine_drain_inbox(e);
 	resolver_drain(e->resolver, e->ring.now_ns);
 	if (!e->shutting_down && atomic_load_explicit(&e->stopping, memory_order_acquire)) {

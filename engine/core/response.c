@@ -92,7 +92,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		call_on_head(f, h);
 		if (!f->call->to_sink && h->content_length > 0 &&
 		    (uint64_t)h->content_length <= f->eng->cfg.max_body_bytes)
-			return buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
+			return buf_reserve(future_body_buf(f), (size_t)h->content_length + 1);
 		return 0;
 	}
 	const struct http_header *ct = of[RESPONSE_HEADER_CONTENT_TYPE];
@@ -107,7 +107,7 @@ static int future_on_head(struct http_exchange *ex, const struct http_head *h)
 		return 0;
 	}
 	if (h->content_length > 0 && (uint64_t)h->content_length <= f->eng->cfg.max_body_bytes)
-		return buf_reserve(&f->resp_body, (size_t)h->content_length + 1);
+		return buf_reserve(future_body_buf(f), (size_t)h->content_length + 1);
 	return 0;
 }
 
@@ -150,7 +150,7 @@ static int future_on_body(struct http_exchange *ex, const char *data, size_t len
 			                 f->eng->cfg.max_body_bytes);
 	}
 	if (!f->stream) {
-		int r = buf_append(&f->resp_body, data, len);
+		int r = buf_append(future_body_buf(f), data, len);
 		return r ? r : engine_check_buffered(f->eng, f);
 	}
 	unsigned long before = f->reply.events;

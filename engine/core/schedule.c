@@ -127,6 +127,7 @@ static void future_start(struct lr_engine *e, struct lr_future *f)
 	f->start_ns = e->ring.now_ns;
 	f->ex.h = &future_exchange_handler;
 	f->ex.origin = o;
+	f->ex.not_before_ns = f->submit_ns; /* queued_ms is never negative */
 	f->ex.req = f->req_bytes.data;
 	f->ex.req_len = f->req_bytes.len;
 	f->ex.body_len = f->call ? f->call->send_len : 0;

@@ -39,7 +39,7 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	for (int p = 0; p < PROVIDER_COUNT; p++)
 		base_paths[p] = f->own_url ? f->own_url->path : e->ep[p].url.path;
 	struct provider_request pr; /* owner: this function */
-	ret = provider_build_request(rq, base_paths, &pr);
+	ret = provider_build_request_into(rq, base_paths, &pr, &f->spare_path);
 	if (ret) {
 		error_copy(&f->err, &pr.err);
 		if (!f->err.message[0])
@@ -48,7 +48,11 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	}
 	f->provider = pr.provider;
 	f->endpoint = rq->endpoint;
-	snprintf(f->requested_model, sizeof(f->requested_model), "%s", pr.model);
+	/* A copy, not snprintf's format walk: both are 96 bytes, NUL-terminated. */
+	_Static_assert(sizeof(f->requested_model) == sizeof(pr.model), "the model's two copies");
+	size_t model_len = strnlen(pr.model, sizeof(pr.model) - 1);
+	memcpy(f->requested_model, pr.model, model_len);
+	f->requested_model[model_len] = '\0';
 	const struct endpoint *ep = &e->ep[pr.provider];
 	const struct buf *hdrs = &ep->fixed_headers;
 	if (f->own_url) {
@@ -94,6 +98,9 @@ static int future_build_request(lr_engine *e, struct lr_future *f, lr_request *r
 	}
 	if (!ret && e->cfg.tokens_per_minute > 0)
 		f->est_tokens = limits_estimate_tokens(body, body_len, rq->max_tokens);
+	/* The path's memory stays with the future for its next request. */
+	f->spare_path = pr.path;
+	pr.path = (struct buf){0};
 	provider_request_free(&pr);
 	buf_free(&fixed);
 	if (ret && !f->err.code) /* out of memory: no more to say */
@@ -111,7 +118,7 @@ void future_fail_early(lr_engine *e, struct lr_future *f, int err, const char *w
 	f->result.error_message = f->err.message;
 	f->result.provider = provider_row(f->provider)->name;
 	f->result.cost_usd = -1;
-	buf_free(&f->req_bytes);
+	future_keep_req_bytes(f);
 	http_call_release(f->call); /* borrowed body bytes go back at once */
 	atomic_store(&f->done, 1);
 	if (e->cfg.reap_completions) {
@@ -159,21 +166,22 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		lr_request_free(rq);
 		return NULL;
 	}
-	struct lr_future *f = calloc(1, sizeof(*f)); /* owner: shared by refs (caller + engine) */
+	struct lr_future *f = future_alloc(e); /* owner: shared by refs (caller + engine) */
 	if (!f) {
 		lr_request_free(rq);
 		return NULL;
 	}
 	atomic_init(&f->refs, 2);
-	f->eng = e;
 	f->user_data = rq->user_data;
 	f->on_delta = rq->on_delta;
 	f->on_delta_user = rq->on_delta_user;
-	reply_init(&f->reply, rq->on_delta || rq->stream ? future_delta : NULL, f);
+	/* The reply is empty (future_alloc), with any kept memory. */
+	reply_set_callback(&f->reply, rq->on_delta || rq->stream ? future_delta : NULL, f);
 	if (rq->stream) {
 		f->pull = calloc(1, sizeof(*f->pull)); /* owner: the future */
 		if (!f->pull) {
-			free(f);
+			atomic_store(&f->refs, 1);
+			future_unref(f);
 			lr_request_free(rq);
 			return NULL;
 		}

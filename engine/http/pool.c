@@ -240,8 +240,10 @@ static void pconn_send_request(struct pconn *pc)
 	struct http_exchange *ex = pc->ex;
 	ex->phase = EX_SENDING;
 	ex->phase_start_ns = pc->pool->ring->now_ns;
-	/* A fresh reading: callers compare it with clocks of other threads. */
-	ex->sent_ns = clock_now_ns();
+	/* The turn's clock (a read per turn, not per request), unless the
+	 * owner's own clock says the request is newer than that. */
+	uint64_t now = pc->pool->ring->now_ns;
+	ex->sent_ns = now >= ex->not_before_ns ? now : clock_now_ns();
 	pc->sending = true;
 	pc->body_sent = 0;
 	conn_send(&pc->conn, ex->req, ex->req_len);

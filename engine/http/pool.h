@@ -67,7 +67,11 @@ struct http_exchange {
 	bool owner_tracks_progress; /* the owner moves last_byte_ns (streams: comments are no progress) */
 	uint64_t phase_start_ns;    /* when the current phase began */
 	uint64_t first_byte_ns, last_byte_ns;
-	uint64_t sent_ns;           /* fresh clock when the request went on the wire */
+	/* When the request went on the wire: the ring's clock of this turn,
+	 * or a fresh reading when that is before not_before_ns (the owner's
+	 * submission time, read on another thread or after the turn began). */
+	uint64_t sent_ns;
+	uint64_t not_before_ns;     /* set by the owner before pool_start */
 	uint64_t dequeued_ns;       /* when it last left the wait for a connection (0: never) */
 	struct pconn *pc;
 	struct http_exchange *next_queued;

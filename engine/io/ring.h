@@ -50,7 +50,7 @@ struct ring_timer {
 struct ring {
 	struct io_uring uring;
 	const char *mode;           /* setup flags the kernel accepted */
-	uint64_t now_ns;            /* clock at the start of this loop turn */
+	uint64_t now_ns;            /* clock at the start of this loop turn and when its wait ended */
 
 	/* Provided buffers for multishot recv (group RING_BUF_GROUP). */
 	struct io_uring_buf_ring *buf_ring; /* owner: ring (mmap) */

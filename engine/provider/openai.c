@@ -44,7 +44,7 @@ static bool in_first_choice(const struct body_fields *bf, const struct json_scan
 /* The reply text, a raw JSON string span. */
 static void body_text(struct body_fields *bf, const char *v, size_t len)
 {
-	int ret = json_unescape_append(&bf->r->text, v, len); /* LR_ENOMEM or LR_EPROTO */
+	int ret = json_unescape_append(reply_text_buf(bf->r, len), v, len); /* LR_ENOMEM or LR_EPROTO */
 	if (ret && !bf->error)
 		bf->error = ret;
 }

@@ -117,7 +117,11 @@ int provider_auth_headers(enum provider p, struct buf *b, const char *key)
 
 static bool name_is(const char *name, size_t len, const char *lit)
 {
-	return lit && strlen(lit) == len && strncasecmp(name, lit, len) == 0;
+	/* The first bytes with case folded (| 0x20 never tells equal letters
+	 * apart) turn most names away before the strlen and compare: every
+	 * response header is looked up against a dozen names. */
+	return lit && len && (name[0] | 0x20) == (lit[0] | 0x20) && strlen(lit) == len &&
+	       strncasecmp(name, lit, len) == 0;
 }
 
 /* Headers every provider's responses may carry: HTTP's own and those of
@@ -389,6 +393,12 @@ static bool doc_stream(const struct json_doc *d)
 int provider_build_request(const struct lr_request *rq, const char *const *base_paths,
                            struct provider_request *out)
 {
+	return provider_build_request_into(rq, base_paths, out, NULL);
+}
+
+int provider_build_request_into(const struct lr_request *rq, const char *const *base_paths,
+                                struct provider_request *out, struct buf *path_memory)
+{
 	memset(out, 0, sizeof(*out));
 	/* The builders name a failure with static text, or text composed in
 	 * out->err.message; it ends in out->err either way. */
@@ -396,6 +406,11 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	bool want_stream = rq->on_delta || rq->stream;
 	if (rq->body.len && request_has_parts(rq)) {
 		return error_set(&out->err, LR_EINVAL, 0, "a JSON body excludes the message and parameter calls");
+	}
+	if (path_memory) { /* from here on, a failure frees it with the rest (done:) */
+		out->path = *path_memory;
+		buf_clear(&out->path);
+		*path_memory = (struct buf){0};
 	}
 	struct json_doc doc = {0}; /* owner: this function */
 	const char *model = rq->model;

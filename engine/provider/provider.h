@@ -82,6 +82,11 @@ void provider_request_free(struct provider_request *pr);
  * holding the code and what was wrong ("" when the code says it all). */
 int provider_build_request(const struct lr_request *rq, const char *const *base_paths,
                            struct provider_request *out);
+/* The same, with out->path built in path_memory's memory (taken, left
+ * empty): a caller that builds one request after another gives the path
+ * back to path_memory afterwards and allocates it once. */
+int provider_build_request_into(const struct lr_request *rq, const char *const *base_paths,
+                                struct provider_request *out, struct buf *path_memory);
 
 /*
  * A whole (non-streamed) response. Fills r; for a provider whose shape is

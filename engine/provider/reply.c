@@ -33,7 +33,7 @@ static void calls_free(struct reply *r)
 
 void reply_reset(struct reply *r)
 {
-	struct buf text = r->text, scratch = r->scratch;
+	struct buf text = r->text, scratch = r->scratch, spare = r->spare_text;
 	lr_delta_fn fn = r->fn;
 	void *user = r->user;
 	calls_free(r);
@@ -42,6 +42,7 @@ void reply_reset(struct reply *r)
 	buf_clear(&scratch);
 	r->text = text;
 	r->scratch = scratch;
+	r->spare_text = spare;
 	r->fn = fn;
 	r->user = user;
 }
@@ -51,6 +52,21 @@ void reply_free(struct reply *r)
 	calls_free(r);
 	buf_free(&r->text);
 	buf_free(&r->scratch);
+	buf_free(&r->spare_text);
+}
+
+void reply_recycle(struct reply *r, size_t keep_cap)
+{
+	calls_free(r);
+	if (r->text.data && !r->spare_text.data && r->text.cap <= keep_cap) {
+		r->spare_text = r->text;
+		r->text = (struct buf){0};
+	}
+	buf_free(&r->text);
+	buf_clear(&r->spare_text);
+	if (r->scratch.cap > keep_cap)
+		buf_free(&r->scratch);
+	buf_clear(&r->scratch);
 }
 
 int reply_fail(struct reply *r, int err, const char *fmt, ...)
@@ -92,7 +108,7 @@ int reply_text_finish(struct reply *r, int choice, const char *v, size_t len, bo
 	int ret = decode(r, v, len, escaped);
 	if (ret)
 		return reply_fail(r, ret, "a stream event's text could not be decoded");
-	if (choice == 0 && buf_append(&r->text, r->scratch.data, r->scratch.len))
+	if (choice == 0 && buf_append(reply_text_buf(r, r->scratch.len), r->scratch.data, r->scratch.len))
 		return reply_fail(r, LR_ENOMEM, "out of memory");
 	bool finish = reason && reason[0];
 	if (finish && choice == 0)

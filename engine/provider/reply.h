@@ -38,6 +38,10 @@ struct reply {
 	unsigned long call_probes;  /* work counter: slots examined finding calls (tests) */
 	lr_tool_call *public_calls; /* owner: the reply; lr_result's view, built at the end */
 	struct buf scratch;    /* owner: the reply; one delta's text, unescaped */
+	/* owner: the reply; memory kept from an earlier reply (a reused
+	 * future), taken by the first text byte: text.data stays NULL until
+	 * there is text, as in a new reply (reply_text_buf). */
+	struct buf spare_text;
 	lr_delta_fn fn;             /* borrowed: the caller's callback, or NULL */
 	void *user;
 	char id[128];
@@ -52,6 +56,25 @@ struct reply {
 };
 
 void reply_init(struct reply *r, lr_delta_fn fn, void *user);
+/* Frees what a reused reply does not keep and empties it; the text's
+ * memory (up to keep_cap bytes) moves to spare_text, scratch stays. A
+ * zeroed reply with those two is ready for reply_set_callback. */
+void reply_recycle(struct reply *r, size_t keep_cap);
+static inline void reply_set_callback(struct reply *r, lr_delta_fn fn, void *user)
+{
+	r->fn = fn;
+	r->user = user;
+}
+/* r->text for an append of len bytes: the spare memory is taken only
+ * when bytes come. */
+static inline struct buf *reply_text_buf(struct reply *r, size_t len)
+{
+	if (len && !r->text.data && r->spare_text.data) {
+		r->text = r->spare_text;
+		r->spare_text = (struct buf){0};
+	}
+	return &r->text;
+}
 /* Keeps allocations and the callback; clears the rest (a retry). */
 void reply_reset(struct reply *r);
 void reply_free(struct reply *r);

@@ -3,30 +3,29 @@
 #include "provider/request.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "format/json.h"
 
-LR_API lr_request *lr_request_new(const char *model)
-{
-	lr_request *rq = calloc(1, sizeof(*rq)); /* owner: the caller until lr_submit */
-	if (!rq)
-		return NULL;
-	rq->max_tokens = -1;
-	rq->max_retries = -1;
-	if (model && !(rq->model = strdup(model))) {
-		free(rq);
-		return NULL;
-	}
-	return rq;
-}
+/*
+ * One freed request per thread is kept, with its body's memory, for the
+ * next lr_request_new on that thread: a bulk caller builds and submits
+ * one request after another (lr_submit frees each), and then a request
+ * costs no allocation of its own. The kept one is freed when its thread
+ * ends (the key's destructor); the main thread's stays reachable to exit.
+ */
+#define REQUEST_KEEP_BODY (16 * 1024)
 
-LR_API void lr_request_free(lr_request *rq)
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static bool spare_ready;
+
+static void request_destroy(lr_request *rq)
 {
-	if (!rq)
-		return;
 	free(rq->model);
 	free(rq->base_url);
 	buf_free(&rq->body);
@@ -43,6 +42,86 @@ LR_API void lr_request_free(lr_request *rq)
 	free(rq->params);
 	http_call_free(rq->call);
 	free(rq);
+}
+
+static void spare_destroy(void *rq)
+{
+	request_destroy(rq);
+}
+
+static void spare_setup(void)
+{
+	spare_ready = pthread_key_create(&spare_key, spare_destroy) == 0;
+}
+
+/* This thread's kept request, taken; NULL when there is none. */
+static lr_request *spare_take(void)
+{
+	pthread_once(&spare_once, spare_setup);
+	if (!spare_ready)
+		return NULL;
+	lr_request *rq = pthread_getspecific(spare_key);
+	if (rq)
+		pthread_setspecific(spare_key, NULL);
+	return rq;
+}
+
+LR_API lr_request *lr_request_new(const char *model)
+{
+	lr_request *rq = spare_take();
+	if (rq) {
+		struct buf body = rq->body; /* kept: the rest was freed by lr_request_free */
+		memset(rq, 0, sizeof(*rq));
+		buf_clear(&body);
+		rq->body = body;
+	} else {
+		rq = calloc(1, sizeof(*rq)); /* owner: the caller until lr_submit */
+		if (!rq)
+			return NULL;
+	}
+	rq->max_tokens = -1;
+	rq->max_retries = -1;
+	if (model && !(rq->model = strdup(model))) {
+		request_destroy(rq);
+		return NULL;
+	}
+	return rq;
+}
+
+LR_API void lr_request_free(lr_request *rq)
+{
+	if (!rq)
+		return;
+	pthread_once(&spare_once, spare_setup);
+	if (!spare_ready || rq->body.cap > REQUEST_KEEP_BODY || pthread_getspecific(spare_key)) {
+		request_destroy(rq);
+		return;
+	}
+	/* Kept: everything but the struct and the body's memory goes now. */
+	struct buf body = rq->body;
+	rq->body = (struct buf){0};
+	free(rq->model);
+	rq->model = NULL;
+	free(rq->base_url);
+	rq->base_url = NULL;
+	buf_free(&rq->messages);
+	buf_free(&rq->tools);
+	buf_free(&rq->inputs);
+	buf_free(&rq->prompt);
+	buf_free(&rq->stops);
+	buf_free(&rq->headers);
+	for (unsigned i = 0; i < rq->nparams; i++) {
+		free(rq->params[i].key);
+		free(rq->params[i].value);
+	}
+	free(rq->params);
+	rq->params = NULL;
+	rq->nparams = 0;
+	http_call_free(rq->call);
+	rq->call = NULL;
+	rq->body = body;
+	if (pthread_setspecific(spare_key, rq))
+		request_destroy(rq);
 }
 
 bool request_has_parts(const struct lr_request *rq)

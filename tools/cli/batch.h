@@ -113,6 +113,7 @@ struct line_rec {
 	uint64_t input_line;
 	const char *model; /* borrowed: options or the batch's model names */
 	size_t id_len;
+	size_t id_room;    /* custom_id's capacity less the NUL (a reused record's may be more) */
 	char custom_id[];  /* id_len bytes plus a NUL */
 };
 
@@ -186,6 +187,10 @@ struct batch {
 	const struct batch_hooks *hooks; /* borrowed: batch_run's caller; NULL for the command */
 	bool stopped;               /* the hooks' stop flag was seen */
 	struct line_rec *recs;      /* owner: the batch; records not yet reaped */
+	/* owner: the batch; reaped records kept for the next lines (through
+	 * next), at most a window's worth: no allocation per line. */
+	struct line_rec *spare_recs;
+	long spare_count;
 	/* --via provider-batch: usable lines go here instead of submit_line
 	 * (line: the input line's bytes, for its hash); NULL: sent directly. */
 	void (*line_sink)(struct batch *b, const char *custom_id, size_t id_len,

@@ -67,10 +67,42 @@ void model_names_free(struct model_names *list)
 	list->count = list->cap = 0;
 }
 
+/* Room for ids up to this long in every new record, so reaped records
+ * fit the next line's id (custom_ids are mostly short). */
+#define REC_MIN_ID_ROOM 47
+
+/* A record for an id of id_len bytes: a reaped one when it has room. */
+static struct line_rec *rec_take(struct batch *b, size_t id_len)
+{
+	struct line_rec *rec = b->spare_recs;
+	if (rec && rec->id_room >= id_len) {
+		b->spare_recs = rec->next;
+		b->spare_count--;
+		return rec;
+	}
+	size_t room = id_len < REC_MIN_ID_ROOM ? REC_MIN_ID_ROOM : id_len;
+	rec = malloc(sizeof(*rec) + room + 1); /* owner: the request, then the spares */
+	if (rec)
+		rec->id_room = room;
+	return rec;
+}
+
+/* A record done with: kept for a later line, or freed. */
+static void rec_give(struct batch *b, struct line_rec *rec)
+{
+	if (rec && b->spare_count < b->window) {
+		rec->next = b->spare_recs;
+		b->spare_recs = rec;
+		b->spare_count++;
+		return;
+	}
+	free(rec);
+}
+
 void submit_line(struct batch *b, const char *custom_id, size_t id_len,
                  const struct input_request *in)
 {
-	struct line_rec *rec = malloc(sizeof(*rec) + id_len + 1); /* owner: the request, freed when reaped */
+	struct line_rec *rec = rec_take(b, id_len); /* owner: the request, given back when reaped */
 	if (!rec) {
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
@@ -105,7 +137,7 @@ void submit_line(struct batch *b, const char *custom_id, size_t id_len,
 		               .retry_after_s = -1};
 		b->pend.failed++;
 		write_outcome(b, rec, &r);
-		free(rec);
+		rec_give(b, rec);
 		return;
 	}
 	/* The reaped handle is the one used later; this one is not needed. */
@@ -139,7 +171,7 @@ static void handle_completion(struct batch *b, lr_future *f)
 		recs_unlink(b, rec);
 	if (!r || !rec) { /* cannot happen for a reaped future of ours */
 		lr_future_release(f);
-		free(rec);
+		rec_give(b, rec);
 		return;
 	}
 	if (r->error == LR_OK)
@@ -156,7 +188,7 @@ static void handle_completion(struct batch *b, lr_future *f)
 			b->priced = true; /* priced, at nothing */
 		}
 		write_outcome(b, rec, r);
-		free(rec);
+		rec_give(b, rec);
 		lr_future_release(f);
 		return;
 	}
@@ -176,7 +208,7 @@ static void handle_completion(struct batch *b, lr_future *f)
 		}
 	}
 	write_outcome(b, rec, r);
-	free(rec);
+	rec_give(b, rec);
 	lr_future_release(f);
 }
 
@@ -262,6 +294,11 @@ static void batch_free(struct batch *b)
 		struct line_rec *rec = b->recs;
 		recs_unlink(b, rec);
 		free(rec);
+	}
+	while (b->spare_recs) {
+		struct line_rec *next = b->spare_recs->next;
+		free(b->spare_recs);
+		b->spare_recs = next;
 	}
 	if (b->mock)
 		mock_server_stop(b->mock);
