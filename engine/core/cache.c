@@ -19,13 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
 #include <sqlite3.h>
 
 #include "core/engine_internal.h"
 #include "format/jcs.h"
 #include "provider/provider.h"
 #include "util/clock.h"
+#include "util/sha256.h"
 
 /* Another process holding the write lock longer than this is a problem
  * to report, not a reason to hold requests back further. */
@@ -272,13 +272,8 @@ static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
 	int n = snprintf(head, sizeof(head), "%s\n%s\n%s\n%s://%s:%u%s\n", CACHE_KEY_VERSION,
 	                 provider_row(f->provider)->name, endpoint_name(f->endpoint),
 	                 u->https ? "https" : "http", u->host, (unsigned)u->port, u->path);
-	mbedtls_sha256_context sha;
-	mbedtls_sha256_init(&sha);
-	mbedtls_sha256_starts_ret(&sha, 0);
-	mbedtls_sha256_update_ret(&sha, (const unsigned char *)head, (size_t)n);
-	mbedtls_sha256_update_ret(&sha, (const unsigned char *)c->canon.data, c->canon.len);
-	mbedtls_sha256_finish_ret(&sha, key);
-	mbedtls_sha256_free(&sha);
+	struct sha256_part parts[2] = {{head, (size_t)n}, {c->canon.data, c->canon.len}};
+	sha256_parts(parts, 2, key);
 	return 0;
 }
 
