@@ -108,6 +108,50 @@ static void test_number_helper(void **state)
 	assert_string_equal(out, "-1e-7");
 }
 
+/* Numbers without an exponent and with at most 15 significant digits take
+ * a short path (no strtod): each must come out as the general path
+ * (strtod, then the shortest form that reads back) writes it. */
+static void test_short_numbers_equal_the_general_path(void **state)
+{
+	(void)state;
+	uint32_t x = 2463534242u;
+	char token[64], text[80], want[40];
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		/* -?, up to 22 integer digits (0 alone when 0), up to 25 decimals,
+		 * zeros likely (they are where the short path counts). */
+		size_t o = 0;
+		if (x & 1)
+			token[o++] = '-';
+		int ints = (int)(x >> 1) % 23, decs = (int)(x >> 6) % 26;
+		uint32_t y = x;
+		for (int d = 0; d < (ints ? ints : 1); d++) {
+			y = y * 1103515245u + 12345u;
+			char c = (y >> 16) % 3 == 0 ? '0' : (char)('0' + (y >> 18) % 10);
+			token[o++] = d == 0 && ints > 1 && c == '0' ? '1' : ints ? c : '0';
+		}
+		if (decs) {
+			token[o++] = '.';
+			for (int d = 0; d < decs; d++) {
+				y = y * 1103515245u + 12345u;
+				token[o++] = (y >> 16) % 2 ? '0' : (char)('0' + (y >> 18) % 10);
+			}
+		}
+		token[o] = '\0';
+		snprintf(text, sizeof(text), "[%s]", token);
+		want[0] = '[';
+		size_t n = jcs_number(strtod(token, NULL), want + 1);
+		memcpy(want + 1 + n, "]", 2);
+		expect(text, want);
+	}
+	expect("[0.000001,0.0000001,100000000000000000000,1000000000000000000000]",
+	       "[0.000001,1e-7,100000000000000000000,1e+21]");
+	expect("[-0.0,0.000,-0,10.050,123456789012345,1234567890123456]",
+	       "[0,0,0,10.05,123456789012345,1234567890123456]");
+}
+
 static void test_strings_escaped_minimally(void **state)
 {
 	(void)state;
@@ -178,6 +222,7 @@ int main(void)
 		cmocka_unit_test(test_keys_sort_by_utf16_units),
 		cmocka_unit_test(test_numbers_in_ecmascript_form),
 		cmocka_unit_test(test_number_helper),
+		cmocka_unit_test(test_short_numbers_equal_the_general_path),
 		cmocka_unit_test(test_strings_escaped_minimally),
 		cmocka_unit_test(test_dropped_members_only_at_the_top),
 		cmocka_unit_test(test_invalid_text_refused),

@@ -3,7 +3,8 @@
  * the canonical form as it goes. Objects are the one place it must look
  * ahead: their members are canonicalized one by one into a scratch buffer
  * and written out in key order. It runs on the cache's thread, off the
- * I/O loop, on request bodies, so clarity beats speed here.
+ * I/O loop, on every request body a cache looks up: numbers most
+ * requests hold take a path without strtod and printf.
  */
 #include "format/jcs.h"
 
@@ -158,6 +159,53 @@ static locale_t c_locale(void)
 	return jcs_c_locale ? jcs_c_locale : LC_GLOBAL_LOCALE;
 }
 
+/* ECMAScript's form of the number 0.d1d2..dk x 10^n (k significant
+ * digits, the last not 0), into out (at least 32 bytes). */
+static size_t format_digits(bool neg, const char *digits, int k, int n, char *out)
+{
+	size_t o = 0;
+	if (neg)
+		out[o++] = '-';
+	if (k <= n && n <= 21) {
+		memcpy(out + o, digits, (size_t)k);
+		o += (size_t)k;
+		for (int i = k; i < n; i++)
+			out[o++] = '0';
+	} else if (0 < n && n <= 21) {
+		memcpy(out + o, digits, (size_t)n);
+		o += (size_t)n;
+		out[o++] = '.';
+		memcpy(out + o, digits + n, (size_t)(k - n));
+		o += (size_t)(k - n);
+	} else if (-6 < n && n <= 0) {
+		out[o++] = '0';
+		out[o++] = '.';
+		for (int i = 0; i < -n; i++)
+			out[o++] = '0';
+		memcpy(out + o, digits, (size_t)k);
+		o += (size_t)k;
+	} else {
+		out[o++] = digits[0];
+		if (k > 1) {
+			out[o++] = '.';
+			memcpy(out + o, digits + 1, (size_t)(k - 1));
+			o += (size_t)(k - 1);
+		}
+		int e = n - 1 < 0 ? 1 - n : n - 1;
+		char ebuf[8];
+		int el = 0;
+		do
+			ebuf[el++] = (char)('0' + e % 10);
+		while ((e /= 10) && el < 8);
+		out[o++] = 'e';
+		out[o++] = n - 1 < 0 ? '-' : '+';
+		while (el)
+			out[o++] = ebuf[--el];
+	}
+	out[o] = '\0';
+	return o;
+}
+
 size_t jcs_number(double v, char out[32])
 {
 	locale_t old = uselocale(c_locale()); /* snprintf and strtod below: C's */
@@ -187,39 +235,61 @@ size_t jcs_number(double v, char out[32])
 	while (k > 1 && digits[k - 1] == '0')
 		k--;
 	int n = atoi(q + 1) + 1; /* the decimal point sits after n digits */
-	size_t o = 0;
-	if (neg)
-		out[o++] = '-';
-	if (k <= n && n <= 21) {
-		memcpy(out + o, digits, (size_t)k);
-		o += (size_t)k;
-		for (int i = k; i < n; i++)
-			out[o++] = '0';
-	} else if (0 < n && n <= 21) {
-		memcpy(out + o, digits, (size_t)n);
-		o += (size_t)n;
-		out[o++] = '.';
-		memcpy(out + o, digits + n, (size_t)(k - n));
-		o += (size_t)(k - n);
-	} else if (-6 < n && n <= 0) {
-		out[o++] = '0';
-		out[o++] = '.';
-		for (int i = 0; i < -n; i++)
-			out[o++] = '0';
-		memcpy(out + o, digits, (size_t)k);
-		o += (size_t)k;
-	} else {
-		out[o++] = digits[0];
-		if (k > 1) {
-			out[o++] = '.';
-			memcpy(out + o, digits + 1, (size_t)(k - 1));
-			o += (size_t)(k - 1);
-		}
-		o += (size_t)snprintf(out + o, 32 - o, "e%c%d", n - 1 < 0 ? '-' : '+', abs(n - 1));
-	}
-	out[o] = '\0';
 	uselocale(old);
-	return o;
+	return format_digits(neg, digits, k, n, out);
+}
+
+/*
+ * The canonical form of a number token without an exponent whose
+ * significant digits are at most 15 (DBL_DIG), as most numbers in
+ * requests are (16, 0.7, 1024): such a decimal reads as a double that no
+ * shorter decimal reads as, and the shortest form that reads back is
+ * its own digits, so no strtod and no printf loop. 0 when the token is
+ * not such a number (jcs_number then decides).
+ */
+static size_t short_number(const char *s, size_t len, char out[32])
+{
+	const char *p = s, *end = s + len;
+	bool neg = p < end && *p == '-';
+	if (neg)
+		p++;
+	char digits[16];
+	int k = 0, n = 0, zeros = 0; /* zeros: ones held back, kept if a digit follows */
+	bool seen = false, frac = false;
+	for (; p < end; p++) {
+		if (*p == '.') {
+			frac = true;
+			continue;
+		}
+		if (*p < '0' || *p > '9')
+			return 0; /* an exponent */
+		if (!seen && *p == '0') {
+			if (frac && --n <= -6)
+				return 0; /* 0.00d: the point moves right of these */
+			continue;
+		}
+		seen = true;
+		if (!frac)
+			n++;
+		if (*p == '0') {
+			zeros++;
+			continue;
+		}
+		if (k + zeros + 1 > 15)
+			return 0;
+		while (zeros) {
+			digits[k++] = '0';
+			zeros--;
+		}
+		digits[k++] = *p;
+	}
+	if (!seen) {
+		memcpy(out, "0", 2); /* 0, -0, 0.000 */
+		return 1;
+	}
+	if (n > 21 || n <= -6)
+		return 0; /* written with an exponent: the general path */
+	return format_digits(neg, digits, k, n, out);
 }
 
 /* A number token per RFC 8259's grammar, written in ECMAScript's form. */
@@ -253,6 +323,12 @@ static int read_number(struct reader *r, struct buf *out)
 			p++;
 	}
 	size_t len = (size_t)(p - s);
+	char num[32];
+	size_t nlen = short_number(s, len, num);
+	if (nlen) {
+		r->p = p;
+		return buf_append(out, num, nlen);
+	}
 	char stack[64];
 	char *copy = len < sizeof(stack) ? stack : malloc(len + 1); /* owner: this function */
 	if (!copy)
@@ -264,7 +340,6 @@ static int read_number(struct reader *r, struct buf *out)
 		free(copy);
 	if (v == __builtin_inf() || v == -__builtin_inf())
 		return LR_EPROTO; /* JCS has no form for it */
-	char num[32];
 	buf_append(out, num, jcs_number(v, num));
 	r->p = p;
 	return buf_error(out);
