@@ -21,6 +21,7 @@
 
 #include <sqlite3.h>
 
+#include "core/cache_filter.h"
 #include "core/engine_internal.h"
 #include "format/jcs.h"
 #include "provider/provider.h"
@@ -32,8 +33,8 @@
 #define CACHE_BUSY_MS 5000
 /* Stores written together: a transaction at this many, or once the
  * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
-#define CACHE_WRITE_BATCH 1024
-#define CACHE_WRITE_DELAY_MS 20
+#define CACHE_WRITE_BATCH 4096
+#define CACHE_WRITE_DELAY_MS 50
 #define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
 /* Part of every key: a change to what keys are made of bumps it, so old
  * entries are never read as answers to a different question. */
@@ -79,6 +80,19 @@ struct cache {
 	unsigned pend_n;
 	size_t pend_bytes;          /* their bodies' bytes */
 	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
+	/* The keys the file holds (cache_filter.h): a miss without a SELECT.
+	 * Built once this process has looked up a sixteenth as many keys as
+	 * the file had rows when opened (a reading of every key then pays);
+	 * kept whole with this process's stores, and with other processes'
+	 * rows (ids past filter_max_id) whenever PRAGMA data_version says
+	 * another connection committed. */
+	struct cache_filter filter; /* owner: the thread */
+	bool filter_on;             /* complete: a key not in it is not in the file */
+	bool filter_failed;         /* could not be built or kept: SELECTs only */
+	int64_t filter_max_id;      /* rows up to this id are in it */
+	int64_t data_version;       /* PRAGMA data_version it is complete for */
+	uint64_t filter_after;      /* lookups before it is built */
+	uint64_t looked_up;         /* lookups so far */
 	/* Problems for on_log: set by the thread, logged by the engine's. */
 	pthread_mutex_t log_lock;
 	char log[3][256];           /* under log_lock; one per enum cache_problem bit */
@@ -140,6 +154,8 @@ void cache_flush_log(struct lr_engine *e)
 
 static void db_close(struct cache *c)
 {
+	cache_filter_free(&c->filter);
+	c->filter_on = false;
 	sqlite3_finalize(c->get);
 	sqlite3_finalize(c->put);
 	sqlite3_close(c->db);
@@ -231,6 +247,14 @@ static int db_setup(struct cache *c, const char **stepp)
 		                        "SELECT status, request_id, body FROM llmring_responses WHERE key=?",
 		                        -1, &c->get, NULL);
 	}
+	if (rc == SQLITE_OK) {
+		sqlite3_stmt *max = NULL;
+		if (sqlite3_prepare_v2(c->db, "SELECT max(id) FROM llmring_responses", -1, &max, NULL) ==
+		        SQLITE_OK &&
+		    sqlite3_step(max) == SQLITE_ROW)
+			c->filter_after = (uint64_t)sqlite3_column_int64(max, 0) / 16;
+		sqlite3_finalize(max);
+	}
 	if (rc == SQLITE_OK && c->writes) {
 		step = "preparing its writes";
 		rc = sqlite3_prepare_v2(c->db,
@@ -279,6 +303,14 @@ static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
 
 /* ---- the thread -------------------------------------------------------- */
 
+/* The filter off for good (this file): lookups SELECT as before. */
+static void filter_give_up(struct cache *c)
+{
+	cache_filter_free(&c->filter);
+	c->filter_on = false;
+	c->filter_failed = true;
+}
+
 static unsigned pend_slot(const unsigned char key[32])
 {
 	uint32_t h;
@@ -312,6 +344,71 @@ static void pend_add(struct cache *c, struct cache_put *p)
 	while (c->pend_slots[i] && memcmp(c->pend_slots[i]->key, p->key, 32) != 0)
 		i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1);
 	c->pend_slots[i] = p; /* the newer of two for one key is the answer */
+	if (c->filter_on && cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
+		filter_give_up(c);
+}
+
+/* Adds the rows past filter_max_id; in a read transaction, so the rows
+ * read and the data_version they go with are one snapshot. */
+static void filter_read_rows(struct cache *c, int64_t version)
+{
+	/* From nothing, the key's index holds all it needs (key, id), and is
+	 * far smaller than the table; later, ids past the last seen are the
+	 * rows appended since (ids only grow: rows are never deleted). */
+	const char *sql = c->filter_max_id ? "SELECT id, key FROM llmring_responses WHERE id > ?"
+	                                   : "SELECT id, key FROM llmring_responses";
+	sqlite3_stmt *scan = NULL;
+	int rc = sqlite3_prepare_v2(c->db, sql, -1, &scan, NULL);
+	if (rc == SQLITE_OK && c->filter_max_id)
+		sqlite3_bind_int64(scan, 1, c->filter_max_id);
+	int64_t max_id = c->filter_max_id;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(scan)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(scan, 0);
+		const void *key = sqlite3_column_blob(scan, 1);
+		if (key && sqlite3_column_bytes(scan, 1) == 32 &&
+		    cache_filter_add(&c->filter, cache_filter_word(key)) != 0)
+			rc = SQLITE_NOMEM;
+		else
+			rc = SQLITE_OK;
+		if (id > max_id)
+			max_id = id;
+	}
+	sqlite3_finalize(scan);
+	if (rc != SQLITE_DONE) {
+		filter_give_up(c);
+		return;
+	}
+	c->filter_max_id = max_id;
+	c->data_version = version;
+	c->filter_on = true;
+}
+
+/* In lookup_batch's read transaction, before its lookups: the filter
+ * built when it is due, and caught up when another connection wrote. */
+static void filter_catch_up(struct cache *c)
+{
+	if (c->filter_failed || (!c->filter_on && c->looked_up < c->filter_after))
+		return;
+	sqlite3_stmt *st = NULL;
+	int64_t version = -1;
+	if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (version < 0) {
+		filter_give_up(c);
+		return;
+	}
+	if (c->filter_on && version == c->data_version)
+		return; /* only this connection wrote since: its stores are in it */
+	bool building = !c->filter_on;
+	filter_read_rows(c, version);
+	/* Stores not written yet are found by pend_find, and once written
+	 * nothing would add them (this connection's commits leave its
+	 * data_version alone): in from the start. */
+	for (struct cache_put *p = c->pend_head; building && c->filter_on && p; p = p->next)
+		if (cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
+			filter_give_up(c);
 }
 
 /* One lookup: f->resp_body gets the stored body on a hit. */
@@ -327,7 +424,7 @@ static void lookup_one(struct cache *c, struct lr_future *f)
 		}
 		return;
 	}
-	if (!c->db)
+	if (!c->db || (c->filter_on && !cache_filter_may_hold(&c->filter, cache_filter_word(f->cache_key))))
 		return;
 	sqlite3_reset(c->get);
 	sqlite3_bind_blob(c->get, 1, f->cache_key, 32, SQLITE_STATIC);
@@ -360,6 +457,8 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 {
 	struct lr_future *chain = NULL, *last = NULL; /* newest first, for stack_push */
 	bool txn = c->db && c->reads && sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	if (txn)
+		filter_catch_up(c);
 	while (fifo) {
 		struct lr_future *f = fifo;
 		fifo = f->next;
@@ -369,6 +468,7 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 			f->cache_state = CACHE_MISS;
 			if (c->reads) {
 				atomic_fetch_add_explicit(&c->lookups, 1, memory_order_relaxed);
+				c->looked_up++;
 				lookup_one(c, f);
 			}
 		}
