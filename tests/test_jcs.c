@@ -79,6 +79,30 @@ static void test_keys_sort_by_utf16_units(void **state)
 	       "\"\xe2\x82\xac\":\"Euro Sign\",\"\xf0\x9f\x98\x80\":\"Emoji\",\"\xef\xac\xb3\":\"Hebrew\"}");
 }
 
+/* Keys that share a prefix, keys past ASCII after a shared prefix, and an
+ * object larger than the sort's small case: the same order throughout. */
+static void test_keys_sort_whatever_their_count_and_prefixes(void **state)
+{
+	(void)state;
+	expect("{\"ab\":1,\"a\":2,\"abc\":3,\"a\xef\xac\xb3\":4,\"a\xf0\x9f\x98\x80\":5,\"aB\":6}",
+	       "{\"a\":2,\"aB\":6,\"ab\":1,\"abc\":3,\"a\xf0\x9f\x98\x80\":5,\"a\xef\xac\xb3\":4}");
+	char text[2000], want[2000];
+	size_t t = 0, w = 0;
+	t += (size_t)snprintf(text + t, sizeof(text) - t, "{");
+	w += (size_t)snprintf(want + w, sizeof(want) - w, "{");
+	for (int i = 39; i >= 0; i--)
+		t += (size_t)snprintf(text + t, sizeof(text) - t, "%s\"k%02d\" : \"v\\u00e9%d\"", i == 39 ? "" : ",", i, i);
+	for (int i = 0; i < 40; i++)
+		w += (size_t)snprintf(want + w, sizeof(want) - w, "%s\"k%02d\":\"v\xc3\xa9%d\"", i ? "," : "", i, i);
+	snprintf(text + t, sizeof(text) - t, "}");
+	snprintf(want + w, sizeof(want) - w, "}");
+	expect(text, want);
+	/* A string without escapes is copied; one with bad UTF-8 is still refused. */
+	expect("[\"caf\xc3\xa9 \xe2\x82\xac\"]", "[\"caf\xc3\xa9 \xe2\x82\xac\"]");
+	refused("[\"caf\xc3\"]");
+	refused("[\"a\xed\xa0\x80\"]");
+}
+
 static void test_numbers_in_ecmascript_form(void **state)
 {
 	(void)state;
@@ -220,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_whitespace_goes),
 		cmocka_unit_test(test_keys_sorted_at_every_level),
 		cmocka_unit_test(test_keys_sort_by_utf16_units),
+		cmocka_unit_test(test_keys_sort_whatever_their_count_and_prefixes),
 		cmocka_unit_test(test_numbers_in_ecmascript_form),
 		cmocka_unit_test(test_number_helper),
 		cmocka_unit_test(test_short_numbers_equal_the_general_path),

@@ -143,6 +143,31 @@ static void write_string(struct buf *out, const char *s, size_t len)
 	buf_append(out, "\"", 1);
 }
 
+/* The length of the string at r->p (at its opening quote) with its
+ * quotes when it holds no escape and no control character, and its
+ * bytes past ASCII are valid UTF-8: JSON.stringify writes such a string
+ * as it is. 0 otherwise (read_string and write_string decide). */
+static size_t plain_string(const struct reader *r)
+{
+	const char *p = r->p + 1;
+	while (p < r->end) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '"')
+			return (size_t)(p + 1 - r->p);
+		if (c == '\\' || c < 0x20)
+			return 0;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		size_t n = utf8_char_len(p, (size_t)(r->end - p));
+		if (!n)
+			return 0;
+		p += n;
+	}
+	return 0;
+}
+
 static locale_t jcs_c_locale;
 static pthread_once_t jcs_locale_once = PTHREAD_ONCE_INIT;
 
@@ -394,6 +419,18 @@ static _Thread_local struct object_ctx sort_ctx;
 static int member_cmp(const void *a, const void *b)
 {
 	const struct member *x = a, *y = b;
+	/* Up to the first byte that differs the keys are equal; when both of
+	 * those bytes are ASCII (or one key ends there), byte order is UTF-16
+	 * order. Only bytes past ASCII need the units. */
+	const unsigned char *kx = (const unsigned char *)sort_ctx.base + x->key;
+	const unsigned char *ky = (const unsigned char *)sort_ctx.base + y->key;
+	size_t common = x->key_len < y->key_len ? x->key_len : y->key_len, i = 0;
+	while (i < common && kx[i] == ky[i])
+		i++;
+	if (i == common)
+		return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+	if (kx[i] < 0x80 && ky[i] < 0x80)
+		return kx[i] < ky[i] ? -1 : 1;
 	struct units ux = {(const unsigned char *)sort_ctx.base + x->key,
 	                   (const unsigned char *)sort_ctx.base + x->key + x->key_len, 0};
 	struct units uy = {(const unsigned char *)sort_ctx.base + y->key,
@@ -421,8 +458,9 @@ static bool dropped(const char *key, size_t len, const char *const *drop, int nd
 static int read_object(struct reader *r, struct buf *out, const char *const *drop, int ndrop)
 {
 	struct buf scratch = {0};   /* owner: this function */
-	struct member *m = NULL;    /* owner: this function; n used of cap */
-	size_t n = 0, cap = 0;
+	struct member small[16];    /* most objects: no allocation */
+	struct member *m = small;   /* owner: this function unless small; n used of cap */
+	size_t n = 0, cap = sizeof(small) / sizeof(small[0]);
 	int ret = 0;
 	r->p++; /* { */
 	skip_ws(r);
@@ -437,12 +475,14 @@ static int read_object(struct reader *r, struct buf *out, const char *const *dro
 			break;
 		}
 		if (n == cap) {
-			size_t c = cap ? cap * 2 : 8;
-			struct member *g = realloc(m, c * sizeof(*m));
+			size_t c = cap * 2;
+			struct member *g = m == small ? malloc(c * sizeof(*m)) : realloc(m, c * sizeof(*m));
 			if (!g) {
 				ret = LR_ENOMEM;
 				break;
 			}
+			if (m == small)
+				memcpy(g, small, sizeof(small));
 			m = g;
 			cap = c;
 		}
@@ -477,7 +517,16 @@ static int read_object(struct reader *r, struct buf *out, const char *const *dro
 	}
 	if (!ret) {
 		sort_ctx.base = scratch.data;
-		qsort(m, n, sizeof(*m), member_cmp);
+		if (n <= sizeof(small) / sizeof(small[0])) {
+			for (size_t i = 1; i < n; i++) /* insertion: cheaper than qsort for a few */
+				for (size_t j = i; j > 0 && member_cmp(&m[j - 1], &m[j]) > 0; j--) {
+					struct member t = m[j];
+					m[j] = m[j - 1];
+					m[j - 1] = t;
+				}
+		} else {
+			qsort(m, n, sizeof(*m), member_cmp);
+		}
 		buf_append(out, "{", 1);
 		for (size_t i = 0; i < n; i++) {
 			if (i)
@@ -489,7 +538,8 @@ static int read_object(struct reader *r, struct buf *out, const char *const *dro
 		buf_append(out, "}", 1);
 		ret = buf_error(out);
 	}
-	free(m);
+	if (m != small)
+		free(m);
 	buf_free(&scratch);
 	return ret;
 }
@@ -546,6 +596,12 @@ static int read_value(struct reader *r, struct buf *out, const char *const *drop
 		r->depth--;
 		return ret;
 	case '"': {
+		size_t raw = plain_string(r);
+		if (raw) {
+			buf_append(out, r->p, raw);
+			r->p += raw;
+			return buf_error(out);
+		}
 		struct buf s = {0}; /* owner: this block */
 		ret = read_string(r, &s);
 		if (!ret) {
