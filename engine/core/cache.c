@@ -22,39 +22,22 @@
 #include <sqlite3.h>
 
 #include "core/cache_filter.h"
+#include "core/cache_internal.h"
 #include "core/engine_internal.h"
 #include "format/jcs.h"
 #include "provider/provider.h"
 #include "util/clock.h"
 #include "util/sha256.h"
 
-/* Another process holding the write lock longer than this is a problem
- * to report, not a reason to hold requests back further. */
-#define CACHE_BUSY_MS 5000
 /* Stores written together: a transaction at this many, or once the
  * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
 #define CACHE_WRITE_BATCH 4096
 #define CACHE_WRITE_DELAY_MS 50
 #define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
+#define PEND_SLOTS (2 * CACHE_WRITE_BATCH)
 /* Part of every key: a change to what keys are made of bumps it, so old
  * entries are never read as answers to a different question. */
 #define CACHE_KEY_VERSION "llmring-cache-1"
-
-/* What the cache reports, each once. */
-enum cache_problem { PROBLEM_OPEN = 1, PROBLEM_READ = 2, PROBLEM_WRITE = 4 };
-
-/* One success to store; owner: the store stack, then the cache thread. */
-struct cache_put {
-	struct cache_put *next;
-	unsigned char key[32];
-	int status;
-	const char *provider;       /* static: the provider row's name */
-	enum lr_endpoint endpoint;
-	char model[128];
-	char request_id[128];
-	size_t body_len;
-	char body[];
-};
 
 struct cache {
 	struct lr_engine *e;        /* borrowed: the engine that owns this cache */
@@ -70,18 +53,27 @@ struct cache {
 	_Atomic bool sleeping;
 	bool stop;                  /* under lock */
 	_Atomic(struct lr_future *) lookup_head;
+	/* Engine thread: lookups were pushed onto an empty queue during this
+	 * turn; the thread is woken once, before the loop waits (a wake-up
+	 * per submission cost the loop more than the lookups). */
+	bool kick;
 	_Atomic(struct cache_put *) put_head;
 	/* The thread's own. */
 	sqlite3 *db;                /* owner: the thread; NULL: no usable file */
-	sqlite3_stmt *get, *put;    /* owner: the thread */
+	sqlite3_stmt *get;          /* owner: the thread */
 	sqlite3_stmt *version;      /* owner: the thread; PRAGMA data_version */
 	struct buf canon;           /* owner: the thread; one body's canonical form */
 	/* Stores not yet written, in arrival order, and by key for lookups:
 	 * written in big transactions (each one rewrites the index pages it
 	 * touches: a few rows per transaction made a cold run several times
-	 * slower than no cache), yet found by a lookup at once. */
+	 * slower than no cache), yet found by a lookup at once. Two tables:
+	 * the stores pending (slots[cur]), and the batch the writer has
+	 * (slots[!cur]), found in memory until its commit is done. */
+	struct cache_writer writer;
 	struct cache_put *pend_head, *pend_tail; /* owner: the thread */
-	struct cache_put *pend_slots[2 * CACHE_WRITE_BATCH]; /* borrowed from the list */
+	struct cache_put *out_head; /* owner: the thread; lent to the writer */
+	struct cache_put *slots[2][PEND_SLOTS]; /* borrowed from those lists */
+	unsigned cur;
 	unsigned pend_n;
 	size_t pend_bytes;          /* their bodies' bytes */
 	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
@@ -109,7 +101,7 @@ struct cache {
 	_Atomic double saved;       /* written by the engine thread only */
 };
 
-static void cache_wake(struct cache *c)
+void cache_wake(struct cache *c)
 {
 	/* The push before this and the load are ordered against the thread's
 	 * store of sleeping and its loads of the queues (seq_cst both). */
@@ -121,10 +113,7 @@ static void cache_wake(struct cache *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* The thread met a problem: counted always, passed to on_log the first
- * time of its kind. */
-__attribute__((format(printf, 3, 4))) static void cache_problem(struct cache *c, unsigned kind,
-                                                                const char *fmt, ...)
+void cache_problem(struct cache *c, unsigned kind, const char *fmt, ...)
 {
 	atomic_fetch_add_explicit(&c->errors, 1, memory_order_relaxed);
 	if (atomic_fetch_or(&c->seen, kind) & kind)
@@ -139,6 +128,11 @@ __attribute__((format(printf, 3, 4))) static void cache_problem(struct cache *c,
 	pthread_mutex_unlock(&c->log_lock);
 	atomic_store(&c->has_log, 1);
 	eventfd_signal(c->e->wake_fd); /* the engine's next turn logs it */
+}
+
+void cache_count_stores(struct cache *c, unsigned n)
+{
+	atomic_fetch_add_explicit(&c->stores, n, memory_order_relaxed);
 }
 
 void cache_flush_log(struct lr_engine *e)
@@ -166,10 +160,9 @@ static void db_close(struct cache *c)
 	cache_filter_free(&c->filter);
 	c->filter_on = false;
 	sqlite3_finalize(c->get);
-	sqlite3_finalize(c->put);
 	sqlite3_finalize(c->version);
 	sqlite3_close(c->db);
-	c->get = c->put = c->version = NULL;
+	c->get = c->version = NULL;
 	c->db = NULL;
 }
 
@@ -226,9 +219,8 @@ static void db_open(struct cache *c)
 static int db_setup(struct cache *c, const char **stepp)
 {
 	sqlite3_finalize(c->get);
-	sqlite3_finalize(c->put);
 	sqlite3_finalize(c->version);
-	c->get = c->put = c->version = NULL;
+	c->get = c->version = NULL;
 	sqlite3_busy_timeout(c->db, CACHE_BUSY_MS);
 	/* Reads through a mapping and a larger page cache: a lookup that
 	 * misses the cache no longer costs a pread per page. */
@@ -244,7 +236,7 @@ static int db_setup(struct cache *c, const char **stepp)
 		 * (WITHOUT ROWID), every insert rewrote a random page of bodies,
 		 * and a cold run was several times slower than no cache. */
 		rc = sqlite3_exec(c->db,
-		                  "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=8192;"
+		                  "PRAGMA synchronous=NORMAL;"
 		                  "CREATE TABLE IF NOT EXISTS llmring_responses("
 		                  " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE,"
 		                  " provider TEXT NOT NULL, endpoint TEXT NOT NULL,"
@@ -268,21 +260,13 @@ static int db_setup(struct cache *c, const char **stepp)
 		if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &c->version, NULL) != SQLITE_OK)
 			c->filter_failed = true; /* SELECTs only */
 	}
-	if (rc == SQLITE_OK && c->writes) {
-		step = "preparing its writes";
-		rc = sqlite3_prepare_v2(c->db,
-		                        "INSERT OR REPLACE INTO llmring_responses"
-		                        "(key,provider,endpoint,model,status,request_id,body,created)"
-		                        " VALUES(?,?,?,?,?,?,?,?)",
-		                        -1, &c->put, NULL);
-	}
 	*stepp = step;
 	return rc;
 }
 
 /* ---- keys -------------------------------------------------------------- */
 
-static const char *endpoint_name(enum lr_endpoint ep)
+const char *cache_endpoint_name(enum lr_endpoint ep)
 {
 	return ep == LR_ENDPOINT_EMBEDDINGS ? "embeddings" : ep == LR_ENDPOINT_COMPLETIONS ? "completions"
 	                                                                                    : "chat";
@@ -310,7 +294,7 @@ static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
 	char head[sizeof(CACHE_KEY_VERSION) + 64 + sizeof(u->host) + sizeof(u->path) + 32];
 	size_t n = 0;
 	const char *pieces[] = {CACHE_KEY_VERSION "\n", provider_row(f->provider)->name, "\n",
-	                        endpoint_name(f->endpoint), "\n", u->https ? "https://" : "http://",
+	                        cache_endpoint_name(f->endpoint), "\n", u->https ? "https://" : "http://",
 	                        u->host, ":"};
 	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
 		size_t piece_len = strnlen(pieces[i], 255);
@@ -348,17 +332,32 @@ static unsigned pend_slot(const unsigned char key[32])
 {
 	uint32_t h;
 	memcpy(&h, key, sizeof(h)); /* a hash already */
-	return h & (2 * CACHE_WRITE_BATCH - 1);
+	return h & (PEND_SLOTS - 1);
 }
 
-/* The pending store of key, or NULL. */
-static struct cache_put *pend_find(struct cache *c, const unsigned char key[32])
+static struct cache_put *slots_find(struct cache_put **slots, const unsigned char key[32])
 {
-	for (unsigned i = pend_slot(key);; i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1)) {
-		struct cache_put *p = c->pend_slots[i];
+	for (unsigned i = pend_slot(key);; i = (i + 1) & (PEND_SLOTS - 1)) {
+		struct cache_put *p = slots[i];
 		if (!p || memcmp(p->key, key, 32) == 0)
 			return p;
 	}
+}
+
+/* The store of key not yet committed, or NULL: a pending one first (the
+ * newer), then one of the writer's batch. */
+static struct cache_put *pend_find(struct cache *c, const unsigned char key[32])
+{
+	struct cache_put *p = c->pend_n ? slots_find(c->slots[c->cur], key) : NULL;
+	return p || !c->out_head ? p : slots_find(c->slots[!c->cur], key);
+}
+
+/* Empties the slots of a list's entries (only those: a table is 64 KiB). */
+static void slots_clear(struct cache_put **slots, const struct cache_put *list)
+{
+	for (; list; list = list->next)
+		for (unsigned i = pend_slot(list->key); slots[i]; i = (i + 1) & (PEND_SLOTS - 1))
+			slots[i] = NULL;
 }
 
 static void pend_add(struct cache *c, struct cache_put *p)
@@ -373,12 +372,46 @@ static void pend_add(struct cache *c, struct cache_put *p)
 		c->pend_since_ns = clock_now_ns();
 	c->pend_bytes += p->body_len;
 	/* At most CACHE_WRITE_BATCH are pending: the table stays half full. */
+	struct cache_put **slots = c->slots[c->cur];
 	unsigned i = pend_slot(p->key);
-	while (c->pend_slots[i] && memcmp(c->pend_slots[i]->key, p->key, 32) != 0)
-		i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1);
-	c->pend_slots[i] = p; /* the newer of two for one key is the answer */
+	while (slots[i] && memcmp(slots[i]->key, p->key, 32) != 0)
+		i = (i + 1) & (PEND_SLOTS - 1);
+	slots[i] = p; /* the newer of two for one key is the answer */
 	if (c->filter_on && cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
 		filter_give_up(c);
+}
+
+/* The writer's batch, once it is done with it: out of its table, freed.
+ * false: the writer still has it (with wait, never). */
+static bool out_collect(struct cache *c, bool wait)
+{
+	if (!c->out_head)
+		return true;
+	struct cache_put *p = cache_writer_take_done(&c->writer, wait);
+	if (!p)
+		return false;
+	slots_clear(c->slots[!c->cur], p);
+	c->out_head = NULL;
+	while (p) {
+		struct cache_put *next = p->next;
+		free(p);
+		p = next;
+	}
+	return true;
+}
+
+/* Hands what is pending to the writer, in one transaction, once it is
+ * done with the batch before (at once, with wait). */
+static void pend_flush(struct cache *c, bool wait)
+{
+	if (!c->pend_n || !out_collect(c, wait))
+		return;
+	c->out_head = c->pend_head;
+	c->cur = !c->cur;
+	c->pend_head = c->pend_tail = NULL;
+	c->pend_n = 0;
+	c->pend_bytes = 0;
+	cache_writer_hand(&c->writer, c->out_head);
 }
 
 /* Adds the rows past filter_max_id; in a read transaction, so the rows
@@ -445,7 +478,7 @@ static void filter_catch_up(struct cache *c)
 /* One lookup: f->resp_body gets the stored body on a hit. */
 static void lookup_one(struct cache *c, struct lr_future *f)
 {
-	struct cache_put *p = c->pend_n ? pend_find(c, f->cache_key) : NULL;
+	struct cache_put *p = pend_find(c, f->cache_key);
 	if (p) {
 		buf_clear(&f->resp_body);
 		if (buf_append(&f->resp_body, p->body, p->body_len) == 0) {
@@ -515,62 +548,6 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 		eventfd_signal(c->e->wake_fd);
 }
 
-static void store_batch(struct cache *c, struct cache_put *p)
-{
-	unsigned n = 0;
-	for (struct cache_put *q = p; q; q = q->next)
-		n++;
-	int rc = c->db ? sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
-	int64_t now = (int64_t)time(NULL);
-	for (struct cache_put *q = p; c->db && rc == SQLITE_OK && q; q = q->next) {
-		sqlite3_reset(c->put);
-		sqlite3_bind_blob(c->put, 1, q->key, 32, SQLITE_STATIC);
-		sqlite3_bind_text(c->put, 2, q->provider, -1, SQLITE_STATIC);
-		sqlite3_bind_text(c->put, 3, endpoint_name(q->endpoint), -1, SQLITE_STATIC);
-		sqlite3_bind_text(c->put, 4, q->model, -1, SQLITE_STATIC);
-		sqlite3_bind_int(c->put, 5, q->status);
-		sqlite3_bind_text(c->put, 6, q->request_id, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(c->put, 7, q->body, (int)q->body_len, SQLITE_STATIC);
-		sqlite3_bind_int64(c->put, 8, now);
-		rc = sqlite3_step(c->put);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	if (c->db) {
-		sqlite3_reset(c->put);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-		if (rc == SQLITE_OK) {
-			atomic_fetch_add_explicit(&c->stores, n, memory_order_relaxed);
-		} else {
-			cache_problem(c, PROBLEM_WRITE,
-			              "cache %s could not store %u response%s (%s); requests are not affected",
-			              c->path, n, n == 1 ? "" : "s", sqlite3_errmsg(c->db));
-			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-		}
-	}
-	while (p) {
-		struct cache_put *next = p->next;
-		free(p);
-		p = next;
-	}
-}
-
-/* Writes what is pending, in one transaction. */
-static void pend_flush(struct cache *c)
-{
-	if (!c->pend_n)
-		return;
-	/* Only the slots in use: the whole table is 64 KiB. */
-	for (struct cache_put *q = c->pend_head; q; q = q->next)
-		for (unsigned i = pend_slot(q->key); c->pend_slots[i]; i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1))
-			c->pend_slots[i] = NULL;
-	struct cache_put *p = c->pend_head;
-	c->pend_head = c->pend_tail = NULL;
-	c->pend_n = 0;
-	c->pend_bytes = 0;
-	store_batch(c, p);
-}
-
 /* Reverses a stack of puts into arrival order. */
 static struct cache_put *puts_fifo(struct cache_put *p)
 {
@@ -589,6 +566,8 @@ static void *cache_thread(void *arg)
 	struct cache *c = arg;
 	pthread_setname_np(pthread_self(), "llmring-cache");
 	db_open(c);
+	if (c->db && c->writes)
+		cache_writer_start(&c->writer, c, c->path);
 	for (;;) {
 		/* Lookups taken first, stores added first: a request sent after
 		 * another one completed finds its response (its store was pushed
@@ -599,7 +578,7 @@ static void *cache_thread(void *arg)
 		while (ps) {
 			struct cache_put *next = ps->next;
 			if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES)
-				pend_flush(c);
+				pend_flush(c, true); /* the writer is behind: held up here, stores kept */
 			if (c->db)
 				pend_add(c, ps);
 			else
@@ -608,16 +587,18 @@ static void *cache_thread(void *arg)
 		}
 		if (fs)
 			lookup_batch(c, fs);
+		out_collect(c, false);
 		bool due = c->pend_n &&
 		           clock_now_ns() - c->pend_since_ns >= CACHE_WRITE_DELAY_MS * 1000000ull;
 		if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES || due)
-			pend_flush(c);
+			pend_flush(c, false); /* when the writer is free: no lookup waits for it */
 		if (fs)
 			continue;
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
 		atomic_store(&c->sleeping, true);
-		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head)) {
+		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head) &&
+		    !atomic_load(&c->writer.done)) {
 			if (c->pend_n) {
 				/* Wakes to write what is pending, if nothing else comes. */
 				struct timespec ts;
@@ -637,7 +618,10 @@ static void *cache_thread(void *arg)
 		if (stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head))
 			break;
 	}
-	pend_flush(c);
+	/* Everything stored is written before the engine is gone. */
+	pend_flush(c, true);
+	out_collect(c, true);
+	cache_writer_stop(&c->writer);
 	db_close(c);
 	return NULL;
 }
@@ -700,8 +684,21 @@ void cache_free(struct cache *c)
 void cache_submit(struct cache *c, struct lr_future *f)
 {
 	f->cache_state = CACHE_LOOKUP;
-	if (stack_push(&c->lookup_head, f, &f->next))
+	if (!stack_push(&c->lookup_head, f, &f->next))
+		return; /* whoever pushed first wakes it */
+	if (engine_on_owner(c->e))
+		c->kick = true;
+	else
 		cache_wake(c);
+}
+
+void cache_kick(struct lr_engine *e)
+{
+	struct cache *c = e->cache;
+	if (c && c->kick) {
+		c->kick = false;
+		cache_wake(c);
+	}
 }
 
 void cache_store(struct cache *c, struct lr_future *f)

@@ -47,6 +47,9 @@ void cache_free(struct cache *c);
 /* lr_submit, any thread, for a future whose request bytes are built: the
  * cache takes it and puts it on the submit stack after its lookup. */
 void cache_submit(struct cache *c, struct lr_future *f);
+/* Engine thread, before its loop waits and at the end of a turn: wakes
+ * the cache thread for the lookups submitted from this thread meanwhile. */
+void cache_kick(struct lr_engine *e);
 /* Engine thread, a future back from the cache: true when it is done
  * with (a hit replayed and completed, or cancelled while on the queue);
  * false: send it. */
