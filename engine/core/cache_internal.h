@@ -74,6 +74,7 @@ void cache_writer_stop(struct cache_writer *w);
 __attribute__((format(printf, 3, 4))) void cache_problem(struct cache *c, unsigned kind,
                                                          const char *fmt, ...);
 void cache_count_stores(struct cache *c, unsigned n);
+void cache_count_hit(struct cache *c);
 void cache_wake(struct cache *c);
 const char *cache_endpoint_name(enum lr_endpoint ep);
 
