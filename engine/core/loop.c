@@ -181,6 +181,7 @@ static int engine_turn_broken(struct lr_engine *e, uint64_t max_wait_ns)
 
 static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 {
+	cache_kick(e); /* lookups submitted from this thread between turns */
 	if (e->ring.failed)
 		return engine_turn_broken(e, max_wait_ns);
 	uint64_t completions_before = e->completions;
