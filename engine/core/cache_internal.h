@@ -55,7 +55,7 @@ struct cache_writer {
 	bool stop;                  /* under lock */
 	_Atomic bool done;          /* written is set: the cache thread looks without the lock */
 	sqlite3 *db;                /* owner: the writer thread; NULL: stores dropped */
-	sqlite3_stmt *put;          /* owner: the writer thread */
+	sqlite3_stmt *put, *put_many; /* owner: the writer thread; one row, ROWS_PER_INSERT rows */
 };
 
 /* Starts w's thread for c's file (it opens its own connection there). 0,

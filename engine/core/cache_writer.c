@@ -1,8 +1,35 @@
 /* The cache's writer thread (cache_internal.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "core/cache_internal.h"
+
+/* Rows per INSERT statement: a statement's start and end cost as much
+ * as a row's insert, so most rows go 16 to a statement. */
+#define ROWS_PER_INSERT 16
+
+static int prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **out)
+{
+	char sql[96 + ROWS_PER_INSERT * 20];
+	int n = snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO llmring_responses"
+	                 "(key,provider,endpoint,model,status,request_id,body,created) VALUES");
+	for (int i = 0; i < rows; i++)
+		n += snprintf(sql + n, sizeof(sql) - (size_t)n, "%s(?,?,?,?,?,?,?,?)", i ? "," : "");
+	return sqlite3_prepare_v2(db, sql, n, out, NULL);
+}
+
+static void bind_row(sqlite3_stmt *st, int first, const struct cache_put *q, int64_t now)
+{
+	sqlite3_bind_blob(st, first, q->key, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 1, q->provider, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 2, cache_endpoint_name(q->endpoint), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 3, q->model, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, first + 4, q->status);
+	sqlite3_bind_text(st, first + 5, q->request_id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, first + 6, q->body, (int)q->body_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, first + 7, now);
+}
 
 static void writer_open(struct cache_writer *w)
 {
@@ -17,18 +44,17 @@ static void writer_open(struct cache_writer *w)
 		                  " PRAGMA cache_size=-32768", NULL, NULL, NULL);
 	}
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(w->db,
-		                        "INSERT OR REPLACE INTO llmring_responses"
-		                        "(key,provider,endpoint,model,status,request_id,body,created)"
-		                        " VALUES(?,?,?,?,?,?,?,?)",
-		                        -1, &w->put, NULL);
+		rc = prepare_insert(w->db, 1, &w->put);
+	if (rc == SQLITE_OK)
+		rc = prepare_insert(w->db, ROWS_PER_INSERT, &w->put_many);
 	if (rc != SQLITE_OK) {
 		cache_problem(w->c, PROBLEM_WRITE,
 		              "cache %s cannot be written (%s); requests are not affected", w->path,
 		              w->db ? sqlite3_errmsg(w->db) : sqlite3_errstr(rc));
 		sqlite3_finalize(w->put);
+		sqlite3_finalize(w->put_many);
 		sqlite3_close(w->db);
-		w->put = NULL;
+		w->put = w->put_many = NULL;
 		w->db = NULL;
 	}
 }
@@ -43,20 +69,19 @@ static void write_batch(struct cache_writer *w, struct cache_put *p)
 		n++;
 	int rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	int64_t now = (int64_t)time(NULL);
-	for (struct cache_put *q = p; rc == SQLITE_OK && q; q = q->next) {
-		sqlite3_reset(w->put);
-		sqlite3_bind_blob(w->put, 1, q->key, 32, SQLITE_STATIC);
-		sqlite3_bind_text(w->put, 2, q->provider, -1, SQLITE_STATIC);
-		sqlite3_bind_text(w->put, 3, cache_endpoint_name(q->endpoint), -1, SQLITE_STATIC);
-		sqlite3_bind_text(w->put, 4, q->model, -1, SQLITE_STATIC);
-		sqlite3_bind_int(w->put, 5, q->status);
-		sqlite3_bind_text(w->put, 6, q->request_id, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(w->put, 7, q->body, (int)q->body_len, SQLITE_STATIC);
-		sqlite3_bind_int64(w->put, 8, now);
-		rc = sqlite3_step(w->put);
+	/* Rows in order (a later store of a key replaces an earlier one). */
+	const struct cache_put *q = p;
+	for (unsigned left = n; rc == SQLITE_OK && q;) {
+		sqlite3_stmt *st = left >= ROWS_PER_INSERT ? w->put_many : w->put;
+		int rows = st == w->put ? 1 : ROWS_PER_INSERT;
+		sqlite3_reset(st);
+		for (int i = 0; i < rows; i++, q = q->next)
+			bind_row(st, 8 * i + 1, q, now);
+		left -= (unsigned)rows;
+		rc = sqlite3_step(st);
 		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+		sqlite3_reset(st);
 	}
-	sqlite3_reset(w->put);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
 	if (rc == SQLITE_OK) {
@@ -94,8 +119,9 @@ static void *writer_thread(void *arg)
 	}
 	pthread_mutex_unlock(&w->lock);
 	sqlite3_finalize(w->put);
+	sqlite3_finalize(w->put_many);
 	sqlite3_close(w->db); /* the last connection to close checkpoints the WAL */
-	w->put = NULL;
+	w->put = w->put_many = NULL;
 	w->db = NULL;
 	return NULL;
 }
