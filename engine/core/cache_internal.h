@@ -12,7 +12,9 @@
 
 #include <sqlite3.h>
 
-#include "core/cache.h"
+#include "llmring.h"
+
+struct cache;
 
 /* Another process holding the write lock longer than this is a problem
  * to report, not a reason to hold requests back further. */

@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/cache.h"
 #include "core/cache_internal.h"
 #include "core/engine_internal.h"
 #include "provider/provider.h"
