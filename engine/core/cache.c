@@ -107,9 +107,9 @@ struct cache {
 
 void cache_wake(struct cache *c)
 {
-	/* The push before this and the load are ordered against the thread's
-	 * store of sleeping and its loads of the queues (seq_cst both). */
-	atomic_thread_fence(memory_order_seq_cst);
+	/* The pushes (lookups, stores, the writer's done) are seq_cst, as are
+	 * this load and the thread's store of sleeping and loads of the
+	 * queues: either the thread sees the push, or this sees it sleeping. */
 	if (!atomic_load(&c->sleeping))
 		return; /* awake: it looks at the queues again before sleeping */
 	pthread_mutex_lock(&c->lock);
@@ -688,7 +688,12 @@ void cache_free(struct cache *c)
 void cache_submit(struct cache *c, struct lr_future *f)
 {
 	f->cache_state = CACHE_LOOKUP;
-	if (!stack_push(&c->lookup_head, f, &f->next))
+	struct lr_future *old = atomic_load_explicit(&c->lookup_head, memory_order_relaxed);
+	do {
+		f->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&c->lookup_head, &old, f, memory_order_seq_cst,
+	                                                memory_order_relaxed));
+	if (old)
 		return; /* whoever pushed first wakes it */
 	if (engine_on_owner(c->e))
 		c->kick = true;
@@ -724,7 +729,7 @@ void cache_store(struct cache *c, struct lr_future *f)
 	struct cache_put *old = atomic_load_explicit(&c->put_head, memory_order_relaxed);
 	do {
 		p->next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_release,
+	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_seq_cst,
 	                                                memory_order_relaxed));
 	if (!old)
 		cache_wake(c);
