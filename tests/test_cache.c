@@ -604,7 +604,7 @@ static void test_a_full_disk_fails_no_request_and_is_reported_once(void **state)
 			snprintf(body, sizeof(body),
 			         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"srv:big %d\"}]}", i);
 			bad |= ask(e, body, t, sizeof(t)); /* a miss, answered, every time */
-			usleep(30000); /* past the cache's 20 ms write delay: a transaction each */
+			usleep(60000); /* past the cache's 50 ms write delay: a transaction each */
 		}
 		lr_cache_stats st;
 		lr_engine_cache_stats(e, &st);

@@ -79,6 +79,30 @@ static void test_keys_sort_by_utf16_units(void **state)
 	       "\"\xe2\x82\xac\":\"Euro Sign\",\"\xf0\x9f\x98\x80\":\"Emoji\",\"\xef\xac\xb3\":\"Hebrew\"}");
 }
 
+/* Keys that share a prefix, keys past ASCII after a shared prefix, and an
+ * object larger than the sort's small case: the same order throughout. */
+static void test_keys_sort_whatever_their_count_and_prefixes(void **state)
+{
+	(void)state;
+	expect("{\"ab\":1,\"a\":2,\"abc\":3,\"a\xef\xac\xb3\":4,\"a\xf0\x9f\x98\x80\":5,\"aB\":6}",
+	       "{\"a\":2,\"aB\":6,\"ab\":1,\"abc\":3,\"a\xf0\x9f\x98\x80\":5,\"a\xef\xac\xb3\":4}");
+	char text[2000], want[2000];
+	size_t t = 0, w = 0;
+	t += (size_t)snprintf(text + t, sizeof(text) - t, "{");
+	w += (size_t)snprintf(want + w, sizeof(want) - w, "{");
+	for (int i = 39; i >= 0; i--)
+		t += (size_t)snprintf(text + t, sizeof(text) - t, "%s\"k%02d\" : \"v\\u00e9%d\"", i == 39 ? "" : ",", i, i);
+	for (int i = 0; i < 40; i++)
+		w += (size_t)snprintf(want + w, sizeof(want) - w, "%s\"k%02d\":\"v\xc3\xa9%d\"", i ? "," : "", i, i);
+	snprintf(text + t, sizeof(text) - t, "}");
+	snprintf(want + w, sizeof(want) - w, "}");
+	expect(text, want);
+	/* A string without escapes is copied; one with bad UTF-8 is still refused. */
+	expect("[\"caf\xc3\xa9 \xe2\x82\xac\"]", "[\"caf\xc3\xa9 \xe2\x82\xac\"]");
+	refused("[\"caf\xc3\"]");
+	refused("[\"a\xed\xa0\x80\"]");
+}
+
 static void test_numbers_in_ecmascript_form(void **state)
 {
 	(void)state;
@@ -106,6 +130,50 @@ static void test_number_helper(void **state)
 	assert_string_equal(out, "0.30000000000000004");
 	jcs_number(-1e-7, out);
 	assert_string_equal(out, "-1e-7");
+}
+
+/* Numbers without an exponent and with at most 15 significant digits take
+ * a short path (no strtod): each must come out as the general path
+ * (strtod, then the shortest form that reads back) writes it. */
+static void test_short_numbers_equal_the_general_path(void **state)
+{
+	(void)state;
+	uint32_t x = 2463534242u;
+	char token[64], text[80], want[40];
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		/* -?, up to 22 integer digits (0 alone when 0), up to 25 decimals,
+		 * zeros likely (they are where the short path counts). */
+		size_t o = 0;
+		if (x & 1)
+			token[o++] = '-';
+		int ints = (int)(x >> 1) % 23, decs = (int)(x >> 6) % 26;
+		uint32_t y = x;
+		for (int d = 0; d < (ints ? ints : 1); d++) {
+			y = y * 1103515245u + 12345u;
+			char c = (y >> 16) % 3 == 0 ? '0' : (char)('0' + (y >> 18) % 10);
+			token[o++] = d == 0 && ints > 1 && c == '0' ? '1' : ints ? c : '0';
+		}
+		if (decs) {
+			token[o++] = '.';
+			for (int d = 0; d < decs; d++) {
+				y = y * 1103515245u + 12345u;
+				token[o++] = (y >> 16) % 2 ? '0' : (char)('0' + (y >> 18) % 10);
+			}
+		}
+		token[o] = '\0';
+		snprintf(text, sizeof(text), "[%s]", token);
+		want[0] = '[';
+		size_t n = jcs_number(strtod(token, NULL), want + 1);
+		memcpy(want + 1 + n, "]", 2);
+		expect(text, want);
+	}
+	expect("[0.000001,0.0000001,100000000000000000000,1000000000000000000000]",
+	       "[0.000001,1e-7,100000000000000000000,1e+21]");
+	expect("[-0.0,0.000,-0,10.050,123456789012345,1234567890123456]",
+	       "[0,0,0,10.05,123456789012345,1234567890123456]");
 }
 
 static void test_strings_escaped_minimally(void **state)
@@ -176,8 +244,10 @@ int main(void)
 		cmocka_unit_test(test_whitespace_goes),
 		cmocka_unit_test(test_keys_sorted_at_every_level),
 		cmocka_unit_test(test_keys_sort_by_utf16_units),
+		cmocka_unit_test(test_keys_sort_whatever_their_count_and_prefixes),
 		cmocka_unit_test(test_numbers_in_ecmascript_form),
 		cmocka_unit_test(test_number_helper),
+		cmocka_unit_test(test_short_numbers_equal_the_general_path),
 		cmocka_unit_test(test_strings_escaped_minimally),
 		cmocka_unit_test(test_dropped_members_only_at_the_top),
 		cmocka_unit_test(test_invalid_text_refused),

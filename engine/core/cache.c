@@ -1,10 +1,14 @@
 /*
- * The response cache (cache.h): SQLite on a thread of its own. Futures
- * and responses to store arrive on two lock-free stacks; the thread takes
- * each whole, looks the futures up in one read transaction and hands
- * them back to the engine's submit stack with one wake-up, then writes
- * the responses in one write transaction. WAL mode and a busy timeout
- * let several processes share one file.
+ * The response cache (cache.h): SQLite on two threads of its own.
+ * Futures and responses to store arrive on two lock-free stacks; the
+ * cache thread takes each whole, keys the futures and looks them up in
+ * one read transaction (a miss the set of the file's keys rules out
+ * needs no SELECT; cache_filter.h), hands them back to the engine's
+ * submit stack with one wake-up, and holds the responses in memory,
+ * where lookups find them at once, until the writer thread
+ * (cache_writer.c) has committed them, in big batches on a connection of
+ * its own: no lookup waits for a commit. WAL mode and a busy timeout let
+ * several processes share one file.
  */
 #include "core/cache.h"
 
@@ -19,41 +23,25 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
 #include <sqlite3.h>
 
+#include "core/cache_filter.h"
+#include "core/cache_internal.h"
 #include "core/engine_internal.h"
 #include "format/jcs.h"
 #include "provider/provider.h"
 #include "util/clock.h"
+#include "util/sha256.h"
 
-/* Another process holding the write lock longer than this is a problem
- * to report, not a reason to hold requests back further. */
-#define CACHE_BUSY_MS 5000
 /* Stores written together: a transaction at this many, or once the
  * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
-#define CACHE_WRITE_BATCH 1024
-#define CACHE_WRITE_DELAY_MS 20
+#define CACHE_WRITE_BATCH 4096
+#define CACHE_WRITE_DELAY_MS 50
 #define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
+#define PEND_SLOTS (2 * CACHE_WRITE_BATCH)
 /* Part of every key: a change to what keys are made of bumps it, so old
  * entries are never read as answers to a different question. */
 #define CACHE_KEY_VERSION "llmring-cache-1"
-
-/* What the cache reports, each once. */
-enum cache_problem { PROBLEM_OPEN = 1, PROBLEM_READ = 2, PROBLEM_WRITE = 4 };
-
-/* One success to store; owner: the store stack, then the cache thread. */
-struct cache_put {
-	struct cache_put *next;
-	unsigned char key[32];
-	int status;
-	const char *provider;       /* static: the provider row's name */
-	enum lr_endpoint endpoint;
-	char model[128];
-	char request_id[128];
-	size_t body_len;
-	char body[];
-};
 
 struct cache {
 	struct lr_engine *e;        /* borrowed: the engine that owns this cache */
@@ -63,22 +51,49 @@ struct cache {
 	bool started;               /* thread runs (cache_start) */
 	pthread_mutex_t lock;       /* with wake: the thread's sleep */
 	pthread_cond_t wake;
-	bool sleeping, stop;        /* under lock */
+	/* Set (under lock) just before the thread checks its queues a last
+	 * time and sleeps: a push wakes it only then, so a busy thread costs
+	 * the engine no lock (the lock was contended at every push). */
+	_Atomic bool sleeping;
+	bool stop;                  /* under lock */
 	_Atomic(struct lr_future *) lookup_head;
+	/* Engine thread: lookups were pushed onto an empty queue during this
+	 * turn; the thread is woken once, before the loop waits (a wake-up
+	 * per submission cost the loop more than the lookups). */
+	bool kick;
 	_Atomic(struct cache_put *) put_head;
 	/* The thread's own. */
 	sqlite3 *db;                /* owner: the thread; NULL: no usable file */
-	sqlite3_stmt *get, *put;    /* owner: the thread */
+	sqlite3_stmt *get;          /* owner: the thread */
+	sqlite3_stmt *version;      /* owner: the thread; PRAGMA data_version */
 	struct buf canon;           /* owner: the thread; one body's canonical form */
 	/* Stores not yet written, in arrival order, and by key for lookups:
 	 * written in big transactions (each one rewrites the index pages it
 	 * touches: a few rows per transaction made a cold run several times
-	 * slower than no cache), yet found by a lookup at once. */
+	 * slower than no cache), yet found by a lookup at once. Two tables:
+	 * the stores pending (slots[cur]), and the batch the writer has
+	 * (slots[!cur]), found in memory until its commit is done. */
+	struct cache_writer writer;
 	struct cache_put *pend_head, *pend_tail; /* owner: the thread */
-	struct cache_put *pend_slots[2 * CACHE_WRITE_BATCH]; /* borrowed from the list */
+	struct cache_put *out_head; /* owner: the thread; lent to the writer */
+	struct cache_put *slots[2][PEND_SLOTS]; /* borrowed from those lists */
+	unsigned cur;
 	unsigned pend_n;
 	size_t pend_bytes;          /* their bodies' bytes */
 	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
+	/* The keys the file holds (cache_filter.h): a miss without a SELECT.
+	 * Built once this process has looked up a sixteenth as many keys as
+	 * the file had rows when opened (a reading of every key then pays);
+	 * kept whole with this process's stores, and with other processes'
+	 * rows (ids past filter_max_id) whenever PRAGMA data_version says
+	 * another connection committed. */
+	struct cache_filter filter; /* owner: the thread */
+	bool filter_on;             /* complete: a key not in it is not in the file */
+	bool filter_failed;         /* could not be built or kept: SELECTs only */
+	int64_t filter_max_id;      /* rows up to this id are in it */
+	int64_t data_version;       /* PRAGMA data_version it is complete for */
+	uint64_t filter_after;      /* lookups before it is built */
+	uint64_t looked_up;         /* lookups so far */
 	/* Problems for on_log: set by the thread, logged by the engine's. */
 	pthread_mutex_t log_lock;
 	char log[3][256];           /* under log_lock; one per enum cache_problem bit */
@@ -90,18 +105,19 @@ struct cache {
 	_Atomic double saved;       /* written by the engine thread only */
 };
 
-static void cache_wake(struct cache *c)
+void cache_wake(struct cache *c)
 {
+	/* The pushes (lookups, stores, the writer's done) are seq_cst, as are
+	 * this load and the thread's store of sleeping and loads of the
+	 * queues: either the thread sees the push, or this sees it sleeping. */
+	if (!atomic_load(&c->sleeping))
+		return; /* awake: it looks at the queues again before sleeping */
 	pthread_mutex_lock(&c->lock);
-	if (c->sleeping)
-		pthread_cond_signal(&c->wake);
+	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* The thread met a problem: counted always, passed to on_log the first
- * time of its kind. */
-__attribute__((format(printf, 3, 4))) static void cache_problem(struct cache *c, unsigned kind,
-                                                                const char *fmt, ...)
+void cache_problem(struct cache *c, unsigned kind, const char *fmt, ...)
 {
 	atomic_fetch_add_explicit(&c->errors, 1, memory_order_relaxed);
 	if (atomic_fetch_or(&c->seen, kind) & kind)
@@ -116,6 +132,11 @@ __attribute__((format(printf, 3, 4))) static void cache_problem(struct cache *c,
 	pthread_mutex_unlock(&c->log_lock);
 	atomic_store(&c->has_log, 1);
 	eventfd_signal(c->e->wake_fd); /* the engine's next turn logs it */
+}
+
+void cache_count_stores(struct cache *c, unsigned n)
+{
+	atomic_fetch_add_explicit(&c->stores, n, memory_order_relaxed);
 }
 
 void cache_flush_log(struct lr_engine *e)
@@ -140,10 +161,12 @@ void cache_flush_log(struct lr_engine *e)
 
 static void db_close(struct cache *c)
 {
+	cache_filter_free(&c->filter);
+	c->filter_on = false;
 	sqlite3_finalize(c->get);
-	sqlite3_finalize(c->put);
+	sqlite3_finalize(c->version);
 	sqlite3_close(c->db);
-	c->get = c->put = NULL;
+	c->get = c->version = NULL;
 	c->db = NULL;
 }
 
@@ -200,8 +223,8 @@ static void db_open(struct cache *c)
 static int db_setup(struct cache *c, const char **stepp)
 {
 	sqlite3_finalize(c->get);
-	sqlite3_finalize(c->put);
-	c->get = c->put = NULL;
+	sqlite3_finalize(c->version);
+	c->get = c->version = NULL;
 	sqlite3_busy_timeout(c->db, CACHE_BUSY_MS);
 	/* Reads through a mapping and a larger page cache: a lookup that
 	 * misses the cache no longer costs a pread per page. */
@@ -231,13 +254,15 @@ static int db_setup(struct cache *c, const char **stepp)
 		                        "SELECT status, request_id, body FROM llmring_responses WHERE key=?",
 		                        -1, &c->get, NULL);
 	}
-	if (rc == SQLITE_OK && c->writes) {
-		step = "preparing its writes";
-		rc = sqlite3_prepare_v2(c->db,
-		                        "INSERT OR REPLACE INTO llmring_responses"
-		                        "(key,provider,endpoint,model,status,request_id,body,created)"
-		                        " VALUES(?,?,?,?,?,?,?,?)",
-		                        -1, &c->put, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_stmt *max = NULL;
+		if (sqlite3_prepare_v2(c->db, "SELECT max(id) FROM llmring_responses", -1, &max, NULL) ==
+		        SQLITE_OK &&
+		    sqlite3_step(max) == SQLITE_ROW)
+			c->filter_after = (uint64_t)sqlite3_column_int64(max, 0) / 16;
+		sqlite3_finalize(max);
+		if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &c->version, NULL) != SQLITE_OK)
+			c->filter_failed = true; /* SELECTs only */
 	}
 	*stepp = step;
 	return rc;
@@ -245,7 +270,7 @@ static int db_setup(struct cache *c, const char **stepp)
 
 /* ---- keys -------------------------------------------------------------- */
 
-static const char *endpoint_name(enum lr_endpoint ep)
+const char *cache_endpoint_name(enum lr_endpoint ep)
 {
 	return ep == LR_ENDPOINT_EMBEDDINGS ? "embeddings" : ep == LR_ENDPOINT_COMPLETIONS ? "completions"
 	                                                                                    : "chat";
@@ -268,37 +293,75 @@ static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
 	if (ret)
 		return ret;
 	const struct url *u = f->own_url ? f->own_url : &c->e->ep[f->provider].url;
-	char head[1600];
-	int n = snprintf(head, sizeof(head), "%s\n%s\n%s\n%s://%s:%u%s\n", CACHE_KEY_VERSION,
-	                 provider_row(f->provider)->name, endpoint_name(f->endpoint),
-	                 u->https ? "https" : "http", u->host, (unsigned)u->port, u->path);
-	mbedtls_sha256_context sha;
-	mbedtls_sha256_init(&sha);
-	mbedtls_sha256_starts_ret(&sha, 0);
-	mbedtls_sha256_update_ret(&sha, (const unsigned char *)head, (size_t)n);
-	mbedtls_sha256_update_ret(&sha, (const unsigned char *)c->canon.data, c->canon.len);
-	mbedtls_sha256_finish_ret(&sha, key);
-	mbedtls_sha256_free(&sha);
+	/* "%s\n%s\n%s\n%s://%s:%u%s\n" of the parts above, without printf's
+	 * cost (a tenth of a lookup's keying). */
+	char head[sizeof(CACHE_KEY_VERSION) + 64 + sizeof(u->host) + sizeof(u->path) + 32];
+	size_t n = 0;
+	const char *pieces[] = {CACHE_KEY_VERSION "\n", provider_row(f->provider)->name, "\n",
+	                        cache_endpoint_name(f->endpoint), "\n", u->https ? "https://" : "http://",
+	                        u->host, ":"};
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		size_t piece_len = strnlen(pieces[i], 255);
+		memcpy(head + n, pieces[i], piece_len);
+		n += piece_len;
+	}
+	char digits[8];
+	int nd = 0;
+	unsigned port = u->port;
+	do
+		digits[nd++] = (char)('0' + port % 10);
+	while ((port /= 10) && nd < 8);
+	while (nd)
+		head[n++] = digits[--nd];
+	size_t plen = strnlen(u->path, sizeof(u->path) - 1);
+	memcpy(head + n, u->path, plen);
+	n += plen;
+	head[n++] = '\n';
+	struct sha256_part parts[2] = {{head, n}, {c->canon.data, c->canon.len}};
+	sha256_parts(parts, 2, key);
 	return 0;
 }
 
 /* ---- the thread -------------------------------------------------------- */
 
+/* The filter off for good (this file): lookups SELECT as before. */
+static void filter_give_up(struct cache *c)
+{
+	cache_filter_free(&c->filter);
+	c->filter_on = false;
+	c->filter_failed = true;
+}
+
 static unsigned pend_slot(const unsigned char key[32])
 {
 	uint32_t h;
 	memcpy(&h, key, sizeof(h)); /* a hash already */
-	return h & (2 * CACHE_WRITE_BATCH - 1);
+	return h & (PEND_SLOTS - 1);
 }
 
-/* The pending store of key, or NULL. */
-static struct cache_put *pend_find(struct cache *c, const unsigned char key[32])
+static struct cache_put *slots_find(struct cache_put **slots, const unsigned char key[32])
 {
-	for (unsigned i = pend_slot(key);; i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1)) {
-		struct cache_put *p = c->pend_slots[i];
+	for (unsigned i = pend_slot(key);; i = (i + 1) & (PEND_SLOTS - 1)) {
+		struct cache_put *p = slots[i];
 		if (!p || memcmp(p->key, key, 32) == 0)
 			return p;
 	}
+}
+
+/* The store of key not yet committed, or NULL: a pending one first (the
+ * newer), then one of the writer's batch. */
+static struct cache_put *pend_find(struct cache *c, const unsigned char key[32])
+{
+	struct cache_put *p = c->pend_n ? slots_find(c->slots[c->cur], key) : NULL;
+	return p || !c->out_head ? p : slots_find(c->slots[!c->cur], key);
+}
+
+/* Empties the slots of a list's entries (only those: a table is 64 KiB). */
+static void slots_clear(struct cache_put **slots, const struct cache_put *list)
+{
+	for (; list; list = list->next)
+		for (unsigned i = pend_slot(list->key); slots[i]; i = (i + 1) & (PEND_SLOTS - 1))
+			slots[i] = NULL;
 }
 
 static void pend_add(struct cache *c, struct cache_put *p)
@@ -313,16 +376,113 @@ static void pend_add(struct cache *c, struct cache_put *p)
 		c->pend_since_ns = clock_now_ns();
 	c->pend_bytes += p->body_len;
 	/* At most CACHE_WRITE_BATCH are pending: the table stays half full. */
+	struct cache_put **slots = c->slots[c->cur];
 	unsigned i = pend_slot(p->key);
-	while (c->pend_slots[i] && memcmp(c->pend_slots[i]->key, p->key, 32) != 0)
-		i = (i + 1) & (2 * CACHE_WRITE_BATCH - 1);
-	c->pend_slots[i] = p; /* the newer of two for one key is the answer */
+	while (slots[i] && memcmp(slots[i]->key, p->key, 32) != 0)
+		i = (i + 1) & (PEND_SLOTS - 1);
+	slots[i] = p; /* the newer of two for one key is the answer */
+	if (c->filter_on && cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
+		filter_give_up(c);
+}
+
+/* The writer's batch, once it is done with it: out of its table, freed.
+ * false: the writer still has it (with wait, never). */
+static bool out_collect(struct cache *c, bool wait)
+{
+	if (!c->out_head)
+		return true;
+	struct cache_put *p = cache_writer_take_done(&c->writer, wait);
+	if (!p)
+		return false;
+	slots_clear(c->slots[!c->cur], p);
+	c->out_head = NULL;
+	while (p) {
+		struct cache_put *next = p->next;
+		free(p);
+		p = next;
+	}
+	return true;
+}
+
+/* Hands what is pending to the writer, in one transaction, once it is
+ * done with the batch before (at once, with wait). */
+static void pend_flush(struct cache *c, bool wait)
+{
+	if (!c->pend_n || !out_collect(c, wait))
+		return;
+	c->out_head = c->pend_head;
+	c->cur = !c->cur;
+	c->pend_head = c->pend_tail = NULL;
+	c->pend_n = 0;
+	c->pend_bytes = 0;
+	cache_writer_hand(&c->writer, c->out_head);
+}
+
+/* Adds the rows past filter_max_id; in a read transaction, so the rows
+ * read and the data_version they go with are one snapshot. */
+static void filter_read_rows(struct cache *c, int64_t version)
+{
+	/* From nothing, the key's index holds all it needs (key, id), and is
+	 * far smaller than the table; later, ids past the last seen are the
+	 * rows appended since (ids only grow: rows are never deleted). */
+	const char *sql = c->filter_max_id ? "SELECT id, key FROM llmring_responses WHERE id > ?"
+	                                   : "SELECT id, key FROM llmring_responses";
+	sqlite3_stmt *scan = NULL;
+	int rc = sqlite3_prepare_v2(c->db, sql, -1, &scan, NULL);
+	if (rc == SQLITE_OK && c->filter_max_id)
+		sqlite3_bind_int64(scan, 1, c->filter_max_id);
+	int64_t max_id = c->filter_max_id;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(scan)) == SQLITE_ROW) {
+		int64_t id = sqlite3_column_int64(scan, 0);
+		const void *key = sqlite3_column_blob(scan, 1);
+		if (key && sqlite3_column_bytes(scan, 1) == 32 &&
+		    cache_filter_add(&c->filter, cache_filter_word(key)) != 0)
+			rc = SQLITE_NOMEM;
+		else
+			rc = SQLITE_OK;
+		if (id > max_id)
+			max_id = id;
+	}
+	sqlite3_finalize(scan);
+	if (rc != SQLITE_DONE) {
+		filter_give_up(c);
+		return;
+	}
+	c->filter_max_id = max_id;
+	c->data_version = version;
+	c->filter_on = true;
+}
+
+/* In lookup_batch's read transaction, before its lookups: the filter
+ * built when it is due, and caught up when another connection wrote. */
+static void filter_catch_up(struct cache *c)
+{
+	if (c->filter_failed || (!c->filter_on && c->looked_up < c->filter_after))
+		return;
+	int64_t version = -1;
+	if (sqlite3_step(c->version) == SQLITE_ROW)
+		version = sqlite3_column_int64(c->version, 0);
+	sqlite3_reset(c->version);
+	if (version < 0) {
+		filter_give_up(c);
+		return;
+	}
+	if (c->filter_on && version == c->data_version)
+		return; /* only this connection wrote since: its stores are in it */
+	bool building = !c->filter_on;
+	filter_read_rows(c, version);
+	/* Stores not written yet are found by pend_find, and once written
+	 * nothing would add them (this connection's commits leave its
+	 * data_version alone): in from the start. */
+	for (struct cache_put *p = c->pend_head; building && c->filter_on && p; p = p->next)
+		if (cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
+			filter_give_up(c);
 }
 
 /* One lookup: f->resp_body gets the stored body on a hit. */
 static void lookup_one(struct cache *c, struct lr_future *f)
 {
-	struct cache_put *p = c->pend_n ? pend_find(c, f->cache_key) : NULL;
+	struct cache_put *p = pend_find(c, f->cache_key);
 	if (p) {
 		buf_clear(&f->resp_body);
 		if (buf_append(&f->resp_body, p->body, p->body_len) == 0) {
@@ -332,7 +492,7 @@ static void lookup_one(struct cache *c, struct lr_future *f)
 		}
 		return;
 	}
-	if (!c->db)
+	if (!c->db || (c->filter_on && !cache_filter_may_hold(&c->filter, cache_filter_word(f->cache_key))))
 		return;
 	sqlite3_reset(c->get);
 	sqlite3_bind_blob(c->get, 1, f->cache_key, 32, SQLITE_STATIC);
@@ -365,6 +525,8 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 {
 	struct lr_future *chain = NULL, *last = NULL; /* newest first, for stack_push */
 	bool txn = c->db && c->reads && sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	if (txn)
+		filter_catch_up(c);
 	while (fifo) {
 		struct lr_future *f = fifo;
 		fifo = f->next;
@@ -374,6 +536,7 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 			f->cache_state = CACHE_MISS;
 			if (c->reads) {
 				atomic_fetch_add_explicit(&c->lookups, 1, memory_order_relaxed);
+				c->looked_up++;
 				lookup_one(c, f);
 			}
 		}
@@ -387,59 +550,6 @@ static void lookup_batch(struct cache *c, struct lr_future *fifo)
 		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 	if (chain && stack_push(&c->e->submit_head, chain, &last->next))
 		eventfd_signal(c->e->wake_fd);
-}
-
-static void store_batch(struct cache *c, struct cache_put *p)
-{
-	unsigned n = 0;
-	for (struct cache_put *q = p; q; q = q->next)
-		n++;
-	int rc = c->db ? sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) : SQLITE_OK;
-	int64_t now = (int64_t)time(NULL);
-	for (struct cache_put *q = p; c->db && rc == SQLITE_OK && q; q = q->next) {
-		sqlite3_reset(c->put);
-		sqlite3_bind_blob(c->put, 1, q->key, 32, SQLITE_STATIC);
-		sqlite3_bind_text(c->put, 2, q->provider, -1, SQLITE_STATIC);
-		sqlite3_bind_text(c->put, 3, endpoint_name(q->endpoint), -1, SQLITE_STATIC);
-		sqlite3_bind_text(c->put, 4, q->model, -1, SQLITE_STATIC);
-		sqlite3_bind_int(c->put, 5, q->status);
-		sqlite3_bind_text(c->put, 6, q->request_id, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(c->put, 7, q->body, (int)q->body_len, SQLITE_STATIC);
-		sqlite3_bind_int64(c->put, 8, now);
-		rc = sqlite3_step(c->put);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-	}
-	if (c->db) {
-		sqlite3_reset(c->put);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-		if (rc == SQLITE_OK) {
-			atomic_fetch_add_explicit(&c->stores, n, memory_order_relaxed);
-		} else {
-			cache_problem(c, PROBLEM_WRITE,
-			              "cache %s could not store %u response%s (%s); requests are not affected",
-			              c->path, n, n == 1 ? "" : "s", sqlite3_errmsg(c->db));
-			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-		}
-	}
-	while (p) {
-		struct cache_put *next = p->next;
-		free(p);
-		p = next;
-	}
-}
-
-/* Writes what is pending, in one transaction. */
-static void pend_flush(struct cache *c)
-{
-	if (!c->pend_n)
-		return;
-	memset(c->pend_slots, 0, sizeof(c->pend_slots));
-	struct cache_put *p = c->pend_head;
-	c->pend_head = c->pend_tail = NULL;
-	c->pend_n = 0;
-	c->pend_bytes = 0;
-	store_batch(c, p);
 }
 
 /* Reverses a stack of puts into arrival order. */
@@ -460,6 +570,8 @@ static void *cache_thread(void *arg)
 	struct cache *c = arg;
 	pthread_setname_np(pthread_self(), "llmring-cache");
 	db_open(c);
+	if (c->db && c->writes)
+		cache_writer_start(&c->writer, c, c->path);
 	for (;;) {
 		/* Lookups taken first, stores added first: a request sent after
 		 * another one completed finds its response (its store was pushed
@@ -470,7 +582,7 @@ static void *cache_thread(void *arg)
 		while (ps) {
 			struct cache_put *next = ps->next;
 			if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES)
-				pend_flush(c);
+				pend_flush(c, true); /* the writer is behind: held up here, stores kept */
 			if (c->db)
 				pend_add(c, ps);
 			else
@@ -479,16 +591,18 @@ static void *cache_thread(void *arg)
 		}
 		if (fs)
 			lookup_batch(c, fs);
+		out_collect(c, false);
 		bool due = c->pend_n &&
 		           clock_now_ns() - c->pend_since_ns >= CACHE_WRITE_DELAY_MS * 1000000ull;
 		if (c->pend_n == CACHE_WRITE_BATCH || c->pend_bytes >= CACHE_WRITE_BYTES || due)
-			pend_flush(c);
+			pend_flush(c, false); /* when the writer is free: no lookup waits for it */
 		if (fs)
 			continue;
 		pthread_mutex_lock(&c->lock);
 		bool stop = c->stop;
-		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head)) {
-			c->sleeping = true;
+		atomic_store(&c->sleeping, true);
+		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head) &&
+		    !atomic_load(&c->writer.done)) {
 			if (c->pend_n) {
 				/* Wakes to write what is pending, if nothing else comes. */
 				struct timespec ts;
@@ -502,13 +616,16 @@ static void *cache_thread(void *arg)
 			} else {
 				pthread_cond_wait(&c->wake, &c->lock);
 			}
-			c->sleeping = false;
 		}
+		atomic_store(&c->sleeping, false);
 		pthread_mutex_unlock(&c->lock);
 		if (stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head))
 			break;
 	}
-	pend_flush(c);
+	/* Everything stored is written before the engine is gone. */
+	pend_flush(c, true);
+	out_collect(c, true);
+	cache_writer_stop(&c->writer);
 	db_close(c);
 	return NULL;
 }
@@ -571,8 +688,26 @@ void cache_free(struct cache *c)
 void cache_submit(struct cache *c, struct lr_future *f)
 {
 	f->cache_state = CACHE_LOOKUP;
-	if (stack_push(&c->lookup_head, f, &f->next))
+	struct lr_future *old = atomic_load_explicit(&c->lookup_head, memory_order_relaxed);
+	do {
+		f->next = old;
+	} while (!atomic_compare_exchange_weak_explicit(&c->lookup_head, &old, f, memory_order_seq_cst,
+	                                                memory_order_relaxed));
+	if (old)
+		return; /* whoever pushed first wakes it */
+	if (engine_on_owner(c->e))
+		c->kick = true;
+	else
 		cache_wake(c);
+}
+
+void cache_kick(struct lr_engine *e)
+{
+	struct cache *c = e->cache;
+	if (c && c->kick) {
+		c->kick = false;
+		cache_wake(c);
+	}
 }
 
 void cache_store(struct cache *c, struct lr_future *f)
@@ -594,88 +729,15 @@ void cache_store(struct cache *c, struct lr_future *f)
 	struct cache_put *old = atomic_load_explicit(&c->put_head, memory_order_relaxed);
 	do {
 		p->next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_release,
+	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_seq_cst,
 	                                                memory_order_relaxed));
 	if (!old)
 		cache_wake(c);
 }
 
-/* The stored reply as a stream's deltas: its text, each tool call whole,
- * then the finish reason, so a streamed request sees what it would have. */
-static void replay_deltas(struct reply *r)
+void cache_count_hit(struct cache *c)
 {
-	if (r->text.len) {
-		lr_delta d = {.text = r->text.data, .text_len = r->text.len, .tool_index = -1};
-		r->deltas++;
-		r->fn(r->user, &d);
-	}
-	for (unsigned i = 0; i < r->ncalls; i++) {
-		struct reply_tool_call *tc = &r->calls[i];
-		lr_delta d = {
-			.text = "",
-			.tool_index = (int)i,
-			.tool_id = tc->id.len ? tc->id.data : NULL,
-			.tool_name = tc->name.len ? tc->name.data : NULL,
-			.tool_arguments = tc->args.data ? tc->args.data : "",
-			.tool_arguments_len = tc->args.len,
-		};
-		r->deltas++;
-		r->fn(r->user, &d);
-	}
-	lr_delta end = {.text = "", .finish_reason = r->finish_reason[0] ? r->finish_reason : "stop",
-	                .tool_index = -1};
-	r->deltas++;
-	r->fn(r->user, &end);
-}
-
-/* NUL-terminates a call's id and name for the deltas (reply_publish_calls
- * does the same later). */
-static int terminate_calls(struct reply *r)
-{
-	for (unsigned i = 0; i < r->ncalls; i++) {
-		struct buf *parts[3] = {&r->calls[i].id, &r->calls[i].name, &r->calls[i].args};
-		for (int k = 0; k < 3; k++) {
-			if (buf_reserve(parts[k], 1))
-				return LR_ENOMEM;
-			parts[k]->data[parts[k]->len] = '\0';
-		}
-	}
-	return 0;
-}
-
-bool cache_take(struct lr_engine *e, struct lr_future *f)
-{
-	if (atomic_load_explicit(&f->cancel_pushed, memory_order_acquire)) {
-		/* Cancelled while on the cache's queue, where the cancel found nothing. */
-		future_complete(f, LR_ECANCELLED, "cancelled by the caller");
-		return true;
-	}
-	if (f->cache_state != CACHE_HIT)
-		return false;
-	struct buf unused = {0}; /* owner: this function; OpenAI's parser never rewrites */
-	bool is_json = false, rewritten = false;
-	/* Stored bodies are OpenAI-shaped whatever the provider (as batch output is). */
-	provider_parse_response(PROVIDER_OPENAI, f->endpoint, &e->doc, f->result.http_status,
-	                        f->resp_body.data, f->resp_body.len, &f->reply, &is_json, &unused,
-	                        &rewritten);
-	buf_free(&unused);
-	if (f->reply.err.code || !is_json || (f->reply.fn && terminate_calls(&f->reply))) {
-		/* An entry that does not read back: asked again, and replaced. */
-		reply_reset(&f->reply);
-		buf_clear(&f->resp_body);
-		f->request_id[0] = '\0';
-		f->result.http_status = 0;
-		f->cache_state = CACHE_MISS;
-		return false;
-	}
-	f->result.body_is_json = 1;
-	f->result.cached = 1;
-	f->reply.first_token_ns = clock_now_ns();
-	if (f->reply.fn)
-		replay_deltas(&f->reply);
-	atomic_fetch_add_explicit(&e->cache->hits, 1, memory_order_relaxed);
-	future_complete(f, 0, NULL);
-	return true;
+	atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
 }
 
 void cache_count_saved(struct cache *c, double usd)

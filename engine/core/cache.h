@@ -1,13 +1,15 @@
 /*
  * The response cache (lr_config.cache_path): a SQLite file of successful
- * responses, worked by a thread of its own so the loop never waits on
+ * responses, worked by threads of its own so the loop never waits on
  * the disk or a lock.
  *
  *   lr_submit -> cache_submit (queue) -> cache thread: key (RFC 8785 +
- *   SHA-256), SELECT -> the engine's submit stack, marked hit or miss ->
- *   engine thread: a hit is replayed and completed (cache_take), a miss
- *   goes to the network -> future_complete of a success -> cache_store
- *   (queue) -> cache thread: INSERTs, one transaction per batch.
+ *   SHA-256), the key set, SELECT when it may be there -> the engine's
+ *   submit stack, marked hit or miss -> engine thread: a hit is replayed
+ *   and completed (cache_take), a miss goes to the network ->
+ *   future_complete of a success -> cache_store (queue) -> cache thread:
+ *   held in memory (found by lookups) -> writer thread: INSERTs, one
+ *   transaction per batch of up to 4,096 or 50 ms.
  *
  * Nothing here fails a request: a cache that cannot be read or written
  * gives misses and drops stores, and each kind of problem goes to on_log
@@ -47,6 +49,9 @@ void cache_free(struct cache *c);
 /* lr_submit, any thread, for a future whose request bytes are built: the
  * cache takes it and puts it on the submit stack after its lookup. */
 void cache_submit(struct cache *c, struct lr_future *f);
+/* Engine thread, before its loop waits and at the end of a turn: wakes
+ * the cache thread for the lookups submitted from this thread meanwhile. */
+void cache_kick(struct lr_engine *e);
 /* Engine thread, a future back from the cache: true when it is done
  * with (a hit replayed and completed, or cancelled while on the queue);
  * false: send it. */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/cache.h"
 #include "core/engine_internal.h"
 #include "util/errors.h"
 #include "core/ratelimit.h"
@@ -189,6 +190,7 @@ static int engine_turn_broken(struct lr_engine *e, uint64_t max_wait_ns)
 
 static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 {
+	cache_kick(e); /* lookups submitted from this thread between turns */
 	if (e->ring.failed)
 		return engine_turn_broken(e, max_wait_ns);
 	uint64_t completions_before = e->completions;
@@ -225,9 +227,11 @@ static int engine_turn_inner(struct lr_engine *e, uint64_t max_wait_ns)
 	 * its caller to see them. */
 	if (e->completions != completions_before)
 		max_wait_ns = 0;
+	cache_kick(e);
 	if (ring_run_once(&e->ring, max_wait_ns))
 		return engine_turn_broken(e, 0);
 	engine_flush_reaped(e);
+	cache_kick(e);
 	return 1;
 }
 

@@ -3,7 +3,8 @@
  * the canonical form as it goes. Objects are the one place it must look
  * ahead: their members are canonicalized one by one into a scratch buffer
  * and written out in key order. It runs on the cache's thread, off the
- * I/O loop, on request bodies, so clarity beats speed here.
+ * I/O loop, on every request body a cache looks up: numbers most
+ * requests hold take a path without strtod and printf.
  */
 #include "format/jcs.h"
 
@@ -142,6 +143,31 @@ static void write_string(struct buf *out, const char *s, size_t len)
 	buf_append(out, "\"", 1);
 }
 
+/* The length of the string at r->p (at its opening quote) with its
+ * quotes when it holds no escape and no control character, and its
+ * bytes past ASCII are valid UTF-8: JSON.stringify writes such a string
+ * as it is. 0 otherwise (read_string and write_string decide). */
+static size_t plain_string(const struct reader *r)
+{
+	const char *p = r->p + 1;
+	while (p < r->end) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '"')
+			return (size_t)(p + 1 - r->p);
+		if (c == '\\' || c < 0x20)
+			return 0;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		size_t n = utf8_char_len(p, (size_t)(r->end - p));
+		if (!n)
+			return 0;
+		p += n;
+	}
+	return 0;
+}
+
 static locale_t jcs_c_locale;
 static pthread_once_t jcs_locale_once = PTHREAD_ONCE_INIT;
 
@@ -156,6 +182,53 @@ static locale_t c_locale(void)
 {
 	pthread_once(&jcs_locale_once, make_c_locale);
 	return jcs_c_locale ? jcs_c_locale : LC_GLOBAL_LOCALE;
+}
+
+/* ECMAScript's form of the number 0.d1d2..dk x 10^n (k significant
+ * digits, the last not 0), into out (at least 32 bytes). */
+static size_t format_digits(bool neg, const char *digits, int k, int n, char *out)
+{
+	size_t o = 0;
+	if (neg)
+		out[o++] = '-';
+	if (k <= n && n <= 21) {
+		memcpy(out + o, digits, (size_t)k);
+		o += (size_t)k;
+		for (int i = k; i < n; i++)
+			out[o++] = '0';
+	} else if (0 < n && n <= 21) {
+		memcpy(out + o, digits, (size_t)n);
+		o += (size_t)n;
+		out[o++] = '.';
+		memcpy(out + o, digits + n, (size_t)(k - n));
+		o += (size_t)(k - n);
+	} else if (-6 < n && n <= 0) {
+		out[o++] = '0';
+		out[o++] = '.';
+		for (int i = 0; i < -n; i++)
+			out[o++] = '0';
+		memcpy(out + o, digits, (size_t)k);
+		o += (size_t)k;
+	} else {
+		out[o++] = digits[0];
+		if (k > 1) {
+			out[o++] = '.';
+			memcpy(out + o, digits + 1, (size_t)(k - 1));
+			o += (size_t)(k - 1);
+		}
+		int e = n - 1 < 0 ? 1 - n : n - 1;
+		char ebuf[8];
+		int el = 0;
+		do
+			ebuf[el++] = (char)('0' + e % 10);
+		while ((e /= 10) && el < 8);
+		out[o++] = 'e';
+		out[o++] = n - 1 < 0 ? '-' : '+';
+		while (el)
+			out[o++] = ebuf[--el];
+	}
+	out[o] = '\0';
+	return o;
 }
 
 size_t jcs_number(double v, char out[32])
@@ -187,39 +260,61 @@ size_t jcs_number(double v, char out[32])
 	while (k > 1 && digits[k - 1] == '0')
 		k--;
 	int n = atoi(q + 1) + 1; /* the decimal point sits after n digits */
-	size_t o = 0;
-	if (neg)
-		out[o++] = '-';
-	if (k <= n && n <= 21) {
-		memcpy(out + o, digits, (size_t)k);
-		o += (size_t)k;
-		for (int i = k; i < n; i++)
-			out[o++] = '0';
-	} else if (0 < n && n <= 21) {
-		memcpy(out + o, digits, (size_t)n);
-		o += (size_t)n;
-		out[o++] = '.';
-		memcpy(out + o, digits + n, (size_t)(k - n));
-		o += (size_t)(k - n);
-	} else if (-6 < n && n <= 0) {
-		out[o++] = '0';
-		out[o++] = '.';
-		for (int i = 0; i < -n; i++)
-			out[o++] = '0';
-		memcpy(out + o, digits, (size_t)k);
-		o += (size_t)k;
-	} else {
-		out[o++] = digits[0];
-		if (k > 1) {
-			out[o++] = '.';
-			memcpy(out + o, digits + 1, (size_t)(k - 1));
-			o += (size_t)(k - 1);
-		}
-		o += (size_t)snprintf(out + o, 32 - o, "e%c%d", n - 1 < 0 ? '-' : '+', abs(n - 1));
-	}
-	out[o] = '\0';
 	uselocale(old);
-	return o;
+	return format_digits(neg, digits, k, n, out);
+}
+
+/*
+ * The canonical form of a number token without an exponent whose
+ * significant digits are at most 15 (DBL_DIG), as most numbers in
+ * requests are (16, 0.7, 1024): such a decimal reads as a double that no
+ * shorter decimal reads as, and the shortest form that reads back is
+ * its own digits, so no strtod and no printf loop. 0 when the token is
+ * not such a number (jcs_number then decides).
+ */
+static size_t short_number(const char *s, size_t len, char out[32])
+{
+	const char *p = s, *end = s + len;
+	bool neg = p < end && *p == '-';
+	if (neg)
+		p++;
+	char digits[16];
+	int k = 0, n = 0, zeros = 0; /* zeros: ones held back, kept if a digit follows */
+	bool seen = false, frac = false;
+	for (; p < end; p++) {
+		if (*p == '.') {
+			frac = true;
+			continue;
+		}
+		if (*p < '0' || *p > '9')
+			return 0; /* an exponent */
+		if (!seen && *p == '0') {
+			if (frac && --n <= -6)
+				return 0; /* 0.00d: the point moves right of these */
+			continue;
+		}
+		seen = true;
+		if (!frac)
+			n++;
+		if (*p == '0') {
+			zeros++;
+			continue;
+		}
+		if (k + zeros + 1 > 15)
+			return 0;
+		while (zeros) {
+			digits[k++] = '0';
+			zeros--;
+		}
+		digits[k++] = *p;
+	}
+	if (!seen) {
+		memcpy(out, "0", 2); /* 0, -0, 0.000 */
+		return 1;
+	}
+	if (n > 21 || n <= -6)
+		return 0; /* written with an exponent: the general path */
+	return format_digits(neg, digits, k, n, out);
 }
 
 /* A number token per RFC 8259's grammar, written in ECMAScript's form. */
@@ -253,6 +348,12 @@ static int read_number(struct reader *r, struct buf *out)
 			p++;
 	}
 	size_t len = (size_t)(p - s);
+	char num[32];
+	size_t nlen = short_number(s, len, num);
+	if (nlen) {
+		r->p = p;
+		return buf_append(out, num, nlen);
+	}
 	char stack[64];
 	char *copy = len < sizeof(stack) ? stack : malloc(len + 1); /* owner: this function */
 	if (!copy)
@@ -264,7 +365,6 @@ static int read_number(struct reader *r, struct buf *out)
 		free(copy);
 	if (v == __builtin_inf() || v == -__builtin_inf())
 		return LR_EPROTO; /* JCS has no form for it */
-	char num[32];
 	buf_append(out, num, jcs_number(v, num));
 	r->p = p;
 	return buf_error(out);
@@ -319,6 +419,18 @@ static _Thread_local struct object_ctx sort_ctx;
 static int member_cmp(const void *a, const void *b)
 {
 	const struct member *x = a, *y = b;
+	/* Up to the first byte that differs the keys are equal; when both of
+	 * those bytes are ASCII (or one key ends there), byte order is UTF-16
+	 * order. Only bytes past ASCII need the units. */
+	const unsigned char *kx = (const unsigned char *)sort_ctx.base + x->key;
+	const unsigned char *ky = (const unsigned char *)sort_ctx.base + y->key;
+	size_t common = x->key_len < y->key_len ? x->key_len : y->key_len, i = 0;
+	while (i < common && kx[i] == ky[i])
+		i++;
+	if (i == common)
+		return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
+	if (kx[i] < 0x80 && ky[i] < 0x80)
+		return kx[i] < ky[i] ? -1 : 1;
 	struct units ux = {(const unsigned char *)sort_ctx.base + x->key,
 	                   (const unsigned char *)sort_ctx.base + x->key + x->key_len, 0};
 	struct units uy = {(const unsigned char *)sort_ctx.base + y->key,
@@ -346,8 +458,9 @@ static bool dropped(const char *key, size_t len, const char *const *drop, int nd
 static int read_object(struct reader *r, struct buf *out, const char *const *drop, int ndrop)
 {
 	struct buf scratch = {0};   /* owner: this function */
-	struct member *m = NULL;    /* owner: this function; n used of cap */
-	size_t n = 0, cap = 0;
+	struct member small[16];    /* most objects: no allocation */
+	struct member *m = small;   /* owner: this function unless small; n used of cap */
+	size_t n = 0, cap = sizeof(small) / sizeof(small[0]);
 	int ret = 0;
 	r->p++; /* { */
 	skip_ws(r);
@@ -362,12 +475,14 @@ static int read_object(struct reader *r, struct buf *out, const char *const *dro
 			break;
 		}
 		if (n == cap) {
-			size_t c = cap ? cap * 2 : 8;
-			struct member *g = realloc(m, c * sizeof(*m));
+			size_t c = cap * 2;
+			struct member *g = m == small ? malloc(c * sizeof(*m)) : realloc(m, c * sizeof(*m));
 			if (!g) {
 				ret = LR_ENOMEM;
 				break;
 			}
+			if (m == small)
+				memcpy(g, small, sizeof(small));
 			m = g;
 			cap = c;
 		}
@@ -402,7 +517,16 @@ static int read_object(struct reader *r, struct buf *out, const char *const *dro
 	}
 	if (!ret) {
 		sort_ctx.base = scratch.data;
-		qsort(m, n, sizeof(*m), member_cmp);
+		if (n <= sizeof(small) / sizeof(small[0])) {
+			for (size_t i = 1; i < n; i++) /* insertion: cheaper than qsort for a few */
+				for (size_t j = i; j > 0 && member_cmp(&m[j - 1], &m[j]) > 0; j--) {
+					struct member t = m[j];
+					m[j] = m[j - 1];
+					m[j - 1] = t;
+				}
+		} else {
+			qsort(m, n, sizeof(*m), member_cmp);
+		}
 		buf_append(out, "{", 1);
 		for (size_t i = 0; i < n; i++) {
 			if (i)
@@ -414,7 +538,8 @@ static int read_object(struct reader *r, struct buf *out, const char *const *dro
 		buf_append(out, "}", 1);
 		ret = buf_error(out);
 	}
-	free(m);
+	if (m != small)
+		free(m);
 	buf_free(&scratch);
 	return ret;
 }
@@ -471,6 +596,12 @@ static int read_value(struct reader *r, struct buf *out, const char *const *drop
 		r->depth--;
 		return ret;
 	case '"': {
+		size_t raw = plain_string(r);
+		if (raw) {
+			buf_append(out, r->p, raw);
+			r->p += raw;
+			return buf_error(out);
+		}
 		struct buf s = {0}; /* owner: this block */
 		ret = read_string(r, &s);
 		if (!ret) {

@@ -1,0 +1,190 @@
+/* The cache's writer thread (cache_internal.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/cache_internal.h"
+
+/* Rows per INSERT statement: a statement's start and end cost as much
+ * as a row's insert, so most rows go 16 to a statement. */
+#define ROWS_PER_INSERT 16
+
+static int prepare_insert(sqlite3 *db, int rows, sqlite3_stmt **out)
+{
+	char sql[96 + ROWS_PER_INSERT * 20];
+	int n = snprintf(sql, sizeof(sql), "INSERT OR REPLACE INTO llmring_responses"
+	                 "(key,provider,endpoint,model,status,request_id,body,created) VALUES");
+	for (int i = 0; i < rows; i++)
+		n += snprintf(sql + n, sizeof(sql) - (size_t)n, "%s(?,?,?,?,?,?,?,?)", i ? "," : "");
+	return sqlite3_prepare_v2(db, sql, n, out, NULL);
+}
+
+static void bind_row(sqlite3_stmt *st, int first, const struct cache_put *q, int64_t now)
+{
+	sqlite3_bind_blob(st, first, q->key, 32, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 1, q->provider, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 2, cache_endpoint_name(q->endpoint), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, first + 3, q->model, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, first + 4, q->status);
+	sqlite3_bind_text(st, first + 5, q->request_id, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, first + 6, q->body, (int)q->body_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, first + 7, now);
+}
+
+static void writer_open(struct cache_writer *w)
+{
+	/* The cache thread has set the file up (WAL, the table): this
+	 * connection only writes rows. */
+	int rc = sqlite3_open_v2(w->path, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(w->db, CACHE_BUSY_MS);
+		/* Pages read through a mapping and kept: an insert that misses
+		 * the page cache costs no pread (as for the cache thread's). */
+		rc = sqlite3_exec(w->db, "PRAGMA synchronous=NORMAL; PRAGMA mmap_size=268435456;"
+		                  " PRAGMA cache_size=-32768", NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = prepare_insert(w->db, 1, &w->put);
+	if (rc == SQLITE_OK)
+		rc = prepare_insert(w->db, ROWS_PER_INSERT, &w->put_many);
+	if (rc != SQLITE_OK) {
+		cache_problem(w->c, PROBLEM_WRITE,
+		              "cache %s cannot be written (%s); requests are not affected", w->path,
+		              w->db ? sqlite3_errmsg(w->db) : sqlite3_errstr(rc));
+		sqlite3_finalize(w->put);
+		sqlite3_finalize(w->put_many);
+		sqlite3_close(w->db);
+		w->put = w->put_many = NULL;
+		w->db = NULL;
+	}
+}
+
+/* One batch, one transaction. */
+static void write_batch(struct cache_writer *w, struct cache_put *p)
+{
+	if (!w->db)
+		return;
+	unsigned n = 0;
+	for (struct cache_put *q = p; q; q = q->next)
+		n++;
+	int rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int64_t now = (int64_t)time(NULL);
+	/* Rows in order (a later store of a key replaces an earlier one). */
+	const struct cache_put *q = p;
+	for (unsigned left = n; rc == SQLITE_OK && q;) {
+		sqlite3_stmt *st = left >= ROWS_PER_INSERT ? w->put_many : w->put;
+		int rows = st == w->put ? 1 : ROWS_PER_INSERT;
+		sqlite3_reset(st);
+		for (int i = 0; i < rows; i++, q = q->next)
+			bind_row(st, 8 * i + 1, q, now);
+		left -= (unsigned)rows;
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+		sqlite3_reset(st);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		cache_count_stores(w->c, n);
+	} else {
+		cache_problem(w->c, PROBLEM_WRITE,
+		              "cache %s could not store %u response%s (%s); requests are not affected",
+		              w->path, n, n == 1 ? "" : "s", sqlite3_errmsg(w->db));
+		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+}
+
+static void *writer_thread(void *arg)
+{
+	struct cache_writer *w = arg;
+	pthread_setname_np(pthread_self(), "llmring-cachew");
+	writer_open(w);
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->batch && !w->stop)
+			pthread_cond_wait(&w->wake, &w->lock);
+		struct cache_put *b = w->batch;
+		if (!b)
+			break; /* stopped, nothing handed */
+		w->batch = NULL;
+		pthread_mutex_unlock(&w->lock);
+		write_batch(w, b);
+		pthread_mutex_lock(&w->lock);
+		w->written = b;
+		atomic_store(&w->done, true);
+		pthread_cond_signal(&w->done_cond);
+		pthread_mutex_unlock(&w->lock);
+		cache_wake(w->c); /* the batch can be freed, the next handed */
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	sqlite3_finalize(w->put);
+	sqlite3_finalize(w->put_many);
+	sqlite3_close(w->db); /* the last connection to close checkpoints the WAL */
+	w->put = w->put_many = NULL;
+	w->db = NULL;
+	return NULL;
+}
+
+int cache_writer_start(struct cache_writer *w, struct cache *c, const char *path)
+{
+	w->c = c;
+	w->path = path;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->wake, NULL);
+	pthread_cond_init(&w->done_cond, NULL);
+	w->started = pthread_create(&w->thread, NULL, writer_thread, w) == 0;
+	if (!w->started)
+		cache_problem(c, PROBLEM_WRITE, "cache %s cannot be written (no thread for it); requests "
+		              "are not affected", path);
+	return w->started ? 0 : -1;
+}
+
+void cache_writer_hand(struct cache_writer *w, struct cache_put *batch)
+{
+	pthread_mutex_lock(&w->lock);
+	w->busy = true;
+	if (w->started) {
+		w->batch = batch;
+		pthread_cond_signal(&w->wake);
+	} else {
+		w->written = batch; /* dropped: the problem was said at the start */
+		atomic_store(&w->done, true);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
+struct cache_put *cache_writer_take_done(struct cache_writer *w, bool wait)
+{
+	if (!wait && !atomic_load(&w->done))
+		return NULL;
+	pthread_mutex_lock(&w->lock);
+	while (wait && w->busy && !w->written)
+		pthread_cond_wait(&w->done_cond, &w->lock);
+	struct cache_put *b = w->written;
+	if (b) {
+		w->written = NULL;
+		w->busy = false;
+		atomic_store(&w->done, false);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return b;
+}
+
+void cache_writer_stop(struct cache_writer *w)
+{
+	if (!w->c)
+		return; /* never started */
+	if (w->started) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = true;
+		pthread_cond_signal(&w->wake);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+		w->started = false;
+	}
+	pthread_cond_destroy(&w->done_cond);
+	pthread_cond_destroy(&w->wake);
+	pthread_mutex_destroy(&w->lock);
+	w->c = NULL;
+}
