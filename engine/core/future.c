@@ -299,6 +299,33 @@ void future_delta(void *user, const lr_delta *d)
 		f->on_delta(f->on_delta_user, d);
 }
 
+/* Usage, cost, the cache's store and the rate limiter's correction for
+ * a completing future (its result's usage and provider already set). */
+static void future_account(struct lr_engine *e, struct lr_future *f, int err)
+{
+	lr_result *r = &f->result;
+	struct reply *rp = &f->reply;
+	const char *model = rp->model[0] ? rp->model : f->requested_model;
+	if (f->call) {
+		/* An HTTP call (files, batches) is no model's request: not in usage. */
+		r->cost_usd = -1;
+	} else if (r->cached) {
+		/* Nothing was paid: a request that succeeded, without tokens. */
+		r->cost_usd = 0;
+		r->cost_saved_usd = usage_record_cached(&e->usage, model, r->provider, &rp->usage);
+		if (r->cost_saved_usd > 0)
+			cache_count_saved(e->cache, r->cost_saved_usd);
+	} else {
+		r->cost_usd = usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
+		                           f->attempts > 1 ? f->attempts - 1 : 0);
+		if (!err && f->cache_state == CACHE_MISS && e->cache)
+			cache_store(e->cache, f);
+	}
+	if (f->est_tokens > 0 && !r->cached && (rp->usage.input_tokens || rp->usage.output_tokens))
+		limits_correct(&e->limits, f->est_tokens,
+		               (double)(rp->usage.input_tokens + rp->usage.output_tokens));
+}
+
 /* Completes a future the engine has accepted (lr_submit's refusals end
  * in future_fail_early, before anyone can wait on them): result, timings,
  * accounting, then-callback, then waiters and the reap queue. */
@@ -357,25 +384,7 @@ void future_complete(struct lr_future *f, int err, const char *msg)
 	r->model = rp->model[0] ? rp->model : NULL;
 	r->usage = rp->usage;
 	r->provider = provider_row(f->provider)->name;
-	const char *model = rp->model[0] ? rp->model : f->requested_model;
-	if (f->call) {
-		/* An HTTP call (files, batches) is no model's request: not in usage. */
-		r->cost_usd = -1;
-	} else if (r->cached) {
-		/* Nothing was paid: a request that succeeded, without tokens. */
-		r->cost_usd = 0;
-		r->cost_saved_usd = usage_record_cached(&e->usage, model, r->provider, &rp->usage);
-		if (r->cost_saved_usd > 0)
-			cache_count_saved(e->cache, r->cost_saved_usd);
-	} else {
-		r->cost_usd = usage_record(&e->usage, model, r->provider, &rp->usage, err == 0,
-		                           f->attempts > 1 ? f->attempts - 1 : 0);
-		if (!err && f->cache_state == CACHE_MISS && e->cache)
-			cache_store(e->cache, f);
-	}
-	if (f->est_tokens > 0 && !r->cached && (rp->usage.input_tokens || rp->usage.output_tokens))
-		limits_correct(&e->limits, f->est_tokens,
-		               (double)(rp->usage.input_tokens + rp->usage.output_tokens));
+	future_account(e, f, err);
 	r->attempts = f->attempts > 0 ? f->attempts : 1;
 	r->timings.total_ms = now > f->submit_ns ? ns_to_ms(now - f->submit_ns) : 0;
 	if (f->ex.sent_ns > f->submit_ns)

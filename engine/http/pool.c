@@ -3,6 +3,12 @@
  * warmest first) with an idle timer each; a multishot recv stays armed on
  * idle connections, so a server closing one is noticed at once and it
  * leaves the pool instead of failing the next request.
+ *
+ * Why this file is long: a connection's life (open, attach, send, the
+ * conn and reader callbacks, finish, retire) and its origin's queue and
+ * lookups are one state machine whose static functions call each other
+ * both ways; cut in two, each half would need an internal header naming
+ * a dozen of the other's steps. At about 830 lines it stays one file.
  */
 #include "http/pool.h"
 

@@ -396,6 +396,30 @@ int provider_build_request(const struct lr_request *rq, const char *const *base_
 	return provider_build_request_into(rq, base_paths, out, NULL);
 }
 
+/* Other dialects translate the unified (OpenAI-shaped) body: parsed
+ * into doc (reused), then the row's builder writes out->body. */
+static int translate_for_dialect(const struct lr_request *rq, const struct provider_row *row,
+                                 struct json_doc *doc, const struct buf *unified,
+                                 const char *model_name, bool want_stream,
+                                 struct provider_request *out, const char **why)
+{
+	int ret = 0;
+	int rc = json_parse(doc, unified->data, unified->len);
+	if (rc || doc->count == 0 || doc->tok[0].type != JSON_OBJECT) {
+		ret = rc == LR_ENOMEM ? LR_ENOMEM : LR_EINVAL;
+		*why = ret == LR_ENOMEM ? "out of memory translating the request body"
+		                        : "request body is not a JSON object";
+	}
+	bool stream = want_stream || doc_stream(doc);
+	out->stream = stream && rq->endpoint == LR_ENDPOINT_CHAT;
+	if (!ret && rq->endpoint == LR_ENDPOINT_EMBEDDINGS)
+		ret = row->build_embeddings ? row->build_embeddings(doc, model_name, out, why) : 0;
+	else if (!ret && rq->endpoint == LR_ENDPOINT_CHAT)
+		ret = row->build_chat(doc, model_name, out, why);
+	/* Completions are OpenAI's body alone: the dialect's path refuses them. */
+	return ret;
+}
+
 int provider_build_request_into(const struct lr_request *rq, const char *const *base_paths,
                                 struct provider_request *out, struct buf *path_memory)
 {
@@ -469,20 +493,7 @@ int provider_build_request_into(const struct lr_request *rq, const char *const *
 		ret = body_from_parts(rq, model_name, name_len, force_stream && openai_dialect,
 		                      openai_dialect ? &out->body : &unified, why);
 	if (!ret && !openai_dialect) {
-		/* Other dialects translate the unified body. */
-		int rc = json_parse(&doc, unified.data, unified.len);
-		if (rc || doc.count == 0 || doc.tok[0].type != JSON_OBJECT) {
-			ret = rc == LR_ENOMEM ? LR_ENOMEM : LR_EINVAL;
-			*why = ret == LR_ENOMEM ? "out of memory translating the request body"
-			                        : "request body is not a JSON object";
-		}
-		bool stream = want_stream || doc_stream(&doc);
-		out->stream = stream && rq->endpoint == LR_ENDPOINT_CHAT;
-		if (!ret && rq->endpoint == LR_ENDPOINT_EMBEDDINGS)
-			ret = row->build_embeddings ? row->build_embeddings(&doc, model_name, out, why) : 0;
-		else if (!ret && rq->endpoint == LR_ENDPOINT_CHAT)
-			ret = row->build_chat(&doc, model_name, out, why);
-		/* Completions are OpenAI's body alone: the dialect's path refuses them. */
+		ret = translate_for_dialect(rq, row, &doc, &unified, model_name, want_stream, out, why);
 	} else if (!ret) {
 		out->stream = want_stream || (have_doc && doc_stream(&doc));
 	}
