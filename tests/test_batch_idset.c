@@ -68,6 +68,28 @@ static void finds_every_id_through_growth(void **state)
 	id_set_free(&set);
 }
 
+/* Looked up in another order than added (a resume whose output was
+ * shuffled): every read of the spool lands elsewhere. */
+static void finds_ids_in_shuffled_order(void **state)
+{
+	(void)state;
+	struct id_set set = {.hash_bits = 16}; /* collisions: every find reads the spool */
+	char id[64];
+	size_t n = 100000;
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(id_set_add(&set, id, make_id(id, sizeof id, "shuffled-", i), ID_DONE_OK), 0);
+	uint64_t x = 88172645463325252u;
+	for (size_t k = 0; k < n; k++) {
+		x ^= x << 13; /* xorshift64: a fixed pseudo-random order */
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t i = (size_t)(x % n);
+		assert_int_equal(id_set_find(&set, id, make_id(id, sizeof id, "shuffled-", i)), (long)i);
+		assert_int_equal(id_set_find(&set, id, make_id(id, sizeof id, "unshuffled-", i)), ID_ABSENT);
+	}
+	id_set_free(&set);
+}
+
 static void states_change_and_stay(void **state)
 {
 	(void)state;
@@ -202,6 +224,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(finds_every_id_through_growth),
+		cmocka_unit_test(finds_ids_in_shuffled_order),
 		cmocka_unit_test(states_change_and_stay),
 		cmocka_unit_test(forced_collisions_never_match),
 		cmocka_unit_test(near_ids_are_distinct),

@@ -28,6 +28,7 @@
 #define SLOT_NO_MASK ((UINT64_C(1) << SLOT_NO_BITS) - 1)
 #define SLOT_FP_MASK ((UINT64_C(1) << (64 - SLOT_NO_BITS)) - 1)
 #define SET_MIN_CAP 4096 /* slots: 32 KiB */
+#define ID_SPOOL_PAGE 4096 /* a read of the spool away from the window */
 
 uint64_t hash_bytes(const char *s, size_t n)
 {
@@ -184,7 +185,12 @@ static const char *spool_bytes(struct id_spool *sp, uint64_t off, size_t n, int 
 		*err = ENOMEM;
 		return NULL;
 	}
-	*err = pread_full(sp->fd, sp->rbuf, ID_SPOOL_BUF, off, &sp->rlen);
+	/* Reading on from the window (growing, a resume in about the order
+	 * written) takes a whole window; a jump elsewhere (ids looked up in
+	 * another order) a page, not 64 KiB a lookup. */
+	bool onward = sp->rlen && off >= sp->roff && off - sp->roff <= sp->rlen + ID_SPOOL_BUF;
+	size_t want = onward || n > ID_SPOOL_PAGE ? ID_SPOOL_BUF : ID_SPOOL_PAGE;
+	*err = pread_full(sp->fd, sp->rbuf, want, off, &sp->rlen);
 	sp->roff = off;
 	if (!*err && sp->rlen < n)
 		*err = EIO; /* the file is shorter than what was written */
