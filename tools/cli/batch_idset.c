@@ -45,7 +45,7 @@ uint64_t hash_bytes(const char *s, size_t n)
 	return h ? h : 1;
 }
 
-static uint64_t set_hash(const struct id_set *set, const char *s, size_t n)
+uint64_t id_set_hash(const struct id_set *set, const char *s, size_t n)
 {
 	uint64_t h = hash_bytes(s, n);
 	if (set->hash_bits == 0 || set->hash_bits >= 64)
@@ -278,7 +278,7 @@ static int rehash_record(struct id_set *set, uint64_t *off, char **key, size_t *
 	if ((size_t)n32 + 4 <= ID_SPOOL_BUF) {
 		if (!(p = spool_bytes(sp, *off, 4 + (size_t)n32, &err)))
 			return err;
-		*h = set_hash(set, p + 4, n32);
+		*h = id_set_hash(set, p + 4, n32);
 		*off += 4 + (uint64_t)n32;
 		return 0;
 	}
@@ -296,7 +296,7 @@ static int rehash_record(struct id_set *set, uint64_t *off, char **key, size_t *
 		memcpy(*key + at, p, piece);
 		at += piece;
 	}
-	*h = set_hash(set, *key, n32);
+	*h = id_set_hash(set, *key, n32);
 	*off += 4 + (uint64_t)n32;
 	return 0;
 }
@@ -338,9 +338,13 @@ static int id_set_grow(struct id_set *set)
 
 long id_set_find(struct id_set *set, const char *key, size_t len)
 {
+	return id_set_find_hashed(set, key, len, id_set_hash(set, key, len));
+}
+
+long id_set_find_hashed(struct id_set *set, const char *key, size_t len, uint64_t h)
+{
 	if (!set->cap)
 		return ID_ABSENT;
-	uint64_t h = set_hash(set, key, len);
 	uint64_t fp = fp_of(h);
 	for (size_t i = home_of(h, set->cap);; i = i + 1 == set->cap ? 0 : i + 1) {
 		uint64_t s = set->slots[i];
@@ -363,6 +367,12 @@ long id_set_find(struct id_set *set, const char *key, size_t len)
 }
 
 int id_set_add(struct id_set *set, const char *key, size_t len, enum id_state state)
+{
+	return id_set_add_hashed(set, key, len, id_set_hash(set, key, len), state);
+}
+
+int id_set_add_hashed(struct id_set *set, const char *key, size_t len, uint64_t h,
+                      enum id_state state)
 {
 	if (len > UINT32_MAX || set->count >= SLOT_NO_MASK - 1) {
 		set->err = EOVERFLOW;
@@ -388,7 +398,7 @@ int id_set_add(struct id_set *set, const char *key, size_t len, enum id_state st
 	size_t no = set->count++;
 	set->states[no / 4] &= (uint8_t)~(3u << (no % 4 * 2));
 	id_set_set_state(set, (long)no, state);
-	place(set, set_hash(set, key, len), no);
+	place(set, h, no);
 	return 0;
 }
 

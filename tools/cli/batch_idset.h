@@ -70,6 +70,12 @@ long id_set_find(struct id_set *set, const char *key, size_t len);
 /* Adds a key known to be absent. 0, or -1 (set->err: ENOMEM, or the
  * spool's errno). */
 int id_set_add(struct id_set *set, const char *key, size_t len, enum id_state state);
+/* The same in two steps for a find then an add of one key: the hash is
+ * computed once (id_set_hash: what the set's slots are built from). */
+uint64_t id_set_hash(const struct id_set *set, const char *key, size_t len);
+long id_set_find_hashed(struct id_set *set, const char *key, size_t len, uint64_t hash);
+int id_set_add_hashed(struct id_set *set, const char *key, size_t len, uint64_t hash,
+                      enum id_state state);
 enum id_state id_set_state(const struct id_set *set, long key_no);
 void id_set_set_state(struct id_set *set, long key_no, enum id_state state);
 /* Bytes the set holds in memory (slots, states, index, buffers). */

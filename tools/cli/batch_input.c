@@ -392,7 +392,8 @@ static bool handle_input_line(struct batch *b, const char *line, size_t len)
 		id = b->scratch;
 		id_len = (size_t)scratch_len;
 	}
-	long no = id_set_find(&b->ids, id, id_len);
+	uint64_t h = id_set_hash(&b->ids, id, id_len);
+	long no = id_set_find_hashed(&b->ids, id, id_len, h);
 	enum id_state state = no >= 0 ? id_set_state(&b->ids, no) : 0;
 	if (state == ID_SEEN) {
 		write_input_error(b, id, id_len, "duplicate_custom_id",
@@ -407,7 +408,7 @@ static bool handle_input_line(struct batch *b, const char *line, size_t len)
 		b->skipped++;
 		return true;
 	}
-	if (no == ID_FAILED || id_set_add(&b->ids, id, id_len, ID_SEEN)) {
+	if (no == ID_FAILED || id_set_add_hashed(&b->ids, id, id_len, h, ID_SEEN)) {
 		fprintf(stderr, "llmring batch: cannot keep the custom_ids: %s\n",
 		        strerror(b->ids.err ? b->ids.err : ENOMEM));
 		b->write_failed = true;

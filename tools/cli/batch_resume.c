@@ -40,6 +40,8 @@ bool line_done(const struct batch *b, uint64_t line_no, const char *line, size_t
 		else
 			hi = mid;
 	}
+	if (lo == b->done_lines_count || (b->done_lines[lo].line & ~DONE_LINE_HASHED) != line_no)
+		return false; /* the common case: no hash of the line needed */
 	uint64_t h = hash_bytes(line, len);
 	for (size_t k = lo; k < b->done_lines_count; k++) {
 		const struct done_line *d = &b->done_lines[k];

@@ -7,7 +7,8 @@
  *
  * Memory stays bounded however long the input is: lines are read as the
  * window of outstanding requests (4 x concurrency) has room, and only the
- * set of custom_ids seen (needed to find duplicates) grows with the input.
+ * set of custom_ids seen (needed to find duplicates) grows with the input,
+ * by 8-byte slots (batch_idset.c: the ids themselves go to a file).
  *
  * Rate limits (--rpm, --tpm) are the engine's token buckets; cost comes
  * from each result's cost_usd (the engine's price table). A summary ends
@@ -395,6 +396,8 @@ static int open_outputs(struct batch *b, char **out_created, char **stats_create
 	struct stat out_st;
 	if (fstat(b->out_fd, &out_st) == 0 && S_ISREG(out_st.st_mode))
 		remove_stale_rewrites(b);
+	else /* -o /dev/stdout: no spool in /dev */
+		b->ids.spool_dir = NULL;
 	return load_previous_output(b);
 }
 
