@@ -127,7 +127,8 @@ static int spool_append(struct id_set *set, const char *key, size_t len)
 	if (set->count % ID_INDEX_EVERY == 0) {
 		size_t k = set->count / ID_INDEX_EVERY;
 		if (k == sp->index_cap) {
-			size_t cap = sp->index_cap ? sp->index_cap * 2 : 64;
+			/* By 1.5, as the slots: never far above what is used. */
+			size_t cap = sp->index_cap ? sp->index_cap + sp->index_cap / 2 : 64;
 			uint64_t *grown = realloc(sp->index, cap * sizeof(*grown));
 			if (!grown)
 				return ENOMEM;
@@ -173,14 +174,19 @@ static int pread_full(int fd, char *p, size_t n, uint64_t off, size_t *got)
 }
 
 /* The bytes [off, off + n) of the spool, n <= ID_SPOOL_BUF: in the write
- * buffer, the read window, or read into the window. NULL on failure
- * (*err). */
-static const char *spool_bytes(struct id_spool *sp, uint64_t off, size_t n, int *err)
+ * buffer, the read window, or read into the window; *avail (>= n) bytes
+ * follow contiguously there. NULL on failure (*err). */
+static const char *spool_span(struct id_spool *sp, uint64_t off, size_t n, size_t *avail,
+                              int *err)
 {
-	if (off >= sp->flushed)
+	if (off >= sp->flushed) {
+		*avail = sp->wlen - (size_t)(off - sp->flushed);
 		return sp->wbuf + (off - sp->flushed);
-	if (sp->rbuf && off >= sp->roff && off + n <= sp->roff + sp->rlen)
+	}
+	if (sp->rbuf && off >= sp->roff && off + n <= sp->roff + sp->rlen) {
+		*avail = sp->rlen - (size_t)(off - sp->roff);
 		return sp->rbuf + (off - sp->roff);
+	}
 	if (!sp->rbuf && !(sp->rbuf = malloc(ID_SPOOL_BUF))) {
 		*err = ENOMEM;
 		return NULL;
@@ -198,7 +204,45 @@ static const char *spool_bytes(struct id_spool *sp, uint64_t off, size_t n, int 
 		sp->rlen = 0;
 		return NULL;
 	}
+	*avail = sp->rlen;
 	return sp->rbuf;
+}
+
+static const char *spool_bytes(struct id_spool *sp, uint64_t off, size_t n, int *err)
+{
+	size_t avail;
+	return spool_span(sp, off, n, &avail, err);
+}
+
+/* Records read one after another: where the next one starts, and the
+ * bytes of the spool in memory from there. */
+struct spool_cursor {
+	uint64_t off;
+	const char *p; /* borrowed: the spool's buffers; avail bytes */
+	size_t avail;
+};
+
+/* The length of the record at the cursor, whose header is then at c->p
+ * (NULL on failure: *err). */
+static const char *cursor_record(struct id_spool *sp, struct spool_cursor *c, uint32_t *n32,
+                                 int *err)
+{
+	if (c->avail < 4 && !(c->p = spool_span(sp, c->off, 4, &c->avail, err)))
+		return NULL;
+	memcpy(n32, c->p, 4);
+	return c->p;
+}
+
+static void cursor_skip(struct spool_cursor *c, uint32_t n32)
+{
+	uint64_t step = 4 + (uint64_t)n32;
+	c->off += step;
+	if (step <= c->avail) {
+		c->p += step;
+		c->avail -= (size_t)step;
+	} else {
+		c->avail = 0;
+	}
 }
 
 /* 1 when the record at off holds key, 0 when not, -errno. */
@@ -240,16 +284,14 @@ static void spool_free(struct id_spool *sp)
  * records before it in its group skipped. UINT64_MAX on failure (*err). */
 static uint64_t record_offset(struct id_spool *sp, uint64_t no, int *err)
 {
-	uint64_t off = sp->index[no / ID_INDEX_EVERY];
+	struct spool_cursor c = {.off = sp->index[no / ID_INDEX_EVERY]};
 	for (uint64_t k = no % ID_INDEX_EVERY; k > 0; k--) {
-		const char *p = spool_bytes(sp, off, 4, err);
-		if (!p)
-			return UINT64_MAX;
 		uint32_t n32;
-		memcpy(&n32, p, 4);
-		off += 4 + (uint64_t)n32;
+		if (!cursor_record(sp, &c, &n32, err))
+			return UINT64_MAX;
+		cursor_skip(&c, n32);
 	}
-	return off;
+	return c.off;
 }
 
 /* ---- the slots ------------------------------------------------------------ */
@@ -262,24 +304,24 @@ static void place(struct id_set *set, uint64_t h, uint64_t no)
 	set->slots[i] = fp_of(h) << SLOT_NO_BITS | (no + 1);
 }
 
-/* The hash of the record at *off, which then moves past it; *key (owner:
- * the caller, *cap bytes) holds an id too long for one window. 0, or an
- * errno. */
-static int rehash_record(struct id_set *set, uint64_t *off, char **key, size_t *cap,
+/* The hash of the record at the cursor, which then moves past it; *key
+ * (owner: the caller, *cap bytes) holds an id too long for one window. 0,
+ * or an errno. */
+static int rehash_record(struct id_set *set, struct spool_cursor *c, char **key, size_t *cap,
                          uint64_t *h)
 {
 	struct id_spool *sp = &set->spool;
 	int err = 0;
-	const char *p = spool_bytes(sp, *off, 4, &err);
+	uint32_t n32;
+	const char *p = cursor_record(sp, c, &n32, &err);
 	if (!p)
 		return err;
-	uint32_t n32;
-	memcpy(&n32, p, 4);
-	if ((size_t)n32 + 4 <= ID_SPOOL_BUF) {
-		if (!(p = spool_bytes(sp, *off, 4 + (size_t)n32, &err)))
+	size_t need = 4 + (size_t)n32;
+	if (need <= ID_SPOOL_BUF) {
+		if (c->avail < need && !(c->p = p = spool_span(sp, c->off, need, &c->avail, &err)))
 			return err;
 		*h = id_set_hash(set, p + 4, n32);
-		*off += 4 + (uint64_t)n32;
+		cursor_skip(c, n32);
 		return 0;
 	}
 	if (n32 > *cap) {
@@ -291,13 +333,14 @@ static int rehash_record(struct id_set *set, uint64_t *off, char **key, size_t *
 	}
 	for (size_t at = 0; at < n32;) {
 		size_t piece = n32 - at < ID_SPOOL_BUF ? n32 - at : ID_SPOOL_BUF;
-		if (!(p = spool_bytes(sp, *off + 4 + at, piece, &err)))
+		if (!(p = spool_bytes(sp, c->off + 4 + at, piece, &err)))
 			return err;
 		memcpy(*key + at, p, piece);
 		at += piece;
 	}
 	*h = id_set_hash(set, *key, n32);
-	*off += 4 + (uint64_t)n32;
+	c->avail = 0; /* the window moved */
+	cursor_skip(c, n32);
 	return 0;
 }
 
@@ -319,11 +362,11 @@ static int id_set_grow(struct id_set *set)
 	set->cap = cap;
 	char *key = NULL; /* owner: here; only for ids longer than a window */
 	size_t key_cap = 0;
-	uint64_t off = 0;
+	struct spool_cursor c = {0};
 	int err = 0;
 	for (size_t no = 0; no < set->count && !err; no++) {
 		uint64_t h = 0;
-		if (!(err = rehash_record(set, &off, &key, &key_cap, &h)))
+		if (!(err = rehash_record(set, &c, &key, &key_cap, &h)))
 			place(set, h, no);
 	}
 	free(key);
@@ -381,7 +424,7 @@ int id_set_add_hashed(struct id_set *set, const char *key, size_t len, uint64_t 
 	if ((set->count + 1) * 20 > set->cap * 17 && id_set_grow(set))
 		return -1;
 	if (set->count / 4 >= set->states_cap) {
-		size_t cap = set->states_cap ? set->states_cap * 2 : 1024;
+		size_t cap = set->states_cap ? set->states_cap + set->states_cap / 2 : 1024;
 		uint8_t *grown = realloc(set->states, cap);
 		if (!grown) {
 			set->err = ENOMEM;

@@ -20,7 +20,7 @@ enum id_state {
 #define ID_FAILED (-2L) /* the spool could not be read: set->err */
 
 #define ID_SPOOL_BUF 65536
-#define ID_INDEX_EVERY 64 /* records per entry of the spool's offset index */
+#define ID_INDEX_EVERY 32 /* records per entry of the spool's offset index */
 
 /* The ids, appended as records (4-byte length, then the bytes) to an
  * unlinked temporary file; a fingerprint match reads one back, growing
