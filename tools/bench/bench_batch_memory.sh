@@ -17,7 +17,7 @@
 # Per size: wall time, lines/s, client CPU (user + sys from wait4's rusage) per
 # request, peak RSS (ru_maxrss) in total and per line, and the marginal bytes a
 # line (RSS above the smallest run's, over the lines above its count), which is
-# what grows with the job. The ids are spooled to a file beside the output
+# what grows with the job; the resume's CPU per line (resume_us/l). The ids are spooled to a file beside the output
 # (tools/cli/batch_idset.c): disk, not memory.
 set -euo pipefail
 
@@ -115,7 +115,7 @@ run_batch() {
 echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r)"
 echo "llmring: $LLMRING, concurrency $C, against llmring mock on 127.0.0.1:$port"
 printf '%-10s %8s %9s %10s %9s %10s %10s' lines wall_s lines/s cpu_us/req rss_MiB rss_B/line marg_B/line
-[ "$RESUME" = 1 ] && printf ' %9s %12s %9s' resume_s resume_MiB resume_B/l
+[ "$RESUME" = 1 ] && printf ' %9s %11s %10s %10s' resume_s resume_us/l resume_MiB resume_B/l
 echo
 first_n="" first_rss=""
 for n in $SIZES; do
@@ -136,9 +136,9 @@ for n in $SIZES; do
 		run_batch "$tmp/in.jsonl" "$tmp/out.jsonl" "$tmp/resume.t"
 		skipped=$(grep -o '"skipped": *[0-9]*' "$tmp/stats.json" | grep -o '[0-9]*$')
 		[ "$skipped" = "$n" ] || die "the resume skipped $skipped of $n lines"
-		read -r rwall _ _ rrss _ <"$tmp/resume.t"
-		awk -v n="$n" -v w="$rwall" -v r="$rrss" 'BEGIN {
-			printf " %9.2f %12.1f %9.1f", w, r / 1024, r * 1024 / n }'
+		read -r rwall ruser rsys rrss _ <"$tmp/resume.t"
+		awk -v n="$n" -v w="$rwall" -v u="$ruser" -v s="$rsys" -v r="$rrss" 'BEGIN {
+			printf " %9.2f %11.2f %10.1f %10.1f", w, (u + s) * 1e6 / n, r / 1024, r * 1024 / n }'
 	fi
 	echo
 	if [ -z "$first_n" ]; then
