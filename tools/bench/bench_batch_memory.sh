@@ -17,8 +17,8 @@
 # Per size: wall time, lines/s, client CPU (user + sys from wait4's rusage) per
 # request, peak RSS (ru_maxrss) in total and per line, and the marginal bytes a
 # line (RSS above the smallest run's, over the lines above its count), which is
-# what grows with the job; the resume's CPU per line (resume_us/l). The ids are spooled to a file beside the output
-# (tools/cli/batch_idset.c): disk, not memory.
+# what grows with the job; the resume's CPU per line (resume_us/l). The ids are
+# spooled to a file beside the output (tools/cli/batch_idset.c): disk, not memory.
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
