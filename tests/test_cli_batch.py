@@ -603,6 +603,47 @@ def resume_matches_unusable_lines_by_line_number():
 
 
 @test
+def id_hash_collisions_change_no_duplicate_or_resume_outcome():
+    """The custom_id set keeps only hashes in memory: forced to 4 hash
+    values (LLMRING_TEST_ID_HASH_BITS, so every id collides with a quarter
+    of the others), the duplicates, the skips and the exit status of a run
+    and its resume are those of a run with full hashes."""
+    n = 400
+    ids = ["r%d" % i for i in range(n)] + ["caf\u00e9", "caf\u00e9 ", " ", "  "]
+    lines = [chat_line(i) for i in ids]
+    for k in range(0, n, 10):  # duplicates, some of ids not read yet at the cut
+        lines.insert(3 * k // 2 + 7, chat_line("r%d" % (k + 5), "again"))
+    cut = len(lines) // 2
+
+    def outcome(l):
+        return (l["custom_id"], l.get("input_line"), (l["error"] or {}).get("code"))
+
+    def job(env):
+        with Tmp() as t:
+            write_lines(t.path("in.jsonl"), lines[:cut])
+            p1 = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                      "--quiet"], env=env)
+            with open(t.path("out.jsonl"), "a") as f:  # an earlier error of an id read late
+                f.write(json.dumps({"id": "batch_req_x", "custom_id": "r399", "response": None,
+                                    "error": {"code": "server_error", "message": "x"}}) + "\n")
+            write_lines(t.path("in.jsonl"), lines)
+            p2 = run(["batch", t.path("in.jsonl"), "-o", t.path("out.jsonl"), "--mock",
+                      "--stats", t.path("s.json"), "--quiet"], env=env)
+            s = json.load(open(t.path("s.json")))
+            return (p1.returncode, p2.returncode, s["requests"], s["skipped"],
+                    sorted(map(outcome, read_output(t.path("out.jsonl"))), key=str))
+
+    full = job(clean_env())
+    forced = job(clean_env(LLMRING_TEST_ID_HASH_BITS="2"))
+    assert forced == full, (forced[:4], full[:4])
+    outs = full[4]
+    dups = [o for o in outs if o[2] == "duplicate_custom_id"]
+    assert len(dups) == n // 10, dups
+    assert sorted(o[0] for o in outs if o[1] is None) == sorted(ids), "one outcome per id"
+    assert full[:2] == (1, 1) and full[2] > 0 and full[3] > cut // 2, full[:4]
+
+
+@test
 def resume_after_duplicate_written_but_original_lost():
     """A crash can leave the duplicate's error line without the first
     line's outcome: the first line must still be sent on resume."""

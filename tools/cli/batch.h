@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "batch_idset.h"
 #include "format/json.h"
 #include "llmring.h"
 #include "util/buf.h"
@@ -68,42 +69,6 @@ int parse_options(int argc, char **argv, struct batch_options *o);
  * after printing which two clash. */
 int check_distinct_files(const struct batch_options *o, const struct stat *in_st);
 
-/* ---- a set of custom_ids (batch_idset.c) -------------------------------- */
-
-enum id_state {
-	ID_DONE_OK = 1,  /* has a success line in the output from an earlier run */
-	ID_DONE_ERR = 2, /* has an error line in the output from an earlier run */
-	ID_SEEN = 3,     /* met in the input during this run */
-};
-
-struct id_entry {
-	uint64_t hash;   /* 0 marks an empty slot */
-	const char *key; /* owner: the set's arena */
-	uint32_t len;
-	uint32_t state;  /* enum id_state */
-};
-
-struct arena_block {
-	struct arena_block *next;
-	size_t used, cap;
-	char data[];
-};
-
-/* Open addressing, linear probing. */
-struct id_set {
-	struct id_entry *slots; /* owner: the set */
-	size_t cap, count;      /* cap: a power of two */
-	struct arena_block *arena; /* owner: the set; the keys, never freed one by one */
-};
-
-/* Never 0 (the empty slot's mark). */
-uint64_t hash_bytes(const char *s, size_t n);
-struct id_entry *id_set_find(struct id_set *set, const char *key, size_t len, uint64_t hash);
-/* Adds a key known to be absent. NULL when out of memory. */
-struct id_entry *id_set_add(struct id_set *set, const char *key, size_t len, uint64_t hash,
-                            enum id_state state);
-void id_set_free(struct id_set *set);
-
 /* ---- the run's state ---------------------------------------------------- */
 
 /* One submitted request, found again through lr_future_user_data; owner:
@@ -137,10 +102,11 @@ struct line_reader {
 
 /* One unusable input line done in an earlier run. */
 struct done_line {
-	uint64_t line;
+	uint64_t line;      /* DONE_LINE_HASHED set: hash holds input_hash */
 	uint64_t hash;      /* of the line's bytes (input_hash) */
-	bool has_hash;      /* false for lines written before input_hash existed */
 };
+/* Lines written before input_hash existed match by number alone. */
+#define DONE_LINE_HASHED (UINT64_C(1) << 63)
 
 /* Outcomes moved to the pending buffer but not yet written. */
 struct tally {
@@ -156,6 +122,7 @@ struct batch {
 	lr_engine *eng;             /* owner: the batch */
 	struct mock_server *mock;   /* owner: the batch */
 	struct id_set ids;          /* owner: the batch */
+	char *spool_dir;            /* owner: the batch; the output's directory, for ids.spool_dir */
 	struct done_line *done_lines; /* owner: the batch; sorted by line, already done */
 	size_t done_lines_count;
 	struct json_doc doc;        /* owner: the batch; reused for every line */

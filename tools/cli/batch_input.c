@@ -392,23 +392,25 @@ static bool handle_input_line(struct batch *b, const char *line, size_t len)
 		id = b->scratch;
 		id_len = (size_t)scratch_len;
 	}
-	uint64_t h = hash_bytes(id, id_len);
-	struct id_entry *e = id_set_find(&b->ids, id, id_len, h);
-	if (e && e->state == ID_SEEN) {
+	uint64_t h = id_set_hash(&b->ids, id, id_len);
+	long no = id_set_find_hashed(&b->ids, id, id_len, h);
+	enum id_state state = no >= 0 ? id_set_state(&b->ids, no) : 0;
+	if (state == ID_SEEN) {
 		write_input_error(b, id, id_len, "duplicate_custom_id",
 		                  "this custom_id appeared on an earlier line; only the first is sent",
 		                  hash_bytes(line, len));
 		return true;
 	}
-	if (e) { /* done in an earlier run */
-		if (e->state == ID_DONE_ERR)
+	if (state) { /* done in an earlier run */
+		if (state == ID_DONE_ERR)
 			b->earlier_errors = true;
-		e->state = ID_SEEN;
+		id_set_set_state(&b->ids, no, ID_SEEN);
 		b->skipped++;
 		return true;
 	}
-	if (!id_set_add(&b->ids, id, id_len, h, ID_SEEN)) {
-		fprintf(stderr, "llmring batch: out of memory\n");
+	if (no == ID_FAILED || id_set_add_hashed(&b->ids, id, id_len, h, ID_SEEN)) {
+		fprintf(stderr, "llmring batch: cannot keep the custom_ids: %s\n",
+		        strerror(b->ids.err ? b->ids.err : ENOMEM));
 		b->write_failed = true;
 		return false;
 	}

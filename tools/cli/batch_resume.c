@@ -22,7 +22,8 @@
 
 static int cmp_done_line(const void *a, const void *b)
 {
-	uint64_t x = ((const struct done_line *)a)->line, y = ((const struct done_line *)b)->line;
+	uint64_t x = ((const struct done_line *)a)->line & ~DONE_LINE_HASHED;
+	uint64_t y = ((const struct done_line *)b)->line & ~DONE_LINE_HASHED;
 	return x < y ? -1 : x > y;
 }
 
@@ -34,17 +35,21 @@ bool line_done(const struct batch *b, uint64_t line_no, const char *line, size_t
 	size_t lo = 0, hi = b->done_lines_count;
 	while (lo < hi) { /* the first entry >= line_no */
 		size_t mid = lo + (hi - lo) / 2;
-		if (b->done_lines[mid].line < line_no)
+		if ((b->done_lines[mid].line & ~DONE_LINE_HASHED) < line_no)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo == b->done_lines_count || b->done_lines[lo].line != line_no)
-		return false;
+	if (lo == b->done_lines_count || (b->done_lines[lo].line & ~DONE_LINE_HASHED) != line_no)
+		return false; /* the common case: no hash of the line needed */
 	uint64_t h = hash_bytes(line, len);
-	for (size_t k = lo; k < b->done_lines_count && b->done_lines[k].line == line_no; k++)
-		if (!b->done_lines[k].has_hash || b->done_lines[k].hash == h)
+	for (size_t k = lo; k < b->done_lines_count; k++) {
+		const struct done_line *d = &b->done_lines[k];
+		if ((d->line & ~DONE_LINE_HASHED) != line_no)
+			break;
+		if (!(d->line & DONE_LINE_HASHED) || d->hash == h)
 			return true;
+	}
 	return false;
 }
 
@@ -86,9 +91,10 @@ static enum outcome_kind classify_outcome(struct batch *b, const char *line, siz
 		int64_t n;
 		if (!json_get_int(&b->doc, in, &n) || n < 1)
 			return OUTCOME_UNREADABLE;
+		if ((uint64_t)n >= DONE_LINE_HASHED)
+			return OUTCOME_UNREADABLE;
 		done->line = (uint64_t)n;
 		int h = json_object_get(&b->doc, 0, "input_hash");
-		done->has_hash = false;
 		if (h >= 0) {
 			const char *text;
 			size_t text_len;
@@ -98,7 +104,7 @@ static enum outcome_kind classify_outcome(struct batch *b, const char *line, siz
 			if (b->doc.tok[h].type != JSON_STRING || text_len < 2 ||
 			    !parse_hash(text + 1, text_len - 2, &done->hash))
 				return OUTCOME_UNREADABLE;
-			done->has_hash = true;
+			done->line |= DONE_LINE_HASHED;
 		}
 		return OUTCOME_INPUT;
 	}
@@ -115,7 +121,8 @@ static enum outcome_kind classify_outcome(struct batch *b, const char *line, siz
 }
 
 /* Records an outcome classified just before (b->doc still holds it):
- * its input line is skipped this run. 0, or -1 when out of memory. */
+ * its input line is skipped this run. 0, or -1 when out of memory (or
+ * the id set's spool failed: b->ids.err). */
 static int remember_outcome(struct batch *b, enum outcome_kind kind, int tok,
                             const struct done_line *done, size_t *done_cap)
 {
@@ -135,15 +142,15 @@ static int remember_outcome(struct batch *b, enum outcome_kind kind, int tok,
 	long id_len = scratch_string(b, tok);
 	if (id_len < 0)
 		return 0; /* an id that cannot be unescaped matches no input line */
-	uint64_t h = hash_bytes(b->scratch, (size_t)id_len);
-	struct id_entry *e = id_set_find(&b->ids, b->scratch, (size_t)id_len, h);
-	if (e) {
+	long no = id_set_find(&b->ids, b->scratch, (size_t)id_len);
+	if (no == ID_FAILED)
+		return -1;
+	if (no >= 0) {
 		if (!ok) /* an error outcome anywhere makes the exit status 1 */
-			e->state = ID_DONE_ERR;
+			id_set_set_state(&b->ids, no, ID_DONE_ERR);
 		return 0;
 	}
-	return id_set_add(&b->ids, b->scratch, (size_t)id_len, h, ok ? ID_DONE_OK : ID_DONE_ERR)
-	       ? 0 : -1;
+	return id_set_add(&b->ids, b->scratch, (size_t)id_len, ok ? ID_DONE_OK : ID_DONE_ERR);
 }
 
 
@@ -374,7 +381,8 @@ int load_previous_output(struct batch *b)
 		if (rw.dropped)
 			rewrite_keep(b, &rw, line, (size_t)n);
 		if (kind != OUTCOME_UNREADABLE && remember_outcome(b, kind, tok, &done, &done_cap)) {
-			fprintf(stderr, "llmring batch: out of memory\n");
+			fprintf(stderr, "llmring batch: cannot keep the custom_ids of %s: %s\n",
+			        b->opt.output_path, strerror(b->ids.err ? b->ids.err : ENOMEM));
 			ret = -1;
 			break;
 		}

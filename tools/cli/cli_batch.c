@@ -7,7 +7,8 @@
  *
  * Memory stays bounded however long the input is: lines are read as the
  * window of outstanding requests (4 x concurrency) has room, and only the
- * set of custom_ids seen (needed to find duplicates) grows with the input.
+ * set of custom_ids seen (needed to find duplicates) grows with the input,
+ * by 8-byte slots (batch_idset.c: the ids themselves go to a file).
  *
  * Rate limits (--rpm, --tpm) are the engine's token buckets; cost comes
  * from each result's cost_usd (the engine's price table). A summary ends
@@ -308,6 +309,7 @@ static void batch_free(struct batch *b)
 		close(b->stats_fd);
 	reader_free(&b->in);
 	id_set_free(&b->ids);
+	free(b->spool_dir);
 	free(b->done_lines);
 	json_doc_free(&b->doc);
 	buf_free(&b->out);
@@ -431,7 +433,20 @@ static int open_outputs(struct batch *b, char **out_created, char **stats_create
 	struct stat out_st;
 	if (fstat(b->out_fd, &out_st) == 0 && S_ISREG(out_st.st_mode))
 		remove_stale_rewrites(b);
+	else /* -o /dev/stdout: no spool in /dev */
+		b->ids.spool_dir = NULL;
 	return load_previous_output(b);
+}
+
+/* The directory of path (malloc'd, owner: the caller), where the id set
+ * spools the custom_ids: beside the output, which already takes far more
+ * room. NULL when out of memory (the set then uses $TMPDIR or /tmp). */
+static char *output_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return strdup(".");
+	return strndup(path, slash == path ? 1 : (size_t)(slash - path));
 }
 
 /* Whether the hooks' stop flag is set; remembered, so that the run counts
@@ -572,6 +587,12 @@ int batch_run(int argc, char **argv, const struct batch_hooks *hooks)
 		return CLI_EXIT_USAGE;
 	}
 	reader_init(&b.in, in_fd, (size_t)b.opt.max_line);
+	b.spool_dir = output_dir(b.opt.output_path);
+	b.ids.spool_dir = b.spool_dir;
+	/* Tests only: collisions in the id set, which must change nothing. */
+	const char *bits = getenv("LLMRING_TEST_ID_HASH_BITS");
+	if (bits && *bits)
+		b.ids.hash_bits = (unsigned)strtoul(bits, NULL, 10);
 	struct pbatch *pb = NULL; /* owner: this function */
 	if (prepare_run(&b, &in_st) || (b.opt.via_batch && !(pb = pbatch_new(&b, in_fd))) ||
 	    open_outputs(&b, &out_created, &stats_created))

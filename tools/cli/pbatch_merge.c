@@ -78,10 +78,10 @@ static void error_line(struct pbatch *pb, const char *id, size_t id_len, const c
  * having one now. -1 out of memory. */
 static int seen(struct pbatch *pb, const char *id, size_t len)
 {
-	uint64_t h = hash_bytes(id, len);
-	if (id_set_find(&pb->written, id, len, h))
+	long no = id_set_find(&pb->written, id, len);
+	if (no >= 0)
 		return 1;
-	return id_set_add(&pb->written, id, len, h, ID_DONE_OK) ? 0 : -1;
+	return no == ID_FAILED || id_set_add(&pb->written, id, len, ID_DONE_OK) ? -1 : 0;
 }
 
 /* For a result line: 1 skip it (its id has an outcome, or is not one of
@@ -89,7 +89,10 @@ static int seen(struct pbatch *pb, const char *id, size_t len)
  * recorded), -1 out of memory. */
 static int result_seen(struct pbatch *pb, const char *id, size_t len)
 {
-	if (!id_set_find(&pb->part_ids, id, len, hash_bytes(id, len))) {
+	long no = id_set_find(&pb->part_ids, id, len);
+	if (no == ID_FAILED)
+		return -1;
+	if (no < 0) {
 		pb->strangers++;
 		return 1;
 	}
@@ -361,10 +364,10 @@ static int add_part_id(struct pbatch *pb, const char *line, size_t len)
 	if (n <= 0)
 		return (int)n;
 	const char *id = pb->b->scratch;
-	uint64_t h = hash_bytes(id, (size_t)n);
-	if (id_set_find(&pb->part_ids, id, (size_t)n, h))
+	long no = id_set_find(&pb->part_ids, id, (size_t)n);
+	if (no >= 0)
 		return 0;
-	return id_set_add(&pb->part_ids, id, (size_t)n, h, ID_SEEN) ? 0 : -1;
+	return no == ID_FAILED || id_set_add(&pb->part_ids, id, (size_t)n, ID_SEEN) ? -1 : 0;
 }
 
 /* A line of the part's own file: its custom_id gets missing_code when it

@@ -44,6 +44,7 @@ struct pbatch *pbatch_new(struct batch *b, int in_fd)
 	}
 	pb->b = b;
 	pb->no_batch_rate.limit = BATCH_MAX_MODEL_NAMES;
+	pb->written.spool_dir = b->spool_dir;
 	/* Smaller parts for tests and trials (docs/guide.md). */
 	uint64_t lines = env_limit("LLMRING_BATCH_MAX_LINES", PB_ANTHROPIC_MAX_LINES);
 	uint64_t bytes = env_limit("LLMRING_BATCH_MAX_BYTES", PB_ANTHROPIC_MAX_BYTES);
