@@ -15,7 +15,6 @@
 
 #include <cmocka.h>
 
-#include "io/tls.h"
 #include "io/tls_rec.h"
 #include "llmring.h"
 #include "util/buf.h"
@@ -104,7 +103,7 @@ static void test_request_and_response_round_trip_on_every_cipher(void **state)
 			size_t overhead = ciphers[c] == TLS_REC_CHACHA20_POLY1305 ? 21 : 29;
 			assert_int_equal(wire.len, expect.len + 2 + 8 * overhead);
 			char msg[160] = "";
-			assert_int_equal(feed_copy(to, wire.data, wire.len, &got, msg, sizeof(msg)), TLS_CLOSED);
+			assert_int_equal(feed_copy(to, wire.data, wire.len, &got, msg, sizeof(msg)), TLS_REC_CLOSED);
 			assert_int_equal(got.len, expect.len);
 			assert_memory_equal(got.data, expect.data, expect.len);
 			buf_free(&wire), buf_free(&expect), buf_free(&got);
@@ -130,10 +129,10 @@ static void test_records_split_at_every_byte_boundary(void **state)
 			struct buf got = {0};
 			char msg[160] = "";
 			long rc = feed_copy(client, wire.data, k, &got, msg, sizeof(msg));
-			assert_int_equal(rc, k == wire.len ? TLS_CLOSED : 0);
+			assert_int_equal(rc, k == wire.len ? TLS_REC_CLOSED : 0);
 			if (k < wire.len)
 				rc = feed_copy(client, wire.data + k, wire.len - k, &got, msg, sizeof(msg));
-			assert_int_equal(rc, TLS_CLOSED);
+			assert_int_equal(rc, TLS_REC_CLOSED);
 			assert_int_equal(got.len, expect.len);
 			assert_memory_equal(got.data, expect.data, expect.len);
 			buf_free(&got);
@@ -147,7 +146,7 @@ static void test_records_split_at_every_byte_boundary(void **state)
 		long rc = 0;
 		for (size_t i = 0; i < wire.len; i++) {
 			rc = feed_copy(client, wire.data + i, 1, &got, msg, sizeof(msg));
-			assert_int_equal(rc, i + 1 == wire.len ? TLS_CLOSED : 0);
+			assert_int_equal(rc, i + 1 == wire.len ? TLS_REC_CLOSED : 0);
 		}
 		assert_int_equal(got.len, expect.len);
 		assert_memory_equal(got.data, expect.data, expect.len);
@@ -318,7 +317,7 @@ static void test_alerts(void **state)
 	struct buf plain = {0};
 	char msg[160] = "";
 	/* close_notify: nothing after it is delivered. */
-	assert_int_equal(server_says(TLS_REC_ALERT, "\1\0", 2, &plain, msg, sizeof(msg)), TLS_CLOSED);
+	assert_int_equal(server_says(TLS_REC_ALERT, "\1\0", 2, &plain, msg, sizeof(msg)), TLS_REC_CLOSED);
 	assert_int_equal(plain.len, 0);
 	/* A fatal alert is named. */
 	assert_int_equal(server_says(TLS_REC_ALERT, "\2\50", 2, &plain, msg, sizeof(msg)), LR_EPROTO);

@@ -34,6 +34,8 @@
 #include "util/test_hooks.h"
 #include "llmring.h"
 
+_Static_assert(TLS_CLOSED == TLS_REC_CLOSED, "one code for close_notify");
+
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
 struct tls_config {

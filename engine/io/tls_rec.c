@@ -16,7 +16,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "io/tls.h"
 #include "llmring.h"
 
 #define HEADER_LEN 5
@@ -255,7 +254,7 @@ static long check_header(struct tls_rec *r, const unsigned char *h, char *msg, s
 
 /* Decrypts the whole record at rec in place. >0 or 0: that much
  * application data at *plain (0: a record with nothing for the caller);
- * TLS_CLOSED, or an error. */
+ * TLS_REC_CLOSED, or an error. */
 static long open_record(struct tls_rec *r, unsigned char *rec, char **plain, char *msg,
                         size_t cap)
 {
@@ -289,7 +288,7 @@ static long open_record(struct tls_rec *r, unsigned char *rec, char **plain, cha
 			return fail(r, LR_EPROTO, msg, cap, "malformed alert record (%zu bytes)", len);
 		for (size_t i = 0; i < len; i += 2) {
 			if (p[i + 1] == 0)
-				return TLS_CLOSED; /* close_notify */
+				return TLS_REC_CLOSED; /* close_notify */
 			if (p[i] != 1)
 				return fail(r, LR_EPROTO, msg, cap, "the server sent a fatal alert: %s (%u)",
 				            alert_name(p[i + 1]), p[i + 1]);

@@ -28,6 +28,8 @@ enum tls_rec_cipher {
 /* The largest TLSCiphertext.length RFC 5246 allows (6.2.3). */
 #define TLS_REC_MAX_CIPHERTEXT (16384 + 2048)
 #define TLS_REC_MAX_PLAINTEXT 16384
+/* tls_rec_open after close_notify: tls.h's TLS_CLOSED (tls.c checks). */
+#define TLS_REC_CLOSED (-1000)
 
 enum tls_rec_type {
 	TLS_REC_CHANGE_CIPHER_SPEC = 20,
@@ -59,7 +61,7 @@ int tls_rec_feed(struct tls_rec *r, char *data, size_t len);
 
 /* The next application data: >0 with *plain pointing at that many bytes
  * (valid until the next tls_rec_feed/tls_rec_open), 0 when more input is
- * needed, TLS_CLOSED (tls.h) after close_notify, or LR_EPROTO / LR_ENOMEM
+ * needed, TLS_REC_CLOSED after close_notify, or LR_EPROTO / LR_ENOMEM
  * with a message in msg. After an error every call fails again. */
 long tls_rec_open(struct tls_rec *r, char **plain, char *msg, size_t msg_cap);
 
