@@ -152,8 +152,6 @@ int tls_config_new(const struct tls_config_options *o, struct tls_config **out, 
 	mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn_list);
 	mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
 	mbedtls_ssl_conf_export_keys_ext_cb(&c->conf, export_keys, c);
-	if (o->ciphersuites)
-		mbedtls_ssl_conf_ciphersuites(&c->conf, o->ciphersuites);
 	if (o->insecure) {
 		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
 	} else {

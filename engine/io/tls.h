@@ -22,7 +22,6 @@ struct tls_session;
 struct tls_config_options {
 	const char *ca_file;  /* NULL: the system bundle (the engine resolves SSL_CERT_FILE) */
 	bool insecure;        /* no verification at all (the caller warns) */
-	const int *ciphersuites; /* NULL: mbedTLS's list; else 0-terminated IDs (kept, not copied) */
 };
 
 /* The CA bundle is read here: create the config on first https use.
