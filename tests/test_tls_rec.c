@@ -5,6 +5,7 @@
  * HelloRequest, sequence numbers at their end. The same code against
  * real servers (mbedTLS in the mock, OpenSSL in nginx): test_tls.c.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,11 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 
 #include <cmocka.h>
 
+#include "io/tls.h"
 #include "io/tls_rec.h"
 #include "llmring.h"
+#include "mock_tls.h"
 #include "util/buf.h"
 
 static const enum tls_rec_cipher ciphers[] = {TLS_REC_AES_128_GCM, TLS_REC_AES_256_GCM,
@@ -370,6 +374,118 @@ static void test_a_buffer_dropped_unread_is_an_error(void **state)
 	tls_rec_free(client), tls_rec_free(server);
 }
 
+/* ---- tls_conn against mbedTLS's server (the mock's), in memory ---- */
+
+static int offloads;
+void tls_offload_hook(int cipher)
+{
+	(void)cipher;
+	offloads++;
+}
+
+static void sink(void *arg, const unsigned char *p, size_t n)
+{
+	assert_int_equal(buf_append(arg, p, n), 0);
+}
+
+static void server_feed(struct mock_tls_conn *sc, const char *p, size_t n)
+{
+	while (n > 0) {
+		unsigned char *space;
+		size_t cap;
+		mock_tls_conn_in_space(sc, n, &space, &cap);
+		size_t k = n < cap ? n : cap;
+		memcpy(space, p, k);
+		mock_tls_conn_in_commit(sc, k);
+		p += k, n -= k;
+	}
+}
+
+/* The server's first response follows its Finished in the same buffer,
+ * and the next buffer comes before the client read anything: the
+ * ciphertext mbedTLS's input held moves over to the record layer. */
+static void test_data_after_finished_moves_over_and_close_notify_goes_out(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/llmring-tlsrec-XXXXXX", cmd[PATH_MAX * 2], crt[PATH_MAX], key[PATH_MAX],
+	     ca[PATH_MAX], msg[256] = "";
+	assert_non_null(mkdtemp(dir));
+	const char *src = getenv("LLMRING_SOURCE_DIR") ? getenv("LLMRING_SOURCE_DIR") : LLMRING_SOURCE_DIR;
+	snprintf(cmd, sizeof(cmd), "bash %s/tests/certs/gen-certs.sh %s >/dev/null 2>&1", src, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(crt, sizeof(crt), "%s/server.crt", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+	struct mock_tls *mt;
+	assert_int_equal(mock_tls_new(crt, key, &mt, msg, sizeof(msg)), 0);
+	struct buf s2c = {0}, c2s = {0};
+	struct mock_tls_conn *sc = mock_tls_conn_new(mt, sink, &s2c);
+	struct tls_config *cfg;
+	struct tls_config_options o = {.ca_file = ca};
+	assert_int_equal(tls_config_new(&o, &cfg, msg, sizeof(msg)), 0);
+	struct tls_conn *t = tls_conn_new(cfg, "localhost", NULL);
+	assert_non_null(t);
+	int before = offloads;
+	/* ClientHello ... until the server is done (its Finished is last). */
+	assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 0);
+	for (int round = 0; round < 10 && mock_tls_conn_handshake(sc) != 1; round++) {
+		buf_clear(&c2s);
+		tls_conn_take_output(t, &c2s);
+		server_feed(sc, c2s.data, c2s.len);
+		if (mock_tls_conn_handshake(sc) == 1)
+			break;
+		assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+		buf_clear(&s2c);
+		assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 0);
+	}
+	/* 50,000 bytes (four records) right behind the Finished. */
+	struct buf want = {0}, got = {0};
+	assert_int_equal(buf_reserve(&want, 50000), 0);
+	fill_pattern(want.data, 50000, 7);
+	want.len = 50000;
+	assert_int_equal(mock_tls_conn_write(sc, want.data, want.len), 0);
+	size_t cut = s2c.len - 30000; /* inside the app data */
+	char *first = malloc(cut), *second = malloc(s2c.len - cut);
+	memcpy(first, s2c.data, cut);
+	memcpy(second, s2c.data + cut, s2c.len - cut);
+	assert_int_equal(tls_conn_feed(t, first, cut), 0);
+	assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 1);
+	assert_int_equal(offloads, before + 1);
+	memset(first, 0, cut);
+	free(first); /* the handshake's input was copied: nothing points here */
+	assert_int_equal(tls_conn_feed(t, second, s2c.len - cut), 0);
+	long n;
+	char *p;
+	while ((n = tls_conn_read(t, &p, msg, sizeof(msg))) > 0)
+		assert_int_equal(buf_append(&got, p, (size_t)n), 0);
+	assert_int_equal(n, 0);
+	free(second);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.data, want.data, want.len);
+	/* A request the server reads, then our close_notify. */
+	buf_clear(&c2s);
+	assert_int_equal(tls_conn_write(t, "GET / HTTP/1.1\r\n\r\n", 18), 0);
+	tls_conn_close_notify(t);
+	tls_conn_take_output(t, &c2s);
+	server_feed(sc, c2s.data, c2s.len);
+	char in[64];
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), 18);
+	assert_memory_equal(in, "GET / HTTP/1.1\r\n\r\n", 18);
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), -EPIPE);
+	/* And the server's close_notify ends our stream. */
+	buf_clear(&s2c);
+	assert_int_equal(mock_tls_conn_close_notify(sc), 0);
+	assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+	assert_int_equal(tls_conn_read(t, &p, msg, sizeof(msg)), TLS_CLOSED);
+	tls_conn_free(t);
+	tls_config_free(cfg);
+	mock_tls_conn_free(sc);
+	mock_tls_free(mt);
+	buf_free(&s2c), buf_free(&c2s), buf_free(&want), buf_free(&got);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_alerts),
 		cmocka_unit_test(test_sequence_numbers_never_wrap),
 		cmocka_unit_test(test_a_buffer_dropped_unread_is_an_error),
+		cmocka_unit_test(test_data_after_finished_moves_over_and_close_notify_goes_out),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -354,7 +354,7 @@ int tls_conn_feed(struct tls_conn *t, char *data, size_t len)
 		return buf_append(&t->in, data, len);
 	if (t->in_lent) {
 		/* The handshake's leftover was not all read: keep the rest in front. */
-		size_t left = tls_rec_unread(t->rec);
+		size_t left = tls_rec_take_back(t->rec);
 		if (left) {
 			memmove(t->in.data, t->in.data + t->in.len - left, left);
 			t->in.len = left;

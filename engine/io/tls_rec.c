@@ -405,3 +405,11 @@ size_t tls_rec_unread(const struct tls_rec *r)
 {
 	return r->lent_len - r->lent_off;
 }
+
+size_t tls_rec_take_back(struct tls_rec *r)
+{
+	size_t left = r->lent_len - r->lent_off;
+	r->lent = NULL;
+	r->lent_len = r->lent_off = 0;
+	return left;
+}

@@ -73,6 +73,9 @@ int tls_rec_seal(struct tls_rec *r, enum tls_rec_type type, const char *data, si
 
 /* Bytes of the lent buffer not read yet (0 once tls_rec_open returned 0). */
 size_t tls_rec_unread(const struct tls_rec *r);
+/* Forgets the lent buffer, returning how many bytes at its end were not
+ * read: the caller keeps them and lends them again with what follows. */
+size_t tls_rec_take_back(struct tls_rec *r);
 
 /* For tests: the next sequence numbers. */
 void tls_rec_set_seq(struct tls_rec *r, uint64_t write_seq, uint64_t read_seq);
