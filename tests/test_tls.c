@@ -33,6 +33,20 @@
 #include "mock_server.h"
 
 static char cert_dir[PATH_MAX];
+
+/* Connections whose records moved to libcrypto, by cipher (enum
+ * tls_rec_cipher: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305). */
+static atomic_int offloads[3];
+void tls_offload_hook(int cipher)
+{
+	if (cipher >= 0 && cipher < 3)
+		offloads[cipher]++;
+}
+
+static int offload_total(void)
+{
+	return offloads[0] + offloads[1] + offloads[2];
+}
 static char ca_path[PATH_MAX + 16];
 
 static const char *source_dir(void)
@@ -132,6 +146,7 @@ static void test_valid_certificate_succeeds_and_reuses_the_connection(void **sta
 	char url[128];
 	snprintf(url, sizeof(url), "https://localhost:%u/v1", mock_server_port(s));
 	lr_engine *e = engine_for(url, false);
+	int before = offload_total();
 	for (int i = 0; i < 5; i++) {
 		int status = 0;
 		assert_int_equal(one_request(e, &status, NULL, 0), LR_OK);
@@ -142,19 +157,16 @@ static void test_valid_certificate_succeeds_and_reuses_the_connection(void **sta
 	assert_int_equal(st.connections_opened, 1);
 	assert_int_equal(st.connections_reused, 4);
 	assert_int_equal(st.tls_full_handshakes, 1);
+	/* mbedTLS's server picks an AEAD suite: libcrypto did the records. */
+	assert_int_equal(offload_total(), before + 1);
 	lr_engine_destroy(e);
 	mock_server_stop(s);
 }
 
 /* An HTTP call's body read from a file in pieces, each encrypted as it
  * goes: a chat body padded with 1.5 MB of JSON whitespace. */
-static void test_an_http_call_sends_a_file_body_over_tls(void **state)
+static void file_body_request(lr_engine *e)
 {
-	(void)state;
-	struct mock_server *s = start_tls_mock("server");
-	char url[128];
-	snprintf(url, sizeof(url), "https://localhost:%u/v1", mock_server_port(s));
-	lr_engine *e = engine_for(url, false);
 	char path[] = "/tmp/lr-tls-body-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
@@ -180,6 +192,18 @@ static void test_an_http_call_sends_a_file_body_over_tls(void **state)
 	assert_non_null(strstr(r->body, "chat.completion"));
 	lr_future_release(f);
 	close(fd);
+}
+
+static void test_an_http_call_sends_a_file_body_over_tls(void **state)
+{
+	(void)state;
+	struct mock_server *s = start_tls_mock("server");
+	char url[128];
+	snprintf(url, sizeof(url), "https://localhost:%u/v1", mock_server_port(s));
+	lr_engine *e = engine_for(url, false);
+	int before = offload_total();
+	file_body_request(e);
+	assert_int_equal(offload_total(), before + 1);
 	lr_engine_destroy(e);
 	mock_server_stop(s);
 }
@@ -196,6 +220,7 @@ static void test_new_connection_resumes_the_session(void **state)
 	cfg.pool_idle_s = 0.05; /* the idle connection is gone before the next request */
 	lr_engine *e = NULL;
 	assert_int_equal(lr_engine_new(&cfg, &e), 0);
+	int before = offload_total();
 	assert_int_equal(one_request(e, NULL, NULL, 0), LR_OK);
 	struct timespec pause = {0, 200 * 1000 * 1000};
 	nanosleep(&pause, NULL);
@@ -205,6 +230,8 @@ static void test_new_connection_resumes_the_session(void **state)
 	assert_int_equal(st.connections_opened, 2);
 	assert_int_equal(st.tls_full_handshakes, 1);
 	assert_int_equal(st.tls_resumed_handshakes, 1);
+	/* The abbreviated handshake exports its keys too. */
+	assert_int_equal(offload_total(), before + 2);
 	lr_engine_destroy(e);
 	mock_server_stop(s);
 }
@@ -548,7 +575,8 @@ struct nginx {
 	uint16_t port;
 };
 
-static void nginx_start(struct nginx *n, const char *cert)
+/* ciphers: an OpenSSL cipher list for TLS 1.2 (NULL: nginx's default). */
+static void nginx_start_with(struct nginx *n, const char *cert, const char *ciphers)
 {
 	char conf[PATH_MAX + 48];
 	snprintf(conf, sizeof(conf), "%s/nginx-%s.conf", cert_dir, cert);
@@ -561,13 +589,15 @@ static void nginx_start(struct nginx *n, const char *cert)
 	fprintf(fp,
 	        "daemon off; pid %s/nginx-%s.pid; error_log %s/error.log; worker_processes 1;\n"
 	        "events { worker_connections 64; }\n"
-	        "http { access_log off; client_body_temp_path %s;\n"
+	        "http { access_log off; client_body_temp_path %s; client_max_body_size 4m;\n"
 	        " server { listen 127.0.0.1:%u ssl; server_name localhost;\n"
 	        "  ssl_certificate %s/%s.crt; ssl_certificate_key %s/%s.key;\n"
+	        "  ssl_protocols TLSv1.2; ssl_ciphers %s;\n"
 	        "  location / { default_type application/json; return 200 "
 	        "'{\"id\":\"x\",\"object\":\"chat.completion\",\"model\":\"nginx\",\"choices\":[],"
 	        "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}'; } } }\n",
-	        cert_dir, cert, cert_dir, cert_dir, n->port, cert_dir, cert, cert_dir, cert);
+	        cert_dir, cert, cert_dir, cert_dir, n->port, cert_dir, cert, cert_dir, cert,
+	        ciphers ? ciphers : "HIGH:!aNULL");
 	fclose(fp);
 	n->pid = fork();
 	assert_true(n->pid >= 0);
@@ -588,6 +618,11 @@ static void nginx_start(struct nginx *n, const char *cert)
 		nanosleep(&pause, NULL);
 	}
 	fail_msg("nginx did not start");
+}
+
+static void nginx_start(struct nginx *n, const char *cert)
+{
+	nginx_start_with(n, cert, NULL);
 }
 
 static void nginx_stop(struct nginx *n)
@@ -640,6 +675,45 @@ static void test_nginx_verification_failures_have_their_codes(void **state)
 	assert_int_equal(nginx_request("other", true), LR_OK);
 }
 
+/* OpenSSL on the other side of each AEAD suite we take over (and of a
+ * CBC suite, which mbedTLS keeps): small answers on a pooled connection
+ * and a 1.5 MB request body, in records libcrypto sealed. */
+static void test_nginx_every_aead_suite_and_cbc(void **state)
+{
+	(void)state;
+	if (access("/usr/sbin/nginx", X_OK) != 0)
+		skip();
+	static const struct {
+		const char *ciphers;
+		int cipher; /* -1: mbedTLS keeps the records */
+	} suites[] = {
+		{"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256", 0},
+		{"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384", 1},
+		{"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305", 2},
+		{"ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256", -1},
+	};
+	for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+		struct nginx n;
+		nginx_start_with(&n, "server", suites[i].ciphers);
+		char url[128];
+		snprintf(url, sizeof(url), "https://localhost:%u/v1", n.port);
+		lr_engine *e = engine_for(url, false);
+		int before[3] = {offloads[0], offloads[1], offloads[2]};
+		for (int k = 0; k < 3; k++)
+			assert_int_equal(one_request(e, NULL, NULL, 0), LR_OK);
+		file_body_request(e);
+		lr_engine_stats st;
+		lr_engine_get_stats(e, &st);
+		assert_int_equal(st.connections_opened, 1);
+		lr_engine_destroy(e);
+		nginx_stop(&n);
+		for (int c = 0; c < 3; c++)
+			if (offloads[c] - before[c] != (c == suites[i].cipher ? 1 : 0))
+				fail_msg("%s: %d offloads with cipher %d", suites[i].ciphers,
+				         offloads[c] - before[c], c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -661,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_many_concurrent_tls_requests_complete),
 		cmocka_unit_test(test_nginx_valid_certificate_succeeds_and_reuses),
 		cmocka_unit_test(test_nginx_verification_failures_have_their_codes),
+		cmocka_unit_test(test_nginx_every_aead_suite_and_cbc),
 	};
 	return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }

@@ -8,7 +8,7 @@ TOTAL=${1:-240}
 # name:weight; the parsers with more paths (and slower runs) weigh more.
 weighted=(fuzz_http_reader:3 fuzz_sse:2 fuzz_ndjson:1 fuzz_json:3 fuzz_url:1
 	fuzz_provider:6 fuzz_batch_input:3 fuzz_prices:2 fuzz_mock_request:6
-	fuzz_mock_batch:2)
+	fuzz_mock_batch:2 fuzz_tls_rec:2)
 targets=() weights=() wsum=0
 for tw in "${weighted[@]}"; do
 	targets+=("${tw%%:*}"); weights+=("${tw##*:}"); wsum=$((wsum + ${tw##*:}))

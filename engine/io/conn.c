@@ -119,11 +119,13 @@ static void tls_handshake_step(struct conn *c)
 }
 
 /* Decrypts what arrived and hands it up record by record. */
-static void tls_received(struct conn *c, const char *data, size_t len)
+static void tls_received(struct conn *c, char *data, size_t len)
 {
-	if (tls_conn_feed(c->tls, data, len)) {
-		error_set(&c->tls_err, LR_ENOMEM, 0, "out of memory buffering TLS data");
-		tls_fail(c, LR_ENOMEM); /* an LR_E* code, as every tls_err.code (-ENOMEM is LR_ESERVER) */
+	int fr = tls_conn_feed(c->tls, data, len);
+	if (fr) {
+		error_set(&c->tls_err, fr, 0, fr == LR_ENOMEM ? "out of memory buffering TLS data"
+		                                              : "TLS data was lost (internal error)");
+		tls_fail(c, fr); /* an LR_E* code, as every tls_err.code (-ENOMEM is LR_ESERVER) */
 		return;
 	}
 	if (!c->tls_ready) {
@@ -131,10 +133,10 @@ static void tls_received(struct conn *c, const char *data, size_t len)
 		if (!c->tls_ready || c->closing)
 			return;
 	}
-	static __thread char plain[16384];
+	/* The ring buffer is lent to TLS until a read returns 0 or less. */
 	while (!c->closing) {
-		long n = tls_conn_read(c->tls, plain, sizeof(plain), c->tls_err.message,
-		                       sizeof(c->tls_err.message));
+		char *plain;
+		long n = tls_conn_read(c->tls, &plain, c->tls_err.message, sizeof(c->tls_err.message));
 		if (n > 0) {
 			c->h->received(c, plain, (size_t)n);
 			continue;

@@ -4,6 +4,13 @@
  * used up), send appends to an output buffer the ring drains. So
  * mbedtls_ssl_write never reports WANT_WRITE, and every call runs as far
  * as the bytes at hand allow.
+ *
+ * After the handshake, a TLS 1.2 AEAD suite's records move to libcrypto
+ * (tls_rec.c): mbedTLS 2.28's AES-GCM and ChaCha20-Poly1305 are portable
+ * C (4.8 and 3.6 us per KiB here), several times OpenSSL's assembly, and
+ * its record layer copies each buffer twice. The keys come from the
+ * export callback, the sequence numbers from the context; CBC suites stay
+ * with mbedTLS.
  */
 #include "io/tls.h"
 
@@ -17,11 +24,17 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/pem.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/x509_crt.h>
 
+#include "io/tls_rec.h"
 #include "util/buf.h"
+#include "util/test_hooks.h"
 #include "llmring.h"
+
+_Static_assert(TLS_CLOSED == TLS_REC_CLOSED, "one code for close_notify");
 
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
@@ -31,6 +44,7 @@ struct tls_config {
 	mbedtls_ssl_config conf;
 	mbedtls_x509_crt ca;
 	bool insecure;
+	struct tls_conn *handshaking; /* not owned: the conn inside mbedtls_ssl_handshake */
 };
 
 struct tls_session {
@@ -52,6 +66,13 @@ struct tls_conn {
 	size_t ip_len;
 	unsigned char first_byte;   /* of the peer's data, to spot non-TLS peers */
 	bool got_bytes;
+	bool handshake_done;
+	struct tls_rec *rec;        /* owner: this conn; NULL: mbedTLS does the records */
+	bool in_lent;               /* in is lent to rec (the handshake's leftover) */
+	/* The key block of the last handshake's export callback: client key,
+	 * server key, client iv, server iv (ssl_populate_transform). */
+	unsigned char keyblk[2 * 32 + 2 * 12];
+	size_t key_len, iv_len;     /* 0: no keys exported (or not usable) */
 	char host[256];
 };
 
@@ -74,6 +95,29 @@ static bool mbed_oom(int ret)
 		return true;
 	}
 	return low == MBEDTLS_ERR_ASN1_ALLOC_FAILED || low == MBEDTLS_ERR_MPI_ALLOC_FAILED;
+}
+
+/* mbedTLS 2.28 passes the RFC 5246 key block: maclen bytes of MAC key
+ * per side (0 for AEAD), then the client's and the server's write keys,
+ * then their IVs of ivlen bytes each (4 for GCM, 12 for ChaCha20-Poly1305:
+ * the fixed part). The callback belongs to the config, so the conn comes
+ * from cfg->handshaking. */
+static int export_keys(void *p, const unsigned char *ms, const unsigned char *kb, size_t maclen,
+                       size_t keylen, size_t ivlen, const unsigned char client_random[32],
+                       const unsigned char server_random[32], mbedtls_tls_prf_types prf)
+{
+	(void)ms, (void)client_random, (void)server_random, (void)prf;
+	struct tls_config *c = p;
+	struct tls_conn *t = c->handshaking;
+	if (!t)
+		return 0;
+	t->key_len = t->iv_len = 0;
+	if (maclen != 0 || keylen > 32 || ivlen > 12)
+		return 0; /* not AEAD: mbedTLS keeps the records */
+	memcpy(t->keyblk, kb, 2 * keylen + 2 * ivlen);
+	t->key_len = keylen;
+	t->iv_len = ivlen;
+	return 0;
 }
 
 /* The ALPN list must outlive the config: mbedtls_ssl_conf_alpn_protocols
@@ -107,6 +151,7 @@ int tls_config_new(const struct tls_config_options *o, struct tls_config **out, 
 	mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
 	mbedtls_ssl_conf_alpn_protocols(&c->conf, alpn_list);
 	mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+	mbedtls_ssl_conf_export_keys_ext_cb(&c->conf, export_keys, c);
 	if (o->insecure) {
 		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_NONE);
 	} else {
@@ -248,6 +293,11 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flag
 
 /* ---- connections ---- */
 
+__attribute__((weak)) void tls_offload_hook(int cipher)
+{
+	(void)cipher;
+}
+
 struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *host,
                               const struct tls_session *resume)
 {
@@ -287,18 +337,35 @@ void tls_conn_free(struct tls_conn *t)
 	if (!t)
 		return;
 	mbedtls_ssl_free(&t->ssl);
+	tls_rec_free(t->rec);
+	mbedtls_platform_zeroize(t->keyblk, sizeof(t->keyblk));
 	buf_free(&t->in);
 	buf_free(&t->out);
 	free(t);
 }
 
-int tls_conn_feed(struct tls_conn *t, const char *data, size_t len)
+int tls_conn_feed(struct tls_conn *t, char *data, size_t len)
 {
 	if (len && !t->got_bytes) {
 		t->got_bytes = true;
 		t->first_byte = (unsigned char)data[0];
 	}
-	return buf_append(&t->in, data, len);
+	if (!t->rec)
+		return buf_append(&t->in, data, len);
+	if (t->in_lent) {
+		/* The handshake's leftover was not all read: keep the rest in front. */
+		size_t left = tls_rec_take_back(t->rec);
+		if (left) {
+			memmove(t->in.data, t->in.data + t->in.len - left, left);
+			t->in.len = left;
+			if (buf_append(&t->in, data, len))
+				return LR_ENOMEM;
+			return tls_rec_feed(t->rec, t->in.data, t->in.len) ? LR_EPROTO : 0;
+		}
+		buf_free(&t->in);
+		t->in_lent = false;
+	}
+	return tls_rec_feed(t->rec, data, len) ? LR_EPROTO : 0;
 }
 
 size_t tls_conn_take_output(struct tls_conn *t, struct buf *dst)
@@ -361,11 +428,76 @@ static int handshake_error(struct tls_conn *t, int ret, char *msg, size_t cap)
 	return LR_ETLS_HANDSHAKE;
 }
 
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Moves the records to libcrypto when the agreed suite is a TLS 1.2 AEAD
+ * one with a full tag; otherwise, or when memory runs out, mbedTLS keeps
+ * them (nothing is lost: its state is untouched until here). */
+static void offload_start(struct tls_conn *t)
+{
+	const mbedtls_ssl_ciphersuite_t *cs = mbedtls_ssl_ciphersuite_from_id(t->ssl.session->ciphersuite);
+	struct tls_rec_keys k = {0};
+	size_t want_iv = 4;
+	if (!cs || (cs->flags & MBEDTLS_CIPHERSUITE_SHORT_TAG) || t->ssl.minor_ver != MBEDTLS_SSL_MINOR_VERSION_3)
+		return;
+	if (cs->cipher == MBEDTLS_CIPHER_AES_128_GCM)
+		k.cipher = TLS_REC_AES_128_GCM;
+	else if (cs->cipher == MBEDTLS_CIPHER_AES_256_GCM)
+		k.cipher = TLS_REC_AES_256_GCM;
+	else if (cs->cipher == MBEDTLS_CIPHER_CHACHA20_POLY1305)
+		k.cipher = TLS_REC_CHACHA20_POLY1305, want_iv = 12;
+	else
+		return;
+	size_t kl = t->key_len, il = t->iv_len;
+	if (kl != (k.cipher == TLS_REC_AES_128_GCM ? 16u : 32u) || il != want_iv)
+		return;
+	/* mbedTLS reads one record at a time (in_left is 0 between records);
+	 * a handshake message after Finished in the same record, or
+	 * application data it holds, stays with it. */
+	if (t->ssl.in_left != 0 || t->ssl.in_offt != NULL || t->ssl.in_msglen != t->ssl.in_hslen ||
+	    t->ssl.out_left != 0)
+		return;
+	memcpy(k.write_key, t->keyblk, kl);
+	memcpy(k.read_key, t->keyblk + kl, kl);
+	memcpy(k.write_iv, t->keyblk + 2 * kl, il);
+	memcpy(k.read_iv, t->keyblk + 2 * kl + il, il);
+	k.write_seq = get_be64(t->ssl.cur_out_ctr);
+	k.read_seq = get_be64(t->ssl.in_ctr);
+	t->rec = tls_rec_new(&k);
+	enum tls_rec_cipher cipher = k.cipher;
+	mbedtls_platform_zeroize(&k, sizeof(k));
+	mbedtls_platform_zeroize(t->keyblk, sizeof(t->keyblk));
+	if (!t->rec)
+		return;
+	/* Ciphertext after the Finished record: the record layer reads it
+	 * from in, which stays until it has been read (tls_conn_feed). */
+	if (t->in.len > t->in_off) {
+		tls_rec_feed(t->rec, t->in.data + t->in_off, t->in.len - t->in_off);
+		t->in_lent = true;
+	} else {
+		buf_free(&t->in);
+	}
+	tls_offload_hook((int)cipher);
+}
+
 int tls_conn_handshake(struct tls_conn *t, char *msg, size_t cap)
 {
+	t->cfg->handshaking = t;
 	int ret = mbedtls_ssl_handshake(&t->ssl);
-	if (ret == 0)
+	t->cfg->handshaking = NULL;
+	if (ret == 0) {
+		if (!t->handshake_done) {
+			t->handshake_done = true;
+			offload_start(t);
+		}
 		return 1;
+	}
 	if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
 		return 0;
 	return handshake_error(t, ret, msg, cap);
@@ -377,9 +509,22 @@ bool tls_conn_resumed(const struct tls_conn *t)
 	return t->offered_session && !t->chain_verified;
 }
 
-long tls_conn_read(struct tls_conn *t, char *buf, size_t cap, char *msg, size_t msg_cap)
+long tls_conn_read(struct tls_conn *t, char **plain, char *msg, size_t msg_cap)
 {
-	int ret = mbedtls_ssl_read(&t->ssl, (unsigned char *)buf, cap);
+	if (t->rec) {
+		char detail[160];
+		long n = tls_rec_open(t->rec, plain, detail, sizeof(detail));
+		if (n >= 0 || n == TLS_CLOSED)
+			return n;
+		if (n == LR_ENOMEM)
+			snprintf(msg, msg_cap, "TLS data from %s: out of memory", t->host);
+		else
+			snprintf(msg, msg_cap, "TLS error from %s: %s", t->host, detail);
+		return n;
+	}
+	static __thread unsigned char buf[16384];
+	*plain = (char *)buf;
+	int ret = mbedtls_ssl_read(&t->ssl, buf, sizeof(buf));
 	if (ret > 0)
 		return ret;
 	if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
@@ -398,6 +543,8 @@ long tls_conn_read(struct tls_conn *t, char *buf, size_t cap, char *msg, size_t 
 
 int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
 {
+	if (t->rec)
+		return len ? tls_rec_seal(t->rec, TLS_REC_APPLICATION_DATA, data, len, &t->out) : 0;
 	size_t off = 0;
 	while (off < len) {
 		int ret = mbedtls_ssl_write(&t->ssl, (const unsigned char *)data + off, len - off);
@@ -414,7 +561,11 @@ int tls_conn_write(struct tls_conn *t, const char *data, size_t len)
 
 void tls_conn_close_notify(struct tls_conn *t)
 {
-	mbedtls_ssl_close_notify(&t->ssl);
+	static const char close_notify[2] = {1, 0}; /* warning, close_notify */
+	if (t->rec)
+		tls_rec_seal(t->rec, TLS_REC_ALERT, close_notify, sizeof(close_notify), &t->out);
+	else
+		mbedtls_ssl_close_notify(&t->ssl);
 }
 
 void tls_session_save(struct tls_conn *t, struct tls_session **slot)

@@ -36,8 +36,10 @@ struct tls_conn *tls_conn_new(struct tls_config *cfg, const char *host,
                               const struct tls_session *resume);
 void tls_conn_free(struct tls_conn *t);
 
-/* Ciphertext received. 0 or LR_ENOMEM. */
-int tls_conn_feed(struct tls_conn *t, const char *data, size_t len);
+/* Ciphertext received. After the handshake (AEAD suites) the bytes are
+ * decrypted in place: the caller lends data until tls_conn_read returns
+ * 0 or less, and must call it until then. 0, LR_ENOMEM, or LR_EPROTO. */
+int tls_conn_feed(struct tls_conn *t, char *data, size_t len);
 /* Moves the ciphertext waiting to be sent into *dst (which must be
  * empty) by swapping buffers: the kernel can read dst while mbedTLS
  * appends new output to the other one. Returns the bytes moved. */
@@ -51,10 +53,11 @@ int tls_conn_handshake(struct tls_conn *t, char *msg, size_t msg_cap);
 /* Whether the finished handshake resumed the offered session. */
 bool tls_conn_resumed(const struct tls_conn *t);
 
-/* Decrypted bytes into buf: >0 bytes, 0 more input needed,
- * TLS_CLOSED after the peer's close_notify, or LR_E* (with msg). */
+/* The next decrypted bytes: >0 bytes at *plain (valid until the next
+ * feed or read), 0 more input needed, TLS_CLOSED after the peer's
+ * close_notify, or LR_E* (with msg). */
 #define TLS_CLOSED (-1000)
-long tls_conn_read(struct tls_conn *t, char *buf, size_t cap, char *msg, size_t msg_cap);
+long tls_conn_read(struct tls_conn *t, char **plain, char *msg, size_t msg_cap);
 /* Encrypts all of data into the output. 0 or LR_E*. */
 int tls_conn_write(struct tls_conn *t, const char *data, size_t len);
 /* Queues a close_notify alert in the output. */

@@ -25,4 +25,9 @@ int resolve_getaddrinfo(const char *host, const char *service, const struct addr
  * library's returns 0. */
 int ring_enter_fault(void);
 
+/* Called when a connection's records move to libcrypto after the
+ * handshake (io/tls.c), with the cipher (enum tls_rec_cipher); the
+ * library's does nothing. */
+void tls_offload_hook(int cipher);
+
 #endif

@@ -1,0 +1,505 @@
+/*
+ * The TLS 1.2 AEAD record layer on its own (engine/io/tls_rec.c): two
+ * record layers with mirrored keys stand for client and server. Records
+ * split at every byte boundary, coalesced, corrupted, oversized, alerts,
+ * HelloRequest, sequence numbers at their end. The same code against
+ * real servers (mbedTLS in the mock, OpenSSL in nginx): test_tls.c.
+ */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+#include <cmocka.h>
+
+#include "io/tls.h"
+#include "io/tls_rec.h"
+#include "llmring.h"
+#include "mock_tls.h"
+#include "util/buf.h"
+
+static const enum tls_rec_cipher ciphers[] = {TLS_REC_AES_128_GCM, TLS_REC_AES_256_GCM,
+                                              TLS_REC_CHACHA20_POLY1305};
+
+/* A client and a server: one's write keys are the other's read keys. */
+static void make_pair(enum tls_rec_cipher c, struct tls_rec **client, struct tls_rec **server)
+{
+	struct tls_rec_keys k = {.cipher = c, .write_seq = 1, .read_seq = 1};
+	for (int i = 0; i < 32; i++)
+		k.write_key[i] = (unsigned char)(i * 7 + 1), k.read_key[i] = (unsigned char)(i * 13 + 5);
+	for (int i = 0; i < 12; i++)
+		k.write_iv[i] = (unsigned char)(i * 3 + 2), k.read_iv[i] = (unsigned char)(i * 11 + 9);
+	*client = tls_rec_new(&k);
+	struct tls_rec_keys m = k;
+	memcpy(m.write_key, k.read_key, 32);
+	memcpy(m.read_key, k.write_key, 32);
+	memcpy(m.write_iv, k.read_iv, 12);
+	memcpy(m.read_iv, k.write_iv, 12);
+	*server = tls_rec_new(&m);
+	assert_non_null(*client);
+	assert_non_null(*server);
+}
+
+static void fill_pattern(char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (char)((i * 31 + seed) & 0xff);
+}
+
+/* Lends a private copy of data[0..n) to r, reads everything, appends the
+ * plaintext to plain, then scribbles over and frees the copy: the layer
+ * must keep no pointer into it. Returns the last tls_rec_open result. */
+static long feed_copy(struct tls_rec *r, const char *data, size_t n, struct buf *plain, char *msg,
+                      size_t cap)
+{
+	char *copy = malloc(n ? n : 1);
+	assert_non_null(copy);
+	memcpy(copy, data, n);
+	long rc = tls_rec_feed(r, copy, n);
+	if (rc == 0) {
+		for (;;) {
+			char *p;
+			rc = tls_rec_open(r, &p, msg, cap);
+			if (rc <= 0)
+				break;
+			assert_int_equal(buf_append(plain, p, (size_t)rc), 0);
+		}
+	}
+	memset(copy, 0xA5, n);
+	free(copy);
+	return rc;
+}
+
+/* The server's stream: records of these sizes, then close_notify. */
+static void server_stream(struct tls_rec *server, const size_t *sizes, size_t count, struct buf *wire,
+                          struct buf *expect)
+{
+	for (size_t i = 0; i < count; i++) {
+		char *p = malloc(sizes[i] + 1);
+		assert_non_null(p);
+		fill_pattern(p, sizes[i], (unsigned)i);
+		assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, p, sizes[i], wire), 0);
+		assert_int_equal(buf_append(expect, p, sizes[i]), 0);
+		free(p);
+	}
+	static const char close_notify[2] = {1, 0};
+	assert_int_equal(tls_rec_seal(server, TLS_REC_ALERT, close_notify, 2, wire), 0);
+}
+
+static void test_request_and_response_round_trip_on_every_cipher(void **state)
+{
+	(void)state;
+	for (size_t c = 0; c < sizeof(ciphers) / sizeof(ciphers[0]); c++) {
+		struct tls_rec *client, *server;
+		make_pair(ciphers[c], &client, &server);
+		/* 40,000 bytes: three records (2^14 plaintext at most each). */
+		size_t sizes[] = {1, 40000, 16384, 0, 700};
+		for (int dir = 0; dir < 2; dir++) {
+			struct tls_rec *from = dir ? client : server, *to = dir ? server : client;
+			struct buf wire = {0}, expect = {0}, got = {0};
+			server_stream(from, sizes, 5, &wire, &expect);
+			/* 1 + 3 + 1 + 1 + 1 records and the alert: lengths add up. */
+			size_t overhead = ciphers[c] == TLS_REC_CHACHA20_POLY1305 ? 21 : 29;
+			assert_int_equal(wire.len, expect.len + 2 + 8 * overhead);
+			char msg[160] = "";
+			assert_int_equal(feed_copy(to, wire.data, wire.len, &got, msg, sizeof(msg)), TLS_REC_CLOSED);
+			assert_int_equal(got.len, expect.len);
+			assert_memory_equal(got.data, expect.data, expect.len);
+			buf_free(&wire), buf_free(&expect), buf_free(&got);
+		}
+		tls_rec_free(client);
+		tls_rec_free(server);
+	}
+}
+
+static void test_records_split_at_every_byte_boundary(void **state)
+{
+	(void)state;
+	for (size_t c = 0; c < sizeof(ciphers) / sizeof(ciphers[0]); c++) {
+		struct tls_rec *client, *server;
+		make_pair(ciphers[c], &client, &server);
+		size_t sizes[] = {1, 300, 2000};
+		struct buf wire = {0}, expect = {0};
+		server_stream(server, sizes, 3, &wire, &expect);
+		tls_rec_free(server);
+		tls_rec_free(client);
+		for (size_t k = 0; k <= wire.len; k++) {
+			make_pair(ciphers[c], &client, &server);
+			struct buf got = {0};
+			char msg[160] = "";
+			long rc = feed_copy(client, wire.data, k, &got, msg, sizeof(msg));
+			assert_int_equal(rc, k == wire.len ? TLS_REC_CLOSED : 0);
+			if (k < wire.len)
+				rc = feed_copy(client, wire.data + k, wire.len - k, &got, msg, sizeof(msg));
+			assert_int_equal(rc, TLS_REC_CLOSED);
+			assert_int_equal(got.len, expect.len);
+			assert_memory_equal(got.data, expect.data, expect.len);
+			buf_free(&got);
+			tls_rec_free(client);
+			tls_rec_free(server);
+		}
+		/* And one byte per received buffer. */
+		make_pair(ciphers[c], &client, &server);
+		struct buf got = {0};
+		char msg[160] = "";
+		long rc = 0;
+		for (size_t i = 0; i < wire.len; i++) {
+			rc = feed_copy(client, wire.data + i, 1, &got, msg, sizeof(msg));
+			assert_int_equal(rc, i + 1 == wire.len ? TLS_REC_CLOSED : 0);
+		}
+		assert_int_equal(got.len, expect.len);
+		assert_memory_equal(got.data, expect.data, expect.len);
+		buf_free(&got), buf_free(&wire), buf_free(&expect);
+		tls_rec_free(client);
+		tls_rec_free(server);
+	}
+}
+
+static void test_coalesced_records_come_out_one_by_one(void **state)
+{
+	(void)state;
+	struct tls_rec *client, *server;
+	make_pair(TLS_REC_AES_128_GCM, &client, &server);
+	struct buf wire = {0};
+	for (int i = 0; i < 50; i++) {
+		char text[16];
+		int n = snprintf(text, sizeof(text), "record %02d;", i);
+		assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, text, (size_t)n, &wire), 0);
+	}
+	assert_int_equal(tls_rec_feed(client, wire.data, wire.len), 0);
+	char msg[160];
+	for (int i = 0; i < 50; i++) {
+		char *p, text[16];
+		int n = snprintf(text, sizeof(text), "record %02d;", i);
+		assert_int_equal(tls_rec_open(client, &p, msg, sizeof(msg)), n);
+		assert_memory_equal(p, text, (size_t)n);
+	}
+	char *p;
+	assert_int_equal(tls_rec_open(client, &p, msg, sizeof(msg)), 0);
+	assert_int_equal(tls_rec_unread(client), 0);
+	buf_free(&wire);
+	tls_rec_free(client);
+	tls_rec_free(server);
+}
+
+/* Seals one record from server and returns what the client's open says. */
+static long open_one(struct tls_rec *client, struct buf *wire, char *msg, size_t cap)
+{
+	long rc = tls_rec_feed(client, wire->data, wire->len);
+	if (rc)
+		return rc;
+	char *p;
+	do
+		rc = tls_rec_open(client, &p, msg, cap);
+	while (rc > 0);
+	return rc;
+}
+
+static void test_a_flipped_byte_fails_with_a_clear_error(void **state)
+{
+	(void)state;
+	for (size_t c = 0; c < sizeof(ciphers) / sizeof(ciphers[0]); c++) {
+		struct tls_rec *client, *server;
+		make_pair(ciphers[c], &client, &server);
+		struct buf wire = {0};
+		assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "HTTP/1.1 200 OK", 15, &wire), 0);
+		tls_rec_free(client), tls_rec_free(server);
+		/* Every byte after the header: explicit nonce, ciphertext, tag. */
+		for (size_t i = 5; i < wire.len; i++) {
+			make_pair(ciphers[c], &client, &server);
+			struct buf bad = {0};
+			assert_int_equal(buf_append(&bad, wire.data, wire.len), 0);
+			bad.data[i] ^= 0x01;
+			char msg[160] = "";
+			assert_int_equal(open_one(client, &bad, msg, sizeof(msg)), LR_EPROTO);
+			assert_non_null(strstr(msg, "bad record authentication tag"));
+			/* The error sticks. */
+			char *p;
+			assert_int_equal(tls_rec_open(client, &p, msg, sizeof(msg)), LR_EPROTO);
+			buf_free(&bad);
+			tls_rec_free(client), tls_rec_free(server);
+		}
+		buf_free(&wire);
+	}
+}
+
+static void test_a_replayed_record_fails(void **state)
+{
+	(void)state;
+	struct tls_rec *client, *server;
+	make_pair(TLS_REC_CHACHA20_POLY1305, &client, &server);
+	struct buf wire = {0};
+	assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "once", 4, &wire), 0);
+	assert_int_equal(buf_append(&wire, wire.data, wire.len), 0); /* the same record twice */
+	char msg[160] = "";
+	assert_int_equal(open_one(client, &wire, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "authentication tag"));
+	buf_free(&wire);
+	tls_rec_free(client), tls_rec_free(server);
+}
+
+static long open_raw(const unsigned char *bytes, size_t n, char *msg, size_t cap)
+{
+	struct tls_rec *client, *server;
+	make_pair(TLS_REC_AES_256_GCM, &client, &server);
+	struct buf wire = {0};
+	assert_int_equal(buf_append(&wire, bytes, n), 0);
+	long rc = open_one(client, &wire, msg, cap);
+	buf_free(&wire);
+	tls_rec_free(client), tls_rec_free(server);
+	return rc;
+}
+
+static void test_bad_headers_fail_before_the_body_arrives(void **state)
+{
+	(void)state;
+	char msg[160] = "";
+	/* 2^14 + 2049 bytes announced: refused from the header alone. */
+	const unsigned char oversized[] = {23, 3, 3, 0x48, 0x01};
+	assert_int_equal(open_raw(oversized, sizeof(oversized), msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "18433 bytes, over the limit of 18432"));
+	/* The limit itself waits for the body. */
+	const unsigned char at_limit[] = {23, 3, 3, 0x48, 0x00};
+	assert_int_equal(open_raw(at_limit, sizeof(at_limit), msg, sizeof(msg)), 0);
+	const unsigned char tls10[] = {23, 3, 1, 0, 40};
+	assert_int_equal(open_raw(tls10, sizeof(tls10), msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "version 0x0301"));
+	const unsigned char unknown[] = {99, 3, 3, 0, 40};
+	assert_int_equal(open_raw(unknown, sizeof(unknown), msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "unknown type 99"));
+	const unsigned char too_short[] = {23, 3, 3, 0, 23};
+	assert_int_equal(open_raw(too_short, sizeof(too_short), msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "too short"));
+}
+
+/* Sealed records of the given types and contents, then what the client makes of them. */
+static long server_says(enum tls_rec_type type, const char *content, size_t n, struct buf *plain,
+                        char *msg, size_t cap)
+{
+	struct tls_rec *client, *server;
+	make_pair(TLS_REC_AES_128_GCM, &client, &server);
+	struct buf wire = {0};
+	assert_int_equal(tls_rec_seal(server, type, content, n, &wire), 0);
+	assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "after", 5, &wire), 0);
+	long rc = feed_copy(client, wire.data, wire.len, plain, msg, cap);
+	buf_free(&wire);
+	tls_rec_free(client), tls_rec_free(server);
+	return rc;
+}
+
+static void test_hello_request_is_ignored_other_handshakes_fail(void **state)
+{
+	(void)state;
+	struct buf plain = {0};
+	char msg[160] = "";
+	/* One HelloRequest, and two in one record. */
+	assert_int_equal(server_says(TLS_REC_HANDSHAKE, "\0\0\0\0", 4, &plain, msg, sizeof(msg)), 0);
+	assert_int_equal(plain.len, 5);
+	assert_memory_equal(plain.data, "after", 5);
+	buf_clear(&plain);
+	assert_int_equal(server_says(TLS_REC_HANDSHAKE, "\0\0\0\0\0\0\0\0", 8, &plain, msg, sizeof(msg)), 0);
+	assert_int_equal(plain.len, 5);
+	buf_clear(&plain);
+	/* A NewSessionTicket (4) after the handshake, a truncated HelloRequest. */
+	assert_int_equal(server_says(TLS_REC_HANDSHAKE, "\4\0\0\0", 4, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "unexpected handshake message (type 4)"));
+	assert_int_equal(server_says(TLS_REC_HANDSHAKE, "\0\0", 2, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_int_equal(server_says(TLS_REC_CHANGE_CIPHER_SPEC, "\1", 1, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "type 20"));
+	assert_int_equal(plain.len, 0);
+	buf_free(&plain);
+}
+
+static void test_alerts(void **state)
+{
+	(void)state;
+	struct buf plain = {0};
+	char msg[160] = "";
+	/* close_notify: nothing after it is delivered. */
+	assert_int_equal(server_says(TLS_REC_ALERT, "\1\0", 2, &plain, msg, sizeof(msg)), TLS_REC_CLOSED);
+	assert_int_equal(plain.len, 0);
+	/* A fatal alert is named. */
+	assert_int_equal(server_says(TLS_REC_ALERT, "\2\50", 2, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "fatal alert: handshake_failure (40)"));
+	assert_int_equal(server_says(TLS_REC_ALERT, "\2\120", 2, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "internal_error (80)"));
+	/* A warning (no_renegotiation) changes nothing. */
+	assert_int_equal(server_says(TLS_REC_ALERT, "\1\144", 2, &plain, msg, sizeof(msg)), 0);
+	assert_int_equal(plain.len, 5);
+	buf_clear(&plain);
+	assert_int_equal(server_says(TLS_REC_ALERT, "\1", 1, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "malformed alert"));
+	buf_free(&plain);
+}
+
+static void test_sequence_numbers_never_wrap(void **state)
+{
+	(void)state;
+	struct tls_rec *client, *server;
+	make_pair(TLS_REC_CHACHA20_POLY1305, &client, &server);
+	tls_rec_set_seq(server, UINT64_MAX - 1, 0);
+	tls_rec_set_seq(client, 0, UINT64_MAX - 1);
+	struct buf wire = {0}, plain = {0};
+	assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "last", 4, &wire), 0);
+	assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "wraps", 5, &wire), LR_EPROTO);
+	char msg[160] = "";
+	assert_int_equal(feed_copy(client, wire.data, wire.len, &plain, msg, sizeof(msg)), 0);
+	assert_int_equal(plain.len, 4);
+	/* One more record from the peer finds the numbers used up. */
+	tls_rec_set_seq(server, UINT64_MAX - 1, 0);
+	buf_clear(&wire);
+	assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "x", 1, &wire), 0);
+	assert_int_equal(feed_copy(client, wire.data, wire.len, &plain, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "used up"));
+	buf_free(&wire), buf_free(&plain);
+	tls_rec_free(client), tls_rec_free(server);
+}
+
+static void test_a_buffer_dropped_unread_is_an_error(void **state)
+{
+	(void)state;
+	struct tls_rec *client, *server;
+	make_pair(TLS_REC_AES_128_GCM, &client, &server);
+	struct buf wire = {0};
+	assert_int_equal(tls_rec_seal(server, TLS_REC_APPLICATION_DATA, "a", 1, &wire), 0);
+	assert_int_equal(tls_rec_feed(client, wire.data, wire.len), 0);
+	assert_int_equal(tls_rec_unread(client), wire.len);
+	assert_int_equal(tls_rec_feed(client, wire.data, wire.len), LR_EPROTO);
+	buf_free(&wire);
+	tls_rec_free(client), tls_rec_free(server);
+}
+
+/* ---- tls_conn against mbedTLS's server (the mock's), in memory ---- */
+
+static int offloads;
+void tls_offload_hook(int cipher)
+{
+	(void)cipher;
+	offloads++;
+}
+
+static void sink(void *arg, const unsigned char *p, size_t n)
+{
+	assert_int_equal(buf_append(arg, p, n), 0);
+}
+
+static void server_feed(struct mock_tls_conn *sc, const char *p, size_t n)
+{
+	while (n > 0) {
+		unsigned char *space;
+		size_t cap;
+		mock_tls_conn_in_space(sc, n, &space, &cap);
+		size_t k = n < cap ? n : cap;
+		memcpy(space, p, k);
+		mock_tls_conn_in_commit(sc, k);
+		p += k, n -= k;
+	}
+}
+
+/* The server's first response follows its Finished in the same buffer,
+ * and the next buffer comes before the client read anything: the
+ * ciphertext mbedTLS's input held moves over to the record layer. */
+static void test_data_after_finished_moves_over_and_close_notify_goes_out(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/llmring-tlsrec-XXXXXX", cmd[PATH_MAX * 2], crt[PATH_MAX], key[PATH_MAX],
+	     ca[PATH_MAX], msg[256] = "";
+	assert_non_null(mkdtemp(dir));
+	const char *src = getenv("LLMRING_SOURCE_DIR") ? getenv("LLMRING_SOURCE_DIR") : LLMRING_SOURCE_DIR;
+	snprintf(cmd, sizeof(cmd), "bash %s/tests/certs/gen-certs.sh %s >/dev/null 2>&1", src, dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(crt, sizeof(crt), "%s/server.crt", dir);
+	snprintf(key, sizeof(key), "%s/server.key", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+	struct mock_tls *mt;
+	assert_int_equal(mock_tls_new(crt, key, &mt, msg, sizeof(msg)), 0);
+	struct buf s2c = {0}, c2s = {0};
+	struct mock_tls_conn *sc = mock_tls_conn_new(mt, sink, &s2c);
+	struct tls_config *cfg;
+	struct tls_config_options o = {.ca_file = ca};
+	assert_int_equal(tls_config_new(&o, &cfg, msg, sizeof(msg)), 0);
+	struct tls_conn *t = tls_conn_new(cfg, "localhost", NULL);
+	assert_non_null(t);
+	int before = offloads;
+	/* ClientHello ... until the server is done (its Finished is last). */
+	assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 0);
+	for (int round = 0; round < 10 && mock_tls_conn_handshake(sc) != 1; round++) {
+		buf_clear(&c2s);
+		tls_conn_take_output(t, &c2s);
+		server_feed(sc, c2s.data, c2s.len);
+		if (mock_tls_conn_handshake(sc) == 1)
+			break;
+		assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+		buf_clear(&s2c);
+		assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 0);
+	}
+	/* 50,000 bytes (four records) right behind the Finished. */
+	struct buf want = {0}, got = {0};
+	assert_int_equal(buf_reserve(&want, 50000), 0);
+	fill_pattern(want.data, 50000, 7);
+	want.len = 50000;
+	assert_int_equal(mock_tls_conn_write(sc, want.data, want.len), 0);
+	size_t cut = s2c.len - 30000; /* inside the app data */
+	char *first = malloc(cut), *second = malloc(s2c.len - cut);
+	memcpy(first, s2c.data, cut);
+	memcpy(second, s2c.data + cut, s2c.len - cut);
+	assert_int_equal(tls_conn_feed(t, first, cut), 0);
+	assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 1);
+	assert_int_equal(offloads, before + 1);
+	memset(first, 0, cut);
+	free(first); /* the handshake's input was copied: nothing points here */
+	assert_int_equal(tls_conn_feed(t, second, s2c.len - cut), 0);
+	long n;
+	char *p;
+	while ((n = tls_conn_read(t, &p, msg, sizeof(msg))) > 0)
+		assert_int_equal(buf_append(&got, p, (size_t)n), 0);
+	assert_int_equal(n, 0);
+	free(second);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.data, want.data, want.len);
+	/* A request the server reads, then our close_notify. */
+	buf_clear(&c2s);
+	assert_int_equal(tls_conn_write(t, "GET / HTTP/1.1\r\n\r\n", 18), 0);
+	tls_conn_close_notify(t);
+	tls_conn_take_output(t, &c2s);
+	server_feed(sc, c2s.data, c2s.len);
+	char in[64];
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), 18);
+	assert_memory_equal(in, "GET / HTTP/1.1\r\n\r\n", 18);
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), -EPIPE);
+	/* And the server's close_notify ends our stream. */
+	buf_clear(&s2c);
+	assert_int_equal(mock_tls_conn_close_notify(sc), 0);
+	assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+	assert_int_equal(tls_conn_read(t, &p, msg, sizeof(msg)), TLS_CLOSED);
+	tls_conn_free(t);
+	tls_config_free(cfg);
+	mock_tls_conn_free(sc);
+	mock_tls_free(mt);
+	buf_free(&s2c), buf_free(&c2s), buf_free(&want), buf_free(&got);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_request_and_response_round_trip_on_every_cipher),
+		cmocka_unit_test(test_records_split_at_every_byte_boundary),
+		cmocka_unit_test(test_coalesced_records_come_out_one_by_one),
+		cmocka_unit_test(test_a_flipped_byte_fails_with_a_clear_error),
+		cmocka_unit_test(test_a_replayed_record_fails),
+		cmocka_unit_test(test_bad_headers_fail_before_the_body_arrives),
+		cmocka_unit_test(test_hello_request_is_ignored_other_handshakes_fail),
+		cmocka_unit_test(test_alerts),
+		cmocka_unit_test(test_sequence_numbers_never_wrap),
+		cmocka_unit_test(test_a_buffer_dropped_unread_is_an_error),
+		cmocka_unit_test(test_data_after_finished_moves_over_and_close_notify_goes_out),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
