@@ -24,11 +24,13 @@ static pthread_key_t spare_key;
 static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
 static bool spare_ready;
 
-static void request_destroy(lr_request *rq)
+/* Frees what the request holds but its body and the struct itself. */
+static void request_free_parts(lr_request *rq)
 {
 	free(rq->model);
+	rq->model = NULL;
 	free(rq->base_url);
-	buf_free(&rq->body);
+	rq->base_url = NULL;
 	buf_free(&rq->messages);
 	buf_free(&rq->tools);
 	buf_free(&rq->inputs);
@@ -40,7 +42,16 @@ static void request_destroy(lr_request *rq)
 		free(rq->params[i].value);
 	}
 	free(rq->params);
+	rq->params = NULL;
+	rq->nparams = 0;
 	http_call_free(rq->call);
+	rq->call = NULL;
+}
+
+static void request_destroy(lr_request *rq)
+{
+	request_free_parts(rq);
+	buf_free(&rq->body);
 	free(rq);
 }
 
@@ -98,28 +109,7 @@ LR_API void lr_request_free(lr_request *rq)
 		return;
 	}
 	/* Kept: everything but the struct and the body's memory goes now. */
-	struct buf body = rq->body;
-	rq->body = (struct buf){0};
-	free(rq->model);
-	rq->model = NULL;
-	free(rq->base_url);
-	rq->base_url = NULL;
-	buf_free(&rq->messages);
-	buf_free(&rq->tools);
-	buf_free(&rq->inputs);
-	buf_free(&rq->prompt);
-	buf_free(&rq->stops);
-	buf_free(&rq->headers);
-	for (unsigned i = 0; i < rq->nparams; i++) {
-		free(rq->params[i].key);
-		free(rq->params[i].value);
-	}
-	free(rq->params);
-	rq->params = NULL;
-	rq->nparams = 0;
-	http_call_free(rq->call);
-	rq->call = NULL;
-	rq->body = body;
+	request_free_parts(rq);
 	if (pthread_setspecific(spare_key, rq))
 		request_destroy(rq);
 }
