@@ -7,7 +7,8 @@ Modes (--mode):
   batch      AsyncOpenAI.batch over N requests (one future for all)
   sync       batch_completion (LiteLLM's shape, blocking)
   stream     AsyncOpenAI create(stream=True) and `async for`, N streams,
-             gathered (events counted as chunks with a choice)
+             gathered (every chunk the stream yields counts as an event, the
+             usage chunk with no choice included, as the harness counts them)
 
 Prints the harness's JSON summary line: {"requests", "errors", "chars", "events", ...}.
 Example (see docs/benchmarks.md#python):
@@ -79,12 +80,14 @@ async def run_stream(a, stats):
         create = client.chat.completions.create
 
         async def one():
-            s = await create(stream=True, **kw)
+            # The harness's server sends a usage chunk whatever was asked; asking
+            # for it makes the stream yield it, as openai-python's does.
+            s = await create(stream=True, stream_options={"include_usage": True}, **kw)
             n = chars = 0
             async for chunk in s:
+                n += 1
                 ch = chunk.choices
                 if ch:
-                    n += 1
                     c = ch[0].delta.content
                     if c:
                         chars += len(c)
