@@ -595,6 +595,94 @@ static void mock_pair_stop(struct mock_pair *mp)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* After the handover (and mbedTLS's record buffers freed): one key
+ * schedule per direction carries 1,500 requests and responses, every
+ * nonce and sequence number checked by mbedTLS on the server side; every
+ * seventh response reaches us in two receives cut inside a record; the
+ * session saved afterwards resumes; a handshake call after the handover
+ * is still "done"; close_notify ends the stream. */
+static void test_many_records_each_way_against_mbedtls_after_the_handover(void **state)
+{
+	(void)state;
+	struct mock_pair mp;
+	mock_pair_start(&mp);
+	struct buf s2c = {0}, c2s = {0}, got = {0};
+	struct mock_tls_conn *sc = mock_tls_conn_new(mp.mt, sink, &s2c);
+	struct tls_conn *t = tls_conn_new(mp.cfg, "localhost", NULL);
+	assert_non_null(t);
+	int before = offloads;
+	handshake_in_memory(t, sc, &s2c, &c2s);
+	assert_int_equal(offloads, before + 1);
+	/* The mock lists the client's first choice first (tls_suites_new). */
+	assert_int_equal(offloaded_cipher,
+	                 cpu_has_aes_gcm() ? TLS_REC_AES_128_GCM : TLS_REC_CHACHA20_POLY1305);
+	char msg[256] = "", req[2048], resp[2048], in[4096];
+	assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 1);
+	for (int i = 0; i < 1500; i++) {
+		size_t qn = 1 + (size_t)(i * 37) % sizeof(req), rn = 1 + (size_t)(i * 53) % sizeof(resp);
+		fill_pattern(req, qn, (unsigned)i);
+		fill_pattern(resp, rn, (unsigned)i + 1);
+		buf_clear(&c2s);
+		assert_int_equal(tls_conn_write(t, req, qn), 0);
+		tls_conn_take_output(t, &c2s);
+		server_feed(sc, c2s.data, c2s.len);
+		size_t have = 0;
+		while (have < qn) {
+			int k = mock_tls_conn_read(sc, in + have, sizeof(in) - have);
+			assert_true(k > 0);
+			have += (size_t)k;
+		}
+		assert_memory_equal(in, req, qn);
+		assert_int_equal(mock_tls_conn_write(sc, resp, rn), 0);
+		size_t cut = i % 7 == 0 ? s2c.len / 2 : s2c.len;
+		buf_clear(&got);
+		for (size_t off = 0; off < s2c.len; off = cut, cut = s2c.len) {
+			assert_int_equal(tls_conn_feed(t, s2c.data + off, cut - off), 0);
+			long n;
+			char *p;
+			while ((n = tls_conn_read(t, &p, msg, sizeof(msg))) > 0)
+				assert_int_equal(buf_append(&got, p, (size_t)n), 0);
+			assert_int_equal(n, 0);
+		}
+		buf_clear(&s2c);
+		assert_int_equal(got.len, rn);
+		assert_memory_equal(got.data, resp, rn);
+	}
+	struct tls_session *saved = NULL;
+	tls_session_save(t, &saved);
+	assert_non_null(saved);
+	buf_clear(&c2s);
+	tls_conn_close_notify(t);
+	tls_conn_take_output(t, &c2s);
+	server_feed(sc, c2s.data, c2s.len);
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), -EPIPE);
+	assert_int_equal(mock_tls_conn_close_notify(sc), 0);
+	assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+	char *p;
+	assert_int_equal(tls_conn_read(t, &p, msg, sizeof(msg)), TLS_CLOSED);
+	tls_conn_free(t);
+	mock_tls_conn_free(sc);
+	/* The session of a connection whose record buffers were freed. */
+	buf_clear(&s2c);
+	uint64_t resumed = mock_tls_resumptions(mp.mt);
+	sc = mock_tls_conn_new(mp.mt, sink, &s2c);
+	t = tls_conn_new(mp.cfg, "localhost", saved);
+	handshake_in_memory(t, sc, &s2c, &c2s);
+	assert_true(tls_conn_resumed(t));
+	assert_int_equal(mock_tls_resumptions(mp.mt), resumed + 1);
+	buf_clear(&c2s);
+	assert_int_equal(tls_conn_write(t, "ping", 4), 0);
+	tls_conn_take_output(t, &c2s);
+	server_feed(sc, c2s.data, c2s.len);
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), 4);
+	assert_memory_equal(in, "ping", 4);
+	tls_conn_free(t);
+	mock_tls_conn_free(sc);
+	tls_session_free(saved);
+	buf_free(&s2c), buf_free(&c2s), buf_free(&got);
+	mock_pair_stop(&mp);
+}
+
 /* A response whose tag (its last byte) was changed on the way ends the
  * connection with an error that says so, and every later read fails too,
  * even with good records after it. */
@@ -643,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_a_buffer_dropped_unread_is_an_error),
 		cmocka_unit_test(test_data_after_finished_moves_over_and_close_notify_goes_out),
 		cmocka_unit_test(test_suites_put_aes_gcm_first_when_the_cpu_has_it),
+		cmocka_unit_test(test_many_records_each_way_against_mbedtls_after_the_handover),
 		cmocka_unit_test(test_a_corrupted_tag_from_the_server_ends_the_connection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
