@@ -1,8 +1,9 @@
 /*
  * TLS 1.2 AEAD records on libcrypto, through its TLS mode (the one
- * OpenSSL's own record layer uses): per record one EVP_CTRL_AEAD_TLS1_AAD
- * and one EVP_Cipher over the record body in place, against four calls
- * and a tag control otherwise (about 700 instructions a record less).
+ * OpenSSL's own record layer uses): per record the TLS AAD parameter
+ * (set_tls_aad) and one EVP_Cipher over the record body in place, against
+ * four calls and a tag control otherwise (about 700 instructions a record
+ * less). The key schedule is set once per direction, never per record.
  * libcrypto derives the nonce itself: for GCM the explicit part is its
  * counter, started at our write sequence number (checked on every
  * record); for ChaCha20-Poly1305 it XORs the AAD's sequence number in.
