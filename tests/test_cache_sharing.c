@@ -167,7 +167,7 @@ static int rows_on_disk(void)
 	int n = -1;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
 		sqlite3_stmt *st = NULL;
-		if (sqlite3_prepare_v2(db, "SELECT count(*) FROM llmring_responses", -1, &st, NULL) ==
+		if (sqlite3_prepare_v2(db, "SELECT count(*) FROM llmring_entries", -1, &st, NULL) ==
 		        SQLITE_OK &&
 		    sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int(st, 0);
