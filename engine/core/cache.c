@@ -1,9 +1,10 @@
 /*
  * The response cache (cache.h): SQLite on two threads of its own.
- * Futures and responses to store arrive on two lock-free stacks; the
- * cache thread takes each whole, keys the futures and looks them up in
- * one read transaction (a miss the set of the file's keys rules out
- * needs no SELECT; cache_filter.h), hands them back to the engine's
+ * lr_submit keys each request (cache_key.c) and decides the misses that
+ * the set of the file's keys rules out (cache_filter.h) itself: those
+ * go to the network at once. The rest, and responses to store, arrive
+ * on two lock-free stacks; the cache thread takes each whole, looks the
+ * futures up in one read transaction, hands them back to the engine's
  * submit stack with one wake-up, and holds the responses in memory,
  * where lookups find them at once, until the writer thread
  * (cache_writer.c) has committed them, in big batches on a connection of
@@ -31,6 +32,7 @@
 #include "core/engine_internal.h"
 #include "provider/provider.h"
 #include "util/clock.h"
+#include "util/test_hooks.h"
 
 /* Stores written together: a transaction at this many, or once the
  * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
@@ -384,7 +386,7 @@ static void filter_read_rows(struct cache *c, int64_t version)
 			if (key && sqlite3_column_bytes(scan, 1) == 32)
 				w = cache_filter_word(key);
 		}
-		rc = w && cache_filter_add(&c->filter, w) != 0 ? SQLITE_NOMEM : SQLITE_OK;
+		rc = w && cache_filter_add(&c->filter, w, NULL) != 0 ? SQLITE_NOMEM : SQLITE_OK;
 		if (id > max_id)
 			max_id = id;
 	}
@@ -669,6 +671,12 @@ static bool miss_ruled_out(struct cache *c, const unsigned char key[32])
 	return !cache_filter_may_hold(&c->filter, cache_filter_word(key));
 }
 
+/* A test counts the lookups that go to the thread (util/test_hooks.h).
+ * Weak, so never inlined away. */
+__attribute__((weak)) void cache_lookup_queued_hook(void)
+{
+}
+
 bool cache_submit(struct cache *c, struct lr_future *f)
 {
 	int ret = cache_make_key(c->e, f, f->cache_key);
@@ -684,6 +692,7 @@ bool cache_submit(struct cache *c, struct lr_future *f)
 	if (miss_ruled_out(c, f->cache_key))
 		return false; /* straight to the network; only its store is the cache's */
 	f->cache_state = CACHE_LOOKUP;
+	cache_lookup_queued_hook();
 	struct lr_future *old = atomic_load_explicit(&c->lookup_head, memory_order_relaxed);
 	do {
 		f->next = old;
@@ -726,12 +735,13 @@ void cache_store(struct cache *c, struct lr_future *f)
 	/* In the filter before the request completes: a request sent after
 	 * it finds this response (its lookup comes to the cache thread,
 	 * which takes stores before lookups). */
-	uint64_t w = cache_filter_word(p->key);
-	/* Not in a complete filter: no row to replace (the writer skips the DELETE). */
-	p->maybe_dup = !atomic_load_explicit(&c->filter_on, memory_order_acquire) ||
-	               cache_filter_may_hold(&c->filter, w);
-	if (cache_filter_add(&c->filter, w) != 0)
+	/* Not in a complete filter: no row to replace (the writer skips the
+	 * DELETE). A filter that is not fresh may miss another process's row
+	 * of this key: then both rows stay, and lookups take the newer. */
+	bool was_there = true;
+	if (cache_filter_add(&c->filter, cache_filter_word(p->key), &was_there) != 0)
 		filter_give_up(c);
+	p->maybe_dup = was_there || !atomic_load_explicit(&c->filter_on, memory_order_acquire);
 	struct cache_put *old = atomic_load_explicit(&c->put_head, memory_order_relaxed);
 	do {
 		p->next = old;

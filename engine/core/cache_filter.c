@@ -40,9 +40,10 @@ static bool put(struct filter_table *t, uint64_t w)
 	}
 }
 
-int cache_filter_add(struct cache_filter *f, uint64_t w)
+int cache_filter_add(struct cache_filter *f, uint64_t w, bool *was_there)
 {
 	int ret = 0;
+	bool added = false;
 	pthread_mutex_lock(&f->lock);
 	struct filter_table *t = atomic_load_explicit(&f->table, memory_order_relaxed);
 	if (!t || 2 * (f->count + 1) > t->cap) {
@@ -62,10 +63,12 @@ int cache_filter_add(struct cache_filter *f, uint64_t w)
 		atomic_store_explicit(&f->table, n, memory_order_release);
 		t = n;
 	}
-	if (put(t, w))
+	if ((added = put(t, w)))
 		f->count++;
 out:
 	pthread_mutex_unlock(&f->lock);
+	if (was_there)
+		*was_there = !ret && !added;
 	return ret;
 }
 

@@ -38,8 +38,8 @@ void cache_filter_init(struct cache_filter *f);
  * them and as the file's k64 column holds them. */
 uint64_t cache_filter_word(const unsigned char key[32]);
 /* Adds w (any thread); LR_ENOMEM (the filter then misses w: stop
- * trusting it) or 0. */
-int cache_filter_add(struct cache_filter *f, uint64_t w);
+ * trusting it) or 0. *was_there (when not NULL): w was in it already. */
+int cache_filter_add(struct cache_filter *f, uint64_t w, bool *was_there);
 /* Any thread, without a lock. */
 bool cache_filter_may_hold(const struct cache_filter *f, uint64_t w);
 /* No reader or adder may be left. */
