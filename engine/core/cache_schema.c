@@ -166,8 +166,8 @@ const volatile uint32_t *cache_shm_map(const char *path)
 const char *cache_schema_sql(int format, enum cache_sql which)
 {
 	static const char *const f2[] = {
-		[SQL_GET] = "SELECT key, status, request_id, body FROM llmring_entries WHERE k64=?1"
-		            " ORDER BY id DESC",
+		[SQL_GET] = ("SELECT key, status, request_id, body FROM llmring_entries WHERE k64=?1"
+		             " ORDER BY id DESC"),
 		[SQL_MAX_ID] = "SELECT max(id) FROM llmring_entries",
 		[SQL_SCAN_ALL] = "SELECT id, k64 FROM llmring_entries",
 		[SQL_SCAN_FROM] = "SELECT id, k64 FROM llmring_entries WHERE id > ?",
