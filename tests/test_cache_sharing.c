@@ -496,6 +496,32 @@ static void test_two_processes_opening_a_format_1_file_migrate_it_once(void **st
 	assert_int_equal(query_int("PRAGMA user_version"), 2);
 }
 
+/* A key stored again replaces its row; when that row had the largest
+ * id, the ids SQLite gives the batch's other rows must still be past
+ * every id another engine's set has read: A (whose set read up to that
+ * row) finds all of a write-only engine's batch of 20, one of them the
+ * key stored again (so maybe replaced: write-only engines always delete
+ * a key's old row first). */
+static void test_a_replaced_row_never_hides_a_new_one_from_another_set(void **state)
+{
+	(void)state;
+	lr_engine *b = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask(b, "replaced", 5), 0); /* the file's only row: id 1 */
+	lr_engine_destroy(b);
+	lr_engine *a = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask(a, "replaced", 5), 1); /* A's set has read up to id 1 */
+	b = engine(LR_CACHE_WRITE);
+	assert_int_equal(ask_many(b, "replaced", 20), 0); /* 0..19: 5 again, 19 new */
+	lr_engine_destroy(b);
+	assert_int_equal(query_int("SELECT count(*) FROM llmring_entries WHERE id=1"), 0);
+	unsigned served = atomic_load(&served_n);
+	assert_int_equal(ask_many(a, "replaced", 20), 20);
+	assert_int_equal(atomic_load(&served_n), served);
+	lr_engine_destroy(a);
+	assert_int_equal(rows_on_disk(), 20);
+	assert_int_equal(logs, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +535,7 @@ int main(void)
 		cmocka_unit_test_setup(test_a_format_1_file_is_read_then_migrated_and_a_later_one_refused,
 		                       fresh),
 		cmocka_unit_test_setup(test_two_processes_opening_a_format_1_file_migrate_it_once, fresh),
+		cmocka_unit_test_setup(test_a_replaced_row_never_hides_a_new_one_from_another_set, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -369,7 +369,8 @@ static void filter_read_rows(struct cache *c, int64_t version)
 {
 	/* From nothing, the key's index holds all it needs (key, id), and is
 	 * far smaller than the table; later, ids past the last seen are the
-	 * rows appended since (ids only grow: rows are never deleted). */
+	 * rows appended since (ids only grow: a replaced row is deleted only
+	 * below the largest id, cache_writer.c). */
 	const char *sql = cache_schema_sql(c->format, c->filter_max_id ? SQL_SCAN_FROM : SQL_SCAN_ALL);
 	sqlite3_stmt *scan = NULL;
 	int rc = sqlite3_prepare_v2(c->db, sql, -1, &scan, NULL);

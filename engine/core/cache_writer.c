@@ -51,8 +51,8 @@ static void writer_open(struct cache_writer *w)
 	if (rc == SQLITE_OK)
 		rc = prepare_insert(w->db, 1, &w->put);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(w->db, "DELETE FROM llmring_entries WHERE k64=?1 AND key=?2", -1,
-		                        &w->del, NULL);
+		rc = sqlite3_prepare_v2(w->db, "DELETE FROM llmring_entries WHERE k64=?1 AND key=?2 AND id<=?3",
+		                        -1, &w->del, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(w->db, "SELECT max(id) FROM llmring_entries", -1, &w->max_id, NULL);
 	if (rc == SQLITE_OK)
@@ -71,17 +71,23 @@ static void writer_open(struct cache_writer *w)
 	}
 }
 
-/* The rows a store replaces (a later store of a key is its answer):
- * only for keys that may have one (cache_put.maybe_dup). */
-static int delete_old(struct cache_writer *w, const struct cache_put *q, int rows)
+/* The rows the batch's stores replace (a later store of a key is its
+ * answer), only for keys that may have one (cache_put.maybe_dup): those
+ * up to first, the largest id before the batch. After the inserts, so
+ * the largest id is never one deleted: SQLite gives a new row the
+ * largest id plus one, and an id deleted, then given to another key,
+ * would be missed by the other processes' sets (they read ids past the
+ * last they saw). */
+static int delete_old(struct cache_writer *w, const struct cache_put *q, int64_t first)
 {
 	int rc = SQLITE_OK;
-	for (int i = 0; i < rows && rc == SQLITE_OK; i++, q = q->next) {
+	for (; q && rc == SQLITE_OK; q = q->next) {
 		if (!q->maybe_dup)
 			continue;
 		sqlite3_reset(w->del);
 		sqlite3_bind_int64(w->del, 1, cache_k64(q->key));
 		sqlite3_bind_blob(w->del, 2, q->key, 32, SQLITE_STATIC);
+		sqlite3_bind_int64(w->del, 3, first);
 		rc = sqlite3_step(w->del);
 		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
 		sqlite3_reset(w->del);
@@ -111,8 +117,6 @@ static void write_batch(struct cache_writer *w, struct cache_put *p, int64_t *fr
 	for (unsigned left = n; rc == SQLITE_OK && q;) {
 		sqlite3_stmt *st = left >= ROWS_PER_INSERT ? w->put_many : w->put;
 		int rows = st == w->put ? 1 : ROWS_PER_INSERT;
-		if ((rc = delete_old(w, q, rows)) != SQLITE_OK)
-			break;
 		sqlite3_reset(st);
 		for (int i = 0; i < rows; i++, q = q->next)
 			bind_row(st, 9 * i + 1, q, now);
@@ -121,6 +125,8 @@ static void write_batch(struct cache_writer *w, struct cache_put *p, int64_t *fr
 		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
 		sqlite3_reset(st);
 	}
+	if (rc == SQLITE_OK)
+		rc = delete_old(w, p, first);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
 	if (rc == SQLITE_OK) {
