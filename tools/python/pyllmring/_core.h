@@ -43,7 +43,15 @@ typedef struct CoreChannel {
 
 typedef struct CoreHandle {
 	PyObject_HEAD
-	lr_future *future;        /* owner: the handle (released in dealloc) */
+	/* owner: the handle, until its done event leaves the channel
+	 * (core_handle_settle): then released, so the future goes back to the
+	 * engine's slab while the result is kept (NULL from then on). */
+	lr_future *future;
+	/* owner: the handle (lr_result_free in dealloc). The result's compact
+	 * copy (lr_result_copy), made by core_on_done on the engine thread and
+	 * published with release order; NULL before, or when out of memory
+	 * (then the future stays and is read instead). */
+	lr_result *result;
 	PyObject *token;          /* strong */
 	CoreChannel *channel;     /* strong: the FIFO outlives every callback */
 	struct core_event done_ev;
@@ -92,6 +100,13 @@ CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token);
 /* Attaches f (NULL: MemoryError) and registers the done callback, which
  * takes a reference to h. Returns h (a new reference) or NULL. */
 PyObject *core_handle_start(CoreHandle *h, lr_future *f);
+/* The result of h: its kept copy, else its future's; NULL while h is not
+ * complete (no exception set). Any reader of a handle's result goes
+ * through this (records, errors, sessions, batches). */
+const lr_result *core_handle_result(CoreHandle *h);
+/* Under the GIL, once h's done event is handed out (drain, dispatch) or
+ * dropped: the future is released when the copy exists. */
+void core_handle_settle(CoreHandle *h);
 
 /* _core_request.c: builds an lr_request from submit's arguments. */
 struct core_submit_args {

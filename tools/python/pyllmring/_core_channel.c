@@ -96,11 +96,14 @@ void core_on_delta(void *user, const lr_delta *d)
 	channel_push(h->channel, &e->ev);
 }
 
-/* The reference to h taken by core_handle_start moves to the queue. */
+/* The reference to h taken by core_handle_start moves to the queue. The
+ * result is copied here, on the engine thread, so the Python thread only
+ * releases the future (core_handle_settle); out of memory, the settle
+ * tries again. */
 void core_on_done(void *user, lr_future *f)
 {
 	CoreHandle *h = user;
-	(void)f;
+	__atomic_store_n(&h->result, lr_result_copy(lr_future_result(f)), __ATOMIC_RELEASE);
 	h->done_ev.kind = CORE_EV_DONE;
 	h->done_ev.handle = h;
 	channel_push(h->channel, &h->done_ev);
@@ -141,6 +144,7 @@ static PyObject *event_object(struct core_event *ev)
 {
 	CoreHandle *h = ev->handle;
 	if (ev->kind == CORE_EV_DONE) {
+		core_handle_settle(h);
 		PyObject *t = !h->session || core_session_turn_done(h) == 0 ? PyTuple_New(3) : NULL;
 		if (!t) {
 			Py_DECREF(h);
@@ -165,10 +169,12 @@ static PyObject *event_object(struct core_event *ev)
 
 static void event_discard(struct core_event *ev)
 {
-	if (ev->kind == CORE_EV_DONE)
+	if (ev->kind == CORE_EV_DONE) {
+		core_handle_settle(ev->handle);
 		Py_DECREF(ev->handle);
-	else
+	} else {
 		free(ev);
+	}
 }
 
 static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -336,6 +342,7 @@ static int dispatch_one(struct core_event *ev, PyObject *future_type)
 	PyObject *r = NULL;
 	if (ev->kind == CORE_EV_DONE) {
 		/* The FIFO's reference to h is dropped after the call. */
+		core_handle_settle(h);
 		if (h->session && core_session_turn_done(h) < 0) {
 			r = NULL;
 		} else if (PyObject_TypeCheck(tok, (PyTypeObject *)future_type)) {

@@ -3,6 +3,12 @@
  * its token and its channel, and carries its own done event (queued by
  * core_on_done). Result attributes are computed on each access and raise
  * RuntimeError before the request is complete.
+ *
+ * A completed handle keeps its result, not its future: core_on_done
+ * copies the result (lr_result_copy, one allocation of the result's own
+ * bytes) and the future is released when the done event is handed out,
+ * so it goes back to the engine's slab for the next request instead of
+ * living, a few KiB with its buffers, as long as the response object.
  */
 #include "_core.h"
 
@@ -13,6 +19,7 @@ CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token)
 	if (!h)
 		return NULL;
 	h->future = NULL;
+	h->result = NULL;
 	Py_INCREF(token);
 	h->token = token;
 	Py_INCREF(ch);
@@ -63,14 +70,41 @@ static void Handle_dealloc(CoreHandle *h)
 	 * no longer exists: leave the future alone. */
 	if (h->future && h->gen == core_fork_gen)
 		lr_future_release(h->future);
+	lr_result_free(h->result);
 	Handle_clear(h);
 	PyObject_GC_Del(h);
+}
+
+const lr_result *core_handle_result(CoreHandle *h)
+{
+	/* Acquire: pairs with core_on_done's release, so the copy's bytes are
+	 * seen whole by a thread that polls done() without draining. */
+	const lr_result *r = __atomic_load_n(&h->result, __ATOMIC_ACQUIRE);
+	return r ? r : h->future ? lr_future_result(h->future) : NULL;
+}
+
+void core_handle_settle(CoreHandle *h)
+{
+	/* In a forked child the engine is gone: the future stays (dealloc
+	 * leaves it alone too); the copy, if any, is plain memory. */
+	if (!h->future || h->gen != core_fork_gen)
+		return;
+	if (!__atomic_load_n(&h->result, __ATOMIC_ACQUIRE)) {
+		/* The engine thread's copy ran out of memory: once more here,
+		 * else the future stays and is read instead. */
+		lr_result *c = lr_result_copy(lr_future_result(h->future));
+		if (!c)
+			return;
+		__atomic_store_n(&h->result, c, __ATOMIC_RELEASE);
+	}
+	lr_future_release(h->future);
+	h->future = NULL;
 }
 
 /* The result, or NULL with RuntimeError when not complete yet. */
 static const lr_result *result_of(CoreHandle *h)
 {
-	const lr_result *r = h->future ? lr_future_result(h->future) : NULL;
+	const lr_result *r = core_handle_result(h);
 	if (!r)
 		PyErr_SetString(PyExc_RuntimeError, "pyllmring: the request is not complete yet");
 	return r;
@@ -83,6 +117,7 @@ static PyObject *cstr(const char *s)
 	return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
+/* A settled handle has no future: it is complete, nothing to cancel. */
 static PyObject *Handle_cancel(CoreHandle *h, PyObject *unused)
 {
 	if (core_check_fork(h->gen) < 0)
@@ -97,7 +132,7 @@ static PyObject *Handle_cancel(CoreHandle *h, PyObject *unused)
  * hand it out first; the result is readable from then on. */
 static PyObject *Handle_done(CoreHandle *h, PyObject *unused)
 {
-	return PyBool_FromLong(h->future && lr_future_result(h->future) != NULL);
+	return PyBool_FromLong(core_handle_result(h) != NULL);
 }
 
 static PyObject *Handle_get_token(CoreHandle *h, void *c)

@@ -212,7 +212,7 @@ enum { CC_H, CC_N, CC_MODEL_ARG, CC_CHOICES, CC_USAGE, CC_MODEL, CC_OBJECT, CC_I
 static const lr_result *cc_result(Rec *r)
 {
 	CoreHandle *h = (CoreHandle *)r->f[CC_H];
-	const lr_result *res = h && h->future ? lr_future_result(h->future) : NULL;
+	const lr_result *res = h ? core_handle_result(h) : NULL;
 	if (!res)
 		PyErr_SetString(PyExc_RuntimeError, "pyllmring: the request is not complete yet");
 	return res;
