@@ -103,7 +103,7 @@ void core_on_delta(void *user, const lr_delta *d)
 void core_on_done(void *user, lr_future *f)
 {
 	CoreHandle *h = user;
-	__atomic_store_n(&h->result, lr_result_copy(lr_future_result(f)), __ATOMIC_RELEASE);
+	__atomic_store_n(&h->copy, lr_result_copy(lr_future_result(f)), __ATOMIC_RELEASE);
 	h->done_ev.kind = CORE_EV_DONE;
 	h->done_ev.handle = h;
 	channel_push(h->channel, &h->done_ev);
