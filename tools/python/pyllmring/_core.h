@@ -47,11 +47,9 @@ typedef struct CoreHandle {
 	 * (core_handle_settle): then released, so the future goes back to the
 	 * engine's slab while the result is kept (NULL from then on). */
 	lr_future *future;
-	/* owner: the handle until core_handle_settle moves it into kept
-	 * (lr_result_free in dealloc if still here). The result's compact copy
-	 * (lr_result_copy), made by core_on_done on the engine thread and
-	 * published with release order; NULL before, or when out of memory
-	 * (then the future stays and is read instead). */
+	/* owner: the handle (lr_result_free in dealloc). The result's compact
+	 * copy (lr_result_copy) when settled but no Result object could be
+	 * made (out of memory); NULL otherwise. */
 	lr_result *copy;
 	/* strong: the copy as a Result object once settled, or NULL. The
 	 * records hold it instead of the handle (so the handle and its token

@@ -97,13 +97,14 @@ void core_on_delta(void *user, const lr_delta *d)
 }
 
 /* The reference to h taken by core_handle_start moves to the queue. The
- * result is copied here, on the engine thread, so the Python thread only
- * releases the future (core_handle_settle); out of memory, the settle
- * tries again. */
+ * result is copied when the event is handed out (core_handle_settle), on
+ * the Python thread: there the copy reuses the memory of the futures that
+ * thread released, where a copy made here would come from the engine
+ * thread's own malloc arena and add to the resident set. */
 void core_on_done(void *user, lr_future *f)
 {
 	CoreHandle *h = user;
-	__atomic_store_n(&h->copy, lr_result_copy(lr_future_result(f)), __ATOMIC_RELEASE);
+	(void)f;
 	h->done_ev.kind = CORE_EV_DONE;
 	h->done_ev.handle = h;
 	channel_push(h->channel, &h->done_ev);

@@ -4,10 +4,10 @@
  * core_on_done). Result attributes are computed on each access and raise
  * RuntimeError before the request is complete.
  *
- * A completed handle keeps its result, not its future: core_on_done
- * copies the result (lr_result_copy, one allocation of the result's own
- * bytes) and the future is released when the done event is handed out,
- * so it goes back to the engine's slab for the next request instead of
+ * A completed handle keeps its result, not its future: when its done
+ * event is handed out (drain, dispatch) the result is copied
+ * (lr_result_copy, one allocation of the result's own bytes) and the
+ * future released, so it goes back to the engine's slab for the next request instead of
  * living, a few KiB with its buffers, as long as the response object.
  * The copy becomes a _core.Result (the same result attributes, no future,
  * no token, not GC-tracked), which the response records hold instead of
@@ -84,33 +84,27 @@ const lr_result *core_handle_result(CoreHandle *h)
 {
 	if (h->kept)
 		return h->kept->res;
-	/* Acquire: pairs with core_on_done's release, so the copy's bytes are
-	 * seen whole by a thread that polls done() without draining. */
-	const lr_result *r = __atomic_load_n(&h->copy, __ATOMIC_ACQUIRE);
-	return r ? r : h->future ? lr_future_result(h->future) : NULL;
+	if (h->copy)
+		return h->copy;
+	return h->future ? lr_future_result(h->future) : NULL;
 }
 
 void core_handle_settle(CoreHandle *h)
 {
 	/* In a forked child the engine is gone: the future stays (dealloc
-	 * leaves it alone too); the copy, if any, is plain memory. */
+	 * leaves it alone too). */
 	if (!h->future || h->gen != core_fork_gen)
 		return;
-	lr_result *c = __atomic_load_n(&h->copy, __ATOMIC_ACQUIRE);
-	if (!c) {
-		/* The engine thread's copy ran out of memory: once more here,
-		 * else the future stays and is read instead. */
-		c = lr_result_copy(lr_future_result(h->future));
-		if (!c)
-			return;
-		h->copy = c;
-	}
+	/* Out of memory the future stays and is read instead: nothing is lost. */
+	lr_result *c = lr_result_copy(lr_future_result(h->future));
+	if (!c)
+		return;
 	CoreResult *k = PyObject_New(CoreResult, &CoreResult_Type);
 	if (!k) {
 		PyErr_Clear(); /* the copy stays with the handle; records hold the handle */
+		h->copy = c;
 	} else {
 		k->res = c;
-		h->copy = NULL;
 		h->kept = k;
 	}
 	lr_future_release(h->future);
