@@ -56,18 +56,6 @@ static void rec_retrack(Rec *r, PyObject *v)
 		PyObject_GC_Track(r);
 }
 
-/* r is no longer tracked when none of its fields (nor a dict) may be. */
-static void rec_untrack_if_leaf(Rec *r, int n)
-{
-	if (r->dict && n == REC_MAX)
-		return;
-	for (int i = 0; i < n; i++)
-		if (may_track(r->f[i]))
-			return;
-	if (PyObject_GC_IsTracked((PyObject *)r))
-		PyObject_GC_UnTrack(r);
-}
-
 /* Every attribute store: the tracking rule, then the usual store. (A
  * member descriptor's __set__ called directly bypasses this; at worst a
  * cycle built that way is never collected.) */
@@ -102,6 +90,22 @@ static int rec_count(Rec *r, bool *has_dict)
 		t = t->tp_base;
 	*has_dict = t->tp_basicsize == sizeof(Rec);
 	return *has_dict ? REC_MAX : (int)((t->tp_basicsize - offsetof(Rec, f)) / sizeof(PyObject *));
+}
+
+/* r is no longer tracked when none of its C fields (nor its dict) may be.
+ * Only for a record just made by C, before Python saw it: a subclass's
+ * own slots are still empty then. */
+static void rec_untrack_if_leaf(Rec *r)
+{
+	bool has_dict;
+	int n = rec_count(r, &has_dict);
+	if (has_dict && r->dict)
+		return;
+	for (int i = 0; i < n; i++)
+		if (may_track(r->f[i]))
+			return;
+	if (PyObject_GC_IsTracked((PyObject *)r))
+		PyObject_GC_UnTrack(r);
 }
 
 static int rec_traverse(Rec *r, visitproc visit, void *arg)
@@ -228,7 +232,7 @@ static PyObject *usage_of(const lr_usage *u)
 		Py_DECREF(r);
 		return NULL;
 	}
-	rec_untrack_if_leaf(d, 1);
+	rec_untrack_if_leaf(d);
 	r->f[U_DETAILS] = (PyObject *)d;
 	return (PyObject *)r;
 }
@@ -256,7 +260,7 @@ static PyObject *choices_of(PyObject *h, const lr_result *res)
 	    rec_set(c, C_INDEX, PyLong_FromLong(0)) < 0)
 		goto fail;
 	m->f[M_ROLE] = new_ref(s_assistant);
-	rec_untrack_if_leaf(m, 5);
+	rec_untrack_if_leaf(m);
 	c->f[C_MESSAGE] = (PyObject *)m;
 	PyList_SET_ITEM(list, 0, (PyObject *)c);
 	return list;
@@ -313,7 +317,7 @@ static PyObject *cc_new(PyTypeObject *t, PyObject *args, PyObject *kw)
 	r->f[CC_H] = Py_IS_TYPE(h, &CoreHandle_Type) ? core_handle_keep((CoreHandle *)h) : new_ref(h);
 	r->f[CC_N] = n ? new_ref(n) : NULL;
 	r->f[CC_MODEL_ARG] = new_ref(model);
-	rec_untrack_if_leaf(r, REC_MAX);
+	rec_untrack_if_leaf(r);
 	return (PyObject *)r;
 }
 
