@@ -96,8 +96,9 @@ def closed_loop_figures_follow_what_the_mock_was_told():
     assert r["total_output_tokens"] == 600 and r["output_tokens_counted"] == 0
     ttft, tpot, itl, e2el = r["ttft_ms"], r["tpot_ms"], r["itl_ms"], r["e2el_ms"]
     assert 40 <= ttft["mean"] < 40 + 60, ttft
-    # The mock paces on absolute times: a late first token makes TPOT a hair short.
-    assert 4 - 0.2 <= tpot["median"] < 4 + 20, tpot
+    # The mock paces on absolute times: a first token late by d ms makes TPOT d/9 ms
+    # short (a loaded machine gave 3.66); half of 4 still tells pacing from none.
+    assert 4 * 0.5 <= tpot["median"] < 4 + 20, tpot
     # vLLM's E2EL: first event plus 9 gaps of ~4 ms to the last token (and the
     # finish chunk right behind it).
     assert e2el["min"] >= 40 + 9 * 4, e2el
