@@ -143,6 +143,10 @@ static int place(CoreGroup *g, Py_ssize_t i, PyObject *outcome)
 {
 	if (g->as_completed)
 		return fifo_push(g, i, outcome);
+	if (!g->results) { /* cleared by the collector meanwhile */
+		Py_DECREF(outcome);
+		return 0;
+	}
 	PyObject *old = PyList_GET_ITEM(g->results, i); /* None, from fill */
 	PyList_SET_ITEM(g->results, i, outcome);
 	Py_DECREF(old);
@@ -153,6 +157,8 @@ static int place(CoreGroup *g, Py_ssize_t i, PyObject *outcome)
 
 static int core_closed(CoreGroup *g)
 {
+	if (!g->core)
+		return 1; /* cleared by the collector */
 	PyObject *c = PyObject_GetAttr(g->core, s_closed);
 	if (!c)
 		return -1;
@@ -299,6 +305,8 @@ static void group_cancel_all(CoreGroup *g);
  * is not the item's fault). */
 static int group_fill(CoreGroup *g)
 {
+	if (!g->iter)
+		return 0; /* cleared by the collector (a Python callback ran it) */
 	Py_ssize_t room = g->window - g->nlive - g->fifo.count;
 	while (room > 0 && !g->exhausted) {
 		room--;
