@@ -137,6 +137,25 @@ struct core_submit_args {
 /* The request (caller's until lr_submit), or NULL with an exception set. */
 lr_request *core_build_request(const struct core_submit_args *a);
 
+/* _core_engine.c: one batch item submitted (BatchGroup, submit_item).
+ * item: a list of messages, or create()'s kwargs as a dict; with common
+ * (batch_completion's kwargs) item is the messages. 1 with out set,
+ * 0 when the item needs the Python path (per-call options, messages that
+ * are not plain dicts), -1 with an exception set. */
+struct core_item {
+	PyObject *handle;         /* a new reference */
+	long n;
+	PyObject *model;          /* borrowed: from the item, common or default_model */
+};
+int core_submit_item(CoreEngine *self, PyObject *channel, PyObject *token, PyObject *item,
+                     PyObject *default_model, PyObject *headers, PyObject *common,
+                     struct core_item *out);
+/* 1 when a params dict holds a per-call option (extra_headers, timeout, ...). */
+int core_params_need_python(PyObject *params);
+/* _core_group.c: BatchGroup and BatchSlot (added to m), set_batch_hooks(). */
+int core_group_init(PyObject *m);
+PyObject *core_set_batch_hooks(PyObject *self, PyObject *args, PyObject *kw);
+
 /* _core_session.c: the turn of h (h->session set) ended; under the GIL.
  * Appends the user message and the reply when it succeeded. 0 or -1. */
 int core_session_turn_done(CoreHandle *h);

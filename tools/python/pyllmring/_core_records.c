@@ -557,40 +557,6 @@ static PyTypeObject CoreChunk_Type = {
 	.tp_members = chunk_members,
 };
 
-/* ---- SlotBase: a batch member's token -------------------------------------- */
-
-/* SlotBase(group, index): made per batch item, so made without a Python
- * __init__; the subclass (_client._Slot) adds _done. */
-static PyMemberDef slot_members[] = {FIELD("group", 0), FIELD("index", 1),
-                                     {NULL, 0, 0, 0, NULL}};
-
-static PyObject *slot_new(PyTypeObject *t, PyObject *args, PyObject *kw)
-{
-	PyObject *group, *index;
-	if (kw || !PyArg_UnpackTuple(args, "SlotBase", 2, 2, &group, &index))
-		return kw ? PyErr_Format(PyExc_TypeError, "SlotBase(group, index) takes no keywords")
-		          : NULL;
-	Rec *r = (Rec *)t->tp_alloc(t, 0);
-	if (!r)
-		return NULL;
-	r->f[0] = new_ref(group);
-	r->f[1] = new_ref(index);
-	return (PyObject *)r;
-}
-
-static PyTypeObject CoreSlot_Type = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "pyllmring._core.SlotBase",
-	.tp_basicsize = offsetof(Rec, f) + 2 * sizeof(PyObject *),
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-	.tp_doc = "SlotBase(group, index): a batch member's token.",
-	.tp_dealloc = (destructor)rec_dealloc,
-	.tp_traverse = (traverseproc)rec_traverse,
-	.tp_clear = (inquiry)rec_clear,
-	.tp_new = slot_new,
-	.tp_members = slot_members,
-};
-
 /* ---- Ready: an awaitable whose value is there already ------------------------- */
 
 /* What AsyncStream.__anext__ returns while its queue holds events: awaiting
@@ -756,7 +722,7 @@ int core_records_init(PyObject *m)
 		{&CoreUsage_Type, "UsageBase"}, {&CoreDetails_Type, "PromptTokensDetailsBase"},
 		{&CoreDelta_Type, "DeltaBase"}, {&CoreChunkChoice_Type, "ChunkChoiceBase"},
 		{&CoreChatCompletion_Type, "ChatCompletionBase"}, {&CoreChunk_Type, "ChunkBase"},
-		{&CoreReady_Type, "Ready"}, {&CoreSlot_Type, "SlotBase"},
+		{&CoreReady_Type, "Ready"},
 	};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		if (PyType_Ready(types[i].t) < 0)
