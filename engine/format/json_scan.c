@@ -110,16 +110,31 @@ static const char *string_end_slow(const char *p, const char *end)
 
 /* p just after an opening quote; returns the closing quote, or NULL when
  * the string is not valid (unterminated, a raw control character, a bad
- * escape, not UTF-8). Keys and most values are short plain ASCII: one
- * 16-byte step finds their closing quote with nothing before it. */
-static inline const char *string_end(const char *p, const char *end)
+ * escape, not UTF-8). Keys and most values are short plain ASCII: a
+ * 16-byte step or two finds their closing quote with nothing before it.
+ * Near the end of the text the step is the text's last 16 bytes, the
+ * ones before p shifted out (text is where the whole text begins). */
+static inline const char *string_end(const char *text, const char *p, const char *end)
 {
 #ifdef __SSE2__
-	if (end - p >= 16) {
+	while (end - p >= 16) {
 		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)p));
-		if (mask && p[__builtin_ctz(mask)] == '"')
-			return p + __builtin_ctz(mask);
+		if (mask) {
+			p += __builtin_ctz(mask);
+			return *p == '"' ? p : string_end_slow(p, end);
+		}
+		p += 16;
 	}
+	if (p < end && end - text >= 16) {
+		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)(end - 16))) >> (16 - (end - p));
+		if (mask) {
+			p += __builtin_ctz(mask);
+			return *p == '"' ? p : string_end_slow(p, end);
+		}
+		return NULL; /* unterminated */
+	}
+#else
+	(void)text;
 #endif
 	return string_end_slow(p, end);
 }
@@ -207,7 +222,7 @@ value:
 			goto key;
 		goto value;
 	case '"':
-		if (!(q = string_end(p + 1, end)))
+		if (!(q = string_end(text, p + 1, end)))
 			return false;
 		p = q + 1;
 		if (fn) {
@@ -270,7 +285,7 @@ closed:
 key:
 	if (p < end && *p != '"')
 		p = skip_ws(p, end);
-	if (p >= end || *p != '"' || !(q = string_end(p + 1, end)))
+	if (p >= end || *p != '"' || !(q = string_end(text, p + 1, end)))
 		return false;
 	path.key[depth - 1] = p + 1;
 	path.key_len[depth - 1] = (size_t)(q - p - 1);
