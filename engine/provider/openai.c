@@ -179,7 +179,7 @@ struct chunk_fields {
 	size_t error_message_len;
 };
 
-static void chunk_emit_choice(struct chunk_fields *cf)
+__attribute__((noinline)) static void chunk_emit_choice(struct chunk_fields *cf)
 {
 	struct reply *r = cf->r;
 	unsigned long before = r->deltas;
@@ -200,7 +200,7 @@ static void chunk_emit_choice(struct chunk_fields *cf)
 	cf->tool_seen = false;
 }
 
-static void chunk_emit_tool(struct chunk_fields *cf)
+__attribute__((noinline)) static void chunk_emit_tool(struct chunk_fields *cf)
 {
 	cf->tool_seen = true;
 	if (cf->index == 0)
