@@ -211,22 +211,24 @@ __attribute__((noinline)) static void chunk_emit_tool(struct chunk_fields *cf)
 	cf->tool_id_len = cf->tool_name_len = cf->tool_args_len = 0;
 }
 
-static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
-                        size_t len)
+/* Outside choices[]: the model, the id, usage and an error. The keys are
+ * told apart by their length first (most keys here are not wanted). */
+__attribute__((noinline)) static void chunk_top_field(struct chunk_fields *cf, const struct json_scan_path *p,
+                                                      enum json_type type, const char *v, size_t len)
 {
-	struct chunk_fields *cf = ctx;
 	struct reply *r = cf->r;
-	if (p->depth == 1) {
-		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
-			reply_copy_field(r->model, sizeof(r->model), v, len);
-		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
+	switch (p->key_len[0]) {
+	case 2:
+		if (p->depth == 1 && type == JSON_STRING && KEY_IS(p, 0, "id"))
 			reply_copy_field(r->id, sizeof(r->id), v, len);
-		else if (type == JSON_OBJECT && KEY_IS(p, 0, "error"))
-			cf->error = true;
-		return;
-	}
-	if (!KEY_IS(p, 0, "choices")) {
-		if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
+		break;
+	case 5:
+		if (p->depth == 1) {
+			if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+				reply_copy_field(r->model, sizeof(r->model), v, len);
+			else if (type == JSON_OBJECT && KEY_IS(p, 0, "error"))
+				cf->error = true;
+		} else if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
 			if (KEY_IS(p, 1, "prompt_tokens"))
 				r->usage.input_tokens = scanned_count(v, len);
 			else if (KEY_IS(p, 1, "completion_tokens"))
@@ -239,9 +241,14 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 			cf->error_message = v;
 			cf->error_message_len = len;
 		}
-		return;
+		break;
 	}
-	/* Inside choices[i]: keys are [choices, (index), field, ...]. */
+}
+
+/* Inside choices[i]: keys are [choices, (index), field, ...]. */
+__attribute__((noinline)) static void chunk_choice_field(struct chunk_fields *cf, const struct json_scan_path *p,
+                                                         enum json_type type, const char *v, size_t len)
+{
 	switch (p->depth) {
 	case 2:
 		if (type == JSON_OBJECT)
@@ -279,6 +286,17 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 		}
 		break;
 	}
+}
+
+/* The scanner's callback, kept small (its two halves are calls of their
+ * own, reached by a jump): most values of a chunk are wanted by neither. */
+static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                        size_t len)
+{
+	if (p->depth >= 2 && KEY_IS(p, 0, "choices"))
+		chunk_choice_field(ctx, p, type, v, len);
+	else if (p->depth >= 1)
+		chunk_top_field(ctx, p, type, v, len);
 }
 
 static int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)
