@@ -453,25 +453,45 @@ struct chunk_scan {
 __attribute__((noinline)) static void scan_top_field(struct chunk_scan *cs, const struct json_scan_path *p,
                                                      enum json_type type, const char *v, size_t len)
 {
+	/* Told apart by the keys' lengths: one compare each. */
 	if (p->depth == 1) {
-		if (type == JSON_STRING && KEY_IS(p, 0, "modelVersion"))
-			cs->model = v, cs->model_len = len;
-		else if (type == JSON_STRING && KEY_IS(p, 0, "responseId"))
-			cs->id = v, cs->id_len = len;
-		else if (KEY_IS(p, 0, "error") || KEY_IS(p, 0, "promptFeedback"))
-			cs->unusual = true;
+		switch (p->key_len[0]) {
+		case 12:
+			if (type == JSON_STRING && KEY_IS(p, 0, "modelVersion"))
+				cs->model = v, cs->model_len = len;
+			break;
+		case 10:
+			if (type == JSON_STRING && KEY_IS(p, 0, "responseId"))
+				cs->id = v, cs->id_len = len;
+			break;
+		case 5:
+		case 14:
+			if (KEY_IS(p, 0, "error") || KEY_IS(p, 0, "promptFeedback"))
+				cs->unusual = true;
+			break;
+		}
 		return;
 	}
 	if (p->depth != 2 || type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usageMetadata"))
 		return;
-	if (KEY_IS(p, 1, "promptTokenCount"))
-		cs->prompt = scanned_count(v, len), cs->has_prompt = true;
-	else if (KEY_IS(p, 1, "candidatesTokenCount"))
-		cs->output = scanned_count(v, len), cs->has_output = true;
-	else if (KEY_IS(p, 1, "thoughtsTokenCount"))
-		cs->thoughts = scanned_count(v, len);
-	else if (KEY_IS(p, 1, "cachedContentTokenCount"))
-		cs->cached = scanned_count(v, len), cs->has_cached = true;
+	switch (p->key_len[1]) {
+	case 16:
+		if (KEY_IS(p, 1, "promptTokenCount"))
+			cs->prompt = scanned_count(v, len), cs->has_prompt = true;
+		break;
+	case 20:
+		if (KEY_IS(p, 1, "candidatesTokenCount"))
+			cs->output = scanned_count(v, len), cs->has_output = true;
+		break;
+	case 18:
+		if (KEY_IS(p, 1, "thoughtsTokenCount"))
+			cs->thoughts = scanned_count(v, len);
+		break;
+	case 23:
+		if (KEY_IS(p, 1, "cachedContentTokenCount"))
+			cs->cached = scanned_count(v, len), cs->has_cached = true;
+		break;
+	}
 }
 
 /* Inside candidates[i]: its index and finish reason, its parts. */
