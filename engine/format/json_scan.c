@@ -222,12 +222,19 @@ value:
 	if (p >= end)
 		return false;
 	start = p;
-	switch (*p) {
-	case ' ': case '\n': case '\r': case '\t':
-		p = skip_ws(p + 1, end);
-		goto value;
-	case '{':
-	case '[':
+	/* Strings and containers first, by compare: most values are
+	 * strings, and a jump table costs more than two compares. */
+	if (*p == '"') {
+		if (!(q = string_end(text, p + 1, end)))
+			return false;
+		p = q + 1;
+		if (fn) {
+			path.depth = depth;
+			fn(ctx, &path, JSON_STRING, start + 1, (size_t)(q - start - 1));
+		}
+		goto next;
+	}
+	if (*p == '{' || *p == '[') {
 		if (depth >= JSON_SCAN_MAX_DEPTH)
 			return false;
 		open[depth] = p;
@@ -242,15 +249,11 @@ value:
 		if (close == '}')
 			goto key;
 		goto value;
-	case '"':
-		if (!(q = string_end(text, p + 1, end)))
-			return false;
-		p = q + 1;
-		if (fn) {
-			path.depth = depth;
-			fn(ctx, &path, JSON_STRING, start + 1, (size_t)(q - start - 1));
-		}
-		goto next;
+	}
+	switch (*p) {
+	case ' ': case '\n': case '\r': case '\t':
+		p = skip_ws(p + 1, end);
+		goto value;
 	case 't':
 		if (end - p < 4 || memcmp(p, "true", 4) != 0)
 			return false;
