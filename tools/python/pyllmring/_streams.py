@@ -66,26 +66,25 @@ class AsyncStream(_core.AsyncStreamBase, _StreamBase):
     stream.close()``; ``await stream.get_final_completion()`` gives the
     assembled chat.completion.
 
-    The C base holds the queue, the waiter and the chunks' fields, and
-    does the per-event part: ``_delta`` (the reaper queues a delta and
-    wakes the waiter) and ``__anext__`` (a queued event is returned in an
-    awaitable that holds it; an empty queue defers to _next_slow)."""
+    The C base holds the queue, the waiter, the loop, the outcome and the
+    chunks' fields, and does the per-event part: ``_delta`` (the reaper
+    queues a delta and wakes the waiter) and ``__anext__`` (its awaitable
+    gives a queued event at once, waits on a StreamWaiter while the queue
+    is empty, and calls _end once the request ended)."""
 
     def __init__(self, core, loop, model, include_usage):
         super().__init__(core, model, include_usage)
         self._loop = loop
-        self._waiter = None
 
-    # The reaper's side (the loop's thread); _delta is the base's.
+    # The reaper's side (the loop's thread); _delta is the base's, and the
+    # base wakes the waiter once _done returns.
     def _done(self, h):
         self._handle = h
         self._h_live = None
-        self._wake()
 
     async def _wait(self):
-        w = self._waiter = self._loop.create_future()
         try:
-            await w
+            await self._new_waiter()
         except asyncio.CancelledError:
             self._waiter = None
             self._cancel()
@@ -105,20 +104,14 @@ class AsyncStream(_core.AsyncStreamBase, _StreamBase):
         if not self._q and self._handle is not None and self._handle.error:
             raise from_handle(self._handle, self._core.closed)
 
-    async def _next_slow(self):
-        """__anext__ with nothing queued: waits for an event, or ends."""
-        q = self._q
-        while True:
-            if q:
-                return ChatCompletionChunk(self._id, self._model, self._created, q.popleft())
-            if self._handle is not None:
-                last = self._tail()
-                if last is None:
-                    raise StopAsyncIteration
+    def _end(self):
+        """__anext__ with nothing queued once the request ended or the
+        stream was closed: the tail chunk, or the end."""
+        if self._handle is not None:
+            last = self._tail()
+            if last is not None:
                 return last
-            if self._closed:
-                raise StopAsyncIteration
-            await self._wait()
+        raise StopAsyncIteration
 
     async def __aenter__(self):
         return self
