@@ -395,6 +395,11 @@ static int dispatch_one(struct core_event *ev, PyObject *future_type, PyObject *
 		} else {
 			r = PyObject_CallMethodOneArg(tok, s_tok_done, (PyObject *)h);
 		}
+		/* A stream keeps its handle (its outcome): the handle lets go of
+		 * the stream, its last event handed out, so the two make no cycle
+		 * and both go when the consumer drops the stream. */
+		if (stream)
+			Py_CLEAR(h->token);
 		Py_DECREF(h);
 		rc = r ? 0 : -1;
 		Py_XDECREF(r);

@@ -561,6 +561,13 @@ static PyObject *stream_new_waiter_m(StreamBase *s, PyObject *unused)
 	return stream_new_waiter(s);
 }
 
+/* close(): the StreamNext is let go (it references the stream). */
+static PyObject *stream_release_m(StreamBase *s, PyObject *unused)
+{
+	Py_CLEAR(s->next);
+	Py_RETURN_NONE;
+}
+
 static PyObject *stream_anext(StreamBase *s)
 {
 	if (!s->next) {
@@ -625,6 +632,8 @@ static PySendResult next_am_send(StreamNext *n, PyObject *arg, PyObject **result
 	}
 	if ((s->handle && s->handle != Py_None) || s->closed == Py_True) {
 		*result = PyObject_CallMethodNoArgs((PyObject *)s, s_end);
+		if (!*result)
+			Py_CLEAR(s->next); /* the end: the stream lets go of n (no cycle) */
 		return *result ? PYGEN_RETURN : PYGEN_ERROR;
 	}
 	PyObject *w = stream_new_waiter(s);
@@ -735,6 +744,8 @@ static PyMethodDef stream_methods[] = {
 	{"_wake", (PyCFunction)stream_wake_m, METH_NOARGS, "Resolves the waiter, if any."},
 	{"_new_waiter", (PyCFunction)stream_new_waiter_m, METH_NOARGS,
 	 "A new waiter on the stream's loop, kept as the one the reaper wakes."},
+	{"_release", (PyCFunction)stream_release_m, METH_NOARGS,
+	 "Lets go of the awaitable __anext__ gives (a reference cycle otherwise)."},
 	{NULL, NULL, 0, NULL},
 };
 

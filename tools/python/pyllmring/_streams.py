@@ -127,6 +127,7 @@ class AsyncStream(_core.AsyncStreamBase, _StreamBase):
             while self._handle is None:
                 await self._wait()
         self._q.clear()
+        self._release()
 
     async def get_final_completion(self):
         """Reads the rest of the stream and returns the assembled
