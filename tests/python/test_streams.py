@@ -192,7 +192,7 @@ def test_cancel_while_waiting_cancels_request(slow_mock):
                                                          stream=True)
             first = await s.__anext__()
             for _ in range(50):  # until the task is caught waiting (queue empty)
-                while s._q:
+                while s._queued:
                     await s.__anext__()
                 t = asyncio.ensure_future(s.__anext__())
                 await asyncio.sleep(0)

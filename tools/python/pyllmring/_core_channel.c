@@ -298,13 +298,16 @@ static struct core_event *channel_take(CoreChannel *ch, Py_ssize_t max, Py_ssize
 	pthread_mutex_lock(&ch->mu);
 	Py_ssize_t n = max < 0 || max > ch->count ? ch->count : max;
 	struct core_event *first = ch->head, *e = first;
-	for (Py_ssize_t i = 1; i < n; i++)
-		e = e->next;
-	if (n > 0) {
+	if (n == ch->count) {
+		/* all of it: no walk over the list (a cache miss an event) */
+		ch->head = NULL;
+		ch->tail = &ch->head;
+		ch->count = 0;
+	} else if (n > 0) {
+		for (Py_ssize_t i = 1; i < n; i++)
+			e = e->next;
 		ch->head = e->next;
 		e->next = NULL;
-		if (!ch->head)
-			ch->tail = &ch->head;
 		ch->count -= n;
 	}
 	if (mode != TAKE_PLAIN)

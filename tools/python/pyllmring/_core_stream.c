@@ -1,7 +1,7 @@
 /*
  * _core.AsyncStreamBase: the per-event part of pyllmring.AsyncStream in C.
- * The reaper hands each delta to core_stream_delta (queue it, wake the
- * waiter). `async for` calls __anext__, which returns the stream's one
+ * The reaper hands each delta to core_stream_delta (queue it in the
+ * stream's ring, wake the waiter). `async for` calls __anext__, which returns the stream's one
  * StreamNext awaitable: while the queue holds a delta, awaiting it gives
  * the chunk at once (am_send, no exception, no frame, no allocation but the
  * chunk); with the queue empty it yields a StreamWaiter to the task and
@@ -21,7 +21,7 @@
 
 #include <structmember.h>
 
-static PyObject *s_append, *s_popleft, *s_end, *s_done, *s_set_result, *s_call_soon,
+static PyObject *s_end, *s_done, *s_set_result, *s_call_soon,
 	*s_context, *s_cancel_req, *s_kwnames_context;
 static PyObject *cancelled_error, *invalid_state_error; /* strong: asyncio's */
 
@@ -419,7 +419,10 @@ static PyTypeObject Waiter_Type = {
 
 typedef struct {
 	PyObject_HEAD
-	PyObject *q;              /* strong: a collections.deque of deltas, or NULL */
+	/* The deltas not yet read, a ring: owner the stream (PyMem), items
+	 * strong; rlen of them from rhead on, rcap slots. */
+	PyObject **ring;
+	Py_ssize_t rhead, rlen, rcap;
 	PyObject *waiter;         /* strong: what the task waits on, or NULL / None */
 	PyObject *id, *model, *created; /* strong: the chunks' fields */
 	PyObject *loop;           /* strong: the loop the stream's reaper runs on */
@@ -438,7 +441,8 @@ static PyTypeObject StreamNext_Type;
 
 static int stream_traverse(StreamBase *s, visitproc visit, void *arg)
 {
-	Py_VISIT(s->q);
+	for (Py_ssize_t i = 0; i < s->rlen; i++)
+		Py_VISIT(s->ring[(s->rhead + i) % s->rcap]);
 	Py_VISIT(s->waiter);
 	Py_VISIT(s->id);
 	Py_VISIT(s->model);
@@ -450,9 +454,52 @@ static int stream_traverse(StreamBase *s, visitproc visit, void *arg)
 	return 0;
 }
 
+/* Drops every queued delta (the ring's slots kept). */
+static void ring_clear(StreamBase *s)
+{
+	while (s->rlen > 0) {
+		PyObject *d = s->ring[s->rhead];
+		s->rhead = (s->rhead + 1) % s->rcap;
+		s->rlen--;
+		Py_DECREF(d);
+	}
+	s->rhead = 0;
+}
+
+static int ring_push(StreamBase *s, PyObject *d)
+{
+	if (s->rlen == s->rcap) {
+		Py_ssize_t cap = s->rcap ? s->rcap * 2 : 8;
+		PyObject **r = PyMem_New(PyObject *, cap);
+		if (!r) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		for (Py_ssize_t i = 0; i < s->rlen; i++)
+			r[i] = s->ring[(s->rhead + i) % s->rcap];
+		PyMem_Free(s->ring);
+		s->ring = r;
+		s->rcap = cap;
+		s->rhead = 0;
+	}
+	Py_INCREF(d);
+	s->ring[(s->rhead + s->rlen) % s->rcap] = d;
+	s->rlen++;
+	return 0;
+}
+
+/* The oldest delta (a new reference); the ring is not empty. */
+static PyObject *ring_pop(StreamBase *s)
+{
+	PyObject *d = s->ring[s->rhead];
+	s->rhead = (s->rhead + 1) % s->rcap;
+	s->rlen--;
+	return d;
+}
+
 static int stream_clear(StreamBase *s)
 {
-	Py_CLEAR(s->q);
+	ring_clear(s);
 	Py_CLEAR(s->waiter);
 	Py_CLEAR(s->id);
 	Py_CLEAR(s->model);
@@ -470,6 +517,7 @@ static void stream_dealloc(StreamBase *s)
 	if (s->weakrefs)
 		PyObject_ClearWeakRefs((PyObject *)s);
 	stream_clear(s);
+	PyMem_Free(s->ring);
 	Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
@@ -511,14 +559,8 @@ static int wake(StreamBase *s, PyObject *woken)
 int core_stream_delta(PyObject *stream, PyObject *d, PyObject *woken)
 {
 	StreamBase *s = (StreamBase *)stream;
-	if (!s->q) {
-		PyErr_SetString(PyExc_RuntimeError, "pyllmring: the stream has no queue");
+	if (ring_push(s, d) < 0)
 		return -1;
-	}
-	PyObject *r = PyObject_CallMethodOneArg(s->q, s_append, d);
-	if (!r)
-		return -1;
-	Py_DECREF(r);
 	return wake(s, woken);
 }
 
@@ -559,6 +601,17 @@ static PyObject *stream_new_waiter(StreamBase *s)
 static PyObject *stream_new_waiter_m(StreamBase *s, PyObject *unused)
 {
 	return stream_new_waiter(s);
+}
+
+static PyObject *stream_queued(StreamBase *s, void *c)
+{
+	return PyLong_FromSsize_t(s->rlen);
+}
+
+static PyObject *stream_clear_queue_m(StreamBase *s, PyObject *unused)
+{
+	ring_clear(s);
+	Py_RETURN_NONE;
 }
 
 /* close(): the StreamNext is let go (it references the stream). */
@@ -618,13 +671,8 @@ static PySendResult next_am_send(StreamNext *n, PyObject *arg, PyObject **result
 	*result = NULL;
 	if (!s)
 		return PYGEN_ERROR; /* cleared by the GC */
-	Py_ssize_t len = s->q ? PyObject_Size(s->q) : 0;
-	if (len < 0)
-		return PYGEN_ERROR;
-	if (len > 0) {
-		PyObject *d = PyObject_CallMethodNoArgs(s->q, s_popleft);
-		if (!d)
-			return PYGEN_ERROR;
+	if (s->rlen > 0) {
+		PyObject *d = ring_pop(s);
 		*result = core_chunk_new(s->id ? s->id : Py_None, s->model ? s->model : Py_None,
 		                         s->created ? s->created : Py_None, d);
 		Py_DECREF(d);
@@ -734,7 +782,7 @@ static PyTypeObject StreamNext_Type = {
 
 #define MEMBER(name, field) {name, T_OBJECT, offsetof(StreamBase, field), 0, NULL}
 static PyMemberDef stream_members[] = {
-	MEMBER("_q", q), MEMBER("_waiter", waiter), MEMBER("_id", id), MEMBER("_model", model),
+	MEMBER("_waiter", waiter), MEMBER("_id", id), MEMBER("_model", model),
 	MEMBER("_created", created), MEMBER("_loop", loop), MEMBER("_handle", handle),
 	MEMBER("_closed", closed), {NULL, 0, 0, 0, NULL},
 };
@@ -744,9 +792,15 @@ static PyMethodDef stream_methods[] = {
 	{"_wake", (PyCFunction)stream_wake_m, METH_NOARGS, "Resolves the waiter, if any."},
 	{"_new_waiter", (PyCFunction)stream_new_waiter_m, METH_NOARGS,
 	 "A new waiter on the stream's loop, kept as the one the reaper wakes."},
+	{"_clear_queue", (PyCFunction)stream_clear_queue_m, METH_NOARGS, "Drops the queued deltas."},
 	{"_release", (PyCFunction)stream_release_m, METH_NOARGS,
 	 "Lets go of the awaitable __anext__ gives (a reference cycle otherwise)."},
 	{NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stream_getset[] = {
+	{"_queued", (getter)stream_queued, NULL, "How many deltas are queued.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyAsyncMethods stream_async = {
@@ -768,6 +822,7 @@ PyTypeObject CoreStream_Type = {
 	.tp_new = PyType_GenericNew,
 	.tp_members = stream_members,
 	.tp_methods = stream_methods,
+	.tp_getset = stream_getset,
 };
 
 static int intern_all(void)
@@ -776,7 +831,7 @@ static int intern_all(void)
 		PyObject **p;
 		const char *s;
 	} names[] = {
-		{&s_append, "append"}, {&s_popleft, "popleft"}, {&s_end, "_end"}, {&s_done, "done"},
+		{&s_end, "_end"}, {&s_done, "done"},
 		{&s_set_result, "set_result"}, {&s_call_soon, "call_soon"}, {&s_context, "context"},
 		{&s_cancel_req, "_cancel"},
 	};
