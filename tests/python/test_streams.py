@@ -409,3 +409,33 @@ def test_reap_rounds_and_resignal(mock):
     finally:
         loop.close()
         e.close()
+
+
+def test_streams_freed_without_the_cyclic_gc(mock):
+    """A stream read to its end, or closed early, goes (and with it its
+    handle and C future, which only it holds) as soon as it is dropped: no
+    reference cycle waits for the GC."""
+    import gc
+    import weakref
+
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock) as client:
+            refs = []
+            gc.disable()
+            try:
+                s = await client.chat.completions.create(model="openai/m", messages=MSG,
+                                                         stream=True)
+                async for _ in s:
+                    pass
+                refs.append(weakref.ref(s))
+                del s, _
+                s = await client.chat.completions.create(model="openai/m", messages=MSG,
+                                                         stream=True)
+                await s.__anext__()
+                await s.close()
+                refs.append(weakref.ref(s))
+                del s
+                return [r() is None for r in refs]
+            finally:
+                gc.enable()
+    assert run(main()) == [True, True]
