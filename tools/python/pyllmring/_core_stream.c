@@ -1,419 +1,27 @@
 /*
  * _core.AsyncStreamBase: the per-event part of pyllmring.AsyncStream in C.
  * The reaper hands each delta to core_stream_delta (queue it in the
- * stream's ring, wake the waiter). `async for` calls __anext__, which returns the stream's one
- * StreamNext awaitable: while the queue holds a delta, awaiting it gives
+ * stream's ring, wake the waiter). `async for` calls __anext__, which
+ * returns the stream's one StreamNext awaitable: while the queue holds a delta, awaiting it gives
  * the chunk at once (am_send, no exception, no frame, no allocation but the
  * chunk); with the queue empty it yields a StreamWaiter to the task and
  * tries again when resumed; once the request ended it calls the subclass's
  * _end() (the usage chunk, the error, StopAsyncIteration).
  *
- * StreamWaiter is the smallest future asyncio's Task accepts (the
- * `_asyncio_future_blocking` protocol: get_loop, add_done_callback,
- * result, cancel). Channel.reap resumes the tasks of the waiters a round
- * woke right after the round (core_stream_run_woken), instead of one
- * loop.call_soon and one loop turn per waiter; elsewhere (dispatch from
- * inside a task, cancel) the callbacks go through loop.call_soon as a
- * Future's do.
+ * The StreamWaiter is in _core_waiter.c.
  */
 #include <stddef.h>
-#include "_core.h"
+#include "_core_waiter.h"
 
 #include <structmember.h>
 
-static PyObject *s_end, *s_done, *s_set_result, *s_call_soon,
-	*s_context, *s_cancel_req, *s_kwnames_context;
-static PyObject *cancelled_error, *invalid_state_error; /* strong: asyncio's */
-
-/* ---- StreamWaiter --------------------------------------------------------------- */
-
-enum { W_PENDING, W_DONE, W_CANCELLED };
-
-typedef struct {
-	PyObject_HEAD
-	PyObject *loop;           /* strong */
-	PyObject *cb, *ctx;       /* strong or NULL: the first done callback and its context */
-	PyObject *more;           /* strong or NULL: a list of (cb, ctx) after the first */
-	PyObject *cancel_msg;     /* strong or NULL */
-	int state;
-	int blocking;             /* _asyncio_future_blocking */
-} Waiter;
-
-static PyTypeObject Waiter_Type;
-
-static Waiter *waiter_new(PyObject *loop)
-{
-	Waiter *w = PyObject_GC_New(Waiter, &Waiter_Type);
-	if (!w)
-		return NULL;
-	Py_INCREF(loop);
-	w->loop = loop;
-	w->cb = w->ctx = w->more = w->cancel_msg = NULL;
-	w->state = W_PENDING;
-	w->blocking = 0;
-	PyObject_GC_Track(w);
-	return w;
-}
-
-static int waiter_traverse(Waiter *w, visitproc visit, void *arg)
-{
-	Py_VISIT(w->loop);
-	Py_VISIT(w->cb);
-	Py_VISIT(w->ctx);
-	Py_VISIT(w->more);
-	Py_VISIT(w->cancel_msg);
-	return 0;
-}
-
-static int waiter_clear(Waiter *w)
-{
-	Py_CLEAR(w->loop);
-	Py_CLEAR(w->cb);
-	Py_CLEAR(w->ctx);
-	Py_CLEAR(w->more);
-	Py_CLEAR(w->cancel_msg);
-	return 0;
-}
-
-static void waiter_dealloc(Waiter *w)
-{
-	PyObject_GC_UnTrack(w);
-	waiter_clear(w);
-	PyObject_GC_Del(w);
-}
-
-/* loop.call_soon(cb, w, context=ctx). */
-static int schedule_one(Waiter *w, PyObject *cb, PyObject *ctx)
-{
-	PyObject *args[4] = {w->loop, cb, (PyObject *)w, ctx ? ctx : Py_None};
-	PyObject *r = PyObject_VectorcallMethod(s_call_soon, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-	                                        s_kwnames_context);
-	Py_XDECREF(r);
-	return r ? 0 : -1;
-}
-
-/* Takes the callbacks out of w (done or cancelled): *cb and *ctx (new
- * references or NULL) and *more (a list or NULL). */
-static void waiter_take_callbacks(Waiter *w, PyObject **cb, PyObject **ctx, PyObject **more)
-{
-	*cb = w->cb;
-	*ctx = w->ctx;
-	*more = w->more;
-	w->cb = w->ctx = w->more = NULL;
-}
-
-/* Schedules every callback (Future semantics). 0 or -1. */
-static int waiter_schedule(Waiter *w)
-{
-	PyObject *cb, *ctx, *more;
-	waiter_take_callbacks(w, &cb, &ctx, &more);
-	int rc = 0;
-	if (cb && schedule_one(w, cb, ctx) < 0)
-		rc = -1;
-	for (Py_ssize_t i = 0; more && i < PyList_GET_SIZE(more); i++) {
-		PyObject *t = PyList_GET_ITEM(more, i);
-		if (schedule_one(w, PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1)) < 0)
-			rc = -1;
-	}
-	Py_XDECREF(cb);
-	Py_XDECREF(ctx);
-	Py_XDECREF(more);
-	return rc;
-}
-
-/* cb(w) in ctx, now; a context already entered (two tasks sharing one)
- * falls back to call_soon. */
-static int run_one(Waiter *w, PyObject *cb, PyObject *ctx)
-{
-	if (ctx && ctx != Py_None) {
-		if (PyContext_Enter(ctx) < 0) {
-			PyErr_Clear();
-			return schedule_one(w, cb, ctx);
-		}
-	}
-	PyObject *r = PyObject_CallOneArg(cb, (PyObject *)w);
-	if (ctx && ctx != Py_None && PyContext_Exit(ctx) < 0 && r) {
-		Py_DECREF(r);
-		r = NULL;
-	}
-	Py_XDECREF(r);
-	return r ? 0 : -1;
-}
-
-/* Runs every callback of w now (reap). 0, or -1 with the first error. */
-static int waiter_run(Waiter *w)
-{
-	PyObject *cb, *ctx, *more;
-	waiter_take_callbacks(w, &cb, &ctx, &more);
-	PyObject *et = NULL, *ev = NULL, *tb = NULL;
-	if (cb && run_one(w, cb, ctx) < 0)
-		PyErr_Fetch(&et, &ev, &tb);
-	for (Py_ssize_t i = 0; more && i < PyList_GET_SIZE(more); i++) {
-		PyObject *t = PyList_GET_ITEM(more, i);
-		if (run_one(w, PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1)) < 0) {
-			if (!et)
-				PyErr_Fetch(&et, &ev, &tb);
-			else
-				PyErr_Clear();
-		}
-	}
-	Py_XDECREF(cb);
-	Py_XDECREF(ctx);
-	Py_XDECREF(more);
-	if (et) {
-		PyErr_Restore(et, ev, tb);
-		return -1;
-	}
-	return 0;
-}
-
-int core_stream_run_woken(PyObject *woken)
-{
-	PyObject *et = NULL, *ev = NULL, *tb = NULL;
-	/* A task's step may wake more (a stream it closes): they are appended
-	 * and run in this same pass. */
-	for (Py_ssize_t i = 0; i < PyList_GET_SIZE(woken); i++) {
-		PyObject *w = PyList_GET_ITEM(woken, i);
-		Py_INCREF(w);
-		if (waiter_run((Waiter *)w) < 0) {
-			if (!et)
-				PyErr_Fetch(&et, &ev, &tb);
-			else
-				PyErr_Clear();
-		}
-		Py_DECREF(w);
-	}
-	if (PyList_SetSlice(woken, 0, PyList_GET_SIZE(woken), NULL) < 0 && !et)
-		PyErr_Fetch(&et, &ev, &tb);
-	if (et) {
-		PyErr_Restore(et, ev, tb);
-		return -1;
-	}
-	return 0;
-}
-
-static PyObject *waiter_get_loop(Waiter *w, PyObject *unused)
-{
-	Py_INCREF(w->loop);
-	return w->loop;
-}
-
-static PyObject *waiter_done(Waiter *w, PyObject *unused)
-{
-	return PyBool_FromLong(w->state != W_PENDING);
-}
-
-static PyObject *waiter_cancelled(Waiter *w, PyObject *unused)
-{
-	return PyBool_FromLong(w->state == W_CANCELLED);
-}
-
-static PyObject *raise_cancelled(Waiter *w)
-{
-	if (w->cancel_msg)
-		PyErr_SetObject(cancelled_error, w->cancel_msg);
-	else
-		PyErr_SetNone(cancelled_error);
-	return NULL;
-}
-
-static PyObject *waiter_result(Waiter *w, PyObject *unused)
-{
-	if (w->state == W_CANCELLED)
-		return raise_cancelled(w);
-	if (w->state == W_PENDING) {
-		PyErr_SetString(invalid_state_error, "Result is not ready.");
-		return NULL;
-	}
-	Py_RETURN_NONE;
-}
-
-static PyObject *waiter_exception(Waiter *w, PyObject *unused)
-{
-	if (w->state == W_DONE)
-		Py_RETURN_NONE;
-	return waiter_result(w, NULL);
-}
-
-static PyObject *waiter_add_done_callback(Waiter *w, PyObject *const *args, Py_ssize_t nargs,
-                                          PyObject *kwnames)
-{
-	PyObject *ctx = Py_None;
-	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-	if (nargs != 1 || nkw > 1 ||
-	    (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "context"))) {
-		PyErr_SetString(PyExc_TypeError, "add_done_callback(fn, *, context=None)");
-		return NULL;
-	}
-	if (nkw)
-		ctx = args[1];
-	if (ctx == Py_None) {
-		ctx = PyContext_CopyCurrent();
-		if (!ctx)
-			return NULL;
-	} else {
-		Py_INCREF(ctx);
-	}
-	if (w->state != W_PENDING) {
-		int rc = schedule_one(w, args[0], ctx);
-		Py_DECREF(ctx);
-		if (rc < 0)
-			return NULL;
-		Py_RETURN_NONE;
-	}
-	if (!w->cb) {
-		Py_INCREF(args[0]);
-		w->cb = args[0];
-		w->ctx = ctx;
-		Py_RETURN_NONE;
-	}
-	PyObject *t = PyTuple_Pack(2, args[0], ctx);
-	Py_DECREF(ctx);
-	if (!t)
-		return NULL;
-	if (!w->more && !(w->more = PyList_New(0))) {
-		Py_DECREF(t);
-		return NULL;
-	}
-	int rc = PyList_Append(w->more, t);
-	Py_DECREF(t);
-	if (rc < 0)
-		return NULL;
-	Py_RETURN_NONE;
-}
-
-static PyObject *waiter_remove_done_callback(Waiter *w, PyObject *fn)
-{
-	Py_ssize_t n = 0;
-	if (w->cb) {
-		int eq = PyObject_RichCompareBool(w->cb, fn, Py_EQ);
-		if (eq < 0)
-			return NULL;
-		if (eq) {
-			Py_CLEAR(w->cb);
-			Py_CLEAR(w->ctx);
-			n++;
-		}
-	}
-	for (Py_ssize_t i = w->more ? PyList_GET_SIZE(w->more) - 1 : -1; i >= 0; i--) {
-		int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(PyList_GET_ITEM(w->more, i), 0), fn,
-		                                  Py_EQ);
-		if (eq < 0 || (eq && PySequence_DelItem(w->more, i) < 0))
-			return NULL;
-		n += eq;
-	}
-	return PyLong_FromSsize_t(n);
-}
-
-static PyObject *waiter_cancel(Waiter *w, PyObject *args, PyObject *kw)
-{
-	static char *kwlist[] = {"msg", NULL};
-	PyObject *msg = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:cancel", kwlist, &msg))
-		return NULL;
-	if (w->state != W_PENDING)
-		Py_RETURN_FALSE;
-	w->state = W_CANCELLED;
-	if (msg != Py_None) {
-		Py_INCREF(msg);
-		w->cancel_msg = msg;
-	}
-	if (waiter_schedule(w) < 0)
-		return NULL;
-	Py_RETURN_TRUE;
-}
-
-/* Awaiting it: yields itself while pending (as Future.__await__), then
- * gives None or raises CancelledError. */
-static PySendResult waiter_am_send(Waiter *w, PyObject *arg, PyObject **result)
-{
-	if (w->state == W_PENDING) {
-		w->blocking = 1;
-		Py_INCREF(w);
-		*result = (PyObject *)w;
-		return PYGEN_NEXT;
-	}
-	*result = waiter_result(w, NULL);
-	return *result ? PYGEN_RETURN : PYGEN_ERROR;
-}
-
-static PyObject *waiter_iternext(Waiter *w)
-{
-	PyObject *r;
-	PySendResult s = waiter_am_send(w, Py_None, &r);
-	if (s == PYGEN_RETURN) {
-		_PyGen_SetStopIterationValue(r);
-		Py_DECREF(r);
-		return NULL;
-	}
-	return s == PYGEN_NEXT ? r : NULL;
-}
-
-static PyObject *waiter_send(Waiter *w, PyObject *arg)
-{
-	return waiter_iternext(w);
-}
+static PyObject *s_end, *s_done, *s_set_result, *s_cancel_req;
 
 static PyObject *self_ref(PyObject *o)
 {
 	Py_INCREF(o);
 	return o;
 }
-
-static PyObject *waiter_get_blocking(Waiter *w, void *c)
-{
-	return PyBool_FromLong(w->blocking);
-}
-
-static int waiter_set_blocking(Waiter *w, PyObject *v, void *c)
-{
-	int b = v ? PyObject_IsTrue(v) : 0;
-	if (b < 0)
-		return -1;
-	w->blocking = b;
-	return 0;
-}
-
-static PyGetSetDef waiter_getset[] = {
-	{"_asyncio_future_blocking", (getter)waiter_get_blocking, (setter)waiter_set_blocking, NULL,
-	 NULL},
-	{NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyMethodDef waiter_methods[] = {
-	{"get_loop", (PyCFunction)waiter_get_loop, METH_NOARGS, NULL},
-	{"done", (PyCFunction)waiter_done, METH_NOARGS, NULL},
-	{"cancelled", (PyCFunction)waiter_cancelled, METH_NOARGS, NULL},
-	{"result", (PyCFunction)waiter_result, METH_NOARGS, NULL},
-	{"exception", (PyCFunction)waiter_exception, METH_NOARGS, NULL},
-	{"add_done_callback", (PyCFunction)(void (*)(void))waiter_add_done_callback,
-	 METH_FASTCALL | METH_KEYWORDS, NULL},
-	{"remove_done_callback", (PyCFunction)waiter_remove_done_callback, METH_O, NULL},
-	{"cancel", (PyCFunction)(void (*)(void))waiter_cancel, METH_VARARGS | METH_KEYWORDS, NULL},
-	{"send", (PyCFunction)waiter_send, METH_O, NULL},
-	{NULL, NULL, 0, NULL},
-};
-
-static PyAsyncMethods waiter_async = {
-	.am_await = (unaryfunc)self_ref,
-	.am_send = (sendfunc)waiter_am_send,
-};
-
-static PyTypeObject Waiter_Type = {
-	PyVarObject_HEAD_INIT(NULL, 0)
-	.tp_name = "pyllmring._core.StreamWaiter",
-	.tp_basicsize = sizeof(Waiter),
-	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-	.tp_doc = "What a stream's task waits on: a minimal asyncio future, done by the reaper.",
-	.tp_dealloc = (destructor)waiter_dealloc,
-	.tp_traverse = (traverseproc)waiter_traverse,
-	.tp_clear = (inquiry)waiter_clear,
-	.tp_as_async = &waiter_async,
-	.tp_iter = self_ref,
-	.tp_iternext = (iternextfunc)waiter_iternext,
-	.tp_methods = waiter_methods,
-	.tp_getset = waiter_getset,
-};
 
 /* ---- AsyncStreamBase -------------------------------------------------------------- */
 
@@ -531,7 +139,7 @@ static int wake(StreamBase *s, PyObject *woken)
 		return 0;
 	s->waiter = NULL; /* our reference, dropped below */
 	int rc = 0;
-	if (Py_IS_TYPE(w, &Waiter_Type)) {
+	if (Py_IS_TYPE(w, &CoreWaiter_Type)) {
 		Waiter *sw = (Waiter *)w;
 		if (sw->state == W_PENDING) {
 			sw->state = W_DONE;
@@ -540,7 +148,7 @@ static int wake(StreamBase *s, PyObject *woken)
 			else if (woken)
 				rc = PyList_Append(woken, w);
 			else
-				rc = waiter_schedule(sw);
+				rc = core_waiter_schedule(sw);
 		}
 	} else {
 		PyObject *done = PyObject_CallMethodNoArgs(w, s_done);
@@ -590,7 +198,7 @@ static PyObject *stream_new_waiter(StreamBase *s)
 		PyErr_SetString(PyExc_RuntimeError, "pyllmring: the stream has no loop");
 		return NULL;
 	}
-	Waiter *w = waiter_new(s->loop);
+	Waiter *w = core_waiter_new(s->loop);
 	if (!w)
 		return NULL;
 	Py_INCREF(w);
@@ -720,7 +328,7 @@ static PyObject *next_throw(StreamNext *n, PyObject *const *args, Py_ssize_t nar
 	}
 	PyObject *typ = args[0], *val = nargs > 1 ? args[1] : NULL, *tb = nargs > 2 ? args[2] : NULL;
 	StreamBase *s = n->s;
-	if (s && PyErr_GivenExceptionMatches(typ, cancelled_error)) {
+	if (s && PyErr_GivenExceptionMatches(typ, core_cancelled_error)) {
 		Py_CLEAR(s->waiter);
 		PyObject *r = PyObject_CallMethodNoArgs((PyObject *)s, s_cancel_req);
 		if (!r)
@@ -831,43 +439,24 @@ static int intern_all(void)
 		PyObject **p;
 		const char *s;
 	} names[] = {
-		{&s_end, "_end"}, {&s_done, "done"},
-		{&s_set_result, "set_result"}, {&s_call_soon, "call_soon"}, {&s_context, "context"},
+		{&s_end, "_end"}, {&s_done, "done"}, {&s_set_result, "set_result"},
 		{&s_cancel_req, "_cancel"},
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (!*names[i].p && !(*names[i].p = PyUnicode_InternFromString(names[i].s)))
 			return -1;
-	if (!s_kwnames_context && !(s_kwnames_context = PyTuple_Pack(1, s_context)))
-		return -1;
-	if (!cancelled_error) {
-		PyObject *exc = PyImport_ImportModule("asyncio.exceptions");
-		if (!exc)
-			return -1;
-		cancelled_error = PyObject_GetAttrString(exc, "CancelledError");
-		invalid_state_error = PyObject_GetAttrString(exc, "InvalidStateError");
-		Py_DECREF(exc);
-		if (!cancelled_error || !invalid_state_error)
-			return -1;
-	}
 	return 0;
 }
 
 int core_stream_init(PyObject *m)
 {
-	if (intern_all() < 0)
+	if (intern_all() < 0 || core_waiter_init(m) < 0)
 		return -1;
-	if (PyType_Ready(&Waiter_Type) < 0 || PyType_Ready(&StreamNext_Type) < 0 ||
-	    PyType_Ready(&CoreStream_Type) < 0)
+	if (PyType_Ready(&StreamNext_Type) < 0 || PyType_Ready(&CoreStream_Type) < 0)
 		return -1;
 	Py_INCREF(&CoreStream_Type);
 	if (PyModule_AddObject(m, "AsyncStreamBase", (PyObject *)&CoreStream_Type) < 0) {
 		Py_DECREF(&CoreStream_Type);
-		return -1;
-	}
-	Py_INCREF(&Waiter_Type);
-	if (PyModule_AddObject(m, "StreamWaiter", (PyObject *)&Waiter_Type) < 0) {
-		Py_DECREF(&Waiter_Type);
 		return -1;
 	}
 	return 0;
