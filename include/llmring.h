@@ -522,6 +522,16 @@ LR_API void *lr_future_user_data(const lr_future *f);
 LR_API void lr_future_cancel(lr_future *f);
 LR_API void lr_future_release(lr_future *f);
 
+/* 0.5: a result that outlives its future. lr_result_copy makes one
+ * allocation holding the struct and everything it points to (strings,
+ * body, text, tool calls), so the future can be released at once and go
+ * back to the engine's pool while the result is kept: a kept result costs
+ * its own bytes, not a whole future's. The copy does not depend on the
+ * future or the engine (it may outlive both). NULL for a NULL res or out
+ * of memory. Free it with lr_result_free (NULL is ignored). */
+LR_API lr_result *lr_result_copy(const lr_result *res);
+LR_API void lr_result_free(lr_result *res);
+
 /* Calls fn(user, f) once f is complete: on the engine's thread when it
  * completes later, or at once on this thread when it already has. fn may
  * read the result but must not block; it does not own f (release f as

@@ -10,6 +10,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,14 +28,31 @@
 #include "test_server.h"
 
 static _Atomic unsigned served_n; /* requests that reached the server */
+static _Atomic int gate_closed;   /* the server holds its answers while set */
 static _Thread_local char reply_buf[2048];
 
-/* Every answer names the request's number: a second answer differs. */
+/* Lookups that went to the cache's thread (the library's hook counts nothing). */
+static _Atomic unsigned queued;
+void cache_lookup_queued_hook(void)
+{
+	atomic_fetch_add(&queued, 1);
+}
+
+/* Every answer names the request's number: a second answer differs.
+ * A "probe" fails (500: never stored). */
 static void handler(void *arg, const struct ts_request *rq, struct ts_reply *reply)
 {
 	(void)arg;
-	(void)rq;
+	while (atomic_load(&gate_closed))
+		usleep(1000);
 	unsigned n = atomic_fetch_add(&served_n, 1) + 1;
+	if (strstr(rq->body, "probe")) {
+		static const char fail[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: "
+		                           "application/json\r\nContent-Length: 2\r\n\r\n{}";
+		reply->data = fail;
+		reply->len = sizeof(fail) - 1;
+		return;
+	}
 	char body[512];
 	int bl = snprintf(body, sizeof(body),
 	                  "{\"id\":\"chatcmpl-%u\",\"object\":\"chat.completion\",\"model\":\"m-1\","
@@ -167,7 +185,7 @@ static int rows_on_disk(void)
 	int n = -1;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
 		sqlite3_stmt *st = NULL;
-		if (sqlite3_prepare_v2(db, "SELECT count(*) FROM llmring_responses", -1, &st, NULL) ==
+		if (sqlite3_prepare_v2(db, "SELECT count(*) FROM llmring_entries", -1, &st, NULL) ==
 		        SQLITE_OK &&
 		    sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int(st, 0);
@@ -301,6 +319,209 @@ static void test_rows_in_the_file_are_found_before_and_after_the_set_is_built(vo
 	assert_int_equal(logs, 0);
 }
 
+/* A request the server fails: never stored, so it changes nothing in
+ * the file. true when its lookup was decided on this thread. */
+static bool probe_decided_here(lr_engine *e, int i)
+{
+	char body[160];
+	body_of(body, sizeof(body), "probe", i);
+	lr_request *rq = lr_request_new(NULL);
+	assert_int_equal(lr_request_set_body(rq, body, strlen(body)), 0);
+	unsigned before = atomic_load(&queued);
+	lr_future *f = lr_complete(e, rq, 10000);
+	assert_non_null(lr_future_result(f));
+	assert_int_not_equal(lr_future_result(f)->error, LR_OK);
+	lr_future_release(f);
+	return atomic_load(&queued) == before;
+}
+
+/* Once the set of keys is built for the file as it is, a new request's
+ * miss is decided in lr_submit (it never waits for the cache's thread:
+ * the server holds every answer until all are submitted, so no store
+ * or commit can intervene), and its response is still stored: found at
+ * once, on disk at the end, and by the next engine. */
+static void test_a_miss_decided_on_the_submitting_thread_is_stored(void **state)
+{
+	(void)state;
+	enum { N = 50 };
+	lr_engine *e = engine(LR_CACHE_READWRITE);
+	bool here = false;
+	for (int i = 0; i < 500 && !here; i++) /* the set is built by the thread, soon after start */
+		if (!(here = probe_decided_here(e, i)))
+			usleep(10000);
+	assert_true(here);
+	atomic_store(&gate_closed, 1);
+	unsigned before = atomic_load(&queued);
+	lr_future *fs[N];
+	for (int i = 0; i < N; i++) {
+		char body[160];
+		body_of(body, sizeof(body), "decided-here", i);
+		lr_request *rq = lr_request_new(NULL);
+		assert_int_equal(lr_request_set_body(rq, body, strlen(body)), 0);
+		fs[i] = lr_submit(e, rq);
+	}
+	assert_int_equal(atomic_load(&queued), before); /* none went to the cache's thread */
+	atomic_store(&gate_closed, 0);
+	assert_int_equal(lr_wait_all(fs, N, 20000), N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(lr_future_result(fs[i])->error, LR_OK);
+		assert_int_equal(lr_future_result(fs[i])->cached, 0);
+		lr_future_release(fs[i]);
+	}
+	unsigned served = atomic_load(&served_n);
+	assert_int_equal(ask_many(e, "decided-here", N), N); /* pending or written: hits */
+	lr_cache_stats st;
+	lr_engine_cache_stats(e, &st);
+	lr_engine_destroy(e);
+	assert_int_equal(st.hits, N);
+	assert_int_equal(rows_on_disk(), N);
+	e = engine(LR_CACHE_READ);
+	assert_int_equal(ask_many(e, "decided-here", N), N);
+	lr_engine_destroy(e);
+	assert_int_equal(atomic_load(&served_n), served);
+	assert_int_equal(logs, 0);
+}
+
+/* Runs SQL on the file through a connection of the test's own. */
+static void exec_sql(const char *sql)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK)
+		fprintf(stderr, "%s: %s\n", sql, msg);
+	sqlite3_free(msg);
+	sqlite3_close(db);
+	assert_int_equal(rc, SQLITE_OK);
+}
+
+/* One integer from the file, through a connection of the test's own. */
+static long long query_int(const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	long long v = -1;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A file as the llmring before format 2 wrote it (its table, its UNIQUE
+ * key, user_version 0), made from rows this one stored. */
+static void make_format_1_file(int n)
+{
+	lr_engine *e = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask_many(e, "old-format", n), 0);
+	lr_engine_destroy(e);
+	exec_sql("BEGIN;"
+	         "CREATE TABLE llmring_responses(id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE,"
+	         " provider TEXT NOT NULL, endpoint TEXT NOT NULL, model TEXT, status INTEGER NOT NULL,"
+	         " request_id TEXT, body BLOB NOT NULL, created INTEGER NOT NULL);"
+	         "INSERT INTO llmring_responses SELECT id, key, provider, endpoint, model, status,"
+	         " request_id, body, created FROM llmring_entries;"
+	         "DROP TABLE llmring_entries; PRAGMA user_version=0; COMMIT");
+}
+
+/* A format 1 file: read as it is by a read-only engine (and left so),
+ * migrated by the first that may write (every row kept, in id order, and
+ * found; new rows stored beside them), and a file of a later format
+ * refused with a message, left alone, and no request failed. */
+static void test_a_format_1_file_is_read_then_migrated_and_a_later_one_refused(void **state)
+{
+	(void)state;
+	enum { N = 40 };
+	make_format_1_file(N);
+	unsigned served = atomic_load(&served_n);
+	lr_engine *e = engine(LR_CACHE_READ);
+	assert_int_equal(ask_many(e, "old-format", N), N);
+	lr_engine_destroy(e);
+	assert_int_equal(query_int("SELECT count(*) FROM llmring_responses"), N);
+	assert_int_equal(query_int("SELECT count(*) FROM sqlite_master WHERE name='llmring_entries'"), 0);
+	e = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask_many(e, "old-format", N), N);
+	assert_int_equal(atomic_load(&served_n), served);
+	assert_int_equal(ask_many(e, "after-migration", 10), 0);
+	lr_engine_destroy(e);
+	assert_int_equal(query_int("PRAGMA user_version"), 2);
+	assert_int_equal(query_int("SELECT count(*) FROM sqlite_master WHERE name='llmring_responses'"), 0);
+	assert_int_equal(rows_on_disk(), N + 10);
+	/* k64 is the key's first 8 bytes, big-endian (0 kept as 1). */
+	assert_int_equal(query_int("SELECT count(*) FROM llmring_entries WHERE k64 IS NULL"), 0);
+	e = engine(LR_CACHE_READ);
+	assert_int_equal(ask_many(e, "old-format", N), N);
+	assert_int_equal(ask_many(e, "after-migration", 10), 10);
+	lr_engine_destroy(e);
+	assert_int_equal(logs, 0);
+
+	exec_sql("PRAGMA user_version=3");
+	e = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask(e, "old-format", 0), 0); /* to the network, not failed */
+	assert_int_equal(ask(e, "old-format", 0), 0);
+	lr_engine_destroy(e);
+	assert_int_equal(logs, 1);
+	assert_int_equal(query_int("PRAGMA user_version"), 3);
+	assert_int_equal(rows_on_disk(), N + 10);
+}
+
+/* Two writers for one format 1 file at once: one migrates, the other
+ * waits for it and finds format 2; every row once. */
+static void test_two_processes_opening_a_format_1_file_migrate_it_once(void **state)
+{
+	(void)state;
+	SKIP_FORK_UNDER_TSAN();
+	enum { N = 30 };
+	make_format_1_file(N);
+	pid_t pids[2];
+	for (int w = 0; w < 2; w++) {
+		pids[w] = fork();
+		assert_true(pids[w] >= 0);
+		if (pids[w] == 0) {
+			lr_engine *c = engine(LR_CACHE_READWRITE);
+			int bad = ask_many(c, "old-format", N) != N;
+			lr_engine_destroy(c);
+			_exit(bad || logs ? 1 : 0);
+		}
+	}
+	for (int w = 0; w < 2; w++) {
+		int status;
+		assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(rows_on_disk(), N);
+	assert_int_equal(query_int("PRAGMA user_version"), 2);
+}
+
+/* A key stored again replaces its row; when that row had the largest
+ * id, the ids SQLite gives the batch's other rows must still be past
+ * every id another engine's set has read: A (whose set read up to that
+ * row) finds all of a write-only engine's batch of 20, one of them the
+ * key stored again (so maybe replaced: write-only engines always delete
+ * a key's old row first). */
+static void test_a_replaced_row_never_hides_a_new_one_from_another_set(void **state)
+{
+	(void)state;
+	lr_engine *b = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask(b, "replaced", 5), 0); /* the file's only row: id 1 */
+	lr_engine_destroy(b);
+	lr_engine *a = engine(LR_CACHE_READWRITE);
+	assert_int_equal(ask(a, "replaced", 5), 1); /* A's set has read up to id 1 */
+	b = engine(LR_CACHE_WRITE);
+	assert_int_equal(ask_many(b, "replaced", 20), 0); /* 0..19: 5 again, 19 new */
+	lr_engine_destroy(b);
+	assert_int_equal(query_int("SELECT count(*) FROM llmring_entries WHERE id=1"), 0);
+	unsigned served = atomic_load(&served_n);
+	assert_int_equal(ask_many(a, "replaced", 20), 20);
+	assert_int_equal(atomic_load(&served_n), served);
+	lr_engine_destroy(a);
+	assert_int_equal(rows_on_disk(), 20);
+	assert_int_equal(logs, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +531,11 @@ int main(void)
 		cmocka_unit_test_setup(test_full_batches_are_written_while_the_engine_runs, fresh),
 		cmocka_unit_test_setup(test_rows_in_the_file_are_found_before_and_after_the_set_is_built,
 		                       fresh),
+		cmocka_unit_test_setup(test_a_miss_decided_on_the_submitting_thread_is_stored, fresh),
+		cmocka_unit_test_setup(test_a_format_1_file_is_read_then_migrated_and_a_later_one_refused,
+		                       fresh),
+		cmocka_unit_test_setup(test_two_processes_opening_a_format_1_file_migrate_it_once, fresh),
+		cmocka_unit_test_setup(test_a_replaced_row_never_hides_a_new_one_from_another_set, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

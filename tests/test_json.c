@@ -773,6 +773,157 @@ static void test_strings_must_be_utf8(void **state)
 	assert_true(json_scan("{\"a\":\"plain ascii only\"}", 24, NULL, NULL));
 }
 
+/* A string near the end of the text is checked with the text's last 16
+ * bytes as one step: what lies before the string in that window (quotes,
+ * backslashes, control bytes of nothing: escapes of the string before)
+ * must not count, and what lies in it must. */
+static void test_scan_strings_near_the_end(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	static const char *const before[] = {"\\\"\\\\\\n", "\\u00e9\\t", "caf\xc3\xa9", "\\\\"};
+	static const char specials[] = {'a', '\x01', '\x1f', '\\', '"', '\x7f', '\xe9'};
+	for (size_t b = 0; b < sizeof(before) / sizeof(before[0]); b++) {
+		for (int len = 0; len < 20; len++) {
+			for (int k = -1; k < len; k++) {
+				for (size_t sp = 0; sp < sizeof specials; sp++) {
+					char str[24], text[96];
+					memset(str, 'x', (size_t)len);
+					if (k >= 0)
+						str[k] = specials[sp];
+					int n = snprintf(text, sizeof(text), "[\"%s\",\"%.*s\"]", before[b], len, str);
+					bool by_scan = json_scan(text, (size_t)n, NULL, NULL);
+					bool by_parse = json_parse(&d, text, (size_t)n) == 0;
+					if (by_scan != by_parse)
+						fail_msg("before %zu, len %d, byte 0x%02x at %d: scan %d parse %d", b, len,
+						         (unsigned char)specials[sp], k, by_scan, by_parse);
+					/* Cut anywhere, it is not JSON. */
+					for (int cut = n - 1; cut > n - 20 && cut > 0; cut--)
+						if (json_scan(text, (size_t)cut, NULL, NULL))
+							fail_msg("accepted %d of %d bytes: %.*s", cut, n, n, text);
+				}
+			}
+		}
+	}
+	json_doc_free(&d);
+}
+
+/* Digits are skipped eight at a time: every run length, followed by every
+ * kind of byte (the ones either side of '0'..'9' included), at every
+ * alignment, is judged as json_parse judges it. */
+static void test_scan_numbers_of_every_length(void **state)
+{
+	(void)state;
+	struct json_doc d = {0};
+	static const char *const after[] = {"", ",0", ".5", "e3", "E-2", "x", "/", ":", "\xba", "\x80",
+	                                    " ", "]", "-", "+1", ".", "e", "0"};
+	for (int pad = 0; pad < 9; pad++) {
+		for (int digits = 1; digits < 26; digits++) {
+			for (size_t a = 0; a < sizeof(after) / sizeof(after[0]); a++) {
+				for (int lead = 0; lead < 3; lead++) {
+					char num[40], text[128];
+					for (int i = 0; i < digits; i++)
+						num[i] = (char)('1' + (i * 7 + lead) % 9);
+					if (lead == 2)
+						num[0] = '0'; /* a leading zero: valid alone only */
+					num[digits] = '\0';
+					int n = snprintf(text, sizeof(text), "[%.*s%s%s%s]", pad, "         ",
+					                 lead == 1 ? "-" : "", num, after[a]);
+					bool by_scan = json_scan(text, (size_t)n, NULL, NULL);
+					bool by_parse = json_parse(&d, text, (size_t)n) == 0;
+					if (by_scan != by_parse)
+						fail_msg("%s: scan %d parse %d", text, by_scan, by_parse);
+					/* The same number as the whole text: nothing after it. */
+					n = snprintf(text, sizeof(text), "%s%s%s", lead == 1 ? "-" : "", num, after[a]);
+					by_scan = json_scan(text, (size_t)n, NULL, NULL);
+					by_parse = json_parse(&d, text, (size_t)n) == 0;
+					if (by_scan != by_parse)
+						fail_msg("%s: scan %d parse %d", text, by_scan, by_parse);
+				}
+			}
+		}
+	}
+	json_doc_free(&d);
+}
+
+/* What json_scan reports, as one line per value: depth, type, the keys
+ * leading to it, its text (a container's without its whitespace, so a
+ * spaced text logs as its compact form does). */
+struct value_log {
+	char text[4096];
+	size_t len;
+};
+
+static void log_value(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                      size_t len)
+{
+	struct value_log *log = ctx;
+	char *o = log->text;
+	size_t cap = sizeof(log->text);
+	log->len += (size_t)snprintf(o + log->len, cap - log->len, "%d %d", p->depth, (int)type);
+	for (int i = 0; i < p->depth; i++)
+		log->len += (size_t)snprintf(o + log->len, cap - log->len, " %.*s",
+		                             p->key[i] ? (int)p->key_len[i] : 1, p->key[i] ? p->key[i] : "-");
+	log->len += (size_t)snprintf(o + log->len, cap - log->len, " =");
+	for (size_t i = 0; i < len && log->len + 2 < cap; i++)
+		if (type == JSON_STRING || type == JSON_PRIMITIVE || !strchr(" \t\n\r", v[i]))
+			o[log->len++] = v[i];
+	o[log->len++] = '\n';
+	o[log->len] = '\0';
+}
+
+/* Whitespace anywhere JSON allows it changes neither the verdict nor the
+ * values reported; the reports are the ones json.h documents (a container
+ * once closed, at its parent's depth and keys). */
+static void test_scan_reports_the_same_with_whitespace(void **state)
+{
+	(void)state;
+	const char *compact = "{\"a\":[1,{\"b\":\"x-y\"},[]],\"c\":{\"d\":null,\"e\":-2.5e3},\"f\":\"\"}";
+	static struct value_log want, got;
+	memset(&want, 0, sizeof(want));
+	assert_true(json_scan(compact, strlen(compact), log_value, &want));
+	assert_string_equal(want.text, "2 4 a - =1\n"
+	                               "3 3 a - b =x-y\n"
+	                               "2 1 a - ={\"b\":\"x-y\"}\n"
+	                               "2 2 a - =[]\n"
+	                               "1 2 a =[1,{\"b\":\"x-y\"},[]]\n"
+	                               "2 4 c d =null\n"
+	                               "2 4 c e =-2.5e3\n"
+	                               "1 1 c ={\"d\":null,\"e\":-2.5e3}\n"
+	                               "1 3 f =\n"
+	                               "0 1 ={\"a\":[1,{\"b\":\"x-y\"},[]],\"c\":{\"d\":null,\"e\":-2.5e3},\"f\":\"\"}\n");
+	static const char *const spaces[] = {" ", "\t", "\n", "\r", "\r\n \t  "};
+	size_t n = strlen(compact);
+	char text[512];
+	for (size_t sp = 0; sp < sizeof(spaces) / sizeof(spaces[0]); sp++) {
+		size_t all = 0; /* every place at once, too */
+		for (size_t at = 0; at <= n; at++) {
+			bool between = at == 0 || at == n || strchr("{}[]:,", compact[at - 1]) ||
+			               strchr("{}[]:,", compact[at]);
+			if (!between)
+				continue;
+			int len = snprintf(text, sizeof(text), "%.*s%s%s", (int)at, compact, spaces[sp], compact + at);
+			memset(&got, 0, sizeof(got));
+			if (!json_scan(text, (size_t)len, log_value, &got))
+				fail_msg("rejected whitespace at %zu: %s", at, text);
+			assert_string_equal(got.text, want.text);
+			all++;
+		}
+		/* The whole document spaced out. */
+		size_t w = 0;
+		for (size_t at = 0; at <= n; at++) {
+			if (at == 0 || at == n || strchr("{}[]:,", compact[at - 1]) || strchr("{}[]:,", compact[at]))
+				w += (size_t)snprintf(text + w, sizeof(text) - w, "%s", spaces[sp]);
+			if (at < n)
+				text[w++] = compact[at];
+		}
+		memset(&got, 0, sizeof(got));
+		assert_true(json_scan(text, w, log_value, &got));
+		assert_string_equal(got.text, want.text);
+		assert_true(all > 20);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -806,6 +957,9 @@ int main(void)
 		cmocka_unit_test(test_scan_agrees_with_parse_on_mutations),
 		cmocka_unit_test(test_scan_finds_specials_at_every_offset),
 		cmocka_unit_test(test_strings_must_be_utf8),
+		cmocka_unit_test(test_scan_strings_near_the_end),
+		cmocka_unit_test(test_scan_numbers_of_every_length),
+		cmocka_unit_test(test_scan_reports_the_same_with_whitespace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

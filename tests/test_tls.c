@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "io/tls.h"
+#include "io/tls_rec.h"
 #include "llmring.h"
 #include "util/test_hooks.h"
 #include "mock_server.h"
@@ -654,6 +656,7 @@ static void test_nginx_valid_certificate_succeeds_and_reuses(void **state)
 	char url[128];
 	snprintf(url, sizeof(url), "https://localhost:%u/v1", n.port);
 	lr_engine *e = engine_for(url, false);
+	int before = offloads[TLS_REC_AES_128_GCM];
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(one_request(e, NULL, NULL, 0), LR_OK);
 	lr_engine_stats st;
@@ -662,6 +665,11 @@ static void test_nginx_valid_certificate_succeeds_and_reuses(void **state)
 	assert_int_equal(st.connections_reused, 2);
 	lr_engine_destroy(e);
 	nginx_stop(&n);
+	/* nginx follows the client's order: AES-128-GCM, where the CPU has
+	 * AES instructions (tls_suites_new), is what it picks. */
+	int *aes_first = tls_suites_new();
+	assert_int_equal(offloads[TLS_REC_AES_128_GCM] - before, aes_first ? 1 : 0);
+	free(aes_first);
 }
 
 static void test_nginx_verification_failures_have_their_codes(void **state)

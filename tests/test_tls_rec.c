@@ -7,6 +7,7 @@
  */
 #include <limits.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,9 @@
 #include <errno.h>
 
 #include <cmocka.h>
+
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
 
 #include "io/tls.h"
 #include "io/tls_rec.h"
@@ -376,10 +380,10 @@ static void test_a_buffer_dropped_unread_is_an_error(void **state)
 
 /* ---- tls_conn against mbedTLS's server (the mock's), in memory ---- */
 
-static int offloads;
+static int offloads, offloaded_cipher = -1;
 void tls_offload_hook(int cipher)
 {
-	(void)cipher;
+	offloaded_cipher = cipher;
 	offloads++;
 }
 
@@ -486,6 +490,232 @@ static void test_data_after_finished_moves_over_and_close_notify_goes_out(void *
 	assert_int_equal(system(cmd), 0);
 }
 
+static bool cpu_has_aes_gcm(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+#else
+	return tls_suites_new() != NULL; /* tls.c's own answer: only its order is checked */
+#endif
+}
+
+static int suite_cipher(int id)
+{
+	const mbedtls_ssl_ciphersuite_t *cs = mbedtls_ssl_ciphersuite_from_id(id);
+	return cs ? (int)cs->cipher : -1;
+}
+
+/* The reordered list is the default one, each suite once, with the
+ * AES-128-GCM suites, then the AES-256-GCM ones, in front. */
+static void test_suites_put_aes_gcm_first_when_the_cpu_has_it(void **state)
+{
+	(void)state;
+	int *s = tls_suites_new();
+	if (!cpu_has_aes_gcm()) {
+		assert_null(s);
+		return;
+	}
+	assert_non_null(s);
+	const int *def = mbedtls_ssl_list_ciphersuites();
+	size_t n = 0, m = 0;
+	while (def[n])
+		n++;
+	while (s[m])
+		m++;
+	assert_int_equal(m, n);
+	for (size_t i = 0; i < n; i++) {
+		size_t seen = 0;
+		for (size_t j = 0; j < n; j++)
+			seen += s[j] == def[i];
+		assert_int_equal(seen, 1);
+	}
+	int rank = 0; /* 0: AES-128-GCM, 1: AES-256-GCM, 2: the rest */
+	for (size_t i = 0; i < n; i++) {
+		const mbedtls_ssl_ciphersuite_t *cs = mbedtls_ssl_ciphersuite_from_id(s[i]);
+		bool full = cs && !(cs->flags & MBEDTLS_CIPHERSUITE_SHORT_TAG);
+		int r = full && suite_cipher(s[i]) == MBEDTLS_CIPHER_AES_128_GCM   ? 0
+		        : full && suite_cipher(s[i]) == MBEDTLS_CIPHER_AES_256_GCM ? 1
+		                                                                   : 2;
+		assert_true(r >= rank);
+		rank = r;
+	}
+	assert_int_equal(suite_cipher(s[0]), MBEDTLS_CIPHER_AES_128_GCM);
+	free(s);
+}
+
+/* Runs t's handshake against sc in memory until both sides are done. */
+static void handshake_in_memory(struct tls_conn *t, struct mock_tls_conn *sc, struct buf *s2c,
+                                struct buf *c2s)
+{
+	char msg[256] = "";
+	for (int round = 0; round < 20; round++) {
+		int c = tls_conn_handshake(t, msg, sizeof(msg));
+		assert_true(c >= 0);
+		buf_clear(c2s);
+		tls_conn_take_output(t, c2s);
+		server_feed(sc, c2s->data, c2s->len);
+		int srv = mock_tls_conn_handshake(sc);
+		assert_true(srv >= 0);
+		if (c == 1 && srv == 1 && s2c->len == 0)
+			return;
+		assert_int_equal(tls_conn_feed(t, s2c->data, s2c->len), 0);
+		buf_clear(s2c);
+	}
+	fail_msg("the handshake did not finish");
+}
+
+struct mock_pair {
+	char dir[32], ca[PATH_MAX];
+	struct mock_tls *mt;
+	struct tls_config *cfg;
+};
+
+static void mock_pair_start(struct mock_pair *mp)
+{
+	char cmd[PATH_MAX * 2], crt[PATH_MAX], key[PATH_MAX], msg[256] = "";
+	snprintf(mp->dir, sizeof(mp->dir), "/tmp/llmring-tlsrec-XXXXXX");
+	assert_non_null(mkdtemp(mp->dir));
+	const char *src = getenv("LLMRING_SOURCE_DIR") ? getenv("LLMRING_SOURCE_DIR") : LLMRING_SOURCE_DIR;
+	snprintf(cmd, sizeof(cmd), "bash %s/tests/certs/gen-certs.sh %s >/dev/null 2>&1", src, mp->dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(crt, sizeof(crt), "%s/server.crt", mp->dir);
+	snprintf(key, sizeof(key), "%s/server.key", mp->dir);
+	snprintf(mp->ca, sizeof(mp->ca), "%s/ca.crt", mp->dir);
+	assert_int_equal(mock_tls_new(crt, key, &mp->mt, msg, sizeof(msg)), 0);
+	struct tls_config_options o = {.ca_file = mp->ca};
+	assert_int_equal(tls_config_new(&o, &mp->cfg, msg, sizeof(msg)), 0);
+}
+
+static void mock_pair_stop(struct mock_pair *mp)
+{
+	char cmd[64];
+	tls_config_free(mp->cfg);
+	mock_tls_free(mp->mt);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", mp->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* After the handover (and mbedTLS's record buffers freed): one key
+ * schedule per direction carries 1,500 requests and responses, every
+ * nonce and sequence number checked by mbedTLS on the server side; every
+ * seventh response reaches us in two receives cut inside a record; the
+ * session saved afterwards resumes; a handshake call after the handover
+ * is still "done"; close_notify ends the stream. */
+static void test_many_records_each_way_against_mbedtls_after_the_handover(void **state)
+{
+	(void)state;
+	struct mock_pair mp;
+	mock_pair_start(&mp);
+	struct buf s2c = {0}, c2s = {0}, got = {0};
+	struct mock_tls_conn *sc = mock_tls_conn_new(mp.mt, sink, &s2c);
+	struct tls_conn *t = tls_conn_new(mp.cfg, "localhost", NULL);
+	assert_non_null(t);
+	int before = offloads;
+	handshake_in_memory(t, sc, &s2c, &c2s);
+	assert_int_equal(offloads, before + 1);
+	/* The mock lists the client's first choice first (tls_suites_new). */
+	assert_int_equal(offloaded_cipher,
+	                 cpu_has_aes_gcm() ? TLS_REC_AES_128_GCM : TLS_REC_CHACHA20_POLY1305);
+	char msg[256] = "", req[2048], resp[2048], in[4096];
+	assert_int_equal(tls_conn_handshake(t, msg, sizeof(msg)), 1);
+	for (int i = 0; i < 1500; i++) {
+		size_t qn = 1 + (size_t)(i * 37) % sizeof(req), rn = 1 + (size_t)(i * 53) % sizeof(resp);
+		fill_pattern(req, qn, (unsigned)i);
+		fill_pattern(resp, rn, (unsigned)i + 1);
+		buf_clear(&c2s);
+		assert_int_equal(tls_conn_write(t, req, qn), 0);
+		tls_conn_take_output(t, &c2s);
+		server_feed(sc, c2s.data, c2s.len);
+		size_t have = 0;
+		while (have < qn) {
+			int k = mock_tls_conn_read(sc, in + have, sizeof(in) - have);
+			assert_true(k > 0);
+			have += (size_t)k;
+		}
+		assert_memory_equal(in, req, qn);
+		assert_int_equal(mock_tls_conn_write(sc, resp, rn), 0);
+		size_t cut = i % 7 == 0 ? s2c.len / 2 : s2c.len;
+		buf_clear(&got);
+		for (size_t off = 0; off < s2c.len; off = cut, cut = s2c.len) {
+			assert_int_equal(tls_conn_feed(t, s2c.data + off, cut - off), 0);
+			long n;
+			char *p;
+			while ((n = tls_conn_read(t, &p, msg, sizeof(msg))) > 0)
+				assert_int_equal(buf_append(&got, p, (size_t)n), 0);
+			assert_int_equal(n, 0);
+		}
+		buf_clear(&s2c);
+		assert_int_equal(got.len, rn);
+		assert_memory_equal(got.data, resp, rn);
+	}
+	struct tls_session *saved = NULL;
+	tls_session_save(t, &saved);
+	assert_non_null(saved);
+	buf_clear(&c2s);
+	tls_conn_close_notify(t);
+	tls_conn_take_output(t, &c2s);
+	server_feed(sc, c2s.data, c2s.len);
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), -EPIPE);
+	assert_int_equal(mock_tls_conn_close_notify(sc), 0);
+	assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+	char *p;
+	assert_int_equal(tls_conn_read(t, &p, msg, sizeof(msg)), TLS_CLOSED);
+	tls_conn_free(t);
+	mock_tls_conn_free(sc);
+	/* The session of a connection whose record buffers were freed. */
+	buf_clear(&s2c);
+	uint64_t resumed = mock_tls_resumptions(mp.mt);
+	sc = mock_tls_conn_new(mp.mt, sink, &s2c);
+	t = tls_conn_new(mp.cfg, "localhost", saved);
+	handshake_in_memory(t, sc, &s2c, &c2s);
+	assert_true(tls_conn_resumed(t));
+	assert_int_equal(mock_tls_resumptions(mp.mt), resumed + 1);
+	buf_clear(&c2s);
+	assert_int_equal(tls_conn_write(t, "ping", 4), 0);
+	tls_conn_take_output(t, &c2s);
+	server_feed(sc, c2s.data, c2s.len);
+	assert_int_equal(mock_tls_conn_read(sc, in, sizeof(in)), 4);
+	assert_memory_equal(in, "ping", 4);
+	tls_conn_free(t);
+	mock_tls_conn_free(sc);
+	tls_session_free(saved);
+	buf_free(&s2c), buf_free(&c2s), buf_free(&got);
+	mock_pair_stop(&mp);
+}
+
+/* A response whose tag (its last byte) was changed on the way ends the
+ * connection with an error that says so, and every later read fails too,
+ * even with good records after it. */
+static void test_a_corrupted_tag_from_the_server_ends_the_connection(void **state)
+{
+	(void)state;
+	struct mock_pair mp;
+	mock_pair_start(&mp);
+	struct buf s2c = {0}, c2s = {0};
+	struct mock_tls_conn *sc = mock_tls_conn_new(mp.mt, sink, &s2c);
+	struct tls_conn *t = tls_conn_new(mp.cfg, "localhost", NULL);
+	assert_non_null(t);
+	handshake_in_memory(t, sc, &s2c, &c2s);
+	assert_int_equal(mock_tls_conn_write(sc, "HTTP/1.1 200 OK\r\n", 17), 0);
+	s2c.data[s2c.len - 1] ^= 0x40;
+	assert_int_equal(mock_tls_conn_write(sc, "more", 4), 0);
+	char msg[256] = "", *p;
+	assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), 0);
+	assert_int_equal(tls_conn_read(t, &p, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "TLS error from localhost"));
+	assert_non_null(strstr(msg, "bad record authentication tag"));
+	msg[0] = '\0';
+	assert_int_equal(tls_conn_read(t, &p, msg, sizeof(msg)), LR_EPROTO);
+	assert_non_null(strstr(msg, "bad record authentication tag"));
+	buf_clear(&s2c);
+	assert_int_equal(mock_tls_conn_write(sc, "again", 5), 0);
+	assert_int_equal(tls_conn_feed(t, s2c.data, s2c.len), LR_EPROTO);
+	tls_conn_free(t);
+	mock_tls_conn_free(sc);
+	buf_free(&s2c), buf_free(&c2s);
+	mock_pair_stop(&mp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -500,6 +730,9 @@ int main(void)
 		cmocka_unit_test(test_sequence_numbers_never_wrap),
 		cmocka_unit_test(test_a_buffer_dropped_unread_is_an_error),
 		cmocka_unit_test(test_data_after_finished_moves_over_and_close_notify_goes_out),
+		cmocka_unit_test(test_suites_put_aes_gcm_first_when_the_cpu_has_it),
+		cmocka_unit_test(test_many_records_each_way_against_mbedtls_after_the_handover),
+		cmocka_unit_test(test_a_corrupted_tag_from_the_server_ends_the_connection),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,10 @@
 /*
  * The response cache (cache.h): SQLite on two threads of its own.
- * Futures and responses to store arrive on two lock-free stacks; the
- * cache thread takes each whole, keys the futures and looks them up in
- * one read transaction (a miss the set of the file's keys rules out
- * needs no SELECT; cache_filter.h), hands them back to the engine's
+ * lr_submit keys each request (cache_key.c) and decides the misses that
+ * the set of the file's keys rules out (cache_filter.h) itself: those
+ * go to the network at once. The rest, and responses to store, arrive
+ * on two lock-free stacks; the cache thread takes each whole, looks the
+ * futures up in one read transaction, hands them back to the engine's
  * submit stack with one wake-up, and holds the responses in memory,
  * where lookups find them at once, until the writer thread
  * (cache_writer.c) has committed them, in big batches on a connection of
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h> /* munmap */
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,10 +30,9 @@
 #include "core/cache_filter.h"
 #include "core/cache_internal.h"
 #include "core/engine_internal.h"
-#include "format/jcs.h"
 #include "provider/provider.h"
 #include "util/clock.h"
-#include "util/sha256.h"
+#include "util/test_hooks.h"
 
 /* Stores written together: a transaction at this many, or once the
  * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
@@ -39,9 +40,6 @@
 #define CACHE_WRITE_DELAY_MS 50
 #define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
 #define PEND_SLOTS (2 * CACHE_WRITE_BATCH)
-/* Part of every key: a change to what keys are made of bumps it, so old
- * entries are never read as answers to a different question. */
-#define CACHE_KEY_VERSION "llmring-cache-1"
 
 struct cache {
 	struct lr_engine *e;        /* borrowed: the engine that owns this cache */
@@ -66,7 +64,7 @@ struct cache {
 	sqlite3 *db;                /* owner: the thread; NULL: no usable file */
 	sqlite3_stmt *get;          /* owner: the thread */
 	sqlite3_stmt *version;      /* owner: the thread; PRAGMA data_version */
-	struct buf canon;           /* owner: the thread; one body's canonical form */
+	int format;                 /* the file's (cache_schema.c): 1 read as it is, or 2 */
 	/* Stores not yet written, in arrival order, and by key for lookups:
 	 * written in big transactions (each one rewrites the index pages it
 	 * touches: a few rows per transaction made a cold run several times
@@ -81,15 +79,26 @@ struct cache {
 	unsigned pend_n;
 	size_t pend_bytes;          /* their bodies' bytes */
 	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
-	/* The keys the file holds (cache_filter.h): a miss without a SELECT.
-	 * Built once this process has looked up a sixteenth as many keys as
-	 * the file had rows when opened (a reading of every key then pays);
-	 * kept whole with this process's stores, and with other processes'
+	/* The keys the file holds (cache_filter.h): a miss without a SELECT,
+	 * and without a trip to this thread (cache_submit). Built once this
+	 * process has looked up a sixteenth as many keys as the file had rows
+	 * when opened (a reading of every key then pays; a new file's at
+	 * once); kept whole with this process's stores (cache_store adds
+	 * them before the request completes), and with other connections'
 	 * rows (ids past filter_max_id) whenever PRAGMA data_version says
-	 * another connection committed. */
-	struct cache_filter filter; /* owner: the thread */
-	bool filter_on;             /* complete: a key not in it is not in the file */
-	bool filter_failed;         /* could not be built or kept: SELECTs only */
+	 * one committed. */
+	struct cache_filter filter; /* owner: the cache; any thread reads it */
+	_Atomic bool filter_on;     /* complete for fresh_tag's file: a key not in it is not there */
+	_Atomic bool filter_failed; /* could not be built or kept: SELECTs only */
+	/* Whether the file changed since the filter was last caught up, for
+	 * any thread and without SQLite (whose connection is this thread's):
+	 * the WAL-index header at the start of the -shm file, which every
+	 * commit of every process rewrites (https://sqlite.org/walformat.html,
+	 * "the WAL-index header": two copies of 48 bytes). fresh_tag is a hash
+	 * of it as read before the filter's last catch-up began; a submission
+	 * that reads the same hash now knows the filter is complete. */
+	const volatile uint32_t *shm; /* owner: the cache (munmap in cache_free); NULL: no shortcut */
+	_Atomic uint64_t fresh_tag; /* 0: not fresh */
 	int64_t filter_max_id;      /* rows up to this id are in it */
 	int64_t data_version;       /* PRAGMA data_version it is complete for */
 	uint64_t filter_after;      /* lookups before it is built */
@@ -159,10 +168,18 @@ void cache_flush_log(struct lr_engine *e)
 
 /* ---- the file ---------------------------------------------------------- */
 
+/* The filter off for good (this file): lookups SELECT as before. Its
+ * memory stays until cache_free: a submitting thread may be reading it. */
+static void filter_give_up(struct cache *c)
+{
+	atomic_store(&c->filter_on, false);
+	atomic_store(&c->fresh_tag, 0);
+	c->filter_failed = true;
+}
+
 static void db_close(struct cache *c)
 {
-	cache_filter_free(&c->filter);
-	c->filter_on = false;
+	filter_give_up(c);
 	sqlite3_finalize(c->get);
 	sqlite3_finalize(c->version);
 	sqlite3_close(c->db);
@@ -170,7 +187,7 @@ static void db_close(struct cache *c)
 	c->db = NULL;
 }
 
-static int db_setup(struct cache *c, const char **stepp);
+static int db_setup(struct cache *c, const char **stepp, char *why, size_t why_cap);
 
 /* Opens (creates, when it may write) the file: WAL, the busy timeout,
  * the table. Failing, the cache stays off and says so once. */
@@ -200,12 +217,13 @@ static void db_open(struct cache *c)
 		rc = sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	}
 	const char *step = "opening it";
+	char why[160] = ""; /* what SQLite has no message for */
 	/* Another process setting up the same new file holds locks that the
 	 * busy handler does not wait for (changing the journal mode): the
 	 * setup is tried again, for as long as a busy lock is waited for. */
 	bool opened = rc == SQLITE_OK;
 	for (int tries = 0; opened && tries < CACHE_BUSY_MS / 10; tries++) {
-		rc = db_setup(c, &step);
+		rc = db_setup(c, &step, why, sizeof(why));
 		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
 			break;
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -214,13 +232,14 @@ static void db_open(struct cache *c)
 	if (rc != SQLITE_OK) {
 		cache_problem(c, PROBLEM_OPEN,
 		              "cache %s cannot be used (%s: %s); requests go to the network without it",
-		              c->path, step, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		              c->path, step,
+		              why[0] ? why : c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 		db_close(c);
 	}
 }
 
 /* The steps after opening: WAL, the table, the statements. */
-static int db_setup(struct cache *c, const char **stepp)
+static int db_setup(struct cache *c, const char **stepp, char *why, size_t why_cap)
 {
 	sqlite3_finalize(c->get);
 	sqlite3_finalize(c->version);
@@ -229,34 +248,14 @@ static int db_setup(struct cache *c, const char **stepp)
 	/* Reads through a mapping and a larger page cache: a lookup that
 	 * misses the cache no longer costs a pread per page. */
 	sqlite3_exec(c->db, "PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768", NULL, NULL, NULL);
-	const char *step = "setting WAL mode";
-	int rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-	if (rc == SQLITE_READONLY && !c->writes)
-		rc = SQLITE_OK; /* an existing read-only WAL file is still readable */
-	if (rc == SQLITE_OK && c->writes) {
-		step = "creating its table";
-		/* Rows are appended in rowid order and only the index on the key
-		 * (32 bytes a row) takes random inserts: keyed by the hash itself
-		 * (WITHOUT ROWID), every insert rewrote a random page of bodies,
-		 * and a cold run was several times slower than no cache. */
-		rc = sqlite3_exec(c->db,
-		                  "PRAGMA synchronous=NORMAL;"
-		                  "CREATE TABLE IF NOT EXISTS llmring_responses("
-		                  " id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE,"
-		                  " provider TEXT NOT NULL, endpoint TEXT NOT NULL,"
-		                  " model TEXT, status INTEGER NOT NULL, request_id TEXT,"
-		                  " body BLOB NOT NULL, created INTEGER NOT NULL)",
-		                  NULL, NULL, NULL);
-	}
+	int rc = cache_schema_setup(c->db, c->writes, &c->format, stepp, why, why_cap);
 	if (rc == SQLITE_OK) {
-		step = "reading its table";
-		rc = sqlite3_prepare_v2(c->db,
-		                        "SELECT status, request_id, body FROM llmring_responses WHERE key=?",
-		                        -1, &c->get, NULL);
+		*stepp = "reading its table";
+		rc = sqlite3_prepare_v2(c->db, cache_schema_sql(c->format, SQL_GET), -1, &c->get, NULL);
 	}
 	if (rc == SQLITE_OK) {
 		sqlite3_stmt *max = NULL;
-		if (sqlite3_prepare_v2(c->db, "SELECT max(id) FROM llmring_responses", -1, &max, NULL) ==
+		if (sqlite3_prepare_v2(c->db, cache_schema_sql(c->format, SQL_MAX_ID), -1, &max, NULL) ==
 		        SQLITE_OK &&
 		    sqlite3_step(max) == SQLITE_ROW)
 			c->filter_after = (uint64_t)sqlite3_column_int64(max, 0) / 16;
@@ -264,73 +263,10 @@ static int db_setup(struct cache *c, const char **stepp)
 		if (sqlite3_prepare_v2(c->db, "PRAGMA data_version", -1, &c->version, NULL) != SQLITE_OK)
 			c->filter_failed = true; /* SELECTs only */
 	}
-	*stepp = step;
 	return rc;
 }
 
-/* ---- keys -------------------------------------------------------------- */
-
-const char *cache_endpoint_name(enum lr_endpoint ep)
-{
-	return ep == LR_ENDPOINT_EMBEDDINGS ? "embeddings" : ep == LR_ENDPOINT_COMPLETIONS ? "completions"
-	                                                                                    : "chat";
-}
-
-/*
- * SHA-256 of the key's parts, each ended by a newline (none can hold
- * one but the body, which comes last): the version, the provider, the
- * endpoint, the base URL (origin and path) and the unified body in
- * canonical form without the fields that do not change the answer.
- * 0, or LR_EPROTO when the body has no canonical form.
- */
-static int make_key(struct cache *c, struct lr_future *f, unsigned char key[32])
-{
-	static const char *const drop[] = {"user", "metadata", "stream", "stream_options"};
-	const char *body = f->key_body.len ? f->key_body.data : f->req_bytes.data + f->key_body_off;
-	size_t len = f->key_body.len ? f->key_body.len : f->key_body_len;
-	buf_clear(&c->canon);
-	int ret = jcs_canonicalize(body, len, drop, 4, &c->canon);
-	if (ret)
-		return ret;
-	const struct url *u = f->own_url ? f->own_url : &c->e->ep[f->provider].url;
-	/* "%s\n%s\n%s\n%s://%s:%u%s\n" of the parts above, without printf's
-	 * cost (a tenth of a lookup's keying). */
-	char head[sizeof(CACHE_KEY_VERSION) + 64 + sizeof(u->host) + sizeof(u->path) + 32];
-	size_t n = 0;
-	const char *pieces[] = {CACHE_KEY_VERSION "\n", provider_row(f->provider)->name, "\n",
-	                        cache_endpoint_name(f->endpoint), "\n", u->https ? "https://" : "http://",
-	                        u->host, ":"};
-	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
-		size_t piece_len = strnlen(pieces[i], 255);
-		memcpy(head + n, pieces[i], piece_len);
-		n += piece_len;
-	}
-	char digits[8];
-	int nd = 0;
-	unsigned port = u->port;
-	do
-		digits[nd++] = (char)('0' + port % 10);
-	while ((port /= 10) && nd < 8);
-	while (nd)
-		head[n++] = digits[--nd];
-	size_t plen = strnlen(u->path, sizeof(u->path) - 1);
-	memcpy(head + n, u->path, plen);
-	n += plen;
-	head[n++] = '\n';
-	struct sha256_part parts[2] = {{head, n}, {c->canon.data, c->canon.len}};
-	sha256_parts(parts, 2, key);
-	return 0;
-}
-
 /* ---- the thread -------------------------------------------------------- */
-
-/* The filter off for good (this file): lookups SELECT as before. */
-static void filter_give_up(struct cache *c)
-{
-	cache_filter_free(&c->filter);
-	c->filter_on = false;
-	c->filter_failed = true;
-}
 
 static unsigned pend_slot(const unsigned char key[32])
 {
@@ -380,10 +316,10 @@ static void pend_add(struct cache *c, struct cache_put *p)
 	unsigned i = pend_slot(p->key);
 	while (slots[i] && memcmp(slots[i]->key, p->key, 32) != 0)
 		i = (i + 1) & (PEND_SLOTS - 1);
-	slots[i] = p; /* the newer of two for one key is the answer */
-	if (c->filter_on && cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
-		filter_give_up(c);
+	slots[i] = p; /* the newer of two for one key is the answer (the filter has it: cache_store) */
 }
+
+static void filter_refresh(struct cache *c);
 
 /* The writer's batch, once it is done with it: out of its table, freed.
  * false: the writer still has it (with wait, never). */
@@ -391,9 +327,15 @@ static bool out_collect(struct cache *c, bool wait)
 {
 	if (!c->out_head)
 		return true;
-	struct cache_put *p = cache_writer_take_done(&c->writer, wait);
+	int64_t own_from, own_to;
+	struct cache_put *p = cache_writer_take_done(&c->writer, wait, &own_from, &own_to);
 	if (!p)
 		return false;
+	/* Rows own_from+1..own_to are this batch's, in the filter already:
+	 * once the rows up to own_from have been read, the catch-up below
+	 * need not read them back. */
+	if (c->filter_max_id >= own_from && own_to > c->filter_max_id)
+		c->filter_max_id = own_to;
 	slots_clear(c->slots[!c->cur], p);
 	c->out_head = NULL;
 	while (p) {
@@ -401,6 +343,9 @@ static bool out_collect(struct cache *c, bool wait)
 		free(p);
 		p = next;
 	}
+	/* The commit changed the file's header: until the filter has caught
+	 * up with it, every lookup would come here. */
+	filter_refresh(c);
 	return true;
 }
 
@@ -424,9 +369,9 @@ static void filter_read_rows(struct cache *c, int64_t version)
 {
 	/* From nothing, the key's index holds all it needs (key, id), and is
 	 * far smaller than the table; later, ids past the last seen are the
-	 * rows appended since (ids only grow: rows are never deleted). */
-	const char *sql = c->filter_max_id ? "SELECT id, key FROM llmring_responses WHERE id > ?"
-	                                   : "SELECT id, key FROM llmring_responses";
+	 * rows appended since (ids only grow: a replaced row is deleted only
+	 * below the largest id, cache_writer.c). */
+	const char *sql = cache_schema_sql(c->format, c->filter_max_id ? SQL_SCAN_FROM : SQL_SCAN_ALL);
 	sqlite3_stmt *scan = NULL;
 	int rc = sqlite3_prepare_v2(c->db, sql, -1, &scan, NULL);
 	if (rc == SQLITE_OK && c->filter_max_id)
@@ -434,12 +379,15 @@ static void filter_read_rows(struct cache *c, int64_t version)
 	int64_t max_id = c->filter_max_id;
 	while (rc == SQLITE_OK && (rc = sqlite3_step(scan)) == SQLITE_ROW) {
 		int64_t id = sqlite3_column_int64(scan, 0);
-		const void *key = sqlite3_column_blob(scan, 1);
-		if (key && sqlite3_column_bytes(scan, 1) == 32 &&
-		    cache_filter_add(&c->filter, cache_filter_word(key)) != 0)
-			rc = SQLITE_NOMEM;
-		else
-			rc = SQLITE_OK;
+		uint64_t w = 0; /* format 2 reads k64, format 1 the key */
+		if (sqlite3_column_type(scan, 1) == SQLITE_INTEGER) {
+			w = (uint64_t)sqlite3_column_int64(scan, 1);
+		} else {
+			const void *key = sqlite3_column_blob(scan, 1);
+			if (key && sqlite3_column_bytes(scan, 1) == 32)
+				w = cache_filter_word(key);
+		}
+		rc = w && cache_filter_add(&c->filter, w, NULL) != 0 ? SQLITE_NOMEM : SQLITE_OK;
 		if (id > max_id)
 			max_id = id;
 	}
@@ -450,14 +398,17 @@ static void filter_read_rows(struct cache *c, int64_t version)
 	}
 	c->filter_max_id = max_id;
 	c->data_version = version;
-	c->filter_on = true;
 }
 
-/* In lookup_batch's read transaction, before its lookups: the filter
- * built when it is due, and caught up when another connection wrote. */
-static void filter_catch_up(struct cache *c)
+/* In a read transaction, before a lookup batch's lookups or after the
+ * writer committed: the filter built when it is due, and caught up when
+ * another connection wrote (the writer's commits count: they are another
+ * connection's). tag: shm_tag as read before the transaction began; the
+ * filter is complete for it once this is done, and says so. */
+static void filter_catch_up(struct cache *c, uint64_t tag)
 {
-	if (c->filter_failed || (!c->filter_on && c->looked_up < c->filter_after))
+	bool on = atomic_load_explicit(&c->filter_on, memory_order_relaxed);
+	if (c->filter_failed || (!on && c->looked_up < c->filter_after))
 		return;
 	int64_t version = -1;
 	if (sqlite3_step(c->version) == SQLITE_ROW)
@@ -467,16 +418,31 @@ static void filter_catch_up(struct cache *c)
 		filter_give_up(c);
 		return;
 	}
-	if (c->filter_on && version == c->data_version)
-		return; /* only this connection wrote since: its stores are in it */
-	bool building = !c->filter_on;
-	filter_read_rows(c, version);
-	/* Stores not written yet are found by pend_find, and once written
-	 * nothing would add them (this connection's commits leave its
-	 * data_version alone): in from the start. */
-	for (struct cache_put *p = c->pend_head; building && c->filter_on && p; p = p->next)
-		if (cache_filter_add(&c->filter, cache_filter_word(p->key)) != 0)
-			filter_give_up(c);
+	/* Unchanged: only this connection (which never writes) ran since. */
+	if (!on || version != c->data_version)
+		filter_read_rows(c, version);
+	if (c->filter_failed)
+		return;
+	/* This process's stores are in already (cache_store adds them, from
+	 * the first, built or not). The tag before filter_on: a reader that
+	 * sees filter_on and an older tag sends its lookup here. */
+	atomic_store_explicit(&c->fresh_tag, tag, memory_order_release);
+	atomic_store_explicit(&c->filter_on, true, memory_order_release);
+	if (atomic_load(&c->filter_failed)) /* cache_store ran out of memory meanwhile */
+		atomic_store(&c->filter_on, false);
+}
+
+/* The filter caught up in a transaction of its own (after a commit of
+ * the writer's, and when the file is opened). */
+static void filter_refresh(struct cache *c)
+{
+	if (!c->db || !c->reads || c->filter_failed)
+		return;
+	uint64_t tag = c->shm ? cache_shm_tag(c->shm) : 0;
+	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return;
+	filter_catch_up(c, tag);
+	sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
 }
 
 /* One lookup: f->resp_body gets the stored body on a hit. */
@@ -492,22 +458,31 @@ static void lookup_one(struct cache *c, struct lr_future *f)
 		}
 		return;
 	}
-	if (!c->db || (c->filter_on && !cache_filter_may_hold(&c->filter, cache_filter_word(f->cache_key))))
+	if (!c->db || (atomic_load_explicit(&c->filter_on, memory_order_relaxed) &&
+	                   !cache_filter_may_hold(&c->filter, cache_filter_word(f->cache_key))))
 		return;
 	sqlite3_reset(c->get);
-	sqlite3_bind_blob(c->get, 1, f->cache_key, 32, SQLITE_STATIC);
-	int rc = sqlite3_step(c->get);
-	if (rc == SQLITE_ROW) {
-		const void *body = sqlite3_column_blob(c->get, 2);
-		int len = sqlite3_column_bytes(c->get, 2);
-		const unsigned char *rid = sqlite3_column_text(c->get, 1);
+	sqlite3_bind_int64(c->get, 1, cache_k64(f->cache_key));
+	sqlite3_bind_blob(c->get, 2, f->cache_key, 32, SQLITE_STATIC);
+	int rc;
+	/* Rows of the key's 64 bits, newest first: the first with the whole key. */
+	while ((rc = sqlite3_step(c->get)) == SQLITE_ROW) {
+		const void *key = sqlite3_column_blob(c->get, 0);
+		if (!key || sqlite3_column_bytes(c->get, 0) != 32 || memcmp(key, f->cache_key, 32) != 0)
+			continue;
+		const void *body = sqlite3_column_blob(c->get, 3);
+		int len = sqlite3_column_bytes(c->get, 3);
+		const unsigned char *rid = sqlite3_column_text(c->get, 2);
 		buf_clear(&f->resp_body);
 		if (body && len > 0 && buf_append(&f->resp_body, body, (size_t)len) == 0) {
-			f->result.http_status = sqlite3_column_int(c->get, 0);
+			f->result.http_status = sqlite3_column_int(c->get, 1);
 			snprintf(f->request_id, sizeof(f->request_id), "%s", rid ? (const char *)rid : "");
 			f->cache_state = CACHE_HIT;
 		}
-	} else if (rc != SQLITE_DONE) {
+		rc = SQLITE_DONE;
+		break;
+	}
+	if (rc != SQLITE_DONE) {
 		cache_problem(c, PROBLEM_READ, "cache %s could not be read (%s); those requests go to the network",
 		              c->path, sqlite3_errmsg(c->db));
 		if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB) {
@@ -519,28 +494,21 @@ static void lookup_one(struct cache *c, struct lr_future *f)
 	sqlite3_reset(c->get);
 }
 
-/* The futures of one round, FIFO: keyed, looked up, handed back to the
- * engine in one push. */
+/* The futures of one round (keyed by cache_submit), FIFO: looked up,
+ * handed back to the engine in one push. */
 static void lookup_batch(struct cache *c, struct lr_future *fifo)
 {
 	struct lr_future *chain = NULL, *last = NULL; /* newest first, for stack_push */
-	bool txn = c->db && c->reads && sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	uint64_t tag = c->shm ? cache_shm_tag(c->shm) : 0; /* before the snapshot */
+	bool txn = c->db && sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 	if (txn)
-		filter_catch_up(c);
+		filter_catch_up(c, tag);
 	while (fifo) {
 		struct lr_future *f = fifo;
 		fifo = f->next;
-		if (make_key(c, f, f->cache_key) != 0) {
-			f->cache_state = CACHE_NONE; /* no canonical form: not cached */
-		} else {
-			f->cache_state = CACHE_MISS;
-			if (c->reads) {
-				atomic_fetch_add_explicit(&c->lookups, 1, memory_order_relaxed);
-				c->looked_up++;
-				lookup_one(c, f);
-			}
-		}
-		buf_free(&f->key_body);
+		f->cache_state = CACHE_MISS;
+		c->looked_up++;
+		lookup_one(c, f);
 		f->next = chain;
 		chain = f;
 		if (!last)
@@ -570,8 +538,11 @@ static void *cache_thread(void *arg)
 	struct cache *c = arg;
 	pthread_setname_np(pthread_self(), "llmring-cache");
 	db_open(c);
+	if (c->db && c->reads)
+		c->shm = cache_shm_map(c->path);
 	if (c->db && c->writes)
 		cache_writer_start(&c->writer, c, c->path);
+	filter_refresh(c); /* built now when the file is new or small (filter_after 0) */
 	for (;;) {
 		/* Lookups taken first, stores added first: a request sent after
 		 * another one completed finds its response (its store was pushed
@@ -652,6 +623,7 @@ int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->log_lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	cache_filter_init(&c->filter);
 	*out = c;
 	return 0;
 }
@@ -677,7 +649,9 @@ void cache_free(struct cache *c)
 		pthread_mutex_unlock(&c->lock);
 		pthread_join(c->thread, NULL);
 	}
-	buf_free(&c->canon);
+	if (c->shm)
+		munmap((void *)c->shm, CACHE_SHM_MAP);
+	cache_filter_free(&c->filter);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->log_lock);
@@ -685,20 +659,53 @@ void cache_free(struct cache *c)
 	free(c);
 }
 
-void cache_submit(struct cache *c, struct lr_future *f)
+/* A miss the filter rules out, here and now: it is complete (filter_on),
+ * for the file as it is (the -shm header unchanged since it caught up),
+ * and has no entry of the key's first 64 bits. */
+static bool miss_ruled_out(struct cache *c, const unsigned char key[32])
 {
+	if (!atomic_load_explicit(&c->filter_on, memory_order_acquire))
+		return false;
+	uint64_t tag = atomic_load_explicit(&c->fresh_tag, memory_order_acquire);
+	if (!tag || cache_shm_tag(c->shm) != tag)
+		return false;
+	return !cache_filter_may_hold(&c->filter, cache_filter_word(key));
+}
+
+/* A test counts the lookups that go to the thread (util/test_hooks.h).
+ * Weak, so never inlined away. */
+__attribute__((weak)) void cache_lookup_queued_hook(void)
+{
+}
+
+bool cache_submit(struct cache *c, struct lr_future *f)
+{
+	int ret = cache_make_key(c->e, f, f->cache_key);
+	buf_free(&f->key_body);
+	if (ret) {
+		f->cache_state = CACHE_NONE; /* no canonical form: not cached */
+		return false;
+	}
+	f->cache_state = CACHE_MISS;
+	if (!c->reads)
+		return false; /* write-only: stored, never looked up */
+	atomic_fetch_add_explicit(&c->lookups, 1, memory_order_relaxed);
+	if (miss_ruled_out(c, f->cache_key))
+		return false; /* straight to the network; only its store is the cache's */
 	f->cache_state = CACHE_LOOKUP;
+	cache_lookup_queued_hook();
 	struct lr_future *old = atomic_load_explicit(&c->lookup_head, memory_order_relaxed);
 	do {
 		f->next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&c->lookup_head, &old, f, memory_order_seq_cst,
 	                                                memory_order_relaxed));
 	if (old)
-		return; /* whoever pushed first wakes it */
+		return true; /* whoever pushed first wakes it */
 	if (engine_on_owner(c->e))
 		c->kick = true;
 	else
 		cache_wake(c);
+	return true;
 }
 
 void cache_kick(struct lr_engine *e)
@@ -726,13 +733,31 @@ void cache_store(struct cache *c, struct lr_future *f)
 	snprintf(p->request_id, sizeof(p->request_id), "%s", f->request_id);
 	p->body_len = f->resp_body.len;
 	memcpy(p->body, f->resp_body.data, f->resp_body.len);
+	/* In the filter before the request completes: a request sent after
+	 * it finds this response (its lookup comes to the cache thread,
+	 * which takes stores before lookups). */
+	/* Not in a complete filter: no row to replace (the writer skips the
+	 * DELETE). A filter that is not fresh may miss another process's row
+	 * of this key: then both rows stay, and lookups take the newer. */
+	bool was_there = true;
+	if (cache_filter_add(&c->filter, cache_filter_word(p->key), &was_there) != 0)
+		filter_give_up(c);
+	p->maybe_dup = was_there || !atomic_load_explicit(&c->filter_on, memory_order_acquire);
 	struct cache_put *old = atomic_load_explicit(&c->put_head, memory_order_relaxed);
 	do {
 		p->next = old;
 	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_seq_cst,
 	                                                memory_order_relaxed));
-	if (!old)
-		cache_wake(c);
+	/* One wake-up a turn (cache_kick), not one a store: a lookup finds the
+	 * stores pushed before it whenever the thread wakes for it, so stores
+	 * only need the thread within the write delay, and a wake-up each
+	 * (a futex and a context switch) cost the loop more than the store. */
+	if (!old) {
+		if (engine_on_owner(c->e))
+			c->kick = true;
+		else
+			cache_wake(c);
+	}
 }
 
 void cache_count_hit(struct cache *c)

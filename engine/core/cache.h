@@ -3,8 +3,9 @@
  * responses, worked by threads of its own so the loop never waits on
  * the disk or a lock.
  *
- *   lr_submit -> cache_submit (queue) -> cache thread: key (RFC 8785 +
- *   SHA-256), the key set, SELECT when it may be there -> the engine's
+ *   lr_submit -> cache_submit: key (RFC 8785 + SHA-256), and a miss the
+ *   key set rules out goes to the submit stack at once; else (queue) ->
+ *   cache thread: SELECT when it may be there -> the engine's
  *   submit stack, marked hit or miss -> engine thread: a hit is replayed
  *   and completed (cache_take), a miss goes to the network ->
  *   future_complete of a success -> cache_store (queue) -> cache thread:
@@ -46,9 +47,12 @@ int cache_start(struct cache *c, struct error_info *err);
  * on its queue go to the engine's submit stack unlooked-up. Frees c. */
 void cache_free(struct cache *c);
 
-/* lr_submit, any thread, for a future whose request bytes are built: the
- * cache takes it and puts it on the submit stack after its lookup. */
-void cache_submit(struct cache *c, struct lr_future *f);
+/* lr_submit, any thread, for a future whose request bytes are built:
+ * keys it (cache_state, cache_key). true: the cache took it, to put it on
+ * the submit stack after its lookup; false: a miss decided here (the
+ * filter rules it out, or the cache only writes) or not cacheable: the
+ * caller puts it on the submit stack itself. */
+bool cache_submit(struct cache *c, struct lr_future *f);
 /* Engine thread, before its loop waits and at the end of a turn: wakes
  * the cache thread for the lookups submitted from this thread meanwhile. */
 void cache_kick(struct lr_engine *e);

@@ -7,59 +7,96 @@
 
 #include "llmring.h"
 
+void cache_filter_init(struct cache_filter *f)
+{
+	atomic_init(&f->table, NULL);
+	pthread_mutex_init(&f->lock, NULL);
+	f->count = 0;
+}
+
 uint64_t cache_filter_word(const unsigned char key[32])
 {
-	uint64_t w;
-	memcpy(&w, key, sizeof(w));
+	/* Big-endian: the file's k64 (cache_k64) is the same on every host. */
+	uint64_t w = 0;
+	for (int i = 0; i < 8; i++)
+		w = w << 8 | key[i];
 	return w ? w : 1;
 }
 
-/* Adds w to slots (not full); true when it was not there. */
-static bool put(uint64_t *slots, size_t cap, uint64_t w)
+/* Adds w to t (not full); true when it was not there. Under the lock. */
+static bool put(struct filter_table *t, uint64_t w)
 {
-	for (size_t i = (size_t)w & (cap - 1);; i = (i + 1) & (cap - 1)) {
-		if (slots[i] == w)
+	size_t mask = t->cap - 1;
+	for (size_t i = (size_t)w & mask;; i = (i + 1) & mask) {
+		uint64_t s = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+		if (s == w)
 			return false;
-		if (!slots[i]) {
-			slots[i] = w;
+		if (!s) {
+			/* Released: a reader's acquire of a later event (the
+			 * future's completion) sees it. */
+			atomic_store_explicit(&t->slots[i], w, memory_order_release);
 			return true;
 		}
 	}
 }
 
-int cache_filter_add(struct cache_filter *f, uint64_t w)
+int cache_filter_add(struct cache_filter *f, uint64_t w, bool *was_there)
 {
-	if (2 * (f->count + 1) > f->cap) {
-		size_t cap = f->cap ? 2 * f->cap : 1024;
-		uint64_t *slots = calloc(cap, sizeof(*slots)); /* owner: f */
-		if (!slots)
-			return LR_ENOMEM;
-		for (size_t i = 0; i < f->cap; i++)
-			if (f->slots[i])
-				put(slots, cap, f->slots[i]);
-		free(f->slots);
-		f->slots = slots;
-		f->cap = cap;
+	int ret = 0;
+	bool added = false;
+	pthread_mutex_lock(&f->lock);
+	struct filter_table *t = atomic_load_explicit(&f->table, memory_order_relaxed);
+	if (!t || 2 * (f->count + 1) > t->cap) {
+		size_t cap = t ? 2 * t->cap : 1024;
+		struct filter_table *n = calloc(1, sizeof(*n) + cap * sizeof(n->slots[0])); /* owner: f */
+		if (!n) {
+			ret = LR_ENOMEM;
+			goto out;
+		}
+		n->cap = cap;
+		n->older = t;
+		for (size_t i = 0; t && i < t->cap; i++) {
+			uint64_t s = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+			if (s)
+				put(n, s);
+		}
+		atomic_store_explicit(&f->table, n, memory_order_release);
+		t = n;
 	}
-	if (put(f->slots, f->cap, w))
+	if ((added = put(t, w)))
 		f->count++;
-	return 0;
+out:
+	pthread_mutex_unlock(&f->lock);
+	if (was_there)
+		*was_there = !ret && !added;
+	return ret;
 }
 
 bool cache_filter_may_hold(const struct cache_filter *f, uint64_t w)
 {
-	if (!f->cap)
+	struct filter_table *t = atomic_load_explicit(&((struct cache_filter *)f)->table,
+	                                              memory_order_acquire);
+	if (!t)
 		return false;
-	for (size_t i = (size_t)w & (f->cap - 1);; i = (i + 1) & (f->cap - 1)) {
-		if (f->slots[i] == w)
+	size_t mask = t->cap - 1;
+	for (size_t i = (size_t)w & mask;; i = (i + 1) & mask) {
+		uint64_t s = atomic_load_explicit(&t->slots[i], memory_order_acquire);
+		if (s == w)
 			return true;
-		if (!f->slots[i])
+		if (!s)
 			return false;
 	}
 }
 
 void cache_filter_free(struct cache_filter *f)
 {
-	free(f->slots);
-	memset(f, 0, sizeof(*f));
+	struct filter_table *t = atomic_load_explicit(&f->table, memory_order_relaxed);
+	while (t) {
+		struct filter_table *older = t->older;
+		free(t);
+		t = older;
+	}
+	atomic_store_explicit(&f->table, NULL, memory_order_relaxed);
+	f->count = 0;
+	pthread_mutex_destroy(&f->lock);
 }

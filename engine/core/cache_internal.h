@@ -9,16 +9,22 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
 #include "llmring.h"
 
 struct cache;
+struct lr_engine;
+struct lr_future;
 
 /* Another process holding the write lock longer than this is a problem
  * to report, not a reason to hold requests back further. */
 #define CACHE_BUSY_MS 5000
+
+/* A new file's page size (cache_schema.c). */
+#define CACHE_PAGE_SIZE "16384"
 
 /* What the cache reports, each once. */
 enum cache_problem { PROBLEM_OPEN = 1, PROBLEM_READ = 2, PROBLEM_WRITE = 4 };
@@ -33,9 +39,33 @@ struct cache_put {
 	enum lr_endpoint endpoint;
 	char model[128];
 	char request_id[128];
+	bool maybe_dup;             /* the key may have a row already: the writer deletes it first */
 	size_t body_len;
 	char body[];
 };
+
+/* The file's format (cache_schema.c): WAL mode, synchronous NORMAL when
+ * written, format 2's table (a format 1 file migrated when it may be
+ * written). *format: 1 or 2 (the SQL to use). An SQLite code, with the
+ * step that failed in *step, and why in why when SQLite has no message. */
+int cache_schema_setup(sqlite3 *db, bool writes, int *format, const char **step, char *why,
+                       size_t why_cap);
+enum cache_sql {
+	SQL_GET,       /* ?1 k64, ?2 key: rows (key, status, request_id, body), newest first */
+	SQL_MAX_ID,
+	SQL_SCAN_ALL,  /* (id, k64 or key) of every row */
+	SQL_SCAN_FROM, /* the same past the id bound to ? */
+};
+const char *cache_schema_sql(int format, enum cache_sql which);
+/* The -shm file's first bytes mapped read-only (cache_schema.c), or NULL
+ * (no such file yet, or not one SQLite sized): munmap CACHE_SHM_MAP bytes.
+ * The WAL-index header is at its start, rewritten by every commit. */
+#define CACHE_SHM_MAP 4096
+const volatile uint32_t *cache_shm_map(const char *path);
+/* A hash of the WAL-index header's two copies (never 0). */
+uint64_t cache_shm_tag(const volatile uint32_t *h);
+/* The key's k64 column (format 2). */
+int64_t cache_k64(const unsigned char key[32]);
 
 /*
  * The writer: a thread with a connection of its own that writes the
@@ -55,9 +85,12 @@ struct cache_writer {
 	struct cache_put *written;  /* under lock: done with, for the cache thread to free */
 	bool busy;                  /* under lock: a batch handed and not yet taken back */
 	bool stop;                  /* under lock */
+	int64_t own_from, own_to;   /* under lock: the written batch's ids are own_from+1..own_to */
 	_Atomic bool done;          /* written is set: the cache thread looks without the lock */
 	sqlite3 *db;                /* owner: the writer thread; NULL: stores dropped */
 	sqlite3_stmt *put, *put_many; /* owner: the writer thread; one row, ROWS_PER_INSERT rows */
+	sqlite3_stmt *del;          /* owner: the writer thread; a key's old rows */
+	sqlite3_stmt *max_id;       /* owner: the writer thread */
 };
 
 /* Starts w's thread for c's file (it opens its own connection there). 0,
@@ -67,8 +100,10 @@ int cache_writer_start(struct cache_writer *w, struct cache *c, const char *path
 void cache_writer_hand(struct cache_writer *w, struct cache_put *batch);
 /* The batch handed last once the writer is done with it (written, or
  * dropped after a problem it reported), else NULL; with wait, waits for
- * it. NULL at once when none is out. */
-struct cache_put *cache_writer_take_done(struct cache_writer *w, bool wait);
+ * it. NULL at once when none is out. Its rows' ids (the file's largest
+ * before it, and its last: *from = *to when nothing was written). */
+struct cache_put *cache_writer_take_done(struct cache_writer *w, bool wait, int64_t *from,
+                                         int64_t *to);
 /* Ends the thread (nothing may be out) and frees what it holds. */
 void cache_writer_stop(struct cache_writer *w);
 
@@ -79,5 +114,8 @@ void cache_count_stores(struct cache *c, unsigned n);
 void cache_count_hit(struct cache *c);
 void cache_wake(struct cache *c);
 const char *cache_endpoint_name(enum lr_endpoint ep);
+/* f's key (cache_key.c), on the submitting thread: 0, or LR_EPROTO when
+ * its body has no canonical form. */
+int cache_make_key(const struct lr_engine *e, struct lr_future *f, unsigned char key[32]);
 
 #endif

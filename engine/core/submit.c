@@ -210,10 +210,9 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 		return f;
 	}
 	engine_submit_window_hook(e);
-	if (e->cache && !f->call) {
+	if (e->cache && !f->call && cache_submit(e->cache, f)) {
 		/* The cache thread hands it to the submit stack after its lookup
 		 * (plain HTTP calls are never cached). */
-		cache_submit(e->cache, f);
 		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
 		return f;
 	}

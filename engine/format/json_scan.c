@@ -9,17 +9,11 @@
 #include "format/utf8.h"
 #include "llmring.h"
 
+#include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
-
-struct scanner {
-	const char *p, *end;
-	struct json_scan_path path;
-	json_scan_fn fn;
-	void *ctx;
-};
 
 /* 1 for bytes a string may hold without a closer look (ASCII only:
  * a byte from 0x80 up starts a sequence to check). */
@@ -27,10 +21,16 @@ static const unsigned char plain_string_byte[256] = {
 	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
 };
 
-static void skip_ws(struct scanner *sc)
+/* JSON's four whitespace bytes. */
+static const unsigned char ws_byte[256] = {[' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
+
+/* Most separators have no whitespace around them (every API answer is
+ * compact): one lookup says so. */
+static inline const char *skip_ws(const char *p, const char *end)
 {
-	while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\n' || *sc->p == '\r' || *sc->p == '\t'))
-		sc->p++;
+	while (p < end && ws_byte[(unsigned char)*p])
+		p++;
+	return p;
 }
 
 static int hexval(char c)
@@ -42,26 +42,29 @@ static int hexval(char c)
 }
 
 /* Skips the bytes a string may hold as they are; stops at a quote, a
- * backslash, a control character or the end. Most of a response's bytes
- * are string contents, so this loop is the scanner's cost: 16 bytes a
- * step with SSE2 (every x86-64 has it), a table lookup per byte else. */
+ * backslash, a control character, a byte from 0x80 up or the end. 16
+ * bytes a step with SSE2 (every x86-64 has it), a table lookup per byte
+ * else. */
+#ifdef __SSE2__
+/* The bytes of v that end a plain run, as a bit mask: quote, backslash,
+ * and in one signed compare both the control characters (0x00-0x1f) and
+ * the bytes from 0x80 up (negative as signed). */
+static inline unsigned special_mask(__m128i v)
+{
+	__m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+	                           _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+	hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+	return (unsigned)_mm_movemask_epi8(hit);
+}
+#endif
+
 static const char *skip_plain(const char *p, const char *end)
 {
 #ifdef __SSE2__
-	const __m128i quote = _mm_set1_epi8('"');
-	const __m128i backslash = _mm_set1_epi8('\\');
-	const __m128i space = _mm_set1_epi8(0x20);
-	const __m128i sign = _mm_set1_epi8((char)0x80);
 	while (end - p >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)p);
-		/* Unsigned v < 0x20, through a signed compare of v ^ 0x80. */
-		__m128i ctl = _mm_cmplt_epi8(_mm_xor_si128(v, sign), _mm_xor_si128(space, sign));
-		__m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)), ctl);
-		/* High-bit bytes (UTF-8 sequences) stop the run too: v's own
-		 * sign bits. */
-		int mask = _mm_movemask_epi8(hit) | _mm_movemask_epi8(v);
+		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)p));
 		if (mask)
-			return p + __builtin_ctz((unsigned)mask);
+			return p + __builtin_ctz(mask);
 		p += 16;
 	}
 #endif
@@ -70,29 +73,26 @@ static const char *skip_plain(const char *p, const char *end)
 	return p;
 }
 
-/* At the opening quote; leaves p after the closing one. The span excludes
- * the quotes and is the raw (escaped) text. */
-static bool scan_string(struct scanner *sc, const char **start, size_t *len)
+/* The general case of string_end: escapes, UTF-8, long strings, the
+ * last bytes of the text. */
+static const char *string_end_slow(const char *p, const char *end)
 {
-	const char *p = sc->p + 1, *end = sc->end;
-	*start = p;
 	for (;;) {
 		p = skip_plain(p, end);
 		if (p >= end)
-			return false;
-		if (*p == '"')
-			break;
-		if ((unsigned char)*p >= 0x80) {
+			return NULL;
+		unsigned char c = (unsigned char)*p;
+		if (c == '"')
+			return p;
+		if (c >= 0x80) {
 			size_t n = utf8_char_len(p, (size_t)(end - p));
 			if (!n)
-				return false; /* not UTF-8 */
+				return NULL; /* not UTF-8 */
 			p += n;
 			continue;
 		}
-		if (*p != '\\')
-			return false; /* a raw control character */
-		if (++p >= end)
-			return false;
+		if (c != '\\' || ++p >= end)
+			return NULL; /* a raw control character, or a cut escape */
 		switch (*p) {
 		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
 			p++;
@@ -100,158 +100,230 @@ static bool scan_string(struct scanner *sc, const char **start, size_t *len)
 		case 'u':
 			if (end - p < 5 || hexval(p[1]) < 0 || hexval(p[2]) < 0 || hexval(p[3]) < 0 ||
 			    hexval(p[4]) < 0)
-				return false;
+				return NULL;
 			p += 5;
 			break;
 		default:
-			return false;
+			return NULL;
 		}
 	}
-	*len = (size_t)(p - *start);
-	sc->p = p + 1;
-	return true;
 }
 
-static bool is_digit(char c)
+/* p just after an opening quote; returns the closing quote, or NULL when
+ * the string is not valid (unterminated, a raw control character, a bad
+ * escape, not UTF-8). Keys and most values are short plain ASCII: a
+ * 16-byte step or two finds their closing quote with nothing before it.
+ * Near the end of the text the step is the text's last 16 bytes, the
+ * ones before p shifted out (text is where the whole text begins). */
+static inline const char *string_end(const char *text, const char *p, const char *end)
 {
-	return c >= '0' && c <= '9';
+#ifdef __SSE2__
+	while (end - p >= 16) {
+		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)p));
+		if (mask) {
+			p += __builtin_ctz(mask);
+			return *p == '"' ? p : string_end_slow(p, end);
+		}
+		p += 16;
+	}
+	if (p < end && end - text >= 16) {
+		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)(end - 16))) >> (16 - (end - p));
+		if (mask) {
+			p += __builtin_ctz(mask);
+			return *p == '"' ? p : string_end_slow(p, end);
+		}
+		return NULL; /* unterminated */
+	}
+#else
+	(void)text;
+#endif
+	return string_end_slow(p, end);
 }
 
-static bool scan_number(struct scanner *sc)
+static inline bool is_digit(char c)
 {
-	const char *p = sc->p, *end = sc->end;
-	if (p < end && *p == '-')
+	return (unsigned char)(c - '0') < 10;
+}
+
+/* Skips a run of digits, eight a step while eight bytes are left (a
+ * timestamp is two steps). */
+static inline const char *digits(const char *p, const char *end)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* A lone digit (most counts, an index) is done with at once. */
+	while (end - p >= 8 && is_digit(*p)) {
+		uint64_t x;
+		memcpy(&x, p, 8);
+		/* A byte's high bit is set here unless it is '0'..'9': below
+		 * '0' the subtraction borrows, above '9' adding 0x46 carries. */
+		uint64_t bad = ((x - 0x3030303030303030u) | (x + 0x4646464646464646u)) & 0x8080808080808080u;
+		if (bad) {
+			/* Little-endian: the lowest set bit is the first non-digit. */
+			return p + __builtin_ctzll(bad) / 8;
+		}
+		p += 8;
+	}
+#endif
+	while (p < end && is_digit(*p))
 		p++;
-	if (p >= end || !is_digit(*p))
-		return false;
+	return p;
+}
+
+/* At a number's first byte; returns the byte after it, or NULL. */
+static const char *number_end(const char *p, const char *end)
+{
+	if (*p == '-' && ++p >= end)
+		return NULL;
 	if (*p == '0')
 		p++;
+	else if (is_digit(*p))
+		p = digits(p + 1, end);
 	else
-		while (p < end && is_digit(*p))
-			p++;
+		return NULL;
 	if (p < end && *p == '.') {
-		p++;
-		if (p >= end || !is_digit(*p))
-			return false;
-		while (p < end && is_digit(*p))
-			p++;
+		if (++p >= end || !is_digit(*p))
+			return NULL;
+		p = digits(p + 1, end);
 	}
-	if (p < end && (*p == 'e' || *p == 'E')) {
-		p++;
-		if (p < end && (*p == '+' || *p == '-'))
+	if (p < end && (*p | 0x20) == 'e') {
+		if (++p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (p >= end || !is_digit(*p))
-			return false;
-		while (p < end && is_digit(*p))
-			p++;
+			return NULL;
+		p = digits(p + 1, end);
 	}
-	sc->p = p;
-	return true;
+	return p;
 }
 
-static bool scan_literal(struct scanner *sc, const char *word, size_t n)
-{
-	if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0)
-		return false;
-	sc->p += n;
-	return true;
-}
-
-static bool scan_value(struct scanner *sc);
-
-static bool scan_container(struct scanner *sc, bool object)
-{
-	struct json_scan_path *path = &sc->path;
-	const char *open = sc->p;
-	if (path->depth >= JSON_SCAN_MAX_DEPTH)
-		return false;
-	int level = path->depth++;
-	path->key[level] = NULL;
-	path->key_len[level] = 0;
-	sc->p++; /* the bracket */
-	skip_ws(sc);
-	char close = object ? '}' : ']';
-	if (sc->p < sc->end && *sc->p == close) {
-		sc->p++;
-		goto closed;
-	}
-	for (;;) {
-		if (object) {
-			if (sc->p >= sc->end || *sc->p != '"' ||
-			    !scan_string(sc, &path->key[level], &path->key_len[level]))
-				return false;
-			skip_ws(sc);
-			if (sc->p >= sc->end || *sc->p != ':')
-				return false;
-			sc->p++;
-			skip_ws(sc);
-		}
-		if (!scan_value(sc))
-			return false;
-		skip_ws(sc);
-		if (sc->p >= sc->end)
-			return false;
-		if (*sc->p == close) {
-			sc->p++;
-			goto closed;
-		}
-		if (*sc->p != ',')
-			return false;
-		sc->p++;
-		skip_ws(sc);
-	}
-closed:
-	path->depth--;
-	if (sc->fn)
-		sc->fn(sc->ctx, path, object ? JSON_OBJECT : JSON_ARRAY, open, (size_t)(sc->p - open));
-	return true;
-}
-
-static bool scan_value(struct scanner *sc)
-{
-	if (sc->p >= sc->end)
-		return false;
-	const char *start = sc->p;
-	enum json_type type = JSON_PRIMITIVE;
-	bool ok;
-	switch (*sc->p) {
-	case '{':
-		return scan_container(sc, true);
-	case '[':
-		return scan_container(sc, false);
-	case '"': {
-		size_t len;
-		if (!scan_string(sc, &start, &len))
-			return false;
-		if (sc->fn)
-			sc->fn(sc->ctx, &sc->path, JSON_STRING, start, len);
-		return true;
-	}
-	case 't': ok = scan_literal(sc, "true", 4); break;
-	case 'f': ok = scan_literal(sc, "false", 5); break;
-	case 'n': ok = scan_literal(sc, "null", 4); break;
-	default: ok = scan_number(sc); break;
-	}
-	if (ok && sc->fn)
-		sc->fn(sc->ctx, &sc->path, type, start, (size_t)(sc->p - start));
-	return ok;
-}
-
+/*
+ * One loop with the open containers on an explicit stack instead of a
+ * recursive descent: the position stays in a register and each value
+ * costs a branch or two beyond its own bytes. path.key[i] is the key
+ * being read at level i (NULL in arrays); open[i] is where that
+ * container began, object[i] whether it is an object; close is the
+ * innermost one's closing bracket. Whitespace is looked for only where a
+ * separator or a value was not found (compact JSON has none).
+ * Why this function is long: it is one state machine whose labels are its
+ * states (value, next, closed, key); split into functions, the position
+ * would go back to memory at every value, which was most of the cost.
+ */
 bool json_scan(const char *text, size_t len, json_scan_fn fn, void *ctx)
 {
-	/* Not zero-initialised: the key arrays are 2 KiB and each level is
+	/* Not zero-initialised: the arrays are 3 KiB and each level is
 	 * written before anything reads it (readers stop at depth). */
-	struct scanner sc;
-	sc.p = text;
-	sc.end = text + len;
-	sc.fn = fn;
-	sc.ctx = ctx;
-	sc.path.depth = 0;
-	skip_ws(&sc);
-	if (!scan_value(&sc))
+	struct json_scan_path path;
+	const char *open[JSON_SCAN_MAX_DEPTH];
+	bool object[JSON_SCAN_MAX_DEPTH];
+	const char *p = text, *end = text + len, *start, *q;
+	int depth = 0;
+	char close = 0;
+
+value:
+	if (p >= end)
 		return false;
-	skip_ws(&sc);
-	return sc.p == sc.end;
+	start = p;
+	/* Strings and containers first, by compare: most values are
+	 * strings, and a jump table costs more than two compares. */
+	if (*p == '"') {
+		if (!(q = string_end(text, p + 1, end)))
+			return false;
+		p = q + 1;
+		if (fn) {
+			path.depth = depth;
+			fn(ctx, &path, JSON_STRING, start + 1, (size_t)(q - start - 1));
+		}
+		goto next;
+	}
+	if (*p == '{' || *p == '[') {
+		if (depth >= JSON_SCAN_MAX_DEPTH)
+			return false;
+		open[depth] = p;
+		object[depth] = *p == '{';
+		close = *p == '{' ? '}' : ']';
+		path.key[depth] = NULL;
+		path.key_len[depth] = 0;
+		depth++;
+		p = skip_ws(p + 1, end);
+		if (p < end && *p == close)
+			goto closed;
+		if (close == '}')
+			goto key;
+		goto value;
+	}
+	switch (*p) {
+	case ' ': case '\n': case '\r': case '\t':
+		p = skip_ws(p + 1, end);
+		goto value;
+	case 't':
+		if (end - p < 4 || memcmp(p, "true", 4) != 0)
+			return false;
+		p += 4;
+		break;
+	case 'f':
+		if (end - p < 5 || memcmp(p, "false", 5) != 0)
+			return false;
+		p += 5;
+		break;
+	case 'n':
+		if (end - p < 4 || memcmp(p, "null", 4) != 0)
+			return false;
+		p += 4;
+		break;
+	default:
+		if (!(p = number_end(p, end)))
+			return false;
+		break;
+	}
+	if (fn) {
+		path.depth = depth;
+		fn(ctx, &path, JSON_PRIMITIVE, start, (size_t)(p - start));
+	}
+next:
+	if (depth == 0)
+		return skip_ws(p, end) == end;
+	for (;;) {
+		if (p >= end)
+			return false;
+		if (*p == ',') {
+			p++;
+			if (close == '}')
+				goto key;
+			goto value;
+		}
+		if (*p == close)
+			break;
+		if (!ws_byte[(unsigned char)*p])
+			return false;
+		p++;
+	}
+closed:
+	p++; /* the closing bracket */
+	depth--;
+	if (fn) {
+		path.depth = depth;
+		fn(ctx, &path, object[depth] ? JSON_OBJECT : JSON_ARRAY, open[depth],
+		   (size_t)(p - open[depth]));
+	}
+	close = depth == 0 ? 0 : object[depth - 1] ? '}' : ']';
+	goto next;
+key:
+	if (p >= end || *p != '"') {
+		p = skip_ws(p, end);
+		if (p >= end || *p != '"')
+			return false;
+	}
+	if (!(q = string_end(text, p + 1, end)))
+		return false;
+	path.key[depth - 1] = p + 1;
+	path.key_len[depth - 1] = (size_t)(q - p - 1);
+	p = q + 1;
+	if (p >= end || *p != ':') {
+		p = skip_ws(p, end);
+		if (p >= end || *p != ':')
+			return false;
+	}
+	p++;
+	goto value;
 }
 
 bool json_scan_path_is(const struct json_scan_path *path, const char *const *keys, int n)

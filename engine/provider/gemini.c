@@ -448,34 +448,56 @@ struct chunk_scan {
 	bool has_prompt, has_output, has_cached;
 };
 
-static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
-                       size_t len)
+/* Outside candidates[]: the model, the id, usage, and what makes a
+ * chunk unusual. */
+__attribute__((noinline)) static void scan_top_field(struct chunk_scan *cs, const struct json_scan_path *p,
+                                                     enum json_type type, const char *v, size_t len)
 {
-	struct chunk_scan *cs = ctx;
+	/* Told apart by the keys' lengths: one compare each. */
 	if (p->depth == 1) {
-		if (type == JSON_STRING && KEY_IS(p, 0, "modelVersion"))
-			cs->model = v, cs->model_len = len;
-		else if (type == JSON_STRING && KEY_IS(p, 0, "responseId"))
-			cs->id = v, cs->id_len = len;
-		else if (KEY_IS(p, 0, "error") || KEY_IS(p, 0, "promptFeedback"))
-			cs->unusual = true;
+		switch (p->key_len[0]) {
+		case 12:
+			if (type == JSON_STRING && KEY_IS(p, 0, "modelVersion"))
+				cs->model = v, cs->model_len = len;
+			break;
+		case 10:
+			if (type == JSON_STRING && KEY_IS(p, 0, "responseId"))
+				cs->id = v, cs->id_len = len;
+			break;
+		case 5:
+		case 14:
+			if (KEY_IS(p, 0, "error") || KEY_IS(p, 0, "promptFeedback"))
+				cs->unusual = true;
+			break;
+		}
 		return;
 	}
-	if (KEY_IS(p, 0, "usageMetadata")) {
-		if (p->depth != 2 || type != JSON_PRIMITIVE)
-			return;
+	if (p->depth != 2 || type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usageMetadata"))
+		return;
+	switch (p->key_len[1]) {
+	case 16:
 		if (KEY_IS(p, 1, "promptTokenCount"))
 			cs->prompt = scanned_count(v, len), cs->has_prompt = true;
-		else if (KEY_IS(p, 1, "candidatesTokenCount"))
+		break;
+	case 20:
+		if (KEY_IS(p, 1, "candidatesTokenCount"))
 			cs->output = scanned_count(v, len), cs->has_output = true;
-		else if (KEY_IS(p, 1, "thoughtsTokenCount"))
+		break;
+	case 18:
+		if (KEY_IS(p, 1, "thoughtsTokenCount"))
 			cs->thoughts = scanned_count(v, len);
-		else if (KEY_IS(p, 1, "cachedContentTokenCount"))
+		break;
+	case 23:
+		if (KEY_IS(p, 1, "cachedContentTokenCount"))
 			cs->cached = scanned_count(v, len), cs->has_cached = true;
-		return;
+		break;
 	}
-	if (!KEY_IS(p, 0, "candidates"))
-		return;
+}
+
+/* Inside candidates[i]: its index and finish reason, its parts. */
+__attribute__((noinline)) static void scan_cand_field(struct chunk_scan *cs, const struct json_scan_path *p,
+                                                      enum json_type type, const char *v, size_t len)
+{
 	if (p->depth == 2 && type == JSON_OBJECT) {
 		/* A candidate closed. */
 		if (cs->ncands == SCAN_CANDS) {
@@ -520,6 +542,17 @@ static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type
 		else if (KEY_IS(p, 6, "args") && type == JSON_OBJECT)
 			cur->args = v, cur->args_len = len;
 	}
+}
+
+/* The scanner's callback, kept small (its two halves are calls of their
+ * own, reached by a jump). */
+static void scan_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                       size_t len)
+{
+	if (p->depth >= 2 && KEY_IS(p, 0, "candidates"))
+		scan_cand_field(ctx, p, type, v, len);
+	else if (p->depth >= 1)
+		scan_top_field(ctx, p, type, v, len);
 }
 
 static void emit_scanned(struct reply *r, const struct chunk_scan *cs, int *calls)

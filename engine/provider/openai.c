@@ -36,11 +36,6 @@ struct body_fields {
 	int error;
 };
 
-static bool in_first_choice(const struct body_fields *bf, const struct json_scan_path *p)
-{
-	return bf->choices_closed == 0 && KEY_IS(p, 0, "choices");
-}
-
 /* The reply text, a raw JSON string span. */
 static void body_text(struct body_fields *bf, const char *v, size_t len)
 {
@@ -49,52 +44,63 @@ static void body_text(struct body_fields *bf, const char *v, size_t len)
 		bf->error = ret;
 }
 
-static void body_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
-                       size_t len)
+/* Outside choices[]: the model, the id, usage. */
+__attribute__((noinline)) static void body_top_field(struct body_fields *bf, const struct json_scan_path *p,
+                                                     enum json_type type, const char *v, size_t len)
 {
-	struct body_fields *bf = ctx;
 	struct reply *r = bf->r;
-	switch (p->depth) {
-	case 1:
+	if (p->depth == 1) {
 		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
 			reply_copy_field(r->model, sizeof(r->model), v, len);
 		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
 			reply_copy_field(r->id, sizeof(r->id), v, len);
-		break;
-	case 2:
-		if (type == JSON_OBJECT && KEY_IS(p, 0, "choices"))
-			bf->choices_closed++;
-		if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
-			break;
+		return;
+	}
+	if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
+		return;
+	if (p->depth == 2) {
 		if (KEY_IS(p, 1, "prompt_tokens"))
 			r->usage.input_tokens = scanned_count(v, len);
 		else if (KEY_IS(p, 1, "completion_tokens"))
 			r->usage.output_tokens = scanned_count(v, len);
-		break;
+	} else if (p->depth == 3 && KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens")) {
+		r->usage.cached_input_tokens = scanned_count(v, len);
+	}
+}
+
+/* Inside choices[i]: the first choice's text, finish reason and tool
+ * calls; the others are counted as they close. */
+__attribute__((noinline)) static void body_choice_field(struct body_fields *bf, const struct json_scan_path *p,
+                                                        enum json_type type, const char *v, size_t len)
+{
+	struct reply *r = bf->r;
+	if (p->depth == 2) {
+		if (type == JSON_OBJECT)
+			bf->choices_closed++;
+		return;
+	}
+	if (bf->choices_closed != 0)
+		return; /* only the first choice is read */
+	switch (p->depth) {
 	case 3:
-		if (type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage") && KEY_IS(p, 1, "prompt_tokens_details") &&
-		    KEY_IS(p, 2, "cached_tokens"))
-			r->usage.cached_input_tokens = scanned_count(v, len);
-		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "finish_reason"))
+		if (type == JSON_STRING && KEY_IS(p, 2, "finish_reason"))
 			reply_copy_field(r->finish_reason, sizeof(r->finish_reason), v, len);
-		else if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "text"))
+		else if (type == JSON_STRING && KEY_IS(p, 2, "text"))
 			body_text(bf, v, len); /* a text_completion's choices[0].text */
 		break;
 	case 4:
 		/* choices[0].message.content: the reply text */
-		if (type == JSON_STRING && in_first_choice(bf, p) && KEY_IS(p, 2, "message") &&
-		    KEY_IS(p, 3, "content"))
+		if (type == JSON_STRING && KEY_IS(p, 2, "message") && KEY_IS(p, 3, "content"))
 			body_text(bf, v, len);
 		break;
 	case 5:
-		if (type == JSON_OBJECT && in_first_choice(bf, p) && KEY_IS(p, 3, "tool_calls"))
+		if (type == JSON_OBJECT && KEY_IS(p, 3, "tool_calls"))
 			bf->calls_closed++;
 		break;
 	case 6:
 	case 7:
 		/* choices[0].message.tool_calls[j].id / .function.name / .function.arguments */
-		if (type != JSON_STRING || !in_first_choice(bf, p) || !KEY_IS(p, 2, "message") ||
-		    !KEY_IS(p, 3, "tool_calls"))
+		if (type != JSON_STRING || !KEY_IS(p, 2, "message") || !KEY_IS(p, 3, "tool_calls"))
 			break;
 		if (p->depth == 6 && KEY_IS(p, 5, "id"))
 			reply_tool(r, (int)bf->calls_closed, v, len, NULL, 0, NULL, 0, true);
@@ -104,6 +110,17 @@ static void body_field(void *ctx, const struct json_scan_path *p, enum json_type
 			reply_tool(r, (int)bf->calls_closed, NULL, 0, NULL, 0, v, len, true);
 		break;
 	}
+}
+
+/* The scanner's callback, kept small (its two halves are calls of their
+ * own, reached by a jump). */
+static void body_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                       size_t len)
+{
+	if (p->depth >= 2 && KEY_IS(p, 0, "choices"))
+		body_choice_field(ctx, p, type, v, len);
+	else if (p->depth >= 1)
+		body_top_field(ctx, p, type, v, len);
 }
 
 static bool starts_with_object(const char *body, size_t len)
@@ -179,7 +196,7 @@ struct chunk_fields {
 	size_t error_message_len;
 };
 
-static void chunk_emit_choice(struct chunk_fields *cf)
+__attribute__((noinline)) static void chunk_emit_choice(struct chunk_fields *cf)
 {
 	struct reply *r = cf->r;
 	unsigned long before = r->deltas;
@@ -200,7 +217,7 @@ static void chunk_emit_choice(struct chunk_fields *cf)
 	cf->tool_seen = false;
 }
 
-static void chunk_emit_tool(struct chunk_fields *cf)
+__attribute__((noinline)) static void chunk_emit_tool(struct chunk_fields *cf)
 {
 	cf->tool_seen = true;
 	if (cf->index == 0)
@@ -211,22 +228,24 @@ static void chunk_emit_tool(struct chunk_fields *cf)
 	cf->tool_id_len = cf->tool_name_len = cf->tool_args_len = 0;
 }
 
-static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
-                        size_t len)
+/* Outside choices[]: the model, the id, usage and an error. The keys are
+ * told apart by their length first (most keys here are not wanted). */
+__attribute__((noinline)) static void chunk_top_field(struct chunk_fields *cf, const struct json_scan_path *p,
+                                                      enum json_type type, const char *v, size_t len)
 {
-	struct chunk_fields *cf = ctx;
 	struct reply *r = cf->r;
-	if (p->depth == 1) {
-		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
-			reply_copy_field(r->model, sizeof(r->model), v, len);
-		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
+	switch (p->key_len[0]) {
+	case 2:
+		if (p->depth == 1 && type == JSON_STRING && KEY_IS(p, 0, "id"))
 			reply_copy_field(r->id, sizeof(r->id), v, len);
-		else if (type == JSON_OBJECT && KEY_IS(p, 0, "error"))
-			cf->error = true;
-		return;
-	}
-	if (!KEY_IS(p, 0, "choices")) {
-		if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
+		break;
+	case 5:
+		if (p->depth == 1) {
+			if (type == JSON_STRING && KEY_IS(p, 0, "model"))
+				reply_copy_field(r->model, sizeof(r->model), v, len);
+			else if (type == JSON_OBJECT && KEY_IS(p, 0, "error"))
+				cf->error = true;
+		} else if (p->depth == 2 && type == JSON_PRIMITIVE && KEY_IS(p, 0, "usage")) {
 			if (KEY_IS(p, 1, "prompt_tokens"))
 				r->usage.input_tokens = scanned_count(v, len);
 			else if (KEY_IS(p, 1, "completion_tokens"))
@@ -239,9 +258,14 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 			cf->error_message = v;
 			cf->error_message_len = len;
 		}
-		return;
+		break;
 	}
-	/* Inside choices[i]: keys are [choices, (index), field, ...]. */
+}
+
+/* Inside choices[i]: keys are [choices, (index), field, ...]. */
+__attribute__((noinline)) static void chunk_choice_field(struct chunk_fields *cf, const struct json_scan_path *p,
+                                                         enum json_type type, const char *v, size_t len)
+{
 	switch (p->depth) {
 	case 2:
 		if (type == JSON_OBJECT)
@@ -279,6 +303,17 @@ static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_typ
 		}
 		break;
 	}
+}
+
+/* The scanner's callback, kept small (its two halves are calls of their
+ * own, reached by a jump): most values of a chunk are wanted by neither. */
+static void chunk_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
+                        size_t len)
+{
+	if (p->depth >= 2 && KEY_IS(p, 0, "choices"))
+		chunk_choice_field(ctx, p, type, v, len);
+	else if (p->depth >= 1)
+		chunk_top_field(ctx, p, type, v, len);
 }
 
 static int openai_sse_event(struct stream_decoder *sd, const struct sse_event *ev)

@@ -82,6 +82,11 @@ int reply_fail(struct reply *r, int err, const char *fmt, ...)
 
 void reply_copy_field(char *dst, size_t cap, const char *v, size_t len)
 {
+	/* A stream repeats its model and id in every chunk: equal bytes (no
+	 * NUL in v, a JSON string has none raw) need neither the scan for a
+	 * backslash nor the copy. */
+	if (len < cap && dst[len] == '\0' && memcmp(dst, v, len) == 0)
+		return;
 	if (len < cap && !memchr(v, '\\', len)) {
 		memcpy(dst, v, len);
 		dst[len] = '\0';

@@ -30,4 +30,9 @@ int ring_enter_fault(void);
  * library's does nothing. */
 void tls_offload_hook(int cipher);
 
+/* In cache_submit, when a lookup goes to the cache's thread rather than
+ * being decided on the submitting thread (core/cache.c); the library's
+ * does nothing. */
+void cache_lookup_queued_hook(void);
+
 #endif

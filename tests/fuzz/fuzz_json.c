@@ -1,14 +1,50 @@
-/* libFuzzer: json_parse (jsmn) vs json_scan must agree on validity. */
+/* libFuzzer: json_parse (jsmn) vs json_scan must agree on validity, and
+ * every value json_scan reports must be a span of the input that is what
+ * its type says (a string between quotes, a container between its
+ * brackets, the keys leading to it inside the input too). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "format/json.h"
 #include "llmring.h"
 
+struct input {
+	const char *p;
+	size_t n;
+};
+
+static bool inside(const struct input *in, const char *s, size_t len)
+{
+	return s >= in->p && len <= in->n && (size_t)(s - in->p) <= in->n - len;
+}
+
 static void on_scalar(void *ctx, const struct json_scan_path *path, enum json_type type,
                       const char *value, size_t len)
 {
-	(void)ctx; (void)path; (void)type; (void)value; (void)len;
+	const struct input *in = ctx;
+	if (path->depth < 0 || path->depth > JSON_SCAN_MAX_DEPTH || !inside(in, value, len))
+		abort();
+	for (int i = 0; i < path->depth; i++)
+		if (path->key[i] && !inside(in, path->key[i], path->key_len[i]))
+			abort();
+	switch (type) {
+	case JSON_STRING:
+		if (value == in->p || value[-1] != '"' || !inside(in, value, len + 1) || value[len] != '"')
+			abort();
+		break;
+	case JSON_OBJECT:
+		if (len < 2 || value[0] != '{' || value[len - 1] != '}')
+			abort();
+		break;
+	case JSON_ARRAY:
+		if (len < 2 || value[0] != '[' || value[len - 1] != ']')
+			abort();
+		break;
+	default:
+		if (len == 0)
+			abort();
+		break;
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -20,7 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct json_doc d = {0};
 	int rc = json_parse(&d, buf, size);
 	json_doc_free(&d);
-	bool ok = json_scan(buf, size, on_scalar, NULL);
+	struct input in = {buf, size};
+	bool ok = json_scan(buf, size, on_scalar, &in);
 	free(buf);
 	if (rc == LR_ENOMEM)
 		return 0;

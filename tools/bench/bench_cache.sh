@@ -5,8 +5,12 @@
 #   cold   --cache on a new file: every line a miss, looked up and stored
 #   warm   --cache on the file the cold run filled: every line a hit
 #
-# usage: tools/bench/bench_cache.sh [BUILD_DIR]
-#   BUILD_DIR     meson build directory holding `llmring` (default: build)
+# usage: tools/bench/bench_cache.sh [BUILD_DIR [BUILD_DIR2 ...]]
+#   BUILD_DIR     meson build directory holding `llmring` (default: build);
+#                 with more than one, the builds alternate within every round
+#                 (the first one's `llmring mock` serves them all) and each
+#                 gets its summary: on a shared machine compare them there,
+#                 by client CPU, not across separate runs
 # environment:
 #   N=20000       lines per run
 #   C=64          --concurrency
@@ -24,10 +28,14 @@ set -euo pipefail
 die() { echo "bench_cache: $*" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=${1:-build}
-[ -d "$build" ] || build="$root/$build"
-LLMRING=$(cd "$build" 2>/dev/null && pwd)/llmring
-[ -x "$LLMRING" ] || die "no llmring executable in $build (meson setup $build && meson compile -C $build)"
+exes=()
+for build in "${@:-build}"; do
+	[ -d "$build" ] || build="$root/$build"
+	exe=$(cd "$build" 2>/dev/null && pwd)/llmring
+	[ -x "$exe" ] || die "no llmring executable in $build (meson setup $build && meson compile -C $build)"
+	exes+=("$exe")
+done
+LLMRING=${exes[0]}
 command -v python3 >/dev/null || die "python3 is needed"
 N=${N:-20000}
 C=${C:-64}
@@ -60,11 +68,12 @@ done
 url=$(sed -n 's/^listening on //p' "$tmp/mock.out" | head -1)
 [ -n "$url" ] || die "the mock did not start: $(cat "$tmp/mock.err")"
 
-python3 - "$LLMRING" "$url/v1" "$tmp" "$N" "$C" "$REPEAT" <<'EOF'
+python3 - "$url/v1" "$tmp" "$N" "$C" "$REPEAT" "${exes[@]}" <<'EOF'
 import os, statistics, subprocess, sys, time
-llmring, base, tmp, n, c, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+base, tmp, n, c, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+exes = sys.argv[6:]
 
-def one(kind, rnd):
+def one(llmring, kind, rnd):
     out = os.path.join(tmp, "out-%s-%d.jsonl" % (kind, rnd))
     args = [llmring, "batch", os.path.join(tmp, "in.jsonl"), "-o", out, "--base-url", base,
             "--concurrency", c, "--quiet"]
@@ -91,21 +100,27 @@ def one(kind, rnd):
         sys.exit("bench_cache: %s run wrote %d lines, %d hits (want %d, %d)" % (kind, lines, hits, n, want))
     return wall, ru.ru_utime + ru.ru_stime
 
-res = {k: [] for k in ("none", "cold", "warm")}
+res = [{k: [] for k in ("none", "cold", "warm")} for _ in exes]
 for rnd in range(repeat):
-    for kind in ("none", "cold", "warm"):
-        res[kind].append(one(kind, rnd))
+    for i, exe in enumerate(exes):
+        for kind in ("none", "cold", "warm"):
+            res[i][kind].append(one(exe, kind, rnd))
 print("bench_cache: N=%d lines, concurrency %s, mock %s, %d rounds (medians)"
       % (n, c, os.environ.get("MOCK_ARGS") or "without latency", repeat))
-med = {}
-for kind in ("none", "cold", "warm"):
-    wall = statistics.median(w for w, _ in res[kind])
-    cpu = statistics.median(u for _, u in res[kind])
-    med[kind] = (wall, cpu)
-    print("  %-5s %8.3f s wall %10.0f lines/s   client CPU %6.3f s (%5.1f us/line)"
-          % (kind, wall, n / wall, cpu, cpu / n * 1e6))
-print("  cold over none: wall %+.1f %%, client CPU %+.1f %%"
-      % ((med["cold"][0] / med["none"][0] - 1) * 100, (med["cold"][1] / med["none"][1] - 1) * 100))
-print("  warm over none: wall %+.1f %%, lines/s x%.2f"
-      % ((med["warm"][0] / med["none"][0] - 1) * 100, med["none"][0] / med["warm"][0]))
+for i, exe in enumerate(exes):
+    if len(exes) > 1:
+        print(" %s" % exe)
+    med = {}
+    for kind in ("none", "cold", "warm"):
+        wall = statistics.median(w for w, _ in res[i][kind])
+        cpu = statistics.median(u for _, u in res[i][kind])
+        med[kind] = (wall, cpu)
+        print("  %-5s %8.3f s wall %10.0f lines/s   client CPU %6.3f s (%5.1f us/line)"
+              % (kind, wall, n / wall, cpu, cpu / n * 1e6))
+    ratios = " ".join("%.2f" % (cold[1] / none[1]) for cold, none in zip(res[i]["cold"], res[i]["none"]))
+    print("  cold over none: wall %+.1f %%, client CPU %+.1f %% (cold / none CPU by round: %s)"
+          % ((med["cold"][0] / med["none"][0] - 1) * 100, (med["cold"][1] / med["none"][1] - 1) * 100,
+             ratios))
+    print("  warm over none: wall %+.1f %%, lines/s x%.2f"
+          % ((med["warm"][0] / med["none"][0] - 1) * 100, med["none"][0] / med["warm"][0]))
 EOF

@@ -4,7 +4,10 @@
  *   2. full versus resumed handshakes per second (every response carries
  *      Connection: close, so every request opens a connection);
  *   3. memory per idle TLS connection (RSS with K idle TLS connections in
- *      the pool, minus RSS with K idle plain ones, over K).
+ *      the pool, minus RSS with K idle plain ones, over K; and the same for
+ *      the heap in use, mallinfo2, which sees memory freed after the
+ *      handshakes that RSS keeps counting: glibc returns no pages from
+ *      inside the heap).
  * The servers are `llmring mock` processes of their own (plain and TLS),
  * so the client CPU measured here (getrusage of this process) is the
  * client's alone; the mocks' CPU is read from /proc and reported too.
@@ -14,6 +17,7 @@
  *   CERT_DIR  from tests/certs/gen-certs.sh (ca.crt, server.crt, server.key)
  *   N         requests per throughput run (default 20000)
  */
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -160,11 +164,18 @@ static void handshakes(const char *label, const struct mock_proc *m, const char 
 	lr_engine_destroy(e);
 }
 
-static long idle_pool_rss(const struct mock_proc *m, const char *ca, int k)
+static long heap_kib(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+	return (long)((mi.uordblks + mi.hblkhd) / 1024);
+}
+
+static long idle_pool_rss(const struct mock_proc *m, const char *ca, int k, long *heap)
 {
 	lr_engine *e = engine(m->url, ca, k, false);
 	run_requests(e, k, k); /* k at once: k connections, then idle in the pool */
 	long rss = rss_kib();
+	*heap = heap_kib();
 	lr_engine_stats st;
 	lr_engine_get_stats(e, &st);
 	if ((int)st.connections_opened != k)
@@ -204,12 +215,16 @@ int main(int argc, char **argv)
 
 	int k = 200;
 	long base = rss_kib();
-	long rss_plain = idle_pool_rss(&plain, ca, k);
-	long rss_tls = idle_pool_rss(&tls, ca, k);
+	long heap_plain, heap_tls;
+	long rss_plain = idle_pool_rss(&plain, ca, k, &heap_plain);
+	long rss_tls = idle_pool_rss(&tls, ca, k, &heap_tls);
 	printf("\nmemory with %d idle pooled connections: plain %ld KiB, TLS %ld KiB (process RSS; "
 	       "before: %ld KiB)\n", k, rss_plain, rss_tls, base);
 	printf("per idle TLS connection, beyond a plain one: %.1f KiB\n",
 	       (double)(rss_tls - rss_plain) / k);
+	printf("heap in use (mallinfo2) with them: plain %ld KiB, TLS %ld KiB; per idle TLS "
+	       "connection beyond a plain one: %.1f KiB\n", heap_plain, heap_tls,
+	       (double)(heap_tls - heap_plain) / k);
 
 	mock_stop(&plain);
 	mock_stop(&tls);

@@ -5,10 +5,13 @@
 # (Ir(3000) - Ir(1000)) / 2000, so start-up and handshakes cancel out.
 # Noise does not move these counts (docs/benchmarks.md, "TLS next to plain HTTP").
 #
-# usage: callgrind_tls.sh LLMRING CERT_DIR [OUT_DIR]   (env C: concurrency, default 8)
+# usage: callgrind_tls.sh LLMRING CERT_DIR [OUT_DIR]   (env C: concurrency, default 8;
+#   env MOCK: the llmring binary whose mock serves, default LLMRING; the mock
+#   picks the suite, AES-128-GCM since issue 14 on a CPU with AES instructions,
+#   so MOCK=<an older build> measures the client on ChaCha20-Poly1305)
 #   CERT_DIR from tests/certs/gen-certs.sh (ca.crt, server.crt, server.key)
 set -euo pipefail
-L=$1 certs=$2 out=${3:-$(mktemp -d /tmp/callgrind-tls.XXXXXX)}
+L=$1 certs=$2 out=${3:-$(mktemp -d /tmp/callgrind-tls.XXXXXX)} M=${MOCK:-$1}
 mkdir -p "$out"
 gen() {
 	/usr/bin/python3 -c "
@@ -18,8 +21,8 @@ for i in range($1): print(json.dumps({'custom_id':'r%d'%i,'method':'POST','url':
 gen 1000 "$out/in1000.jsonl"; gen 3000 "$out/in3000.jsonl"
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 p_plain=$(port) p_tls=$(port)
-"$L" mock --listen 127.0.0.1:$p_plain >/dev/null 2>&1 & m1=$!
-"$L" mock --listen 127.0.0.1:$p_tls --tls-cert "$certs/server.crt" --tls-key "$certs/server.key" >/dev/null 2>&1 & m2=$!
+"$M" mock --listen 127.0.0.1:$p_plain >/dev/null 2>&1 & m1=$!
+"$M" mock --listen 127.0.0.1:$p_tls --tls-cert "$certs/server.crt" --tls-key "$certs/server.key" >/dev/null 2>&1 & m2=$!
 trap 'kill $m1 $m2 2>/dev/null' EXIT
 sleep 0.5
 declare -A ir

@@ -26,6 +26,8 @@
 #include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 
+#include "io/tls.h"
+
 #define TICKET_LIFETIME_S 86400
 
 struct mock_tls {
@@ -36,6 +38,7 @@ struct mock_tls {
 	mbedtls_pk_context key;
 	mbedtls_ssl_ticket_context ticket;
 	mbedtls_ssl_cache_context cache;
+	int *suites;               /* owner: this server; the list conf points at */
 	struct mock_tls_conn *cur; /* the connection handshaking right now; borrowed */
 	_Atomic uint64_t resumptions;
 };
@@ -212,6 +215,14 @@ int mock_tls_new(const char *cert_file, const char *key_file, struct mock_tls **
 	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
 	mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
 	mbedtls_ssl_conf_session_cache(&t->conf, t, cache_get, cache_set);
+	/* mbedTLS picks by the server's order (Debian builds it without
+	 * MBEDTLS_SSL_SRV_RESPECT_CLIENT_PREFERENCE), and its default puts
+	 * ChaCha20-Poly1305 first; nginx follows the client, which (llmring
+	 * on a CPU with AES instructions, OpenSSL's clients) lists AES-GCM
+	 * first. The same order here ends on the suite nginx would pick. */
+	t->suites = tls_suites_new();
+	if (t->suites)
+		mbedtls_ssl_conf_ciphersuites(&t->conf, t->suites);
 	*out = t;
 	return 0;
 out:
@@ -230,6 +241,7 @@ void mock_tls_free(struct mock_tls *t)
 	mbedtls_x509_crt_free(&t->crt);
 	mbedtls_ctr_drbg_free(&t->drbg);
 	mbedtls_entropy_free(&t->entropy);
+	free(t->suites);
 	free(t);
 }
 

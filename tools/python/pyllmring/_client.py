@@ -11,7 +11,6 @@ it with the GIL released, so they need no loop and work inside one."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import json
 import os
@@ -242,10 +241,10 @@ class _Core:
             return self.final_usage  # as it stood when the client closed
         return self.engine.usage()
 
-    def price(self, model):
+    def price(self, model, batch=False):
         if self.closed:
             raise ClientClosedError("the client is closed", code="cancelled")
-        p = self.engine.price(model)
+        p = self.engine.batch_price(model) if batch else self.engine.price(model)
         if p is None:
             return None
         return {"input": p[0], "cached_input": p[1], "output": p[2]}
@@ -292,40 +291,6 @@ class _Core:
 # ---- bulk -------------------------------------------------------------------
 
 
-class _Slot(_core.SlotBase):
-    """A batch member's token, _Slot(group, index): stores its outcome at
-    its index (the C base holds the two fields, made without __init__)."""
-
-    __slots__ = ()
-
-    def _done(self, h):
-        # The group's completion step, inlined: it runs once per request.
-        g = self.group
-        # The handle references this slot (its token): without this the
-        # handle, slot, group and results would be a cycle per batch,
-        # freed only by a full collection.
-        self.group = None
-        i = self.index
-        _, n, model = g.live.pop(i)
-        g.results[i] = from_handle(h, g.core.closed) if h.error else ChatCompletion(h, n, model)
-        on_done = g.on_done
-        if on_done is not None:
-            on_done.append(i)
-        if not g.exhausted:
-            live = g.live
-            room = g.window - len(live) - (len(on_done) if on_done is not None else 0)
-            if room >= g.step or not live:
-                g.fill()
-        w = g.waiter
-        if w is not None and (on_done is not None or (g.exhausted and not g.live)):
-            g.waiter = None
-            if not w.done():
-                w.set_result(None)
-
-    def _delta(self, d):
-        pass
-
-
 def _request_of(kwargs, default_model):
     """One batch item: kwargs of create (a dict with messages), or a bare
     list of messages."""
@@ -338,109 +303,63 @@ def _request_of(kwargs, default_model):
     return kwargs
 
 
-class _Group:
-    """Outcomes of many requests with one waiter, not one per request.
+def _submit_python(group, slot, item):
+    """A batch item the C path declines (per-call options, response objects
+    among its messages): (handle, n, model), or raises its error, which the
+    group puts in the item's place."""
+    core = group.core
+    r = _request_of(item, group.default_model)
+    n = r.get("n")
+    n = n if isinstance(n, int) and n > 1 else 1
+    model = r.pop("model", None)
+    messages = r.pop("messages", None)
+    if r.pop("stream", False):
+        raise ValueError("batch requests cannot stream")
+    opts = _options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
+                    r.pop("timeout", None), r.pop("max_retries", None))
+    return core.submit(group.channel, slot, model, messages, r, opts), n, model
 
-    Items are taken from their iterable as room frees up: at most
-    ``core.window`` are in the engine at once (in flight or queued), so the
-    memory of a batch follows the window, not the input (an iterator of a
-    million items is fine). A completion submits the next item from the
-    reaper, before the loop wakes the waiter."""
 
-    def __init__(self, core, chan, items, default_model, on_done=None):
-        self.core = core
-        self.chan = chan
-        self.items = iter(items)
-        self.default_model = default_model
-        self.results = []               # by index; as_completed clears each as it goes
-        self.live = {}                  # index -> (handle, n, model) while in the engine
-        self.exhausted = False          # no item left to take
-        self.failure = None             # the exception the items' iterator raised
-        self.waiter = None
-        self.on_done = on_done          # as_completed: a queue of indexes
-        self.window = core.window
-        # Refill in steps, not one call per completion: the window is at
-        # least twice max_in_flight, so the engine stays busy meanwhile.
-        self.step = max(1, min(32, self.window // 8))
-        self.fill()
+# The batch group is C (_core_group.c): items are taken from their iterable
+# as room frees up, at most core.window in the engine at once (in flight or
+# queued), so the memory of a batch follows the window, not the input; a
+# completion stores its outcome and submits the next items from the reaper,
+# before the loop wakes the waiter. No Python runs per item except these
+# hooks' rare paths.
+_core.set_batch_hooks(submit_python=_submit_python, from_handle=from_handle,
+                      closed_error=ClientClosedError, chat_completion=ChatCompletion)
 
-    @property
-    def pending(self):
-        return not self.exhausted or bool(self.live)
 
-    def room(self):
-        """Items the window can take now: outcomes as_completed has not
-        yielded yet count too, so a slow consumer holds the input back."""
-        used = len(self.live)
-        if self.on_done is not None:
-            used += len(self.on_done)
-        return self.window - used
+def _group(core, chan, items, model, as_completed=False, common=None):
+    """A batch group on chan with its first items taken."""
+    g = _core.BatchGroup(core, core.engine, chan, items, model, core.plain.headers,
+                         core.window, as_completed, common)
+    g.fill()
+    return g
 
-    def _submit_python(self, i, item):
-        core = self.core
-        r = _request_of(item, self.default_model)
-        n = r.get("n")
-        n = n if isinstance(n, int) and n > 1 else 1
-        model = r.pop("model", None)
-        messages = r.pop("messages", None)
-        if r.pop("stream", False):
-            raise ValueError("batch requests cannot stream")
-        opts = _options(core, r, r.pop("extra_headers", None), r.pop("extra_body", None),
-                        r.pop("timeout", None), r.pop("max_retries", None))
-        return core.submit(self.chan, _Slot(self, i), model, messages, r, opts), n, model
 
-    def fill(self):
-        core = self.core
-        chan = self.chan
-        submit_item = core.engine.submit_item
-        default_model = self.default_model
-        headers = core.plain.headers
-        room = self.room()
-        while room > 0 and not self.exhausted:
-            room -= 1
-            try:
-                item = next(self.items)
-            except StopIteration:
-                self.exhausted = True
-                break
-            except Exception as e:  # the caller's iterator: ends the batch
-                self.failure = e
-                self.cancel_all()
-                break
-            i = len(self.results)
-            self.results.append(None)
-            try:
-                if core.closed:
-                    raise ClientClosedError("the client is closed", code="cancelled")
-                # The C path reads the item in place; NotImplemented when it
-                # sets per-call options or holds response objects.
-                r = submit_item(chan, _Slot(self, i), item, default_model, headers)
-                if r is NotImplemented:
-                    r = self._submit_python(i, item)
-            except (TypeError, ValueError, ClientClosedError, RuntimeError) as e:
-                if e.__class__ is RuntimeError:
-                    if not core.closed:
-                        raise
-                    # Closed by another thread since the check above.
-                    e = ClientClosedError("the client is closed", code="cancelled")
-                # A malformed item (or a closed client) fails in place; the others run.
-                self.results[i] = e
-                if self.on_done is not None:
-                    self.on_done.append(i)
-                continue
-            self.live[i] = r  # (handle, n, model)
+async def _batch_async(core, requests, model, common=None):
+    reaper = core.reaper()
+    group = _group(core, reaper.chan, requests, model, common=common)
+    try:
+        while group.pending:
+            group.waiter = reaper.new_future()
+            await group.waiter
+    except asyncio.CancelledError:
+        group.cancel_all()
+        raise
+    return group.outcome()
 
-    def cancel_all(self):
-        """No more items are taken; what is in the engine is cancelled (each
-        still completes, as cancelled)."""
-        self.exhausted = True
-        for h, _, _ in list(self.live.values()):
-            h.cancel()
 
-    def outcome(self):
-        if self.failure is not None:
-            raise self.failure
-        return self.results
+def _batch_sync(core, requests, model, common=None):
+    chan = core.sync_channel()
+    group = _group(core, chan, requests, model, common=common)
+    try:
+        core.wait_sync(chan, lambda: group.pending)
+    except BaseException:
+        group.cancel_all()
+        raise
+    return group.outcome()
 
 
 # ---- the resources ------------------------------------------------------------
@@ -707,6 +626,12 @@ class _ClientBase:
         """USD per million tokens (input, cached_input, output), or None."""
         return self._core.price(model)
 
+    def batch_price(self, model):
+        """USD per million tokens through the provider's batch API (OpenAI
+        Batch, Anthropic Message Batches, Gemini Batch Mode), as price()
+        gives them; None when the model is unknown or has no batch rates."""
+        return self._core.price(model, batch=True)
+
     def stats(self):
         """Connections opened and reused, TLS handshakes, retries."""
         return self._core.stats()
@@ -736,17 +661,7 @@ class AsyncOpenAI(_ClientBase):
         outcomes in input order: a response, or the exception in its place.
         No semaphore and no Task per request: at most ``window`` items are
         in the engine at once, which queues beyond its concurrency."""
-        core = self._core
-        reaper = core.reaper()
-        group = _Group(core, reaper.chan, requests, model)
-        try:
-            while group.pending:
-                group.waiter = reaper.new_future()
-                await group.waiter
-        except asyncio.CancelledError:
-            group.cancel_all()
-            raise
-        return group.outcome()
+        return await _batch_async(self._core, requests, model)
 
     async def as_completed(self, requests, *, model=None):
         """Yields (index, outcome) as each request completes; an outcome is
@@ -756,18 +671,14 @@ class AsyncOpenAI(_ClientBase):
         flat."""
         core = self._core
         reaper = core.reaper()
-        order = collections.deque()
-        group = _Group(core, reaper.chan, requests, model, on_done=order)
+        group = _group(core, reaper.chan, requests, model, as_completed=True)
         finished = False
         try:
             while True:
-                while order:
-                    i = order.popleft()
-                    r = group.results[i]
-                    group.results[i] = None
-                    yield i, r
+                for pair in group:  # the outcomes ready now, each once
+                    yield pair
                 group.fill()
-                if order:
+                if group.ready:
                     continue  # items refused in place while filling
                 if group.failure is not None:
                     raise group.failure
@@ -810,15 +721,7 @@ class OpenAI(_ClientBase):
 
     def batch(self, requests, *, model=None):
         """As AsyncOpenAI.batch, blocking."""
-        core = self._core
-        chan = core.sync_channel()
-        group = _Group(core, chan, requests, model)
-        try:
-            core.wait_sync(chan, lambda: group.pending)
-        except BaseException:
-            group.cancel_all()
-            raise
-        return group.outcome()
+        return _batch_sync(self._core, requests, model)
 
     def close(self):
         self._core.close_engine()

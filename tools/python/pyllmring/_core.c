@@ -69,6 +69,10 @@ static PyMethodDef core_functions[] = {
 	{"strerror", core_strerror, METH_O, "strerror(code) -> the human description."},
 	{"version", core_version, METH_NOARGS, "The library version."},
 	{"model_provider", core_model_provider, METH_O, "model_provider(model) -> (provider, model_sent)."},
+	{"set_batch_hooks", (PyCFunction)(void (*)(void))core_set_batch_hooks,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "set_batch_hooks(*, submit_python, from_handle, closed_error, chat_completion): what "
+	 "BatchGroup calls back into Python for."},
 	{"set_record_types", (PyCFunction)(void (*)(void))core_set_record_types,
 	 METH_VARARGS | METH_KEYWORDS,
 	 "set_record_types(*, message, choice, usage, details, delta, chunk_choice, tool_calls, "
@@ -131,8 +135,9 @@ PyMODINIT_FUNC PyInit__core(void)
 		        PyExc_Exception, NULL);
 	if (!core_json_dumps || !core_engine_error ||
 	    add_type(m, &CoreEngine_Type, "Engine") < 0 || add_type(m, &CoreChannel_Type, "Channel") < 0 ||
-	    add_type(m, &CoreHandle_Type, "Handle") < 0 || add_type(m, &CoreSession_Type, "Session") < 0 ||
-	    core_records_init(m) < 0 || core_stream_init(m) < 0 || add_error_codes(m) < 0 || PyModule_AddStringConstant(m, "VERSION", LR_VERSION_STRING) < 0) {
+	    add_type(m, &CoreHandle_Type, "Handle") < 0 || add_type(m, &CoreResult_Type, "Result") < 0 ||
+	    add_type(m, &CoreSession_Type, "Session") < 0 ||
+	    core_records_init(m) < 0 || core_group_init(m) < 0 || core_stream_init(m) < 0 || add_error_codes(m) < 0 || PyModule_AddStringConstant(m, "VERSION", LR_VERSION_STRING) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

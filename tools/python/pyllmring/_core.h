@@ -49,13 +49,32 @@ typedef struct CoreChannel {
 
 typedef struct CoreHandle {
 	PyObject_HEAD
-	lr_future *future;        /* owner: the handle (released in dealloc) */
+	/* owner: the handle, until its done event leaves the channel
+	 * (core_handle_settle): then released, so the future goes back to the
+	 * engine's slab while the result is kept (NULL from then on). */
+	lr_future *future;
+	/* owner: the handle (lr_result_free in dealloc). The result's compact
+	 * copy (lr_result_copy) when settled but no Result object could be
+	 * made (out of memory); NULL otherwise. */
+	lr_result *copy;
+	/* strong: the copy as a Result object once settled, or NULL. The
+	 * records hold it instead of the handle (so the handle and its token
+	 * go when the caller drops them); not GC-tracked, it references no
+	 * object. */
+	struct CoreResult *kept;
 	PyObject *token;          /* strong */
 	CoreChannel *channel;     /* strong: the FIFO outlives every callback */
 	struct core_event done_ev;
 	PyObject *session;        /* strong: the Session of this turn, or NULL */
 	unsigned gen;
 } CoreHandle;
+
+/* _core.Result: a completed request's result without its future (the
+ * same result attributes as a Handle). Made by core_handle_settle. */
+typedef struct CoreResult {
+	PyObject_HEAD
+	lr_result *res;           /* owner: the object (lr_result_free in dealloc) */
+} CoreResult;
 
 typedef struct CoreEngine {
 	PyObject_HEAD
@@ -79,6 +98,7 @@ typedef struct CoreSession {
 } CoreSession;
 
 extern PyTypeObject CoreChannel_Type, CoreHandle_Type, CoreEngine_Type, CoreSession_Type;
+extern PyTypeObject CoreResult_Type;
 extern PyObject *core_engine_error;  /* _core.EngineError */
 extern PyObject *core_json_dumps;    /* json.dumps, imported once */
 
@@ -98,6 +118,16 @@ CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token);
 /* Attaches f (NULL: MemoryError) and registers the done callback, which
  * takes a reference to h. Returns h (a new reference) or NULL. */
 PyObject *core_handle_start(CoreHandle *h, lr_future *f);
+/* The result of h: its kept copy, else its future's; NULL while h is not
+ * complete (no exception set). Any reader of a handle's result goes
+ * through this (records, errors, sessions, batches). */
+const lr_result *core_handle_result(CoreHandle *h);
+/* Under the GIL, once h's done event is handed out (drain, dispatch) or
+ * dropped: the copy becomes h->kept and the future is released. */
+void core_handle_settle(CoreHandle *h);
+/* What a record keeps of a completed handle: h->kept when settled (a new
+ * reference), else h itself. */
+PyObject *core_handle_keep(CoreHandle *h);
 
 /* _core_request.c: builds an lr_request from submit's arguments. */
 struct core_submit_args {
@@ -112,6 +142,25 @@ struct core_submit_args {
 };
 /* The request (caller's until lr_submit), or NULL with an exception set. */
 lr_request *core_build_request(const struct core_submit_args *a);
+
+/* _core_engine.c: one batch item submitted (BatchGroup, submit_item).
+ * item: a list of messages, or create()'s kwargs as a dict; with common
+ * (batch_completion's kwargs) item is the messages. 1 with out set,
+ * 0 when the item needs the Python path (per-call options, messages that
+ * are not plain dicts), -1 with an exception set. */
+struct core_item {
+	PyObject *handle;         /* a new reference */
+	long n;
+	PyObject *model;          /* borrowed: from the item, common or default_model */
+};
+int core_submit_item(CoreEngine *self, PyObject *channel, PyObject *token, PyObject *item,
+                     PyObject *default_model, PyObject *headers, PyObject *common,
+                     struct core_item *out);
+/* 1 when a params dict holds a per-call option (extra_headers, timeout, ...). */
+int core_params_need_python(PyObject *params);
+/* _core_group.c: BatchGroup and BatchSlot (added to m), set_batch_hooks(). */
+int core_group_init(PyObject *m);
+PyObject *core_set_batch_hooks(PyObject *self, PyObject *args, PyObject *kw);
 
 /* _core_session.c: the turn of h (h->session set) ended; under the GIL.
  * Appends the user message and the reply when it succeeded. 0 or -1. */

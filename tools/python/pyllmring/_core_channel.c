@@ -110,7 +110,11 @@ void core_on_delta(void *user, const lr_delta *d)
 	channel_push(h->channel, &e->ev);
 }
 
-/* The reference to h taken by core_handle_start moves to the queue. */
+/* The reference to h taken by core_handle_start moves to the queue. The
+ * result is copied when the event is handed out (core_handle_settle), on
+ * the Python thread: there the copy reuses the memory of the futures that
+ * thread released, where a copy made here would come from the engine
+ * thread's own malloc arena and add to the resident set. */
 void core_on_done(void *user, lr_future *f)
 {
 	CoreHandle *h = user;
@@ -155,6 +159,7 @@ static PyObject *event_object(struct core_event *ev)
 {
 	CoreHandle *h = ev->handle;
 	if (ev->kind == CORE_EV_DONE) {
+		core_handle_settle(h);
 		PyObject *t = !h->session || core_session_turn_done(h) == 0 ? PyTuple_New(3) : NULL;
 		if (!t) {
 			Py_DECREF(h);
@@ -179,10 +184,12 @@ static PyObject *event_object(struct core_event *ev)
 
 static void event_discard(struct core_event *ev)
 {
-	if (ev->kind == CORE_EV_DONE)
+	if (ev->kind == CORE_EV_DONE) {
+		core_handle_settle(ev->handle);
 		Py_DECREF(ev->handle);
-	else
+	} else {
 		free(ev);
+	}
 }
 
 static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -388,6 +395,7 @@ static int dispatch_one(struct core_event *ev, PyObject *future_type, PyObject *
 	if (ev->kind == CORE_EV_DONE) {
 		/* The FIFO's reference to h is dropped after the call. */
 		PyObject *r = NULL;
+		core_handle_settle(h);
 		if (h->session && core_session_turn_done(h) < 0) {
 			r = NULL;
 		} else if (PyObject_TypeCheck(tok, (PyTypeObject *)future_type)) {

@@ -208,13 +208,99 @@ static int item_needs_python(PyObject *key)
 	return 0;
 }
 
+int core_params_need_python(PyObject *params)
+{
+	Py_ssize_t pos = 0;
+	PyObject *k, *v;
+	while (PyDict_Next(params, &pos, &k, &v))
+		if (item_needs_python(k))
+			return 1;
+	return 0;
+}
+
+/* n of a params dict: its "n" when an int above 1, else 1. 0, or -1. */
+static int n_of(PyObject *params, long *n)
+{
+	PyObject *nv = PyDict_GetItemString(params, "n");
+	*n = 1;
+	if (nv && PyLong_Check(nv) && !PyBool_Check(nv)) {
+		long v = PyLong_AsLong(nv);
+		if (v == -1 && PyErr_Occurred())
+			return -1;
+		*n = v < 1 ? 1 : v;
+	}
+	return 0;
+}
+
+int core_submit_item(CoreEngine *self, PyObject *channel, PyObject *token, PyObject *item,
+                     PyObject *default_model, PyObject *headers, PyObject *common,
+                     struct core_item *out)
+{
+	struct core_submit_args a = {.model = default_model, .messages = Py_None,
+	                             .params = Py_None, .headers = headers,
+	                             .max_retries = Py_None, .timeout = Py_None,
+	                             .base_url = Py_None, .body = Py_None, .input = Py_None,
+	                             .endpoint = "chat"};
+	long n = 1;
+	PyObject *params = common; /* the dict whose keys are create()'s kwargs */
+	if (!common && (PyList_Check(item) || PyTuple_Check(item))) {
+		a.messages = item;
+	} else if (common || PyDict_Check(item)) {
+		if (common) {
+			a.messages = item;
+		} else if (core_params_need_python(item)) {
+			return 0;
+		}
+		params = common ? common : item;
+		PyObject *m = PyDict_GetItemString(params, "model");
+		if (m && m != Py_None)
+			a.model = m;
+		if (!common) {
+			PyObject *msgs = PyDict_GetItemString(params, "messages");
+			a.messages = msgs ? msgs : Py_None;
+		}
+		if (n_of(params, &n) < 0)
+			return -1;
+		a.params = params;
+		a.params_is_item = 1;
+	} else {
+		PyErr_Format(PyExc_TypeError,
+		             "pyllmring: a batch item must be a dict of create()'s arguments or a "
+		             "list of messages, not %.80s", Py_TYPE(item)->tp_name);
+		return -1;
+	}
+	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
+		return -1;
+	if (a.messages == Py_None) {
+		PyErr_SetString(PyExc_TypeError, "pyllmring: a batch item needs messages");
+		return -1;
+	}
+	/* Response objects among the messages (a reply appended to a history)
+	 * become dicts in Python first; so does anything else that is not a
+	 * list (the Python path raises its error). */
+	if (PyList_Check(a.messages) || PyTuple_Check(a.messages)) {
+		Py_ssize_t len = PySequence_Fast_GET_SIZE(a.messages);
+		for (Py_ssize_t i = 0; i < len; i++)
+			if (!PyDict_CheckExact(PySequence_Fast_GET_ITEM(a.messages, i)))
+				return 0;
+	} else if (common) {
+		return 0;
+	}
+	PyObject *started = build_and_submit(self, channel, token, &a, false);
+	if (!started)
+		return -1;
+	out->handle = started;
+	out->n = n;
+	out->model = a.model;
+	return 1;
+}
+
 /*
  * submit_item(channel, token, item, default_model, headers): one batch
- * item in one call (batch, as_completed, batch_completion). item is a
- * list of messages, or create's kwargs as a dict; the dict is read in
- * place (no copy, no pops). Returns (handle, n, model), or NotImplemented
- * when the item sets a per-call option (extra_headers, timeout, ...), which
- * the caller's Python path handles.
+ * item in one call. item is a list of messages, or create's kwargs as a
+ * dict; the dict is read in place (no copy, no pops). Returns (handle, n,
+ * model), or NotImplemented when the item sets a per-call option
+ * (extra_headers, timeout, ...), which the caller's Python path handles.
  */
 static PyObject *Engine_submit_item(CoreEngine *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -223,60 +309,13 @@ static PyObject *Engine_submit_item(CoreEngine *self, PyObject *const *args, Py_
 		                "submit_item(channel, token, item, default_model, headers)");
 		return NULL;
 	}
-	PyObject *channel = args[0], *token = args[1], *item = args[2];
-	struct core_submit_args a = {.model = args[3], .messages = Py_None, .params = Py_None,
-	                             .headers = args[4], .max_retries = Py_None,
-	                             .timeout = Py_None, .base_url = Py_None, .body = Py_None,
-	                             .input = Py_None, .endpoint = "chat"};
-	long n = 1;
-	if (PyList_Check(item) || PyTuple_Check(item)) {
-		a.messages = item;
-	} else if (PyDict_Check(item)) {
-		Py_ssize_t pos = 0;
-		PyObject *k, *v;
-		while (PyDict_Next(item, &pos, &k, &v)) {
-			if (item_needs_python(k))
-				Py_RETURN_NOTIMPLEMENTED;
-		}
-		PyObject *m = PyDict_GetItemString(item, "model");
-		if (m && m != Py_None)
-			a.model = m;
-		PyObject *msgs = PyDict_GetItemString(item, "messages");
-		a.messages = msgs ? msgs : Py_None;
-		PyObject *nv = PyDict_GetItemString(item, "n");
-		if (nv && PyLong_Check(nv) && !PyBool_Check(nv)) {
-			n = PyLong_AsLong(nv);
-			if (n == -1 && PyErr_Occurred())
-				return NULL;
-			if (n < 1)
-				n = 1;
-		}
-		a.params = item;
-		a.params_is_item = 1;
-	} else {
-		PyErr_Format(PyExc_TypeError,
-		             "pyllmring: a batch item must be a dict of create()'s arguments or a "
-		             "list of messages, not %.80s", Py_TYPE(item)->tp_name);
+	struct core_item it;
+	int rc = core_submit_item(self, args[0], args[1], args[2], args[3], args[4], NULL, &it);
+	if (rc < 0)
 		return NULL;
-	}
-	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
-		return NULL;
-	if (a.messages == Py_None) {
-		PyErr_SetString(PyExc_TypeError, "pyllmring: a batch item needs messages");
-		return NULL;
-	}
-	/* Response objects among the messages (a reply appended to a history)
-	 * become dicts in Python first. */
-	if (PyList_Check(a.messages) || PyTuple_Check(a.messages)) {
-		Py_ssize_t len = PySequence_Fast_GET_SIZE(a.messages);
-		for (Py_ssize_t i = 0; i < len; i++)
-			if (!PyDict_CheckExact(PySequence_Fast_GET_ITEM(a.messages, i)))
-				Py_RETURN_NOTIMPLEMENTED;
-	}
-	PyObject *started = build_and_submit(self, channel, token, &a, false);
-	if (!started)
-		return NULL;
-	return Py_BuildValue("(NlO)", started, n, a.model);
+	if (rc == 0)
+		Py_RETURN_NOTIMPLEMENTED;
+	return Py_BuildValue("(NlO)", it.handle, it.n, it.model);
 }
 
 /*
@@ -392,22 +431,34 @@ static PyObject *Engine_usage(CoreEngine *self, PyObject *unused)
 	}
 }
 
-static PyObject *Engine_price(CoreEngine *self, PyObject *arg)
+/* price / batch_price: a model's row of the price table, as a tuple. */
+static PyObject *price_of(CoreEngine *self, PyObject *arg, const char *what,
+                          int (*get)(lr_engine *, const char *, double *, double *, double *))
 {
 	lr_engine *eng = engine_of(self);
 	if (!eng)
 		return NULL;
 	if (!PyUnicode_Check(arg)) {
-		PyErr_SetString(PyExc_TypeError, "pyllmring: price(model) wants a str");
+		PyErr_Format(PyExc_TypeError, "pyllmring: %s(model) wants a str", what);
 		return NULL;
 	}
 	const char *model = PyUnicode_AsUTF8(arg);
 	if (!model)
 		return NULL;
 	double in, cached, out;
-	if (lr_engine_price(eng, model, &in, &cached, &out) < 0)
+	if (get(eng, model, &in, &cached, &out) < 0)
 		Py_RETURN_NONE;
 	return Py_BuildValue("(ddd)", in, cached, out);
+}
+
+static PyObject *Engine_price(CoreEngine *self, PyObject *arg)
+{
+	return price_of(self, arg, "price", lr_engine_price);
+}
+
+static PyObject *Engine_batch_price(CoreEngine *self, PyObject *arg)
+{
+	return price_of(self, arg, "batch_price", lr_engine_batch_price);
 }
 
 static PyObject *Engine_stats(CoreEngine *self, PyObject *unused)
@@ -450,6 +501,9 @@ static PyMethodDef Engine_methods[] = {
 	 "NotImplemented when the item sets per-call options"},
 	{"usage", (PyCFunction)Engine_usage, METH_NOARGS, "Tokens and USD, in all and per model."},
 	{"price", (PyCFunction)Engine_price, METH_O, "price(model) -> (input, cached_input, output) USD per million tokens, or None."},
+	{"batch_price", (PyCFunction)Engine_batch_price, METH_O,
+	 "batch_price(model) -> (input, cached_input, output) USD per million tokens through the "
+	 "provider's batch API, or None (unknown model, or no batch rates)."},
 	{"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Connection and request counters."},
 	{"close", (PyCFunction)Engine_close, METH_NOARGS, "Cancels what is in flight and frees the engine (idempotent)."},
 	{NULL, NULL, 0, NULL},

@@ -3,6 +3,15 @@
  * its token and its channel, and carries its own done event (queued by
  * core_on_done). Result attributes are computed on each access and raise
  * RuntimeError before the request is complete.
+ *
+ * A completed handle keeps its result, not its future: when its done
+ * event is handed out (drain, dispatch) the result is copied
+ * (lr_result_copy, one allocation of the result's own bytes) and the
+ * future released, so it goes back to the engine's slab for the next request instead of
+ * living, a few KiB with its buffers, as long as the response object.
+ * The copy becomes a _core.Result (the same result attributes, no future,
+ * no token, not GC-tracked), which the response records hold instead of
+ * the handle.
  */
 #include "_core.h"
 
@@ -13,6 +22,8 @@ CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token)
 	if (!h)
 		return NULL;
 	h->future = NULL;
+	h->copy = NULL;
+	h->kept = NULL;
 	Py_INCREF(token);
 	h->token = token;
 	Py_INCREF(ch);
@@ -63,14 +74,54 @@ static void Handle_dealloc(CoreHandle *h)
 	 * no longer exists: leave the future alone. */
 	if (h->future && h->gen == core_fork_gen)
 		lr_future_release(h->future);
+	lr_result_free(h->copy);
+	Py_XDECREF(h->kept);
 	Handle_clear(h);
 	PyObject_GC_Del(h);
+}
+
+const lr_result *core_handle_result(CoreHandle *h)
+{
+	if (h->kept)
+		return h->kept->res;
+	if (h->copy)
+		return h->copy;
+	return h->future ? lr_future_result(h->future) : NULL;
+}
+
+void core_handle_settle(CoreHandle *h)
+{
+	/* In a forked child the engine is gone: the future stays (dealloc
+	 * leaves it alone too). */
+	if (!h->future || h->gen != core_fork_gen)
+		return;
+	/* Out of memory the future stays and is read instead: nothing is lost. */
+	lr_result *c = lr_result_copy(lr_future_result(h->future));
+	if (!c)
+		return;
+	CoreResult *k = PyObject_New(CoreResult, &CoreResult_Type);
+	if (!k) {
+		PyErr_Clear(); /* the copy stays with the handle; records hold the handle */
+		h->copy = c;
+	} else {
+		k->res = c;
+		h->kept = k;
+	}
+	lr_future_release(h->future);
+	h->future = NULL;
+}
+
+PyObject *core_handle_keep(CoreHandle *h)
+{
+	PyObject *o = h->kept ? (PyObject *)h->kept : (PyObject *)h;
+	Py_INCREF(o);
+	return o;
 }
 
 /* The result, or NULL with RuntimeError when not complete yet. */
 static const lr_result *result_of(CoreHandle *h)
 {
-	const lr_result *r = h->future ? lr_future_result(h->future) : NULL;
+	const lr_result *r = core_handle_result(h);
 	if (!r)
 		PyErr_SetString(PyExc_RuntimeError, "pyllmring: the request is not complete yet");
 	return r;
@@ -83,6 +134,7 @@ static PyObject *cstr(const char *s)
 	return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
+/* A settled handle has no future: it is complete, nothing to cancel. */
 static PyObject *Handle_cancel(CoreHandle *h, PyObject *unused)
 {
 	if (core_check_fork(h->gen) < 0)
@@ -97,7 +149,7 @@ static PyObject *Handle_cancel(CoreHandle *h, PyObject *unused)
  * hand it out first; the result is readable from then on. */
 static PyObject *Handle_done(CoreHandle *h, PyObject *unused)
 {
-	return PyBool_FromLong(h->future && lr_future_result(h->future) != NULL);
+	return PyBool_FromLong(core_handle_result(h) != NULL);
 }
 
 static PyObject *Handle_get_token(CoreHandle *h, void *c)
@@ -107,15 +159,44 @@ static PyObject *Handle_get_token(CoreHandle *h, void *c)
 	return t;
 }
 
-/* One getter per lr_result field: RESULT_GETTER(name, expression of r). */
+/* One getter per lr_result field, for both types: RESULT_GETTER(name,
+ * expression of r) makes field_NAME(r), Handle_get_NAME and Result_get_NAME. */
 #define RESULT_GETTER(name, expr) \
+	static PyObject *field_##name(const lr_result *r) \
+	{ \
+		return (expr); \
+	} \
 	static PyObject *Handle_get_##name(CoreHandle *h, void *c) \
 	{ \
 		const lr_result *r = result_of(h); \
-		if (!r) \
-			return NULL; \
-		return (expr); \
+		return r ? field_##name(r) : NULL; \
+	} \
+	static PyObject *Result_get_##name(CoreResult *k, void *c) \
+	{ \
+		return field_##name(k->res); \
 	}
+
+/* [(id, name, arguments)] of choice 0. */
+static PyObject *tool_call_list(const lr_result *r)
+{
+	PyObject *list = PyList_New(r->tool_call_count > 0 ? r->tool_call_count : 0);
+	for (int i = 0; list && i < r->tool_call_count; i++) {
+		const lr_tool_call *tc = &r->tool_calls[i];
+		PyObject *args = PyUnicode_DecodeUTF8(tc->arguments ? tc->arguments : "",
+		                                      (Py_ssize_t)(tc->arguments ? tc->arguments_len : 0),
+		                                      "replace");
+		PyObject *id = cstr(tc->id), *name = cstr(tc->name);
+		PyObject *t = args && id && name ? PyTuple_Pack(3, id, name, args) : NULL;
+		Py_XDECREF(args);
+		Py_XDECREF(id);
+		Py_XDECREF(name);
+		if (!t)
+			Py_CLEAR(list);
+		else
+			PyList_SET_ITEM(list, i, t);
+	}
+	return list;
+}
 
 RESULT_GETTER(error, PyLong_FromLong(r->error))
 RESULT_GETTER(error_name, r->error ? cstr(lr_error_name(r->error)) : cstr(NULL))
@@ -141,54 +222,51 @@ RESULT_GETTER(retry_after, r->retry_after_s < 0 ? cstr(NULL) : PyFloat_FromDoubl
 RESULT_GETTER(cost_usd, r->cost_usd < 0 ? cstr(NULL) : PyFloat_FromDouble(r->cost_usd))
 RESULT_GETTER(cached, PyBool_FromLong(r->cached))
 RESULT_GETTER(cost_saved_usd, r->cost_saved_usd < 0 ? cstr(NULL) : PyFloat_FromDouble(r->cost_saved_usd))
+RESULT_GETTER(tool_calls, tool_call_list(r))
 
-static PyObject *Handle_get_tool_calls(CoreHandle *h, void *c)
+/* The settled result (a Result, the same attributes without the future),
+ * or None while the handle has not been handed out by drain/dispatch. */
+static PyObject *Handle_get_result(CoreHandle *h, void *c)
 {
-	const lr_result *r = result_of(h);
-	if (!r)
-		return NULL;
-	PyObject *list = PyList_New(r->tool_call_count > 0 ? r->tool_call_count : 0);
-	for (int i = 0; list && i < r->tool_call_count; i++) {
-		const lr_tool_call *tc = &r->tool_calls[i];
-		PyObject *args = PyUnicode_DecodeUTF8(tc->arguments ? tc->arguments : "",
-		                                      (Py_ssize_t)(tc->arguments ? tc->arguments_len : 0),
-		                                      "replace");
-		PyObject *id = cstr(tc->id), *name = cstr(tc->name);
-		PyObject *t = args && id && name ? PyTuple_Pack(3, id, name, args) : NULL;
-		Py_XDECREF(args);
-		Py_XDECREF(id);
-		Py_XDECREF(name);
-		if (!t)
-			Py_CLEAR(list);
-		else
-			PyList_SET_ITEM(list, i, t);
-	}
-	return list;
+	PyObject *o = h->kept ? (PyObject *)h->kept : Py_None;
+	Py_INCREF(o);
+	return o;
 }
 
-#define GET(name, doc) {#name, (getter)Handle_get_##name, NULL, doc, NULL}
+/* The result fields: RESULT_FIELDS(X) calls X(name, doc) for each. */
+#define RESULT_FIELDS(X) \
+	X(error, "0, or the LR_E* code.") \
+	X(error_name, "The stable error name, None when ok.") \
+	X(error_message, "What went wrong, or None.") \
+	X(http_status, "The HTTP status, 0 when no response arrived.") \
+	X(body, "The raw response body (UTF-8, errors replaced), or None.") \
+	X(body_is_json, "The body parsed as one JSON object.") \
+	X(text, "The reply text of choice 0, or None.") \
+	X(finish_reason, "Why the reply ended, or None.") \
+	X(streamed, "The reply came as a stream.") \
+	X(request_id, "The provider's request id, or None.") \
+	X(model, "The model the response names, or None.") \
+	X(provider, "The provider that served it.") \
+	X(usage, "(input, output, cached_input) tokens.") \
+	X(timings, "(queued_ms, ttfb_ms, total_ms, ttft_ms).") \
+	X(attempts, "Attempts made.") \
+	X(retry_after, "Retry-After in seconds, or None.") \
+	X(tool_calls, "[(id, name, arguments)] of choice 0.") \
+	X(cost_usd, "USD of this request, None when the model is unpriced.") \
+	X(cached, "Answered from the response cache (cache_path) without a request.") \
+	X(cost_saved_usd, "What a cache hit would have cost (0 when not cached), None when unpriced.")
+
+#define HANDLE_GET(name, doc) {#name, (getter)Handle_get_##name, NULL, doc, NULL},
+#define RESULT_GET(name, doc) {#name, (getter)Result_get_##name, NULL, doc, NULL},
 static PyGetSetDef Handle_getset[] = {
-	GET(token, "The object given to submit."),
-	GET(error, "0, or the LR_E* code."),
-	GET(error_name, "The stable error name, None when ok."),
-	GET(error_message, "What went wrong, or None."),
-	GET(http_status, "The HTTP status, 0 when no response arrived."),
-	GET(body, "The raw response body (UTF-8, errors replaced), or None."),
-	GET(body_is_json, "The body parsed as one JSON object."),
-	GET(text, "The reply text of choice 0, or None."),
-	GET(finish_reason, "Why the reply ended, or None."),
-	GET(streamed, "The reply came as a stream."),
-	GET(request_id, "The provider's request id, or None."),
-	GET(model, "The model the response names, or None."),
-	GET(provider, "The provider that served it."),
-	GET(usage, "(input, output, cached_input) tokens."),
-	GET(timings, "(queued_ms, ttfb_ms, total_ms, ttft_ms)."),
-	GET(attempts, "Attempts made."),
-	GET(retry_after, "Retry-After in seconds, or None."),
-	GET(tool_calls, "[(id, name, arguments)] of choice 0."),
-	GET(cost_usd, "USD of this request, None when the model is unpriced."),
-	GET(cached, "Answered from the response cache (cache_path) without a request."),
-	GET(cost_saved_usd, "What a cache hit would have cost (0 when not cached), None when unpriced."),
+	HANDLE_GET(token, "The object given to submit.")
+	HANDLE_GET(result, "The kept result (a Result: these attributes without the future) once "
+	                   "drain/dispatch handed the handle out, else None.")
+	RESULT_FIELDS(HANDLE_GET)
+	{NULL, NULL, NULL, NULL, NULL},
+};
+static PyGetSetDef Result_getset[] = {
+	RESULT_FIELDS(RESULT_GET)
 	{NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -209,4 +287,21 @@ PyTypeObject CoreHandle_Type = {
 	.tp_clear = (inquiry)Handle_clear,
 	.tp_methods = Handle_methods,
 	.tp_getset = Handle_getset,
+};
+
+static void Result_dealloc(CoreResult *k)
+{
+	lr_result_free(k->res);
+	PyObject_Free(k);
+}
+
+PyTypeObject CoreResult_Type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "pyllmring._core.Result",
+	.tp_basicsize = sizeof(CoreResult),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "A completed request's result, kept without its future (Handle.result): the "
+	          "handle's result attributes.",
+	.tp_dealloc = (destructor)Result_dealloc,
+	.tp_getset = Result_getset,
 };

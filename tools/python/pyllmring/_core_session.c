@@ -95,7 +95,7 @@ int core_session_turn_done(CoreHandle *h)
 	CoreSession *self = (CoreSession *)h->session;
 	h->session = NULL; /* its reference is released below */
 	self->busy = false;
-	const lr_result *r = lr_future_result(h->future);
+	const lr_result *r = core_handle_result(h);
 	int rc = 0;
 	PyObject *user = self->pending; /* its reference is released below */
 	self->pending = NULL;

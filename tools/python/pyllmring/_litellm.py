@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from ._client import AsyncOpenAI, OpenAI, _Core
+from ._client import AsyncOpenAI, OpenAI, _Core, _batch_async, _batch_sync
 
 __all__ = ["acompletion", "completion", "batch_completion", "abatch_completion",
            "aembedding", "embedding", "default_client"]
@@ -86,16 +86,16 @@ def batch_completion(model, messages, **kwargs):
     request: the engine takes them as its window frees up."""
     api_base, api_key, kw = _split(model, kwargs)
     _, client = default_client(api_base, api_key)
-    items = (dict(kw, messages=m) for m in messages)
-    return client.batch(items)
+    # Each item is dict(kw, messages=m), made in C only when the C path
+    # cannot read kw and m as they are.
+    return _batch_sync(client._core, messages, None, common=kw)
 
 
 async def abatch_completion(model, messages, **kwargs):
     """batch_completion from asyncio."""
     api_base, api_key, kw = _split(model, kwargs)
     aclient, _ = default_client(api_base, api_key)
-    items = (dict(kw, messages=m) for m in messages)
-    return await aclient.batch(items)
+    return await _batch_async(aclient._core, messages, None, common=kw)
 
 
 async def aembedding(model, input, **kwargs):

@@ -178,6 +178,14 @@ class LLMRingInfo(Obj):
     """``r.llmring``: what only llmring knows about the request."""
 
 
+def _kept(handle):
+    """What a response object keeps of a completed handle: its Result (the
+    same attributes, without the engine's future or the token) once
+    settled, else the handle itself."""
+    r = getattr(handle, "result", None)
+    return handle if r is None else r
+
+
 def llmring_info(h):
     queued, ttfb, total, ttft = h.timings
     return LLMRingInfo(cost_usd=h.cost_usd, provider=h.provider, attempts=h.attempts,
@@ -295,7 +303,7 @@ class CreateEmbeddingResponse(Obj):
         inp = handle.usage[0]
         super().__init__(object="list", data=data, model=handle.model or body.get("model", ""),
                          usage=Obj(prompt_tokens=inp, total_tokens=inp))
-        self.__dict__["_h"] = handle
+        self.__dict__["_h"] = _kept(handle)
 
     @property
     def llmring(self):
@@ -314,7 +322,7 @@ class Completion(Obj):
                          choices=[Obj(index=0, text=handle.text or "", logprobs=None,
                                       finish_reason=handle.finish_reason)],
                          usage=usage, system_fingerprint=None)
-        self.__dict__["_h"] = handle
+        self.__dict__["_h"] = _kept(handle)
 
     @property
     def llmring(self):
