@@ -48,9 +48,13 @@ class _Reaper:
         self.chan = _core.Channel()
         self.fd = self.chan.fileno()
         self.reap_max = reap_max
-        loop.add_reader(self.fd, self.on_ready)
+        # Channel.reap is the reader callback itself: no Python frame per
+        # wake-up; it resumes the woken streams' tasks after each round.
+        loop.add_reader(self.fd, self.chan.reap, reap_max, _Future, REAP_ROUNDS)
 
     def on_ready(self):
+        # Draining from inside a task (close()): dispatch, which schedules
+        # the woken streams' tasks rather than running them.
         # Channel.dispatch hands each event to its token: a future is
         # resolved with None (its awaiter holds the handle; the future does
         # not, so the two make no reference cycle), streams and batch slots

@@ -13,6 +13,7 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "llmring.h"
@@ -37,7 +38,12 @@ typedef struct CoreChannel {
 	struct core_event *head;  /* FIFO; done events own a handle reference */
 	struct core_event **tail;
 	Py_ssize_t count;
-	bool signalled;           /* the eventfd holds a count (FIFO non-empty) */
+	bool signalled;           /* the eventfd holds a count, or a write of it is under way */
+	bool draining;            /* a reap is taking what comes: pushes need not signal */
+	/* Eventfd writes decided under mu and made after it (the writer must
+	 * not hold mu while the woken loop thread wants it): the channel is
+	 * not freed, nor the eventfd read as cleared, while one is under way. */
+	atomic_int writing;
 	unsigned gen;
 } CoreChannel;
 
@@ -167,11 +173,17 @@ PyObject *core_set_record_types(PyObject *self, PyObject *args, PyObject *kw);
  * new references, or NULL with an exception set. */
 PyObject *core_chunk_new(PyObject *id, PyObject *model, PyObject *created, PyObject *delta);
 PyObject *core_ready_new(PyObject *value);
-/* _core_stream.c: AsyncStreamBase (added to module m); core_stream_delta
- * is its _delta (None, or NULL with an exception set). */
+/* _core_stream.c: AsyncStreamBase (added to module m). core_stream_delta
+ * queues d and wakes the waiter; core_stream_wake wakes it. With woken (a
+ * list, during Channel.reap) the woken waiter is appended there and its
+ * callbacks run by core_stream_run_woken once the round is handed out;
+ * without, they are scheduled with loop.call_soon. 0, or -1 with an
+ * exception set. */
 extern PyTypeObject CoreStream_Type;
 int core_stream_init(PyObject *m);
-PyObject *core_stream_delta(PyObject *stream, PyObject *d);
+int core_stream_delta(PyObject *stream, PyObject *d, PyObject *woken);
+int core_stream_wake(PyObject *stream, PyObject *woken);
+int core_stream_run_woken(PyObject *woken);
 /* _core_engine.c */
 lr_engine *core_engine_get(CoreEngine *e);
 

@@ -1,14 +1,17 @@
 /*
  * _core.Channel: an eventfd, a mutex and a FIFO of events. The engine
  * thread pushes (core_on_delta, core_on_done) without the GIL and without
- * touching a reference count; drain() hands the events to Python. The
- * eventfd is written and read only under the mutex, so it is readable
- * exactly while the FIFO holds events.
+ * touching a reference count; drain(), dispatch() and reap() hand the
+ * events to Python. The eventfd is written on the empty-to-non-empty edge,
+ * after the mutex is let go (the loop thread it wakes wants the mutex at
+ * once), and not at all while a reap is under way: the reap takes what
+ * comes before it lets go of the channel.
  */
 #include "_core.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,16 +28,18 @@ struct core_delta {
 	char data[];
 };
 
-static void eventfd_signal(CoreChannel *ch)
+static void efd_signal(int efd)
 {
 	uint64_t one = 1;
 	ssize_t n;
 	do
-		n = write(ch->efd, &one, sizeof(one));
+		n = write(efd, &one, sizeof(one));
 	while (n < 0 && errno == EINTR);
-	ch->signalled = true;
 }
 
+/* Under mu. A push's write still under way (made after the mutex) can
+ * land after this read: the eventfd is then readable with nothing queued,
+ * and the take that finds nothing reads it (channel_take). */
 static void eventfd_clear(CoreChannel *ch)
 {
 	uint64_t v;
@@ -45,8 +50,9 @@ static void eventfd_clear(CoreChannel *ch)
 	ch->signalled = false;
 }
 
-/* Engine thread (or the submitting one). The write happens under the
- * mutex: once a drainer sees the event, this thread no longer touches ch. */
+/* Engine thread (or the submitting one). Once the mutex is let go a
+ * drainer may take ev and free the handle and with it the channel: the
+ * write counted in `writing` keeps the channel (dealloc waits for it). */
 static void channel_push(CoreChannel *ch, struct core_event *ev)
 {
 	ev->next = NULL;
@@ -54,9 +60,17 @@ static void channel_push(CoreChannel *ch, struct core_event *ev)
 	*ch->tail = ev;
 	ch->tail = &ev->next;
 	ch->count++;
-	if (!ch->signalled)
-		eventfd_signal(ch);
+	bool signal = !ch->signalled && !ch->draining;
+	if (signal) {
+		ch->signalled = true;
+		atomic_fetch_add_explicit(&ch->writing, 1, memory_order_relaxed);
+	}
+	int efd = ch->efd;
 	pthread_mutex_unlock(&ch->mu);
+	if (signal) {
+		efd_signal(efd);
+		atomic_fetch_sub_explicit(&ch->writing, 1, memory_order_release);
+	}
 }
 
 static char *copy_in(char **p, const char *s, size_t n)
@@ -195,7 +209,14 @@ static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 		Py_DECREF(ch);
 		return NULL;
 	}
-	pthread_mutex_init(&ch->mu, NULL);
+	/* Adaptive: the two threads hold it for a few instructions each, so a
+	 * short spin beats sleeping on the futex. */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&ch->mu, &attr);
+	pthread_mutexattr_destroy(&attr);
+	atomic_init(&ch->writing, 0);
 	ch->tail = &ch->head;
 	ch->gen = core_fork_gen;
 	return (PyObject *)ch;
@@ -245,6 +266,9 @@ static void Channel_dealloc(CoreChannel *ch)
 {
 	PyObject_GC_UnTrack(ch);
 	Channel_clear(ch);
+	/* A pusher's eventfd write may still be under way (channel_push). */
+	while (atomic_load_explicit(&ch->writing, memory_order_acquire) > 0)
+		sched_yield();
 	if (ch->tail)
 		pthread_mutex_destroy(&ch->mu);
 	if (ch->efd >= 0)
@@ -270,28 +294,53 @@ static PyObject *Channel_pending(CoreChannel *ch, PyObject *unused)
 }
 
 /* Takes up to max events (max < 0: all) off the FIFO, in order; *count
- * says how many. The caller consumes each (event_object, event_discard). */
-static struct core_event *channel_take(CoreChannel *ch, Py_ssize_t max, Py_ssize_t *count)
+ * says how many. The caller consumes each (event_object, event_discard).
+ * mode: a reap (TAKE_REAP_*) takes these and comes back for more, so
+ * pushes need not signal meanwhile; finding the FIFO empty ends the reap
+ * (draining off, under the same lock as the pushes that test it). */
+enum { TAKE_PLAIN, TAKE_REAP_FIRST, TAKE_REAP_MORE };
+static struct core_event *channel_take(CoreChannel *ch, Py_ssize_t max, Py_ssize_t *count,
+                                       int mode)
 {
 	pthread_mutex_lock(&ch->mu);
 	Py_ssize_t n = max < 0 || max > ch->count ? ch->count : max;
 	struct core_event *first = ch->head, *e = first;
-	for (Py_ssize_t i = 1; i < n; i++)
-		e = e->next;
-	if (n > 0) {
+	if (n == ch->count) {
+		/* all of it: no walk over the list (a cache miss an event) */
+		ch->head = NULL;
+		ch->tail = &ch->head;
+		ch->count = 0;
+	} else if (n > 0) {
+		for (Py_ssize_t i = 1; i < n; i++)
+			e = e->next;
 		ch->head = e->next;
 		e->next = NULL;
-		if (!ch->head)
-			ch->tail = &ch->head;
 		ch->count -= n;
 	}
+	if (mode != TAKE_PLAIN)
+		ch->draining = n > 0;
 	/* Read only once empty: events left keep the fd readable, so the
-	 * loop comes back for them. */
-	if (ch->count == 0 && ch->signalled)
+	 * loop comes back for them. Finding nothing also reads it (that is
+	 * the readiness a late write left, eventfd_clear), except in a reap's
+	 * later rounds, which were not called by readiness. */
+	if (ch->count == 0 && (ch->signalled || (n == 0 && mode != TAKE_REAP_MORE)))
 		eventfd_clear(ch);
 	pthread_mutex_unlock(&ch->mu);
 	*count = n;
 	return n > 0 ? first : NULL;
+}
+
+/* A reap that stops with events left: the loop is to come back for them
+ * after its other callbacks, so the eventfd is made readable. */
+static void channel_end_reap(CoreChannel *ch)
+{
+	pthread_mutex_lock(&ch->mu);
+	ch->draining = false;
+	if (ch->count > 0 && !ch->signalled) {
+		ch->signalled = true;
+		efd_signal(ch->efd); /* the loop's thread: the channel is alive */
+	}
+	pthread_mutex_unlock(&ch->mu);
 }
 
 static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
@@ -302,7 +351,7 @@ static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
 		return NULL;
 	if (core_check_fork(ch->gen) < 0)
 		return NULL;
-	struct core_event *first = channel_take(ch, max, &n), *e;
+	struct core_event *first = channel_take(ch, max, &n, TAKE_PLAIN), *e;
 	PyObject *list = PyList_New(n);
 	Py_ssize_t i = 0;
 	for (e = first; e; i++) {
@@ -322,9 +371,10 @@ static PyObject *Channel_drain(CoreChannel *ch, PyObject *args, PyObject *kw)
 
 /* One event handed to its token (dispatch): a future_type instance is
  * resolved with None (its awaiter holds the handle), a stream's delta is
- * queued by the C base, anything else gets _done(handle) or _delta(d).
+ * queued by the C base, anything else gets _done(handle) or _delta(d); a
+ * stream is woken after its _done. woken: as core_stream_delta's.
  * Consumes ev. 0, or -1 with the callback's exception set. */
-static int dispatch_one(struct core_event *ev, PyObject *future_type)
+static int dispatch_one(struct core_event *ev, PyObject *future_type, PyObject *woken)
 {
 	static PyObject *s_done_m, *s_set_result, *s_tok_done, *s_tok_delta;
 	if (!s_done_m) {
@@ -340,9 +390,11 @@ static int dispatch_one(struct core_event *ev, PyObject *future_type)
 	CoreHandle *h = ev->handle;
 	PyObject *tok = h->token ? h->token : Py_None;
 	Py_INCREF(tok); /* the token may drop the handle, which holds it */
-	PyObject *r = NULL;
+	int rc = -1;
+	bool stream = PyObject_TypeCheck(tok, &CoreStream_Type);
 	if (ev->kind == CORE_EV_DONE) {
 		/* The FIFO's reference to h is dropped after the call. */
+		PyObject *r = NULL;
 		core_handle_settle(h);
 		if (h->session && core_session_turn_done(h) < 0) {
 			r = NULL;
@@ -354,52 +406,129 @@ static int dispatch_one(struct core_event *ev, PyObject *future_type)
 		} else {
 			r = PyObject_CallMethodOneArg(tok, s_tok_done, (PyObject *)h);
 		}
+		/* A stream keeps its handle (its outcome): the handle lets go of
+		 * the stream, its last event handed out, so the two make no cycle
+		 * and both go when the consumer drops the stream. */
+		if (stream)
+			Py_CLEAR(h->token);
 		Py_DECREF(h);
+		rc = r ? 0 : -1;
+		Py_XDECREF(r);
+		if (stream && core_stream_wake(tok, woken) < 0)
+			rc = -1;
 	} else {
 		struct core_delta *e = (struct core_delta *)ev;
 		PyObject *d = delta_object(e);
 		free(e);
-		if (d) {
-			r = PyObject_TypeCheck(tok, &CoreStream_Type) ? core_stream_delta(tok, d)
-			                                              : PyObject_CallMethodOneArg(tok, s_tok_delta, d);
-			Py_DECREF(d);
+		if (d && stream) {
+			rc = core_stream_delta(tok, d, woken);
+		} else if (d) {
+			PyObject *r = PyObject_CallMethodOneArg(tok, s_tok_delta, d);
+			rc = r ? 0 : -1;
+			Py_XDECREF(r);
 		}
+		Py_XDECREF(d);
 	}
 	Py_DECREF(tok);
-	Py_XDECREF(r);
-	return r ? 0 : -1;
+	return rc;
 }
 
-/* dispatch(max, future_type) -> how many: drain's events handed to their
- * tokens here, without a tuple or a Python frame per event. A callback
- * that raises does not stop the others; the first exception is raised
- * once all are handed out. */
-static PyObject *Channel_dispatch(CoreChannel *ch, PyObject *const *args, Py_ssize_t nargs)
+/* Hands out the taken events e.., keeping the first exception (fetched
+ * into *et.. when none is kept yet, cleared otherwise). */
+static void dispatch_list(struct core_event *e, PyObject *future_type, PyObject *woken,
+                          PyObject **et, PyObject **ev, PyObject **tb)
 {
-	if (nargs != 2 || !PyLong_Check(args[0]) || !PyType_Check(args[1])) {
-		PyErr_SetString(PyExc_TypeError, "dispatch(max, future_type)");
-		return NULL;
-	}
-	Py_ssize_t max = PyLong_AsSsize_t(args[0]), n;
-	if ((max == -1 && PyErr_Occurred()) || core_check_fork(ch->gen) < 0)
-		return NULL;
-	struct core_event *e = channel_take(ch, max, &n);
-	PyObject *et = NULL, *ev = NULL, *tb = NULL;
 	while (e) {
 		struct core_event *next = e->next;
-		if (dispatch_one(e, args[1]) < 0) {
-			if (!et)
-				PyErr_Fetch(&et, &ev, &tb);
+		if (dispatch_one(e, future_type, woken) < 0) {
+			if (!*et)
+				PyErr_Fetch(et, ev, tb);
 			else
 				PyErr_Clear(); /* a later one: the first is raised */
 		}
 		e = next;
 	}
+}
+
+static int check_dispatch_args(CoreChannel *ch, PyObject *const *args, Py_ssize_t nargs,
+                               Py_ssize_t want, const char *usage, Py_ssize_t *max)
+{
+	if (nargs != want || !PyLong_Check(args[0]) || !PyType_Check(args[1]) ||
+	    (want > 2 && !PyLong_Check(args[2]))) {
+		PyErr_SetString(PyExc_TypeError, usage);
+		return -1;
+	}
+	*max = PyLong_AsSsize_t(args[0]);
+	if ((*max == -1 && PyErr_Occurred()) || core_check_fork(ch->gen) < 0)
+		return -1;
+	return 0;
+}
+
+/* dispatch(max, future_type) -> how many: drain's events handed to their
+ * tokens here, without a tuple or a Python frame per event. A callback
+ * that raises does not stop the others; the first exception is raised
+ * once all are handed out. Woken streams' tasks are scheduled with
+ * call_soon (this may run inside a task: close() drains its reaper). */
+static PyObject *Channel_dispatch(CoreChannel *ch, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t max, n;
+	if (check_dispatch_args(ch, args, nargs, 2, "dispatch(max, future_type)", &max) < 0)
+		return NULL;
+	struct core_event *e = channel_take(ch, max, &n, TAKE_PLAIN);
+	PyObject *et = NULL, *ev = NULL, *tb = NULL;
+	dispatch_list(e, args[1], NULL, &et, &ev, &tb);
 	if (et) {
 		PyErr_Restore(et, ev, tb);
 		return NULL;
 	}
 	return PyLong_FromSsize_t(n);
+}
+
+/* reap(max, future_type, rounds) -> how many: the loop's reader callback
+ * (never called inside a task). Each round takes up to max events, hands
+ * them out, then resumes the tasks of the streams it woke, here rather
+ * than through a call_soon each; what their steps leave queued is the
+ * next round's. Until a round finds the FIFO empty the engine thread does
+ * not write the eventfd. After `rounds` with events left the eventfd is
+ * made readable, so other callbacks get their turn first. */
+static PyObject *Channel_reap(CoreChannel *ch, PyObject *const *args, Py_ssize_t nargs)
+{
+	Py_ssize_t max, n, total = 0;
+	if (check_dispatch_args(ch, args, nargs, 3, "reap(max, future_type, rounds)", &max) < 0)
+		return NULL;
+	long rounds = PyLong_AsLong(args[2]);
+	if (rounds == -1 && PyErr_Occurred())
+		return NULL;
+	PyObject *woken = PyList_New(0); /* owner: this call */
+	if (!woken)
+		return NULL;
+	PyObject *et = NULL, *ev = NULL, *tb = NULL;
+	bool left = true;
+	for (long r = 0; r < rounds; r++) {
+		struct core_event *e = channel_take(ch, max, &n, r ? TAKE_REAP_MORE : TAKE_REAP_FIRST);
+		if (!e) {
+			left = false; /* the take ended the reap */
+			break;
+		}
+		total += n;
+		dispatch_list(e, args[1], woken, &et, &ev, &tb);
+		if (core_stream_run_woken(woken) < 0) {
+			if (!et)
+				PyErr_Fetch(&et, &ev, &tb);
+			else
+				PyErr_Clear();
+		}
+		if (et)
+			break; /* raised at once (KeyboardInterrupt in a step, ...) */
+	}
+	if (left)
+		channel_end_reap(ch);
+	Py_DECREF(woken);
+	if (et) {
+		PyErr_Restore(et, ev, tb);
+		return NULL;
+	}
+	return PyLong_FromSsize_t(total);
 }
 
 static double now_s(void)
@@ -439,8 +568,16 @@ static PyObject *Channel_wait(CoreChannel *ch, PyObject *args, PyObject *kw)
 		Py_BEGIN_ALLOW_THREADS
 		rc = poll(&p, 1, ms);
 		Py_END_ALLOW_THREADS
-		if (rc > 0)
-			Py_RETURN_TRUE;
+		if (rc > 0) {
+			/* Readable with nothing queued: a late write (eventfd_clear). */
+			pthread_mutex_lock(&ch->mu);
+			Py_ssize_t queued = ch->count;
+			if (queued == 0)
+				eventfd_clear(ch);
+			pthread_mutex_unlock(&ch->mu);
+			if (queued > 0)
+				Py_RETURN_TRUE;
+		}
 		if (rc < 0 && errno != EINTR)
 			return PyErr_SetFromErrno(PyExc_OSError);
 		if (PyErr_CheckSignals() < 0)
@@ -457,6 +594,9 @@ static PyMethodDef Channel_methods[] = {
 	{"dispatch", (PyCFunction)(void (*)(void))Channel_dispatch, METH_FASTCALL,
 	 "dispatch(max, future_type) -> n: up to max events (-1: all) handed to their tokens; a "
 	 "future_type token is resolved with None, others get _done(handle) / _delta(delta)."},
+	{"reap", (PyCFunction)(void (*)(void))Channel_reap, METH_FASTCALL,
+	 "reap(max, future_type, rounds) -> n: the loop's reader callback; dispatch in up to "
+	 "rounds rounds, the woken streams' tasks resumed after each (not inside a task)."},
 	{"wait", (PyCFunction)(void (*)(void))Channel_wait, METH_VARARGS | METH_KEYWORDS,
 	 "wait(timeout=None) -> bool: an event is queued (GIL released, Ctrl-C interrupts)."},
 	{"pending", (PyCFunction)Channel_pending, METH_NOARGS, "Events queued."},

@@ -16,12 +16,12 @@ __all__ = ["AsyncStream", "Stream"]
 
 
 class _StreamBase:
-    """What both stream kinds share: the queue of deltas the channel gave,
-    and the outcome once the done event came (after every delta)."""
+    """What both stream kinds share: the outcome once the done event came
+    (after every delta). The queue of deltas is each kind's own: a deque
+    (Stream), the C base's ring (AsyncStream)."""
 
     def __init__(self, core, model, include_usage):
         self._core = core
-        self._q = collections.deque()
         self._handle = None
         self._h_live = None          # the request's handle while it runs
         self._model = model or ""
@@ -66,26 +66,25 @@ class AsyncStream(_core.AsyncStreamBase, _StreamBase):
     stream.close()``; ``await stream.get_final_completion()`` gives the
     assembled chat.completion.
 
-    The C base holds the queue, the waiter and the chunks' fields, and
-    does the per-event part: ``_delta`` (the reaper queues a delta and
-    wakes the waiter) and ``__anext__`` (a queued event is returned in an
-    awaitable that holds it; an empty queue defers to _next_slow)."""
+    The C base holds the queue (a ring), the waiter, the loop, the outcome and the
+    chunks' fields, and does the per-event part: ``_delta`` (the reaper
+    queues a delta and wakes the waiter) and ``__anext__`` (its awaitable
+    gives a queued event at once, waits on a StreamWaiter while the queue
+    is empty, and calls _end once the request ended)."""
 
     def __init__(self, core, loop, model, include_usage):
         super().__init__(core, model, include_usage)
         self._loop = loop
-        self._waiter = None
 
-    # The reaper's side (the loop's thread); _delta is the base's.
+    # The reaper's side (the loop's thread); _delta is the base's, and the
+    # base wakes the waiter once _done returns.
     def _done(self, h):
         self._handle = h
         self._h_live = None
-        self._wake()
 
     async def _wait(self):
-        w = self._waiter = self._loop.create_future()
         try:
-            await w
+            await self._new_waiter()
         except asyncio.CancelledError:
             self._waiter = None
             self._cancel()
@@ -100,25 +99,19 @@ class AsyncStream(_core.AsyncStreamBase, _StreamBase):
         """Waits for the first event, so that a request refused at once
         (401, 429 after retries, ...) raises from create() as openai-python
         does."""
-        while not self._q and self._handle is None:
+        while not self._queued and self._handle is None:
             await self._wait()
-        if not self._q and self._handle is not None and self._handle.error:
+        if not self._queued and self._handle is not None and self._handle.error:
             raise from_handle(self._handle, self._core.closed)
 
-    async def _next_slow(self):
-        """__anext__ with nothing queued: waits for an event, or ends."""
-        q = self._q
-        while True:
-            if q:
-                return ChatCompletionChunk(self._id, self._model, self._created, q.popleft())
-            if self._handle is not None:
-                last = self._tail()
-                if last is None:
-                    raise StopAsyncIteration
+    def _end(self):
+        """__anext__ with nothing queued once the request ended or the
+        stream was closed: the tail chunk, or the end."""
+        if self._handle is not None:
+            last = self._tail()
+            if last is not None:
                 return last
-            if self._closed:
-                raise StopAsyncIteration
-            await self._wait()
+        raise StopAsyncIteration
 
     async def __aenter__(self):
         return self
@@ -133,15 +126,16 @@ class AsyncStream(_core.AsyncStreamBase, _StreamBase):
             self._cancel()
             while self._handle is None:
                 await self._wait()
-        self._q.clear()
+        self._clear_queue()
+        self._release()
 
     async def get_final_completion(self):
         """Reads the rest of the stream and returns the assembled
         chat.completion (text, tool calls, usage)."""
         while self._handle is None:
-            self._q.clear()
+            self._clear_queue()
             await self._wait()
-        self._q.clear()
+        self._clear_queue()
         return self._final()
 
     async def until_done(self):
@@ -153,6 +147,7 @@ class Stream(_StreamBase):
 
     def __init__(self, core, chan, model, include_usage):
         super().__init__(core, model, include_usage)
+        self._q = collections.deque()
         self._chan = chan
 
     def _delta(self, d):
