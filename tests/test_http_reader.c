@@ -193,6 +193,25 @@ static const struct sample samples[] = {
 		.headers = { { "Transfer-Encoding", "chunked" } },
 	},
 	{
+		/* Sizes the one-pass chunk line takes (any case, leading zeros,
+		 * the most digits allowed) next to ones it leaves to the byte
+		 * walk (whitespace, an extension). */
+		.name = "chunked_sizes_in_one_pass",
+		.text = "HTTP/1.1 200 OK\r\n"
+		        "Transfer-Encoding: chunked\r\n"
+		        "\r\n"
+		        "000A\r\n0123456789\r\n"
+		        "b\r\nabcdefghijk\r\n"
+		        "00000000000000C\r\nABCDEFGHIJKL\r\n"
+		        "1 \r\n!\r\n"
+		        "2;x\r\n?!\r\n"
+		        "1\r\n.\r\n"
+		        "0\r\n\r\n",
+		.status = 200, .reason = "OK", .body = "0123456789abcdefghijkABCDEFGHIJKL!?!.",
+		.content_length = -1, .chunked = 1,
+		.headers = { { "Transfer-Encoding", "chunked" } },
+	},
+	{
 		.name = "chunked_without_trailers",
 		.text = "HTTP/1.1 200 OK\r\n"
 		        "Transfer-Encoding: gzip, chunked\r\n"
@@ -618,6 +637,7 @@ static void chunk_size_overflow_is_rejected(void **state)
 {
 	expect_failure(CHUNKED_HEAD "1000000000000000\r\n", 0, 0, LR_EPROTO);
 	expect_failure(CHUNKED_HEAD "ffffffffffffffffffff\r\n", 0, 0, LR_EPROTO);
+	expect_failure(CHUNKED_HEAD "000000000000000A\r\n0123456789\r\n", 0, 0, LR_EPROTO);
 }
 
 static void bare_lf_in_chunk_framing_is_rejected(void **state)
@@ -626,6 +646,9 @@ static void bare_lf_in_chunk_framing_is_rejected(void **state)
 	expect_failure(CHUNKED_HEAD "5;ext=1\nhello\r\n0\r\n\r\n", 0, 0, LR_EPROTO);
 	expect_failure(CHUNKED_HEAD "5\r\nhello\n0\r\n\r\n", 0, 0, LR_EPROTO);
 	expect_failure(CHUNKED_HEAD "5\r\nhello\r\n0\n\r\n", 0, 0, LR_EPROTO);
+	expect_failure(CHUNKED_HEAD "5\r\nhello\r\n3\n", 0, 0, LR_EPROTO);
+	expect_failure(CHUNKED_HEAD "5\r\nhello\r\n3\r\r\nabc\r\n", 0, 0, LR_EPROTO);
+	expect_failure(CHUNKED_HEAD "5\r\nhello\n\r\n", 0, 0, LR_EPROTO);
 }
 
 static void missing_crlf_after_chunk_data_is_rejected(void **state)
@@ -662,6 +685,8 @@ static void content_length_over_max_body_is_rejected_before_the_head(void **stat
 static void chunked_body_over_max_body_is_rejected(void **state)
 {
 	expect_failure(CHUNKED_HEAD "6\r\nhello!\r\n5\r\nworld\r\n0\r\n\r\n", 0, 10, LR_ETOOLARGE);
+	expect_failure(CHUNKED_HEAD "b\r\nhello world\r\n0\r\n\r\n", 0, 10, LR_ETOOLARGE);
+	expect_failure(CHUNKED_HEAD "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", 0, 10, LR_ETOOLARGE);
 }
 
 static void close_delimited_body_over_max_body_is_rejected(void **state)

@@ -797,6 +797,88 @@ static void missing_callbacks_are_skipped(void **state)
 	sse_parser_free(&p);
 }
 
+/* ---- the one-data-line fast path (fast_event) ---- */
+
+/* Every pair of line ends for the data line and the blank line after it
+ * (but CR then LF, which is one CRLF), around events the fast path must
+ * leave to the general one; each stream fed whole, split at every byte
+ * and byte by byte. */
+static void fast_path_every_pair_of_line_ends(void **state)
+{
+	static const char *ends[] = {"\n", "\r", "\r\n"};
+	char in[256], want[512];
+	for (size_t a = 0; a < 3; a++) {
+		for (size_t b = 0; b < 3; b++) {
+			if (a == 1 && b == 0)
+				continue;
+			const char *t1 = ends[a], *t2 = ends[b];
+			int n = snprintf(in, sizeof(in),
+			                 "data: one%s%sdata:two%s%s: c\nevent: e\ndata: three%s%s"
+			                 "data: 4%sdata: 5%s%sid: 7\ndata:  six%s%sdata%s%s",
+			                 t1, t2, t1, t2, t1, t2, t1, t1, t2, t1, t2, t1, t2);
+			assert_true(n > 0 && (size_t)n < sizeof(in));
+			snprintf(want, sizeof(want), "%s",
+			         "event=message id= data=one\nevent=message id= data=two\ncomment= c\n"
+			         "event=e id= data=three\nevent=message id= data=4\\n5\n"
+			         "event=message id=7 data= six\nevent=message id=7 data=\n");
+			expect_result(in, (size_t)n, 0, 0, 0, want);
+		}
+	}
+}
+
+static void fast_path_leaves_events_with_more_lines(void **state)
+{
+	EXPECT("data: a\nid: 5\n\ndata: b\n: c\n\ndata: x\nevent: t\n\ndata: y\nretry: 9\n\n",
+	       "event=message id=5 data=a\ncomment= c\nevent=message id=5 data=b\n"
+	       "event=t id=5 data=x\nretry=9\nevent=message id=5 data=y\n");
+	EXPECT("data: a\ndata\n\ndata: b\r\rdata: c\r\n\r\n",
+	       "event=message id= data=a\\n\nevent=message id= data=b\n"
+	       "event=message id= data=c\n");
+	EXPECT("data: a\n\n\n\ndata: b\n\r\r\n",
+	       "event=message id= data=a\nevent=message id= data=b\n");
+	EXPECT("datax: a\n\ndata : b\n\nDATA: c\n\ndata: d\n\n", "event=message id= data=d\n");
+}
+
+static void fast_path_caps(void **state)
+{
+	EXPECT_LIMITS("data: 0123456789\r\n\r\ndata: 0123456789a\r\n\r\n", 16, 0, LR_ETOOLARGE,
+	              "event=message id= data=0123456789\n");
+	EXPECT_LIMITS("data: 1234567890\r\rdata: 12345678901\r\r", 0, 10, LR_ETOOLARGE,
+	              "event=message id= data=1234567890\n");
+}
+
+static void fast_path_events_are_not_copied(void **state)
+{
+	static const char in[] = "data: a\r\n\r\nevent: t\rdata: b\r\rdata: c\n\r\ndata: d\r\n\n";
+	struct sse_parser p;
+	struct span_check s = {in, in + sizeof(in) - 1, 0, 0};
+	const struct sse_callbacks cb = {.on_event = check_span};
+	sse_parser_init(&p, 0, 0);
+	assert_int_equal(sse_parser_feed(&p, in, sizeof(in) - 1, &cb, &s), 0);
+	assert_int_equal(s.inside, 4);
+	assert_int_equal(s.outside, 0);
+	assert_null(p.line.data);
+	assert_null(p.data.data);
+	assert_null(p.type.data);
+	assert_false(sse_parser_mid_event(&p));
+	sse_parser_free(&p);
+}
+
+static void fast_path_callback_error_stops_the_parser(void **state)
+{
+	struct sse_parser p;
+	struct log lg = {.stop_at_event = 2, .stop_rc = LR_ECANCELLED};
+	sse_parser_init(&p, 0, 0);
+	assert_int_equal(sse_parser_feed(&p, "data: 1\r\n\r\ndata: 2\r\rdata: 3\n\n", 29,
+	                                 &log_callbacks, &lg),
+	                 LR_ECANCELLED);
+	assert_string_equal(lg.text, "event=message id= data=1\nevent=message id= data=2\n");
+	assert_int_equal(sse_parser_feed(&p, "data: 4\n\n", 9, &log_callbacks, &lg), LR_ECANCELLED);
+	assert_int_equal(lg.events, 2);
+	sse_parser_free(&p);
+}
+
+
 static void reset_starts_a_new_stream(void **state)
 {
 	struct sse_parser p;
@@ -879,6 +961,11 @@ int main(void)
 		cmocka_unit_test(comment_callback_error_stops_the_parser),
 		cmocka_unit_test(missing_callbacks_are_skipped),
 		cmocka_unit_test(reset_starts_a_new_stream),
+		cmocka_unit_test(fast_path_every_pair_of_line_ends),
+		cmocka_unit_test(fast_path_leaves_events_with_more_lines),
+		cmocka_unit_test(fast_path_caps),
+		cmocka_unit_test(fast_path_events_are_not_copied),
+		cmocka_unit_test(fast_path_callback_error_stops_the_parser),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,11 @@
 /*
  * Server-sent events parser (WHATWG HTML, "Interpreting an event stream").
  *
- * Lines are found with memchr: the next LF is searched once and cached,
- * and a CR is looked for only before it, so every byte is scanned at most
- * twice whatever the line ends (a CR-only stream would otherwise rescan
- * to the end of the buffer for each line). A line that lies in the fed
+ * Lines are found with memchr: the next LF and the next CR are each
+ * searched once and cached, so every byte is scanned at most twice
+ * whatever the line ends. An event of one data line and the blank line,
+ * whole in the fed buffer (what the APIs send), is dispatched by
+ * fast_event straight from the buffer. A line that lies in the fed
  * buffer is processed where it lies; only the unterminated tail of a feed
  * is copied, into p->line, and completed by the next feed.
  *
@@ -303,6 +304,75 @@ static size_t skip_bom(struct sse_parser *p, const char *buf, size_t len, int *r
 	return i;
 }
 
+/* Length of the blank line's terminator at buf[i] (i < len): 0 when
+ * buf[i] ends no line. A CR that ends the buffer sets *skip_lf. */
+static size_t blank_line_end(const char *buf, size_t i, size_t len, bool *skip_lf)
+{
+	if (buf[i] == '\n')
+		return 1;
+	if (buf[i] != '\r')
+		return 0;
+	if (i + 1 == len) {
+		*skip_lf = true;
+		return 1;
+	}
+	return buf[i + 1] == '\n' ? 2 : 1;
+}
+
+/*
+ * The common event: one "data:" line and the blank line, whole in buf,
+ * with no event under way (an event field before it is fine). It is
+ * dispatched from where it lies, without process_line's field walk.
+ * line is buf + pos, eol the offset of its terminator (CR or LF) in buf.
+ * Returns the bytes consumed up to the blank line's end, 0 when the
+ * general path must take the line (so every error stays its own), or
+ * the callback's negative code.
+ */
+static long fast_event(struct sse_parser *p, const char *buf, size_t pos, size_t eol, size_t len,
+                       const struct sse_callbacks *cb, void *ctx)
+{
+	size_t line_len = eol - pos;
+	if (line_len < 5 || memcmp(buf + pos, "data:", 5) != 0 || line_len > p->max_line_bytes)
+		return 0;
+	size_t i = eol + 1; /* after the data line's terminator */
+	if (buf[eol] == '\r') {
+		if (i == len)
+			return 0; /* may be half of a CRLF */
+		if (buf[i] == '\n')
+			i++;
+	}
+	if (i == len)
+		return 0;
+	bool skip_lf = false;
+	size_t t = blank_line_end(buf, i, len, &skip_lf);
+	if (t == 0)
+		return 0; /* another line follows: the general path joins them */
+	const char *v = buf + pos + 5;
+	size_t n = line_len - 5;
+	if (n && *v == ' ') {
+		v++;
+		n--;
+	}
+	if (n > p->max_event_bytes)
+		return 0;
+	struct sse_event ev;
+	if (p->type_len) {
+		ev.type = p->type_ptr;
+		ev.type_len = p->type_len;
+	} else {
+		ev.type = "message";
+		ev.type_len = 7;
+	}
+	ev.data = v;
+	ev.data_len = n;
+	ev.id = p->id.len ? p->id.data : "";
+	ev.id_len = p->id.len;
+	p->skip_lf = skip_lf;
+	clear_event(p);
+	int rc = cb->on_event ? cb->on_event(ctx, &ev) : 0;
+	return rc < 0 ? rc : (long)(i + t - pos);
+}
+
 int sse_parser_feed(struct sse_parser *p, const char *buf, size_t len,
                     const struct sse_callbacks *cb, void *ctx)
 {
@@ -321,19 +391,35 @@ int sse_parser_feed(struct sse_parser *p, const char *buf, size_t len,
 			pos++;
 	}
 
-	size_t lf = 0;           /* the next LF at or after pos, or len */
-	bool lf_known = false;
+	/* The next LF and the next CR at or after pos (len when none), each
+	 * searched again only once pos has passed it: every byte is scanned
+	 * at most once for each, whatever the line ends. */
+	size_t lf = 0, cr = 0;
+	bool lf_known = false, cr_known = false;
 	while (pos < len) {
 		if (!lf_known || lf < pos) {
 			const char *q = memchr(buf + pos, '\n', len - pos);
 			lf = q ? (size_t)(q - buf) : len;
 			lf_known = true;
 		}
-		const char *cr = memchr(buf + pos, '\r', lf - pos);
-		size_t eol = cr ? (size_t)(cr - buf) : lf;
+		if (!cr_known || cr < pos) {
+			const char *q = memchr(buf + pos, '\r', len - pos);
+			cr = q ? (size_t)(q - buf) : len;
+			cr_known = true;
+		}
+		size_t eol = cr < lf ? cr : lf;
 		if (eol == len)
 			break; /* unterminated: the tail waits for the next feed */
 
+		if (p->line.len == 0 && !p->has_data) {
+			long n = fast_event(p, buf, pos, eol, len, cb, ctx);
+			if (n < 0)
+				return fail(p, (int)n);
+			if (n > 0) {
+				pos += (size_t)n;
+				continue;
+			}
+		}
 		if (p->line.len) {
 			rc = append_partial(p, buf + pos, eol - pos);
 			if (rc == 0)

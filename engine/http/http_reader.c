@@ -610,6 +610,40 @@ static long read_chunk_size(struct http_reader *r, const char *buf, size_t len)
 	return (long)i;
 }
 
+/*
+ * The common chunk-size line, "HEX CRLF" whole in buf at a line start,
+ * parsed in one pass. Returns the bytes consumed, or 0 when the line is
+ * anything else (extensions, whitespace, split across feeds, a bad byte),
+ * which read_chunk_size then takes byte by byte with its exact errors.
+ */
+static size_t read_chunk_size_fast(struct http_reader *r, const char *buf, size_t len)
+{
+	/* A hex digit's value plus one; 0 for every other byte. */
+	static const unsigned char hex1[256] = {
+		['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7,
+		['7'] = 8, ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+		['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+		['F'] = 16,
+	};
+	uint64_t size = 0;
+	size_t i = 0;
+	size_t max = len < MAX_CHUNK_SIZE_DIGITS ? len : MAX_CHUNK_SIZE_DIGITS;
+	unsigned d;
+	while (i < max && (d = hex1[(unsigned char)buf[i]]) != 0) {
+		size = size << 4 | (d - 1);
+		i++;
+	}
+	if (i == 0 || i + 2 > len || buf[i] != '\r' || buf[i + 1] != '\n' ||
+	    i + 2 > r->max_head_bytes || size == 0 ||
+	    size > r->max_body_bytes - r->body_received)
+		return 0;
+	r->body_remaining = size;
+	r->hex_digits = (unsigned)i;
+	r->framing_bytes += i + 2;
+	r->state = HTTP_READ_CHUNK_DATA;
+	return i + 2;
+}
+
 static long read_chunk_end(struct http_reader *r, char c)
 {
 	if (r->chunk_state == CE_CR) {
@@ -711,7 +745,11 @@ long http_reader_feed(struct http_reader *r, char *buf, size_t len,
 			n = read_close_body(r, buf + pos, len - pos, cb, ctx);
 			break;
 		case HTTP_READ_CHUNK_SIZE:
-			n = read_chunk_size(r, buf + pos, len - pos);
+			n = 0;
+			if (r->chunk_state == CS_FIRST_DIGIT)
+				n = (long)read_chunk_size_fast(r, buf + pos, len - pos);
+			if (n == 0)
+				n = read_chunk_size(r, buf + pos, len - pos);
 			break;
 		case HTTP_READ_CHUNK_DATA: {
 			size_t avail = len - pos;
@@ -722,8 +760,15 @@ long http_reader_feed(struct http_reader *r, char *buf, size_t len,
 				r->chunk_state = CE_CR;
 			}
 			n = deliver(r, buf + pos, take, cb, ctx);
-			if (n == 0)
-				n = (long)take;
+			if (n < 0)
+				return n;
+			n = (long)take;
+			/* The CRLF after the data, when it is here, in one step. */
+			if (r->state == HTTP_READ_CHUNK_DATA_END && len - pos - take >= 2 &&
+			    buf[pos + take] == '\r' && buf[pos + take + 1] == '\n') {
+				start_chunk_line(r);
+				n += 2;
+			}
 			break;
 		}
 		case HTTP_READ_CHUNK_DATA_END:
