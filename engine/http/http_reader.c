@@ -13,6 +13,11 @@
  * Line ends in the head may be bare LF (as picohttpparser allows); chunk
  * framing requires CRLF, since a lenient chunk parser is how request
  * smuggling starts.
+ *
+ * Why this file is long: the head, the three body framings, the chunk
+ * lines (a one-pass reader for the common "HEX CRLF" beside the exact
+ * byte walk) and the trailers share one state, its limits and its error
+ * path; apart, each would reach into the others' fields.
  */
 #include "http/http_reader.h"
 
