@@ -225,20 +225,16 @@ static void test_a_row_another_connection_writes_later_is_found(void **state)
 }
 
 /* The same with a second process, which writes while this one runs. */
+static pid_t spawn_asker(const char *tag, int n, int want_hits);
+
 static void test_a_row_another_process_writes_later_is_found(void **state)
 {
 	(void)state;
 	SKIP_FORK_UNDER_TSAN();
 	lr_engine *a = engine(LR_CACHE_READWRITE);
 	assert_int_equal(ask_many(a, "before", 50), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		lr_engine *b = engine(LR_CACHE_READWRITE);
-		int bad = ask_many(b, "child", 100) != 0;
-		lr_engine_destroy(b);
-		_exit(bad || logs ? 1 : 0);
-	}
+	pid_t pid = spawn_asker("child", 100, 0);
+	assert_true(pid > 0);
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -467,6 +463,72 @@ static void test_a_format_1_file_is_read_then_migrated_and_a_later_one_refused(v
 	assert_int_equal(rows_on_disk(), N + 10);
 }
 
+/* Starts this program again as the other process (child_asks); its pid. */
+static pid_t spawn_asker(const char *tag, int n, int want_hits)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* A fresh program, as two llmring processes are: nothing of this
+		 * one's threads, SQLite connections or cmocka state comes along
+		 * (SQLite's locks are per process: a forked child of a process
+		 * with the file open shares its lock bookkeeping). */
+		char ns[16], hs[16];
+		snprintf(ns, sizeof(ns), "%d", n);
+		snprintf(hs, sizeof(hs), "%d", want_hits);
+		execl("/proc/self/exe", "test_cache_sharing", "--child-asks", url, path, tag, ns, hs,
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* The other process's part (main runs it with --child-asks TAG N HITS),
+ * without cmocka: asks n bodies of tag; 0 when `hits` of them were
+ * answered from the cache and nothing was logged, else what went wrong,
+ * said on stderr. */
+static int child_asks(const char *tag, int n, int want_hits)
+{
+	lr_config cfg = lr_config_default();
+	cfg.base_url = url;
+	cfg.api_key = "k";
+	cfg.max_retries = 0;
+	cfg.cache_path = path;
+	cfg.cache_mode = LR_CACHE_READWRITE;
+	cfg.on_log = on_log;
+	lr_engine *e = NULL;
+	int rc = lr_engine_new(&cfg, &e);
+	if (rc) {
+		fprintf(stderr, "child: lr_engine_new: %s\n", lr_strerror(rc));
+		return 2;
+	}
+	int hits = 0, failed = 0;
+	for (int i = 0; i < n; i++) {
+		char body[160];
+		body_of(body, sizeof(body), tag, i);
+		lr_request *rq = lr_request_new(NULL);
+		if (!rq || lr_request_set_body(rq, body, strlen(body))) {
+			lr_request_free(rq);
+			failed++;
+			continue;
+		}
+		lr_future *f = lr_submit(e, rq);
+		if (!f || !lr_future_wait(f, 60000) || lr_future_result(f)->error != LR_OK) {
+			fprintf(stderr, "child: request %d: %s\n", i,
+			        f && lr_future_done(f) ? lr_strerror(lr_future_result(f)->error) : "no answer");
+			failed++;
+		} else {
+			hits += lr_future_result(f)->cached;
+		}
+		if (f)
+			lr_future_release(f);
+	}
+	lr_engine_destroy(e);
+	if (failed || hits != want_hits || logs)
+		fprintf(stderr, "child: %d failed, %d hits of %d (%d wanted), %d logged\n", failed, hits,
+		        n, want_hits, logs);
+	return failed ? 3 : hits != want_hits ? 4 : logs ? 5 : 0;
+}
+
 /* Two writers for one format 1 file at once: one migrates, the other
  * waits for it and finds format 2; every row once. */
 static void test_two_processes_opening_a_format_1_file_migrate_it_once(void **state)
@@ -477,18 +539,16 @@ static void test_two_processes_opening_a_format_1_file_migrate_it_once(void **st
 	make_format_1_file(N);
 	pid_t pids[2];
 	for (int w = 0; w < 2; w++) {
-		pids[w] = fork();
-		assert_true(pids[w] >= 0);
-		if (pids[w] == 0) {
-			lr_engine *c = engine(LR_CACHE_READWRITE);
-			int bad = ask_many(c, "old-format", N) != N;
-			lr_engine_destroy(c);
-			_exit(bad || logs ? 1 : 0);
-		}
+		pids[w] = spawn_asker("old-format", N, N);
+		assert_true(pids[w] > 0);
 	}
 	for (int w = 0; w < 2; w++) {
 		int status;
 		assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fprintf(stderr, "child %d: %s %d\n", (int)pids[w],
+			        WIFEXITED(status) ? "exit" : "signal",
+			        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 		assert_true(WIFEXITED(status));
 		assert_int_equal(WEXITSTATUS(status), 0);
 	}
@@ -522,8 +582,13 @@ static void test_a_replaced_row_never_hides_a_new_one_from_another_set(void **st
 	assert_int_equal(logs, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 7 && strcmp(argv[1], "--child-asks") == 0) {
+		snprintf(url, sizeof(url), "%s", argv[2]);
+		snprintf(path, sizeof(path), "%s", argv[3]);
+		return child_asks(argv[4], atoi(argv[5]), atoi(argv[6]));
+	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_a_row_another_connection_writes_later_is_found, fresh),
 		cmocka_unit_test_setup(test_a_row_another_process_writes_later_is_found, fresh),

@@ -180,7 +180,7 @@ def directory_as_input_says_so_and_creates_nothing():
 # ---- 3: the same file twice ------------------------------------------------------
 
 @test
-def input_output_and_stats_must_be_three_different_files():
+def input_output_stats_and_cache_must_be_different_files():
     with Tmp() as t:
         write_lines(t.path("in.jsonl"), [chat_line("a"), chat_line("b")])
         before = open(t.path("in.jsonl"), "rb").read()
@@ -194,6 +194,12 @@ def input_output_and_stats_must_be_three_different_files():
             (["-o", t.path("out.jsonl"), "--stats", t.path("in.jsonl")], "stats file"),
             (["-o", t.path("out.jsonl"), "--stats", t.path("out.jsonl")], "stats file"),
             (["-o", t.path("out.jsonl"), "--stats", t.path("soft.jsonl")], "stats file"),
+            # SQLite would refuse the JSONL, but the output or stats writer would first
+            # truncate a cache named as either.
+            (["-o", t.path("out.jsonl"), "--cache", t.path("hard.jsonl")], "cache (--cache) is the input"),
+            (["-o", t.path("out.jsonl"), "--cache", t.path("out.jsonl")], "cache (--cache) is the output"),
+            (["-o", t.path("out.jsonl"), "--stats", t.path("s.json"), "--cache", t.path("s.json")],
+             "cache (--cache) is the stats file"),
         ]
         for args, why in cases:
             p = run(["batch", t.path("in.jsonl"), "--mock"] + args)

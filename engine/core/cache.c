@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h> /* munmap */
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,7 +96,7 @@ struct cache {
 	 * "the WAL-index header": two copies of 48 bytes). fresh_tag is a hash
 	 * of it as read before the filter's last catch-up began; a submission
 	 * that reads the same hash now knows the filter is complete. */
-	const volatile uint32_t *shm; /* owner: the cache (munmap in cache_free); NULL: no shortcut */
+	int shm_fd;                 /* owner: the cache (closed in cache_free); -1: no shortcut */
 	_Atomic uint64_t fresh_tag; /* 0: not fresh */
 	int64_t filter_max_id;      /* rows up to this id are in it */
 	int64_t data_version;       /* PRAGMA data_version it is complete for */
@@ -245,9 +244,10 @@ static int db_setup(struct cache *c, const char **stepp, char *why, size_t why_c
 	sqlite3_finalize(c->version);
 	c->get = c->version = NULL;
 	sqlite3_busy_timeout(c->db, CACHE_BUSY_MS);
-	/* Reads through a mapping and a larger page cache: a lookup that
-	 * misses the cache no longer costs a pread per page. */
-	sqlite3_exec(c->db, "PRAGMA mmap_size=268435456; PRAGMA cache_size=-32768", NULL, NULL, NULL);
+	/* A larger page cache, and no memory mapping: a mapped file that
+	 * another process truncates ends this process with SIGBUS, where
+	 * pread gives SQLite an error to report. */
+	sqlite3_exec(c->db, "PRAGMA mmap_size=0; PRAGMA cache_size=-32768", NULL, NULL, NULL);
 	int rc = cache_schema_setup(c->db, c->writes, &c->format, stepp, why, why_cap);
 	if (rc == SQLITE_OK) {
 		*stepp = "reading its table";
@@ -438,7 +438,7 @@ static void filter_refresh(struct cache *c)
 {
 	if (!c->db || !c->reads || c->filter_failed)
 		return;
-	uint64_t tag = c->shm ? cache_shm_tag(c->shm) : 0;
+	uint64_t tag = cache_shm_tag(c->shm_fd);
 	if (sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
 		return;
 	filter_catch_up(c, tag);
@@ -499,7 +499,7 @@ static void lookup_one(struct cache *c, struct lr_future *f)
 static void lookup_batch(struct cache *c, struct lr_future *fifo)
 {
 	struct lr_future *chain = NULL, *last = NULL; /* newest first, for stack_push */
-	uint64_t tag = c->shm ? cache_shm_tag(c->shm) : 0; /* before the snapshot */
+	uint64_t tag = cache_shm_tag(c->shm_fd); /* before the snapshot */
 	bool txn = c->db && sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 	if (txn)
 		filter_catch_up(c, tag);
@@ -539,7 +539,7 @@ static void *cache_thread(void *arg)
 	pthread_setname_np(pthread_self(), "llmring-cache");
 	db_open(c);
 	if (c->db && c->reads)
-		c->shm = cache_shm_map(c->path);
+		c->shm_fd = cache_shm_open(c->path);
 	if (c->db && c->writes)
 		cache_writer_start(&c->writer, c, c->path);
 	filter_refresh(c); /* built now when the file is new or small (filter_after 0) */
@@ -618,6 +618,7 @@ int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err)
 		return error_set(err, LR_ENOMEM, 0, "out of memory for the cache");
 	}
 	c->e = e;
+	c->shm_fd = -1;
 	c->reads = mode != LR_CACHE_WRITE;
 	c->writes = mode != LR_CACHE_READ;
 	pthread_mutex_init(&c->lock, NULL);
@@ -649,8 +650,8 @@ void cache_free(struct cache *c)
 		pthread_mutex_unlock(&c->lock);
 		pthread_join(c->thread, NULL);
 	}
-	if (c->shm)
-		munmap((void *)c->shm, CACHE_SHM_MAP);
+	if (c->shm_fd >= 0)
+		close(c->shm_fd);
 	cache_filter_free(&c->filter);
 	pthread_cond_destroy(&c->wake);
 	pthread_mutex_destroy(&c->lock);
@@ -667,7 +668,7 @@ static bool miss_ruled_out(struct cache *c, const unsigned char key[32])
 	if (!atomic_load_explicit(&c->filter_on, memory_order_acquire))
 		return false;
 	uint64_t tag = atomic_load_explicit(&c->fresh_tag, memory_order_acquire);
-	if (!tag || cache_shm_tag(c->shm) != tag)
+	if (!tag || cache_shm_tag(c->shm_fd) != tag)
 		return false;
 	return !cache_filter_may_hold(&c->filter, cache_filter_word(key));
 }

@@ -57,13 +57,15 @@ enum cache_sql {
 	SQL_SCAN_FROM, /* the same past the id bound to ? */
 };
 const char *cache_schema_sql(int format, enum cache_sql which);
-/* The -shm file's first bytes mapped read-only (cache_schema.c), or NULL
- * (no such file yet, or not one SQLite sized): munmap CACHE_SHM_MAP bytes.
- * The WAL-index header is at its start, rewritten by every commit. */
-#define CACHE_SHM_MAP 4096
-const volatile uint32_t *cache_shm_map(const char *path);
-/* A hash of the WAL-index header's two copies (never 0). */
-uint64_t cache_shm_tag(const volatile uint32_t *h);
+/* The -shm file opened for reading (cache_schema.c), or -1 (no such file
+ * yet). Read with pread, never mapped: SQLite truncates the file when a
+ * connection opens it with no other process holding it, and a mapping
+ * read then is a SIGBUS (seen with two processes sharing a cache). */
+int cache_shm_open(const char *path);
+/* A hash of the WAL-index header's two copies at the file's start,
+ * rewritten by every commit (never 0); 0 when fd is -1 or the header
+ * cannot be read whole. */
+uint64_t cache_shm_tag(int fd);
 /* The key's k64 column (format 2). */
 int64_t cache_k64(const unsigned char key[32]);
 

@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,33 +133,25 @@ int cache_schema_setup(sqlite3 *db, bool writes, int *format, const char **step,
 }
 
 /* The hash of the WAL-index header's two copies (fresh_tag). */
-uint64_t cache_shm_tag(const volatile uint32_t *h)
+uint64_t cache_shm_tag(int fd)
 {
+	uint32_t h[24];
+	if (fd < 0 || pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return 0; /* not there, or truncated: nothing is fresh */
 	uint64_t t = 0xcbf29ce484222325ull;
 	for (int i = 0; i < 24; i++)
 		t = (t ^ h[i]) * 0x100000001b3ull;
 	return t | 1;
 }
 
-const volatile uint32_t *cache_shm_map(const char *path)
+int cache_shm_open(const char *path)
 {
 	char shm_path[4200];
 	if (snprintf(shm_path, sizeof(shm_path), "%s-shm", path) >= (int)sizeof(shm_path))
-		return NULL;
-	int fd = open(shm_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	const volatile uint32_t *shm = NULL;
-	struct stat st;
-	/* SQLite sizes it in 32 KiB steps and truncates it only when no
-	 * connection has it open (ours stay open until cache_free). */
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= CACHE_SHM_MAP) {
-		void *m = mmap(NULL, CACHE_SHM_MAP, PROT_READ, MAP_SHARED, fd, 0);
-		if (m != MAP_FAILED)
-			shm = m;
-	}
-	close(fd);
-	return shm;
+		return -1;
+	/* Non-blocking: a FIFO of that name must not hang the cache thread
+	 * (pread then fails: no shortcut). */
+	return open(shm_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 }
 
 const char *cache_schema_sql(int format, enum cache_sql which)

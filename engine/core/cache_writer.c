@@ -39,9 +39,9 @@ static void writer_open(struct cache_writer *w)
 	int rc = sqlite3_open_v2(w->path, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_busy_timeout(w->db, CACHE_BUSY_MS);
-		/* Pages read through a mapping and kept: an insert that misses
-		 * the page cache costs no pread (as for the cache thread's). */
-		rc = sqlite3_exec(w->db, "PRAGMA synchronous=NORMAL; PRAGMA mmap_size=268435456;"
+		/* No mapping, as for the cache thread's connection (a truncated
+		 * file would be a SIGBUS); pages kept in a larger page cache. */
+		rc = sqlite3_exec(w->db, "PRAGMA synchronous=NORMAL; PRAGMA mmap_size=0;"
 		                  " PRAGMA cache_size=-32768", NULL, NULL, NULL);
 	}
 	/* A checkpoint (the WAL's pages copied into the file, two fsyncs)

@@ -257,7 +257,7 @@ static bool is_input(const char *path, const struct stat *in_st, struct stat *st
  * replace the input), and the stats file would overwrite either. The
  * provider batches' state file beside the output (OUTPUT.state.json,
  * which a direct run reads too) must be neither the input, which it would
- * replace, nor the stats file.
+ * replace, nor the stats file. Nor may the cache be any of them.
  */
 int check_distinct_files(const struct batch_options *o, const struct stat *in_st)
 {
@@ -282,6 +282,14 @@ int check_distinct_files(const struct batch_options *o, const struct stat *in_st
 	else if (o->stats_path && same_file(o->stats_path, state))
 		clash = "the stats file (--stats) is the provider batches' state file of this "
 		        "output (OUTPUT.state.json)";
+	/* SQLite refuses a file that is not a database, but a cache named as
+	 * the output or stats file would be truncated by them first. */
+	else if (o->cache_path && is_input(o->cache_path, in_st, &st))
+		clash = "the cache (--cache) is the input file";
+	else if (o->cache_path && same_file(o->cache_path, o->output_path))
+		clash = "the cache (--cache) is the output file (-o)";
+	else if (o->cache_path && o->stats_path && same_file(o->cache_path, o->stats_path))
+		clash = "the cache (--cache) is the stats file (--stats)";
 	/* /dev/null or a terminal may well be named twice. */
 	if (clash && S_ISCHR(st.st_mode))
 		clash = NULL;

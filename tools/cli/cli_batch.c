@@ -243,6 +243,12 @@ static int start_endpoint(struct batch *b, const char *base_url, const char *api
 		         (unsigned)mock_server_port(b->mock));
 		base_url = mock_url;
 		api_key = NULL;
+		/* The cache's keys hold the origin, and this one is new each run. */
+		if (b->opt.cache_path && !b->opt.quiet)
+			fprintf(stderr, "llmring batch: note: --mock listens on a new port each run and "
+			        "cache keys include the server's origin, so this run's entries will not "
+			        "answer a later --mock run (use `llmring mock --listen HOST:PORT` and "
+			        "--base-url for that)\n");
 	}
 	lr_config cfg = lr_config_default();
 	cfg.on_log = cli_log;
