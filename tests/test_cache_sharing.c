@@ -119,7 +119,8 @@ static void on_log(void *user, const char *msg)
 	fprintf(stderr, "on_log: %s\n", msg);
 }
 
-static lr_engine *engine(int mode)
+/* The engines of this test: the test server, no retries, the file. */
+static lr_config config_of(int mode)
 {
 	lr_config cfg = lr_config_default();
 	cfg.base_url = url;
@@ -128,6 +129,12 @@ static lr_engine *engine(int mode)
 	cfg.cache_path = path;
 	cfg.cache_mode = mode;
 	cfg.on_log = on_log;
+	return cfg;
+}
+
+static lr_engine *engine(int mode)
+{
+	lr_config cfg = config_of(mode);
 	lr_engine *e = NULL;
 	assert_int_equal(lr_engine_new(&cfg, &e), 0);
 	return e;
@@ -488,13 +495,7 @@ static pid_t spawn_asker(const char *tag, int n, int want_hits)
  * said on stderr. */
 static int child_asks(const char *tag, int n, int want_hits)
 {
-	lr_config cfg = lr_config_default();
-	cfg.base_url = url;
-	cfg.api_key = "k";
-	cfg.max_retries = 0;
-	cfg.cache_path = path;
-	cfg.cache_mode = LR_CACHE_READWRITE;
-	cfg.on_log = on_log;
+	lr_config cfg = config_of(LR_CACHE_READWRITE);
 	lr_engine *e = NULL;
 	int rc = lr_engine_new(&cfg, &e);
 	if (rc) {
