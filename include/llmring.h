@@ -65,7 +65,8 @@ extern "C" {
 	XX(EHTTP, -23, "http_error", "HTTP error status") /* another 4xx status */ \
 	XX(EUNSUPPORTED, -24, "unsupported", "not supported in this build") /* a provider or this build cannot do it */ \
 	XX(ESYSTEM, -25, "system_error", "system error") /* ring setup, fd limit, ... */ \
-	XX(EIO, -26, "io_error", "I/O error") /* reading or writing a file */
+	XX(EIO, -26, "io_error", "I/O error") /* reading or writing a file */ \
+	XX(ENOTCACHED, -27, "not_cached", "not in the response cache") /* lr_request_set_cache_only */
 
 enum lr_error {
 	LR_OK = 0,
@@ -331,6 +332,37 @@ typedef struct lr_cache_stats {
 /* 0, or LR_EINVAL for a NULL argument. Any thread. */
 LR_API int lr_engine_cache_stats(lr_engine *eng, lr_cache_stats *out);
 
+/*
+ * 0.6: the cache for a caller that gets responses another way (a
+ * provider's batch API): look a request up without sending it
+ * (lr_request_set_cache_only), keep its key (lr_future_cache_key), and
+ * store the response under that key once it arrives
+ * (lr_engine_cache_store), so that a later request finds it as if the
+ * engine had fetched it.
+ */
+typedef struct lr_cache_key {
+	unsigned char sha256[32];   /* what the entry is found by (lr_config.cache_path says of what) */
+	char provider[16];          /* "openai", "anthropic", ...: kept with the entry */
+	int endpoint;               /* enum lr_endpoint: kept with the entry; how its body is read */
+} lr_cache_key;
+/* The key of a complete future that the cache keyed (any chat,
+ * completions or embeddings request of an engine with a cache, looked up
+ * or not, hit or miss). 0, or LR_EINVAL: a NULL argument, f not complete,
+ * or not keyed (no cache, an HTTP call, a body without a canonical form,
+ * refused before it was keyed). */
+LR_API int lr_future_cache_key(const lr_future *f, lr_cache_key *out);
+/* Stores body (len bytes: a 2xx response in OpenAI's shape, as the
+ * engine stores a provider's reply after translating it) under key;
+ * request_id (may be NULL) is what a hit reports as its request id. The
+ * write is queued, as the engine's own stores are (committed within
+ * about 50 ms, and by lr_engine_destroy). 1 when queued; 0 when the
+ * engine's cache does not store (no cache, LR_CACHE_READ, LR_CACHE_OFF);
+ * LR_EINVAL for a NULL argument, a key of no known provider or endpoint,
+ * or a body that a hit could not read back (not JSON, not that shape);
+ * LR_ENOMEM. Any thread. */
+LR_API int lr_engine_cache_store(lr_engine *eng, const lr_cache_key *key, const char *request_id,
+                                 const char *body, size_t len);
+
 /* USD per million tokens of a model in the engine's price table (dated
  * and prefixed names resolved as for accounting). 0, or LR_ENOTFOUND. */
 LR_API int lr_engine_price(lr_engine *eng, const char *model, double *input, double *cached_input,
@@ -448,6 +480,14 @@ LR_API int lr_request_set_max_retries(lr_request *rq, int max_retries);
 /* Per-request deadlines in seconds; <= 0 keeps the engine default. */
 LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle_s, double total_s);
 LR_API void lr_request_set_user_data(lr_request *rq, void *data);
+
+/* 0.6: only = 1: answered from lr_config.cache_path or not at all. A hit
+ * completes as any hit (lr_result.cached); a miss, an engine without a
+ * cache or in LR_CACHE_WRITE mode completes with LR_ENOTCACHED and
+ * nothing is sent (nor counted in lr_engine_usage). Either way
+ * lr_future_cache_key gives the request's key. LR_EINVAL for an HTTP
+ * call (lr_request_new_http), which is never cached. */
+LR_API int lr_request_set_cache_only(lr_request *rq, int only);
 
 /* ---- futures ---------------------------------------------------------- */
 

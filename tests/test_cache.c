@@ -709,6 +709,180 @@ static void test_two_processes_write_one_cache_at_once(void **state)
 	assert_int_equal(served(), before);
 }
 
+/* ---- from outside a request: cache-only lookups, stores under a key ------- */
+
+/* A cache-only request for body: its error (0 for a hit), whether it was
+ * cached, its key (zeros when it has none) and its reply text. */
+static int look_up(lr_engine *e, const char *body, lr_cache_key *key, char *text, size_t cap)
+{
+	lr_request *rq = lr_request_new(NULL);
+	assert_int_equal(lr_request_set_body(rq, body, strlen(body)), 0);
+	assert_int_equal(lr_request_set_cache_only(rq, 1), 0);
+	lr_future *f = lr_complete(e, rq, 10000);
+	const lr_result *r = lr_future_result(f);
+	assert_non_null(r);
+	memset(key, 0, sizeof(*key));
+	int kr = lr_future_cache_key(f, key);
+	int err = r->error;
+	if (!err) {
+		assert_int_equal(r->cached, 1);
+		assert_int_equal(kr, 0);
+	} else {
+		assert_int_equal(r->cached, 0);
+		assert_true(r->cost_usd < 0); /* nothing was sent, nothing priced */
+	}
+	if (text)
+		snprintf(text, cap, "%s", r->text ? r->text : "");
+	lr_future_release(f);
+	return err;
+}
+
+static const char stored_body[] =
+	"{\"id\":\"chatcmpl-kept\",\"object\":\"chat.completion\",\"model\":\"m-batch\","
+	"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"from a batch\"},"
+	"\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":3}}";
+
+static void test_a_cache_only_request_answers_hits_and_never_sends_a_miss(void **state)
+{
+	(void)state;
+	lr_engine *e = engine(LR_CACHE_READWRITE);
+	const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"only\"}]}";
+	lr_cache_key miss_key, hit_key;
+	char t[64], fetched[64];
+	assert_int_equal(look_up(e, body, &miss_key, t, sizeof(t)), LR_ENOTCACHED);
+	assert_int_equal(served(), 0);
+	assert_string_equal(miss_key.provider, "openai");
+	assert_int_equal(miss_key.endpoint, LR_ENDPOINT_CHAT);
+	/* The same request sent is stored; then the lookup finds it, under
+	 * the same key. */
+	assert_false(ask(e, body, fetched, sizeof(fetched)));
+	assert_int_equal(look_up(e, body, &hit_key, t, sizeof(t)), 0);
+	assert_string_equal(t, fetched);
+	assert_memory_equal(hit_key.sha256, miss_key.sha256, 32);
+	assert_int_equal(served(), 1);
+	/* The miss is no request in the usage: the fetch and the hit are. */
+	lr_usage_report u;
+	lr_engine_usage(e, &u, NULL, 0);
+	assert_int_equal(u.requests, 2);
+	assert_int_equal(u.failed, 0);
+	lr_engine_destroy(e);
+	/* Written down: a new engine's lookup finds it too. */
+	e = engine(LR_CACHE_READ);
+	assert_int_equal(look_up(e, body, &hit_key, t, sizeof(t)), 0);
+	assert_string_equal(t, fetched);
+	lr_engine_destroy(e);
+	assert_int_equal(served(), 1);
+}
+
+static void test_a_response_stored_under_a_key_answers_later_requests(void **state)
+{
+	(void)state;
+	lr_engine *e = engine(LR_CACHE_READWRITE);
+	const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"batched\"}]}";
+	/* The same request written another way has the same key. */
+	const char *same = "{ \"messages\" : [{\"content\":\"batched\",\"role\":\"user\"}], \"model\":\"m\"}";
+	lr_cache_key key;
+	char t[64];
+	assert_int_equal(look_up(e, body, &key, NULL, 0), LR_ENOTCACHED);
+	assert_int_equal(lr_engine_cache_store(e, &key, "req_batch_1", stored_body,
+	                                       sizeof(stored_body) - 1), 1);
+	/* Found at once (held in memory until written), sent or not. */
+	assert_true(ask(e, same, t, sizeof(t)));
+	assert_string_equal(t, "from a batch");
+	assert_int_equal(look_up(e, same, &key, t, sizeof(t)), 0);
+	lr_engine_destroy(e);
+	assert_int_equal(served(), 0);
+	/* And on disk, with its request id. */
+	e = engine(LR_CACHE_READWRITE);
+	lr_request *rq = lr_request_new(NULL);
+	lr_request_set_body(rq, body, strlen(body));
+	lr_future *f = lr_complete(e, rq, 10000);
+	const lr_result *r = lr_future_result(f);
+	assert_int_equal(r->error, LR_OK);
+	assert_int_equal(r->cached, 1);
+	assert_string_equal(r->request_id, "req_batch_1");
+	assert_string_equal(r->model, "m-batch");
+	lr_future_release(f);
+	lr_cache_stats st;
+	lr_engine_cache_stats(e, &st);
+	assert_int_equal(st.hits, 1);
+	lr_engine_destroy(e);
+	assert_int_equal(served(), 0);
+	assert_int_equal(fx->logs, 0);
+}
+
+static void test_what_cannot_be_stored_is_refused(void **state)
+{
+	(void)state;
+	lr_engine *e = engine(LR_CACHE_READWRITE);
+	lr_cache_key key;
+	assert_int_equal(look_up(e, "{\"model\":\"m\",\"messages\":[]}", &key, NULL, 0), LR_ENOTCACHED);
+	static const char not_json[] = "{\"id\":\"x\",";
+	assert_int_equal(lr_engine_cache_store(e, &key, NULL, not_json, sizeof(not_json) - 1), LR_EINVAL);
+	assert_int_equal(lr_engine_cache_store(e, NULL, NULL, stored_body, 10), LR_EINVAL);
+	lr_cache_key bad = key;
+	snprintf(bad.provider, sizeof(bad.provider), "nobody");
+	assert_int_equal(lr_engine_cache_store(e, &bad, NULL, stored_body, sizeof(stored_body) - 1),
+	                 LR_EINVAL);
+	bad = key;
+	bad.endpoint = 7;
+	assert_int_equal(lr_engine_cache_store(e, &bad, NULL, stored_body, sizeof(stored_body) - 1),
+	                 LR_EINVAL);
+	/* An HTTP call is never cached, so never cache-only. */
+	lr_request *call = lr_request_new_http("openai", LR_METHOD_GET, "/v1/batches");
+	assert_int_equal(lr_request_set_cache_only(call, 1), LR_EINVAL);
+	lr_request_free(call);
+	lr_engine_destroy(e);
+}
+
+static void test_cache_only_and_stores_follow_the_mode(void **state)
+{
+	(void)state;
+	const char *body = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"moded\"}]}";
+	lr_cache_key key;
+	char t[64];
+	/* write: never looks up (a miss, with its key), stores. */
+	lr_engine *e = engine(LR_CACHE_WRITE);
+	assert_int_equal(look_up(e, body, &key, NULL, 0), LR_ENOTCACHED);
+	assert_string_equal(key.provider, "openai");
+	assert_int_equal(lr_engine_cache_store(e, &key, NULL, stored_body, sizeof(stored_body) - 1), 1);
+	assert_int_equal(look_up(e, body, &key, NULL, 0), LR_ENOTCACHED);
+	lr_engine_destroy(e);
+	/* read: finds what write stored, stores nothing. */
+	e = engine(LR_CACHE_READ);
+	assert_int_equal(look_up(e, body, &key, t, sizeof(t)), 0);
+	assert_string_equal(t, "from a batch");
+	const char *other = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"unstored\"}]}";
+	lr_cache_key other_key;
+	assert_int_equal(look_up(e, other, &other_key, NULL, 0), LR_ENOTCACHED);
+	assert_int_equal(lr_engine_cache_store(e, &other_key, NULL, stored_body, sizeof(stored_body) - 1),
+	                 0);
+	lr_engine_destroy(e);
+	e = engine(LR_CACHE_READWRITE);
+	assert_int_equal(look_up(e, other, &other_key, NULL, 0), LR_ENOTCACHED);
+	lr_engine_destroy(e);
+	/* off, and no cache at all: every lookup misses, without a key. */
+	for (int off = 0; off < 2; off++) {
+		lr_config cfg = lr_config_default();
+		cfg.base_url = fx->url;
+		cfg.api_key = "k";
+		cfg.cache_path = off ? fx->path : NULL;
+		cfg.cache_mode = off ? LR_CACHE_OFF : 0;
+		assert_int_equal(lr_engine_new(&cfg, &e), 0);
+		lr_request *rq = lr_request_new(NULL);
+		lr_request_set_body(rq, body, strlen(body));
+		lr_request_set_cache_only(rq, 1);
+		lr_future *f = lr_complete(e, rq, 10000);
+		assert_int_equal(lr_future_result(f)->error, LR_ENOTCACHED);
+		assert_int_equal(lr_future_cache_key(f, &key), LR_EINVAL);
+		lr_future_release(f);
+		assert_int_equal(lr_engine_cache_store(e, &other_key, NULL, stored_body,
+		                                       sizeof(stored_body) - 1), 0);
+		lr_engine_destroy(e);
+	}
+	assert_int_equal(served(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -724,6 +898,10 @@ int main(void)
 		cmocka_unit_test_setup(test_a_corrupt_file_fails_no_request_and_is_reported_once, fresh),
 		cmocka_unit_test_setup(test_a_full_disk_fails_no_request_and_is_reported_once, fresh),
 		cmocka_unit_test_setup(test_two_processes_write_one_cache_at_once, fresh),
+		cmocka_unit_test_setup(test_a_cache_only_request_answers_hits_and_never_sends_a_miss, fresh),
+		cmocka_unit_test_setup(test_a_response_stored_under_a_key_answers_later_requests, fresh),
+		cmocka_unit_test_setup(test_what_cannot_be_stored_is_refused, fresh),
+		cmocka_unit_test_setup(test_cache_only_and_stores_follow_the_mode, fresh),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -734,6 +734,16 @@ void cache_store(struct cache *c, struct lr_future *f)
 	snprintf(p->request_id, sizeof(p->request_id), "%s", f->request_id);
 	p->body_len = f->resp_body.len;
 	memcpy(p->body, f->resp_body.data, f->resp_body.len);
+	cache_push_put(c, p, engine_on_owner(c->e));
+}
+
+bool cache_writes(const struct cache *c)
+{
+	return c && c->writes;
+}
+
+void cache_push_put(struct cache *c, struct cache_put *p, bool on_owner)
+{
 	/* In the filter before the request completes: a request sent after
 	 * it finds this response (its lookup comes to the cache thread,
 	 * which takes stores before lookups). */
@@ -754,7 +764,7 @@ void cache_store(struct cache *c, struct lr_future *f)
 	 * only need the thread within the write delay, and a wake-up each
 	 * (a futex and a context switch) cost the loop more than the store. */
 	if (!old) {
-		if (engine_on_owner(c->e))
+		if (on_owner)
 			c->kick = true;
 		else
 			cache_wake(c);

@@ -62,6 +62,14 @@ void cache_kick(struct lr_engine *e);
 bool cache_take(struct lr_engine *e, struct lr_future *f);
 /* Engine thread, in future_complete of a success that went to the network. */
 void cache_store(struct cache *c, struct lr_future *f);
+/* Whether c stores responses (a cache, not LR_CACHE_READ). */
+bool cache_writes(const struct cache *c);
+/* Queues a filled put (cache_internal.h; owner: the cache from here) for
+ * the writer, found by lookups at once. on_owner: the engine's own
+ * thread inside a turn, whose end wakes the cache thread (cache_kick);
+ * else it is woken now. */
+struct cache_put;
+void cache_push_put(struct cache *c, struct cache_put *p, bool on_owner);
 /* Engine thread: hands a problem the cache thread met to on_log (once per kind). */
 void cache_flush_log(struct lr_engine *e);
 /* A hit's would-be cost, counted (engine thread). */

@@ -52,6 +52,16 @@ static int terminate_calls(struct reply *r)
 	return 0;
 }
 
+/* A miss of a lookup that must not be sent (lr_request_set_cache_only)
+ * ends here; true when it did. */
+static bool cache_only_missed(struct lr_future *f)
+{
+	if (!f->cache_only)
+		return false;
+	future_complete(f, LR_ENOTCACHED, "not in the response cache");
+	return true;
+}
+
 bool cache_take(struct lr_engine *e, struct lr_future *f)
 {
 	if (atomic_load_explicit(&f->cancel_pushed, memory_order_acquire)) {
@@ -60,7 +70,7 @@ bool cache_take(struct lr_engine *e, struct lr_future *f)
 		return true;
 	}
 	if (f->cache_state != CACHE_HIT)
-		return false;
+		return cache_only_missed(f);
 	struct buf unused = {0}; /* owner: this function; OpenAI's parser never rewrites */
 	bool is_json = false, rewritten = false;
 	/* Stored bodies are OpenAI-shaped whatever the provider (as batch output is). */
@@ -75,7 +85,7 @@ bool cache_take(struct lr_engine *e, struct lr_future *f)
 		f->request_id[0] = '\0';
 		f->result.http_status = 0;
 		f->cache_state = CACHE_MISS;
-		return false;
+		return cache_only_missed(f);
 	}
 	f->result.body_is_json = 1;
 	f->result.cached = 1;

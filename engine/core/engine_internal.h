@@ -81,6 +81,7 @@ struct lr_future {
 	/* The response cache (cache.c). */
 	unsigned char cache_state;      /* enum cache_state */
 	unsigned char cache_key[32];    /* SHA-256, once looked up */
+	bool cache_only;                /* lr_request_set_cache_only: a miss is never sent */
 	size_t key_body_off, key_body_len; /* the unified body inside req_bytes (OpenAI's dialect) */
 	struct buf key_body;            /* owner: future; other dialects' unified body, until keyed */
 	struct lr_future *next;         /* cache queue, submit stack, then reap stack */

@@ -306,8 +306,9 @@ static void future_account(struct lr_engine *e, struct lr_future *f, int err)
 	lr_result *r = &f->result;
 	struct reply *rp = &f->reply;
 	const char *model = rp->model[0] ? rp->model : f->requested_model;
-	if (f->call) {
-		/* An HTTP call (files, batches) is no model's request: not in usage. */
+	if (f->call || (f->cache_only && !r->cached)) {
+		/* An HTTP call (files, batches) is no model's request, and a
+		 * cache-only miss was never sent: neither is in usage. */
 		r->cost_usd = -1;
 	} else if (r->cached) {
 		/* Nothing was paid: a request that succeeded, without tokens. */

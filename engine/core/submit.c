@@ -191,6 +191,7 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	f->attempt_ns = f->submit_ns;
 	f->should_retry = -1;
 	f->max_retries = rq->max_retries >= 0 ? rq->max_retries : e->cfg.max_retries;
+	f->cache_only = rq->cache_only;
 	f->result.cost_usd = -1;
 	f->result.retry_after_s = -1;
 	ring_timer_init(&f->deadline, future_deadline_fired);
@@ -213,6 +214,14 @@ LR_API lr_future *lr_submit(lr_engine *e, lr_request *rq)
 	if (e->cache && !f->call && cache_submit(e->cache, f)) {
 		/* The cache thread hands it to the submit stack after its lookup
 		 * (plain HTTP calls are never cached). */
+		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
+		return f;
+	}
+	if (f->cache_only) {
+		/* A miss decided here (the key set rules it out, the cache only
+		 * writes, or there is none): never sent. */
+		future_fail_early(e, f, LR_ENOTCACHED,
+		                  e->cache ? "not in the response cache" : "the engine has no response cache");
 		atomic_fetch_sub_explicit(&e->submitting, 1, memory_order_release);
 		return f;
 	}

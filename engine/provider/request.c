@@ -491,6 +491,14 @@ LR_API int lr_request_set_max_retries(lr_request *rq, int max_retries)
 	return 0;
 }
 
+LR_API int lr_request_set_cache_only(lr_request *rq, int only)
+{
+	if (!rq || rq->call)
+		return LR_EINVAL; /* an HTTP call is never cached */
+	rq->cache_only = only != 0;
+	return 0;
+}
+
 LR_API int lr_request_set_timeouts(lr_request *rq, double connect_s, double idle_s, double total_s)
 {
 	if (!rq)

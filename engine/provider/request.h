@@ -82,6 +82,7 @@ struct lr_request {
 	lr_delta_fn on_delta;       /* NULL: no streaming callback */
 	void *on_delta_user;
 	struct http_call *call;     /* owner: request until lr_submit moves it; NULL: a chat request */
+	bool cache_only;            /* lr_request_set_cache_only */
 };
 
 /* Whether the request was built with message or parameter calls. */
