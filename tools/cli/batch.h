@@ -31,6 +31,7 @@
 
 struct batch_hooks;
 struct pbatch;
+struct pb_lookup;
 struct input_request;
 
 #define BATCH_DEFAULT_CONCURRENCY 64
@@ -75,6 +76,7 @@ int check_distinct_files(const struct batch_options *o, const struct stat *in_st
  * the batch (its list of records outstanding) until reaped. */
 struct line_rec {
 	struct line_rec *prev, *next; /* on the batch's list of outstanding records */
+	struct pb_lookup *lookup; /* borrowed: its cache lookup (pbatch.h), which owns it; NULL: sent */
 	uint64_t input_line;
 	const char *model; /* borrowed: options or the batch's model names */
 	size_t id_len;
@@ -135,6 +137,7 @@ struct batch {
 	uint64_t id_prefix, id_counter;
 	uint64_t line_no;
 	long outstanding, window;
+	long held;                  /* lookups reaped, waiting for an earlier line's (pbatch_cache.c) */
 	bool write_failed;
 	/* counters; outcomes count once written (pend until then) */
 	struct tally pend;
@@ -186,6 +189,9 @@ bool batch_run_requests(struct batch *b);
 /* Calls the batch_run hooks' on_progress (if any) with the run's counts. */
 void batch_report_progress(struct batch *b);
 
+/* A completed request's outcome counted (tokens, cost, cache hits) and
+ * its line written. */
+void batch_record_outcome(struct batch *b, const struct line_rec *rec, const lr_result *r);
 /* Sends input line b->line_no; a request that cannot be submitted gets
  * its error line at once. */
 void submit_line(struct batch *b, const char *custom_id, size_t id_len,

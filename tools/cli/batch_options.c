@@ -115,11 +115,6 @@ static int check_combinations(struct batch_options *o, const char *cache_mode, c
 		fprintf(stderr, "llmring batch: --cancel and --retry-errors exclude each other\n");
 		return CLI_EXIT_USAGE;
 	}
-	if (o->via_batch && o->cache_path) {
-		/* The provider's batch would be paid for lines the cache holds. */
-		fprintf(stderr, "llmring batch: --cache works with --via direct only (for now)\n");
-		return CLI_EXIT_USAGE;
-	}
 
 	if (!o->input_path || !o->output_path) {
 		fprintf(stderr, "llmring batch: %s is needed\n%s",

@@ -110,6 +110,7 @@ void submit_line(struct batch *b, const char *custom_id, size_t id_len,
 		return;
 	}
 	rec->prev = rec->next = NULL;
+	rec->lookup = NULL;
 	rec->input_line = b->line_no;
 	rec->model = in->model;
 	rec->id_len = id_len;
@@ -163,18 +164,8 @@ static const char *unpriced_name(const lr_result *r, const struct line_rec *rec)
 	return r->model;
 }
 
-static void handle_completion(struct batch *b, lr_future *f)
+void batch_record_outcome(struct batch *b, const struct line_rec *rec, const lr_result *r)
 {
-	const lr_result *r = lr_future_result(f);
-	struct line_rec *rec = lr_future_user_data(f);
-	b->outstanding--;
-	if (rec)
-		recs_unlink(b, rec);
-	if (!r || !rec) { /* cannot happen for a reaped future of ours */
-		lr_future_release(f);
-		rec_give(b, rec);
-		return;
-	}
 	if (r->error == LR_OK)
 		b->pend.succeeded++;
 	else
@@ -189,8 +180,6 @@ static void handle_completion(struct batch *b, lr_future *f)
 			b->priced = true; /* priced, at nothing */
 		}
 		write_outcome(b, rec, r);
-		rec_give(b, rec);
-		lr_future_release(f);
 		return;
 	}
 	b->input_tokens += r->usage.input_tokens;
@@ -209,6 +198,22 @@ static void handle_completion(struct batch *b, lr_future *f)
 		}
 	}
 	write_outcome(b, rec, r);
+}
+
+static void handle_completion(struct batch *b, lr_future *f)
+{
+	const lr_result *r = lr_future_result(f);
+	struct line_rec *rec = lr_future_user_data(f);
+	b->outstanding--;
+	if (rec && rec->lookup) {
+		/* --via provider-batch --cache: a lookup, taken in input order. */
+		pb_lookup_reaped(b, rec->lookup, f);
+		return;
+	}
+	if (rec)
+		recs_unlink(b, rec);
+	if (r && rec) /* always, for a reaped future of ours */
+		batch_record_outcome(b, rec, r);
 	rec_give(b, rec);
 	lr_future_release(f);
 }
@@ -509,7 +514,8 @@ bool batch_run_requests(struct batch *b)
 	while (!b->write_failed && (more_input || b->outstanding > 0)) {
 		if (stop_asked(b))
 			break; /* what is in flight is cancelled with the engine */
-		while (more_input && b->outstanding < b->window && !b->write_failed && !stop_asked(b))
+		while (more_input && b->outstanding + b->held < b->window && !b->write_failed &&
+		       !stop_asked(b))
 			more_input = take_input_line(b);
 		if (b->read_err)
 			break; /* what is in flight is lost either way: stop now */

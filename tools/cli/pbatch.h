@@ -16,6 +16,9 @@
  *                      cancel, another look for a part left creating)
  *   pbatch_merge.c     results into output lines (Anthropic's translated),
  *                      and the lines a part left without a result
+ *   pbatch_cache.c     --cache: each line looked up before it is planned
+ *                      (hits written at once, never batched), each
+ *                      part's keys, and its results stored under them
  *   pbatch_run.c       the whole flow (pbatch_run)
  *
  * Never a line submitted twice: every part and its lines are on disk
@@ -78,6 +81,7 @@ struct pb_part {
 	/* planning only */
 	int fd;                     /* owner: the part while planning; -1 */
 	struct buf wbuf;            /* owner: the part; bytes not yet written to fd */
+	struct buf keys;            /* owner: the part; its keys file's lines (--cache that stores) */
 };
 
 struct pb_state {
@@ -117,6 +121,13 @@ struct pbatch {
 	const char *missing_code, *missing_msg; /* pb_merge's, for lines without a result */
 	uint64_t unplanned;         /* --cancel: lines in no part, left alone */
 	struct id_set part_ids;     /* owner: the run; the custom_ids of the part being merged */
+	/* --cache (pbatch_cache.c): lines are looked up before they are
+	 * planned, and results stored under their lines' keys. */
+	bool cache_reads, cache_writes;
+	struct pb_lookup *look_head, *look_tail; /* owner: the run; lookups in input order */
+	lr_cache_key *keys;         /* owner: the run; the keys of the part being merged, by line */
+	size_t nkeys;
+	uint64_t cache_stored;      /* results stored this run */
 	struct pb_range *pending;   /* owner: the run; pb_pending_init's */
 	size_t npending, pending_at;
 	uint64_t strangers;         /* result lines of that part naming ids not in it */
@@ -165,6 +176,50 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
                   const struct input_request *in, const char *line, size_t len);
 /* Writes out every part planned this run and syncs them. 0 or -1. */
 int pb_plan_finish(struct pbatch *pb);
+/* Input line b->line_no (checked: its api has a batch API, its id fits)
+ * into a part; key (NULL: none) to its keys with --cache. An error line
+ * when it cannot be built, whose input_hash is line's (len bytes) hash,
+ * or line_hash when line is NULL. */
+void pb_plan_request(struct pbatch *pb, const char *custom_id, size_t id_len,
+                     const struct input_request *in, const char *line, size_t len,
+                     uint64_t line_hash, const lr_cache_key *key);
+
+/* ---- pbatch_cache.c ---- */
+
+/* A usable line looked up in the cache before it is planned: a hit is
+ * its outcome, anything else is planned, in input order either way. */
+struct pb_lookup {
+	struct pb_lookup *next;     /* the run's queue */
+	struct line_rec *rec;       /* owner: the lookup; id, line number (rec->lookup is this) */
+	lr_future *f;               /* owner: the lookup once reaped; NULL while the engine has it */
+	bool back;                  /* reaped (or never submitted): it may be drained */
+	uint64_t line_hash;
+	enum lr_endpoint endpoint;
+	const char *model;          /* borrowed: as input_request's */
+	size_t body_len;
+	char body[];
+};
+/* Sets pb->cache_reads and cache_writes from b's --cache and --cache-mode. */
+void pb_cache_init(struct pbatch *pb);
+/* Looks input line b->line_no up without sending it (the window counts it). */
+void pb_lookup_submit(struct pbatch *pb, const char *custom_id, size_t id_len,
+                      const struct input_request *in, uint64_t line_hash);
+/* A reaped lookup (handle_completion): it, and the lookups after it that
+ * came back already, written (a hit) or planned, in input order. */
+void pb_lookup_reaped(struct batch *b, struct pb_lookup *l, lr_future *f);
+void pb_lookups_free(struct pbatch *pb);
+/* Part p's keys file line for its next line. */
+void pb_keys_add(struct pb_part *p, const lr_cache_key *key);
+/* Writes p's keys (when it has any) beside its file, synced. 0 or -1. */
+int pb_keys_write(const struct pb_state *st, struct pb_part *p);
+/* The keys of p (by its lines' order) into pb->keys when the run stores;
+ * none when its keys file is absent (planned without --cache). 0 or -1
+ * (out of memory). */
+int pb_keys_load(struct pbatch *pb, const struct pb_part *p);
+void pb_keys_free(struct pbatch *pb);
+/* Stores a success of p's line number no (its order in the part) under
+ * its key, when it has one. */
+void pb_store(struct pbatch *pb, long no, const char *body, size_t len, const char *request_id);
 
 /* ---- pbatch_http.c ---- */
 

@@ -8,7 +8,9 @@
  * (the batch failed, expired or was cancelled before reaching it) gets
  * the part's code. Merging is idempotent: a custom_id already in OUTPUT
  * is skipped, so a kill between the append and the state's "merged"
- * never duplicates a line.
+ * never duplicates a line. With --cache each success is stored under its
+ * line's key (pbatch_cache.c), also when its line was written by a merge
+ * that a kill cut short.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,13 +88,14 @@ static int seen(struct pbatch *pb, const char *id, size_t len)
 
 /* For a result line: 1 skip it (its id has an outcome, or is not one of
  * the part's: a provider's answer never adds lines), 0 write it (now
- * recorded), -1 out of memory. */
-static int result_seen(struct pbatch *pb, const char *id, size_t len)
+ * recorded), -1 out of memory. *no: its line's order in the part, or -1
+ * for an id not in the part. */
+static int result_seen(struct pbatch *pb, const char *id, size_t len, long *no)
 {
-	long no = id_set_find(&pb->part_ids, id, len);
-	if (no == ID_FAILED)
+	*no = id_set_find(&pb->part_ids, id, len);
+	if (*no == ID_FAILED)
 		return -1;
-	if (no < 0) {
+	if (*no < 0) {
 		pb->strangers++;
 		return 1;
 	}
@@ -188,12 +191,24 @@ static int merge_openai(struct pbatch *pb, const char *line, size_t len)
 	long n = line_custom_id(pb, line, len);
 	if (n < 0)
 		return n == LINE_NO_ID ? 0 : -1;
-	int s = result_seen(pb, pb->b->scratch, (size_t)n);
-	if (s)
-		return s < 0 ? -1 : 0;
+	long no;
+	int s = result_seen(pb, pb->b->scratch, (size_t)n, &no);
+	if (s < 0)
+		return -1;
 	int err = json_object_get(d, 0, "error");
 	bool ok = err >= 0 && pb_json_lit(d, err, "null");
 	int body = json_path(d, 0, "response.body");
+	if (ok && body >= 0 && pb->nkeys) {
+		const char *text;
+		size_t tl;
+		char rid[128];
+		json_span(d, body, &text, &tl);
+		if (!pb_json_str(d, 0, "response.request_id", rid, sizeof rid))
+			rid[0] = '\0';
+		pb_store(pb, no, text, tl, rid);
+	}
+	if (s)
+		return 0;
 	if (ok && body >= 0)
 		count_usage(pb, d, body);
 	buf_clear(&pb->line);
@@ -212,9 +227,11 @@ static const struct {
 };
 
 /* A succeeded result: the message (text, tl bytes; NULL: none) through
- * the provider's parser into the chat.completion a direct line gets. */
+ * the provider's parser into the chat.completion a direct line gets;
+ * stored under the key of the part's line no; its line written unless
+ * only_store (written before). */
 static int merge_succeeded(struct pbatch *pb, const char *cid, size_t n, const char *text,
-                           size_t tl)
+                           size_t tl, long no, bool only_store)
 {
 	struct reply rp; /* owner: here */
 	reply_init(&rp, NULL, NULL);
@@ -228,8 +245,13 @@ static int merge_succeeded(struct pbatch *pb, const char *cid, size_t n, const c
 		buf_clear(&pb->scratch);
 		reply_openai_body(&rp, &pb->scratch);
 	}
-	int rc;
-	if (!text || rp.err.code || buf_error(&pb->scratch)) {
+	int rc = 0;
+	bool readable = text && !rp.err.code && !buf_error(&pb->scratch);
+	if (readable)
+		pb_store(pb, no, pb->scratch.data, pb->scratch.len, rp.id);
+	if (only_store) {
+		/* nothing to write */
+	} else if (!readable) {
 		error_line(pb, cid, n, "protocol_error", "the batch result's message could not be read");
 		rc = finish_line(pb, false);
 	} else {
@@ -260,21 +282,27 @@ static int merge_anthropic(struct pbatch *pb, const char *line, size_t len)
 	char *cid = strndup(pb->b->scratch, (size_t)n); /* owner: here */
 	if (!cid)
 		return -1;
-	int s = result_seen(pb, cid, (size_t)n);
-	if (s) {
+	long no;
+	int s = result_seen(pb, cid, (size_t)n, &no);
+	char type[24] = "";
+	if (s >= 0)
+		pb_json_str(d, 0, "result.type", type, sizeof type);
+	bool succeeded = strcmp(type, "succeeded") == 0;
+	/* Written before (a merge a kill cut short): its store may not have
+	 * been committed, so it is stored again. */
+	bool only_store = s == 1 && no >= 0 && succeeded && pb->nkeys;
+	if (s && !only_store) {
 		free(cid);
 		return s < 0 ? -1 : 0;
 	}
-	char type[24] = "";
-	pb_json_str(d, 0, "result.type", type, sizeof type);
 	int rc;
-	if (strcmp(type, "succeeded") == 0) {
+	if (succeeded) {
 		int msg = json_path(d, 0, "result.message");
 		const char *text = NULL;
 		size_t tl = 0;
 		if (msg >= 0)
 			json_span(d, msg, &text, &tl);
-		rc = merge_succeeded(pb, cid, (size_t)n, text, tl);
+		rc = merge_succeeded(pb, cid, (size_t)n, text, tl, no, only_store);
 	} else if (strcmp(type, "errored") == 0) {
 		char etype[48] = "", emsg[400] = "the request failed";
 		pb_json_str(d, 0, "result.error.error.type", etype, sizeof etype);
@@ -397,6 +425,10 @@ int pb_merge(struct pbatch *pb, struct pb_part *p, const char *code, const char 
 	pb->strangers = 0;
 	pb->missing_code = code;
 	pb->missing_msg = message;
+	if (pb_keys_load(pb, p)) {
+		fprintf(stderr, "llmring batch: out of memory\n");
+		return -1;
+	}
 	for (int k = 0; k < 4 && !rc; k++) {
 		char *path = pb_part_path(&pb->st, p, suffix[k]); /* owner: here */
 		if (!path)
@@ -405,6 +437,7 @@ int pb_merge(struct pbatch *pb, struct pb_part *p, const char *code, const char 
 		free(path);
 	}
 	id_set_free(&pb->part_ids);
+	pb_keys_free(pb);
 	if (pb->strangers && !pb->b->opt.quiet)
 		fprintf(stderr, "llmring batch: part %u: %" PRIu64 " result line%s named a custom_id "
 		        "not in the part; ignored\n", p->n, pb->strangers, pb->strangers == 1 ? "" : "s");

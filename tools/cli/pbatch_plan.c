@@ -12,6 +12,8 @@
  *                {"custom_id":...,"params":{...}}
  *                ]}
  * Lines of providers without a batch API here go direct (submit_line).
+ * With --cache a line is looked up first (pbatch_cache.c), and planned
+ * here once it was not found, with its key beside it (part-N.keys).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,11 +50,17 @@ static int flush_part(struct pb_part *p)
 	return rc;
 }
 
-/* Ends part p's file: the closing of Anthropic's body, written, synced. */
-static int close_part(struct pb_part *p)
+/* Ends part p's file: the closing of Anthropic's body, written, synced;
+ * its keys beside it. */
+static int close_part(const struct pb_state *st, struct pb_part *p)
 {
 	if (p->fd < 0)
 		return 0;
+	if (pb_keys_write(st, p)) {
+		close(p->fd);
+		p->fd = -1;
+		return -1;
+	}
 	if (p->api == PB_ANTHROPIC) {
 		buf_puts(&p->wbuf, "\n]}\n");
 		p->bytes += 4;
@@ -80,7 +88,7 @@ static struct pb_part *part_for(struct pbatch *pb, int api, enum lr_endpoint ep,
 			continue;
 		if (p->lines < max_lines && p->bytes + n + 8 <= max_bytes)
 			return p;
-		if (close_part(p)) {
+		if (close_part(st, p)) {
 			fprintf(stderr, "llmring batch: cannot write part %u under %s\n", p->n, st->dir);
 			return NULL;
 		}
@@ -116,9 +124,22 @@ static struct pb_part *part_for(struct pbatch *pb, int api, enum lr_endpoint ep,
 /* The error line of a line that cannot go into a batch (input_line and
  * hash, so that a resume skips it as the direct batch does). */
 static void refuse(struct batch *b, const char *id, size_t id_len, const char *code,
-                   const char *why, const char *line, size_t len)
+                   const char *why, uint64_t line_hash)
 {
-	write_input_error(b, id, id_len, code, why, hash_bytes(line, len));
+	write_input_error(b, id, id_len, code, why, line_hash);
+}
+
+/* The batch API of in's provider (enum pb_api), or -1 for none; its
+ * provider and the model as sent. */
+static int line_api(const struct input_request *in, const char **prov, const char **sent)
+{
+	*sent = NULL;
+	*prov = lr_model_provider(in->model, sent);
+	if (*prov && (strcmp(*prov, "openai") == 0 || strcmp(*prov, "mock") == 0))
+		return PB_OPENAI;
+	if (*prov && strcmp(*prov, "anthropic") == 0 && in->endpoint == LR_ENDPOINT_CHAT)
+		return PB_ANTHROPIC;
+	return -1;
 }
 
 /* Says once per provider that its lines go direct, and why. */
@@ -146,13 +167,8 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
 		pb->unplanned++; /* --cancel plans nothing new */
 		return;
 	}
-	const char *sent = NULL;
-	const char *prov = lr_model_provider(in->model, &sent);
-	int api = -1;
-	if (prov && (strcmp(prov, "openai") == 0 || strcmp(prov, "mock") == 0))
-		api = PB_OPENAI;
-	else if (prov && strcmp(prov, "anthropic") == 0 && in->endpoint == LR_ENDPOINT_CHAT)
-		api = PB_ANTHROPIC;
+	const char *sent, *prov;
+	int api = line_api(in, &prov, &sent);
 	if (api < 0 || pb->direct[api]) {
 		notice_direct(pb, prov ? prov : "?", api >= 0);
 		submit_line(b, custom_id, id_len, in);
@@ -162,9 +178,22 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
 		refuse(b, custom_id, id_len, "invalid_input",
 		       "Anthropic's batch API takes custom_ids of 1 to 64 letters, digits, '_' and "
 		       "'-' only: give this line another custom_id (or send it with --via direct)",
-		       line, len);
+		       hash_bytes(line, len));
 		return;
 	}
+	if (pb->cache_reads || pb->cache_writes)
+		pb_lookup_submit(pb, custom_id, id_len, in, hash_bytes(line, len));
+	else
+		pb_plan_request(pb, custom_id, id_len, in, line, len, 0, NULL);
+}
+
+void pb_plan_request(struct pbatch *pb, const char *custom_id, size_t id_len,
+                     const struct input_request *in, const char *line, size_t len,
+                     uint64_t line_hash, const lr_cache_key *key)
+{
+	struct batch *b = pb->b;
+	const char *sent, *prov;
+	int api = line_api(in, &prov, &sent);
 	lr_request *rq = lr_request_new(b->opt.model); /* owner: here */
 	int rc = rq ? lr_request_set_endpoint(rq, in->endpoint) : LR_ENOMEM;
 	if (!rc)
@@ -175,7 +204,8 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
 		rc = provider_build_request(rq, paths, &pr);
 		if (rc) {
 			refuse(b, custom_id, id_len, lr_error_name(rc),
-			       pr.err.message[0] ? pr.err.message : lr_strerror(rc), line, len);
+			       pr.err.message[0] ? pr.err.message : lr_strerror(rc),
+			       line ? hash_bytes(line, len) : line_hash);
 			lr_request_free(rq);
 			return;
 		}
@@ -188,7 +218,7 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
 	}
 	if (rc) { /* as the direct batch answers a request it cannot submit */
 		refuse(b, custom_id, id_len, lr_error_name(rc), "the request could not be submitted",
-		       line, len);
+		       line ? hash_bytes(line, len) : line_hash);
 		lr_request_free(rq);
 		return;
 	}
@@ -216,7 +246,9 @@ void pb_plan_line(struct batch *b, const char *custom_id, size_t id_len,
 		p->bytes += s->len + (api == PB_ANTHROPIC && p->lines ? 2 : 0);
 		p->lines++;
 		pb->planned_lines++;
-		if (buf_error(&p->wbuf) || pb_part_add_line(p, b->line_no) ||
+		if (pb->cache_writes)
+			pb_keys_add(p, key); /* one line each, in the part's order */
+		if (buf_error(&p->wbuf) || buf_error(&p->keys) || pb_part_add_line(p, b->line_no) ||
 		    (p->wbuf.len >= PB_WRITE_CHUNK && flush_part(p))) {
 			fprintf(stderr, "llmring batch: cannot write part %u under %s\n", p->n,
 			        pb->st.dir);
@@ -234,7 +266,7 @@ int pb_plan_finish(struct pbatch *pb)
 	int rc = 0;
 	for (size_t i = 0; i < pb->st.nparts; i++) {
 		struct pb_part *p = &pb->st.parts[i];
-		if (p->fd >= 0 && close_part(p)) {
+		if (p->fd >= 0 && close_part(&pb->st, p)) {
 			fprintf(stderr, "llmring batch: cannot write part %u under %s\n", p->n,
 			        pb->st.dir);
 			rc = -1;

@@ -68,6 +68,7 @@ struct pbatch *pbatch_new(struct batch *b, int in_fd)
 		pbatch_free(pb);
 		return NULL;
 	}
+	pb_cache_init(pb);
 	b->pb = pb;
 	b->line_sink = pb_plan_line;
 	return pb;
@@ -77,6 +78,8 @@ void pbatch_free(struct pbatch *pb)
 {
 	if (!pb)
 		return;
+	pb_lookups_free(pb);
+	pb_keys_free(pb);
 	pb_state_free(&pb->st);
 	id_set_free(&pb->written);
 	id_set_free(&pb->part_ids);
@@ -118,8 +121,8 @@ static int merge(struct pbatch *pb, struct pb_part *p, const char *code, const c
 		return -2;
 	/* Its files are not needed any more (every line has its outcome):
 	 * disk is freed as parts end. A kill before this leaves them. */
-	static const char *const suffix[] = {"jsonl", "out.jsonl", "err.jsonl"};
-	for (int k = 0; k < 3; k++) {
+	static const char *const suffix[] = {"jsonl", "out.jsonl", "err.jsonl", "keys"};
+	for (int k = 0; k < 4; k++) {
 		char *path = pb_part_path(&pb->st, p, suffix[k]); /* owner: here */
 		if (path)
 			unlink(path);
@@ -285,6 +288,7 @@ void pb_stats_fields(const struct pbatch *pb, struct buf *s)
 	else
 		buf_puts(s, ",\"batch_cost_usd\":null,\"batch_direct_cost_usd\":null,"
 		         "\"batch_saving_usd\":null");
+	buf_printf(s, ",\"batch_cache_stores\":%" PRIu64, pb->cache_stored);
 	buf_puts(s, ",\"batch_rate_missing\":[");
 	for (size_t k = 0; k < pb->no_batch_rate.count; k++) {
 		const char *name = pb->no_batch_rate.names[k];
@@ -302,6 +306,9 @@ void pb_summary(const struct pbatch *pb)
 	if (pb->priced)
 		fprintf(stderr, "; at batch rates $%.6f (direct: $%.6f, saved $%.6f)", pb->batch_cost_usd,
 		        pb->direct_cost_usd, pb->direct_cost_usd - pb->batch_cost_usd);
+	if (pb->cache_stored)
+		fprintf(stderr, "; %" PRIu64 " result%s stored in the cache", pb->cache_stored,
+		        pb->cache_stored == 1 ? "" : "s");
 	if (pb->no_batch_rate.count)
 		fprintf(stderr, "; %zu model%s at the standard rate (no batch rate in the price table)",
 		        pb->no_batch_rate.count, pb->no_batch_rate.count == 1 ? "" : "s");

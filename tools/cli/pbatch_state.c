@@ -201,6 +201,7 @@ static void part_free(struct pb_part *p)
 	free(p->results_url);
 	free(p->fail_msg);
 	buf_free(&p->wbuf);
+	buf_free(&p->keys);
 	if (p->fd >= 0)
 		close(p->fd);
 }
