@@ -362,6 +362,14 @@ LR_API int lr_future_cache_key(const lr_future *f, lr_cache_key *out);
  * LR_ENOMEM. Any thread. */
 LR_API int lr_engine_cache_store(lr_engine *eng, const lr_cache_key *key, const char *request_id,
                                  const char *body, size_t len);
+/* Waits until every response queued for storing before the call (the
+ * engine's, and lr_engine_cache_store's from this thread) is committed
+ * to the file, where a kill -9 of this process no longer loses it and
+ * another process finds it. 1 when it is (at once without a cache that
+ * stores), 0 when timeout_ms passed first (< 0 waits for good),
+ * LR_EINVAL for a NULL eng or from inside a callback. A store the file
+ * refused (disk full) counts as done: on_log hears of it. */
+LR_API int lr_engine_cache_flush(lr_engine *eng, int timeout_ms);
 
 /* USD per million tokens of a model in the engine's price table (dated
  * and prefixed names resolved as for accounting). 0, or LR_ENOTFOUND. */

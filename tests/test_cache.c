@@ -790,6 +790,18 @@ static void test_a_response_stored_under_a_key_answers_later_requests(void **sta
 	assert_true(ask(e, same, t, sizeof(t)));
 	assert_string_equal(t, "from a batch");
 	assert_int_equal(look_up(e, same, &key, t, sizeof(t)), 0);
+	/* Once flushed it is in the file, for any other connection. */
+	assert_int_equal(lr_engine_cache_flush(e, 10000), 1);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *st_rows = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(request_id) FROM llmring_entries",
+	                                    -1, &st_rows, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st_rows), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st_rows, 0), 1);
+	assert_string_equal((const char *)sqlite3_column_text(st_rows, 1), "req_batch_1");
+	sqlite3_finalize(st_rows);
+	sqlite3_close(db);
 	lr_engine_destroy(e);
 	assert_int_equal(served(), 0);
 	/* And on disk, with its request id. */
@@ -878,6 +890,7 @@ static void test_cache_only_and_stores_follow_the_mode(void **state)
 		lr_future_release(f);
 		assert_int_equal(lr_engine_cache_store(e, &other_key, NULL, stored_body,
 		                                       sizeof(stored_body) - 1), 0);
+		assert_int_equal(lr_engine_cache_flush(e, 0), 1);
 		lr_engine_destroy(e);
 	}
 	assert_int_equal(served(), 0);

@@ -33,86 +33,6 @@
 #include "util/clock.h"
 #include "util/test_hooks.h"
 
-/* Stores written together: a transaction at this many, or once the
- * oldest has waited CACHE_WRITE_DELAY_MS, or when the cache stops. */
-#define CACHE_WRITE_BATCH 4096
-#define CACHE_WRITE_DELAY_MS 50
-#define CACHE_WRITE_BYTES (16u << 20) /* or once the bodies pending hold this much */
-#define PEND_SLOTS (2 * CACHE_WRITE_BATCH)
-
-struct cache {
-	struct lr_engine *e;        /* borrowed: the engine that owns this cache */
-	char *path;                 /* owner: the cache */
-	bool reads, writes;
-	pthread_t thread;
-	bool started;               /* thread runs (cache_start) */
-	pthread_mutex_t lock;       /* with wake: the thread's sleep */
-	pthread_cond_t wake;
-	/* Set (under lock) just before the thread checks its queues a last
-	 * time and sleeps: a push wakes it only then, so a busy thread costs
-	 * the engine no lock (the lock was contended at every push). */
-	_Atomic bool sleeping;
-	bool stop;                  /* under lock */
-	_Atomic(struct lr_future *) lookup_head;
-	/* Engine thread: lookups were pushed onto an empty queue during this
-	 * turn; the thread is woken once, before the loop waits (a wake-up
-	 * per submission cost the loop more than the lookups). */
-	bool kick;
-	_Atomic(struct cache_put *) put_head;
-	/* The thread's own. */
-	sqlite3 *db;                /* owner: the thread; NULL: no usable file */
-	sqlite3_stmt *get;          /* owner: the thread */
-	sqlite3_stmt *version;      /* owner: the thread; PRAGMA data_version */
-	int format;                 /* the file's (cache_schema.c): 1 read as it is, or 2 */
-	/* Stores not yet written, in arrival order, and by key for lookups:
-	 * written in big transactions (each one rewrites the index pages it
-	 * touches: a few rows per transaction made a cold run several times
-	 * slower than no cache), yet found by a lookup at once. Two tables:
-	 * the stores pending (slots[cur]), and the batch the writer has
-	 * (slots[!cur]), found in memory until its commit is done. */
-	struct cache_writer writer;
-	struct cache_put *pend_head, *pend_tail; /* owner: the thread */
-	struct cache_put *out_head; /* owner: the thread; lent to the writer */
-	struct cache_put *slots[2][PEND_SLOTS]; /* borrowed from those lists */
-	unsigned cur;
-	unsigned pend_n;
-	size_t pend_bytes;          /* their bodies' bytes */
-	uint64_t pend_since_ns;     /* when the oldest pending store arrived */
-	/* The keys the file holds (cache_filter.h): a miss without a SELECT,
-	 * and without a trip to this thread (cache_submit). Built once this
-	 * process has looked up a sixteenth as many keys as the file had rows
-	 * when opened (a reading of every key then pays; a new file's at
-	 * once); kept whole with this process's stores (cache_store adds
-	 * them before the request completes), and with other connections'
-	 * rows (ids past filter_max_id) whenever PRAGMA data_version says
-	 * one committed. */
-	struct cache_filter filter; /* owner: the cache; any thread reads it */
-	_Atomic bool filter_on;     /* complete for fresh_tag's file: a key not in it is not there */
-	_Atomic bool filter_failed; /* could not be built or kept: SELECTs only */
-	/* Whether the file changed since the filter was last caught up, for
-	 * any thread and without SQLite (whose connection is this thread's):
-	 * the WAL-index header at the start of the -shm file, which every
-	 * commit of every process rewrites (https://sqlite.org/walformat.html,
-	 * "the WAL-index header": two copies of 48 bytes). fresh_tag is a hash
-	 * of it as read before the filter's last catch-up began; a submission
-	 * that reads the same hash now knows the filter is complete. */
-	int shm_fd;                 /* owner: the cache (closed in cache_free); -1: no shortcut */
-	_Atomic uint64_t fresh_tag; /* 0: not fresh */
-	int64_t filter_max_id;      /* rows up to this id are in it */
-	int64_t data_version;       /* PRAGMA data_version it is complete for */
-	uint64_t filter_after;      /* lookups before it is built */
-	uint64_t looked_up;         /* lookups so far */
-	/* Problems for on_log: set by the thread, logged by the engine's. */
-	pthread_mutex_t log_lock;
-	char log[3][256];           /* under log_lock; one per enum cache_problem bit */
-	unsigned log_pending;       /* under log_lock */
-	_Atomic unsigned seen;      /* problems met (each is logged once) */
-	_Atomic int has_log;
-	/* Counts (lr_cache_stats). */
-	_Atomic uint64_t lookups, hits, stores, errors;
-	_Atomic double saved;       /* written by the engine thread only */
-};
-
 void cache_wake(struct cache *c)
 {
 	/* The pushes (lookups, stores, the writer's done) are seq_cst, as are
@@ -169,7 +89,7 @@ void cache_flush_log(struct lr_engine *e)
 
 /* The filter off for good (this file): lookups SELECT as before. Its
  * memory stays until cache_free: a submitting thread may be reading it. */
-static void filter_give_up(struct cache *c)
+void filter_give_up(struct cache *c)
 {
 	atomic_store(&c->filter_on, false);
 	atomic_store(&c->fresh_tag, 0);
@@ -547,6 +467,9 @@ static void *cache_thread(void *arg)
 		/* Lookups taken first, stores added first: a request sent after
 		 * another one completed finds its response (its store was pushed
 		 * before its lookup, so it is in this round or an earlier one). */
+		/* Read before the stores are taken: the stores of a flush asked
+		 * for are all in this round or an earlier one. */
+		uint64_t flush = atomic_load(&c->flush_asked);
 		struct lr_future *fs = stack_take_fifo(&c->lookup_head, offsetof(struct lr_future, next));
 		struct cache_put *ps = puts_fifo(atomic_exchange_explicit(&c->put_head, NULL,
 		                                                          memory_order_acquire));
@@ -562,6 +485,14 @@ static void *cache_thread(void *arg)
 		}
 		if (fs)
 			lookup_batch(c, fs);
+		if (flush != c->flush_done) { /* lr_engine_cache_flush: written, then answered */
+			pend_flush(c, true);
+			out_collect(c, true);
+			pthread_mutex_lock(&c->lock);
+			c->flush_done = flush;
+			pthread_cond_broadcast(&c->flushed);
+			pthread_mutex_unlock(&c->lock);
+		}
 		out_collect(c, false);
 		bool due = c->pend_n &&
 		           clock_now_ns() - c->pend_since_ns >= CACHE_WRITE_DELAY_MS * 1000000ull;
@@ -573,7 +504,7 @@ static void *cache_thread(void *arg)
 		bool stop = c->stop;
 		atomic_store(&c->sleeping, true);
 		if (!stop && !atomic_load(&c->lookup_head) && !atomic_load(&c->put_head) &&
-		    !atomic_load(&c->writer.done)) {
+		    !atomic_load(&c->writer.done) && atomic_load(&c->flush_asked) == c->flush_done) {
 			if (c->pend_n) {
 				/* Wakes to write what is pending, if nothing else comes. */
 				struct timespec ts;
@@ -596,6 +527,10 @@ static void *cache_thread(void *arg)
 	/* Everything stored is written before the engine is gone. */
 	pend_flush(c, true);
 	out_collect(c, true);
+	pthread_mutex_lock(&c->lock);
+	c->flush_done = atomic_load(&c->flush_asked);
+	pthread_cond_broadcast(&c->flushed);
+	pthread_mutex_unlock(&c->lock);
 	cache_writer_stop(&c->writer);
 	db_close(c);
 	return NULL;
@@ -624,6 +559,7 @@ int cache_new(struct lr_engine *e, struct cache **out, struct error_info *err)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->log_lock, NULL);
 	pthread_cond_init(&c->wake, NULL);
+	pthread_cond_init(&c->flushed, NULL);
 	cache_filter_init(&c->filter);
 	*out = c;
 	return 0;
@@ -654,6 +590,7 @@ void cache_free(struct cache *c)
 		close(c->shm_fd);
 	cache_filter_free(&c->filter);
 	pthread_cond_destroy(&c->wake);
+	pthread_cond_destroy(&c->flushed);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->log_lock);
 	free(c->path);
@@ -715,59 +652,6 @@ void cache_kick(struct lr_engine *e)
 	if (c && c->kick) {
 		c->kick = false;
 		cache_wake(c);
-	}
-}
-
-void cache_store(struct cache *c, struct lr_future *f)
-{
-	if (!c->writes || f->result.http_status < 200 || f->result.http_status > 299 ||
-	    !f->result.body_is_json || !f->resp_body.len)
-		return;
-	struct cache_put *p = malloc(sizeof(*p) + f->resp_body.len); /* owner: the put stack */
-	if (!p)
-		return; /* not stored: the request itself is done */
-	memcpy(p->key, f->cache_key, 32);
-	p->status = f->result.http_status;
-	p->provider = provider_row(f->provider)->name;
-	p->endpoint = f->endpoint;
-	snprintf(p->model, sizeof(p->model), "%s", f->reply.model[0] ? f->reply.model : f->requested_model);
-	snprintf(p->request_id, sizeof(p->request_id), "%s", f->request_id);
-	p->body_len = f->resp_body.len;
-	memcpy(p->body, f->resp_body.data, f->resp_body.len);
-	cache_push_put(c, p, engine_on_owner(c->e));
-}
-
-bool cache_writes(const struct cache *c)
-{
-	return c && c->writes;
-}
-
-void cache_push_put(struct cache *c, struct cache_put *p, bool on_owner)
-{
-	/* In the filter before the request completes: a request sent after
-	 * it finds this response (its lookup comes to the cache thread,
-	 * which takes stores before lookups). */
-	/* Not in a complete filter: no row to replace (the writer skips the
-	 * DELETE). A filter that is not fresh may miss another process's row
-	 * of this key: then both rows stay, and lookups take the newer. */
-	bool was_there = true;
-	if (cache_filter_add(&c->filter, cache_filter_word(p->key), &was_there) != 0)
-		filter_give_up(c);
-	p->maybe_dup = was_there || !atomic_load_explicit(&c->filter_on, memory_order_acquire);
-	struct cache_put *old = atomic_load_explicit(&c->put_head, memory_order_relaxed);
-	do {
-		p->next = old;
-	} while (!atomic_compare_exchange_weak_explicit(&c->put_head, &old, p, memory_order_seq_cst,
-	                                                memory_order_relaxed));
-	/* One wake-up a turn (cache_kick), not one a store: a lookup finds the
-	 * stores pushed before it whenever the thread wakes for it, so stores
-	 * only need the thread within the write delay, and a wake-up each
-	 * (a futex and a context switch) cost the loop more than the store. */
-	if (!old) {
-		if (on_owner)
-			c->kick = true;
-		else
-			cache_wake(c);
 	}
 }
 

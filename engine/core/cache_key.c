@@ -1,6 +1,9 @@
-/* A request's cache key (cache_internal.h: cache_make_key). */
+/* A request's cache key (cache_internal.h: cache_make_key), and the key
+ * handed to a caller (lr_future_cache_key). */
+#include <stdio.h>
 #include <string.h>
 
+#include "core/cache.h"
 #include "core/cache_internal.h"
 #include "core/engine_internal.h"
 #include "format/jcs.h"
@@ -65,5 +68,18 @@ int cache_make_key(const struct lr_engine *e, struct lr_future *f, unsigned char
 	struct sha256_part parts[2] = {{head, n}, {canon->data, canon->len}};
 	sha256_parts(parts, 2, key);
 	buf_clear(canon);
+	return 0;
+}
+
+LR_API int lr_future_cache_key(const lr_future *f, lr_cache_key *out)
+{
+	/* Done first: until then the cache thread may still be setting
+	 * cache_state. */
+	if (!f || !out || !lr_future_done(f) || f->call || f->cache_state == CACHE_NONE)
+		return LR_EINVAL;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->sha256, f->cache_key, sizeof(out->sha256));
+	snprintf(out->provider, sizeof(out->provider), "%s", provider_row(f->provider)->name);
+	out->endpoint = (int)f->endpoint;
 	return 0;
 }

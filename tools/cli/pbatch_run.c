@@ -114,8 +114,15 @@ static int fetch(struct pbatch *pb, struct pb_part *p)
 /* Every line of p still without an outcome gets code; p is merged. */
 static int merge(struct pbatch *pb, struct pb_part *p, const char *code, const char *msg)
 {
+	uint64_t stored = pb->cache_stored;
 	if (pb_merge(pb, p, code, msg))
 		return -2;
+	/* Its results are in the cache's file before its own files go: a
+	 * kill from here on loses none (until here, a re-run merges and
+	 * stores them again). */
+	if (pb->cache_stored != stored && lr_engine_cache_flush(pb->b->eng, 60000) != 1)
+		fprintf(stderr, "llmring batch: the cache did not write part %u's results within 60 s; "
+		        "they are in %s either way\n", p->n, pb->b->opt.output_path);
 	p->status = PS_MERGED;
 	if (pb_state_save(&pb->st))
 		return -2;
