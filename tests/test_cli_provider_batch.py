@@ -308,7 +308,7 @@ KILL_AT = [
 ]
 
 
-def kill_and_resume(d, mock, n, env, kills, restart_mock_at=None):
+def kill_and_resume(d, mock, n, env, kills, restart_mock_at=None, extra=()):
     """Runs the batch and kills it with -9 at the moments of KILL_AT in
     turn (each a little later by a random delay) until `kills` kills
     landed or a run ended by itself; then runs it to its end. The mock may
@@ -319,7 +319,7 @@ def kill_and_resume(d, mock, n, env, kills, restart_mock_at=None):
     killed, seen = 0, set()
     for k in range(4 * kills):
         want = KILL_AT[k % len(KILL_AT)]
-        proc = subprocess.Popen(batch_args(inp, out, mock.url, "--quiet"), env=env,
+        proc = subprocess.Popen(batch_args(inp, out, mock.url, "--quiet", *extra), env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(rnd.uniform(0.01, 0.1))
         deadline = time.time() + 60
@@ -338,7 +338,7 @@ def kill_and_resume(d, mock, n, env, kills, restart_mock_at=None):
             mock.restart(*mock.args)
         if proc.returncode == 0 or killed == kills:
             break
-    p = run(batch_args(inp, out, mock.url), env=env, timeout=300)
+    p = run(batch_args(inp, out, mock.url, *extra), env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     print("      %d kills; part statuses seen at them: %s" % (killed, sorted(seen)))
     return out, killed, seen
@@ -683,7 +683,6 @@ def test_flags_that_do_not_go_together_are_refused():
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
         write_input(inp, 2)
         cases = [
-            (["--via", "provider-batch", "--cache", os.path.join(d, "c.db")], "--via direct only"),
             (["--via", "sideways"], "--via takes direct or provider-batch"),
             (["--poll", "1"], "--poll works with --via provider-batch only"),
             (["--cancel"], "--cancel works with --via provider-batch only"),
@@ -964,6 +963,152 @@ def test_ollama_lines_go_directly_and_the_rest_in_batches():
         assert "ollama lines are sent directly" in p.stderr, p.stderr
         check_one_outcome_each(out, 30)
         assert m.stats()["batch_lines_submitted"] == 20
+
+
+# ---- the response cache (--cache) --------------------------------------------
+
+def direct_args(inp, out, base, *extra):
+    return [LLMRING, "batch", inp, "-o", out, "--base-url", base] + list(extra)
+
+
+def write_half(d, n):
+    """in.jsonl of n lines (OpenAI and Anthropic by turns) and half.jsonl, the
+    same bytes of the lines i % 4 < 2 (half of each provider's); the ids of
+    the half."""
+    inp, half = os.path.join(d, "in.jsonl"), os.path.join(d, "half.jsonl")
+    write_input(inp, n)
+    with open(inp) as f, open(half, "w") as h:
+        for i, line in enumerate(f):
+            if i % 4 < 2:
+                h.write(line)
+    return inp, half, {"r%d" % i for i in range(n) if i % 4 < 2}
+
+
+def cached_ids(lines):
+    return {l["custom_id"] for l in lines if l.get("cached") is True}
+
+
+def submitted(mock):
+    """custom_id -> times submitted in a batch (absent: never)."""
+    return mock.submits()
+
+
+@test
+def test_cache_half_filled_directly_submits_only_the_misses_and_fills_the_rest():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        n = 40
+        inp, half, half_ids = write_half(d, n)
+        cache = os.path.join(d, "c.db")
+        p = run(direct_args(half, os.path.join(d, "direct.jsonl"), m.url, "--cache", cache))
+        assert p.returncode == 0, p.stderr
+        direct = {l["custom_id"]: l for l in read_output(os.path.join(d, "direct.jsonl"))}
+        # Half the lines hit (answered as a direct run answers hits), the rest
+        # go into the providers' batches, each once; every line has one outcome.
+        out, stats = os.path.join(d, "out.jsonl"), os.path.join(d, "s.json")
+        p = run(batch_args(inp, out, m.url, "--cache", cache, "--stats", stats))
+        assert p.returncode == 0, p.stderr
+        lines = check_one_outcome_each(out, n)
+        assert all(l["error"] is None for l in lines), lines
+        assert cached_ids(lines) == half_ids
+        for l in lines:
+            if l["custom_id"] in half_ids:
+                assert l["response"]["body"] == direct[l["custom_id"]]["response"]["body"], l
+        subs = submitted(m)
+        assert set(subs) == {"r%d" % i for i in range(n)} - half_ids, sorted(subs)
+        assert set(subs.values()) == {1}, subs
+        st = json.load(open(stats))
+        assert st["cache_hits"] == n // 2 and st["cost_saved_usd"] > 0, st
+        assert st["batch_lines_merged"] == n // 2 and st["batch_cache_stores"] == n // 2, st
+        assert st["requests"] == n and st["succeeded"] == n, st
+        assert "cache: %d hits" % (n // 2) in p.stderr, p.stderr
+        assert {pt["api"] for pt in json.load(open(out + ".state.json"))["parts"]} == {
+            "openai", "anthropic"}
+        # A second provider-batch run: every line a hit, nothing submitted.
+        out2 = os.path.join(d, "out2.jsonl")
+        p = run(batch_args(inp, out2, m.url, "--cache", cache))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out2, n)) == {"r%d" % i for i in range(n)}
+        assert submitted(m) == subs
+        assert m.stats()["batch_lines_submitted"] == n // 2
+        # And a direct run finds the batches' results too: every line a hit.
+        out3 = os.path.join(d, "out3.jsonl")
+        p = run(direct_args(inp, out3, m.url, "--cache", cache))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out3, n)) == {"r%d" % i for i in range(n)}
+        assert "cache: %d hits" % n in p.stderr, p.stderr
+        by_id = {l["custom_id"]: l for l in read_output(out3)}
+        for l in lines:
+            if l["custom_id"] not in half_ids:
+                assert by_id[l["custom_id"]]["response"]["body"] == l["response"]["body"], l
+
+
+@test
+def test_cache_modes_with_provider_batches():
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "50") as m:
+        n = 24
+        inp, half, half_ids = write_half(d, n)
+        others = {"r%d" % i for i in range(n)} - half_ids
+        cache = os.path.join(d, "c.db")
+        assert run(direct_args(half, os.path.join(d, "direct.jsonl"), m.url,
+                               "--cache", cache)).returncode == 0
+        # read: hits answer, nothing is stored (the misses miss again later).
+        out = os.path.join(d, "read.jsonl")
+        p = run(batch_args(inp, out, m.url, "--cache", cache, "--cache-mode", "read"))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out, n)) == half_ids
+        assert set(submitted(m)) == others
+        out = os.path.join(d, "again.jsonl")
+        p = run(batch_args(inp, out, m.url, "--cache", cache))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out, n)) == half_ids
+        assert set(submitted(m)) == others and set(submitted(m).values()) == {2}
+        # write: nothing is looked up (every line submitted), every result stored.
+        fresh = os.path.join(d, "fresh.db")
+        assert run(direct_args(half, os.path.join(d, "direct2.jsonl"), m.url,
+                               "--cache", fresh)).returncode == 0
+        out = os.path.join(d, "write.jsonl")
+        p = run(batch_args(inp, out, m.url, "--cache", fresh, "--cache-mode", "write"))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out, n)) == set()
+        subs = submitted(m)
+        assert all(subs[i] == 1 for i in half_ids) and all(subs[i] == 3 for i in others), subs
+        out = os.path.join(d, "after-write.jsonl")
+        p = run(batch_args(inp, out, m.url, "--cache", fresh, "--cache-mode", "read"))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out, n)) == {"r%d" % i for i in range(n)}
+        assert submitted(m) == subs
+        # off: as without --cache.
+        out = os.path.join(d, "off.jsonl")
+        p = run(batch_args(inp, out, m.url, "--cache", fresh, "--cache-mode", "off"))
+        assert p.returncode == 0, p.stderr
+        assert cached_ids(check_one_outcome_each(out, n)) == set()
+        assert all(v == submitted(m)[k] - 1 for k, v in subs.items())
+
+
+@test
+def test_cache_with_a_run_killed_at_random_moments_one_outcome_each_nothing_twice():
+    with tempfile.TemporaryDirectory() as d:
+        n = 3000
+        inp, half, half_ids = write_half(d, n)
+        cache = os.path.join(d, "c.db")
+        with Mock(os.path.join(d, "m"), "--batch-phase-ms", "200") as m:
+            assert run(direct_args(half, os.path.join(d, "direct.jsonl"), m.url,
+                                   "--cache", cache)).returncode == 0
+            env = clean_env(LLMRING_BATCH_MAX_LINES="25")
+            out, killed, seen = kill_and_resume(d, m, n, env, kills=12, extra=("--cache", cache))
+            assert killed >= 4 and "merged" in seen, (killed, seen)
+            lines = check_one_outcome_each(out, n)
+            assert all(l["error"] is None for l in lines)
+            # The cached half was never batched; the rest exactly once.
+            assert cached_ids(lines) == half_ids
+            subs = submitted(m)
+            assert set(subs) == {"r%d" % i for i in range(n)} - half_ids
+            assert set(subs.values()) == {1}, subs
+            # Every merged result is in the cache, however the kills fell.
+            p = run(direct_args(inp, os.path.join(d, "all.jsonl"), m.url, "--cache", cache))
+            assert p.returncode == 0, p.stderr
+            assert cached_ids(check_one_outcome_each(os.path.join(d, "all.jsonl"), n)) == {
+                "r%d" % i for i in range(n)}
 
 
 # ---- runner ------------------------------------------------------------------
