@@ -1,6 +1,7 @@
 /*
- * What cache.c (the cache thread: keys, lookups, pending stores) and
- * cache_writer.c (the writer thread: the INSERTs) share.
+ * What cache.c (the cache thread: keys, lookups, pending stores),
+ * cache_writer.c (the writer thread: the INSERTs), cache_store.c (what
+ * is queued for storing, from any thread) and cache_key.c share.
  */
 #ifndef LR_CACHE_INTERNAL_H
 #define LR_CACHE_INTERNAL_H
