@@ -1111,6 +1111,36 @@ def test_cache_with_a_run_killed_at_random_moments_one_outcome_each_nothing_twic
                 "r%d" % i for i in range(n)}
 
 
+@test
+def test_a_leftover_keys_file_is_never_read_as_a_new_parts():
+    """A run killed after writing part-1.keys but before saving its state
+    leaves them; a run without --cache that plans a part 1 of its own must
+    not leave them to be read as its keys by a later --cache run."""
+    with tempfile.TemporaryDirectory() as d, Mock(os.path.join(d, "m"), "--batch-phase-ms", "1500") as m:
+        inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
+        write_input(inp, 6, models=(OPENAI,))
+        os.makedirs(out + ".state.d")
+        keys = os.path.join(out + ".state.d", "part-1.keys")
+        with open(keys, "w") as f:
+            f.write(("ab" * 32 + " openai\n") * 6)
+        proc = subprocess.Popen(batch_args(inp, out, m.url, "--quiet"), env=clean_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline and "submitted" not in part_statuses(out):
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        assert "submitted" in part_statuses(out)
+        assert not os.path.exists(keys)
+        # The --cache run that merges it stores nothing (no keys), and works.
+        p = run(batch_args(inp, out, m.url, "--cache", os.path.join(d, "c.db"),
+                           "--stats", os.path.join(d, "s.json")))
+        assert p.returncode == 0, p.stderr
+        check_one_outcome_each(out, 6)
+        assert json.load(open(os.path.join(d, "s.json")))["batch_cache_stores"] == 0
+
+
 # ---- runner ------------------------------------------------------------------
 
 def main():

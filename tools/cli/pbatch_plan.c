@@ -113,6 +113,12 @@ static struct pb_part *part_for(struct pbatch *pb, int api, enum lr_endpoint ep,
 		return NULL;
 	}
 	free(path);
+	/* Nor may such a leftover's keys stay: they would be read as this
+	 * part's (and its results stored under other lines' keys). */
+	path = pb_part_path(st, p, "keys");
+	if (path)
+		unlink(path);
+	free(path);
 	if (api == PB_ANTHROPIC) {
 		buf_puts(&p->wbuf, "{\"requests\":[\n");
 		p->bytes = 14;
