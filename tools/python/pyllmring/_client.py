@@ -176,6 +176,7 @@ class _Core:
         # slot busy while the reaper refills, few enough that a batch's
         # memory does not grow with its input.
         self.window = max(2 * max_in_flight, 256)
+        self.max_in_flight = max_in_flight
         self.reapers = {}            # loop -> _Reaper
         self.local = threading.local()  # .chan: this thread's channel for sync calls
         self.closed = False
@@ -351,11 +352,24 @@ async def _batch_async(core, requests, model, common=None):
     return group.outcome()
 
 
+# How long the sync batch's waiter sleeps for a batch of completions before
+# it takes what there is (Channel.pump): the engine's queue behind the wire
+# keeps it busy meanwhile.
+BATCH_LINGER = 0.02
+
+
 def _batch_sync(core, requests, model, common=None):
     chan = core.sync_channel()
     group = _group(core, chan, requests, model, common=common)
+    conc = core.max_in_flight
     try:
-        core.wait_sync(chan, lambda: group.pending)
+        # A wake-up per batch of completions, not per completion: the
+        # engine's thread writes the eventfd only once `want` are queued.
+        while group.pending:
+            if not group.live:
+                group.fill()  # every item taken so far was refused in place
+                continue
+            chan.pump(REAP_MAX, _Future, group.want(conc), BATCH_LINGER)
     except BaseException:
         group.cancel_all()
         raise

@@ -40,6 +40,10 @@ typedef struct CoreChannel {
 	Py_ssize_t count;
 	bool signalled;           /* the eventfd holds a count, or a write of it is under way */
 	bool draining;            /* a reap is taking what comes: pushes need not signal */
+	/* Pushes signal once count reaches it (>= 1): pump() raises it so a
+	 * bulk waiter sleeps until a batch is ready, not at every completion;
+	 * wait() sets it back to 1. */
+	Py_ssize_t want;
 	/* Eventfd writes decided under mu and made after it (the writer must
 	 * not hold mu while the woken loop thread wants it): the channel is
 	 * not freed, nor the eventfd read as cleared, while one is under way. */

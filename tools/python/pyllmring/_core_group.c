@@ -718,7 +718,27 @@ static int Group_set_waiter(CoreGroup *g, PyObject *v, void *c)
 	return 0;
 }
 
+/* want(in_flight) -> n: how many completions the sync waiter sleeps for
+ * (Channel.pump) with in_flight requests on the wire at most. Before the
+ * last item is taken: a refill's step, but no more than wait behind the
+ * wire in the engine's queue, so the wire keeps busy while the waiter
+ * sleeps; after it: all that are left (one wake-up at the end). */
+static PyObject *Group_want(CoreGroup *g, PyObject *arg)
+{
+	Py_ssize_t conc = PyLong_AsSsize_t(arg);
+	if (conc == -1 && PyErr_Occurred())
+		return NULL;
+	Py_ssize_t w = g->nlive;
+	if (!g->exhausted) {
+		Py_ssize_t queued = g->nlive - conc;
+		w = queued < g->step ? queued : g->step;
+	}
+	return PyLong_FromSsize_t(w < 1 ? 1 : w);
+}
+
 static PyMethodDef Group_methods[] = {
+	{"want", (PyCFunction)Group_want, METH_O,
+	 "want(in_flight) -> how many completions a sync waiter sleeps for."},
 	{"fill", (PyCFunction)Group_fill, METH_NOARGS, "Takes items while the window has room."},
 	{"cancel_all", (PyCFunction)Group_cancel_all, METH_NOARGS,
 	 "No more items are taken; what is in the engine is cancelled."},
