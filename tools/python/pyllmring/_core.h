@@ -115,6 +115,8 @@ int core_check_fork(unsigned obj_gen);
 void core_on_delta(void *user, const lr_delta *d);
 void core_on_done(void *user, lr_future *f);
 int core_channel_ready(void);
+/* Sets ch->want (under its mutex): pushes signal from that count on. */
+void core_channel_set_want(CoreChannel *ch, Py_ssize_t want);
 
 /* _core_handle.c: a handle for a request about to be submitted (token
  * and channel referenced); NULL with an exception set. */

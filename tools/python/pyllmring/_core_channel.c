@@ -596,11 +596,26 @@ static PyObject *Channel_wait(CoreChannel *ch, PyObject *args, PyObject *kw)
 	}
 }
 
-static void set_want(CoreChannel *ch, Py_ssize_t want)
+void core_channel_set_want(CoreChannel *ch, Py_ssize_t want)
 {
 	pthread_mutex_lock(&ch->mu);
-	ch->want = want;
+	ch->want = want < 1 ? 1 : want;
 	pthread_mutex_unlock(&ch->mu);
+}
+
+/* flush(): makes the eventfd readable when events are queued that no push
+ * signalled (below want): a paced batch's linger tick on its loop. */
+static PyObject *Channel_flush(CoreChannel *ch, PyObject *unused)
+{
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	pthread_mutex_lock(&ch->mu);
+	if (ch->count > 0 && !ch->signalled && !ch->draining) {
+		ch->signalled = true;
+		efd_signal(ch->efd); /* this thread holds the channel */
+	}
+	pthread_mutex_unlock(&ch->mu);
+	Py_RETURN_NONE;
 }
 
 /* pump(max, future_type, want, linger) -> how many: the bulk waiter of the
@@ -647,7 +662,7 @@ static PyObject *Channel_pump(CoreChannel *ch, PyObject *const *args, Py_ssize_t
 		rc = poll(&p, 1, ms);
 		Py_END_ALLOW_THREADS
 		if (rc < 0 && errno != EINTR) {
-			set_want(ch, 1);
+			core_channel_set_want(ch, 1);
 			return PyErr_SetFromErrno(PyExc_OSError);
 		}
 		pthread_mutex_lock(&ch->mu);
@@ -665,7 +680,7 @@ static PyObject *Channel_pump(CoreChannel *ch, PyObject *const *args, Py_ssize_t
 			eventfd_clear(ch);
 		pthread_mutex_unlock(&ch->mu);
 		if (!ready && PyErr_CheckSignals() < 0) {
-			set_want(ch, 1);
+			core_channel_set_want(ch, 1);
 			return NULL;
 		}
 	}
@@ -691,6 +706,8 @@ static PyMethodDef Channel_methods[] = {
 	{"reap", (PyCFunction)(void (*)(void))Channel_reap, METH_FASTCALL,
 	 "reap(max, future_type, rounds) -> n: the loop's reader callback; dispatch in up to "
 	 "rounds rounds, the woken streams' tasks resumed after each (not inside a task)."},
+	{"flush", (PyCFunction)Channel_flush, METH_NOARGS,
+	 "Makes the fd readable when events are queued below want."},
 	{"pump", (PyCFunction)(void (*)(void))Channel_pump, METH_FASTCALL,
 	 "pump(max, future_type, want, linger) -> n: sleeps (GIL released) until want events are "
 	 "queued, or linger s passed with one, then dispatches up to max."},

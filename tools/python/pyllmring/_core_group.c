@@ -37,6 +37,10 @@ typedef struct {
 	CoreSlot *live;           /* the slots in the engine: a list holding a reference to each */
 	Py_ssize_t nlive, next_index, window, step;
 	int exhausted;            /* no item left to take */
+	/* pace(): the requests the engine keeps on the wire; the channel's want
+	 * follows want_of() after every completion step. 0: the channel is
+	 * shared, its want left alone. */
+	Py_ssize_t pace;
 	PyObject *failure;        /* strong: the exception the iterator raised, or NULL */
 	PyObject *waiter;         /* strong: the future to wake, or NULL */
 	unsigned gen;
@@ -367,6 +371,8 @@ static void group_cancel_all(CoreGroup *g)
 	Py_DECREF(hs);
 }
 
+static Py_ssize_t want_of(CoreGroup *g, Py_ssize_t conc);
+
 /* Wakes the waiter (once): with as_completed at each outcome, with batch
  * when the last item is done. */
 static int group_wake(CoreGroup *g)
@@ -444,6 +450,8 @@ static PyObject *Slot_done(CoreSlot *s, PyObject *h)
 		if (room >= g->step || !g->nlive)
 			rc = group_fill(g);
 	}
+	if (!rc && g->pace && g->chan)
+		core_channel_set_want(g->chan, g->exhausted && !g->nlive ? 1 : want_of(g, g->pace));
 	if (!rc)
 		rc = group_wake(g);
 	Py_DECREF(g);
@@ -723,20 +731,41 @@ static int Group_set_waiter(CoreGroup *g, PyObject *v, void *c)
  * last item is taken: a refill's step, but no more than wait behind the
  * wire in the engine's queue, so the wire keeps busy while the waiter
  * sleeps; after it: all that are left (one wake-up at the end). */
-static PyObject *Group_want(CoreGroup *g, PyObject *arg)
+static Py_ssize_t want_of(CoreGroup *g, Py_ssize_t conc)
 {
-	Py_ssize_t conc = PyLong_AsSsize_t(arg);
-	if (conc == -1 && PyErr_Occurred())
-		return NULL;
 	Py_ssize_t w = g->nlive;
 	if (!g->exhausted) {
 		Py_ssize_t queued = g->nlive - conc;
 		w = queued < g->step ? queued : g->step;
 	}
-	return PyLong_FromSsize_t(w < 1 ? 1 : w);
+	return w < 1 ? 1 : w;
+}
+
+static PyObject *Group_want(CoreGroup *g, PyObject *arg)
+{
+	Py_ssize_t conc = PyLong_AsSsize_t(arg);
+	if (conc == -1 && PyErr_Occurred())
+		return NULL;
+	return PyLong_FromSsize_t(want_of(g, conc));
+}
+
+/* pace(in_flight): the group has its channel to itself (a paced client.batch
+ * on its loop): from now on each completion step sets the channel's want,
+ * so the loop wakes about once a batch. */
+static PyObject *Group_pace(CoreGroup *g, PyObject *arg)
+{
+	Py_ssize_t conc = PyLong_AsSsize_t(arg);
+	if (conc == -1 && PyErr_Occurred())
+		return NULL;
+	g->pace = conc < 1 ? 1 : conc;
+	if (g->chan)
+		core_channel_set_want(g->chan, want_of(g, g->pace));
+	Py_RETURN_NONE;
 }
 
 static PyMethodDef Group_methods[] = {
+	{"pace", (PyCFunction)Group_pace, METH_O,
+	 "pace(in_flight): the channel is the group's own; its want follows the group."},
 	{"want", (PyCFunction)Group_want, METH_O,
 	 "want(in_flight) -> how many completions a sync waiter sleeps for."},
 	{"fill", (PyCFunction)Group_fill, METH_NOARGS, "Takes items while the window has room."},
