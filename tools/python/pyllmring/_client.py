@@ -421,15 +421,15 @@ def _retire(reaper, chan, group):
 def _batch_sync(core, requests, model, common=None):
     chan = core.sync_channel()
     group = _group(core, chan, requests, model, common=common)
-    conc = core.max_in_flight
+    # A wake-up per batch of completions, not per completion: the engine's
+    # thread writes the eventfd only once the group's want are queued.
+    group.pace(core.max_in_flight)
     try:
-        # A wake-up per batch of completions, not per completion: the
-        # engine's thread writes the eventfd only once `want` are queued.
         while group.pending:
             if not group.live:
                 group.fill()  # every item taken so far was refused in place
                 continue
-            chan.pump(REAP_MAX, _Future, group.want(conc), BATCH_LINGER)
+            chan.pump(REAP_MAX, _Future, 0, BATCH_LINGER)
     except BaseException:
         group.cancel_all()
         raise

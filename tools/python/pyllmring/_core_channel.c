@@ -620,7 +620,8 @@ static PyObject *Channel_flush(CoreChannel *ch, PyObject *unused)
 
 /* pump(max, future_type, want, linger) -> how many: the bulk waiter of the
  * sync batch (OpenAI.batch, batch_completion). Sleeps, the GIL released,
- * until want events are queued, or linger seconds passed with at least
+ * until want events are queued (0: the channel's own want, which a paced
+ * group keeps), or linger seconds passed with at least
  * one, then hands out up to max as dispatch() does. Meanwhile pushes do
  * not signal below want (nor while the events are handed out), so the engine's thread writes the eventfd and
  * this thread wakes about once a batch, not once per completion (what
@@ -640,10 +641,10 @@ static PyObject *Channel_pump(CoreChannel *ch, PyObject *const *args, Py_ssize_t
 	if (((max == -1 || want == -1 || linger == -1) && PyErr_Occurred()) ||
 	    core_check_fork(ch->gen) < 0)
 		return NULL;
-	if (want < 1)
-		want = 1;
 	double end = now_s() + (linger > 0 ? linger : 0);
 	pthread_mutex_lock(&ch->mu);
+	if (want < 1)
+		want = ch->want; /* 0: the want a paced group keeps (BatchGroup.pace) */
 	ch->want = want;
 	bool ready = ch->count >= want;
 	/* The readiness of a count below want (or a late write): sleep on. */

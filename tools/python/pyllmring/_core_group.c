@@ -9,6 +9,10 @@
  * steps and wakes the group's waiter. Python runs only for what the C
  * path hands over: an item with per-call options (the submit_python
  * hook) and a failed request's exception (from_handle).
+ *
+ * Why this file is long: the two types share the group's private struct
+ * and its live list, and a paced group sets its channel's want (pace);
+ * splitting them would put that struct in a header for one other file.
  */
 #include "_core.h"
 
@@ -37,10 +41,7 @@ typedef struct {
 	CoreSlot *live;           /* the slots in the engine: a list holding a reference to each */
 	Py_ssize_t nlive, next_index, window, step;
 	int exhausted;            /* no item left to take */
-	/* pace(): the requests the engine keeps on the wire; the channel's want
-	 * follows want_of() after every completion step. 0: the channel is
-	 * shared, its want left alone. */
-	Py_ssize_t pace;
+	Py_ssize_t pace;          /* pace()'s in_flight, or 0: the channel's want left alone */
 	PyObject *failure;        /* strong: the exception the iterator raised, or NULL */
 	PyObject *waiter;         /* strong: the future to wake, or NULL */
 	unsigned gen;
@@ -371,8 +372,6 @@ static void group_cancel_all(CoreGroup *g)
 	Py_DECREF(hs);
 }
 
-static Py_ssize_t want_of(CoreGroup *g, Py_ssize_t conc);
-
 /* Wakes the waiter (once): with as_completed at each outcome, with batch
  * when the last item is done. */
 static int group_wake(CoreGroup *g)
@@ -427,6 +426,21 @@ static PyObject *outcome_of(CoreGroup *g, PyObject *h, long n, PyObject *model)
 	Py_XDECREF(t);
 	Py_XDECREF(tb);
 	return v;
+}
+
+/* How many completions a paced group's waiter sleeps for (the channel's
+ * want) with conc requests on the wire at most. Before the
+ * last item is taken: a refill's step, but no more than wait behind the
+ * wire in the engine's queue, so the wire keeps busy while the waiter
+ * sleeps; after it: all that are left (one wake-up at the end). */
+static Py_ssize_t want_of(CoreGroup *g, Py_ssize_t conc)
+{
+	Py_ssize_t w = g->nlive;
+	if (!g->exhausted) {
+		Py_ssize_t queued = g->nlive - conc;
+		w = queued < g->step ? queued : g->step;
+	}
+	return w < 1 ? 1 : w;
 }
 
 /* _done(handle): the group's completion step, once per request. */
@@ -726,32 +740,9 @@ static int Group_set_waiter(CoreGroup *g, PyObject *v, void *c)
 	return 0;
 }
 
-/* want(in_flight) -> n: how many completions the sync waiter sleeps for
- * (Channel.pump) with in_flight requests on the wire at most. Before the
- * last item is taken: a refill's step, but no more than wait behind the
- * wire in the engine's queue, so the wire keeps busy while the waiter
- * sleeps; after it: all that are left (one wake-up at the end). */
-static Py_ssize_t want_of(CoreGroup *g, Py_ssize_t conc)
-{
-	Py_ssize_t w = g->nlive;
-	if (!g->exhausted) {
-		Py_ssize_t queued = g->nlive - conc;
-		w = queued < g->step ? queued : g->step;
-	}
-	return w < 1 ? 1 : w;
-}
-
-static PyObject *Group_want(CoreGroup *g, PyObject *arg)
-{
-	Py_ssize_t conc = PyLong_AsSsize_t(arg);
-	if (conc == -1 && PyErr_Occurred())
-		return NULL;
-	return PyLong_FromSsize_t(want_of(g, conc));
-}
-
-/* pace(in_flight): the group has its channel to itself (a paced client.batch
- * on its loop): from now on each completion step sets the channel's want,
- * so the loop wakes about once a batch. */
+/* pace(in_flight): the group has its channel to itself (client.batch,
+ * OpenAI.batch): from now on each completion step sets the channel's want,
+ * so its waiter wakes about once a batch. */
 static PyObject *Group_pace(CoreGroup *g, PyObject *arg)
 {
 	Py_ssize_t conc = PyLong_AsSsize_t(arg);
@@ -766,8 +757,6 @@ static PyObject *Group_pace(CoreGroup *g, PyObject *arg)
 static PyMethodDef Group_methods[] = {
 	{"pace", (PyCFunction)Group_pace, METH_O,
 	 "pace(in_flight): the channel is the group's own; its want follows the group."},
-	{"want", (PyCFunction)Group_want, METH_O,
-	 "want(in_flight) -> how many completions a sync waiter sleeps for."},
 	{"fill", (PyCFunction)Group_fill, METH_NOARGS, "Takes items while the window has room."},
 	{"cancel_all", (PyCFunction)Group_cancel_all, METH_NOARGS,
 	 "No more items are taken; what is in the engine is cancelled."},
