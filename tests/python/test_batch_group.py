@@ -286,3 +286,75 @@ def test_batch_price(url):
     client.close()
     with pytest.raises(llm.ClientClosedError):
         client.batch_price("gpt-4o-mini")
+
+
+def test_a_window_refused_in_place_does_not_hang(url):
+    """More refused items in a row than the window holds (nothing of the
+    group in the engine, items left): the batch goes on taking them."""
+    items = [{"messages": "not a list"}] * 300 + [{"messages": USER}]
+    with llm.OpenAI(base_url=url, max_in_flight=8) as client:
+        assert client._core.window < 300
+        rs = client.batch(items, model="openai/m")
+    assert len(rs) == 301 and all(isinstance(r, TypeError) for r in rs[:300])
+    assert rs[300].choices[0].message.content
+
+    async def main():
+        async with llm.AsyncOpenAI(base_url=url, max_in_flight=8) as client:
+            return await asyncio.wait_for(client.batch(items, model="openai/m"), 30)
+    rs = run(main())
+    assert len(rs) == 301 and all(isinstance(r, TypeError) for r in rs[:300])
+    assert rs[300].choices[0].message.content
+
+
+def test_paced_batch_channel_leaves_the_loop(url, slow_url):
+    """client.batch reads its own paced channel; it leaves the loop once the
+    batch returns, and after a cancellation once the cancelled requests
+    completed. The loop's shared channel keeps signalling at once: a
+    create() beside a batch is not held back by the batch's pacing."""
+    async def main():
+        async with llm.AsyncOpenAI(base_url=url, max_in_flight=8) as client:
+            loop = asyncio.get_running_loop()
+            t = asyncio.create_task(client.batch([USER] * 3000, model="openai/m"))
+            await asyncio.sleep(0)
+            reaper = client._core.reapers[loop]
+            assert len(reaper.extra) == 1
+            r = await client.chat.completions.create(model="openai/m", messages=USER)
+            assert r.choices[0].message.content
+            rs = await t
+            assert len(rs) == 3000 and all(x.choices for x in rs)
+            assert reaper.extra == set()
+        async with llm.AsyncOpenAI(base_url=slow_url, max_in_flight=8) as client:
+            t = asyncio.create_task(client.batch([USER] * 1000, model="openai/m"))
+            await asyncio.sleep(0.3)
+            reaper = client._core.reapers[loop]
+            assert len(reaper.extra) == 1
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+            end = loop.time() + 10
+            while reaper.extra:
+                assert loop.time() < end, "the cancelled batch's channel stayed"
+                await asyncio.sleep(0.05)
+            r = await client.chat.completions.create(model="openai/m", messages=USER)
+            assert r.choices[0].message.content
+    run(main())
+
+
+def test_paced_batch_lingers_for_slow_requests(slow_url):
+    """Fewer completions than the group waits for (each request slow): the
+    linger tick hands out what came, so a batch finishes in about the time
+    its waves take, sync and async."""
+    import time
+    with llm.OpenAI(base_url=slow_url, max_in_flight=8) as client:
+        t0 = time.monotonic()
+        rs = client.batch([USER] * 24, model="openai/m")
+        took = time.monotonic() - t0
+    assert len(rs) == 24 and all(r.choices for r in rs) and took < 5
+
+    async def main():
+        async with llm.AsyncOpenAI(base_url=slow_url, max_in_flight=8) as client:
+            t0 = time.monotonic()
+            rs = await client.batch([USER] * 24, model="openai/m")
+            return rs, time.monotonic() - t0
+    rs, took = run(main())
+    assert len(rs) == 24 and all(r.choices for r in rs) and took < 5

@@ -455,3 +455,81 @@ def test_cancel_mid_stream_keeps_deltas_before_done():
         e.close()
     finally:
         slow.close()
+
+
+class Tok:
+    """A token that counts its done events (what dispatch hands it)."""
+    done = 0
+
+    def _done(self, h):
+        Tok.done += 1
+
+    def _delta(self, d):
+        pass
+
+
+class NotAFuture:
+    pass
+
+
+def test_pump_sleeps_for_want_then_lingers(engine):
+    """pump(max, future_type, want, linger) hands out nothing before want
+    events are queued (the pushes below want do not make the fd readable),
+    then all of them in one call; with fewer than want in flight it takes
+    what came once linger passed; wait() afterwards signals at the first."""
+    ch = _core.Channel()
+    Tok.done = 0
+    for i in range(10):
+        engine.submit(ch, Tok(), "mock/m1", USER)
+    assert ch.pump(512, NotAFuture, 10, 30.0) == 10 and Tok.done == 10
+    assert ch.pending() == 0 and not readable(ch.fileno())
+    # want above what is in flight: linger bounds the sleep.
+    for i in range(3):
+        engine.submit(ch, Tok(), "mock/m1", USER)
+    t0 = time.monotonic()
+    assert ch.pump(512, NotAFuture, 4, 0.3) == 3
+    assert 0.25 < time.monotonic() - t0 < 5 and Tok.done == 13
+    # Events queued below a raised want are not signalled...
+    for i in range(2):
+        engine.submit(ch, Tok(), "mock/m1", USER)
+    end = time.monotonic() + 10
+    while ch.pending() < 2:
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    # ...and wait() counts them at once (it sets want back to 1).
+    assert ch.wait(0) is True and len(ch.drain()) == 2
+    engine.submit(ch, Tok(), "mock/m1", USER)
+    assert ch.wait(10) is True and readable(ch.fileno())
+    assert len(ch.drain()) == 1 and not readable(ch.fileno())
+    assert ch.wait(0) is False
+
+
+def test_pump_is_interrupted_by_ctrl_c(engine):
+    import signal
+    import threading
+    ch = _core.Channel()
+    engine.submit(ch, Tok(), "mock/m1", USER)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ch.pump(512, NotAFuture, 5, 60.0)  # one of 5 ever comes
+    assert time.monotonic() - t0 < 5
+    # The event is still queued, and the channel signals as before.
+    assert ch.wait(10) is True and len(ch.drain()) == 1
+
+
+def test_flush_signals_what_is_queued_below_want(engine):
+    ch = _core.Channel()
+    engine.submit(ch, Tok(), "mock/m1", USER)
+    with pytest.raises(TypeError):
+        ch.pump(512, NotAFuture, "2", 0.1)
+    # A raised want (as a paced batch leaves it) with one event queued.
+    ch.pump(512, NotAFuture, 2, 0.05)  # lingers, hands the one out
+    engine.submit(ch, Tok(), "mock/m1", USER)
+    ch.flush()  # nothing queued yet, or the push signalled: either way harmless
+    end = time.monotonic() + 10
+    while ch.pending() < 1:
+        assert time.monotonic() < end
+        time.sleep(0.01)
+    ch.flush()
+    assert readable(ch.fileno()) and ch.drain()

@@ -35,7 +35,7 @@ REAP_ROUNDS = 16
 class _Reaper:
     """One loop's side of a client: its channel, registered with the loop."""
 
-    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future")
+    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future", "extra")
 
     def __init__(self, loop, reap_max):
         self.loop = loop
@@ -51,6 +51,26 @@ class _Reaper:
         # Channel.reap is the reader callback itself: no Python frame per
         # wake-up; it resumes the woken streams' tasks after each round.
         loop.add_reader(self.fd, self.chan.reap, reap_max, _Future, REAP_ROUNDS)
+        self.extra = set()  # the paced batches' own channels, registered as well
+
+    def add_channel(self):
+        """A channel of its own for one paced batch (its want is raised, so
+        it must not carry other requests' events), read by this loop."""
+        chan = _core.Channel()
+        self.loop.add_reader(chan.fileno(), chan.reap, self.reap_max, _Future, REAP_ROUNDS)
+        self.extra.add(chan)
+        return chan
+
+    def remove_channel(self, chan):
+        if chan in self.extra:
+            self.extra.discard(chan)
+            try:
+                self.loop.remove_reader(chan.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass  # the loop is closed already
+
+    def pending(self):
+        return self.chan.pending() or any(c.pending() for c in self.extra)
 
     def on_ready(self):
         # Draining from inside a task (close()): dispatch, which schedules
@@ -59,12 +79,15 @@ class _Reaper:
         # resolved with None (its awaiter holds the handle; the future does
         # not, so the two make no reference cycle), streams and batch slots
         # get _done(handle) / _delta(delta).
-        dispatch = self.chan.dispatch
-        for _ in range(REAP_ROUNDS):
-            if not dispatch(self.reap_max, _Future):
-                return
+        for chan in (self.chan, *self.extra):
+            dispatch = chan.dispatch
+            for _ in range(REAP_ROUNDS):
+                if not dispatch(self.reap_max, _Future):
+                    break
 
     def detach(self):
+        for chan in list(self.extra):
+            self.remove_channel(chan)
         try:
             self.loop.remove_reader(self.fd)
         except (RuntimeError, ValueError, OSError):
@@ -176,6 +199,7 @@ class _Core:
         # slot busy while the reaper refills, few enough that a batch's
         # memory does not grow with its input.
         self.window = max(2 * max_in_flight, 256)
+        self.max_in_flight = max_in_flight
         self.reapers = {}            # loop -> _Reaper
         self.local = threading.local()  # .chan: this thread's channel for sync calls
         self.closed = False
@@ -273,12 +297,12 @@ class _Core:
         detached."""
         for loop, r in list(self.reapers.items()):
             if loop is current_loop:
-                while r.chan.pending():
+                while r.pending():
                     r.on_ready()
                 r.detach()
             elif not loop.is_closed():
                 def finish(r=r):
-                    while r.chan.pending():
+                    while r.pending():
                         r.on_ready()
                     r.detach()
                 try:
@@ -338,24 +362,74 @@ def _group(core, chan, items, model, as_completed=False, common=None):
     return g
 
 
+# How long a batch's waiter sleeps for a batch of completions before it
+# takes what there is (Channel.pump, the paced channel's flush): the
+# engine's queue behind the wire keeps the wire busy meanwhile.
+BATCH_LINGER = 0.02
+
+
 async def _batch_async(core, requests, model, common=None):
     reaper = core.reaper()
-    group = _group(core, reaper.chan, requests, model, common=common)
+    loop = reaper.loop
+    # Its own channel, paced: the loop wakes once `want` completions are
+    # queued (BatchGroup.want), not at each, and a tick every BATCH_LINGER
+    # takes what came if fewer did.
+    chan = reaper.add_channel()
+    try:
+        group = _group(core, chan, requests, model, common=common)
+    except BaseException:
+        reaper.remove_channel(chan)
+        raise
+    group.pace(core.max_in_flight)
+    tick = None
+
+    def linger():
+        nonlocal tick
+        chan.flush()
+        tick = loop.call_later(BATCH_LINGER, linger)
+
+    tick = loop.call_later(BATCH_LINGER, linger)
     try:
         while group.pending:
+            if not group.live:
+                group.fill()  # every item taken so far was refused in place
+                continue
             group.waiter = reaper.new_future()
             await group.waiter
     except asyncio.CancelledError:
         group.cancel_all()
         raise
+    finally:
+        tick.cancel()
+        _retire(reaper, chan, group)
     return group.outcome()
+
+
+def _retire(reaper, chan, group):
+    """The batch's channel leaves its loop once nothing of the group is left
+    in the engine (cancelled requests still complete, into it)."""
+    if not group.live:
+        reaper.remove_channel(chan)
+        return
+    # The group's want follows what is left (BatchGroup.pace), so the last
+    # cancelled one's completion wakes this future.
+    fut = reaper.new_future()
+    fut.add_done_callback(lambda f: reaper.remove_channel(chan))
+    group.waiter = fut
 
 
 def _batch_sync(core, requests, model, common=None):
     chan = core.sync_channel()
     group = _group(core, chan, requests, model, common=common)
+    # A wake-up per batch of completions, not per completion: the engine's
+    # thread writes the eventfd only once the group's want are queued.
+    group.pace(core.max_in_flight)
     try:
-        core.wait_sync(chan, lambda: group.pending)
+        while group.pending:
+            if not group.live:
+                group.fill()  # every item taken so far was refused in place
+                continue
+            chan.pump(REAP_MAX, _Future, 0, BATCH_LINGER)
     except BaseException:
         group.cancel_all()
         raise

@@ -40,6 +40,10 @@ typedef struct CoreChannel {
 	Py_ssize_t count;
 	bool signalled;           /* the eventfd holds a count, or a write of it is under way */
 	bool draining;            /* a reap is taking what comes: pushes need not signal */
+	/* Pushes signal once count reaches it (>= 1): pump() raises it so a
+	 * bulk waiter sleeps until a batch is ready, not at every completion;
+	 * wait() sets it back to 1. */
+	Py_ssize_t want;
 	/* Eventfd writes decided under mu and made after it (the writer must
 	 * not hold mu while the woken loop thread wants it): the channel is
 	 * not freed, nor the eventfd read as cleared, while one is under way. */
@@ -111,6 +115,8 @@ int core_check_fork(unsigned obj_gen);
 void core_on_delta(void *user, const lr_delta *d);
 void core_on_done(void *user, lr_future *f);
 int core_channel_ready(void);
+/* Sets ch->want (under its mutex): pushes signal from that count on. */
+void core_channel_set_want(CoreChannel *ch, Py_ssize_t want);
 
 /* _core_handle.c: a handle for a request about to be submitted (token
  * and channel referenced); NULL with an exception set. */

@@ -60,7 +60,7 @@ static void channel_push(CoreChannel *ch, struct core_event *ev)
 	*ch->tail = ev;
 	ch->tail = &ev->next;
 	ch->count++;
-	bool signal = !ch->signalled && !ch->draining;
+	bool signal = !ch->signalled && !ch->draining && ch->count >= ch->want;
 	if (signal) {
 		ch->signalled = true;
 		atomic_fetch_add_explicit(&ch->writing, 1, memory_order_relaxed);
@@ -217,6 +217,7 @@ static PyObject *Channel_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	pthread_mutex_init(&ch->mu, &attr);
 	pthread_mutexattr_destroy(&attr);
 	atomic_init(&ch->writing, 0);
+	ch->want = 1;
 	ch->tail = &ch->head;
 	ch->gen = core_fork_gen;
 	return (PyObject *)ch;
@@ -556,6 +557,14 @@ static PyObject *Channel_wait(CoreChannel *ch, PyObject *args, PyObject *kw)
 		if (limit < 0)
 			limit = 0;
 	}
+	/* A pump left behind by an exception may have left want raised:
+	 * every push signals again, and what is queued already counts. */
+	pthread_mutex_lock(&ch->mu);
+	ch->want = 1;
+	Py_ssize_t already = ch->count;
+	pthread_mutex_unlock(&ch->mu);
+	if (already > 0)
+		Py_RETURN_TRUE;
 	double end = now_s() + limit;
 	for (;;) {
 		int ms = 50;
@@ -587,6 +596,107 @@ static PyObject *Channel_wait(CoreChannel *ch, PyObject *args, PyObject *kw)
 	}
 }
 
+void core_channel_set_want(CoreChannel *ch, Py_ssize_t want)
+{
+	pthread_mutex_lock(&ch->mu);
+	ch->want = want < 1 ? 1 : want;
+	pthread_mutex_unlock(&ch->mu);
+}
+
+/* flush(): makes the eventfd readable when events are queued that no push
+ * signalled (below want): a paced batch's linger tick on its loop. */
+static PyObject *Channel_flush(CoreChannel *ch, PyObject *unused)
+{
+	if (core_check_fork(ch->gen) < 0)
+		return NULL;
+	pthread_mutex_lock(&ch->mu);
+	if (ch->count > 0 && !ch->signalled && !ch->draining) {
+		ch->signalled = true;
+		efd_signal(ch->efd); /* this thread holds the channel */
+	}
+	pthread_mutex_unlock(&ch->mu);
+	Py_RETURN_NONE;
+}
+
+/* pump(max, future_type, want, linger) -> how many: the bulk waiter of the
+ * sync batch (OpenAI.batch, batch_completion). Sleeps, the GIL released,
+ * until want events are queued (0: the channel's own want, which a paced
+ * group keeps), or linger seconds passed with at least
+ * one, then hands out up to max as dispatch() does. Meanwhile pushes do
+ * not signal below want (nor while the events are handed out), so the engine's thread writes the eventfd and
+ * this thread wakes about once a batch, not once per completion (what
+ * lr_engine_reap_batch's min does for the C batch job). The caller keeps
+ * want at most what it has in the engine, so the count gets there; linger
+ * bounds the wait when some of them take long (a retry's backoff).
+ * Signals are checked every 50 ms (Ctrl-C). */
+static PyObject *Channel_pump(CoreChannel *ch, PyObject *const *args, Py_ssize_t nargs)
+{
+	if (nargs != 4 || !PyLong_Check(args[0]) || !PyType_Check(args[1]) ||
+	    !PyLong_Check(args[2])) {
+		PyErr_SetString(PyExc_TypeError, "pump(max, future_type, want, linger)");
+		return NULL;
+	}
+	Py_ssize_t max = PyLong_AsSsize_t(args[0]), want = PyLong_AsSsize_t(args[2]), n;
+	double linger = PyFloat_AsDouble(args[3]);
+	if (((max == -1 || want == -1 || linger == -1) && PyErr_Occurred()) ||
+	    core_check_fork(ch->gen) < 0)
+		return NULL;
+	double end = now_s() + (linger > 0 ? linger : 0);
+	pthread_mutex_lock(&ch->mu);
+	if (want < 1)
+		want = ch->want; /* 0: the want a paced group keeps (BatchGroup.pace) */
+	ch->want = want;
+	bool ready = ch->count >= want;
+	/* The readiness of a count below want (or a late write): sleep on. */
+	if (!ready && ch->signalled)
+		eventfd_clear(ch);
+	pthread_mutex_unlock(&ch->mu);
+	while (!ready) {
+		int ms = 50;
+		if (want > 1) {
+			double left = end - now_s();
+			ms = left <= 0 ? 0 : left < 0.05 ? (int)(left * 1000) + 1 : 50;
+		}
+		struct pollfd p = {.fd = ch->efd, .events = POLLIN};
+		int rc;
+		Py_BEGIN_ALLOW_THREADS
+		rc = poll(&p, 1, ms);
+		Py_END_ALLOW_THREADS
+		if (rc < 0 && errno != EINTR) {
+			core_channel_set_want(ch, 1);
+			return PyErr_SetFromErrno(PyExc_OSError);
+		}
+		pthread_mutex_lock(&ch->mu);
+		if (ch->count >= ch->want) {
+			ready = true;
+		} else if (want > 1 && now_s() >= end) {
+			/* Lingered long enough: what is there, or the next one. */
+			if (ch->count > 0)
+				ready = true;
+			else
+				ch->want = want = 1;
+		}
+		/* Readable but not ready: a late write (eventfd_clear). */
+		if (!ready && rc > 0)
+			eventfd_clear(ch);
+		pthread_mutex_unlock(&ch->mu);
+		if (!ready && PyErr_CheckSignals() < 0) {
+			core_channel_set_want(ch, 1);
+			return NULL;
+		}
+	}
+	/* want stays raised while the events are handed out: the next pump
+	 * sets it again and counts what came meanwhile (wait() lowers it). */
+	struct core_event *e = channel_take(ch, max, &n, TAKE_PLAIN);
+	PyObject *et = NULL, *ev = NULL, *tb = NULL;
+	dispatch_list(e, args[1], NULL, &et, &ev, &tb);
+	if (et) {
+		PyErr_Restore(et, ev, tb);
+		return NULL;
+	}
+	return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef Channel_methods[] = {
 	{"fileno", (PyCFunction)Channel_fileno, METH_NOARGS, "The eventfd, readable while events are queued."},
 	{"drain", (PyCFunction)(void (*)(void))Channel_drain, METH_VARARGS | METH_KEYWORDS,
@@ -597,6 +707,11 @@ static PyMethodDef Channel_methods[] = {
 	{"reap", (PyCFunction)(void (*)(void))Channel_reap, METH_FASTCALL,
 	 "reap(max, future_type, rounds) -> n: the loop's reader callback; dispatch in up to "
 	 "rounds rounds, the woken streams' tasks resumed after each (not inside a task)."},
+	{"flush", (PyCFunction)Channel_flush, METH_NOARGS,
+	 "Makes the fd readable when events are queued below want."},
+	{"pump", (PyCFunction)(void (*)(void))Channel_pump, METH_FASTCALL,
+	 "pump(max, future_type, want, linger) -> n: sleeps (GIL released) until want events are "
+	 "queued, or linger s passed with one, then dispatches up to max."},
 	{"wait", (PyCFunction)(void (*)(void))Channel_wait, METH_VARARGS | METH_KEYWORDS,
 	 "wait(timeout=None) -> bool: an event is queued (GIL released, Ctrl-C interrupts)."},
 	{"pending", (PyCFunction)Channel_pending, METH_NOARGS, "Events queued."},

@@ -197,16 +197,44 @@ static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
  * extra_body), so the fast path below needs no merging. */
 static int item_needs_python(PyObject *key)
 {
-	static const char *const option_keys[] = {"extra_headers", "extra_body", "extra_query",
-	                                          "timeout", "max_retries", "stream",
-	                                          "stream_options"};
+	static const struct {
+		const char *s;
+		Py_ssize_t n;
+	} option_keys[] = {{"extra_headers", 13}, {"extra_body", 10}, {"extra_query", 11},
+	                   {"timeout", 7},        {"max_retries", 11}, {"stream", 6},
+	                   {"stream_options", 14}};
 	if (!PyUnicode_Check(key))
 		return 1; /* the slow path raises the TypeError */
+	/* Every item's every key comes here: compare lengths, then the ASCII
+	 * bytes in place (no strlen, no conversion). A key that is not ASCII
+	 * is no option. */
+	Py_ssize_t len = PyUnicode_GET_LENGTH(key);
+	if (len < 6 || len > 14 || !PyUnicode_IS_ASCII(key))
+		return 0;
+	const char *k = (const char *)PyUnicode_DATA(key);
 	for (size_t i = 0; i < sizeof(option_keys) / sizeof(option_keys[0]); i++)
-		if (PyUnicode_CompareWithASCIIString(key, option_keys[i]) == 0)
+		if (option_keys[i].n == len && memcmp(k, option_keys[i].s, (size_t)len) == 0)
 			return 1;
 	return 0;
 }
+
+/* A dict's value for a key named by an interned string (made once, owner:
+ * the module): no temporary string per look-up as PyDict_GetItemString
+ * makes. Borrowed, NULL when absent (or, rarely, out of memory: the
+ * lookup is then skipped, as PyDict_GetItemString does). */
+static PyObject *get_interned(PyObject *d, PyObject **key, const char *name)
+{
+	if (!*key && !(*key = PyUnicode_InternFromString(name))) {
+		PyErr_Clear();
+		return PyDict_GetItemString(d, name);
+	}
+	PyObject *v = PyDict_GetItemWithError(d, *key);
+	if (!v)
+		PyErr_Clear(); /* a key type whose __eq__ raised: as absent */
+	return v;
+}
+
+static PyObject *k_n, *k_model, *k_messages;
 
 int core_params_need_python(PyObject *params)
 {
@@ -221,7 +249,7 @@ int core_params_need_python(PyObject *params)
 /* n of a params dict: its "n" when an int above 1, else 1. 0, or -1. */
 static int n_of(PyObject *params, long *n)
 {
-	PyObject *nv = PyDict_GetItemString(params, "n");
+	PyObject *nv = get_interned(params, &k_n, "n");
 	*n = 1;
 	if (nv && PyLong_Check(nv) && !PyBool_Check(nv)) {
 		long v = PyLong_AsLong(nv);
@@ -252,11 +280,11 @@ int core_submit_item(CoreEngine *self, PyObject *channel, PyObject *token, PyObj
 			return 0;
 		}
 		params = common ? common : item;
-		PyObject *m = PyDict_GetItemString(params, "model");
+		PyObject *m = get_interned(params, &k_model, "model");
 		if (m && m != Py_None)
 			a.model = m;
 		if (!common) {
-			PyObject *msgs = PyDict_GetItemString(params, "messages");
+			PyObject *msgs = get_interned(params, &k_messages, "messages");
 			a.messages = msgs ? msgs : Py_None;
 		}
 		if (n_of(params, &n) < 0)

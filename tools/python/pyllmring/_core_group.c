@@ -9,6 +9,10 @@
  * steps and wakes the group's waiter. Python runs only for what the C
  * path hands over: an item with per-call options (the submit_python
  * hook) and a failed request's exception (from_handle).
+ *
+ * Why this file is long: the two types share the group's private struct
+ * and its live list, and a paced group sets its channel's want (pace);
+ * splitting them would put that struct in a header for one other file.
  */
 #include "_core.h"
 
@@ -37,6 +41,7 @@ typedef struct {
 	CoreSlot *live;           /* the slots in the engine: a list holding a reference to each */
 	Py_ssize_t nlive, next_index, window, step;
 	int exhausted;            /* no item left to take */
+	Py_ssize_t pace;          /* pace()'s in_flight, or 0: the channel's want left alone */
 	PyObject *failure;        /* strong: the exception the iterator raised, or NULL */
 	PyObject *waiter;         /* strong: the future to wake, or NULL */
 	unsigned gen;
@@ -423,6 +428,21 @@ static PyObject *outcome_of(CoreGroup *g, PyObject *h, long n, PyObject *model)
 	return v;
 }
 
+/* How many completions a paced group's waiter sleeps for (the channel's
+ * want) with conc requests on the wire at most. Before the
+ * last item is taken: a refill's step, but no more than wait behind the
+ * wire in the engine's queue, so the wire keeps busy while the waiter
+ * sleeps; after it: all that are left (one wake-up at the end). */
+static Py_ssize_t want_of(CoreGroup *g, Py_ssize_t conc)
+{
+	Py_ssize_t w = g->nlive;
+	if (!g->exhausted) {
+		Py_ssize_t queued = g->nlive - conc;
+		w = queued < g->step ? queued : g->step;
+	}
+	return w < 1 ? 1 : w;
+}
+
 /* _done(handle): the group's completion step, once per request. */
 static PyObject *Slot_done(CoreSlot *s, PyObject *h)
 {
@@ -444,6 +464,8 @@ static PyObject *Slot_done(CoreSlot *s, PyObject *h)
 		if (room >= g->step || !g->nlive)
 			rc = group_fill(g);
 	}
+	if (!rc && g->pace && g->chan)
+		core_channel_set_want(g->chan, g->exhausted && !g->nlive ? 1 : want_of(g, g->pace));
 	if (!rc)
 		rc = group_wake(g);
 	Py_DECREF(g);
@@ -718,7 +740,23 @@ static int Group_set_waiter(CoreGroup *g, PyObject *v, void *c)
 	return 0;
 }
 
+/* pace(in_flight): the group has its channel to itself (client.batch,
+ * OpenAI.batch): from now on each completion step sets the channel's want,
+ * so its waiter wakes about once a batch. */
+static PyObject *Group_pace(CoreGroup *g, PyObject *arg)
+{
+	Py_ssize_t conc = PyLong_AsSsize_t(arg);
+	if (conc == -1 && PyErr_Occurred())
+		return NULL;
+	g->pace = conc < 1 ? 1 : conc;
+	if (g->chan)
+		core_channel_set_want(g->chan, want_of(g, g->pace));
+	Py_RETURN_NONE;
+}
+
 static PyMethodDef Group_methods[] = {
+	{"pace", (PyCFunction)Group_pace, METH_O,
+	 "pace(in_flight): the channel is the group's own; its want follows the group."},
 	{"fill", (PyCFunction)Group_fill, METH_NOARGS, "Takes items while the window has room."},
 	{"cancel_all", (PyCFunction)Group_cancel_all, METH_NOARGS,
 	 "No more items are taken; what is in the engine is cancelled."},
