@@ -22,6 +22,10 @@
  *   `perf record --control=fifo:FIFO -D -1 --no-inherit` (the handshakes
  *   of the warm-up cost more than the 20,000 requests and are left out).
  * env BENCH_TLS_C=C: the pooled runs' concurrency (1..64, default 64).
+ * env BENCH_TLS_TTFT_MS=MS: the mocks answer after MS milliseconds, so the
+ *   rate is set by that latency (64 / MS per millisecond), not by the
+ *   slower of client and server: both mocks then idle part of the time
+ *   and the client waits on both alike (see BENCH_TLS_NGINX below).
  * env BENCH_TLS_NGINX=K: only pooled runs, K pairs (plain, https), against
  *   one nginx process (master_process off) serving the mock's 504-byte
  *   reply on a plain and a TLS 1.2 port. Its TLS is OpenSSL's, so the
@@ -58,7 +62,7 @@ static void mock_start(struct mock_proc *m, const char *llmring, const char *cer
 	char crt[512], key[512];
 	snprintf(crt, sizeof(crt), "%s/server.crt", cert_dir);
 	snprintf(key, sizeof(key), "%s/server.key", cert_dir);
-	char *extra[8];
+	char *extra[12]; /* up to 4 + 2 + 2 options and the NULL */
 	int a = 0;
 	if (tls) {
 		extra[a++] = "--tls-cert";
@@ -69,6 +73,11 @@ static void mock_start(struct mock_proc *m, const char *llmring, const char *cer
 	if (close_every) {
 		extra[a++] = "--close-every";
 		extra[a++] = "1";
+	}
+	const char *ttft = getenv("BENCH_TLS_TTFT_MS");
+	if (ttft && *ttft) {
+		extra[a++] = "--ttft-ms";
+		extra[a++] = (char *)ttft;
 	}
 	extra[a] = NULL;
 	m->pid = bench_spawn_mock(llmring, extra, m->url, sizeof(m->url));
