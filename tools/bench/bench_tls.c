@@ -123,9 +123,26 @@ static bool port_open(int port)
 
 /* One nginx (no master, one worker: its CPU is that pid's) with a plain
  * and a TLS server; plain->pid == tls->pid. */
+static char nginx_dir[] = "/tmp/bench_tls_nginx.XXXXXX";
+
+/* Stops it and removes its directory (the files nginx_start wrote and
+ * nginx's own). */
+static void nginx_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	static const char *const files[] = {"nginx.conf", "error.log", "nginx.pid"};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/%s", nginx_dir, files[i]);
+		unlink(path);
+	}
+	rmdir(nginx_dir);
+}
+
 static void nginx_start(struct mock_proc *plain, struct mock_proc *tls, const char *cert_dir)
 {
-	static char dir[] = "/tmp/bench_tls_nginx.XXXXXX";
+	char *dir = nginx_dir;
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "mkdtemp failed\n");
 		exit(1);
@@ -345,8 +362,7 @@ int main(int argc, char **argv)
 			throughput("plain http, pooled", &plain, ca, n);
 			throughput("https, pooled", &tls, ca, n);
 		}
-		kill(plain.pid, SIGTERM);
-		waitpid(plain.pid, NULL, 0);
+		nginx_stop(plain.pid);
 		return 0;
 	}
 	mock_start(&plain, llmring, argv[2], false, false);
