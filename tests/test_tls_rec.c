@@ -20,6 +20,7 @@
 
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
+#include <openssl/evp.h>
 
 #include "io/tls.h"
 #include "io/tls_rec.h"
@@ -119,6 +120,57 @@ static void test_request_and_response_round_trip_on_every_cipher(void **state)
 		tls_rec_free(client);
 		tls_rec_free(server);
 	}
+}
+
+/* A sealed AES-128-GCM record, byte for byte, against libcrypto's plain
+ * (not TLS-mode) AES-GCM given the nonce and additional data the RFCs
+ * define: nonce = salt(4) || seq(8) (RFC 5288 3), AAD = seq(8) type(1)
+ * 0x03 0x03 length(2) (RFC 5246 6.2.3.3), all big-endian. A sequence
+ * number with eight different bytes catches any byte-order slip, which a
+ * pair of our own record layers would not (they would agree). */
+static void test_a_sealed_record_is_the_rfc_aes_gcm_at_a_large_sequence_number(void **state)
+{
+	(void)state;
+	const uint64_t seq = 0x0102030405060708ULL;
+	struct tls_rec_keys k = {.cipher = TLS_REC_AES_128_GCM, .write_seq = seq, .read_seq = 0};
+	for (int i = 0; i < 16; i++)
+		k.write_key[i] = (unsigned char)(i * 7 + 1);
+	for (int i = 0; i < 4; i++)
+		k.write_iv[i] = (unsigned char)(0xA0 + i);
+	struct tls_rec *r = tls_rec_new(&k);
+	assert_non_null(r);
+	char plain[300];
+	fill_pattern(plain, sizeof(plain), 7);
+	struct buf wire = {0};
+	assert_int_equal(tls_rec_seal(r, TLS_REC_APPLICATION_DATA, plain, sizeof(plain), &wire), 0);
+	assert_int_equal(wire.len, 5 + 8 + sizeof(plain) + 16);
+
+	unsigned char nonce[12] = {0xA0, 0xA1, 0xA2, 0xA3, 1, 2, 3, 4, 5, 6, 7, 8};
+	unsigned char aad[13] = {1, 2, 3, 4, 5, 6, 7, 8, 23, 3, 3, sizeof(plain) >> 8,
+	                         sizeof(plain) & 0xff};
+	unsigned char want[5 + 8 + sizeof(plain) + 16] = {23, 3, 3, (8 + sizeof(plain) + 16) >> 8,
+	                                                   (8 + sizeof(plain) + 16) & 0xff};
+	memcpy(want + 5, nonce + 4, 8);
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n = 0, m = 0;
+	assert_non_null(ctx);
+	assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), NULL, k.write_key, nonce), 1);
+	assert_int_equal(EVP_EncryptUpdate(ctx, NULL, &n, aad, sizeof(aad)), 1);
+	assert_int_equal(EVP_EncryptUpdate(ctx, want + 13, &n, (const unsigned char *)plain,
+	                                   (int)sizeof(plain)), 1);
+	assert_int_equal(EVP_EncryptFinal_ex(ctx, want + 13 + n, &m), 1);
+	assert_int_equal(n + m, (int)sizeof(plain));
+	assert_int_equal(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, want + 13 + sizeof(plain)), 1);
+	EVP_CIPHER_CTX_free(ctx);
+	assert_memory_equal(wire.data, want, sizeof(want));
+
+	/* And the next record carries the next number. */
+	buf_clear(&wire);
+	assert_int_equal(tls_rec_seal(r, TLS_REC_APPLICATION_DATA, plain, 1, &wire), 0);
+	static const unsigned char next[8] = {1, 2, 3, 4, 5, 6, 7, 9};
+	assert_memory_equal(wire.data + 5, next, 8);
+	buf_free(&wire);
+	tls_rec_free(r);
 }
 
 static void test_records_split_at_every_byte_boundary(void **state)
@@ -720,6 +772,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_and_response_round_trip_on_every_cipher),
+		cmocka_unit_test(test_a_sealed_record_is_the_rfc_aes_gcm_at_a_large_sequence_number),
 		cmocka_unit_test(test_records_split_at_every_byte_boundary),
 		cmocka_unit_test(test_coalesced_records_come_out_one_by_one),
 		cmocka_unit_test(test_a_flipped_byte_fails_with_a_clear_error),

@@ -76,7 +76,13 @@ static void tls_flush(struct conn *c)
 {
 	if (c->tls_send_busy || c->closing)
 		return;
-	buf_clear(&c->tls_tx);
+	/* The sent ciphertext's buffer goes back to malloc rather than
+	 * waiting in this connection: malloc hands the chunk it got last
+	 * (still in the cache) to the next record sealed on any connection,
+	 * where a buffer kept here would be cold by this connection's next
+	 * request (with many pooled connections), and an idle connection
+	 * then holds no ciphertext buffer. */
+	buf_free(&c->tls_tx);
 	if (tls_conn_take_output(c->tls, &c->tls_tx) == 0) {
 		if (c->tls_user_send) {
 			c->tls_user_send = false;

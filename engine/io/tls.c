@@ -61,11 +61,17 @@ struct tls_session {
 };
 
 struct tls_conn {
+	/* What each request reads after the handshake comes first, in one
+	 * cache line (the context behind it is cold then; see tls_rec.c). */
+	struct tls_rec *rec;        /* owner: this conn; NULL: mbedTLS does the records */
+	struct buf out;        /* owner: this conn; ciphertext not yet taken */
+	bool in_lent;               /* in is lent to rec (the handshake's leftover) */
+	bool got_bytes;
+	unsigned char first_byte;   /* of the peer's data, to spot non-TLS peers */
 	mbedtls_ssl_context ssl;
 	struct tls_config *cfg;
 	struct buf in;         /* owner: this conn; ciphertext not yet consumed */
 	size_t in_off;
-	struct buf out;        /* owner: this conn; ciphertext not yet taken */
 	bool offered_session;
 	bool chain_verified;        /* a full handshake verified the chain */
 	bool saw_untrusted;         /* a certificate of the chain had no trusted parent */
@@ -73,11 +79,7 @@ struct tls_conn {
 	bool ip_host;               /* host is an IP literal: no SNI, our own SAN check */
 	unsigned char ip[16];
 	size_t ip_len;
-	unsigned char first_byte;   /* of the peer's data, to spot non-TLS peers */
-	bool got_bytes;
 	bool handshake_done;
-	struct tls_rec *rec;        /* owner: this conn; NULL: mbedTLS does the records */
-	bool in_lent;               /* in is lent to rec (the handshake's leftover) */
 	/* The key block of the last handshake's export callback: client key,
 	 * server key, client iv, server iv (ssl_populate_transform). */
 	unsigned char keyblk[2 * 32 + 2 * 12];

@@ -17,6 +17,7 @@
 #include "io/tls_rec.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,20 +32,25 @@
 #define HEADER_LEN 5
 #define TAG_LEN 16
 
+/* What every record reads comes first, in one cache line (64 bytes): with
+ * many pooled connections a request finds its connection's state out of
+ * the cache, and each further line is a miss (docs/benchmarks.md, TLS). */
 struct tls_rec {
 	EVP_CIPHER_CTX *enc, *dec;  /* owner: this record layer; hold the keys */
-	enum tls_rec_cipher cipher;
-	unsigned char write_iv[12], read_iv[12];
 	uint64_t write_seq, read_seq;
-	size_t explicit_len;        /* 8 for GCM, 0 for ChaCha20-Poly1305 */
 	char *lent;                 /* the buffer tls_rec_feed lent (not owned) */
 	size_t lent_len, lent_off;
-	struct buf stage;           /* owner: this record layer; a partial record */
+	unsigned char explicit_len; /* 8 for GCM, 0 for ChaCha20-Poly1305 */
 	bool stage_done;            /* stage holds a record already handed out */
 	bool enc_ready;             /* GCM: libcrypto's explicit nonce counter is set */
 	int failed;                 /* sticky: the first error's code */
+	/* The second line: a partial record, the keys' ivs, the message. */
+	struct buf stage;           /* owner: this record layer; a partial record */
+	enum tls_rec_cipher cipher;
+	unsigned char write_iv[12], read_iv[12];
 	char failed_msg[128];
 };
+_Static_assert(offsetof(struct tls_rec, stage) == 64, "tls_rec's per-record fields fill one line");
 
 static const EVP_CIPHER *evp_cipher(enum tls_rec_cipher c)
 {
@@ -125,8 +131,10 @@ void tls_rec_set_seq(struct tls_rec *r, uint64_t write_seq, uint64_t read_seq)
 
 static void put_be64(unsigned char *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v); /* one instruction, not a loop of eight stores */
+#endif
+	memcpy(p, &v, 8);
 }
 
 static void make_aad(unsigned char aad[13], uint64_t seq, unsigned type, size_t plain_len)
@@ -273,7 +281,7 @@ static long check_header(struct tls_rec *r, const unsigned char *h, char *msg, s
 	if (len > TLS_REC_MAX_CIPHERTEXT)
 		return fail(r, LR_EPROTO, msg, cap, "record of %zu bytes, over the limit of %d", len,
 		            TLS_REC_MAX_CIPHERTEXT);
-	if (len < r->explicit_len + TAG_LEN)
+	if (len < (size_t)r->explicit_len + TAG_LEN)
 		return fail(r, LR_EPROTO, msg, cap, "record of %zu bytes, too short for its cipher", len);
 	return 0;
 }
