@@ -614,6 +614,19 @@ void json_span(const struct json_doc *d, int i, const char **start, size_t *len)
 	*len = (size_t)(t->end - t->start) + (quoted ? 2 : 0);
 }
 
+/* Whether any of the 8 bytes at p needs a closer look in a string: a
+ * quote, a backslash, a control character or a byte from 0x80 up. The
+ * "has a byte below n" test ((x - n..) & ~x & 0x80..) is exact for
+ * whether there is one, and a byte equal to c is a zero byte of x ^ c.. */
+static inline bool word_special(const char *p)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	uint64_t x;
+	memcpy(&x, p, 8);
+	uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+	return (((x - ones * 0x20) & ~x) | x | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & highs;
+}
+
 int json_append_string(struct buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -639,6 +652,18 @@ int json_append_string(struct buf *b, const char *s, size_t len)
 		k += 16;
 	}
 #endif
+	/* Eight bytes a step for what is left of at least eight (ids and
+	 * names are 8-15 bytes), the last step overlapping checked bytes. */
+	if (k < len && len >= 8 && json_plain_byte[(unsigned char)s[k]]) {
+		while (len - k >= 8 && !word_special(s + k)) {
+			memcpy(w + k, s + k, 8);
+			k += 8;
+		}
+		if (k < len && len - k < 8 && !word_special(s + len - 8)) {
+			memcpy(w + len - 8, s + len - 8, 8);
+			k = len;
+		}
+	}
 	while (k < len && json_plain_byte[(unsigned char)s[k]]) {
 		w[k] = s[k];
 		k++;
