@@ -44,7 +44,7 @@ static const char *skip_plain(const char *p, const char *end)
 	while (end - p >= 16) {
 		unsigned mask = json_special_mask(_mm_loadu_si128((const __m128i *)p));
 		if (mask)
-			return p + __builtin_ctz(mask);
+			return p + (size_t)__builtin_ctz(mask);
 		p += 16;
 	}
 #endif
@@ -101,7 +101,7 @@ static inline const char *string_end(const char *text, const char *p, const char
 	while (end - p >= 16) {
 		unsigned mask = json_special_mask(_mm_loadu_si128((const __m128i *)p));
 		if (mask) {
-			p += __builtin_ctz(mask);
+			p += (size_t)__builtin_ctz(mask);
 			return *p == '"' ? p : string_end_slow(p, end);
 		}
 		p += 16;
@@ -109,7 +109,7 @@ static inline const char *string_end(const char *text, const char *p, const char
 	if (p < end && end - text >= 16) {
 		unsigned mask = json_special_mask(_mm_loadu_si128((const __m128i *)(end - 16))) >> (16 - (end - p));
 		if (mask) {
-			p += __builtin_ctz(mask);
+			p += (size_t)__builtin_ctz(mask);
 			return *p == '"' ? p : string_end_slow(p, end);
 		}
 		return NULL; /* unterminated */
@@ -195,7 +195,8 @@ bool json_scan(const char *text, size_t len, json_scan_fn fn, void *ctx)
 	const char *open[JSON_SCAN_MAX_DEPTH];
 	bool object[JSON_SCAN_MAX_DEPTH];
 	const char *p = text, *end = text + len, *start, *q;
-	int depth = 0;
+	size_t depth = 0; /* size_t: an index without a sign extension at each use */
+	path.depth = 0; /* kept equal to depth as containers open and close */
 	char close = 0;
 
 value:
@@ -208,10 +209,8 @@ value:
 		if (!(q = string_end(text, p + 1, end)))
 			return false;
 		p = q + 1;
-		if (fn) {
-			path.depth = depth;
+		if (fn)
 			fn(ctx, &path, JSON_STRING, start + 1, (size_t)(q - start - 1));
-		}
 		goto next;
 	}
 	if (*p == '{' || *p == '[') {
@@ -223,6 +222,7 @@ value:
 		path.key[depth] = NULL;
 		path.key_len[depth] = 0;
 		depth++;
+		path.depth = (int)depth;
 		p = skip_ws(p + 1, end);
 		if (p < end && *p == close)
 			goto closed;
@@ -254,10 +254,8 @@ value:
 			return false;
 		break;
 	}
-	if (fn) {
-		path.depth = depth;
+	if (fn)
 		fn(ctx, &path, JSON_PRIMITIVE, start, (size_t)(p - start));
-	}
 next:
 	if (depth == 0)
 		return skip_ws(p, end) == end;
@@ -279,8 +277,8 @@ next:
 closed:
 	p++; /* the closing bracket */
 	depth--;
+	path.depth = (int)depth;
 	if (fn) {
-		path.depth = depth;
 		fn(ctx, &path, object[depth] ? JSON_OBJECT : JSON_ARRAY, open[depth],
 		   (size_t)(p - open[depth]));
 	}

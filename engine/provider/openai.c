@@ -49,8 +49,10 @@ static void body_text(struct body_fields *bf, const char *v, size_t len)
 #define KEY_EQ(p, level, lit) \
 	((p)->key_len[level] == sizeof(lit) - 1 && memcmp((p)->key[level], lit, sizeof(lit) - 1) == 0)
 
-/* usage.*: the token counts (p->depth >= 2, a number). */
-static void body_usage_field(struct body_fields *bf, const struct json_scan_path *p, const char *v,
+/* usage.*: the token counts (p->depth >= 2, a number). Not inlined: its
+ * calls would give body_field a stack frame, which every call of it
+ * would set up and tear down (body_field's other ways out are jumps). */
+__attribute__((noinline)) static void body_usage_field(struct body_fields *bf, const struct json_scan_path *p, const char *v,
                              size_t len)
 {
 	struct reply *r = bf->r;
