@@ -12,6 +12,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -551,6 +552,110 @@ static void nul_in_header_value_is_rejected(void **state)
 	http_reader_free(&r);
 }
 
+/* RFC 9110's tchar, written out again here (not the reader's table). */
+static bool is_tchar(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Parses "HTTP/1.1 200 OK\r\n" + name ": " + value + "\r\nContent-Length: 0\r\n\r\n"
+ * fed whole (in a heap copy of exactly its size, so AddressSanitizer sees
+ * a 16-byte step that reads past it); the result code, and what the reader
+ * reported as the first header. */
+static long parse_one_header(const char *name, size_t name_len, const char *value,
+                             size_t value_len, struct collected *c)
+{
+	char text[256];
+	size_t n = 0;
+	memcpy(text, "HTTP/1.1 200 OK\r\n", 17);
+	n = 17;
+	memcpy(text + n, name, name_len);
+	n += name_len;
+	memcpy(text + n, ": ", 2);
+	n += 2;
+	memcpy(text + n, value, value_len);
+	n += value_len;
+	static const char tail[] = "\r\nContent-Length: 0\r\n\r\n";
+	memcpy(text + n, tail, sizeof(tail) - 1);
+	n += sizeof(tail) - 1;
+	struct http_reader r;
+	http_reader_init(&r, 0, 0);
+	memset(c, 0, sizeof(*c));
+	long rc = feed_pieces(&r, text, n, n, n, c);
+	http_reader_free(&r);
+	return rc;
+}
+
+/* The 16-byte steps of the name and value scans: every byte value at
+ * every place of names and values up to 40 bytes long (the ends of a
+ * step, and the byte-at-a-time tail), against the RFC's character sets. */
+static void every_byte_at_every_offset_of_a_header_is_classified(void **state)
+{
+	char name[48], value[48];
+	struct collected c;
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t at = 0; at < len; at++) {
+			for (int b = 0; b < 256; b++) {
+				if (b == '\r' || b == '\n')
+					continue; /* they end the line: a different head */
+				memset(name, 'N', len);
+				name[at] = (char)b;
+				long rc = parse_one_header(name, len, "v", 1, &c);
+				/* ':' ends the name early: "N…:" then ": v" is a valid value
+				 * unless the name before it is empty. */
+				bool ok = is_tchar((unsigned char)b) || (b == ':' && at > 0);
+				if (ok != (rc > 0))
+					fail_msg("name of %zu bytes with 0x%02x at %zu: rc %ld", len, b, at, rc);
+				if (rc > 0 && b != ':') {
+					assert_int_equal(c.num_headers, 2);
+					assert_int_equal(strlen(c.names[0]), len);
+				}
+				memset(value, 'v', len);
+				value[at] = (char)b;
+				rc = parse_one_header("X-A", 3, value, len, &c);
+				ok = b == '\t' || (b >= 0x20 && b != 0x7f);
+				if (ok != (rc > 0))
+					fail_msg("value of %zu bytes with 0x%02x at %zu: rc %ld", len, b, at, rc);
+				if (rc > 0) {
+					/* Whitespace at either end is trimmed, elsewhere kept. */
+					bool trimmed = (b == ' ' || b == '\t') && (at == 0 || at == len - 1);
+					assert_int_equal(strlen(c.values[0]), trimmed ? len - 1 : len);
+				}
+			}
+		}
+	}
+}
+
+/* The framing headers are found in any case, and only by their exact name. */
+static void framing_header_names_match_in_any_case_only_exactly(void **state)
+{
+	static const char *const close_names[] = {"connection", "CONNECTION", "Connection", "cOnNeCtIoN"};
+	for (size_t i = 0; i < sizeof(close_names) / sizeof(close_names[0]); i++) {
+		struct collected c;
+		assert_true(parse_one_header(close_names[i], 10, "close", 5, &c) > 0);
+		assert_true(c.conn_close);
+	}
+	static const char *const not_close[] = {"connectior", "xonnection", "connectio-", "Connect1on"};
+	for (size_t i = 0; i < sizeof(not_close) / sizeof(not_close[0]); i++) {
+		struct collected c;
+		assert_true(parse_one_header(not_close[i], 10, "close", 5, &c) > 0);
+		assert_false(c.conn_close);
+	}
+	struct collected c;
+	assert_true(parse_one_header("TRANSFER-ENCODING", 17, "chunked", 7, &c) < 0 ||
+	            c.chunked); /* with Content-Length: 0 too, it is refused */
+	char text[] = "HTTP/1.1 200 OK\r\ncontent-LENGTH: 3\r\n\r\nabc";
+	struct http_reader r;
+	http_reader_init(&r, 0, 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(feed_pieces(&r, text, strlen(text), strlen(text), strlen(text), &c),
+	                 (long)strlen(text));
+	assert_int_equal(c.content_length, 3);
+	assert_int_equal(c.body_len, 3);
+	http_reader_free(&r);
+}
+
 static void oversized_header_block_fed_whole_is_rejected(void **state)
 {
 	char text[1024];
@@ -888,6 +993,8 @@ int main(void)
 		cmocka_unit_test(invalid_header_name_is_rejected),
 		cmocka_unit_test(control_characters_in_header_values_are_rejected),
 		cmocka_unit_test(nul_in_header_value_is_rejected),
+		cmocka_unit_test(every_byte_at_every_offset_of_a_header_is_classified),
+		cmocka_unit_test(framing_header_names_match_in_any_case_only_exactly),
 		cmocka_unit_test(oversized_header_block_fed_whole_is_rejected),
 		cmocka_unit_test(oversized_header_block_fails_before_buffering_past_the_cap),
 		cmocka_unit_test(content_length_overflow_is_rejected),

@@ -520,6 +520,82 @@ static void test_append_string_escapes(void **state)
 	buf_free(&b);
 }
 
+/* The escaping json_append_string must produce, a byte at a time (for
+ * the special bytes the test below places). */
+static void reference_escape(struct buf *b, const char *s, size_t len)
+{
+	buf_append(b, "\"", 1);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"')
+			buf_append(b, "\\\"", 2);
+		else if (c == '\\')
+			buf_append(b, "\\\\", 2);
+		else if (c == '\n')
+			buf_append(b, "\\n", 2);
+		else if (c == 0x01)
+			buf_append(b, "\\u0001", 6);
+		else if (c == 0xff)
+			buf_append(b, "\xef\xbf\xbd", 3);
+		else if (c == 0xc3 && i + 1 < len && (unsigned char)s[i + 1] == 0xa9) {
+			buf_append(b, s + i, 2);
+			i++;
+		} else
+			buf_append(b, s + i, 1);
+	}
+	buf_append(b, "\"", 1);
+}
+
+/* The 16-byte copy-and-check steps: each kind of special byte (quote,
+ * backslash, newline, a control character, a byte that is not UTF-8, a
+ * two-byte UTF-8 sequence, DEL which is plain) at every offset of strings
+ * up to 40 bytes, appended after prefixes that leave the buffer nearly
+ * full, come out as the byte-at-a-time escaping says. */
+static void test_append_string_specials_at_every_offset(void **state)
+{
+	(void)state;
+	static const char *const specials[] = {"\"", "\\", "\n", "\x01", "\xff", "\xc3\xa9", "\x7f"};
+	char in[48];
+	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+		size_t sl = strlen(specials[k]);
+		for (size_t len = sl; len <= 40; len++) {
+			for (size_t at = 0; at + sl <= len; at++) {
+				for (size_t pre = 0; pre < 3; pre++) {
+					memset(in, 'a' + (int)(len % 26), len);
+					memcpy(in + at, specials[k], sl);
+					struct buf got = {0}, want = {0}; /* owner: this block */
+					for (size_t i = 0; i < pre * 7; i++) {
+						buf_append(&got, "p", 1);
+						buf_append(&want, "p", 1);
+					}
+					assert_int_equal(json_append_string(&got, in, len), 0);
+					reference_escape(&want, in, len);
+					assert_int_equal(got.len, want.len);
+					assert_memory_equal(got.data, want.data, want.len);
+					buf_free(&got);
+					buf_free(&want);
+				}
+			}
+		}
+	}
+	/* Plain strings of every length to 70: copied whole, closing quote last. */
+	for (size_t len = 0; len <= 70; len++) {
+		char plain[72];
+		for (size_t i = 0; i < len; i++)
+			plain[i] = (char)(' ' + (i * 7) % 60 + (i % 2)); /* no quote or backslash below */
+		for (size_t i = 0; i < len; i++)
+			if (plain[i] == '"' || plain[i] == '\\')
+				plain[i] = 'x';
+		struct buf got = {0}; /* owner: this block */
+		assert_int_equal(json_append_string(&got, plain, len), 0);
+		assert_int_equal(got.len, len + 2);
+		assert_int_equal(got.data[0], '"');
+		assert_memory_equal(got.data + 1, plain, len);
+		assert_int_equal(got.data[len + 1], '"');
+		buf_free(&got);
+	}
+}
+
 static void test_append_string_round_trips(void **state)
 {
 	(void)state;
@@ -948,6 +1024,7 @@ int main(void)
 		cmocka_unit_test(test_span_includes_quotes),
 		cmocka_unit_test(test_append_string_escapes),
 		cmocka_unit_test(test_append_string_round_trips),
+		cmocka_unit_test(test_append_string_specials_at_every_offset),
 		cmocka_unit_test(test_append_string_appends),
 		cmocka_unit_test(test_scan_accepts_valid_documents),
 		cmocka_unit_test(test_scan_rejects_invalid_documents),

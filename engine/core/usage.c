@@ -26,6 +26,20 @@ static uint32_t hash_name(const char *s)
 }
 
 /* The row of model, created (and published) when new. Writer only. */
+static struct usage_row *row_for(struct usage_table *t, const char *model, const char *provider);
+
+/* row_for, asked first of the row it found last: most jobs have one
+ * model, and the compare is cheaper than the hash. */
+static struct usage_row *row_for_cached(struct usage_table *t, const char *model, const char *provider)
+{
+	struct usage_row *r = t->last;
+	if (r && strncmp(r->model, model, sizeof(r->model) - 1) == 0)
+		return r;
+	/* The catch-all row of a full table is cached too: a hit is only
+	 * ever its own name. */
+	return t->last = row_for(t, model, provider);
+}
+
 static struct usage_row *row_for(struct usage_table *t, const char *model, const char *provider)
 {
 	uint32_t h = hash_name(model);
@@ -75,7 +89,7 @@ static void add_f64(_Atomic double *a, double v)
 double usage_record(struct usage_table *t, const char *model, const char *provider, const lr_usage *u,
                     bool succeeded, int retries)
 {
-	struct usage_row *r = row_for(t, model && model[0] ? model : "(unknown)", provider);
+	struct usage_row *r = row_for_cached(t, model && model[0] ? model : "(unknown)", provider);
 	double cost = -1;
 	if (r && r->priced)
 		cost = price_cost(&r->price, u->input_tokens, u->cached_input_tokens, u->output_tokens);
@@ -106,7 +120,7 @@ double usage_record(struct usage_table *t, const char *model, const char *provid
 double usage_record_cached(struct usage_table *t, const char *model, const char *provider,
                            const lr_usage *u)
 {
-	struct usage_row *r = row_for(t, model && model[0] ? model : "(unknown)", provider);
+	struct usage_row *r = row_for_cached(t, model && model[0] ? model : "(unknown)", provider);
 	double would = -1;
 	if (r && r->priced)
 		would = price_cost(&r->price, u->input_tokens, u->cached_input_tokens, u->output_tokens);

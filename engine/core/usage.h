@@ -38,6 +38,7 @@ struct usage_table {
 	_Atomic double cost;
 	struct usage_row *rows;        /* owner: the table; USAGE_MAX_ROWS of them */
 	short index[USAGE_INDEX_SLOTS]; /* writer only: model hash -> row + 1 */
+	struct usage_row *last;        /* writer only: the row found last (a job has one model or few) */
 	const struct price_table *prices; /* borrowed: the engine's */
 };
 

@@ -6,20 +6,12 @@
  * at about half the cost of jsmn plus json_parse's check.
  */
 #include "format/json.h"
+#include "format/json_bytes.h"
 #include "format/utf8.h"
 #include "llmring.h"
 
 #include <stdint.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-
-/* 1 for bytes a string may hold without a closer look (ASCII only:
- * a byte from 0x80 up starts a sequence to check). */
-static const unsigned char plain_string_byte[256] = {
-	[0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
-};
 
 /* JSON's four whitespace bytes. */
 static const unsigned char ws_byte[256] = {[' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1};
@@ -45,30 +37,18 @@ static int hexval(char c)
  * backslash, a control character, a byte from 0x80 up or the end. 16
  * bytes a step with SSE2 (every x86-64 has it), a table lookup per byte
  * else. */
-#ifdef __SSE2__
-/* The bytes of v that end a plain run, as a bit mask: quote, backslash,
- * and in one signed compare both the control characters (0x00-0x1f) and
- * the bytes from 0x80 up (negative as signed). */
-static inline unsigned special_mask(__m128i v)
-{
-	__m128i hit = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-	                           _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
-	hit = _mm_or_si128(hit, _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
-	return (unsigned)_mm_movemask_epi8(hit);
-}
-#endif
 
 static const char *skip_plain(const char *p, const char *end)
 {
 #ifdef __SSE2__
 	while (end - p >= 16) {
-		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)p));
+		unsigned mask = json_special_mask(_mm_loadu_si128((const __m128i *)p));
 		if (mask)
-			return p + __builtin_ctz(mask);
+			return p + (size_t)__builtin_ctz(mask);
 		p += 16;
 	}
 #endif
-	while (p < end && plain_string_byte[(unsigned char)*p])
+	while (p < end && json_plain_byte[(unsigned char)*p])
 		p++;
 	return p;
 }
@@ -119,17 +99,17 @@ static inline const char *string_end(const char *text, const char *p, const char
 {
 #ifdef __SSE2__
 	while (end - p >= 16) {
-		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)p));
+		unsigned mask = json_special_mask(_mm_loadu_si128((const __m128i *)p));
 		if (mask) {
-			p += __builtin_ctz(mask);
+			p += (size_t)__builtin_ctz(mask);
 			return *p == '"' ? p : string_end_slow(p, end);
 		}
 		p += 16;
 	}
 	if (p < end && end - text >= 16) {
-		unsigned mask = special_mask(_mm_loadu_si128((const __m128i *)(end - 16))) >> (16 - (end - p));
+		unsigned mask = json_special_mask(_mm_loadu_si128((const __m128i *)(end - 16))) >> (16 - (end - p));
 		if (mask) {
-			p += __builtin_ctz(mask);
+			p += (size_t)__builtin_ctz(mask);
 			return *p == '"' ? p : string_end_slow(p, end);
 		}
 		return NULL; /* unterminated */
@@ -215,7 +195,8 @@ bool json_scan(const char *text, size_t len, json_scan_fn fn, void *ctx)
 	const char *open[JSON_SCAN_MAX_DEPTH];
 	bool object[JSON_SCAN_MAX_DEPTH];
 	const char *p = text, *end = text + len, *start, *q;
-	int depth = 0;
+	size_t depth = 0; /* size_t: an index without a sign extension at each use */
+	path.depth = 0; /* kept equal to depth as containers open and close */
 	char close = 0;
 
 value:
@@ -228,10 +209,8 @@ value:
 		if (!(q = string_end(text, p + 1, end)))
 			return false;
 		p = q + 1;
-		if (fn) {
-			path.depth = depth;
+		if (fn)
 			fn(ctx, &path, JSON_STRING, start + 1, (size_t)(q - start - 1));
-		}
 		goto next;
 	}
 	if (*p == '{' || *p == '[') {
@@ -243,6 +222,7 @@ value:
 		path.key[depth] = NULL;
 		path.key_len[depth] = 0;
 		depth++;
+		path.depth = (int)depth;
 		p = skip_ws(p + 1, end);
 		if (p < end && *p == close)
 			goto closed;
@@ -274,10 +254,8 @@ value:
 			return false;
 		break;
 	}
-	if (fn) {
-		path.depth = depth;
+	if (fn)
 		fn(ctx, &path, JSON_PRIMITIVE, start, (size_t)(p - start));
-	}
 next:
 	if (depth == 0)
 		return skip_ws(p, end) == end;
@@ -299,8 +277,8 @@ next:
 closed:
 	p++; /* the closing bracket */
 	depth--;
+	path.depth = (int)depth;
 	if (fn) {
-		path.depth = depth;
 		fn(ctx, &path, object[depth] ? JSON_OBJECT : JSON_ARRAY, open[depth],
 		   (size_t)(p - open[depth]));
 	}

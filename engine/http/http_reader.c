@@ -24,6 +24,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "llmring.h"
 
@@ -147,12 +150,85 @@ static size_t find_head_end(const char *p, size_t from, size_t to)
 	return 0;
 }
 
+#ifdef __SSE2__
+/* v's bytes that are at most hi - lo above lo (unsigned), as 0xff. */
+static inline __m128i bytes_in_range(__m128i v, char lo, char hi)
+{
+	__m128i t = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+	return _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8((char)(hi - lo))), t);
+}
+
+/* The bytes of v that are not text_char bytes or are HT (which is, but
+ * is rare): the controls 0x00-0x1f and DEL. */
+static inline unsigned text_stop_mask(__m128i v)
+{
+	__m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(ctl, _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f))));
+}
+
+/* The bytes of v that are not http_token_char bytes: 0x00-0x20, 0x7f
+ * and up, and the delimiters "(),/:;<=>?@[\]{} (in ranges where they
+ * are neighbours). */
+static inline unsigned nontoken_mask(__m128i v)
+{
+	__m128i bad = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x20)), v);
+	bad = _mm_or_si128(bad, _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x7f)), v));
+	bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+	bad = _mm_or_si128(bad, bytes_in_range(v, '(', ')'));
+	bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, _mm_set1_epi8(',')));
+	bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, _mm_set1_epi8('/')));
+	bad = _mm_or_si128(bad, bytes_in_range(v, ':', '@'));
+	bad = _mm_or_si128(bad, bytes_in_range(v, '[', ']'));
+	bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, _mm_set1_epi8('{')));
+	bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, _mm_set1_epi8('}')));
+	return (unsigned)_mm_movemask_epi8(bad);
+}
+#endif
+
+/*
+ * Index of the first byte at or after p[i] that is not a token character
+ * (the end of a header name). Terminates because every head ends in LF;
+ * 16 bytes a step with SSE2 while they lie before len (the head's end).
+ */
+static size_t scan_token(const char *p, size_t i, size_t len)
+{
+#ifdef __SSE2__
+	while (i + 16 <= len) {
+		unsigned mask = nontoken_mask(_mm_loadu_si128((const __m128i *)(p + i)));
+		if (mask)
+			return i + (size_t)__builtin_ctz(mask);
+		i += 16;
+	}
+#else
+	(void)len;
+#endif
+	while (http_token_char[(unsigned char)p[i]])
+		i++;
+	return i;
+}
+
 /*
  * Index of the CR or LF ending the text that starts at p[i], or SIZE_MAX
- * at a control character. Terminates because every head ends in LF.
+ * at a control character. Terminates because every head ends in LF; 16
+ * bytes a step with SSE2 while they lie before len (the head's end).
  */
-static size_t scan_text(const char *p, size_t i)
+static size_t scan_text(const char *p, size_t i, size_t len)
 {
+#ifdef __SSE2__
+	while (i + 16 <= len) {
+		unsigned mask = text_stop_mask(_mm_loadu_si128((const __m128i *)(p + i)));
+		if (!mask) {
+			i += 16;
+			continue;
+		}
+		i += (size_t)__builtin_ctz(mask);
+		if (p[i] != '\t')
+			break; /* the end of the line, or a control character */
+		i++;
+	}
+#else
+	(void)len;
+#endif
 	for (;; i++) {
 		unsigned char c = (unsigned char)p[i];
 		if (text_char[c])
@@ -238,13 +314,36 @@ static void scan_connection(const char *v, size_t n, struct head_flags *f)
 	}
 }
 
+/*
+ * A header name (token bytes only) equals lower, a literal of lowercase
+ * letters, digits and '-', of length n >= 8, ignoring case: eight bytes a
+ * step, the last step overlapping. `| 0x20` folds exactly the letters
+ * among token bytes onto the lowercase literal's bytes (it would map CR to
+ * '-', but CR is no token byte), so the name is compared, not lowered.
+ */
+static bool token_equals_lower(const char *name, const char *lower, size_t n)
+{
+	const uint64_t fold = 0x2020202020202020u;
+	uint64_t a, b;
+	for (size_t i = 0; i + 8 < n; i += 8) {
+		memcpy(&a, name + i, 8);
+		memcpy(&b, lower + i, 8);
+		if ((a | fold) != b)
+			return false;
+	}
+	memcpy(&a, name + n - 8, 8);
+	memcpy(&b, lower + n - 8, 8);
+	return (a | fold) == b;
+}
+#define NAME_IS(name, len, lit) ((len) == sizeof(lit) - 1 && token_equals_lower((name), (lit), sizeof(lit) - 1))
+
 /* Interprets the headers that decide framing; dispatches on length first. */
 static int note_header(const char *name, size_t name_len, const char *value, size_t value_len,
                        struct http_head *h, struct head_flags *f, const char **why)
 {
 	switch (name_len) {
 	case 14:
-		if (EQUALS_LITERAL(name, name_len, "content-length")) {
+		if (NAME_IS(name, name_len, "content-length")) {
 			int64_t cl;
 			int rc = parse_content_length(value, value_len, &cl, why);
 			if (rc < 0)
@@ -257,13 +356,13 @@ static int note_header(const char *name, size_t name_len, const char *value, siz
 		}
 		break;
 	case 17:
-		if (EQUALS_LITERAL(name, name_len, "transfer-encoding")) {
+		if (NAME_IS(name, name_len, "transfer-encoding")) {
 			f->has_te = true;
 			f->te_chunked = final_coding_is_chunked(value, value_len);
 		}
 		break;
 	case 10:
-		if (EQUALS_LITERAL(name, name_len, "connection"))
+		if (NAME_IS(name, name_len, "connection"))
 			scan_connection(value, value_len, f);
 		break;
 	}
@@ -291,7 +390,7 @@ static int parse_head(const char *p, size_t len, struct http_head *h, struct hea
 		i = 12; /* no reason phrase: tolerated, as most parsers do */
 	else
 		return LR_EPROTO;
-	size_t eol = scan_text(p, i);
+	size_t eol = scan_text(p, i, len);
 	if (eol == SIZE_MAX)
 		return LR_EPROTO;
 	h->reason = p + i;
@@ -317,8 +416,7 @@ static int parse_head(const char *p, size_t len, struct http_head *h, struct hea
 			return LR_EPROTO;
 		}
 		size_t name = i;
-		while (http_token_char[(unsigned char)p[i]])
-			i++;
+		i = scan_token(p, i, len);
 		if (p[i] != ':' || i == name) {
 			*why = line_has_colon(p, i) ? "invalid character in header name"
 			                            : "header field without colon";
@@ -329,7 +427,7 @@ static int parse_head(const char *p, size_t len, struct http_head *h, struct hea
 		while (is_ows(p[i]))
 			i++;
 		size_t value = i;
-		eol = scan_text(p, i);
+		eol = scan_text(p, i, len);
 		if (eol == SIZE_MAX) {
 			*why = "invalid character in header value";
 			return LR_EPROTO;

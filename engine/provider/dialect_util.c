@@ -295,15 +295,21 @@ bool ends_with(const char *s, size_t n, const char *suffix)
 int path_join(struct buf *out, const char *base, const char *drop,
                      const char *version, const char *rest)
 {
-	size_t bl = strlen(base);
+	/* One reservation and plain copies: it runs per request. */
+	size_t bl = strlen(base), vl = strlen(version), rl = strlen(rest);
 	if (drop && ends_with(base, bl, drop))
 		bl -= strlen(drop);
-	int ret = buf_append(out, base, bl);
-	if (!ret && !ends_with(base, bl, version))
-		ret = buf_append(out, version, strlen(version));
-	if (!ret)
-		ret = buf_puts(out, rest);
-	return ret;
+	if (vl && ends_with(base, bl, version))
+		vl = 0;
+	int ret = buf_reserve(out, bl + vl + rl + 1);
+	if (ret)
+		return ret;
+	char *w = out->data + out->len;
+	memcpy(w, base, bl);
+	memcpy(w + bl, version, vl);
+	memcpy(w + bl + vl, rest, rl);
+	out->len += bl + vl + rl;
+	return 0;
 }
 
 /* ---- replies ---- */

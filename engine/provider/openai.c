@@ -44,32 +44,30 @@ static void body_text(struct body_fields *bf, const char *v, size_t len)
 		bf->error = ret;
 }
 
-/* Outside choices[]: the model, the id, usage. */
-__attribute__((noinline)) static void body_top_field(struct body_fields *bf, const struct json_scan_path *p,
-                                                     enum json_type type, const char *v, size_t len)
+/* The key into level (below p->depth) is lit: the length first, which
+ * turns most keys away (an array's NULL key has length 0). */
+#define KEY_EQ(p, level, lit) \
+	((p)->key_len[level] == sizeof(lit) - 1 && memcmp((p)->key[level], lit, sizeof(lit) - 1) == 0)
+
+/* usage.*: the token counts (p->depth >= 2, a number). Not inlined: its
+ * calls would give body_field a stack frame, which every call of it
+ * would set up and tear down (body_field's other ways out are jumps). */
+__attribute__((noinline)) static void body_usage_field(struct body_fields *bf, const struct json_scan_path *p, const char *v,
+                             size_t len)
 {
 	struct reply *r = bf->r;
-	if (p->depth == 1) {
-		if (type == JSON_STRING && KEY_IS(p, 0, "model"))
-			reply_copy_field(r->model, sizeof(r->model), v, len);
-		else if (type == JSON_STRING && KEY_IS(p, 0, "id"))
-			reply_copy_field(r->id, sizeof(r->id), v, len);
-		return;
-	}
-	if (type != JSON_PRIMITIVE || !KEY_IS(p, 0, "usage"))
-		return;
 	if (p->depth == 2) {
-		if (KEY_IS(p, 1, "prompt_tokens"))
+		if (KEY_EQ(p, 1, "prompt_tokens"))
 			r->usage.input_tokens = scanned_count(v, len);
-		else if (KEY_IS(p, 1, "completion_tokens"))
+		else if (KEY_EQ(p, 1, "completion_tokens"))
 			r->usage.output_tokens = scanned_count(v, len);
-	} else if (p->depth == 3 && KEY_IS(p, 1, "prompt_tokens_details") && KEY_IS(p, 2, "cached_tokens")) {
+	} else if (p->depth == 3 && KEY_EQ(p, 1, "prompt_tokens_details") && KEY_EQ(p, 2, "cached_tokens")) {
 		r->usage.cached_input_tokens = scanned_count(v, len);
 	}
 }
 
-/* Inside choices[i]: the first choice's text, finish reason and tool
- * calls; the others are counted as they close. */
+/* Inside choices[i] (p->depth >= 2): the first choice's text, finish
+ * reason and tool calls; the others are counted as they close. */
 __attribute__((noinline)) static void body_choice_field(struct body_fields *bf, const struct json_scan_path *p,
                                                         enum json_type type, const char *v, size_t len)
 {
@@ -83,44 +81,62 @@ __attribute__((noinline)) static void body_choice_field(struct body_fields *bf, 
 		return; /* only the first choice is read */
 	switch (p->depth) {
 	case 3:
-		if (type == JSON_STRING && KEY_IS(p, 2, "finish_reason"))
+		if (type == JSON_STRING && KEY_EQ(p, 2, "finish_reason"))
 			reply_copy_field(r->finish_reason, sizeof(r->finish_reason), v, len);
-		else if (type == JSON_STRING && KEY_IS(p, 2, "text"))
+		else if (type == JSON_STRING && KEY_EQ(p, 2, "text"))
 			body_text(bf, v, len); /* a text_completion's choices[0].text */
 		break;
 	case 4:
 		/* choices[0].message.content: the reply text */
-		if (type == JSON_STRING && KEY_IS(p, 2, "message") && KEY_IS(p, 3, "content"))
+		if (type == JSON_STRING && KEY_EQ(p, 3, "content") && KEY_EQ(p, 2, "message"))
 			body_text(bf, v, len);
 		break;
 	case 5:
-		if (type == JSON_OBJECT && KEY_IS(p, 3, "tool_calls"))
+		if (type == JSON_OBJECT && KEY_EQ(p, 3, "tool_calls"))
 			bf->calls_closed++;
 		break;
 	case 6:
 	case 7:
 		/* choices[0].message.tool_calls[j].id / .function.name / .function.arguments */
-		if (type != JSON_STRING || !KEY_IS(p, 2, "message") || !KEY_IS(p, 3, "tool_calls"))
+		if (type != JSON_STRING || !KEY_EQ(p, 2, "message") || !KEY_EQ(p, 3, "tool_calls"))
 			break;
-		if (p->depth == 6 && KEY_IS(p, 5, "id"))
+		if (p->depth == 6 && KEY_EQ(p, 5, "id"))
 			reply_tool(r, (int)bf->calls_closed, v, len, NULL, 0, NULL, 0, true);
-		else if (p->depth == 7 && KEY_IS(p, 5, "function") && KEY_IS(p, 6, "name"))
+		else if (p->depth == 7 && KEY_EQ(p, 5, "function") && KEY_EQ(p, 6, "name"))
 			reply_tool(r, (int)bf->calls_closed, NULL, 0, v, len, NULL, 0, true);
-		else if (p->depth == 7 && KEY_IS(p, 5, "function") && KEY_IS(p, 6, "arguments"))
+		else if (p->depth == 7 && KEY_EQ(p, 5, "function") && KEY_EQ(p, 6, "arguments"))
 			reply_tool(r, (int)bf->calls_closed, NULL, 0, NULL, 0, v, len, true);
 		break;
 	}
 }
 
-/* The scanner's callback, kept small (its two halves are calls of their
- * own, reached by a jump). */
+/* The scanner's callback, for every scalar and container of a success
+ * body (two dozen per answer): dispatched on the top-level key's length
+ * before any compare, choices[] and usage in calls of their own. */
 static void body_field(void *ctx, const struct json_scan_path *p, enum json_type type, const char *v,
                        size_t len)
 {
-	if (p->depth >= 2 && KEY_IS(p, 0, "choices"))
-		body_choice_field(ctx, p, type, v, len);
-	else if (p->depth >= 1)
-		body_top_field(ctx, p, type, v, len);
+	struct body_fields *bf = ctx;
+	if (p->depth == 0)
+		return;
+	size_t l0 = p->key_len[0];
+	if (l0 == 7) { /* "choices"; no other key wanted has 7 bytes */
+		if (p->depth >= 2 && memcmp(p->key[0], "choices", 7) == 0)
+			body_choice_field(bf, p, type, v, len);
+		return;
+	}
+	if (p->depth == 1) {
+		/* The model and the id. */
+		if (type != JSON_STRING)
+			return;
+		if (KEY_EQ(p, 0, "model"))
+			reply_copy_field(bf->r->model, sizeof(bf->r->model), v, len);
+		else if (KEY_EQ(p, 0, "id"))
+			reply_copy_field(bf->r->id, sizeof(bf->r->id), v, len);
+		return;
+	}
+	if (type == JSON_PRIMITIVE && KEY_EQ(p, 0, "usage"))
+		body_usage_field(bf, p, v, len);
 }
 
 static bool starts_with_object(const char *body, size_t len)

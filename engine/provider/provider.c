@@ -5,6 +5,7 @@
 #include "provider/dialects.h"
 #include "provider/provider.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,15 +116,6 @@ int provider_auth_headers(enum provider p, struct buf *b, const char *key)
 
 /* ---- response headers ---- */
 
-static bool name_is(const char *name, size_t len, const char *lit)
-{
-	/* The first bytes with case folded (| 0x20 never tells equal letters
-	 * apart) turn most names away before the strlen and compare: every
-	 * response header is looked up against a dozen names. */
-	return lit && len && (name[0] | 0x20) == (lit[0] | 0x20) && strlen(lit) == len &&
-	       strncasecmp(name, lit, len) == 0;
-}
-
 /* Headers every provider's responses may carry: HTTP's own and those of
  * the OpenAI and Anthropic SDKs' retry logic. */
 static const struct {
@@ -137,52 +129,108 @@ static const struct {
 	{"content-encoding", RESPONSE_HEADER_CONTENT_ENCODING},
 };
 
-/* The kind of name among row's response-header names; *order: its place
- * among the row's names of that kind (0, or 1 for a second tokens name). */
-static enum response_header row_header_kind(const struct provider_row *row, const char *name,
-                                            size_t len, int *order)
+/*
+ * Every name provider_header_kind would try for a provider, in its order
+ * (the common names, OpenAI's row, the provider's row), then grouped by
+ * length (a stable sort: names of one length keep that order, so the
+ * first match is the same), with the folded first byte that turns most
+ * of a group away in one compare: each response header was compared with
+ * a dozen names, and the strlen per name was most of the cost. Built once
+ * for all providers.
+ */
+#define HEADER_NAMES_MAX (sizeof(common_headers) / sizeof(common_headers[0]) + 2 * 4)
+struct header_name {
+	const char *name;
+	size_t len;
+	unsigned char first; /* name[0] | 0x20 */
+	unsigned char kind;  /* enum response_header */
+	unsigned char rank;
+};
+#define HEADER_NAME_LEN_MAX 63 /* longer names are no kind (none is near) */
+static struct {
+	struct header_name of[HEADER_NAMES_MAX];
+	size_t count;
+	unsigned char of_len[HEADER_NAME_LEN_MAX + 2]; /* names of length n: of[of_len[n] .. of_len[n + 1]) */
+} header_names[PROVIDER_COUNT];
+static pthread_once_t header_names_once = PTHREAD_ONCE_INIT;
+
+static void header_name_add(enum provider p, const char *name, enum response_header kind, int rank)
 {
-	*order = 0;
-	if (name_is(name, len, row->request_id_header))
-		return RESPONSE_HEADER_REQUEST_ID;
-	if (name_is(name, len, row->ratelimit_requests_header))
-		return RESPONSE_HEADER_RATELIMIT_REQUESTS;
-	for (*order = 0; *order < 2; ++*order)
-		if (name_is(name, len, row->ratelimit_tokens_headers[*order]))
-			return RESPONSE_HEADER_RATELIMIT_TOKENS;
-	*order = 0;
+	if (!name || !name[0] || strlen(name) > HEADER_NAME_LEN_MAX)
+		return;
+	struct header_name *e = &header_names[p].of[header_names[p].count++];
+	*e = (struct header_name){name, strlen(name), (unsigned char)(name[0] | 0x20),
+	                          (unsigned char)kind, (unsigned char)rank};
+}
+
+static void header_names_build(void)
+{
+	for (int p = 0; p < PROVIDER_COUNT; p++) {
+		for (size_t i = 0; i < sizeof(common_headers) / sizeof(common_headers[0]); i++)
+			header_name_add(p, common_headers[i].name, common_headers[i].kind, 0);
+		/* OpenAI's names first (ranks 0 and 1), then the provider's own (2, 3). */
+		const struct provider_row *by_rank[2] = {&openai_row, provider_row(p)};
+		for (int r = 0; r < 2; r++) {
+			const struct provider_row *row = by_rank[r];
+			header_name_add(p, row->request_id_header, RESPONSE_HEADER_REQUEST_ID, 2 * r);
+			header_name_add(p, row->ratelimit_requests_header, RESPONSE_HEADER_RATELIMIT_REQUESTS, 2 * r);
+			for (int order = 0; order < 2; order++)
+				header_name_add(p, row->ratelimit_tokens_headers[order], RESPONSE_HEADER_RATELIMIT_TOKENS,
+				                2 * r + order);
+		}
+		/* Insertion sort by length: stable. */
+		struct header_name *of = header_names[p].of;
+		size_t count = header_names[p].count;
+		for (size_t i = 1; i < count; i++) {
+			struct header_name e = of[i];
+			size_t j = i;
+			for (; j > 0 && of[j - 1].len > e.len; j--)
+				of[j] = of[j - 1];
+			of[j] = e;
+		}
+		size_t k = 0;
+		for (size_t n = 0; n <= HEADER_NAME_LEN_MAX + 1; n++) {
+			while (k < count && of[k].len < n)
+				k++;
+			header_names[p].of_len[n] = (unsigned char)k;
+		}
+	}
+}
+
+static enum response_header header_kind(enum provider p, const char *name, size_t len, int *rank)
+{
+	*rank = 0;
+	if (!len || len > HEADER_NAME_LEN_MAX)
+		return RESPONSE_HEADER_OTHER;
+	p = p < PROVIDER_COUNT ? p : PROVIDER_OPENAI; /* as provider_row() */
+	unsigned char first = (unsigned char)(name[0] | 0x20);
+	const struct header_name *e = header_names[p].of + header_names[p].of_len[len];
+	const struct header_name *end = header_names[p].of + header_names[p].of_len[len + 1];
+	for (; e < end; e++) {
+		if (e->first == first && strncasecmp(name, e->name, len) == 0) {
+			*rank = e->rank;
+			return (enum response_header)e->kind;
+		}
+	}
 	return RESPONSE_HEADER_OTHER;
 }
 
 enum response_header provider_header_kind(enum provider p, const char *name, size_t len, int *rank)
 {
 	int unused;
-	rank = rank ? rank : &unused;
-	*rank = 0;
-	for (size_t i = 0; i < sizeof(common_headers) / sizeof(common_headers[0]); i++)
-		if (name_is(name, len, common_headers[i].name))
-			return common_headers[i].kind;
-	/* OpenAI's names first (ranks 0 and 1), then the provider's own (2, 3). */
-	const struct provider_row *by_rank[2] = {&openai_row, provider_row(p)};
-	for (int r = 0; r < 2; r++) {
-		int order;
-		enum response_header kind = row_header_kind(by_rank[r], name, len, &order);
-		if (kind != RESPONSE_HEADER_OTHER) {
-			*rank = 2 * r + order;
-			return kind;
-		}
-	}
-	return RESPONSE_HEADER_OTHER;
+	pthread_once(&header_names_once, header_names_build);
+	return header_kind(p, name, len, rank ? rank : &unused);
 }
 
 void provider_find_headers(enum provider p, const struct http_head *h, struct provider_headers *out)
 {
 	int best[RESPONSE_HEADER_KINDS];
 	memset(out, 0, sizeof(*out));
+	pthread_once(&header_names_once, header_names_build);
 	for (size_t i = 0; i < h->num_headers; i++) {
 		const struct http_header *hd = &h->headers[i];
 		int rank;
-		enum response_header kind = provider_header_kind(p, hd->name, hd->name_len, &rank);
+		enum response_header kind = header_kind(p, hd->name, hd->name_len, &rank);
 		if (kind == RESPONSE_HEADER_OTHER || (out->of[kind] && rank > best[kind]))
 			continue;
 		out->of[kind] = hd;

@@ -55,7 +55,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return buf_append(b, tmp, (size_t)n);
 }
 
-void buf_free(struct buf *b)
+void buf_free_data(struct buf *b)
 {
 	free(b->data);
 	b->data = NULL;

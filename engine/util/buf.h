@@ -51,7 +51,19 @@ int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf
 static inline int buf_error(const struct buf *b) { return b->error; }
 /* Empties the buffer for reuse, keeping its memory, and clears the error. */
 static inline void buf_clear(struct buf *b) { b->len = 0; b->error = 0; }
-/* Frees the bytes and clears the error: the buffer can be used again. */
-void buf_free(struct buf *b);
+/* buf_free's half for a buffer that holds memory. */
+void buf_free_data(struct buf *b);
+/* Frees the bytes and clears the error: the buffer can be used again.
+ * Inline: most buffers freed per request never held memory, and they
+ * cost no call. */
+static inline void buf_free(struct buf *b)
+{
+	if (b->data) {
+		buf_free_data(b);
+		return;
+	}
+	b->len = b->cap = 0;
+	b->error = 0;
+}
 
 #endif

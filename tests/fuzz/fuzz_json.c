@@ -1,7 +1,9 @@
 /* libFuzzer: json_parse (jsmn) vs json_scan must agree on validity, and
  * every value json_scan reports must be a span of the input that is what
  * its type says (a string between quotes, a container between its
- * brackets, the keys leading to it inside the input too). */
+ * brackets, the keys leading to it inside the input too). The input as
+ * a string (json_append_string) must be valid JSON, and the input itself
+ * between quotes when no byte of it needs an escape. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_doc_free(&d);
 	struct input in = {buf, size};
 	bool ok = json_scan(buf, size, on_scalar, &in);
+	struct buf out = {0};
+	if (json_append_string(&out, buf, size) == 0) {
+		struct json_doc s = {0};
+		int src = json_parse(&s, out.data, out.len);
+		if (src != LR_ENOMEM && (src != 0 || s.count != 1 || s.tok[0].type != JSON_STRING))
+			abort();
+		json_doc_free(&s);
+		bool plain = true;
+		for (size_t i = 0; i < size && plain; i++)
+			plain = data[i] >= 0x20 && data[i] < 0x80 && data[i] != '"' && data[i] != '\\';
+		if (plain && (out.len != size + 2 || out.data[0] != '"' || out.data[size + 1] != '"' ||
+		              memcmp(out.data + 1, data, size) != 0))
+			abort();
+	}
+	buf_free(&out);
 	free(buf);
 	if (rc == LR_ENOMEM)
 		return 0;

@@ -128,8 +128,8 @@ struct batch {
 	struct done_line *done_lines; /* owner: the batch; sorted by line, already done */
 	size_t done_lines_count;
 	struct json_doc doc;        /* owner: the batch; reused for every line */
-	struct buf out;             /* owner: the batch; one output line at a time */
-	struct buf pending;         /* owner: the batch; finished lines not yet written */
+	struct buf pending;         /* owner: the batch; finished lines not yet written, then the one being built */
+	size_t line_start;          /* where in pending the line being built begins */
 	char *scratch;              /* owner: the batch; unescaped strings */
 	size_t scratch_cap;
 	struct model_names requested; /* names asked for, so line records can point at them */

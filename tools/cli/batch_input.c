@@ -299,18 +299,28 @@ static void line_field(void *ctx, const struct json_scan_path *p, enum json_type
 	const char *k = p->key[0];
 	size_t kl = p->key_len[0];
 	if (p->depth == 1) {
-		/* The first occurrence of a key counts, as with json_object_get. */
-		if (span_is(k, kl, "custom_id") && !lf->id_type) {
-			lf->id = v, lf->id_len = len, lf->id_type = type;
-		} else if (span_is(k, kl, "method") && !lf->method_type) {
-			lf->method = v, lf->method_len = len, lf->method_type = type;
-		} else if (span_is(k, kl, "url") && !lf->url_type) {
-			lf->url = v, lf->url_len = len, lf->url_type = type;
-		} else if (span_is(k, kl, "body") && !lf->body_type) {
-			lf->body = v, lf->body_len = len, lf->body_type = type;
+		/* The first occurrence of a key counts, as with json_object_get.
+		 * The length picks the one key to compare. */
+		switch (kl) {
+		case 9:
+			if (!lf->id_type && memcmp(k, "custom_id", 9) == 0)
+				lf->id = v, lf->id_len = len, lf->id_type = type;
+			break;
+		case 6:
+			if (!lf->method_type && memcmp(k, "method", 6) == 0)
+				lf->method = v, lf->method_len = len, lf->method_type = type;
+			break;
+		case 3:
+			if (!lf->url_type && memcmp(k, "url", 3) == 0)
+				lf->url = v, lf->url_len = len, lf->url_type = type;
+			break;
+		case 4:
+			if (!lf->body_type && memcmp(k, "body", 4) == 0)
+				lf->body = v, lf->body_len = len, lf->body_type = type;
+			break;
 		}
-	} else if (p->depth == 2 && span_is(k, kl, "body") && p->key[1] &&
-	           span_is(p->key[1], p->key_len[1], "model") && !lf->model_type && !lf->body_type) {
+	} else if (p->depth == 2 && kl == 4 && p->key_len[1] == 5 && !lf->model_type && !lf->body_type &&
+	           memcmp(k, "body", 4) == 0 && memcmp(p->key[1], "model", 5) == 0) {
 		lf->model = v, lf->model_len = len, lf->model_type = type;
 	}
 }

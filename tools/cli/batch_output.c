@@ -1,6 +1,7 @@
 /*
- * Outcome lines: built one at a time in b->out, gathered in b->pending and
- * written with one write() per reap round; then the --stats file and the
+ * Outcome lines: built one at a time at the end of b->pending (where they
+ * are gathered: no copy per line) and written with one write() per reap
+ * round; then the --stats file and the
  * summary on stderr. Lines are appended through util/buf.h's sticky error:
  * a line is checked once, when it is finished.
  */
@@ -14,12 +15,21 @@
 #include "batch.h"
 #include "pbatch.h"
 
-/* The low `digits` hex digits of v, most significant first. */
+/* The low `digits` hex digits of v (an even count), most significant
+ * first: two digits a step from a table of byte values' pairs (a line's
+ * id has 28 of them, a digit a step was a tenth of the line's cost). */
 static void put_hex(char *out, uint64_t v, int digits)
 {
-	static const char xdigits[] = "0123456789abcdef";
-	for (int i = digits - 1; i >= 0; i--, v >>= 4)
-		out[i] = xdigits[v & 15];
+	static const char pairs[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	                            "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+	                            "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+	                            "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+	                            "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+	                            "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+	                            "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+	                            "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+	for (int i = digits - 2; i >= 0; i -= 2, v >>= 8)
+		memcpy(out + i, pairs + 2 * (v & 0xff), 2);
 }
 
 /*
@@ -55,57 +65,48 @@ static void append_json_one_line(struct buf *b, const char *s, size_t len)
 	}
 }
 
-/* Starts b->out with the line's id; ids are unique across runs through a
- * random per-run prefix. Hand-formatted: this runs once per request
- * (printf was 4 % of the batch thread's time). */
-static void start_line(struct batch *b)
+/* Starts a line at the end of b->pending with the line's id; ids are
+ * unique across runs through a random per-run prefix. Hand-formatted:
+ * this runs once per request (printf was 4 % of the batch thread's time).
+ * Returns the buffer the line's pieces go to. */
+static struct buf *start_line(struct batch *b)
 {
 	static const char prefix[] = "{\"id\":\"batch_req_";
 	static const char suffix[] = "\",\"custom_id\":";
 	char hex[28];
-	buf_clear(&b->out);
+	b->line_start = b->pending.len;
 	b->id_counter++;
 	put_hex(hex, b->id_prefix, 16);
 	put_hex(hex + 16, b->id_counter, 12);
-	buf_append(&b->out, prefix, sizeof(prefix) - 1);
-	buf_append(&b->out, hex, 28);
-	buf_append(&b->out, suffix, sizeof(suffix) - 1);
+	buf_append(&b->pending, prefix, sizeof(prefix) - 1);
+	buf_append(&b->pending, hex, 28);
+	buf_append(&b->pending, suffix, sizeof(suffix) - 1);
+	return &b->pending;
 }
 
-/* Moves the finished line in b->out (plus its newline) to b->pending;
- * the lines of one reap round go out together (write_pending). */
-static void flush_line(struct batch *b)
+/* Ends the line begun at b->line_start with its newline, unless a piece
+ * of it could not be appended (then the run stops) or the output failed
+ * already (the line is dropped); the lines of one reap round go out
+ * together (write_pending). */
+static void finish_line(struct batch *b)
 {
-	if (b->write_failed)
-		return;
-	if (buf_append(&b->pending, b->out.data, b->out.len) ||
-	    buf_append(&b->pending, "\n", 1)) {
+	if (!b->write_failed && (buf_append(&b->pending, "\n", 1) || buf_error(&b->pending))) {
 		fprintf(stderr, "llmring batch: out of memory\n");
 		b->write_failed = true;
+	}
+	if (b->write_failed) {
+		b->pending.len = b->line_start; /* what the line had appended */
 		return;
 	}
 	if (b->pending.len >= BATCH_PENDING_MAX)
 		write_pending(b);
 }
 
-/* Ends the line in b->out: on to b->pending, unless a piece of it could
- * not be appended (then the run stops). */
-static void finish_line(struct batch *b)
-{
-	if (buf_error(&b->out)) {
-		fprintf(stderr, "llmring batch: out of memory\n");
-		b->write_failed = true;
-		return;
-	}
-	flush_line(b);
-}
-
 void write_input_error(struct batch *b, const char *custom_id, size_t id_len, const char *code,
                        const char *message, uint64_t line_hash)
 {
-	struct buf *o = &b->out;
 	b->pend.invalid_lines++;
-	start_line(b);
+	struct buf *o = start_line(b);
 	if (custom_id)
 		json_append_string(o, custom_id, id_len);
 	else
@@ -148,7 +149,7 @@ static bool response_arrived(const lr_result *r)
 
 static void append_response(struct batch *b, const lr_result *r)
 {
-	struct buf *o = &b->out;
+	struct buf *o = &b->pending;
 	if (!response_arrived(r)) {
 		buf_puts(o, "null");
 		return;
@@ -176,8 +177,7 @@ static void append_response(struct batch *b, const lr_result *r)
 
 void write_outcome(struct batch *b, const struct line_rec *rec, const lr_result *r)
 {
-	struct buf *o = &b->out;
-	start_line(b);
+	struct buf *o = start_line(b);
 	json_append_string(o, rec->custom_id, rec->id_len);
 	buf_puts(o, ",\"response\":");
 	append_response(b, r);

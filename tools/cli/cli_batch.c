@@ -323,7 +323,6 @@ static void batch_free(struct batch *b)
 	free(b->spool_dir);
 	free(b->done_lines);
 	json_doc_free(&b->doc);
-	buf_free(&b->out);
 	buf_free(&b->pending);
 	free(b->scratch);
 	model_names_free(&b->requested);
