@@ -11,6 +11,7 @@ it with the GIL released, so they need no loop and work inside one."""
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import json
 import os
@@ -365,43 +366,110 @@ def _batch_sync(core, requests, model, common=None):
 # ---- the resources ------------------------------------------------------------
 
 
+class _Eager(_Future):
+    """What create() returns when called inside a running loop: the request
+    is submitted at once and this asyncio future is resolved by the reaper
+    (C, _core_eager.c) with the response or the exception, so gather,
+    wait_for, shield and ensure_future take it without a Task and no Python
+    runs per request once it completes. It is also a coroutine for what
+    wants one (create_task, TaskGroup, asyncio.iscoroutine): send, throw
+    and close behave as Future.__await__'s iterator. Cancelling it cancels
+    the request. Not GC-tracked while in flight (see _core_eager.c)."""
+
+    __slots__ = ("_h",)  # the Handle while in flight, then None
+
+    def cancel(self, msg=None):
+        if not _Future.cancel(self, msg):
+            return False
+        h = self._h
+        if h is not None:
+            self._h = None
+            h.cancel()  # its done event finds the future cancelled
+        return True
+
+    # The coroutine protocol, as Future.__await__'s iterator (which holds
+    # no state of its own, so a fresh one per call is the same iterator).
+    def send(self, value):
+        return _Future.__await__(self).send(value)
+
+    def throw(self, *args):
+        return _Future.__await__(self).throw(*args)
+
+    def close(self):
+        pass
+
+
+collections.abc.Coroutine.register(_Eager)
+
+
+def _eager_fail(fut, core, h):
+    """A failed request's future gets its exception; one cancelled by
+    close() is not logged as never retrieved when nobody awaited it."""
+    e = from_handle(h, core.closed)
+    fut.set_exception(e)
+    if e.__class__ is ClientClosedError:
+        fut._log_traceback = False
+
+
+_EAGER_CHAT, _EAGER_COMPLETION, _EAGER_EMBEDDING = 1, 2, 3  # CORE_EAGER_*
+_core.set_eager_hooks(future_type=_Eager, fail=_eager_fail, chat=ChatCompletion,
+                      completion=lambda h, n, model: Completion(h, model),
+                      embedding=lambda h, n, model: CreateEmbeddingResponse(h))
+_eager = _core.eager
+_running_loop = asyncio._get_running_loop  # None outside a loop (C)
+
+
 class _AsyncCompletions:
     def __init__(self, core):
         self._core = core
 
-    async def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
-                     extra_headers=None, extra_body=None, extra_query=None, **params):
+    def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        """Inside a running loop the request is sent now and an _Eager
+        future returned; outside one (asyncio.run(create(...))), and for
+        streams, a coroutine that sends it when first awaited."""
+        loop = _running_loop()
+        if loop is None or stream:
+            return self._create(model, messages, stream, timeout, max_retries, extra_headers,
+                                extra_body, params)
         core = self._core
-        reaper = core.reapers.get(_get_running_loop())  # core.reaper(), inlined
-        if reaper is None:
-            reaper = core.reaper()
-        if (extra_headers is None and extra_body is None and timeout is None
-                and max_retries is None and "stream_options" not in params
-                and "n" not in params):
-            opts = core.plain  # _options, inlined for the common call
-        else:
-            opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
-        if stream:
-            s = AsyncStream(core, reaper.loop, model, opts.include_usage)
-            s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
-            await s._first()
-            return s
-        fut = reaper.new_future()
-        h = NotImplemented
-        if opts is core.plain and not core.closed:
-            # The common call: one positional C call, no option handling.
-            h = core.engine.submit_chat(reaper.chan, fut, model, messages, params or None,
-                                        opts.headers)
-        if h is NotImplemented:
-            h = core.submit(reaper.chan, fut, model, messages, params, opts)
+        fut = _Eager(loop=loop)
         try:
-            await fut
-        except asyncio.CancelledError:
-            h.cancel()
-            raise
-        if h.error:
-            raise from_handle(h, core.closed)
-        return ChatCompletion(h, opts.n, model)
+            reaper = core.reapers.get(loop)  # core.reaper(), inlined
+            if reaper is None:
+                reaper = core.reaper()
+            if (extra_headers is None and extra_body is None and timeout is None
+                    and max_retries is None and "stream_options" not in params
+                    and "n" not in params):
+                opts = core.plain  # _options, inlined for the common call
+            else:
+                opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+            h = NotImplemented
+            if opts is core.plain and not core.closed:
+                # The common call: one positional C call, no option handling.
+                h = core.engine.submit_chat(reaper.chan, fut, model, messages, params or None,
+                                            opts.headers)
+            if h is NotImplemented:
+                h = core.submit(reaper.chan, fut, model, messages, params, opts)
+        except Exception as e:
+            fut._h = None
+            fut.set_exception(e)
+            return fut
+        return _eager(fut, h, core, _EAGER_CHAT, opts.n, model)
+
+    async def _create(self, model, messages, stream, timeout, max_retries, extra_headers,
+                      extra_body, params):
+        core = self._core
+        if not stream:
+            return await self.create(model=model, messages=messages, timeout=timeout,
+                                     max_retries=max_retries, extra_headers=extra_headers,
+                                     extra_body=extra_body, **params)
+        reaper = core.reaper()
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        s = AsyncStream(core, reaper.loop, model, opts.include_usage)
+        s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
+        await s._first()
+        return s
 
 
 class _AsyncChat:
@@ -413,22 +481,33 @@ class _AsyncEmbeddings:
     def __init__(self, core):
         self._core = core
 
-    async def create(self, *, model, input, timeout=None, max_retries=None,
-                     extra_headers=None, extra_body=None, **params):
+    def create(self, *, model, input, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, **params):
+        """As chat.completions.create: sent now inside a running loop."""
+        loop = _running_loop()
+        if loop is None:
+            return _later(self.create, model=model, input=input, timeout=timeout,
+                          max_retries=max_retries, extra_headers=extra_headers,
+                          extra_body=extra_body, **params)
         core = self._core
-        reaper = core.reaper()
-        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
-        if isinstance(input, str):
-            input = [input]
-        fut = reaper.new_future()
-        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
-                        input=list(input))
+        fut = _Eager(loop=loop)
         try:
-            await fut
-        except asyncio.CancelledError:
-            h.cancel()
-            raise
-        return core.outcome(h, "embeddings")
+            reaper = core.reaper()
+            opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+            if isinstance(input, str):
+                input = [input]
+            h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
+                            input=list(input))
+        except Exception as e:
+            fut._h = None
+            fut.set_exception(e)
+            return fut
+        return _eager(fut, h, core, _EAGER_EMBEDDING, 1, model)
+
+
+async def _later(create, **kw):
+    """create() called outside a running loop: sent when first awaited."""
+    return await create(**kw)
 
 
 def _one_prompt(prompt, stream):
@@ -453,21 +532,27 @@ class _AsyncTextCompletions:
     def __init__(self, core):
         self._core = core
 
-    async def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
-                     extra_headers=None, extra_body=None, extra_query=None, **params):
+    def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        """As chat.completions.create: sent now inside a running loop."""
+        loop = _running_loop()
+        if loop is None:
+            return _later(self.create, model=model, prompt=prompt, stream=stream,
+                          timeout=timeout, max_retries=max_retries, extra_headers=extra_headers,
+                          extra_body=extra_body, **params)
         core = self._core
-        prompt = _one_prompt(prompt, stream)
-        reaper = core.reaper()
-        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
-        fut = reaper.new_future()
-        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
-                        prompt=prompt)
+        fut = _Eager(loop=loop)
         try:
-            await fut
-        except asyncio.CancelledError:
-            h.cancel()
-            raise
-        return core.outcome(h, "completions", 1, model)
+            prompt = _one_prompt(prompt, stream)
+            reaper = core.reaper()
+            opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+            h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
+                            prompt=prompt)
+        except Exception as e:
+            fut._h = None
+            fut.set_exception(e)
+            return fut
+        return _eager(fut, h, core, _EAGER_COMPLETION, 1, model)
 
 
 class _SyncTextCompletions:

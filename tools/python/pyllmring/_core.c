@@ -77,6 +77,13 @@ static PyMethodDef core_functions[] = {
 	 METH_VARARGS | METH_KEYWORDS,
 	 "set_record_types(*, message, choice, usage, details, delta, chunk_choice, tool_calls, "
 	 "chunk_choices): the Python subclasses the C records make, and the hooks of the rare paths."},
+	{"set_eager_hooks", (PyCFunction)(void (*)(void))core_set_eager_hooks,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "set_eager_hooks(*, future_type, fail, chat, completion, embedding): create()'s eager "
+	 "future type, fail(future, core, handle), and the response makers (handle, n, model)."},
+	{"eager", (PyCFunction)(void (*)(void))core_eager, METH_FASTCALL,
+	 "eager(future, handle, core, kind, n, model) -> future: the handle submitted with the "
+	 "future as token resolves it with the response when its done event is handed out."},
 	{NULL, NULL, 0, NULL},
 };
 

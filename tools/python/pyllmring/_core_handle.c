@@ -29,6 +29,9 @@ CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token)
 	Py_INCREF(ch);
 	h->channel = ch;
 	h->session = NULL;
+	h->eager_kind = 0;
+	h->eager_n = 0;
+	h->eager_core = h->eager_model = NULL;
 	h->gen = core_fork_gen;
 	PyObject_GC_Track(h);
 	return h;
@@ -56,6 +59,8 @@ static int Handle_traverse(CoreHandle *h, visitproc visit, void *arg)
 	Py_VISIT(h->token);
 	Py_VISIT(h->channel);
 	Py_VISIT(h->session);
+	Py_VISIT(h->eager_core);
+	Py_VISIT(h->eager_model);
 	return 0;
 }
 
@@ -64,6 +69,8 @@ static int Handle_clear(CoreHandle *h)
 	Py_CLEAR(h->token);
 	Py_CLEAR(h->channel);
 	Py_CLEAR(h->session);
+	Py_CLEAR(h->eager_core);
+	Py_CLEAR(h->eager_model);
 	return 0;
 }
 
