@@ -384,3 +384,81 @@ def test_two_loops_in_two_threads(mock):
         t.join(30)
     asyncio.run(client.close())
     assert len(out[0]) == len(out[1]) == 100
+
+
+# ---- the window: at most `window` of a loop's create() requests in the engine ---------------
+
+
+def window_of(client):
+    return client._core.reapers[asyncio.get_running_loop()].window
+
+
+def test_beyond_the_window_requests_wait_built_and_all_complete(slow_mock):
+    async def main():
+        async with llm.AsyncOpenAI(base_url=slow_mock, max_in_flight=128) as client:
+            limit = client._core.window
+            msgs = [{"role": "user", "content": "hi"}]
+            futs = [create(client) for _ in range(limit + 40)]
+            last = client.chat.completions.create(model="openai/m", messages=msgs)
+            w = window_of(client)
+            counts = (w.in_engine, w.waiting)
+            msgs[0]["content"] = "hi " * 50  # after create(): not what was sent
+            rs = await asyncio.gather(*futs, last)
+            return limit, counts, rs, (w.in_engine, w.waiting), client.usage()
+    limit, counts, rs, after, usage = asyncio.run(main())
+    assert counts == (limit, 41) and after == (0, 0)
+    assert all(r.choices[0].message.content for r in rs)
+    assert rs[-1].usage.prompt_tokens == 1  # built when create() was called
+    assert usage["succeeded"] == limit + 41
+
+
+def test_cancelled_while_waiting_is_never_sent(slow_mock):
+    async def main():
+        async with llm.AsyncOpenAI(base_url=slow_mock, max_in_flight=128) as client:
+            limit = client._core.window
+            futs = [create(client) for _ in range(limit + 10)]
+            waiting = futs[limit:]
+            for f in waiting:
+                assert f.cancel()
+            rs = await asyncio.gather(*futs[:limit])
+            for f in waiting:
+                with pytest.raises(asyncio.CancelledError):
+                    await f
+            return limit, rs, window_of(client).waiting, client.usage()
+    limit, rs, waiting, usage = asyncio.run(main())
+    assert len(rs) == limit and waiting == 0
+    assert usage["requests"] == limit and usage["failed"] == 0
+
+
+def test_close_fails_the_waiting_ones(slow_mock, caplog):
+    async def main():
+        client = llm.AsyncOpenAI(base_url=slow_mock, max_in_flight=128)
+        limit = client._core.window
+        futs = [create(client) for _ in range(limit + 30)]
+        forgotten = [create(client) for _ in range(5)]
+        refs = [weakref.ref(f) for f in forgotten]
+        del forgotten
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(client.close(), 10)
+        res = await asyncio.gather(*futs, return_exceptions=True)
+        return res, refs
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        res, refs = asyncio.run(main())
+        gc.collect()
+    assert all(isinstance(e, llm.ClientClosedError) and e.code == "cancelled" for e in res)
+    assert all(r() is None for r in refs)
+    assert "never retrieved" not in caplog.text
+
+
+def test_window_memory_follows_the_window_not_n(mock):
+    """gather over many more calls than the window: the engine holds at
+    most `window` of them, and every one completes."""
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock, max_in_flight=16) as client:
+            futs = [create(client, max_tokens=2) for _ in range(3000)]
+            w = window_of(client)
+            peak = w.in_engine
+            rs = await asyncio.gather(*futs)
+            return client._core.window, peak, rs
+    limit, peak, rs = asyncio.run(main())
+    assert peak == limit and len(rs) == 3000

@@ -36,10 +36,14 @@ REAP_ROUNDS = 16
 class _Reaper:
     """One loop's side of a client: its channel, registered with the loop."""
 
-    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future")
+    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future", "window")
 
-    def __init__(self, loop, reap_max):
+    def __init__(self, loop, reap_max, engine, window):
         self.loop = loop
+        # create()'s requests in the engine at most (the rest wait, built,
+        # and are sent as results come back): gather over N calls then
+        # costs the engine's memory of `window` requests, not of N.
+        self.window = _core.EagerWindow(engine, window)
         # loop.create_future without its Python frame when it is asyncio's
         # own (a partial is C); any other loop's (uvloop, ...) as it is.
         if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future:
@@ -190,7 +194,7 @@ class _Core:
         if r is None:
             if self.closed:
                 raise ClientClosedError("the client is closed", code="cancelled")
-            r = self.reapers[loop] = _Reaper(loop, self.reap_max)
+            r = self.reapers[loop] = _Reaper(loop, self.reap_max, self.engine, self.window)
         return r
 
     def sync_channel(self):
@@ -200,13 +204,13 @@ class _Core:
         return chan
 
     def submit(self, chan, token, model, messages, params, opts, stream=False,
-               endpoint="chat", input=None, prompt=None):
+               endpoint="chat", input=None, prompt=None, window=None):
         if self.closed:
             raise ClientClosedError("the client is closed", code="cancelled")
         return self.engine.submit(chan, token, model, _as_messages(messages), params or None,
                                   endpoint=endpoint, stream=stream, headers=opts.headers,
                                   max_retries=opts.max_retries, timeout=opts.timeout,
-                                  input=input, prompt=prompt)
+                                  input=input, prompt=prompt, window=window)
 
     def outcome(self, h, kind="chat", n=1, model=None):
         """The response object for a completed handle, or raises its error."""
@@ -276,11 +280,13 @@ class _Core:
             if loop is current_loop:
                 while r.chan.pending():
                     r.on_ready()
+                r.window.close()  # what still waits fails as closed
                 r.detach()
             elif not loop.is_closed():
                 def finish(r=r):
                     while r.chan.pending():
                         r.on_ready()
+                    r.window.close()
                     r.detach()
                 try:
                     loop.call_soon_threadsafe(finish)
@@ -412,7 +418,14 @@ def _eager_fail(fut, core, h):
 
 
 _EAGER_CHAT, _EAGER_COMPLETION, _EAGER_EMBEDDING = 1, 2, 3  # CORE_EAGER_*
-_core.set_eager_hooks(future_type=_Eager, fail=_eager_fail, chat=ChatCompletion,
+def _eager_closed(fut):
+    """A request that waited in the window when the client closed."""
+    fut.set_exception(ClientClosedError("the client is closed", code="cancelled"))
+    fut._log_traceback = False
+
+
+_core.set_eager_hooks(future_type=_Eager, fail=_eager_fail, closed=_eager_closed,
+                      chat=ChatCompletion,
                       completion=lambda h, n, model: Completion(h, model),
                       embedding=lambda h, n, model: CreateEmbeddingResponse(h))
 _eager = _core.eager
@@ -448,9 +461,10 @@ class _AsyncCompletions:
             if opts is core.plain and not core.closed:
                 # The common call: one positional C call, no option handling.
                 h = core.engine.submit_chat(reaper.chan, fut, model, messages, params or None,
-                                            opts.headers)
+                                            opts.headers, reaper.window)
             if h is NotImplemented:
-                h = core.submit(reaper.chan, fut, model, messages, params, opts)
+                h = core.submit(reaper.chan, fut, model, messages, params, opts,
+                                window=reaper.window)
         except Exception as e:
             fut._h = None
             fut.set_exception(e)
@@ -497,7 +511,7 @@ class _AsyncEmbeddings:
             if isinstance(input, str):
                 input = [input]
             h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
-                            input=list(input))
+                            input=list(input), window=reaper.window)
         except Exception as e:
             fut._h = None
             fut.set_exception(e)
@@ -547,7 +561,7 @@ class _AsyncTextCompletions:
             reaper = core.reaper()
             opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
             h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
-                            prompt=prompt)
+                            prompt=prompt, window=reaper.window)
         except Exception as e:
             fut._h = None
             fut.set_exception(e)

@@ -144,7 +144,7 @@ PyMODINIT_FUNC PyInit__core(void)
 	    add_type(m, &CoreEngine_Type, "Engine") < 0 || add_type(m, &CoreChannel_Type, "Channel") < 0 ||
 	    add_type(m, &CoreHandle_Type, "Handle") < 0 || add_type(m, &CoreResult_Type, "Result") < 0 ||
 	    add_type(m, &CoreSession_Type, "Session") < 0 ||
-	    core_records_init(m) < 0 || core_group_init(m) < 0 || core_stream_init(m) < 0 || add_error_codes(m) < 0 || PyModule_AddStringConstant(m, "VERSION", LR_VERSION_STRING) < 0) {
+	    core_records_init(m) < 0 || core_group_init(m) < 0 || core_eager_init(m) < 0 || core_stream_init(m) < 0 || add_error_codes(m) < 0 || PyModule_AddStringConstant(m, "VERSION", LR_VERSION_STRING) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

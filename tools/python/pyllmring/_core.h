@@ -72,6 +72,13 @@ typedef struct CoreHandle {
 	int eager_kind;
 	long eager_n;
 	PyObject *eager_core, *eager_model;
+	/* Its EagerWindow (strong, from submit until its done event is handed
+	 * out), and while it waits there for room: its request (owner: the
+	 * handle, lr_request_free in dealloc unless submitted) and the next
+	 * handle waiting. */
+	struct CoreWindow *eager_window;
+	lr_request *eager_rq;
+	struct CoreHandle *eager_next;
 	unsigned gen;
 } CoreHandle;
 
@@ -175,6 +182,15 @@ PyObject *core_set_batch_hooks(PyObject *self, PyObject *args, PyObject *kw);
  * set_eager_hooks() and eager() are module functions. */
 enum { CORE_EAGER_CHAT = 1, CORE_EAGER_COMPLETION = 2, CORE_EAGER_EMBEDDING = 3 };
 int core_eager_done(CoreHandle *h, PyObject *fut);
+/* _core.EagerWindow: at most `limit` of a reaper's eager requests in the
+ * engine; the others wait, built, for a done event to make room (the
+ * engine's memory per request is then spent only on those it works on).
+ * core_window_submit takes over rq and the caller's reference to h and
+ * returns it (submitted, or kept until there is room), or NULL with an
+ * exception set. */
+extern PyTypeObject CoreWindow_Type;
+PyObject *core_window_submit(PyObject *window, CoreHandle *h, lr_request *rq);
+int core_eager_init(PyObject *m);
 void core_eager_discard(CoreHandle *h);
 PyObject *core_set_eager_hooks(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *core_eager(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
