@@ -322,14 +322,39 @@ def test_never_awaited_future_is_freed(mock):
     assert all(r() is None for r in refs)
 
 
-def test_pending_futures_are_not_gc_tracked_resolved_ones_are(slow_mock):
+def test_gc_tracking_of_the_future(slow_mock):
+    """Out of the cyclic GC while in flight and once resolved with a
+    response (it can be in no cycle then); tracked when it fails or is
+    cancelled (a traceback can reach it) and once anything is stored on it."""
     async def main():
-        async with llm.AsyncOpenAI(base_url=slow_mock) as client:
+        async with llm.AsyncOpenAI(base_url=slow_mock, max_retries=0) as client:
             f = create(client)
             pending = gc.is_tracked(f)
             await f
-            return pending, gc.is_tracked(f)
-    assert asyncio.run(main()) == (False, True)
+            resolved = gc.is_tracked(f)
+            f.note = "x"
+            stored = gc.is_tracked(f)
+            bad = create(client, extra_headers={"x-mock-fault": "401"})
+            with pytest.raises(llm.AuthenticationError):
+                await bad
+            c = create(client)
+            c.cancel()
+            await settle(client, 2)
+            await asyncio.sleep(0.05)
+            return pending, resolved, stored, gc.is_tracked(bad), gc.is_tracked(c)
+    assert asyncio.run(main()) == (False, False, True, True, True)
+
+
+def test_a_cycle_through_a_stored_attribute_is_collected(mock):
+    async def main():
+        async with llm.AsyncOpenAI(base_url=mock) as client:
+            f = create(client)
+            r = await f
+            f.me = [f]  # a cycle, seen by the GC once stored
+            return weakref.ref(f), weakref.ref(r)
+    fr, rr = asyncio.run(main())
+    gc.collect()
+    assert fr() is None and rr() is None
 
 
 # ---- scale and loops ------------------------------------------------------------------------

@@ -380,7 +380,8 @@ class _Eager(_Future):
     runs per request once it completes. It is also a coroutine for what
     wants one (create_task, TaskGroup, asyncio.iscoroutine): send, throw
     and close behave as Future.__await__'s iterator. Cancelling it cancels
-    the request. Not GC-tracked while in flight (see _core_eager.c)."""
+    the request. Not GC-tracked while in flight, nor once resolved with a
+    response, until something is stored on it (see _core_eager.c)."""
 
     __slots__ = ("_h",)  # the Handle while in flight, then None
 
@@ -392,6 +393,14 @@ class _Eager(_Future):
             self._h = None
             h.cancel()  # its done event finds the future cancelled
         return True
+
+    def __setattr__(self, name, value):
+        # A future resolved with a response is left out of the cyclic GC
+        # (_core_eager.c); something stored on it could make a cycle. A
+        # Task's flag (a bool, set at each await) cannot.
+        if name != "_asyncio_future_blocking":
+            _track(self)
+        _Future.__setattr__(self, name, value)
 
     # The coroutine protocol, as Future.__await__'s iterator (which holds
     # no state of its own, so a fresh one per call is the same iterator).
@@ -429,6 +438,7 @@ _core.set_eager_hooks(future_type=_Eager, fail=_eager_fail, closed=_eager_closed
                       completion=lambda h, n, model: Completion(h, model),
                       embedding=lambda h, n, model: CreateEmbeddingResponse(h))
 _eager = _core.eager
+_track = _core.track
 _running_loop = asyncio._get_running_loop  # None outside a loop (C)
 
 

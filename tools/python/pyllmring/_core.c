@@ -81,6 +81,9 @@ static PyMethodDef core_functions[] = {
 	 METH_VARARGS | METH_KEYWORDS,
 	 "set_eager_hooks(*, future_type, fail, chat, completion, embedding): create()'s eager "
 	 "future type, fail(future, core, handle), and the response makers (handle, n, model)."},
+	{"track", core_eager_track, METH_O,
+	 "track(obj): a GC object left out of the cyclic GC (a resolved create() future) is "
+	 "tracked again."},
 	{"eager", (PyCFunction)(void (*)(void))core_eager, METH_FASTCALL,
 	 "eager(future, handle, core, kind, n, model) -> future: the handle submitted with the "
 	 "future as token resolves it with the response when its done event is handed out."},

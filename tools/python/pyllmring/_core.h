@@ -194,6 +194,7 @@ int core_eager_init(PyObject *m);
 void core_eager_discard(CoreHandle *h);
 PyObject *core_set_eager_hooks(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *core_eager(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *core_eager_track(PyObject *self, PyObject *o);
 
 /* _core_session.c: the turn of h (h->session set) ended; under the GIL.
  * Appends the user message and the reply when it succeeded. 0 or -1. */

@@ -11,10 +11,18 @@
  * handed out. So both are alive until then whatever the collector
  * finds, and untracking them loses nothing: everything they reference
  * is alive through them anyway. They are not traversed while pending
- * (gather over N calls keeps N of them), and the future is tracked again
- * when it is resolved, once the cycle is broken (_h and the token
- * cleared), from which point it may take part in a user's garbage cycle
- * (a result or an exception with its traceback).
+ * (gather over N calls keeps N of them).
+ *
+ * When the request completes the cycle is broken (_h and the token
+ * cleared). A future resolved with an exception, or cancelled, is tracked
+ * again: the exception's traceback can reach frames that hold the future.
+ * One resolved with a response is left out: it then references only its
+ * loop and the response (its callbacks are gone once scheduled), neither
+ * of which references it, so it can be in no cycle, and gather's N
+ * finished futures cost full collections nothing. Storing anything on it
+ * (_Eager.__setattr__) tracks it again. What is not covered: a cycle made
+ * through the future's __dict__ without setattr, or by storing the future
+ * on its own response; such a cycle is freed only by reference counts.
  */
 #include "_core.h"
 
@@ -37,6 +45,20 @@ static PyObject *hook_closed;     /* closed(future): ClientClosedError, for one 
 static PyObject *hook_outcome[4]; /* by CORE_EAGER_*: (handle, n, model) -> response */
 
 static PyObject *s_h, *s_done, *s_set_result, *s_set_exception;
+/* _Eager._h, the slot's descriptor: set through it, not setattr, which
+ * _Eager overrides (a store on the future tracks it again). */
+static PyObject *h_slot;
+
+static int set_h(PyObject *fut, PyObject *v)
+{
+	return Py_TYPE(h_slot)->tp_descr_set(h_slot, fut, v);
+}
+
+static void track(PyObject *o)
+{
+	if (!PyObject_GC_IsTracked(o))
+		PyObject_GC_Track(o);
+}
 
 static int intern_names(void)
 {
@@ -65,6 +87,15 @@ PyObject *core_set_eager_hooks(PyObject *self, PyObject *args, PyObject *kw)
 	}
 	if (intern_names() < 0)
 		return NULL;
+	PyObject *slot = PyObject_GetAttr(ft, s_h);
+	if (!slot)
+		return NULL;
+	if (!Py_TYPE(slot)->tp_descr_set) {
+		Py_DECREF(slot);
+		PyErr_SetString(PyExc_TypeError, "set_eager_hooks: future_type._h is a slot");
+		return NULL;
+	}
+	Py_XSETREF(h_slot, slot);
 	Py_XSETREF(eager_type, Py_NewRef(ft));
 	Py_XSETREF(hook_fail, Py_NewRef(fail));
 	Py_XSETREF(hook_closed, Py_NewRef(closed));
@@ -92,7 +123,7 @@ PyObject *core_eager(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 		PyErr_SetString(PyExc_ValueError, "eager: a handle submitted with this future as token");
 		return NULL;
 	}
-	if (PyObject_SetAttr(fut, s_h, (PyObject *)h) < 0)
+	if (set_h(fut, (PyObject *)h) < 0)
 		return NULL;
 	h->eager_kind = (int)kind;
 	h->eager_n = n;
@@ -105,12 +136,13 @@ PyObject *core_eager(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 	return Py_NewRef(fut);
 }
 
-/* The cycle future <-> handle broken and the future tracked again: from
- * here on nothing keeps it alive but its users. */
-static void let_go(CoreHandle *h, PyObject *fut)
+/* The cycle future <-> handle broken (the caller clears _h): from here on
+ * nothing keeps the future alive but its users, so it is tracked again
+ * unless the caller resolves it with a response (see the file's comment). */
+static void let_go(CoreHandle *h, PyObject *fut, bool tracked)
 {
-	if (!PyObject_GC_IsTracked(fut))
-		PyObject_GC_Track(fut);
+	if (tracked)
+		track(fut);
 	h->eager_kind = 0;
 	Py_CLEAR(h->token);
 	Py_CLEAR(h->eager_core);
@@ -121,7 +153,7 @@ static void let_go(CoreHandle *h, PyObject *fut)
 void core_eager_discard(CoreHandle *h)
 {
 	if (h->eager_kind && h->token)
-		let_go(h, h->token);
+		let_go(h, h->token, true);
 }
 
 /* The outcome, or NULL with its exception set. */
@@ -146,10 +178,11 @@ int core_eager_done(CoreHandle *h, PyObject *fut)
 	CoreWindow *w = h->eager_window;                          /* the same */
 	h->eager_core = h->eager_model = NULL;
 	h->eager_window = NULL;
-	let_go(h, fut);
+	let_go(h, fut, false);
 	int rc = -1;
+	bool untracked = false; /* resolved with a response: left out of the GC */
 	PyObject *r = NULL;
-	if (PyObject_SetAttr(fut, s_h, Py_None) < 0)
+	if (set_h(fut, Py_None) < 0)
 		goto out;
 	PyObject *done = PyObject_CallMethodNoArgs(fut, s_done);
 	if (done != Py_False) {
@@ -166,6 +199,7 @@ int core_eager_done(CoreHandle *h, PyObject *fut)
 		PyObject *o = outcome(h, kind, n, model);
 		if (o) {
 			r = PyObject_CallMethodOneArg(fut, s_set_result, o);
+			untracked = r != NULL;
 			Py_DECREF(o);
 		} else if (PyErr_ExceptionMatches(PyExc_Exception)) {
 			/* Making the response failed (a bug, or out of memory): its
@@ -184,6 +218,8 @@ int core_eager_done(CoreHandle *h, PyObject *fut)
 	rc = r ? 0 : -1;
 	Py_XDECREF(r);
 out:
+	if (!untracked)
+		track(fut);
 	if (w) {
 		/* Room for the next waiting request, sent now: after the future
 		 * is resolved, so its callbacks come first in the loop's queue. */
@@ -197,6 +233,15 @@ out:
 	Py_XDECREF(core);
 	Py_XDECREF(model);
 	return rc;
+}
+
+/* track(future): a resolved future left out of the GC is tracked again
+ * (_Eager.__setattr__: something is stored on it, which could make a cycle). */
+PyObject *core_eager_track(PyObject *self, PyObject *o)
+{
+	if (PyObject_IS_GC(o))
+		track(o);
+	Py_RETURN_NONE;
 }
 
 /* ---- the window ----------------------------------------------------------- */
@@ -245,8 +290,8 @@ static void window_drop(CoreHandle *h, bool closed)
 	h->eager_rq = NULL;
 	PyObject *fut = h->token ? Py_NewRef(h->token) : NULL;
 	if (fut && h->eager_kind) {
-		let_go(h, fut);
-		if (PyObject_SetAttr(fut, s_h, Py_None) < 0)
+		let_go(h, fut, true);
+		if (set_h(fut, Py_None) < 0)
 			PyErr_Clear();
 		if (closed) {
 			PyObject *r = PyObject_CallOneArg(hook_closed, fut);
@@ -301,7 +346,9 @@ static void window_refill(CoreWindow *w)
 			PyErr_NormalizeException(&et, &ev, &tb);
 			PyObject *fut = h->token ? Py_NewRef(h->token) : NULL;
 			if (fut && h->eager_kind) {
-				let_go(h, fut);
+				let_go(h, fut, true);
+				if (set_h(fut, Py_None) < 0)
+					PyErr_Clear();
 				PyObject *x = ev ? PyObject_CallMethodOneArg(fut, s_set_exception, ev) : NULL;
 				if (!x)
 					PyErr_Clear();
