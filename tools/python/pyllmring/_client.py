@@ -4,8 +4,11 @@ How requests meet the event loop: each (client, loop) pair has a reaper, a
 ``_core.Channel`` whose eventfd is registered once with ``loop.add_reader``.
 The engine's thread only copies results and deltas into the channel and
 writes the eventfd (C, no Python). On readiness the reaper drains the channel
-in batches and resolves plain asyncio futures, or hands deltas to streams:
-no Task per request. Synchronous calls use a channel per thread and wait on
+in batches and resolves asyncio futures, or hands deltas to streams: no
+Task per request. Inside a running loop create() sends at once and returns
+an _Eager future that the reaper resolves with the response itself (C,
+_core_eager.c); each reaper's EagerWindow keeps at most `window` of them in
+the engine and sends the rest as results come back. Synchronous calls use a channel per thread and wait on
 it with the GIL released, so they need no loop and work inside one."""
 
 from __future__ import annotations
