@@ -284,8 +284,12 @@ static CoreHandle *window_pop(CoreWindow *w)
 
 /* A waiting handle that will not be sent: its future resolved with
  * ClientClosedError unless done already (cancelled), then let go. */
+static int waiting_done(CoreHandle *h);
+
 static void window_drop(CoreHandle *h, bool closed)
 {
+	if (closed && waiting_done(h))
+		closed = false; /* cancelled while it waited: nothing to say */
 	lr_request_free(h->eager_rq);
 	h->eager_rq = NULL;
 	PyObject *fut = h->token ? Py_NewRef(h->token) : NULL;
