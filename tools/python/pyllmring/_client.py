@@ -8,8 +8,9 @@ in batches and resolves asyncio futures, or hands deltas to streams: no
 Task per request. Inside a running loop create() sends at once and returns
 an _Eager future that the reaper resolves with the response itself (C,
 _core_eager.c); each reaper's EagerWindow keeps at most `window` of them in
-the engine and sends the rest as results come back. Synchronous calls use a channel per thread and wait on
-it with the GIL released, so they need no loop and work inside one."""
+the engine and sends the rest as results come back. Synchronous calls use a
+channel per thread and wait on it with the GIL released, so they need no
+loop and work inside one."""
 
 from __future__ import annotations
 
@@ -429,13 +430,13 @@ def _eager_fail(fut, core, h):
         fut._log_traceback = False
 
 
-_EAGER_CHAT, _EAGER_COMPLETION, _EAGER_EMBEDDING = 1, 2, 3  # CORE_EAGER_*
 def _eager_closed(fut):
     """A request that waited in the window when the client closed."""
     fut.set_exception(ClientClosedError("the client is closed", code="cancelled"))
     fut._log_traceback = False
 
 
+_EAGER_CHAT, _EAGER_COMPLETION, _EAGER_EMBEDDING = 1, 2, 3  # CORE_EAGER_*
 _core.set_eager_hooks(future_type=_Eager, fail=_eager_fail, closed=_eager_closed,
                       chat=ChatCompletion,
                       completion=lambda h, n, model: Completion(h, model),
