@@ -4,13 +4,18 @@ How requests meet the event loop: each (client, loop) pair has a reaper, a
 ``_core.Channel`` whose eventfd is registered once with ``loop.add_reader``.
 The engine's thread only copies results and deltas into the channel and
 writes the eventfd (C, no Python). On readiness the reaper drains the channel
-in batches and resolves plain asyncio futures, or hands deltas to streams:
-no Task per request. Synchronous calls use a channel per thread and wait on
-it with the GIL released, so they need no loop and work inside one."""
+in batches and resolves asyncio futures, or hands deltas to streams: no
+Task per request. Inside a running loop create() sends at once and returns
+an _Eager future that the reaper resolves with the response itself (C,
+_core_eager.c); each reaper's EagerWindow keeps at most `window` of them in
+the engine and sends the rest as results come back. Synchronous calls use a
+channel per thread and wait on it with the GIL released, so they need no
+loop and work inside one."""
 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import json
 import os
@@ -35,10 +40,14 @@ REAP_ROUNDS = 16
 class _Reaper:
     """One loop's side of a client: its channel, registered with the loop."""
 
-    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future", "extra")
+    __slots__ = ("loop", "chan", "fd", "reap_max", "new_future", "extra", "window")
 
-    def __init__(self, loop, reap_max):
+    def __init__(self, loop, reap_max, engine, window):
         self.loop = loop
+        # create()'s requests in the engine at most (the rest wait, built,
+        # and are sent as results come back): gather over N calls then
+        # costs the engine's memory of `window` requests, not of N.
+        self.window = _core.EagerWindow(engine, window)
         # loop.create_future without its Python frame when it is asyncio's
         # own (a partial is C); any other loop's (uvloop, ...) as it is.
         if getattr(type(loop), "create_future", None) is asyncio.BaseEventLoop.create_future:
@@ -213,7 +222,7 @@ class _Core:
         if r is None:
             if self.closed:
                 raise ClientClosedError("the client is closed", code="cancelled")
-            r = self.reapers[loop] = _Reaper(loop, self.reap_max)
+            r = self.reapers[loop] = _Reaper(loop, self.reap_max, self.engine, self.window)
         return r
 
     def sync_channel(self):
@@ -223,13 +232,13 @@ class _Core:
         return chan
 
     def submit(self, chan, token, model, messages, params, opts, stream=False,
-               endpoint="chat", input=None, prompt=None):
+               endpoint="chat", input=None, prompt=None, window=None):
         if self.closed:
             raise ClientClosedError("the client is closed", code="cancelled")
         return self.engine.submit(chan, token, model, _as_messages(messages), params or None,
                                   endpoint=endpoint, stream=stream, headers=opts.headers,
                                   max_retries=opts.max_retries, timeout=opts.timeout,
-                                  input=input, prompt=prompt)
+                                  input=input, prompt=prompt, window=window)
 
     def outcome(self, h, kind="chat", n=1, model=None):
         """The response object for a completed handle, or raises its error."""
@@ -299,11 +308,13 @@ class _Core:
             if loop is current_loop:
                 while r.pending():
                     r.on_ready()
+                r.window.close()  # what still waits fails as closed
                 r.detach()
             elif not loop.is_closed():
                 def finish(r=r):
                     while r.pending():
                         r.on_ready()
+                    r.window.close()
                     r.detach()
                 try:
                     loop.call_soon_threadsafe(finish)
@@ -439,43 +450,128 @@ def _batch_sync(core, requests, model, common=None):
 # ---- the resources ------------------------------------------------------------
 
 
+class _Eager(_Future):
+    """What create() returns when called inside a running loop: the request
+    is submitted at once and this asyncio future is resolved by the reaper
+    (C, _core_eager.c) with the response or the exception, so gather,
+    wait_for, shield and ensure_future take it without a Task and no Python
+    runs per request once it completes. It is also a coroutine for what
+    wants one (create_task, TaskGroup, asyncio.iscoroutine): send, throw
+    and close behave as Future.__await__'s iterator. Cancelling it cancels
+    the request. Not GC-tracked while in flight, nor once resolved with a
+    response, until something is stored on it (see _core_eager.c)."""
+
+    __slots__ = ("_h",)  # the Handle while in flight, then None
+
+    def cancel(self, msg=None):
+        if not _Future.cancel(self, msg):
+            return False
+        h = self._h
+        if h is not None:
+            self._h = None
+            h.cancel()  # its done event finds the future cancelled
+        return True
+
+    def __setattr__(self, name, value):
+        # A future resolved with a response is left out of the cyclic GC
+        # (_core_eager.c); something stored on it could make a cycle. A
+        # Task's flag (a bool, set at each await) cannot.
+        if name != "_asyncio_future_blocking":
+            _track(self)
+        _Future.__setattr__(self, name, value)
+
+    # The coroutine protocol, as Future.__await__'s iterator (which holds
+    # no state of its own, so a fresh one per call is the same iterator).
+    def send(self, value):
+        return _Future.__await__(self).send(value)
+
+    def throw(self, *args):
+        return _Future.__await__(self).throw(*args)
+
+    def close(self):
+        pass
+
+
+collections.abc.Coroutine.register(_Eager)
+
+
+def _eager_fail(fut, core, h):
+    """A failed request's future gets its exception; one cancelled by
+    close() is not logged as never retrieved when nobody awaited it."""
+    e = from_handle(h, core.closed)
+    fut.set_exception(e)
+    if e.__class__ is ClientClosedError:
+        fut._log_traceback = False
+
+
+def _eager_closed(fut):
+    """A request that waited in the window when the client closed."""
+    fut.set_exception(ClientClosedError("the client is closed", code="cancelled"))
+    fut._log_traceback = False
+
+
+_EAGER_CHAT, _EAGER_COMPLETION, _EAGER_EMBEDDING = 1, 2, 3  # CORE_EAGER_*
+_core.set_eager_hooks(future_type=_Eager, fail=_eager_fail, closed=_eager_closed,
+                      chat=ChatCompletion,
+                      completion=lambda h, n, model: Completion(h, model),
+                      embedding=lambda h, n, model: CreateEmbeddingResponse(h))
+_eager = _core.eager
+_track = _core.track
+_running_loop = asyncio._get_running_loop  # None outside a loop (C)
+
+
 class _AsyncCompletions:
     def __init__(self, core):
         self._core = core
 
-    async def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
-                     extra_headers=None, extra_body=None, extra_query=None, **params):
+    def create(self, *, model, messages, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        """Inside a running loop the request is sent now and an _Eager
+        future returned; outside one (asyncio.run(create(...))), and for
+        streams, a coroutine that sends it when first awaited."""
+        loop = _running_loop()
+        if loop is None or stream:
+            return self._create(model, messages, stream, timeout, max_retries, extra_headers,
+                                extra_body, params)
         core = self._core
-        reaper = core.reapers.get(_get_running_loop())  # core.reaper(), inlined
-        if reaper is None:
-            reaper = core.reaper()
-        if (extra_headers is None and extra_body is None and timeout is None
-                and max_retries is None and "stream_options" not in params
-                and "n" not in params):
-            opts = core.plain  # _options, inlined for the common call
-        else:
-            opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
-        if stream:
-            s = AsyncStream(core, reaper.loop, model, opts.include_usage)
-            s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
-            await s._first()
-            return s
-        fut = reaper.new_future()
-        h = NotImplemented
-        if opts is core.plain and not core.closed:
-            # The common call: one positional C call, no option handling.
-            h = core.engine.submit_chat(reaper.chan, fut, model, messages, params or None,
-                                        opts.headers)
-        if h is NotImplemented:
-            h = core.submit(reaper.chan, fut, model, messages, params, opts)
+        fut = _Eager(loop=loop)
         try:
-            await fut
-        except asyncio.CancelledError:
-            h.cancel()
-            raise
-        if h.error:
-            raise from_handle(h, core.closed)
-        return ChatCompletion(h, opts.n, model)
+            reaper = core.reapers.get(loop)  # core.reaper(), inlined
+            if reaper is None:
+                reaper = core.reaper()
+            if (extra_headers is None and extra_body is None and timeout is None
+                    and max_retries is None and "stream_options" not in params
+                    and "n" not in params):
+                opts = core.plain  # _options, inlined for the common call
+            else:
+                opts = _Options(core, params, extra_headers, extra_body, timeout, max_retries)
+            h = NotImplemented
+            if opts is core.plain and not core.closed:
+                # The common call: one positional C call, no option handling.
+                h = core.engine.submit_chat(reaper.chan, fut, model, messages, params or None,
+                                            opts.headers, reaper.window)
+            if h is NotImplemented:
+                h = core.submit(reaper.chan, fut, model, messages, params, opts,
+                                window=reaper.window)
+        except Exception as e:
+            fut._h = None
+            fut.set_exception(e)
+            return fut
+        return _eager(fut, h, core, _EAGER_CHAT, opts.n, model)
+
+    async def _create(self, model, messages, stream, timeout, max_retries, extra_headers,
+                      extra_body, params):
+        core = self._core
+        if not stream:
+            return await self.create(model=model, messages=messages, timeout=timeout,
+                                     max_retries=max_retries, extra_headers=extra_headers,
+                                     extra_body=extra_body, **params)
+        reaper = core.reaper()
+        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+        s = AsyncStream(core, reaper.loop, model, opts.include_usage)
+        s._h_live = core.submit(reaper.chan, s, model, messages, params, opts, stream=True)
+        await s._first()
+        return s
 
 
 class _AsyncChat:
@@ -487,22 +583,33 @@ class _AsyncEmbeddings:
     def __init__(self, core):
         self._core = core
 
-    async def create(self, *, model, input, timeout=None, max_retries=None,
-                     extra_headers=None, extra_body=None, **params):
+    def create(self, *, model, input, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, **params):
+        """As chat.completions.create: sent now inside a running loop."""
+        loop = _running_loop()
+        if loop is None:
+            return _later(self.create, model=model, input=input, timeout=timeout,
+                          max_retries=max_retries, extra_headers=extra_headers,
+                          extra_body=extra_body, **params)
         core = self._core
-        reaper = core.reaper()
-        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
-        if isinstance(input, str):
-            input = [input]
-        fut = reaper.new_future()
-        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
-                        input=list(input))
+        fut = _Eager(loop=loop)
         try:
-            await fut
-        except asyncio.CancelledError:
-            h.cancel()
-            raise
-        return core.outcome(h, "embeddings")
+            reaper = core.reaper()
+            opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+            if isinstance(input, str):
+                input = [input]
+            h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="embeddings",
+                            input=list(input), window=reaper.window)
+        except Exception as e:
+            fut._h = None
+            fut.set_exception(e)
+            return fut
+        return _eager(fut, h, core, _EAGER_EMBEDDING, 1, model)
+
+
+async def _later(create, **kw):
+    """create() called outside a running loop: sent when first awaited."""
+    return await create(**kw)
 
 
 def _one_prompt(prompt, stream):
@@ -527,21 +634,27 @@ class _AsyncTextCompletions:
     def __init__(self, core):
         self._core = core
 
-    async def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
-                     extra_headers=None, extra_body=None, extra_query=None, **params):
+    def create(self, *, model, prompt, stream=False, timeout=None, max_retries=None,
+               extra_headers=None, extra_body=None, extra_query=None, **params):
+        """As chat.completions.create: sent now inside a running loop."""
+        loop = _running_loop()
+        if loop is None:
+            return _later(self.create, model=model, prompt=prompt, stream=stream,
+                          timeout=timeout, max_retries=max_retries, extra_headers=extra_headers,
+                          extra_body=extra_body, **params)
         core = self._core
-        prompt = _one_prompt(prompt, stream)
-        reaper = core.reaper()
-        opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
-        fut = reaper.new_future()
-        h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
-                        prompt=prompt)
+        fut = _Eager(loop=loop)
         try:
-            await fut
-        except asyncio.CancelledError:
-            h.cancel()
-            raise
-        return core.outcome(h, "completions", 1, model)
+            prompt = _one_prompt(prompt, stream)
+            reaper = core.reaper()
+            opts = _options(core, params, extra_headers, extra_body, timeout, max_retries)
+            h = core.submit(reaper.chan, fut, model, None, params, opts, endpoint="completions",
+                            prompt=prompt, window=reaper.window)
+        except Exception as e:
+            fut._h = None
+            fut.set_exception(e)
+            return fut
+        return _eager(fut, h, core, _EAGER_COMPLETION, 1, model)
 
 
 class _SyncTextCompletions:

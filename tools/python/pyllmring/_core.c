@@ -77,6 +77,16 @@ static PyMethodDef core_functions[] = {
 	 METH_VARARGS | METH_KEYWORDS,
 	 "set_record_types(*, message, choice, usage, details, delta, chunk_choice, tool_calls, "
 	 "chunk_choices): the Python subclasses the C records make, and the hooks of the rare paths."},
+	{"set_eager_hooks", (PyCFunction)(void (*)(void))core_set_eager_hooks,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "set_eager_hooks(*, future_type, fail, chat, completion, embedding): create()'s eager "
+	 "future type, fail(future, core, handle), and the response makers (handle, n, model)."},
+	{"track", core_eager_track, METH_O,
+	 "track(obj): a GC object left out of the cyclic GC (a resolved create() future) is "
+	 "tracked again."},
+	{"eager", (PyCFunction)(void (*)(void))core_eager, METH_FASTCALL,
+	 "eager(future, handle, core, kind, n, model) -> future: the handle submitted with the "
+	 "future as token resolves it with the response when its done event is handed out."},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -137,7 +147,7 @@ PyMODINIT_FUNC PyInit__core(void)
 	    add_type(m, &CoreEngine_Type, "Engine") < 0 || add_type(m, &CoreChannel_Type, "Channel") < 0 ||
 	    add_type(m, &CoreHandle_Type, "Handle") < 0 || add_type(m, &CoreResult_Type, "Result") < 0 ||
 	    add_type(m, &CoreSession_Type, "Session") < 0 ||
-	    core_records_init(m) < 0 || core_group_init(m) < 0 || core_stream_init(m) < 0 || add_error_codes(m) < 0 || PyModule_AddStringConstant(m, "VERSION", LR_VERSION_STRING) < 0) {
+	    core_records_init(m) < 0 || core_group_init(m) < 0 || core_eager_init(m) < 0 || core_stream_init(m) < 0 || add_error_codes(m) < 0 || PyModule_AddStringConstant(m, "VERSION", LR_VERSION_STRING) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

@@ -70,6 +70,19 @@ typedef struct CoreHandle {
 	CoreChannel *channel;     /* strong: the FIFO outlives every callback */
 	struct core_event done_ev;
 	PyObject *session;        /* strong: the Session of this turn, or NULL */
+	/* create()'s eager path (_core_eager.c): what the done event makes
+	 * (CORE_EAGER_*, 0: not eager), with the client's _Core and the
+	 * model (strong, cleared when the future is resolved). */
+	int eager_kind;
+	long eager_n;
+	PyObject *eager_core, *eager_model;
+	/* Its EagerWindow (strong, from submit until its done event is handed
+	 * out), and while it waits there for room: its request (owner: the
+	 * handle, lr_request_free in dealloc unless submitted) and the next
+	 * handle waiting. */
+	struct CoreWindow *eager_window;
+	lr_request *eager_rq;
+	struct CoreHandle *eager_next;
 	unsigned gen;
 } CoreHandle;
 
@@ -167,6 +180,27 @@ int core_params_need_python(PyObject *params);
 /* _core_group.c: BatchGroup and BatchSlot (added to m), set_batch_hooks(). */
 int core_group_init(PyObject *m);
 PyObject *core_set_batch_hooks(PyObject *self, PyObject *args, PyObject *kw);
+
+/* _core_eager.c: create()'s eager future. The token of a handle with
+ * eager_kind set is a _client._Eager future; core_eager_done (dispatch,
+ * under the GIL, h settled or not) resolves it with the response or the
+ * exception; core_eager_discard lets go of it when its event is dropped.
+ * set_eager_hooks() and eager() are module functions. */
+enum { CORE_EAGER_CHAT = 1, CORE_EAGER_COMPLETION = 2, CORE_EAGER_EMBEDDING = 3 };
+int core_eager_done(CoreHandle *h, PyObject *fut);
+/* _core.EagerWindow: at most `limit` of a reaper's eager requests in the
+ * engine; the others wait, built, for a done event to make room (the
+ * engine's memory per request is then spent only on those it works on).
+ * core_window_submit takes over rq and the caller's reference to h and
+ * returns it (submitted, or kept until there is room), or NULL with an
+ * exception set. */
+extern PyTypeObject CoreWindow_Type;
+PyObject *core_window_submit(PyObject *window, CoreHandle *h, lr_request *rq);
+int core_eager_init(PyObject *m);
+void core_eager_discard(CoreHandle *h);
+PyObject *core_set_eager_hooks(PyObject *self, PyObject *args, PyObject *kw);
+PyObject *core_eager(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *core_eager_track(PyObject *self, PyObject *o);
 
 /* _core_session.c: the turn of h (h->session set) ended; under the GIL.
  * Appends the user message and the reply when it succeeded. 0 or -1. */

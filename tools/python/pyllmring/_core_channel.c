@@ -186,6 +186,7 @@ static void event_discard(struct core_event *ev)
 {
 	if (ev->kind == CORE_EV_DONE) {
 		core_handle_settle(ev->handle);
+		core_eager_discard(ev->handle);
 		Py_DECREF(ev->handle);
 	} else {
 		free(ev);
@@ -392,6 +393,14 @@ static int dispatch_one(struct core_event *ev, PyObject *future_type, PyObject *
 	PyObject *tok = h->token ? h->token : Py_None;
 	Py_INCREF(tok); /* the token may drop the handle, which holds it */
 	int rc = -1;
+	if (ev->kind == CORE_EV_DONE && h->eager_kind) {
+		/* create()'s future: resolved with the response (_core_eager.c). */
+		core_handle_settle(h);
+		int erc = core_eager_done(h, tok);
+		Py_DECREF(h);
+		Py_DECREF(tok);
+		return erc;
+	}
 	bool stream = PyObject_TypeCheck(tok, &CoreStream_Type);
 	if (ev->kind == CORE_EV_DONE) {
 		/* The FIFO's reference to h is dropped after the call. */

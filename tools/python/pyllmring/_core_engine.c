@@ -146,9 +146,12 @@ static PyObject *Engine_close(CoreEngine *self, PyObject *unused)
 
 /* Builds the request of a (checks first, nothing sent on an error),
  * makes its handle and submits it: the handle, or NULL with an exception.
- * delta: streamed, deltas to the channel. */
+ * delta: streamed, deltas to the channel. window: an EagerWindow (create()'s
+ * eager path), which submits it or keeps it until there is room; NULL or
+ * None: submitted now. */
 static PyObject *build_and_submit(CoreEngine *self, PyObject *channel, PyObject *token,
-                                  const struct core_submit_args *a, bool delta)
+                                  const struct core_submit_args *a, bool delta,
+                                  PyObject *window)
 {
 	lr_request *rq = core_build_request(a); /* owner: here, then lr_submit */
 	if (!rq)
@@ -169,6 +172,8 @@ static PyObject *build_and_submit(CoreEngine *self, PyObject *channel, PyObject 
 		closed_error();
 		return NULL;
 	}
+	if (window && window != Py_None)
+		return core_window_submit(window, h, rq);
 	return core_handle_start(h, lr_submit(self->eng, rq));
 }
 
@@ -176,20 +181,24 @@ static PyObject *Engine_submit(CoreEngine *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"channel", "token", "model", "messages", "params", "endpoint",
 	                         "stream", "headers", "max_retries", "timeout", "base_url", "body",
-	                         "input", "prompt", NULL};
-	PyObject *channel, *token;
+	                         "input", "prompt", "window", NULL};
+	PyObject *channel, *token, *window = Py_None;
 	struct core_submit_args a = {.params = Py_None, .headers = Py_None, .max_retries = Py_None,
 	                             .timeout = Py_None, .base_url = Py_None, .body = Py_None,
 	                             .input = Py_None, .prompt = Py_None, .endpoint = "chat"};
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO|O$spOOOOOOO:submit", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OOO|O$spOOOOOOOO:submit", kwlist,
 	                                 &CoreChannel_Type, &channel, &token, &a.model, &a.messages,
 	                                 &a.params, &a.endpoint, &a.stream, &a.headers,
 	                                 &a.max_retries, &a.timeout, &a.base_url, &a.body, &a.input,
-	                                 &a.prompt))
+	                                 &a.prompt, &window))
 		return NULL;
 	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
 		return NULL;
-	return build_and_submit(self, channel, token, &a, a.stream);
+	if (window != Py_None && (a.stream || !PyObject_TypeCheck(window, &CoreWindow_Type))) {
+		PyErr_SetString(PyExc_TypeError, "submit: window is an EagerWindow, not for streams");
+		return NULL;
+	}
+	return build_and_submit(self, channel, token, &a, a.stream, window);
 }
 
 /* The keys of create's kwargs that are options, not body fields: an item
@@ -314,7 +323,7 @@ int core_submit_item(CoreEngine *self, PyObject *channel, PyObject *token, PyObj
 	} else if (common) {
 		return 0;
 	}
-	PyObject *started = build_and_submit(self, channel, token, &a, false);
+	PyObject *started = build_and_submit(self, channel, token, &a, false, NULL);
 	if (!started)
 		return -1;
 	out->handle = started;
@@ -347,18 +356,19 @@ static PyObject *Engine_submit_item(CoreEngine *self, PyObject *const *args, Py_
 }
 
 /*
- * submit_chat(channel, token, model, messages, params, headers): create()'s
- * common case in one positional call (no keyword parsing): a chat request,
- * whole, with the client's default headers. params is a dict of body
- * fields or None. Returns the Handle, or NotImplemented when a message is
- * not a plain dict (a response object appended to a history), which the
- * caller converts first.
+ * submit_chat(channel, token, model, messages, params, headers[, window]):
+ * create()'s common case in one positional call (no keyword parsing): a
+ * chat request, whole, with the client's default headers. params is a dict
+ * of body fields or None; window as submit's. Returns the Handle, or
+ * NotImplemented when a message is not a plain dict (a response object
+ * appended to a history), which the caller converts first.
  */
 static PyObject *Engine_submit_chat(CoreEngine *self, PyObject *const *args, Py_ssize_t nargs)
 {
-	if (nargs != 6 || !PyObject_TypeCheck(args[0], &CoreChannel_Type)) {
+	if ((nargs != 6 && nargs != 7) || !PyObject_TypeCheck(args[0], &CoreChannel_Type) ||
+	    (nargs == 7 && args[6] != Py_None && !PyObject_TypeCheck(args[6], &CoreWindow_Type))) {
 		PyErr_SetString(PyExc_TypeError,
-		                "submit_chat(channel, token, model, messages, params, headers)");
+		                "submit_chat(channel, token, model, messages, params, headers[, window])");
 		return NULL;
 	}
 	PyObject *channel = args[0], *token = args[1], *messages = args[3];
@@ -377,7 +387,7 @@ static PyObject *Engine_submit_chat(CoreEngine *self, PyObject *const *args, Py_
 	                             .input = Py_None, .endpoint = "chat"};
 	if (!engine_of(self) || core_check_fork(((CoreChannel *)channel)->gen) < 0)
 		return NULL;
-	return build_and_submit(self, channel, token, &a, false);
+	return build_and_submit(self, channel, token, &a, false, nargs == 7 ? args[6] : NULL);
 }
 
 static PyObject *model_usage_dict(const lr_model_usage *m)
@@ -522,7 +532,7 @@ static PyMethodDef Engine_methods[] = {
 	 "submit(channel, token, model, messages, params=None, *, endpoint='chat', stream=False, "
 	 "headers=None, max_retries=None, timeout=None, base_url=None, body=None, input=None) -> Handle"},
 	{"submit_chat", (PyCFunction)(void (*)(void))Engine_submit_chat, METH_FASTCALL,
-	 "submit_chat(channel, token, model, messages, params, headers) -> Handle, or "
+	 "submit_chat(channel, token, model, messages, params, headers[, window]) -> Handle, or "
 	 "NotImplemented when a message is not a plain dict"},
 	{"submit_item", (PyCFunction)(void (*)(void))Engine_submit_item, METH_FASTCALL,
 	 "submit_item(channel, token, item, default_model, headers) -> (Handle, n, model), or "

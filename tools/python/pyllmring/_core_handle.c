@@ -29,6 +29,12 @@ CoreHandle *core_handle_new(CoreChannel *ch, PyObject *token)
 	Py_INCREF(ch);
 	h->channel = ch;
 	h->session = NULL;
+	h->eager_kind = 0;
+	h->eager_n = 0;
+	h->eager_core = h->eager_model = NULL;
+	h->eager_window = NULL;
+	h->eager_rq = NULL;
+	h->eager_next = NULL;
 	h->gen = core_fork_gen;
 	PyObject_GC_Track(h);
 	return h;
@@ -56,6 +62,8 @@ static int Handle_traverse(CoreHandle *h, visitproc visit, void *arg)
 	Py_VISIT(h->token);
 	Py_VISIT(h->channel);
 	Py_VISIT(h->session);
+	Py_VISIT(h->eager_core);
+	Py_VISIT(h->eager_model);
 	return 0;
 }
 
@@ -64,6 +72,9 @@ static int Handle_clear(CoreHandle *h)
 	Py_CLEAR(h->token);
 	Py_CLEAR(h->channel);
 	Py_CLEAR(h->session);
+	Py_CLEAR(h->eager_core);
+	Py_CLEAR(h->eager_model);
+	Py_CLEAR(h->eager_window);
 	return 0;
 }
 
@@ -75,6 +86,7 @@ static void Handle_dealloc(CoreHandle *h)
 	if (h->future && h->gen == core_fork_gen)
 		lr_future_release(h->future);
 	lr_result_free(h->copy);
+	lr_request_free(h->eager_rq); /* never submitted */
 	Py_XDECREF(h->kept);
 	Handle_clear(h);
 	PyObject_GC_Del(h);
