@@ -128,6 +128,7 @@ struct pbatch {
 	lr_cache_key *keys;         /* owner: the run; the keys of the part being merged, by line */
 	size_t nkeys;
 	uint64_t cache_stored;      /* results stored this run */
+	size_t cache_queued_bytes;  /* of stores since the last flush: bounds the cache's queue */
 	struct pb_range *pending;   /* owner: the run; pb_pending_init's */
 	size_t npending, pending_at;
 	uint64_t strangers;         /* result lines of that part naming ids not in it */

@@ -30,6 +30,10 @@
 
 #include "pbatch.h"
 
+/* Bytes of results queued for the cache before a merge waits for its
+ * writer (pb_store). */
+#define PB_CACHE_QUEUE_MAX ((size_t)8 << 20)
+
 void pb_cache_init(struct pbatch *pb)
 {
 	const struct batch_options *o = &pb->b->opt;
@@ -273,6 +277,16 @@ void pb_store(struct pbatch *pb, long no, const char *body, size_t len, const ch
 		return;
 	/* A body the cache could not read back is refused there (LR_EINVAL):
 	 * its line is written all the same, it only goes unstored. */
-	if (lr_engine_cache_store(pb->b->eng, &pb->keys[no], request_id, body, len) == 1)
-		pb->cache_stored++;
+	if (lr_engine_cache_store(pb->b->eng, &pb->keys[no], request_id, body, len) != 1)
+		return;
+	pb->cache_stored++;
+	/* A merge reads results faster than SQLite stores them: without a
+	 * wait the queue would hold a whole part's bodies (50 MB for 100,000
+	 * lines). Waiting for the writer every PB_CACHE_QUEUE_MAX bytes keeps
+	 * the memory flat at any part size; the merge's end flushes the rest. */
+	pb->cache_queued_bytes += len;
+	if (pb->cache_queued_bytes >= PB_CACHE_QUEUE_MAX) {
+		pb->cache_queued_bytes = 0;
+		(void)lr_engine_cache_flush(pb->b->eng, 60000); /* late: merge()'s flush says so */
+	}
 }
