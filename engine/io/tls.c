@@ -229,6 +229,9 @@ int tls_config_new(const struct tls_config_options *o, struct tls_config **out, 
 		mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
 		mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
 	}
+	/* libcrypto loaded now (a few ms, once a process) rather than inside
+	 * the first handshake; without it records stay with mbedTLS. */
+	(void)tls_rec_available(NULL, 0);
 	*out = c;
 	return 0;
 }

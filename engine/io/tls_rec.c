@@ -27,7 +27,45 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include <mbedtls/platform_util.h>
+
 #include "llmring.h"
+#include "util/lazy_lib.h"
+
+/* libcrypto, loaded by the first tls_rec_new (util/lazy_lib.h): a process
+ * that never speaks TLS never maps it. */
+#define EVP_FUNCTIONS(X)                                                                       \
+	X(EVP_CIPHER_CTX_new) X(EVP_CIPHER_CTX_free) X(EVP_CIPHER_CTX_ctrl)                      \
+	X(EVP_CIPHER_CTX_set_params) X(EVP_CIPHER_get_key_length) X(EVP_CipherInit_ex)           \
+	X(EVP_Cipher) X(EVP_aes_128_gcm) X(EVP_aes_256_gcm) X(EVP_chacha20_poly1305)
+#define EVP_FIELD(f) __typeof__(&f) f;
+static struct {
+	EVP_FUNCTIONS(EVP_FIELD)
+} evp;
+
+static const char *evp_bind(void *handle)
+{
+#define EVP_BIND(f)                                                                            \
+	if (!(evp.f = (__typeof__(evp.f))lazy_lib_sym(handle, #f)))                                  \
+		return #f;
+	EVP_FUNCTIONS(EVP_BIND)
+	return NULL;
+}
+
+static struct lazy_lib libcrypto = {
+	.soname = LR_LIBCRYPTO_SONAME,
+	.bind = evp_bind,
+	.once = PTHREAD_ONCE_INIT,
+};
+
+bool tls_rec_available(char *why, size_t why_cap)
+{
+	if (lazy_lib_load(&libcrypto))
+		return true;
+	if (why)
+		snprintf(why, why_cap, "%s", libcrypto.why);
+	return false;
+}
 
 #define HEADER_LEN 5
 #define TAG_LEN 16
@@ -56,11 +94,11 @@ static const EVP_CIPHER *evp_cipher(enum tls_rec_cipher c)
 {
 	switch (c) {
 	case TLS_REC_AES_128_GCM:
-		return EVP_aes_128_gcm();
+		return evp.EVP_aes_128_gcm();
 	case TLS_REC_AES_256_GCM:
-		return EVP_aes_256_gcm();
+		return evp.EVP_aes_256_gcm();
 	case TLS_REC_CHACHA20_POLY1305:
-		return EVP_chacha20_poly1305();
+		return evp.EVP_chacha20_poly1305();
 	}
 	return NULL;
 }
@@ -72,6 +110,8 @@ static size_t key_len(enum tls_rec_cipher c)
 
 struct tls_rec *tls_rec_new(const struct tls_rec_keys *k)
 {
+	if (!tls_rec_available(NULL, 0))
+		return NULL; /* mbedTLS keeps the records */
 	struct tls_rec *r = calloc(1, sizeof(*r)); /* owner: the caller (tls_rec_free) */
 	if (!r)
 		return NULL;
@@ -82,15 +122,15 @@ struct tls_rec *tls_rec_new(const struct tls_rec_keys *k)
 	r->write_seq = k->write_seq;
 	r->read_seq = k->read_seq;
 	const EVP_CIPHER *c = evp_cipher(k->cipher);
-	r->enc = EVP_CIPHER_CTX_new();
-	r->dec = EVP_CIPHER_CTX_new();
+	r->enc = evp.EVP_CIPHER_CTX_new();
+	r->dec = evp.EVP_CIPHER_CTX_new();
 	bool gcm = r->explicit_len != 0;
 	/* The key schedule once per direction; for ChaCha20-Poly1305 the iv
 	 * too, for GCM the salt (and on writes our first explicit nonce). */
-	if (!c || !r->enc || !r->dec || EVP_CIPHER_get_key_length(c) != (int)key_len(k->cipher) ||
-	    EVP_CipherInit_ex(r->enc, c, NULL, k->write_key, gcm ? NULL : k->write_iv, 1) != 1 ||
-	    EVP_CipherInit_ex(r->dec, c, NULL, k->read_key, gcm ? NULL : k->read_iv, 0) != 1 ||
-	    (gcm && EVP_CIPHER_CTX_ctrl(r->dec, EVP_CTRL_GCM_SET_IV_FIXED, 4, r->read_iv) != 1)) {
+	if (!c || !r->enc || !r->dec || evp.EVP_CIPHER_get_key_length(c) != (int)key_len(k->cipher) ||
+	    evp.EVP_CipherInit_ex(r->enc, c, NULL, k->write_key, gcm ? NULL : k->write_iv, 1) != 1 ||
+	    evp.EVP_CipherInit_ex(r->dec, c, NULL, k->read_key, gcm ? NULL : k->read_iv, 0) != 1 ||
+	    (gcm && evp.EVP_CIPHER_CTX_ctrl(r->dec, EVP_CTRL_GCM_SET_IV_FIXED, 4, r->read_iv) != 1)) {
 		tls_rec_free(r);
 		return NULL;
 	}
@@ -106,11 +146,11 @@ void tls_rec_free(struct tls_rec *r)
 {
 	if (!r)
 		return;
-	EVP_CIPHER_CTX_free(r->enc); /* clears the key schedule */
-	EVP_CIPHER_CTX_free(r->dec);
-	OPENSSL_cleanse(r->stage.data, r->stage.cap);
+	evp.EVP_CIPHER_CTX_free(r->enc); /* clears the key schedule */
+	evp.EVP_CIPHER_CTX_free(r->dec);
+	mbedtls_platform_zeroize(r->stage.data, r->stage.cap);
 	buf_free(&r->stage);
-	OPENSSL_cleanse(r, sizeof(*r));
+	mbedtls_platform_zeroize(r, sizeof(*r));
 	free(r);
 }
 
@@ -125,7 +165,7 @@ void tls_rec_set_seq(struct tls_rec *r, uint64_t write_seq, uint64_t read_seq)
 		unsigned char iv[12];
 		memcpy(iv, r->write_iv, 4);
 		put_be64(iv + 4, write_seq);
-		r->enc_ready = EVP_CIPHER_CTX_ctrl(r->enc, EVP_CTRL_GCM_SET_IV_FIXED, -1, iv) == 1;
+		r->enc_ready = evp.EVP_CIPHER_CTX_ctrl(r->enc, EVP_CTRL_GCM_SET_IV_FIXED, -1, iv) == 1;
 	}
 }
 
@@ -153,7 +193,7 @@ static int set_tls_aad(EVP_CIPHER_CTX *ctx, unsigned char aad[13])
 {
 	OSSL_PARAM p[2] = {OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_AAD, aad, 13),
 	                   OSSL_PARAM_END};
-	return EVP_CIPHER_CTX_set_params(ctx, p) == 1;
+	return evp.EVP_CIPHER_CTX_set_params(ctx, p) == 1;
 }
 
 /* ---- sealing ---- */
@@ -174,7 +214,7 @@ static int seal_one(struct tls_rec *r, unsigned type, const unsigned char *in, s
 	make_aad(aad, seq, type, r->explicit_len + len);
 	if ((r->explicit_len && !r->enc_ready) ||
 	    !set_tls_aad(r->enc, aad) ||
-	    EVP_Cipher(r->enc, p, p, (unsigned)body) < 0)
+	    evp.EVP_Cipher(r->enc, p, p, (unsigned)body) < 0)
 		return LR_EPROTO;
 	/* -1 is an error (provider ciphers return the output length, 0 for
 	 * an empty record). RFC 5288 3: the explicit nonce is our sequence
@@ -304,7 +344,7 @@ static long open_record(struct tls_rec *r, unsigned char *rec, char **plain, cha
 	make_aad(aad, seq, type, body);
 	if (!set_tls_aad(r->dec, aad))
 		return fail(r, LR_EPROTO, msg, cap, "decryption failed");
-	if (EVP_Cipher(r->dec, rec + HEADER_LEN, rec + HEADER_LEN, (unsigned)body) < 0)
+	if (evp.EVP_Cipher(r->dec, rec + HEADER_LEN, rec + HEADER_LEN, (unsigned)body) < 0)
 		return fail(r, LR_EPROTO, msg, cap,
 		            "bad record authentication tag (data corrupted or forged)");
 	unsigned char *p = rec + HEADER_LEN + r->explicit_len;

@@ -49,6 +49,11 @@ struct tls_rec_keys {
 
 struct tls_rec;
 
+/* Whether libcrypto could be loaded (on the first call, on any thread;
+ * util/lazy_lib.h): without it tls_rec_new says NULL and mbedTLS keeps
+ * the records. why gets dlopen's words when not; NULL is fine. */
+bool tls_rec_available(char *why, size_t why_cap);
+
 /* NULL when out of memory or libcrypto refused the keys. The caller may
  * wipe k afterwards: the record layer keeps its own copy. */
 struct tls_rec *tls_rec_new(const struct tls_rec_keys *k);

@@ -30,6 +30,11 @@ int ring_enter_fault(void);
  * library's does nothing. */
 void tls_offload_hook(int cipher);
 
+/* The name a library loaded on first use is opened by (util/lazy_lib.c);
+ * the library's returns soname. A test returns a missing one to see the
+ * engine without that library. */
+const char *lazy_lib_soname(const char *soname);
+
 /* In cache_submit, when a lookup goes to the cache's thread rather than
  * being decided on the submitting thread (core/cache.c); the library's
  * does nothing. */
