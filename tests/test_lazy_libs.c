@@ -1,8 +1,10 @@
 /*
- * libcrypto is loaded on first use (engine/util/lazy_lib.h): a process
- * that only speaks plain HTTP never maps it; the first https origin loads
- * it and the records move to it; a process where it cannot be loaded
- * still speaks TLS, on mbedTLS's records. Each case looks at
+ * libcrypto and SQLite are loaded on first use (engine/util/lazy_lib.h):
+ * a process that only speaks plain HTTP without a cache maps neither; the
+ * first https origin loads libcrypto and the records move to it; the
+ * first cache opened loads SQLite; a process where they cannot be loaded
+ * still speaks TLS (on mbedTLS's records) and still answers every request
+ * without its cache, which says why once. Each case looks at
  * /proc/self/maps, since "not loaded" is the point.
  */
 #include <limits.h>
@@ -26,6 +28,17 @@
 
 static char cert_dir[PATH_MAX];
 static char ca_path[PATH_MAX + 16];
+static char cache_path[PATH_MAX + 16];
+
+static atomic_int sqlite_refusals; /* on_log lines saying SQLite could not be loaded */
+static atomic_int log_lines;
+static void on_log(void *user, const char *message)
+{
+	(void)user;
+	log_lines++;
+	if (strstr(message, "SQLite could not be loaded") && strstr(message, "no-such-library"))
+		sqlite_refusals++;
+}
 
 static atomic_int offloads;
 void tls_offload_hook(int cipher)
@@ -73,6 +86,7 @@ static int make_certs(void **state)
 	if (system(cmd) != 0)
 		return -1;
 	snprintf(ca_path, sizeof(ca_path), "%s/ca.crt", cert_dir);
+	snprintf(cache_path, sizeof(cache_path), "%s/cache.db", cert_dir);
 	return 0;
 }
 
@@ -84,10 +98,11 @@ static int remove_certs(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Requests through a fresh engine to a fresh mock (TLS when tls): the
- * number that succeeded with status 200 and output tokens. No cmocka
+/* Requests through a fresh engine to a fresh mock (TLS when tls; with
+ * the cache file when cache): the number that succeeded with status 200
+ * and output tokens, and in *hits those answered by the cache. No cmocka
  * asserts, so that a forked child can use it. */
-static int requests(bool tls, int n)
+static int requests(bool tls, bool cache, int n, int *hits)
 {
 	static char crt[PATH_MAX + 32], key[PATH_MAX + 32];
 	struct mock_options o;
@@ -108,22 +123,32 @@ static int requests(bool tls, int n)
 	cfg.ca_file = ca_path;
 	cfg.total_timeout_s = 10;
 	cfg.max_retries = 0;
+	cfg.on_log = on_log;
+	if (cache)
+		cfg.cache_path = cache_path;
+	if (hits)
+		*hits = 0;
 	lr_engine *e = NULL;
 	int ok = 0;
 	if (lr_engine_new(&cfg, &e) == 0) {
 		for (int i = 0; i < n; i++) {
 			lr_request *rq = lr_request_new("gpt-4o-mini");
-			lr_request_add_message(rq, LR_ROLE_USER, "hello");
+			lr_request_add_message(rq, LR_ROLE_USER, "hello"); /* the same each time */
 			lr_future *f = lr_submit(e, rq);
 			if (f && lr_future_wait(f, 15000) == 1) {
 				const lr_result *r = lr_future_result(f);
-				if (!r->error && r->http_status == 200 && r->usage.output_tokens > 0)
+				if (!r->error && r->http_status == 200 && r->usage.output_tokens > 0) {
 					ok++;
+					if (hits && r->cached)
+						(*hits)++;
+				}
 				else
 					fprintf(stderr, "request %d: %s: %s\n", i, lr_error_name(r->error),
 					        r->error_message ? r->error_message : "");
 			}
 			lr_future_release(f);
+			if (cache)
+				lr_engine_cache_flush(e, 5000); /* the next one finds it */
 		}
 		lr_engine_destroy(e);
 	}
@@ -131,32 +156,45 @@ static int requests(bool tls, int n)
 	return ok;
 }
 
-static void test_plain_http_never_maps_libcrypto(void **state)
+static void test_plain_http_without_a_cache_maps_neither(void **state)
 {
 	(void)state;
 	assert_false(mapped("libcrypto.so"));
-	assert_int_equal(requests(false, 20), 20);
+	assert_false(mapped("libsqlite3.so"));
+	assert_int_equal(requests(false, false, 20, NULL), 20);
 	assert_false(mapped("libcrypto.so"));
+	assert_false(mapped("libsqlite3.so"));
 	assert_int_equal(offloads, 0);
 }
 
 /* Runs before anything in this process has loaded libcrypto (cmocka
  * keeps the order): the child's first load is the one that fails. */
-static void test_tls_without_libcrypto_stays_on_mbedtls(void **state)
+static void test_without_the_libraries_tls_and_requests_still_work(void **state)
 {
 	(void)state;
 	assert_false(mapped("libcrypto.so"));
+	assert_false(mapped("libsqlite3.so"));
 	fflush(NULL);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		hide_libraries = true;
-		int ok = requests(true, 20);
-		/* 0: every request on mbedTLS's records, nothing mapped. */
-		int code = ok == 20 && offloads == 0 && !mapped("libcrypto.so") ? 0 : 1;
+		int hits = -1;
+		int ok = requests(true, true, 20, &hits);
+		int ok2 = requests(true, true, 3, NULL); /* a second engine: said again, once */
+		/* 0: every request on mbedTLS's records, none from the cache,
+		 * the cache's problem said once an engine, nothing mapped. */
+		int code = ok == 20 && ok2 == 3 && hits == 0 && offloads == 0 && sqlite_refusals == 2 &&
+		                   !mapped("libcrypto.so") && !mapped("libsqlite3.so")
+		               ? 0
+		               : 1;
 		if (code)
-			fprintf(stderr, "child: %d of 20 succeeded, %d offloads, libcrypto %s\n", ok,
-			        (int)offloads, mapped("libcrypto.so") ? "mapped" : "not mapped");
+			fprintf(stderr,
+			        "child: %d of 20 and %d of 3 succeeded, %d hits, %d offloads, %d refusals "
+			        "(%d log lines), libcrypto %s, SQLite %s\n",
+			        ok, ok2, hits, (int)offloads, (int)sqlite_refusals, (int)log_lines,
+			        mapped("libcrypto.so") ? "mapped" : "not mapped",
+			        mapped("libsqlite3.so") ? "mapped" : "not mapped");
 		_exit(code);
 	}
 	int status = 0;
@@ -168,20 +206,34 @@ static void test_tls_without_libcrypto_stays_on_mbedtls(void **state)
 static void test_the_first_https_origin_loads_it_and_hands_records_over(void **state)
 {
 	(void)state;
-	assert_int_equal(requests(true, 20), 20);
+	assert_int_equal(requests(true, false, 20, NULL), 20);
 	assert_true(mapped("libcrypto.so"));
+	assert_false(mapped("libsqlite3.so"));
 	assert_int_equal(offloads, 1); /* one pooled connection, its records on libcrypto */
 	/* A second engine finds it loaded. */
-	assert_int_equal(requests(true, 5), 5);
+	assert_int_equal(requests(true, false, 5, NULL), 5);
 	assert_int_equal(offloads, 2);
+}
+
+static void test_the_first_cache_loads_sqlite_and_answers(void **state)
+{
+	(void)state;
+	int hits = -1;
+	/* The mock answers on a new port each time and the origin is in the
+	 * key: the hits come from within one engine's 10 identical requests. */
+	assert_int_equal(requests(false, true, 10, &hits), 10);
+	assert_true(mapped("libsqlite3.so"));
+	assert_int_equal(hits, 9);
+	assert_int_equal(sqlite_refusals, 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plain_http_never_maps_libcrypto),
-		cmocka_unit_test(test_tls_without_libcrypto_stays_on_mbedtls),
+		cmocka_unit_test(test_plain_http_without_a_cache_maps_neither),
+		cmocka_unit_test(test_without_the_libraries_tls_and_requests_still_work),
 		cmocka_unit_test(test_the_first_https_origin_loads_it_and_hands_records_over),
+		cmocka_unit_test(test_the_first_cache_loads_sqlite_and_answers),
 	};
 	return cmocka_run_group_tests(tests, make_certs, remove_certs);
 }

@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
+#include "core/sqlite_lib.h"
 
 #include "core/cache_filter.h"
 #include "core/cache_internal.h"
@@ -99,6 +99,8 @@ void filter_give_up(struct cache *c)
 static void db_close(struct cache *c)
 {
 	filter_give_up(c);
+	if (!c->db)
+		return; /* never opened: SQLite may not even be loaded */
 	sqlite3_finalize(c->get);
 	sqlite3_finalize(c->version);
 	sqlite3_close(c->db);
@@ -118,6 +120,13 @@ static void db_open(struct cache *c)
 		cache_problem(c, PROBLEM_OPEN,
 		              "cache %s cannot be used (it is not a regular file); requests go to the "
 		              "network without it", c->path);
+		return;
+	}
+	char loaded_why[192];
+	if (!sqlite_lib_load(loaded_why, sizeof(loaded_why))) {
+		cache_problem(c, PROBLEM_OPEN,
+		              "cache %s cannot be used (SQLite could not be loaded: %s); requests go to "
+		              "the network without it", c->path, loaded_why);
 		return;
 	}
 	int flags = SQLITE_OPEN_NOMUTEX | (c->writes ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE

@@ -12,9 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
-
 #include "core/cache_filter.h"
+#include "core/sqlite_lib.h"
 #include "llmring.h"
 
 struct cache;
